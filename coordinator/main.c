@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* main.c - the proteus command line: dispatch to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "pq_config.h"
+#include "pq_err.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"synth", pq_cmd_synth, "write a deterministic synthetic ESM-2 checkpoint (safetensors)"},
+    {"quantize", pq_cmd_quantize, "quantize a checkpoint into one consolidated HDF5 model"},
+    {"inspect", pq_cmd_inspect, "list the tensors of a safetensors or Proteus HDF5 file"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: proteus <command> [options]\n"
+               "       proteus --version | --help\n\n"
+               "Quantize ESM-2 protein language models into one HDF5 file.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'proteus <command> --help' describes each command.\n"
+               "Exit status: 0 ok, 2 config/usage, 3 I/O, 4 format, 5 quantization,\n"
+               "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy.\n");
+}
+
+int pq_cli_fail(int status)
+{
+    pq_status st = (pq_status)status;
+    const char *d = pq_err_detail();
+    fprintf(stderr, "proteus: %s%s%s\n", pq_strerror(st), *d ? ": " : "", d);
+    return pq_status_exit_code(st);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) { printf("proteus %s\n", PQ_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "proteus: config error: unknown command '%s' (try 'proteus --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 1):
+ * a streaming writer (OUT.partial, renamed when complete) and a validating
+ * reader. */
+#ifndef PQ_H5MODEL_H
+#define PQ_H5MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "esm2.h"
+#include "pq_err.h"
+#include "qspec.h"
+#include "qtensor.h"
+
+#define PQ_FORMAT_NAME "proteus.quantized"
+#define PQ_FORMAT_VERSION 1
+
+/* Root attributes and /config. Strings are borrowed by the writer (copied
+ * into the file); owned by the reader object when read back. */
+typedef struct pq_h5_meta {
+    const char *architecture;   /* "esm2_t6_8M_UR50D" or "esm2_custom" */
+    const char *model_name;     /* basename of the source checkpoint */
+    const char *source_sha256;  /* hex */
+    const char *created_by;     /* "proteus 0.1.0" */
+    const char *config_json;    /* the resolved quantization config */
+    int num_ranks;
+    pq_esm2_config cfg;         /* written as /config attrs */
+} pq_h5_meta;
+
+typedef struct pq_h5w pq_h5w;
+
+/* Create final_path + ".partial" (truncating a stale one). Returns owned *out. */
+pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w **out);
+
+/* /tensors/<name>/data as float32, or float16 (RNE) when as_fp16. */
+pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t *shape,
+                           const float *data, bool as_fp16);
+
+/* Quantized tensors are written in row blocks: begin creates qweight, scale
+ * (and zero_point when asymmetric) with their full shapes and the attrs
+ * bits, scheme, granularity, group_size, symmetric, method; rows() writes a
+ * block (codes: code_row_bytes * n_rows bytes; scale/zp: the block's rows,
+ * or the single tensor-wide value, written when row0 == 0); end() records the
+ * metrics under /metrics/<name>. */
+pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
+                             int64_t rows, int64_t cols, const char *scheme,
+                             const char *method);
+pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n_rows,
+                            const void *codes, const float *scale, const int32_t *zp);
+pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m);
+
+/* Convenience: begin + one rows() for the whole tensor + end. */
+pq_status pq_h5w_put_qtensor(pq_h5w *w, const char *name, const pq_qtensor *qt,
+                             const char *scheme, const char *method);
+
+/* /provenance attrs (string values). */
+pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value);
+
+/* Close and atomically rename .partial to the final path; frees w. */
+pq_status pq_h5w_commit(pq_h5w *w);
+/* Close and delete the .partial file; frees w. NULL is fine. */
+void pq_h5w_abort(pq_h5w *w);
+
+/* ---- reader ---- */
+
+typedef struct pq_h5r_entry {
+    char *name;
+    bool quantized;
+    int ndim;
+    int64_t shape[PQ_MAX_DIMS];  /* logical [out, in] for quantized tensors */
+    pq_dtype stored_dtype;       /* F32/F16 for float, I8/U8 for codes */
+    pq_qspec spec;               /* quantized only */
+    char scheme[32], method[32]; /* quantized only */
+    bool has_metrics;
+    bool has_act_scale;          /* static activation quantization present */
+} pq_h5r_entry;
+
+typedef struct pq_h5r pq_h5r;
+
+/* Open and validate format name/version and every tensor group (shapes of
+ * qweight/scale/zero_point consistent with the attrs). PQ_ERR_FORMAT naming
+ * the dataset otherwise. */
+pq_status pq_h5r_open(const char *path, pq_h5r **out);
+void pq_h5r_close(pq_h5r *r);
+
+const pq_h5_meta *pq_h5r_meta(const pq_h5r *r);
+int64_t pq_h5r_count(const pq_h5r *r);
+const pq_h5r_entry *pq_h5r_get(const pq_h5r *r, int64_t i);
+const pq_h5r_entry *pq_h5r_find(const pq_h5r *r, const char *name);
+
+/* Float tensor (converted to fp32), or a quantized one dequantized. */
+pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst);
+/* Quantized tensor into a freshly allocated qtensor (pq_qtensor_free). */
+pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt);
+pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
+/* Read a /provenance attr; returns owned string in *value (free()) or NULL. */
+pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value);
+
+#endif

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kernels_impl.h - declarations of every kernel variant, for dispatch.c and
+ * the kernel tests. */
+#ifndef PQ_KERNELS_IMPL_H
+#define PQ_KERNELS_IMPL_H
+
+#include <stdint.h>
+
+#include "pq_kernels.h"
+
+#define PQ_DECLARE_QUANT_KERNELS(sfx)                                                    \
+    void pq_row_minmax_##sfx(const float *x, int64_t n, float *mn, float *mx,             \
+                             int64_t *n_nonfinite);                                       \
+    void pq_row_absmax_##sfx(const float *x, int64_t n, float *amax, int64_t *n_nonfinite); \
+    void pq_quantize_row_##sfx(const float *x, int64_t n, float inv_scale, int32_t zp,    \
+                               int32_t qmin, int32_t qmax, int8_t *q);                    \
+    void pq_dequantize_row_##sfx(const int8_t *q, int64_t n, float scale, int32_t zp,     \
+                                 float *y);                                               \
+    void pq_pack_i4_##sfx(const int8_t *q, int64_t n, uint8_t *packed);                   \
+    void pq_unpack_i4_##sfx(const uint8_t *packed, int64_t n, int8_t *q);
+
+PQ_DECLARE_QUANT_KERNELS(ref)
+PQ_DECLARE_QUANT_KERNELS(avx2)
+
+/* CPU feature probe (x86: cpuid/xgetbv through the compiler builtins). */
+int pq_cpu_has_avx2_fma(void);
+
+#endif
