@@ -64,6 +64,12 @@ char *pq_esm2_name(pq_esm2_role role, int layer, char *buf, size_t n);
 /* True for the six per-layer Linear weights (q, k, v, out, fc1, fc2). */
 bool pq_esm2_role_is_linear(pq_esm2_role role);
 
+/* The rotary inv_freq vector a checkpoint would carry for `head_dim` (even):
+ * out[i] = 1 / 10000^(2i/head_dim) evaluated in fp32 as torch does, then
+ * rounded to fp16 and back (esm2.md 6.1). Writes head_dim/2 floats into the
+ * caller's out. */
+void pq_esm2_inv_freq(int head_dim, float *out);
+
 /* Recognise the architecture from names and shapes. Checks that every
  * required tensor exists with the expected shape and that no unknown tensor
  * is present; PQ_ERR_FORMAT naming the tensor and the expected vs actual
