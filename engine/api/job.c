@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* job.c - one quantization job: open, plan, run units, write the output. */
+#include "job.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pq_config.h"
+#include "pq_kernels.h"
+#include "rtn.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *basename_of(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* nan_policy keep: a tensor with NaN/Inf anywhere stays float. Decided before
+ * any unit runs so that every rank agrees on the plan. */
+static pq_status scan_nonfinite(pq_job *j)
+{
+    pq_status st = PQ_OK;
+    float *buf = NULL;
+    int64_t cap = 0;
+    for (int i = 0; i < j->plan->n_tensors; i++) {
+        pq_plan_tensor *pt = &j->plan->tensors[i];
+        if (pt->action != PQ_ACT_QUANT) continue;
+        if (pt->cols > cap) {
+            free(buf);
+            cap = pt->cols;
+            if (!(buf = malloc((size_t)cap * sizeof *buf))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+        }
+        int64_t bad = 0;
+        for (int64_t r = 0; r < pt->rows && !bad; r++) {
+            float mn, mx;
+            if ((st = pq_st_read_rows_f32(j->model, pt->st, r, 1, buf))) goto cleanup;
+            pq_kernels()->row_minmax(buf, pt->cols, &mn, &mx, &bad);
+        }
+        pq_st_release(j->model, pt->st);
+        if (bad) {
+            if ((st = pq_plan_keep_float(j->plan, i))) goto cleanup;
+            j->tensor_kept_float[i] = true;
+        }
+    }
+cleanup:
+    free(buf);
+    return st;
+}
+
+pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes, pq_job **out)
+{
+    pq_status st;
+    pq_job *j = calloc(1, sizeof *j);
+    if (!j) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    j->cfg = cfg;
+    j->t_start = now_s();
+    if ((st = pq_config_validate(cfg))) goto fail;
+    if ((st = pq_config_apply_hardware(cfg))) goto fail;
+    pq_rtn_set_threads(cfg->threading ? cfg->threads : 1);
+    if (!(j->model_path = strdup(model_path))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+    if ((st = pq_st_open(model_path, &j->model))) goto fail;
+    if ((st = pq_esm2_detect(j->model, &j->arch))) goto fail;
+    if ((st = pq_plan_build(j->model, cfg, unit_bytes, &j->plan))) goto fail;
+    if (!(j->tensor_kept_float = calloc((size_t)j->plan->n_tensors, sizeof(bool)))) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto fail;
+    }
+    if (cfg->nan_policy == PQ_NAN_KEEP_FLOAT && (st = scan_nonfinite(j))) goto fail;
+    *out = j;
+    return PQ_OK;
+fail:
+    pq_job_destroy(j);
+    return st;
+}
+
+void pq_job_destroy(pq_job *j)
+{
+    if (!j) return;
+    pq_h5w_abort(j->writer);
+    pq_plan_destroy(j->plan);
+    pq_st_close(j->model);
+    free(j->model_path);
+    free(j->out_path);
+    free(j->row_sum_sq);
+    free(j->row_err_sq);
+    free(j->row_max_err);
+    free(j->tensor_row_base);
+    free(j->tensor_nonfinite);
+    free(j->tensor_kept_float);
+    free(j->stats.tensors);
+    free(j);
+}
+
+void pq_unit_result_free(pq_unit_result *r)
+{
+    if (!r) return;
+    free(r->codes);
+    free(r->scale);
+    free(r->zero_point);
+    free(r->row_sum_sq);
+    free(r->row_err_sq);
+    free(r->row_max_err);
+    memset(r, 0, sizeof *r);
+}
+
+static int64_t code_row_bytes(const pq_qspec *s, int64_t cols)
+{
+    return s->bits == 8 ? cols : (cols + 1) / 2;
+}
+
+pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
+{
+    pq_status st = PQ_OK;
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    const pq_qspec *spec = &j->plan->spec;
+    float *buf = NULL;
+    const float *w;
+    memset(r, 0, sizeof *r);
+    r->unit_id = u->id;
+    r->n_rows = u->n_rows;
+    r->code_bytes = u->n_rows * code_row_bytes(spec, pt->cols);
+    int64_t groups = pq_qspec_groups(spec, pt->cols);
+    r->n_scales = spec->gran == PQ_GRAN_TENSOR ? 1 : u->n_rows * groups;
+    r->codes = malloc((size_t)r->code_bytes);
+    r->scale = malloc((size_t)r->n_scales * sizeof(float));
+    if (!spec->symmetric) r->zero_point = malloc((size_t)r->n_scales * sizeof(int32_t));
+    r->row_sum_sq = malloc((size_t)u->n_rows * sizeof(double));
+    r->row_err_sq = malloc((size_t)u->n_rows * sizeof(double));
+    r->row_max_err = malloc((size_t)u->n_rows * sizeof(float));
+    if (!r->codes || !r->scale || (!spec->symmetric && !r->zero_point) || !r->row_sum_sq ||
+        !r->row_err_sq || !r->row_max_err) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory for unit %d of tensor '%s'", u->id, pt->st->name);
+        goto cleanup;
+    }
+    /* fp32 checkpoints are used in place through the mapping; other dtypes
+     * are converted into a buffer. */
+    const unsigned char *raw = pq_st_data(j->model, pt->st);
+    size_t off = (size_t)(u->row0 * pt->cols) * 4;
+    if (pt->st->dtype == PQ_DT_F32 && ((uintptr_t)(raw + off) % 4) == 0) {
+        w = (const float *)(raw + off);
+    } else {
+        if (!(buf = malloc((size_t)(u->n_rows * pt->cols) * sizeof *buf))) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory reading tensor '%s'", pt->st->name);
+            goto cleanup;
+        }
+        if ((st = pq_st_read_rows_f32(j->model, pt->st, u->row0, u->n_rows, buf))) goto cleanup;
+        w = buf;
+    }
+    float range[2];
+    const float *rangep = NULL;
+    if (spec->gran == PQ_GRAN_TENSOR) {
+        int64_t bad;
+        if ((st = pq_rtn_tensor_range(w, u->n_rows * pt->cols, &range[0], &range[1], &bad))) goto cleanup;
+        rangep = range;
+    }
+    pq_rtn_rows rows = {
+        .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
+        .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
+    };
+    st = pq_rtn_quantize_rows(w, u->n_rows, pt->cols, spec, j->cfg->nan_policy, rangep,
+                              pt->st->name, u->row0, &rows);
+    r->n_nonfinite = rows.n_nonfinite;
+    if (j->cfg->optimize_memory) pq_st_release(j->model, pt->st);
+cleanup:
+    free(buf);
+    if (st) pq_unit_result_free(r);
+    return st;
+}
+
+static void emit(pq_job *j, const char *phase, const char *tensor, double sqnr)
+{
+    if (!j->progress) return;
+    pq_progress ev = {
+        .phase = phase, .units_done = j->units_done, .units_total = j->plan->n_units,
+        .bytes_done = j->bytes_done, .bytes_total = pq_plan_total_cost(j->plan),
+        .elapsed_s = now_s() - j->t_start, .tensor = tensor, .sqnr_db = sqnr,
+    };
+    j->progress(j->progress_user, &ev);
+}
+
+static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
+{
+    pq_status st;
+    const pq_st_tensor *t = pt->st;
+    float *buf = malloc((size_t)(t->n_elems ? t->n_elems : 1) * sizeof *buf);
+    if (!buf) return pq_err(PQ_ERR_RESOURCE, "out of memory reading tensor '%s'", t->name);
+    int64_t rows = t->ndim ? t->shape[0] : 1;
+    if (t->n_elems == 0) rows = 0;
+    st = pq_st_read_rows_f32(j->model, t, 0, rows, buf);
+    if (!st) st = pq_h5w_put_float(j->writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
+    free(buf);
+    if (j->cfg->optimize_memory) pq_st_release(j->model, t);
+    return st;
+}
+
+pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, const char *command_line)
+{
+    pq_status st;
+    char sha[65];
+    char *cfg_json = NULL;
+    const pq_plan *p = j->plan;
+    if ((st = pq_st_sha256(j->model, sha))) return st;
+    if (!(cfg_json = pq_config_to_json(j->cfg))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_h5_meta meta = {
+        .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
+        .model_name = basename_of(j->model_path),
+        .source_sha256 = sha,
+        .created_by = "proteus " PQ_VERSION,
+        .config_json = cfg_json,
+        .num_ranks = num_ranks,
+        .cfg = j->arch,
+    };
+    if (!(j->out_path = strdup(out_path))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
+    if ((st = pq_h5w_create(out_path, &meta, &j->writer))) goto cleanup;
+    if (command_line && (st = pq_h5w_provenance(j->writer, "command_line", command_line))) goto cleanup;
+
+    /* Row arrays for the metrics of every quantized tensor. */
+    int64_t total_rows = 0;
+    j->tensor_row_base = calloc((size_t)p->n_tensors, sizeof(int64_t));
+    j->tensor_nonfinite = calloc((size_t)p->n_tensors, sizeof(int64_t));
+    j->stats.tensors = calloc((size_t)p->n_tensors, sizeof(pq_tensor_stats));
+    if (!j->tensor_row_base || !j->tensor_nonfinite || !j->stats.tensors) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < p->n_tensors; i++) {
+        j->tensor_row_base[i] = total_rows;
+        if (p->tensors[i].action == PQ_ACT_QUANT) total_rows += p->tensors[i].rows;
+    }
+    j->row_sum_sq = malloc((size_t)(total_rows + 1) * sizeof(double));
+    j->row_err_sq = malloc((size_t)(total_rows + 1) * sizeof(double));
+    j->row_max_err = malloc((size_t)(total_rows + 1) * sizeof(float));
+    if (!j->row_sum_sq || !j->row_err_sq || !j->row_max_err) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pq_plan_tensor *pt = &p->tensors[i];
+        pq_tensor_stats *ts = &j->stats.tensors[i];
+        ts->name = pt->st->name;
+        ts->action = pt->action;
+        ts->ndim = pt->st->ndim;
+        memcpy(ts->shape, pt->st->shape, sizeof ts->shape);
+        ts->bytes_before = pt->st->n_bytes;
+        if (pt->action == PQ_ACT_FLOAT) {
+            if ((st = write_float_tensor(j, pt))) goto cleanup;
+            ts->bytes_after = (uint64_t)pt->st->n_elems * (j->cfg->float16 ? 2u : 4u);
+        } else if (pt->action == PQ_ACT_QUANT) {
+            if ((st = pq_h5w_quant_begin(j->writer, pt->st->name, &p->spec, pt->rows, pt->cols,
+                                         j->cfg->scheme, "rtn")))
+                goto cleanup;
+            int64_t groups = pq_qspec_groups(&p->spec, pt->cols);
+            int64_t n_scales = p->spec.gran == PQ_GRAN_TENSOR ? 1 : pt->rows * groups;
+            ts->bytes_after = (uint64_t)(pt->rows * code_row_bytes(&p->spec, pt->cols)) +
+                              (uint64_t)n_scales * (p->spec.symmetric ? 4u : 8u);
+        }
+    }
+cleanup:
+    free(cfg_json);
+    return st;
+}
+
+pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
+{
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    if (r->n_rows != u->n_rows)
+        return pq_err(PQ_ERR_INTERNAL, "unit %d of '%s': %lld rows returned, %lld expected", u->id,
+                      pt->st->name, (long long)r->n_rows, (long long)u->n_rows);
+    pq_status st = pq_h5w_quant_rows(j->writer, pt->st->name, u->row0, u->n_rows, r->codes,
+                                     r->scale, r->zero_point);
+    if (st) return st;
+    int64_t base = j->tensor_row_base[u->tensor] + u->row0;
+    memcpy(j->row_sum_sq + base, r->row_sum_sq, (size_t)u->n_rows * sizeof(double));
+    memcpy(j->row_err_sq + base, r->row_err_sq, (size_t)u->n_rows * sizeof(double));
+    memcpy(j->row_max_err + base, r->row_max_err, (size_t)u->n_rows * sizeof(float));
+    j->tensor_nonfinite[u->tensor] += r->n_nonfinite;
+    j->units_done++;
+    j->bytes_done += u->cost;
+    emit(j, "quantize", pt->st->name, NAN);
+    return PQ_OK;
+}
+
+pq_status pq_job_finish_output(pq_job *j)
+{
+    pq_status st;
+    const pq_plan *p = j->plan;
+    pq_job_stats *s = &j->stats;
+    double sum_sqnr = 0;
+    s->min_sqnr_db = INFINITY;
+    s->n_tensors = p->n_tensors;
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pq_plan_tensor *pt = &p->tensors[i];
+        pq_tensor_stats *ts = &s->tensors[i];
+        if (pt->action == PQ_ACT_DROP) { s->n_dropped++; continue; }
+        s->bytes_before += ts->bytes_before;
+        s->bytes_after += ts->bytes_after;
+        if (pt->action == PQ_ACT_FLOAT) { s->n_float++; continue; }
+        int64_t base = j->tensor_row_base[i];
+        pq_qmetrics_from_rows(j->row_sum_sq + base, j->row_err_sq + base, j->row_max_err + base,
+                              pt->rows, j->tensor_nonfinite[i], &ts->metrics);
+        if ((st = pq_h5w_quant_end(j->writer, pt->st->name, &ts->metrics))) return st;
+        s->n_quantized++;
+        double q = ts->metrics.sqnr_db;
+        if (q < s->min_sqnr_db) s->min_sqnr_db = q;
+        sum_sqnr += isfinite(q) ? q : 0;
+    }
+    s->mean_sqnr_db = s->n_quantized ? sum_sqnr / s->n_quantized : NAN;
+    if (!s->n_quantized) s->min_sqnr_db = NAN;
+    st = pq_h5w_commit(j->writer);
+    j->writer = NULL;
+    s->seconds_total = now_s() - j->t_start;
+    emit(j, "done", NULL, s->mean_sqnr_db);
+    return st;
+}
+
+pq_status pq_job_run_all(pq_job *j)
+{
+    double t0 = now_s();
+    for (int i = 0; i < j->plan->n_units; i++) {
+        pq_unit_result r;
+        const pq_unit *u = &j->plan->units[i];
+        pq_status st = pq_job_run_unit(j, u, &r);
+        if (!st) st = pq_job_put_result(j, u, &r);
+        pq_unit_result_free(&r);
+        if (st) return st;
+    }
+    j->stats.seconds_quantize = now_s() - t0;
+    return PQ_OK;
+}

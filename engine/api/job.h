@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* job.h - one quantization job, split so that a single process and an MPI
+ * run share every step: open + plan (all ranks), run units (any rank), and
+ * the writer side (rank 0): float tensors, unit results, metrics, commit. */
+#ifndef PQ_JOB_H
+#define PQ_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "esm2.h"
+#include "h5model.h"
+#include "plan.h"
+#include "pq_err.h"
+#include "safetensors.h"
+
+/* Per-tensor outcome, for the summary table and get_quantization_stats. */
+typedef struct pq_tensor_stats {
+    const char *name;          /* borrowed from the checkpoint */
+    pq_tensor_action action;
+    int ndim;
+    int64_t shape[PQ_MAX_DIMS];
+    uint64_t bytes_before;     /* as stored in the checkpoint */
+    uint64_t bytes_after;      /* as stored in the output */
+    pq_qmetrics metrics;       /* quantized tensors only */
+} pq_tensor_stats;
+
+typedef struct pq_job_stats {
+    int n_tensors, n_quantized, n_float, n_dropped;
+    uint64_t bytes_before, bytes_after;
+    double min_sqnr_db, mean_sqnr_db;  /* over quantized tensors */
+    double seconds_total, seconds_quantize;
+    pq_tensor_stats *tensors;          /* n_tensors entries, plan order */
+} pq_job_stats;
+
+/* The result of one work unit, in the exact layout of the output datasets. */
+typedef struct pq_unit_result {
+    int32_t unit_id;
+    int64_t n_rows;
+    int64_t code_bytes;        /* n_rows * code_row_bytes */
+    void *codes;
+    int64_t n_scales;          /* n_rows * n_groups, or 1 for per-tensor */
+    float *scale;
+    int32_t *zero_point;       /* NULL when symmetric */
+    double *row_sum_sq, *row_err_sq;
+    float *row_max_err;
+    int64_t n_nonfinite;
+    bool kept_float;           /* nan_policy keep: the tensor stays float */
+} pq_unit_result;
+
+typedef struct pq_progress {
+    const char *phase;         /* "quantize", "write", "done" */
+    int units_done, units_total;
+    double bytes_done, bytes_total;
+    double elapsed_s;
+    const char *tensor;        /* last tensor finished, or NULL */
+    double sqnr_db;
+} pq_progress;
+
+typedef void (*pq_progress_fn)(void *user, const pq_progress *ev);
+
+typedef struct pq_job {
+    pq_config *cfg;            /* borrowed */
+    char *model_path;
+    pq_st_model *model;
+    pq_esm2_config arch;
+    pq_plan *plan;
+    /* writer side (rank 0 only) */
+    pq_h5w *writer;
+    char *out_path;
+    double *row_sum_sq, *row_err_sq;   /* per tensor: rows of results gathered */
+    float *row_max_err;
+    int64_t *tensor_row_base;          /* offset of each tensor in the row arrays */
+    int64_t *tensor_nonfinite;
+    bool *tensor_kept_float;
+    pq_job_stats stats;
+    int units_done;
+    double bytes_done, t_start;
+    pq_progress_fn progress;
+    void *progress_user;
+} pq_job;
+
+/* Open the checkpoint, recognise the architecture, apply the hardware target
+ * and threads, and build the plan. Returns owned *out. */
+pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes,
+                      pq_job **out);
+void pq_job_destroy(pq_job *j); /* aborts an uncommitted output */
+
+/* Run one unit: read its rows, quantize them. *r is filled with owned buffers
+ * (pq_unit_result_free). */
+pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r);
+void pq_unit_result_free(pq_unit_result *r);
+
+/* Writer side. begin: create OUT.partial, write float tensors and create the
+ * quantized datasets. put: write a unit's rows (any order). finish: metrics,
+ * provenance, commit (rename). */
+pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks,
+                              const char *command_line);
+pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r);
+pq_status pq_job_finish_output(pq_job *j);
+
+/* Single-process run of every unit in plan order. */
+pq_status pq_job_run_all(pq_job *j);
+
+#endif

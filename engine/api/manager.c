@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* manager.c - the public API: a config-holding manager over pq_job. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5model.h"
+#include "proteus.h"
+
+/* Units above this size are split into row blocks (bounded memory per unit). */
+#define PQ_UNIT_BYTES (64ll << 20)
+
+struct pq_manager {
+    pq_config cfg;
+    pq_job *last;
+    pq_progress_fn progress;
+    void *progress_user;
+};
+
+pq_status pq_manager_create(const pq_config *cfg, pq_manager **out)
+{
+    pq_manager *m = calloc(1, sizeof *m);
+    if (!m) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    m->cfg = *cfg;
+    m->cfg.n_include = m->cfg.n_exclude = 0;
+    pq_status st = PQ_OK;
+    for (int i = 0; i < cfg->n_include && !st; i++) st = pq_config_add_pattern(&m->cfg, true, cfg->include[i]);
+    for (int i = 0; i < cfg->n_exclude && !st; i++) st = pq_config_add_pattern(&m->cfg, false, cfg->exclude[i]);
+    if (st) { pq_manager_destroy(m); return st; }
+    *out = m;
+    return PQ_OK;
+}
+
+void pq_manager_destroy(pq_manager *m)
+{
+    if (!m) return;
+    pq_job_destroy(m->last);
+    pq_config_free(&m->cfg);
+    free(m);
+}
+
+void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user)
+{
+    m->progress = fn;
+    m->progress_user = user;
+}
+
+pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *out_path)
+{
+    pq_job *j = NULL;
+    pq_status st = pq_job_open(&m->cfg, model_path, PQ_UNIT_BYTES, &j);
+    if (st) return st;
+    j->progress = m->progress;
+    j->progress_user = m->progress_user;
+    if (!(st = pq_job_begin_output(j, out_path, 1, NULL)) && !(st = pq_job_run_all(j)))
+        st = pq_job_finish_output(j);
+    if (st) { pq_job_destroy(j); return st; }
+    pq_job_destroy(m->last);
+    m->last = j;
+    return PQ_OK;
+}
+
+pq_status pq_get_quantization_stats(const pq_manager *m, const pq_job_stats **out)
+{
+    if (!m->last) return pq_err(PQ_ERR_CONFIG, "no quantization has run on this manager yet");
+    *out = &m->last->stats;
+    return PQ_OK;
+}
+
+pq_status pq_export(pq_manager *m, const char *in_path, const char *out_path, const char *format)
+{
+    (void)m;
+    if (strcmp(format, "hdf5"))
+        return pq_err(PQ_ERR_CONFIG, "export format '%s' is not supported (supported: hdf5)", format);
+    pq_h5r *r = NULL;
+    pq_h5w *w = NULL;
+    float *buf = NULL;
+    pq_qtensor qt = {0};
+    pq_status st = pq_h5r_open(in_path, &r);
+    if (st) return st;
+    if ((st = pq_h5w_create(out_path, pq_h5r_meta(r), &w))) goto cleanup;
+    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(r, i);
+        if (e->quantized) {
+            if ((st = pq_h5r_read_qtensor(r, e, &qt))) goto cleanup;
+            pq_qmetrics metrics = {0};
+            if (e->has_metrics && (st = pq_h5r_read_metrics(r, e->name, &metrics))) goto cleanup;
+            if ((st = pq_h5w_quant_begin(w, e->name, &qt.spec, qt.rows, qt.cols, e->scheme, e->method)) ||
+                (st = pq_h5w_quant_rows(w, e->name, 0, qt.rows, qt.codes, qt.scale, qt.zero_point)) ||
+                (st = pq_h5w_quant_end(w, e->name, &metrics)))
+                goto cleanup;
+            pq_qtensor_free(&qt);
+        } else {
+            int64_t n = 1;
+            for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+            if (!(buf = malloc((size_t)(n ? n : 1) * sizeof *buf))) {
+                st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+                goto cleanup;
+            }
+            if ((st = pq_h5r_read_f32(r, e, buf)) ||
+                (st = pq_h5w_put_float(w, e->name, e->ndim, e->shape, buf, e->stored_dtype == PQ_DT_F16)))
+                goto cleanup;
+            free(buf);
+            buf = NULL;
+        }
+    }
+    st = pq_h5w_commit(w);
+    w = NULL;
+cleanup:
+    free(buf);
+    pq_qtensor_free(&qt);
+    pq_h5w_abort(w);
+    pq_h5r_close(r);
+    return st;
+}

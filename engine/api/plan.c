@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* plan.c - recipe resolution, work-unit splitting and rank assignment. */
+#include "plan.h"
+
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool matches_any(char *const *pats, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (fnmatch(pats[i], name, 0) == 0) return true;
+    return false;
+}
+
+static pq_tensor_action decide(const pq_config *c, const pq_st_tensor *t, pq_esm2_role role)
+{
+    if (role == PQ_ESM2_IGNORED || !pq_dtype_is_float(t->dtype)) return PQ_ACT_DROP;
+    bool quant = c->n_include ? (t->ndim == 2 && matches_any(c->include, c->n_include, t->name))
+                              : pq_esm2_role_is_linear(role);
+    if (quant && matches_any(c->exclude, c->n_exclude, t->name)) quant = false;
+    return quant ? PQ_ACT_QUANT : PQ_ACT_FLOAT;
+}
+
+/* (Re)build the unit list from the tensors' actions. */
+static pq_status make_units(pq_plan *p)
+{
+    int64_t n_units = 0;
+    for (int i = 0; i < p->n_tensors; i++) {
+        pq_plan_tensor *pt = &p->tensors[i];
+        pt->first_unit = pt->n_units = 0;
+        if (pt->action != PQ_ACT_QUANT) continue;
+        int64_t rows_per_unit = pt->rows;
+        if (p->spec.gran != PQ_GRAN_TENSOR && p->unit_bytes > 0) {
+            rows_per_unit = p->unit_bytes / (pt->cols * 4);
+            if (rows_per_unit < 1) rows_per_unit = 1;
+            if (rows_per_unit > pt->rows) rows_per_unit = pt->rows;
+        }
+        pt->n_units = (int)((pt->rows + rows_per_unit - 1) / rows_per_unit);
+        pt->first_unit = (int)n_units;
+        n_units += pt->n_units;
+    }
+    free(p->units);
+    p->units = NULL;
+    p->n_units = (int)n_units;
+    if (n_units && !(p->units = calloc((size_t)n_units, sizeof *p->units)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory building the plan");
+    for (int i = 0; i < p->n_tensors; i++) {
+        pq_plan_tensor *pt = &p->tensors[i];
+        if (pt->action != PQ_ACT_QUANT) continue;
+        int64_t per = (pt->rows + pt->n_units - 1) / pt->n_units;
+        for (int k = 0; k < pt->n_units; k++) {
+            pq_unit *u = &p->units[pt->first_unit + k];
+            u->id = pt->first_unit + k;
+            u->tensor = i;
+            u->row0 = k * per;
+            u->n_rows = (k == pt->n_units - 1) ? pt->rows - u->row0 : per;
+            u->cost = (double)u->n_rows * (double)pt->cols * 4.0;
+        }
+    }
+    pq_plan_assign(p, p->n_ranks > 0 ? p->n_ranks : 1);
+    return PQ_OK;
+}
+
+pq_status pq_plan_keep_float(pq_plan *p, int tensor)
+{
+    p->tensors[tensor].action = PQ_ACT_FLOAT;
+    return make_units(p);
+}
+
+pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_bytes,
+                        pq_plan **out)
+{
+    pq_status st = PQ_OK;
+    pq_plan *p = calloc(1, sizeof *p);
+    int64_t n = pq_st_count(m);
+    if (!p || !(p->tensors = calloc((size_t)n, sizeof *p->tensors))) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory building the plan");
+        goto fail;
+    }
+    p->spec = pq_config_qspec(c);
+    p->n_tensors = (int)n;
+    p->unit_bytes = unit_bytes;
+    for (int64_t i = 0; i < n; i++) {
+        pq_plan_tensor *pt = &p->tensors[i];
+        pt->st = pq_st_get(m, i);
+        pt->role = pq_esm2_role_of(pt->st->name, &pt->layer);
+        pt->action = decide(c, pt->st, pt->role);
+        if (pt->action != PQ_ACT_QUANT) continue;
+        pt->rows = pt->st->shape[0];
+        pt->cols = pt->st->shape[1];
+        if (pt->rows == 0 || pt->cols == 0) {
+            st = pq_err(PQ_ERR_QUANTIZATION, "tensor '%s' has an empty shape and cannot be quantized",
+                        pt->st->name);
+            goto fail;
+        }
+    }
+    if ((st = make_units(p))) goto fail;
+    *out = p;
+    return PQ_OK;
+fail:
+    pq_plan_destroy(p);
+    return st;
+}
+
+void pq_plan_destroy(pq_plan *p)
+{
+    if (!p) return;
+    free(p->tensors);
+    free(p->units);
+    free(p);
+}
+
+static const pq_unit *sort_base;
+
+static int by_cost_desc(const void *a, const void *b)
+{
+    const pq_unit *x = &sort_base[*(const int *)a], *y = &sort_base[*(const int *)b];
+    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+void pq_plan_assign(pq_plan *p, int n_ranks)
+{
+    if (n_ranks < 1) n_ranks = 1;
+    p->n_ranks = n_ranks;
+    int *order = malloc((size_t)p->n_units * sizeof *order);
+    double *load = calloc((size_t)n_ranks, sizeof *load);
+    if (!order || !load) {
+        /* fall back to round robin: still deterministic */
+        for (int i = 0; i < p->n_units; i++) p->units[i].rank = i % n_ranks;
+        free(order);
+        free(load);
+        return;
+    }
+    for (int i = 0; i < p->n_units; i++) order[i] = i;
+    sort_base = p->units;
+    qsort(order, (size_t)p->n_units, sizeof *order, by_cost_desc);
+    for (int k = 0; k < p->n_units; k++) {
+        int best = 0;
+        for (int r = 1; r < n_ranks; r++)
+            if (load[r] < load[best]) best = r;
+        p->units[order[k]].rank = best;
+        load[best] += p->units[order[k]].cost;
+    }
+    free(order);
+    free(load);
+}
+
+double pq_plan_total_cost(const pq_plan *p)
+{
+    double s = 0;
+    for (int i = 0; i < p->n_units; i++) s += p->units[i].cost;
+    return s;
+}

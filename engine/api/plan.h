@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* plan.h - which tensors are quantized (the recipe) and the work units that
+ * do it, with a cost-balanced assignment of units to ranks. Pure functions of
+ * the checkpoint's tensor directory and the config: every rank computes the
+ * same plan. */
+#ifndef PQ_PLAN_H
+#define PQ_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "esm2.h"
+#include "pq_err.h"
+#include "safetensors.h"
+
+typedef enum pq_tensor_action {
+    PQ_ACT_FLOAT = 0,  /* stored as float (fp32 or fp16) */
+    PQ_ACT_QUANT,      /* stored as integer codes + scales */
+    PQ_ACT_DROP        /* legacy extras (position_ids, ...) not stored */
+} pq_tensor_action;
+
+typedef struct pq_plan_tensor {
+    const pq_st_tensor *st;   /* borrowed from the checkpoint */
+    pq_esm2_role role;
+    int layer;
+    pq_tensor_action action;
+    int64_t rows, cols;       /* 2-D view for quantized tensors */
+    int first_unit, n_units;  /* units of a quantized tensor are contiguous */
+} pq_plan_tensor;
+
+typedef struct pq_unit {
+    int32_t id;
+    int32_t tensor;   /* index into pq_plan.tensors */
+    int64_t row0, n_rows;
+    double cost;      /* bytes of fp32 input: the work is linear in it */
+    int32_t rank;     /* set by pq_plan_assign */
+} pq_unit;
+
+typedef struct pq_plan {
+    pq_qspec spec;
+    int n_tensors;
+    pq_plan_tensor *tensors;  /* checkpoint order (sorted by name) */
+    int n_units;
+    pq_unit *units;           /* tensor order, then row order */
+    int n_ranks;
+    int64_t unit_bytes;
+} pq_plan;
+
+/* Default recipe: the six per-layer Linear weights are quantized, legacy
+ * extras dropped, everything else kept in float. With include patterns, the
+ * 2-D float tensors matching any of them are quantized instead of the
+ * default set; exclude patterns then remove tensors (fnmatch on HF names).
+ * Quantized tensors of more than unit_bytes of fp32 are split into row
+ * blocks (except per-tensor granularity, whose single scale needs the whole
+ * tensor). Returns owned *out (pq_plan_destroy). */
+pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_bytes,
+                        pq_plan **out);
+void pq_plan_destroy(pq_plan *p);
+
+/* Turn a quantized tensor into a float one (nan_policy keep) and rebuild
+ * the units. */
+pq_status pq_plan_keep_float(pq_plan *p, int tensor);
+
+/* Largest unit first to the least-loaded rank (ties: lowest rank, then
+ * lowest unit id), so the assignment is deterministic. */
+void pq_plan_assign(pq_plan *p, int n_ranks);
+
+/* Sum of the fp32 bytes of all quantized units. */
+double pq_plan_total_cost(const pq_plan *p);
+
+#endif

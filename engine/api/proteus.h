@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* proteus.h - the public library API of Proteus.
+ *
+ *   pq_config cfg;  pq_config_defaults(&cfg);  pq_config_set(&cfg, "precision", "int4");
+ *   pq_manager *m;  pq_manager_create(&cfg, &m);
+ *   pq_quantize_model(m, "model.safetensors", "model.q.h5");
+ *   const pq_job_stats *s;  pq_get_quantization_stats(m, &s);
+ *   pq_export(m, "model.q.h5", "copy.h5", "hdf5");
+ *   pq_manager_destroy(m);  pq_config_free(&cfg);
+ *
+ * Every function returns a pq_status; on failure pq_err_detail() holds one
+ * line naming the thing and the cause. The library never exits or prints
+ * errors itself. */
+#ifndef PROTEUS_H
+#define PROTEUS_H
+
+#include "config.h"
+#include "job.h"
+#include "pq_err.h"
+
+typedef struct pq_manager pq_manager;
+
+/* Copy the config (patterns included) into a new manager. */
+pq_status pq_manager_create(const pq_config *cfg, pq_manager **out);
+void pq_manager_destroy(pq_manager *m); /* NULL is fine */
+
+/* Progress callback for the next quantize_model (called from the caller's
+ * thread after each unit). */
+void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user);
+
+/* Quantize the checkpoint at model_path (safetensors file, index.json or
+ * directory) into one consolidated HDF5 file at out_path, on this process.
+ * Nothing appears at out_path unless the whole run succeeds. */
+pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *out_path);
+
+/* Statistics of the last successful quantize_model (borrowed; valid until
+ * the next quantize_model or destroy). PQ_ERR_CONFIG when none ran. */
+pq_status pq_get_quantization_stats(const pq_manager *m, const pq_job_stats **out);
+
+/* Re-export a Proteus model file. format "hdf5": read and validate every
+ * tensor of in_path and write a fresh consolidated copy at out_path
+ * (.partial then rename). Other formats: PQ_ERR_CONFIG listing the
+ * supported ones. */
+pq_status pq_export(pq_manager *m, const char *in_path, const char *out_path, const char *format);
+
+#endif

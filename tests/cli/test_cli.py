@@ -1,0 +1,272 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_cli.py - `proteus synth|quantize|inspect` end to end on a synthetic
+esm2_t6 model: the output read back with h5py and compared with codes computed
+independently in numpy from the documented contract; bad options and bad files
+give one clear line, a distinct exit status and no output file."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import stref  # noqa: E402
+
+PROTEUS = os.path.abspath(sys.argv.pop(1))
+TMP = tempfile.mkdtemp(prefix="pq_cli_")
+LINEAR = ("attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
+          "attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight")
+
+
+def run(*args, ok=True):
+    p = subprocess.run([PROTEUS, *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise AssertionError(f"proteus {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def path(name):
+    return os.path.join(TMP, name)
+
+
+def synth(name="t6.safetensors", seed=3):
+    p = path(name)
+    if not os.path.exists(p):
+        run("synth", "--arch", "esm2_t6_8M_UR50D", "--seed", str(seed), "--out", p)
+    return p
+
+
+def is_linear(name):
+    return name.startswith("esm.encoder.layer.") and name.endswith(LINEAR)
+
+
+class Synth(unittest.TestCase):
+    def test_deterministic(self):
+        a, b, c = path("s_a.st"), path("s_b.st"), path("s_c.st")
+        run("synth", "--arch", "t6_8M", "--seed", "7", "--out", a)
+        run("synth", "--arch", "t6_8M", "--seed", "7", "--out", b)
+        run("synth", "--arch", "t6_8M", "--seed", "8", "--out", c)
+        self.assertEqual(open(a, "rb").read(), open(b, "rb").read())
+        self.assertNotEqual(open(a, "rb").read(), open(c, "rb").read())
+
+    def test_names_and_shapes(self):
+        t = stref.read_safetensors(synth())
+        self.assertEqual(t["esm.embeddings.word_embeddings.weight"].shape, (33, 320))
+        self.assertEqual(t["esm.encoder.layer.5.intermediate.dense.weight"].shape, (1280, 320))
+        self.assertEqual(t["esm.encoder.layer.5.output.dense.weight"].shape, (320, 1280))
+        w = t["esm.encoder.layer.0.attention.self.query.weight"]
+        self.assertLess(abs(float(np.median(np.abs(w))) / 0.6745 - 0.02), 0.005)
+
+    def test_bad_arch(self):
+        p = run("synth", "--arch", "esm2_t99", "--out", path("x.st"), ok=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("esm2_t6_8M_UR50D", p.stderr)
+
+
+class Quantize(unittest.TestCase):
+    def check(self, out, src, bits, sym, gran, gs=0):
+        w_all = stref.read_safetensors(src)
+        with h5py.File(out, "r") as f:
+            self.assertEqual(f.attrs["format"], "proteus.quantized")
+            self.assertEqual(int(f.attrs["format_version"]), 1)
+            names = set(f["tensors"].keys())
+            self.assertEqual(names, set(w_all))
+            nq = 0
+            for name in sorted(names):
+                g = f["tensors"][name]
+                if not is_linear(name):
+                    self.assertIn("data", g, name)
+                    np.testing.assert_array_equal(g["data"][()], w_all[name])
+                    continue
+                nq += 1
+                q, scale, zp = stref.quantize(w_all[name], bits, sym, gran, gs)
+                self.assertEqual(int(g.attrs["bits"]), bits)
+                got = g["qweight"][()]
+                if bits == 4:
+                    np.testing.assert_array_equal(got, stref.pack_i4(q), name)
+                else:
+                    np.testing.assert_array_equal(got, q, name)
+                np.testing.assert_array_equal(g["scale"][()].reshape(scale.shape), scale, name)
+                if sym:
+                    self.assertNotIn("zero_point", g)
+                else:
+                    np.testing.assert_array_equal(g["zero_point"][()].reshape(zp.shape), zp, name)
+                m = f["metrics"][name]
+                sq = m.attrs["sqnr_db"] if "sqnr_db" in m.attrs else m["sqnr_db"][()]
+                self.assertGreater(float(sq), 10.0)
+            self.assertEqual(nq, 36)
+
+    def test_default_int8_per_tensor(self):
+        src = synth()
+        out = path("d.h5")
+        p = run("quantize", "--model", src, "--out", out)
+        self.assertIn("SQNR", p.stdout)
+        self.check(out, src, 8, True, "tensor")
+
+    def test_int8_per_channel_asym(self):
+        src = synth()
+        out = path("c.h5")
+        run("quantize", "--model", src, "--out", out, "--per-channel", "--asymmetric", "-q")
+        self.check(out, src, 8, False, "channel")
+
+    def test_int4_group_asym(self):
+        src = synth()
+        out = path("g.h5")
+        run("quantize", "--model", src, "--out", out, "--precision", "int4", "--group-size", "64",
+            "--asymmetric", "-q")
+        self.check(out, src, 4, False, "group", 64)
+
+    def test_int4_channel_sym(self):
+        src = synth()
+        out = path("i4.h5")
+        run("quantize", "--model", src, "--out", out, "--precision", "int4", "--per-channel", "-q")
+        self.check(out, src, 4, True, "channel")
+
+    def test_threads_identical(self):
+        src = synth()
+        a, b = path("t1.h5"), path("t2.h5")
+        run("quantize", "--model", src, "--out", a, "--per-channel", "--threads", "1", "-q")
+        run("quantize", "--model", src, "--out", b, "--per-channel", "--threads", "2", "-q")
+        with h5py.File(a) as fa, h5py.File(b) as fb:
+            def walk(g1, g2):
+                for k in g1:
+                    if isinstance(g1[k], h5py.Dataset):
+                        self.assertEqual(g1[k][()].tobytes(), g2[k][()].tobytes(), k)
+                    else:
+                        walk(g1[k], g2[k])
+            walk(fa["tensors"], fb["tensors"])
+            walk(fa["metrics"], fb["metrics"])
+
+    def test_config_file_and_override(self):
+        src = synth()
+        cfg = path("cfg.json")
+        json.dump({"precision": "int4", "per_channel": True, "symmetric": True}, open(cfg, "w"))
+        out = path("cfg.h5")
+        run("quantize", "--model", src, "--out", out, "--config", cfg, "--precision", "int8", "-q")
+        with h5py.File(out) as f:
+            g = f["tensors/esm.encoder.layer.0.attention.self.query.weight"]
+            self.assertEqual(int(g.attrs["bits"]), 8)          # the option wins
+            self.assertEqual(g["scale"].shape, (320,))        # per_channel from the file
+            self.assertEqual(json.loads(f.attrs["config_json"])["precision"], "int8")
+
+    def test_include_exclude(self):
+        src = synth()
+        out = path("ie.h5")
+        run("quantize", "--model", src, "--out", out, "--include", "*.intermediate.dense.weight",
+            "--include", "lm_head.dense.weight", "--exclude", "esm.encoder.layer.0.*", "-q")
+        with h5py.File(out) as f:
+            t = f["tensors"]
+            self.assertIn("qweight", t["lm_head.dense.weight"])
+            self.assertIn("qweight", t["esm.encoder.layer.3.intermediate.dense.weight"])
+            self.assertIn("data", t["esm.encoder.layer.0.intermediate.dense.weight"])
+            self.assertIn("data", t["esm.encoder.layer.3.attention.self.query.weight"])
+
+    def test_fp16_float_tensors(self):
+        src = synth()
+        out = path("f16.h5")
+        run("quantize", "--model", src, "--out", out, "--float-dtype", "fp16", "-q")
+        w = stref.read_safetensors(src)["esm.encoder.layer.0.LayerNorm.weight"]
+        with h5py.File(out) as f:
+            d = f["tensors/esm.encoder.layer.0.LayerNorm.weight/data"]
+            self.assertEqual(d.dtype, np.float16)
+            np.testing.assert_array_equal(d[()], w.astype(np.float16))
+
+    def test_inspect(self):
+        src = synth()
+        out = path("ins.h5")
+        run("quantize", "--model", src, "--out", out, "-q")
+        p = run("inspect", src)
+        self.assertIn("esm2_t6_8M_UR50D", p.stdout)
+        p = run("inspect", out)
+        self.assertIn("int8 tensor sym", p.stdout)
+        self.assertIn("esm.encoder.layer.5.output.dense.weight", p.stdout)
+
+
+class BadInput(unittest.TestCase):
+    def expect(self, args, code, needle, out=None):
+        p = run(*args, ok=False)
+        self.assertEqual(p.returncode, code, p.stderr)
+        self.assertIn(needle, p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        if out:
+            self.assertFalse(os.path.exists(out), out)
+            self.assertFalse(os.path.exists(out + ".partial"), out)
+
+    def test_options(self):
+        src, out = synth(), path("bad.h5")
+        self.expect(["quantize", "--model", src, "--out", out, "--frobnicate"], 2, "--frobnicate", out)
+        self.expect(["quantize", "--model", src, "--out", out, "--precision", "int3"], 2, "int8, int4", out)
+        self.expect(["quantize", "--out", out], 2, "--model", out)
+        self.expect(["quantize", "--model", src, "--out", out, "--group-size", "33"], 2, "group_size", out)
+        self.expect(["quantize", "--model", src, "--out", out, "--group-size", "64", "--per-channel"],
+                    2, "exclusive", out)
+
+    def test_config_errors(self):
+        src, out = synth(), path("bad.h5")
+        cfg = path("bad.json")
+        json.dump({"precision": "int8", "turbo": True}, open(cfg, "w"))
+        self.expect(["quantize", "--model", src, "--out", out, "--config", cfg], 2, "'turbo'", out)
+        json.dump({"symmetric": "maybe"}, open(cfg, "w"))
+        self.expect(["quantize", "--model", src, "--out", out, "--config", cfg], 2, "symmetric", out)
+        open(cfg, "w").write("{ not json")
+        self.expect(["quantize", "--model", src, "--out", out, "--config", cfg], 2, "bad.json", out)
+
+    def test_hardware(self):
+        src, out = synth(), path("bad.h5")
+        self.expect(["quantize", "--model", src, "--out", out, "--hardware-target", "cuda"], 7,
+                    "available", out)
+        self.expect(["quantize", "--model", src, "--out", out, "--hardware-target", "avx512"], 7,
+                    "available", out)
+
+    def test_missing_and_corrupt_model(self):
+        out = path("bad.h5")
+        self.expect(["quantize", "--model", path("nope.safetensors"), "--out", out], 3, "nope", out)
+        raw = open(synth(), "rb").read()
+        trunc = path("trunc.safetensors")
+        open(trunc, "wb").write(raw[: len(raw) // 2])
+        self.expect(["quantize", "--model", trunc, "--out", out], 4, "trunc.safetensors", out)
+
+    def test_nan_policy(self):
+        t = stref.read_safetensors(synth())
+        name = "esm.encoder.layer.2.attention.self.value.weight"
+        t[name][17, 5] = np.nan
+        src = path("nan.safetensors")
+        stref.write_safetensors(src, t)
+        out = path("nan.h5")
+        self.expect(["quantize", "--model", src, "--out", out], 5, name, out)
+        p = run("quantize", "--model", src, "--out", out, ok=False)
+        self.assertIn("row 17", p.stderr)
+        run("quantize", "--model", src, "--out", out, "--nan-policy", "keep", "-q")
+        with h5py.File(out) as f:
+            self.assertIn("data", f["tensors"][name])
+            self.assertIn("qweight", f["tensors/esm.encoder.layer.2.attention.self.key.weight"])
+        os.unlink(out)
+        run("quantize", "--model", src, "--out", out, "--nan-policy", "zero", "--per-channel", "-q")
+        with h5py.File(out) as f:
+            g = f["tensors"][name]
+            self.assertEqual(int(g["qweight"][17, 5]), 0)
+            clean = t[name].copy()
+            clean[17, 5] = 0
+            q, _, _ = stref.quantize(clean, 8, True, "channel")
+            np.testing.assert_array_equal(g["qweight"][()], q)
+
+    def test_inconsistent_checkpoint(self):
+        t = stref.read_safetensors(synth())
+        t["esm.encoder.layer.1.intermediate.dense.weight"] = np.zeros((1000, 320), np.float32)
+        src = path("shape.safetensors")
+        stref.write_safetensors(src, t)
+        out = path("shape.h5")
+        self.expect(["quantize", "--model", src, "--out", out], 4,
+                    "esm.encoder.layer.1.intermediate.dense.weight", out)
+
+
+if __name__ == "__main__":
+    r = unittest.main(exit=False, verbosity=2).result
+    n = r.testsRun
+    bad = len(r.failures) + len(r.errors)
+    print(f"{n - bad} passed, {bad} failed")
+    sys.exit(1 if bad else 0)
