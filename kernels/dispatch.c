@@ -14,6 +14,8 @@ static const pq_kernel_ops ops_ref = {
     .row_minmax = pq_row_minmax_ref, .row_absmax = pq_row_absmax_ref,
     .quantize_row = pq_quantize_row_ref, .dequantize_row = pq_dequantize_row_ref,
     .pack_i4 = pq_pack_i4_ref, .unpack_i4 = pq_unpack_i4_ref,
+    .layernorm = pq_layernorm_ref, .softmax_rows = pq_softmax_rows_ref,
+    .gelu = pq_gelu_ref, .rotary = pq_rotary_ref,
 };
 
 #if PQ_HAVE_AVX2
@@ -22,6 +24,8 @@ static const pq_kernel_ops ops_avx2 = {
     .row_minmax = pq_row_minmax_avx2, .row_absmax = pq_row_absmax_avx2,
     .quantize_row = pq_quantize_row_avx2, .dequantize_row = pq_dequantize_row_avx2,
     .pack_i4 = pq_pack_i4_avx2, .unpack_i4 = pq_unpack_i4_avx2,
+    .layernorm = pq_layernorm_avx2, .softmax_rows = pq_softmax_rows_avx2,
+    .gelu = pq_gelu_avx2, .rotary = pq_rotary_avx2,
 };
 #endif
 

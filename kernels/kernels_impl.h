@@ -22,6 +22,17 @@
 PQ_DECLARE_QUANT_KERNELS(ref)
 PQ_DECLARE_QUANT_KERNELS(avx2)
 
+#define PQ_DECLARE_FLOAT_KERNELS(sfx)                                                    \
+    void pq_layernorm_##sfx(const float *x, int64_t n_rows, int64_t d, const float *w,     \
+                            const float *b, float eps, float *y);                          \
+    void pq_softmax_rows_##sfx(float *x, int64_t n_rows, int64_t n);                       \
+    void pq_gelu_##sfx(float *x, int64_t n);                                               \
+    void pq_rotary_##sfx(float *x, int64_t n_tokens, int64_t ld, int n_heads, int hd,      \
+                         const float *cos_t, const float *sin_t);
+
+PQ_DECLARE_FLOAT_KERNELS(ref)
+PQ_DECLARE_FLOAT_KERNELS(avx2)
+
 /* CPU feature probe (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);
 

@@ -40,7 +40,27 @@ typedef struct pq_kernel_ops {
     void (*pack_i4)(const int8_t *q, int64_t n, uint8_t *packed);
     /* Inverse of pack_i4: q[i] = nibble - 8. */
     void (*unpack_i4)(const uint8_t *packed, int64_t n, int8_t *q);
+
+    /* ---- transformer float ops (kernels/ref/ops_ref.c; AVX2 within the
+     * tolerances stated in kernels/x86/ops_avx2.c) ---- */
+    /* LayerNorm over each of n_rows rows of width d (biased variance):
+     * y = (x - mean) / sqrt(var + eps) * w + b. y may equal x. */
+    void (*layernorm)(const float *x, int64_t n_rows, int64_t d, const float *w,
+                      const float *b, float eps, float *y);
+    /* In-place softmax of each row of n (max-subtracted, fp32; -inf -> 0). */
+    void (*softmax_rows)(float *x, int64_t n_rows, int64_t n);
+    /* In place: x = (x * 0.5) * (1 + erf(x / 1.41421356)). */
+    void (*gelu)(float *x, int64_t n);
+    /* Split-half rotary on n_tokens rows (row stride ld floats) of n_heads
+     * heads of hd dims; cos_t/sin_t are [n_tokens, hd/2] (pq_rotary_table). */
+    void (*rotary)(float *x, int64_t n_tokens, int64_t ld, int n_heads, int hd,
+                   const float *cos_t, const float *sin_t);
 } pq_kernel_ops;
+
+/* cos/sin tables for positions 0..n_pos-1: angle fl32(t * inv_freq[i]),
+ * cos/sin in double rounded to fp32; cos_t/sin_t are [n_pos, half]. */
+void pq_rotary_table(const float *inv_freq, int half, int64_t n_pos, float *cos_t,
+                     float *sin_t);
 
 /* The table in use (selected on first call). Never NULL. */
 const pq_kernel_ops *pq_kernels(void);

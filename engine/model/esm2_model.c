@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* esm2_model.c - fp32 ESM-2 weights and forward pass on packed batches
+ * (docs/esm2.md section 3, op order of fair-esm). */
+#include "esm2_model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pq_config.h"
+#include "pq_kernels.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+#if PQ_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define NROLES PQ__ESM2_ROLE_COUNT
+#define MAX_REPR 64
+
+typedef struct tensor {
+    float *data;
+    int64_t n;
+} tensor;
+
+struct pq_esm2_model {
+    pq_esm2_config cfg;
+    int l0, l1;                 /* stage */
+    tensor g[NROLES];           /* global tensors */
+    tensor (*lay)[NROLES];      /* [l1 - l0][role] */
+    pq_esm2_observe_fn observe;
+    void *observe_user;
+    int n_threads;
+};
+
+/* ------------------------------------------------------------ loading */
+
+static bool role_per_layer(pq_esm2_role r)
+{
+    return (r >= PQ_ESM2_Q && r <= PQ_ESM2_INV_FREQ);
+}
+
+static int64_t role_elems(const pq_esm2_config *c, pq_esm2_role r)
+{
+    int64_t D = c->embed_dim, F = c->ffn_dim, V = c->vocab_size;
+    switch (r) {
+    case PQ_ESM2_Q: case PQ_ESM2_K: case PQ_ESM2_V: case PQ_ESM2_OUT:
+    case PQ_ESM2_LM_DENSE_W: return D * D;
+    case PQ_ESM2_FC1: case PQ_ESM2_FC2: return F * D;
+    case PQ_ESM2_FC1_BIAS: return F;
+    case PQ_ESM2_INV_FREQ: return c->head_dim / 2;
+    case PQ_ESM2_EMBED: case PQ_ESM2_LM_DECODER: return V * D;
+    case PQ_ESM2_LM_BIAS: return V;
+    case PQ_ESM2_CONTACT_W: return (int64_t)c->num_layers * c->attention_heads;
+    case PQ_ESM2_CONTACT_B: return 1;
+    default: return D; /* biases and LayerNorms */
+    }
+}
+
+static pq_status load_one(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd, void *user,
+                          pq_esm2_role role, int layer, tensor *t, bool required)
+{
+    char name[256];
+    pq_esm2_name(role, layer, name, sizeof name);
+    int64_t n = role_elems(cfg, role);
+    t->data = malloc((size_t)n * sizeof(float));
+    if (!t->data) return pq_err(PQ_ERR_RESOURCE, "%s: out of memory for %lld floats", name, (long long)n);
+    t->n = n;
+    bool found = false;
+    pq_status st = rd(user, name, n, t->data, &found);
+    if (st != PQ_OK) return st;
+    if (!found) {
+        free(t->data);
+        t->data = NULL;
+        t->n = 0;
+        if (required) return pq_err(PQ_ERR_FORMAT, "tensor %s is missing", name);
+    }
+    return PQ_OK;
+}
+
+/* inv_freq recomputed as esm2.md 6.1 when a checkpoint lacks it: fp32
+ * formula, rounded through fp16 (round to nearest even). */
+static float round_fp16(float f)
+{
+    if (f == 0.0f || !isfinite(f)) return f;
+    int e;
+    frexpf(f, &e);              /* f = m * 2^e, m in [0.5, 1) */
+    if (e < -13) e = -13;       /* subnormal fp16 spacing */
+    float q = ldexpf(1.0f, e - 11);
+    return nearbyintf(f / q) * q;
+}
+
+static void default_inv_freq(int hd, float *dst)
+{
+    for (int i = 0; i < hd / 2; i++) {
+        float e = (float)(2 * i) / (float)hd;
+        float p = powf(10000.0f, e);
+        dst[i] = round_fp16(1.0f / p);
+    }
+}
+
+pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                  void *user, const pq_esm2_model_opts *opts,
+                                  pq_esm2_model **out)
+{
+    *out = NULL;
+    int L = cfg->num_layers;
+    int l0 = opts ? opts->layer_begin : 0, l1 = opts ? opts->layer_end : 0;
+    if (l0 == 0 && l1 == 0) l1 = L;
+    if (l0 < 0 || l1 > L || l0 >= l1)
+        return pq_err(PQ_ERR_CONFIG, "layer range [%d, %d) is not inside the model's %d layers", l0, l1, L);
+    if (cfg->embed_dim % cfg->attention_heads || cfg->head_dim % 2)
+        return pq_err(PQ_ERR_FORMAT, "embed_dim %d / heads %d give no even head_dim", cfg->embed_dim,
+                      cfg->attention_heads);
+    pq_status st = PQ_OK;
+    pq_esm2_model *m = calloc(1, sizeof *m);
+    if (!m) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    m->cfg = *cfg;
+    m->l0 = l0;
+    m->l1 = l1;
+    m->n_threads = opts ? opts->n_threads : 0;
+    m->lay = calloc((size_t)(l1 - l0), sizeof *m->lay);
+    if (!m->lay) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+    for (int l = l0; l < l1; l++)
+        for (int r = PQ_ESM2_Q; r <= PQ_ESM2_INV_FREQ; r++) {
+            st = load_one(cfg, rd, user, (pq_esm2_role)r, l, &m->lay[l - l0][r], r != PQ_ESM2_INV_FREQ);
+            if (st != PQ_OK) goto fail;
+            if (r == PQ_ESM2_INV_FREQ && !m->lay[l - l0][r].data) {
+                tensor *t = &m->lay[l - l0][r];
+                t->n = cfg->head_dim / 2;
+                t->data = malloc((size_t)t->n * sizeof(float));
+                if (!t->data) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+                default_inv_freq(cfg->head_dim, t->data);
+            }
+        }
+    bool head = (l1 == L);
+    if (l0 == 0 || head) {
+        if ((st = load_one(cfg, rd, user, PQ_ESM2_EMBED, -1, &m->g[PQ_ESM2_EMBED], true)) != PQ_OK) goto fail;
+    }
+    if (head) {
+        static const pq_esm2_role hr[] = {PQ_ESM2_LN_FINAL_W, PQ_ESM2_LN_FINAL_B, PQ_ESM2_LM_DENSE_W,
+                                          PQ_ESM2_LM_DENSE_B, PQ_ESM2_LM_LN_W, PQ_ESM2_LM_LN_B,
+                                          PQ_ESM2_LM_BIAS};
+        for (size_t i = 0; i < sizeof hr / sizeof hr[0]; i++)
+            if ((st = load_one(cfg, rd, user, hr[i], -1, &m->g[hr[i]], true)) != PQ_OK) goto fail;
+        /* an explicit decoder is used as stored; absent = tied to the embedding */
+        if ((st = load_one(cfg, rd, user, PQ_ESM2_LM_DECODER, -1, &m->g[PQ_ESM2_LM_DECODER], false)) != PQ_OK)
+            goto fail;
+        if ((st = load_one(cfg, rd, user, PQ_ESM2_CONTACT_W, -1, &m->g[PQ_ESM2_CONTACT_W], false)) != PQ_OK)
+            goto fail;
+        if ((st = load_one(cfg, rd, user, PQ_ESM2_CONTACT_B, -1, &m->g[PQ_ESM2_CONTACT_B], false)) != PQ_OK)
+            goto fail;
+    }
+    *out = m;
+    return PQ_OK;
+fail:
+    pq_esm2_model_free(m);
+    return st;
+}
+
+typedef struct st_reader {
+    const pq_st_model *st;
+} st_reader;
+
+static pq_status st_read(void *user, const char *name, int64_t n, float *dst, bool *found)
+{
+    const pq_st_model *st = ((st_reader *)user)->st;
+    const pq_st_tensor *t = pq_st_find(st, name);
+    *found = (t != NULL);
+    if (!t) return PQ_OK;
+    if (t->n_elems != n)
+        return pq_err(PQ_ERR_FORMAT, "tensor %s has %lld elements, the architecture needs %lld", name,
+                      (long long)t->n_elems, (long long)n);
+    int64_t rows = t->ndim >= 1 ? t->shape[0] : 1;
+    pq_status s = pq_st_read_rows_f32(st, t, 0, rows, dst);
+    pq_st_release(st, t);
+    return s;
+}
+
+pq_status pq_esm2_model_load(const char *path, const pq_esm2_model_opts *opts, pq_esm2_model **out)
+{
+    *out = NULL;
+    pq_st_model *st = NULL;
+    pq_esm2_config cfg;
+    pq_status rc = pq_st_open(path, &st);
+    if (rc != PQ_OK) return rc;
+    if ((rc = pq_esm2_detect(st, &cfg)) != PQ_OK) goto done;
+    st_reader r = {st};
+    rc = pq_esm2_model_load_with(&cfg, st_read, &r, opts, out);
+done:
+    pq_st_close(st);
+    return rc;
+}
+
+void pq_esm2_model_free(pq_esm2_model *m)
+{
+    if (!m) return;
+    for (int r = 0; r < NROLES; r++) free(m->g[r].data);
+    if (m->lay)
+        for (int l = 0; l < m->l1 - m->l0; l++)
+            for (int r = 0; r < NROLES; r++) free(m->lay[l][r].data);
+    free(m->lay);
+    free(m);
+}
+
+const pq_esm2_config *pq_esm2_model_config(const pq_esm2_model *m) { return &m->cfg; }
+
+void pq_esm2_model_stage(const pq_esm2_model *m, int *b, int *e)
+{
+    if (b) *b = m->l0;
+    if (e) *e = m->l1;
+}
+
+void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *user)
+{
+    m->observe = fn;
+    m->observe_user = user;
+}
+
+void pq_esm2_model_set_threads(pq_esm2_model *m, int n) { m->n_threads = n; }
+
+float *pq_esm2_model_tensor(pq_esm2_model *m, pq_esm2_role role, int layer, int64_t *n_elems)
+{
+    tensor *t = NULL;
+    if (role <= PQ_ESM2_ROLE_OTHER || role >= PQ__ESM2_ROLE_COUNT) return NULL;
+    if (role_per_layer(role)) {
+        if (layer < m->l0 || layer >= m->l1) return NULL;
+        t = &m->lay[layer - m->l0][role];
+    } else {
+        t = &m->g[role];
+    }
+    if (n_elems) *n_elems = t->n;
+    return t->data;
+}
+
+void pq_esm2_outputs_clear(pq_esm2_outputs *o)
+{
+    free(o->logits);
+    for (int i = 0; i < MAX_REPR; i++) free(o->repr[i]);
+    free(o->attn);
+    free(o->attn_off);
+    free(o->contacts);
+    free(o->contact_off);
+    free(o->x_out);
+    o->logits = NULL;
+    memset(o->repr, 0, sizeof o->repr);
+    o->attn = o->contacts = o->x_out = NULL;
+    o->attn_off = o->contact_off = NULL;
+}
+
+/* ------------------------------------------------------------ forward */
+
+static int resolve_threads(int n)
+{
+    if (n > 0) return n;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+
+/* y[N, out] = x[N, in] W^T + b, bias folded in first as torch's addmm does. */
+static void linear(const float *x, int64_t N, int64_t in, const float *W, const float *b,
+                   int64_t outd, float *y)
+{
+    for (int64_t i = 0; i < N; i++) memcpy(y + i * outd, b, (size_t)outd * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
+                W, (int)in, 1.0f, y, (int)outd);
+}
+
+static void observe(pq_esm2_model *m, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
+{
+    if (m->observe) m->observe(m->observe_user, layer, site, x, N, d);
+}
+
+typedef struct fwd_ctx {
+    pq_esm2_model *m;
+    const pq_esm2_batch *b;
+    int64_t N, max_T;
+    float *cos_t, *sin_t;  /* [max_T, hd/2] */
+    float *scratch;        /* per thread [max_T * max_T] */
+    int n_threads;
+} fwd_ctx;
+
+/* Attention of one layer for every (sequence, head): q/k/v/o are [N, D]. */
+static void attention(fwd_ctx *c, const float *q, const float *k, const float *v, float *o,
+                      float *attn_out, const int64_t *attn_off, int layer_in_stage, int n_layers_out)
+{
+    const pq_esm2_config *cfg = &c->m->cfg;
+    const pq_kernel_ops *K = pq_kernels();
+    int H = cfg->attention_heads, hd = cfg->head_dim, D = cfg->embed_dim;
+    int64_t n_jobs = c->b->n_seqs * H;
+#if PQ_HAVE_OPENMP
+    /* one BLAS thread per head job: small GEMMs, parallel over heads */
+    openblas_set_num_threads(1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(c->n_threads)
+#endif
+    for (int64_t job = 0; job < n_jobs; job++) {
+        int64_t s = job / H;
+        int h = (int)(job % H);
+        int64_t t0 = c->b->offsets[s], T = c->b->offsets[s + 1] - t0;
+        int tid = 0;
+#if PQ_HAVE_OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *S = c->scratch + (size_t)tid * (size_t)(c->max_T * c->max_T);
+        const float *qh = q + t0 * D + h * hd, *kh = k + t0 * D + h * hd, *vh = v + t0 * D + h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, D, kh, D,
+                    0.0f, S, (int)T);
+        K->softmax_rows(S, T, T);
+        if (attn_out) {
+            float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
+            memcpy(dst, S, (size_t)(T * T) * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
+                    D, 0.0f, o + t0 * D + h * hd, D);
+    }
+#if PQ_HAVE_OPENMP
+    openblas_set_num_threads(c->n_threads);
+#endif
+    (void)n_layers_out;
+}
+
+/* Contact head for one sequence: attn [L][H][T][T] -> contacts [T-2][T-2]. */
+static pq_status contacts_one(const pq_esm2_model *m, const float *attn, int64_t T, float *out)
+{
+    int C = m->cfg.num_layers * m->cfg.attention_heads;
+    int64_t n = T - 2;
+    const float *w = m->g[PQ_ESM2_CONTACT_W].data;
+    float bias = m->g[PQ_ESM2_CONTACT_B].data[0];
+    float *A = malloc((size_t)(n * n) * sizeof(float));
+    float *acc = calloc((size_t)(n * n), sizeof(float));
+    float *rs = malloc((size_t)n * sizeof(float)), *cs = malloc((size_t)n * sizeof(float));
+    if (!A || !acc || !rs || !cs) {
+        free(A); free(acc); free(rs); free(cs);
+        return pq_err(PQ_ERR_RESOURCE, "out of memory for a %lld x %lld contact map", (long long)n, (long long)n);
+    }
+    for (int ch = 0; ch < C; ch++) {
+        const float *P = attn + (int64_t)ch * T * T;
+        /* residues are rows/cols 1..T-2 (cls first, eos last dropped) */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                A[i * n + j] = P[(i + 1) * T + (j + 1)] + P[(j + 1) * T + (i + 1)];
+        float tot = 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            float r = 0.0f;
+            for (int64_t j = 0; j < n; j++) r += A[i * n + j];
+            rs[i] = r;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            float cc = 0.0f;
+            for (int64_t i = 0; i < n; i++) cc += A[i * n + j];
+            cs[j] = cc;
+            tot += cc;
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                acc[i * n + j] += (A[i * n + j] - (rs[i] * cs[j]) / tot) * w[ch];
+    }
+    for (int64_t i = 0; i < n * n; i++) out[i] = 1.0f / (1.0f + expf(-(acc[i] + bias)));
+    free(A); free(acc); free(rs); free(cs);
+    return PQ_OK;
+}
+
+static pq_status check_batch(const pq_esm2_model *m, const pq_esm2_batch *b, int64_t *max_T)
+{
+    if (!b || b->n_seqs <= 0 || !b->offsets || !b->ids || b->offsets[0] != 0)
+        return pq_err(PQ_ERR_CONFIG, "empty or malformed packed batch");
+    *max_T = 0;
+    for (int64_t s = 0; s < b->n_seqs; s++) {
+        int64_t T = b->offsets[s + 1] - b->offsets[s];
+        if (T < 3)
+            return pq_err(PQ_ERR_CONFIG, "batch sequence %lld has %lld tokens; need <cls>, >= 1 residue, <eos>",
+                          (long long)s, (long long)T);
+        if (T > *max_T) *max_T = T;
+    }
+    int64_t N = b->offsets[b->n_seqs];
+    for (int64_t i = 0; i < N; i++) {
+        int32_t id = b->ids[i];
+        if (id < 0 || id >= m->cfg.vocab_size || id == PQ_TOK_PAD)
+            return pq_err(PQ_ERR_FORMAT, "token %lld has id %d (%s), not allowed in a packed batch",
+                          (long long)i, id, id == PQ_TOK_PAD ? "<pad>" : "outside the vocabulary");
+    }
+    return PQ_OK;
+}
+
+/* Embedding with token dropout (esm2.md 3.1): zero <mask> rows, x*0.88f then
+ * / (1 - n_mask/n_len) with n_len counting cls and eos. */
+static void embed(const pq_esm2_model *m, const pq_esm2_batch *b, float *x)
+{
+    int64_t D = m->cfg.embed_dim;
+    const float *E = m->g[PQ_ESM2_EMBED].data;
+    for (int64_t s = 0; s < b->n_seqs; s++) {
+        int64_t t0 = b->offsets[s], t1 = b->offsets[s + 1], nm = 0;
+        for (int64_t t = t0; t < t1; t++) nm += (b->ids[t] == PQ_TOK_MASK);
+        float ratio = (float)nm / (float)(t1 - t0);
+        float denom = 1.0f - ratio;
+        for (int64_t t = t0; t < t1; t++) {
+            float *xr = x + t * D;
+            const float *er = E + (int64_t)b->ids[t] * D;
+            bool masked = (b->ids[t] == PQ_TOK_MASK);
+            for (int64_t j = 0; j < D; j++) {
+                if (m->cfg.token_dropout) xr[j] = ((masked ? 0.0f : er[j]) * 0.88f) / denom;
+                else xr[j] = er[j];
+            }
+        }
+    }
+}
+
+static int repr_index(const pq_esm2_model *m, int want)
+{
+    int L = m->cfg.num_layers;
+    return want < 0 ? L + 1 + want : want;
+}
+
+pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float *x_in,
+                          pq_esm2_outputs *out)
+{
+    const pq_esm2_config *cfg = &m->cfg;
+    const pq_kernel_ops *K = pq_kernels();
+    int L = cfg->num_layers, H = cfg->attention_heads, hd = cfg->head_dim;
+    int64_t D = cfg->embed_dim, F = cfg->ffn_dim, V = cfg->vocab_size;
+    bool has_head = (m->l1 == L);
+    int64_t max_T = 0;
+    pq_status st = check_batch(m, b, &max_T);
+    if (st != PQ_OK) return st;
+    int64_t N = b->offsets[b->n_seqs];
+    float eps = cfg->layer_norm_eps > 0 ? cfg->layer_norm_eps : 1e-5f;
+
+    if (out->n_repr < 0 || out->n_repr > MAX_REPR)
+        return pq_err(PQ_ERR_CONFIG, "%d representation layers requested (at most %d)", out->n_repr, MAX_REPR);
+    for (int i = 0; i < out->n_repr; i++) {
+        int li = repr_index(m, out->repr_layers[i]);
+        if (li < m->l0 || li > m->l1 || li < 0 || li > L || (li == m->l0 && m->l0 > 0))
+            return pq_err(PQ_ERR_CONFIG, "representation of layer %d is not produced by stage [%d, %d) of %d layers",
+                          out->repr_layers[i], m->l0, m->l1, L);
+    }
+    if ((out->want_logits || out->want_contacts) && !has_head)
+        return pq_err(PQ_ERR_CONFIG, "logits/contacts need the stage to end at layer %d (it ends at %d)", L, m->l1);
+    if (out->want_contacts && (m->l0 != 0 || !m->g[PQ_ESM2_CONTACT_W].data || !m->g[PQ_ESM2_CONTACT_B].data))
+        return pq_err(PQ_ERR_CONFIG, "contact prediction needs the whole model and the contact-head tensors");
+    if ((m->l0 == 0) != (x_in == NULL))
+        return pq_err(PQ_ERR_CONFIG, m->l0 == 0 ? "a stage starting at layer 0 takes token ids, not activations"
+                                                 : "a stage starting at layer %d needs input activations", m->l0);
+
+    fwd_ctx c = {.m = m, .b = b, .N = N, .max_T = max_T, .n_threads = resolve_threads(m->n_threads)};
+    int n_stage = m->l1 - m->l0;
+    bool want_attn = out->want_attn || out->want_contacts;
+    float *x = NULL, *h = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *f = NULL, *attn = NULL;
+    int64_t *attn_off = NULL;
+    size_t nd = (size_t)(N * D);
+    x = malloc(nd * sizeof(float));
+    h = malloc(nd * sizeof(float));
+    q = malloc(nd * sizeof(float));
+    k = malloc(nd * sizeof(float));
+    v = malloc(nd * sizeof(float));
+    o = malloc(nd * sizeof(float));
+    f = malloc((size_t)(N * (F > V ? F : V)) * sizeof(float));
+    c.cos_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
+    c.sin_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
+    c.scratch = malloc((size_t)c.n_threads * (size_t)(max_T * max_T) * sizeof(float));
+    if (!x || !h || !q || !k || !v || !o || !f || !c.cos_t || !c.sin_t || !c.scratch) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory for the activations of %lld tokens", (long long)N);
+        goto cleanup;
+    }
+    if (want_attn) {
+        attn_off = malloc((size_t)(b->n_seqs + 1) * sizeof *attn_off);
+        if (!attn_off) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
+        attn_off[0] = 0;
+        for (int64_t s = 0; s < b->n_seqs; s++) {
+            int64_t T = b->offsets[s + 1] - b->offsets[s];
+            attn_off[s + 1] = attn_off[s] + (int64_t)n_stage * H * T * T;
+        }
+        attn = malloc((size_t)attn_off[b->n_seqs] * sizeof(float));
+        if (!attn) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory for attention maps (%lld floats)",
+                        (long long)attn_off[b->n_seqs]);
+            goto cleanup;
+        }
+    }
+    openblas_set_num_threads(c.n_threads);
+
+    if (x_in) memcpy(x, x_in, nd * sizeof(float));
+    else embed(m, b, x);
+
+    /* representation requests at the stage input (layer 0 only) */
+#define STORE_REPR(li, src)                                                                    \
+    do {                                                                                       \
+        for (int r_ = 0; r_ < out->n_repr; r_++)                                               \
+            if (repr_index(m, out->repr_layers[r_]) == (li) && !out->repr[r_]) {               \
+                out->repr[r_] = malloc(nd * sizeof(float));                                    \
+                if (!out->repr[r_]) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; } \
+                memcpy(out->repr[r_], (src), nd * sizeof(float));                              \
+            }                                                                                  \
+    } while (0)
+    if (m->l0 == 0) STORE_REPR(0, x);
+
+    int half = hd / 2;
+    float qscale = (float)pow((double)hd, -0.5);
+    for (int l = m->l0; l < m->l1; l++) {
+        tensor *w = m->lay[l - m->l0];
+        pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);
+        K->layernorm(x, N, D, w[PQ_ESM2_LN_ATTN_W].data, w[PQ_ESM2_LN_ATTN_B].data, eps, h);
+        observe(m, l, PQ_ESM2_Q, h, N, D);
+        observe(m, l, PQ_ESM2_K, h, N, D);
+        observe(m, l, PQ_ESM2_V, h, N, D);
+        linear(h, N, D, w[PQ_ESM2_Q].data, w[PQ_ESM2_Q_BIAS].data, D, q);
+        linear(h, N, D, w[PQ_ESM2_K].data, w[PQ_ESM2_K_BIAS].data, D, k);
+        linear(h, N, D, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, D, v);
+        for (size_t i = 0; i < nd; i++) q[i] *= qscale;
+        for (int64_t s = 0; s < b->n_seqs; s++) {
+            int64_t t0 = b->offsets[s], T = b->offsets[s + 1] - t0;
+            K->rotary(q + t0 * D, T, D, H, hd, c.cos_t, c.sin_t);
+            K->rotary(k + t0 * D, T, D, H, hd, c.cos_t, c.sin_t);
+        }
+        attention(&c, q, k, v, o, attn, attn_off, l - m->l0, n_stage);
+        observe(m, l, PQ_ESM2_OUT, o, N, D);
+        linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h);
+        for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        K->layernorm(x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
+        observe(m, l, PQ_ESM2_FC1, h, N, D);
+        linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f);
+        K->gelu(f, N * F);
+        observe(m, l, PQ_ESM2_FC2, f, N, F);
+        linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h);
+        for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        if (l + 1 < L) STORE_REPR(l + 1, x);
+    }
+
+    if (has_head) {
+        K->layernorm(x, N, D, m->g[PQ_ESM2_LN_FINAL_W].data, m->g[PQ_ESM2_LN_FINAL_B].data, eps, x);
+        STORE_REPR(L, x);
+        if (out->want_logits) {
+            observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
+            linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+            K->gelu(h, (int64_t)nd);
+            K->layernorm(h, N, D, m->g[PQ_ESM2_LM_LN_W].data, m->g[PQ_ESM2_LM_LN_B].data, eps, h);
+            const float *dec = m->g[PQ_ESM2_LM_DECODER].data ? m->g[PQ_ESM2_LM_DECODER].data
+                                                              : m->g[PQ_ESM2_EMBED].data;
+            out->logits = malloc((size_t)(N * V) * sizeof(float));
+            if (!out->logits) { st = pq_err(PQ_ERR_RESOURCE, "out of memory for logits"); goto cleanup; }
+            linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits);
+        }
+        if (out->want_contacts) {
+            out->contact_off = malloc((size_t)(b->n_seqs + 1) * sizeof(int64_t));
+            if (!out->contact_off) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
+            out->contact_off[0] = 0;
+            for (int64_t s = 0; s < b->n_seqs; s++) {
+                int64_t T = b->offsets[s + 1] - b->offsets[s];
+                out->contact_off[s + 1] = out->contact_off[s] + (T - 2) * (T - 2);
+            }
+            out->contacts = malloc((size_t)out->contact_off[b->n_seqs] * sizeof(float) + 1);
+            if (!out->contacts) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
+            for (int64_t s = 0; s < b->n_seqs; s++) {
+                int64_t T = b->offsets[s + 1] - b->offsets[s];
+                if ((st = contacts_one(m, attn + attn_off[s], T, out->contacts + out->contact_off[s])) != PQ_OK)
+                    goto cleanup;
+            }
+        }
+    } else {
+        out->x_out = x;
+        x = NULL;
+    }
+    if (out->want_attn) {
+        out->attn = attn;
+        out->attn_off = attn_off;
+        attn = NULL;
+        attn_off = NULL;
+    }
+#undef STORE_REPR
+cleanup:
+    free(x); free(h); free(q); free(k); free(v); free(o); free(f);
+    free(c.cos_t); free(c.sin_t); free(c.scratch);
+    free(attn); free(attn_off);
+    return st;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* esm2_model.h - the fp32 ESM-2 forward pass (docs/esm2.md section 3) on a
+ * packed batch, whole model or one pipeline stage of layers.
+ *
+ * A packed batch concatenates sequences along the token axis (each one
+ * <cls> residues <eos>, no padding); attention runs per sequence. Each
+ * sequence's outputs equal those of the same sequence inside a right-padded
+ * fair-esm batch (token-dropout ratio from its own length incl. cls/eos).
+ * GEMMs go through OpenBLAS; attention heads run in parallel with OpenMP. */
+#ifndef PQ_ESM2_MODEL_H
+#define PQ_ESM2_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "esm2.h"
+#include "pq_err.h"
+
+/* Called with the input of every Linear before it is applied: site is the
+ * weight role (PQ_ESM2_Q, _K, _V share one input; _OUT, _FC1, _FC2, and
+ * PQ_ESM2_LM_DENSE_W with layer -1). x is [n_tokens, dim] row-major, borrowed
+ * for the call only. Called from the forward's thread, in layer order. */
+typedef void (*pq_esm2_observe_fn)(void *user, int layer, pq_esm2_role site, const float *x,
+                                   int64_t n_tokens, int64_t dim);
+
+typedef struct pq_esm2_model_opts {
+    int layer_begin, layer_end; /* stage [begin, end); both 0 = all layers */
+    int n_threads;              /* 0 = all cores */
+} pq_esm2_model_opts;
+
+typedef struct pq_esm2_model pq_esm2_model;
+
+/* Load from a safetensors checkpoint (file, index or directory; borrowed
+ * path). The architecture comes from pq_esm2_detect; every tensor is read
+ * as fp32. The embedding (and its tied decoder) is loaded when the stage
+ * begins at layer 0 or ends at L; the final LN and LM head when it ends at L.
+ * Returns owned *out (pq_esm2_model_free). */
+pq_status pq_esm2_model_load(const char *path, const pq_esm2_model_opts *opts,
+                             pq_esm2_model **out);
+/* Reads tensor `name` (Hugging Face name) as n_elems fp32 values into dst;
+ * sets *found = false (and returns PQ_OK) when the tensor is absent. */
+typedef pq_status (*pq_esm2_tensor_reader)(void *user, const char *name, int64_t n_elems,
+                                           float *dst, bool *found);
+/* Load through any reader, for the architecture cfg (borrowed, copied). */
+pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                  void *user, const pq_esm2_model_opts *opts,
+                                  pq_esm2_model **out);
+/* Same from a Proteus HDF5 model (quantized tensors are dequantized). */
+pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts,
+                                pq_esm2_model **out);
+/* Either: a path ending in .h5/.hdf5 is read as Proteus HDF5. */
+pq_status pq_esm2_model_open(const char *path, const pq_esm2_model_opts *opts,
+                             pq_esm2_model **out);
+void pq_esm2_model_free(pq_esm2_model *m); /* NULL is fine */
+
+const pq_esm2_config *pq_esm2_model_config(const pq_esm2_model *m);
+void pq_esm2_model_stage(const pq_esm2_model *m, int *layer_begin, int *layer_end);
+void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *user);
+void pq_esm2_model_set_threads(pq_esm2_model *m, int n_threads); /* 0 = all cores */
+
+/* Mutable access to a loaded float tensor (layer < 0 for global roles), NULL
+ * when not loaded. Lets callers substitute fake-quantized weights. */
+float *pq_esm2_model_tensor(pq_esm2_model *m, pq_esm2_role role, int layer, int64_t *n_elems);
+
+typedef struct pq_esm2_batch {
+    int64_t n_seqs;
+    const int64_t *offsets; /* [n_seqs + 1], token offsets, offsets[0] = 0 */
+    const int32_t *ids;     /* [offsets[n_seqs]] token ids, each sequence <cls> ... <eos> */
+} pq_esm2_batch;
+
+typedef struct pq_esm2_outputs {
+    /* requests (set by the caller) */
+    bool want_logits;         /* needs a stage ending at L */
+    int n_repr;               /* representations: layer indices 0..L (negative counts */
+    int repr_layers[64];      /* from L+1: -1 = L); 0 = embeddings, L = after final LN */
+    bool want_attn;           /* attention probabilities of the stage's layers */
+    bool want_contacts;       /* contact map (whole model with the contact head) */
+
+    /* results (owned; pq_esm2_outputs_clear frees them) */
+    float *logits;            /* [n_tokens, 33] */
+    float *repr[64];          /* [n_tokens, D] each, in request order */
+    float *attn;              /* per sequence s at attn_off[s]: [n_layers][H][T_s][T_s] */
+    int64_t *attn_off;        /* [n_seqs + 1] */
+    float *contacts;          /* per sequence at contact_off[s]: [T_s-2][T_s-2] */
+    int64_t *contact_off;     /* [n_seqs + 1] */
+    float *x_out;             /* stage not ending at L: output activations [n_tokens, D] */
+} pq_esm2_outputs;
+
+void pq_esm2_outputs_clear(pq_esm2_outputs *o); /* frees results, keeps requests */
+
+/* Run the model's stage on a packed batch. x_in: the input activations
+ * [n_tokens, D] of layer layer_begin (borrowed), NULL for a stage beginning
+ * at 0 (the embedding is computed from ids). Results go into *out.
+ * Errors: PQ_ERR_CONFIG for a request the stage cannot serve or bad batch
+ * layout; PQ_ERR_FORMAT for a token id outside the vocabulary or <pad>;
+ * PQ_ERR_RESOURCE. */
+pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float *x_in,
+                          pq_esm2_outputs *out);
+
+#endif
