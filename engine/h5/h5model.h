@@ -55,6 +55,11 @@ pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m);
 pq_status pq_h5w_put_qtensor(pq_h5w *w, const char *name, const pq_qtensor *qt,
                              const char *scheme, const char *method);
 
+/* Static input (activation) quantization of a tensor already written:
+ * act_scale float32 [1] and, when zp is not NULL, act_zero_point int32 [1]. */
+pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale,
+                                 const int32_t *zp);
+
 /* /provenance attrs (string values). */
 pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value);
 
