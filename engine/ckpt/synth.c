@@ -240,6 +240,12 @@ cleanup:
 
 pq_status pq_synth_write(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype, const char *path)
 {
+    return pq_synth_write_blocked(arch, seed, dtype, path, BLOCK_BYTES);
+}
+
+pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype,
+                                 const char *path, size_t block_bytes)
+{
     pq_status rc = PQ_OK;
     spec *s = NULL;
     char *hdr = NULL, *partial = NULL;
@@ -260,7 +266,7 @@ pq_status pq_synth_write(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype
     partial = malloc(plen);
     int64_t max_cols = 1;
     for (int i = 0; i < n; i++) if (s && s[i].cols > max_cols) max_cols = s[i].cols;
-    int64_t rows_per_blk = (int64_t)(BLOCK_BYTES / sizeof(float)) / max_cols;
+    int64_t rows_per_blk = (int64_t)(block_bytes / sizeof(float)) / max_cols;
     if (rows_per_blk < 1) rows_per_blk = 1;
     blk = malloc((size_t)(rows_per_blk * max_cols) * sizeof *blk);
     half = dtype == PQ_DT_F16 ? malloc((size_t)(rows_per_blk * max_cols) * sizeof *half) : NULL;
