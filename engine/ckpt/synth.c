@@ -18,7 +18,8 @@
  * log/cos agreeing to well below one fp32 ulp, which glibc does).
  *
  * Distributions: Linear weights (q, k, v, out, fc1, fc2, lm_head.dense)
- * N(0, 0.02), with 0.5% of rows and 0.5% of columns scaled by 5..20x and
+ * N(0, 0.02), with 0.5% of rows and 0.5% of columns scaled by 5..20x (the
+ * larger scale where an outlier row meets an outlier column) and
  * about four single values per matrix of magnitude 0.4..1.2; biases
  * N(0, 0.01); LayerNorm weights 1 + N(0, 0.05), LayerNorm biases N(0, 0.02);
  * embedding N(0, 0.1); contact regression weight N(0, 0.1). */
@@ -170,7 +171,9 @@ static void gen_rows(const spec *p, uint64_t seed, const float *col_scale, const
             float v;
             switch (p->k) {
             case K_LINEAR: {
-                v = (float)(0.02 * z) * rs * col_scale[c];
+                /* an element in both an outlier row and column takes the larger
+                 * scale, not the product: 400x spikes are not realistic */
+                v = (float)(0.02 * z) * (rs > col_scale[c] ? rs : col_scale[c]);
                 uint64_t x = draw(ks, i);
                 if ((double)(x >> 11) * 0x1p-53 < spike_p) /* rare single large value */
                     v = (float)((x & 1 ? -0.02 : 0.02) * (20.0 + 40.0 * u32_open((uint32_t)mix64(x))));
