@@ -175,7 +175,7 @@ static pq_status st_read(void *user, const char *name, int64_t n, float *dst, bo
     if (t->n_elems != n)
         return pq_err(PQ_ERR_FORMAT, "tensor %s has %lld elements, the architecture needs %lld", name,
                       (long long)t->n_elems, (long long)n);
-    int64_t rows = t->ndim >= 1 ? t->shape[0] : 1;
+    int64_t rows = t->ndim >= 2 ? t->shape[0] : 1; /* 0-D and 1-D are one row */
     pq_status s = pq_st_read_rows_f32(st, t, 0, rows, dst);
     pq_st_release(st, t);
     return s;

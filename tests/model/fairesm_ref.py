@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: Apache-2.0
+# fairesm_ref.py - helpers for the peer tests: read a safetensors file with
+# numpy and build Meta's fair-esm ESM2 module with those weights.
+import json
+import struct
+
+import numpy as np
+
+_DT = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "BF16": None}
+
+
+def read_safetensors(path):
+    """Return {name: numpy array} (bf16 widened to fp32)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (hlen,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + hlen])
+    base = 8 + hlen
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        buf = raw[base + a:base + b]
+        if info["dtype"] == "BF16":
+            u = np.frombuffer(buf, dtype=np.uint16).astype(np.uint32) << 16
+            arr = u.view(np.float32)
+        else:
+            arr = np.frombuffer(buf, dtype=_DT[info["dtype"]])
+        out[name] = arr.reshape(info["shape"]).copy()
+    return out
+
+
+def hf_to_fairesm(hf):
+    """Map Hugging Face ESM names to fair-esm ESM2 state-dict names (esm2.md 4.2)."""
+    sd = {}
+    per_layer = {
+        "attention.LayerNorm": "self_attn_layer_norm",
+        "attention.self.query": "self_attn.q_proj",
+        "attention.self.key": "self_attn.k_proj",
+        "attention.self.value": "self_attn.v_proj",
+        "attention.output.dense": "self_attn.out_proj",
+        "LayerNorm": "final_layer_norm",
+        "intermediate.dense": "fc1",
+        "output.dense": "fc2",
+    }
+    for name, arr in hf.items():
+        if name.startswith("esm.encoder.layer."):
+            rest = name[len("esm.encoder.layer."):]
+            idx, sub = rest.split(".", 1)
+            if sub == "attention.self.rotary_embeddings.inv_freq":
+                sd[f"layers.{idx}.self_attn.rot_emb.inv_freq"] = arr
+                continue
+            mod, kind = sub.rsplit(".", 1)
+            sd[f"layers.{idx}.{per_layer[mod]}.{kind}"] = arr
+        elif name == "esm.embeddings.word_embeddings.weight":
+            sd["embed_tokens.weight"] = arr
+            sd.setdefault("lm_head.weight", arr)
+        elif name.startswith("esm.encoder.emb_layer_norm_after."):
+            sd["emb_layer_norm_after." + name.rsplit(".", 1)[1]] = arr
+        elif name == "lm_head.decoder.weight":
+            sd["lm_head.weight"] = arr
+        elif name in ("lm_head.bias",) or name.startswith("lm_head.dense.") or name.startswith("lm_head.layer_norm."):
+            sd[name] = arr
+        elif name.startswith("esm.contact_head.regression."):
+            sd["contact_head.regression." + name.rsplit(".", 1)[1]] = arr
+    return sd
+
+
+def build_fairesm(path):
+    """fair-esm ESM2 with the checkpoint's weights, eval mode, fp32."""
+    import esm
+    import torch
+
+    hf = read_safetensors(path)
+    sd = hf_to_fairesm(hf)
+    L = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("layers."))
+    D = sd["embed_tokens.weight"].shape[1]
+    hd = 2 * sd["layers.0.self_attn.rot_emb.inv_freq"].shape[0]
+    model = esm.model.esm2.ESM2(num_layers=L, embed_dim=D, attention_heads=D // hd,
+                                alphabet=esm.data.Alphabet.from_architecture("ESM-1b"),
+                                token_dropout=True)
+    tsd = {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(tsd, strict=False)
+    missing = [k for k in missing if not k.startswith("contact_head")]
+    if missing or unexpected:
+        raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
+    model.eval()
+    return model, L, D
