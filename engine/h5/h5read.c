@@ -48,6 +48,19 @@ static bool link_exists(hid_t loc, const char *name)
     return ex > 0;
 }
 
+/* Like link_exists but a damaged group is an error naming where/name. */
+static pq_status link_probe(const pq_h5r *r, hid_t loc, const char *where, const char *name,
+                            bool *ex)
+{
+    char eb[256];
+    htri_t t = H5Lexists(loc, name, H5P_DEFAULT);
+    if (t < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: %s/%s: corrupt group: %s", r->path, where, name,
+                      pq_h5u_detail(eb, sizeof eb));
+    *ex = t > 0;
+    return PQ_OK;
+}
+
 /* Expected element type of a dataset. */
 typedef enum ds_kind { K_I8, K_U8, K_I32, K_F32, K_F32_OR_F16 } ds_kind;
 
@@ -198,7 +211,8 @@ static pq_status load_quant(const pq_h5r *r, hid_t g, const char *where, pq_h5r_
                        NULL)) ||
         (rc = check_ds(r, g, where, "scale", K_F32, snd, sd, NULL, NULL, NULL)))
         goto cleanup;
-    bool has_zp = link_exists(g, "zero_point");
+    bool has_zp = false;
+    if ((rc = link_probe(r, g, where, "zero_point", &has_zp))) goto cleanup;
     if (has_zp == sym) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: %s/zero_point: %s for a%s tensor", r->path, where,
                     has_zp ? "present" : "missing", sym ? " symmetric" : "n asymmetric");
@@ -229,9 +243,14 @@ static pq_status load_entry(pq_h5r *r, hid_t gt, hid_t gm, pq_h5r_entry *e)
     if (g < 0)
         return pq_err(PQ_ERR_FORMAT, "%s: %s: not a group: %s", r->path, where,
                       pq_h5u_detail(eb, sizeof eb));
-    if (link_exists(g, "data"))
+    bool has_data = false, has_q = false, has_s = false;
+    if ((rc = link_probe(r, g, where, "data", &has_data)) ||
+        (rc = link_probe(r, g, where, "qweight", &has_q)) ||
+        (rc = link_probe(r, g, where, "scale", &has_s)))
+        ;
+    else if (has_data)
         rc = load_float(r, g, where, e);
-    else if (link_exists(g, "qweight") && link_exists(g, "scale"))
+    else if (has_q && has_s)
         rc = load_quant(r, g, where, e);
     else
         rc = pq_err(PQ_ERR_FORMAT, "%s: %s: has neither 'data' nor 'qweight' + 'scale'",
@@ -276,7 +295,12 @@ static pq_status read_meta(pq_h5r *r)
     snprintf(cfgw, sizeof cfgw, "%s: /config", r->path);
     pq_esm2_config *c = &r->meta.cfg;
 
-    if (!pq_h5u_has_attr(f, "format"))
+    char eb[256];
+    htri_t ex = H5Aexists(f, "format");
+    if (ex < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: corrupt HDF5 file: cannot read the root "
+                      "attributes: %s", r->path, pq_h5u_detail(eb, sizeof eb));
+    if (ex == 0)
         return pq_err(PQ_ERR_FORMAT, "%s: not a Proteus model file (no /format attribute)",
                       r->path);
     if ((rc = pq_h5u_get_str(f, where, "format", &fmt))) return rc;
@@ -374,12 +398,12 @@ pq_status pq_h5r_open(const char *path, pq_h5r **out)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
     r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
-    if (fapl >= 0) H5Pclose(fapl);
-    if (r->file < 0) {
+    /* Take the HDF5 detail before the next API call clears the stack. */
+    if (r->file < 0)
         rc = pq_err(PQ_ERR_FORMAT, "%s: corrupt or truncated HDF5 file: %s", path,
                     pq_h5u_detail(eb, sizeof eb));
-        goto fail;
-    }
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc) goto fail;
     if ((rc = read_meta(r))) goto fail;
     if (!link_exists(r->file, "tensors") ||
         (gt = H5Gopen2(r->file, "tensors", H5P_DEFAULT)) < 0) {

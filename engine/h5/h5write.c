@@ -85,12 +85,20 @@ static void free_writer(pq_h5w *w)
     free(w);
 }
 
-static pq_status io_fail(pq_h5w *w, const char *where, const char *what)
+/* A failed write: w is unusable from here on. detail NULL takes it from the
+ * HDF5 error stack, which must not have been touched since the failure. */
+static pq_status io_fail_d(pq_h5w *w, const char *where, const char *what,
+                           const char *detail)
 {
     char eb[256];
     w->broken = true;
     return pq_err(PQ_ERR_IO, "%s: %s: %s failed: %s", w->partial_path, where, what,
-                  pq_h5u_detail(eb, sizeof eb));
+                  detail ? detail : pq_h5u_detail(eb, sizeof eb));
+}
+
+static pq_status io_fail(pq_h5w *w, const char *where, const char *what)
+{
+    return io_fail_d(w, where, what, NULL);
 }
 
 static pq_status write_config(pq_h5w *w, const pq_esm2_config *c)
@@ -217,9 +225,10 @@ static pq_status check_new_name(pq_h5w *w, const char *name)
     return PQ_OK;
 }
 
-/* Write rows [row0, row0+n) of a dataset of rank nd (dims) from buf. */
+/* Write rows [row0, row0+n) of a dataset of rank nd (dims) from buf. On
+ * failure the HDF5 detail is left in eb[256]. */
 static herr_t write_rows(hid_t ds, hid_t mtype, int nd, const hsize_t *dims, int64_t row0,
-                         int64_t n, const void *buf)
+                         int64_t n, const void *buf, char *eb)
 {
     hsize_t start[PQ_MAX_DIMS] = {0}, count[PQ_MAX_DIMS];
     herr_t r = -1;
@@ -234,6 +243,7 @@ static herr_t write_rows(hid_t ds, hid_t mtype, int nd, const hsize_t *dims, int
         goto cleanup;
     r = H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf);
 cleanup:
+    if (r < 0) pq_h5u_detail(eb, 256);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
     return r;
@@ -294,10 +304,11 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
         int64_t nb = nrows - r0 < block ? nrows - r0 : block;
         const float *src = data + r0 * row_elems;
         for (int64_t i = 0; i < nb * row_elems; i++) tmp[i] = pq_f32_to_f16(src[i]);
-        herr_t hr = ndim ? write_rows(ds, w->f16, ndim, dims, r0, nb, tmp)
+        char eb[256];
+        herr_t hr = ndim ? write_rows(ds, w->f16, ndim, dims, r0, nb, tmp, eb)
                          : H5Dwrite(ds, w->f16, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp);
         if (hr < 0) {
-            rc = io_fail(w, where, "write");
+            rc = io_fail_d(w, where, "write", ndim ? eb : NULL);
             goto cleanup;
         }
     }
@@ -321,15 +332,16 @@ static pq_status make_ds(pq_h5w *w, qopen *q, const char *dsname, hid_t ftype, i
                          const hsize_t *dims, hid_t *out)
 {
     char where[352];
+    pq_status rc = PQ_OK;
     hid_t sp = H5Screate_simple(nd, dims, NULL);
     if (sp >= 0) *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, w->dcpl,
                                    H5P_DEFAULT);
-    if (sp >= 0) H5Sclose(sp);
     if (sp < 0 || *out < 0) {
         snprintf(where, sizeof where, "%s/%s", q->where, dsname);
-        return io_fail(w, where, "dataset creation");
+        rc = io_fail(w, where, "dataset creation");
     }
-    return PQ_OK;
+    if (sp >= 0) H5Sclose(sp);
+    return rc;
 }
 
 /* Rank and dims of the scale / zero_point datasets. */
@@ -430,7 +442,7 @@ fail:
 pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n_rows,
                             const void *codes, const float *scale, const int32_t *zp)
 {
-    char where[352];
+    char where[352], eb[256];
     hsize_t qd[2], sd[2];
     if (!w || !name) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_quant_rows: NULL argument");
     if (w->broken)
@@ -457,22 +469,22 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
     qd[0] = (hsize_t)q->rows;
     qd[1] = (hsize_t)q->row_bytes;
     hid_t ct = q->spec.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
-    if (write_rows(q->dq, ct, 2, qd, row0, n_rows, codes) < 0) {
+    if (write_rows(q->dq, ct, 2, qd, row0, n_rows, codes, eb) < 0) {
         snprintf(where, sizeof where, "%s/qweight", q->where);
-        return io_fail(w, where, "write");
+        return io_fail_d(w, where, "write", eb);
     }
     if (need_scale) {
         int snd = scale_dims(q, sd);
         /* The tensor-wide value is one element, written with the first block. */
         int64_t r0 = q->spec.gran == PQ_GRAN_TENSOR ? 0 : row0;
         int64_t nr = q->spec.gran == PQ_GRAN_TENSOR ? 1 : n_rows;
-        if (write_rows(q->ds, H5T_NATIVE_FLOAT, snd, sd, r0, nr, scale) < 0) {
+        if (write_rows(q->ds, H5T_NATIVE_FLOAT, snd, sd, r0, nr, scale, eb) < 0) {
             snprintf(where, sizeof where, "%s/scale", q->where);
-            return io_fail(w, where, "write");
+            return io_fail_d(w, where, "write", eb);
         }
-        if (q->dz >= 0 && write_rows(q->dz, H5T_NATIVE_INT32, snd, sd, r0, nr, zp) < 0) {
+        if (q->dz >= 0 && write_rows(q->dz, H5T_NATIVE_INT32, snd, sd, r0, nr, zp, eb) < 0) {
             snprintf(where, sizeof where, "%s/zero_point", q->where);
-            return io_fail(w, where, "write");
+            return io_fail_d(w, where, "write", eb);
         }
     }
     memset(q->done + row0, 1, (size_t)n_rows);
@@ -606,8 +618,13 @@ pq_status pq_h5w_commit(pq_h5w *w)
                     w->final_path, w->q[0].name);
         goto fail;
     }
-    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || close_all(w) < 0) {
-        rc = pq_err(PQ_ERR_IO, "%s: flush/close failed: %s", w->partial_path,
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
+        rc = pq_err(PQ_ERR_IO, "%s: flush failed: %s", w->partial_path,
+                    pq_h5u_detail(eb, sizeof eb));
+        goto fail;
+    }
+    if (close_all(w) < 0) {
+        rc = pq_err(PQ_ERR_IO, "%s: close failed: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
         goto fail;
     }
