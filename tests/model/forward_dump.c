@@ -4,10 +4,14 @@
  * for the peer test: logits.f32 [N,33], repr_<i>.f32 [N,D] for i = 0..L,
  * contacts.f32 (when the model has a contact head), offsets.txt.
  *
- * usage: forward_dump MODEL OUTDIR [--threads N] [--stage K] SEQ... */
+ * With --bench R it instead times R forward passes (logits only) after one
+ * warm-up and prints "tokens_per_s <best>".
+ *
+ * usage: forward_dump MODEL OUTDIR [--threads N] [--stage K] [--bench R] SEQ... */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "esm2_model.h"
 #include "tokenizer.h"
@@ -38,10 +42,11 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *model = argv[1], *dir = argv[2];
-    int threads = 0, stage = 0, a = 3;
+    int threads = 0, stage = 0, bench = 0, a = 3;
     for (; a < argc; a++) {
         if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--stage") && a + 1 < argc) stage = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--bench") && a + 1 < argc) bench = atoi(argv[++a]);
         else break;
     }
     int n_seqs = argc - a;
@@ -63,7 +68,21 @@ int main(int argc, char **argv)
     pq_status st;
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);
-    if (stage > 0) {
+    if (bench > 0) {
+        if ((st = pq_esm2_model_open(model, &o, &m)) != PQ_OK) return fail(st);
+        double best = 1e30;
+        for (int r = 0; r <= bench; r++) {
+            struct timespec t0, t1;
+            out.want_logits = true;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            if ((st = pq_esm2_forward(m, &b, NULL, &out)) != PQ_OK) return fail(st);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            pq_esm2_outputs_clear(&out);
+            double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            if (r > 0 && sec < best) best = sec; /* r = 0 warms up */
+        }
+        printf("tokens_per_s %.1f\nseconds %.6f\n", (double)off[n_seqs] / best, best);
+    } else if (stage > 0) {
         /* two pipeline stages [0, K) and [K, L): activations handed over */
         pq_esm2_model_opts o1 = o, o2 = o;
         if ((st = pq_esm2_model_open(model, &o1, &m)) != PQ_OK) return fail(st);

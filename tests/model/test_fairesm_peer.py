@@ -122,9 +122,88 @@ def check_model(model_path, label):
     return failures
 
 
+M64 = (1 << 64) - 1
+
+
+def splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def mask_positions(seed, index, n_res, frac=0.15):
+    """The masking rule of `proteus score --help`, written independently."""
+    us = [(splitmix64(splitmix64(splitmix64(seed) ^ index) ^ i) >> 11) / float(1 << 53) for i in range(n_res)]
+    pos = [i for i, u in enumerate(us) if u < frac]
+    return pos or [min(range(n_res), key=lambda i: us[i])]
+
+
+def check_commands(model_path):
+    """`proteus embed` means and `proteus score` metrics against fair-esm."""
+    import h5py
+
+    failures = []
+    model, L, D = fairesm_ref.build_fairesm(model_path)
+    seqs = pick_sequences()[:4]
+    tmp = tempfile.mkdtemp(prefix="pq_peer_cmd_")
+    fa = os.path.join(tmp, "x.fasta")
+    with open(fa, "w") as f:
+        for i, s in enumerate(seqs):
+            f.write(f">s{i} test\n")
+            for j in range(0, len(s), 60):
+                f.write(s[j:j + 60] + "\n")
+    out = os.path.join(tmp, "emb.h5")
+    p = subprocess.run([PROTEUS, "embed", "--model", model_path, "--fasta", fa, "--out", out, "--layers", "0,-1",
+                        "--per-token", "--threads", "2"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return [f"proteus embed failed: {p.stderr.strip()}"]
+    bc = model.alphabet.get_batch_converter()
+    _, _, tokens = bc([(str(i), s) for i, s in enumerate(seqs)])
+    with torch.no_grad():
+        ref = model(tokens, repr_layers=[0, L])
+    with h5py.File(out, "r") as h:
+        for layer in (0, L):
+            got = h[f"layer_{layer}/mean"][:]
+            for b, s in enumerate(seqs):
+                want = ref["representations"][layer][b, 1:len(s) + 1].mean(0).numpy()
+                e = float(np.abs(got[b] - want).max())
+                if e > TOL * max(1.0, float(np.abs(want).max())):
+                    failures.append(f"embed layer {layer} seq {b}: mean differs by {e:.3g}")
+        if [x.decode() for x in h["ids"][:]] != [f"s{i}" for i in range(len(seqs))]:
+            failures.append("embed: /ids differ")
+    # score: recompute accuracy and perplexity from fair-esm logits
+    seed = 5
+    jp = os.path.join(tmp, "score.json")
+    p = subprocess.run([PROTEUS, "score", "--model", model_path, "--fasta", fa, "--seed", str(seed), "--json", jp,
+                        "--threads", "2"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return failures + [f"proteus score failed: {p.stderr.strip()}"]
+    import json
+    got = json.load(open(jp))
+    masked = tokens.clone()
+    truth = []
+    for b, s in enumerate(seqs):
+        pos = mask_positions(seed, b, len(s))
+        for i in pos:
+            truth.append((b, i + 1, int(tokens[b, i + 1])))
+            masked[b, i + 1] = model.alphabet.mask_idx
+    with torch.no_grad():
+        lp = torch.log_softmax(model(masked)["logits"].double(), dim=-1)
+    nll = -np.mean([float(lp[b, t, y]) for b, t, y in truth])
+    acc = np.mean([int(lp[b, t].argmax()) == y for b, t, y in truth])
+    if got["n_masked"] != len(truth):
+        failures.append(f"score: {got['n_masked']} masked positions, expected {len(truth)}")
+    if abs(got["accuracy"] - acc) > 1e-12 or abs(got["mean_nll"] - nll) > 1e-5:
+        failures.append(f"score: accuracy {got['accuracy']} / nll {got['mean_nll']} vs fair-esm {acc} / {nll}")
+    print(f"commands: embed/score checked; score accuracy {acc:.4f} nll {nll:.5f} (C {got['mean_nll']:.5f})")
+    return failures
+
+
 def main():
     failures = []
     failures += [f"trained t6: {f}" for f in check_model(TRAINED, "trained t6")]
+    failures += [f"trained t6 commands: {f}" for f in check_commands(TRAINED)]
     tmp = tempfile.mkdtemp(prefix="pq_peer_synth_")
     t12 = os.path.join(tmp, "t12.safetensors")
     p = subprocess.run([PROTEUS, "synth", "--arch", "esm2_t12_35M_UR50D", "--seed", "11", "--out", t12],

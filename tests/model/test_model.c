@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_model.c - tokenizer and FASTA reader (hand-made cases), and the
  * forward's error handling. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,8 @@
 
 #include <cmocka.h>
 
+
+#include "batch.h"
 #include "esm2_model.h"
 #include "fasta.h"
 #include "tokenizer.h"
@@ -199,6 +202,168 @@ static void test_bad_checkpoint(void **state)
     pq_err_clear();
 }
 
+/* ---- forward properties on the trained t6 model (numbers vs fair-esm are
+ * the peer suite's job; here: packing, stages, observer, bad batches) ---- */
+
+typedef struct obs_log {
+    int calls[8][PQ__ESM2_ROLE_COUNT];
+    int64_t dims[PQ__ESM2_ROLE_COUNT];
+    int64_t n_tokens;
+    int head_calls;
+} obs_log;
+
+static void obs(void *user, int layer, pq_esm2_role site, const float *x, int64_t n, int64_t dim)
+{
+    obs_log *o = user;
+    (void)x;
+    if (layer < 0) { o->head_calls++; return; }
+    o->calls[layer][site]++;
+    o->dims[site] = dim;
+    o->n_tokens = n;
+}
+
+static pq_esm2_model *load_model(int l0, int l1)
+{
+    const char *path = getenv("PQ_TEST_MODEL");
+    if (!path || access(path, R_OK) != 0) return NULL;
+    pq_esm2_model_opts o = {.layer_begin = l0, .layer_end = l1, .n_threads = 2};
+    pq_esm2_model *m = NULL;
+    assert_int_equal(pq_esm2_model_load(path, &o, &m), PQ_OK);
+    return m;
+}
+
+static void encode2(const char *a, const char *b, int32_t *ids, int64_t *off)
+{
+    int32_t *t;
+    int64_t n;
+    off[0] = 0;
+    assert_int_equal(pq_tok_encode(a, strlen(a), "a", 0, &t, &n), PQ_OK);
+    memcpy(ids, t, (size_t)n * sizeof *t);
+    off[1] = n;
+    free(t);
+    assert_int_equal(pq_tok_encode(b, strlen(b), "b", 0, &t, &n), PQ_OK);
+    memcpy(ids + off[1], t, (size_t)n * sizeof *t);
+    off[2] = off[1] + n;
+    free(t);
+}
+
+static void test_forward_packing_stages_observer(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = load_model(0, 0);
+    if (!m) { print_message("PQ_TEST_MODEL not readable\n"); fail(); }
+    const char *A = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", *B = "GSHMAS<mask>LLKDE";
+    int32_t ids[128];
+    int64_t off[3];
+    encode2(A, B, ids, off);
+    obs_log log;
+    memset(&log, 0, sizeof log);
+    pq_esm2_model_set_observer(m, obs, &log);
+    pq_esm2_batch both = {.n_seqs = 2, .offsets = off, .ids = ids};
+    pq_esm2_outputs o1;
+    memset(&o1, 0, sizeof o1);
+    o1.want_logits = true;
+    o1.n_repr = 1;
+    o1.repr_layers[0] = -1;
+    assert_int_equal(pq_esm2_forward(m, &both, NULL, &o1), PQ_OK);
+    /* every Linear input seen once per layer with its width */
+    for (int l = 0; l < 6; l++) {
+        assert_int_equal(log.calls[l][PQ_ESM2_Q], 1);
+        assert_int_equal(log.calls[l][PQ_ESM2_OUT], 1);
+        assert_int_equal(log.calls[l][PQ_ESM2_FC1], 1);
+        assert_int_equal(log.calls[l][PQ_ESM2_FC2], 1);
+    }
+    assert_int_equal(log.dims[PQ_ESM2_FC2], 1280);
+    assert_int_equal(log.dims[PQ_ESM2_FC1], 320);
+    assert_int_equal(log.n_tokens, off[2]);
+    assert_int_equal(log.head_calls, 1);
+    pq_esm2_model_set_observer(m, NULL, NULL);
+
+    /* sequence B alone equals B inside the packed batch (attention is per
+     * sequence, token dropout uses its own length) */
+    int64_t off1[2] = {0, off[2] - off[1]};
+    pq_esm2_batch one = {.n_seqs = 1, .offsets = off1, .ids = ids + off[1]};
+    pq_esm2_outputs o2;
+    memset(&o2, 0, sizeof o2);
+    o2.want_logits = true;
+    assert_int_equal(pq_esm2_forward(m, &one, NULL, &o2), PQ_OK);
+    for (int64_t i = 0; i < off1[1] * 33; i++)
+        assert_float_equal(o2.logits[i], o1.logits[off[1] * 33 + i], 1e-4); /* GEMM blocking differs with N */
+    /* the masked position predicts a real residue's logits that are finite */
+    for (int64_t i = 0; i < off[2] * 33; i++) assert_true(isfinite(o1.logits[i]));
+
+    /* two stages [0,2) + [2,6) give the same logits as the whole model */
+    pq_esm2_model *s1 = load_model(0, 2), *s2 = load_model(2, 6);
+    pq_esm2_outputs a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    assert_int_equal(pq_esm2_forward(s1, &both, NULL, &a), PQ_OK);
+    assert_non_null(a.x_out);
+    b.want_logits = true;
+    assert_int_equal(pq_esm2_forward(s2, &both, a.x_out, &b), PQ_OK);
+    assert_memory_equal(b.logits, o1.logits, (size_t)(off[2] * 33) * sizeof(float));
+    /* a stage cannot produce logits or start without activations */
+    pq_esm2_outputs bad;
+    memset(&bad, 0, sizeof bad);
+    bad.want_logits = true;
+    assert_int_equal(pq_esm2_forward(s1, &both, NULL, &bad), PQ_ERR_CONFIG);
+    pq_err_clear();
+    bad.want_logits = false;
+    assert_int_equal(pq_esm2_forward(s2, &both, NULL, &bad), PQ_ERR_CONFIG);
+    pq_err_clear();
+
+    /* bad batches: <pad> inside, out-of-vocabulary id, too short */
+    int32_t padded[5] = {0, 5, 1, 5, 2};
+    int64_t o5[2] = {0, 5};
+    pq_esm2_batch pb = {.n_seqs = 1, .offsets = o5, .ids = padded};
+    assert_int_equal(pq_esm2_forward(m, &pb, NULL, &bad), PQ_ERR_FORMAT);
+    pq_err_clear();
+    padded[2] = 40;
+    assert_int_equal(pq_esm2_forward(m, &pb, NULL, &bad), PQ_ERR_FORMAT);
+    pq_err_clear();
+    int64_t o2t[2] = {0, 2};
+    pq_esm2_batch sb = {.n_seqs = 1, .offsets = o2t, .ids = padded};
+    assert_int_equal(pq_esm2_forward(m, &sb, NULL, &bad), PQ_ERR_CONFIG);
+    pq_err_clear();
+
+    pq_esm2_outputs_clear(&o1);
+    pq_esm2_outputs_clear(&o2);
+    pq_esm2_outputs_clear(&a);
+    pq_esm2_outputs_clear(&b);
+    pq_esm2_model_free(s1);
+    pq_esm2_model_free(s2);
+    pq_esm2_model_free(m);
+}
+
+static void test_masking(void **state)
+{
+    (void)state;
+    int64_t n_ids = 2002, masked = 0;
+    int32_t *ids = malloc((size_t)n_ids * sizeof *ids), *orig = malloc((size_t)n_ids * sizeof *orig);
+    ids[0] = 0;
+    ids[n_ids - 1] = 2;
+    for (int64_t i = 1; i < n_ids - 1; i++) ids[i] = 4 + (int32_t)(i % 20);
+    masked = pq_mask_sequence(ids, n_ids, 0, 3, 0.15, orig);
+    /* Binomial(2000, 0.15): mean 300, sd 16 */
+    assert_in_range(masked, 300 - 80, 300 + 80);
+    assert_int_equal(ids[0], 0);
+    assert_int_equal(ids[n_ids - 1], 2);
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n_ids; i++)
+        if (orig[i] >= 0) {
+            cnt++;
+            assert_int_equal(ids[i], PQ_TOK_MASK);
+            assert_int_equal(orig[i], 4 + (int32_t)(i % 20));
+        }
+    assert_int_equal(cnt, masked);
+    /* a 1-residue sequence always gets its residue masked */
+    int32_t one[3] = {0, 5, 2}, o1[3];
+    assert_int_equal(pq_mask_sequence(one, 3, 0, 0, 0.15, o1), 1);
+    assert_int_equal(one[1], PQ_TOK_MASK);
+    free(ids);
+    free(orig);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pq_test_model_XXXXXX");
@@ -210,6 +375,8 @@ int main(void)
         cmocka_unit_test(test_fasta_errors),
         cmocka_unit_test(test_fasta_crop_skip),
         cmocka_unit_test(test_bad_checkpoint),
+        cmocka_unit_test(test_forward_packing_stages_observer),
+        cmocka_unit_test(test_masking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
