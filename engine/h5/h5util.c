@@ -119,15 +119,20 @@ cleanup:
     return rc;
 }
 
-static hid_t vlstr_type(void)
+static hid_t vlstr_type_cset(H5T_cset_t cset)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0) return t;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, cset) < 0) {
         H5Tclose(t);
         return H5I_INVALID_HID;
     }
     return t;
+}
+
+static hid_t vlstr_type(void)
+{
+    return vlstr_type_cset(H5T_CSET_UTF8);
 }
 
 pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val)
@@ -243,7 +248,8 @@ pq_status pq_h5u_get_str(hid_t obj, const char *where, const char *name, char **
     }
     if (H5Tis_variable_str(t) > 0) {
         char *raw = NULL;
-        if ((mt = vlstr_type()) < 0 || H5Aread(a, mt, &raw) < 0) {
+        /* Same character set as stored: HDF5 will not convert ASCII <-> UTF-8. */
+        if ((mt = vlstr_type_cset(H5Tget_cset(t))) < 0 || H5Aread(a, mt, &raw) < 0) {
             rc = read_fail(where, name);
             goto cleanup;
         }

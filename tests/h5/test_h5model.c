@@ -24,7 +24,7 @@ static char tmpdir[64];
 
 static const char *tpath(const char *name)
 {
-    static char buf[4][256];
+    static char buf[4][320];
     static int k;
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
@@ -423,6 +423,60 @@ static void test_interleaved_tensors(void **state)
     pq_h5r_close(r);
 }
 
+/* Enough tensors that HDF5 moves /tensors to dense link storage (> 8 links):
+ * names still round-trip, sorted, and the bytes stay reproducible. */
+static void write_many(const char *path, int perturb)
+{
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    char name[64];
+    float v[3];
+    const int64_t shp[1] = {3};
+    mallopt(M_PERTURB, perturb);
+    assert_int_equal(pq_h5w_create(path, &meta, &w), PQ_OK);
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, "esm.encoder.layer.%d.attention.output.dense.bias", i);
+        for (int k = 0; k < 3; k++) v[k] = (float)i + 0.25f * (float)k; /* exact in fp16 */
+        assert_int_equal(pq_h5w_put_float(w, name, 1, shp, v, i % 2 == 0), PQ_OK);
+        assert_int_equal(pq_h5w_provenance(w, "progress", name), PQ_OK);
+    }
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+    mallopt(M_PERTURB, 0);
+}
+
+static void test_many_tensors(void **state)
+{
+    (void)state;
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s", tpath("many1.h5"));
+    snprintf(b, sizeof b, "%s", tpath("many2.h5"));
+    write_many(a, 0x21);
+    write_many(b, 0x5e);
+    assert_same_bytes(a, b);
+
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(a, &r), PQ_OK);
+    assert_int_equal(pq_h5r_count(r), 40);
+    for (int64_t i = 1; i < 40; i++)
+        assert_true(strcmp(pq_h5r_get(r, i - 1)->name, pq_h5r_get(r, i)->name) < 0);
+    char name[64];
+    float v[3];
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof name, "esm.encoder.layer.%d.attention.output.dense.bias", i);
+        const pq_h5r_entry *e = pq_h5r_find(r, name);
+        assert_non_null(e);
+        assert_int_equal(e->stored_dtype, i % 2 == 0 ? PQ_DT_F16 : PQ_DT_F32);
+        assert_int_equal(pq_h5r_read_f32(r, e, v), PQ_OK);
+        for (int k = 0; k < 3; k++) assert_true(v[k] == (float)i + 0.25f * (float)k);
+    }
+    /* A provenance key rewritten 40 times keeps the last value. */
+    char *pv = NULL;
+    assert_int_equal(pq_h5r_provenance(r, "progress", &pv), PQ_OK);
+    assert_string_equal(pv, "esm.encoder.layer.39.attention.output.dense.bias");
+    free(pv);
+    pq_h5r_close(r);
+}
+
 static void test_deterministic_bytes(void **state)
 {
     (void)state;
@@ -659,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_row_blocks_equal_one_shot),
         cmocka_unit_test(test_interleaved_tensors),
+        cmocka_unit_test(test_many_tensors),
         cmocka_unit_test(test_deterministic_bytes),
         cmocka_unit_test(test_commit_and_abort),
         cmocka_unit_test(test_corrupt_inputs),
