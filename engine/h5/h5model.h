@@ -88,17 +88,23 @@ typedef struct pq_h5r pq_h5r;
  * qweight/scale/zero_point consistent with the attrs). PQ_ERR_FORMAT naming
  * the dataset otherwise. */
 pq_status pq_h5r_open(const char *path, pq_h5r **out);
+/* NULL is fine. Invalidates every pointer obtained from r. */
 void pq_h5r_close(pq_h5r *r);
 
+/* Borrowed from r. Entries are sorted by name (strcmp); get() returns NULL
+ * out of range, find() NULL when absent. */
 const pq_h5_meta *pq_h5r_meta(const pq_h5r *r);
 int64_t pq_h5r_count(const pq_h5r *r);
 const pq_h5r_entry *pq_h5r_get(const pq_h5r *r, int64_t i);
 const pq_h5r_entry *pq_h5r_find(const pq_h5r *r, const char *name);
 
-/* Float tensor (converted to fp32), or a quantized one dequantized. */
+/* Float tensor (converted to fp32), or a quantized one dequantized; dst
+ * holds the product of e->shape. */
 pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst);
-/* Quantized tensor into a freshly allocated qtensor (pq_qtensor_free). */
+/* Quantized tensor into a freshly allocated qtensor (pq_qtensor_free), with
+ * its metrics when recorded. On failure qt is left empty. */
 pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt);
+/* /metrics/<name>; PQ_ERR_FORMAT when none was recorded. */
 pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
 /* Read a /provenance attr; returns owned string in *value (free()) or NULL. */
 pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value);
