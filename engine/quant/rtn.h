@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* rtn.h - round-to-nearest quantization of the rows of a 2-D fp32 weight,
+ * with PyTorch MinMax qparams (qspec.h) and per-row error metrics.
+ *
+ * A work unit is a whole tensor or a block of rows. Every row is observed and
+ * quantized on its own while it is hot in cache, so the bytes produced do not
+ * depend on how rows are split across ranks or threads. */
+#ifndef PQ_RTN_H
+#define PQ_RTN_H
+
+#include <stdint.h>
+
+#include "pq_err.h"
+#include "qspec.h"
+#include "qtensor.h"
+
+/* What to do with NaN/+-Inf in a weight.
+ * ERROR: fail with PQ_ERR_QUANTIZATION naming tensor, row and column.
+ * ZERO: non-finite values count as 0 for the statistics and quantize to the
+ *       code of 0 (the zero point); they contribute 0 to the metrics.
+ * KEEP_FLOAT: the caller keeps such tensors in float; rtn treats it as ERROR. */
+typedef enum pq_nan_policy { PQ_NAN_ERROR = 0, PQ_NAN_ZERO, PQ_NAN_KEEP_FLOAT } pq_nan_policy;
+
+/* Threads used by pq_rtn_quantize_rows (OpenMP, static schedule over rows):
+ * 1 = serial (the default), 0 = all cores. The output is identical for any
+ * value. Without OpenMP this is ignored. */
+void pq_rtn_set_threads(int n);
+
+/* Range of the finite elements of w[0..n_elems) (pass 1 of per-tensor
+ * granularity): *mn = +inf, *mx = -inf when none is finite; *n_nonfinite
+ * counts NaN/Inf. Borrows w. PQ_ERR_INTERNAL for n_elems < 0. */
+pq_status pq_rtn_tensor_range(const float *w, int64_t n_elems, float *mn, float *mx,
+                              int64_t *n_nonfinite);
+
+/* Output buffers of pq_rtn_quantize_rows, all allocated by the caller:
+ *   codes:      n_rows * code_row_bytes (cols for 8-bit, ceil(cols/2) for 4-bit
+ *               packed as pq_kernel_ops.pack_i4 documents, each row on its own)
+ *   scale:      n_rows * n_groups floats, or 1 for per-tensor
+ *   zero_point: same count as scale; NULL (unused) when symmetric
+ *   row_sum_sq, row_err_sq, row_max_err: one entry per row: sum w^2, sum
+ *               (w - w_hat)^2 and max |w - w_hat| with w_hat the fp32
+ *               dequantized value, in double. The sums use a fixed order: 8
+ *               partial sums by column mod 8, each in column order, combined
+ *               as ((0+1)+(2+3))+((4+5)+(6+7)); so they depend only on the
+ *               row. May all be NULL to skip the metric pass.
+ *   n_nonfinite: set on return: NaN/Inf elements met (policy ZERO). */
+typedef struct pq_rtn_rows {
+    void *codes;
+    float *scale;
+    int32_t *zero_point;
+    double *row_sum_sq;
+    double *row_err_sq;
+    float *row_max_err;
+    int64_t n_nonfinite;
+} pq_rtn_rows;
+
+/* Quantize rows w[0..n_rows) of width cols (row-major, borrowed) under spec.
+ * tensor_range: per-tensor granularity only, the whole tensor's finite
+ * [min, max] (pq_rtn_tensor_range), so that blocks of rows of one tensor share
+ * one scale; NULL for the other granularities, or for per-tensor when w is the
+ * whole tensor (the range is then observed here). tensor_name and row_offset
+ * (the index of w's first row in the tensor) only name things in errors.
+ * Errors: PQ_ERR_QUANTIZATION for NaN/Inf under ERROR/KEEP_FLOAT ("tensor
+ * 'NAME': row R (column C) holds NaN; ..."; the lowest such row is reported
+ * whatever the thread count); PQ_ERR_CONFIG for a bad spec; PQ_ERR_RESOURCE. */
+pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, const pq_qspec *spec,
+                               pq_nan_policy pol, const float tensor_range[2],
+                               const char *tensor_name, int64_t row_offset, pq_rtn_rows *out);
+
+/* Quantize a whole [rows, cols] tensor into *out (allocated here; the caller
+ * frees it with pq_qtensor_free, also on failure it is left empty) and fill
+ * out->metrics. */
+pq_status pq_rtn_quantize(const float *w, int64_t rows, int64_t cols, const pq_qspec *spec,
+                          pq_nan_policy pol, const char *tensor_name, pq_qtensor *out);
+
+/* Merge per-row metrics into m: sums rows sequentially in row order, so the
+ * result is the same however rows were split across ranks and threads. */
+void pq_qmetrics_from_rows(const double *row_sum_sq, const double *row_err_sq,
+                           const float *row_max_err, int64_t n_rows, int64_t n_nonfinite,
+                           pq_qmetrics *m);
+
+#endif
