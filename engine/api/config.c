@@ -108,7 +108,7 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
     } else if (!strcmp(key, "threading")) {
         return parse_bool(key, v, &c->threading);
     } else if (!strcmp(key, "group_size")) {
-        int g;
+        int g = 0;
         pq_status st = parse_int(key, v, 0, 256, &g);
         if (st) return st;
         if (g != 0 && (g < 32 || g % 2))

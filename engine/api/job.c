@@ -194,7 +194,7 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     const pq_st_tensor *t = pt->st;
     float *buf = malloc((size_t)(t->n_elems ? t->n_elems : 1) * sizeof *buf);
     if (!buf) return pq_err(PQ_ERR_RESOURCE, "out of memory reading tensor '%s'", t->name);
-    int64_t rows = t->ndim ? t->shape[0] : 1;
+    int64_t rows = t->ndim >= 2 ? t->shape[0] : 1; /* the reader's 2-D view */
     if (t->n_elems == 0) rows = 0;
     st = pq_st_read_rows_f32(j->model, t, 0, rows, buf);
     if (!st) st = pq_h5w_put_float(j->writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
