@@ -1,16 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-# fairesm_ref.py - helpers for the peer tests: read a safetensors file with
-# numpy and build Meta's fair-esm ESM2 module with those weights.
+# fairesm_ref.py - helpers for the peer tests: read a safetensors file into
+# torch tensors and build Meta's fair-esm ESM2 module with those weights.
+# No numpy here: the venv's numpy may be a version torch 1.13 cannot bridge.
 import json
 import struct
 
-import numpy as np
+import torch
 
-_DT = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "BF16": None}
+_DT = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
 
 
 def read_safetensors(path):
-    """Return {name: numpy array} (bf16 widened to fp32)."""
+    """Return {name: torch tensor} (8-byte header length, JSON header, raw
+    little-endian data)."""
     with open(path, "rb") as f:
         raw = f.read()
     (hlen,) = struct.unpack("<Q", raw[:8])
@@ -21,14 +23,17 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         a, b = info["data_offsets"]
-        buf = raw[base + a:base + b]
-        if info["dtype"] == "BF16":
-            u = np.frombuffer(buf, dtype=np.uint16).astype(np.uint32) << 16
-            arr = u.view(np.float32)
-        else:
-            arr = np.frombuffer(buf, dtype=_DT[info["dtype"]])
-        out[name] = arr.reshape(info["shape"]).copy()
+        buf = bytearray(raw[base + a:base + b])
+        t = torch.frombuffer(buf, dtype=_DT[info["dtype"]]) if buf else torch.empty(0, dtype=_DT[info["dtype"]])
+        out[name] = t.reshape(info["shape"]).clone()
     return out
+
+
+def read_f32(path, cols=None):
+    """A raw little-endian float32 file as a torch tensor ([-1, cols] if given)."""
+    with open(path, "rb") as f:
+        t = torch.frombuffer(bytearray(f.read()), dtype=torch.float32).clone()
+    return t.reshape(-1, cols) if cols else t
 
 
 def hf_to_fairesm(hf):
@@ -80,7 +85,7 @@ def build_fairesm(path):
     model = esm.model.esm2.ESM2(num_layers=L, embed_dim=D, attention_heads=D // hd,
                                 alphabet=esm.data.Alphabet.from_architecture("ESM-1b"),
                                 token_dropout=True)
-    tsd = {k: torch.from_numpy(np.ascontiguousarray(v)).float() for k, v in sd.items()}
+    tsd = {k: v.float() for k, v in sd.items()}
     missing, unexpected = model.load_state_dict(tsd, strict=False)
     missing = [k for k in missing if not k.startswith("contact_head")]
     if missing or unexpected:
