@@ -1,25 +1,48 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cmd_quantize.c - `proteus quantize`: checkpoint in, one consolidated HDF5 out. */
+/* cmd_quantize.c - `proteus quantize`: checkpoint in, one consolidated HDF5
+ * out, on one process or N MPI ranks (mpirun, srun, or a plain start, which
+ * is an MPI singleton: the same code path).
+ *
+ * Every rank opens the checkpoint and builds the same plan; rank 0 broadcasts
+ * a hash of it that the others verify. Every rank runs its own units (the
+ * plan's cost-balanced assignment); rank 0 also writes every result as it
+ * arrives and commits the file at the end. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "coord.h"
 #include "job.h"
 #include "log.h"
+#include "monitor.h"
+#include "msg.h"
+#include "rtn.h"
+#include "sync.h"
+#include "worker.h"
 
 #define UNIT_BYTES (64ll << 20)
 
 static void help(FILE *f)
 {
     fprintf(f,
-"usage: proteus quantize --model IN --out OUT.h5 [options]\n\n"
+"usage: proteus quantize --model IN --out OUT.h5 [options]\n"
+"       mpirun -n N proteus quantize ...   |   srun --mpi=pmix -n N proteus quantize ...\n\n"
 "Quantize the weights of an ESM-2 checkpoint (Hugging Face safetensors: one file,\n"
 "a sharded model.safetensors.index.json, or a directory) into one HDF5 file.\n"
-"OUT.h5 appears only when the run is complete (it is written as OUT.h5.partial).\n\n"
+"OUT.h5 appears only when the run is complete (it is written as OUT.h5.partial).\n"
+"Under MPI every rank reads its own share of the units straight from the checkpoint\n"
+"(which must be visible to all ranks at the same path); rank 0 writes the file.\n"
+"The output datasets are identical for any number of ranks and threads.\n\n"
 "  --model PATH            input checkpoint (required)\n"
 "  --out PATH              output HDF5 file (required)\n"
 "  --config FILE.json      config file; command-line options override it\n"
@@ -36,14 +59,261 @@ static void help(FILE *f)
 "  --nan-policy P          error (default) | zero | keep (NaN/Inf tensor stays float)\n"
 "  --float-dtype fp32|fp16 storage of the tensors kept in float (default fp32)\n"
 "  --hardware-target T     cpu (default, best kernels) | ref | avx2 | avx512 | cuda\n"
-"  --threads N             threads per process (0 = all cores, default)\n"
-"  --no-threading          one thread\n"
+"  --threads N             threads per rank (0 = the node's cores shared among\n"
+"                          the ranks on it, the default)\n"
+"  --no-threading          one thread per rank\n"
+"  --unit-bytes N          split quantized tensors into work units of at most N\n"
+"                          bytes of fp32 input (default 64 MiB; suffixes k, M, G);\n"
+"                          smaller units balance ranks better, per-tensor scales\n"
+"                          are never split\n"
+"  --monitor ENDPOINT      publish progress events (protobuf ProgressEvent) on a\n"
+"                          ZeroMQ PUB socket, e.g. tcp://127.0.0.1:5555; watch with\n"
+"                          'proteus monitor ENDPOINT'. Loopback only unless\n"
+"  --monitor-allow-remote  is given. A failing monitor never fails the run.\n"
+"  --monitor-wait S        wait up to S seconds (default 1) for a first monitor to\n"
+"                          connect before starting, so it sees the whole run\n"
 "  -q, --quiet             no progress and no per-tensor table\n"
 "  -v, --verbose           log details\n"
 "  -h, --help              this text\n\n"
+"Progress: a live bar on a terminal, one line per 5%% otherwise (Slurm logs).\n"
+"The summary ends with the peak memory (RSS) of every rank.\n\n"
 "Config keys: scheme, precision, per_channel, group_size, symmetric,\n"
 "calibration_method, hardware_target, optimize_memory, enable_fusion, threading,\n"
 "threads, nan_policy, float_dtype, include, exclude.\n");
+}
+
+/* The rank the launcher gave us, known before MPI_Init, so that only one
+ * process prints option errors (which every rank finds alike). */
+static int launcher_rank(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+
+static int parse_bytes(const char *s, int64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (end == s) return -1;
+    if (*end == 'k' || *end == 'K') { mul = 1024; end++; }
+    else if (*end == 'M') { mul = 1024.0 * 1024; end++; }
+    else if (*end == 'G') { mul = 1024.0 * 1024 * 1024; end++; }
+    if (*end == 'B' || *end == 'i') end++;
+    if (*end || v * mul < 1 || v * mul > 1e15) return -1;
+    *out = (int64_t)(v * mul);
+    return 0;
+}
+
+/* Rank 0: on SIGTERM/SIGINT (mpirun kills the job when a rank dies) remove
+ * the .partial file so nothing half-written is left behind. Only
+ * async-signal-safe calls. */
+static char partial_path[4096];
+
+static void on_fatal_signal(int sig)
+{
+    if (partial_path[0]) unlink(partial_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_cleanup(const char *out)
+{
+    snprintf(partial_path, sizeof partial_path, "%s.partial", out);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Progress fan-out on rank 0: the terminal/log view and the monitor. */
+typedef struct progress_ctx {
+    pq_cli_progress cli;
+    pq_monitor *mon;
+    const pq_job *job;
+    int n_ranks;
+    pq_progress last;         /* counters of the latest progress event */
+} progress_ctx;
+
+static void on_progress(void *user, const pq_progress *ev)
+{
+    progress_ctx *p = user;
+    pq_cli_progress_cb(&p->cli, ev);
+    p->last = *ev;
+    p->last.tensor = NULL;
+    /* Units are published from on_unit, which knows the unit and its rank. */
+    if (!strcmp(ev->phase, "done"))
+        pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
+}
+
+static void on_unit(void *user, const pq_unit *u, int rank, double sqnr)
+{
+    progress_ctx *p = user;
+    pq_progress ev = p->last;
+    ev.tensor = p->job->plan->tensors[u->tensor].st->name;
+    ev.sqnr_db = sqnr;
+    pq_monitor_publish(p->mon, "unit", &ev, u->id, rank, p->n_ranks, PQ_OK, NULL);
+}
+
+/* Peak RSS of every rank, in MiB, gathered to rank 0. Collective. */
+static void gather_rss(MPI_Comm comm, int rank, int n, double *all)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0; /* Linux: kB */
+    if (MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, PQ_ROLE_COORD, comm) != MPI_SUCCESS && rank == 0)
+        for (int r = 0; r < n; r++) all[r] = r ? NAN : mine;
+}
+
+/* Threads per rank when the user left it to us: the node's cores shared by
+ * the ranks on the node. Collective. */
+static int default_threads(MPI_Comm comm, int rank)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int local = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)(cores > 0 ? cores : 1) / local;
+    return t < 1 ? 1 : t;
+}
+
+typedef struct qopts {
+    const char *model, *out, *cfg_file, *monitor;
+    bool allow_remote;
+    double monitor_wait;
+    int64_t unit_bytes;
+    int quiet;
+} qopts;
+
+/* The MPI part: everything after the options are known to be valid. */
+static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
+{
+    int provided = 0, rank = 0, n = 1, rc = 0;
+    pq_status st;
+    pq_job *job = NULL;
+    MPI_Comm comm = MPI_COMM_NULL;
+    pq_monitor *mon = NULL;
+    progress_ctx prog;
+    double *rss = NULL;
+    bool unresponsive = false;
+
+    memset(&prog, 0, sizeof prog);
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "proteus: MPI error: MPI_Init_thread failed\n");
+        return pq_status_exit_code(PQ_ERR_MPI);
+    }
+    /* MPI failures come back as codes (translated by pq_mpi_check), never
+     * as an abort inside the library. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
+        rc = pq_cli_fail(st);
+        goto finalize;
+    }
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &n);
+    if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
+    if (provided < MPI_THREAD_FUNNELED) PQ_LOG_WARN("MPI provides no thread support; continuing");
+
+    /* 1. open + plan on every rank; agree that all of them managed. */
+    pq_err_clear();
+    st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    if (cfg->threading && cfg->threads == 0) pq_rtn_set_threads(default_threads(comm, rank));
+
+    /* 2. the same assignment everywhere, checked against rank 0's. */
+    pq_plan_assign(job->plan, n);
+    st = pq_sync_plan(comm, job, n, o->unit_bytes);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
+
+    /* 3. rank 0 creates OUT.partial (and the monitor) before any unit runs. */
+    st = PQ_OK;
+    if (rank == PQ_ROLE_COORD) {
+        char cmdline[4096] = "";
+        for (int i = 0; i < argc; i++) {
+            strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
+            strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
+        }
+        install_cleanup(o->out);
+        if (o->monitor) mon = pq_monitor_open(o->monitor, o->monitor_wait);
+        pq_cli_progress_init(&prog.cli, stderr, o->quiet);
+        prog.mon = mon;
+        prog.job = job;
+        prog.n_ranks = n;
+        job->progress = on_progress;
+        job->progress_user = &prog;
+        st = pq_job_begin_output(job, o->out, n, cmdline);
+        prog.last.units_total = job->plan->n_units;
+        prog.last.bytes_total = pq_plan_total_cost(job->plan);
+        prog.last.phase = "quantize";
+        pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
+    }
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+
+    /* 4. the units. */
+    if (rank == PQ_ROLE_COORD) {
+        pq_coord_opts co = {.stop_grace_s = 30, .on_unit = on_unit, .user = &prog};
+        st = pq_coord_run(job, comm, n, &co, &unresponsive);
+        if (!st) st = pq_job_finish_output(job);
+        if (unresponsive) goto fail;
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        pq_coord_shutdown(comm, n, st);
+        if (st) pq_err_replace(st, "%s", detail);
+    } else {
+        st = pq_worker_main(job, comm, rank);
+    }
+
+    /* 5. peak memory of every rank, printed by rank 0. */
+    if (!(rss = calloc((size_t)n, sizeof *rss))) {
+        pq_cli_fail(pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
+    }
+    gather_rss(comm, rank, n, rss);
+    if (st) goto fail;
+    if (rank == PQ_ROLE_COORD) {
+        pq_cli_print_summary(stdout, &job->stats, !o->quiet);
+        pq_cli_print_ranks(stdout, rss, n, job->stats.seconds_quantize);
+        printf("wrote %s\n", o->out);
+    }
+    goto done;
+
+fail:
+    if (rank == PQ_ROLE_COORD) {
+        char line[1200];
+        snprintf(line, sizeof line, "%s: %s", pq_strerror(st), pq_err_detail());
+        pq_monitor_publish(mon, "error", &prog.last, -1, -1, n, st, line);
+        rc = pq_cli_fail(st);
+    } else {
+        rc = pq_status_exit_code(st);
+    }
+    if (unresponsive) {
+        /* Some rank never answered the stop: remove our partial output, then
+         * take the whole job down rather than wait forever. */
+        pq_job_destroy(job);
+        job = NULL;
+        pq_monitor_close(mon);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+done:
+    pq_monitor_close(mon);
+    pq_job_destroy(job); /* removes OUT.partial after a failure */
+    partial_path[0] = '\0';
+    free(rss);
+    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+finalize:
+    MPI_Finalize();
+    return rc;
 }
 
 int pq_cmd_quantize(int argc, char **argv)
@@ -57,18 +327,28 @@ int pq_cmd_quantize(int argc, char **argv)
         {"include", required_argument, 0, 8}, {"exclude", required_argument, 0, 9},
         {"nan-policy", required_argument, 0, 10}, {"float-dtype", required_argument, 0, 11},
         {"hardware-target", required_argument, 0, 12}, {"threads", required_argument, 0, 13},
-        {"no-threading", no_argument, 0, 14}, {"quiet", no_argument, 0, 'q'},
+        {"no-threading", no_argument, 0, 14}, {"unit-bytes", required_argument, 0, 15},
+        {"monitor", required_argument, 0, 16}, {"monitor-allow-remote", no_argument, 0, 17},
+        {"monitor-wait", required_argument, 0, 18}, {"quiet", no_argument, 0, 'q'},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    const char *model = NULL, *out = NULL, *cfg_file = NULL;
-    int quiet = 0, rc = 0;
+    qopts o = {.unit_bytes = UNIT_BYTES, .monitor_wait = 1.0};
+    int rc = 0;
     /* Options are applied after the config file; remember them in order. */
     const char *keys[64], *vals[64];
     int n_set = 0;
     pq_config cfg;
-    pq_job *job = NULL;
     pq_status st;
+    int saved_err = -1;
 
+    /* Only the launcher's rank 0 prints option errors: every rank finds the
+     * same ones. stderr comes back before the run starts. */
+    if (launcher_rank() != 0) {
+        int dn = open("/dev/null", O_WRONLY);
+        fflush(stderr);
+        if (dn >= 0 && (saved_err = dup(2)) >= 0) dup2(dn, 2);
+        if (dn >= 0) close(dn);
+    }
     pq_config_defaults(&cfg);
     opterr = 0;
     optind = 1;
@@ -76,9 +356,9 @@ int pq_cmd_quantize(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":m:o:c:qvh", opts, NULL)) != -1) {
         const char *k = NULL, *v = optarg;
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 'c': cfg_file = optarg; break;
+        case 'm': o.model = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 'c': o.cfg_file = optarg; break;
         case 1: k = "scheme"; break;
         case 2: k = "precision"; break;
         case 3: k = "per_channel"; v = "false"; break;
@@ -93,7 +373,25 @@ int pq_cmd_quantize(int argc, char **argv)
         case 12: k = "hardware_target"; break;
         case 13: k = "threads"; break;
         case 14: k = "threading"; v = "false"; break;
-        case 'q': quiet = 1; break;
+        case 15:
+            if (parse_bytes(optarg, &o.unit_bytes)) {
+                rc = pq_cli_usage_error("quantize", "--unit-bytes '%s': expected a positive size like 65536 or 4M",
+                                        optarg);
+                goto done;
+            }
+            break;
+        case 16: o.monitor = optarg; break;
+        case 17: o.allow_remote = true; break;
+        case 18: {
+            char *end;
+            o.monitor_wait = strtod(optarg, &end);
+            if (*end || end == optarg || o.monitor_wait < 0 || o.monitor_wait > 3600) {
+                rc = pq_cli_usage_error("quantize", "--monitor-wait '%s': expected seconds (0..3600)", optarg);
+                goto done;
+            }
+            break;
+        }
+        case 'q': o.quiet = 1; break;
         case 'v': pq_log_set_level(PQ_LOG_DEBUG); break;
         case 'h': help(stdout); pq_config_free(&cfg); return 0;
         case ':': rc = pq_cli_usage_error("quantize", "option '%s' needs a value", argv[optind - 1]); goto done;
@@ -106,34 +404,25 @@ int pq_cmd_quantize(int argc, char **argv)
         }
     }
     if (optind < argc) { rc = pq_cli_usage_error("quantize", "unexpected argument '%s'", argv[optind]); goto done; }
-    if (!model) { rc = pq_cli_usage_error("quantize", "--model is required"); goto done; }
-    if (!out) { rc = pq_cli_usage_error("quantize", "--out is required"); goto done; }
-    if (cfg_file && (st = pq_config_load_json(&cfg, cfg_file))) { rc = pq_cli_fail(st); goto done; }
+    if (!o.model) { rc = pq_cli_usage_error("quantize", "--model is required"); goto done; }
+    if (!o.out) { rc = pq_cli_usage_error("quantize", "--out is required"); goto done; }
+    if (o.monitor && (st = pq_monitor_check_endpoint(o.monitor, o.allow_remote))) { rc = pq_cli_fail(st); goto done; }
+    if (o.cfg_file && (st = pq_config_load_json(&cfg, o.cfg_file))) { rc = pq_cli_fail(st); goto done; }
     for (int i = 0; i < n_set; i++)
         if ((st = pq_config_set(&cfg, keys[i], vals[i]))) { rc = pq_cli_fail(st); goto done; }
-    /* --group-size implies group granularity even if the config file said per_channel */
-    for (int i = 0; i < n_set; i++)
-        if (!strcmp(keys[i], "group_size") && cfg.group_size) cfg.per_channel = false;
+    /* --group-size on the command line overrides a config file's per_channel,
+     * but asking for both on the command line is a contradiction (validated). */
+    int cli_channel = 0, cli_group = 0;
+    for (int i = 0; i < n_set; i++) {
+        if (!strcmp(keys[i], "per_channel") && !strcmp(vals[i], "true")) cli_channel = 1;
+        if (!strcmp(keys[i], "group_size") && cfg.group_size) cli_group = 1;
+    }
+    if (cli_group && !cli_channel) cfg.per_channel = false;
 
-    if ((st = pq_job_open(&cfg, model, UNIT_BYTES, &job))) { rc = pq_cli_fail(st); goto done; }
-    pq_cli_progress prog;
-    pq_cli_progress_init(&prog, stderr, quiet);
-    job->progress = pq_cli_progress_cb;
-    job->progress_user = &prog;
-    char cmdline[4096] = "";
-    for (int i = 0; i < argc; i++) {
-        strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
-        strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
-    }
-    if ((st = pq_job_begin_output(job, out, 1, cmdline)) || (st = pq_job_run_all(job)) ||
-        (st = pq_job_finish_output(job))) {
-        rc = pq_cli_fail(st);
-        goto done;
-    }
-    pq_cli_print_summary(stdout, &job->stats, !quiet);
-    printf("wrote %s\n", out);
+    if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); saved_err = -1; }
+    rc = run_mpi(&cfg, &o, argc, argv);
 done:
-    pq_job_destroy(job);
+    if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); }
     pq_config_free(&cfg);
     return rc;
 }

@@ -196,7 +196,9 @@ pq_status pq_config_load_json(pq_config *c, const char *path)
         }
         if ((st = json_scalar(path, key, v, buf, sizeof buf))) goto cleanup;
         if ((st = pq_config_set(c, key, buf))) {
-            pq_err_replace(st, "config %s: %s", path, pq_err_detail());
+            char why[512];
+            snprintf(why, sizeof why, "%s", pq_err_detail());
+            pq_err_replace(st, "config %s: %s", path, why);
             goto cleanup;
         }
     }
