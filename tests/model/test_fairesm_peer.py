@@ -70,11 +70,13 @@ def maxabs(t):
     return float(t.abs().max())
 
 
-def check_model(model_path, label):
+def check_model(model_path, label, subset=None):
     model, L, D = fairesm_ref.build_fairesm(model_path)
     alphabet = model.alphabet
     has_contacts = any(k.startswith("esm.contact_head") for k in fairesm_ref.read_safetensors(model_path))
     seqs = pick_sequences()
+    if subset:
+        seqs = [seqs[i] for i in subset]
     bc = alphabet.get_batch_converter()
     _, _, tokens = bc([(str(i), s) for i, s in enumerate(seqs)])
     with torch.no_grad():
@@ -220,7 +222,7 @@ def main():
     if p.returncode != 0:
         failures.append(f"proteus synth failed: {p.stderr.strip()}")
     else:
-        failures += [f"synthetic t12: {f}" for f in check_model(t12, "synthetic t12")]
+        failures += [f"synthetic t12: {f}" for f in check_model(t12, "synthetic t12", subset=(0, 2, 4))]
     if failures:
         print("\n".join(failures))
         sys.exit(1)
