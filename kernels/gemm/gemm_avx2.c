@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gemm_avx2.c - AVX2/FMA GEMM kernels (compiled with -mavx2 -mfma only here).
+ *
+ * int8 x int8: no VNNI, and _mm256_maddubs_epi16 saturates its s16 pair sums
+ * (255 * 127 * 2 > 32767), so both operands are sign-extended to int16 and
+ * multiplied with _mm256_madd_epi16, whose int32 pair sums are exact for any
+ * int8 codes (|sum| <= 2 * 128 * 128). A is repacked to int16 pairs once per
+ * call; W stays int8 in memory and is widened in registers. The micro-kernel
+ * is 6 rows x 16 columns (12 int32 accumulators) over the whole k, so the
+ * fused epilogue runs straight from registers.
+ *
+ * Weight-only: small m (GEMV, memory-bound) sums x * code per group in fp32
+ * and applies scale and zero point once per group; larger m dequantises a
+ * chunk of panels exactly as FORMAT.md into an fp32 buffer and runs a 6 x 16
+ * FMA kernel on it. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "gemm_impl.h"
+
+#define MR 6
+#define I8_CHUNK 8 /* panels per chunk: 8 x 16 x k int8 of W stay in L2 */
+#define F_CHUNK 4  /* panels dequantised at a time: 4 x 16 x k fp32 */
+#define GEMV_MAX_M 3
+
+#define AINLINE static inline __attribute__((always_inline))
+
+/* ---- int8 x int8 ---------------------------------------------------------- */
+
+/* Packed A: blocks of MR rows; for each pair of k, MR rows x 2 int16. Missing
+ * rows and the odd k are zero. */
+static size_t a_pack_size_avx2(int64_t m, int64_t k)
+{
+    int64_t kp2 = (k + 1) / 2, nb = (m + MR - 1) / MR;
+    return (size_t)(nb * kp2 * MR * 2) * sizeof(int16_t);
+}
+
+static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst)
+{
+    int16_t *d = dst;
+    int64_t kp2 = (k + 1) / 2, nb = (m + MR - 1) / MR;
+    for (int64_t b = 0; b < nb; b++)
+        for (int r = 0; r < MR; r++) {
+            int64_t row = b * MR + r;
+            int16_t *o = d + b * kp2 * MR * 2 + r * 2;
+            if (row >= m) {
+                for (int64_t q = 0; q < kp2; q++) o[q * MR * 2] = o[q * MR * 2 + 1] = 0;
+                continue;
+            }
+            const int8_t *s = a + row * lda;
+            for (int64_t q = 0; q < k / 2; q++) {
+                o[q * MR * 2] = s[2 * q];
+                o[q * MR * 2 + 1] = s[2 * q + 1];
+            }
+            if (k & 1) {
+                o[(kp2 - 1) * MR * 2] = s[k - 1];
+                o[(kp2 - 1) * MR * 2 + 1] = 0;
+            }
+        }
+}
+
+AINLINE void kern_i8(const int16_t *ap, const uint8_t *wp, int64_t kp2, int R, __m256i *acc)
+{
+    for (int i = 0; i < 2 * R; i++) acc[i] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < kp2; q++) {
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + q * 32)));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + q * 32 + 16)));
+        const int16_t *aq = ap + q * MR * 2;
+        for (int r = 0; r < R; r++) {
+            int32_t pair;
+            memcpy(&pair, aq + 2 * r, sizeof pair);
+            __m256i av = _mm256_set1_epi32(pair);
+            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(av, w0));
+            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(av, w1));
+        }
+    }
+}
+
+#define DEF_KERN_I8(R)                                                                     \
+    static void kern_i8_##R(const int16_t *ap, const uint8_t *wp, int64_t kp2, __m256i *acc) \
+    {                                                                                      \
+        __m256i a[2 * R];                                                                  \
+        kern_i8(ap, wp, kp2, R, a);                                                        \
+        for (int i = 0; i < 2 * R; i++) acc[i] = a[i];                                     \
+    }
+DEF_KERN_I8(1)
+DEF_KERN_I8(2)
+DEF_KERN_I8(3)
+DEF_KERN_I8(4)
+DEF_KERN_I8(5)
+DEF_KERN_I8(6)
+
+/* Stores a float row segment of nc <= 16 columns (tail through a buffer). */
+AINLINE void store_f(float *y, __m256 v0, __m256 v1, int64_t nc)
+{
+    if (nc == 16) {
+        _mm256_storeu_ps(y, v0);
+        _mm256_storeu_ps(y + 8, v1);
+        return;
+    }
+    float t[16];
+    _mm256_storeu_ps(t, v0);
+    _mm256_storeu_ps(t + 8, v1);
+    memcpy(y, t, (size_t)nc * sizeof *y);
+}
+
+/* v + bias[col0..col0+nc), bias may be shorter than 16 at the tail. */
+AINLINE void add_bias(const float *bias, int64_t nc, __m256 *v0, __m256 *v1)
+{
+    float t[16] = {0};
+    const float *b = bias;
+    if (nc < 16) {
+        memcpy(t, bias, (size_t)nc * sizeof *t);
+        b = t;
+    }
+    *v0 = _mm256_add_ps(*v0, _mm256_loadu_ps(b));
+    *v1 = _mm256_add_ps(*v1, _mm256_loadu_ps(b + 8));
+}
+
+static void tile_out_i8(const pq_gemm_i8i8_job *job, const __m256i *acc, int mr, int64_t row0,
+                        int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+    for (int r = 0; r < mr; r++) {
+        int64_t i = row0 + r;
+        __m256i v0 = acc[2 * r], v1 = acc[2 * r + 1];
+        if (!job->y) {
+            int32_t t[16];
+            _mm256_storeu_si256((__m256i *)t, v0);
+            _mm256_storeu_si256((__m256i *)(t + 8), v1);
+            memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
+            continue;
+        }
+        /* Same wrapping int32 corrections and fp32 operation order as the
+         * reference, so the results are bit-identical. ng = 1: index col. */
+        if (w->zp && job->a_sums) {
+            __m256i as = _mm256_set1_epi32(job->a_sums[i]);
+            v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0)), as));
+            v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0 + 8)), as));
+        }
+        if (job->col_add) {
+            v0 = _mm256_add_epi32(v0, _mm256_loadu_si256((const __m256i *)(job->col_add + col0)));
+            v1 = _mm256_add_epi32(v1, _mm256_loadu_si256((const __m256i *)(job->col_add + col0 + 8)));
+        }
+        __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
+        __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), sa);
+        __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), sa);
+        f0 = _mm256_mul_ps(f0, _mm256_loadu_ps(w->scale + col0));
+        f1 = _mm256_mul_ps(f1, _mm256_loadu_ps(w->scale + col0 + 8));
+        if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &f0, &f1);
+        float *yr = job->y + i * job->ldy + col0;
+        store_f(yr, f0, f1, nc);
+        if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
+            pq_gemm_post_apply(job->epi, yr, i, col0, nc);
+    }
+}
+
+static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    const pq_gemm_w *w = job->w;
+    const int16_t *apk = job->a_packed;
+    int64_t kp2 = w->kp / 2, nb = (job->m + MR - 1) / MR;
+    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
+        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t row0 = b * MR;
+            int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
+            const int16_t *ap = apk + b * kp2 * MR * 2;
+            for (int64_t p = pc; p < pe; p++) {
+                const uint8_t *wp = w->data + p * w->panel_bytes;
+                __m256i acc[2 * MR];
+                switch (mr) {
+                case 1: kern_i8_1(ap, wp, kp2, acc); break;
+                case 2: kern_i8_2(ap, wp, kp2, acc); break;
+                case 3: kern_i8_3(ap, wp, kp2, acc); break;
+                case 4: kern_i8_4(ap, wp, kp2, acc); break;
+                case 5: kern_i8_5(ap, wp, kp2, acc); break;
+                default: kern_i8_6(ap, wp, kp2, acc); break;
+                }
+                tile_out_i8(job, acc, mr, row0, p);
+            }
+        }
+    }
+}
+
+/* ---- weight-only -------------------------------------------------------- */
+
+/* 16 columns at input index k as fp32 codes (int4: the nibble, 0..15). */
+AINLINE void load_w(const uint8_t *wp, int64_t k, int bits, __m256 *w0, __m256 *w1)
+{
+    if (bits == 4) {
+        __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(wp + k * 8)));
+        *w0 = _mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(15)));
+        *w1 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+    } else {
+        *w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wp + k * 16))));
+        *w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wp + k * 16 + 8))));
+    }
+}
+
+static void wonly_tile_out(const pq_gemm_wonly_job *job, __m256 v0, __m256 v1, int64_t i, int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+    if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &v0, &v1);
+    float *yr = job->y + i * job->ldy + col0;
+    store_f(yr, v0, v1, nc);
+    if (job->epi && job->epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->epi, yr, i, col0, nc);
+}
+
+/* One row of x against panels [p0, p1): per group, S = sum x * code with four
+ * independent accumulator pairs (FMA latency), then y += scale * (S - off *
+ * sum(x over the group)), which is sum x * (code - zp) * scale. */
+AINLINE void gemv_row(const pq_gemm_wonly_job *job, int64_t i, int64_t p0, int64_t p1, int bits)
+{
+    const pq_gemm_w *w = job->w;
+    const float *x = job->x + i * job->ldx;
+    const float *gsum = job->x_gsum + i * w->n_groups;
+    int64_t gs = w->group_size, ng = w->n_groups, K = w->k;
+    for (int64_t p = p0; p < p1; p++) {
+        const uint8_t *wp = w->data + p * w->panel_bytes;
+        const float *sc = w->scale + p * ng * PQ_GEMM_NR, *of = w->off + p * ng * PQ_GEMM_NR;
+        __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t k = g * gs, k1 = k + gs < K ? k + gs : K;
+            __m256 s[8];
+            for (int u = 0; u < 8; u++) s[u] = _mm256_setzero_ps();
+            for (; k + 4 <= k1; k += 4)
+                for (int u = 0; u < 4; u++) {
+                    __m256 w0, w1, xv = _mm256_broadcast_ss(x + k + u);
+                    load_w(wp, k + u, bits, &w0, &w1);
+                    s[2 * u] = _mm256_fmadd_ps(xv, w0, s[2 * u]);
+                    s[2 * u + 1] = _mm256_fmadd_ps(xv, w1, s[2 * u + 1]);
+                }
+            for (; k < k1; k++) {
+                __m256 w0, w1, xv = _mm256_broadcast_ss(x + k);
+                load_w(wp, k, bits, &w0, &w1);
+                s[0] = _mm256_fmadd_ps(xv, w0, s[0]);
+                s[1] = _mm256_fmadd_ps(xv, w1, s[1]);
+            }
+            __m256 S0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[4], s[6]));
+            __m256 S1 = _mm256_add_ps(_mm256_add_ps(s[1], s[3]), _mm256_add_ps(s[5], s[7]));
+            __m256 xs = _mm256_set1_ps(gsum[g]);
+            S0 = _mm256_fnmadd_ps(_mm256_loadu_ps(of + g * 16), xs, S0);
+            S1 = _mm256_fnmadd_ps(_mm256_loadu_ps(of + g * 16 + 8), xs, S1);
+            t0 = _mm256_fmadd_ps(_mm256_loadu_ps(sc + g * 16), S0, t0);
+            t1 = _mm256_fmadd_ps(_mm256_loadu_ps(sc + g * 16 + 8), S1, t1);
+        }
+        wonly_tile_out(job, t0, t1, i, p);
+    }
+}
+
+/* Exact FORMAT.md dequantisation of panel p into buf[k][16]. */
+AINLINE void dequant_panel(const pq_gemm_w *w, int64_t p, float *buf, int bits)
+{
+    const uint8_t *wp = w->data + p * w->panel_bytes;
+    int64_t gs = w->group_size, ng = w->n_groups, K = w->k;
+    const float *sc = w->scale + p * ng * PQ_GEMM_NR, *of = w->off + p * ng * PQ_GEMM_NR;
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 s0 = _mm256_loadu_ps(sc + g * 16), s1 = _mm256_loadu_ps(sc + g * 16 + 8);
+        __m256 o0 = _mm256_loadu_ps(of + g * 16), o1 = _mm256_loadu_ps(of + g * 16 + 8);
+        int64_t k1 = (g + 1) * gs < K ? (g + 1) * gs : K;
+        for (int64_t k = g * gs; k < k1; k++) {
+            __m256 w0, w1;
+            load_w(wp, k, bits, &w0, &w1);
+            /* code - zp is a small integer: exact in fp32, then one product */
+            _mm256_storeu_ps(buf + k * 16, _mm256_mul_ps(_mm256_sub_ps(w0, o0), s0));
+            _mm256_storeu_ps(buf + k * 16 + 8, _mm256_mul_ps(_mm256_sub_ps(w1, o1), s1));
+        }
+    }
+}
+
+AINLINE void kern_f32(const float *x, int64_t ldx, const float *buf, int64_t K, int R, __m256 *acc)
+{
+    for (int i = 0; i < 2 * R; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k++) {
+        __m256 w0 = _mm256_loadu_ps(buf + k * 16), w1 = _mm256_loadu_ps(buf + k * 16 + 8);
+        for (int r = 0; r < R; r++) {
+            __m256 a = _mm256_broadcast_ss(x + r * ldx + k);
+            acc[2 * r] = _mm256_fmadd_ps(a, w0, acc[2 * r]);
+            acc[2 * r + 1] = _mm256_fmadd_ps(a, w1, acc[2 * r + 1]);
+        }
+    }
+}
+
+#define DEF_KERN_F(R)                                                                      \
+    static void kern_f_##R(const float *x, int64_t ldx, const float *buf, int64_t K, __m256 *acc) \
+    {                                                                                      \
+        __m256 a[2 * R];                                                                   \
+        kern_f32(x, ldx, buf, K, R, a);                                                    \
+        for (int i = 0; i < 2 * R; i++) acc[i] = a[i];                                     \
+    }
+DEF_KERN_F(1)
+DEF_KERN_F(2)
+DEF_KERN_F(3)
+DEF_KERN_F(4)
+DEF_KERN_F(5)
+DEF_KERN_F(6)
+
+static size_t wonly_scratch_avx2(int64_t m, int64_t k)
+{
+    return m > GEMV_MAX_M ? (size_t)(F_CHUNK * PQ_GEMM_NR * k) : 0;
+}
+
+static void wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch)
+{
+    const pq_gemm_w *w = job->w;
+    int bits = w->bits;
+    if (job->m <= GEMV_MAX_M) {
+        for (int64_t i = 0; i < job->m; i++) {
+            if (bits == 4)
+                gemv_row(job, i, p0, p1, 4);
+            else
+                gemv_row(job, i, p0, p1, 8);
+        }
+        return;
+    }
+    int64_t K = w->k;
+    for (int64_t pc = p0; pc < p1; pc += F_CHUNK) {
+        int64_t pe = pc + F_CHUNK < p1 ? pc + F_CHUNK : p1;
+        for (int64_t p = pc; p < pe; p++) {
+            if (bits == 4)
+                dequant_panel(w, p, scratch + (p - pc) * 16 * K, 4);
+            else
+                dequant_panel(w, p, scratch + (p - pc) * 16 * K, 8);
+        }
+        for (int64_t row0 = 0; row0 < job->m; row0 += MR) {
+            int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
+            const float *x = job->x + row0 * job->ldx;
+            for (int64_t p = pc; p < pe; p++) {
+                const float *buf = scratch + (p - pc) * 16 * K;
+                __m256 acc[2 * MR];
+                switch (mr) {
+                case 1: kern_f_1(x, job->ldx, buf, K, acc); break;
+                case 2: kern_f_2(x, job->ldx, buf, K, acc); break;
+                case 3: kern_f_3(x, job->ldx, buf, K, acc); break;
+                case 4: kern_f_4(x, job->ldx, buf, K, acc); break;
+                case 5: kern_f_5(x, job->ldx, buf, K, acc); break;
+                default: kern_f_6(x, job->ldx, buf, K, acc); break;
+                }
+                for (int r = 0; r < mr; r++) wonly_tile_out(job, acc[2 * r], acc[2 * r + 1], row0 + r, p);
+            }
+        }
+    }
+}
+
+/* ---- dynamic per-token quantisation --------------------------------------- */
+
+static void quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+                                  int64_t ldq, float *scale)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < m; i++) {
+        const float *r = x + i * ldx;
+        int8_t *o = q + i * ldq;
+        __m256 vm = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= k; j += 8) vm = _mm256_max_ps(vm, _mm256_and_ps(_mm256_loadu_ps(r + j), absmask));
+        float t[8];
+        _mm256_storeu_ps(t, vm);
+        float amax = 0.0f;
+        for (int u = 0; u < 8; u++) amax = t[u] > amax ? t[u] : amax;
+        for (; j < k; j++) {
+            float a = r[j] < 0 ? -r[j] : r[j];
+            amax = a > amax ? a : amax;
+        }
+        float s = (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
+        float inv = 1.0f / s;
+        scale[i] = s;
+        __m256 vi = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        for (j = 0; j + 8 <= k; j += 8) {
+            __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(r + j), vi),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            __m256i n = _mm256_cvtps_epi32(v);
+            __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
+            _mm_storel_epi64((__m128i *)(o + j), _mm_packs_epi16(p16, p16));
+        }
+        for (; j < k; j++) {
+            float v = __builtin_nearbyintf(r[j] * inv);
+            v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
+            o[j] = (int8_t)v;
+        }
+    }
+}
+
+const pq_gemm_ops pq_gemm_ops_avx2 = {
+    .name = "avx2",
+    .a_pack_size = a_pack_size_avx2,
+    .a_pack = a_pack_avx2,
+    .i8i8 = i8i8_avx2,
+    .wonly_scratch = wonly_scratch_avx2,
+    .wonly = wonly_avx2,
+    .quantize_dynamic = quantize_dynamic_avx2,
+};

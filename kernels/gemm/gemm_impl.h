@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gemm_impl.h - packed weight layout, job descriptions and the variant table
+ * shared by the GEMM reference, the ISA variants, the dispatcher and tests. */
+#ifndef PQ_GEMM_IMPL_H
+#define PQ_GEMM_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pq_gemm.h"
+
+/* Weights are cut into panels of PQ_GEMM_NR output columns (n); the last
+ * panel is zero-padded. Inside a panel:
+ *   I8I8 (int8): k is padded to an even kp; per pair of k, 32 bytes:
+ *          byte (k/2)*32 + ci*2 + (k&1) = W[col ci, k]  (pairs for madd_epi16)
+ *   WONLY int8: byte k*16 + ci = W[col ci, k]
+ *   WONLY int4: byte k*8 + (ci&7) holds col ci in its low (ci<8) or high
+ *          nibble, offset binary (nibble = q + 8)
+ * Scales and zero points are expanded to [panel][group][16] so a vector load
+ * gets 16 columns; padded columns have scale 0. */
+#define PQ_GEMM_NR 16
+
+struct pq_gemm_w {
+    int64_t n, k;
+    int bits;            /* 8 or 4 */
+    pq_gemm_use use;
+    int64_t group_size;  /* k for tensor/channel granularity */
+    int64_t n_groups;
+    int64_t n_panels;
+    int64_t kp;          /* k rounded up to even (I8I8), else k */
+    int64_t panel_bytes;
+    uint8_t *data;       /* owned, 64-byte aligned */
+    float *scale;        /* owned [n_panels][n_groups][16] */
+    int32_t *zp;         /* owned, same shape; NULL when symmetric */
+    float *off;          /* owned, same shape: zp as float (int4: zp + 8, the
+                          * nibble's offset); zeros when symmetric */
+    int32_t *row_sum;    /* owned [n_panels * 16], int8 packs: sum_k W[n, k] */
+};
+
+static inline int64_t pq_gemm_sidx(const pq_gemm_w *w, int64_t n, int64_t g)
+{
+    return ((n / PQ_GEMM_NR) * w->n_groups + g) * PQ_GEMM_NR + n % PQ_GEMM_NR;
+}
+
+/* The code W[n, k] (int4: in [-8, 7]) read back from the packed layout. */
+static inline int pq_gemm_w_code(const pq_gemm_w *w, int64_t n, int64_t k)
+{
+    const uint8_t *p = w->data + (n / PQ_GEMM_NR) * w->panel_bytes;
+    int64_t ci = n % PQ_GEMM_NR;
+    if (w->bits == 4) {
+        uint8_t b = p[k * 8 + (ci & 7)];
+        return (ci < 8 ? (b & 15) : (b >> 4)) - 8;
+    }
+    if (w->use == PQ_GEMM_USE_I8I8) return (int8_t)p[(k / 2) * 32 + ci * 2 + (k & 1)];
+    return (int8_t)p[k * 16 + ci];
+}
+
+/* One int8 x int8 call. Variants fill output columns of panels [p0, p1). */
+typedef struct pq_gemm_i8i8_job {
+    const int8_t *a;        /* [m, lda] */
+    int64_t m, lda;
+    const void *a_packed;   /* from the variant's a_pack, or NULL */
+    const pq_gemm_w *w;
+    int32_t *c;             /* raw output when y is NULL */
+    int64_t ldc;
+    float *y;               /* fused output */
+    int64_t ldy;
+    const float *a_scale;
+    int a_per_token;
+    const int32_t *a_sums;  /* [m] when w->zp, else NULL */
+    const int32_t *col_add; /* [n_panels*16]: k*a_zp*w_zp - a_zp*w_sum, or NULL */
+    const pq_gemm_epilogue *epi;
+} pq_gemm_i8i8_job;
+
+/* One weight-only call. */
+typedef struct pq_gemm_wonly_job {
+    const float *x;         /* [m, ldx] */
+    int64_t m, ldx;
+    const pq_gemm_w *w;
+    float *y;
+    int64_t ldy;
+    const float *x_gsum;    /* [m, n_groups] group sums of x (variant may use) */
+    const pq_gemm_epilogue *epi;
+} pq_gemm_wonly_job;
+
+typedef struct pq_gemm_ops {
+    const char *name;
+    /* bytes of packed A for m x k (0: the variant reads a directly) */
+    size_t (*a_pack_size)(int64_t m, int64_t k);
+    void (*a_pack)(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst);
+    void (*i8i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
+    /* floats of per-thread scratch for wonly */
+    size_t (*wonly_scratch)(int64_t m, int64_t k);
+    void (*wonly)(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
+    void (*quantize_dynamic)(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+                             int64_t ldq, float *scale);
+} pq_gemm_ops;
+
+extern const pq_gemm_ops pq_gemm_ops_ref;
+extern const pq_gemm_ops pq_gemm_ops_avx2;
+
+/* The table in use, and a named one if usable on this CPU (else NULL). */
+const pq_gemm_ops *pq_gemm_ops_current(void);
+const pq_gemm_ops *pq_gemm_ops_get(const char *name);
+
+/* Shared tail of every epilogue (baseline code): the post-op on y[0..ncols)
+ * of output row `row`, columns from col0. */
+void pq_gemm_post_apply(const pq_gemm_epilogue *epi, float *y, int64_t row, int64_t col0,
+                        int64_t ncols);
+
+/* Scalar helpers of the reference, reused by the variants for tails. */
+void pq_gemm_i8i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
+void pq_gemm_wonly_ref(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
+void pq_gemm_quantize_dynamic_ref(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+                                  int64_t ldq, float *scale);
+
+#endif

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_gemm.c - integer GEMM kernels: every variant's int32 sums against a
+ * plain triple loop (exactly, saturation-trap codes included), the fused fp32
+ * epilogue against double precision, weight-only GEMM against
+ * dequantise-then-cblas_sgemm, activation quantisation against hand-computed
+ * codes, and 1 vs 2 threads bit for bit. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <cmocka.h>
+
+#include "gemm_impl.h"
+#include "pq_gemm.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float frand(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((next() >> 11) * (1.0 / 9007199254740992.0));
+}
+
+/* Random int8 in [lo, hi], a quarter of them at the extremes (-128/-127/127):
+ * the values that break a saturating maddubs-style kernel. */
+static int8_t code(int lo, int hi)
+{
+    uint64_t r = next();
+    if ((r & 3) == 0) {
+        int e[3] = {lo, lo == -128 ? -127 : lo, hi};
+        return (int8_t)e[(r >> 2) % 3];
+    }
+    return (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
+}
+
+static const char *const variants[] = {"ref", "avx2"};
+#define N_VARIANTS 2
+
+/* Selects variant v; false when it is not usable on this CPU. */
+static int use_variant(int v)
+{
+    if (!pq_gemm_ops_get(variants[v])) return 0;
+    assert_int_equal(pq_gemm_select(variants[v]), PQ_OK);
+    return 1;
+}
+
+/* ---- int8 x int8 -> int32 exactness --------------------------------------- */
+
+typedef struct shape { int64_t m, n, k; } shape;
+
+static void check_i8i8_shape(shape s, int fill)
+{
+    int64_t lda = s.k + 3, ldc = s.n + 1;
+    /* +1 byte / +1 int32: pointers deliberately not vector aligned */
+    int8_t *abuf = malloc((size_t)(s.m * lda + 1)), *a = abuf + 1;
+    int8_t *wq = malloc((size_t)(s.n * s.k));
+    int32_t *cbuf = malloc((size_t)(s.m * ldc + 1) * sizeof(int32_t)), *c = cbuf + 1;
+    int32_t *c2 = malloc((size_t)(s.m * ldc) * sizeof(int32_t));
+    int64_t *expect = malloc((size_t)(s.m * s.n) * sizeof(int64_t));
+    float *scale = malloc((size_t)s.n * sizeof(float));
+    assert_non_null(abuf), assert_non_null(wq), assert_non_null(cbuf), assert_non_null(c2);
+    assert_non_null(expect), assert_non_null(scale);
+    for (int64_t i = 0; i < s.m * lda; i++)
+        a[i] = fill ? (int8_t)fill : code(-128, 127);
+    for (int64_t i = 0; i < s.n * s.k; i++) wq[i] = fill ? (int8_t)-128 : code(-128, 127);
+    for (int64_t j = 0; j < s.n; j++) scale[j] = 1.0f;
+    for (int64_t i = 0; i < s.m; i++)
+        for (int64_t j = 0; j < s.n; j++) {
+            int64_t acc = 0;
+            for (int64_t k = 0; k < s.k; k++) acc += (int64_t)a[i * lda + k] * wq[j * s.k + k];
+            expect[i * s.n + j] = acc;
+        }
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i8(wq, s.n, s.k, scale, NULL, PQ_GEMM_CHANNEL, 0,
+                                     PQ_GEMM_USE_I8I8, &w), PQ_OK);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!use_variant(v)) continue;
+        for (int nt = 1; nt <= 2; nt++) {
+            int32_t *out = nt == 1 ? c : c2;
+            assert_int_equal(pq_gemm_i8i8_s32(a, s.m, lda, w, out, ldc, nt), PQ_OK);
+            for (int64_t i = 0; i < s.m; i++)
+                for (int64_t j = 0; j < s.n; j++)
+                    if (out[i * ldc + j] != expect[i * s.n + j])
+                        fail_msg("%s nt=%d m=%lld n=%lld k=%lld: c[%lld,%lld]=%d expected %lld",
+                                 variants[v], nt, (long long)s.m, (long long)s.n, (long long)s.k,
+                                 (long long)i, (long long)j, out[i * ldc + j],
+                                 (long long)expect[i * s.n + j]);
+        }
+        for (int64_t i = 0; i < s.m; i++)
+            assert_memory_equal(c + i * ldc, c2 + i * ldc, (size_t)s.n * sizeof(int32_t));
+    }
+    pq_gemm_w_free(w);
+    free(abuf), free(wq), free(cbuf), free(c2), free(expect), free(scale);
+    pq_gemm_select("auto");
+}
+
+static void test_i8i8_exact(void **state)
+{
+    (void)state;
+    static const shape shapes[] = {
+        {1, 1, 1},     {1, 17, 3},    {3, 3, 31},     {17, 33, 17},  {31, 17, 33},
+        {33, 31, 100}, {100, 33, 1},  {1, 320, 1280}, {3, 1280, 33}, {100, 320, 1280},
+        {7, 100, 320}, {6, 16, 2},    {12, 32, 1279}, {5, 321, 99},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_i8i8_shape(shapes[i], 0);
+}
+
+/* Every pair product at its maximum: -128 * -128 twice per madd pair = 32768,
+ * one past int16; and 127 * -128 everywhere. */
+static void test_i8i8_saturation_trap(void **state)
+{
+    (void)state;
+    shape s1 = {7, 19, 1281}, s2 = {1, 33, 64};
+    check_i8i8_shape(s1, -128);
+    check_i8i8_shape(s2, 127);
+}
+
+/* ---- fused epilogue ------------------------------------------------------- */
+
+static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
+
+/* mode 0: per-token symmetric, bias, no post; 1: per-tensor asymmetric
+ * activations + asymmetric weights + residual; 2: per-token + GELU. */
+static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
+{
+    int asym = mode == 1;
+    int8_t *a = malloc((size_t)(m * k)), *wq = malloc((size_t)(n * k));
+    float *as = malloc((size_t)m * sizeof(float)), *ws = malloc((size_t)n * sizeof(float));
+    float *bias = malloc((size_t)n * sizeof(float)), *res = malloc((size_t)(m * n) * sizeof(float));
+    int32_t *wz = malloc((size_t)n * sizeof(int32_t));
+    float *y[N_VARIANTS] = {0};
+    for (int64_t i = 0; i < m * k; i++) a[i] = code(asym ? -128 : -127, 127);
+    for (int64_t i = 0; i < n * k; i++) wq[i] = code(asym ? -128 : -127, 127);
+    for (int64_t i = 0; i < m; i++) as[i] = frand(1e-3f, 2e-2f);
+    for (int64_t j = 0; j < n; j++) {
+        ws[j] = frand(1e-3f, 1e-2f);
+        bias[j] = frand(-1.0f, 1.0f);
+        wz[j] = (int32_t)(next() % 21) - 10;
+    }
+    for (int64_t i = 0; i < m * n; i++) res[i] = frand(-2.0f, 2.0f);
+    int32_t a_zp = asym ? 7 : 0;
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, asym ? wz : NULL, PQ_GEMM_CHANNEL, 0,
+                                     PQ_GEMM_USE_I8I8, &w), PQ_OK);
+    pq_gemm_epilogue epi = {.bias = bias,
+                            .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
+                                              : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
+                            .residual = res, .ldr = n};
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!use_variant(v)) continue;
+        y[v] = malloc((size_t)(m * n) * sizeof(float));
+        assert_int_equal(pq_gemm_i8i8_f32(a, m, k, as, !asym, a_zp, w, &epi, y[v], n, 2), PQ_OK);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double acc = 0.0;
+                for (int64_t kk = 0; kk < k; kk++)
+                    acc += (double)(a[i * k + kk] - a_zp) * (double)(wq[j * k + kk] - (asym ? wz[j] : 0));
+                double e = acc * as[asym ? 0 : i] * ws[j] + bias[j];
+                double mag = fabs(acc * as[asym ? 0 : i] * ws[j]) + fabs(bias[j]);
+                if (mode == 1) {
+                    e += res[i * n + j];
+                    mag += fabs(res[i * n + j]);
+                }
+                if (mode == 2) e = gelu_d(e);
+                /* fp32: int32->float, two products, one sum (+1 add, gelu ~1e-6) */
+                double tol = 1e-6 * mag + 2e-6;
+                double got = y[v][i * n + j];
+                if (fabs(got - e) > tol)
+                    fail_msg("%s mode %d [%lld,%lld]: %.9g vs %.9g", variants[v], mode,
+                             (long long)i, (long long)j, got, e);
+            }
+    }
+    /* The variants perform the same fp32 operations: identical bits. */
+    if (y[0] && y[1]) assert_memory_equal(y[0], y[1], (size_t)(m * n) * sizeof(float));
+    pq_gemm_w_free(w);
+    for (int v = 0; v < N_VARIANTS; v++) free(y[v]);
+    free(a), free(wq), free(as), free(ws), free(bias), free(res), free(wz);
+    pq_gemm_select("auto");
+}
+
+static void test_i8i8_epilogue(void **state)
+{
+    (void)state;
+    check_epilogue(17, 33, 100, 0);
+    check_epilogue(31, 40, 1280, 1);
+    check_epilogue(3, 17, 321, 2);
+    check_epilogue(1, 320, 33, 1);
+}
+
+/* pq_gemm_w8a8_f32 = dynamic quantisation then the fused GEMM, and the result
+ * approximates the fp32 product within the 8-bit error budget. */
+static void test_w8a8_end_to_end(void **state)
+{
+    (void)state;
+    int64_t m = 9, n = 35, k = 130;
+    float *x = malloc((size_t)(m * k) * sizeof(float)), *wf = malloc((size_t)(n * k) * sizeof(float));
+    int8_t *wq = malloc((size_t)(n * k));
+    float *ws = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)(m * n) * sizeof(float));
+    for (int64_t i = 0; i < m * k; i++) x[i] = frand(-3.0f, 3.0f);
+    for (int64_t j = 0; j < n; j++) {
+        float amax = 0.0f;
+        for (int64_t kk = 0; kk < k; kk++) {
+            wf[j * k + kk] = frand(-0.5f, 0.5f);
+            amax = fmaxf(amax, fabsf(wf[j * k + kk]));
+        }
+        ws[j] = amax / 127.0f;
+        for (int64_t kk = 0; kk < k; kk++) wq[j * k + kk] = (int8_t)nearbyintf(wf[j * k + kk] / ws[j]);
+    }
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w), PQ_OK);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!use_variant(v)) continue;
+        assert_int_equal(pq_gemm_w8a8_f32(x, m, k, w, NULL, y, n, 1), PQ_OK);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double ax = 0.0, e = 0.0, bound = 1e-5;
+                for (int64_t kk = 0; kk < k; kk++) ax = fmax(ax, fabs(x[i * k + kk]));
+                double hx = ax / 254.0, hw = ws[j] / 2.0; /* half quantisation steps */
+                for (int64_t kk = 0; kk < k; kk++) {
+                    e += (double)x[i * k + kk] * wf[j * k + kk];
+                    bound += 1.01 * (hx * fabs(wf[j * k + kk]) + fabs(x[i * k + kk]) * hw + hx * hw);
+                }
+                assert_true(fabs(y[i * n + j] - e) <= bound);
+            }
+    }
+    pq_gemm_w_free(w);
+    free(x), free(wf), free(wq), free(ws), free(y);
+    pq_gemm_select("auto");
+}
+
+/* ---- activation quantisation (hand-computed) ------------------------------ */
+
+static void test_quantize_dynamic_hand(void **state)
+{
+    (void)state;
+    /* Row 0: absmax 127 -> scale 1, ties go to even: 0.5->0, -1.5->-2, 2.5->2,
+     * 3.5->4. Row 1: absmax 254 -> scale 2 (inv 0.5): 1->0.5->0, 3->1.5->2,
+     * 5->2.5->2, -254->-127, 0.99->0.495->0. Row 2: zeros -> scale 1e-5/127.
+     * 19 columns: 16 in the vector body, 3 in the tail. */
+    float x[3][19] = {
+        {0.5f, -1.5f, 2.5f, 3.5f, 127.0f, -0.5f, 1.49f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5f, -2.5f, 1.5f},
+        {1.0f, 3.0f, 5.0f, -254.0f, 0.99f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 3.0f, -5.0f},
+        {0},
+    };
+    int8_t want[3][19] = {
+        {0, -2, 2, 4, 127, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -2, 2},
+        {0, 2, 2, -127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, -2},
+        {0},
+    };
+    float want_s[3] = {1.0f, 2.0f, 1e-5f / 127.0f};
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!use_variant(v)) continue;
+        int8_t q[3][19];
+        float s[3];
+        pq_gemm_quantize_rows_dynamic(&x[0][0], 3, 19, 19, &q[0][0], 19, s);
+        assert_memory_equal(q, want, sizeof want);
+        for (int i = 0; i < 3; i++) assert_true(s[i] == want_s[i]);
+    }
+    pq_gemm_select("auto");
+    /* static: scale 0.5 (inv 2), zp 3: 0.25->0.5->0 ->3; 0.75->1.5->2 ->5;
+     * 100->200+3 -> 127; -100 -> -197 -> -128; -1.25->-2.5->-2 -> 1 */
+    float xs[5] = {0.25f, 0.75f, 100.0f, -100.0f, -1.25f};
+    int8_t qs[5], ws[5] = {3, 5, 127, -128, 1};
+    pq_gemm_quantize_rows_static(xs, 1, 5, 5, 0.5f, 3, -128, 127, qs, 5);
+    assert_memory_equal(qs, ws, 5);
+}
+
+/* ---- weight-only ------------------------------------------------------------ */
+
+typedef struct wcase {
+    int bits, sym;
+    pq_gemm_gran gran;
+    int64_t gs, m, n, k;
+} wcase;
+
+static void check_wonly(wcase c)
+{
+    int64_t ng = c.gran == PQ_GEMM_GROUP ? (c.k + c.gs - 1) / c.gs : 1;
+    int64_t nsc = c.gran == PQ_GEMM_TENSOR ? 1 : c.n * ng, gsz = c.gran == PQ_GEMM_GROUP ? c.gs : c.k;
+    int8_t *q = malloc((size_t)(c.n * c.k));
+    uint8_t *q4 = calloc((size_t)(c.n * ((c.k + 1) / 2)), 1);
+    float *sc = malloc((size_t)nsc * sizeof(float));
+    int32_t *zp = malloc((size_t)nsc * sizeof(int32_t));
+    float *wd = malloc((size_t)(c.n * c.k) * sizeof(float));
+    int64_t ldx = c.k + 1;
+    float *xbuf = malloc((size_t)(c.m * ldx + 1) * sizeof(float)), *x = xbuf + 1;
+    float *bias = malloc((size_t)c.n * sizeof(float)), *e = malloc((size_t)(c.m * c.n) * sizeof(float));
+    float *y1 = malloc((size_t)(c.m * c.n) * sizeof(float)), *y2 = malloc((size_t)(c.m * c.n) * sizeof(float));
+    int lo = c.bits == 8 ? -128 : -8, hi = c.bits == 8 ? 127 : 7;
+    for (int64_t i = 0; i < c.n * c.k; i++)
+        q[i] = (int8_t)(lo + (int)(next() % (uint64_t)(hi - lo + 1)));
+    for (int64_t i = 0; i < nsc; i++) {
+        sc[i] = frand(1e-3f, 2e-2f);
+        zp[i] = c.sym ? 0 : lo + (int)(next() % (uint64_t)(hi - lo + 1));
+    }
+    for (int64_t r = 0; r < c.n; r++)
+        for (int64_t kk = 0; kk < c.k; kk++) {
+            /* FORMAT.md packing, written out here independently */
+            uint8_t nib = (uint8_t)(q[r * c.k + kk] + 8);
+            q4[r * ((c.k + 1) / 2) + kk / 2] |= (uint8_t)((kk & 1) ? nib << 4 : nib);
+            if ((c.k & 1) && kk == c.k - 1) q4[r * ((c.k + 1) / 2) + kk / 2] |= 8 << 4;
+            int64_t s = c.gran == PQ_GEMM_TENSOR ? 0 : (c.gran == PQ_GEMM_CHANNEL ? r : r * ng + kk / gsz);
+            wd[r * c.k + kk] = (float)(q[r * c.k + kk] - zp[s]) * sc[s];
+        }
+    for (int64_t i = 0; i < c.m * ldx; i++) x[i] = frand(-2.0f, 2.0f);
+    for (int64_t j = 0; j < c.n; j++) bias[j] = frand(-1.0f, 1.0f);
+    for (int64_t i = 0; i < c.m; i++)
+        for (int64_t j = 0; j < c.n; j++) e[i * c.n + j] = bias[j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c.m, (int)c.n, (int)c.k, 1.0f, x,
+                (int)ldx, wd, (int)c.k, 1.0f, e, (int)c.n);
+    pq_gemm_w *w = NULL;
+    if (c.bits == 8)
+        assert_int_equal(pq_gemm_pack_i8(q, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs,
+                                         PQ_GEMM_USE_WONLY, &w), PQ_OK);
+    else
+        assert_int_equal(pq_gemm_pack_i4(q4, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs, &w),
+                         PQ_OK);
+    pq_gemm_epilogue epi = {.bias = bias};
+    for (int v = 0; v < N_VARIANTS; v++) {
+        if (!use_variant(v)) continue;
+        assert_int_equal(pq_gemm_wonly_f32(x, c.m, ldx, w, &epi, y1, c.n, 1), PQ_OK);
+        assert_int_equal(pq_gemm_wonly_f32(x, c.m, ldx, w, &epi, y2, c.n, 2), PQ_OK);
+        assert_memory_equal(y1, y2, (size_t)(c.m * c.n) * sizeof(float));
+        for (int64_t i = 0; i < c.m; i++)
+            for (int64_t j = 0; j < c.n; j++) {
+                /* fp32 sums in different orders; the GEMV variant also
+                 * carries the zero-point offset (<= 16 codes) through the sum */
+                double mag = fabs(bias[j]);
+                for (int64_t kk = 0; kk < c.k; kk++) {
+                    int64_t s = c.gran == PQ_GEMM_TENSOR ? 0 : (c.gran == PQ_GEMM_CHANNEL ? j : j * ng + kk / gsz);
+                    mag += fabs(x[i * ldx + kk]) * (fabs(wd[j * c.k + kk]) + (hi + 1) * sc[s]);
+                }
+                double tol = 2e-6 * mag + 1e-6;
+                if (fabs(y1[i * c.n + j] - e[i * c.n + j]) > tol)
+                    fail_msg("%s bits %d gran %d m %lld [%lld,%lld]: %.9g vs sgemm %.9g (tol %.3g)",
+                             variants[v], c.bits, c.gran, (long long)c.m, (long long)i,
+                             (long long)j, y1[i * c.n + j], e[i * c.n + j], tol);
+            }
+    }
+    pq_gemm_w_free(w);
+    free(q), free(q4), free(sc), free(zp), free(wd), free(xbuf), free(bias), free(e), free(y1), free(y2);
+    pq_gemm_select("auto");
+}
+
+static void test_wonly(void **state)
+{
+    (void)state;
+    static const wcase cases[] = {
+        {8, 1, PQ_GEMM_CHANNEL, 0, 1, 33, 100},   {8, 1, PQ_GEMM_CHANNEL, 0, 17, 100, 320},
+        {8, 0, PQ_GEMM_GROUP, 32, 3, 31, 100},    {8, 0, PQ_GEMM_GROUP, 64, 5, 17, 1280},
+        {8, 1, PQ_GEMM_TENSOR, 0, 4, 20, 17},     {4, 1, PQ_GEMM_GROUP, 32, 1, 320, 1280},
+        {4, 0, PQ_GEMM_GROUP, 16, 7, 33, 33},     {4, 1, PQ_GEMM_CHANNEL, 0, 2, 3, 31},
+        {4, 0, PQ_GEMM_GROUP, 128, 31, 65, 1280}, {4, 0, PQ_GEMM_TENSOR, 0, 1, 17, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_wonly(cases[i]);
+}
+
+/* ---- packing and argument checks ------------------------------------------- */
+
+static void test_pack_and_sums(void **state)
+{
+    (void)state;
+    int8_t wq[2 * 3] = {1, -2, 3, 127, -128, 5};
+    float sc[2] = {1.0f, 1.0f};
+    int32_t bad_zp[2] = {0, 200};
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, NULL, PQ_GEMM_GROUP, 2, PQ_GEMM_USE_I8I8, &w),
+                     PQ_ERR_CONFIG);
+    assert_null(w);
+    assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, bad_zp, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w),
+                     PQ_ERR_CONFIG);
+    assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w),
+                     PQ_OK);
+    int32_t c[2];
+    int8_t a[3] = {1, 1, 1};
+    assert_int_equal(pq_gemm_i8i8_s32(a, 1, 3, w, c, 2, 1), PQ_ERR_CONFIG); /* wrong use */
+    assert_int_equal(pq_gemm_w_row_sums(w)[0], 2);
+    assert_int_equal(pq_gemm_w_row_sums(w)[1], 4);
+    pq_gemm_w_free(w);
+    pq_gemm_w_free(NULL);
+    int32_t s[2];
+    int8_t aa[2 * 4] = {-128, -128, 127, 9, 1, 2, 3, 99}; /* lda 4, k 3 */
+    pq_gemm_i8_row_sums(aa, 2, 3, 4, s);
+    assert_int_equal(s[0], -129);
+    assert_int_equal(s[1], 6);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_i8i8_exact),
+        cmocka_unit_test(test_i8i8_saturation_trap),
+        cmocka_unit_test(test_i8i8_epilogue),
+        cmocka_unit_test(test_w8a8_end_to_end),
+        cmocka_unit_test(test_quantize_dynamic_hand),
+        cmocka_unit_test(test_wonly),
+        cmocka_unit_test(test_pack_and_sums),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
