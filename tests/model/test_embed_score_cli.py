@@ -14,7 +14,7 @@ import tempfile
 import h5py
 import numpy as np
 
-PROTEUS, MODEL = sys.argv[1], sys.argv[2]
+PROTEUS, MODEL, FASTA = sys.argv[1], sys.argv[2], sys.argv[3]
 TMP = tempfile.mkdtemp(prefix="pq_embed_")
 FAILS = []
 
@@ -80,7 +80,7 @@ expect(p.returncode == 2, "mask-frac range")
 # score on 40 real sequences: the README reports ~10.5 % / ~17.7 on 400;
 # a unigram model scores 18.1, so a working engine lands well below 20
 js = os.path.join(TMP, "s.json")
-p = run("score", "--model", MODEL, "--fasta", "/work/shared/data/proteins/dev_eval.fasta", "--max-seqs", "40",
+p = run("score", "--model", MODEL, "--fasta", FASTA, "--max-seqs", "40",
         "--max-length", "500", "--json", js, "--threads", "2")
 expect(p.returncode == 0, f"score failed: {p.stderr}")
 if p.returncode == 0:
@@ -89,7 +89,7 @@ if p.returncode == 0:
     expect(0.06 < r["accuracy"] < 0.16 and 14.0 < r["perplexity"] < 20.0, f"score numbers {r['accuracy']} {r['perplexity']}")
     expect(sum(s["n_masked"] for s in r["sequences"]) == r["n_masked"], "score per-sequence sums")
     # same seed, same numbers; another seed, another masking
-    p2 = run("score", "--model", MODEL, "--fasta", "/work/shared/data/proteins/dev_eval.fasta", "--max-seqs", "40",
+    p2 = run("score", "--model", MODEL, "--fasta", FASTA, "--max-seqs", "40",
              "--max-length", "500", "--json", js + "2", "--threads", "1", "--batch-tokens", "700")
     r2 = json.load(open(js + "2"))
     expect(r2["n_masked"] == r["n_masked"] and abs(r2["mean_nll"] - r["mean_nll"]) < 1e-5,
@@ -102,7 +102,7 @@ p = run("quantize", "--model", MODEL, "--out", q8)
 expect(p.returncode == 0, f"quantize failed: {p.stderr}")
 if p.returncode == 0:
     jq = os.path.join(TMP, "q.json")
-    p = run("score", "--model", q8, "--fasta", "/work/shared/data/proteins/dev_eval.fasta", "--max-seqs", "40",
+    p = run("score", "--model", q8, "--fasta", FASTA, "--max-seqs", "40",
             "--max-length", "500", "--json", jq, "--threads", "2")
     expect(p.returncode == 0, f"score on .h5 failed: {p.stderr}")
     if p.returncode == 0 and os.path.exists(js):

@@ -19,7 +19,7 @@ import fairesm_ref  # noqa: E402
 
 DRIVER, PROTEUS = sys.argv[1], sys.argv[2]
 TRAINED = sys.argv[3] if len(sys.argv) > 3 else "/work/shared/models/esm2_t6_8M_proteus_mlm.safetensors"
-FASTA = "/work/shared/data/proteins/dev_eval.fasta"
+FASTA = sys.argv[4] if len(sys.argv) > 4 else "/work/shared/data/proteins/dev_eval.fasta"
 TOL = 1e-4
 torch.set_num_threads(2)
 
