@@ -99,3 +99,15 @@ void pq_cli_print_summary(FILE *out, const pq_job_stats *s, int per_tensor)
         fprintf(out, "SQNR:    mean %.2f dB, min %.2f dB\n", s->mean_sqnr_db, s->min_sqnr_db);
     fprintf(out, "time:    %.2f s\n", s->seconds_total);
 }
+
+void pq_cli_print_ranks(FILE *out, const double *rss_mib, int n_ranks, double seconds_quantize)
+{
+    double mx = 0;
+    fprintf(out, "ranks:   %d, quantize phase %.2f s, peak RSS", n_ranks, seconds_quantize);
+    for (int r = 0; r < n_ranks; r++) {
+        if (r < 16) fprintf(out, " r%d %.1f MiB", r, rss_mib[r]);
+        if (rss_mib[r] > mx) mx = rss_mib[r];
+    }
+    if (n_ranks > 16) fprintf(out, " ... (max %.1f MiB)", mx);
+    fputc('\n', out);
+}

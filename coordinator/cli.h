@@ -31,4 +31,8 @@ void pq_cli_progress_cb(void *user, const pq_progress *ev);
  * tensor before the totals. */
 void pq_cli_print_summary(FILE *out, const pq_job_stats *s, int per_tensor);
 
+/* One line per run: peak RSS of each rank (MiB, index = rank) and the
+ * quantize phase's wall time. */
+void pq_cli_print_ranks(FILE *out, const double *rss_mib, int n_ranks, double seconds_quantize);
+
 #endif

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* coord.c - rank 0 of a run: interleave its own units with draining the
+ * results of the other ranks, write them in arrival order, and on the first
+ * failure tell every rank to stop.
+ *
+ * Arrival order does not matter for the output: pq_job_put_result places rows
+ * by unit and the metrics are summed in row order at the end. */
+#include "coord.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "msg.h"
+#include "worker.h"
+
+static bool stop_sent;  /* the early Shutdown went out; the final one is not sent again */
+
+typedef struct coord {
+    pq_job *j;
+    MPI_Comm comm;
+    int n_ranks;
+    const pq_coord_opts *o;
+    bool *received;        /* per unit */
+    int *rank_units;       /* per rank: units received */
+    bool *finished;        /* per rank: final message seen */
+    int n_finished;
+    pq_status err;         /* first failure (its detail is recorded) */
+} coord;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Record the first failure only: later ones are consequences. */
+static void fail(coord *c, pq_status st)
+{
+    if (c->err) return;
+    c->err = st;
+}
+
+static double unit_sqnr(const pq_unit_result *r)
+{
+    double s = 0, e = 0;
+    for (int64_t i = 0; i < r->n_rows; i++) {
+        s += r->row_sum_sq[i];
+        e += r->row_err_sq[i];
+    }
+    if (e == 0) return INFINITY;
+    return 10.0 * log10(s / e);
+}
+
+static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result *r)
+{
+    pq_status st = pq_job_put_result(c->j, u, r);
+    if (st) return st;
+    c->received[u->id] = true;
+    c->rank_units[rank]++;
+    if (c->o->on_unit) c->o->on_unit(c->o->user, u, rank, unit_sqnr(r));
+    return PQ_OK;
+}
+
+/* Check a UnitResult header against the plan, then receive its buffers
+ * (always, even when stopping, so the sender's transfer completes). */
+static pq_status take_result(coord *c, int src, const pq_wire_result *h)
+{
+    const pq_plan *p = c->j->plan;
+    if (h->unit_id >= (uint32_t)p->n_units)
+        return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d names unit %u; the plan has %d",
+                      src, h->unit_id, p->n_units);
+    const pq_unit *u = &p->units[h->unit_id];
+    if (u->rank != src || c->received[u->id])
+        return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d, which %s", src, u->id,
+                      u->rank != src ? "the plan gave to another rank" : "was already received");
+    size_t sz[6];
+    pq_worker_result_sizes(c->j, u, sz);
+    if (h->n_rows != u->n_rows || h->code_bytes != sz[0] || h->n_scales * sizeof(float) != sz[1] ||
+        h->has_zero_point != (sz[2] != 0))
+        return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d announces %lld rows, %llu "
+                      "code bytes, %llu scales; the plan expects %lld rows, %zu code bytes, %zu scales",
+                      src, u->id, (long long)h->n_rows, (unsigned long long)h->code_bytes,
+                      (unsigned long long)h->n_scales, (long long)u->n_rows, sz[0], sz[1] / sizeof(float));
+    pq_unit_result r = {.unit_id = u->id, .n_rows = u->n_rows, .code_bytes = (int64_t)sz[0],
+                        .n_scales = (int64_t)(sz[1] / sizeof(float)), .n_nonfinite = h->n_nonfinite};
+    void **bufs[6] = {&r.codes, (void **)&r.scale, (void **)&r.zero_point, (void **)&r.row_sum_sq,
+                      (void **)&r.row_err_sq, (void **)&r.row_max_err};
+    static const char *const names[6] = {"codes", "scales", "zero points", "row sums", "row errors",
+                                         "row max errors"};
+    pq_status st = PQ_OK;
+    for (int i = 0; i < 6 && !st; i++) {
+        if (!sz[i]) continue;
+        if (!(*bufs[i] = malloc(sz[i]))) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory receiving unit %d from rank %d", u->id, src);
+            break;
+        }
+        st = pq_data_recv(c->comm, src, *bufs[i], sz[i], names[i]);
+    }
+    if (!st && !c->err) st = put(c, u, src, &r);
+    pq_unit_result_free(&r);
+    return st;
+}
+
+static void handle(coord *c, const MPI_Status *s)
+{
+    pq_msg m;
+    int src = s->MPI_SOURCE;
+    pq_status st = pq_msg_recv(c->comm, s, &m);
+    if (st) { fail(c, st); return; }
+    switch (m.tag) {
+    case PQ_TAG_RESULT:
+        if (c->finished[src]) {
+            fail(c, pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d after its final message", src));
+            return;
+        }
+        if ((st = take_result(c, src, &m.u.result))) fail(c, st);
+        return;
+    case PQ_TAG_ERROR:
+        if (!c->finished[src]) { c->finished[src] = true; c->n_finished++; }
+        if (!c->err) {
+            /* The worker's detail already names its rank and unit when the
+             * failure was inside one. */
+            if (m.u.error.unit_id >= 0)
+                fail(c, pq_err_replace((pq_status)m.u.error.status, "%s", m.u.error.detail));
+            else
+                fail(c, pq_err_replace((pq_status)m.u.error.status, "rank %d: %s", src, m.u.error.detail));
+        }
+        return;
+    case PQ_TAG_DONE:
+        if (c->finished[src]) {
+            fail(c, pq_err(PQ_ERR_PROTO, "second final message (Done) from rank %d", src));
+            return;
+        }
+        c->finished[src] = true;
+        c->n_finished++;
+        if (!c->err) {
+            int assigned = 0;
+            for (int i = 0; i < c->j->plan->n_units; i++) assigned += c->j->plan->units[i].rank == src;
+            if ((int)m.u.done.units != assigned || c->rank_units[src] != assigned)
+                fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after %u units (%d received); "
+                               "the plan gave it %d", src, m.u.done.units, c->rank_units[src], assigned));
+        }
+        return;
+    default:
+        fail(c, pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(m.tag), src));
+    }
+}
+
+pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st)
+{
+    pq_status rc = PQ_OK;
+    if (stop_sent) return PQ_OK;
+    stop_sent = true;
+    pq_msg m = {.tag = PQ_TAG_SHUTDOWN};
+    m.u.shutdown.status = (int32_t)st;
+    m.u.shutdown.stop = st != PQ_OK;
+    for (int r = 1; r < n_ranks; r++) {
+        pq_status s = pq_msg_send(comm, r, &m);
+        if (s && !rc) rc = s;
+    }
+    return rc;
+}
+
+pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o, bool *unresponsive)
+{
+    coord c = {.j = j, .comm = comm, .n_ranks = n_ranks, .o = o};
+    const pq_plan *p = j->plan;
+    const struct timespec nap = {0, 500000};
+    double t0 = now_s(), stop_t = 0;
+    int next_own = 0;
+    *unresponsive = false;
+    c.received = calloc((size_t)p->n_units + 1, sizeof *c.received);
+    c.rank_units = calloc((size_t)n_ranks, sizeof *c.rank_units);
+    c.finished = calloc((size_t)n_ranks, sizeof *c.finished);
+    if (!c.received || !c.rank_units || !c.finished) {
+        c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto cleanup;
+    }
+    for (;;) {
+        bool ready, progressed = false;
+        MPI_Status s;
+        /* Drain whatever has arrived before the next own unit. */
+        for (;;) {
+            pq_status st = pq_msg_poll(comm, MPI_ANY_SOURCE, MPI_ANY_TAG, &ready, &s);
+            if (st) { fail(&c, st); break; }
+            if (!ready) break;
+            handle(&c, &s);
+            progressed = true;
+        }
+        if (c.err && !stop_sent) {
+            /* Stop every rank promptly; keep draining so their final
+             * messages (and any result in flight) are taken off the wire. */
+            pq_status keep = c.err;
+            char detail[1024];
+            snprintf(detail, sizeof detail, "%s", pq_err_detail());
+            pq_coord_shutdown(comm, n_ranks, keep);
+            pq_err_replace(keep, "%s", detail);
+            stop_t = now_s();
+        }
+        if (!c.err) {
+            while (next_own < p->n_units && p->units[next_own].rank != PQ_ROLE_COORD) next_own++;
+            if (next_own < p->n_units) {
+                const pq_unit *u = &p->units[next_own++];
+                pq_unit_result r;
+                pq_status st = pq_worker_run_unit(j, u, PQ_ROLE_COORD, &r);
+                if (!st) st = put(&c, u, PQ_ROLE_COORD, &r);
+                pq_unit_result_free(&r);
+                if (st) fail(&c, st);
+                else pq_worker_after_unit(PQ_ROLE_COORD);
+                continue;
+            }
+        }
+        if (c.n_finished == n_ranks - 1) break;
+        if (c.err && now_s() - stop_t > o->stop_grace_s) {
+            *unresponsive = true;
+            break;
+        }
+        if (!progressed) nanosleep(&nap, NULL);
+    }
+    if (!c.err) {
+        for (int i = 0; i < p->n_units; i++)
+            if (!c.received[i]) {
+                c.err = pq_err(PQ_ERR_INTERNAL, "unit %d was never received (rank %d)", i, p->units[i].rank);
+                break;
+            }
+    }
+    j->stats.seconds_quantize = now_s() - t0;
+cleanup:
+    free(c.received);
+    free(c.rank_units);
+    free(c.finished);
+    return c.err;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* coord.h - rank 0's part of a run: run its own units, gather every other
+ * rank's results as they arrive, write them, and stop everyone on the first
+ * failure. */
+#ifndef PQ_COORD_H
+#define PQ_COORD_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "job.h"
+#include "pq_err.h"
+
+/* Called after each unit's rows were written (any rank's unit), with the
+ * unit, the rank that computed it, and its SQNR in dB. */
+typedef void (*pq_coord_unit_fn)(void *user, const pq_unit *u, int rank, double sqnr_db);
+
+typedef struct pq_coord_opts {
+    double stop_grace_s;          /* after a failure, how long workers get to answer */
+    pq_coord_unit_fn on_unit;     /* optional */
+    void *user;
+} pq_coord_opts;
+
+/* Run the quantize phase on rank 0 of comm (n_ranks ranks; j's output begun).
+ * Returns PQ_OK when every unit was written. On failure the detail names the
+ * failing rank and unit; *unresponsive is set when some worker did not
+ * answer the stop within stop_grace_s (the caller then MPI_Aborts). Every
+ * worker has sent its final message on return unless *unresponsive. */
+pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o,
+                       bool *unresponsive);
+
+/* Send the final Shutdown (status st) to every worker that has not had one. */
+pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st);
+
+#endif

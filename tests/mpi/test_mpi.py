@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_mpi.py - `proteus quantize` on N MPI ranks, end to end: identical
+datasets for N = 1..4 (and the singleton, and other thread counts), codes
+checked against an independent numpy reference, a failing rank, a killed
+rank, a plan mismatch, and the ZeroMQ monitor receiving a real run's events.
+
+usage: test_mpi.py PROTEUS MPIEXEC [unittest args]"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cli"))
+import stref  # noqa: E402
+
+PROTEUS = os.path.abspath(sys.argv.pop(1))
+MPIEXEC = sys.argv.pop(1)
+TMP = tempfile.mkdtemp(prefix="pq_mpi_")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+# Small units so that every rank gets many of them on a small model.
+COMMON = ["--per-channel", "--unit-bytes", "64k"]
+
+
+def path(name):
+    return os.path.join(TMP, name)
+
+
+MODEL = path("t6.safetensors")
+
+
+def setUpModule():
+    subprocess.run([PROTEUS, "synth", "--arch", "esm2_t6_8M_UR50D", "--seed", "1", "--out", MODEL],
+                   check=True, capture_output=True)
+
+
+def quantize(n, out, *extra, env=None, timeout=120, check=True):
+    """n = 0: the plain singleton; else mpiexec -n n."""
+    cmd = [PROTEUS, "quantize", "--model", MODEL, "--out", out, *COMMON, *extra]
+    if n:
+        cmd = [MPIEXEC, "-n", str(n), "--oversubscribe"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(ENV, **(env or {})), timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def datasets(fn):
+    """{path: (dtype, shape, bytes)} of every dataset in an HDF5 file."""
+    out = {}
+    with h5py.File(fn, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                a = obj[()]
+                out[name] = (str(a.dtype), a.shape, np.ascontiguousarray(a).tobytes())
+        f.visititems(visit)
+    return out
+
+
+def proteus_lines(stderr):
+    return [ln for ln in stderr.splitlines() if ln.startswith("proteus:")]
+
+
+class Determinism(unittest.TestCase):
+    def test_identical_for_any_rank_and_thread_count(self):
+        runs = {"singleton": (0, ["--threads", "2"]), "n1": (1, []), "n2": (2, ["--threads", "1"]),
+                "n3": (3, []), "n4": (4, ["--threads", "1"]), "n2_t2": (2, ["--threads", "2"])}
+        outs = {}
+        for name, (n, extra) in runs.items():
+            outs[name] = path(f"det_{name}.h5")
+            p = quantize(n, outs[name], *extra)
+            self.assertIn("wrote", p.stdout)
+            # the peak memory line reports one value per rank
+            m = re.search(r"ranks:\s+(\d+),.*peak RSS(.*)", p.stdout)
+            self.assertIsNotNone(m, p.stdout)
+            self.assertEqual(int(m.group(1)), max(n, 1))
+            self.assertEqual(len(re.findall(r" r\d+ [\d.]+ MiB", m.group(2))), max(n, 1))
+        ref = datasets(outs["n1"])
+        self.assertGreater(len(ref), 50)
+        for name, fn in outs.items():
+            got = datasets(fn)
+            self.assertEqual(sorted(got), sorted(ref), name)
+            for k in ref:
+                self.assertEqual(got[k], ref[k], f"{name}: dataset {k} differs from the n1 run")
+            with h5py.File(fn, "r") as f:
+                self.assertEqual(int(f.attrs["num_ranks"]), max(runs[name][0], 1))
+
+    def test_codes_match_numpy_reference(self):
+        out = path("ref_n3.h5")
+        quantize(3, out)
+        w = stref.read_safetensors(MODEL)
+        with h5py.File(out, "r") as f:
+            for name in ("esm.encoder.layer.0.intermediate.dense.weight", "esm.encoder.layer.5.output.dense.weight"):
+                q, scale, _ = stref.quantize(w[name], 8, True, "channel")
+                g = f["tensors/" + name]
+                np.testing.assert_array_equal(g["qweight"][()], q, err_msg=name)
+                np.testing.assert_array_equal(g["scale"][()].reshape(-1), scale.astype(np.float32).reshape(-1))
+
+    def test_many_units_per_rank(self):
+        # 1280x320 fp32 = 1.6 MB per fc1 tensor, 64 kB units: >= 25 units each,
+        # so four ranks all get work and results arrive interleaved.
+        p = quantize(4, path("units.h5"), "--verbose")
+        m = re.search(r"(\d+) units over 4 ranks", p.stderr)
+        self.assertIsNotNone(m, p.stderr)
+        self.assertGreaterEqual(int(m.group(1)), 6 * 2 * 25)
+
+
+class Failures(unittest.TestCase):
+    def assert_no_output(self, out):
+        self.assertFalse(os.path.exists(out), out)
+        self.assertFalse(os.path.exists(out + ".partial"), out + ".partial")
+
+    def test_failing_worker_stops_everyone(self):
+        seen_worker = False
+        for unit in (0, 1, 2, 3, 40, 41):
+            out = path(f"fail_{unit}.h5")
+            t0 = time.time()
+            p = quantize(3, out, env={"PQ_TEST_FAIL_UNIT": str(unit)}, check=False)
+            self.assertLess(time.time() - t0, 60)
+            self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
+            lines = proteus_lines(p.stderr)
+            self.assertEqual(len(lines), 1, p.stderr)
+            m = re.match(r"proteus: I/O error: rank (\d), unit (\d+) \(?tensor '([^']+)' rows", lines[0])
+            self.assertIsNotNone(m, lines[0])
+            self.assertEqual(int(m.group(2)), unit)
+            self.assertIn("injected", lines[0])
+            seen_worker |= m.group(1) != "0"
+            self.assert_no_output(out)
+        self.assertTrue(seen_worker, "no injected failure landed on a worker rank")
+
+    def test_nan_weight_names_tensor_and_row(self):
+        w = stref.read_safetensors(MODEL)
+        name = "esm.encoder.layer.3.attention.self.value.weight"
+        w[name][17, 5] = np.nan
+        bad = path("nan.safetensors")
+        stref.write_safetensors(bad, w)
+        out = path("nan.h5")
+        cmd = [MPIEXEC, "-n", "3", "--oversubscribe", PROTEUS, "quantize", "--model", bad, "--out", out,
+               *COMMON]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=120)
+        self.assertEqual(p.returncode, 5, p.stderr)  # quantization error class
+        lines = proteus_lines(p.stderr)
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn(name, lines[0])
+        self.assertIn("17", lines[0])
+        self.assertRegex(lines[0], r"rank \d, unit \d+")
+        self.assert_no_output(out)
+
+    def test_killed_rank_does_not_hang(self):
+        out = path("kill.h5")
+        t0 = time.time()
+        p = quantize(3, out, env={"PQ_TEST_KILL_RANK": "1"}, check=False, timeout=90)
+        self.assertLess(time.time() - t0, 60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertFalse(os.path.exists(out))
+        # rank 0 removes its .partial when mpirun terminates it
+        self.assertFalse(os.path.exists(out + ".partial"))
+
+    def test_plan_mismatch(self):
+        out = path("mismatch.h5")
+        p = quantize(2, out, env={"PQ_TEST_PLAN_SALT": "1"}, check=False)
+        self.assertEqual(p.returncode, 9, p.stderr)
+        lines = proteus_lines(p.stderr)
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn("plan mismatch", lines[0])
+        self.assertIn("rank 1", lines[0])
+        self.assert_no_output(out)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Monitor(unittest.TestCase):
+    def watch(self, n, out, env=None):
+        ep = f"tcp://127.0.0.1:{free_port()}"
+        mon = subprocess.Popen([PROTEUS, "monitor", ep, "--json", "--timeout", "60"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        p = quantize(n, out, "--monitor", ep, "--monitor-wait", "10", env=env, check=False)
+        mout, merr = mon.communicate(timeout=70)
+        events = [json.loads(ln) for ln in mout.splitlines() if ln.strip()]
+        return p, mon.returncode, events, merr
+
+    def test_events_of_a_real_run(self):
+        p, rc, ev, merr = self.watch(2, path("mon.h5"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(rc, 0, merr)
+        kinds = [e["kind"] for e in ev]
+        self.assertEqual(kinds[0], "start")
+        self.assertEqual(kinds[-1], "finished")
+        units = [e for e in ev if e["kind"] == "unit"]
+        total = ev[0]["units_total"]
+        self.assertGreater(total, 10)
+        self.assertEqual(len(units), total)
+        self.assertEqual(sorted(e["unit_id"] for e in units), list(range(total)))
+        self.assertEqual({e["rank"] for e in units}, {0, 1})
+        self.assertEqual([e["units_done"] for e in units], list(range(1, total + 1)))
+        self.assertTrue(all(e["sqnr_db"] > 20 for e in units if "sqnr_db" in e))
+        self.assertTrue(all(e["tensor"].startswith("esm.encoder.layer.") for e in units))
+        self.assertTrue(ev[-1]["finished"])
+        self.assertEqual(ev[-1]["n_ranks"], 2)
+
+    def test_error_event(self):
+        p, rc, ev, merr = self.watch(2, path("mon_err.h5"), env={"PQ_TEST_FAIL_UNIT": "3"})
+        self.assertEqual(p.returncode, 3)
+        self.assertEqual(rc, 3, merr)
+        self.assertEqual(ev[-1]["kind"], "error")
+        self.assertIn("unit 3", ev[-1]["error"])
+
+    def test_remote_bind_needs_flag(self):
+        p = quantize(0, path("remote.h5"), "--monitor", "tcp://0.0.0.0:5999", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--monitor-allow-remote", p.stderr)
+        self.assertFalse(os.path.exists(path("remote.h5")))
+
+    def test_dead_monitor_never_fails_the_run(self):
+        # a port that is taken: binding fails, the run goes on with a warning
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        ep = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        p = quantize(2, path("mon_taken.h5"), "--monitor", ep, "--monitor-wait", "0")
+        s.close()
+        self.assertEqual(len(re.findall(r"warn: monitor", p.stderr)), 1, p.stderr)
+        self.assertTrue(os.path.exists(path("mon_taken.h5")))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

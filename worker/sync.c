@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sync.c - status agreement and plan verification across ranks. */
+#include "sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+
+pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
+{
+    int rank, size;
+    pq_status st;
+    if ((st = pq_mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank")) ||
+        (st = pq_mpi_check(MPI_Comm_size(comm, &size), "MPI_Comm_size")))
+        return st;
+    int *all = malloc((size_t)size * sizeof *all);
+    if (!all) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    int mine = (int)local;
+    if ((st = pq_mpi_check(MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, comm), "agreeing on status"))) {
+        free(all);
+        return st;
+    }
+    int first = -1;
+    for (int r = 0; r < size && first < 0; r++)
+        if (all[r] != PQ_OK) first = r;
+    pq_status agreed = first < 0 ? PQ_OK : (pq_status)all[first];
+    free(all);
+    if (first <= 0) return agreed;
+    /* The failing rank's detail goes to rank 0, which prints the one line. */
+    if (rank == first) {
+        pq_msg m = {.tag = PQ_TAG_ERROR};
+        m.u.error.rank = (uint32_t)rank;
+        m.u.error.unit_id = -1;
+        m.u.error.status = (int32_t)agreed;
+        snprintf(m.u.error.detail, sizeof m.u.error.detail, "%s", pq_err_detail());
+        pq_msg_send(comm, PQ_ROLE_COORD, &m);
+    } else if (rank == PQ_ROLE_COORD) {
+        MPI_Status s;
+        pq_msg m;
+        if ((st = pq_mpi_check(MPI_Probe(first, PQ_TAG_ERROR, comm, &s), "waiting for an error report")) ||
+            (st = pq_msg_recv(comm, &s, &m)))
+            return st;
+        pq_err_clear();
+        pq_err_replace(agreed, "rank %d: %s", first, m.u.error.detail);
+    }
+    return agreed;
+}
+
+static void fnv(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        *h ^= b[i];
+        *h *= 1099511628211ull;
+    }
+}
+
+static void fnv_i64(uint64_t *h, int64_t v) { fnv(h, &v, sizeof v); }
+
+uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes)
+{
+    uint64_t h = 14695981039346656037ull;
+    const pq_plan *p = j->plan;
+    char *cfg = pq_config_to_json(j->cfg);
+    if (cfg) fnv(&h, cfg, strlen(cfg) + 1);
+    free(cfg);
+    fnv_i64(&h, n_ranks);
+    fnv_i64(&h, unit_bytes);
+    fnv_i64(&h, p->n_tensors);
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pq_plan_tensor *t = &p->tensors[i];
+        fnv(&h, t->st->name, strlen(t->st->name) + 1);
+        fnv_i64(&h, t->st->dtype);
+        fnv_i64(&h, t->st->ndim);
+        for (int d = 0; d < t->st->ndim; d++) fnv_i64(&h, t->st->shape[d]);
+        fnv_i64(&h, t->action);
+        fnv_i64(&h, t->rows);
+        fnv_i64(&h, t->cols);
+    }
+    fnv_i64(&h, p->n_units);
+    for (int i = 0; i < p->n_units; i++) {
+        const pq_unit *u = &p->units[i];
+        fnv_i64(&h, u->tensor);
+        fnv_i64(&h, u->row0);
+        fnv_i64(&h, u->n_rows);
+        fnv_i64(&h, u->rank);
+    }
+    return h;
+}
+
+pq_status pq_sync_plan(MPI_Comm comm, const pq_job *j, int n_ranks, int64_t unit_bytes)
+{
+    int rank;
+    pq_status st = pq_mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+    if (st) return st;
+    uint64_t mine = pq_plan_hash(j, n_ranks, unit_bytes);
+    /* Test-only (never documented to users): PQ_TEST_PLAN_SALT=<rank> makes
+     * that rank's plan differ, to exercise the mismatch error. */
+    const char *salt = getenv("PQ_TEST_PLAN_SALT");
+    if (salt && atoi(salt) == rank) mine ^= 0x5a5a5a5aull;
+    pq_msg m = {.tag = PQ_TAG_PLAN};
+    m.u.plan.plan_hash = mine;
+    m.u.plan.n_ranks = (uint32_t)n_ranks;
+    m.u.plan.n_units = (uint32_t)j->plan->n_units;
+    m.u.plan.unit_bytes = unit_bytes;
+    if ((st = pq_msg_bcast_plan(comm, PQ_ROLE_COORD, &m))) return st;
+    if (rank == PQ_ROLE_COORD) return PQ_OK;
+    if (m.u.plan.plan_hash != mine || m.u.plan.n_units != (uint32_t)j->plan->n_units ||
+        m.u.plan.n_ranks != (uint32_t)n_ranks || m.u.plan.unit_bytes != unit_bytes)
+        return pq_err(PQ_ERR_MPI, "plan mismatch: rank %d planned %d units (hash %016llx), rank 0 %u units "
+                      "(hash %016llx); every rank must see the same checkpoint, config and options",
+                      rank, j->plan->n_units, (unsigned long long)mine, m.u.plan.n_units,
+                      (unsigned long long)m.u.plan.plan_hash);
+    return PQ_OK;
+}

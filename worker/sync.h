@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sync.h - the collective agreements every rank takes part in before units
+ * run: "did every rank succeed?" and "do we all have the same plan?". */
+#ifndef PQ_SYNC_H
+#define PQ_SYNC_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "job.h"
+#include "pq_err.h"
+
+/* Collective. Every rank contributes its local status; all ranks return the
+ * status of the lowest failing rank (PQ_OK if none). When that rank is not
+ * rank 0, its detail line travels to rank 0 (as an Error message), so rank 0
+ * can print it with pq_err_detail(), prefixed with "rank N: ". */
+pq_status pq_sync_agree(MPI_Comm comm, pq_status local);
+
+/* A 64-bit FNV-1a hash of everything that must agree across ranks: the
+ * resolved config (as JSON), the unit size, the rank count, and every tensor
+ * (name, dtype, shape, action) and unit (tensor, rows, assigned rank). */
+uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes);
+
+/* Collective. Rank 0 broadcasts its Plan message; every other rank compares
+ * it with its own and fails with PQ_ERR_MPI naming both hashes on mismatch.
+ * The result is local: follow with pq_sync_agree. */
+pq_status pq_sync_plan(MPI_Comm comm, const pq_job *j, int n_ranks, int64_t unit_bytes);
+
+#endif

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* worker.c - run this rank's units and ship the results to rank 0.
+ *
+ * Protocol per worker: (UnitResult header + raw buffers)* then exactly one
+ * final message, Done or Error; then rank 0 answers with one Shutdown. A
+ * Shutdown that arrives early (stop = true) ends the unit loop. */
+#include "worker.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "msg.h"
+
+/* Test-only fault injection, deliberately left out of --help:
+ *   PQ_TEST_FAIL_UNIT=<id>  the rank that owns unit <id> fails it with PQ_ERR_IO;
+ *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit.
+ * The MPI tests use them to check that failures stop every rank. */
+static int env_int(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
+pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_result *r)
+{
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    if (env_int("PQ_TEST_FAIL_UNIT", -1) == u->id) {
+        memset(r, 0, sizeof *r);
+        return pq_err(PQ_ERR_IO, "rank %d, unit %d: tensor '%s' rows %lld..%lld: injected read failure "
+                      "(PQ_TEST_FAIL_UNIT)", rank, u->id, pt->st->name, (long long)u->row0,
+                      (long long)(u->row0 + u->n_rows - 1));
+    }
+    pq_status st = pq_job_run_unit(j, u, r);
+    if (st) {
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        pq_err_replace(st, "rank %d, unit %d (tensor '%s' rows %lld..%lld): %s", rank, u->id,
+                       pt->st->name, (long long)u->row0, (long long)(u->row0 + u->n_rows - 1), detail);
+    }
+    return st;
+}
+
+void pq_worker_after_unit(int rank)
+{
+    if (env_int("PQ_TEST_KILL_RANK", -1) == rank) raise(SIGKILL);
+}
+
+int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6])
+{
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    const pq_qspec *s = &j->plan->spec;
+    /* Same layout as pq_job_run_unit produces (job.c): 8-bit one byte per
+     * code, 4-bit two codes per byte, each row packed on its own. */
+    int64_t row_bytes = s->bits == 8 ? pt->cols : (pt->cols + 1) / 2;
+    int64_t n_scales = s->gran == PQ_GRAN_TENSOR ? 1 : u->n_rows * pq_qspec_groups(s, pt->cols);
+    sizes[0] = (size_t)(u->n_rows * row_bytes);
+    sizes[1] = (size_t)n_scales * sizeof(float);
+    sizes[2] = s->symmetric ? 0 : (size_t)n_scales * sizeof(int32_t);
+    sizes[3] = (size_t)u->n_rows * sizeof(double);
+    sizes[4] = (size_t)u->n_rows * sizeof(double);
+    sizes[5] = (size_t)u->n_rows * sizeof(float);
+    return 6;
+}
+
+static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_unit *u,
+                             const pq_unit_result *r)
+{
+    pq_msg m = {.tag = PQ_TAG_RESULT};
+    pq_wire_result *h = &m.u.result;
+    size_t sz[6];
+    pq_worker_result_sizes(j, u, sz);
+    h->unit_id = (uint32_t)u->id;
+    h->rank = (uint32_t)rank;
+    h->n_rows = r->n_rows;
+    h->code_bytes = (uint64_t)r->code_bytes;
+    h->n_scales = (uint64_t)r->n_scales;
+    h->has_zero_point = r->zero_point != NULL;
+    h->n_nonfinite = r->n_nonfinite;
+    h->max_abs_err = 0;
+    for (int64_t i = 0; i < r->n_rows; i++) {
+        h->sum_sq += r->row_sum_sq[i];
+        h->err_sq += r->row_err_sq[i];
+        if (r->row_max_err[i] > h->max_abs_err) h->max_abs_err = r->row_max_err[i];
+    }
+    if ((uint64_t)r->code_bytes != sz[0] || r->n_scales * (int64_t)sizeof(float) != (int64_t)sz[1])
+        return pq_err(PQ_ERR_INTERNAL, "unit %d: result sizes differ from the plan", u->id);
+    pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
+    if (st) return st;
+    const void *bufs[6] = {r->codes, r->scale, r->zero_point, r->row_sum_sq, r->row_err_sq, r->row_max_err};
+    pq_data_reqs reqs = {0};
+    for (int i = 0; i < 6 && !st; i++)
+        if (sz[i]) st = pq_data_isend(comm, PQ_ROLE_COORD, bufs[i], sz[i], &reqs);
+    pq_status st2 = pq_data_wait(&reqs);
+    return st ? st : st2;
+}
+
+static pq_status recv_shutdown(MPI_Comm comm, const MPI_Status *s, pq_wire_shutdown *out)
+{
+    pq_msg m;
+    pq_status st = pq_msg_recv(comm, s, &m);
+    if (st) return st;
+    if (m.tag != PQ_TAG_SHUTDOWN)
+        return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(m.tag), m.source);
+    *out = m.u.shutdown;
+    return PQ_OK;
+}
+
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
+{
+    pq_status st = PQ_OK;
+    pq_wire_shutdown sd = {0};
+    bool got_shutdown = false, ready;
+    uint32_t done = 0;
+    MPI_Status s;
+    pq_msg fin = {.tag = PQ_TAG_DONE};
+
+    for (int i = 0; i < j->plan->n_units && !got_shutdown; i++) {
+        const pq_unit *u = &j->plan->units[i];
+        if (u->rank != rank) continue;
+        if ((st = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s))) return st;
+        if (ready) {
+            if ((st = recv_shutdown(comm, &s, &sd))) return st;
+            got_shutdown = true;
+            break;
+        }
+        pq_unit_result r;
+        st = pq_worker_run_unit(j, u, rank, &r);
+        if (!st) st = send_result(comm, rank, j, u, &r);
+        pq_unit_result_free(&r);
+        if (st) {
+            fin.tag = PQ_TAG_ERROR;
+            fin.u.error.rank = (uint32_t)rank;
+            fin.u.error.unit_id = u->id;
+            fin.u.error.status = (int32_t)st;
+            snprintf(fin.u.error.detail, sizeof fin.u.error.detail, "%s", pq_err_detail());
+            break;
+        }
+        done++;
+        pq_worker_after_unit(rank);
+    }
+    if (fin.tag == PQ_TAG_DONE) {
+        fin.u.done.rank = (uint32_t)rank;
+        fin.u.done.units = done;
+    }
+    pq_status sst = pq_msg_send(comm, PQ_ROLE_COORD, &fin);
+    if (sst) return st ? st : sst;
+    /* Wait for rank 0's verdict without spinning on a shared core. */
+    const struct timespec nap = {0, 1000000};
+    while (!got_shutdown) {
+        if ((sst = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s))) return st ? st : sst;
+        if (ready) {
+            if ((sst = recv_shutdown(comm, &s, &sd))) return st ? st : sst;
+            got_shutdown = true;
+        } else {
+            nanosleep(&nap, NULL);
+        }
+    }
+    if (sd.status != PQ_OK) return (pq_status)sd.status;
+    return st;
+}

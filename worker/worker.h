@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* worker.h - what every rank does with its own units: run them (rank 0 too)
+ * and, on ranks >= 1, send the results to rank 0 and obey its Shutdown. */
+#ifndef PQ_WORKER_H
+#define PQ_WORKER_H
+
+#include <mpi.h>
+
+#include "job.h"
+#include "pq_err.h"
+
+/* Run unit u of j on this rank into *r (owned buffers: pq_unit_result_free).
+ * On failure the detail names the rank, the unit and its tensor rows. */
+pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_result *r);
+
+/* Called after a unit of this rank finished, for the test-only fault
+ * injection that kills a rank mid-run. */
+void pq_worker_after_unit(int rank);
+
+/* Bytes of each raw buffer of a result, in send order (codes, scale,
+ * zero_point (0 when symmetric), row_sum_sq, row_err_sq, row_max_err), as
+ * the plan dictates for unit u. Returns the number of buffers (6). */
+int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6]);
+
+/* The loop of a rank >= 1: run its units in plan order, send each result,
+ * stop early on a Shutdown, end with a Done (or an Error after a failure),
+ * then wait for rank 0's final Shutdown. Returns the run's final status as
+ * rank 0 announced it (or a local MPI/protocol failure). Prints nothing. */
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank);
+
+#endif
