@@ -30,8 +30,8 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
     if (env_int("PQ_TEST_FAIL_UNIT", -1) == u->id) {
         memset(r, 0, sizeof *r);
-        return pq_err(PQ_ERR_IO, "rank %d, unit %d: tensor '%s' rows %lld..%lld: injected read failure "
-                      "(PQ_TEST_FAIL_UNIT)", rank, u->id, pt->st->name, (long long)u->row0,
+        return pq_err(PQ_ERR_IO, "rank %d, unit %d (tensor '%s' rows %lld..%lld): injected read "
+                      "failure (PQ_TEST_FAIL_UNIT)", rank, u->id, pt->st->name, (long long)u->row0,
                       (long long)(u->row0 + u->n_rows - 1));
     }
     pq_status st = pq_job_run_unit(j, u, r);

@@ -128,7 +128,7 @@ class Failures(unittest.TestCase):
             self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
             lines = proteus_lines(p.stderr)
             self.assertEqual(len(lines), 1, p.stderr)
-            m = re.match(r"proteus: I/O error: rank (\d), unit (\d+) \(?tensor '([^']+)' rows", lines[0])
+            m = re.match(r"proteus: I/O error: rank (\d), unit (\d+) \(tensor '([^']+)' rows", lines[0])
             self.assertIsNotNone(m, lines[0])
             self.assertEqual(int(m.group(2)), unit)
             self.assertIn("injected", lines[0])
