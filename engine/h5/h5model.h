@@ -106,6 +106,11 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst);
 pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt);
 /* /metrics/<name>; PQ_ERR_FORMAT when none was recorded. */
 pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
+/* Static input qparams of quantized tensor `name` in the file at path
+ * (h5act.c): act_scale into *scale and act_zero_point into *zp (0 when
+ * absent); *found = false (PQ_OK) when the tensor stores no act_scale. */
+pq_status pq_h5_read_act_qparams(const char *path, const char *name, float *scale, int32_t *zp,
+                                 bool *found);
 /* Read a /provenance attr; returns owned string in *value (free()) or NULL. */
 pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value);
 

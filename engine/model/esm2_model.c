@@ -35,6 +35,10 @@ struct pq_esm2_model {
     pq_esm2_observe_fn observe;
     void *observe_user;
     int n_threads;
+    /* packed Linears (NULL: that weight runs in fp32 from lay/g) */
+    pq_qlinear *(*ql)[NROLES];  /* [l1 - l0][role] */
+    pq_qlinear *ql_dense;       /* PQ_ESM2_LM_DENSE_W */
+    bool fusion, threading;
 };
 
 /* ------------------------------------------------------------ loading */
@@ -103,9 +107,35 @@ static void default_inv_freq(int hd, float *dst)
     }
 }
 
+static bool role_is_linear(pq_esm2_role r)
+{
+    return r == PQ_ESM2_Q || r == PQ_ESM2_K || r == PQ_ESM2_V || r == PQ_ESM2_OUT || r == PQ_ESM2_FC1 ||
+           r == PQ_ESM2_FC2 || r == PQ_ESM2_LM_DENSE_W;
+}
+
+/* Offer a Linear weight to lrd; *taken when it came back packed. */
+static pq_status load_linear(const pq_esm2_config *cfg, pq_esm2_linear_reader lrd, void *user,
+                             pq_esm2_role role, int layer, pq_qlinear **ql)
+{
+    *ql = NULL;
+    if (!lrd || !role_is_linear(role)) return PQ_OK;
+    char name[256];
+    pq_esm2_name(role, layer, name, sizeof name);
+    int64_t D = cfg->embed_dim, F = cfg->ffn_dim;
+    int64_t o = role == PQ_ESM2_FC1 ? F : D, i = role == PQ_ESM2_FC2 ? F : D;
+    return lrd(user, name, o, i, ql);
+}
+
 pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
                                   void *user, const pq_esm2_model_opts *opts,
                                   pq_esm2_model **out)
+{
+    return pq_esm2_model_load_with_linears(cfg, rd, NULL, user, opts, out);
+}
+
+pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                          pq_esm2_linear_reader lrd, void *user,
+                                          const pq_esm2_model_opts *opts, pq_esm2_model **out)
 {
     *out = NULL;
     int L = cfg->num_layers;
@@ -123,10 +153,15 @@ pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_read
     m->l0 = l0;
     m->l1 = l1;
     m->n_threads = opts ? opts->n_threads : 0;
+    m->fusion = !(opts && opts->no_fusion);
+    m->threading = !(opts && opts->no_threading);
     m->lay = calloc((size_t)(l1 - l0), sizeof *m->lay);
-    if (!m->lay) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+    m->ql = calloc((size_t)(l1 - l0), sizeof *m->ql);
+    if (!m->lay || !m->ql) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
     for (int l = l0; l < l1; l++)
         for (int r = PQ_ESM2_Q; r <= PQ_ESM2_INV_FREQ; r++) {
+            if ((st = load_linear(cfg, lrd, user, (pq_esm2_role)r, l, &m->ql[l - l0][r])) != PQ_OK) goto fail;
+            if (m->ql[l - l0][r]) continue;
             st = load_one(cfg, rd, user, (pq_esm2_role)r, l, &m->lay[l - l0][r], r != PQ_ESM2_INV_FREQ);
             if (st != PQ_OK) goto fail;
             if (r == PQ_ESM2_INV_FREQ && !m->lay[l - l0][r].data) {
@@ -145,8 +180,13 @@ pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_read
         static const pq_esm2_role hr[] = {PQ_ESM2_LN_FINAL_W, PQ_ESM2_LN_FINAL_B, PQ_ESM2_LM_DENSE_W,
                                           PQ_ESM2_LM_DENSE_B, PQ_ESM2_LM_LN_W, PQ_ESM2_LM_LN_B,
                                           PQ_ESM2_LM_BIAS};
-        for (size_t i = 0; i < sizeof hr / sizeof hr[0]; i++)
+        for (size_t i = 0; i < sizeof hr / sizeof hr[0]; i++) {
+            if (hr[i] == PQ_ESM2_LM_DENSE_W) {
+                if ((st = load_linear(cfg, lrd, user, hr[i], -1, &m->ql_dense)) != PQ_OK) goto fail;
+                if (m->ql_dense) continue;
+            }
             if ((st = load_one(cfg, rd, user, hr[i], -1, &m->g[hr[i]], true)) != PQ_OK) goto fail;
+        }
         /* an explicit decoder is used as stored; absent = tied to the embedding */
         if ((st = load_one(cfg, rd, user, PQ_ESM2_LM_DECODER, -1, &m->g[PQ_ESM2_LM_DECODER], false)) != PQ_OK)
             goto fail;
@@ -203,6 +243,11 @@ void pq_esm2_model_free(pq_esm2_model *m)
     if (m->lay)
         for (int l = 0; l < m->l1 - m->l0; l++)
             for (int r = 0; r < NROLES; r++) free(m->lay[l][r].data);
+    if (m->ql)
+        for (int l = 0; l < m->l1 - m->l0; l++)
+            for (int r = 0; r < NROLES; r++) pq_qlinear_free(m->ql[l][r]);
+    pq_qlinear_free(m->ql_dense);
+    free(m->ql);
     free(m->lay);
     free(m);
 }
@@ -222,6 +267,35 @@ void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *u
 }
 
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n) { m->n_threads = n; }
+void pq_esm2_model_set_fusion(pq_esm2_model *m, bool on) { m->fusion = on; }
+
+const pq_qlinear *pq_esm2_model_qlinear(const pq_esm2_model *m, pq_esm2_role role, int layer)
+{
+    if (role == PQ_ESM2_LM_DENSE_W) return m->ql_dense;
+    if (!role_is_linear(role) || layer < m->l0 || layer >= m->l1) return NULL;
+    return m->ql[layer - m->l0][role];
+}
+
+void pq_esm2_model_weight_bytes(const pq_esm2_model *m, int64_t *total, int64_t *linear)
+{
+    int64_t t = 0, lin = 0;
+    for (int r = 0; r < NROLES; r++) {
+        t += m->g[r].n * 4;
+        if (r == PQ_ESM2_LM_DENSE_W) lin += m->g[r].n * 4;
+    }
+    if (m->ql_dense) {
+        t += pq_qlinear_weight_bytes(m->ql_dense);
+        lin += pq_qlinear_weight_bytes(m->ql_dense);
+    }
+    for (int l = 0; l < m->l1 - m->l0; l++)
+        for (int r = 0; r < NROLES; r++) {
+            int64_t b = m->ql[l][r] ? pq_qlinear_weight_bytes(m->ql[l][r]) : m->lay[l][r].n * 4;
+            t += b;
+            if (role_is_linear((pq_esm2_role)r)) lin += b;
+        }
+    if (total) *total = t;
+    if (linear) *linear = lin;
+}
 
 float *pq_esm2_model_tensor(pq_esm2_model *m, pq_esm2_role role, int layer, int64_t *n_elems)
 {
@@ -409,6 +483,40 @@ static void embed(const pq_esm2_model *m, const pq_esm2_batch *b, float *x)
     }
 }
 
+/* q/k/v projection: packed when the layer has it, else fp32 as before. */
+static pq_status qkv_linear(fwd_ctx *c, const pq_qlinear *ql, const float *h, const float *W,
+                            const float *bias, float *y)
+{
+    int64_t D = c->m->cfg.embed_dim;
+    if (!ql) {
+        linear(h, c->N, D, W, bias, D, y);
+        return PQ_OK;
+    }
+    return pq_qlinear_forward(ql, h, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, y, c->n_threads);
+}
+
+/* x += Linear(in). Fused, the residual add runs in the GEMM epilogue writing
+ * into *tmp, and the two buffers swap (the kernels' epilogue does not read a
+ * residual that aliases the output: it overwrites y before adding). Unfused,
+ * into *tmp then added. The same fp32 additions either way. */
+static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *in, const float *bias,
+                                 float **x, float **tmp)
+{
+    size_t nd = (size_t)(c->N * c->m->cfg.embed_dim);
+    if (c->m->fusion) {
+        pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_RESIDUAL, *x, *tmp, c->n_threads);
+        float *t = *x;
+        *x = *tmp;
+        *tmp = t;
+        return st;
+    }
+    pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp, c->n_threads);
+    if (st != PQ_OK) return st;
+    float *xv = *x, *tv = *tmp;
+    for (size_t i = 0; i < nd; i++) xv[i] += tv[i];
+    return PQ_OK;
+}
+
 static int repr_index(const pq_esm2_model *m, int want)
 {
     int L = m->cfg.num_layers;
@@ -445,7 +553,8 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         return pq_err(PQ_ERR_CONFIG, m->l0 == 0 ? "a stage starting at layer 0 takes token ids, not activations"
                                                  : "a stage starting at layer %d needs input activations", m->l0);
 
-    fwd_ctx c = {.m = m, .b = b, .N = N, .max_T = max_T, .n_threads = resolve_threads(m->n_threads)};
+    fwd_ctx c = {.m = m, .b = b, .N = N, .max_T = max_T,
+                 .n_threads = m->threading ? resolve_threads(m->n_threads) : 1};
     int n_stage = m->l1 - m->l0;
     bool want_attn = out->want_attn || out->want_contacts;
     float *x = NULL, *h = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *f = NULL, *attn = NULL;
@@ -506,9 +615,11 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         observe(m, l, PQ_ESM2_Q, h, N, D);
         observe(m, l, PQ_ESM2_K, h, N, D);
         observe(m, l, PQ_ESM2_V, h, N, D);
-        linear(h, N, D, w[PQ_ESM2_Q].data, w[PQ_ESM2_Q_BIAS].data, D, q);
-        linear(h, N, D, w[PQ_ESM2_K].data, w[PQ_ESM2_K_BIAS].data, D, k);
-        linear(h, N, D, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, D, v);
+        pq_qlinear **ql = m->ql[l - m->l0];
+        if ((st = qkv_linear(&c, ql[PQ_ESM2_Q], h, w[PQ_ESM2_Q].data, w[PQ_ESM2_Q_BIAS].data, q)) != PQ_OK ||
+            (st = qkv_linear(&c, ql[PQ_ESM2_K], h, w[PQ_ESM2_K].data, w[PQ_ESM2_K_BIAS].data, k)) != PQ_OK ||
+            (st = qkv_linear(&c, ql[PQ_ESM2_V], h, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, v)) != PQ_OK)
+            goto cleanup;
         for (size_t i = 0; i < nd; i++) q[i] *= qscale;
         for (int64_t s = 0; s < b->n_seqs; s++) {
             int64_t t0 = b->offsets[s], T = b->offsets[s + 1] - t0;
@@ -517,15 +628,34 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         }
         attention(&c, q, k, v, o, attn, attn_off, l - m->l0, n_stage);
         observe(m, l, PQ_ESM2_OUT, o, N, D);
-        linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h);
-        for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        if (ql[PQ_ESM2_OUT]) {
+            if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
+                goto cleanup;
+        } else {
+            linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h);
+            for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        }
         K->layernorm(x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
         observe(m, l, PQ_ESM2_FC1, h, N, D);
-        linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f);
-        K->gelu(f, N * F);
+        if (ql[PQ_ESM2_FC1]) {
+            /* fused: bias + GELU in the GEMM epilogue */
+            st = pq_qlinear_forward(ql[PQ_ESM2_FC1], h, N, w[PQ_ESM2_FC1_BIAS].data,
+                                    m->fusion ? PQ_QLINEAR_POST_GELU : PQ_QLINEAR_POST_NONE, NULL, f,
+                                    c.n_threads);
+            if (st != PQ_OK) goto cleanup;
+            if (!m->fusion) K->gelu(f, N * F);
+        } else {
+            linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f);
+            K->gelu(f, N * F);
+        }
         observe(m, l, PQ_ESM2_FC2, f, N, F);
-        linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h);
-        for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        if (ql[PQ_ESM2_FC2]) {
+            if ((st = residual_linear(&c, ql[PQ_ESM2_FC2], f, w[PQ_ESM2_FC2_BIAS].data, &x, &h)) != PQ_OK)
+                goto cleanup;
+        } else {
+            linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h);
+            for (size_t i = 0; i < nd; i++) x[i] += h[i];
+        }
         if (l + 1 < L) STORE_REPR(l + 1, x);
     }
 
@@ -534,7 +664,13 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         STORE_REPR(L, x);
         if (out->want_logits) {
             observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
-            linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+            if (m->ql_dense) {
+                st = pq_qlinear_forward(m->ql_dense, x, N, m->g[PQ_ESM2_LM_DENSE_B].data, PQ_QLINEAR_POST_NONE,
+                                        NULL, h, c.n_threads);
+                if (st != PQ_OK) goto cleanup;
+            } else {
+                linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+            }
             K->gelu(h, (int64_t)nd);
             K->layernorm(h, N, D, m->g[PQ_ESM2_LM_LN_W].data, m->g[PQ_ESM2_LM_LN_B].data, eps, h);
             const float *dec = m->g[PQ_ESM2_LM_DECODER].data ? m->g[PQ_ESM2_LM_DECODER].data

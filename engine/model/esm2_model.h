@@ -15,6 +15,7 @@
 
 #include "esm2.h"
 #include "pq_err.h"
+#include "qlinear.h"
 
 /* Called with the input of every Linear before it is applied: site is the
  * weight role (PQ_ESM2_Q, _K, _V share one input; _OUT, _FC1, _FC2, and
@@ -23,9 +24,24 @@
 typedef void (*pq_esm2_observe_fn)(void *user, int layer, pq_esm2_role site, const float *x,
                                    int64_t n_tokens, int64_t dim);
 
+/* How quantized Linear weights of a Proteus HDF5 model run (quantized_mode):
+ * AUTO packs them and runs integer kernels chosen per tensor
+ * (pq_qlinear_choose); DEQUANT dequantizes them to fp32 at load (the fp32
+ * engine on dequantized weights, for reference); WEIGHT_ONLY packs every one
+ * for the weight-only kernel (fp32 activations). */
+typedef enum pq_esm2_qmode {
+    PQ_ESM2_QMODE_AUTO = 0,
+    PQ_ESM2_QMODE_DEQUANT,
+    PQ_ESM2_QMODE_WEIGHT_ONLY
+} pq_esm2_qmode;
+
 typedef struct pq_esm2_model_opts {
     int layer_begin, layer_end; /* stage [begin, end); both 0 = all layers */
     int n_threads;              /* 0 = all cores */
+    pq_esm2_qmode quantized_mode;
+    bool no_fusion;             /* enable_fusion = false: bias+GELU and the
+                                   residual add run after the quantized GEMM */
+    bool no_threading;          /* threading = false: one thread throughout */
 } pq_esm2_model_opts;
 
 typedef struct pq_esm2_model pq_esm2_model;
@@ -45,7 +61,17 @@ typedef pq_status (*pq_esm2_tensor_reader)(void *user, const char *name, int64_t
 pq_status pq_esm2_model_load_with(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
                                   void *user, const pq_esm2_model_opts *opts,
                                   pq_esm2_model **out);
-/* Same from a Proteus HDF5 model (quantized tensors are dequantized). */
+/* For the Linear weight `name` [out_dim, in_dim]: set *ql to an owned
+ * packed Linear to run it quantized, or leave it NULL to read it as fp32
+ * through the tensor reader. */
+typedef pq_status (*pq_esm2_linear_reader)(void *user, const char *name, int64_t out_dim,
+                                           int64_t in_dim, pq_qlinear **ql);
+/* pq_esm2_model_load_with, with Linear weights offered to lrd first. */
+pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                          pq_esm2_linear_reader lrd, void *user,
+                                          const pq_esm2_model_opts *opts, pq_esm2_model **out);
+/* Same from a Proteus HDF5 model: quantized Linears packed and run on integer
+ * kernels, or dequantized to fp32 (opts->quantized_mode). */
 pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts,
                                 pq_esm2_model **out);
 /* Either: a path ending in .h5/.hdf5 is read as Proteus HDF5. */
@@ -57,6 +83,15 @@ const pq_esm2_config *pq_esm2_model_config(const pq_esm2_model *m);
 void pq_esm2_model_stage(const pq_esm2_model *m, int *layer_begin, int *layer_end);
 void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *user);
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n_threads); /* 0 = all cores */
+void pq_esm2_model_set_fusion(pq_esm2_model *m, bool enable_fusion);
+
+/* The packed Linear of a weight role (layer -1 for PQ_ESM2_LM_DENSE_W);
+ * borrowed; NULL when that weight runs in fp32. */
+const pq_qlinear *pq_esm2_model_qlinear(const pq_esm2_model *m, pq_esm2_role role, int layer);
+/* Bytes of weights held in memory: every tensor (fp32 4 bytes per value,
+ * packed Linears pq_qlinear_weight_bytes) into *total, and the Linear
+ * weights of the layers and the LM dense alone into *linear. */
+void pq_esm2_model_weight_bytes(const pq_esm2_model *m, int64_t *total, int64_t *linear);
 
 /* Mutable access to a loaded float tensor (layer < 0 for global roles), NULL
  * when not loaded. Lets callers substitute fake-quantized weights. */

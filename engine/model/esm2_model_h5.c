@@ -1,14 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* esm2_model_h5.c - load the fp32 engine from a Proteus HDF5 model
- * (quantized tensors dequantized by the reader), and open either format. */
+/* esm2_model_h5.c - load the engine from a Proteus HDF5 model (quantized
+ * Linears packed for the integer kernels, or dequantized by the reader), and
+ * open either format. */
 #include <string.h>
 
 #include "esm2_model.h"
 #include "h5model.h"
 
+typedef struct h5_src {
+    pq_h5r *r;
+    const char *path;
+    pq_esm2_qmode mode;
+} h5_src;
+
 static pq_status h5_read(void *user, const char *name, int64_t n, float *dst, bool *found)
 {
-    pq_h5r *r = user;
+    pq_h5r *r = ((h5_src *)user)->r;
     const pq_h5r_entry *e = pq_h5r_find(r, name);
     *found = (e != NULL);
     if (!e) return PQ_OK;
@@ -18,6 +25,35 @@ static pq_status h5_read(void *user, const char *name, int64_t n, float *dst, bo
         return pq_err(PQ_ERR_FORMAT, "tensor %s has %lld elements, the architecture needs %lld", name,
                       (long long)cnt, (long long)n);
     return pq_h5r_read_f32(r, e, dst);
+}
+
+/* A quantized Linear weight becomes a packed pq_qlinear unless the mode is
+ * DEQUANT; float ones are left to h5_read. */
+static pq_status h5_linear(void *user, const char *name, int64_t out_dim, int64_t in_dim, pq_qlinear **ql)
+{
+    h5_src *src = user;
+    *ql = NULL;
+    const pq_h5r_entry *e = pq_h5r_find(src->r, name);
+    if (!e || !e->quantized || src->mode == PQ_ESM2_QMODE_DEQUANT) return PQ_OK;
+    if (e->shape[0] != out_dim || e->shape[1] != in_dim)
+        return pq_err(PQ_ERR_FORMAT, "%s: tensor %s is [%lld, %lld], the architecture needs [%lld, %lld]",
+                      src->path, name, (long long)e->shape[0], (long long)e->shape[1], (long long)out_dim,
+                      (long long)in_dim);
+    float act_scale = 0.0f;
+    int32_t act_zp = 0;
+    bool has_act = false;
+    pq_status st = PQ_OK;
+    if (e->has_act_scale && src->mode != PQ_ESM2_QMODE_WEIGHT_ONLY &&
+        (st = pq_h5_read_act_qparams(src->path, name, &act_scale, &act_zp, &has_act)) != PQ_OK)
+        return st;
+    pq_qlinear_kind kind = pq_qlinear_choose(e->spec.bits, e->spec.gran, e->scheme, has_act,
+                                             src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
+    pq_qtensor qt;
+    memset(&qt, 0, sizeof qt);
+    if ((st = pq_h5r_read_qtensor(src->r, e, &qt)) != PQ_OK) return st;
+    st = pq_qlinear_from_qtensor(name, &qt, kind, act_scale, act_zp, ql);
+    pq_qtensor_free(&qt);
+    return st;
 }
 
 pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts, pq_esm2_model **out)
@@ -30,7 +66,8 @@ pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts
     if (cfg.head_dim == 0 && cfg.attention_heads > 0) cfg.head_dim = cfg.embed_dim / cfg.attention_heads;
     if (cfg.layer_norm_eps <= 0) cfg.layer_norm_eps = 1e-5f;
     cfg.token_dropout = true; /* every ESM-2 */
-    st = pq_esm2_model_load_with(&cfg, h5_read, r, opts, out);
+    h5_src src = {.r = r, .path = path, .mode = opts ? opts->quantized_mode : PQ_ESM2_QMODE_AUTO};
+    st = pq_esm2_model_load_with_linears(&cfg, h5_read, h5_linear, &src, opts, out);
     pq_h5r_close(r);
     return st;
 }

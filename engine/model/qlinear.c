@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* qlinear.c - a Linear layer on fp32 (OpenBLAS) or packed integer weights
+ * (pq_gemm), with bias, GELU or residual add as its epilogue. */
+#include "qlinear.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pq_gemm.h"
+#include "pq_kernels.h"
+
+struct pq_qlinear {
+    pq_qlinear_kind kind;
+    int bits;
+    int64_t out_dim, in_dim;
+    float *w;                 /* fp32 kind: [out, in] */
+    pq_gemm_w *pw;            /* quantized kinds */
+    int64_t bytes;
+    float act_scale;          /* static W8A8 */
+    int32_t act_zp, act_qmin, act_qmax;
+};
+
+const char *pq_qlinear_kind_name(pq_qlinear_kind k)
+{
+    switch (k) {
+    case PQ_QLINEAR_F32: return "fp32";
+    case PQ_QLINEAR_W8A8_DYNAMIC: return "w8a8-dynamic";
+    case PQ_QLINEAR_W8A8_STATIC: return "w8a8-static";
+    case PQ_QLINEAR_WEIGHT_ONLY: return "weight-only";
+    }
+    return "?";
+}
+
+pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, pq_qlinear **out)
+{
+    *out = NULL;
+    pq_qlinear *l = calloc(1, sizeof *l);
+    if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
+    size_t n = (size_t)(out_dim * in_dim);
+    l->w = malloc(n * sizeof(float));
+    if (!l->w) {
+        free(l);
+        return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory for [%lld, %lld] fp32 weights",
+                      (long long)out_dim, (long long)in_dim);
+    }
+    memcpy(l->w, w, n * sizeof(float));
+    l->kind = PQ_QLINEAR_F32;
+    l->bits = 32;
+    l->out_dim = out_dim;
+    l->in_dim = in_dim;
+    l->bytes = (int64_t)(n * sizeof(float));
+    *out = l;
+    return PQ_OK;
+}
+
+pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *scheme,
+                                  bool has_act_scale, bool force_weight_only)
+{
+    if (force_weight_only || bits != 8 || gran == PQ_GRAN_GROUP) return PQ_QLINEAR_WEIGHT_ONLY;
+    if (scheme && (!strcmp(scheme, "w8a16") || !strcmp(scheme, "w4a16"))) return PQ_QLINEAR_WEIGHT_ONLY;
+    return has_act_scale ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC;
+}
+
+static pq_gemm_gran to_gemm_gran(pq_granularity g)
+{
+    return g == PQ_GRAN_TENSOR ? PQ_GEMM_TENSOR : g == PQ_GRAN_CHANNEL ? PQ_GEMM_CHANNEL : PQ_GEMM_GROUP;
+}
+
+pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
+                                  float act_scale, int32_t act_zp, pq_qlinear **out)
+{
+    *out = NULL;
+    if (kind == PQ_QLINEAR_F32)
+        return pq_err(PQ_ERR_CONFIG, "%s: a quantized tensor cannot run as an fp32 Linear", name);
+    bool w8a8 = (kind != PQ_QLINEAR_WEIGHT_ONLY);
+    if (w8a8 && (qt->spec.bits != 8 || qt->spec.gran == PQ_GRAN_GROUP))
+        return pq_err(PQ_ERR_CONFIG, "%s: W8A8 needs 8-bit per-tensor or per-channel weights (%d-bit %s)",
+                      name, qt->spec.bits, pq_granularity_name(qt->spec.gran));
+    if (kind == PQ_QLINEAR_W8A8_STATIC && !(act_scale > 0.0f))
+        return pq_err(PQ_ERR_FORMAT, "%s: static W8A8 needs a positive act_scale (got %g)", name,
+                      (double)act_scale);
+    pq_qlinear *l = calloc(1, sizeof *l);
+    if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
+    l->kind = kind;
+    l->bits = qt->spec.bits;
+    l->out_dim = qt->rows;
+    l->in_dim = qt->cols;
+    l->act_scale = act_scale;
+    l->act_zp = act_zp;
+    l->act_qmin = act_zp ? -128 : -127;
+    l->act_qmax = 127;
+    pq_gemm_gran g = to_gemm_gran(qt->spec.gran);
+    pq_status st;
+    if (qt->spec.bits == 4)
+        st = pq_gemm_pack_i4(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
+                             qt->spec.group_size, &l->pw);
+    else
+        st = pq_gemm_pack_i8(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
+                             qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
+    if (st != PQ_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", pq_err_detail());
+        free(l);
+        return pq_err(st, "%s: packing the weights failed: %s", name, why);
+    }
+    /* what the pack holds: codes, one scale (+ zero point) per scale slot,
+     * and the int32 row sums of 8-bit packs */
+    int64_t codes = qt->spec.bits == 4 ? qt->rows * ((qt->cols + 1) / 2) : qt->rows * qt->cols;
+    int64_t nsc = qt->rows * qt->n_groups;
+    l->bytes = codes + nsc * 4 * (qt->zero_point ? 2 : 1) + (qt->spec.bits == 8 ? qt->rows * 4 : 0);
+    *out = l;
+    return PQ_OK;
+}
+
+static void post_f32(float *y, int64_t m, int64_t n, pq_qlinear_post post, const float *residual)
+{
+    if (post == PQ_QLINEAR_POST_GELU) {
+        pq_kernels()->gelu(y, m * n);
+    } else if (post == PQ_QLINEAR_POST_RESIDUAL) {
+        for (int64_t i = 0; i < m * n; i++) y[i] = residual[i] + y[i];
+    }
+}
+
+pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
+                             pq_qlinear_post post, const float *residual, float *y, int n_threads)
+{
+    int64_t n = l->out_dim, k = l->in_dim;
+    if (m <= 0) return PQ_OK;
+    if (post == PQ_QLINEAR_POST_RESIDUAL && (!residual || residual == y))
+        return pq_err(PQ_ERR_CONFIG, "qlinear: residual post-op needs a residual apart from the output");
+    if (l->kind == PQ_QLINEAR_F32) {
+        for (int64_t i = 0; i < m; i++) {
+            if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
+            else memset(y + i * n, 0, (size_t)n * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, l->w,
+                    (int)k, 1.0f, y, (int)n);
+        post_f32(y, m, n, post, residual);
+        return PQ_OK;
+    }
+    pq_gemm_epilogue epi = {.bias = bias,
+                            .post = post == PQ_QLINEAR_POST_GELU ? PQ_GEMM_POST_GELU
+                                    : post == PQ_QLINEAR_POST_RESIDUAL ? PQ_GEMM_POST_RESIDUAL
+                                                                       : PQ_GEMM_POST_NONE,
+                            .residual = residual, .ldr = n};
+    if (l->kind == PQ_QLINEAR_WEIGHT_ONLY) return pq_gemm_wonly_f32(x, m, k, l->pw, &epi, y, n, n_threads);
+    if (l->kind == PQ_QLINEAR_W8A8_DYNAMIC) return pq_gemm_w8a8_f32(x, m, k, l->pw, &epi, y, n, n_threads);
+    int8_t *q = malloc((size_t)(m * k));
+    if (!q) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory for %lld x %lld codes", (long long)m,
+                          (long long)k);
+    pq_gemm_quantize_rows_static(x, m, k, k, l->act_scale, l->act_zp, l->act_qmin, l->act_qmax, q, k);
+    pq_status st = pq_gemm_i8i8_f32(q, m, k, &l->act_scale, 0, l->act_zp, l->pw, &epi, y, n, n_threads);
+    free(q);
+    return st;
+}
+
+pq_qlinear_kind pq_qlinear_get_kind(const pq_qlinear *l) { return l->kind; }
+int pq_qlinear_bits(const pq_qlinear *l) { return l->bits; }
+int64_t pq_qlinear_out_dim(const pq_qlinear *l) { return l->out_dim; }
+int64_t pq_qlinear_in_dim(const pq_qlinear *l) { return l->in_dim; }
+int64_t pq_qlinear_weight_bytes(const pq_qlinear *l) { return l->bytes; }
+
+void pq_qlinear_free(pq_qlinear *l)
+{
+    if (!l) return;
+    free(l->w);
+    pq_gemm_w_free(l->pw);
+    free(l);
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* qlinear.h - one Linear layer y = x W^T + b in whichever arithmetic its
+ * weights call for: fp32 (OpenBLAS), W8A8 with dynamic per-token activation
+ * quantization, W8A8 with a static per-tensor activation scale, or
+ * weight-only int8/int4 on fp32 activations. Quantized weights are packed
+ * once (kernels/gemm/pq_gemm.h); no fp32 copy is kept. */
+#ifndef PQ_QLINEAR_H
+#define PQ_QLINEAR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pq_err.h"
+#include "qtensor.h"
+
+typedef enum pq_qlinear_kind {
+    PQ_QLINEAR_F32 = 0,
+    PQ_QLINEAR_W8A8_DYNAMIC,
+    PQ_QLINEAR_W8A8_STATIC,
+    PQ_QLINEAR_WEIGHT_ONLY
+} pq_qlinear_kind;
+
+/* What follows the bias: nothing, exact GELU, or y = residual + y. */
+typedef enum pq_qlinear_post {
+    PQ_QLINEAR_POST_NONE = 0,
+    PQ_QLINEAR_POST_GELU,
+    PQ_QLINEAR_POST_RESIDUAL
+} pq_qlinear_post;
+
+typedef struct pq_qlinear pq_qlinear;
+
+/* fp32 Linear from w [out, in] (borrowed, copied). Returns owned *out. */
+pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, pq_qlinear **out);
+
+/* Quantized Linear from the HDF5 codes in qt (borrowed; packed, not kept).
+ * kind must be a quantized kind; W8A8 needs 8-bit tensor/channel weights.
+ * act_scale/act_zp: the static input qparams (W8A8_STATIC only; act_zp 0 when
+ * symmetric, codes then in [-127, 127], else [-128, 127]). `name` is used in
+ * error details. Returns owned *out; PQ_ERR_CONFIG when the kind cannot run
+ * these weights. */
+pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
+                                  float act_scale, int32_t act_zp, pq_qlinear **out);
+
+/* The kind auto mode picks for a stored quantized weight: static W8A8 when an
+ * act_scale is stored, dynamic W8A8 for other 8-bit tensor/channel weights
+ * (scheme "dynamic"/"w8a8"), weight-only otherwise (4-bit, group scales,
+ * scheme "w8a16"/"w4a16"). force_weight_only picks weight-only always. */
+pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *scheme,
+                                  bool has_act_scale, bool force_weight_only);
+
+/* y[m, out] = post(x[m, in] W^T + bias). bias [out] or NULL (borrowed).
+ * residual [m, out] for PQ_QLINEAR_POST_RESIDUAL, must not overlap y. n_threads
+ * <= 0: OpenMP default. Results do not depend on n_threads. */
+pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
+                             pq_qlinear_post post, const float *residual, float *y, int n_threads);
+
+pq_qlinear_kind pq_qlinear_get_kind(const pq_qlinear *l);
+int pq_qlinear_bits(const pq_qlinear *l);      /* 32, 8 or 4 */
+int64_t pq_qlinear_out_dim(const pq_qlinear *l);
+int64_t pq_qlinear_in_dim(const pq_qlinear *l);
+/* Bytes of weight data held: codes + scales (+ zero points, row sums) for
+ * packed weights, out * in * 4 for fp32. */
+int64_t pq_qlinear_weight_bytes(const pq_qlinear *l);
+const char *pq_qlinear_kind_name(pq_qlinear_kind k);
+void pq_qlinear_free(pq_qlinear *l); /* NULL is fine */
+
+#endif
