@@ -142,6 +142,7 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
         st = pq_err(PQ_ERR_RESOURCE, "out of memory for unit %d of tensor '%s'", u->id, pt->st->name);
         goto cleanup;
     }
+    pq_st_prefetch(j->model, pt->st, u->row0, u->n_rows);
     /* fp32 checkpoints are used in place through the mapping; other dtypes
      * are converted into a buffer. */
     const unsigned char *raw = pq_st_data(j->model, pt->st);
@@ -175,6 +176,11 @@ cleanup:
     free(buf);
     if (st) pq_unit_result_free(r);
     return st;
+}
+
+void pq_job_prefetch_unit(pq_job *j, const pq_unit *u)
+{
+    pq_st_prefetch(j->model, j->plan->tensors[u->tensor].st, u->row0, u->n_rows);
 }
 
 static void emit(pq_job *j, const char *phase, const char *tensor, double sqnr)
@@ -329,6 +335,7 @@ pq_status pq_job_run_all(pq_job *j)
     for (int i = 0; i < j->plan->n_units; i++) {
         pq_unit_result r;
         const pq_unit *u = &j->plan->units[i];
+        if (i + 1 < j->plan->n_units) pq_job_prefetch_unit(j, &j->plan->units[i + 1]);
         pq_status st = pq_job_run_unit(j, u, &r);
         if (!st) st = pq_job_put_result(j, u, &r);
         pq_unit_result_free(&r);

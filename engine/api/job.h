@@ -92,6 +92,10 @@ void pq_job_destroy(pq_job *j); /* aborts an uncommitted output */
 pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r);
 void pq_unit_result_free(pq_unit_result *r);
 
+/* Start reading a unit's rows from disk ahead of time (call for the next
+ * unit before running the current one). */
+void pq_job_prefetch_unit(pq_job *j, const pq_unit *u);
+
 /* Writer side. begin: create OUT.partial, write float tensors and create the
  * quantized datasets. put: write a unit's rows (any order). finish: metrics,
  * provenance, commit (rename). */

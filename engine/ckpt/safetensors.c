@@ -611,6 +611,19 @@ void pq_st_release(const pq_st_model *m, const pq_st_tensor *t)
     if (b < e) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
+void pq_st_prefetch(const pq_st_model *m, const pq_st_tensor *t, int64_t row0, int64_t n_rows)
+{
+    if (!t->n_bytes || !n_rows) return;
+    int64_t rows = t->ndim >= 2 ? t->shape[0] : 1;
+    size_t row_bytes = rows ? t->n_bytes / (size_t)rows : t->n_bytes;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t b = (uintptr_t)pq_st_data(m, t) + (uintptr_t)row0 * row_bytes;
+    uintptr_t e = b + (uintptr_t)n_rows * row_bytes;
+    b &= ~(page - 1);
+    /* a hint: the kernel starts reading the range now, asynchronously */
+    madvise((void *)b, e - b, MADV_WILLNEED);
+}
+
 pq_status pq_st_sha256(const pq_st_model *m, char hex[65])
 {
     pq_status rc = PQ_OK;
@@ -646,9 +659,9 @@ pq_status pq_st_sha256(const pq_st_model *m, char hex[65])
                 rc = pq_err(PQ_ERR_INTERNAL, "EVP_DigestUpdate failed");
                 goto cleanup;
             }
-            /* drop what we have hashed so a multi-GB checkpoint does not
-             * evict everything else from the page cache */
-            posix_fadvise(fd, done, n, POSIX_FADV_DONTNEED);
+            /* the pages stay in the page cache (not in our resident set):
+             * quantization reads the same bytes next, from memory when
+             * they fit */
             done += n;
         }
         close(fd);

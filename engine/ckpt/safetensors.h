@@ -58,6 +58,11 @@ pq_status pq_st_read_rows_f32(const pq_st_model *m, const pq_st_tensor *t,
  * the resident set small. Safe to call more than once. */
 void pq_st_release(const pq_st_model *m, const pq_st_tensor *t);
 
+/* Ask the kernel to start reading rows [row0, row0+n_rows) of a tensor into
+ * the page cache (madvise MADV_WILLNEED), so that a cold checkpoint streams at
+ * disk speed instead of one page fault at a time. A hint; never fails. */
+void pq_st_prefetch(const pq_st_model *m, const pq_st_tensor *t, int64_t row0, int64_t n_rows);
+
 /* SHA-256 over the content of every shard in file order, as lowercase hex
  * (65 bytes with NUL). Reads with read(2), not the mapping. */
 pq_status pq_st_sha256(const pq_st_model *m, char hex[65]);
