@@ -16,6 +16,7 @@ static const pq_kernel_ops ops_ref = {
     .pack_i4 = pq_pack_i4_ref, .unpack_i4 = pq_unpack_i4_ref,
     .layernorm = pq_layernorm_ref, .softmax_rows = pq_softmax_rows_ref,
     .gelu = pq_gelu_ref, .rotary = pq_rotary_ref,
+    .hist_ieee = pq_hist_ieee_ref,
 };
 
 #if PQ_HAVE_AVX2
@@ -26,6 +27,7 @@ static const pq_kernel_ops ops_avx2 = {
     .pack_i4 = pq_pack_i4_avx2, .unpack_i4 = pq_unpack_i4_avx2,
     .layernorm = pq_layernorm_avx2, .softmax_rows = pq_softmax_rows_avx2,
     .gelu = pq_gelu_avx2, .rotary = pq_rotary_avx2,
+    .hist_ieee = pq_hist_ieee_avx2,
 };
 #endif
 

@@ -33,6 +33,9 @@ PQ_DECLARE_QUANT_KERNELS(avx2)
 PQ_DECLARE_FLOAT_KERNELS(ref)
 PQ_DECLARE_FLOAT_KERNELS(avx2)
 
+int64_t pq_hist_ieee_ref(const float *x, int64_t n, uint64_t *const *blocks, uint64_t *nonfinite);
+int64_t pq_hist_ieee_avx2(const float *x, int64_t n, uint64_t *const *blocks, uint64_t *nonfinite);
+
 /* CPU feature probe (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);
 

@@ -55,7 +55,24 @@ typedef struct pq_kernel_ops {
      * heads of hd dims; cos_t/sin_t are [n_tokens, hd/2] (pq_rotary_table). */
     void (*rotary)(float *x, int64_t n_tokens, int64_t ld, int n_heads, int hd,
                    const float *cos_t, const float *sin_t);
+
+    /* ---- calibration histogram (kernels/ref/hist_ref.c) ----
+     * Counts x[0..n) on the fixed IEEE-bit grid: a finite element with bit
+     * pattern u goes to blocks[u >> 23][(u >> PQ_HIST_SHIFT) % PQ_HIST_BLOCK],
+     * i.e. one bin per (sign, exponent, top PQ_HIST_MBITS mantissa bits);
+     * NaN, +Inf, -Inf increment nonfinite[0], [1], [2]. Stops before the first
+     * finite element whose block is NULL and returns the number of elements
+     * consumed (n when all), so the caller can allocate it and resume. */
+    int64_t (*hist_ieee)(const float *x, int64_t n, uint64_t *const *blocks,
+                         uint64_t *nonfinite);
 } pq_kernel_ops;
+
+/* The calibration grid: 12 mantissa bits per bin (relative width 2^-12),
+ * 512 blocks (sign x exponent) of 4096 bins. */
+#define PQ_HIST_MBITS 12
+#define PQ_HIST_SHIFT (23 - PQ_HIST_MBITS)
+#define PQ_HIST_BLOCK (1 << PQ_HIST_MBITS)
+#define PQ_HIST_NBLOCKS 512
 
 /* cos/sin tables for positions 0..n_pos-1: angle fl32(t * inv_freq[i]),
  * cos/sin in double rounded to fp32; cos_t/sin_t are [n_pos, half]. */

@@ -35,6 +35,11 @@ hid_t pq_h5u_bool_type(void);
 /* "[3, 5]" style rendering of dims into buf; returns buf. */
 const char *pq_h5u_dims_str(int ndim, const hsize_t *dims, char *buf, size_t n);
 
+/* The open HDF5 file of a model being written (borrowed from w), so that
+ * other engine/h5 modules (calib_h5.c) can add their groups before commit. */
+struct pq_h5w;
+hid_t pq_h5w_file_id(struct pq_h5w *w);
+
 /* ---- attributes (written on obj; `where` names obj in error details) ----
  * Writers replace an existing attribute of the same name. */
 pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val);

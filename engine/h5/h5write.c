@@ -578,6 +578,11 @@ cleanup:
     return rc;
 }
 
+hid_t pq_h5w_file_id(pq_h5w *w)
+{
+    return w ? w->file : H5I_INVALID_HID;
+}
+
 pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value)
 {
     if (!w || !key) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_provenance: NULL argument");

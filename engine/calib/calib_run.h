@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* calib_run.h - collecting calibration statistics: read the calibration
+ * FASTA, keep this shard's sequences, run the fp32 forward with the observer.
+ *
+ * Sharding: sequence i (0-based among the usable records, in file order)
+ * belongs to rank pq_calib_shard(id, n_ranks) where id is its FASTA id; the
+ * choice depends only on the id, never on the rank count's history, and each
+ * sequence runs as its own forward batch so its activations do not depend on
+ * which sequences share a rank. Together with integer counts and exact
+ * min/max this makes the merged statistics identical for any rank count. */
+#ifndef PQ_CALIB_RUN_H
+#define PQ_CALIB_RUN_H
+
+#include <stdint.h>
+
+#include "calib_stats.h"
+#include "esm2_model.h"
+#include "fasta.h"
+#include "pq_err.h"
+
+#define PQ_CALIB_DEFAULT_SEQS 128
+
+typedef struct pq_calib_data_opts {
+    int64_t max_seqs;    /* 0 = every usable record; else the first max_seqs */
+    int64_t max_length;  /* residues; longer records are skipped; 0 = 1022 */
+} pq_calib_data_opts;
+
+/* Shard of a sequence id: FNV-1a 64 of the id bytes, modulo n_ranks. */
+int pq_calib_shard(const char *id, int n_ranks);
+
+/* Read the usable calibration records of `path` (borrowed). Unknown residue
+ * letters become <unk>; empty and too-long records are skipped and counted
+ * in *n_skipped. PQ_ERR_CALIBRATION when no usable record remains (naming
+ * the file and why), PQ_ERR_IO / PQ_ERR_FORMAT for unreadable files.
+ * Returns owned *recs (pq_calib_records_free). */
+pq_status pq_calib_read_data(const char *path, const pq_calib_data_opts *o,
+                             pq_fasta_record **recs, int64_t *n, int64_t *n_skipped);
+void pq_calib_records_free(pq_fasta_record *recs, int64_t n);
+
+/* Run the records of shard `rank` of n_ranks through m (borrowed; whole
+ * model) one sequence per forward, adding into c. Counts the sequences in
+ * c->n_sequences. */
+pq_status pq_calib_collect(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n, int rank,
+                           int n_ranks, pq_calib *c);
+
+/* SHA-256 of a file's bytes as lowercase hex. */
+pq_status pq_calib_file_sha256(const char *path, char hex[65]);
+/* SHA-256 identifying a model: pq_st_sha256 for safetensors (the value the
+ * quantized output records as source_sha256), the file's bytes otherwise. */
+pq_status pq_calib_model_sha256(const char *path, char hex[65]);
+
+/* Append "sha256:<hex> <basename>" of a dataset to c->datasets. */
+pq_status pq_calib_add_dataset(pq_calib *c, const char *path);
+
+#endif
