@@ -236,8 +236,10 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
 
-    /* 3. rank 0 creates OUT.partial (and the monitor) before any unit runs. */
-    st = PQ_OK;
+    /* 3. rank 0 creates OUT.partial (hashing the source, writing the float
+     * tensors) while the workers already run their units: their results
+     * wait in MPI until rank 0 drains them. A failure here stops them
+     * through the usual Shutdown. */
     if (rank == PQ_ROLE_COORD) {
         char cmdline[4096] = "";
         for (int i = 0; i < argc; i++) {
@@ -252,17 +254,14 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         prog.n_ranks = n;
         job->progress = on_progress;
         job->progress_user = &prog;
-        st = pq_job_begin_output(job, o->out, n, cmdline);
         prog.last.units_total = job->plan->n_units;
         prog.last.bytes_total = pq_plan_total_cost(job->plan);
         prog.last.phase = "quantize";
         pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
-    }
-    if ((st = pq_sync_agree(comm, st))) goto fail;
+        pq_status begin = pq_job_begin_output(job, o->out, n, cmdline);
 
-    /* 4. the units. */
-    if (rank == PQ_ROLE_COORD) {
-        pq_coord_opts co = {.stop_grace_s = 30, .on_unit = on_unit, .user = &prog};
+        /* 4. the units. */
+        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog};
         st = pq_coord_run(job, comm, n, &co, &unresponsive);
         if (!st) st = pq_job_finish_output(job);
         if (unresponsive) goto fail;

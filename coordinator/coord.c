@@ -180,6 +180,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
+    c.err = o->initial_error;
     for (;;) {
         bool ready, progressed = false;
         MPI_Status s;

@@ -17,6 +17,8 @@ typedef void (*pq_coord_unit_fn)(void *user, const pq_unit *u, int rank, double 
 
 typedef struct pq_coord_opts {
     double stop_grace_s;          /* after a failure, how long workers get to answer */
+    pq_status initial_error;      /* rank 0 failed before the loop (its detail is recorded):
+                                   * stop everyone and only drain */
     pq_coord_unit_fn on_unit;     /* optional */
     void *user;
 } pq_coord_opts;

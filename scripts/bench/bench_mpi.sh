@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench_mpi.sh - RTN quantization of a synthetic ESM-2 150M on 2 MPI ranks vs
+# 1 rank: wall time, quantize-phase time, peak RSS per rank, and a check
+# that the outputs' datasets are identical.
+#   scripts/bench/bench_mpi.sh [BUILD_DIR] [ARCH] [REPEATS]
+# Compares fairly on a 2-core machine: -n 1 x 1 thread, -n 2 x 1 thread each,
+# and -n 1 x 2 threads (the same two cores used by threads instead of ranks).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$here/build}"
+arch="${2:-esm2_t30_150M_UR50D}"
+reps="${3:-3}"
+proteus="$build/coordinator/proteus"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tmp="$(mktemp -d /tmp/pq_bench_mpi.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+model="$tmp/model.safetensors"
+"$proteus" synth --arch "$arch" --seed 1 --out "$model" >/dev/null
+opts=(--per-channel --precision int8 -q)
+cat "$model" >/dev/null  # page cache warm for every configuration alike
+
+run() { # name ranks threads
+  local name=$1 n=$2 t=$3 best=999999 bestq=999999 rss="" out="$tmp/$1.h5"
+  for _ in $(seq "$reps"); do
+    rm -f "$out"
+    local t0 t1 log
+    t0=$(date +%s.%N)
+    log=$(mpirun -n "$n" --bind-to none "$proteus" quantize --model "$model" --out "$out" --threads "$t" "${opts[@]}")
+    t1=$(date +%s.%N)
+    local w q
+    w=$(echo "$t1 - $t0" | bc -l)
+    q=$(echo "$log" | sed -n 's/^ranks: *[0-9]*, quantize phase \([0-9.]*\) s.*/\1/p')
+    if (( $(echo "$w < $best" | bc -l) )); then best=$w; fi
+    if (( $(echo "$q < $bestq" | bc -l) )); then bestq=$q; rss=$(echo "$log" | sed -n 's/.*peak RSS \(.*\)/\1/p'); fi
+  done
+  printf "%-22s wall %6.2f s  quantize phase %6.2f s  peak RSS %s\n" "$name" "$best" "$bestq" "$rss"
+  echo "$best $bestq" > "$tmp/$name.time"
+}
+
+echo "bench_mpi: $arch ($(du -h "$model" | cut -f1)), RTN int8 per-channel, best of $reps, $(nproc) cores"
+run n1_t1 1 1
+run n2_t1 2 1
+run n1_t2 1 2
+read -r w11 q11 < "$tmp/n1_t1.time"
+read -r w21 q21 < "$tmp/n2_t1.time"
+read -r w12 q12 < "$tmp/n1_t2.time"
+printf "speedup -n 2 x 1 thread vs -n 1 x 1 thread: wall %.2fx, quantize phase %.2fx\n" \
+  "$(echo "$w11 / $w21" | bc -l)" "$(echo "$q11 / $q21" | bc -l)"
+printf "speedup -n 1 x 2 threads vs -n 1 x 1 thread: wall %.2fx, quantize phase %.2fx\n" \
+  "$(echo "$w11 / $w12" | bc -l)" "$(echo "$q11 / $q12" | bc -l)"
+/usr/bin/python3 - "$tmp/n1_t1.h5" "$tmp/n2_t1.h5" "$tmp/n1_t2.h5" <<'PY'
+import sys, h5py, numpy as np
+def dsets(fn):
+    out = {}
+    with h5py.File(fn, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, np.ascontiguousarray(o[()]).tobytes()) if isinstance(o, h5py.Dataset) else None)
+    return out
+a = dsets(sys.argv[1])
+for fn in sys.argv[2:]:
+    assert dsets(fn) == a, fn + " differs"
+print(f"outputs identical: {len(a)} datasets")
+PY
