@@ -27,60 +27,84 @@
 
 /* ---- int8 x int8 ---------------------------------------------------------- */
 
-/* Packed A: blocks of MR rows; for each pair of k, MR rows x 2 int16. Missing
- * rows and the odd k are zero. */
+/* Packed A: blocks of MR rows; per quad of k, MR rows x 4 bytes (one
+ * _mm256_set1_epi32 broadcast feeds 4 k). Missing rows and k past the end are
+ * zero. The sign trick needs codes in [-127, 127], so a -128 is stored as -127
+ * in the main copy and the remaining -1 in a correction copy of the block,
+ * which the kernel runs as a second pass only for blocks flagged to have one.
+ * Layout: [main nb blocks][correction nb blocks][nb flag bytes]. */
+static int64_t a_block_bytes(int64_t k) { return (k + 3) / 4 * MR * 4; }
+
 static size_t a_pack_size_avx2(int64_t m, int64_t k)
 {
-    int64_t kp2 = (k + 1) / 2, nb = (m + MR - 1) / MR;
-    return (size_t)(nb * kp2 * MR * 2) * sizeof(int16_t);
+    int64_t nb = (m + MR - 1) / MR;
+    return (size_t)(2 * nb * a_block_bytes(k) + nb);
 }
 
 static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst)
 {
-    int16_t *d = dst;
-    int64_t kp2 = (k + 1) / 2, nb = (m + MR - 1) / MR;
-    for (int64_t b = 0; b < nb; b++)
-        for (int r = 0; r < MR; r++) {
-            int64_t row = b * MR + r;
-            int16_t *o = d + b * kp2 * MR * 2 + r * 2;
-            if (row >= m) {
-                for (int64_t q = 0; q < kp2; q++) o[q * MR * 2] = o[q * MR * 2 + 1] = 0;
-                continue;
-            }
-            const int8_t *s = a + row * lda;
-            for (int64_t q = 0; q < k / 2; q++) {
-                o[q * MR * 2] = s[2 * q];
-                o[q * MR * 2 + 1] = s[2 * q + 1];
-            }
-            if (k & 1) {
-                o[(kp2 - 1) * MR * 2] = s[k - 1];
-                o[(kp2 - 1) * MR * 2 + 1] = 0;
+    int64_t kq = (k + 3) / 4, nb = (m + MR - 1) / MR, bb = a_block_bytes(k);
+    int8_t *main_ = dst, *corr = main_ + nb * bb;
+    uint8_t *flag = (uint8_t *)(corr + nb * bb);
+    for (int64_t b = 0; b < nb; b++) {
+        int8_t *o = main_ + b * bb;
+        int has_min = 0;
+        memset(o, 0, (size_t)bb);
+        for (int r = 0; r < MR && b * MR + r < m; r++) {
+            const int8_t *s = a + (b * MR + r) * lda;
+            for (int64_t j = 0; j < k; j++) {
+                int8_t v = s[j];
+                has_min |= v == -128;
+                o[(j / 4) * MR * 4 + r * 4 + (j & 3)] = v == -128 ? (int8_t)-127 : v;
             }
         }
+        flag[b] = (uint8_t)has_min;
+        if (!has_min) continue;
+        int8_t *c = corr + b * bb;
+        memset(c, 0, (size_t)bb);
+        for (int r = 0; r < MR && b * MR + r < m; r++) {
+            const int8_t *s = a + (b * MR + r) * lda;
+            for (int64_t j = 0; j < k; j++)
+                if (s[j] == -128) c[(j / 4) * MR * 4 + r * 4 + (j & 3)] = -1;
+        }
+    }
+    (void)kq;
 }
 
-AINLINE void kern_i8(const int16_t *ap, const uint8_t *wp, int64_t kp2, int R, __m256i *acc)
+/* acc[2r], acc[2r+1] += A rows r < R times the panel's columns 0-7, 8-15.
+ * Sign trick: a * w = |w| * (a * sign(w)); _mm256_maddubs_epi16 takes |w| as
+ * unsigned bytes (0..128) and a * sign(w) as signed bytes, so with a in
+ * [-127, 127] each int16 pair sum is at most 2 * 128 * 127 = 32512 and never
+ * saturates; _mm256_madd_epi16 with ones then adds the pairs into int32. */
+AINLINE void kern_i8(const int8_t *ap, const uint8_t *wp, int64_t kq, int R, __m256i *acc)
 {
-    for (int i = 0; i < 2 * R; i++) acc[i] = _mm256_setzero_si256();
-    for (int64_t q = 0; q < kp2; q++) {
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + q * 32)));
-        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wp + q * 32 + 16)));
-        const int16_t *aq = ap + q * MR * 2;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(wp + q * 64));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(wp + q * 64 + 32));
+        __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+        const int8_t *aq = ap + q * MR * 4;
         for (int r = 0; r < R; r++) {
-            int32_t pair;
-            memcpy(&pair, aq + 2 * r, sizeof pair);
-            __m256i av = _mm256_set1_epi32(pair);
-            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(av, w0));
-            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(av, w1));
+            int32_t quad;
+            memcpy(&quad, aq + 4 * r, sizeof quad);
+            __m256i av = _mm256_set1_epi32(quad);
+            __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+            __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
+            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
         }
     }
 }
 
+/* corr: the block's correction copy, or NULL when it has no -128. */
 #define DEF_KERN_I8(R)                                                                     \
-    static void kern_i8_##R(const int16_t *ap, const uint8_t *wp, int64_t kp2, __m256i *acc) \
+    static void kern_i8_##R(const int8_t *ap, const int8_t *corr, const uint8_t *wp,        \
+                            int64_t kq, __m256i *acc)                                       \
     {                                                                                      \
         __m256i a[2 * R];                                                                  \
-        kern_i8(ap, wp, kp2, R, a);                                                        \
+        for (int i = 0; i < 2 * R; i++) a[i] = _mm256_setzero_si256();                     \
+        kern_i8(ap, wp, kq, R, a);                                                         \
+        if (corr) kern_i8(corr, wp, kq, R, a);                                             \
         for (int i = 0; i < 2 * R; i++) acc[i] = a[i];                                     \
     }
 DEF_KERN_I8(1)
@@ -159,24 +183,25 @@ static void tile_out_i8(const pq_gemm_i8i8_job *job, const __m256i *acc, int mr,
 static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
 {
     const pq_gemm_w *w = job->w;
-    const int16_t *apk = job->a_packed;
-    int64_t kp2 = w->kp / 2, nb = (job->m + MR - 1) / MR;
+    int64_t kq = w->kp / 4, nb = (job->m + MR - 1) / MR, bb = a_block_bytes(w->k);
+    const int8_t *apk = job->a_packed, *cpk = apk + nb * bb;
+    const uint8_t *flag = (const uint8_t *)(cpk + nb * bb);
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
         int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
         for (int64_t b = 0; b < nb; b++) {
             int64_t row0 = b * MR;
             int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
-            const int16_t *ap = apk + b * kp2 * MR * 2;
+            const int8_t *ap = apk + b * bb, *cp = flag[b] ? cpk + b * bb : NULL;
             for (int64_t p = pc; p < pe; p++) {
                 const uint8_t *wp = w->data + p * w->panel_bytes;
                 __m256i acc[2 * MR];
                 switch (mr) {
-                case 1: kern_i8_1(ap, wp, kp2, acc); break;
-                case 2: kern_i8_2(ap, wp, kp2, acc); break;
-                case 3: kern_i8_3(ap, wp, kp2, acc); break;
-                case 4: kern_i8_4(ap, wp, kp2, acc); break;
-                case 5: kern_i8_5(ap, wp, kp2, acc); break;
-                default: kern_i8_6(ap, wp, kp2, acc); break;
+                case 1: kern_i8_1(ap, cp, wp, kq, acc); break;
+                case 2: kern_i8_2(ap, cp, wp, kq, acc); break;
+                case 3: kern_i8_3(ap, cp, wp, kq, acc); break;
+                case 4: kern_i8_4(ap, cp, wp, kq, acc); break;
+                case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
+                default: kern_i8_6(ap, cp, wp, kq, acc); break;
                 }
                 tile_out_i8(job, acc, mr, row0, p);
             }

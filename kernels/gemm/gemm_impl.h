@@ -11,8 +11,10 @@
 
 /* Weights are cut into panels of PQ_GEMM_NR output columns (n); the last
  * panel is zero-padded. Inside a panel:
- *   I8I8 (int8): k is padded to an even kp; per pair of k, 32 bytes:
- *          byte (k/2)*32 + ci*2 + (k&1) = W[col ci, k]  (pairs for madd_epi16)
+ *   I8I8 (int8): k is padded to a multiple of 4 (kp); per quad of k, 64 bytes,
+ *          columns 0-7 then 8-15, each column's 4 consecutive k together:
+ *          byte (k/4)*64 + (ci/8)*32 + (ci%8)*4 + (k&3) = W[col ci, k]
+ *          (one 32-byte load feeds 8 columns x 4 k of maddubs_epi16)
  *   WONLY int8: byte k*16 + ci = W[col ci, k]
  *   WONLY int4: byte k*8 + (ci&7) holds col ci in its low (ci<8) or high
  *          nibble, offset binary (nibble = q + 8)
@@ -27,7 +29,7 @@ struct pq_gemm_w {
     int64_t group_size;  /* k for tensor/channel granularity */
     int64_t n_groups;
     int64_t n_panels;
-    int64_t kp;          /* k rounded up to even (I8I8), else k */
+    int64_t kp;          /* k rounded up to a multiple of 4 (I8I8), else k */
     int64_t panel_bytes;
     uint8_t *data;       /* owned, 64-byte aligned */
     float *scale;        /* owned [n_panels][n_groups][16] */
@@ -42,6 +44,12 @@ static inline int64_t pq_gemm_sidx(const pq_gemm_w *w, int64_t n, int64_t g)
     return ((n / PQ_GEMM_NR) * w->n_groups + g) * PQ_GEMM_NR + n % PQ_GEMM_NR;
 }
 
+/* Byte offset of W[col ci, k] inside an I8I8 panel. */
+static inline int64_t pq_gemm_i8i8_off(int64_t ci, int64_t k)
+{
+    return (k / 4) * 64 + (ci / 8) * 32 + (ci % 8) * 4 + (k & 3);
+}
+
 /* The code W[n, k] (int4: in [-8, 7]) read back from the packed layout. */
 static inline int pq_gemm_w_code(const pq_gemm_w *w, int64_t n, int64_t k)
 {
@@ -51,7 +59,7 @@ static inline int pq_gemm_w_code(const pq_gemm_w *w, int64_t n, int64_t k)
         uint8_t b = p[k * 8 + (ci & 7)];
         return (ci < 8 ? (b & 15) : (b >> 4)) - 8;
     }
-    if (w->use == PQ_GEMM_USE_I8I8) return (int8_t)p[(k / 2) * 32 + ci * 2 + (k & 1)];
+    if (w->use == PQ_GEMM_USE_I8I8) return (int8_t)p[pq_gemm_i8i8_off(ci, k)];
     return (int8_t)p[k * 16 + ci];
 }
 

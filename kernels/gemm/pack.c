@@ -59,7 +59,7 @@ static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, 
     w->group_size = gran == PQ_GEMM_GROUP ? group_size : k;
     w->n_groups = (k + w->group_size - 1) / w->group_size;
     w->n_panels = (n + PQ_GEMM_NR - 1) / PQ_GEMM_NR;
-    w->kp = use == PQ_GEMM_USE_I8I8 ? k + (k & 1) : k;
+    w->kp = use == PQ_GEMM_USE_I8I8 ? (k + 3) / 4 * 4 : k;
     w->panel_bytes = bits == 4 ? 8 * k : PQ_GEMM_NR * w->kp;
     int64_t ng = w->n_groups, npad = w->n_panels * PQ_GEMM_NR;
     size_t nsc = (size_t)(w->n_panels * ng * PQ_GEMM_NR);
@@ -105,7 +105,7 @@ static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, 
                 int8_t v = q8[r * k + c];
                 sum += v;
                 if (use == PQ_GEMM_USE_I8I8)
-                    p[(c / 2) * 32 + ci * 2 + (c & 1)] = (uint8_t)v;
+                    p[pq_gemm_i8i8_off(ci, c)] = (uint8_t)v;
                 else
                     p[c * 16 + ci] = (uint8_t)v;
             }

@@ -59,7 +59,18 @@ static int use_variant(int v)
 
 typedef struct shape { int64_t m, n, k; } shape;
 
-static void check_i8i8_shape(shape s, int fill)
+/* How check_i8i8 fills A and W. */
+typedef enum fill {
+    FILL_RANDOM,      /* both in [-128, 127], a quarter at the extremes */
+    FILL_MIN,         /* A and W all -128: every madd pair is 32768 */
+    FILL_MAX_MIN,     /* A all 127, W all -128 */
+    FILL_SIGN_EXTREMES, /* A in {-127, 127}, W in {-128, -127, 127}: largest
+                       * pair sums of the sign-trick path without overflow */
+    FILL_SPARSE_MIN,  /* A in [-127, 127] except a few -128 in one row (only
+                       * that row block needs the exact -128 correction) */
+} fill;
+
+static void check_i8i8_shape(shape s, fill f)
 {
     int64_t lda = s.k + 3, ldc = s.n + 1;
     /* +1 byte / +1 int32: pointers deliberately not vector aligned */
@@ -71,9 +82,27 @@ static void check_i8i8_shape(shape s, int fill)
     float *scale = malloc((size_t)s.n * sizeof(float));
     assert_non_null(abuf), assert_non_null(wq), assert_non_null(cbuf), assert_non_null(c2);
     assert_non_null(expect), assert_non_null(scale);
-    for (int64_t i = 0; i < s.m * lda; i++)
-        a[i] = fill ? (int8_t)fill : code(-128, 127);
-    for (int64_t i = 0; i < s.n * s.k; i++) wq[i] = fill ? (int8_t)-128 : code(-128, 127);
+    static const int8_t wext[3] = {-128, -127, 127};
+    for (int64_t i = 0; i < s.m * lda; i++) {
+        switch (f) {
+        case FILL_RANDOM: a[i] = code(-128, 127); break;
+        case FILL_MIN: a[i] = -128; break;
+        case FILL_MAX_MIN: a[i] = 127; break;
+        case FILL_SIGN_EXTREMES: a[i] = (next() & 1) ? 127 : -127; break;
+        case FILL_SPARSE_MIN: a[i] = code(-127, 127); break;
+        }
+    }
+    if (f == FILL_SPARSE_MIN) { /* row m/2: first, last and one middle column */
+        int64_t r = s.m / 2;
+        a[r * lda] = a[r * lda + s.k - 1] = a[r * lda + s.k / 2] = -128;
+    }
+    for (int64_t i = 0; i < s.n * s.k; i++) {
+        switch (f) {
+        case FILL_RANDOM: case FILL_SPARSE_MIN: wq[i] = code(-128, 127); break;
+        case FILL_MIN: case FILL_MAX_MIN: wq[i] = -128; break;
+        case FILL_SIGN_EXTREMES: wq[i] = wext[next() % 3]; break;
+        }
+    }
     for (int64_t j = 0; j < s.n; j++) scale[j] = 1.0f;
     for (int64_t i = 0; i < s.m; i++)
         for (int64_t j = 0; j < s.n; j++) {
@@ -92,9 +121,9 @@ static void check_i8i8_shape(shape s, int fill)
             for (int64_t i = 0; i < s.m; i++)
                 for (int64_t j = 0; j < s.n; j++)
                     if (out[i * ldc + j] != expect[i * s.n + j])
-                        fail_msg("%s nt=%d m=%lld n=%lld k=%lld: c[%lld,%lld]=%d expected %lld",
-                                 variants[v], nt, (long long)s.m, (long long)s.n, (long long)s.k,
-                                 (long long)i, (long long)j, out[i * ldc + j],
+                        fail_msg("%s nt=%d fill %d m=%lld n=%lld k=%lld: c[%lld,%lld]=%d expected %lld",
+                                 variants[v], nt, (int)f, (long long)s.m, (long long)s.n,
+                                 (long long)s.k, (long long)i, (long long)j, out[i * ldc + j],
                                  (long long)expect[i * s.n + j]);
         }
         for (int64_t i = 0; i < s.m; i++)
@@ -113,7 +142,7 @@ static void test_i8i8_exact(void **state)
         {33, 31, 100}, {100, 33, 1},  {1, 320, 1280}, {3, 1280, 33}, {100, 320, 1280},
         {7, 100, 320}, {6, 16, 2},    {12, 32, 1279}, {5, 321, 99},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_i8i8_shape(shapes[i], 0);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_i8i8_shape(shapes[i], FILL_RANDOM);
 }
 
 /* Every pair product at its maximum: -128 * -128 twice per madd pair = 32768,
@@ -122,8 +151,22 @@ static void test_i8i8_saturation_trap(void **state)
 {
     (void)state;
     shape s1 = {7, 19, 1281}, s2 = {1, 33, 64};
-    check_i8i8_shape(s1, -128);
-    check_i8i8_shape(s2, 127);
+    check_i8i8_shape(s1, FILL_MIN);
+    check_i8i8_shape(s2, FILL_MAX_MIN);
+}
+
+/* The dynamic (symmetric) activation path: A in [-127, 127] against the
+ * weight extremes, pair sums up to 2 * 128 * 127; and A with a few -128
+ * codes, which the sign trick cannot take directly. Expectations from the
+ * int64 triple loop. */
+static void test_i8i8_sign_trick(void **state)
+{
+    (void)state;
+    static const shape shapes[] = {{13, 35, 1283}, {1, 16, 4}, {6, 17, 257}, {25, 64, 1280}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        check_i8i8_shape(shapes[i], FILL_SIGN_EXTREMES);
+        check_i8i8_shape(shapes[i], FILL_SPARSE_MIN);
+    }
 }
 
 /* ---- fused epilogue ------------------------------------------------------- */
@@ -401,6 +444,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_i8i8_exact),
         cmocka_unit_test(test_i8i8_saturation_trap),
+        cmocka_unit_test(test_i8i8_sign_trick),
         cmocka_unit_test(test_i8i8_epilogue),
         cmocka_unit_test(test_w8a8_end_to_end),
         cmocka_unit_test(test_quantize_dynamic_hand),
