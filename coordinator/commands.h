@@ -8,6 +8,7 @@
 int pq_cmd_synth(int argc, char **argv);
 int pq_cmd_quantize(int argc, char **argv);
 int pq_cmd_inspect(int argc, char **argv);
+int pq_cmd_monitor(int argc, char **argv);
 int pq_cmd_embed(int argc, char **argv);
 int pq_cmd_score(int argc, char **argv);
 

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"synth", pq_cmd_synth, "write a deterministic synthetic ESM-2 checkpoint (safetensors)"},
     {"quantize", pq_cmd_quantize, "quantize a checkpoint into one consolidated HDF5 model"},
     {"inspect", pq_cmd_inspect, "list the tensors of a safetensors or Proteus HDF5 file"},
+    {"monitor", pq_cmd_monitor, "watch a running quantize job (its --monitor ZeroMQ events)"},
     {"embed", pq_cmd_embed, "per-sequence ESM-2 embeddings of a FASTA file to HDF5"},
     {"score", pq_cmd_score, "masked-LM accuracy and pseudo-perplexity on a FASTA file"},
 };
