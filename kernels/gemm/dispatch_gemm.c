@@ -14,11 +14,24 @@
 #include <omp.h>
 #endif
 
-/* Best first. Future variants (AVX-512-VNNI with vpdpbusd, AMX tiles) get a
- * slot here ahead of avx2, each behind its own CPU probe. */
+#if PQ_HAVE_AVX2 && defined(PQ_GEMM_HAVE_AVX512VNNI)
+/* libgcc's probe also checks that the OS saves the AVX-512 state. */
+static int cpu_has_avx512vnni(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && pq_cpu_has_avx2_fma();
+}
+#endif
+
+/* Best first. Future variants (AMX tiles) get a slot here ahead of the
+ * others, each behind its own CPU probe. */
 static const pq_gemm_ops *candidates(int i)
 {
     int k = 0;
+#if PQ_HAVE_AVX2 && defined(PQ_GEMM_HAVE_AVX512VNNI)
+    if (cpu_has_avx512vnni() && i == k++) return &pq_gemm_ops_avx512vnni;
+#endif
 #if PQ_HAVE_AVX2
     if (pq_cpu_has_avx2_fma() && i == k++) return &pq_gemm_ops_avx2;
 #endif

@@ -17,13 +17,13 @@
 #include <string.h>
 
 #include "gemm_impl.h"
+#include "gemm_x86.h"
 
 #define MR 6
 #define I8_CHUNK 8 /* panels per chunk: 8 x 16 x k int8 of W stay in L2 */
 #define F_CHUNK 4  /* panels dequantised at a time: 4 x 16 x k fp32 */
 #define GEMV_MAX_M 3
 
-#define AINLINE static inline __attribute__((always_inline))
 
 /* ---- int8 x int8 ---------------------------------------------------------- */
 
@@ -114,72 +114,6 @@ DEF_KERN_I8(4)
 DEF_KERN_I8(5)
 DEF_KERN_I8(6)
 
-/* Stores a float row segment of nc <= 16 columns (tail through a buffer). */
-AINLINE void store_f(float *y, __m256 v0, __m256 v1, int64_t nc)
-{
-    if (nc == 16) {
-        _mm256_storeu_ps(y, v0);
-        _mm256_storeu_ps(y + 8, v1);
-        return;
-    }
-    float t[16];
-    _mm256_storeu_ps(t, v0);
-    _mm256_storeu_ps(t + 8, v1);
-    memcpy(y, t, (size_t)nc * sizeof *y);
-}
-
-/* v + bias[col0..col0+nc), bias may be shorter than 16 at the tail. */
-AINLINE void add_bias(const float *bias, int64_t nc, __m256 *v0, __m256 *v1)
-{
-    float t[16] = {0};
-    const float *b = bias;
-    if (nc < 16) {
-        memcpy(t, bias, (size_t)nc * sizeof *t);
-        b = t;
-    }
-    *v0 = _mm256_add_ps(*v0, _mm256_loadu_ps(b));
-    *v1 = _mm256_add_ps(*v1, _mm256_loadu_ps(b + 8));
-}
-
-static void tile_out_i8(const pq_gemm_i8i8_job *job, const __m256i *acc, int mr, int64_t row0,
-                        int64_t p)
-{
-    const pq_gemm_w *w = job->w;
-    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
-    for (int r = 0; r < mr; r++) {
-        int64_t i = row0 + r;
-        __m256i v0 = acc[2 * r], v1 = acc[2 * r + 1];
-        if (!job->y) {
-            int32_t t[16];
-            _mm256_storeu_si256((__m256i *)t, v0);
-            _mm256_storeu_si256((__m256i *)(t + 8), v1);
-            memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
-            continue;
-        }
-        /* Same wrapping int32 corrections and fp32 operation order as the
-         * reference, so the results are bit-identical. ng = 1: index col. */
-        if (w->zp && job->a_sums) {
-            __m256i as = _mm256_set1_epi32(job->a_sums[i]);
-            v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0)), as));
-            v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0 + 8)), as));
-        }
-        if (job->col_add) {
-            v0 = _mm256_add_epi32(v0, _mm256_loadu_si256((const __m256i *)(job->col_add + col0)));
-            v1 = _mm256_add_epi32(v1, _mm256_loadu_si256((const __m256i *)(job->col_add + col0 + 8)));
-        }
-        __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
-        __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), sa);
-        __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), sa);
-        f0 = _mm256_mul_ps(f0, _mm256_loadu_ps(w->scale + col0));
-        f1 = _mm256_mul_ps(f1, _mm256_loadu_ps(w->scale + col0 + 8));
-        if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &f0, &f1);
-        float *yr = job->y + i * job->ldy + col0;
-        store_f(yr, f0, f1, nc);
-        if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
-            pq_gemm_post_apply(job->epi, yr, i, col0, nc);
-    }
-}
-
 static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
 {
     const pq_gemm_w *w = job->w;
@@ -203,7 +137,7 @@ static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
                 case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
                 default: kern_i8_6(ap, cp, wp, kq, acc); break;
                 }
-                tile_out_i8(job, acc, mr, row0, p);
+                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
             }
         }
     }
@@ -323,12 +257,12 @@ DEF_KERN_F(4)
 DEF_KERN_F(5)
 DEF_KERN_F(6)
 
-static size_t wonly_scratch_avx2(int64_t m, int64_t k)
+size_t pq_gemm_wonly_scratch_avx2(int64_t m, int64_t k)
 {
     return m > GEMV_MAX_M ? (size_t)(F_CHUNK * PQ_GEMM_NR * k) : 0;
 }
 
-static void wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch)
+void pq_gemm_wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch)
 {
     const pq_gemm_w *w = job->w;
     int bits = w->bits;
@@ -372,7 +306,7 @@ static void wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, flo
 
 /* ---- dynamic per-token quantisation --------------------------------------- */
 
-static void quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+void pq_gemm_quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
                                   int64_t ldq, float *scale)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -415,7 +349,7 @@ const pq_gemm_ops pq_gemm_ops_avx2 = {
     .a_pack_size = a_pack_size_avx2,
     .a_pack = a_pack_avx2,
     .i8i8 = i8i8_avx2,
-    .wonly_scratch = wonly_scratch_avx2,
-    .wonly = wonly_avx2,
-    .quantize_dynamic = quantize_dynamic_avx2,
+    .wonly_scratch = pq_gemm_wonly_scratch_avx2,
+    .wonly = pq_gemm_wonly_avx2,
+    .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,
 };

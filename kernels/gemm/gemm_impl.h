@@ -106,6 +106,14 @@ typedef struct pq_gemm_ops {
 
 extern const pq_gemm_ops pq_gemm_ops_ref;
 extern const pq_gemm_ops pq_gemm_ops_avx2;
+extern const pq_gemm_ops pq_gemm_ops_avx512vnni;
+
+/* AVX2 weight-only and quantisation entry points, shared by the AVX-512 VNNI
+ * table (only call where the CPU has AVX2 and FMA). */
+size_t pq_gemm_wonly_scratch_avx2(int64_t m, int64_t k);
+void pq_gemm_wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
+void pq_gemm_quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+                                   int64_t ldq, float *scale);
 
 /* The table in use, and a named one if usable on this CPU (else NULL). */
 const pq_gemm_ops *pq_gemm_ops_current(void);

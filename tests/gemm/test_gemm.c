@@ -44,8 +44,8 @@ static int8_t code(int lo, int hi)
     return (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
 }
 
-static const char *const variants[] = {"ref", "avx2"};
-#define N_VARIANTS 2
+static const char *const variants[] = {"ref", "avx2", "avx512vnni"};
+#define N_VARIANTS 3
 
 /* Selects variant v; false when it is not usable on this CPU. */
 static int use_variant(int v)
@@ -225,7 +225,8 @@ static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
             }
     }
     /* The variants perform the same fp32 operations: identical bits. */
-    if (y[0] && y[1]) assert_memory_equal(y[0], y[1], (size_t)(m * n) * sizeof(float));
+    for (int v = 1; v < N_VARIANTS; v++)
+        if (y[0] && y[v]) assert_memory_equal(y[0], y[v], (size_t)(m * n) * sizeof(float));
     pq_gemm_w_free(w);
     for (int v = 0; v < N_VARIANTS; v++) free(y[v]);
     free(a), free(wq), free(as), free(ws), free(bias), free(res), free(wz);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gemm_x86.h - the int8 GEMM tile epilogue shared by the x86 variants (for
+ * files compiled with at least -mavx2 -mfma): int32 accumulators of an
+ * mr x 16 tile to raw int32 or to fp32 with the fused epilogue. */
+#ifndef PQ_GEMM_X86_H
+#define PQ_GEMM_X86_H
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "gemm_impl.h"
+
+#define AINLINE static inline __attribute__((always_inline))
+
+/* Stores a float row segment of nc <= 16 columns (tail through a buffer). */
+AINLINE void store_f(float *y, __m256 v0, __m256 v1, int64_t nc)
+{
+    if (nc == 16) {
+        _mm256_storeu_ps(y, v0);
+        _mm256_storeu_ps(y + 8, v1);
+        return;
+    }
+    float t[16];
+    _mm256_storeu_ps(t, v0);
+    _mm256_storeu_ps(t + 8, v1);
+    memcpy(y, t, (size_t)nc * sizeof *y);
+}
+
+/* v + bias[col0..col0+nc), bias may be shorter than 16 at the tail. */
+AINLINE void add_bias(const float *bias, int64_t nc, __m256 *v0, __m256 *v1)
+{
+    float t[16] = {0};
+    const float *b = bias;
+    if (nc < 16) {
+        memcpy(t, bias, (size_t)nc * sizeof *t);
+        b = t;
+    }
+    *v0 = _mm256_add_ps(*v0, _mm256_loadu_ps(b));
+    *v1 = _mm256_add_ps(*v1, _mm256_loadu_ps(b + 8));
+}
+
+static inline void pq_gemm_tile_out_i8(const pq_gemm_i8i8_job *job, const __m256i *acc, int mr, int64_t row0,
+                        int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+    for (int r = 0; r < mr; r++) {
+        int64_t i = row0 + r;
+        __m256i v0 = acc[2 * r], v1 = acc[2 * r + 1];
+        if (!job->y) {
+            int32_t t[16];
+            _mm256_storeu_si256((__m256i *)t, v0);
+            _mm256_storeu_si256((__m256i *)(t + 8), v1);
+            memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
+            continue;
+        }
+        /* Same wrapping int32 corrections and fp32 operation order as the
+         * reference, so the results are bit-identical. ng = 1: index col. */
+        if (w->zp && job->a_sums) {
+            __m256i as = _mm256_set1_epi32(job->a_sums[i]);
+            v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0)), as));
+            v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(w->zp + col0 + 8)), as));
+        }
+        if (job->col_add) {
+            v0 = _mm256_add_epi32(v0, _mm256_loadu_si256((const __m256i *)(job->col_add + col0)));
+            v1 = _mm256_add_epi32(v1, _mm256_loadu_si256((const __m256i *)(job->col_add + col0 + 8)));
+        }
+        __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
+        __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), sa);
+        __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), sa);
+        f0 = _mm256_mul_ps(f0, _mm256_loadu_ps(w->scale + col0));
+        f1 = _mm256_mul_ps(f1, _mm256_loadu_ps(w->scale + col0 + 8));
+        if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &f0, &f1);
+        float *yr = job->y + i * job->ldy + col0;
+        store_f(yr, f0, f1, nc);
+        if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
+            pq_gemm_post_apply(job->epi, yr, i, col0, nc);
+    }
+}
+#endif
