@@ -84,7 +84,7 @@ static pq_status parse_int(const char *key, const char *v, long lo, long hi, int
 
 pq_status pq_config_set(pq_config *c, const char *key, const char *v)
 {
-    static const char *const schemes[] = {"dynamic", NULL};
+    static const char *const schemes[] = {"dynamic", "static", NULL};
     static const char *const precisions[] = {"int8", "int4", NULL};
     static const char *const methods[] = {"minmax", "entropy", "percentile", "mse", NULL};
     static const char *const targets[] = {"cpu", "ref", "avx2", "avx512", "cuda", NULL};

@@ -322,6 +322,7 @@ pq_status pq_job_finish_output(pq_job *j)
     }
     s->mean_sqnr_db = s->n_quantized ? sum_sqnr / s->n_quantized : NAN;
     if (!s->n_quantized) s->min_sqnr_db = NAN;
+    if (j->before_commit && (st = j->before_commit(j->before_commit_user, j))) return st;
     st = pq_h5w_commit(j->writer);
     j->writer = NULL;
     s->seconds_total = now_s() - j->t_start;

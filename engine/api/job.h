@@ -79,6 +79,10 @@ typedef struct pq_job {
     double bytes_done, t_start;
     pq_progress_fn progress;
     void *progress_user;
+    /* Called by pq_job_finish_output before the commit (the static scheme
+     * adds act qparams and /calibration here); NULL = nothing. */
+    pq_status (*before_commit)(void *user, struct pq_job *j);
+    void *before_commit_user;
 } pq_job;
 
 /* Open the checkpoint, recognise the architecture, apply the hardware target

@@ -100,6 +100,10 @@ pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, 
     float mn, mx;
     int64_t bad;
     k->row_minmax(x, n, &mn, &mx, &bad);
+    /* which zero the kernel returns is unspecified: store +0 so the bits
+     * never depend on how the data was split */
+    if (mn == 0.0f) mn = 0.0f;
+    if (mx == 0.0f) mx = 0.0f;
     if (mn < s->min) s->min = mn;
     if (mx > s->max) s->max = mx;
     /* Per-channel max |x|: comparisons only (no NaN can win a '>' test). */

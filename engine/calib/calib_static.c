@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* calib_static.c - act qparams + /calibration for the static scheme, and
+ * where the bundled calibration data lives. */
+#include "calib_static.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "calib_h5.h"
+
+pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_static *s)
+{
+    pq_status st;
+    const pq_calib *c = s->calib;
+    if ((st = pq_calib_check(c, false))) return st;
+    float *scale = calloc((size_t)c->n_sites, sizeof *scale);
+    int32_t *zp = calloc((size_t)c->n_sites, sizeof *zp);
+    bool *done = calloc((size_t)c->n_sites, sizeof *done);
+    if (!scale || !zp || !done) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pq_plan_tensor *pt = &p->tensors[i];
+        char site[64];
+        if (pt->action != PQ_ACT_QUANT || !pq_calib_site_of_weight(pt->st->name, site, sizeof site))
+            continue;
+        const pq_calib_site *cs = pq_calib_find(c, site);
+        if (!cs) {
+            st = pq_err(PQ_ERR_CALIBRATION, "tensor '%s': calibration site %s is not in the "
+                        "statistics (architecture mismatch?)", pt->st->name, site);
+            goto cleanup;
+        }
+        int k = (int)(cs - c->sites);
+        if (!done[k]) {
+            pq_calib_range r;
+            if ((st = pq_calib_compute(cs, s->method, s->symmetric, s->percentile, &r))) goto cleanup;
+            pq_calib_qparams(&r, s->symmetric, &scale[k], &zp[k]);
+            done[k] = true;
+        }
+        if ((st = pq_h5w_put_act_qparams(w, pt->st->name, scale[k], s->symmetric ? NULL : &zp[k])))
+            goto cleanup;
+    }
+    st = pq_calib_h5_put(w, c);
+cleanup:
+    free(scale);
+    free(zp);
+    free(done);
+    return st;
+}
+
+static bool readable(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+pq_status pq_calib_default_data(char *buf, size_t n)
+{
+    static const char *const rel[] = {"/../data", "/../../data", "/../share/proteus/data"};
+    const char *env = getenv("PROTEUS_DATA_DIR");
+    if (env && *env) {
+        snprintf(buf, n, "%s/proteins/calib_sample.fasta", env);
+        if (readable(buf)) return PQ_OK;
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            snprintf(buf, n, "%s%s/proteins/calib_sample.fasta", exe, rel[i]);
+            if (readable(buf)) return PQ_OK;
+        }
+    }
+    return pq_err(PQ_ERR_CALIBRATION, "no calibration data given and the bundled "
+                  "proteins/calib_sample.fasta was not found ($PROTEUS_DATA_DIR, or ../data, "
+                  "../../data, ../share/proteus/data next to the executable): pass "
+                  "--calibration-data FILE.fasta or --calibration calib.h5");
+}
