@@ -3,10 +3,13 @@
  * statistics over MPI ranks (calib_mpi.h). */
 #include "calib_mpi.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib_h5.h"
 #include "esm2_model.h"
+#include "safetensors.h"
 
 static pq_status mpi_ok(int rc, const char *what)
 {
@@ -155,4 +158,71 @@ cleanup:
     pq_calib_records_free(recs, n);
     pq_esm2_model_free(m);
     return st;
+}
+
+struct pq_calib_static_run {
+    pq_calib *calib;
+    pq_calib_static spec;
+};
+
+static pq_status static_hook(void *user, pq_job *j)
+{
+    pq_calib_static_run *r = user;
+    return pq_calib_static_write(j->writer, j->plan, &r->spec);
+}
+
+pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
+                                  const char *store, const char *data, pq_calib_static_run **ctx)
+{
+    int rank;
+    pq_status st = PQ_OK;
+    char def[4096];
+    pq_calib_data_opts o = {0, 0};
+    pq_calib_static_run *r = calloc(1, sizeof *r);
+    MPI_Comm_rank(comm, &rank);
+    *ctx = NULL;
+    if (!r) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st && !store && !data) {
+        st = pq_calib_default_data(def, sizeof def);
+        data = def;
+        o.max_seqs = PQ_CALIB_DEFAULT_SEQS;
+        if (!st && rank == 0)
+            printf("static scheme: no calibration data given; using the bundled %s (first %d "
+                   "sequences)\n", def, PQ_CALIB_DEFAULT_SEQS);
+    }
+    if ((st = pq_calib_mpi_agree(comm, st))) goto fail;
+    if (store) {
+        if (rank == 0) {
+            char sha[65];
+            st = pq_calib_h5_load(store, &r->calib);
+            if (!st) st = pq_st_sha256(job->model, sha);
+            if (!st && strcmp(sha, r->calib->model_sha256))
+                st = pq_err(PQ_ERR_CALIBRATION, "%s was collected on model sha256 %.16s..., the "
+                            "model to quantize is %.16s...", store, r->calib->model_sha256, sha);
+        }
+    } else {
+        st = pq_calib_mpi_collect(comm, model, data, &o, job->cfg->threads, &r->calib);
+    }
+    if (rank == 0 && !st) {
+        int m = pq_calib_method_parse(job->cfg->calibration_method);
+        r->spec = (pq_calib_static){.calib = r->calib, .method = m < 0 ? PQ_CALIB_MINMAX : m,
+                                    .symmetric = job->cfg->symmetric, .percentile = 99.99};
+        st = pq_calib_check(r->calib, false);
+        job->before_commit = static_hook;
+        job->before_commit_user = r;
+    }
+    if ((st = pq_calib_mpi_agree(comm, st))) goto fail;
+    *ctx = r;
+    return PQ_OK;
+fail:
+    if (rank == 0) job->before_commit = NULL;
+    pq_calib_static_done(r);
+    return st;
+}
+
+void pq_calib_static_done(pq_calib_static_run *r)
+{
+    if (!r) return;
+    pq_calib_free(r->calib);
+    free(r);
 }

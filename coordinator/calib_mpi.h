@@ -10,6 +10,8 @@
 #include <mpi.h>
 
 #include "calib_run.h"
+#include "calib_static.h"
+#include "job.h"
 #include "calib_stats.h"
 #include "pq_err.h"
 
@@ -26,5 +28,16 @@ pq_status pq_calib_mpi_agree(MPI_Comm comm, pq_status local);
  * n_threads: forward threads per rank (0 = all cores). */
 pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *data,
                                const pq_calib_data_opts *o, int n_threads, pq_calib **out);
+
+/* The static scheme in `proteus quantize`: statistics from a store
+ * (store != NULL: its model sha256 must match), else from calibration data
+ * (data, or the bundled sample with PQ_CALIB_DEFAULT_SEQS sequences when
+ * NULL, announced on stdout). Collective. On rank 0 arms
+ * job->before_commit to write act qparams and /calibration; *ctx (owned,
+ * pq_calib_static_done) must outlive the job's finish. */
+typedef struct pq_calib_static_run pq_calib_static_run;
+pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
+                                  const char *store, const char *data, pq_calib_static_run **ctx);
+void pq_calib_static_done(pq_calib_static_run *ctx); /* NULL is fine */
 
 #endif

@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "calib_mpi.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -47,6 +48,10 @@ static void help(FILE *f)
 "  --out PATH              output HDF5 file (required)\n"
 "  --config FILE.json      config file; command-line options override it\n"
 "  --scheme dynamic        weight round-to-nearest, activations quantized at run time\n"
+"  --scheme static         also int8 activation scales per Linear input, from\n"
+"                          --calibration-data F.fasta or --calibration calib.h5 (default:\n"
+"                          the bundled data/proteins/calib_sample.fasta, 128 sequences)\n"
+"  --calibration-method M  minmax | entropy | percentile | mse (static scheme)\n"
 "  --precision int8|int4   weight bits (default int8)\n"
 "  --per-tensor            one scale per tensor (default)\n"
 "  --per-channel           one scale per output row\n"
@@ -192,6 +197,7 @@ typedef struct qopts {
     double monitor_wait;
     int64_t unit_bytes;
     int quiet;
+    const char *calib_data, *calib_store; /* static scheme */
 } qopts;
 
 /* The MPI part: everything after the options are known to be valid. */
@@ -205,6 +211,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     progress_ctx prog;
     double *rss = NULL;
     bool unresponsive = false;
+    pq_calib_static_run *calib = NULL;
 
     memset(&prog, 0, sizeof prog);
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -235,6 +242,9 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     st = pq_sync_plan(comm, job, n, o->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
+    if (!strcmp(cfg->scheme, "static") &&
+        (st = pq_calib_static_prepare(comm, job, o->model, o->calib_store, o->calib_data, &calib)))
+        goto fail;
 
     /* 3. rank 0 creates OUT.partial (hashing the source, writing the float
      * tensors) while the workers already run their units: their results
@@ -307,6 +317,7 @@ fail:
 done:
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
+    pq_calib_static_done(calib);
     partial_path[0] = '\0';
     free(rss);
     if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
@@ -329,7 +340,8 @@ int pq_cmd_quantize(int argc, char **argv)
         {"no-threading", no_argument, 0, 14}, {"unit-bytes", required_argument, 0, 15},
         {"monitor", required_argument, 0, 16}, {"monitor-allow-remote", no_argument, 0, 17},
         {"monitor-wait", required_argument, 0, 18}, {"quiet", no_argument, 0, 'q'},
-        {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"verbose", no_argument, 0, 'v'}, {"calibration-data", required_argument, 0, 19},
+        {"calibration", required_argument, 0, 20}, {"calibration-method", required_argument, 0, 21}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     qopts o = {.unit_bytes = UNIT_BYTES, .monitor_wait = 1.0};
     int rc = 0;
@@ -390,6 +402,9 @@ int pq_cmd_quantize(int argc, char **argv)
             }
             break;
         }
+        case 19: o.calib_data = optarg; break;
+        case 20: o.calib_store = optarg; break;
+        case 21: k = "calibration_method"; break;
         case 'q': o.quiet = 1; break;
         case 'v': pq_log_set_level(PQ_LOG_DEBUG); break;
         case 'h': help(stdout); pq_config_free(&cfg); return 0;
@@ -417,6 +432,10 @@ int pq_cmd_quantize(int argc, char **argv)
         if (!strcmp(keys[i], "group_size") && cfg.group_size) cli_group = 1;
     }
     if (cli_group && !cli_channel) cfg.per_channel = false;
+    if ((o.calib_data || o.calib_store) && (strcmp(cfg.scheme, "static") || (o.calib_data && o.calib_store))) {
+        rc = pq_cli_usage_error("quantize", "--calibration-data / --calibration: one of them, with --scheme static");
+        goto done;
+    }
 
     if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); saved_err = -1; }
     rc = run_mpi(&cfg, &o, argc, argv);
