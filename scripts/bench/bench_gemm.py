@@ -5,7 +5,11 @@ Runs the C driver (tests/gemm/bench_gemm, built by meson) for each operation
 and times ONNX Runtime's MatMulInteger (one-node graph, int8 x int8 -> int32,
 weights as an initializer) with the same shape and thread count, then prints a
 table: best and median milliseconds and speed-up ratios (baseline time / our
-time, > 1 means faster than the baseline).
+time, > 1 means faster than the baseline). The machine may be shared, so every
+measurement is repeated in --rounds interleaved rounds (sgemm, ORT, ours, ...
+then again) and the best over all rounds is kept; "median" is the median of
+the per-round medians. Rows marked "[avx2]" force the AVX2 variant
+(PQ_KERNELS=avx2) next to the automatically chosen one.
 
 usage: .venv/bin/python scripts/bench/bench_gemm.py --build build-gemm [--threads 1,2]
 """
@@ -17,10 +21,29 @@ import sys
 import time
 
 
-def run_c(exe, op, m, n, k, threads, reps):
+def run_c(exe, op, m, n, k, threads, reps, variant=None):
+    env = dict(os.environ)
+    if variant:
+        env["PQ_KERNELS"] = variant
     out = subprocess.run([exe, op, str(m), str(n), str(k), str(threads), str(reps)],
-                         check=True, capture_output=True, text=True).stdout.split()
+                         check=True, capture_output=True, text=True, env=env).stdout.split()
     return float(out[5]), float(out[6]), out[7]
+
+
+def interleaved(jobs, rounds):
+    """jobs: {key: callable -> (best, median, name)}; runs each once per round
+    in turn and returns {key: (best of bests, median of medians, name)}."""
+    acc = {key: [] for key in jobs}
+    for _ in range(rounds):
+        for key, fn in jobs.items():
+            acc[key].append(fn())
+    out = {}
+    for key, rs in acc.items():
+        if rs[0][0] is None:
+            out[key] = rs[0]
+        else:
+            out[key] = (min(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[0][2])
+    return out
 
 
 def run_ort(m, n, k, threads, reps, a_unsigned=False):
@@ -58,65 +81,72 @@ def run_ort(m, n, k, threads, reps, a_unsigned=False):
     return min(times), statistics.median(times), "ort " + ort.__version__
 
 
-def ort_rows(rows, m, n, k, t, reps, base):
-    """Times MatMulInteger with s8 and with u8 activations (its fast path
-    without VNNI); 'vs ORT' compares against the faster of the two."""
-    best, name = None, "onnxruntime not available"
-    for uns, label in [(False, "onnxruntime MatMulInteger s8s8"),
-                       (True, "onnxruntime MatMulInteger u8s8")]:
-        b, med, name = run_ort(m, n, k, t, reps, uns)
-        if b is None:
-            return None, name
-        rows.append((m, t, label, b, med, base / b, None))
-        best = b if best is None else min(best, b)
-    return best, name
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default="build-gemm")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", type=int, default=7, help="timed runs at M=512 (GEMV: x20)")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs per round at M=512 (GEMV: x20)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     a = ap.parse_args()
     exe = os.path.join(a.build, "tests", "gemm", "bench_gemm")
     if not os.path.exists(exe):
         sys.exit("bench_gemm: %s not found (ninja -C %s)" % (exe, a.build))
     k, n = 1280, 5120
     rows = []
+    variant, ort_name = "?", "onnxruntime not available"
     for t in [int(x) for x in a.threads.split(",")]:
-        # GEMM at M=512
-        m, reps = 512, a.reps
-        base = run_c(exe, "sgemm", m, n, k, t, reps)
-        rows.append((m, t, "openblas sgemm (fp32)", base[0], base[1], 1.0, None))
-        ort_best, ort_name = ort_rows(rows, m, n, k, t, reps, base[0])
-        for op, label in [("i8i8", "pq int8xint8 -> int32"),
-                          ("i8i8_f32", "pq int8xint8 + epilogue"),
-                          ("w8a8", "pq quant + int8 GEMM + epilogue"),
-                          ("wonly8", "pq weight-only int8"),
-                          ("wonly4", "pq weight-only int4 g128")]:
-            r = run_c(exe, op, m, n, k, t, reps)
-            rows.append((m, t, label, r[0], r[1], base[0] / r[0],
-                         ort_best / r[0] if ort_best else None))
-        # GEMV at M=1
-        m, reps = 1, a.reps * 20
-        gv = run_c(exe, "sgemv", m, n, k, t, reps)
-        gm = run_c(exe, "sgemm", m, n, k, t, reps)
-        rows.append((m, t, "openblas sgemv (fp32)", gv[0], gv[1], 1.0, None))
-        rows.append((m, t, "openblas sgemm (fp32)", gm[0], gm[1], gv[0] / gm[0], None))
-        ort_best, _ = ort_rows(rows, m, n, k, t, reps, gv[0])
-        for op, label in [("i8i8_f32", "pq int8xint8 + epilogue"),
-                          ("w8a8", "pq quant + int8 GEMV + epilogue"),
-                          ("wonly8", "pq weight-only int8"),
-                          ("wonly4", "pq weight-only int4 g128")]:
-            r = run_c(exe, op, m, n, k, t, reps)
-            rows.append((m, t, label, r[0], r[1], gv[0] / r[0],
-                         ort_best / r[0] if ort_best else None))
-    print("shape: A [M, K=%d] x W [N=%d, K]^T; kernels variant %s; %s" % (k, n, r[2], ort_name))
-    print("ratio = baseline best time / this best time (OpenBLAS sgemm at M=512, sgemv at M=1)")
-    print("%5s %3s  %-34s %10s %10s %9s %9s" % ("M", "thr", "operation", "best ms", "median ms",
+        for m, reps, base_key, ours in [
+                (512, a.reps, "openblas sgemm (fp32)",
+                 [("i8i8", None, "pq int8xint8 -> int32"),
+                  ("i8i8", "avx2", "pq int8xint8 -> int32 [avx2]"),
+                  ("i8i8_f32", None, "pq int8xint8 + epilogue"),
+                  ("w8a8", None, "pq quant + int8 GEMM + epilogue"),
+                  ("w8a8", "avx2", "pq quant + int8 GEMM + epi [avx2]"),
+                  ("wonly8", None, "pq weight-only int8"),
+                  ("wonly4", None, "pq weight-only int4 g128")]),
+                (1, a.reps * 20, "openblas sgemv (fp32)",
+                 [("i8i8_f32", None, "pq int8xint8 + epilogue"),
+                  ("w8a8", None, "pq quant + int8 GEMV + epilogue"),
+                  ("w8a8", "avx2", "pq quant + int8 GEMV + epi [avx2]"),
+                  ("wonly8", None, "pq weight-only int8"),
+                  ("wonly4", None, "pq weight-only int4 g128")])]:
+            jobs = {}
+            jobs[base_key] = (lambda m=m, reps=reps, op="sgemm" if m > 1 else "sgemv":
+                              run_c(exe, op, m, n, k, t, reps))
+            if m == 1:
+                jobs["openblas sgemm (fp32)"] = lambda reps=reps: run_c(exe, "sgemm", 1, n, k, t, reps)
+            jobs["onnxruntime MatMulInteger s8s8"] = lambda m=m, reps=reps: run_ort(m, n, k, t, reps, False)
+            jobs["onnxruntime MatMulInteger u8s8"] = lambda m=m, reps=reps: run_ort(m, n, k, t, reps, True)
+            for op, var, label in ours:
+                jobs[label] = (lambda m=m, reps=reps, op=op, var=var:
+                               run_c(exe, op, m, n, k, t, reps, var))
+            res = interleaved(jobs, a.rounds)
+            base = res[base_key][0]
+            ort = [res[key][0] for key in res if key.startswith("onnxruntime")
+                   and res[key][0] is not None]
+            ort_best = min(ort) if ort else None
+            for key, (best, med, name) in res.items():
+                if best is None:
+                    ort_name = name
+                    continue
+                if key.startswith("onnxruntime"):
+                    ort_name = name
+                    rows.append((m, t, key, best, med, base / best, None))
+                elif key.startswith("openblas"):
+                    rows.append((m, t, key, best, med, base / best, None))
+                else:
+                    if not key.endswith("[avx2]"):
+                        variant = name
+                    rows.append((m, t, key, best, med, base / best,
+                                 ort_best / best if ort_best else None))
+    print("shape: A [M, K=%d] x W [N=%d, K]^T; kernels variant %s; %s; %d interleaved rounds x %d reps"
+          % (k, n, variant, ort_name, a.rounds, a.reps))
+    print("ratio = baseline best time / this best time (OpenBLAS sgemm at M=512, sgemv at M=1);"
+          " vs ORT uses the faster of s8s8/u8s8")
+    print("%5s %3s  %-36s %10s %10s %9s %9s" % ("M", "thr", "operation", "best ms", "median ms",
                                                   "vs BLAS", "vs ORT"))
     for m, t, label, best, med, rb, ro in rows:
-        print("%5d %3d  %-34s %10.3f %10.3f %8.2fx %9s" % (
+        print("%5d %3d  %-36s %10.3f %10.3f %8.2fx %9s" % (
             m, t, label, best, med, rb, "%.2fx" % ro if ro is not None else "-"))
 
 
