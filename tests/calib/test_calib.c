@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_calib.c - calibration statistics and methods on hand-computed cases:
+ * the IEEE-bit grid, kernel variants against the reference, exact merging
+ * under any split, edge cases (zeros, constants, negative-only, NaN/Inf),
+ * qparams, the entropy/percentile searches on tiny histograms, and the HDF5
+ * store (round trip, corrupt input). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hdf5.h>
+
+#include "calib_h5.h"
+#include "calib_methods.h"
+#include "calib_stats.h"
+#include "kernels_impl.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next_u64(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float randn(void)
+{
+    double u1 = ((next_u64() >> 11) + 1.0) / 9007199254740993.0, u2 = (next_u64() >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* 1.0 = 0x3f800000: block 127, bin 0; 1.5 = 0x3fc00000: bin 2048; 1 + 2^-12
+ * is the next bin, 1 + 2^-13 shares bin 0 with 1.0; -2.0 is block 256+128. */
+static void test_grid(void **state)
+{
+    (void)state;
+    pq_calib *c;
+    assert_int_equal(pq_calib_create(1, 4, 8, &c), PQ_OK);
+    pq_calib_site *s = &c->sites[0];
+    float x[8] = {1.0f, 1.5f, 1.0f + 0x1p-12f, 1.0f + 0x1p-13f, -2.0f, NAN, INFINITY, -INFINITY};
+    assert_int_equal(pq_calib_site_add(s, x, 2, 4), PQ_OK);
+    assert_non_null(s->blocks[127]);
+    assert_int_equal(s->blocks[127][0], 2);
+    assert_int_equal(s->blocks[127][2048], 1);
+    assert_int_equal(s->blocks[127][1], 1);
+    assert_int_equal(s->blocks[256 + 128][0], 1);
+    assert_int_equal(s->count, 5);
+    assert_int_equal(s->n_nan, 1);
+    assert_int_equal(s->n_posinf, 1);
+    assert_int_equal(s->n_neginf, 1);
+    assert_int_equal(s->n_tokens, 2);
+    assert_true(s->min == -2.0f && s->max == 1.5f);
+    /* channels: rows {1, 1.5, 1+2^-12, 1+2^-13} and {-2, NaN, Inf, -Inf} */
+    assert_true(s->chan_absmax[0] == 2.0f && s->chan_absmax[1] == 1.5f);
+    assert_true(s->chan_absmax[2] == 1.0f + 0x1p-12f && s->chan_absmax[3] == 1.0f + 0x1p-13f);
+    assert_true(pq_calib_trunc(1.0f + 0x1p-13f) == 1.0f);
+    assert_true(pq_calib_trunc(-(1.0f + 0x1p-12f + 0x1p-14f)) == -(1.0f + 0x1p-12f));
+    assert_int_equal(pq_calib_check(c, false), PQ_ERR_CALIBRATION);
+    assert_non_null(strstr(pq_err_detail(), "layer.0.attn_in"));
+    pq_err_clear();
+    pq_calib_free(c);
+}
+
+/* AVX2 and reference count the same bins, including stops at missing
+ * blocks and non-finite values at every position of a group of 8. */
+static void test_kernel_variants(void **state)
+{
+    (void)state;
+    const pq_kernel_ops *avx = pq_kernels_get("avx2");
+    if (!avx) { print_message("no AVX2 on this CPU: reference only\n"); return; }
+    enum { N = 10007 };
+    float *x = malloc(N * sizeof *x);
+    for (int i = 0; i < N; i++) x[i] = randn() * (float)(1 << (next_u64() % 8)) * 1e-2f;
+    for (int i = 0; i < N; i += 97) x[i] = (i / 97) % 3 == 0 ? NAN : (i / 97) % 3 == 1 ? INFINITY : -INFINITY;
+    uint64_t *ba[PQ_HIST_NBLOCKS] = {0}, *bb[PQ_HIST_NBLOCKS] = {0};
+    uint64_t na[3] = {0}, nb[3] = {0};
+    int64_t da = 0, db = 0;
+    while (da < N) {
+        da += pq_hist_ieee_ref(x + da, N - da, ba, na);
+        if (da < N) { uint32_t u; memcpy(&u, &x[da], 4); ba[u >> 23] = calloc(PQ_HIST_BLOCK, 8); }
+    }
+    while (db < N) {
+        db += avx->hist_ieee(x + db, N - db, bb, nb);
+        if (db < N) { uint32_t u; memcpy(&u, &x[db], 4); bb[u >> 23] = calloc(PQ_HIST_BLOCK, 8); }
+    }
+    assert_memory_equal(na, nb, sizeof na);
+    for (int b = 0; b < PQ_HIST_NBLOCKS; b++) {
+        assert_true((ba[b] == NULL) == (bb[b] == NULL));
+        if (ba[b]) assert_memory_equal(ba[b], bb[b], PQ_HIST_BLOCK * 8);
+        free(ba[b]);
+        free(bb[b]);
+    }
+    free(x);
+}
+
+static void assert_sites_equal(const pq_calib_site *a, const pq_calib_site *b)
+{
+    assert_memory_equal(&a->min, &b->min, sizeof a->min);
+    assert_memory_equal(&a->max, &b->max, sizeof a->max);
+    assert_int_equal(a->count, b->count);
+    assert_int_equal(a->n_tokens, b->n_tokens);
+    assert_memory_equal(a->chan_absmax, b->chan_absmax, (size_t)a->dim * sizeof(float));
+    for (int k = 0; k < PQ_HIST_NBLOCKS; k++) {
+        uint64_t zero[PQ_HIST_BLOCK] = {0};
+        const uint64_t *pa = a->blocks[k] ? a->blocks[k] : zero, *pb = b->blocks[k] ? b->blocks[k] : zero;
+        assert_memory_equal(pa, pb, sizeof zero);
+    }
+}
+
+/* Whole vs split into chunks merged in another order: same bits. */
+static void test_merge_exact(void **state)
+{
+    (void)state;
+    enum { T = 300, D = 16 };
+    float *x = malloc(T * D * sizeof *x);
+    for (int i = 0; i < T * D; i++) x[i] = randn() * 3;
+    x[5] = -0.0f;
+    pq_calib *whole, *parts[3], *merged;
+    assert_int_equal(pq_calib_create(1, D, 4 * D, &whole), PQ_OK);
+    assert_int_equal(pq_calib_site_add(&whole->sites[0], x, T, D), PQ_OK);
+    int cut[4] = {0, 7, 190, T};
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(pq_calib_create(1, D, 4 * D, &parts[p]), PQ_OK);
+        /* tokens of part p: every third row starting at p (a hash-like split) */
+        for (int t = cut[p]; t < cut[p + 1]; t++)
+            assert_int_equal(pq_calib_site_add(&parts[p]->sites[0], x + t * D, 1, D), PQ_OK);
+    }
+    assert_int_equal(pq_calib_create(1, D, 4 * D, &merged), PQ_OK);
+    assert_int_equal(pq_calib_merge(merged, parts[2]), PQ_OK);
+    assert_int_equal(pq_calib_merge(merged, parts[0]), PQ_OK);
+    assert_int_equal(pq_calib_merge(merged, parts[1]), PQ_OK);
+    assert_sites_equal(&whole->sites[0], &merged->sites[0]);
+    pq_calib *other;
+    assert_int_equal(pq_calib_create(2, D, 4 * D, &other), PQ_OK);
+    assert_int_equal(pq_calib_merge(merged, other), PQ_ERR_CALIBRATION);
+    pq_err_clear();
+    pq_calib_free(other);
+    for (int p = 0; p < 3; p++) pq_calib_free(parts[p]);
+    pq_calib_free(whole);
+    pq_calib_free(merged);
+    free(x);
+}
+
+static pq_calib *one_site(const float *x, int64_t n)
+{
+    pq_calib *c;
+    assert_int_equal(pq_calib_create(1, (int)n, 4, &c), PQ_OK);
+    assert_int_equal(pq_calib_site_add(&c->sites[0], x, 1, n), PQ_OK);
+    return c;
+}
+
+static void test_all_zero(void **state)
+{
+    (void)state;
+    float x[64] = {0};
+    pq_calib *c = one_site(x, 64);
+    for (int m = 0; m < PQ_CALIB_N_METHODS; m++)
+        for (int sym = 0; sym < 2; sym++) {
+            pq_calib_range r;
+            assert_int_equal(pq_calib_compute(&c->sites[0], m, sym, 99.99, &r), PQ_OK);
+            assert_true(r.amax == 0 && r.lo == 0 && r.hi == 0);
+            float s;
+            int32_t z;
+            pq_calib_qparams(&r, sym, &s, &z);
+            assert_true(s == 1.0f && z == 0); /* ORT compute_scale_zp: scale 1, zp 0 */
+        }
+    pq_calib_free(c);
+}
+
+/* Constant 2.5 (exact on the grid): every bin of the |x| histogram but the
+ * last is empty, so entropy keeps the whole range (only i = 2048 has a finite
+ * KL, 0); percentile lands in the last bin, whose left edge is
+ * 2.5 * 2047/2048; minmax is exact. */
+static void test_constant(void **state)
+{
+    (void)state;
+    float x[100];
+    for (int i = 0; i < 100; i++) x[i] = 2.5f;
+    pq_calib *c = one_site(x, 100);
+    pq_calib_range r;
+    assert_int_equal(pq_calib_compute(&c->sites[0], PQ_CALIB_ENTROPY, true, 0, &r), PQ_OK);
+    assert_true(r.amax == 2.5f);
+    assert_true(r.kl == 0.0);
+    assert_int_equal(pq_calib_compute(&c->sites[0], PQ_CALIB_PERCENTILE, true, 99.99, &r), PQ_OK);
+    assert_true(r.amax == (float)(2047 * (2.5 / 2048)));
+    assert_int_equal(pq_calib_compute(&c->sites[0], PQ_CALIB_MINMAX, false, 0, &r), PQ_OK);
+    assert_true(r.lo == 2.5f && r.hi == 2.5f);
+    float s;
+    int32_t z;
+    pq_calib_qparams(&r, false, &s, &z); /* range [0, 2.5]: scale 2.5/255, zp -128 */
+    assert_true(s == (float)(2.5 / 255.0));
+    assert_int_equal(z, -128);
+    pq_calib_free(c);
+}
+
+/* Negative-only data: the |x| histogram methods see magnitudes; the
+ * asymmetric range is clamped to the observed maximum, then 0 is included. */
+static void test_negative_only(void **state)
+{
+    (void)state;
+    float x[256];
+    for (int i = 0; i < 256; i++) x[i] = -(float)(i + 1) / 64.0f; /* -1/64 .. -4 */
+    pq_calib *c = one_site(x, 256);
+    pq_calib_range r;
+    assert_int_equal(pq_calib_compute(&c->sites[0], PQ_CALIB_MINMAX, true, 0, &r), PQ_OK);
+    assert_true(r.amax == 4.0f);
+    assert_int_equal(pq_calib_compute(&c->sites[0], PQ_CALIB_PERCENTILE, false, 50, &r), PQ_OK);
+    assert_true(r.hi <= -1.0f / 64.0f && r.lo >= -4.0f);
+    float s;
+    int32_t z;
+    pq_calib_qparams(&r, false, &s, &z);
+    assert_int_equal(z, 127); /* rmax = 0 maps to the top code */
+    float y[3] = {-1, 2, NAN};
+    pq_calib_free(c);
+    c = one_site(y, 3);
+    assert_int_equal(pq_calib_check(c, false), PQ_ERR_CALIBRATION);
+    assert_non_null(strstr(pq_err_detail(), "1 NaN"));
+    pq_err_clear();
+    assert_int_equal(pq_calib_check(c, true), PQ_ERR_CALIBRATION); /* other sites never fired */
+    assert_non_null(strstr(pq_err_detail(), "never fired"));
+    pq_err_clear();
+    pq_calib_free(c);
+}
+
+/* Asymmetric qparams by hand: [-1, 3] -> scale 4/255, zp = -128 - rne(-63.75) = -64. */
+static void test_qparams(void **state)
+{
+    (void)state;
+    pq_calib_range r = {.lo = -1.0f, .hi = 3.0f, .amax = 3.0f};
+    float s;
+    int32_t z;
+    pq_calib_qparams(&r, false, &s, &z);
+    assert_true(s == (float)(4.0 / 255.0));
+    assert_int_equal(z, -128 - (int)nearbyint(-1.0 / (double)(float)(4.0 / 255.0)));
+    pq_calib_qparams(&r, true, &s, &z);
+    assert_true(s == 3.0f / 127.0f && z == 0);
+}
+
+/* Percentile index: first k with cumulative fraction >= p. */
+static void test_percentile_index(void **state)
+{
+    (void)state;
+    uint64_t h[4] = {1, 1, 1, 1};
+    assert_int_equal(pq_calib_percentile_index(h, 4, 0.5), 1);
+    assert_int_equal(pq_calib_percentile_index(h, 4, 0.51), 2);
+    assert_int_equal(pq_calib_percentile_index(h, 4, 1.0), 3);
+}
+
+/* Entropy by hand on n = 8 bins, nq = 2 levels, start 2: bins
+ * {0, 4, 4, 4, 4, 0, 0, 1} -> after bins[0] = bins[1]: {4, 4, 4, 4, 4, 0, 0, 1}.
+ * i = 5: p = {4,4,4,4,5}, levels {0,0,0,1,1} (digitize on 0, 2.5, 5), q = {4,4,4,4,4}:
+ * KL > 0. i = 8: p = bins; levels {0,0,0,0,1,1,1,1}; level 1 averages bins 4 and 7
+ * (non-empty): 2.5; q = {4,4,4,4,2.5,0,0,2.5}; KL = sum p ln(p/q) > 0.
+ * The exact minimiser is computed here from the same definitions in double. */
+static double kl_ref(const double *p, const double *q, int n)
+{
+    double sp = 0, sq = 0, s = 0;
+    for (int j = 0; j < n; j++) { sp += p[j]; sq += q[j]; }
+    for (int j = 0; j < n; j++) {
+        if (p[j] == 0) continue;
+        if (q[j] == 0) return INFINITY;
+        s += p[j] / sp * log((p[j] / sp) / (q[j] / sq));
+    }
+    return s;
+}
+
+static void test_entropy_small(void **state)
+{
+    (void)state;
+    uint64_t h[8] = {0, 4, 4, 4, 4, 0, 0, 1};
+    double kl[9];
+    /* hand-expanded candidates */
+    double p2[2] = {4, 4 + 4 + 4 + 4 + 1}, q2[2] = {4, 4};                  /* i=2: levels {0,1} */
+    double p3[3] = {4, 4, 4 + 4 + 1}, q3[3] = {4, 4, 4};                    /* levels {0,0,1} */
+    double p4[4] = {4, 4, 4, 4 + 1}, q4[4] = {4, 4, 4, 4};                  /* {0,0,1,1} */
+    double p5[5] = {4, 4, 4, 4, 5}, q5[5] = {4, 4, 4, 4, 4};                /* {0,0,0,1,1} */
+    double p6[6] = {4, 4, 4, 4, 4, 1}, q6[6] = {4, 4, 4, 4, 4, 0};          /* bin5 empty */
+    double p7[7] = {4, 4, 4, 4, 4, 0, 1}, q7[7] = {4, 4, 4, 4, 4, 0, 0};
+    double p8[8] = {4, 4, 4, 4, 4, 0, 0, 1}, q8[8] = {4, 4, 4, 4, 2.5, 0, 0, 2.5};
+    kl[2] = kl_ref(p2, q2, 2); kl[3] = kl_ref(p3, q3, 3); kl[4] = kl_ref(p4, q4, 4);
+    kl[5] = kl_ref(p5, q5, 5); kl[6] = kl_ref(p6, q6, 6); kl[7] = kl_ref(p7, q7, 7);
+    kl[8] = kl_ref(p8, q8, 8);
+    int want = 2;
+    for (int i = 2; i <= 8; i++) if (kl[i] <= kl[want]) want = i;
+    double got_kl;
+    int got = pq_calib_entropy_nvidia(h, 8, 2, 2, &got_kl);
+    assert_int_equal(got, want);
+    assert_true(fabs(got_kl - kl[want]) < 1e-12);
+}
+
+static void test_store_roundtrip(void **state)
+{
+    (void)state;
+    enum { T = 50, D = 8 };
+    float x[T * D], y[T * 4 * D];
+    for (int i = 0; i < T * D; i++) x[i] = randn();
+    for (int i = 0; i < T * 4 * D; i++) y[i] = randn() * 10;
+    pq_calib *c, *back;
+    assert_int_equal(pq_calib_create(2, D, 4 * D, &c), PQ_OK);
+    for (int i = 0; i < c->n_sites; i++) {
+        pq_calib_site *s = &c->sites[i];
+        assert_int_equal(pq_calib_site_add(s, s->dim == D ? x : y, T, s->dim), PQ_OK);
+    }
+    snprintf(c->model_sha256, sizeof c->model_sha256, "%s", "ab12");
+    c->n_sequences = 3;
+    char path[] = "/tmp/pq_calib_testXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_OK);
+    assert_int_equal(back->n_sequences, 3);
+    assert_string_equal(back->model_sha256, "ab12");
+    for (int i = 0; i < c->n_sites; i++) assert_sites_equal(&c->sites[i], &back->sites[i]);
+    pq_calib_free(back);
+    /* corrupt: the count no longer matches the histogram */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "calibration/layer.1.ffn_mid", H5P_DEFAULT);
+    hid_t a = H5Aopen(g, "count", H5P_DEFAULT);
+    int64_t bad = 7;
+    H5Awrite(a, H5T_NATIVE_INT64, &bad);
+    H5Aclose(a); H5Gclose(g); H5Fclose(f);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.1.ffn_mid"));
+    pq_err_clear();
+    unlink(path);
+    pq_calib_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid),           cmocka_unit_test(test_kernel_variants),
+        cmocka_unit_test(test_merge_exact),    cmocka_unit_test(test_all_zero),
+        cmocka_unit_test(test_constant),       cmocka_unit_test(test_negative_only),
+        cmocka_unit_test(test_qparams),        cmocka_unit_test(test_percentile_index),
+        cmocka_unit_test(test_entropy_small),  cmocka_unit_test(test_store_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
