@@ -11,6 +11,8 @@ int pq_cmd_inspect(int argc, char **argv);
 int pq_cmd_monitor(int argc, char **argv);
 int pq_cmd_embed(int argc, char **argv);
 int pq_cmd_score(int argc, char **argv);
+int pq_cmd_evaluate(int argc, char **argv);
+int pq_cmd_bench(int argc, char **argv);
 int pq_cmd_calibrate(int argc, char **argv);
 
 /* Print "proteus: <class>: <detail>" for a failed status to stderr and return

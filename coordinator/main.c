@@ -21,6 +21,8 @@ static const command commands[] = {
     {"monitor", pq_cmd_monitor, "watch a running quantize job (its --monitor ZeroMQ events)"},
     {"embed", pq_cmd_embed, "per-sequence ESM-2 embeddings of a FASTA file to HDF5"},
     {"score", pq_cmd_score, "masked-LM accuracy and pseudo-perplexity on a FASTA file"},
+    {"evaluate", pq_cmd_evaluate, "accuracy, size and speed of a quantized model vs its fp32 reference"},
+    {"bench", pq_cmd_bench, "forward-pass throughput on uniform or FASTA batches"},
 };
 
 static void usage(FILE *f)

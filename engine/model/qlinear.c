@@ -103,7 +103,7 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
         char why[256];
         snprintf(why, sizeof why, "%s", pq_err_detail());
         free(l);
-        return pq_err(st, "%s: packing the weights failed: %s", name, why);
+        return pq_err_replace(st, "%s: packing the weights failed: %s", name, why);
     }
     /* what the pack holds: codes, one scale (+ zero point) per scale slot,
      * and the int32 row sums of 8-bit packs */

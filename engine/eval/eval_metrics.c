@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* eval_metrics.c - output comparison metrics for quantized models. */
+#include "eval_metrics.h"
+
+#include <math.h>
+
+double pq_eval_kl(const float *ref, const float *q, int V)
+{
+    double mr = ref[0], mq = q[0];
+    for (int v = 1; v < V; v++) {
+        if (ref[v] > mr) mr = ref[v];
+        if (q[v] > mq) mq = q[v];
+    }
+    double sr = 0.0, sq = 0.0;
+    for (int v = 0; v < V; v++) {
+        sr += exp((double)ref[v] - mr);
+        sq += exp((double)q[v] - mq);
+    }
+    double lzr = mr + log(sr), lzq = mq + log(sq), kl = 0.0;
+    for (int v = 0; v < V; v++) {
+        double lp = (double)ref[v] - lzr, lq = (double)q[v] - lzq;
+        kl += exp(lp) * (lp - lq);
+    }
+    return kl < 0.0 ? 0.0 : kl; /* rounding can leave -1e-17 for equal rows */
+}
+
+double pq_eval_cosine(const float *a, const float *b, int64_t n)
+{
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa == 0.0 && bb == 0.0) return 1.0;
+    if (aa == 0.0 || bb == 0.0) return 0.0;
+    double c = ab / (sqrt(aa) * sqrt(bb));
+    return c > 1.0 ? 1.0 : c;
+}
+
+void pq_eval_sqnr_add(pq_eval_sqnr *s, const float *ref, const float *test, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)ref[i] - test[i];
+        s->sig += (double)ref[i] * ref[i];
+        s->err += d * d;
+    }
+}
+
+double pq_eval_sqnr_db(const pq_eval_sqnr *s)
+{
+    if (s->err == 0.0) return INFINITY;
+    return 10.0 * log10(s->sig / s->err);
+}
+
+void pq_eval_mean_pool(const float *rows, int64_t T, int64_t D, float *out)
+{
+    for (int64_t j = 0; j < D; j++) {
+        double acc = 0.0;
+        for (int64_t t = 1; t < T - 1; t++) acc += rows[t * D + j];
+        out[j] = (float)(acc / (double)(T - 2));
+    }
+}

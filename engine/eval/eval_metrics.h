@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* eval_metrics.h - numbers that compare a quantized model's outputs with a
+ * reference: logits KL divergence and cosine, embedding cosine, SQNR. All
+ * sums in double. */
+#ifndef PQ_EVAL_METRICS_H
+#define PQ_EVAL_METRICS_H
+
+#include <stdint.h>
+
+/* KL(p_ref || p_q) of the softmax distributions of two logit rows of V
+ * values, in nats (>= 0 up to rounding; 0 for identical rows). */
+double pq_eval_kl(const float *ref, const float *q, int V);
+
+/* Cosine similarity of two vectors; 1 when both are zero. */
+double pq_eval_cosine(const float *a, const float *b, int64_t n);
+
+/* Running signal and error energies: SQNR = 10 log10(sig / err), +inf when
+ * err is 0. */
+typedef struct pq_eval_sqnr {
+    double sig, err;
+} pq_eval_sqnr;
+void pq_eval_sqnr_add(pq_eval_sqnr *s, const float *ref, const float *test, int64_t n);
+double pq_eval_sqnr_db(const pq_eval_sqnr *s);
+
+/* Mean over the residue rows 1..T-2 of one sequence's [T, D] rows (drops
+ * <cls> and <eos>) into out[D]. */
+void pq_eval_mean_pool(const float *rows, int64_t T, int64_t D, float *out);
+
+#endif

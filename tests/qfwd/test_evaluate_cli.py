@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`proteus evaluate` end to end on the trained t6 model: JSON consistent with
+itself (KL >= 0, cosines <= 1, accuracy in [0, 1], sizes smaller), an fp32
+model against itself gives KL 0, cosine 1 and SQNR inf everywhere, and bad
+inputs (architecture mismatch, missing file) fail with a clear message.
+usage: test_evaluate_cli.py PROTEUS MODEL FASTA"""
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+PROTEUS, MODEL, FASTA = sys.argv[1:4]
+TMP = tempfile.mkdtemp(prefix="pq_eval_")
+FAILS = []
+
+
+def expect(cond, msg):
+    if not cond:
+        FAILS.append(msg)
+
+
+def run(*args):
+    return subprocess.run([PROTEUS, *args], capture_output=True, text=True)
+
+
+q8 = os.path.join(TMP, "q8.h5")
+p = run("quantize", "--model", MODEL, "--out", q8, "--per-channel", "-q")
+expect(p.returncode == 0, f"quantize failed: {p.stderr}")
+
+common = ["--fasta", FASTA, "--max-seqs", "24", "--max-length", "200", "--threads", "2"]
+js = os.path.join(TMP, "e.json")
+p = run("evaluate", "--model", q8, "--reference", MODEL, "--json", js, *common)
+expect(p.returncode == 0, f"evaluate failed: {p.stderr}")
+if p.returncode == 0:
+    r = json.load(open(js))
+    expect("per-Linear output SQNR" in p.stdout and "masked-LM accuracy" in p.stdout, "table missing")
+    expect(r["n_sequences"] == 24, f"n_sequences {r['n_sequences']}")
+    expect(0 <= r["logits_kl_mean"] <= r["logits_kl_max"], f"KL {r['logits_kl_mean']} {r['logits_kl_max']}")
+    expect(r["logits_kl_mean"] > 0, "int8 model has KL 0: not quantized?")
+    for k in ("logits_cosine_mean", "embedding_cosine_mean"):
+        expect(0.99 < r[k] <= 1.0, f"{k} {r[k]}")
+    for k in ("accuracy_reference", "accuracy_quantized"):
+        expect(0.0 <= r[k] <= 1.0, f"{k} {r[k]}")
+    expect(r["perplexity_reference"] > 1 and r["perplexity_quantized"] > 1, "perplexity <= 1")
+    expect(r["weight_bytes_reduction"] > 3.5, f"weight bytes reduction {r['weight_bytes_reduction']}")
+    expect(r["file_bytes_quantized"] < r["file_bytes_reference"], "quantized file not smaller")
+    expect(r["n_positions"] == r["n_tokens"] - 2 * r["n_sequences"], "KL positions are not the residues")
+    layers = r["linear_sqnr_db"]
+    expect(len(layers) == 7 and layers[-1]["layer"] == "head", "layer list")
+    for row in layers[:-1]:
+        for k in ("q", "k", "v", "out", "fc1", "fc2"):
+            expect(isinstance(row[k], float) and 20 < row[k] < 80, f"layer {row['layer']} {k} SQNR {row[k]}")
+    # the LM dense stays fp32 in a default quantization: identical outputs
+    expect(layers[-1]["lm_dense"] == "inf", f"lm_dense SQNR {layers[-1]['lm_dense']}")
+
+# fp32 against itself: zero divergence
+js0 = os.path.join(TMP, "e0.json")
+p = run("evaluate", "--model", MODEL, "--reference", MODEL, "--json", js0, *common)
+expect(p.returncode == 0, f"self evaluate failed: {p.stderr}")
+if p.returncode == 0:
+    r0 = json.load(open(js0))
+    expect(r0["logits_kl_mean"] == 0.0 and r0["logits_kl_max"] == 0.0, f"self KL {r0['logits_kl_mean']}")
+    expect(abs(r0["logits_cosine_mean"] - 1) < 1e-12, f"self cosine {r0['logits_cosine_mean']}")
+    expect(r0["accuracy_reference"] == r0["accuracy_quantized"], "self accuracy differs")
+    expect(all(v == "inf" for row in r0["linear_sqnr_db"] for k, v in row.items() if k != "layer"),
+           "self SQNR not inf")
+
+# architecture mismatch: a synthetic 12-layer model
+t12 = os.path.join(TMP, "t12.safetensors")
+p = run("synth", "--arch", "esm2_t12_35M_UR50D", "--seed", "3", "--out", t12)
+expect(p.returncode == 0, f"synth failed: {p.stderr}")
+p = run("evaluate", "--model", q8, "--reference", t12, *common)
+expect(p.returncode != 0 and "architecture mismatch" in p.stderr, f"mismatch not reported: {p.stderr}")
+
+missing = os.path.join(TMP, "nope.h5")
+p = run("evaluate", "--model", missing, "--reference", MODEL, *common)
+expect(p.returncode != 0 and "nope.h5" in p.stderr, f"missing file not reported: {p.stderr}")
+p = run("evaluate", "--model", q8, *common)
+expect(p.returncode == 2 and "--reference" in p.stderr, f"missing --reference: {p.returncode} {p.stderr}")
+
+subprocess.run(["rm", "-rf", TMP])
+if FAILS:
+    print("\n".join(FAILS))
+    sys.exit(1)
+print("OK")

@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_qfwd.c - the quantized ESM-2 forward against independent expectations:
+ * weight-only int8/int4 against the fp32 engine on the dequantized weights;
+ * dynamic and static W8A8 Linears against a double-precision reference that
+ * quantizes activations as FORMAT.md / pq_gemm.h state; fusion on/off and
+ * 1 vs 2 threads bit-identical; weight bytes; bad inputs. The fixture is a
+ * small random ESM-2 written to HDF5 here, with codes and (for static W8A8)
+ * activation scales calibrated in this file. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "esm2_model.h"
+#include "h5model.h"
+#include "tokenizer.h"
+
+enum { L = 2, D = 64, H = 4, F = 256, V = 33 };
+static const pq_esm2_role k_lin[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};
+
+static char g_dir[256];
+static char p_i8[300], p_i4[300], p_st[300], p_sta[300];
+
+/* the codes each file holds, kept for the double reference: [layer][role] */
+typedef struct qcopy {
+    int8_t *codes;
+    float *scale;
+    float *bias;
+    int64_t rows, cols;
+    float act_scale;
+    int32_t act_zp;
+} qcopy;
+static qcopy g_q8[L][PQ__ESM2_ROLE_COUNT];     /* per-channel int8 (all 8-bit files share codes) */
+static float g_amin[L][PQ__ESM2_ROLE_COUNT], g_amax[L][PQ__ESM2_ROLE_COUNT];
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((double)(g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static int64_t role_rows(pq_esm2_role r) { return r == PQ_ESM2_FC1 ? F : D; }
+static int64_t role_cols(pq_esm2_role r) { return r == PQ_ESM2_FC2 ? F : D; }
+
+typedef struct fweights {
+    float *t[L + 1][PQ__ESM2_ROLE_COUNT]; /* row L: globals */
+} fweights;
+static fweights g_w;
+
+static int64_t elems(pq_esm2_role r)
+{
+    switch (r) {
+    case PQ_ESM2_Q: case PQ_ESM2_K: case PQ_ESM2_V: case PQ_ESM2_OUT: case PQ_ESM2_FC1: case PQ_ESM2_FC2:
+        return role_rows(r) * role_cols(r);
+    case PQ_ESM2_FC1_BIAS: return F;
+    case PQ_ESM2_EMBED: return V * D;
+    case PQ_ESM2_LM_DENSE_W: return D * D;
+    case PQ_ESM2_LM_BIAS: return V;
+    default: return D;
+    }
+}
+
+static void make_weights(void)
+{
+    for (int l = 0; l < L; l++)
+        for (int r = PQ_ESM2_Q; r <= PQ_ESM2_LN_FFN_B; r++) {
+            int64_t n = elems((pq_esm2_role)r);
+            float *p = malloc((size_t)n * sizeof(float));
+            bool ln_w = (r == PQ_ESM2_LN_ATTN_W || r == PQ_ESM2_LN_FFN_W);
+            float amp = r <= PQ_ESM2_FC2 ? 1.7f / sqrtf((float)role_cols((pq_esm2_role)r)) : 0.05f;
+            for (int64_t i = 0; i < n; i++) p[i] = (ln_w ? 1.0f : 0.0f) + amp * frand();
+            /* one outlier input column per Linear, as real models have */
+            if (r <= PQ_ESM2_FC2)
+                for (int64_t o = 0; o < role_rows((pq_esm2_role)r); o++) p[o * role_cols((pq_esm2_role)r) + 3] *= 6.0f;
+            g_w.t[l][r] = p;
+        }
+    static const pq_esm2_role gr[] = {PQ_ESM2_EMBED, PQ_ESM2_LN_FINAL_W, PQ_ESM2_LN_FINAL_B, PQ_ESM2_LM_DENSE_W,
+                                      PQ_ESM2_LM_DENSE_B, PQ_ESM2_LM_LN_W, PQ_ESM2_LM_LN_B, PQ_ESM2_LM_BIAS};
+    for (size_t i = 0; i < sizeof gr / sizeof gr[0]; i++) {
+        int64_t n = elems(gr[i]);
+        float *p = malloc((size_t)n * sizeof(float));
+        bool ln_w = (gr[i] == PQ_ESM2_LN_FINAL_W || gr[i] == PQ_ESM2_LM_LN_W);
+        float amp = gr[i] == PQ_ESM2_EMBED ? 1.0f : gr[i] == PQ_ESM2_LM_DENSE_W ? 0.2f : 0.05f;
+        for (int64_t j = 0; j < n; j++) p[j] = (ln_w ? 1.0f : 0.0f) + amp * frand();
+        g_w.t[L][gr[i]] = p;
+    }
+}
+
+/* Symmetric int8 per channel or int4 per group of 32, quantized here. */
+static void quantize(const float *w, int64_t rows, int64_t cols, int bits, pq_qtensor *qt)
+{
+    pq_qspec spec = {.bits = bits, .gran = bits == 8 ? PQ_GRAN_CHANNEL : PQ_GRAN_GROUP,
+                     .group_size = bits == 8 ? 0 : 32, .symmetric = true};
+    assert_int_equal(pq_qtensor_alloc(qt, &spec, rows, cols), PQ_OK);
+    int64_t gs = bits == 8 ? cols : 32, ng = (cols + gs - 1) / gs;
+    float qmax = bits == 8 ? 127.0f : 7.0f;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t g = 0; g < ng; g++) {
+            float amax = 0.0f;
+            for (int64_t c = g * gs; c < (g + 1) * gs && c < cols; c++) amax = fmaxf(amax, fabsf(w[r * cols + c]));
+            float s = amax / qmax;
+            if (s == 0.0f) s = 1.0f;
+            qt->scale[r * ng + g] = s;
+            for (int64_t c = g * gs; c < (g + 1) * gs && c < cols; c++) {
+                int q = (int)nearbyintf(w[r * cols + c] / s);
+                q = q < -(int)qmax ? -(int)qmax : q > (int)qmax ? (int)qmax : q;
+                if (bits == 8) {
+                    ((int8_t *)qt->codes)[r * cols + c] = (int8_t)q;
+                } else {
+                    uint8_t *b = (uint8_t *)qt->codes + r * qt->code_row_bytes + c / 2;
+                    if (c % 2 == 0) *b = (uint8_t)((*b & 0xF0) | (q + 8));
+                    else *b = (uint8_t)((*b & 0x0F) | (q + 8) << 4);
+                }
+            }
+        }
+}
+
+/* act: 0 none, 1 static symmetric, 2 static asymmetric (from g_amin/g_amax) */
+static void write_model(const char *path, int bits, int act)
+{
+    pq_h5_meta meta = {.architecture = "esm2_custom", .model_name = "qfwd_test", .source_sha256 = "0",
+                       .created_by = "test_qfwd", .config_json = "{}", .num_ranks = 1};
+    meta.cfg = (pq_esm2_config){.num_layers = L, .embed_dim = D, .attention_heads = H, .head_dim = D / H,
+                                .ffn_dim = F, .vocab_size = V, .layer_norm_eps = 1e-5f, .token_dropout = true};
+    pq_h5w *w = NULL;
+    assert_int_equal(pq_h5w_create(path, &meta, &w), PQ_OK);
+    char name[256];
+    for (int l = 0; l <= L; l++)
+        for (int r = 1; r < PQ__ESM2_ROLE_COUNT; r++) {
+            float *t = g_w.t[l][r];
+            if (!t) continue;
+            pq_esm2_name((pq_esm2_role)r, l == L ? -1 : l, name, sizeof name);
+            bool lin = l < L && r <= PQ_ESM2_FC2;
+            if (!lin) {
+                int64_t shape[2] = {elems((pq_esm2_role)r) / D, D};
+                int nd = 2;
+                if (r == PQ_ESM2_FC1_BIAS || r == PQ_ESM2_LM_BIAS || (r != PQ_ESM2_EMBED && r != PQ_ESM2_LM_DENSE_W)) {
+                    nd = 1;
+                    shape[0] = elems((pq_esm2_role)r);
+                }
+                assert_int_equal(pq_h5w_put_float(w, name, nd, shape, t, false), PQ_OK);
+                continue;
+            }
+            pq_qtensor qt;
+            memset(&qt, 0, sizeof qt);
+            quantize(t, role_rows((pq_esm2_role)r), role_cols((pq_esm2_role)r), bits, &qt);
+            assert_int_equal(pq_h5w_put_qtensor(w, name, &qt, "dynamic", "rtn"), PQ_OK);
+            if (act) {
+                float mn = g_amin[l][r], mx = g_amax[l][r], s;
+                int32_t zp = 0;
+                if (act == 1) {
+                    s = fmaxf(-mn, mx) / 127.0f;
+                } else {
+                    s = (mx - mn) / 255.0f;
+                    zp = -128 - (int32_t)nearbyintf(mn / s);
+                }
+                g_q8[l][r].act_scale = s;
+                g_q8[l][r].act_zp = zp;
+                assert_int_equal(pq_h5w_put_act_qparams(w, name, s, act == 2 ? &zp : NULL), PQ_OK);
+            }
+            if (bits == 8 && !g_q8[l][r].codes) {
+                qcopy *c = &g_q8[l][r];
+                c->rows = qt.rows;
+                c->cols = qt.cols;
+                c->codes = malloc((size_t)(qt.rows * qt.cols));
+                c->scale = malloc((size_t)qt.rows * sizeof(float));
+                memcpy(c->codes, qt.codes, (size_t)(qt.rows * qt.cols));
+                memcpy(c->scale, qt.scale, (size_t)qt.rows * sizeof(float));
+            }
+            pq_qtensor_free(&qt);
+        }
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+}
+
+/* two sequences, one with a <mask>, packed */
+static int32_t g_ids[64];
+static int64_t g_off[3];
+static pq_esm2_batch g_batch;
+
+static void make_batch(void)
+{
+    int64_t n = 0;
+    g_off[0] = 0;
+    int lens[2] = {23, 17};
+    for (int s = 0; s < 2; s++) {
+        g_ids[n++] = PQ_TOK_CLS;
+        for (int i = 0; i < lens[s]; i++) g_ids[n++] = (s == 1 && i == 5) ? PQ_TOK_MASK : 4 + (i * 7 + s * 3) % 20;
+        g_ids[n++] = PQ_TOK_EOS;
+        g_off[s + 1] = n;
+    }
+    g_batch = (pq_esm2_batch){.n_seqs = 2, .offsets = g_off, .ids = g_ids};
+}
+
+static pq_esm2_model *open_model(const char *path, pq_esm2_qmode mode, bool fusion, int threads)
+{
+    pq_esm2_model_opts o = {.n_threads = threads, .quantized_mode = mode, .no_fusion = !fusion};
+    pq_esm2_model *m = NULL;
+    pq_status st = pq_esm2_model_open(path, &o, &m);
+    if (st != PQ_OK) fprintf(stderr, "open %s: %s\n", path, pq_err_detail());
+    assert_int_equal(st, PQ_OK);
+    return m;
+}
+
+static float *logits_of(pq_esm2_model *m)
+{
+    pq_esm2_outputs out;
+    memset(&out, 0, sizeof out);
+    out.want_logits = true;
+    assert_int_equal(pq_esm2_forward(m, &g_batch, NULL, &out), PQ_OK);
+    float *r = out.logits;
+    out.logits = NULL;
+    pq_esm2_outputs_clear(&out);
+    return r;
+}
+
+static float *run_logits(const char *path, pq_esm2_qmode mode, bool fusion, int threads)
+{
+    pq_esm2_model *m = open_model(path, mode, fusion, threads);
+    float *r = logits_of(m);
+    pq_esm2_model_free(m);
+    return r;
+}
+
+static double max_abs(const float *a, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+static double max_diff(const float *a, const float *b, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+/* calibration observer: min/max of every Linear input */
+static void calib_obs(void *u, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
+{
+    (void)u;
+    if (layer < 0) return;
+    for (int64_t i = 0; i < N * d; i++) {
+        g_amin[layer][site] = fminf(g_amin[layer][site], x[i]);
+        g_amax[layer][site] = fmaxf(g_amax[layer][site], x[i]);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/pq_qfwd_%d", (int)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
+    if (system(cmd) != 0) return -1;
+    snprintf(p_i8, sizeof p_i8, "%s/i8.h5", g_dir);
+    snprintf(p_i4, sizeof p_i4, "%s/i4.h5", g_dir);
+    snprintf(p_st, sizeof p_st, "%s/static.h5", g_dir);
+    snprintf(p_sta, sizeof p_sta, "%s/static_asym.h5", g_dir);
+    make_weights();
+    make_batch();
+    write_model(p_i8, 8, 0);
+    write_model(p_i4, 4, 0);
+    /* calibrate the static scales on the dequantized int8 model, same batch */
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < PQ__ESM2_ROLE_COUNT; r++) g_amin[l][r] = INFINITY, g_amax[l][r] = -INFINITY;
+    pq_esm2_model *m = open_model(p_i8, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    pq_esm2_model_set_observer(m, calib_obs, NULL);
+    free(logits_of(m));
+    pq_esm2_model_free(m);
+    write_model(p_st, 8, 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int64_t n_logits(void) { return g_off[2] * V; }
+
+/* weight-only kernels do the fp32 engine's math on the same dequantized
+ * weights, in another summation order: relative 1e-5 of the logit range */
+static void test_weight_only_int8_matches_dequant(void **state)
+{
+    (void)state;
+    float *a = run_logits(p_i8, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    float *b = run_logits(p_i8, PQ_ESM2_QMODE_WEIGHT_ONLY, true, 2);
+    double d = max_diff(a, b, n_logits()), s = max_abs(a, n_logits());
+    printf("  weight-only int8 vs dequant: max diff %.3g of max |logit| %.3g\n", d, s);
+    assert_true(d <= 1e-5 * s);
+    free(a);
+    free(b);
+}
+
+static void test_int4_matches_dequant(void **state)
+{
+    (void)state;
+    float *a = run_logits(p_i4, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    pq_esm2_model *m = open_model(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_int_equal(pq_qlinear_get_kind(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 1)), PQ_QLINEAR_WEIGHT_ONLY);
+    assert_int_equal(pq_qlinear_bits(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 1)), 4);
+    float *b = logits_of(m);
+    double d = max_diff(a, b, n_logits()), s = max_abs(a, n_logits());
+    printf("  int4 weight-only vs dequant: max diff %.3g of max |logit| %.3g\n", d, s);
+    assert_true(d <= 1e-5 * s);
+    free(a);
+    free(b);
+    pq_esm2_model_free(m);
+}
+
+/* Reference W8A8 Linear in double: activation codes exactly as the contract
+ * (fp32 reciprocal and product, round half even, clamp), integer dot products,
+ * then scales and bias. */
+typedef struct lin_check {
+    pq_esm2_model *m;
+    bool is_static;
+    double worst;   /* max |y - ref| / max |ref| over the Linears */
+    int n_checked;
+} lin_check;
+
+static void check_obs(void *u, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
+{
+    lin_check *c = u;
+    if (layer < 0) return;
+    const qcopy *q = &g_q8[layer][site];
+    const pq_qlinear *ql = pq_esm2_model_qlinear(c->m, site, layer);
+    assert_non_null(ql);
+    assert_int_equal(pq_qlinear_get_kind(ql), c->is_static ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC);
+    int64_t n = q->rows;
+    const float *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
+    float *y = malloc((size_t)(N * n) * sizeof(float));
+    int8_t *aq = malloc((size_t)d);
+    assert_int_equal(pq_qlinear_forward(ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
+    double maxref = 0, maxerr = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *xr = x + i * d;
+        double as;
+        int32_t zp = 0;
+        if (c->is_static) {
+            float inv = 1.0f / q->act_scale;
+            zp = q->act_zp;
+            int32_t lo = zp ? -128 : -127;
+            for (int64_t k = 0; k < d; k++) {
+                float v = (float)zp + nearbyintf(xr[k] * inv);
+                int32_t iv = (int32_t)v;
+                aq[k] = (int8_t)(iv < lo ? lo : iv > 127 ? 127 : iv);
+            }
+            as = q->act_scale;
+        } else {
+            float amax = 0.0f;
+            for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
+            float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
+            for (int64_t k = 0; k < d; k++) {
+                float v = nearbyintf(xr[k] * inv);
+                aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+            }
+            as = s;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < d; k++) acc += (double)(aq[k] - zp) * q->codes[j * d + k];
+            double ref = acc * as * q->scale[j] + bias[j];
+            maxref = fmax(maxref, fabs(ref));
+            maxerr = fmax(maxerr, fabs(ref - y[i * n + j]));
+        }
+    }
+    c->worst = fmax(c->worst, maxerr / maxref);
+    c->n_checked++;
+    free(y);
+    free(aq);
+}
+
+static void check_w8a8(const char *path, bool is_static)
+{
+    lin_check c = {.is_static = is_static};
+    c.m = open_model(path, PQ_ESM2_QMODE_AUTO, true, 2);
+    pq_esm2_model_set_observer(c.m, check_obs, &c);
+    float *lq = logits_of(c.m);
+    pq_esm2_model_free(c.m);
+    printf("  %s W8A8: %d Linears, worst |y - ref| / max|ref| %.3g\n", is_static ? "static" : "dynamic",
+           c.n_checked, c.worst);
+    assert_int_equal(c.n_checked, 6 * L);
+    /* fp32 epilogue (two products and a sum) vs double: a few ulp */
+    assert_true(c.worst < 2e-6);
+    /* and the whole forward stays close to the dequantized fp32 engine */
+    float *ld = run_logits(path, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    double dot = 0, a2 = 0, b2 = 0;
+    for (int64_t i = 0; i < n_logits(); i++) {
+        dot += (double)lq[i] * ld[i];
+        a2 += (double)lq[i] * lq[i];
+        b2 += (double)ld[i] * ld[i];
+    }
+    printf("  %s W8A8 logits cosine vs dequant %.6f\n", is_static ? "static" : "dynamic", dot / sqrt(a2 * b2));
+    assert_true(dot / sqrt(a2 * b2) > 0.999);
+    free(lq);
+    free(ld);
+}
+
+static void test_w8a8_dynamic_vs_double_reference(void **state)
+{
+    (void)state;
+    check_w8a8(p_i8, false);
+}
+
+static void test_w8a8_static_vs_double_reference(void **state)
+{
+    (void)state;
+    check_w8a8(p_st, true);
+    /* asymmetric activation zero points: calibrated range, zp != 0 */
+    write_model(p_sta, 8, 2);
+    bool any_zp = false;
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < 6; r++) any_zp |= g_q8[l][k_lin[r]].act_zp != 0;
+    assert_true(any_zp);
+    check_w8a8(p_sta, true);
+}
+
+/* fusion: the fused epilogue does the same fp32 operations in the same order
+ * as the unfused path, so the logits are bit-identical */
+static void test_fusion_identical(void **state)
+{
+    (void)state;
+    const char *paths[] = {p_i8, p_i4, p_st};
+    for (int i = 0; i < 3; i++)
+        for (int mode = PQ_ESM2_QMODE_AUTO; mode <= PQ_ESM2_QMODE_WEIGHT_ONLY; mode += 2) {
+            float *a = run_logits(paths[i], (pq_esm2_qmode)mode, true, 2);
+            float *b = run_logits(paths[i], (pq_esm2_qmode)mode, false, 2);
+            assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+            free(a);
+            free(b);
+        }
+}
+
+static void test_threads_identical(void **state)
+{
+    (void)state;
+    const char *paths[] = {p_i8, p_i4, p_st};
+    for (int i = 0; i < 3; i++) {
+        float *a = run_logits(paths[i], PQ_ESM2_QMODE_AUTO, true, 1);
+        float *b = run_logits(paths[i], PQ_ESM2_QMODE_AUTO, true, 2);
+        assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+        pq_esm2_model_opts o = {.n_threads = 2, .no_threading = true};
+        pq_esm2_model *m = NULL;
+        assert_int_equal(pq_esm2_model_open(paths[i], &o, &m), PQ_OK);
+        float *c = logits_of(m);
+        assert_memory_equal(a, c, (size_t)n_logits() * sizeof(float));
+        pq_esm2_model_free(m);
+        free(a);
+        free(b);
+        free(c);
+    }
+}
+
+static void test_weight_bytes(void **state)
+{
+    (void)state;
+    pq_esm2_model *f = open_model(p_i8, PQ_ESM2_QMODE_DEQUANT, true, 1);
+    pq_esm2_model *q8 = open_model(p_i8, PQ_ESM2_QMODE_AUTO, true, 1);
+    pq_esm2_model *q4 = open_model(p_i4, PQ_ESM2_QMODE_AUTO, true, 1);
+    int64_t tf, lf, t8, l8, t4, l4;
+    pq_esm2_model_weight_bytes(f, &tf, &lf);
+    pq_esm2_model_weight_bytes(q8, &t8, &l8);
+    pq_esm2_model_weight_bytes(q4, &t4, &l4);
+    /* fp32 Linears: 4 bytes a weight, hand-counted for this shape */
+    int64_t n_lin = (int64_t)L * (4 * D * D + 2 * D * F);
+    assert_int_equal(lf, 4 * (n_lin + D * D));
+    /* int8: a byte a code, per-row scale and row sum; int4 half a byte,
+     * a scale per 32 columns */
+    int64_t rows = (int64_t)L * (4 * D + F + D);
+    assert_int_equal(l8, n_lin + 8 * rows + 4 * D * D);
+    int64_t groups = (int64_t)L * (4 * D * (D / 32) + F * (D / 32) + D * (F / 32));
+    assert_int_equal(l4, n_lin / 2 + 4 * groups + 4 * D * D);
+    assert_true((double)(lf - 4 * D * D) / (double)(l8 - 4 * D * D) >= 3.5);
+    pq_esm2_model_free(f);
+    pq_esm2_model_free(q8);
+    pq_esm2_model_free(q4);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = NULL;
+    pq_esm2_model_opts o = {0};
+    char p[320];
+    snprintf(p, sizeof p, "%s/missing.h5", g_dir);
+    pq_err_clear();
+    assert_int_not_equal(pq_esm2_model_open(p, &o, &m), PQ_OK);
+    assert_null(m);
+    printf("  missing file: %s\n", pq_err_detail());
+    assert_non_null(strstr(pq_err_detail(), "missing.h5"));
+    /* a W8A8 Linear cannot run 4-bit group weights */
+    pq_qtensor qt;
+    memset(&qt, 0, sizeof qt);
+    quantize(g_w.t[0][PQ_ESM2_Q], D, D, 4, &qt);
+    pq_qlinear *l = NULL;
+    pq_err_clear();
+    assert_int_equal(pq_qlinear_from_qtensor("t4", &qt, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &l), PQ_ERR_CONFIG);
+    assert_null(l);
+    printf("  W8A8 on int4: %s\n", pq_err_detail());
+    assert_non_null(strstr(pq_err_detail(), "t4"));
+    pq_qtensor_free(&qt);
+    /* static W8A8 without a usable act_scale */
+    quantize(g_w.t[0][PQ_ESM2_Q], D, D, 8, &qt);
+    pq_err_clear();
+    assert_int_not_equal(pq_qlinear_from_qtensor("t8", &qt, PQ_QLINEAR_W8A8_STATIC, 0.0f, 0, &l), PQ_OK);
+    assert_null(l);
+    pq_qtensor_free(&qt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_weight_only_int8_matches_dequant),
+        cmocka_unit_test(test_int4_matches_dequant),
+        cmocka_unit_test(test_w8a8_dynamic_vs_double_reference),
+        cmocka_unit_test(test_w8a8_static_vs_double_reference),
+        cmocka_unit_test(test_fusion_identical),
+        cmocka_unit_test(test_threads_identical),
+        cmocka_unit_test(test_weight_bytes),
+        cmocka_unit_test(test_bad_inputs),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
