@@ -2,6 +2,7 @@
 /* job.c - one quantization job: open, plan, run units, write the output. */
 #include "job.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes
         goto fail;
     }
     if (cfg->nan_policy == PQ_NAN_KEEP_FLOAT && (st = scan_nonfinite(j))) goto fail;
+    j->t.open = now_s() - j->t_start;
     *out = j;
     return PQ_OK;
 fail:
@@ -194,6 +196,24 @@ static void emit(pq_job *j, const char *phase, const char *tensor, double sqnr)
     j->progress(j->progress_user, &ev);
 }
 
+pq_status pq_job_hash_source(pq_job *j, char hex[65])
+{
+    double t0 = now_s();
+    pq_status st = pq_st_sha256(j->model, hex);
+    j->t.hash += now_s() - t0;
+    return st;
+}
+
+pq_status pq_job_set_source_sha256(pq_job *j, const char *hex)
+{
+    size_t n = 0;
+    while (n < 65 && hex[n] && isxdigit((unsigned char)hex[n])) n++;
+    if (n != 64 || hex[64])
+        return pq_err(PQ_ERR_PROTO, "source hash '%.70s' is not 64 hex digits", hex);
+    memcpy(j->source_sha256, hex, 65);
+    return PQ_OK;
+}
+
 static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
 {
     pq_status st;
@@ -215,12 +235,12 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     char sha[65];
     char *cfg_json = NULL;
     const pq_plan *p = j->plan;
-    if ((st = pq_st_sha256(j->model, sha))) return st;
+    if (!j->defer_source_hash && (st = pq_job_hash_source(j, sha))) return st;
     if (!(cfg_json = pq_config_to_json(j->cfg))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     pq_h5_meta meta = {
         .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
         .model_name = basename_of(j->model_path),
-        .source_sha256 = sha,
+        .source_sha256 = j->defer_source_hash ? NULL : sha,
         .created_by = "proteus " PQ_VERSION,
         .config_json = cfg_json,
         .num_ranks = num_ranks,
@@ -259,7 +279,10 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         memcpy(ts->shape, pt->st->shape, sizeof ts->shape);
         ts->bytes_before = pt->st->n_bytes;
         if (pt->action == PQ_ACT_FLOAT) {
-            if ((st = write_float_tensor(j, pt))) goto cleanup;
+            double t0 = now_s();
+            st = write_float_tensor(j, pt);
+            j->t.floats += now_s() - t0;
+            if (st) goto cleanup;
             ts->bytes_after = (uint64_t)pt->st->n_elems * (j->cfg->float16 ? 2u : 4u);
         } else if (pt->action == PQ_ACT_QUANT) {
             if ((st = pq_h5w_quant_begin(j->writer, pt->st->name, &p->spec, pt->rows, pt->cols,
@@ -279,11 +302,13 @@ cleanup:
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    double t0 = now_s();
     if (r->n_rows != u->n_rows)
         return pq_err(PQ_ERR_INTERNAL, "unit %d of '%s': %lld rows returned, %lld expected", u->id,
                       pt->st->name, (long long)r->n_rows, (long long)u->n_rows);
     pq_status st = pq_h5w_quant_rows(j->writer, pt->st->name, u->row0, u->n_rows, r->codes,
                                      r->scale, r->zero_point);
+    j->t.write += now_s() - t0;
     if (st) return st;
     int64_t base = j->tensor_row_base[u->tensor] + u->row0;
     memcpy(j->row_sum_sq + base, r->row_sum_sq, (size_t)u->n_rows * sizeof(double));
@@ -301,7 +326,12 @@ pq_status pq_job_finish_output(pq_job *j)
     pq_status st;
     const pq_plan *p = j->plan;
     pq_job_stats *s = &j->stats;
-    double sum_sqnr = 0;
+    double sum_sqnr = 0, t0 = now_s();
+    if (j->defer_source_hash) {
+        if (!j->source_sha256[0])
+            return pq_err(PQ_ERR_INTERNAL, "the source hash was never delivered to the writer");
+        if ((st = pq_h5w_set_source_sha256(j->writer, j->source_sha256))) return st;
+    }
     s->min_sqnr_db = INFINITY;
     s->n_tensors = p->n_tensors;
     for (int i = 0; i < p->n_tensors; i++) {
@@ -325,6 +355,7 @@ pq_status pq_job_finish_output(pq_job *j)
     if (j->before_commit && (st = j->before_commit(j->before_commit_user, j))) return st;
     st = pq_h5w_commit(j->writer);
     j->writer = NULL;
+    j->t.commit = now_s() - t0;
     s->seconds_total = now_s() - j->t_start;
     emit(j, "done", NULL, s->mean_sqnr_db);
     return st;
@@ -332,7 +363,7 @@ pq_status pq_job_finish_output(pq_job *j)
 
 pq_status pq_job_run_all(pq_job *j)
 {
-    double t0 = now_s();
+    double t0 = now_s(), tw = j->t.write;
     for (int i = 0; i < j->plan->n_units; i++) {
         pq_unit_result r;
         const pq_unit *u = &j->plan->units[i];
@@ -343,5 +374,6 @@ pq_status pq_job_run_all(pq_job *j)
         if (st) return st;
     }
     j->stats.seconds_quantize = now_s() - t0;
+    j->t.units += j->stats.seconds_quantize - (j->t.write - tw);
     return PQ_OK;
 }

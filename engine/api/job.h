@@ -60,6 +60,18 @@ typedef struct pq_progress {
 
 typedef void (*pq_progress_fn)(void *user, const pq_progress *ev);
 
+/* Seconds this process spent in each phase of a job (for --verbose and the
+ * benchmark): filled by the job functions and by the MPI loops. */
+typedef struct pq_job_phases {
+    double open;     /* pq_job_open: map, detect, plan */
+    double hash;     /* SHA-256 of the source */
+    double floats;   /* reading and writing the float tensors */
+    double units;    /* running this process's own units */
+    double xfer;     /* MPI: sending results (worker) or receiving them (rank 0) */
+    double write;    /* writing unit results into the output */
+    double commit;   /* metrics, provenance, close, fsync, rename */
+} pq_job_phases;
+
 typedef struct pq_job {
     pq_config *cfg;            /* borrowed */
     char *model_path;
@@ -79,6 +91,12 @@ typedef struct pq_job {
     double bytes_done, t_start;
     pq_progress_fn progress;
     void *progress_user;
+    pq_job_phases t;
+    /* Set before pq_job_begin_output when another process hashes the source
+     * (an MPI run's hasher rank): begin then skips the hash, and
+     * pq_job_set_source_sha256 must deliver it before pq_job_finish_output. */
+    bool defer_source_hash;
+    char source_sha256[65];            /* hex, "" until known */
     /* Called by pq_job_finish_output before the commit (the static scheme
      * adds act qparams and /calibration here); NULL = nothing. */
     pq_status (*before_commit)(void *user, struct pq_job *j);
@@ -99,6 +117,14 @@ void pq_unit_result_free(pq_unit_result *r);
 /* Start reading a unit's rows from disk ahead of time (call for the next
  * unit before running the current one). */
 void pq_job_prefetch_unit(pq_job *j, const pq_unit *u);
+
+/* SHA-256 of the source checkpoint's files (the source_sha256 attribute),
+ * timed into j->t.hash. Any process may run it. */
+pq_status pq_job_hash_source(pq_job *j, char hex[65]);
+
+/* Deliver the source hash computed elsewhere (defer_source_hash): checked to
+ * be 64 hex digits, written into the output by pq_job_finish_output. */
+pq_status pq_job_set_source_sha256(pq_job *j, const char *hex);
 
 /* Writer side. begin: create OUT.partial, write float tensors and create the
  * quantized datasets. put: write a unit's rows (any order). finish: metrics,

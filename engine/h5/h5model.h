@@ -31,8 +31,11 @@ typedef struct pq_h5_meta {
 
 typedef struct pq_h5w pq_h5w;
 
-/* Create final_path + ".partial" (truncating a stale one). Returns owned *out. */
+/* Create final_path + ".partial" (truncating a stale one). Returns owned *out.
+ * meta->source_sha256 may be NULL: then pq_h5w_set_source_sha256 writes it
+ * before the commit (the source is hashed by another process). */
 pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w **out);
+pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex);
 
 /* /tensors/<name>/data as float32, or float16 (RNE) when as_fp16. */
 pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t *shape,

@@ -130,7 +130,8 @@ static pq_status write_root(pq_h5w *w, const pq_h5_meta *m)
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "format_version", PQ_FORMAT_VERSION);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "architecture", m->architecture);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "model_name", m->model_name);
-    if (!rc) rc = pq_h5u_put_str(w->file, where, "source_sha256", m->source_sha256);
+    /* NULL: delivered later with pq_h5w_set_source_sha256 (hashed elsewhere) */
+    if (!rc && m->source_sha256) rc = pq_h5u_put_str(w->file, where, "source_sha256", m->source_sha256);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "created_by", m->created_by);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "config_json", m->config_json);
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "num_ranks", m->num_ranks);
@@ -607,6 +608,11 @@ static void sync_dir_of(const char *path)
         close(fd);
     }
     free(dir);
+}
+
+pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex)
+{
+    return pq_h5u_put_str(w->file, "/", "source_sha256", hex);
 }
 
 pq_status pq_h5w_commit(pq_h5w *w)
