@@ -16,9 +16,11 @@ static json_t *np_scalar(float v)
     return o;
 }
 
+/* 17 digits: the double of each fp32 value round-trips exactly, as Python's
+ * float repr that onnxruntime writes. */
 static pq_status dump(json_t *root, FILE *out)
 {
-    char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(1) | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(root, JSON_PRESERVE_ORDER | JSON_INDENT(1) | JSON_REAL_PRECISION(17));
     json_decref(root);
     if (!s) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     int bad = fputs(s, out) < 0 || fputc('\n', out) == EOF;
@@ -36,6 +38,19 @@ pq_status pq_calib_export(const pq_calib *c, const char *format, pq_calib_method
         return pq_err(PQ_ERR_CONFIG, "export format '%s': expected json, tensorrt or onnxruntime", format);
     if ((st = pq_calib_check(c, false))) return st;
     json_t *root = json_object(), *sites = NULL;
+    if (f == 2) {
+        /* TensorsData.to_dict(): the tensors under "data", then the method */
+        static const char *const ort_method[PQ_CALIB_N_METHODS] = {
+            "CalibrationMethod.MinMax", "CalibrationMethod.Percentile", "CalibrationMethod.Entropy",
+            "CalibrationMethod.MinMax"};
+        json_t *cm = json_object();
+        sites = json_object();
+        json_object_set_new(root, "CLS", json_string("TensorsData"));
+        json_object_set_new(root, "data", sites);
+        json_object_set_new(cm, "CLS", json_string("CalibrationMethod"));
+        json_object_set_new(cm, "value", json_string(ort_method[m]));
+        json_object_set_new(root, "calibration_method", cm);
+    }
     if (f == 0) {
         json_object_set_new(root, "format", json_string("proteus.calibration.ranges"));
         json_object_set_new(root, "method", json_string(pq_calib_method_name(m)));
@@ -66,7 +81,7 @@ pq_status pq_calib_export(const pq_calib *c, const char *format, pq_calib_method
             json_object_set_new(o, "lowest", np_scalar(symmetric ? -r.amax : r.lo));
             json_object_set_new(o, "highest", np_scalar(symmetric ? r.amax : r.hi));
             json_object_set_new(o, "CLS", json_string("TensorData"));
-            json_object_set_new(root, s->name, o);
+            json_object_set_new(sites, s->name, o);
         } else {
             json_t *o = json_object();
             json_object_set_new(o, "min", json_real(s->min));

@@ -9,10 +9,13 @@
  *                "<site>: <8 hex digits>" per site: the fp32 bits of amax / 127,
  *                big-endian hex as TensorRT prints them.
  *   onnxruntime  the calibration.json that onnxruntime.quantization's
- *                write_calibration_table produces for a TensorsData of
- *                TensorData(lowest, highest): {"<site>": {"lowest": {"data": v,
- *                "dtype": "float32", "CLS": "numpy.array"}, "highest": {...},
- *                "CLS": "TensorData"}, ...}.
+ *                write_calibration_table writes for the TensorsData that
+ *                quantize_static passes it: {"CLS": "TensorsData", "data":
+ *                {"<site>": {"lowest": {"data": v, "dtype": "float32", "CLS":
+ *                "numpy.array"}, "highest": {...}, "CLS": "TensorData"}, ...},
+ *                "calibration_method": {"CLS": "CalibrationMethod", "value":
+ *                "CalibrationMethod.<MinMax|Percentile|Entropy>"}} (mse is
+ *                labelled MinMax: ONNX Runtime has no mse calibrator).
  * Site names are the calibration sites (layer.N.attn_in, ...). */
 #ifndef PQ_CALIB_EXPORT_H
 #define PQ_CALIB_EXPORT_H
