@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "calib_mpi.h"
@@ -200,6 +201,23 @@ typedef struct qopts {
     const char *calib_data, *calib_store; /* static scheme */
 } qopts;
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --verbose: where this rank's time went. */
+static void log_phases(const pq_job *j, double init_s)
+{
+    if (!j) return;
+    const pq_job_phases *t = &j->t;
+    PQ_LOG_DEBUG("phases: MPI_Init %.3f s, open+plan %.3f s, hash %.3f s, floats %.3f s, units %.3f s, "
+                 "send/receive %.3f s, write %.3f s, commit %.3f s", init_s, t->open, t->hash, t->floats,
+                 t->units, t->xfer, t->write, t->commit);
+}
+
 /* The MPI part: everything after the options are known to be valid. */
 static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
 {
@@ -214,6 +232,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     pq_calib_static_run *calib = NULL;
 
     memset(&prog, 0, sizeof prog);
+    double t_init = mono_s();
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "proteus: MPI error: MPI_Init_thread failed\n");
         return pq_status_exit_code(PQ_ERR_MPI);
@@ -226,6 +245,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         goto finalize;
     }
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    t_init = mono_s() - t_init;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n);
     if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
@@ -238,7 +258,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     if (cfg->threading && cfg->threads == 0) pq_rtn_set_threads(default_threads(comm, rank));
 
     /* 2. the same assignment everywhere, checked against rank 0's. */
-    pq_plan_assign(job->plan, n);
+    pq_worker_assign(job, n);
     st = pq_sync_plan(comm, job, n, o->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
@@ -289,6 +309,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
     }
     gather_rss(comm, rank, n, rss);
+    log_phases(job, t_init);
     if (st) goto fail;
     if (rank == PQ_ROLE_COORD) {
         pq_cli_print_summary(stdout, &job->stats, !o->quiet);
@@ -321,8 +342,10 @@ done:
     partial_path[0] = '\0';
     free(rss);
     if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
-finalize:
+finalize:;
+    double t_fin = mono_s();
     MPI_Finalize();
+    PQ_LOG_DEBUG("phases: MPI_Finalize %.3f s", mono_s() - t_fin);
     return rc;
 }
 

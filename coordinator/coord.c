@@ -92,6 +92,7 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
     static const char *const names[6] = {"codes", "scales", "zero points", "row sums", "row errors",
                                          "row max errors"};
     pq_status st = PQ_OK;
+    double t0 = now_s();
     for (int i = 0; i < 6 && !st; i++) {
         if (!sz[i]) continue;
         if (!(*bufs[i] = malloc(sz[i]))) {
@@ -100,6 +101,7 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
         }
         st = pq_data_recv(c->comm, src, *bufs[i], sz[i], names[i]);
     }
+    c->j->t.xfer += now_s() - t0;
     if (!st && !c->err) st = put(c, u, src, &r);
     pq_unit_result_free(&r);
     return st;
@@ -137,6 +139,19 @@ static void handle(coord *c, const MPI_Status *s)
         }
         c->finished[src] = true;
         c->n_finished++;
+        if (!c->err && src == pq_worker_hasher_rank(c->n_ranks) && c->j->defer_source_hash) {
+            /* The hasher's Done carries the source hash for the commit. */
+            if ((st = pq_job_set_source_sha256(c->j, m.u.done.source_sha256))) {
+                char detail[1024];
+                snprintf(detail, sizeof detail, "%s", pq_err_detail());
+                fail(c, pq_err_replace(st, "Done message from rank %d (the hasher): %s", src, detail));
+                return;
+            }
+        } else if (!c->err && m.u.done.source_sha256[0]) {
+            fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d carries a source hash; rank %d hashes",
+                           src, pq_worker_hasher_rank(c->n_ranks)));
+            return;
+        }
         if (!c->err) {
             int assigned = 0;
             for (int i = 0; i < c->j->plan->n_units; i++) assigned += c->j->plan->units[i].rank == src;
@@ -207,7 +222,13 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             if (next_own < p->n_units) {
                 const pq_unit *u = &p->units[next_own++];
                 pq_unit_result r;
+                /* The kernel reads the next own unit's rows meanwhile. */
+                int nx = next_own;
+                while (nx < p->n_units && p->units[nx].rank != PQ_ROLE_COORD) nx++;
+                if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
+                double tu = now_s();
                 pq_status st = pq_worker_run_unit(j, u, PQ_ROLE_COORD, &r);
+                j->t.units += now_s() - tu;
                 if (!st) st = put(&c, u, PQ_ROLE_COORD, &r);
                 pq_unit_result_free(&r);
                 if (st) fail(&c, st);

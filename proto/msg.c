@@ -86,6 +86,7 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
         done.schema = PQ_WIRE_SCHEMA;
         done.rank = m->u.done.rank;
         done.units = m->u.done.units;
+        done.source_sha256 = (char *)m->u.done.source_sha256;
         pm = &done.base;
         break;
     case PQ_TAG_SHUTDOWN:
@@ -183,6 +184,9 @@ pq_status pq_msg_decode(int tag, int source, const uint8_t *buf, size_t len, pq_
         if (!(st = check_schema(tag, source, p->schema))) {
             out->u.done.rank = p->rank;
             out->u.done.units = p->units;
+            const char *h = p->source_sha256 ? p->source_sha256 : "";
+            if (strlen(h) > 64) st = bad(tag, source, "source hash longer than 64 characters");
+            else snprintf(out->u.done.source_sha256, sizeof out->u.done.source_sha256, "%s", h);
         }
         proteus__done__free_unpacked(p, NULL);
         return st;

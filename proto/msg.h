@@ -41,6 +41,7 @@ typedef struct pq_wire_error {
 
 typedef struct pq_wire_done {
     uint32_t rank, units;
+    char source_sha256[65];  /* hex from the hasher rank; "" from the others */
 } pq_wire_done;
 
 typedef struct pq_wire_shutdown {

@@ -17,8 +17,16 @@
 
 /* Test-only fault injection, deliberately left out of --help:
  *   PQ_TEST_FAIL_UNIT=<id>  the rank that owns unit <id> fails it with PQ_ERR_IO;
- *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit.
+ *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit;
+ *   PQ_TEST_FAIL_HASH=1     the hasher rank fails the source hash with PQ_ERR_IO.
  * The MPI tests use them to check that failures stop every rank. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int env_int(const char *name, int dflt)
 {
     const char *v = getenv(name);
@@ -42,6 +50,45 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
                        pt->st->name, (long long)u->row0, (long long)(u->row0 + u->n_rows - 1), detail);
     }
     return st;
+}
+
+/* Cost of hashing one source byte and of writing one output byte on rank 0,
+ * in the units' measure (one fp32 input byte of RTN). Measured on the 2-core
+ * VM with esm2_t30_150M (--verbose phases): RTN 565 MB in ~0.2 s, SHA-256
+ * (SHA-NI) of 593 MB in ~0.45 s, rank 0's float tensors + result writes +
+ * commit for ~150 MB of output in ~0.25 s. Constants, not run-time
+ * measurements: every rank must compute the same plan. */
+#define HASH_COST_PER_BYTE 2.0
+#define WRITE_COST_PER_BYTE 4.0
+
+int pq_worker_hasher_rank(int n_ranks)
+{
+    return n_ranks > 1 ? n_ranks - 1 : -1;
+}
+
+void pq_worker_assign(pq_job *j, int n_ranks)
+{
+    const pq_plan *p = j->plan;
+    int hasher = pq_worker_hasher_rank(n_ranks);
+    double *pre = calloc((size_t)(n_ranks > 1 ? n_ranks : 1), sizeof *pre);
+    if (pre && hasher >= 0) {
+        double src = 0, out = 0;
+        for (int i = 0; i < p->n_tensors; i++) {
+            const pq_plan_tensor *pt = &p->tensors[i];
+            src += (double)pt->st->n_bytes;
+            if (pt->action == PQ_ACT_FLOAT) out += (double)pt->st->n_bytes;
+        }
+        for (int i = 0; i < p->n_units; i++) {
+            size_t sz[6];
+            pq_worker_result_sizes(j, &p->units[i], sz);
+            out += (double)(sz[0] + sz[1] + sz[2]);
+        }
+        pre[hasher] = HASH_COST_PER_BYTE * src;
+        pre[PQ_ROLE_COORD] = WRITE_COST_PER_BYTE * out;
+    }
+    pq_plan_assign_loaded(j->plan, n_ranks, pre);
+    free(pre);
+    j->defer_source_hash = hasher > PQ_ROLE_COORD;
 }
 
 void pq_worker_after_unit(int rank)
@@ -109,6 +156,33 @@ static pq_status recv_shutdown(MPI_Comm comm, const MPI_Status *s, pq_wire_shutd
     return PQ_OK;
 }
 
+/* An early Shutdown from rank 0 (someone failed)? */
+static pq_status check_stop(MPI_Comm comm, pq_wire_shutdown *sd, bool *got)
+{
+    bool ready;
+    MPI_Status s;
+    pq_status st = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s);
+    if (st || !ready) return st;
+    if ((st = recv_shutdown(comm, &s, sd))) return st;
+    *got = true;
+    return PQ_OK;
+}
+
+static void set_error(pq_msg *fin, int rank, int unit, pq_status st)
+{
+    fin->tag = PQ_TAG_ERROR;
+    fin->u.error.rank = (uint32_t)rank;
+    fin->u.error.unit_id = unit;
+    fin->u.error.status = (int32_t)st;
+    snprintf(fin->u.error.detail, sizeof fin->u.error.detail, "%s", pq_err_detail());
+}
+
+static int next_own(const pq_plan *p, int i, int rank)
+{
+    while (i < p->n_units && p->units[i].rank != rank) i++;
+    return i;
+}
+
 pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
 {
     pq_status st = PQ_OK;
@@ -117,30 +191,41 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     uint32_t done = 0;
     MPI_Status s;
     pq_msg fin = {.tag = PQ_TAG_DONE};
+    const pq_plan *p = j->plan;
 
-    for (int i = 0; i < j->plan->n_units && !got_shutdown; i++) {
-        const pq_unit *u = &j->plan->units[i];
-        if (u->rank != rank) continue;
-        if ((st = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s))) return st;
-        if (ready) {
-            if ((st = recv_shutdown(comm, &s, &sd))) return st;
-            got_shutdown = true;
-            break;
-        }
+    for (int i = next_own(p, 0, rank); i < p->n_units && !got_shutdown; i = next_own(p, i + 1, rank)) {
+        const pq_unit *u = &p->units[i];
+        if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
+        if (got_shutdown) break;
+        /* The kernel reads the next unit's rows while this one computes. */
+        int nx = next_own(p, i + 1, rank);
+        if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
         pq_unit_result r;
+        double t0 = now_s();
         st = pq_worker_run_unit(j, u, rank, &r);
+        double t1 = now_s();
+        j->t.units += t1 - t0;
         if (!st) st = send_result(comm, rank, j, u, &r);
+        j->t.xfer += now_s() - t1;
         pq_unit_result_free(&r);
         if (st) {
-            fin.tag = PQ_TAG_ERROR;
-            fin.u.error.rank = (uint32_t)rank;
-            fin.u.error.unit_id = u->id;
-            fin.u.error.status = (int32_t)st;
-            snprintf(fin.u.error.detail, sizeof fin.u.error.detail, "%s", pq_err_detail());
+            set_error(&fin, rank, u->id, st);
             break;
         }
         done++;
         pq_worker_after_unit(rank);
+    }
+    /* The hasher hashes after its units, so that rank 0 writes them
+     * meanwhile; rank 0 needs the hash only for the commit. */
+    if (fin.tag == PQ_TAG_DONE && rank == pq_worker_hasher_rank(p->n_ranks)) {
+        if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
+        if (!got_shutdown) {
+            if (env_int("PQ_TEST_FAIL_HASH", 0))
+                st = pq_err(PQ_ERR_IO, "hashing the source: injected failure (PQ_TEST_FAIL_HASH)");
+            else
+                st = pq_job_hash_source(j, fin.u.done.source_sha256);
+            if (st) set_error(&fin, rank, -1, st);
+        }
     }
     if (fin.tag == PQ_TAG_DONE) {
         fin.u.done.rank = (uint32_t)rank;

@@ -122,6 +122,11 @@ static int by_cost_desc(const void *a, const void *b)
 
 void pq_plan_assign(pq_plan *p, int n_ranks)
 {
+    pq_plan_assign_loaded(p, n_ranks, NULL);
+}
+
+void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload)
+{
     if (n_ranks < 1) n_ranks = 1;
     p->n_ranks = n_ranks;
     int *order = malloc((size_t)p->n_units * sizeof *order);
@@ -133,6 +138,8 @@ void pq_plan_assign(pq_plan *p, int n_ranks)
         free(load);
         return;
     }
+    if (preload)
+        for (int r = 0; r < n_ranks; r++) load[r] = preload[r];
     for (int i = 0; i < p->n_units; i++) order[i] = i;
     sort_base = p->units;
     qsort(order, (size_t)p->n_units, sizeof *order, by_cost_desc);

@@ -66,6 +66,11 @@ pq_status pq_plan_keep_float(pq_plan *p, int tensor);
  * lowest unit id), so the assignment is deterministic. */
 void pq_plan_assign(pq_plan *p, int n_ranks);
 
+/* The same with a starting load per rank (n_ranks entries, in the units'
+ * cost measure, or NULL for none): work a rank does besides its units, such
+ * as hashing the source, so that the total per rank stays balanced. */
+void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
+
 /* Sum of the fp32 bytes of all quantized units. */
 double pq_plan_total_cost(const pq_plan *p);
 

@@ -5,6 +5,7 @@ checked against an independent numpy reference, a failing rank, a killed
 rank, a plan mismatch, and the ZeroMQ monitor receiving a real run's events.
 
 usage: test_mpi.py PROTEUS MPIEXEC [unittest args]"""
+import hashlib
 import json
 import os
 import re
@@ -85,6 +86,8 @@ class Determinism(unittest.TestCase):
             self.assertEqual(len(re.findall(r" r\d+ [\d.]+ MiB", m.group(2))), max(n, 1))
         ref = datasets(outs["n1"])
         self.assertGreater(len(ref), 50)
+        with open(MODEL, "rb") as fh:
+            sha = hashlib.sha256(fh.read()).hexdigest()
         for name, fn in outs.items():
             got = datasets(fn)
             self.assertEqual(sorted(got), sorted(ref), name)
@@ -92,6 +95,9 @@ class Determinism(unittest.TestCase):
                 self.assertEqual(got[k], ref[k], f"{name}: dataset {k} differs from the n1 run")
             with h5py.File(fn, "r") as f:
                 self.assertEqual(int(f.attrs["num_ranks"]), max(runs[name][0], 1))
+                # hashed by rank 0 for one rank, by the last rank for several
+                attr = f.attrs["source_sha256"]
+                self.assertEqual(attr.decode() if isinstance(attr, bytes) else attr, sha, name)
 
     def test_codes_match_numpy_reference(self):
         out = path("ref_n3.h5")
@@ -152,6 +158,16 @@ class Failures(unittest.TestCase):
         self.assertIn(name, lines[0])
         self.assertIn("17", lines[0])
         self.assertRegex(lines[0], r"rank \d, unit \d+")
+        self.assert_no_output(out)
+
+    def test_failing_hasher_stops_everyone(self):
+        # the last rank hashes the source for rank 0; its failure is the run's
+        out = path("fail_hash.h5")
+        p = quantize(3, out, env={"PQ_TEST_FAIL_HASH": "1"}, check=False)
+        self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
+        lines = proteus_lines(p.stderr)
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertRegex(lines[0], r"^proteus: I/O error: rank 2: hashing the source: injected")
         self.assert_no_output(out)
 
     def test_killed_rank_does_not_hang(self):
