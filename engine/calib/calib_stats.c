@@ -2,6 +2,7 @@
 /* calib_stats.c - exact, mergeable activation statistics (calib_stats.h). */
 #include "calib_stats.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,17 @@ const pq_calib_site *pq_calib_find(const pq_calib *c, const char *name)
     return NULL;
 }
 
+/* Per-channel max |x| over finite values: NaN and Inf fail 'a <= FLT_MAX'
+ * and count as 0. Branch-free with restrict so the compiler vectorises it. */
+static void chan_absmax(float *restrict ca, const float *restrict row, int64_t dim)
+{
+    for (int64_t j = 0; j < dim; j++) {
+        float a = fabsf(row[j]);
+        a = a <= FLT_MAX ? a : 0.0f;
+        ca[j] = a > ca[j] ? a : ca[j];
+    }
+}
+
 pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, int64_t dim)
 {
     if (dim != s->dim)
@@ -106,15 +118,7 @@ pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, 
     if (mx == 0.0f) mx = 0.0f;
     if (mn < s->min) s->min = mn;
     if (mx > s->max) s->max = mx;
-    /* Per-channel max |x|: comparisons only (no NaN can win a '>' test). */
-    float *ca = s->chan_absmax;
-    for (int64_t t = 0; t < n_tokens; t++) {
-        const float *row = x + t * dim;
-        for (int64_t j = 0; j < dim; j++) {
-            float a = fabsf(row[j]);
-            if (a > ca[j] && a != INFINITY) ca[j] = a;
-        }
-    }
+    for (int64_t t = 0; t < n_tokens; t++) chan_absmax(s->chan_absmax, x + t * dim, dim);
     int64_t done = 0;
     while (done < n) {
         done += k->hist_ieee(x + done, n - done, s->blocks, nonfinite);
