@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_mpi.sh - RTN quantization of a synthetic ESM-2 150M on 2 MPI ranks vs
-# 1 rank: wall time, quantize-phase time, peak RSS per rank, and a check
-# that the outputs' datasets are identical.
+# 1 rank: wall time, user+sys CPU seconds, quantize-phase time, peak RSS per
+# rank, where each rank's time went (--verbose phases of the best run), and a
+# check that the outputs' datasets are identical.
 #   scripts/bench/bench_mpi.sh [BUILD_DIR] [ARCH] [REPEATS]
 # Compares fairly on a 2-core machine: -n 1 x 1 thread, -n 2 x 1 thread each,
 # and -n 1 x 2 threads (the same two cores used by threads instead of ranks).
@@ -20,20 +21,28 @@ opts=(--per-channel --precision int8 -q)
 cat "$model" >/dev/null  # page cache warm for every configuration alike
 
 run() { # name ranks threads
-  local name=$1 n=$2 t=$3 best=999999 bestq=999999 rss="" out="$tmp/$1.h5"
+  local name=$1 n=$2 t=$3 best=999999 bestq=999999 cpu="" rss="" phases="" out="$tmp/$1.h5"
   for _ in $(seq "$reps"); do
     rm -f "$out"
     local t0 t1 log
     t0=$(date +%s.%N)
-    log=$(mpirun -n "$n" --bind-to none "$proteus" quantize --model "$model" --out "$out" --threads "$t" "${opts[@]}")
+    # user+sys of mpirun and its ranks (children) on the last line of stderr
+    log=$(/usr/bin/time -f "cpu %U %S" mpirun -n "$n" --bind-to none "$proteus" quantize --model "$model" \
+          --out "$out" --threads "$t" "${opts[@]}" -v 2>&1)
     t1=$(date +%s.%N)
     local w q
     w=$(echo "$t1 - $t0" | bc -l)
     q=$(echo "$log" | sed -n 's/^ranks: *[0-9]*, quantize phase \([0-9.]*\) s.*/\1/p')
-    if (( $(echo "$w < $best" | bc -l) )); then best=$w; fi
+    if (( $(echo "$w < $best" | bc -l) )); then
+      best=$w
+      cpu=$(echo "$log" | sed -n 's/^cpu \([0-9.]*\) \([0-9.]*\)$/\1 + \2/p' | tail -1)
+      phases=$(echo "$log" | grep 'phases:' | sed -e 's/^\[\(r[0-9]*\) [a-z]*\] debug: phases: /    \1: /' \
+               -e 's/^debug: phases: /    r0: /' | sort -s -k1,1)
+    fi
     if (( $(echo "$q < $bestq" | bc -l) )); then bestq=$q; rss=$(echo "$log" | sed -n 's/.*peak RSS \(.*\)/\1/p'); fi
   done
-  printf "%-22s wall %6.2f s  quantize phase %6.2f s  peak RSS %s\n" "$name" "$best" "$bestq" "$rss"
+  printf "%-8s wall %5.2f s  user+sys %s s  quantize phase %5.2f s  peak RSS %s\n" "$name" "$best" "$cpu" "$bestq" "$rss"
+  echo "$phases"
   echo "$best $bestq" > "$tmp/$name.time"
 }
 
