@@ -52,12 +52,12 @@ def bench_c(build, model_path, seqs, threads, reps):
     p = subprocess.run([drv, model_path, "/tmp", "--threads", str(threads), "--bench", str(reps), *seqs],
                        capture_output=True, text=True, check=True)
     vals = dict(line.split() for line in p.stdout.splitlines())
-    return float(vals["tokens_per_s"])
+    return float(vals["tokens_per_s"]), vals
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(ROOT, "build-model"))
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--arch", action="append")
     ap.add_argument("--model")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -79,9 +79,11 @@ def main():
         models.append((arch, path))
     print(f"batch {a.batch} x {a.tokens} tokens, {a.threads} threads, best of {a.reps}")
     for name, path in models:
-        c = bench_c(a.build, path, seqs, a.threads, a.reps)
+        c, v = bench_c(a.build, path, seqs, a.threads, a.reps)
         t = bench_torch(path, seqs, a.threads, a.reps)
-        print(f"{name:24s} C {c:9.1f} tok/s   fair-esm/PyTorch {t:9.1f} tok/s   ratio {c / t:5.2f}x")
+        print(f"{name:24s} C {c:9.1f} tok/s   fair-esm/PyTorch {t:9.1f} tok/s   ratio {c / t:5.2f}x   "
+              f"C peak RSS {float(v['peak_rss_mb']):.0f} MiB (weights {float(v['weights_mb']):.0f} MiB, "
+              f"weights + 2 layers of activations {float(v['bound_mb']):.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "esm2_model.h"
@@ -81,7 +82,16 @@ int main(int argc, char **argv)
             double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
             if (r > 0 && sec < best) best = sec; /* r = 0 warms up */
         }
-        printf("tokens_per_s %.1f\nseconds %.6f\n", (double)off[n_seqs] / best, best);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        /* the budget the engine promises: weights + two layers' activations */
+        const pq_esm2_config *cfg = pq_esm2_model_config(m);
+        double T = (double)off[n_seqs], D = cfg->embed_dim, F = cfg->ffn_dim;
+        double weights = 4.0 * ((double)cfg->num_layers * (12.0 * D * D + 13.0 * D) + 33.0 * D + D * D);
+        double acts = 2.0 * 4.0 * T * (6.0 * D + F);
+        printf("tokens_per_s %.1f\nseconds %.6f\npeak_rss_mb %.1f\nweights_mb %.1f\nbound_mb %.1f\n",
+               T / best, best, (double)ru.ru_maxrss / 1024.0, weights / 1048576.0,
+               (weights + acts) / 1048576.0);
     } else if (stage > 0) {
         /* two pipeline stages [0, K) and [K, L): activations handed over */
         pq_esm2_model_opts o1 = o, o2 = o;
