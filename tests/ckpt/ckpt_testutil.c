@@ -173,3 +173,20 @@ void tu_write_tensors(const char *path, const tu_tensor *t, int n)
     tu_write_st(path, js, NULL, (size_t)off);
     free(js);
 }
+
+char *g_dir;
+
+int setup(void **state)
+{
+    (void)state;
+    g_dir = tu_mkdtemp();
+    return 0;
+}
+
+int teardown(void **state)
+{
+    (void)state;
+    tu_rm_rf(g_dir);
+    free(g_dir);
+    return 0;
+}

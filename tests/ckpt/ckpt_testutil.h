@@ -7,6 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The per-test temporary directory and the cmocka setup/teardown that make
+ * and remove it. */
+extern char *g_dir;
+int setup(void **state);
+int teardown(void **state);
+
 /* Fresh directory under $TMPDIR or /tmp; returns owned path. Aborts on failure. */
 char *tu_mkdtemp(void);
 /* Remove a directory tree made by tu_mkdtemp. */

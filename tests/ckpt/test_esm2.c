@@ -16,22 +16,6 @@
 #include "esm2.h"
 #include "synth.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
 
 static void test_arch_table(void **state)
 {
@@ -147,7 +131,7 @@ static void test_detect_trained(void **state)
     (void)state;
     const char *p = getenv("PQ_TEST_TRAINED_MODEL");
     if (!p || access(p, R_OK) != 0)
-        fail_msg("trained model not found at PQ_TEST_TRAINED_MODEL='%s' (expected ../shared/models/)",
+        fail_msg("trained model not found at PQ_TEST_TRAINED_MODEL='%s' (the meson test passes data/models/)",
                  p ? p : "(unset)");
     pq_st_model *m = NULL;
     if (pq_st_open(p, &m) != PQ_OK) fail_msg("open: %s", pq_err_detail());

@@ -15,22 +15,6 @@
 #include "ckpt_testutil.h"
 #include "safetensors.h"
 
-static char *g_dir;
-
-static int setup(void **state)
-{
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    tu_rm_rf(g_dir);
-    free(g_dir);
-    return 0;
-}
 
 /* Little-endian byte helpers for building data areas by hand. */
 static void put_f32(unsigned char *p, float f) { memcpy(p, &f, 4); }

@@ -18,25 +18,25 @@
 #include "esm2.h"
 #include "synth.h"
 
-static char *g_dir, *g_f32, *g_f16;
+static char *s_dir, *g_f32, *g_f16;
 
-static int setup(void **state)
+static int synth_setup(void **state)
 {
     (void)state;
-    g_dir = tu_mkdtemp();
-    g_f32 = tu_path(g_dir, "t6_f32.safetensors");
-    g_f16 = tu_path(g_dir, "t6_f16.safetensors");
+    s_dir = tu_mkdtemp();
+    g_f32 = tu_path(s_dir, "t6_f32.safetensors");
+    g_f16 = tu_path(s_dir, "t6_f16.safetensors");
     const pq_esm2_arch *t6 = pq_esm2_arch_find("esm2_t6_8M_UR50D");
     if (pq_synth_write(t6, 42, PQ_DT_F32, g_f32) != PQ_OK) return -1;
     if (pq_synth_write(t6, 42, PQ_DT_F16, g_f16) != PQ_OK) return -1;
     return 0;
 }
 
-static int teardown(void **state)
+static int synth_teardown(void **state)
 {
     (void)state;
-    tu_rm_rf(g_dir);
-    free(g_dir);
+    tu_rm_rf(s_dir);
+    free(s_dir);
     free(g_f32);
     free(g_f16);
     return 0;
@@ -59,8 +59,8 @@ static void test_determinism(void **state)
 {
     (void)state;
     const pq_esm2_arch *t6 = pq_esm2_arch_find("t6_8M");
-    char *b = tu_path(g_dir, "again.safetensors");
-    char *c = tu_path(g_dir, "seed43.safetensors");
+    char *b = tu_path(s_dir, "again.safetensors");
+    char *c = tu_path(s_dir, "seed43.safetensors");
     /* tiny row blocks: the bytes must not depend on the blocking */
     assert_int_equal(pq_synth_write_blocked(t6, 42, PQ_DT_F32, b, 4096), PQ_OK);
     assert_int_equal(pq_synth_write(t6, 43, PQ_DT_F32, c), PQ_OK);
@@ -76,7 +76,7 @@ static void test_determinism(void **state)
     for (size_t i = 0; i < n_words; i++) same += !memcmp(A + 8 + hlen + 4 * i, C + 8 + hlen + 4 * i, 4);
     /* only the inv_freq buffers (48 floats) are seed-independent */
     assert_true(same < 100);
-    char *partial = tu_path(g_dir, "again.safetensors.partial");
+    char *partial = tu_path(s_dir, "again.safetensors.partial");
     assert_int_not_equal(access(partial, F_OK), 0);
     free(partial);
     free(A);
@@ -297,7 +297,7 @@ static void test_custom_and_errors(void **state)
 {
     (void)state;
     pq_esm2_arch tiny = {"tiny", 3, 16, 4, 64, 33, 0};
-    char *p = tu_path(g_dir, "tiny.safetensors");
+    char *p = tu_path(s_dir, "tiny.safetensors");
     assert_int_equal(pq_synth_write(&tiny, 1, PQ_DT_F16, p), PQ_OK);
     pq_st_model *m = NULL;
     assert_int_equal(pq_st_open(p, &m), PQ_OK);
@@ -318,14 +318,14 @@ static void test_custom_and_errors(void **state)
     assert_int_equal(pq_synth_write(&bad, 1, PQ_DT_F32, p), PQ_ERR_CONFIG);
     pq_err_clear();
     /* renaming onto a directory fails: I/O error, no partial file left */
-    char *d = tu_path(g_dir, "is_a_dir");
+    char *d = tu_path(s_dir, "is_a_dir");
     assert_int_equal(mkdir(d, 0755), 0);
     assert_int_equal(pq_synth_write(&tiny, 1, PQ_DT_F32, d), PQ_ERR_IO);
     assert_non_null(strstr(pq_err_detail(), "is_a_dir"));
     pq_err_clear();
-    char *dp = tu_path(g_dir, "is_a_dir.partial");
+    char *dp = tu_path(s_dir, "is_a_dir.partial");
     assert_int_not_equal(access(dp, F_OK), 0);
-    char *nodir = tu_path(g_dir, "no/such/dir.safetensors");
+    char *nodir = tu_path(s_dir, "no/such/dir.safetensors");
     assert_int_equal(pq_synth_write(&tiny, 1, PQ_DT_F32, nodir), PQ_ERR_IO);
     pq_err_clear();
     free(nodir);
@@ -344,5 +344,5 @@ int main(void)
         cmocka_unit_test(test_f16_matches_f32),
         cmocka_unit_test(test_custom_and_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, synth_setup, synth_teardown);
 }
