@@ -70,7 +70,7 @@ def calib_groups(path):
 
 
 def main():
-    proteus, mpiexec, trained, fasta = sys.argv[1:5]
+    proteus, mpiexec, trained, fasta = (os.path.abspath(a) for a in sys.argv[1:5])
     tmp = tempfile.mkdtemp()
     os.chdir(tmp)
     recs = read_fasta(fasta)[:24]
@@ -147,7 +147,8 @@ def main():
     check(ok, "TensorRT cache: 24 sites, hex fp32 scale = amax/127")
     run([proteus, "calibrate", "--export", "t.h5", "--format", "onnxruntime", "--method", "percentile",
          "--asymmetric", "--out", "ort.json"])
-    venv = os.path.join(os.path.dirname(os.path.dirname(proteus)), "..", ".venv", "bin", "python")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    venv = os.path.join(root, ".venv", "bin", "python")
     ort_check = r'''
 import json, sys, os, tempfile
 import numpy as np
