@@ -356,7 +356,7 @@ int pq_cmd_evaluate(int argc, char **argv)
     printf("  %-28s %14.0f %14.0f %9.2fx\n", "tokens/s (masked pass)", tps_r, tps_q, tps_q / tps_r);
     printf("\n  logits KL(ref||q) mean %.3g (max %.3g), logits cosine %.6f, embedding cosine %.6f\n", kl,
            kl_max, lcos, ecos);
-    printf("  peak RSS %.1f MiB (both models)\n\n  per-Linear output SQNR (dB)\n  %-6s", "layer");
+    printf("  peak RSS %.1f MiB (both models)\n\n  per-Linear output SQNR (dB)\n  %-6s", peak, "layer");
     for (int i = 0; i < N_SITES - 1; i++) printf(" %8s", k_site_names[i]);
     printf("\n");
     for (int l = 0; l < L; l++) {
