@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "calib_h5.h"
 #include "esm2_model.h"
@@ -43,7 +44,7 @@ pq_status pq_calib_mpi_reduce(MPI_Comm comm, pq_calib *c)
     pq_status st = PQ_OK;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
-    if (n_ranks == 1) return PQ_OK;
+    if ((st = pq_calib_flush(c)) || n_ranks == 1) return st;
     int S = c->n_sites;
     float *mn = malloc((size_t)S * sizeof *mn), *mx = malloc((size_t)S * sizeof *mx);
     uint64_t *cnt = malloc((size_t)S * 5 * sizeof *cnt);
@@ -119,6 +120,22 @@ cleanup:
     return st;
 }
 
+/* Forward threads when the user left it to us: the node's cores divided
+ * among the ranks sharing the node, so N ranks never run N x cores threads
+ * (busy-waiting OpenMP/OpenBLAS threads on shared cores). Collective. */
+static int threads_per_rank(MPI_Comm comm, int rank)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int on_node = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &on_node);
+        MPI_Comm_free(&node);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)((cores > 0 ? cores : 1) / on_node);
+    return t < 1 ? 1 : t;
+}
+
 pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *data,
                                const pq_calib_data_opts *o, int n_threads, pq_calib **out)
 {
@@ -131,6 +148,7 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
     *out = NULL;
+    if (n_threads <= 0) n_threads = threads_per_rank(comm, rank);
     pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};
     st = pq_esm2_model_open(model, &mo, &m);
     if (!st) st = pq_calib_read_data(data, o, &recs, &n, &skipped);
@@ -139,7 +157,7 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
         st = pq_calib_create(cfg->num_layers, cfg->embed_dim, cfg->ffn_dim, &c);
     }
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
-    st = pq_calib_collect(m, recs, n, rank, n_ranks, c);
+    st = pq_calib_collect(m, recs, n, rank, n_ranks, o->batch_tokens, c);
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
     st = pq_calib_mpi_reduce(comm, c);
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
@@ -177,7 +195,7 @@ pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
     int rank;
     pq_status st = PQ_OK;
     char def[4096];
-    pq_calib_data_opts o = {0, 0};
+    pq_calib_data_opts o = {0, 0, 0};
     pq_calib_static_run *r = calloc(1, sizeof *r);
     MPI_Comm_rank(comm, &rank);
     *ctx = NULL;

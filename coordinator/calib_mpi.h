@@ -25,7 +25,8 @@ pq_status pq_calib_mpi_agree(MPI_Comm comm, pq_status local);
 /* Collective: load the model, read `data` (all ranks), run this rank's
  * shard and reduce. Rank 0 receives the merged statistics (with provenance:
  * model sha256 and path, dataset hash, counts) in *out; others get NULL.
- * n_threads: forward threads per rank (0 = all cores). */
+ * n_threads: forward threads per rank (0 = the node's cores / ranks on the
+ * node). */
 pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *data,
                                const pq_calib_data_opts *o, int n_threads, pq_calib **out);
 

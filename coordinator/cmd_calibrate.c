@@ -30,14 +30,16 @@ static void help(FILE *f)
 "Runs the fp32 model on calibration proteins and records, at the input of every\n"
 "Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
 "per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
-"(sign, exponent, top 12 mantissa bits), so statistics merge exactly: across ranks,\n"
+"(sign, exponent, top 8 mantissa bits), so statistics merge exactly: across ranks,\n"
 "and with --update, where update(A) + B equals calibrate(A + B).\n\n"
 "  --model PATH              fp32 checkpoint (safetensors or Proteus HDF5)\n"
 "  --calibration-data FASTA  calibration sequences (plain or .gz)\n"
 "  --out PATH                calibration store to write (--update: default in place)\n"
 "  --max-seqs N              use the first N usable sequences (default all)\n"
 "  --max-length L            skip sequences longer than L residues (default 1022)\n"
-"  --threads N               forward threads per rank (default: all cores / ranks)\n"
+"  --threads N               forward threads per rank (default: node cores / ranks on it)\n"
+"  --batch-tokens N          tokens per forward batch (default 4096; 1 = one sequence\n"
+"                            per forward; statistics do not depend on it)\n"
 "  --update PATH             add new data to an existing store (same model)\n"
 "  --stats PATH              per-site table: range, each method's threshold,\n"
 "                            saturation and quality (KL, MSE)\n"
@@ -205,7 +207,8 @@ int pq_cmd_calibrate(int argc, char **argv)
         {"update", required_argument, 0, 4}, {"stats", required_argument, 0, 5},
         {"export", required_argument, 0, 6}, {"format", required_argument, 0, 7},
         {"method", required_argument, 0, 8}, {"percentile", required_argument, 0, 9},
-        {"asymmetric", no_argument, 0, 10}, {"quiet", no_argument, 0, 'q'},
+        {"asymmetric", no_argument, 0, 10}, {"batch-tokens", required_argument, 0, 11},
+        {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     copts o = {.method = PQ_CALIB_ENTROPY, .percentile = 99.99};
@@ -248,6 +251,10 @@ int pq_cmd_calibrate(int argc, char **argv)
             break;
         }
         case 10: o.asymmetric = true; break;
+        case 11:
+            if (parse_i64(optarg, 1, &o.d.batch_tokens) || o.d.batch_tokens > 1000000)
+                return pq_cli_usage_error("calibrate", "--batch-tokens '%s': expected 1..1000000", optarg);
+            break;
         case 'q': o.quiet = 1; break;
         case 'h': help(stdout); return 0;
         case ':': return pq_cli_usage_error("calibrate", "option '%s' needs a value", argv[optind - 1]);

@@ -33,8 +33,10 @@ PQ_DECLARE_QUANT_KERNELS(avx2)
 PQ_DECLARE_FLOAT_KERNELS(ref)
 PQ_DECLARE_FLOAT_KERNELS(avx2)
 
-int64_t pq_hist_ieee_ref(const float *x, int64_t n, uint64_t *const *blocks, uint64_t *nonfinite);
-int64_t pq_hist_ieee_avx2(const float *x, int64_t n, uint64_t *const *blocks, uint64_t *nonfinite);
+void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
+                      uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
+void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
+                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 
 /* CPU feature probe (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);

@@ -56,23 +56,26 @@ typedef struct pq_kernel_ops {
     void (*rotary)(float *x, int64_t n_tokens, int64_t ld, int n_heads, int hd,
                    const float *cos_t, const float *sin_t);
 
-    /* ---- calibration histogram (kernels/ref/hist_ref.c) ----
-     * Counts x[0..n) on the fixed IEEE-bit grid: a finite element with bit
-     * pattern u goes to blocks[u >> 23][(u >> PQ_HIST_SHIFT) % PQ_HIST_BLOCK],
-     * i.e. one bin per (sign, exponent, top PQ_HIST_MBITS mantissa bits);
-     * NaN, +Inf, -Inf increment nonfinite[0], [1], [2]. Stops before the first
-     * finite element whose block is NULL and returns the number of elements
-     * consumed (n when all), so the caller can allocate it and resume. */
-    int64_t (*hist_ieee)(const float *x, int64_t n, uint64_t *const *blocks,
-                         uint64_t *nonfinite);
+    /* ---- calibration statistics (kernels/ref/hist_ref.c) ----
+     * One pass over rows x[n_rows, dim], accumulating into the outputs:
+     * histogram on the fixed IEEE-bit grid: a finite element with bit
+     * pattern u increments counts[u >> PQ_HIST_SHIFT] (flat, PQ_HIST_NBINS
+     * entries: one per (sign, exponent, top PQ_HIST_MBITS mantissa bits));
+     * NaN, +Inf, -Inf increment nonfinite[0], [1], [2] instead; *mn / *mx
+     * and chan_absmax[dim] (max |x| per column) over finite elements. Either
+     * zero may come out as min/max. uint32 counters keep the hot part of the
+     * table in cache; the caller flushes them before any could wrap. */
+    void (*hist_ieee)(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
+                      uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 } pq_kernel_ops;
 
-/* The calibration grid: 12 mantissa bits per bin (relative width 2^-12),
- * 512 blocks (sign x exponent) of 4096 bins. */
-#define PQ_HIST_MBITS 12
+/* The calibration grid: 8 mantissa bits per bin (relative width 2^-8, far
+ * below an int8 step), 512 blocks (sign x exponent) of 256 bins. */
+#define PQ_HIST_MBITS 8
 #define PQ_HIST_SHIFT (23 - PQ_HIST_MBITS)
 #define PQ_HIST_BLOCK (1 << PQ_HIST_MBITS)
 #define PQ_HIST_NBLOCKS 512
+#define PQ_HIST_NBINS (PQ_HIST_NBLOCKS * PQ_HIST_BLOCK)
 
 /* cos/sin tables for positions 0..n_pos-1: angle fl32(t * inv_freq[i]),
  * cos/sin in double rounded to fp32; cos_t/sin_t are [n_pos, half]. */

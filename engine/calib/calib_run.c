@@ -10,14 +10,58 @@
 
 #include "safetensors.h"
 
-int pq_calib_shard(const char *id, int n_ranks)
+uint64_t pq_calib_id_hash(const char *id)
 {
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
         h ^= *p;
         h *= 1099511628211ull;
     }
-    return n_ranks > 1 ? (int)(h % (uint64_t)n_ranks) : 0;
+    return h;
+}
+
+typedef struct plan_item {
+    int64_t tokens, index;
+    uint64_t hash;
+} plan_item;
+
+static int plan_cmp(const void *pa, const void *pb)
+{
+    const plan_item *a = pa, *b = pb;
+    if (a->tokens != b->tokens) return a->tokens > b->tokens ? -1 : 1;
+    if (a->hash != b->hash) return a->hash < b->hash ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+pq_status pq_calib_plan(const pq_fasta_record *recs, int64_t n, int n_ranks, int *owner)
+{
+    if (n_ranks <= 1) {
+        for (int64_t i = 0; i < n; i++) owner[i] = 0;
+        return PQ_OK;
+    }
+    plan_item *it = malloc((size_t)(n ? n : 1) * sizeof *it);
+    int64_t *load = calloc((size_t)n_ranks, sizeof *load);
+    if (!it || !load) {
+        free(it);
+        free(load);
+        return pq_err(PQ_ERR_RESOURCE, "out of memory planning %lld calibration sequences",
+                      (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++)
+        it[i] = (plan_item){recs[i].n_ids, i, pq_calib_id_hash(recs[i].id)};
+    qsort(it, (size_t)n, sizeof *it, plan_cmp);
+    /* longest first onto the least loaded rank: within one sequence of the
+     * optimum, and a pure function of the data */
+    for (int64_t k = 0; k < n; k++) {
+        int best = 0;
+        for (int r = 1; r < n_ranks; r++)
+            if (load[r] < load[best]) best = r;
+        owner[it[k].index] = best;
+        load[best] += it[k].tokens;
+    }
+    free(it);
+    free(load);
+    return PQ_OK;
 }
 
 void pq_calib_records_free(pq_fasta_record *recs, int64_t n)
@@ -73,29 +117,73 @@ fail:
     return st;
 }
 
+/* Forward one packed batch of records idx[0..k) with the observer armed. */
+static pq_status run_batch(pq_esm2_model *m, const pq_fasta_record *recs, const int64_t *idx,
+                           int64_t k, int64_t *off, int32_t *ids, pq_esm2_outputs *out)
+{
+    off[0] = 0;
+    for (int64_t j = 0; j < k; j++) {
+        const pq_fasta_record *r = &recs[idx[j]];
+        memcpy(ids + off[j], r->ids, (size_t)r->n_ids * sizeof *ids);
+        off[j + 1] = off[j] + r->n_ids;
+    }
+    pq_esm2_batch b = {.n_seqs = k, .offsets = off, .ids = ids};
+    pq_status st = pq_esm2_forward(m, &b, NULL, out);
+    if (st) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", pq_err_detail());
+        if (k == 1) pq_err_replace(st, "calibration sequence '%s': %s", recs[idx[0]].id, why);
+        else pq_err_replace(st, "calibration batch of %lld sequences from '%s': %s", (long long)k,
+                            recs[idx[0]].id, why);
+    }
+    pq_esm2_outputs_clear(out);
+    return st;
+}
+
 pq_status pq_calib_collect(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n, int rank,
-                           int n_ranks, pq_calib *c)
+                           int n_ranks, int64_t batch_tokens, pq_calib *c)
 {
     pq_status st = PQ_OK;
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);
-    pq_esm2_model_set_observer(m, pq_calib_observe, c);
-    for (int64_t i = 0; i < n; i++) {
-        if (pq_calib_shard(recs[i].id, n_ranks) != rank) continue;
-        int64_t off[2] = {0, recs[i].n_ids};
-        pq_esm2_batch b = {.n_seqs = 1, .offsets = off, .ids = recs[i].ids};
-        if ((st = pq_esm2_forward(m, &b, NULL, &out))) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", pq_err_detail());
-            pq_err_replace(st, "calibration sequence '%s': %s", recs[i].id, why);
-            break;
-        }
-        pq_esm2_outputs_clear(&out);
-        if (c->failed) { st = pq_err(PQ_ERR_RESOURCE, "out of memory collecting statistics"); break; }
-        c->n_sequences++;
+    if (batch_tokens <= 0) batch_tokens = PQ_CALIB_BATCH_TOKENS;
+    int64_t max_ids = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (recs[i].n_ids > max_ids) max_ids = recs[i].n_ids;
+    int64_t cap_ids = batch_tokens > max_ids ? batch_tokens : max_ids;
+    int *owner = malloc((size_t)(n ? n : 1) * sizeof *owner);
+    int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+    int64_t *off = malloc((size_t)(n + 1) * sizeof *off);
+    int32_t *ids = malloc((size_t)cap_ids * sizeof *ids);
+    if (!owner || !idx || !off || !ids) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory for calibration batches");
+        goto cleanup;
     }
-    pq_esm2_outputs_clear(&out);
+    if ((st = pq_calib_plan(recs, n, n_ranks, owner))) goto cleanup;
+    pq_esm2_model_set_observer(m, pq_calib_observe, c);
+    int64_t k = 0, tok = 0;
+    for (int64_t i = 0; i <= n && !st; i++) {
+        bool last = i == n;
+        if (!last && owner[i] != rank) continue;
+        /* the batch so far goes when the next record would overflow it */
+        if (k && (last || tok + recs[i].n_ids > batch_tokens)) {
+            st = run_batch(m, recs, idx, k, off, ids, &out);
+            if (!st && c->failed) st = pq_err(PQ_ERR_RESOURCE, "out of memory collecting statistics");
+            if (!st) c->n_sequences += (uint64_t)k;
+            k = tok = 0;
+        }
+        if (last) break;
+        idx[k++] = i;
+        tok += recs[i].n_ids;
+    }
     pq_esm2_model_set_observer(m, NULL, NULL);
+    if (!st) st = pq_calib_flush(c);
+cleanup:
+    pq_esm2_outputs_clear(&out);
+    free(owner);
+    free(idx);
+    free(off);
+    free(ids);
     return st;
 }
 

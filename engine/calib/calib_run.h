@@ -2,11 +2,15 @@
 /* calib_run.h - collecting calibration statistics: read the calibration
  * FASTA, keep this shard's sequences, run the fp32 forward with the observer.
  *
- * Sharding: sequence i (0-based among the usable records, in file order)
- * belongs to rank pq_calib_shard(id, n_ranks) where id is its FASTA id; the
- * choice depends only on the id, never on the rank count's history, and each
- * sequence runs as its own forward batch so its activations do not depend on
- * which sequences share a rank. Together with integer counts and exact
+ * Sharding (pq_calib_plan): a deterministic greedy over the sequences
+ * ordered by length (longest first, ties by FNV-1a of the id, then file
+ * order), each to the rank with the fewest tokens so far (ties: lowest rank).
+ * It depends only on the data and the rank count, never on timing, and
+ * balances token counts. A rank packs its sequences into forward batches of
+ * up to batch_tokens tokens; attention is per sequence and every other op
+ * is per token, so a sequence's activations do not depend on its
+ * batch-mates (tested: stores are byte-identical for any rank count,
+ * thread count and batch size). Together with integer counts and exact
  * min/max this makes the merged statistics identical for any rank count. */
 #ifndef PQ_CALIB_RUN_H
 #define PQ_CALIB_RUN_H
@@ -23,10 +27,18 @@
 typedef struct pq_calib_data_opts {
     int64_t max_seqs;    /* 0 = every usable record; else the first max_seqs */
     int64_t max_length;  /* residues; longer records are skipped; 0 = 1022 */
+    int64_t batch_tokens; /* tokens per forward batch; 0 = PQ_CALIB_BATCH_TOKENS, 1 = one
+                           * sequence per forward */
 } pq_calib_data_opts;
 
-/* Shard of a sequence id: FNV-1a 64 of the id bytes, modulo n_ranks. */
-int pq_calib_shard(const char *id, int n_ranks);
+#define PQ_CALIB_BATCH_TOKENS 4096
+
+/* FNV-1a 64 of an id's bytes. */
+uint64_t pq_calib_id_hash(const char *id);
+
+/* Owner rank of each record (owner[n], caller-allocated), by the greedy
+ * token balance above. PQ_ERR_RESOURCE when out of memory. */
+pq_status pq_calib_plan(const pq_fasta_record *recs, int64_t n, int n_ranks, int *owner);
 
 /* Read the usable calibration records of `path` (borrowed). Unknown residue
  * letters become <unk>; empty and too-long records are skipped and counted
@@ -37,11 +49,12 @@ pq_status pq_calib_read_data(const char *path, const pq_calib_data_opts *o,
                              pq_fasta_record **recs, int64_t *n, int64_t *n_skipped);
 void pq_calib_records_free(pq_fasta_record *recs, int64_t n);
 
-/* Run the records of shard `rank` of n_ranks through m (borrowed; whole
- * model) one sequence per forward, adding into c. Counts the sequences in
- * c->n_sequences. */
+/* Run the records of shard `rank` of n_ranks (pq_calib_plan) through m
+ * (borrowed; whole model), packed into batches of up to batch_tokens tokens
+ * (0 = default; a longer sequence runs alone), adding into c (flushed at
+ * the end). Counts the sequences in c->n_sequences. */
 pq_status pq_calib_collect(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n, int rank,
-                           int n_ranks, pq_calib *c);
+                           int n_ranks, int64_t batch_tokens, pq_calib *c);
 
 /* SHA-256 of a file's bytes as lowercase hex. */
 pq_status pq_calib_file_sha256(const char *path, char hex[65]);

@@ -46,6 +46,7 @@ void pq_calib_free(pq_calib *c)
     for (int i = 0; c->sites && i < c->n_sites; i++) {
         free(c->sites[i].chan_absmax);
         for (int b = 0; b < PQ_HIST_NBLOCKS; b++) free(c->sites[i].blocks[b]);
+        free(c->sites[i].pending);
     }
     free(c->sites);
     free(c->model_path);
@@ -90,50 +91,64 @@ const pq_calib_site *pq_calib_find(const pq_calib *c, const char *name)
     return NULL;
 }
 
-/* Per-channel max |x| over finite values: NaN and Inf fail 'a <= FLT_MAX'
- * and count as 0. Branch-free with restrict so the compiler vectorises it. */
-static void chan_absmax(float *restrict ca, const float *restrict row, int64_t dim)
-{
-    for (int64_t j = 0; j < dim; j++) {
-        float a = fabsf(row[j]);
-        a = a <= FLT_MAX ? a : 0.0f;
-        ca[j] = a > ca[j] ? a : ca[j];
-    }
-}
-
 pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, int64_t dim)
 {
     if (dim != s->dim)
         return pq_err(PQ_ERR_INTERNAL, "calibration site %s: input width %lld, expected %lld",
                       s->name, (long long)dim, (long long)s->dim);
     const pq_kernel_ops *k = pq_kernels();
-    int64_t n = n_tokens * dim;
+    if (!s->pending && !(s->pending = calloc(PQ_HIST_NBINS, sizeof *s->pending)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory for the histogram of %s", s->name);
     uint64_t nonfinite[3] = {0, 0, 0};
-    float mn, mx;
-    int64_t bad;
-    k->row_minmax(x, n, &mn, &mx, &bad);
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t t = 0; t < n_tokens;) {
+        /* a uint32 bin holds at most n_pending counts: flush before it could wrap */
+        if (s->n_pending + (uint64_t)dim > UINT32_MAX) {
+            pq_status st = pq_calib_site_flush(s);
+            if (st) return st;
+        }
+        int64_t r = (int64_t)((UINT32_MAX - s->n_pending) / (uint64_t)dim);
+        if (r > n_tokens - t) r = n_tokens - t;
+        k->hist_ieee(x + t * dim, r, dim, s->pending, nonfinite, &mn, &mx, s->chan_absmax);
+        s->n_pending += (uint64_t)(r * dim);
+        t += r;
+    }
     /* which zero the kernel returns is unspecified: store +0 so the bits
      * never depend on how the data was split */
     if (mn == 0.0f) mn = 0.0f;
     if (mx == 0.0f) mx = 0.0f;
     if (mn < s->min) s->min = mn;
     if (mx > s->max) s->max = mx;
-    for (int64_t t = 0; t < n_tokens; t++) chan_absmax(s->chan_absmax, x + t * dim, dim);
-    int64_t done = 0;
-    while (done < n) {
-        done += k->hist_ieee(x + done, n - done, s->blocks, nonfinite);
-        if (done < n) {
-            uint32_t u;
-            memcpy(&u, &x[done], sizeof u);
-            if (!(s->blocks[u >> 23] = calloc(PQ_HIST_BLOCK, sizeof(uint64_t))))
-                return pq_err(PQ_ERR_RESOURCE, "out of memory for the histogram of %s", s->name);
-        }
-    }
-    s->count += (uint64_t)(n - bad);
+    s->count += (uint64_t)(n_tokens * dim) - nonfinite[0] - nonfinite[1] - nonfinite[2];
     s->n_nan += nonfinite[0];
     s->n_posinf += nonfinite[1];
     s->n_neginf += nonfinite[2];
     s->n_tokens += (uint64_t)n_tokens;
+    return PQ_OK;
+}
+
+pq_status pq_calib_site_flush(pq_calib_site *s)
+{
+    if (!s->pending || !s->n_pending) return PQ_OK;
+    for (int b = 0; b < PQ_HIST_NBLOCKS; b++) {
+        uint32_t *p = s->pending + (size_t)b * PQ_HIST_BLOCK, any = 0;
+        for (int k = 0; k < PQ_HIST_BLOCK; k++) any |= p[k];
+        if (!any) continue;
+        if (!s->blocks[b] && !(s->blocks[b] = calloc(PQ_HIST_BLOCK, sizeof(uint64_t))))
+            return pq_err(PQ_ERR_RESOURCE, "out of memory for the histogram of %s", s->name);
+        for (int k = 0; k < PQ_HIST_BLOCK; k++) s->blocks[b][k] += p[k];
+        memset(p, 0, PQ_HIST_BLOCK * sizeof *p);
+    }
+    s->n_pending = 0;
+    return PQ_OK;
+}
+
+pq_status pq_calib_flush(pq_calib *c)
+{
+    for (int i = 0; i < c->n_sites; i++) {
+        pq_status st = pq_calib_site_flush(&c->sites[i]);
+        if (st) return st;
+    }
     return PQ_OK;
 }
 
@@ -147,13 +162,15 @@ void pq_calib_observe(void *user, int layer, pq_esm2_role role, const float *x,
     if (pq_calib_site_add(&c->sites[i], x, n_tokens, dim)) c->failed = true;
 }
 
-pq_status pq_calib_merge(pq_calib *dst, const pq_calib *src)
+pq_status pq_calib_merge(pq_calib *dst, pq_calib *src)
 {
+    pq_status st;
     if (dst->num_layers != src->num_layers || dst->embed_dim != src->embed_dim ||
         dst->ffn_dim != src->ffn_dim)
         return pq_err(PQ_ERR_CALIBRATION, "cannot merge statistics of different architectures "
                       "(%d layers, D %d, F %d vs %d, %d, %d)", dst->num_layers, dst->embed_dim,
                       dst->ffn_dim, src->num_layers, src->embed_dim, src->ffn_dim);
+    if ((st = pq_calib_flush(dst)) || (st = pq_calib_flush(src))) return st;
     for (int i = 0; i < dst->n_sites; i++) {
         pq_calib_site *d = &dst->sites[i];
         const pq_calib_site *s = &src->sites[i];
@@ -212,17 +229,37 @@ float pq_calib_trunc(float x)
     return x;
 }
 
+/* Count of fine bin (b, k): stored plus pending. */
+static uint64_t bin_count(const pq_calib_site *s, int b, int k)
+{
+    uint64_t v = s->blocks[b] ? s->blocks[b][k] : 0;
+    return v + (s->pending ? s->pending[(size_t)b * PQ_HIST_BLOCK + k] : 0);
+}
+
+static bool block_used(const pq_calib_site *s, int b)
+{
+    if (s->blocks[b]) return true;
+    if (!s->pending || !s->n_pending) return false;
+    for (int k = 0; k < PQ_HIST_BLOCK; k++)
+        if (s->pending[(size_t)b * PQ_HIST_BLOCK + k]) return true;
+    return false;
+}
+
 void pq_calib_site_bins(const pq_calib_site *s, pq_calib_bin_fn fn, void *user)
 {
     /* negative values: largest magnitude first */
     for (int b = PQ_HIST_NBLOCKS - 1; b >= PQ_HIST_NBLOCKS / 2; b--) {
-        if (!s->blocks[b]) continue;
-        for (int k = PQ_HIST_BLOCK - 1; k >= 0; k--)
-            if (s->blocks[b][k]) fn(user, pq_calib_bin_value(b, k), s->blocks[b][k]);
+        if (!block_used(s, b)) continue;
+        for (int k = PQ_HIST_BLOCK - 1; k >= 0; k--) {
+            uint64_t v = bin_count(s, b, k);
+            if (v) fn(user, pq_calib_bin_value(b, k), v);
+        }
     }
     for (int b = 0; b < PQ_HIST_NBLOCKS / 2; b++) {
-        if (!s->blocks[b]) continue;
-        for (int k = 0; k < PQ_HIST_BLOCK; k++)
-            if (s->blocks[b][k]) fn(user, pq_calib_bin_value(b, k), s->blocks[b][k]);
+        if (!block_used(s, b)) continue;
+        for (int k = 0; k < PQ_HIST_BLOCK; k++) {
+            uint64_t v = bin_count(s, b, k);
+            if (v) fn(user, pq_calib_bin_value(b, k), v);
+        }
     }
 }

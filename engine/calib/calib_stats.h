@@ -13,7 +13,9 @@
  * counts (finite, NaN, +Inf, -Inf), tokens seen, and a histogram on a grid
  * fixed by the float format rather than the data: one bin per (sign,
  * exponent, top PQ_HIST_MBITS mantissa bits) of the fp32 value, uint64
- * counts. Because the grid never depends on the data, merging two
+ * counts. Collection counts into a flat uint32 table per site first (small
+ * enough to stay in cache, which the scatter-increments need) and moves the
+ * counts into the uint64 blocks at pq_calib_flush / before a wrap. Because the grid never depends on the data, merging two
  * statistics (two ranks, or a stored file and new data) is integer
  * addition and min/max, which is exact, associative and commutative. */
 #ifndef PQ_CALIB_STATS_H
@@ -41,6 +43,8 @@ typedef struct pq_calib_site {
     uint64_t n_tokens;    /* rows observed */
     float *chan_absmax;   /* [dim], owned; max |x| per input channel */
     uint64_t *blocks[PQ_HIST_NBLOCKS]; /* owned; NULL = no value there yet */
+    uint32_t *pending;    /* owned, [PQ_HIST_NBINS] or NULL: counts not yet in blocks */
+    uint64_t n_pending;   /* elements counted in pending (<= UINT32_MAX) */
 } pq_calib_site;
 
 /* Whole-run statistics plus the provenance that travels with them. */
@@ -66,8 +70,16 @@ int pq_calib_site_index(const pq_calib *c, int layer, pq_esm2_role role);
 bool pq_calib_site_of_weight(const char *hf_name, char *buf, size_t n);
 const pq_calib_site *pq_calib_find(const pq_calib *c, const char *site_name);
 
-/* Add x [n_tokens, dim] to site s. Out of memory: returns PQ_ERR_RESOURCE. */
+/* Add x [n_tokens, dim] to site s. Out of memory: returns PQ_ERR_RESOURCE.
+ * Histogram counts may stay pending until pq_calib_site_flush. */
 pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, int64_t dim);
+
+/* Move pending histogram counts into the uint64 blocks (exact). Readers of
+ * blocks (store, reduction, merge) need flushed statistics;
+ * pq_calib_collect and pq_calib_merge flush. PQ_ERR_RESOURCE when out of
+ * memory (the counts stay pending, nothing is lost). */
+pq_status pq_calib_site_flush(pq_calib_site *s);
+pq_status pq_calib_flush(pq_calib *c);
 
 /* An observer for pq_esm2_model_set_observer: user is the pq_calib. q/k/v
  * share one input, so only the q call is counted. Sets c->failed on error. */
@@ -75,8 +87,9 @@ void pq_calib_observe(void *user, int layer, pq_esm2_role role, const float *x,
                       int64_t n_tokens, int64_t dim);
 
 /* dst += src (same architecture): counts added, min/max combined, provenance
- * counters added. PQ_ERR_CALIBRATION when the shapes differ. */
-pq_status pq_calib_merge(pq_calib *dst, const pq_calib *src);
+ * counters added; both are flushed first. PQ_ERR_CALIBRATION when the shapes
+ * differ. */
+pq_status pq_calib_merge(pq_calib *dst, pq_calib *src);
 
 /* Usability check before any method runs: every site fired, and no NaN/Inf
  * unless allow_nonfinite. PQ_ERR_CALIBRATION naming the site and cause. */
@@ -90,7 +103,7 @@ float pq_calib_bin_value(int block, int index);
 float pq_calib_trunc(float x);
 
 /* Visit the non-empty fine bins in increasing order of value (negative
- * values from -max toward -0, then +0 upward). */
+ * values from -max toward -0, then +0 upward); pending counts included. */
 typedef void (*pq_calib_bin_fn)(void *user, float value, uint64_t count);
 void pq_calib_site_bins(const pq_calib_site *s, pq_calib_bin_fn fn, void *user);
 

@@ -11,7 +11,9 @@
 
 #include "h5util.h"
 
-#define GRID_NAME "ieee754-binary32 sign|exponent|top 12 mantissa bits"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define GRID_NAME "ieee754-binary32 sign|exponent|top " STR(PQ_HIST_MBITS) " mantissa bits"
 
 static pq_status h5fail(const char *where, const char *what)
 {
@@ -41,6 +43,8 @@ static pq_status write_site(hid_t parent, const pq_calib_site *s, hid_t gcpl, hi
     uint32_t *bin = NULL;
     uint64_t *cnt = NULL;
     int64_t nnz = 0;
+    if (s->n_pending)
+        return pq_err(PQ_ERR_INTERNAL, "%s: statistics not flushed (pq_calib_flush)", where);
     for (int b = 0; b < PQ_HIST_NBLOCKS; b++)
         for (int k = 0; s->blocks[b] && k < PQ_HIST_BLOCK; k++) nnz += s->blocks[b][k] != 0;
     hid_t g = H5Gcreate2(parent, s->name, H5P_DEFAULT, gcpl, H5P_DEFAULT);

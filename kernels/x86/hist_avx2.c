@@ -1,45 +1,57 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* hist_avx2.c - AVX2 variant of the IEEE-bit histogram: bin indices and the
- * non-finite test for 8 elements at a time, then scalar increments (there is
- * no scatter-add). Counts are identical to hist_ref.c by construction. */
+/* hist_avx2.c - AVX2 variant of the one-pass calibration statistics: the
+ * non-finite test, min/max and column absmax 8 elements at a time, then
+ * unrolled scalar increments (there is no scatter-add; the uint32 table is
+ * small enough to stay in cache). One read of x for everything. Results are
+ * identical to hist_ref.c (min/max up to the sign of zero). */
 #include "kernels_impl.h"
 
 #include <immintrin.h>
 #include <string.h>
 
-int64_t pq_hist_ieee_avx2(const float *x, int64_t n, uint64_t *const *blocks, uint64_t *nonfinite)
+static inline void count8(const float *x, uint32_t *restrict counts)
+{
+    for (int k = 0; k < 8; k++) {
+        uint32_t u;
+        memcpy(&u, x + k, sizeof u);
+        counts[u >> PQ_HIST_SHIFT]++;
+    }
+}
+
+void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
+                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax)
 {
     const __m256i expmask = _mm256_set1_epi32(0x7f800000);
-    int64_t i = 0;
-    uint32_t blk[8], idx[8];
-    for (; i + 8 <= n; i += 8) {
-        __m256i u = _mm256_loadu_si256((const __m256i *)(x + i));
-        __m256i special = _mm256_cmpeq_epi32(_mm256_and_si256(u, expmask), expmask);
-        __m256i b = _mm256_srli_epi32(u, 23);
-        __m256i k = _mm256_and_si256(_mm256_srli_epi32(u, PQ_HIST_SHIFT),
-                                     _mm256_set1_epi32(PQ_HIST_BLOCK - 1));
-        _mm256_storeu_si256((__m256i *)blk, b);
-        _mm256_storeu_si256((__m256i *)idx, k);
-        if (_mm256_movemask_ps(_mm256_castsi256_ps(special))) {
-            /* rare: let the reference handle this group element by element */
-            int64_t r = pq_hist_ieee_ref(x + i, 8, blocks, nonfinite);
-            if (r < 8) return i + r;
-            continue;
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 lo = _mm256_set1_ps(*mn), hi = _mm256_set1_ps(*mx);
+    float slo = *mn, shi = *mx;
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *row = x + r * dim;
+        int64_t j = 0;
+        for (; j + 8 <= dim; j += 8) {
+            __m256 v = _mm256_loadu_ps(row + j);
+            __m256i e = _mm256_and_si256(_mm256_castps_si256(v), expmask);
+            if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(e, expmask)))) {
+                /* rare: the reference handles a group holding NaN/Inf */
+                pq_hist_ieee_ref(row + j, 1, 8, counts, nonfinite, &slo, &shi, chan_absmax + j);
+                continue;
+            }
+            lo = _mm256_min_ps(lo, v);
+            hi = _mm256_max_ps(hi, v);
+            __m256 a = _mm256_and_ps(v, absmask);
+            _mm256_storeu_ps(chan_absmax + j, _mm256_max_ps(_mm256_loadu_ps(chan_absmax + j), a));
+            count8(row + j, counts);
         }
-        /* all 8 blocks must exist before any is counted, so that a stop
-         * leaves the group untouched and the caller can resume at i */
-        int missing = 0;
-        for (int j = 0; j < 8; j++) missing |= blocks[blk[j]] == NULL;
-        if (missing) {
-            int64_t r = pq_hist_ieee_ref(x + i, 8, blocks, nonfinite);
-            if (r < 8) return i + r;
-            continue;
-        }
-        for (int j = 0; j < 8; j++) blocks[blk[j]][idx[j]]++;
+        if (j < dim)
+            pq_hist_ieee_ref(row + j, 1, dim - j, counts, nonfinite, &slo, &shi, chan_absmax + j);
     }
-    if (i < n) {
-        int64_t r = pq_hist_ieee_ref(x + i, n - i, blocks, nonfinite);
-        return i + r;
+    float l[8], h[8];
+    _mm256_storeu_ps(l, lo);
+    _mm256_storeu_ps(h, hi);
+    for (int k = 0; k < 8; k++) {
+        if (l[k] < slo) slo = l[k];
+        if (h[k] > shi) shi = h[k];
     }
-    return n;
+    *mn = slo;
+    *mx = shi;
 }

@@ -80,6 +80,7 @@ int main(int argc, char **argv)
         pq_esm2_outputs_clear(&out);
     }
     for (int k = 0; k < d.n_sel; k++) fclose(d.f[k]);
+    if (pq_calib_flush(d.c)) { fprintf(stderr, "%s\n", pq_err_detail()); return 1; }
     json_t *root = json_object();
     uint64_t hist[PQ_CALIB_BINS];
     float edges[PQ_CALIB_BINS + 1];

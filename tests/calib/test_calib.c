@@ -36,68 +36,117 @@ static float randn(void)
     return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-/* 1.0 = 0x3f800000: block 127, bin 0; 1.5 = 0x3fc00000: bin 2048; 1 + 2^-12
- * is the next bin, 1 + 2^-13 shares bin 0 with 1.0; -2.0 is block 256+128. */
+/* 1.0 = 0x3f800000: block 127, bin 0; 1.5 = 0x3fc00000: bin 128; 1 + 2^-8
+ * is the next bin, 1 + 2^-9 shares bin 0 with 1.0; -2.0 is block 256+128. */
 static void test_grid(void **state)
 {
     (void)state;
     pq_calib *c;
     assert_int_equal(pq_calib_create(1, 4, 8, &c), PQ_OK);
     pq_calib_site *s = &c->sites[0];
-    float x[8] = {1.0f, 1.5f, 1.0f + 0x1p-12f, 1.0f + 0x1p-13f, -2.0f, NAN, INFINITY, -INFINITY};
+    float x[8] = {1.0f, 1.5f, 1.0f + 0x1p-8f, 1.0f + 0x1p-9f, -2.0f, NAN, INFINITY, -INFINITY};
     assert_int_equal(pq_calib_site_add(s, x, 2, 4), PQ_OK);
+    assert_int_equal(pq_calib_flush(c), PQ_OK);
     assert_non_null(s->blocks[127]);
     assert_int_equal(s->blocks[127][0], 2);
-    assert_int_equal(s->blocks[127][2048], 1);
+    assert_int_equal(s->blocks[127][128], 1);
     assert_int_equal(s->blocks[127][1], 1);
     assert_int_equal(s->blocks[256 + 128][0], 1);
+    assert_null(s->blocks[128]);
     assert_int_equal(s->count, 5);
     assert_int_equal(s->n_nan, 1);
     assert_int_equal(s->n_posinf, 1);
     assert_int_equal(s->n_neginf, 1);
     assert_int_equal(s->n_tokens, 2);
     assert_true(s->min == -2.0f && s->max == 1.5f);
-    /* channels: rows {1, 1.5, 1+2^-12, 1+2^-13} and {-2, NaN, Inf, -Inf} */
+    /* channels: rows {1, 1.5, 1+2^-8, 1+2^-9} and {-2, NaN, Inf, -Inf} */
     assert_true(s->chan_absmax[0] == 2.0f && s->chan_absmax[1] == 1.5f);
-    assert_true(s->chan_absmax[2] == 1.0f + 0x1p-12f && s->chan_absmax[3] == 1.0f + 0x1p-13f);
-    assert_true(pq_calib_trunc(1.0f + 0x1p-13f) == 1.0f);
-    assert_true(pq_calib_trunc(-(1.0f + 0x1p-12f + 0x1p-14f)) == -(1.0f + 0x1p-12f));
+    assert_true(s->chan_absmax[2] == 1.0f + 0x1p-8f && s->chan_absmax[3] == 1.0f + 0x1p-9f);
+    assert_true(pq_calib_trunc(1.0f + 0x1p-9f) == 1.0f);
+    assert_true(pq_calib_trunc(-(1.0f + 0x1p-8f + 0x1p-10f)) == -(1.0f + 0x1p-8f));
     assert_int_equal(pq_calib_check(c, false), PQ_ERR_CALIBRATION);
     assert_non_null(strstr(pq_err_detail(), "layer.0.attn_in"));
     pq_err_clear();
     pq_calib_free(c);
 }
 
-/* AVX2 and reference count the same bins, including stops at missing
- * blocks and non-finite values at every position of a group of 8. */
+/* Bin of a normal float from its value, not its bits: |x| = m 2^e with m in
+ * [0.5, 1), biased exponent e - 1 + 127, top bits floor((2m - 1) 2^MBITS). */
+static uint32_t bin_by_value(float x)
+{
+    int e;
+    double m = frexp(fabs((double)x), &e);
+    uint32_t top = (uint32_t)floor((2 * m - 1) * (1 << PQ_HIST_MBITS));
+    return ((x < 0 ? 1u : 0u) << (8 + PQ_HIST_MBITS)) | ((uint32_t)(e - 1 + 127) << PQ_HIST_MBITS) | top;
+}
+
+/* AVX2 and reference give the bins of the value-based formula and the
+ * plain min/max/column absmax, with non-finite values at many positions of
+ * the 8-groups and a row width that is not a multiple of 8. */
 static void test_kernel_variants(void **state)
 {
     (void)state;
     const pq_kernel_ops *avx = pq_kernels_get("avx2");
-    if (!avx) { print_message("no AVX2 on this CPU: reference only\n"); return; }
-    enum { N = 10007 };
+    enum { R = 77, D = 131, N = R * D };
     float *x = malloc(N * sizeof *x);
-    for (int i = 0; i < N; i++) x[i] = randn() * (float)(1 << (next_u64() % 8)) * 1e-2f;
+    for (int i = 0; i < N; i++) {
+        x[i] = randn() * (float)(1 << (next_u64() % 8)) * 1e-2f;
+        if (x[i] == 0.0f) x[i] = 1.0f;
+    }
     for (int i = 0; i < N; i += 97) x[i] = (i / 97) % 3 == 0 ? NAN : (i / 97) % 3 == 1 ? INFINITY : -INFINITY;
-    uint64_t *ba[PQ_HIST_NBLOCKS] = {0}, *bb[PQ_HIST_NBLOCKS] = {0};
-    uint64_t na[3] = {0}, nb[3] = {0};
-    int64_t da = 0, db = 0;
-    while (da < N) {
-        da += pq_hist_ieee_ref(x + da, N - da, ba, na);
-        if (da < N) { uint32_t u; memcpy(&u, &x[da], 4); ba[u >> 23] = calloc(PQ_HIST_BLOCK, 8); }
+    uint32_t *want = calloc(PQ_HIST_NBINS, 4);
+    uint64_t nw[3] = {0};
+    float wlo = INFINITY, whi = -INFINITY, wca[D] = {0};
+    for (int i = 0; i < N; i++) {
+        if (isnan(x[i])) { nw[0]++; continue; }
+        if (isinf(x[i])) { nw[x[i] > 0 ? 1 : 2]++; continue; }
+        want[bin_by_value(x[i])]++;
+        wlo = fminf(wlo, x[i]);
+        whi = fmaxf(whi, x[i]);
+        wca[i % D] = fmaxf(wca[i % D], fabsf(x[i]));
     }
-    while (db < N) {
-        db += avx->hist_ieee(x + db, N - db, bb, nb);
-        if (db < N) { uint32_t u; memcpy(&u, &x[db], 4); bb[u >> 23] = calloc(PQ_HIST_BLOCK, 8); }
+    const pq_kernel_ops *vs[2] = {pq_kernels_get("ref"), avx};
+    for (int v = 0; v < 2; v++) {
+        if (!vs[v]) { print_message("no AVX2 on this CPU: reference only\n"); continue; }
+        uint32_t *c = calloc(PQ_HIST_NBINS, 4);
+        uint64_t nf[3] = {0};
+        float lo = INFINITY, hi = -INFINITY, ca[D] = {0};
+        /* two calls accumulate */
+        vs[v]->hist_ieee(x, 10, D, c, nf, &lo, &hi, ca);
+        vs[v]->hist_ieee(x + 10 * D, R - 10, D, c, nf, &lo, &hi, ca);
+        assert_memory_equal(nw, nf, sizeof nf);
+        assert_memory_equal(want, c, PQ_HIST_NBINS * 4);
+        assert_true(lo == wlo && hi == whi);
+        assert_memory_equal(wca, ca, sizeof ca);
+        free(c);
     }
-    assert_memory_equal(na, nb, sizeof na);
-    for (int b = 0; b < PQ_HIST_NBLOCKS; b++) {
-        assert_true((ba[b] == NULL) == (bb[b] == NULL));
-        if (ba[b]) assert_memory_equal(ba[b], bb[b], PQ_HIST_BLOCK * 8);
-        free(ba[b]);
-        free(bb[b]);
-    }
+    free(want);
     free(x);
+}
+
+/* A site whose uint32 counters could wrap is flushed before counting more:
+ * 2.0 x 3 is counted, the pending count is pushed to the wrap limit, 2.0 x 4
+ * more forces a flush first; 7 in all, none lost. */
+static void test_flush_before_wrap(void **state)
+{
+    (void)state;
+    pq_calib *c;
+    float x[4] = {2.0f, 2.0f, 2.0f, -1.0f};
+    assert_int_equal(pq_calib_create(1, 4, 8, &c), PQ_OK);
+    pq_calib_site *s = &c->sites[0];
+    assert_int_equal(pq_calib_site_add(s, x, 1, 4), PQ_OK);
+    assert_null(s->blocks[128]);
+    s->n_pending = UINT32_MAX - 2;
+    float y[4] = {2.0f, 2.0f, 2.0f, 2.0f};
+    assert_int_equal(pq_calib_site_add(s, y, 1, 4), PQ_OK);
+    assert_non_null(s->blocks[128]);
+    assert_int_equal(s->blocks[128][0], 3);
+    assert_int_equal(s->n_pending, 4);
+    assert_int_equal(pq_calib_flush(c), PQ_OK);
+    assert_int_equal(s->blocks[128][0], 7);
+    assert_int_equal(s->blocks[256 + 127][0], 1);
+    assert_int_equal(s->n_pending, 0);
+    pq_calib_free(c);
 }
 
 static void assert_sites_equal(const pq_calib_site *a, const pq_calib_site *b)
@@ -125,6 +174,7 @@ static void test_merge_exact(void **state)
     pq_calib *whole, *parts[3], *merged;
     assert_int_equal(pq_calib_create(1, D, 4 * D, &whole), PQ_OK);
     assert_int_equal(pq_calib_site_add(&whole->sites[0], x, T, D), PQ_OK);
+    assert_int_equal(pq_calib_flush(whole), PQ_OK);
     int cut[4] = {0, 7, 190, T};
     for (int p = 0; p < 3; p++) {
         assert_int_equal(pq_calib_create(1, D, 4 * D, &parts[p]), PQ_OK);
@@ -153,6 +203,7 @@ static pq_calib *one_site(const float *x, int64_t n)
     pq_calib *c;
     assert_int_equal(pq_calib_create(1, (int)n, 4, &c), PQ_OK);
     assert_int_equal(pq_calib_site_add(&c->sites[0], x, 1, n), PQ_OK);
+    assert_int_equal(pq_calib_flush(c), PQ_OK);
     return c;
 }
 
@@ -313,6 +364,10 @@ static void test_store_roundtrip(void **state)
     char path[] = "/tmp/pq_calib_testXXXXXX";
     int fd = mkstemp(path);
     close(fd);
+    /* pending uint32 counts must reach the store: saving them unflushed is refused */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_ERR_INTERNAL);
+    pq_err_clear();
+    assert_int_equal(pq_calib_flush(c), PQ_OK);
     assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_OK);
     assert_int_equal(back->n_sequences, 3);
@@ -337,6 +392,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grid),           cmocka_unit_test(test_kernel_variants),
+        cmocka_unit_test(test_flush_before_wrap),
         cmocka_unit_test(test_merge_exact),    cmocka_unit_test(test_all_zero),
         cmocka_unit_test(test_constant),       cmocka_unit_test(test_negative_only),
         cmocka_unit_test(test_qparams),        cmocka_unit_test(test_percentile_index),

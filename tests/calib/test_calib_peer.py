@@ -4,10 +4,10 @@ proteins (calib_dump): ONNX Runtime's HistogramCollector (entropy, percentile)
 and MinMaxCalibrater, PyTorch's MinMaxObserver, and numpy references of the
 NVIDIA entropy/percentile/mse searches written from docs/algorithms.md 3.1.
 
-Our histogram methods see activations rounded toward zero to 12 mantissa bits
-(the fixed IEEE grid); peers are fed exactly those values (trunc12), so the
+Our histogram methods see activations rounded toward zero to MBITS = 8
+mantissa bits (the fixed IEEE grid); peers are fed exactly those values (trunc), so the
 expected agreement is bit-exact where the algorithm is the same:
-  * derived histograms == np.histogram(trunc12(x)) on our edges, bin for bin
+  * derived histograms == np.histogram(trunc(x)) on our edges, bin for bin
   * ORT entropy/percentile (asymmetric, 2048 bins, 128 quantized bins): equal
     thresholds (entropy: or, on a float32 KL tie, ORT's KL at both within 1e-6)
   * ORT MinMax, torch MinMaxObserver on the raw values: equal min/max
@@ -33,11 +33,14 @@ def check(cond, msg):
         FAIL.append(msg)
 
 
-def trunc12(x):
+MBITS = 8  # the grid of docs/CALIBRATION.md
+
+
+def trunc(x):
     u = x.view(np.uint32)
     fin = (u & 0x7F800000) != 0x7F800000
     out = u.copy()
-    out[fin] &= np.uint32(~((1 << 11) - 1) & 0xFFFFFFFF)
+    out[fin] &= np.uint32(~((1 << (23 - MBITS)) - 1) & 0xFFFFFFFF)
     return out.view(np.float32)
 
 
@@ -137,7 +140,7 @@ def main():
         r = res[site]
         n_feat = len(r["chan_absmax"])
         x = np.fromfile(os.path.join(out, site + ".f32"), dtype=np.float32).reshape(-1, n_feat)
-        xt = trunc12(x.ravel())
+        xt = trunc(x.ravel())
         print(f"-- {site}: {x.shape[0]} tokens x {n_feat}")
         # raw statistics
         check(np.float32(r["min"]) == x.min() and np.float32(r["max"]) == x.max(), f"{site} min/max exact")
