@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """`proteus calibrate` / `proteus quantize --scheme static` end to end:
   * update(A) + B gives the same statistics as calibrate(A + B)
-  * 1..4 MPI ranks write byte-identical calibration stores
+  * 1..4 MPI ranks, any thread count and forward batch size write
+    byte-identical calibration stores
   * static quantization: act_scale per Linear input, from a store, from data,
     and from the bundled sample (automatic), on a synthetic and the trained model
   * exports: the ONNX Runtime table loads through onnxruntime's own TensorData /
@@ -98,6 +99,15 @@ def main():
              "--calibration-data", "ab.fasta", "--out", f"n{n}.h5", "--threads", "1", "-q"], env=env)
         blobs.append(open(f"n{n}.h5", "rb").read())
     check(all(b == blobs[0] for b in blobs), "calibration store byte-identical for 1, 2, 3, 4 ranks")
+    # nor on threads per rank (default: cores / ranks) or the forward batch size
+    run([mpiexec, "--oversubscribe", "-n", "2", proteus, "calibrate", "--model", "syn.safetensors",
+         "--calibration-data", "ab.fasta", "--out", "n2d.h5", "-q"], env=env)
+    run([proteus, "calibrate", "--model", "syn.safetensors", "--calibration-data", "ab.fasta",
+         "--out", "b1.h5", "--batch-tokens", "1", "--threads", "2", "-q"])
+    run([proteus, "calibrate", "--model", "syn.safetensors", "--calibration-data", "ab.fasta",
+         "--out", "b600.h5", "--batch-tokens", "600", "-q"])
+    check(all(open(f, "rb").read() == blobs[0] for f in ("n2d.h5", "b1.h5", "b600.h5")),
+          "calibration store byte-identical for default threads, one sequence per forward, 600-token batches")
     check(calib_groups("n1.h5").keys() == gab.keys() and
           all((calib_groups("n3.h5")[k] == gab[k]) if isinstance(gab[k], bytes) else np.array_equal(calib_groups("n3.h5")[k], gab[k]) for k in gab),
           "MPI statistics equal the single-process ones")
