@@ -19,6 +19,7 @@
 
 #include "calib_h5.h"
 #include "calib_methods.h"
+#include "calib_run.h"
 #include "calib_stats.h"
 #include "kernels_impl.h"
 
@@ -122,6 +123,28 @@ static void test_kernel_variants(void **state)
     }
     free(want);
     free(x);
+}
+
+/* Token-balanced plan, worked by hand: lengths 10, 50, 30, 30, 5 on two
+ * ranks: 50 -> r0; 30 -> r1; 30 -> r1 (30 < 50); 10 -> r0 (50 < 60);
+ * 5 -> r0 (tie 60/60, lowest rank). Loads 65 / 60. One rank: all r0. */
+static void test_plan(void **state)
+{
+    (void)state;
+    pq_fasta_record r[5];
+    memset(r, 0, sizeof r);
+    int64_t len[5] = {10, 50, 30, 30, 5};
+    char *names[5] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < 5; i++) {
+        r[i].id = names[i];
+        r[i].n_ids = len[i];
+    }
+    int owner[5], want[5] = {0, 0, 1, 1, 0};
+    assert_int_equal(pq_calib_plan(r, 5, 2, owner), PQ_OK);
+    assert_memory_equal(owner, want, sizeof want);
+    int one[5], zeros[5] = {0};
+    assert_int_equal(pq_calib_plan(r, 5, 1, one), PQ_OK);
+    assert_memory_equal(one, zeros, sizeof zeros);
 }
 
 /* A site whose uint32 counters could wrap is flushed before counting more:
@@ -392,7 +415,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grid),           cmocka_unit_test(test_kernel_variants),
-        cmocka_unit_test(test_flush_before_wrap),
+        cmocka_unit_test(test_flush_before_wrap), cmocka_unit_test(test_plan),
         cmocka_unit_test(test_merge_exact),    cmocka_unit_test(test_all_zero),
         cmocka_unit_test(test_constant),       cmocka_unit_test(test_negative_only),
         cmocka_unit_test(test_qparams),        cmocka_unit_test(test_percentile_index),
