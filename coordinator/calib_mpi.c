@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* calib_mpi.c - sharded collection and exact reduction of calibration
- * statistics over MPI ranks (calib_mpi.h). */
+/* calib_mpi.c - sharded (data- and pipeline-parallel) collection and exact
+ * reduction of calibration statistics over MPI ranks (calib_mpi.h). */
 #include "calib_mpi.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "calib_h5.h"
+#include "esm2.h"
 #include "esm2_model.h"
+#include "h5model.h"
 #include "safetensors.h"
 
 static pq_status mpi_ok(int rc, const char *what)
@@ -136,11 +139,264 @@ static int threads_per_rank(MPI_Comm comm, int rank)
     return t < 1 ? 1 : t;
 }
 
+void pq_calib_stage_layers(int num_layers, int n_stages, int stage, int *layer_begin, int *layer_end)
+{
+    *layer_begin = (int)((int64_t)stage * num_layers / n_stages);
+    *layer_end = (int)((int64_t)(stage + 1) * num_layers / n_stages);
+}
+
+/* Layer count of a model file without loading its weights. */
+static pq_status model_num_layers(const char *path, int *L)
+{
+    size_t n = strlen(path);
+    pq_status st;
+    if ((n > 3 && !strcmp(path + n - 3, ".h5")) || (n > 5 && !strcmp(path + n - 5, ".hdf5"))) {
+        pq_h5r *r = NULL;
+        if (!(st = pq_h5r_open(path, &r))) *L = pq_h5r_meta(r)->cfg.num_layers;
+        pq_h5r_close(r);
+        return st;
+    }
+    pq_st_model *sm = NULL;
+    pq_esm2_config cfg;
+    if (!(st = pq_st_open(path, &sm)) && !(st = pq_esm2_detect(sm, &cfg))) *L = cfg.num_layers;
+    pq_st_close(sm);
+    return st;
+}
+
+/* One micro-batch on the wire between neighbouring stages of a replica, as
+ * three messages: meta (int64: n_seqs, n_tokens, first record index, then
+ * the n_seqs + 1 token offsets), the token ids and the [n_tokens, D]
+ * activations. n_seqs == 0 ends the stream (ids and activations empty), so
+ * receives posted ahead always match. */
+enum { TAG_META = 0x5043, TAG_IDS, TAG_X };
+
+typedef struct pipe_msg {
+    int64_t *meta;
+    int32_t *ids;
+    float *x;
+    MPI_Request req[3];
+} pipe_msg;
+
+static void msg_init(pipe_msg *b)
+{
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < 3; i++) b->req[i] = MPI_REQUEST_NULL;
+}
+
+/* Complete b's requests (NULL ones are fine); free is for sends, whose
+ * buffers the message owns. */
+static pq_status msg_wait(pipe_msg *b, bool free_bufs)
+{
+    pq_status st = mpi_ok(MPI_Waitall(3, b->req, MPI_STATUSES_IGNORE), "MPI_Waitall(activations)");
+    if (free_bufs) {
+        free(b->meta);
+        free(b->ids);
+        free(b->x);
+        b->meta = NULL;
+        b->ids = NULL;
+        b->x = NULL;
+    }
+    return st;
+}
+
+/* Send a micro-batch to rank dst without waiting: the previous send of b
+ * completes first, then b takes ownership of meta, ids and x. */
+static pq_status send_batch(MPI_Comm comm, int dst, pipe_msg *b, int64_t *meta, int32_t *ids,
+                            float *x, int64_t D)
+{
+    pq_status st = msg_wait(b, true);
+    b->meta = meta;
+    b->ids = ids;
+    b->x = x;
+    if (st) return st;
+    int64_t k = meta[0], T = meta[1];
+    int rc = MPI_Isend(meta, (int)(k ? k + 4 : 3), MPI_INT64_T, dst, TAG_META, comm, &b->req[0]);
+    if (rc == MPI_SUCCESS) rc = MPI_Isend(ids, (int)T, MPI_INT32_T, dst, TAG_IDS, comm, &b->req[1]);
+    if (rc == MPI_SUCCESS) rc = MPI_Isend(x, (int)(T * D), MPI_FLOAT, dst, TAG_X, comm, &b->req[2]);
+    return mpi_ok(rc, "MPI_Isend(activations)");
+}
+
+static pq_status post_recv(MPI_Comm comm, int src, pipe_msg *b, int64_t cap_meta, int64_t cap_ids,
+                           int64_t D)
+{
+    int rc = MPI_Irecv(b->meta, (int)cap_meta, MPI_INT64_T, src, TAG_META, comm, &b->req[0]);
+    if (rc == MPI_SUCCESS) rc = MPI_Irecv(b->ids, (int)cap_ids, MPI_INT32_T, src, TAG_IDS, comm, &b->req[1]);
+    if (rc == MPI_SUCCESS) rc = MPI_Irecv(b->x, (int)(cap_ids * D), MPI_FLOAT, src, TAG_X, comm, &b->req[2]);
+    return mpi_ok(rc, "MPI_Irecv(activations)");
+}
+
+/* Forward one micro-batch through this stage with the observer armed; the
+ * stage's output activations (owned) go to *x_out unless it is the last. */
+static pq_status stage_forward(pq_esm2_model *m, const pq_fasta_record *recs, const int64_t *meta,
+                               const int32_t *ids, const float *x_in, pq_calib *c, float **x_out)
+{
+    pq_esm2_outputs out;
+    memset(&out, 0, sizeof out);
+    pq_esm2_batch b = {.n_seqs = meta[0], .offsets = meta + 3, .ids = ids};
+    pq_status st = pq_esm2_forward(m, &b, x_in, &out);
+    if (!st && c->failed) st = pq_err(PQ_ERR_RESOURCE, "out of memory collecting statistics");
+    if (st) {
+        char why[512];
+        int l0, l1;
+        pq_esm2_model_stage(m, &l0, &l1);
+        snprintf(why, sizeof why, "%s", pq_err_detail());
+        if (b.n_seqs == 1)
+            pq_err_replace(st, "calibration sequence '%s' (layers %d..%d): %s", recs[meta[2]].id,
+                           l0, l1 - 1, why);
+        else
+            pq_err_replace(st, "calibration batch of %lld sequences from '%s' (layers %d..%d): %s",
+                           (long long)b.n_seqs, recs[meta[2]].id, l0, l1 - 1, why);
+    }
+    *x_out = out.x_out;
+    out.x_out = NULL;
+    pq_esm2_outputs_clear(&out);
+    return st;
+}
+
+/* Pipeline collection on one rank: stage `stage` of n_stages (m holds its
+ * layers) in replica `replica` of n_replicas, whose stages are consecutive
+ * ranks. Stage 0 packs the replica's share of the records (pq_calib_plan
+ * over n_replicas) into micro-batches exactly like pq_calib_collect, embeds
+ * and runs its layers; every later stage runs its layers on the received
+ * activations. Sends are nonblocking and the next receive is posted before
+ * the forward, so transfer k+1 overlaps compute k. After a local failure a
+ * stage stops computing but still drains its input and ends its output
+ * stream, so every rank reaches the status agreement. */
+static pq_status pipeline_collect(MPI_Comm comm, pq_esm2_model *m, const pq_fasta_record *recs,
+                                  int64_t n, int stage, int n_stages, int replica, int n_replicas,
+                                  int64_t batch_tokens, pq_calib *c)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    bool last = stage == n_stages - 1;
+    int64_t D = pq_esm2_model_config(m)->embed_dim;
+    if (batch_tokens <= 0) batch_tokens = PQ_CALIB_BATCH_TOKENS;
+    int64_t cap_ids = batch_tokens;
+    for (int64_t i = 0; i < n; i++)
+        if (recs[i].n_ids > cap_ids) cap_ids = recs[i].n_ids;
+    int64_t cap_meta = n + 4;
+    if (cap_ids * D > INT_MAX || cap_meta > INT_MAX)
+        return pq_err(PQ_ERR_CONFIG, "micro-batches of %lld tokens x %lld features do not fit one MPI "
+                      "message: lower --batch-tokens", (long long)cap_ids, (long long)D);
+    pq_status st = PQ_OK, mst = PQ_OK; /* mst: MPI failures, after which the stream is broken */
+    pipe_msg snd, rcv[2];
+    msg_init(&snd);
+    msg_init(&rcv[0]);
+    msg_init(&rcv[1]);
+    int *owner = NULL;
+    int64_t *idx = NULL;
+    pq_esm2_model_set_observer(m, pq_calib_observe, c);
+    if (stage == 0) {
+        owner = malloc((size_t)(n ? n : 1) * sizeof *owner);
+        idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
+        if (!owner || !idx) st = pq_err(PQ_ERR_RESOURCE, "out of memory for calibration batches");
+        if (!st) st = pq_calib_plan(recs, n, n_replicas, owner);
+        int64_t k = 0, tok = 0;
+        for (int64_t i = 0; i <= n && !st && !mst; i++) {
+            bool end = i == n;
+            if (!end && owner[i] != replica) continue;
+            if (k && (end || tok + recs[i].n_ids > batch_tokens)) {
+                int64_t *meta = malloc((size_t)(k + 4) * sizeof *meta);
+                int32_t *ids = malloc((size_t)tok * sizeof *ids);
+                float *x = NULL;
+                if (!meta || !ids) st = pq_err(PQ_ERR_RESOURCE, "out of memory for a calibration batch");
+                if (!st) {
+                    meta[0] = k;
+                    meta[1] = tok;
+                    meta[2] = idx[0];
+                    meta[3] = 0;
+                    for (int64_t j = 0; j < k; j++) {
+                        const pq_fasta_record *r = &recs[idx[j]];
+                        memcpy(ids + meta[3 + j], r->ids, (size_t)r->n_ids * sizeof *ids);
+                        meta[4 + j] = meta[3 + j] + r->n_ids;
+                    }
+                    st = stage_forward(m, recs, meta, ids, NULL, c, &x);
+                }
+                if (!st) {
+                    c->n_sequences += (uint64_t)k;
+                    mst = send_batch(comm, rank + 1, &snd, meta, ids, x, D);
+                } else {
+                    free(meta);
+                    free(ids);
+                    free(x);
+                }
+                k = tok = 0;
+            }
+            if (end) break;
+            idx[k++] = i;
+            tok += recs[i].n_ids;
+        }
+    } else {
+        for (int i = 0; i < 2; i++) {
+            rcv[i].meta = malloc((size_t)cap_meta * sizeof(int64_t));
+            rcv[i].ids = malloc((size_t)cap_ids * sizeof(int32_t));
+            rcv[i].x = malloc((size_t)(cap_ids * D) * sizeof(float));
+            /* without buffers this stage cannot even drain its input: the
+             * stream is broken, like after an MPI failure */
+            if (!rcv[i].meta || !rcv[i].ids || !rcv[i].x)
+                mst = pq_err(PQ_ERR_RESOURCE, "out of memory for receive buffers of %lld tokens",
+                             (long long)cap_ids);
+        }
+        int cur = 0;
+        if (!mst) mst = post_recv(comm, rank - 1, &rcv[0], cap_meta, cap_ids, D);
+        while (!mst) {
+            pipe_msg *b = &rcv[cur];
+            if ((mst = msg_wait(b, false)) || b->meta[0] == 0) break;
+            /* the next micro-batch arrives while this one computes */
+            if ((mst = post_recv(comm, rank - 1, &rcv[cur ^ 1], cap_meta, cap_ids, D))) break;
+            if (!st) {
+                int64_t k = b->meta[0], T = b->meta[1];
+                float *x = NULL;
+                st = stage_forward(m, recs, b->meta, b->ids, b->x, c, &x);
+                if (!st && !last) {
+                    int64_t *meta = malloc((size_t)(k + 4) * sizeof *meta);
+                    int32_t *ids = malloc((size_t)T * sizeof *ids);
+                    if (!meta || !ids) {
+                        st = pq_err(PQ_ERR_RESOURCE, "out of memory for a calibration batch");
+                        free(meta);
+                        free(ids);
+                        free(x);
+                    } else {
+                        memcpy(meta, b->meta, (size_t)(k + 4) * sizeof *meta);
+                        memcpy(ids, b->ids, (size_t)T * sizeof *ids);
+                        mst = send_batch(comm, rank + 1, &snd, meta, ids, x, D);
+                    }
+                } else {
+                    free(x);
+                }
+            }
+            cur ^= 1;
+        }
+    }
+    pq_esm2_model_set_observer(m, NULL, NULL);
+    /* end of this stage's output stream */
+    if (!last && !mst) {
+        static const int64_t end_meta[3] = {0, 0, -1};
+        pq_status w = msg_wait(&snd, true);
+        if (!w) w = mpi_ok(MPI_Send(end_meta, 3, MPI_INT64_T, rank + 1, TAG_META, comm), "MPI_Send(end)");
+        if (!w) w = mpi_ok(MPI_Send(NULL, 0, MPI_INT32_T, rank + 1, TAG_IDS, comm), "MPI_Send(end)");
+        if (!w) w = mpi_ok(MPI_Send(NULL, 0, MPI_FLOAT, rank + 1, TAG_X, comm), "MPI_Send(end)");
+        mst = w;
+    }
+    msg_wait(&snd, true);
+    for (int i = 0; i < 2; i++) {
+        free(rcv[i].meta);
+        free(rcv[i].ids);
+        free(rcv[i].x);
+    }
+    free(owner);
+    free(idx);
+    if (!st) st = mst;
+    if (!st) st = pq_calib_flush(c);
+    return st;
+}
+
 pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *data,
-                               const pq_calib_data_opts *o, int n_threads, pq_calib **out)
+                               const pq_calib_data_opts *o, int n_threads, int n_stages,
+                               pq_calib **out)
 {
     int rank, n_ranks;
-    pq_status st;
+    pq_status st = PQ_OK;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;
     int64_t n = 0, skipped = 0;
@@ -148,17 +404,33 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
     *out = NULL;
+    if (n_stages < 1) n_stages = 1;
     if (n_threads <= 0) n_threads = threads_per_rank(comm, rank);
+    /* rank = replica * n_stages + stage: a replica's stages are neighbours */
+    int stage = rank % n_stages, replica = rank / n_stages, n_replicas = n_ranks / n_stages;
     pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};
-    st = pq_esm2_model_open(model, &mo, &m);
+    if (n_stages > 1) {
+        int L = 0;
+        if (n_ranks % n_stages)
+            st = pq_err(PQ_ERR_CONFIG, "--pipeline-stages %d does not divide the %d MPI ranks (ranks = "
+                        "stages x data-parallel replicas)", n_stages, n_ranks);
+        if (!st) st = model_num_layers(model, &L);
+        if (!st && n_stages > L)
+            st = pq_err(PQ_ERR_CONFIG, "--pipeline-stages %d exceeds the %d layers of %s", n_stages, L, model);
+        if (!st) pq_calib_stage_layers(L, n_stages, stage, &mo.layer_begin, &mo.layer_end);
+    }
+    if (!st) st = pq_esm2_model_open(model, &mo, &m);
     if (!st) st = pq_calib_read_data(data, o, &recs, &n, &skipped);
     if (!st) {
         const pq_esm2_config *cfg = pq_esm2_model_config(m);
         st = pq_calib_create(cfg->num_layers, cfg->embed_dim, cfg->ffn_dim, &c);
     }
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
-    st = pq_calib_collect(m, recs, n, rank, n_ranks, o->batch_tokens, c);
+    if (n_stages == 1) st = pq_calib_collect(m, recs, n, rank, n_ranks, o->batch_tokens, c);
+    else st = pipeline_collect(comm, m, recs, n, stage, n_stages, replica, n_replicas, o->batch_tokens, c);
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
+    /* sites of other stages stay empty here (zero counts, +inf/-inf): the
+     * identity of the reduction; pq_calib_check runs on the merged result */
     st = pq_calib_mpi_reduce(comm, c);
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
     if (rank == 0) {
@@ -219,7 +491,7 @@ pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
                             "model to quantize is %.16s...", store, r->calib->model_sha256, sha);
         }
     } else {
-        st = pq_calib_mpi_collect(comm, model, data, &o, job->cfg->threads, &r->calib);
+        st = pq_calib_mpi_collect(comm, model, data, &o, job->cfg->threads, 1, &r->calib);
     }
     if (rank == 0 && !st) {
         int m = pq_calib_method_parse(job->cfg->calibration_method);

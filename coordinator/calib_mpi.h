@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_mpi.h - distributed calibration: every rank runs its shard of the
- * calibration sequences (by sequence id, calib_run.h), then the statistics
+ * calibration sequences (by sequence id, calib_run.h), or, with pipeline
+ * stages, its range of layers on the activations of its replica's shard
+ * streamed from the previous stage; then the statistics
  * are reduced exactly: min/max/per-channel absmax by MPI_MIN/MPI_MAX, counts
  * and histogram bins as uint64 MPI_SUM. The result is the same bits for any
  * number of ranks. */
@@ -22,13 +24,24 @@ pq_status pq_calib_mpi_reduce(MPI_Comm comm, pq_calib *c);
  * rank becomes the same status everywhere, with the detail kept locally. */
 pq_status pq_calib_mpi_agree(MPI_Comm comm, pq_status local);
 
+/* Layers [*layer_begin, *layer_end) of pipeline stage `stage` of n_stages
+ * over num_layers layers: contiguous, sizes differing by at most one
+ * (begin = stage * L / P). */
+void pq_calib_stage_layers(int num_layers, int n_stages, int stage, int *layer_begin, int *layer_end);
+
 /* Collective: load the model, read `data` (all ranks), run this rank's
  * shard and reduce. Rank 0 receives the merged statistics (with provenance:
  * model sha256 and path, dataset hash, counts) in *out; others get NULL.
  * n_threads: forward threads per rank (0 = the node's cores / ranks on the
- * node). */
+ * node). n_stages (P, 0 or 1 = none): the N ranks form N / P data-parallel
+ * replicas of P pipeline stages, rank = replica * P + stage; replica d runs
+ * the sequences pq_calib_plan gives rank d of N / P, in micro-batches that
+ * travel stage to stage. PQ_ERR_CONFIG (on every rank) when P does not
+ * divide N or exceeds the model's layers. The statistics are the same bits
+ * for any N and P. */
 pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *data,
-                               const pq_calib_data_opts *o, int n_threads, pq_calib **out);
+                               const pq_calib_data_opts *o, int n_threads, int n_stages,
+                               pq_calib **out);
 
 /* The static scheme in `proteus quantize`: statistics from a store
  * (store != NULL: its model sha256 must match), else from calibration data

@@ -26,7 +26,8 @@ static void help(FILE *f)
 "       proteus calibrate --update calib.h5 --calibration-data NEW.fasta [--out NEW.h5]\n"
 "       proteus calibrate --stats calib.h5\n"
 "       proteus calibrate --export calib.h5 --format json|tensorrt|onnxruntime [--method M]\n"
-"       mpirun -n N proteus calibrate ...   (statistics identical for any N)\n\n"
+"       mpirun -n N proteus calibrate ... [--pipeline-stages P]\n"
+"                                         (statistics identical for any N and P)\n\n"
 "Runs the fp32 model on calibration proteins and records, at the input of every\n"
 "Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
 "per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
@@ -40,6 +41,11 @@ static void help(FILE *f)
 "  --threads N               forward threads per rank (default: node cores / ranks on it)\n"
 "  --batch-tokens N          tokens per forward batch (default 4096; 1 = one sequence\n"
 "                            per forward; statistics do not depend on it)\n"
+"  --pipeline-stages P       split the layers into P contiguous stages on consecutive\n"
+"                            ranks; activations of each micro-batch (one forward\n"
+"                            batch) travel stage to stage; the N ranks form N / P\n"
+"                            data-parallel replicas (P must divide N, P <= layers;\n"
+"                            default 1)\n"
 "  --update PATH             add new data to an existing store (same model)\n"
 "  --stats PATH              per-site table: range, each method's threshold,\n"
 "                            saturation and quality (KL, MSE)\n"
@@ -55,7 +61,7 @@ static void help(FILE *f)
 typedef struct copts {
     const char *model, *data, *out, *update, *stats, *export_path, *format;
     pq_calib_data_opts d;
-    int threads, quiet, method;
+    int threads, quiet, method, stages;
     bool asymmetric;
     double percentile;
 } copts;
@@ -146,7 +152,7 @@ static int do_collect(const copts *o)
         }
     }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
-    st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, &c);
+    st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
     if (rank == 0 && !st) {
         if (old) {
             if (strcmp(old->model_sha256, c->model_sha256))
@@ -172,10 +178,13 @@ static int do_collect(const copts *o)
     if (rank == 0 && !o->quiet) {
         uint64_t tokens = 0;
         for (int i = 0; i < c->n_sites; i += PQ_SITE_KINDS) tokens += c->sites[i].n_tokens;
-        printf("calibrated %d sites on %llu sequences (%llu tokens, %llu skipped) over %d rank%s "
+        char layout[64] = "";
+        if (o->stages > 1)
+            snprintf(layout, sizeof layout, " (%d pipeline stages x %d replicas)", o->stages, n / o->stages);
+        printf("calibrated %d sites on %llu sequences (%llu tokens, %llu skipped) over %d rank%s%s "
                "in %.2f s\nwrote %s\n", c->n_sites, (unsigned long long)c->n_sequences,
                (unsigned long long)(tokens / (uint64_t)(c->num_layers)),
-               (unsigned long long)c->n_skipped, n, n == 1 ? "" : "s", MPI_Wtime() - t0,
+               (unsigned long long)c->n_skipped, n, n == 1 ? "" : "s", layout, MPI_Wtime() - t0,
                o->out ? o->out : o->update);
     }
     goto done;
@@ -208,10 +217,11 @@ int pq_cmd_calibrate(int argc, char **argv)
         {"export", required_argument, 0, 6}, {"format", required_argument, 0, 7},
         {"method", required_argument, 0, 8}, {"percentile", required_argument, 0, 9},
         {"asymmetric", no_argument, 0, 10}, {"batch-tokens", required_argument, 0, 11},
+        {"pipeline-stages", required_argument, 0, 12},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    copts o = {.method = PQ_CALIB_ENTROPY, .percentile = 99.99};
+    copts o = {.method = PQ_CALIB_ENTROPY, .percentile = 99.99, .stages = 1};
     int64_t v;
     int c;
     opterr = 0;
@@ -254,6 +264,11 @@ int pq_cmd_calibrate(int argc, char **argv)
         case 11:
             if (parse_i64(optarg, 1, &o.d.batch_tokens) || o.d.batch_tokens > 1000000)
                 return pq_cli_usage_error("calibrate", "--batch-tokens '%s': expected 1..1000000", optarg);
+            break;
+        case 12:
+            if (parse_i64(optarg, 1, &v) || v > 4096)
+                return pq_cli_usage_error("calibrate", "--pipeline-stages '%s': expected 1..4096", optarg);
+            o.stages = (int)v;
             break;
         case 'q': o.quiet = 1; break;
         case 'h': help(stdout); return 0;
