@@ -131,6 +131,21 @@ static pq_status check_i8i8(const int8_t *a, int64_t m, int64_t lda, const pq_ge
     return PQ_OK;
 }
 
+/* The residual is read tile by tile while y is written: they must not overlap. */
+static pq_status check_epi(const pq_gemm_epilogue *epi, const float *y, int64_t m, int64_t ldy,
+                           int64_t n)
+{
+    if (!epi || epi->post != PQ_GEMM_POST_RESIDUAL) return PQ_OK;
+    if (!epi->residual || epi->ldr < n)
+        return pq_err(PQ_ERR_CONFIG, "gemm epilogue: residual missing or ldr %lld < n %lld",
+                      (long long)epi->ldr, (long long)n);
+    const float *r0 = epi->residual, *r1 = r0 + (m - 1) * epi->ldr + n;
+    const float *y0 = y, *y1 = y + (m - 1) * ldy + n;
+    if (r0 < y1 && y0 < r1)
+        return pq_err(PQ_ERR_CONFIG, "gemm epilogue: the residual overlaps the output");
+    return PQ_OK;
+}
+
 /* Runs one i8i8 job, packing A first if the variant wants it. */
 static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
 {
@@ -172,6 +187,7 @@ pq_status pq_gemm_i8i8_f32(const int8_t *a, int64_t m, int64_t lda, const float 
     if (a_zp < -128 || a_zp > 255 || (a_zp && a_per_token))
         return pq_err(PQ_ERR_CONFIG, "gemm i8i8: activation zero point %d needs a per-tensor scale",
                       (int)a_zp);
+    if ((st = check_epi(epi, y, m, ldy, w->n))) return st;
     int32_t *a_sums = NULL, *col_add = NULL;
     if (w->zp) {
         a_sums = malloc((size_t)m * sizeof *a_sums);
@@ -231,6 +247,8 @@ pq_status pq_gemm_wonly_f32(const float *x, int64_t m, int64_t ldx, const pq_gem
         return pq_err(PQ_ERR_CONFIG, "gemm weight-only: bad shapes m %lld ldx %lld ldy %lld",
                       (long long)m, (long long)ldx, (long long)ldy);
     if (m == 0) return PQ_OK;
+    pq_status est = check_epi(epi, y, m, ldy, w->n);
+    if (est) return est;
     const pq_gemm_ops *ops = pq_gemm_ops_current();
     int nt = threads_for(n_threads, w->n_panels);
     int64_t ng = w->n_groups;

@@ -41,7 +41,8 @@ typedef enum pq_gemm_post {
 typedef struct pq_gemm_epilogue {
     const float *bias;     /* [n] or NULL; borrowed */
     pq_gemm_post post;
-    const float *residual; /* [m, ldr] for PQ_GEMM_POST_RESIDUAL; may equal y */
+    const float *residual; /* [m, ldr] for PQ_GEMM_POST_RESIDUAL; must not overlap y
+                            (tiles of y are written before later tiles read r) */
     int64_t ldr;
 } pq_gemm_epilogue;
 

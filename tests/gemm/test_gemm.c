@@ -412,6 +412,31 @@ static void test_wonly(void **state)
 
 /* ---- packing and argument checks ------------------------------------------- */
 
+/* The epilogue reads the residual tile by tile while writing y: an aliased
+ * residual would be added to values already written, so it is refused. */
+static void test_residual_alias_refused(void **state)
+{
+    (void)state;
+    enum { N = 16, K = 32, M = 4 };
+    int8_t wq[N * K];
+    float ws[N], x[M * K], y[M * N], r[M * N];
+    for (int i = 0; i < N * K; i++) wq[i] = (int8_t)(i % 7 - 3);
+    for (int i = 0; i < N; i++) ws[i] = 0.01f;
+    for (int i = 0; i < M * K; i++) x[i] = (float)(i % 5) - 2.0f;
+    for (int i = 0; i < M * N; i++) r[i] = y[i] = 1.0f;
+    pq_gemm_w *w8 = NULL, *wo = NULL;
+    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w8), PQ_OK);
+    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &wo), PQ_OK);
+    pq_gemm_epilogue alias = {.post = PQ_GEMM_POST_RESIDUAL, .residual = y, .ldr = N};
+    pq_gemm_epilogue apart = {.post = PQ_GEMM_POST_RESIDUAL, .residual = r, .ldr = N};
+    assert_int_equal(pq_gemm_w8a8_f32(x, M, K, w8, &alias, y, N, 1), PQ_ERR_CONFIG);
+    assert_int_equal(pq_gemm_wonly_f32(x, M, K, wo, &alias, y, N, 1), PQ_ERR_CONFIG);
+    assert_int_equal(pq_gemm_w8a8_f32(x, M, K, w8, &apart, y, N, 1), PQ_OK);
+    assert_int_equal(pq_gemm_wonly_f32(x, M, K, wo, &apart, y, N, 1), PQ_OK);
+    pq_gemm_w_free(w8);
+    pq_gemm_w_free(wo);
+}
+
 static void test_pack_and_sums(void **state)
 {
     (void)state;
@@ -451,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_quantize_dynamic_hand),
         cmocka_unit_test(test_wonly),
         cmocka_unit_test(test_pack_and_sums),
+        cmocka_unit_test(test_residual_alias_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
