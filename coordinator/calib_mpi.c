@@ -29,8 +29,24 @@ pq_status pq_calib_mpi_agree(MPI_Comm comm, pq_status local)
     int mine = (int)local, worst = 0;
     if (MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
         return pq_err(PQ_ERR_MPI, "MPI_Allreduce (status agreement) failed");
-    if (worst && !local) return pq_err((pq_status)worst, "another rank failed (see its message)");
-    return (pq_status)worst;
+    if (!worst) return PQ_OK;
+    /* Only rank 0 prints: hand it the detail of the lowest failing rank, so
+     * the one error line names the rank and the real cause. */
+    int me = 0, size = 1, first = 0;
+    MPI_Comm_rank(comm, &me);
+    MPI_Comm_size(comm, &size);
+    int cand = local ? me : size;
+    if (MPI_Allreduce(&cand, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+        return pq_err(PQ_ERR_MPI, "MPI_Allreduce (failing rank) failed");
+    char detail[1024] = "";
+    int code = (int)local;
+    if (me == first) snprintf(detail, sizeof detail, "%s", pq_err_detail());
+    if (MPI_Bcast(detail, (int)sizeof detail, MPI_CHAR, first, comm) != MPI_SUCCESS ||
+        MPI_Bcast(&code, 1, MPI_INT, first, comm) != MPI_SUCCESS)
+        return pq_err(PQ_ERR_MPI, "MPI_Bcast (error detail) failed");
+    detail[sizeof detail - 1] = '\0';
+    if (size == 1) return pq_err_replace((pq_status)code, "%s", detail);
+    return pq_err_replace((pq_status)code, "rank %d: %s", first, detail);
 }
 
 /* Reduce n values in place onto rank 0. */

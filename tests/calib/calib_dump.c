@@ -51,7 +51,8 @@ int main(int argc, char **argv)
 {
     if (argc < 6) { fprintf(stderr, "usage: calib_dump MODEL FASTA N OUTDIR SITE...\n"); return 2; }
     pq_esm2_model *m = NULL;
-    pq_esm2_model_opts mo = {0, 0, 0};
+    pq_esm2_model_opts mo;
+    memset(&mo, 0, sizeof mo);
     pq_fasta_record *recs = NULL;
     int64_t n = 0, skipped = 0;
     pq_calib_data_opts o = {.max_seqs = atoll(argv[3]), .max_length = 0};
