@@ -14,6 +14,7 @@
 #include "esm2_model.h"
 #include "h5model.h"
 #include "safetensors.h"
+#include "sync.h"
 
 static pq_status mpi_ok(int rc, const char *what)
 {
@@ -26,27 +27,7 @@ static pq_status mpi_ok(int rc, const char *what)
 
 pq_status pq_calib_mpi_agree(MPI_Comm comm, pq_status local)
 {
-    int mine = (int)local, worst = 0;
-    if (MPI_Allreduce(&mine, &worst, 1, MPI_INT, MPI_MAX, comm) != MPI_SUCCESS)
-        return pq_err(PQ_ERR_MPI, "MPI_Allreduce (status agreement) failed");
-    if (!worst) return PQ_OK;
-    /* Only rank 0 prints: hand it the detail of the lowest failing rank, so
-     * the one error line names the rank and the real cause. */
-    int me = 0, size = 1, first = 0;
-    MPI_Comm_rank(comm, &me);
-    MPI_Comm_size(comm, &size);
-    int cand = local ? me : size;
-    if (MPI_Allreduce(&cand, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-        return pq_err(PQ_ERR_MPI, "MPI_Allreduce (failing rank) failed");
-    char detail[1024] = "";
-    int code = (int)local;
-    if (me == first) snprintf(detail, sizeof detail, "%s", pq_err_detail());
-    if (MPI_Bcast(detail, (int)sizeof detail, MPI_CHAR, first, comm) != MPI_SUCCESS ||
-        MPI_Bcast(&code, 1, MPI_INT, first, comm) != MPI_SUCCESS)
-        return pq_err(PQ_ERR_MPI, "MPI_Bcast (error detail) failed");
-    detail[sizeof detail - 1] = '\0';
-    if (size == 1) return pq_err_replace((pq_status)code, "%s", detail);
-    return pq_err_replace((pq_status)code, "rank %d: %s", first, detail);
+    return pq_sync_agree(comm, local);
 }
 
 /* Reduce n values in place onto rank 0. */
@@ -137,22 +118,6 @@ pq_status pq_calib_mpi_reduce(MPI_Comm comm, pq_calib *c)
 cleanup:
     free(mn); free(mx); free(cnt); free(present); free(buf);
     return st;
-}
-
-/* Forward threads when the user left it to us: the node's cores divided
- * among the ranks sharing the node, so N ranks never run N x cores threads
- * (busy-waiting OpenMP/OpenBLAS threads on shared cores). Collective. */
-static int threads_per_rank(MPI_Comm comm, int rank)
-{
-    MPI_Comm node = MPI_COMM_NULL;
-    int on_node = 1;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_size(node, &on_node);
-        MPI_Comm_free(&node);
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int t = (int)((cores > 0 ? cores : 1) / on_node);
-    return t < 1 ? 1 : t;
 }
 
 void pq_calib_stage_layers(int num_layers, int n_stages, int stage, int *layer_begin, int *layer_end)
@@ -421,7 +386,7 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
     MPI_Comm_size(comm, &n_ranks);
     *out = NULL;
     if (n_stages < 1) n_stages = 1;
-    if (n_threads <= 0) n_threads = threads_per_rank(comm, rank);
+    if (n_threads <= 0) n_threads = pq_sync_threads_per_rank(comm, rank);
     /* rank = replica * n_stages + stage: a replica's stages are neighbours */
     int stage = rank % n_stages, replica = rank / n_stages, n_replicas = n_ranks / n_stages;
     pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};

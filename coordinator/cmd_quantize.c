@@ -177,21 +177,6 @@ static void gather_rss(MPI_Comm comm, int rank, int n, double *all)
         for (int r = 0; r < n; r++) all[r] = r ? NAN : mine;
 }
 
-/* Threads per rank when the user left it to us: the node's cores shared by
- * the ranks on the node. Collective. */
-static int default_threads(MPI_Comm comm, int rank)
-{
-    MPI_Comm node = MPI_COMM_NULL;
-    int local = 1;
-    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-        MPI_Comm_size(node, &local);
-        MPI_Comm_free(&node);
-    }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int t = (int)(cores > 0 ? cores : 1) / local;
-    return t < 1 ? 1 : t;
-}
-
 typedef struct qopts {
     const char *model, *out, *cfg_file, *monitor;
     bool allow_remote;
@@ -255,7 +240,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     pq_err_clear();
     st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
     if ((st = pq_sync_agree(comm, st))) goto fail;
-    if (cfg->threading && cfg->threads == 0) pq_rtn_set_threads(default_threads(comm, rank));
+    if (cfg->threading && cfg->threads == 0) pq_rtn_set_threads(pq_sync_threads_per_rank(comm, rank));
 
     /* 2. the same assignment everywhere, checked against rank 0's. */
     pq_worker_assign(job, n);

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "msg.h"
@@ -114,4 +115,17 @@ pq_status pq_sync_plan(MPI_Comm comm, const pq_job *j, int n_ranks, int64_t unit
                       rank, j->plan->n_units, (unsigned long long)mine, m.u.plan.n_units,
                       (unsigned long long)m.u.plan.plan_hash);
     return PQ_OK;
+}
+
+int pq_sync_threads_per_rank(MPI_Comm comm, int rank)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int local = 1;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_size(node, &local);
+        MPI_Comm_free(&node);
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)(cores > 0 ? cores : 1) / local;
+    return t < 1 ? 1 : t;
 }

@@ -16,6 +16,11 @@
  * can print it with pq_err_detail(), prefixed with "rank N: ". */
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local);
 
+/* Threads per rank when the user left it to us: the node's cores shared by
+ * the ranks on the node, so N ranks never run N x cores busy threads.
+ * Collective. */
+int pq_sync_threads_per_rank(MPI_Comm comm, int rank);
+
 /* A 64-bit FNV-1a hash of everything that must agree across ranks: the
  * resolved config (as JSON), the unit size, the rank count, and every tensor
  * (name, dtype, shape, action) and unit (tensor, rows, assigned rank). */
