@@ -12,8 +12,10 @@ do the same arithmetic."""
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -38,13 +40,23 @@ def bench_torch(model_path, seqs, threads, reps):
     _, _, tokens = bc([(str(i), s) for i, s in enumerate(seqs)])
     best = float("inf")
     with torch.no_grad():
-        model(tokens)  # warm-up
+        logits = model(tokens)["logits"]  # warm-up, and the reference for the accuracy check
         for _ in range(reps):
             t0 = time.perf_counter()
             model(tokens)
             best = min(best, time.perf_counter() - t0)
     del model
-    return tokens.numel() / best
+    return tokens.numel() / best, logits
+
+
+def max_logit_diff(build, model_path, seqs, ref_logits, threads):
+    """Largest |C - fair-esm| logit over the batch (no padding: equal lengths)."""
+    drv = os.path.join(build, "tests", "model", "forward_dump")
+    d = tempfile.mkdtemp(prefix="pq_bench_fwd_")
+    subprocess.run([drv, model_path, d, "--threads", str(threads), *seqs], capture_output=True, check=True)
+    c = fairesm_ref.read_f32(os.path.join(d, "logits.f32"), 33).reshape(ref_logits.shape)
+    shutil.rmtree(d)
+    return float((c - ref_logits).abs().max())
 
 
 def bench_c(build, model_path, seqs, threads, reps):
@@ -80,10 +92,12 @@ def main():
     print(f"batch {a.batch} x {a.tokens} tokens, {a.threads} threads, best of {a.reps}")
     for name, path in models:
         c, v = bench_c(a.build, path, seqs, a.threads, a.reps)
-        t = bench_torch(path, seqs, a.threads, a.reps)
+        t, ref_logits = bench_torch(path, seqs, a.threads, a.reps)
+        diff = max_logit_diff(a.build, path, seqs, ref_logits, a.threads)
         print(f"{name:24s} C {c:9.1f} tok/s   fair-esm/PyTorch {t:9.1f} tok/s   ratio {c / t:5.2f}x   "
               f"C peak RSS {float(v['peak_rss_mb']):.0f} MiB (weights {float(v['weights_mb']):.0f} MiB, "
-              f"weights + 2 layers of activations {float(v['bound_mb']):.0f} MiB)")
+              f"weights + 2 layers of activations {float(v['bound_mb']):.0f} MiB)   "
+              f"max |logit diff| vs fair-esm {diff:.1e}")
 
 
 if __name__ == "__main__":
