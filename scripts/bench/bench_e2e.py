@@ -46,14 +46,18 @@ ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--length", type=int, default=256)
 ap.add_argument("--calib", default="/work/shared/data/proteins/calib.fasta")
 ap.add_argument("--calib-seqs", type=int, default=8)
+ap.add_argument("--calib-length", type=int, default=256)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--rounds", type=int, default=2)
 ap.add_argument("--skip-ort", action="store_true")
 ap.add_argument("--skip-esmcpp", action="store_true")
-ap.add_argument("--esmcpp-isa", default="avx2",
-                help="ESM_FORCE_ISA for esm.cpp ('' = its own pick). esm-cpp 0.2.1's avx512 fp32 path "
-                     "returns NaN logits on this host (also on the trained t6), so the default is avx2, "
-                     "the ISA the Proteus kernels use")
+ap.add_argument("--esmcpp-isa", default="",
+                help="ESM_FORCE_ISA for esm.cpp ('' = its own pick, avx512vnni here)")
+ap.add_argument("--esmcpp-stats",
+                help="SmoothQuant activation stats JSON ({site: value}) to use instead of observing: "
+                     "esm-cpp 0.2.1's avx512 fp32 forward returns NaN on this host, so its observer "
+                     "stats are NaN; take them from a run with --esmcpp-isa avx2 --esmcpp-dump-stats")
+ap.add_argument("--esmcpp-dump-stats", help="only observe esm.cpp calibration stats, write them here, exit")
 ap.add_argument("--ort-batch", type=int, default=4)
 ap.add_argument("--ort-length", type=int, default=256)
 ap.add_argument("--json")
@@ -199,17 +203,25 @@ if not a.skip_esmcpp:
         import esm_cpp
         tk = esm_cpp.Tokenizer()
         IDS = {wl: [[np.asarray(tk.encode(s), dtype=np.int32) for s in bb] for bb in b] for wl, (b, _) in WL.items()}
-        e32 = esm_cpp.Model.load_from_safetensors(a.fp32)
+        e32 = esm_cpp.Model.load_from_safetensors(a.fp32) if not a.esmcpp_dump_stats else None
         e8 = esm_cpp.Model.load_from_safetensors(a.fp32)
         t0 = time.perf_counter()
-        obs = esm_cpp.ActivationObserver()
-        for s in read_fasta(a.calib, a.calib_seqs, 256):
-            ids = np.asarray(tk.encode(s), dtype=np.int32)
-            e8.forward_with_observer(ids, np.ones_like(ids), obs)
-        e8.apply_smoothquant(obs.percentile(99.9), 0.5)
+        if a.esmcpp_stats:
+            stats = json.load(open(a.esmcpp_stats))
+        else:
+            obs = esm_cpp.ActivationObserver()
+            for s in read_fasta(a.calib, a.calib_seqs, a.calib_length):
+                ids = np.asarray(tk.encode(s), dtype=np.int32)
+                e8.forward_with_observer(ids, np.ones_like(ids), obs)
+            stats = obs.percentile(99.9)
+        if a.esmcpp_dump_stats:
+            json.dump(stats, open(a.esmcpp_dump_stats, "w"), indent=1)
+            raise SystemExit(f"wrote {len(stats)} esm.cpp stats ({esm_cpp.current_isa()}, NaN: "
+                             f"{sum(v != v for v in stats.values())}) to {a.esmcpp_dump_stats}")
+        e8.apply_smoothquant(stats, 0.5)
         e8.quantize_weights()
         esmcpp_note = (f"esm-cpp {esm_cpp.__version__}, ISA {esm_cpp.current_isa()}, pool {e8.num_threads} threads, "
-                       f"SmoothQuant alpha 0.5 on {a.calib_seqs} calib seqs (<= 256 res.), "
+                       f"SmoothQuant alpha 0.5, stats {a.esmcpp_stats or f'{a.calib_seqs} calib seqs'}, "
                        f"calibrate+quantize {time.perf_counter() - t0:.1f} s, weights_quantized "
                        f"{e8.config.weights_quantized}")
         print("  " + esmcpp_note, flush=True)
@@ -234,6 +246,8 @@ if not a.skip_esmcpp:
                 "max_abs": float(np.abs(got - ref).max()),
                 "corr": float(np.corrcoef(got.ravel(), ref.ravel())[0, 1])}
         print(f"  check: {CHECKS}", flush=True)
+    except SystemExit:
+        raise
     except Exception as e:  # report, do not hide
         esmcpp_note = f"esm.cpp failed: {type(e).__name__}: {str(e)[:300]}"
         print("  " + esmcpp_note, flush=True)
