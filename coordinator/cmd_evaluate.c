@@ -168,26 +168,9 @@ static pq_status same_arch(const pq_esm2_config *a, const pq_esm2_config *b, con
 }
 
 typedef struct mlm {
-    int64_t n_masked, n_correct;
-    double nll, secs;
+    pq_eval_mlm m;
+    double secs;
 } mlm;
-
-static void mlm_add(mlm *s, const float *logits, const int32_t *orig, int64_t N, int V)
-{
-    for (int64_t t = 0; t < N; t++) {
-        if (orig[t] < 0) continue;
-        const float *lg = logits + t * V;
-        int best = 0;
-        double mx = lg[0];
-        for (int v = 1; v < V; v++)
-            if (lg[v] > mx) { mx = lg[v]; best = v; }
-        double se = 0.0;
-        for (int v = 0; v < V; v++) se += exp((double)lg[v] - mx);
-        s->nll += -((double)lg[orig[t]] - mx - log(se));
-        s->n_masked++;
-        s->n_correct += (best == orig[t]);
-    }
-}
 
 static json_t *json_num(double v)
 {
@@ -323,8 +306,8 @@ int pq_cmd_evaluate(int argc, char **argv)
         double t_c = now_s();
         mr.secs += t_b - t_a;
         mq.secs += t_c - t_b;
-        mlm_add(&mr, o1.logits, orig, N, V);
-        mlm_add(&mq, o2.logits, orig, N, V);
+        pq_eval_mlm_add(&mr.m, o1.logits, orig, N, V);
+        pq_eval_mlm_add(&mq.m, o2.logits, orig, N, V);
         n_tokens += N;
         start += np;
     }
@@ -332,15 +315,15 @@ int pq_cmd_evaluate(int argc, char **argv)
     pq_esm2_model_weight_bytes(ref, &wb_r, &wl_r);
     pq_esm2_model_weight_bytes(q, &wb_q, &wl_q);
     int64_t fs_r = file_bytes(rpath), fs_q = file_bytes(qpath);
-    double acc_r = (double)mr.n_correct / (double)mr.n_masked, acc_q = (double)mq.n_correct / (double)mq.n_masked;
-    double ppl_r = exp(mr.nll / (double)mr.n_masked), ppl_q = exp(mq.nll / (double)mq.n_masked);
+    double acc_r = (double)mr.m.n_correct / (double)mr.m.n_masked, acc_q = (double)mq.m.n_correct / (double)mq.m.n_masked;
+    double ppl_r = exp(mr.m.nll / (double)mr.m.n_masked), ppl_q = exp(mq.m.nll / (double)mq.m.n_masked);
     double tps_r = (double)n_tokens / mr.secs, tps_q = (double)n_tokens / mq.secs;
     double kl = kl_sum / (double)n_pos, lcos = lcos_sum / (double)n_pos, ecos = ecos_sum / (double)n_recs;
     double peak = peak_rss_mib();
 
     printf("proteus evaluate: %s vs reference %s\n", qpath, rpath);
     printf("  %lld sequences, %lld tokens, %lld masked positions, threads %lld\n\n", (long long)n_recs,
-           (long long)n_tokens, (long long)mr.n_masked, (long long)threads);
+           (long long)n_tokens, (long long)mr.m.n_masked, (long long)threads);
     printf("  %-28s %14s %14s %10s\n", "", "reference", "quantized", "ratio/diff");
     printf("  %-28s %13.2f%% %13.2f%% %+9.2f pt\n", "masked-LM accuracy", 100 * acc_r, 100 * acc_q,
            100 * (acc_q - acc_r));
@@ -373,7 +356,7 @@ int pq_cmd_evaluate(int argc, char **argv)
         json_object_set_new(root, "fasta", json_string(fasta_path));
         json_object_set_new(root, "n_sequences", json_integer(n_recs));
         json_object_set_new(root, "n_tokens", json_integer(n_tokens));
-        json_object_set_new(root, "n_masked", json_integer(mr.n_masked));
+        json_object_set_new(root, "n_masked", json_integer(mr.m.n_masked));
         json_object_set_new(root, "n_positions", json_integer(n_pos));
         json_object_set_new(root, "threads", json_integer(threads));
         json_object_set_new(root, "seed", json_integer(seed));

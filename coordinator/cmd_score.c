@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "esm2_model.h"
+#include "eval_metrics.h"
 #include "fasta.h"
 #include "tokenizer.h"
 
@@ -55,11 +56,6 @@ static int parse_i64(const char *cmd, const char *opt, const char *v, int64_t lo
     *out = x;
     return 0;
 }
-
-typedef struct seq_score {
-    int64_t n_masked, n_correct;
-    double nll;
-} seq_score;
 
 int pq_cmd_score(int argc, char **argv)
 {
@@ -114,7 +110,7 @@ int pq_cmd_score(int argc, char **argv)
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;
     int64_t n_recs = 0;
-    seq_score *sc = NULL;
+    pq_eval_mlm *sc = NULL;
     int32_t *orig = NULL;
     pq_packed pk;
     memset(&pk, 0, sizeof pk);
@@ -143,22 +139,9 @@ int pq_cmd_score(int argc, char **argv)
         pq_esm2_outputs_clear(&out);
         out.want_logits = true;
         if ((st = pq_esm2_forward(m, &pk.batch, NULL, &out)) != PQ_OK) goto done;
-        for (int64_t s = 0; s < np; s++) {
-            seq_score *q = &sc[start + s];
-            for (int64_t t = pk.offsets[s]; t < pk.offsets[s + 1]; t++) {
-                if (orig[t] < 0) continue;
-                const float *lg = out.logits + t * V;
-                int best = 0;
-                double mx = lg[0];
-                for (int v = 1; v < V; v++)
-                    if (lg[v] > mx) { mx = lg[v]; best = v; }
-                double se = 0.0;
-                for (int v = 0; v < V; v++) se += exp((double)lg[v] - mx);
-                q->nll += -((double)lg[orig[t]] - mx - log(se));
-                q->n_masked++;
-                q->n_correct += (best == orig[t]);
-            }
-        }
+        for (int64_t s = 0; s < np; s++)
+            pq_eval_mlm_add(&sc[start + s], out.logits + pk.offsets[s] * V, orig + pk.offsets[s],
+                            pk.offsets[s + 1] - pk.offsets[s], V);
         tot_tokens += N;
         start += np;
     }
@@ -179,7 +162,7 @@ int pq_cmd_score(int argc, char **argv)
                          "accuracy", acc, "perplexity", ppl, "mean_nll", NLL / (double)M);
         json_t *arr = json_array();
         for (int64_t i = 0; i < n_recs; i++) {
-            const seq_score *q = &sc[i];
+            const pq_eval_mlm *q = &sc[i];
             json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:I, s:f, s:f}", "id", recs[i].id, "length",
                                                  (json_int_t)(recs[i].n_ids - 2), "n_masked",
                                                  (json_int_t)q->n_masked, "n_correct", (json_int_t)q->n_correct,

@@ -61,3 +61,21 @@ void pq_eval_mean_pool(const float *rows, int64_t T, int64_t D, float *out)
         out[j] = (float)(acc / (double)(T - 2));
     }
 }
+
+void pq_eval_mlm_add(pq_eval_mlm *s, const float *logits, const int32_t *orig, int64_t N, int V)
+{
+    for (int64_t t = 0; t < N; t++) {
+        if (orig[t] < 0) continue;
+        const float *lg = logits + t * V;
+        int best = 0;
+        double mx = lg[0];
+        for (int v = 1; v < V; v++)
+            if (lg[v] > mx) { mx = lg[v]; best = v; }
+        /* log-sum-exp around the max: no overflow for large logits */
+        double se = 0.0;
+        for (int v = 0; v < V; v++) se += exp((double)lg[v] - mx);
+        s->nll += -((double)lg[orig[t]] - mx - log(se));
+        s->n_masked++;
+        s->n_correct += (best == orig[t]);
+    }
+}

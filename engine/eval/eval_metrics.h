@@ -22,6 +22,16 @@ typedef struct pq_eval_sqnr {
 void pq_eval_sqnr_add(pq_eval_sqnr *s, const float *ref, const float *test, int64_t n);
 double pq_eval_sqnr_db(const pq_eval_sqnr *s);
 
+/* Masked-LM tallies: positions scored, argmax hits over all V logits, and
+ * the sum of -log softmax(true id) in double. */
+typedef struct pq_eval_mlm {
+    int64_t n_masked, n_correct;
+    double nll;
+} pq_eval_mlm;
+/* Add the positions t < N of logits [N, V] whose orig[t] >= 0 (the true id
+ * of a masked position; -1 elsewhere). */
+void pq_eval_mlm_add(pq_eval_mlm *s, const float *logits, const int32_t *orig, int64_t N, int V);
+
 /* Mean over the residue rows 1..T-2 of one sequence's [T, D] rows (drops
  * <cls> and <eos>) into out[D]. */
 void pq_eval_mean_pool(const float *rows, int64_t T, int64_t D, float *out);
