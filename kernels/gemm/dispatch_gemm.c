@@ -155,7 +155,13 @@ static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
     if (bytes) {
         ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (!ap) return pq_err(PQ_ERR_RESOURCE, "gemm i8i8: out of memory for packed A");
-        ops->a_pack(job->a, job->m, job->w->k, job->lda, ap);
+        int64_t nb = (job->m + ops->a_pack_rows - 1) / ops->a_pack_rows;
+        int nt = threads_for(n_threads, nb);
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+        for (int t = 0; t < nt; t++)
+            ops->a_pack(job->a, job->m, job->w->k, job->lda, ap, nb * t / nt, nb * (t + 1) / nt);
     }
     job->a_packed = ap;
     run_i8i8(ops, job, threads_for(n_threads, job->w->n_panels));
@@ -230,7 +236,16 @@ pq_status pq_gemm_w8a8_f32(const float *x, int64_t m, int64_t ldx, const pq_gemm
                     (long long)m, (long long)w->k);
         goto cleanup;
     }
-    pq_gemm_ops_current()->quantize_dynamic(x, m, w->k, ldx, q, w->k, s);
+    /* rows are independent: split them over the threads */
+    const pq_gemm_ops *ops = pq_gemm_ops_current();
+    int nt = threads_for(n_threads, (m + 15) / 16);
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++) {
+        int64_t r0 = m * t / nt, r1 = m * (t + 1) / nt;
+        ops->quantize_dynamic(x + r0 * ldx, r1 - r0, w->k, ldx, q + r0 * w->k, w->k, s + r0);
+    }
     st = pq_gemm_i8i8_f32(q, m, w->k, s, 1, 0, w, epi, y, ldy, n_threads);
 cleanup:
     free(q);

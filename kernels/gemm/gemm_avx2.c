@@ -41,12 +41,13 @@ static size_t a_pack_size_avx2(int64_t m, int64_t k)
     return (size_t)(2 * nb * a_block_bytes(k) + nb);
 }
 
-static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst)
+static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
+                        int64_t b1)
 {
     int64_t kq = (k + 3) / 4, nb = (m + MR - 1) / MR, bb = a_block_bytes(k);
     int8_t *main_ = dst, *corr = main_ + nb * bb;
     uint8_t *flag = (uint8_t *)(corr + nb * bb);
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         int8_t *o = main_ + b * bb;
         int has_min = 0;
         memset(o, 0, (size_t)bb);
@@ -348,6 +349,7 @@ const pq_gemm_ops pq_gemm_ops_avx2 = {
     .name = "avx2",
     .a_pack_size = a_pack_size_avx2,
     .a_pack = a_pack_avx2,
+    .a_pack_rows = MR,
     .i8i8 = i8i8_avx2,
     .wonly_scratch = pq_gemm_wonly_scratch_avx2,
     .wonly = pq_gemm_wonly_avx2,

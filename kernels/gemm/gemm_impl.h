@@ -95,7 +95,11 @@ typedef struct pq_gemm_ops {
     const char *name;
     /* bytes of packed A for m x k (0: the variant reads a directly) */
     size_t (*a_pack_size)(int64_t m, int64_t k);
-    void (*a_pack)(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst);
+    /* packs the row blocks [b0, b1) of a_pack_rows rows each, so that
+     * threads can pack disjoint blocks of one buffer */
+    void (*a_pack)(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
+                   int64_t b1);
+    int a_pack_rows;
     void (*i8i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
     /* floats of per-thread scratch for wonly */
     size_t (*wonly_scratch)(int64_t m, int64_t k);

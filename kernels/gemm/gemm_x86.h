@@ -47,6 +47,11 @@ static inline void pq_gemm_tile_out_i8(const pq_gemm_i8i8_job *job, const __m256
     for (int r = 0; r < mr; r++) {
         int64_t i = row0 + r;
         __m256i v0 = acc[2 * r], v1 = acc[2 * r + 1];
+        if (!job->y && nc == 16) {
+            _mm256_storeu_si256((__m256i *)(job->c + i * job->ldc + col0), v0);
+            _mm256_storeu_si256((__m256i *)(job->c + i * job->ldc + col0 + 8), v1);
+            continue;
+        }
         if (!job->y) {
             int32_t t[16];
             _mm256_storeu_si256((__m256i *)t, v0);
