@@ -77,6 +77,13 @@ static inline void pq_gemm_tile_out_i8(const pq_gemm_i8i8_job *job, const __m256
         f1 = _mm256_mul_ps(f1, _mm256_loadu_ps(w->scale + col0 + 8));
         if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &f0, &f1);
         float *yr = job->y + i * job->ldy + col0;
+        if (job->epi && job->epi->post == PQ_GEMM_POST_RESIDUAL && nc == 16) {
+            /* y + r in registers: the same fp32 addition as the reference */
+            const float *rr = job->epi->residual + i * job->epi->ldr + col0;
+            _mm256_storeu_ps(yr, _mm256_add_ps(f0, _mm256_loadu_ps(rr)));
+            _mm256_storeu_ps(yr + 8, _mm256_add_ps(f1, _mm256_loadu_ps(rr + 8)));
+            continue;
+        }
         store_f(yr, f0, f1, nc);
         if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
             pq_gemm_post_apply(job->epi, yr, i, col0, nc);
