@@ -6,11 +6,12 @@
    calib_dump): Proteus (min/max + per-channel absmax + IEEE-bit histogram)
    vs PyTorch's HistogramObserver (2048 bins) on the same data, one thread.
 2. `proteus calibrate` of a synthetic esm2_t30_150M on N sequences with
-   mpiexec -n 1 and -n 2 (default threads: the node's cores / ranks),
-   interleaved, best of --rounds, wall time and speed-up.
+   mpiexec -n 1 and -n 2 at --threads per rank (default 1), and -n 1 with
+   twice the threads, interleaved, best of --rounds, wall time, speed-ups and
+   a byte comparison of the stores.
 
 usage: /usr/bin/python3 scripts/bench/bench_calib.py BUILD_DIR [--seqs 256] [--max-length L] [--rounds 2]
-       [--skip-mpi] [--skip-hist]
+       [--threads 1] [--skip-mpi] [--skip-hist]
 """
 import argparse
 import os
@@ -32,6 +33,7 @@ def main():
     ap.add_argument("--skip-mpi", action="store_true")
     ap.add_argument("--skip-hist", action="store_true")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="threads per rank in the -n 1 / -n 2 comparison")
     a = ap.parse_args()
     b = os.path.abspath(a.build)
     model = os.path.join(ROOT, "data/models/esm2_t6_8M_proteus_mlm.f16.safetensors")
@@ -77,19 +79,36 @@ def bench_mpi(a, b, fasta, tmp):
     subprocess.run([f"{b}/coordinator/proteus", "synth", "--arch", "t30_150M", "--seed", "1", "--out", syn], check=True,
                    stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    wall = {1: [], 2: []}
+    # one node, no munge daemon, no InfiniBand: skip PMIx's munge retries and
+    # UCX start-up (docs/CLUSTER.md), unless the caller chose otherwise
+    env.setdefault("PMIX_MCA_psec", "native")
+    env.setdefault("OMPI_MCA_pml", "ob1")
+    print(f"PMIX_MCA_psec={env['PMIX_MCA_psec']} OMPI_MCA_pml={env['OMPI_MCA_pml']}; "
+          f"load before: {os.getloadavg()[0]:.2f}", flush=True)
+    # -n 1 x T threads against -n 2 x T threads (ranks scaling, same threads
+    # per rank), and -n 1 x 2T threads (the same cores used by threads)
+    t = a.threads
+    configs = [(1, t), (2, t), (1, 2 * t)]
+    wall = {c: [] for c in configs}
     for r in range(a.rounds):
-        for n in (1, 2):
+        for n, th in configs:
+            out = os.path.join(tmp, f"c{n}_{th}.h5")
             t0 = time.perf_counter()
-            subprocess.run(["mpiexec", "--oversubscribe", "-n", str(n), f"{b}/coordinator/proteus", "calibrate",
+            subprocess.run(["mpiexec", "--oversubscribe", "--bind-to", "none", "-n", str(n),
+                            f"{b}/coordinator/proteus", "calibrate",
                             "--model", syn, "--calibration-data", fasta, "--max-seqs", str(a.seqs),
-                            "--max-length", str(a.max_length), "--out", os.path.join(tmp, f"c{n}.h5"), "-q"],
+                            "--max-length", str(a.max_length), "--threads", str(th), "--out", out, "-q"],
                            env=env, check=True)
-            wall[n].append(time.perf_counter() - t0)
-            print(f"round {r}: calibrate t30_150M, {a.seqs} seqs (max length {a.max_length}), -n {n}: "
-                  f"{wall[n][-1]:.1f} s", flush=True)
-    same = open(os.path.join(tmp, "c1.h5"), "rb").read() == open(os.path.join(tmp, "c2.h5"), "rb").read()
-    print(f"best -n 1 {min(wall[1]):.1f} s, -n 2 {min(wall[2]):.1f} s: speed-up {min(wall[1]) / min(wall[2]):.2f}x; "
+            wall[(n, th)].append(time.perf_counter() - t0)
+            print(f"round {r}: calibrate t30_150M, {a.seqs} seqs (max length {a.max_length}), -n {n} x {th} "
+                  f"thread(s): {wall[(n, th)][-1]:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+    files = [open(os.path.join(tmp, f"c{n}_{th}.h5"), "rb").read() for n, th in configs]
+    same = all(f == files[0] for f in files)
+    best = {c: min(v) for c, v in wall.items()}
+    print(f"best -n 1 x {t}: {best[(1, t)]:.1f} s, -n 2 x {t}: {best[(2, t)]:.1f} s, "
+          f"-n 1 x {2 * t}: {best[(1, 2 * t)]:.1f} s")
+    print(f"speed-up -n 2 vs -n 1 ({t} thread(s) per rank): {best[(1, t)] / best[(2, t)]:.2f}x; "
+          f"-n 1 x {2 * t} threads vs -n 1 x {t}: {best[(1, t)] / best[(1, 2 * t)]:.2f}x; "
           f"stores byte-identical: {same}")
 
 
