@@ -14,6 +14,7 @@
 #include "esm2_model.h"
 #include "h5model.h"
 #include "safetensors.h"
+#include "st_hash.h"
 #include "sync.h"
 
 static pq_status mpi_ok(int rc, const char *what)
@@ -466,7 +467,7 @@ pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
         if (rank == 0) {
             char sha[65];
             st = pq_calib_h5_load(store, &r->calib);
-            if (!st) st = pq_st_sha256(job->model, sha);
+            if (!st) st = pq_st_hash_tree(job->model, PQ_HASH_CHUNK_BYTES, job->hash_threads, sha);
             if (!st && strcmp(sha, r->calib->model_sha256))
                 st = pq_err(PQ_ERR_CALIBRATION, "%s was collected on model sha256 %.16s..., the "
                             "model to quantize is %.16s...", store, r->calib->model_sha256, sha);

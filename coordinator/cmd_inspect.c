@@ -81,10 +81,14 @@ static int inspect_h5(const char *path)
     if (st) return pq_cli_fail(st);
     const pq_h5_meta *meta = pq_h5r_meta(r);
     char shp[64];
-    printf("%s: Proteus HDF5 model, format version %d\n", path, PQ_FORMAT_VERSION);
+    printf("%s: Proteus HDF5 model, format version %d\n", path, meta->format_version);
     printf("architecture: %s  (layers %d, embed %d, heads %d)\n", meta->architecture,
            meta->cfg.num_layers, meta->cfg.embed_dim, meta->cfg.attention_heads);
-    printf("source: %s  sha256 %s\n", meta->model_name, meta->source_sha256);
+    if (meta->source_hash_chunk_bytes > 0)
+        printf("source: %s  sha256 tree %s (%lld-byte chunks)\n", meta->model_name, meta->source_sha256,
+               (long long)meta->source_hash_chunk_bytes);
+    else
+        printf("source: %s  sha256 %s\n", meta->model_name, meta->source_sha256);
     printf("created by: %s, %d rank(s)\n", meta->created_by, meta->num_ranks);
     printf("config: %s\n", meta->config_json);
     printf("%-58s %-12s %-22s %9s %10s %10s\n", "tensor", "shape", "stored as", "SQNR dB", "rel L2",

@@ -240,7 +240,11 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     pq_err_clear();
     st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
     if ((st = pq_sync_agree(comm, st))) goto fail;
-    if (cfg->threading && cfg->threads == 0) pq_rtn_set_threads(pq_sync_threads_per_rank(comm, rank));
+    if (cfg->threading && cfg->threads == 0) {
+        int t = pq_sync_threads_per_rank(comm, rank);
+        pq_rtn_set_threads(t);
+        job->hash_threads = t;
+    }
 
     /* 2. the same assignment everywhere, checked against rank 0's. */
     pq_worker_assign(job, n);

@@ -4,7 +4,8 @@
  * failure tell every rank to stop.
  *
  * Arrival order does not matter for the output: pq_job_put_result places rows
- * by unit and the metrics are summed in row order at the end. */
+ * by unit, the metrics are summed in row order at the end, and the source
+ * digest's leaves are combined in chunk order at the commit. */
 #include "coord.h"
 
 #include <math.h>
@@ -139,26 +140,36 @@ static void handle(coord *c, const MPI_Status *s)
         }
         c->finished[src] = true;
         c->n_finished++;
-        if (!c->err && src == pq_worker_hasher_rank(c->n_ranks) && c->j->defer_source_hash) {
-            /* The hasher's Done carries the source hash for the commit. */
-            if ((st = pq_job_set_source_sha256(c->j, m.u.done.source_sha256))) {
-                char detail[1024];
-                snprintf(detail, sizeof detail, "%s", pq_err_detail());
-                fail(c, pq_err_replace(st, "Done message from rank %d (the hasher): %s", src, detail));
-                return;
-            }
-        } else if (!c->err && m.u.done.source_sha256[0]) {
-            fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d carries a source hash; rank %d hashes",
-                           src, pq_worker_hasher_rank(c->n_ranks)));
-            return;
-        }
         if (!c->err) {
             int assigned = 0;
             for (int i = 0; i < c->j->plan->n_units; i++) assigned += c->j->plan->units[i].rank == src;
-            if ((int)m.u.done.units != assigned || c->rank_units[src] != assigned)
+            if ((int)m.u.done.units != assigned || c->rank_units[src] != assigned) {
                 fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after %u units (%d received); "
                                "the plan gave it %d", src, m.u.done.units, c->rank_units[src], assigned));
+                return;
+            }
+            int chunks = 0, have = 0;
+            for (int i = 0; i < c->j->plan->n_hash; i++)
+                if (c->j->plan->hash[i].rank == src) {
+                    chunks++;
+                    have += c->j->hash_have[i];
+                }
+            if ((int)m.u.done.hash_chunks != chunks || have != chunks)
+                fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after hashing %u source chunks (%d "
+                               "leaves received); the plan gave it %d", src, m.u.done.hash_chunks, have, chunks));
         }
+        return;
+    case PQ_TAG_LEAVES:
+        if (c->finished[src]) {
+            fail(c, pq_err(PQ_ERR_PROTO, "HashLeaves message from rank %d after its final message", src));
+            return;
+        }
+        for (int i = 0; i < m.u.leaves.n && !c->err; i++)
+            if ((st = pq_job_put_leaf(c->j, src, m.u.leaves.chunk[i], m.u.leaves.leaf[i]))) {
+                char detail[1024];
+                snprintf(detail, sizeof detail, "%s", pq_err_detail());
+                fail(c, pq_err_replace(st, "HashLeaves message from rank %d: %s", src, detail));
+            }
         return;
     default:
         fail(c, pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(m.tag), src));
@@ -235,6 +246,16 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 else pq_worker_after_unit(PQ_ROLE_COORD);
                 continue;
             }
+            /* Then rank 0's chunks of the source digest, a chunk per thread
+             * between two drains. */
+            int hashed = 0;
+            pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, j->hash_threads, &hashed);
+            if (st) {
+                char detail[1024];
+                snprintf(detail, sizeof detail, "%s", pq_err_detail());
+                fail(&c, pq_err_replace(st, "rank 0: %s", detail));
+            }
+            if (hashed || st) continue;
         }
         if (c.n_finished == n_ranks - 1) break;
         if (c.err && now_s() - stop_t > o->stop_grace_s) {

@@ -25,6 +25,7 @@ const char *pq_msg_name(int tag)
     case PQ_TAG_ERROR: return "Error";
     case PQ_TAG_DONE: return "Done";
     case PQ_TAG_SHUTDOWN: return "Shutdown";
+    case PQ_TAG_LEAVES: return "HashLeaves";
     default:
         snprintf(other, sizeof other, "tag %d", tag);
         return other;
@@ -48,6 +49,9 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
     Proteus__Error err = PROTEUS__ERROR__INIT;
     Proteus__Done done = PROTEUS__DONE__INIT;
     Proteus__Shutdown sd = PROTEUS__SHUTDOWN__INIT;
+    Proteus__HashLeaves hl = PROTEUS__HASH_LEAVES__INIT;
+    uint32_t chunks[PQ_WIRE_MAX_LEAVES];
+    ProtobufCBinaryData leaves[PQ_WIRE_MAX_LEAVES];
     switch (m->tag) {
     case PQ_TAG_PLAN:
         plan.schema = PQ_WIRE_SCHEMA;
@@ -86,9 +90,26 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
         done.schema = PQ_WIRE_SCHEMA;
         done.rank = m->u.done.rank;
         done.units = m->u.done.units;
-        done.source_sha256 = (char *)m->u.done.source_sha256;
+        done.hash_chunks = m->u.done.hash_chunks;
         pm = &done.base;
         break;
+    case PQ_TAG_LEAVES: {
+        const pq_wire_leaves *l = &m->u.leaves;
+        if (l->n < 1 || l->n > PQ_WIRE_MAX_LEAVES)
+            return pq_err(PQ_ERR_INTERNAL, "cannot encode a HashLeaves message of %d leaves", l->n);
+        hl.schema = PQ_WIRE_SCHEMA;
+        hl.rank = l->rank;
+        for (int i = 0; i < l->n; i++) {
+            chunks[i] = l->chunk[i];
+            leaves[i].len = PQ_WIRE_LEAF_BYTES;
+            leaves[i].data = (uint8_t *)l->leaf[i];
+        }
+        hl.n_chunks = hl.n_leaves = (size_t)l->n;
+        hl.chunks = chunks;
+        hl.leaves = leaves;
+        pm = &hl.base;
+        break;
+    }
     case PQ_TAG_SHUTDOWN:
         sd.schema = PQ_WIRE_SCHEMA;
         sd.status = m->u.shutdown.status;
@@ -184,11 +205,36 @@ pq_status pq_msg_decode(int tag, int source, const uint8_t *buf, size_t len, pq_
         if (!(st = check_schema(tag, source, p->schema))) {
             out->u.done.rank = p->rank;
             out->u.done.units = p->units;
-            const char *h = p->source_sha256 ? p->source_sha256 : "";
-            if (strlen(h) > 64) st = bad(tag, source, "source hash longer than 64 characters");
-            else snprintf(out->u.done.source_sha256, sizeof out->u.done.source_sha256, "%s", h);
+            out->u.done.hash_chunks = p->hash_chunks;
+            if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
         }
         proteus__done__free_unpacked(p, NULL);
+        return st;
+    }
+    case PQ_TAG_LEAVES: {
+        Proteus__HashLeaves *p = proteus__hash_leaves__unpack(NULL, len, buf);
+        if (!p) return bad(tag, source, "not a valid protobuf encoding");
+        if (!(st = check_schema(tag, source, p->schema))) {
+            pq_wire_leaves *l = &out->u.leaves;
+            l->rank = p->rank;
+            if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
+            else if (p->n_chunks != p->n_leaves) st = bad(tag, source, "chunk and leaf counts differ");
+            else if (p->n_leaves < 1 || p->n_leaves > PQ_WIRE_MAX_LEAVES)
+                st = bad(tag, source, "no leaves, or more than PQ_WIRE_MAX_LEAVES");
+            for (size_t i = 0; !st && i < p->n_leaves; i++) {
+                if (p->leaves[i].len != PQ_WIRE_LEAF_BYTES) {
+                    char why[96];
+                    snprintf(why, sizeof why, "leaf %zu (chunk %u) is %zu bytes, a SHA-256 is %d", i,
+                             p->chunks[i], p->leaves[i].len, PQ_WIRE_LEAF_BYTES);
+                    st = bad(tag, source, why);
+                    break;
+                }
+                l->chunk[i] = p->chunks[i];
+                memcpy(l->leaf[i], p->leaves[i].data, PQ_WIRE_LEAF_BYTES);
+            }
+            if (!st) l->n = (int)p->n_leaves;
+        }
+        proteus__hash_leaves__free_unpacked(p, NULL);
         return st;
     }
     case PQ_TAG_SHUTDOWN: {

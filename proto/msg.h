@@ -41,8 +41,15 @@ typedef struct pq_wire_error {
 
 typedef struct pq_wire_done {
     uint32_t rank, units;
-    char source_sha256[65];  /* hex from the hasher rank; "" from the others */
+    uint32_t hash_chunks;    /* digest chunks this rank hashed (HashLeaves sent) */
 } pq_wire_done;
+
+typedef struct pq_wire_leaves {
+    uint32_t rank;
+    int n;                   /* 1..PQ_WIRE_MAX_LEAVES */
+    uint32_t chunk[PQ_WIRE_MAX_LEAVES];
+    uint8_t leaf[PQ_WIRE_MAX_LEAVES][PQ_WIRE_LEAF_BYTES];
+} pq_wire_leaves;
 
 typedef struct pq_wire_shutdown {
     int32_t status;
@@ -57,6 +64,7 @@ typedef struct pq_msg {
         pq_wire_result result;
         pq_wire_error error;
         pq_wire_done done;
+        pq_wire_leaves leaves;
         pq_wire_shutdown shutdown;
     } u;
 } pq_msg;

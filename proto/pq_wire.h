@@ -15,15 +15,20 @@ enum pq_tag {
     PQ_TAG_ERROR,       /* Error, worker -> 0 (final message) */
     PQ_TAG_DONE,        /* Done, worker -> 0 (final message) */
     PQ_TAG_SHUTDOWN,    /* Shutdown, 0 -> worker */
+    PQ_TAG_LEAVES,      /* HashLeaves, worker -> 0 (before its Done) */
     PQ_TAG_END_
 };
 
 /* Schema version every control message carries (SchemaVersion in the .proto). */
-#define PQ_WIRE_SCHEMA 1u
+#define PQ_WIRE_SCHEMA 2u
 
 /* A control message larger than this is rejected before it is received: the
  * largest legitimate one (an Error with its detail line) is well under 4 kB. */
 #define PQ_WIRE_MAX_MSG (64u << 10)
+
+/* Leaves per HashLeaves message (32 bytes each, well under the limit). */
+#define PQ_WIRE_MAX_LEAVES 64
+#define PQ_WIRE_LEAF_BYTES 32
 
 /* Raw buffers travel in chunks of at most this many bytes (MPI counts are int). */
 #define PQ_WIRE_CHUNK (1u << 30)

@@ -13,20 +13,21 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "proteus.quantized"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2      # 2: source_sha256_tree; 1 (plain source_sha256) also reads
+FORMAT_VERSION_MIN = 1
 
 
 def check_format(f):
-    """Raise ValueError unless f (an open h5py.File) is a version-1 model."""
+    """Raise ValueError unless f (an open h5py.File) is a version-1 or -2 model."""
     name = f.attrs.get("format")
     if isinstance(name, bytes):
         name = name.decode("utf-8")
     if name != FORMAT_NAME:
         raise ValueError("%s: format is %r, expected %r" % (f.filename, name, FORMAT_NAME))
     version = int(f.attrs["format_version"])
-    if version != FORMAT_VERSION:
+    if not FORMAT_VERSION_MIN <= version <= FORMAT_VERSION:
         raise ValueError("%s: format_version %d is not supported (this reader reads "
-                         "version %d)" % (f.filename, version, FORMAT_VERSION))
+                         "versions %d to %d)" % (f.filename, version, FORMAT_VERSION_MIN, FORMAT_VERSION))
 
 
 def unpack_int4(packed, cols):

@@ -88,6 +88,12 @@ uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes)
         fnv_i64(&h, u->n_rows);
         fnv_i64(&h, u->rank);
     }
+    fnv_i64(&h, p->hash_chunk_bytes);
+    fnv_i64(&h, p->n_hash);
+    for (int i = 0; i < p->n_hash; i++) {
+        fnv_i64(&h, p->hash[i].n_bytes);
+        fnv_i64(&h, p->hash[i].rank);
+    }
     return h;
 }
 

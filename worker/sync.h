@@ -23,7 +23,8 @@ int pq_sync_threads_per_rank(MPI_Comm comm, int rank);
 
 /* A 64-bit FNV-1a hash of everything that must agree across ranks: the
  * resolved config (as JSON), the unit size, the rank count, and every tensor
- * (name, dtype, shape, action) and unit (tensor, rows, assigned rank). */
+ * (name, dtype, shape, action), unit (tensor, rows, assigned rank) and
+ * source digest chunk (size, assigned rank). */
 uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes);
 
 /* Collective. Rank 0 broadcasts its Plan message; every other rank compares

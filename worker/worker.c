@@ -18,8 +18,13 @@
 /* Test-only fault injection, deliberately left out of --help:
  *   PQ_TEST_FAIL_UNIT=<id>  the rank that owns unit <id> fails it with PQ_ERR_IO;
  *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit;
- *   PQ_TEST_FAIL_HASH=1     the hasher rank fails the source hash with PQ_ERR_IO.
- * The MPI tests use them to check that failures stop every rank. */
+ *   PQ_TEST_FAIL_HASH=<r>   rank r fails hashing its first source chunk with
+ *                           PQ_ERR_IO (pq_job_hash_own);
+ *   PQ_TEST_HASH_CHUNK_BYTES=<n>  cut the source digest into n-byte chunks
+ *                           (many chunks from a small model; the output
+ *                           records the size in source_hash_chunk_bytes).
+ * The MPI tests use them to check that failures stop every rank and that
+ * the digest does not depend on the rank count. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -52,30 +57,24 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
     return st;
 }
 
-/* Cost of hashing one source byte and of writing one output byte on rank 0,
- * in the units' measure (one fp32 input byte of RTN). Measured on the 2-core
- * VM with esm2_t30_150M (--verbose phases): RTN 565 MB in ~0.2 s, SHA-256
- * (SHA-NI) of 593 MB in ~0.45 s, rank 0's float tensors + result writes +
- * commit for ~150 MB of output in ~0.25 s. Constants, not run-time
- * measurements: every rank must compute the same plan. */
-#define HASH_COST_PER_BYTE 2.0
+/* Cost of writing one output byte on rank 0 (float tensors, unit results,
+ * commit), in the units' measure (one fp32 input byte of RTN). Measured on
+ * the 2-core VM with esm2_t30_150M (--verbose phases): RTN of 565 MB in
+ * ~0.16 s, rank 0's float tensors + result writes + commit for ~150 MB of
+ * output in ~0.25 s. A constant, not a run-time measurement: every rank must
+ * compute the same plan. Hash chunks cost PQ_PLAN_HASH_COST_PER_BYTE. */
 #define WRITE_COST_PER_BYTE 4.0
-
-int pq_worker_hasher_rank(int n_ranks)
-{
-    return n_ranks > 1 ? n_ranks - 1 : -1;
-}
 
 void pq_worker_assign(pq_job *j, int n_ranks)
 {
     const pq_plan *p = j->plan;
-    int hasher = pq_worker_hasher_rank(n_ranks);
+    long test_chunk = (long)env_int("PQ_TEST_HASH_CHUNK_BYTES", 0);
+    if (test_chunk > 0) pq_job_set_hash_chunks(j, test_chunk); /* a failure leaves the default */
     double *pre = calloc((size_t)(n_ranks > 1 ? n_ranks : 1), sizeof *pre);
-    if (pre && hasher >= 0) {
-        double src = 0, out = 0;
+    if (pre && n_ranks > 1) {
+        double out = 0;
         for (int i = 0; i < p->n_tensors; i++) {
             const pq_plan_tensor *pt = &p->tensors[i];
-            src += (double)pt->st->n_bytes;
             if (pt->action == PQ_ACT_FLOAT) out += (double)pt->st->n_bytes;
         }
         for (int i = 0; i < p->n_units; i++) {
@@ -83,12 +82,11 @@ void pq_worker_assign(pq_job *j, int n_ranks)
             pq_worker_result_sizes(j, &p->units[i], sz);
             out += (double)(sz[0] + sz[1] + sz[2]);
         }
-        pre[hasher] = HASH_COST_PER_BYTE * src;
         pre[PQ_ROLE_COORD] = WRITE_COST_PER_BYTE * out;
     }
     pq_plan_assign_loaded(j->plan, n_ranks, pre);
     free(pre);
-    j->defer_source_hash = hasher > PQ_ROLE_COORD;
+    j->defer_source_hash = true;
 }
 
 void pq_worker_after_unit(int rank)
@@ -215,21 +213,39 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         done++;
         pq_worker_after_unit(rank);
     }
-    /* The hasher hashes after its units, so that rank 0 writes them
-     * meanwhile; rank 0 needs the hash only for the commit. */
-    if (fin.tag == PQ_TAG_DONE && rank == pq_worker_hasher_rank(p->n_ranks)) {
+    /* This rank's chunks of the source digest after its units, so that
+     * rank 0 writes their results meanwhile; rank 0 needs the leaves only
+     * for the commit. One batch (a chunk per thread) per HashLeaves. */
+    uint32_t hashed = 0;
+    while (fin.tag == PQ_TAG_DONE && !got_shutdown) {
+        int batch = j->hash_threads < 1 ? 1 : j->hash_threads, n = 0;
+        if (batch > PQ_WIRE_MAX_LEAVES) batch = PQ_WIRE_MAX_LEAVES;
         if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
-        if (!got_shutdown) {
-            if (env_int("PQ_TEST_FAIL_HASH", 0))
-                st = pq_err(PQ_ERR_IO, "hashing the source: injected failure (PQ_TEST_FAIL_HASH)");
-            else
-                st = pq_job_hash_source(j, fin.u.done.source_sha256);
-            if (st) set_error(&fin, rank, -1, st);
+        if (got_shutdown) break;
+        int first = 0;
+        while (first < p->n_hash && (p->hash[first].rank != rank || j->hash_have[first])) first++;
+        if ((st = pq_job_hash_own(j, rank, batch, &n))) {
+            set_error(&fin, rank, -1, st);
+            break;
         }
+        if (!n) break;
+        pq_msg lm = {.tag = PQ_TAG_LEAVES};
+        lm.u.leaves.rank = (uint32_t)rank;
+        for (int i = first; i < p->n_hash && lm.u.leaves.n < n; i++) {
+            if (p->hash[i].rank != rank) continue;
+            lm.u.leaves.chunk[lm.u.leaves.n] = (uint32_t)i;
+            memcpy(lm.u.leaves.leaf[lm.u.leaves.n++], j->hash_leaves + (size_t)i * PQ_WIRE_LEAF_BYTES,
+                   PQ_WIRE_LEAF_BYTES);
+        }
+        double t0 = now_s();
+        if ((st = pq_msg_send(comm, PQ_ROLE_COORD, &lm))) return st;
+        j->t.xfer += now_s() - t0;
+        hashed += (uint32_t)n;
     }
     if (fin.tag == PQ_TAG_DONE) {
         fin.u.done.rank = (uint32_t)rank;
         fin.u.done.units = done;
+        fin.u.done.hash_chunks = hashed;
     }
     pq_status sst = pq_msg_send(comm, PQ_ROLE_COORD, &fin);
     if (sst) return st ? st : sst;

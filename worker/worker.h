@@ -22,22 +22,19 @@ void pq_worker_after_unit(int rank);
  * the plan dictates for unit u. Returns the number of buffers (6). */
 int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6]);
 
-/* The rank that hashes the source for the source_sha256 attribute, so that
- * rank 0 (which writes the output) does not: the last rank when there are
- * several, -1 for a single rank (rank 0 hashes, as in a plain run). */
-int pq_worker_hasher_rank(int n_ranks);
-
-/* Every rank, before pq_sync_plan: assign the units to n_ranks ranks,
- * counting the hasher's hash and rank 0's writing as load so that every
- * rank finishes at about the same time, and set j->defer_source_hash when
- * another rank hashes. Deterministic: all ranks get the same plan. */
+/* Every rank, before pq_sync_plan: assign the units and the chunks of the
+ * source's tree digest to n_ranks ranks, counting rank 0's writing as load
+ * so that every rank finishes at about the same time, and set
+ * j->defer_source_hash (the digest is gathered from the ranks' leaves).
+ * Deterministic: all ranks get the same plan. */
 void pq_worker_assign(pq_job *j, int n_ranks);
 
 /* The loop of a rank >= 1: run its units in plan order (reading the next
- * one's rows ahead), send each result, stop early on a Shutdown; the hasher
- * rank then hashes the source; end with a Done (carrying the hash from the
- * hasher) or an Error after a failure, then wait for rank 0's final Shutdown. Returns the run's final status as
- * rank 0 announced it (or a local MPI/protocol failure). Prints nothing. */
+ * one's rows ahead), send each result, then hash its chunks of the source
+ * and send their leaves (HashLeaves), checking for an early Shutdown between
+ * steps; end with a Done or an Error after a failure, then wait for rank 0's
+ * final Shutdown. Returns the run's final status as rank 0 announced it (or
+ * a local MPI/protocol failure). Prints nothing. */
 pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank);
 
 #endif

@@ -2,16 +2,17 @@
 /* job.c - one quantization job: open, plan, run units, write the output. */
 #include "job.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pq_config.h"
 #include "pq_kernels.h"
 #include "rtn.h"
+#include "st_hash.h"
 
 static double now_s(void)
 {
@@ -58,6 +59,23 @@ cleanup:
     return st;
 }
 
+static pq_status alloc_leaves(pq_job *j)
+{
+    size_t n = (size_t)j->plan->n_hash + 1;
+    free(j->hash_leaves);
+    free(j->hash_have);
+    j->hash_leaves = malloc(n * 32);
+    j->hash_have = calloc(n, sizeof(bool));
+    if (!j->hash_leaves || !j->hash_have) return pq_err(PQ_ERR_RESOURCE, "out of memory for the hash leaves");
+    return PQ_OK;
+}
+
+pq_status pq_job_set_hash_chunks(pq_job *j, int64_t chunk_bytes)
+{
+    pq_status st = pq_plan_set_hash_chunks(j->plan, j->model, chunk_bytes);
+    return st ? st : alloc_leaves(j);
+}
+
 pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes, pq_job **out)
 {
     pq_status st;
@@ -77,6 +95,12 @@ pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes
         goto fail;
     }
     if (cfg->nan_policy == PQ_NAN_KEEP_FLOAT && (st = scan_nonfinite(j))) goto fail;
+    if ((st = alloc_leaves(j))) goto fail;
+    j->hash_threads = 1;
+    if (cfg->threading) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        j->hash_threads = cfg->threads > 0 ? cfg->threads : (int)(cores > 0 ? cores : 1);
+    }
     j->t.open = now_s() - j->t_start;
     *out = j;
     return PQ_OK;
@@ -99,6 +123,8 @@ void pq_job_destroy(pq_job *j)
     free(j->tensor_row_base);
     free(j->tensor_nonfinite);
     free(j->tensor_kept_float);
+    free(j->hash_leaves);
+    free(j->hash_have);
     free(j->stats.tensors);
     free(j);
 }
@@ -199,18 +225,47 @@ static void emit(pq_job *j, const char *phase, const char *tensor, double sqnr)
 pq_status pq_job_hash_source(pq_job *j, char hex[65])
 {
     double t0 = now_s();
-    pq_status st = pq_st_sha256(j->model, hex);
+    pq_status st = pq_st_hash_tree(j->model, j->plan->hash_chunk_bytes, j->hash_threads, hex);
     j->t.hash += now_s() - t0;
     return st;
 }
 
-pq_status pq_job_set_source_sha256(pq_job *j, const char *hex)
+pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int *n_done)
 {
-    size_t n = 0;
-    while (n < 65 && hex[n] && isxdigit((unsigned char)hex[n])) n++;
-    if (n != 64 || hex[64])
-        return pq_err(PQ_ERR_PROTO, "source hash '%.70s' is not 64 hex digits", hex);
-    memcpy(j->source_sha256, hex, 65);
+    const pq_plan *p = j->plan;
+    int todo[64], n = 0;
+    double t0 = now_s();
+    if (max_chunks > 64) max_chunks = 64;
+    for (int i = 0; i < p->n_hash && n < max_chunks; i++)
+        if (p->hash[i].rank == rank && !j->hash_have[i]) todo[n++] = i;
+    *n_done = n;
+    if (!n) return PQ_OK;
+    const char *inj = getenv("PQ_TEST_FAIL_HASH");
+    if (inj && *inj && atoi(inj) == rank)
+        return pq_err(PQ_ERR_IO, "hashing the source, chunk %d: injected failure (PQ_TEST_FAIL_HASH)", todo[0]);
+    int failed = 0, nt = j->hash_threads < n ? j->hash_threads : n;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1) reduction(| : failed)
+    for (int k = 0; k < n; k++) {
+        int i = todo[k];
+        if (pq_st_hash_chunk(j->model, p->hash_chunk_bytes, i, j->hash_leaves + (size_t)i * 32)) failed |= 1;
+        else j->hash_have[i] = true;
+    }
+    j->t.hash += now_s() - t0;
+    if (failed) return pq_err(PQ_ERR_INTERNAL, "hashing the source: SHA-256 of a chunk failed");
+    return PQ_OK;
+}
+
+pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[32])
+{
+    const pq_plan *p = j->plan;
+    if (chunk < 0 || chunk >= p->n_hash)
+        return pq_err(PQ_ERR_PROTO, "rank %d sent the hash of chunk %lld; the source has %d chunks", src,
+                      (long long)chunk, p->n_hash);
+    if (p->hash[chunk].rank != src || j->hash_have[chunk])
+        return pq_err(PQ_ERR_PROTO, "rank %d sent the hash of chunk %lld, which %s", src, (long long)chunk,
+                      p->hash[chunk].rank != src ? "the plan gave to another rank" : "was already known");
+    memcpy(j->hash_leaves + (size_t)chunk * 32, leaf, 32);
+    j->hash_have[chunk] = true;
     return PQ_OK;
 }
 
@@ -241,6 +296,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
         .model_name = basename_of(j->model_path),
         .source_sha256 = j->defer_source_hash ? NULL : sha,
+        .source_hash_chunk_bytes = j->plan->hash_chunk_bytes,
         .created_by = "proteus " PQ_VERSION,
         .config_json = cfg_json,
         .num_ranks = num_ranks,
@@ -328,9 +384,12 @@ pq_status pq_job_finish_output(pq_job *j)
     pq_job_stats *s = &j->stats;
     double sum_sqnr = 0, t0 = now_s();
     if (j->defer_source_hash) {
-        if (!j->source_sha256[0])
-            return pq_err(PQ_ERR_INTERNAL, "the source hash was never delivered to the writer");
-        if ((st = pq_h5w_set_source_sha256(j->writer, j->source_sha256))) return st;
+        for (int i = 0; i < p->n_hash; i++)
+            if (!j->hash_have[i])
+                return pq_err(PQ_ERR_INTERNAL, "the hash of source chunk %d (rank %d) never reached the writer",
+                              i, p->hash[i].rank);
+        if ((st = pq_hash_tree_combine(j->hash_leaves, p->n_hash, j->source_hash))) return st;
+        if ((st = pq_h5w_set_source_sha256(j->writer, j->source_hash, p->hash_chunk_bytes))) return st;
     }
     s->min_sqnr_db = INFINITY;
     s->n_tensors = p->n_tensors;

@@ -64,7 +64,7 @@ typedef void (*pq_progress_fn)(void *user, const pq_progress *ev);
  * benchmark): filled by the job functions and by the MPI loops. */
 typedef struct pq_job_phases {
     double open;     /* pq_job_open: map, detect, plan */
-    double hash;     /* SHA-256 of the source */
+    double hash;     /* this process's chunks of the source's tree digest */
     double floats;   /* reading and writing the float tensors */
     double units;    /* running this process's own units */
     double xfer;     /* MPI: sending results (worker) or receiving them (rank 0) */
@@ -92,11 +92,15 @@ typedef struct pq_job {
     pq_progress_fn progress;
     void *progress_user;
     pq_job_phases t;
-    /* Set before pq_job_begin_output when another process hashes the source
-     * (an MPI run's hasher rank): begin then skips the hash, and
-     * pq_job_set_source_sha256 must deliver it before pq_job_finish_output. */
+    /* Set before pq_job_begin_output when the source digest is gathered
+     * chunk by chunk (an MPI run: pq_job_hash_own on every rank, leaves to
+     * rank 0 with pq_job_put_leaf): begin then skips hashing the whole
+     * source, and pq_job_finish_output combines the leaves. */
     bool defer_source_hash;
-    char source_sha256[65];            /* hex, "" until known */
+    int hash_threads;                  /* threads for hashing chunks (>= 1) */
+    uint8_t *hash_leaves;              /* plan->n_hash x 32 bytes, chunk order */
+    bool *hash_have;                   /* per chunk: leaf known */
+    char source_hash[65];              /* hex tree digest, "" until known */
     /* Called by pq_job_finish_output before the commit (the static scheme
      * adds act qparams and /calibration here); NULL = nothing. */
     pq_status (*before_commit)(void *user, struct pq_job *j);
@@ -118,13 +122,26 @@ void pq_unit_result_free(pq_unit_result *r);
  * unit before running the current one). */
 void pq_job_prefetch_unit(pq_job *j, const pq_unit *u);
 
-/* SHA-256 of the source checkpoint's files (the source_sha256 attribute),
- * timed into j->t.hash. Any process may run it. */
+/* The source checkpoint's tree digest (st_hash.h; the source_sha256_tree
+ * attribute), all chunks hashed here by j->hash_threads threads, timed into
+ * j->t.hash. Any process may run it. */
 pq_status pq_job_hash_source(pq_job *j, char hex[65]);
 
-/* Deliver the source hash computed elsewhere (defer_source_hash): checked to
- * be 64 hex digits, written into the output by pq_job_finish_output. */
-pq_status pq_job_set_source_sha256(pq_job *j, const char *hex);
+/* Hash up to max_chunks of the chunks the plan gives `rank` that are not
+ * hashed yet (in parallel with j->hash_threads threads) into
+ * j->hash_leaves; *n_done says how many (0: none left). Timed into j->t.hash.
+ * PQ_TEST_FAIL_HASH=<rank> (test-only) makes that rank's first chunk fail
+ * with PQ_ERR_IO. */
+pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int *n_done);
+
+/* Cut the source digest into chunks of chunk_bytes instead of
+ * PQ_HASH_CHUNK_BYTES (tests: many chunks from a small model); call before
+ * the ranks' assignment. */
+pq_status pq_job_set_hash_chunks(pq_job *j, int64_t chunk_bytes);
+
+/* Rank 0: record the leaf of `chunk` hashed by rank `src`. PQ_ERR_PROTO
+ * when the chunk is out of range, not src's in the plan, or already known. */
+pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[32]);
 
 /* Writer side. begin: create OUT.partial, write float tensors and create the
  * quantized datasets. put: write a unit's rows (any order). finish: metrics,

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_hash.h"
+
 static bool matches_any(char *const *pats, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
@@ -62,6 +64,27 @@ static pq_status make_units(pq_plan *p)
     return PQ_OK;
 }
 
+pq_status pq_plan_set_hash_chunks(pq_plan *p, const pq_st_model *m, int64_t chunk_bytes)
+{
+    if (chunk_bytes <= 0)
+        return pq_err(PQ_ERR_INTERNAL, "hash chunk size %lld", (long long)chunk_bytes);
+    int64_t nh = pq_st_hash_chunk_count(m, chunk_bytes);
+    pq_hash_unit *h = NULL;
+    if (nh > INT32_MAX || (nh && !(h = calloc((size_t)nh, sizeof *h))))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory planning %lld hash chunks", (long long)nh);
+    for (int64_t i = 0; i < nh; i++) {
+        h[i].chunk = i;
+        h[i].n_bytes = pq_st_hash_chunk_len(m, chunk_bytes, i);
+        h[i].cost = (double)h[i].n_bytes * PQ_PLAN_HASH_COST_PER_BYTE;
+    }
+    free(p->hash);
+    p->hash = h;
+    p->n_hash = (int)nh;
+    p->hash_chunk_bytes = chunk_bytes;
+    pq_plan_assign(p, p->n_ranks > 0 ? p->n_ranks : 1);
+    return PQ_OK;
+}
+
 pq_status pq_plan_keep_float(pq_plan *p, int tensor)
 {
     p->tensors[tensor].action = PQ_ACT_FLOAT;
@@ -95,6 +118,8 @@ pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_b
             goto fail;
         }
     }
+    /* the source's digest chunks: work like the units, on whichever rank */
+    if ((st = pq_plan_set_hash_chunks(p, m, PQ_HASH_CHUNK_BYTES))) goto fail;
     if ((st = make_units(p))) goto fail;
     *out = p;
     return PQ_OK;
@@ -108,16 +133,25 @@ void pq_plan_destroy(pq_plan *p)
     if (!p) return;
     free(p->tensors);
     free(p->units);
+    free(p->hash);
     free(p);
 }
 
-static const pq_unit *sort_base;
+/* Work items of the assignment: k < n_units is unit k, else hash chunk
+ * k - n_units. */
+static const pq_plan *sort_plan;
+
+static double item_cost(const pq_plan *p, int k)
+{
+    return k < p->n_units ? p->units[k].cost : p->hash[k - p->n_units].cost;
+}
 
 static int by_cost_desc(const void *a, const void *b)
 {
-    const pq_unit *x = &sort_base[*(const int *)a], *y = &sort_base[*(const int *)b];
-    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
+    int x = *(const int *)a, y = *(const int *)b;
+    double cx = item_cost(sort_plan, x), cy = item_cost(sort_plan, y);
+    if (cx != cy) return cx > cy ? -1 : 1;
+    return x < y ? -1 : x > y; /* units before chunks, then by id */
 }
 
 void pq_plan_assign(pq_plan *p, int n_ranks)
@@ -129,26 +163,29 @@ void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload)
 {
     if (n_ranks < 1) n_ranks = 1;
     p->n_ranks = n_ranks;
-    int *order = malloc((size_t)p->n_units * sizeof *order);
+    int n_items = p->n_units + p->n_hash;
+    int *order = malloc((size_t)(n_items ? n_items : 1) * sizeof *order);
     double *load = calloc((size_t)n_ranks, sizeof *load);
     if (!order || !load) {
         /* fall back to round robin: still deterministic */
         for (int i = 0; i < p->n_units; i++) p->units[i].rank = i % n_ranks;
+        for (int i = 0; i < p->n_hash; i++) p->hash[i].rank = i % n_ranks;
         free(order);
         free(load);
         return;
     }
     if (preload)
         for (int r = 0; r < n_ranks; r++) load[r] = preload[r];
-    for (int i = 0; i < p->n_units; i++) order[i] = i;
-    sort_base = p->units;
-    qsort(order, (size_t)p->n_units, sizeof *order, by_cost_desc);
-    for (int k = 0; k < p->n_units; k++) {
-        int best = 0;
+    for (int i = 0; i < n_items; i++) order[i] = i;
+    sort_plan = p;
+    qsort(order, (size_t)n_items, sizeof *order, by_cost_desc);
+    for (int k = 0; k < n_items; k++) {
+        int best = 0, it = order[k];
         for (int r = 1; r < n_ranks; r++)
             if (load[r] < load[best]) best = r;
-        p->units[order[k]].rank = best;
-        load[best] += p->units[order[k]].cost;
+        if (it < p->n_units) p->units[it].rank = best;
+        else p->hash[it - p->n_units].rank = best;
+        load[best] += item_cost(p, it);
     }
     free(order);
     free(load);

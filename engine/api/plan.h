@@ -37,6 +37,22 @@ typedef struct pq_unit {
     int32_t rank;     /* set by pq_plan_assign */
 } pq_unit;
 
+/* One chunk of the source's tree digest (st_hash.h): hashed by one rank,
+ * its 32-byte leaf combined on rank 0 in chunk order. */
+typedef struct pq_hash_unit {
+    int64_t chunk;    /* index in digest order */
+    int64_t n_bytes;
+    double cost;      /* n_bytes * PQ_PLAN_HASH_COST_PER_BYTE */
+    int32_t rank;     /* set by pq_plan_assign */
+} pq_hash_unit;
+
+/* Cost of hashing one source byte in the units' measure (one fp32 input
+ * byte of RTN). Measured on the 2-core VM with esm2_t30_150M, one thread
+ * (--verbose phases): RTN of 565 MB in ~0.16 s, SHA-256 (SHA-NI) of 593 MB
+ * in ~0.45 s. A constant, not a run-time measurement: every rank must
+ * compute the same plan. */
+#define PQ_PLAN_HASH_COST_PER_BYTE 2.6
+
 typedef struct pq_plan {
     pq_qspec spec;
     int n_tensors;
@@ -45,6 +61,9 @@ typedef struct pq_plan {
     pq_unit *units;           /* tensor order, then row order */
     int n_ranks;
     int64_t unit_bytes;
+    int64_t hash_chunk_bytes; /* PQ_HASH_CHUNK_BYTES */
+    int n_hash;
+    pq_hash_unit *hash;       /* chunk order */
 } pq_plan;
 
 /* Default recipe: the six per-layer Linear weights are quantized, legacy
@@ -58,12 +77,18 @@ pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_b
                         pq_plan **out);
 void pq_plan_destroy(pq_plan *p);
 
+/* (Re)cut the source's digest into chunks of chunk_bytes (pq_plan_build
+ * uses PQ_HASH_CHUNK_BYTES; tests use small ones to get many chunks) and
+ * assign everything again over p->n_ranks. */
+pq_status pq_plan_set_hash_chunks(pq_plan *p, const pq_st_model *m, int64_t chunk_bytes);
+
 /* Turn a quantized tensor into a float one (nan_policy keep) and rebuild
  * the units. */
 pq_status pq_plan_keep_float(pq_plan *p, int tensor);
 
-/* Largest unit first to the least-loaded rank (ties: lowest rank, then
- * lowest unit id), so the assignment is deterministic. */
+/* Largest unit first to the least-loaded rank, quantize units and hash
+ * chunks alike (ties: lowest rank; among equal costs quantize units before
+ * hash chunks, then lowest id), so the assignment is deterministic. */
 void pq_plan_assign(pq_plan *p, int n_ranks);
 
 /* The same with a starting load per rank (n_ranks entries, in the units'
@@ -71,7 +96,7 @@ void pq_plan_assign(pq_plan *p, int n_ranks);
  * as hashing the source, so that the total per rank stays balanced. */
 void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
 
-/* Sum of the fp32 bytes of all quantized units. */
+/* Sum of the fp32 bytes of all quantized units (hash chunks excluded). */
 double pq_plan_total_cost(const pq_plan *p);
 
 #endif

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "safetensors.h"
+#include "st_hash.h"
 
 uint64_t pq_calib_id_hash(const char *id)
 {
@@ -223,10 +225,12 @@ pq_status pq_calib_model_sha256(const char *path, char hex[65])
 {
     size_t n = strlen(path);
     if ((n > 3 && !strcmp(path + n - 3, ".h5")) || (n > 5 && !strcmp(path + n - 5, ".hdf5")))
-        return pq_calib_file_sha256(path, hex);
+        return pq_hash_tree_file(path, PQ_HASH_CHUNK_BYTES, hex);
     pq_st_model *st_m = NULL;
     pq_status st = pq_st_open(path, &st_m);
-    if (!st) st = pq_st_sha256(st_m, hex);
+    /* the same digest, threads and all, that quantize records */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!st) st = pq_st_hash_tree(st_m, PQ_HASH_CHUNK_BYTES, (int)(cores > 0 ? cores : 1), hex);
     pq_st_close(st_m);
     return st;
 }

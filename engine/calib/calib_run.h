@@ -58,8 +58,9 @@ pq_status pq_calib_collect(pq_esm2_model *m, const pq_fasta_record *recs, int64_
 
 /* SHA-256 of a file's bytes as lowercase hex. */
 pq_status pq_calib_file_sha256(const char *path, char hex[65]);
-/* SHA-256 identifying a model: pq_st_sha256 for safetensors (the value the
- * quantized output records as source_sha256), the file's bytes otherwise. */
+/* Tree digest identifying a model (st_hash.h, 64 MiB chunks): of the
+ * safetensors checkpoint's files (the value a quantized output records as
+ * source_sha256_tree), or of the file's bytes for an .h5/.hdf5 model. */
 pq_status pq_calib_model_sha256(const char *path, char hex[65]);
 
 /* Append "sha256:<hex> <basename>" of a dataset to c->datasets. */

@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +22,6 @@
 #include <unistd.h>
 
 #define HEADER_MAX_BYTES (100u * 1000u * 1000u) /* far above any real header */
-#define HASH_CHUNK_BYTES ((size_t)4 << 20)
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
 
@@ -624,59 +622,12 @@ void pq_st_prefetch(const pq_st_model *m, const pq_st_tensor *t, int64_t row0, i
     madvise((void *)b, e - b, MADV_WILLNEED);
 }
 
-pq_status pq_st_sha256(const pq_st_model *m, char hex[65])
+const void *pq_st_file_map(const pq_st_model *m, int file_idx, size_t *n_bytes)
 {
-    pq_status rc = PQ_OK;
-    int fd = -1;
-    unsigned char *buf = malloc(HASH_CHUNK_BYTES);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!buf || !ctx) {
-        rc = pq_err(PQ_ERR_RESOURCE, "out of memory for hashing");
-        goto cleanup;
+    if (file_idx < 0 || file_idx >= m->n_files) {
+        *n_bytes = 0;
+        return NULL;
     }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        rc = pq_err(PQ_ERR_INTERNAL, "EVP_DigestInit_ex(sha256) failed");
-        goto cleanup;
-    }
-    for (int i = 0; i < m->n_files; i++) {
-        const char *p = m->files[i].path;
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            rc = pq_err(PQ_ERR_IO, "%s: %s", p, strerror(errno));
-            goto cleanup;
-        }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        off_t done = 0;
-        for (;;) {
-            ssize_t n = read(fd, buf, HASH_CHUNK_BYTES);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) {
-                rc = pq_err(PQ_ERR_IO, "%s: read: %s", p, strerror(errno));
-                goto cleanup;
-            }
-            if (n == 0) break;
-            if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
-                rc = pq_err(PQ_ERR_INTERNAL, "EVP_DigestUpdate failed");
-                goto cleanup;
-            }
-            /* the pages stay in the page cache (not in our resident set):
-             * quantization reads the same bytes next, from memory when
-             * they fit */
-            done += n;
-        }
-        close(fd);
-        fd = -1;
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len != 32) {
-        rc = pq_err(PQ_ERR_INTERNAL, "EVP_DigestFinal_ex failed");
-        goto cleanup;
-    }
-    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-cleanup:
-    if (fd >= 0) close(fd);
-    EVP_MD_CTX_free(ctx);
-    free(buf);
-    return rc;
+    *n_bytes = m->files[file_idx].map_bytes;
+    return m->files[file_idx].map;
 }

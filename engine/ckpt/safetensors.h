@@ -63,8 +63,9 @@ void pq_st_release(const pq_st_model *m, const pq_st_tensor *t);
  * disk speed instead of one page fault at a time. A hint; never fails. */
 void pq_st_prefetch(const pq_st_model *m, const pq_st_tensor *t, int64_t row0, int64_t n_rows);
 
-/* SHA-256 over the content of every shard in file order, as lowercase hex
- * (65 bytes with NUL). Reads with read(2), not the mapping. */
-pq_status pq_st_sha256(const pq_st_model *m, char hex[65]);
+/* The whole mapped content of shard `file_idx` (borrowed, read-only) and its
+ * size in *n_bytes; NULL (and 0) for an index out of range. The tree digest
+ * of the checkpoint (st_hash.h) hashes it. */
+const void *pq_st_file_map(const pq_st_model *m, int file_idx, size_t *n_bytes);
 
 #endif

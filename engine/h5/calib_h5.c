@@ -100,7 +100,7 @@ static pq_status write_group(hid_t file, const pq_calib *c)
         (st = pq_h5u_put_i32(g, where, "num_layers", c->num_layers)) ||
         (st = pq_h5u_put_i32(g, where, "embed_dim", c->embed_dim)) ||
         (st = pq_h5u_put_i32(g, where, "ffn_dim", c->ffn_dim)) ||
-        (st = pq_h5u_put_str(g, where, "model_sha256", c->model_sha256)) ||
+        (st = pq_h5u_put_str(g, where, "model_sha256_tree", c->model_sha256)) ||
         (st = pq_h5u_put_str(g, where, "model_path", c->model_path ? c->model_path : "")) ||
         (st = pq_h5u_put_str(g, where, "datasets", c->datasets ? c->datasets : "")) ||
         (st = pq_h5u_put_i64(g, where, "n_sequences", (int64_t)c->n_sequences)) ||
@@ -308,7 +308,15 @@ pq_status pq_calib_h5_load(const char *path, pq_calib **out)
         goto cleanup;
     }
     if ((st = pq_calib_create((int)L, (int)D, (int)F, &c))) goto cleanup;
-    if ((st = pq_h5u_get_str(g, where, "model_sha256", &s_sha)) ||
+    /* Stores before format 3 name the model by a plain SHA-256, which
+     * cannot be compared with the tree digest of the model to quantize. */
+    if (!pq_h5u_has_attr(g, "model_sha256_tree")) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: the store names its model by a plain SHA-256 (model_sha256, "
+                    "calibration format 2 or older); this build compares the tree digest "
+                    "(model_sha256_tree): collect it again with proteus calibrate", path);
+        goto cleanup;
+    }
+    if ((st = pq_h5u_get_str(g, where, "model_sha256_tree", &s_sha)) ||
         (st = pq_h5u_get_str(g, where, "model_path", &s_path)) ||
         (st = pq_h5u_get_str(g, where, "datasets", &s_data)) ||
         (st = get_u64(g, where, "n_sequences", &c->n_sequences)) ||

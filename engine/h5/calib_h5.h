@@ -4,14 +4,15 @@
  * the /calibration group of a quantized model (docs/FORMAT.md).
  *
  * /calibration attrs: grid ("ieee754-binary32 sign|exponent|top 8 mantissa
- *   bits"), hist_mbits, num_layers, embed_dim, ffn_dim, model_sha256,
+ *   bits"), hist_mbits, num_layers, embed_dim, ffn_dim, model_sha256_tree
+ *   (the model's tree digest, st_hash.h),
  *   model_path, datasets, n_sequences, n_skipped
  * /calibration/<site> attrs: layer, kind, dim, min, max (float32), count,
  *   n_nan, n_posinf, n_neginf, n_tokens; datasets chan_absmax float32 [dim],
  *   hist_bin uint32 [nnz] (fp32 bit pattern >> (23 - hist_mbits), ascending),
  *   hist_count uint64 [nnz] (non-zero counts only)
  * A standalone file also carries root attrs format="proteus.calibration",
- * format_version=2, created_by. Object time stamps are off: equal statistics
+ * format_version=3, created_by. Object time stamps are off: equal statistics
  * give equal bytes. */
 #ifndef PQ_CALIB_H5_H
 #define PQ_CALIB_H5_H
@@ -21,7 +22,8 @@
 #include "pq_err.h"
 
 #define PQ_CALIB_FORMAT_NAME "proteus.calibration"
-#define PQ_CALIB_FORMAT_VERSION 2 /* 2: 8-bit mantissa grid (1 had 12) */
+#define PQ_CALIB_FORMAT_VERSION 3 /* 3: model_sha256_tree (2: plain model_sha256;
+                                   * 1: a 12-bit mantissa grid) */
 
 /* Write c (borrowed) to path: path.partial first, renamed when complete. */
 pq_status pq_calib_h5_save(const char *path, const pq_calib *c, const char *created_by);

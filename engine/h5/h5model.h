@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 1):
+/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 2):
  * a streaming writer (OUT.partial, renamed when complete) and a validating
  * reader. */
 #ifndef PQ_H5MODEL_H
@@ -15,14 +15,22 @@
 #include "qtensor.h"
 
 #define PQ_FORMAT_NAME "proteus.quantized"
-#define PQ_FORMAT_VERSION 1
+#define PQ_FORMAT_VERSION 2
+/* The oldest version the reader accepts: 1 differs only in recording the
+ * source as one plain SHA-256 (source_sha256) instead of the tree digest. */
+#define PQ_FORMAT_VERSION_MIN 1
 
 /* Root attributes and /config. Strings are borrowed by the writer (copied
  * into the file); owned by the reader object when read back. */
 typedef struct pq_h5_meta {
     const char *architecture;   /* "esm2_t6_8M_UR50D" or "esm2_custom" */
     const char *model_name;     /* basename of the source checkpoint */
-    const char *source_sha256;  /* hex */
+    const char *source_sha256;  /* hex: the tree digest (source_sha256_tree);
+                                 * read from a version-1 file, its plain
+                                 * SHA-256 (source_sha256) */
+    int64_t source_hash_chunk_bytes; /* the digest's chunk size; 0: plain
+                                 * SHA-256 (version 1, reader only) */
+    int format_version;         /* reader only: the file's version */
     const char *created_by;     /* "proteus 0.1.0" */
     const char *config_json;    /* the resolved quantization config */
     int num_ranks;
@@ -32,10 +40,13 @@ typedef struct pq_h5_meta {
 typedef struct pq_h5w pq_h5w;
 
 /* Create final_path + ".partial" (truncating a stale one). Returns owned *out.
- * meta->source_sha256 may be NULL: then pq_h5w_set_source_sha256 writes it
- * before the commit (the source is hashed by another process). */
+ * Writes source_sha256_tree and source_hash_chunk_bytes from meta (a chunk
+ * size of 0, i.e. a version-1 plain hash read back, is kept as
+ * source_sha256); with meta->source_sha256 NULL, pq_h5w_set_source_sha256
+ * writes them before the commit instead (the digest is gathered from
+ * several ranks). */
 pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w **out);
-pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex);
+pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_bytes);
 
 /* /tensors/<name>/data as float32, or float16 (RNE) when as_fp16. */
 pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t *shape,

@@ -312,12 +312,25 @@ static pq_status read_meta(pq_h5r *r)
     }
     free(fmt);
     if ((rc = pq_h5u_get_i64(f, where, "format_version", &ver))) return rc;
-    if (ver != PQ_FORMAT_VERSION)
+    if (ver < PQ_FORMAT_VERSION_MIN || ver > PQ_FORMAT_VERSION)
         return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
-                      "reads version %d)", r->path, (long long)ver, PQ_FORMAT_VERSION);
+                      "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN,
+                      PQ_FORMAT_VERSION);
+    r->meta.format_version = (int)ver;
+    /* Version 2 records the tree digest; version 1 (and a version-1 file
+     * exported again) the plain SHA-256. */
+    bool tree = ver >= 2 && pq_h5u_has_attr(f, "source_sha256_tree");
+    if (tree && ((rc = pq_h5u_get_str(f, where, "source_sha256_tree", &r->s_sha)) ||
+                 (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
+        goto fail;
+    if (tree && r->meta.source_hash_chunk_bytes <= 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: source_hash_chunk_bytes is %lld, expected a positive size", r->path,
+                    (long long)r->meta.source_hash_chunk_bytes);
+        goto fail;
+    }
+    if (!tree && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
     if ((rc = pq_h5u_get_str(f, where, "architecture", &r->s_arch)) ||
         (rc = pq_h5u_get_str(f, where, "model_name", &r->s_model)) ||
-        (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha)) ||
         (rc = pq_h5u_get_str(f, where, "created_by", &r->s_created)) ||
         (rc = pq_h5u_get_str(f, where, "config_json", &r->s_config)) ||
         (rc = pq_h5u_get_i64(f, where, "num_ranks", &v)))

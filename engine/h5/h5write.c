@@ -130,8 +130,8 @@ static pq_status write_root(pq_h5w *w, const pq_h5_meta *m)
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "format_version", PQ_FORMAT_VERSION);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "architecture", m->architecture);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "model_name", m->model_name);
-    /* NULL: delivered later with pq_h5w_set_source_sha256 (hashed elsewhere) */
-    if (!rc && m->source_sha256) rc = pq_h5u_put_str(w->file, where, "source_sha256", m->source_sha256);
+    /* NULL: delivered later with pq_h5w_set_source_sha256 (gathered from ranks) */
+    if (!rc && m->source_sha256) rc = pq_h5w_set_source_sha256(w, m->source_sha256, m->source_hash_chunk_bytes);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "created_by", m->created_by);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "config_json", m->config_json);
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "num_ranks", m->num_ranks);
@@ -610,9 +610,13 @@ static void sync_dir_of(const char *path)
     free(dir);
 }
 
-pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex)
+pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_bytes)
 {
-    return pq_h5u_put_str(w->file, "/", "source_sha256", hex);
+    /* A plain SHA-256 (a version-1 file exported again): the only hash
+     * known, kept under its version-1 name. */
+    if (chunk_bytes <= 0) return pq_h5u_put_str(w->file, "/", "source_sha256", hex);
+    pq_status rc = pq_h5u_put_str(w->file, "/", "source_sha256_tree", hex);
+    return rc ? rc : pq_h5u_put_i64(w->file, "/", "source_hash_chunk_bytes", chunk_bytes);
 }
 
 pq_status pq_h5w_commit(pq_h5w *w)

@@ -27,6 +27,9 @@ void tu_write_st(const char *path, const char *json, const void *data, size_t n_
 /* sha256 of the concatenation of the files, via the sha256sum tool (an
  * independent implementation). hex gets 64 chars + NUL. */
 void tu_sha256sum(const char *const *paths, int n, char hex[65]);
+/* Tree digest of the files (in order) with `chunk`-byte chunks, computed by
+ * /usr/bin/python3's hashlib (the docs/FORMAT.md recipe): 64 hex + NUL. */
+void tu_tree_hash_py(const char *const *paths, int n, long chunk, char hex[65]);
 
 /* A tensor list for a hand-built ESM-2 checkpoint. */
 typedef struct tu_tensor {

@@ -84,7 +84,7 @@ class Quantize(unittest.TestCase):
         w_all = stref.read_safetensors(src)
         with h5py.File(out, "r") as f:
             self.assertEqual(f.attrs["format"], "proteus.quantized")
-            self.assertEqual(int(f.attrs["format_version"]), 1)
+            self.assertEqual(int(f.attrs["format_version"]), 2)
             names = set(f["tensors"].keys())
             self.assertEqual(names, set(w_all))
             nq = 0

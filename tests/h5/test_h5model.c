@@ -93,6 +93,7 @@ static pq_h5_meta test_meta(int num_ranks)
         .architecture = "esm2_t6_8M_UR50D",
         .model_name = "esm2_t6_8M_proteus_mlm.safetensors",
         .source_sha256 = "00ff11ee22dd33cc44bb55aa66997788",
+        .source_hash_chunk_bytes = 67108864,
         .created_by = "proteus 0.1.0",
         .config_json = "{\"bits\": 8, \"scheme\": \"w8a16\"}",
         .num_ranks = num_ranks,
@@ -256,6 +257,8 @@ static void test_roundtrip(void **state)
     assert_string_equal(m->architecture, "esm2_t6_8M_UR50D");
     assert_string_equal(m->model_name, "esm2_t6_8M_proteus_mlm.safetensors");
     assert_string_equal(m->source_sha256, "00ff11ee22dd33cc44bb55aa66997788");
+    assert_int_equal(m->source_hash_chunk_bytes, 67108864);
+    assert_int_equal(m->format_version, 2);
     assert_string_equal(m->created_by, "proteus 0.1.0");
     assert_string_equal(m->config_json, "{\"bits\": 8, \"scheme\": \"w8a16\"}");
     assert_int_equal(m->num_ranks, 3);
@@ -601,6 +604,20 @@ static void set_root_str(const char *p, const char *name, const char *val)
     H5Fclose(f);
 }
 
+static void set_root_str_new(const char *p, const char *name, const char *val)
+{
+    hid_t f = open_rw(p);
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, H5T_VARIABLE);
+    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Awrite(a, t, &val) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Fclose(f);
+}
+
 static void set_root_int(const char *p, const char *name, int val)
 {
     hid_t f = open_rw(p);
@@ -609,6 +626,32 @@ static void set_root_int(const char *p, const char *name, int val)
     assert_true(H5Awrite(a, H5T_NATIVE_INT, &val) >= 0);
     H5Aclose(a);
     H5Fclose(f);
+}
+
+static void set_root_i64(const char *p, const char *name, int64_t val)
+{
+    hid_t f = open_rw(p);
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &val) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+static void delete_root_attr(const char *p, const char *name)
+{
+    hid_t f = open_rw(p);
+    assert_true(H5Adelete(f, name) >= 0);
+    H5Fclose(f);
+}
+
+static bool has_root_attr(const char *p, const char *name)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    htri_t e = H5Aexists(f, name);
+    H5Fclose(f);
+    return e > 0;
 }
 
 /* Replace <grp>/<ds> by a dataset of type t and dims. */
@@ -678,8 +721,17 @@ static void test_corrupt_inputs(void **state)
     expect_format_error(p, "someone.else");
 
     copy_file(good, p, (size_t)-1);
-    set_root_int(p, "format_version", 2);
-    expect_format_error(p, "format_version 2 is not supported (this build reads version 1)");
+    set_root_int(p, "format_version", 3);
+    expect_format_error(p, "format_version 3 is not supported (this build reads versions 1 to 2)");
+    copy_file(good, p, (size_t)-1);
+    set_root_int(p, "format_version", 0);
+    expect_format_error(p, "format_version 0 is not supported");
+    copy_file(good, p, (size_t)-1);
+    set_root_i64(p, "source_hash_chunk_bytes", 0);
+    expect_format_error(p, "source_hash_chunk_bytes is 0");
+    copy_file(good, p, (size_t)-1);
+    delete_root_attr(p, "source_sha256_tree");
+    expect_format_error(p, "source_sha256"); /* neither digest */
 
     /* qweight with the wrong shape / type, scale with the wrong shape. */
     const hsize_t d35[2] = {3, 4}, d3[1] = {3}, d22[2] = {2, 2}, d2x20[2] = {2, 20};
@@ -707,6 +759,48 @@ static void test_corrupt_inputs(void **state)
     expect_format_error(p, "/tensors/d.q8_tensor_sym: has neither");
 }
 
+/* Version 2 records the tree digest (source_sha256_tree, with its chunk
+ * size), written at create or, gathered from ranks, just before the commit;
+ * a version-1 file (plain source_sha256) still reads. */
+static void test_source_digest(void **state)
+{
+    (void)state;
+    const char *p = tpath("digest.h5");
+    write_reference(p, 1, false);
+    assert_true(has_root_attr(p, "source_sha256_tree"));
+    assert_true(has_root_attr(p, "source_hash_chunk_bytes"));
+    assert_false(has_root_attr(p, "source_sha256"));
+
+    /* deferred: no digest at create, delivered before the commit */
+    const char *q = tpath("deferred.h5");
+    pq_h5_meta meta = test_meta(2);
+    meta.source_sha256 = NULL;
+    pq_h5w *w = NULL;
+    assert_int_equal(pq_h5w_create(q, &meta, &w), PQ_OK);
+    const int64_t s32[2] = {2, 3};
+    assert_int_equal(pq_h5w_put_float(w, "a.float32", 2, s32, f32_vals, false), PQ_OK);
+    assert_int_equal(pq_h5w_set_source_sha256(w, "abcdef0123456789", 1000), PQ_OK);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(q, &r), PQ_OK);
+    assert_string_equal(pq_h5r_meta(r)->source_sha256, "abcdef0123456789");
+    assert_int_equal(pq_h5r_meta(r)->source_hash_chunk_bytes, 1000);
+    pq_h5r_close(r);
+
+    /* version 1: format_version 1 and a plain source_sha256 */
+    set_root_int(p, "format_version", 1);
+    delete_root_attr(p, "source_sha256_tree");
+    delete_root_attr(p, "source_hash_chunk_bytes");
+    set_root_str_new(p, "source_sha256", "5eed00");
+    assert_int_equal(pq_h5r_open(p, &r), PQ_OK);
+    const pq_h5_meta *m = pq_h5r_meta(r);
+    assert_int_equal(m->format_version, 1);
+    assert_string_equal(m->source_sha256, "5eed00");
+    assert_int_equal(m->source_hash_chunk_bytes, 0);
+    assert_int_equal(m->cfg.num_layers, 6);
+    pq_h5r_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_deterministic_bytes),
         cmocka_unit_test(test_commit_and_abort),
         cmocka_unit_test(test_corrupt_inputs),
+        cmocka_unit_test(test_source_digest),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -59,11 +59,13 @@ def main():
 
         with h5py.File(path, "r") as f:
             a = f.attrs
-            for k in ("format", "architecture", "model_name", "source_sha256", "created_by",
+            for k in ("format", "architecture", "model_name", "source_sha256_tree", "created_by",
                       "config_json"):
                 check(isinstance(a[k], str), "root attr %s is str (got %r)" % (k, type(a[k])))
             check(a["format"] == "proteus.quantized", "format name")
-            check(int(a["format_version"]) == 1, "format_version")
+            check(int(a["format_version"]) == 2, "format_version")
+            check(int(a["source_hash_chunk_bytes"]) == 64 << 20, "source_hash_chunk_bytes")
+            check("source_sha256" not in a, "no plain source_sha256 in version 2")
             check(a["architecture"] == "esm2_t6_8M_UR50D", "architecture")
             check(int(a["num_ranks"]) == 2, "num_ranks")
             c = f["config"].attrs
@@ -156,12 +158,12 @@ def main():
 
         # A version this reader does not know is refused with a clear message.
         with h5py.File(path, "r+") as f:
-            f.attrs["format_version"] = np.int32(2)
+            f.attrs["format_version"] = np.int32(3)
         try:
             ph5.load(path)
-            check(False, "version 2 refused")
+            check(False, "version 3 refused")
         except ValueError as e:
-            check("format_version 2 is not supported" in str(e), "version 2 message")
+            check("format_version 3 is not supported" in str(e), "version 3 message")
 
     if failures:
         print("%d check(s) failed" % len(failures))

@@ -69,6 +69,7 @@ int main(int argc, char **argv)
         .architecture = "esm2_t6_8M_UR50D",
         .model_name = "fixture.safetensors",
         .source_sha256 = "abc123",
+        .source_hash_chunk_bytes = (int64_t)64 << 20,
         .created_by = "proteus test fixture",
         .config_json = "{\"scheme\": \"mixed\"}",
         .num_ranks = 2,
