@@ -38,6 +38,10 @@ struct pq_esm2_model {
     /* packed Linears (NULL: that weight runs in fp32 from lay/g) */
     pq_qlinear *(*ql)[NROLES];  /* [l1 - l0][role] */
     pq_qlinear *ql_dense;       /* PQ_ESM2_LM_DENSE_W */
+    /* per layer: q/k/v stacked [3D, D] and their biases [3D] (NULL: not
+     * stacked); ql[..][Q/K/V] are then views of it */
+    pq_qlinear **qkv;
+    float **qkv_bias;
     bool fusion, threading;
 };
 
@@ -137,6 +141,38 @@ pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_ten
                                           pq_esm2_linear_reader lrd, void *user,
                                           const pq_esm2_model_opts *opts, pq_esm2_model **out)
 {
+    return pq_esm2_model_load_with_qkv(cfg, rd, lrd, NULL, user, opts, out);
+}
+
+/* Offer layer l's q/k/v to qrd; when stacked, views of it stand for each. */
+static pq_status load_qkv(pq_esm2_model *m, pq_esm2_qkv_reader qrd, void *user, int l)
+{
+    int li = l - m->l0;
+    int64_t D = m->cfg.embed_dim;
+    pq_status st = qrd(user, l, D, &m->qkv[li]);
+    if (st != PQ_OK || !m->qkv[li]) return st;
+    for (int i = 0; i < 3; i++)
+        if ((st = pq_qlinear_view_rows(m->qkv[li], i * D, D, &m->ql[li][PQ_ESM2_Q + i])) != PQ_OK) return st;
+    return PQ_OK;
+}
+
+/* The q, k, v biases side by side, as the stacked Linear's bias. */
+static pq_status stack_qkv_bias(pq_esm2_model *m, int l)
+{
+    int li = l - m->l0;
+    int64_t D = m->cfg.embed_dim;
+    float *b = malloc((size_t)(3 * D) * sizeof(float));
+    if (!b) return pq_err(PQ_ERR_RESOURCE, "out of memory for the q/k/v bias of layer %d", l);
+    for (int i = 0; i < 3; i++)
+        memcpy(b + i * D, m->lay[li][PQ_ESM2_Q_BIAS + i].data, (size_t)D * sizeof(float));
+    m->qkv_bias[li] = b;
+    return PQ_OK;
+}
+
+pq_status pq_esm2_model_load_with_qkv(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                      pq_esm2_linear_reader lrd, pq_esm2_qkv_reader qrd, void *user,
+                                      const pq_esm2_model_opts *opts, pq_esm2_model **out)
+{
     *out = NULL;
     int L = cfg->num_layers;
     int l0 = opts ? opts->layer_begin : 0, l1 = opts ? opts->layer_end : 0;
@@ -157,10 +193,15 @@ pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_ten
     m->threading = !(opts && opts->no_threading);
     m->lay = calloc((size_t)(l1 - l0), sizeof *m->lay);
     m->ql = calloc((size_t)(l1 - l0), sizeof *m->ql);
-    if (!m->lay || !m->ql) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
-    for (int l = l0; l < l1; l++)
+    m->qkv = calloc((size_t)(l1 - l0), sizeof *m->qkv);
+    m->qkv_bias = calloc((size_t)(l1 - l0), sizeof *m->qkv_bias);
+    if (!m->lay || !m->ql || !m->qkv || !m->qkv_bias) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+    for (int l = l0; l < l1; l++) {
+        if (qrd && m->fusion && (st = load_qkv(m, qrd, user, l)) != PQ_OK) goto fail;
         for (int r = PQ_ESM2_Q; r <= PQ_ESM2_INV_FREQ; r++) {
-            if ((st = load_linear(cfg, lrd, user, (pq_esm2_role)r, l, &m->ql[l - l0][r])) != PQ_OK) goto fail;
+            if (!m->ql[l - l0][r] &&
+                (st = load_linear(cfg, lrd, user, (pq_esm2_role)r, l, &m->ql[l - l0][r])) != PQ_OK)
+                goto fail;
             if (m->ql[l - l0][r]) continue;
             st = load_one(cfg, rd, user, (pq_esm2_role)r, l, &m->lay[l - l0][r], r != PQ_ESM2_INV_FREQ);
             if (st != PQ_OK) goto fail;
@@ -172,6 +213,8 @@ pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_ten
                 default_inv_freq(cfg->head_dim, t->data);
             }
         }
+        if (m->qkv[l - l0] && (st = stack_qkv_bias(m, l)) != PQ_OK) goto fail;
+    }
     bool head = (l1 == L);
     if (l0 == 0 || head) {
         if ((st = load_one(cfg, rd, user, PQ_ESM2_EMBED, -1, &m->g[PQ_ESM2_EMBED], true)) != PQ_OK) goto fail;
@@ -246,7 +289,11 @@ void pq_esm2_model_free(pq_esm2_model *m)
     if (m->ql)
         for (int l = 0; l < m->l1 - m->l0; l++)
             for (int r = 0; r < NROLES; r++) pq_qlinear_free(m->ql[l][r]);
+    for (int l = 0; m->qkv && l < m->l1 - m->l0; l++) pq_qlinear_free(m->qkv[l]);
+    for (int l = 0; m->qkv_bias && l < m->l1 - m->l0; l++) free(m->qkv_bias[l]);
     pq_qlinear_free(m->ql_dense);
+    free(m->qkv);
+    free(m->qkv_bias);
     free(m->ql);
     free(m->lay);
     free(m);
@@ -287,12 +334,17 @@ void pq_esm2_model_weight_bytes(const pq_esm2_model *m, int64_t *total, int64_t 
         t += pq_qlinear_weight_bytes(m->ql_dense);
         lin += pq_qlinear_weight_bytes(m->ql_dense);
     }
-    for (int l = 0; l < m->l1 - m->l0; l++)
+    for (int l = 0; l < m->l1 - m->l0; l++) {
+        if (m->qkv[l]) { /* the views hold nothing; the stack and its bias */
+            t += pq_qlinear_weight_bytes(m->qkv[l]) + 3 * m->cfg.embed_dim * 4;
+            lin += pq_qlinear_weight_bytes(m->qkv[l]);
+        }
         for (int r = 0; r < NROLES; r++) {
             int64_t b = m->ql[l][r] ? pq_qlinear_weight_bytes(m->ql[l][r]) : m->lay[l][r].n * 4;
             t += b;
             if (role_is_linear((pq_esm2_role)r)) lin += b;
         }
+    }
     if (total) *total = t;
     if (linear) *linear = lin;
 }
@@ -355,11 +407,16 @@ typedef struct fwd_ctx {
     int64_t N, max_T;
     float *cos_t, *sin_t;  /* [max_T, hd/2] */
     float *scratch;        /* per thread [max_T * max_T] */
+    float qscale;          /* hd^-0.5 */
     int n_threads;
 } fwd_ctx;
 
-/* Attention of one layer for every (sequence, head): q/k/v/o are [N, D]. */
-static void attention(fwd_ctx *c, const float *q, const float *k, const float *v, float *o,
+/* Attention of one layer for every (sequence, head): q/k/v have row stride
+ * ld (D apart, or 3D side by side from the stacked projection), o is [N, D].
+ * Each job first scales its head of q by hd^-0.5 and applies the rotary
+ * embedding to its heads of q and k (in place), the fp32 operations of the
+ * whole-tensor passes, per element. */
+static void attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld, float *o,
                       float *attn_out, const int64_t *attn_off, int layer_in_stage, int n_layers_out)
 {
     const pq_esm2_config *cfg = &c->m->cfg;
@@ -380,16 +437,21 @@ static void attention(fwd_ctx *c, const float *q, const float *k, const float *v
         tid = omp_get_thread_num();
 #endif
         float *S = c->scratch + (size_t)tid * (size_t)(c->max_T * c->max_T);
-        const float *qh = q + t0 * D + h * hd, *kh = k + t0 * D + h * hd, *vh = v + t0 * D + h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, D, kh, D,
-                    0.0f, S, (int)T);
+        float *qh = q + t0 * ld + h * hd, *kh = k + t0 * ld + h * hd;
+        const float *vh = v + t0 * ld + h * hd;
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < hd; j++) qh[t * ld + j] *= c->qscale;
+        K->rotary(qh, T, ld, 1, hd, c->cos_t, c->sin_t);
+        K->rotary(kh, T, ld, 1, hd, c->cos_t, c->sin_t);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
+                    (int)ld, 0.0f, S, (int)T);
         K->softmax_rows(S, T, T);
         if (attn_out) {
             float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
             memcpy(dst, S, (size_t)(T * T) * sizeof(float));
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
-                    D, 0.0f, o + t0 * D + h * hd, D);
+                    (int)ld, 0.0f, o + t0 * D + h * hd, D);
     }
 #if PQ_HAVE_OPENMP
     openblas_set_num_threads(c->n_threads);
@@ -502,7 +564,6 @@ static pq_status qkv_linear(fwd_ctx *c, const pq_qlinear *ql, const float *h, co
 static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *in, const float *bias,
                                  float **x, float **tmp)
 {
-    size_t nd = (size_t)(c->N * c->m->cfg.embed_dim);
     if (c->m->fusion) {
         pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_RESIDUAL, *x, *tmp, c->n_threads);
         float *t = *x;
@@ -513,7 +574,7 @@ static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *
     pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp, c->n_threads);
     if (st != PQ_OK) return st;
     float *xv = *x, *tv = *tmp;
-    for (size_t i = 0; i < nd; i++) xv[i] += tv[i];
+    for (int64_t i = 0; i < c->N * c->m->cfg.embed_dim; i++) xv[i] += tv[i];
     return PQ_OK;
 }
 
@@ -557,20 +618,18 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                  .n_threads = m->threading ? resolve_threads(m->n_threads) : 1};
     int n_stage = m->l1 - m->l0;
     bool want_attn = out->want_attn || out->want_contacts;
-    float *x = NULL, *h = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL, *f = NULL, *attn = NULL;
+    float *x = NULL, *h = NULL, *qkv = NULL, *o = NULL, *f = NULL, *attn = NULL;
     int64_t *attn_off = NULL;
     size_t nd = (size_t)(N * D);
     x = malloc(nd * sizeof(float));
     h = malloc(nd * sizeof(float));
-    q = malloc(nd * sizeof(float));
-    k = malloc(nd * sizeof(float));
-    v = malloc(nd * sizeof(float));
+    qkv = malloc(3 * nd * sizeof(float));
     o = malloc(nd * sizeof(float));
     f = malloc((size_t)(N * (F > V ? F : V)) * sizeof(float));
     c.cos_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
     c.sin_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
     c.scratch = malloc((size_t)c.n_threads * (size_t)(max_T * max_T) * sizeof(float));
-    if (!x || !h || !q || !k || !v || !o || !f || !c.cos_t || !c.sin_t || !c.scratch) {
+    if (!x || !h || !qkv || !o || !f || !c.cos_t || !c.sin_t || !c.scratch) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory for the activations of %lld tokens", (long long)N);
         goto cleanup;
     }
@@ -607,26 +666,35 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     if (m->l0 == 0) STORE_REPR(0, x);
 
     int half = hd / 2;
-    float qscale = (float)pow((double)hd, -0.5);
+    c.qscale = (float)pow((double)hd, -0.5);
+    const float *table_of = NULL; /* inv_freq the rotary table holds */
     for (int l = m->l0; l < m->l1; l++) {
         tensor *w = m->lay[l - m->l0];
-        pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);
+        if (!table_of || memcmp(table_of, w[PQ_ESM2_INV_FREQ].data, (size_t)half * sizeof(float)) != 0) {
+            pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);
+            table_of = w[PQ_ESM2_INV_FREQ].data;
+        }
         K->layernorm(x, N, D, w[PQ_ESM2_LN_ATTN_W].data, w[PQ_ESM2_LN_ATTN_B].data, eps, h);
         observe(m, l, PQ_ESM2_Q, h, N, D);
         observe(m, l, PQ_ESM2_K, h, N, D);
         observe(m, l, PQ_ESM2_V, h, N, D);
         pq_qlinear **ql = m->ql[l - m->l0];
-        if ((st = qkv_linear(&c, ql[PQ_ESM2_Q], h, w[PQ_ESM2_Q].data, w[PQ_ESM2_Q_BIAS].data, q)) != PQ_OK ||
-            (st = qkv_linear(&c, ql[PQ_ESM2_K], h, w[PQ_ESM2_K].data, w[PQ_ESM2_K_BIAS].data, k)) != PQ_OK ||
-            (st = qkv_linear(&c, ql[PQ_ESM2_V], h, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, v)) != PQ_OK)
+        float *q = qkv, *k = qkv + nd, *v = qkv + 2 * nd;
+        int64_t ld = D;
+        if (m->fusion && m->qkv[l - m->l0]) {
+            /* one GEMM, rows [q | k | v] side by side */
+            st = pq_qlinear_forward(m->qkv[l - m->l0], h, N, m->qkv_bias[l - m->l0], PQ_QLINEAR_POST_NONE, NULL,
+                                    qkv, c.n_threads);
+            if (st != PQ_OK) goto cleanup;
+            k = qkv + D;
+            v = qkv + 2 * D;
+            ld = 3 * D;
+        } else if ((st = qkv_linear(&c, ql[PQ_ESM2_Q], h, w[PQ_ESM2_Q].data, w[PQ_ESM2_Q_BIAS].data, q)) != PQ_OK ||
+                   (st = qkv_linear(&c, ql[PQ_ESM2_K], h, w[PQ_ESM2_K].data, w[PQ_ESM2_K_BIAS].data, k)) != PQ_OK ||
+                   (st = qkv_linear(&c, ql[PQ_ESM2_V], h, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, v)) != PQ_OK) {
             goto cleanup;
-        for (size_t i = 0; i < nd; i++) q[i] *= qscale;
-        for (int64_t s = 0; s < b->n_seqs; s++) {
-            int64_t t0 = b->offsets[s], T = b->offsets[s + 1] - t0;
-            K->rotary(q + t0 * D, T, D, H, hd, c.cos_t, c.sin_t);
-            K->rotary(k + t0 * D, T, D, H, hd, c.cos_t, c.sin_t);
         }
-        attention(&c, q, k, v, o, attn, attn_off, l - m->l0, n_stage);
+        attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, n_stage);
         observe(m, l, PQ_ESM2_OUT, o, N, D);
         if (ql[PQ_ESM2_OUT]) {
             if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
@@ -707,7 +775,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     }
 #undef STORE_REPR
 cleanup:
-    free(x); free(h); free(q); free(k); free(v); free(o); free(f);
+    free(x); free(h); free(qkv); free(o); free(f);
     free(c.cos_t); free(c.sin_t); free(c.scratch);
     free(attn); free(attn_off);
     return st;

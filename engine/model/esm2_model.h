@@ -70,6 +70,20 @@ typedef pq_status (*pq_esm2_linear_reader)(void *user, const char *name, int64_t
 pq_status pq_esm2_model_load_with_linears(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
                                           pq_esm2_linear_reader lrd, void *user,
                                           const pq_esm2_model_opts *opts, pq_esm2_model **out);
+/* For layer `layer`'s q, k and v weights ([dim, dim] each): set *ql to an
+ * owned packed Linear of the three stacked ([3 dim, dim], rows q, k, v), or
+ * leave it NULL when they cannot run as one. */
+typedef pq_status (*pq_esm2_qkv_reader)(void *user, int layer, int64_t dim, pq_qlinear **ql);
+/* pq_esm2_model_load_with_linears, with each layer's q/k/v offered to qrd
+ * first when fusion is on at load (opts->no_fusion false): stacked, they run
+ * as one GEMM on h quantized once, with bit-identical results.
+ * pq_esm2_model_qlinear then returns views of the stack for them. With
+ * fusion off at load they are loaded one by one (the unfused path); a later
+ * pq_esm2_model_set_fusion(false) runs them as three Linears through the
+ * views (same numbers, three times the q/k/v work). */
+pq_status pq_esm2_model_load_with_qkv(const pq_esm2_config *cfg, pq_esm2_tensor_reader rd,
+                                      pq_esm2_linear_reader lrd, pq_esm2_qkv_reader qrd, void *user,
+                                      const pq_esm2_model_opts *opts, pq_esm2_model **out);
 /* Same from a Proteus HDF5 model: quantized Linears packed and run on integer
  * kernels, or dequantized to fp32 (opts->quantized_mode). */
 pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts,

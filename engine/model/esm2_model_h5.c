@@ -2,6 +2,7 @@
 /* esm2_model_h5.c - load the engine from a Proteus HDF5 model (quantized
  * Linears packed for the integer kernels, or dequantized by the reader), and
  * open either format. */
+#include <stdio.h>
 #include <string.h>
 
 #include "esm2_model.h"
@@ -56,6 +57,59 @@ static pq_status h5_linear(void *user, const char *name, int64_t out_dim, int64_
     return st;
 }
 
+/* Layer `layer`'s q, k and v stacked into one packed Linear when the three
+ * run the same way: quantized, the same kind, the same static input qparams,
+ * weights that stack (bits, granularity with tensor as channel, group size,
+ * zero points). Anything else: *ql stays NULL and they load one by one. */
+static pq_status h5_qkv(void *user, int layer, int64_t dim, pq_qlinear **ql)
+{
+    h5_src *src = user;
+    *ql = NULL;
+    if (src->mode == PQ_ESM2_QMODE_DEQUANT) return PQ_OK;
+    static const pq_esm2_role roles[3] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V};
+    const pq_h5r_entry *e[3];
+    pq_qlinear_kind kind[3];
+    float act_scale[3] = {0};
+    int32_t act_zp[3] = {0};
+    pq_status st = PQ_OK;
+    for (int i = 0; i < 3; i++) {
+        char name[256];
+        pq_esm2_name(roles[i], layer, name, sizeof name);
+        e[i] = pq_h5r_find(src->r, name);
+        /* absent, float or misshapen: the one-by-one path handles (or reports) it */
+        if (!e[i] || !e[i]->quantized || e[i]->ndim != 2 || e[i]->shape[0] != dim || e[i]->shape[1] != dim)
+            return PQ_OK;
+        bool has_act = false;
+        if (e[i]->has_act_scale && src->mode != PQ_ESM2_QMODE_WEIGHT_ONLY &&
+            (st = pq_h5_read_act_qparams(src->path, name, &act_scale[i], &act_zp[i], &has_act)) != PQ_OK)
+            return st;
+        kind[i] = pq_qlinear_choose(e[i]->spec.bits, e[i]->spec.gran, e[i]->scheme, has_act,
+                                    src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
+        const pq_qspec *a = &e[0]->spec, *b = &e[i]->spec;
+        pq_granularity ga = a->gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : a->gran;
+        pq_granularity gb = b->gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : b->gran;
+        if (kind[i] != kind[0] || b->bits != a->bits || gb != ga || b->symmetric != a->symmetric ||
+            (ga == PQ_GRAN_GROUP && b->group_size != a->group_size))
+            return PQ_OK;
+        /* static: one input quantization for the three */
+        if (kind[i] == PQ_QLINEAR_W8A8_STATIC && (act_scale[i] != act_scale[0] || act_zp[i] != act_zp[0]))
+            return PQ_OK;
+    }
+    pq_qtensor qt[3];
+    memset(qt, 0, sizeof qt);
+    for (int i = 0; i < 3 && st == PQ_OK; i++) st = pq_h5r_read_qtensor(src->r, e[i], &qt[i]);
+    if (st == PQ_OK) {
+        char name[256];
+        pq_esm2_name(PQ_ESM2_Q, layer, name, sizeof name);
+        const pq_qtensor *parts[3] = {&qt[0], &qt[1], &qt[2]};
+        char what[300];
+        snprintf(what, sizeof what, "%s (stacked q/k/v)", name);
+        st = pq_qlinear_from_qtensors_stacked(what, parts, 3, kind[0], act_scale[0], act_zp[0], ql);
+    }
+    for (int i = 0; i < 3; i++) pq_qtensor_free(&qt[i]);
+    return st;
+}
+
 pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts, pq_esm2_model **out)
 {
     *out = NULL;
@@ -67,7 +121,7 @@ pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts
     if (cfg.layer_norm_eps <= 0) cfg.layer_norm_eps = 1e-5f;
     cfg.token_dropout = true; /* every ESM-2 */
     h5_src src = {.r = r, .path = path, .mode = opts ? opts->quantized_mode : PQ_ESM2_QMODE_AUTO};
-    st = pq_esm2_model_load_with_linears(&cfg, h5_read, h5_linear, &src, opts, out);
+    st = pq_esm2_model_load_with_qkv(&cfg, h5_read, h5_linear, h5_qkv, &src, opts, out);
     pq_h5r_close(r);
     return st;
 }

@@ -20,6 +20,8 @@ struct pq_qlinear {
     int64_t bytes;
     float act_scale;          /* static W8A8 */
     int32_t act_zp, act_qmin, act_qmax;
+    const pq_qlinear *parent; /* a view: output rows [row0, row0 + out_dim) of parent */
+    int64_t row0;
 };
 
 const char *pq_qlinear_kind_name(pq_qlinear_kind k)
@@ -114,6 +116,99 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     return PQ_OK;
 }
 
+pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
+                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp,
+                                           pq_qlinear **out)
+{
+    *out = NULL;
+    if (n_parts < 1) return pq_err(PQ_ERR_CONFIG, "%s: nothing to stack", name);
+    const pq_qtensor *q0 = qts[0];
+    pq_qspec spec = q0->spec;
+    if (spec.gran == PQ_GRAN_TENSOR) spec.gran = PQ_GRAN_CHANNEL;
+    spec.symmetric = (q0->zero_point == NULL);
+    int64_t rows = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const pq_qtensor *q = qts[i];
+        pq_granularity g = q->spec.gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : q->spec.gran;
+        if (q->spec.bits != spec.bits || q->cols != q0->cols || g != spec.gran ||
+            (g == PQ_GRAN_GROUP && q->spec.group_size != spec.group_size) ||
+            (q->zero_point == NULL) != spec.symmetric)
+            return pq_err(PQ_ERR_CONFIG, "%s: part %d (%d-bit %s, %lld columns) does not stack with part 0 "
+                          "(%d-bit %s, %lld columns)", name, i, q->spec.bits, pq_granularity_name(q->spec.gran),
+                          (long long)q->cols, q0->spec.bits, pq_granularity_name(q0->spec.gran),
+                          (long long)q0->cols);
+        rows += q->rows;
+    }
+    pq_qtensor cat;
+    pq_status st = pq_qtensor_alloc(&cat, &spec, rows, q0->cols);
+    if (st != PQ_OK) return st;
+    int64_t r = 0;
+    for (int i = 0; i < n_parts; i++) {
+        const pq_qtensor *q = qts[i];
+        memcpy((uint8_t *)cat.codes + r * cat.code_row_bytes, q->codes, (size_t)(q->rows * q->code_row_bytes));
+        /* scales and zero points per (row, group); a tensor scale repeats */
+        for (int64_t j = 0; j < q->rows * cat.n_groups; j++) {
+            int64_t src = q->spec.gran == PQ_GRAN_TENSOR ? 0 : j;
+            cat.scale[r * cat.n_groups + j] = q->scale[src];
+            if (cat.zero_point) cat.zero_point[r * cat.n_groups + j] = q->zero_point[src];
+        }
+        r += q->rows;
+    }
+    st = pq_qlinear_from_qtensor(name, &cat, kind, act_scale, act_zp, out);
+    pq_qtensor_free(&cat);
+    return st;
+}
+
+pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n, pq_qlinear **out)
+{
+    *out = NULL;
+    if (row0 < 0 || n <= 0 || row0 + n > parent->out_dim)
+        return pq_err(PQ_ERR_CONFIG, "qlinear: rows [%lld, %lld) are not inside the %lld output rows",
+                      (long long)row0, (long long)(row0 + n), (long long)parent->out_dim);
+    pq_qlinear *l = calloc(1, sizeof *l);
+    if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
+    *l = *parent;
+    l->w = NULL;
+    l->pw = NULL;
+    l->bytes = 0;
+    l->parent = parent->parent ? parent->parent : parent;
+    l->row0 = parent->row0 + row0;
+    l->out_dim = n;
+    *out = l;
+    return PQ_OK;
+}
+
+/* A view: the parent's whole output into scratch, bias placed at the view's
+ * columns (zeros elsewhere, discarded), then the columns copied out. The
+ * residual add follows the copy: the same one fp32 add as the epilogue. */
+static pq_status view_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
+                              pq_qlinear_post post, const float *residual, float *y, int n_threads)
+{
+    const pq_qlinear *p = l->parent;
+    int64_t n = l->out_dim, pn = p->out_dim;
+    float *full = malloc((size_t)(m * pn) * sizeof(float));
+    float *pb = bias ? calloc((size_t)pn, sizeof(float)) : NULL;
+    if (!full || (bias && !pb)) {
+        free(full);
+        free(pb);
+        return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory for a [%lld, %lld] output", (long long)m,
+                      (long long)pn);
+    }
+    if (pb) memcpy(pb + l->row0, bias, (size_t)n * sizeof(float));
+    pq_status st = pq_qlinear_forward(p, x, m, pb, post == PQ_QLINEAR_POST_GELU ? post : PQ_QLINEAR_POST_NONE,
+                                      NULL, full, n_threads);
+    if (st == PQ_OK)
+        for (int64_t i = 0; i < m; i++) {
+            float *yr = y + i * n;
+            memcpy(yr, full + i * pn + l->row0, (size_t)n * sizeof(float));
+            if (post == PQ_QLINEAR_POST_RESIDUAL)
+                for (int64_t j = 0; j < n; j++) yr[j] = residual[i * n + j] + yr[j];
+        }
+    free(full);
+    free(pb);
+    return st;
+}
+
 static void post_f32(float *y, int64_t m, int64_t n, pq_qlinear_post post, const float *residual)
 {
     if (post == PQ_QLINEAR_POST_GELU) {
@@ -130,6 +225,7 @@ pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, con
     if (m <= 0) return PQ_OK;
     if (post == PQ_QLINEAR_POST_RESIDUAL && (!residual || residual == y))
         return pq_err(PQ_ERR_CONFIG, "qlinear: residual post-op needs a residual apart from the output");
+    if (l->parent) return view_forward(l, x, m, bias, post, residual, y, n_threads);
     if (l->kind == PQ_QLINEAR_F32) {
         for (int64_t i = 0; i < m; i++) {
             if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));

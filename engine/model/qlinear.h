@@ -41,6 +41,26 @@ pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, p
 pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
                                   float act_scale, int32_t act_zp, pq_qlinear **out);
 
+/* One Linear whose weight is the row stack of the n_parts quantized weights
+ * qts[0..n_parts) (borrowed; e.g. q, k and v: out = the sum of their rows),
+ * so that one GEMM computes all of them: the parts' outputs are column ranges
+ * of its output, each bit-identical to the part run alone (int32 sums are
+ * exact, the epilogue is per column). Per-tensor scales are expanded to one
+ * per row. The parts must share bits, in_dim, zero-point presence and,
+ * tensor/channel apart, granularity and group size; kind, act_scale, act_zp
+ * as pq_qlinear_from_qtensor. Returns owned *out; PQ_ERR_CONFIG when the
+ * parts cannot stack. */
+pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
+                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp,
+                                           pq_qlinear **out);
+
+/* A Linear for output rows [row0, row0 + n) of parent (borrowed; must outlive
+ * the view): pq_qlinear_forward runs the whole parent and keeps those
+ * columns, so it gives the numbers of a Linear of those rows alone, at the
+ * parent's cost (for per-part diagnostics, not speed). Holds no weights
+ * (pq_qlinear_weight_bytes 0). Returns owned *out. */
+pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n, pq_qlinear **out);
+
 /* The kind auto mode picks for a stored quantized weight: static W8A8 when an
  * act_scale is stored, dynamic W8A8 for other 8-bit tensor/channel weights
  * (scheme "dynamic"/"w8a8"), weight-only otherwise (4-bit, group scales,
@@ -59,7 +79,7 @@ int pq_qlinear_bits(const pq_qlinear *l);      /* 32, 8 or 4 */
 int64_t pq_qlinear_out_dim(const pq_qlinear *l);
 int64_t pq_qlinear_in_dim(const pq_qlinear *l);
 /* Bytes of weight data held: codes + scales (+ zero points, row sums) for
- * packed weights, out * in * 4 for fp32. */
+ * packed weights, out * in * 4 for fp32, 0 for a view. */
 int64_t pq_qlinear_weight_bytes(const pq_qlinear *l);
 const char *pq_qlinear_kind_name(pq_qlinear_kind k);
 void pq_qlinear_free(pq_qlinear *l); /* NULL is fine */

@@ -3,7 +3,8 @@
  * weight-only int8/int4 against the fp32 engine on the dequantized weights;
  * dynamic and static W8A8 Linears against a double-precision reference that
  * quantizes activations as FORMAT.md / pq_gemm.h state; fusion on/off and
- * 1 vs 2 threads bit-identical; weight bytes; bad inputs. The fixture is a
+ * q/k/v stacked into one GEMM bit-identical to three; 1 vs 2 threads
+ * bit-identical; weight bytes; bad inputs. The fixture is a
  * small random ESM-2 written to HDF5 here, with codes and (for static W8A8)
  * activation scales calibrated in this file. */
 #include <math.h>
@@ -445,6 +446,107 @@ static void test_fusion_identical(void **state)
         }
 }
 
+/* q/k/v stacked into one GEMM at load (fusion on): the views stand for
+ * them (no bytes of their own); the unfused load keeps three packs. The
+ * logits of the stacked and three-GEMM forwards are bit-identical, and so
+ * are those after pq_esm2_model_set_fusion(false) on the stacked model
+ * (three Linears through the views). */
+static void test_qkv_stacked_identical(void **state)
+{
+    (void)state;
+    const char *paths[] = {p_i8, p_i4, p_st, p_sta};
+    for (int i = 0; i < 4; i++)
+        for (int mode = PQ_ESM2_QMODE_AUTO; mode <= PQ_ESM2_QMODE_WEIGHT_ONLY; mode += 2) {
+            pq_esm2_model *fu = open_model(paths[i], (pq_esm2_qmode)mode, true, 2);
+            pq_esm2_model *un = open_model(paths[i], (pq_esm2_qmode)mode, false, 2);
+            for (int l = 0; l < L; l++)
+                for (int r = PQ_ESM2_Q; r <= PQ_ESM2_V; r++) {
+                    assert_int_equal(pq_qlinear_weight_bytes(pq_esm2_model_qlinear(fu, (pq_esm2_role)r, l)), 0);
+                    assert_true(pq_qlinear_weight_bytes(pq_esm2_model_qlinear(un, (pq_esm2_role)r, l)) > 0);
+                }
+            int64_t tf, lf, tu, lu;
+            pq_esm2_model_weight_bytes(fu, &tf, &lf);
+            pq_esm2_model_weight_bytes(un, &tu, &lu);
+            assert_int_equal(lf, lu);
+            float *a = logits_of(fu);
+            float *b = logits_of(un);
+            assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+            pq_esm2_model_set_fusion(fu, false);
+            pq_esm2_model_set_fusion(un, false);
+            float *c = logits_of(fu);
+            float *d = logits_of(un);
+            assert_memory_equal(a, c, (size_t)n_logits() * sizeof(float));
+            assert_memory_equal(a, d, (size_t)n_logits() * sizeof(float));
+            free(a); free(b); free(c); free(d);
+            pq_esm2_model_free(fu);
+            pq_esm2_model_free(un);
+        }
+}
+
+/* pq_qlinear_from_qtensors_stacked on parts with per-tensor and per-channel
+ * scales: every part's columns equal that part run as its own Linear, bit for
+ * bit, for dynamic and static W8A8 and weight-only; views of the stack too. */
+static void test_stacked_linear_parts(void **state)
+{
+    (void)state;
+    enum { M = 9, K = D };
+    const int64_t rows[3] = {D, 2 * D, D}, n_all = 4 * D;
+    pq_qtensor qt[3];
+    for (int i = 0; i < 3; i++) {
+        memset(&qt[i], 0, sizeof qt[i]);
+        float *w = malloc((size_t)(rows[i] * K) * sizeof(float));
+        for (int64_t j = 0; j < rows[i] * K; j++) w[j] = frand();
+        quantize(w, rows[i], K, 8, &qt[i]);
+        free(w);
+    }
+    /* part 1 per-tensor: one scale */
+    qt[1].spec.gran = PQ_GRAN_TENSOR;
+    qt[1].scale[0] = 0.0123f;
+    qt[1].n_scales = 1;
+    float x[M * K], bias[4 * D], y[M * 4 * D], yp[M * 2 * D], yv[M * 2 * D];
+    for (int j = 0; j < M * K; j++) x[j] = 3.0f * frand();
+    for (int j = 0; j < 4 * D; j++) bias[j] = frand();
+    const pq_qtensor *parts[3] = {&qt[0], &qt[1], &qt[2]};
+    const pq_qlinear_kind kinds[3] = {PQ_QLINEAR_W8A8_DYNAMIC, PQ_QLINEAR_W8A8_STATIC, PQ_QLINEAR_WEIGHT_ONLY};
+    for (int kk = 0; kk < 3; kk++) {
+        pq_qlinear *st = NULL;
+        assert_int_equal(pq_qlinear_from_qtensors_stacked("stack", parts, 3, kinds[kk], 0.02f, 3, &st), PQ_OK);
+        assert_int_equal(pq_qlinear_out_dim(st), n_all);
+        assert_int_equal(pq_qlinear_forward(st, x, M, bias, PQ_QLINEAR_POST_NONE, NULL, y, 2), PQ_OK);
+        int64_t r0 = 0;
+        for (int i = 0; i < 3; i++) {
+            pq_qlinear *one = NULL, *view = NULL;
+            assert_int_equal(pq_qlinear_from_qtensor("part", &qt[i], kinds[kk], 0.02f, 3, &one), PQ_OK);
+            assert_int_equal(pq_qlinear_view_rows(st, r0, rows[i], &view), PQ_OK);
+            assert_int_equal(pq_qlinear_forward(one, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yp, 1), PQ_OK);
+            assert_int_equal(pq_qlinear_forward(view, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yv, 1), PQ_OK);
+            for (int m = 0; m < M; m++) {
+                assert_memory_equal(y + m * n_all + r0, yp + m * rows[i], (size_t)rows[i] * sizeof(float));
+                assert_memory_equal(yv + m * rows[i], yp + m * rows[i], (size_t)rows[i] * sizeof(float));
+            }
+            pq_qlinear_free(one);
+            pq_qlinear_free(view);
+            r0 += rows[i];
+        }
+        pq_qlinear_free(st);
+    }
+    /* parts that do not stack: different widths */
+    pq_qtensor narrow;
+    memset(&narrow, 0, sizeof narrow);
+    float w[D * 32];
+    for (int j = 0; j < D * 32; j++) w[j] = frand();
+    quantize(w, D, 32, 8, &narrow);
+    const pq_qtensor *bad[2] = {&qt[0], &narrow};
+    pq_qlinear *st = NULL;
+    pq_err_clear();
+    assert_int_equal(pq_qlinear_from_qtensors_stacked("mixed", bad, 2, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &st),
+                     PQ_ERR_CONFIG);
+    assert_null(st);
+    assert_non_null(strstr(pq_err_detail(), "mixed"));
+    pq_qtensor_free(&narrow);
+    for (int i = 0; i < 3; i++) pq_qtensor_free(&qt[i]);
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -459,9 +561,15 @@ static void test_threads_identical(void **state)
         float *c = logits_of(m);
         assert_memory_equal(a, c, (size_t)n_logits() * sizeof(float));
         pq_esm2_model_free(m);
+        /* the unfused path too (three q/k/v GEMMs, element-wise passes) */
+        float *d = run_logits(paths[i], PQ_ESM2_QMODE_AUTO, false, 1);
+        float *e = run_logits(paths[i], PQ_ESM2_QMODE_AUTO, false, 2);
+        assert_memory_equal(d, e, (size_t)n_logits() * sizeof(float));
         free(a);
         free(b);
         free(c);
+        free(d);
+        free(e);
     }
 }
 
@@ -529,6 +637,8 @@ int main(void)
         cmocka_unit_test(test_w8a8_dynamic_vs_double_reference),
         cmocka_unit_test(test_w8a8_static_vs_double_reference),
         cmocka_unit_test(test_fusion_identical),
+        cmocka_unit_test(test_qkv_stacked_identical),
+        cmocka_unit_test(test_stacked_linear_parts),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_weight_bytes),
         cmocka_unit_test(test_bad_inputs),
