@@ -411,6 +411,49 @@ typedef struct fwd_ctx {
     int n_threads;
 } fwd_ctx;
 
+/* Row blocks for the element-wise passes: fixed, so the split (and any
+ * kernel's vector/tail boundary) does not depend on the thread count. */
+#define ROW_BLOCK 8
+
+/* y = LayerNorm(x) rows in parallel; y may equal x. */
+static void par_layernorm(const fwd_ctx *c, const float *x, int64_t n, int64_t d, const float *w,
+                          const float *b, float eps, float *y)
+{
+    const pq_kernel_ops *K = pq_kernels();
+    int64_t nb = (n + ROW_BLOCK - 1) / ROW_BLOCK;
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(c->n_threads) if (c->n_threads > 1)
+#endif
+    for (int64_t i = 0; i < nb; i++) {
+        int64_t r0 = i * ROW_BLOCK, nr = n - r0 < ROW_BLOCK ? n - r0 : ROW_BLOCK;
+        K->layernorm(x + r0 * d, nr, d, w, b, eps, y + r0 * d);
+    }
+}
+
+/* GELU in place on rows of width d, one kernel call per row (as one call on
+ * a row would split it into vector body and tail). */
+static void par_gelu(const fwd_ctx *c, float *x, int64_t n, int64_t d)
+{
+    const pq_kernel_ops *K = pq_kernels();
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(c->n_threads) if (c->n_threads > 1)
+#endif
+    for (int64_t r = 0; r < n; r++) K->gelu(x + r * d, d);
+}
+
+/* x[i] += y[i] over n rows of width d. */
+static void par_add(const fwd_ctx *c, float *x, const float *y, int64_t n, int64_t d)
+{
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(c->n_threads) if (c->n_threads > 1)
+#endif
+    for (int64_t r = 0; r < n; r++) {
+        float *xr = x + r * d;
+        const float *yr = y + r * d;
+        for (int64_t j = 0; j < d; j++) xr[j] += yr[j];
+    }
+}
+
 /* Attention of one layer for every (sequence, head): q/k/v have row stride
  * ld (D apart, or 3D side by side from the stacked projection), o is [N, D].
  * Each job first scales its head of q by hd^-0.5 and applies the rotary
@@ -573,8 +616,7 @@ static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *
     }
     pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp, c->n_threads);
     if (st != PQ_OK) return st;
-    float *xv = *x, *tv = *tmp;
-    for (int64_t i = 0; i < c->N * c->m->cfg.embed_dim; i++) xv[i] += tv[i];
+    par_add(c, *x, *tmp, c->N, c->m->cfg.embed_dim);
     return PQ_OK;
 }
 
@@ -588,7 +630,6 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                           pq_esm2_outputs *out)
 {
     const pq_esm2_config *cfg = &m->cfg;
-    const pq_kernel_ops *K = pq_kernels();
     int L = cfg->num_layers, H = cfg->attention_heads, hd = cfg->head_dim;
     int64_t D = cfg->embed_dim, F = cfg->ffn_dim, V = cfg->vocab_size;
     bool has_head = (m->l1 == L);
@@ -674,7 +715,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);
             table_of = w[PQ_ESM2_INV_FREQ].data;
         }
-        K->layernorm(x, N, D, w[PQ_ESM2_LN_ATTN_W].data, w[PQ_ESM2_LN_ATTN_B].data, eps, h);
+        par_layernorm(&c, x, N, D, w[PQ_ESM2_LN_ATTN_W].data, w[PQ_ESM2_LN_ATTN_B].data, eps, h);
         observe(m, l, PQ_ESM2_Q, h, N, D);
         observe(m, l, PQ_ESM2_K, h, N, D);
         observe(m, l, PQ_ESM2_V, h, N, D);
@@ -701,9 +742,9 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                 goto cleanup;
         } else {
             linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h);
-            for (size_t i = 0; i < nd; i++) x[i] += h[i];
+            par_add(&c, x, h, N, D);
         }
-        K->layernorm(x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
+        par_layernorm(&c, x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
         observe(m, l, PQ_ESM2_FC1, h, N, D);
         if (ql[PQ_ESM2_FC1]) {
             /* fused: bias + GELU in the GEMM epilogue */
@@ -711,10 +752,10 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                                     m->fusion ? PQ_QLINEAR_POST_GELU : PQ_QLINEAR_POST_NONE, NULL, f,
                                     c.n_threads);
             if (st != PQ_OK) goto cleanup;
-            if (!m->fusion) K->gelu(f, N * F);
+            if (!m->fusion) par_gelu(&c, f, N, F);
         } else {
             linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f);
-            K->gelu(f, N * F);
+            par_gelu(&c, f, N, F);
         }
         observe(m, l, PQ_ESM2_FC2, f, N, F);
         if (ql[PQ_ESM2_FC2]) {
@@ -722,13 +763,13 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                 goto cleanup;
         } else {
             linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h);
-            for (size_t i = 0; i < nd; i++) x[i] += h[i];
+            par_add(&c, x, h, N, D);
         }
         if (l + 1 < L) STORE_REPR(l + 1, x);
     }
 
     if (has_head) {
-        K->layernorm(x, N, D, m->g[PQ_ESM2_LN_FINAL_W].data, m->g[PQ_ESM2_LN_FINAL_B].data, eps, x);
+        par_layernorm(&c, x, N, D, m->g[PQ_ESM2_LN_FINAL_W].data, m->g[PQ_ESM2_LN_FINAL_B].data, eps, x);
         STORE_REPR(L, x);
         if (out->want_logits) {
             observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
@@ -739,8 +780,8 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             } else {
                 linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
             }
-            K->gelu(h, (int64_t)nd);
-            K->layernorm(h, N, D, m->g[PQ_ESM2_LM_LN_W].data, m->g[PQ_ESM2_LM_LN_B].data, eps, h);
+            par_gelu(&c, h, N, D);
+            par_layernorm(&c, h, N, D, m->g[PQ_ESM2_LM_LN_W].data, m->g[PQ_ESM2_LM_LN_B].data, eps, h);
             const float *dec = m->g[PQ_ESM2_LM_DECODER].data ? m->g[PQ_ESM2_LM_DECODER].data
                                                               : m->g[PQ_ESM2_EMBED].data;
             out->logits = malloc((size_t)(N * V) * sizeof(float));
