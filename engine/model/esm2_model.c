@@ -43,6 +43,10 @@ struct pq_esm2_model {
     pq_qlinear **qkv;
     float **qkv_bias;
     bool fusion, threading;
+    /* the forward's scratch activations, kept between forwards so that a run
+     * of batches does not fault fresh pages in every time; grown on need */
+    float *ws;
+    size_t ws_floats;
 };
 
 /* ------------------------------------------------------------ loading */
@@ -294,6 +298,7 @@ void pq_esm2_model_free(pq_esm2_model *m)
     pq_qlinear_free(m->ql_dense);
     free(m->qkv);
     free(m->qkv_bias);
+    free(m->ws);
     free(m->ql);
     free(m->lay);
     free(m);
@@ -662,18 +667,33 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     float *x = NULL, *h = NULL, *qkv = NULL, *o = NULL, *f = NULL, *attn = NULL;
     int64_t *attn_off = NULL;
     size_t nd = (size_t)(N * D);
+    /* x and h swap places (residual epilogue) and x may be handed out as
+     * x_out: their own blocks. The rest lives in the model's workspace, in
+     * slices rounded to 16 floats (64 bytes). */
     x = malloc(nd * sizeof(float));
     h = malloc(nd * sizeof(float));
-    qkv = malloc(3 * nd * sizeof(float));
-    o = malloc(nd * sizeof(float));
-    f = malloc((size_t)(N * (F > V ? F : V)) * sizeof(float));
-    c.cos_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
-    c.sin_t = malloc((size_t)(max_T * (hd / 2)) * sizeof(float));
-    c.scratch = malloc((size_t)c.n_threads * (size_t)(max_T * max_T) * sizeof(float));
-    if (!x || !h || !qkv || !o || !f || !c.cos_t || !c.sin_t || !c.scratch) {
+    size_t sz[6] = {3 * nd, nd, (size_t)(N * (F > V ? F : V)), (size_t)(max_T * (hd / 2)),
+                    (size_t)(max_T * (hd / 2)), (size_t)c.n_threads * (size_t)(max_T * max_T)};
+    size_t need = 0;
+    for (int i = 0; i < 6; i++) need += (sz[i] + 15) / 16 * 16;
+    if (need > m->ws_floats) {
+        free(m->ws);
+        m->ws_floats = 0;
+        m->ws = malloc(need * sizeof(float));
+        if (m->ws) m->ws_floats = need;
+    }
+    if (!x || !h || !m->ws) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory for the activations of %lld tokens", (long long)N);
         goto cleanup;
     }
+    float *slice[6];
+    for (size_t i = 0, off = 0; i < 6; off += (sz[i] + 15) / 16 * 16, i++) slice[i] = m->ws + off;
+    qkv = slice[0];
+    o = slice[1];
+    f = slice[2];
+    c.cos_t = slice[3];
+    c.sin_t = slice[4];
+    c.scratch = slice[5];
     if (want_attn) {
         attn_off = malloc((size_t)(b->n_seqs + 1) * sizeof *attn_off);
         if (!attn_off) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
@@ -816,8 +836,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     }
 #undef STORE_REPR
 cleanup:
-    free(x); free(h); free(qkv); free(o); free(f);
-    free(c.cos_t); free(c.sin_t); free(c.scratch);
+    free(x); free(h);
     free(attn); free(attn_off);
     return st;
 }

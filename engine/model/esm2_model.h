@@ -140,6 +140,8 @@ void pq_esm2_outputs_clear(pq_esm2_outputs *o); /* frees results, keeps requests
 /* Run the model's stage on a packed batch. x_in: the input activations
  * [n_tokens, D] of layer layer_begin (borrowed), NULL for a stage beginning
  * at 0 (the embedding is computed from ids). Results go into *out.
+ * The scratch activations stay in m for the next call (freed with m), so
+ * one model runs one forward at a time.
  * Errors: PQ_ERR_CONFIG for a request the stage cannot serve or bad batch
  * layout; PQ_ERR_FORMAT for a token id outside the vocabulary or <pad>;
  * PQ_ERR_RESOURCE. */

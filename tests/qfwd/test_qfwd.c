@@ -547,6 +547,39 @@ static void test_stacked_linear_parts(void **state)
     for (int i = 0; i < 3; i++) pq_qtensor_free(&qt[i]);
 }
 
+/* The forward keeps its scratch in the model: a short batch, then the full
+ * one (scratch grows), then the short one again give what fresh models give. */
+static void test_scratch_reuse(void **state)
+{
+    (void)state;
+    int64_t off1[2] = {0, g_off[1]};
+    pq_esm2_batch one = {.n_seqs = 1, .offsets = off1, .ids = g_ids};
+    pq_esm2_model *m = open_model(p_i8, PQ_ESM2_QMODE_AUTO, true, 2);
+    pq_esm2_outputs o1, o2, o3;
+    memset(&o1, 0, sizeof o1);
+    o1.want_logits = true;
+    o2 = o3 = o1;
+    assert_int_equal(pq_esm2_forward(m, &one, NULL, &o1), PQ_OK);
+    assert_int_equal(pq_esm2_forward(m, &g_batch, NULL, &o2), PQ_OK);
+    assert_int_equal(pq_esm2_forward(m, &one, NULL, &o3), PQ_OK);
+    float *full = run_logits(p_i8, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_memory_equal(o2.logits, full, (size_t)n_logits() * sizeof(float));
+    free(full);
+    pq_esm2_model *fresh = open_model(p_i8, PQ_ESM2_QMODE_AUTO, true, 2);
+    pq_esm2_outputs o4;
+    memset(&o4, 0, sizeof o4);
+    o4.want_logits = true;
+    assert_int_equal(pq_esm2_forward(fresh, &one, NULL, &o4), PQ_OK);
+    assert_memory_equal(o1.logits, o4.logits, (size_t)(g_off[1] * V) * sizeof(float));
+    assert_memory_equal(o3.logits, o4.logits, (size_t)(g_off[1] * V) * sizeof(float));
+    pq_esm2_outputs_clear(&o4);
+    pq_esm2_model_free(fresh);
+    pq_esm2_outputs_clear(&o1);
+    pq_esm2_outputs_clear(&o2);
+    pq_esm2_outputs_clear(&o3);
+    pq_esm2_model_free(m);
+}
+
 static void test_threads_identical(void **state)
 {
     (void)state;
@@ -639,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_fusion_identical),
         cmocka_unit_test(test_qkv_stacked_identical),
         cmocka_unit_test(test_stacked_linear_parts),
+        cmocka_unit_test(test_scratch_reuse),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_weight_bytes),
         cmocka_unit_test(test_bad_inputs),
