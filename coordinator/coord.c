@@ -197,7 +197,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     const pq_plan *p = j->plan;
     const struct timespec nap = {0, 500000};
     double t0 = now_s(), stop_t = 0;
-    int next_own = 0;
+    int next_own = 0, kicked_at = -1; /* units written at the last writeback hint */
     *unresponsive = false;
     c.received = calloc((size_t)p->n_units + 1, sizeof *c.received);
     c.rank_units = calloc((size_t)n_ranks, sizeof *c.rank_units);
@@ -247,7 +247,12 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 continue;
             }
             /* Then rank 0's chunks of the source digest, a chunk per thread
-             * between two drains. */
+             * between two drains; first let the kernel write out what is
+             * written so far, so that the commit's fsync waits less. */
+            if (kicked_at < 0) {
+                pq_h5w_start_writeback(j->writer);
+                kicked_at = j->units_done;
+            }
             int hashed = 0;
             pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, j->hash_threads, &hashed);
             if (st) {
@@ -262,7 +267,14 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             *unresponsive = true;
             break;
         }
-        if (!progressed) nanosleep(&nap, NULL);
+        if (!progressed) {
+            /* idle, waiting for the others: push new results to disk */
+            if (!c.err && kicked_at >= 0 && j->units_done > kicked_at) {
+                pq_h5w_start_writeback(j->writer);
+                kicked_at = j->units_done;
+            }
+            nanosleep(&nap, NULL);
+        }
     }
     if (!c.err) {
         for (int i = 0; i < p->n_units; i++)

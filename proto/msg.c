@@ -354,6 +354,15 @@ pq_status pq_data_wait(pq_data_reqs *r)
     }
 }
 
+pq_status pq_data_test(pq_data_reqs *r, bool *done)
+{
+    int flag = 0;
+    pq_status st = pq_mpi_check(MPI_Testall(r->n, r->req, &flag, MPI_STATUSES_IGNORE), "sending a unit result");
+    *done = !st && flag;
+    if (*done) r->n = 0;
+    return st;
+}
+
 pq_status pq_data_recv(MPI_Comm comm, int source, void *buf, size_t n, const char *what)
 {
     char *p = buf;

@@ -108,6 +108,8 @@ pq_status pq_data_isend(MPI_Comm comm, int dest, const void *buf, size_t n, pq_d
 /* Wait for every posted send, sleeping between tests so a waiting rank does
  * not spin on a shared core. */
 pq_status pq_data_wait(pq_data_reqs *r);
+/* Without waiting: *done when every posted send has completed. */
+pq_status pq_data_test(pq_data_reqs *r, bool *done);
 pq_status pq_data_recv(MPI_Comm comm, int source, void *buf, size_t n, const char *what);
 
 #endif

@@ -111,8 +111,19 @@ int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6])
     return 6;
 }
 
+/* Results whose buffers are still on their way to rank 0: the worker goes on
+ * with its next unit (or its hashing) instead of waiting for rank 0, which
+ * drains only between its own work. Bounded, so memory stays a few units. */
+#define MAX_IN_FLIGHT 8
+
+typedef struct in_flight {
+    pq_unit_result r;
+    pq_data_reqs reqs;
+    bool used;
+} in_flight;
+
 static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_unit *u,
-                             const pq_unit_result *r)
+                             const pq_unit_result *r, pq_data_reqs *reqs)
 {
     pq_msg m = {.tag = PQ_TAG_RESULT};
     pq_wire_result *h = &m.u.result;
@@ -136,11 +147,40 @@ static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_
     pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
     if (st) return st;
     const void *bufs[6] = {r->codes, r->scale, r->zero_point, r->row_sum_sq, r->row_err_sq, r->row_max_err};
-    pq_data_reqs reqs = {0};
+    reqs->n = 0;
     for (int i = 0; i < 6 && !st; i++)
-        if (sz[i]) st = pq_data_isend(comm, PQ_ROLE_COORD, bufs[i], sz[i], &reqs);
-    pq_status st2 = pq_data_wait(&reqs);
-    return st ? st : st2;
+        if (sz[i]) st = pq_data_isend(comm, PQ_ROLE_COORD, bufs[i], sz[i], reqs);
+    return st;
+}
+
+/* Free the results whose sends completed; with wait, wait for all first. */
+static pq_status reap(in_flight *f, bool wait)
+{
+    pq_status first = PQ_OK;
+    for (int k = 0; k < MAX_IN_FLIGHT; k++) {
+        if (!f[k].used) continue;
+        bool done = true;
+        pq_status st = wait ? pq_data_wait(&f[k].reqs) : pq_data_test(&f[k].reqs, &done);
+        if (st && !first) first = st;
+        if (st || done) {
+            pq_unit_result_free(&f[k].r);
+            f[k].used = false;
+        }
+    }
+    return first;
+}
+
+/* A free slot, waiting for the oldest send when all are busy. */
+static pq_status free_slot(in_flight *f, int *slot)
+{
+    pq_status st = reap(f, false);
+    for (int k = 0; k < MAX_IN_FLIGHT; k++)
+        if (!f[k].used) { *slot = k; return st; }
+    st = pq_data_wait(&f[0].reqs);
+    pq_unit_result_free(&f[0].r);
+    f[0].used = false;
+    *slot = 0;
+    return st;
 }
 
 static pq_status recv_shutdown(MPI_Comm comm, const MPI_Status *s, pq_wire_shutdown *out)
@@ -190,6 +230,8 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     MPI_Status s;
     pq_msg fin = {.tag = PQ_TAG_DONE};
     const pq_plan *p = j->plan;
+    in_flight *fl = calloc(MAX_IN_FLIGHT, sizeof *fl);
+    if (!fl) return pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory", rank);
 
     for (int i = next_own(p, 0, rank); i < p->n_units && !got_shutdown; i = next_own(p, i + 1, rank)) {
         const pq_unit *u = &p->units[i];
@@ -198,14 +240,23 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         /* The kernel reads the next unit's rows while this one computes. */
         int nx = next_own(p, i + 1, rank);
         if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-        pq_unit_result r;
+        int slot = 0;
         double t0 = now_s();
-        st = pq_worker_run_unit(j, u, rank, &r);
+        if ((st = free_slot(fl, &slot))) {
+            set_error(&fin, rank, u->id, st);
+            break;
+        }
+        pq_unit_result *r = &fl[slot].r;
+        st = pq_worker_run_unit(j, u, rank, r);
         double t1 = now_s();
         j->t.units += t1 - t0;
-        if (!st) st = send_result(comm, rank, j, u, &r);
+        if (!st) {
+            fl[slot].used = true;
+            st = send_result(comm, rank, j, u, r, &fl[slot].reqs);
+        } else {
+            pq_unit_result_free(r);
+        }
         j->t.xfer += now_s() - t1;
-        pq_unit_result_free(&r);
         if (st) {
             set_error(&fin, rank, u->id, st);
             break;
@@ -229,6 +280,10 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
             break;
         }
         if (!n) break;
+        if ((st = reap(fl, false))) {
+            set_error(&fin, rank, -1, st);
+            break;
+        }
         pq_msg lm = {.tag = PQ_TAG_LEAVES};
         lm.u.leaves.rank = (uint32_t)rank;
         for (int i = first; i < p->n_hash && lm.u.leaves.n < n; i++) {
@@ -242,6 +297,12 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         j->t.xfer += now_s() - t0;
         hashed += (uint32_t)n;
     }
+    /* rank 0 takes every announced buffer, even when stopping */
+    double tw = now_s();
+    pq_status wst = reap(fl, true);
+    j->t.xfer += now_s() - tw;
+    free(fl);
+    if (wst && fin.tag == PQ_TAG_DONE) set_error(&fin, rank, -1, wst);
     if (fin.tag == PQ_TAG_DONE) {
         fin.u.done.rank = (uint32_t)rank;
         fin.u.done.units = done;

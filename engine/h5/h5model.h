@@ -77,6 +77,11 @@ pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale,
 /* /provenance attrs (string values). */
 pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value);
 
+/* Ask the kernel to start writing the file's dirty pages to disk now (a
+ * hint, never fails), so that the commit's fsync has less left to wait for.
+ * HDF5's own caches are not flushed. */
+void pq_h5w_start_writeback(pq_h5w *w);
+
 /* Close and atomically rename .partial to the final path; frees w. */
 pq_status pq_h5w_commit(pq_h5w *w);
 /* Close and delete the .partial file; frees w. NULL is fine. */

@@ -619,6 +619,16 @@ pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_byt
     return rc ? rc : pq_h5u_put_i64(w->file, "/", "source_hash_chunk_bytes", chunk_bytes);
 }
 
+void pq_h5w_start_writeback(pq_h5w *w)
+{
+    if (!w || w->broken) return;
+    /* Any descriptor of the file will do: writeback is per inode. */
+    int fd = open(w->partial_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    close(fd);
+}
+
 pq_status pq_h5w_commit(pq_h5w *w)
 {
     char eb[256];

@@ -29,6 +29,10 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            OMPI_MCA_rmaps_base_oversubscribe="1")
 # Small units so that every rank gets many of them on a small model.
 COMMON = ["--per-channel", "--unit-bytes", "64k"]
+# The t6 source (30 MB) is one 64 MiB digest chunk, which outweighs all its
+# units: the rank that hashes it would get no unit. Tests about workers' units
+# cut the digest into 1 MB chunks so that the plan spreads hashing too.
+SMALL_CHUNKS = {"PQ_TEST_HASH_CHUNK_BYTES": "1000000"}
 
 
 def path(name):
@@ -66,6 +70,18 @@ def datasets(fn):
     return out
 
 
+def tree_digest(fn, chunk):
+    """The source digest of docs/FORMAT.md, computed here with hashlib."""
+    with open(fn, "rb") as fh:
+        d = fh.read()
+    leaves = b"".join(hashlib.sha256(d[i:i + chunk]).digest() for i in range(0, len(d), chunk))
+    return hashlib.sha256(leaves).hexdigest()
+
+
+def attr_str(a):
+    return a.decode() if isinstance(a, bytes) else a
+
+
 def proteus_lines(stderr):
     return [ln for ln in stderr.splitlines() if ln.startswith("proteus:")]
 
@@ -86,8 +102,7 @@ class Determinism(unittest.TestCase):
             self.assertEqual(len(re.findall(r" r\d+ [\d.]+ MiB", m.group(2))), max(n, 1))
         ref = datasets(outs["n1"])
         self.assertGreater(len(ref), 50)
-        with open(MODEL, "rb") as fh:
-            sha = hashlib.sha256(fh.read()).hexdigest()
+        sha = tree_digest(MODEL, 64 << 20)
         for name, fn in outs.items():
             got = datasets(fn)
             self.assertEqual(sorted(got), sorted(ref), name)
@@ -95,9 +110,21 @@ class Determinism(unittest.TestCase):
                 self.assertEqual(got[k], ref[k], f"{name}: dataset {k} differs from the n1 run")
             with h5py.File(fn, "r") as f:
                 self.assertEqual(int(f.attrs["num_ranks"]), max(runs[name][0], 1))
-                # hashed by rank 0 for one rank, by the last rank for several
-                attr = f.attrs["source_sha256"]
-                self.assertEqual(attr.decode() if isinstance(attr, bytes) else attr, sha, name)
+                # the leaves come from whichever ranks the plan chose
+                self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, name)
+                self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), 64 << 20)
+                self.assertNotIn("source_sha256", f.attrs)
+
+    def test_digest_from_many_chunks_any_rank_count(self):
+        # 100 kB chunks: ~300 leaves spread over every rank, combined on rank 0
+        chunk = 100000
+        sha = tree_digest(MODEL, chunk)
+        for n, extra in ((1, []), (2, ["--threads", "1"]), (3, []), (4, ["--threads", "1"]), (1, ["--threads", "2"])):
+            out = path(f"chunks_n{n}_{len(extra)}.h5")
+            quantize(n, out, *extra, env={"PQ_TEST_HASH_CHUNK_BYTES": str(chunk)})
+            with h5py.File(out, "r") as f:
+                self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, f"-n {n} {extra}")
+                self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), chunk)
 
     def test_codes_match_numpy_reference(self):
         out = path("ref_n3.h5")
@@ -161,19 +188,20 @@ class Failures(unittest.TestCase):
         self.assert_no_output(out)
 
     def test_failing_hasher_stops_everyone(self):
-        # the last rank hashes the source for rank 0; its failure is the run's
-        out = path("fail_hash.h5")
-        p = quantize(3, out, env={"PQ_TEST_FAIL_HASH": "1"}, check=False)
-        self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
-        lines = proteus_lines(p.stderr)
-        self.assertEqual(len(lines), 1, p.stderr)
-        self.assertRegex(lines[0], r"^proteus: I/O error: rank 2: hashing the source: injected")
-        self.assert_no_output(out)
+        # a rank that fails hashing its source chunks fails the run, rank 0 too
+        for rank in (2, 0):
+            out = path(f"fail_hash_{rank}.h5")
+            p = quantize(3, out, env={"PQ_TEST_FAIL_HASH": str(rank), **SMALL_CHUNKS}, check=False)
+            self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
+            lines = proteus_lines(p.stderr)
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assertRegex(lines[0], rf"^proteus: I/O error: rank {rank}: hashing the source, chunk \d+: injected")
+            self.assert_no_output(out)
 
     def test_killed_rank_does_not_hang(self):
         out = path("kill.h5")
         t0 = time.time()
-        p = quantize(3, out, env={"PQ_TEST_KILL_RANK": "1"}, check=False, timeout=90)
+        p = quantize(3, out, env={"PQ_TEST_KILL_RANK": "1", **SMALL_CHUNKS}, check=False, timeout=90)
         self.assertLess(time.time() - t0, 60)
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(out))
@@ -211,7 +239,7 @@ class Monitor(unittest.TestCase):
         return p, mon.returncode, events, merr
 
     def test_events_of_a_real_run(self):
-        p, rc, ev, merr = self.watch(2, path("mon.h5"))
+        p, rc, ev, merr = self.watch(2, path("mon.h5"), env=SMALL_CHUNKS)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(rc, 0, merr)
         kinds = [e["kind"] for e in ev]

@@ -43,6 +43,65 @@ static void roundtrip(void **state)
     free(buf);
 }
 
+/* HashLeaves: leaves survive a round trip; a leaf that is not 32 bytes, a
+ * count mismatch or a foreign rank field is malformed, naming rank and type. */
+static void hash_leaves(void **state)
+{
+    (void)state;
+    pq_msg m = {.tag = PQ_TAG_LEAVES}, back;
+    m.u.leaves.rank = 1;
+    m.u.leaves.n = 2;
+    m.u.leaves.chunk[0] = 4;
+    m.u.leaves.chunk[1] = 9;
+    for (int i = 0; i < 32; i++) {
+        m.u.leaves.leaf[0][i] = (uint8_t)i;
+        m.u.leaves.leaf[1][i] = (uint8_t)(255 - i);
+    }
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_OK);
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 1, buf, len, &back), PQ_OK);
+    assert_int_equal(back.u.leaves.n, 2);
+    assert_int_equal(back.u.leaves.chunk[1], 9);
+    assert_memory_equal(back.u.leaves.leaf[0], m.u.leaves.leaf[0], 32);
+    assert_memory_equal(back.u.leaves.leaf[1], m.u.leaves.leaf[1], 32);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 2, buf, len, &back), PQ_ERR_PROTO);
+    assert_detail_has("HashLeaves message from rank 2", "another rank");
+    free(buf);
+
+    Proteus__HashLeaves h = PROTEUS__HASH_LEAVES__INIT;
+    uint32_t chunks[2] = {0, 1};
+    uint8_t bytes[33] = {0};
+    ProtobufCBinaryData leaves[2] = {{32, bytes}, {31, bytes}};
+    h.schema = PQ_WIRE_SCHEMA;
+    h.rank = 3;
+    h.n_chunks = h.n_leaves = 2;
+    h.chunks = chunks;
+    h.leaves = leaves;
+    uint8_t out[256];
+    size_t n = proteus__hash_leaves__pack(&h, out);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 3, out, n, &back), PQ_ERR_PROTO);
+    assert_detail_has("malformed HashLeaves message from rank 3", "is 31 bytes");
+    leaves[1].len = 33;
+    n = proteus__hash_leaves__pack(&h, out);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 3, out, n, &back), PQ_ERR_PROTO);
+    assert_detail_has("HashLeaves message from rank 3", "is 33 bytes");
+    leaves[1].len = 32;
+    h.n_chunks = 1;
+    n = proteus__hash_leaves__pack(&h, out);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 3, out, n, &back), PQ_ERR_PROTO);
+    assert_detail_has("HashLeaves message from rank 3", "counts differ");
+    h.n_chunks = h.n_leaves = 0;
+    n = proteus__hash_leaves__pack(&h, out);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LEAVES, 3, out, n, &back), PQ_ERR_PROTO);
+    assert_detail_has("HashLeaves message from rank 3", "no leaves");
+}
+
 static void garbage(void **state)
 {
     (void)state;
@@ -50,7 +109,7 @@ static void garbage(void **state)
      * length runs past the end */
     static const uint8_t junk1[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     static const uint8_t junk2[] = {0x2a, 0x7f, 'a', 'b'};
-    int tags[] = {PQ_TAG_RESULT, PQ_TAG_ERROR, PQ_TAG_DONE, PQ_TAG_SHUTDOWN, PQ_TAG_PLAN};
+    int tags[] = {PQ_TAG_RESULT, PQ_TAG_ERROR, PQ_TAG_DONE, PQ_TAG_SHUTDOWN, PQ_TAG_PLAN, PQ_TAG_LEAVES};
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
         pq_msg m;
         pq_err_clear();
@@ -186,6 +245,7 @@ int main(void)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip),
+        cmocka_unit_test(hash_leaves),
         cmocka_unit_test(garbage),
         cmocka_unit_test(wrong_schema_and_values),
         cmocka_unit_test(oversized_and_unknown),
