@@ -7,4 +7,10 @@ scripts/build.sh
 # Open MPI refuses to start as root unless told this is intended (CI runs as root).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# Single-node MPI launch settings for the mpirun-based tests (docs/CLUSTER.md):
+# without a running munge daemon PMIx's munge plugin retries ~2 s per launch,
+# and UCX probes for InfiniBand for ~0.2 s. A caller's values win; the Slurm
+# test drops PMIX_MCA_psec again (it runs munge, and srun's PMIx server
+# chooses the security mode there).
+export PMIX_MCA_psec="${PMIX_MCA_psec-native}" OMPI_MCA_pml="${OMPI_MCA_pml-ob1}"
 meson test -C build --print-errorlogs --num-processes 2 "$@"

@@ -48,10 +48,10 @@ typedef struct pq_hash_unit {
 
 /* Cost of hashing one source byte in the units' measure (one fp32 input
  * byte of RTN). Measured on the 2-core VM with esm2_t30_150M, one thread
- * (--verbose phases): RTN of 565 MB in ~0.16 s, SHA-256 (SHA-NI) of 593 MB
- * in ~0.45 s. A constant, not a run-time measurement: every rank must
+ * (--verbose phases of bench_mpi.sh -n 1): RTN of 565 MB in 0.16-0.26 s,
+ * SHA-256 (SHA-NI, from the mapping) of 593 MB in 0.37-0.45 s. A constant, not a run-time measurement: every rank must
  * compute the same plan. */
-#define PQ_PLAN_HASH_COST_PER_BYTE 2.6
+#define PQ_PLAN_HASH_COST_PER_BYTE 2.2
 
 typedef struct pq_plan {
     pq_qspec spec;
