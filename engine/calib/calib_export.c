@@ -56,7 +56,7 @@ pq_status pq_calib_export(const pq_calib *c, const char *format, pq_calib_method
         json_object_set_new(root, "method", json_string(pq_calib_method_name(m)));
         json_object_set_new(root, "symmetric", json_boolean(symmetric));
         if (m == PQ_CALIB_PERCENTILE) json_object_set_new(root, "percentile", json_real(percentile));
-        json_object_set_new(root, "model_sha256", json_string(c->model_sha256));
+        json_object_set_new(root, "model_sha256_tree", json_string(c->model_sha256));
         json_object_set_new(root, "datasets", json_string(c->datasets ? c->datasets : ""));
         json_object_set_new(root, "n_sequences", json_integer((json_int_t)c->n_sequences));
         sites = json_object();
