@@ -150,7 +150,7 @@ static pq_status check_epi(const pq_gemm_epilogue *epi, const float *y, int64_t 
 static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
 {
     const pq_gemm_ops *ops = pq_gemm_ops_current();
-    size_t bytes = ops->a_pack_size(job->m, job->w->k);
+    size_t bytes = job->a_packed ? 0 : ops->a_pack_size(job->m, job->w->k);
     void *ap = NULL;
     if (bytes) {
         ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -163,7 +163,7 @@ static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
         for (int t = 0; t < nt; t++)
             ops->a_pack(job->a, job->m, job->w->k, job->lda, ap, nb * t / nt, nb * (t + 1) / nt);
     }
-    job->a_packed = ap;
+    if (ap) job->a_packed = ap;
     run_i8i8(ops, job, threads_for(n_threads, job->w->n_panels));
     free(ap);
     return PQ_OK;
@@ -222,12 +222,49 @@ pq_status pq_gemm_i8i8_f32(const int8_t *a, int64_t m, int64_t lda, const float 
     return st;
 }
 
+/* W8A8 for variants that quantize straight into their packed A (symmetric
+ * weights: no activation row sums needed): one pass over x, no m x k
+ * intermediate. Codes, scales and results equal the two-step path's. */
+static pq_status w8a8_packed(const pq_gemm_ops *ops, const float *x, int64_t m, int64_t ldx,
+                             const pq_gemm_w *w, const pq_gemm_epilogue *epi, float *y, int64_t ldy,
+                             int n_threads)
+{
+    if (!y || ldy < w->n) return pq_err(PQ_ERR_CONFIG, "gemm w8a8: bad output ldy %lld", (long long)ldy);
+    pq_status st = check_epi(epi, y, m, ldy, w->n);
+    if (st) return st;
+    size_t bytes = ops->a_pack_size(m, w->k);
+    void *ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    float *s = malloc((size_t)m * sizeof *s);
+    if (!ap || !s) {
+        free(ap);
+        free(s);
+        return pq_err(PQ_ERR_RESOURCE, "gemm w8a8: out of memory for %lld x %lld codes",
+                      (long long)m, (long long)w->k);
+    }
+    int64_t nb = (m + ops->a_pack_rows - 1) / ops->a_pack_rows;
+    int nt = threads_for(n_threads, nb);
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++)
+        ops->quantize_pack(x, m, w->k, ldx, ap, s, nb * t / nt, nb * (t + 1) / nt);
+    pq_gemm_i8i8_job job = {.a = NULL, .m = m, .lda = w->k, .a_packed = ap, .w = w, .y = y,
+                            .ldy = ldy, .a_scale = s, .a_per_token = 1, .epi = epi};
+    st = exec_i8i8(&job, n_threads);
+    free(ap);
+    free(s);
+    return st;
+}
+
 pq_status pq_gemm_w8a8_f32(const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
                            const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads)
 {
     if (!w || !x || m < 0 || ldx < w->k)
         return pq_err(PQ_ERR_CONFIG, "gemm w8a8: bad input shape");
     if (m == 0) return PQ_OK;
+    const pq_gemm_ops *ops = pq_gemm_ops_current();
+    if (ops->quantize_pack && !w->zp && w->use == PQ_GEMM_USE_I8I8)
+        return w8a8_packed(ops, x, m, ldx, w, epi, y, ldy, n_threads);
     int8_t *q = malloc((size_t)(m * w->k));
     float *s = malloc((size_t)m * sizeof *s);
     pq_status st = PQ_OK;
@@ -237,7 +274,6 @@ pq_status pq_gemm_w8a8_f32(const float *x, int64_t m, int64_t ldx, const pq_gemm
         goto cleanup;
     }
     /* rows are independent: split them over the threads */
-    const pq_gemm_ops *ops = pq_gemm_ops_current();
     int nt = threads_for(n_threads, (m + 15) / 16);
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)

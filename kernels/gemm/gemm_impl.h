@@ -106,6 +106,10 @@ typedef struct pq_gemm_ops {
     void (*wonly)(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
     void (*quantize_dynamic)(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
                              int64_t ldq, float *scale);
+    /* optional: quantize_dynamic written straight into the packed A layout
+     * (row blocks [b0, b1)), the same codes and scales; NULL if absent */
+    void (*quantize_pack)(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
+                          float *scale, int64_t b0, int64_t b1);
 } pq_gemm_ops;
 
 extern const pq_gemm_ops pq_gemm_ops_ref;
