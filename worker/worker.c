@@ -60,11 +60,12 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
 /* Cost of writing one output byte on rank 0 while the others still work
  * (float tensors, receiving and writing unit results; the commit comes after
  * everyone and does not count), in the units' measure (one fp32 input byte
- * of RTN). Measured on the 2-core VM with esm2_t30_150M (--verbose phases):
- * RTN of 565 MB in ~0.2 s, rank 0's floats + receive + writes for ~150 MB of
- * output in ~0.1 s. A constant, not a run-time measurement: every rank must
- * compute the same plan. Hash chunks cost PQ_PLAN_HASH_COST_PER_BYTE. */
-#define WRITE_COST_PER_BYTE 2.0
+ * of RTN). Chosen from the --verbose phases of esm2_t30_150M on 2 ranks of
+ * the 2-core build machine: at 1.0 both ranks finish their planned work
+ * within 2 % of each other (at 2.0 rank 0 idled 20 % of the phase). A
+ * constant, not a run-time measurement: every rank must compute the same
+ * plan. Hash chunks cost PQ_PLAN_HASH_COST_PER_BYTE. */
+#define WRITE_COST_PER_BYTE 1.0
 
 void pq_worker_assign(pq_job *j, int n_ranks)
 {
