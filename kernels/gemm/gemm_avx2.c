@@ -308,40 +308,18 @@ void pq_gemm_wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, fl
 /* ---- dynamic per-token quantisation --------------------------------------- */
 
 void pq_gemm_quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
-                                  int64_t ldq, float *scale)
+                                   int64_t ldq, float *scale)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int64_t i = 0; i < m; i++) {
         const float *r = x + i * ldx;
         int8_t *o = q + i * ldq;
-        __m256 vm = _mm256_setzero_ps();
-        int64_t j = 0;
-        for (; j + 8 <= k; j += 8) vm = _mm256_max_ps(vm, _mm256_and_ps(_mm256_loadu_ps(r + j), absmask));
-        float t[8];
-        _mm256_storeu_ps(t, vm);
-        float amax = 0.0f;
-        for (int u = 0; u < 8; u++) amax = t[u] > amax ? t[u] : amax;
-        for (; j < k; j++) {
-            float a = r[j] < 0 ? -r[j] : r[j];
-            amax = a > amax ? a : amax;
-        }
-        float s = (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
+        float s = row_scale_dynamic(r, k);
         float inv = 1.0f / s;
         scale[i] = s;
-        __m256 vi = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
-        for (j = 0; j + 8 <= k; j += 8) {
-            __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(r + j), vi),
-                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-            __m256i n = _mm256_cvtps_epi32(v);
-            __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
-            _mm_storel_epi64((__m128i *)(o + j), _mm_packs_epi16(p16, p16));
-        }
-        for (; j < k; j++) {
-            float v = __builtin_nearbyintf(r[j] * inv);
-            v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
-            o[j] = (int8_t)v;
-        }
+        __m256 vi = _mm256_set1_ps(inv);
+        int64_t j = 0;
+        for (; j + 8 <= k; j += 8) _mm_storel_epi64((__m128i *)(o + j), quant8_dynamic(r + j, vi));
+        for (; j < k; j++) o[j] = quant1_dynamic(r[j], inv);
     }
 }
 

@@ -67,8 +67,6 @@ static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
 static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
                                float *scale, int64_t b0, int64_t b1)
 {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
     int64_t bb = a_block_bytes(k), kq = (k + 3) / 4;
     uint8_t *d = dst;
     for (int64_t b = b0; b < b1; b++) {
@@ -77,38 +75,19 @@ static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx
         for (int r = 0; r < rows; r++) {
             const float *s = x + (b * MRV + r) * ldx;
             uint8_t *o = blk + r * 4;
-            __m256 vm = _mm256_setzero_ps();
-            int64_t j = 0;
-            for (; j + 8 <= k; j += 8) vm = _mm256_max_ps(vm, _mm256_and_ps(_mm256_loadu_ps(s + j), absmask));
-            float t[8];
-            _mm256_storeu_ps(t, vm);
-            float amax = 0.0f;
-            for (int u = 0; u < 8; u++) amax = t[u] > amax ? t[u] : amax;
-            for (; j < k; j++) {
-                float a = s[j] < 0 ? -s[j] : s[j];
-                amax = a > amax ? a : amax;
-            }
-            float sc = (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
+            float sc = row_scale_dynamic(s, k);
             float inv = 1.0f / sc;
             scale[b * MRV + r] = sc;
             __m256 vi = _mm256_set1_ps(inv);
-            for (j = 0; j + 8 <= k; j += 8) {
-                __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(s + j), vi),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-                __m256i n = _mm256_cvtps_epi32(v);
-                __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
-                __m128i p8 = _mm_xor_si128(_mm_packs_epi16(p16, p16), _mm_set1_epi8((char)0x80));
+            int64_t j = 0;
+            for (; j + 8 <= k; j += 8) {
+                __m128i p8 = _mm_xor_si128(quant8_dynamic(s + j, vi), _mm_set1_epi8((char)0x80));
                 uint32_t q0 = (uint32_t)_mm_cvtsi128_si32(p8), q1 = (uint32_t)_mm_extract_epi32(p8, 1);
                 memcpy(o + (j / 4) * MRV * 4, &q0, 4);
                 memcpy(o + (j / 4 + 1) * MRV * 4, &q1, 4);
             }
             uint8_t tail[8] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
-            for (int64_t u = j; u < k; u++) {
-                float v = __builtin_nearbyintf(s[u] * inv);
-                v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
-                tail[u - j] = (uint8_t)((int8_t)v ^ 0x80);
-            }
+            for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
             for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
         }
         for (int r = rows; r < MRV; r++)

@@ -12,6 +12,43 @@
 
 #define AINLINE static inline __attribute__((always_inline))
 
+/* Dynamic per-token scale of one row: max(absmax, 1e-5) / 127 (max is exact
+ * in any order, so every variant gets the same scale). */
+AINLINE float row_scale_dynamic(const float *r, int64_t k)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vm = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= k; j += 8) vm = _mm256_max_ps(vm, _mm256_and_ps(_mm256_loadu_ps(r + j), absmask));
+    float t[8];
+    _mm256_storeu_ps(t, vm);
+    float amax = 0.0f;
+    for (int u = 0; u < 8; u++) amax = t[u] > amax ? t[u] : amax;
+    for (; j < k; j++) {
+        float a = r[j] < 0 ? -r[j] : r[j];
+        amax = a > amax ? a : amax;
+    }
+    return (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
+}
+
+/* Eight codes clamp(nearbyint(x * inv), -127, 127) in the low 8 bytes. */
+AINLINE __m128i quant8_dynamic(const float *x, __m256 vi)
+{
+    __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), vi),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    __m256i n = _mm256_cvtps_epi32(v);
+    __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(n), _mm256_extracti128_si256(n, 1));
+    return _mm_packs_epi16(p16, p16);
+}
+
+/* The scalar tail of quant8_dynamic. */
+AINLINE int8_t quant1_dynamic(float x, float inv)
+{
+    float v = __builtin_nearbyintf(x * inv);
+    return (int8_t)(v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v));
+}
+
 /* Stores a float row segment of nc <= 16 columns (tail through a buffer). */
 AINLINE void store_f(float *y, __m256 v0, __m256 v1, int64_t nc)
 {
