@@ -589,21 +589,7 @@ static hid_t open_rw(const char *p)
     return f;
 }
 
-static void set_root_str(const char *p, const char *name, const char *val)
-{
-    hid_t f = open_rw(p);
-    assert_true(H5Adelete(f, name) >= 0);
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-    H5Tset_size(t, H5T_VARIABLE);
-    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    assert_true(a >= 0);
-    assert_true(H5Awrite(a, t, &val) >= 0);
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    H5Fclose(f);
-}
-
+/* Adds a string attribute to the root group. */
 static void set_root_str_new(const char *p, const char *name, const char *val)
 {
     hid_t f = open_rw(p);
@@ -616,6 +602,15 @@ static void set_root_str_new(const char *p, const char *name, const char *val)
     H5Sclose(sp);
     H5Tclose(t);
     H5Fclose(f);
+}
+
+/* Replaces a root string attribute. */
+static void set_root_str(const char *p, const char *name, const char *val)
+{
+    hid_t f = open_rw(p);
+    assert_true(H5Adelete(f, name) >= 0);
+    H5Fclose(f);
+    set_root_str_new(p, name, val);
 }
 
 static void set_root_int(const char *p, const char *name, int val)
