@@ -234,6 +234,9 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     const pq_plan *p = j->plan;
     in_flight *fl = calloc(MAX_IN_FLIGHT, sizeof *fl);
     if (!fl) return pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory", rank);
+    /* The direct returns below follow a failed MPI call: the job aborts, and
+     * fl stays allocated on purpose, since MPI may still own its send
+     * buffers. */
 
     for (int i = next_own(p, 0, rank); i < p->n_units && !got_shutdown; i = next_own(p, i + 1, rank)) {
         const pq_unit *u = &p->units[i];
