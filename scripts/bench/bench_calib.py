@@ -61,16 +61,19 @@ def bench_hist(b, model, fasta, tmp):
     import torch
     torch.set_num_threads(1)
     t = torch.from_numpy(x)
-    obs = torch.ao.quantization.HistogramObserver(bins=2048)
-    obs(t[:64])  # initialise, then time a realistic stream of batches
-    n_bytes = 0
-    t0 = time.perf_counter()
-    for i in range(0, t.shape[0], 512):
-        obs(t[i:i + 512])
-        n_bytes += t[i:i + 512].numel() * 4
-    dt = time.perf_counter() - t0
-    torch_gbs = n_bytes / dt / 1e9
-    print(f"torch {torch.__version__} HistogramObserver: {torch_gbs:.3f} GB/s per core")
+    # best of 3 passes, as bench_hist takes the best of its repetitions
+    torch_gbs = 0.0
+    for _ in range(3):
+        obs = torch.ao.quantization.HistogramObserver(bins=2048)
+        obs(t[:64])  # initialise, then time a realistic stream of batches
+        n_bytes = 0
+        t0 = time.perf_counter()
+        for i in range(0, t.shape[0], 512):
+            obs(t[i:i + 512])
+            n_bytes += t[i:i + 512].numel() * 4
+        dt = time.perf_counter() - t0
+        torch_gbs = max(torch_gbs, n_bytes / dt / 1e9)
+    print(f"torch {torch.__version__} HistogramObserver: {torch_gbs:.3f} GB/s per core (best of 3)")
     print(f"speed-up vs HistogramObserver: {res['avx2'] / torch_gbs:.1f}x (avx2), {res['ref'] / torch_gbs:.1f}x (ref)")
 
 
