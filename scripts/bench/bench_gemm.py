@@ -11,7 +11,7 @@ then again) and the best over all rounds is kept; "median" is the median of
 the per-round medians. Rows marked "[avx2]" force the AVX2 variant
 (PQ_KERNELS=avx2) next to the automatically chosen one.
 
-usage: .venv/bin/python scripts/bench/bench_gemm.py --build build-gemm [--threads 1,2]
+usage: .venv/bin/python scripts/bench/bench_gemm.py --build build [--threads 1,2]
 """
 import argparse
 import os
@@ -83,7 +83,7 @@ def run_ort(m, n, k, threads, reps, a_unsigned=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default="build-gemm")
+    ap.add_argument("--build", default="build")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per round at M=512 (GEMV: x20)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
