@@ -276,11 +276,10 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     while (fin.tag == PQ_TAG_DONE && !got_shutdown) {
         int batch = j->hash_threads < 1 ? 1 : j->hash_threads, n = 0;
         if (batch > PQ_WIRE_MAX_LEAVES) batch = PQ_WIRE_MAX_LEAVES;
+        int64_t chunks[PQ_WIRE_MAX_LEAVES];
         if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
         if (got_shutdown) break;
-        int first = 0;
-        while (first < p->n_hash && (p->hash[first].rank != rank || j->hash_have[first])) first++;
-        if ((st = pq_job_hash_own(j, rank, batch, &n))) {
+        if ((st = pq_job_hash_own(j, rank, batch, chunks, &n))) {
             set_error(&fin, rank, -1, st);
             break;
         }
@@ -291,10 +290,10 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         }
         pq_msg lm = {.tag = PQ_TAG_LEAVES};
         lm.u.leaves.rank = (uint32_t)rank;
-        for (int i = first; i < p->n_hash && lm.u.leaves.n < n; i++) {
-            if (p->hash[i].rank != rank) continue;
-            lm.u.leaves.chunk[lm.u.leaves.n] = (uint32_t)i;
-            memcpy(lm.u.leaves.leaf[lm.u.leaves.n++], j->hash_leaves + (size_t)i * PQ_WIRE_LEAF_BYTES,
+        lm.u.leaves.n = n;
+        for (int k = 0; k < n; k++) {
+            lm.u.leaves.chunk[k] = (uint32_t)chunks[k];
+            memcpy(lm.u.leaves.leaf[k], j->hash_leaves + (size_t)chunks[k] * PQ_WIRE_LEAF_BYTES,
                    PQ_WIRE_LEAF_BYTES);
         }
         double t0 = now_s();

@@ -64,7 +64,7 @@ static pq_status alloc_leaves(pq_job *j)
     size_t n = (size_t)j->plan->n_hash + 1;
     free(j->hash_leaves);
     free(j->hash_have);
-    j->hash_leaves = malloc(n * 32);
+    j->hash_leaves = malloc(n * PQ_HASH_LEAF_BYTES);
     j->hash_have = calloc(n, sizeof(bool));
     if (!j->hash_leaves || !j->hash_have) return pq_err(PQ_ERR_RESOURCE, "out of memory for the hash leaves");
     return PQ_OK;
@@ -230,32 +230,27 @@ pq_status pq_job_hash_source(pq_job *j, char hex[65])
     return st;
 }
 
-pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int *n_done)
+pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, int *n_done)
 {
     const pq_plan *p = j->plan;
-    int todo[64], n = 0;
+    int n = 0;
     double t0 = now_s();
-    if (max_chunks > 64) max_chunks = 64;
     for (int i = 0; i < p->n_hash && n < max_chunks; i++)
-        if (p->hash[i].rank == rank && !j->hash_have[i]) todo[n++] = i;
+        if (p->hash[i].rank == rank && !j->hash_have[i]) chunks[n++] = i;
     *n_done = n;
     if (!n) return PQ_OK;
     const char *inj = getenv("PQ_TEST_FAIL_HASH");
     if (inj && *inj && atoi(inj) == rank)
-        return pq_err(PQ_ERR_IO, "hashing the source, chunk %d: injected failure (PQ_TEST_FAIL_HASH)", todo[0]);
-    int failed = 0, nt = j->hash_threads < n ? j->hash_threads : n;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1) reduction(| : failed)
-    for (int k = 0; k < n; k++) {
-        int i = todo[k];
-        if (pq_st_hash_chunk(j->model, p->hash_chunk_bytes, i, j->hash_leaves + (size_t)i * 32)) failed |= 1;
-        else j->hash_have[i] = true;
-    }
+        return pq_err(PQ_ERR_IO, "hashing the source, chunk %lld: injected failure (PQ_TEST_FAIL_HASH)",
+                      (long long)chunks[0]);
+    pq_status st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, chunks, n, j->hash_threads, j->hash_leaves);
     j->t.hash += now_s() - t0;
-    if (failed) return pq_err(PQ_ERR_INTERNAL, "hashing the source: SHA-256 of a chunk failed");
+    if (st) return pq_err_replace(st, "hashing the source: SHA-256 of a chunk failed");
+    for (int k = 0; k < n; k++) j->hash_have[chunks[k]] = true;
     return PQ_OK;
 }
 
-pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[32])
+pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES])
 {
     const pq_plan *p = j->plan;
     if (chunk < 0 || chunk >= p->n_hash)
@@ -264,7 +259,7 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
     if (p->hash[chunk].rank != src || j->hash_have[chunk])
         return pq_err(PQ_ERR_PROTO, "rank %d sent the hash of chunk %lld, which %s", src, (long long)chunk,
                       p->hash[chunk].rank != src ? "the plan gave to another rank" : "was already known");
-    memcpy(j->hash_leaves + (size_t)chunk * 32, leaf, 32);
+    memcpy(j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES, leaf, PQ_HASH_LEAF_BYTES);
     j->hash_have[chunk] = true;
     return PQ_OK;
 }

@@ -14,6 +14,7 @@
 #include "plan.h"
 #include "pq_err.h"
 #include "safetensors.h"
+#include "st_hash.h"
 
 /* Per-tensor outcome, for the summary table and get_quantization_stats. */
 typedef struct pq_tensor_stats {
@@ -98,7 +99,7 @@ typedef struct pq_job {
      * source, and pq_job_finish_output combines the leaves. */
     bool defer_source_hash;
     int hash_threads;                  /* threads for hashing chunks (>= 1) */
-    uint8_t *hash_leaves;              /* plan->n_hash x 32 bytes, chunk order */
+    uint8_t *hash_leaves;              /* plan->n_hash x PQ_HASH_LEAF_BYTES, chunk order */
     bool *hash_have;                   /* per chunk: leaf known */
     char source_hash[65];              /* hex tree digest, "" until known */
     /* Called by pq_job_finish_output before the commit (the static scheme
@@ -129,10 +130,11 @@ pq_status pq_job_hash_source(pq_job *j, char hex[65]);
 
 /* Hash up to max_chunks of the chunks the plan gives `rank` that are not
  * hashed yet (in parallel with j->hash_threads threads) into
- * j->hash_leaves; *n_done says how many (0: none left). Timed into j->t.hash.
+ * j->hash_leaves; their indices go to chunks[0..*n_done) (room for
+ * max_chunks), *n_done 0 when none is left. Timed into j->t.hash.
  * PQ_TEST_FAIL_HASH=<rank> (test-only) makes that rank's first chunk fail
  * with PQ_ERR_IO. */
-pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int *n_done);
+pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, int *n_done);
 
 /* Cut the source digest into chunks of chunk_bytes instead of
  * PQ_HASH_CHUNK_BYTES (tests: many chunks from a small model); call before
@@ -141,7 +143,7 @@ pq_status pq_job_set_hash_chunks(pq_job *j, int64_t chunk_bytes);
 
 /* Rank 0: record the leaf of `chunk` hashed by rank `src`. PQ_ERR_PROTO
  * when the chunk is out of range, not src's in the plan, or already known. */
-pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[32]);
+pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES]);
 
 /* Writer side. begin: create OUT.partial, write float tensors and create the
  * quantized datasets. put: write a unit's rows (any order). finish: metrics,

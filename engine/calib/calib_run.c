@@ -3,7 +3,6 @@
 #include "calib_run.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,38 +188,6 @@ cleanup:
     return st;
 }
 
-static void to_hex(const unsigned char *md, char hex[65])
-{
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
-
-pq_status pq_calib_file_sha256(const char *path, char hex[65])
-{
-    pq_status st = PQ_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f) return pq_err(PQ_ERR_IO, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    size_t got;
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        st = pq_err(PQ_ERR_INTERNAL, "sha256 init failed");
-        goto cleanup;
-    }
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
-        if (EVP_DigestUpdate(ctx, buf, got) != 1) { st = pq_err(PQ_ERR_INTERNAL, "sha256 failed"); goto cleanup; }
-    if (ferror(f)) { st = pq_err(PQ_ERR_IO, "%s: read error", path); goto cleanup; }
-    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32) {
-        st = pq_err(PQ_ERR_INTERNAL, "sha256 final failed");
-        goto cleanup;
-    }
-    to_hex(md, hex);
-cleanup:
-    EVP_MD_CTX_free(ctx);
-    fclose(f);
-    return st;
-}
-
 pq_status pq_calib_model_sha256(const char *path, char hex[65])
 {
     size_t n = strlen(path);
@@ -238,7 +205,7 @@ pq_status pq_calib_model_sha256(const char *path, char hex[65])
 pq_status pq_calib_add_dataset(pq_calib *c, const char *path)
 {
     char hex[65];
-    pq_status st = pq_calib_file_sha256(path, hex);
+    pq_status st = pq_sha256_file(path, hex);
     if (st) return st;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;

@@ -56,8 +56,6 @@ void pq_calib_records_free(pq_fasta_record *recs, int64_t n);
 pq_status pq_calib_collect(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n, int rank,
                            int n_ranks, int64_t batch_tokens, pq_calib *c);
 
-/* SHA-256 of a file's bytes as lowercase hex. */
-pq_status pq_calib_file_sha256(const char *path, char hex[65]);
 /* Tree digest identifying a model (st_hash.h, 64 MiB chunks): of the
  * safetensors checkpoint's files (the value a quantized output records as
  * source_sha256_tree), or of the file's bytes for an .h5/.hdf5 model. */

@@ -33,6 +33,12 @@ int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t 
 pq_status pq_st_hash_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i,
                            uint8_t leaf[PQ_HASH_LEAF_BYTES]);
 
+/* leaves[i * 32 ..] = SHA-256 of chunk i for the n chunks idx[0..n) (NULL:
+ * chunks 0..n-1), by up to n_threads OpenMP threads (<= 1: this thread).
+ * leaves is indexed by chunk number. PQ_ERR_INTERNAL when any failed. */
+pq_status pq_st_hash_chunks(const pq_st_model *m, int64_t chunk_bytes, const int64_t *idx, int64_t n,
+                            int n_threads, uint8_t *leaves);
+
 /* hex = lowercase hex of SHA-256(leaves[0] || ... || leaves[n-1]), 32 bytes
  * each (borrowed). 65 bytes with the NUL. */
 pq_status pq_hash_tree_combine(const uint8_t *leaves, int64_t n, char hex[65]);
@@ -41,7 +47,11 @@ pq_status pq_hash_tree_combine(const uint8_t *leaves, int64_t n, char hex[65]);
  * threads (<= 1: this thread). */
 pq_status pq_st_hash_tree(const pq_st_model *m, int64_t chunk_bytes, int n_threads, char hex[65]);
 
-/* The same digest of one plain file (any content), read with pread(2). */
+/* The same digest of one plain file (any content), read sequentially. */
 pq_status pq_hash_tree_file(const char *path, int64_t chunk_bytes, char hex[65]);
+
+/* hex = lowercase hex of the plain SHA-256 of a whole file (e.g. a dataset),
+ * read sequentially. PQ_ERR_IO when it cannot be opened or read. */
+pq_status pq_sha256_file(const char *path, char hex[65]);
 
 #endif

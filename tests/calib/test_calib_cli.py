@@ -10,6 +10,7 @@
     equal amax / 127 of the JSON export
   * calibration errors: exit status 6, the cause named, nothing written
 usage: test_calib_cli.py PROTEUS MPIEXEC TRAINED_MODEL CALIB_FASTA"""
+import hashlib
 import json
 import os
 import struct
@@ -90,6 +91,10 @@ def main():
     with h5py.File("u.h5") as f:
         check(int(f["calibration"].attrs["n_sequences"]) == 24, "update adds the sequence count")
         check(f["calibration"].attrs["datasets"].count("sha256:") == 2, "update records both datasets")
+        for name in ("a.fasta", "b.fasta"):
+            with open(name, "rb") as fh:
+                want = "sha256:" + hashlib.sha256(fh.read()).hexdigest() + " " + name
+            check(want in f["calibration"].attrs["datasets"], "%s recorded by its SHA-256 (hashlib)" % name)
 
     # N-independence: byte-identical stores for 1..4 ranks
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
