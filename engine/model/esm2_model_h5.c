@@ -85,12 +85,7 @@ static pq_status h5_qkv(void *user, int layer, int64_t dim, pq_qlinear **ql)
             return st;
         kind[i] = pq_qlinear_choose(e[i]->spec.bits, e[i]->spec.gran, e[i]->scheme, has_act,
                                     src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
-        const pq_qspec *a = &e[0]->spec, *b = &e[i]->spec;
-        pq_granularity ga = a->gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : a->gran;
-        pq_granularity gb = b->gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : b->gran;
-        if (kind[i] != kind[0] || b->bits != a->bits || gb != ga || b->symmetric != a->symmetric ||
-            (ga == PQ_GRAN_GROUP && b->group_size != a->group_size))
-            return PQ_OK;
+        if (kind[i] != kind[0] || !pq_qlinear_specs_stack(&e[0]->spec, &e[i]->spec)) return PQ_OK;
         /* static: one input quantization for the three */
         if (kind[i] == PQ_QLINEAR_W8A8_STATIC && (act_scale[i] != act_scale[0] || act_zp[i] != act_zp[0]))
             return PQ_OK;

@@ -116,6 +116,19 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     return PQ_OK;
 }
 
+/* A per-tensor scale stacks as one repeated per row. */
+static pq_granularity stacked_gran(pq_granularity g)
+{
+    return g == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : g;
+}
+
+bool pq_qlinear_specs_stack(const pq_qspec *a, const pq_qspec *b)
+{
+    pq_granularity ga = stacked_gran(a->gran);
+    return a->bits == b->bits && ga == stacked_gran(b->gran) && a->symmetric == b->symmetric &&
+           (ga != PQ_GRAN_GROUP || a->group_size == b->group_size);
+}
+
 pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
                                            pq_qlinear_kind kind, float act_scale, int32_t act_zp,
                                            pq_qlinear **out)
@@ -124,14 +137,12 @@ pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *c
     if (n_parts < 1) return pq_err(PQ_ERR_CONFIG, "%s: nothing to stack", name);
     const pq_qtensor *q0 = qts[0];
     pq_qspec spec = q0->spec;
-    if (spec.gran == PQ_GRAN_TENSOR) spec.gran = PQ_GRAN_CHANNEL;
+    spec.gran = stacked_gran(spec.gran);
     spec.symmetric = (q0->zero_point == NULL);
     int64_t rows = 0;
     for (int i = 0; i < n_parts; i++) {
         const pq_qtensor *q = qts[i];
-        pq_granularity g = q->spec.gran == PQ_GRAN_TENSOR ? PQ_GRAN_CHANNEL : q->spec.gran;
-        if (q->spec.bits != spec.bits || q->cols != q0->cols || g != spec.gran ||
-            (g == PQ_GRAN_GROUP && q->spec.group_size != spec.group_size) ||
+        if (!pq_qlinear_specs_stack(&q->spec, &q0->spec) || q->cols != q0->cols ||
             (q->zero_point == NULL) != spec.symmetric)
             return pq_err(PQ_ERR_CONFIG, "%s: part %d (%d-bit %s, %lld columns) does not stack with part 0 "
                           "(%d-bit %s, %lld columns)", name, i, q->spec.bits, pq_granularity_name(q->spec.gran),

@@ -50,6 +50,11 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
  * tensor/channel apart, granularity and group size; kind, act_scale, act_zp
  * as pq_qlinear_from_qtensor. Returns owned *out; PQ_ERR_CONFIG when the
  * parts cannot stack. */
+/* Whether weights quantized as a and b can be stacked into one Linear: the
+ * same bits, symmetry, granularity (tensor counting as channel) and, for
+ * group scales, group size. */
+bool pq_qlinear_specs_stack(const pq_qspec *a, const pq_qspec *b);
+
 pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
                                            pq_qlinear_kind kind, float act_scale, int32_t act_zp,
                                            pq_qlinear **out);
