@@ -146,24 +146,40 @@ static pq_status check_epi(const pq_gemm_epilogue *epi, const float *y, int64_t 
     return PQ_OK;
 }
 
-/* Runs one i8i8 job, packing A first if the variant wants it. */
-static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
+/* The variant's packed A for m x k: int8 codes a (row stride ld), or, with
+ * x non-NULL, fp32 rows quantized per token on the way (scales to scale).
+ * Row blocks are split over the threads. Owned result (free), NULL when out
+ * of memory. */
+static void *pack_a(const pq_gemm_ops *ops, const int8_t *a, const float *x, int64_t m, int64_t k,
+                    int64_t ld, float *scale, int n_threads)
 {
-    const pq_gemm_ops *ops = pq_gemm_ops_current();
-    size_t bytes = job->a_packed ? 0 : ops->a_pack_size(job->m, job->w->k);
-    void *ap = NULL;
-    if (bytes) {
-        ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!ap) return pq_err(PQ_ERR_RESOURCE, "gemm i8i8: out of memory for packed A");
-        int64_t nb = (job->m + ops->a_pack_rows - 1) / ops->a_pack_rows;
-        int nt = threads_for(n_threads, nb);
+    size_t bytes = ops->a_pack_size(m, k);
+    void *ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!ap) return NULL;
+    int64_t nb = (m + ops->a_pack_rows - 1) / ops->a_pack_rows;
+    int nt = threads_for(n_threads, nb);
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
 #endif
-        for (int t = 0; t < nt; t++)
-            ops->a_pack(job->a, job->m, job->w->k, job->lda, ap, nb * t / nt, nb * (t + 1) / nt);
+    for (int t = 0; t < nt; t++) {
+        int64_t b0 = nb * t / nt, b1 = nb * (t + 1) / nt;
+        if (x) ops->quantize_pack(x, m, k, ld, ap, scale, b0, b1);
+        else ops->a_pack(a, m, k, ld, ap, b0, b1);
     }
-    if (ap) job->a_packed = ap;
+    return ap;
+}
+
+/* Runs one i8i8 job, packing A first if the variant wants it and the job
+ * does not bring it packed. */
+static pq_status exec_i8i8(pq_gemm_i8i8_job *job, int n_threads)
+{
+    const pq_gemm_ops *ops = pq_gemm_ops_current();
+    void *ap = NULL;
+    if (!job->a_packed && ops->a_pack_size(job->m, job->w->k)) {
+        ap = pack_a(ops, job->a, NULL, job->m, job->w->k, job->lda, NULL, n_threads);
+        if (!ap) return pq_err(PQ_ERR_RESOURCE, "gemm i8i8: out of memory for packed A");
+        job->a_packed = ap;
+    }
     run_i8i8(ops, job, threads_for(n_threads, job->w->n_panels));
     free(ap);
     return PQ_OK;
@@ -232,22 +248,13 @@ static pq_status w8a8_packed(const pq_gemm_ops *ops, const float *x, int64_t m, 
     if (!y || ldy < w->n) return pq_err(PQ_ERR_CONFIG, "gemm w8a8: bad output ldy %lld", (long long)ldy);
     pq_status st = check_epi(epi, y, m, ldy, w->n);
     if (st) return st;
-    size_t bytes = ops->a_pack_size(m, w->k);
-    void *ap = aligned_alloc(64, (bytes + 63) / 64 * 64);
     float *s = malloc((size_t)m * sizeof *s);
-    if (!ap || !s) {
-        free(ap);
+    void *ap = s ? pack_a(ops, NULL, x, m, w->k, ldx, s, n_threads) : NULL;
+    if (!ap) {
         free(s);
         return pq_err(PQ_ERR_RESOURCE, "gemm w8a8: out of memory for %lld x %lld codes",
                       (long long)m, (long long)w->k);
     }
-    int64_t nb = (m + ops->a_pack_rows - 1) / ops->a_pack_rows;
-    int nt = threads_for(n_threads, nb);
-#if PQ_HAVE_OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
-#endif
-    for (int t = 0; t < nt; t++)
-        ops->quantize_pack(x, m, w->k, ldx, ap, s, nb * t / nt, nb * (t + 1) / nt);
     pq_gemm_i8i8_job job = {.a = NULL, .m = m, .lda = w->k, .a_packed = ap, .w = w, .y = y,
                             .ldy = ldy, .a_scale = s, .a_per_token = 1, .epi = epi};
     st = exec_i8i8(&job, n_threads);

@@ -29,6 +29,13 @@ static size_t a_pack_size_vnni(int64_t m, int64_t k)
     return (size_t)((m + MRV - 1) / MRV * a_block_bytes(k));
 }
 
+/* Rows of block blk from `rows` on (past m) hold code 0 (byte 128). */
+static void pad_block(uint8_t *blk, int rows, int64_t kq)
+{
+    for (int r = rows; r < MRV; r++)
+        for (int64_t q = 0; q < kq; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
+}
+
 /* Rows are copied a quad (4 bytes) at a time with the XOR applied to the
  * whole word; a k tail shorter than a quad is completed with byte 128. */
 static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
@@ -54,9 +61,7 @@ static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
                 memcpy(o + kq * MRV * 4, t, 4);
             }
         }
-        /* rows past m: code 0 */
-        for (int r = rows; r < MRV; r++)
-            for (int64_t q = 0; q < (k + 3) / 4; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
+        pad_block(blk, rows, (k + 3) / 4);
     }
 }
 
@@ -90,8 +95,7 @@ static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx
             for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
             for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
         }
-        for (int r = rows; r < MRV; r++)
-            for (int64_t q = 0; q < kq; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
+        pad_block(blk, rows, kq);
     }
 }
 
