@@ -674,8 +674,11 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     h = malloc(nd * sizeof(float));
     size_t sz[6] = {3 * nd, nd, (size_t)(N * (F > V ? F : V)), (size_t)(max_T * (hd / 2)),
                     (size_t)(max_T * (hd / 2)), (size_t)c.n_threads * (size_t)(max_T * max_T)};
-    size_t need = 0;
-    for (int i = 0; i < 6; i++) need += (sz[i] + 15) / 16 * 16;
+    size_t off[6], need = 0;
+    for (int i = 0; i < 6; i++) {
+        off[i] = need;
+        need += (sz[i] + 15) / 16 * 16;
+    }
     if (need > m->ws_floats) {
         free(m->ws);
         m->ws_floats = 0;
@@ -686,14 +689,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         st = pq_err(PQ_ERR_RESOURCE, "out of memory for the activations of %lld tokens", (long long)N);
         goto cleanup;
     }
-    float *slice[6];
-    for (size_t i = 0, off = 0; i < 6; off += (sz[i] + 15) / 16 * 16, i++) slice[i] = m->ws + off;
-    qkv = slice[0];
-    o = slice[1];
-    f = slice[2];
-    c.cos_t = slice[3];
-    c.sin_t = slice[4];
-    c.scratch = slice[5];
+    qkv = m->ws + off[0];
+    o = m->ws + off[1];
+    f = m->ws + off[2];
+    c.cos_t = m->ws + off[3];
+    c.sin_t = m->ws + off[4];
+    c.scratch = m->ws + off[5];
     if (want_attn) {
         attn_off = malloc((size_t)(b->n_seqs + 1) * sizeof *attn_off);
         if (!attn_off) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
