@@ -49,8 +49,8 @@ typedef struct pq_hash_unit {
 /* Cost of hashing one source byte in the units' measure (one fp32 input
  * byte of RTN). Measured on the 2-core VM with esm2_t30_150M, one thread
  * (--verbose phases of bench_mpi.sh -n 1): RTN of 565 MB in 0.16-0.26 s,
- * SHA-256 (SHA-NI, from the mapping) of 593 MB in 0.37-0.45 s. A constant, not a run-time measurement: every rank must
- * compute the same plan. */
+ * SHA-256 (SHA-NI, from the mapping) of 593 MB in 0.37-0.45 s. A constant,
+ * not a run-time measurement: every rank must compute the same plan. */
 #define PQ_PLAN_HASH_COST_PER_BYTE 2.2
 
 typedef struct pq_plan {
@@ -92,8 +92,9 @@ pq_status pq_plan_keep_float(pq_plan *p, int tensor);
 void pq_plan_assign(pq_plan *p, int n_ranks);
 
 /* The same with a starting load per rank (n_ranks entries, in the units'
- * cost measure, or NULL for none): work a rank does besides its units, such
- * as hashing the source, so that the total per rank stays balanced. */
+ * cost measure, or NULL for none): work a rank does besides its planned
+ * items, such as rank 0's writing, so that the total per rank stays
+ * balanced. */
 void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
 
 /* Sum of the fp32 bytes of all quantized units (hash chunks excluded). */

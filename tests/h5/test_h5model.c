@@ -604,25 +604,21 @@ static void set_root_str_new(const char *p, const char *name, const char *val)
     H5Fclose(f);
 }
 
-/* Replaces a root string attribute. */
-static void set_root_str(const char *p, const char *name, const char *val)
+static void delete_root_attr(const char *p, const char *name)
 {
     hid_t f = open_rw(p);
     assert_true(H5Adelete(f, name) >= 0);
     H5Fclose(f);
+}
+
+/* Replaces a root string attribute. */
+static void set_root_str(const char *p, const char *name, const char *val)
+{
+    delete_root_attr(p, name);
     set_root_str_new(p, name, val);
 }
 
-static void set_root_int(const char *p, const char *name, int val)
-{
-    hid_t f = open_rw(p);
-    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
-    assert_true(a >= 0);
-    assert_true(H5Awrite(a, H5T_NATIVE_INT, &val) >= 0);
-    H5Aclose(a);
-    H5Fclose(f);
-}
-
+/* Overwrites an integer root attribute (HDF5 converts to its stored type). */
 static void set_root_i64(const char *p, const char *name, int64_t val)
 {
     hid_t f = open_rw(p);
@@ -633,12 +629,6 @@ static void set_root_i64(const char *p, const char *name, int64_t val)
     H5Fclose(f);
 }
 
-static void delete_root_attr(const char *p, const char *name)
-{
-    hid_t f = open_rw(p);
-    assert_true(H5Adelete(f, name) >= 0);
-    H5Fclose(f);
-}
 
 static bool has_root_attr(const char *p, const char *name)
 {
@@ -716,10 +706,10 @@ static void test_corrupt_inputs(void **state)
     expect_format_error(p, "someone.else");
 
     copy_file(good, p, (size_t)-1);
-    set_root_int(p, "format_version", 3);
+    set_root_i64(p, "format_version", 3);
     expect_format_error(p, "format_version 3 is not supported (this build reads versions 1 to 2)");
     copy_file(good, p, (size_t)-1);
-    set_root_int(p, "format_version", 0);
+    set_root_i64(p, "format_version", 0);
     expect_format_error(p, "format_version 0 is not supported");
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "source_hash_chunk_bytes", 0);
@@ -783,7 +773,7 @@ static void test_source_digest(void **state)
     pq_h5r_close(r);
 
     /* version 1: format_version 1 and a plain source_sha256 */
-    set_root_int(p, "format_version", 1);
+    set_root_i64(p, "format_version", 1);
     delete_root_attr(p, "source_sha256_tree");
     delete_root_attr(p, "source_hash_chunk_bytes");
     set_root_str_new(p, "source_sha256", "5eed00");
