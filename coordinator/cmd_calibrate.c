@@ -17,6 +17,7 @@
 #include "calib_mpi.h"
 #include "cli.h"
 #include "commands.h"
+#include "mpi_start.h"
 #include "pq_config.h"
 
 static void help(FILE *f)
@@ -134,11 +135,7 @@ static int do_collect(const copts *o)
     pq_calib *c = NULL, *old = NULL;
     const char *model = o->model;
     char *stored_model = NULL;
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        fprintf(stderr, "proteus: MPI error: MPI_Init_thread failed\n");
-        return pq_status_exit_code(PQ_ERR_MPI);
-    }
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if ((rc = pq_mpi_start(&provided))) return rc;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
     double t0 = MPI_Wtime();

@@ -27,6 +27,7 @@
 #include "job.h"
 #include "log.h"
 #include "monitor.h"
+#include "mpi_start.h"
 #include "msg.h"
 #include "rtn.h"
 #include "sync.h"
@@ -218,13 +219,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
 
     memset(&prog, 0, sizeof prog);
     double t_init = mono_s();
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-        fprintf(stderr, "proteus: MPI error: MPI_Init_thread failed\n");
-        return pq_status_exit_code(PQ_ERR_MPI);
-    }
-    /* MPI failures come back as codes (translated by pq_mpi_check), never
-     * as an abort inside the library. */
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if ((rc = pq_mpi_start(&provided))) return rc;
     if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
         rc = pq_cli_fail(st);
         goto finalize;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "writeback.h"
 
 /* A quantized tensor between quant_begin and quant_end. */
 typedef struct qopen {
@@ -36,6 +37,7 @@ struct pq_h5w {
     qopen *q;
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
+    pq_writeback *wb;         /* background writeback, joined before the file closes */
 };
 
 /* Rows of fp16 converted per hyperslab write, to bound the scratch buffer. */
@@ -79,6 +81,7 @@ static herr_t close_all(pq_h5w *w)
 
 static void free_writer(pq_h5w *w)
 {
+    pq_writeback_done(w->wb);
     free(w->q);
     free(w->final_path);
     free(w->partial_path);
@@ -622,11 +625,7 @@ pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_byt
 void pq_h5w_start_writeback(pq_h5w *w)
 {
     if (!w || w->broken) return;
-    /* Any descriptor of the file will do: writeback is per inode. */
-    int fd = open(w->partial_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    close(fd);
+    pq_writeback_kick(&w->wb, w->partial_path);
 }
 
 pq_status pq_h5w_commit(pq_h5w *w)
@@ -653,6 +652,8 @@ pq_status pq_h5w_commit(pq_h5w *w)
                     pq_h5u_detail(eb, sizeof eb));
         goto fail;
     }
+    pq_writeback_done(w->wb);
+    w->wb = NULL;
     int fd = open(w->partial_path, O_RDONLY);
     if (fd < 0 || fsync(fd) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: fsync failed: %s", w->partial_path, strerror(errno));

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mpi_start.h - MPI_Init for every collective command, with the fixes a
+ * short job on one node needs. */
+#ifndef PQ_MPI_START_H
+#define PQ_MPI_START_H
+
+/* MPI_Init_thread(FUNNELED) with errors returned (never aborting inside the
+ * library). Returns 0, or prints one line and returns the MPI exit code. */
+int pq_mpi_start(int *provided);
+
+#endif
