@@ -26,39 +26,52 @@ model="$tmp/model.safetensors"
 opts=(--per-channel --precision int8 -q)
 cat "$model" >/dev/null  # page cache warm for every configuration alike
 
-run() { # name ranks threads
-  local name=$1 n=$2 t=$3 best=999999 bestq=999999 cpu="" rss="" phases="" out="$tmp/$1.h5"
-  for _ in $(seq "$reps"); do
-    rm -f "$out"
-    local t0 t1 log
-    t0=$(date +%s.%N)
-    # user+sys of mpirun and its ranks (children) on the last line of stderr
-    log=$(/usr/bin/time -f "cpu %U %S" mpirun -n "$n" --bind-to none "$proteus" quantize --model "$model" \
-          --out "$out" --threads "$t" "${opts[@]}" -v 2>&1)
-    t1=$(date +%s.%N)
-    local w q
-    w=$(echo "$t1 - $t0" | bc -l)
-    q=$(echo "$log" | sed -n 's/^ranks: *[0-9]*, quantize phase \([0-9.]*\) s.*/\1/p')
-    if (( $(echo "$w < $best" | bc -l) )); then
-      best=$w
-      cpu=$(echo "$log" | sed -n 's/^cpu \([0-9.]*\) \([0-9.]*\)$/\1 + \2/p' | tail -1)
-      phases=$(echo "$log" | grep 'phases:' | sed -e 's/^\[\(r[0-9]*\) [a-z]*\] debug: phases: /    \1: /' \
-               -e 's/^debug: phases: /    r0: /' | sort -s -k1,1)
-    fi
-    if (( $(echo "$q < $bestq" | bc -l) )); then bestq=$q; rss=$(echo "$log" | sed -n 's/.*peak RSS \(.*\)/\1/p'); fi
-  done
-  printf "%-8s wall %5.2f s  user+sys %s s  quantize phase %5.2f s  peak RSS %s\n" "$name" "$best" "$cpu" "$bestq" "$rss"
-  echo "$phases"
-  echo "$best $bestq" > "$tmp/$name.time"
+# One run of a configuration; keeps its best wall time (and that run's CPU
+# seconds and --verbose phases) and its best quantize phase (and peak RSS).
+once() { # name ranks threads
+  local name=$1 n=$2 t=$3 out="$tmp/$1.h5" t0 t1 log w q
+  rm -f "$out"
+  t0=$(date +%s.%N)
+  # user+sys of mpirun and its ranks (children) on the last line of stderr
+  log=$(/usr/bin/time -f "cpu %U %S" mpirun -n "$n" --bind-to none "$proteus" quantize --model "$model" \
+        --out "$out" --threads "$t" "${opts[@]}" -v 2>&1)
+  t1=$(date +%s.%N)
+  w=$(echo "$t1 - $t0" | bc -l)
+  q=$(echo "$log" | sed -n 's/^ranks: *[0-9]*, quantize phase \([0-9.]*\) s.*/\1/p')
+  if [[ ! -f "$tmp/$name.best" ]] || (( $(echo "$w < $(cat "$tmp/$name.best")" | bc -l) )); then
+    echo "$w" > "$tmp/$name.best"
+    echo "$log" | sed -n 's/^cpu \([0-9.]*\) \([0-9.]*\)$/\1 + \2/p' | tail -1 > "$tmp/$name.cpu"
+    echo "$log" | grep 'phases:' | sed -e 's/^\[\(r[0-9]*\) [a-z]*\] debug: phases: /    \1: /' \
+      -e 's/^debug: phases: /    r0: /' | sort -s -k1,1 > "$tmp/$name.phases"
+  fi
+  if [[ ! -f "$tmp/$name.bestq" ]] || (( $(echo "$q < $(cat "$tmp/$name.bestq")" | bc -l) )); then
+    echo "$q" > "$tmp/$name.bestq"
+    echo "$log" | sed -n 's/.*peak RSS \(.*\)/\1/p' > "$tmp/$name.rss"
+  fi
 }
 
-echo "bench_mpi: $arch ($(du -h "$model" | cut -f1)), RTN int8 per-channel, best of $reps, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+report() { # name
+  local name=$1
+  printf "%-8s wall %5.2f s  user+sys %s s  quantize phase %5.2f s  peak RSS %s\n" "$name" \
+    "$(cat "$tmp/$name.best")" "$(cat "$tmp/$name.cpu")" "$(cat "$tmp/$name.bestq")" "$(cat "$tmp/$name.rss")"
+  cat "$tmp/$name.phases"
+  echo "$(cat "$tmp/$name.best") $(cat "$tmp/$name.bestq")" > "$tmp/$name.time"
+}
+
+echo "bench_mpi: $arch ($(du -h "$model" | cut -f1)), RTN int8 per-channel, best of $reps (configurations interleaved), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if (( ${#settings[@]} )); then echo "set for this run: ${settings[*]}"; else echo "launch settings: the caller's (PMIX_MCA_psec=${PMIX_MCA_psec:-unset}, OMPI_MCA_pml=${OMPI_MCA_pml:-unset})"; fi
 t0=$(date +%s.%N); mpirun -n 1 /bin/true; t1=$(date +%s.%N)
 printf "launcher only (mpirun -n 1 /bin/true): %.2f s\n" "$(echo "$t1 - $t0" | bc -l)"
-run n1_t1 1 1
-run n2_t1 2 1
-run n1_t2 1 2
+# Interleaved, so that a slow spell of a shared machine hits every
+# configuration alike.
+for _ in $(seq "$reps"); do
+  once n1_t1 1 1
+  once n2_t1 2 1
+  once n1_t2 1 2
+done
+report n1_t1
+report n2_t1
+report n1_t2
 read -r w11 q11 < "$tmp/n1_t1.time"
 read -r w21 q21 < "$tmp/n2_t1.time"
 read -r w12 q12 < "$tmp/n1_t2.time"
