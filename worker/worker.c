@@ -172,12 +172,21 @@ static pq_status reap(in_flight *f, bool wait)
     return first;
 }
 
+/* A free slot if one is (or becomes) free now, else *slot = -1. */
+static pq_status try_slot(in_flight *f, int *slot)
+{
+    pq_status st = reap(f, false);
+    *slot = -1;
+    for (int k = 0; k < MAX_IN_FLIGHT; k++)
+        if (!f[k].used) { *slot = k; break; }
+    return st;
+}
+
 /* A free slot, waiting for the oldest send when all are busy. */
 static pq_status free_slot(in_flight *f, int *slot)
 {
-    pq_status st = reap(f, false);
-    for (int k = 0; k < MAX_IN_FLIGHT; k++)
-        if (!f[k].used) { *slot = k; return st; }
+    pq_status st = try_slot(f, slot);
+    if (st || *slot >= 0) return st;
     st = pq_data_wait(&f[0].reqs);
     pq_unit_result_free(&f[0].r);
     f[0].used = false;
@@ -217,6 +226,29 @@ static void set_error(pq_msg *fin, int rank, int unit, pq_status st)
     snprintf(fin->u.error.detail, sizeof fin->u.error.detail, "%s", pq_err_detail());
 }
 
+/* Hash one batch of this rank's chunks (a chunk per thread) and send their
+ * leaves in one HashLeaves; *n 0 when none is left. A hashing failure is
+ * returned in *local; the return is a failed MPI call's status. */
+static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_status *local)
+{
+    int batch = j->hash_threads < 1 ? 1 : j->hash_threads;
+    if (batch > PQ_WIRE_MAX_LEAVES) batch = PQ_WIRE_MAX_LEAVES;
+    int64_t chunks[PQ_WIRE_MAX_LEAVES];
+    *n = 0;
+    if ((*local = pq_job_hash_own(j, rank, batch, chunks, n)) || !*n) return PQ_OK;
+    pq_msg lm = {.tag = PQ_TAG_LEAVES};
+    lm.u.leaves.rank = (uint32_t)rank;
+    lm.u.leaves.n = *n;
+    for (int k = 0; k < *n; k++) {
+        lm.u.leaves.chunk[k] = (uint32_t)chunks[k];
+        memcpy(lm.u.leaves.leaf[k], j->hash_leaves + (size_t)chunks[k] * PQ_WIRE_LEAF_BYTES, PQ_WIRE_LEAF_BYTES);
+    }
+    double t0 = now_s();
+    pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &lm);
+    j->t.xfer += now_s() - t0;
+    return st;
+}
+
 static int next_own(const pq_plan *p, int i, int rank)
 {
     while (i < p->n_units && p->units[i].rank != rank) i++;
@@ -237,6 +269,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     /* The direct returns below follow a failed MPI call: the job aborts, and
      * fl stays allocated on purpose, since MPI may still own its send
      * buffers. */
+    uint32_t hashed = 0;
 
     for (int i = next_own(p, 0, rank); i < p->n_units && !got_shutdown; i = next_own(p, i + 1, rank)) {
         const pq_unit *u = &p->units[i];
@@ -245,9 +278,26 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         /* The kernel reads the next unit's rows while this one computes. */
         int nx = next_own(p, i + 1, rank);
         if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-        int slot = 0;
+        /* Every result still on its way (rank 0 drains between its own
+         * units and chunks): hash a chunk meanwhile rather than wait. */
+        int slot = -1, n = 1;
+        pq_status local = PQ_OK, hashing = PQ_OK;
+        while (!(local = try_slot(fl, &slot)) && slot < 0 && n && !got_shutdown) {
+            if ((st = hash_batch(j, comm, rank, &n, &hashing))) return st;
+            if (hashing) break;
+            hashed += (uint32_t)n;
+            if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
+        }
+        if (hashing) {
+            st = hashing;
+            set_error(&fin, rank, -1, st);
+            break;
+        }
+        if (got_shutdown) break;
         double t0 = now_s();
-        if ((st = free_slot(fl, &slot))) {
+        if (!local && slot < 0) local = free_slot(fl, &slot);
+        if (local) {
+            st = local;
             set_error(&fin, rank, u->id, st);
             break;
         }
@@ -269,36 +319,22 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         done++;
         pq_worker_after_unit(rank);
     }
-    /* This rank's chunks of the source digest after its units, so that
-     * rank 0 writes their results meanwhile; rank 0 needs the leaves only
-     * for the commit. One batch (a chunk per thread) per HashLeaves. */
-    uint32_t hashed = 0;
+    /* The rest of this rank's chunks of the source digest after its units,
+     * so that rank 0 writes their results meanwhile; rank 0 needs the
+     * leaves only for the commit. */
     while (fin.tag == PQ_TAG_DONE && !got_shutdown) {
-        int batch = j->hash_threads < 1 ? 1 : j->hash_threads, n = 0;
-        if (batch > PQ_WIRE_MAX_LEAVES) batch = PQ_WIRE_MAX_LEAVES;
-        int64_t chunks[PQ_WIRE_MAX_LEAVES];
+        int n = 0;
+        pq_status local = PQ_OK;
         if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
         if (got_shutdown) break;
-        if ((st = pq_job_hash_own(j, rank, batch, chunks, &n))) {
+        if ((st = hash_batch(j, comm, rank, &n, &local))) return st;
+        if (!local) local = reap(fl, false);
+        if (local) {
+            st = local;
             set_error(&fin, rank, -1, st);
             break;
         }
         if (!n) break;
-        if ((st = reap(fl, false))) {
-            set_error(&fin, rank, -1, st);
-            break;
-        }
-        pq_msg lm = {.tag = PQ_TAG_LEAVES};
-        lm.u.leaves.rank = (uint32_t)rank;
-        lm.u.leaves.n = n;
-        for (int k = 0; k < n; k++) {
-            lm.u.leaves.chunk[k] = (uint32_t)chunks[k];
-            memcpy(lm.u.leaves.leaf[k], j->hash_leaves + (size_t)chunks[k] * PQ_WIRE_LEAF_BYTES,
-                   PQ_WIRE_LEAF_BYTES);
-        }
-        double t0 = now_s();
-        if ((st = pq_msg_send(comm, PQ_ROLE_COORD, &lm))) return st;
-        j->t.xfer += now_s() - t0;
         hashed += (uint32_t)n;
     }
     /* rank 0 takes every announced buffer, even when stopping */
