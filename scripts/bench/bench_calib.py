@@ -51,19 +51,17 @@ def bench_hist(b, model, fasta, tmp):
     path = os.path.join(tmp, "layer.2.ffn_mid.f32")
     x = np.fromfile(path, dtype=np.float32).reshape(-1, 1280)
     print(f"data: {x.shape[0]} tokens x 1280 = {x.nbytes / 1e6:.1f} MB of fp32 activations (layer.2.ffn_mid)")
-    res = {}
-    for variant in ("avx2", "ref"):
-        env = dict(os.environ, PQ_KERNELS=variant, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        out = subprocess.run([f"{b}/tests/calib/bench_hist", path, "1280", "5"], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        res[variant] = float(out.split("GB/s")[1])
-        print(f"proteus collect ({variant}): {res[variant]:.2f} GB/s per core")
     import torch
     torch.set_num_threads(1)
     t = torch.from_numpy(x)
-    # best of 3 passes, as bench_hist takes the best of its repetitions
-    torch_gbs = 0.0
-    for _ in range(3):
+
+    def proteus_pass(variant):
+        env = dict(os.environ, PQ_KERNELS=variant, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        out = subprocess.run([f"{b}/tests/calib/bench_hist", path, "1280", "2"], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return float(out.split("GB/s")[1])
+
+    def torch_pass():
         obs = torch.ao.quantization.HistogramObserver(bins=2048)
         obs(t[:64])  # initialise, then time a realistic stream of batches
         n_bytes = 0
@@ -71,10 +69,21 @@ def bench_hist(b, model, fasta, tmp):
         for i in range(0, t.shape[0], 512):
             obs(t[i:i + 512])
             n_bytes += t[i:i + 512].numel() * 4
-        dt = time.perf_counter() - t0
-        torch_gbs = max(torch_gbs, n_bytes / dt / 1e9)
-    print(f"torch {torch.__version__} HistogramObserver: {torch_gbs:.3f} GB/s per core (best of 3)")
-    print(f"speed-up vs HistogramObserver: {res['avx2'] / torch_gbs:.1f}x (avx2), {res['ref'] / torch_gbs:.1f}x (ref)")
+        return n_bytes / (time.perf_counter() - t0) / 1e9
+
+    # Interleaved rounds, best of each: a slow spell of a shared machine hits
+    # both sides alike.
+    best = {"avx2": 0.0, "ref": 0.0, "torch": 0.0}
+    for _ in range(4):
+        best["avx2"] = max(best["avx2"], proteus_pass("avx2"))
+        best["torch"] = max(best["torch"], torch_pass())
+        best["ref"] = max(best["ref"], proteus_pass("ref"))
+    for variant in ("avx2", "ref"):
+        print(f"proteus collect ({variant}): {best[variant]:.2f} GB/s per core")
+    print(f"torch {torch.__version__} HistogramObserver: {best['torch']:.3f} GB/s per core "
+          f"(best of 4 rounds, interleaved with ours)")
+    print(f"speed-up vs HistogramObserver: {best['avx2'] / best['torch']:.1f}x (avx2), "
+          f"{best['ref'] / best['torch']:.1f}x (ref)")
 
 
 def bench_mpi(a, b, fasta, tmp):
