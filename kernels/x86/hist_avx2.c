@@ -22,7 +22,7 @@ void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *co
                        uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax)
 {
     const __m256i expmask = _mm256_set1_epi32(0x7f800000);
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 zero = _mm256_setzero_ps();
     __m256 lo = _mm256_set1_ps(*mn), hi = _mm256_set1_ps(*mx);
     float slo = *mn, shi = *mx;
     for (int64_t r = 0; r < n_rows; r++) {
@@ -42,7 +42,9 @@ void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *co
             }
             lo = _mm256_min_ps(lo, v);
             hi = _mm256_max_ps(hi, v);
-            __m256 a = _mm256_and_ps(v, absmask);
+            /* |v| as max(v, 0 - v): no mask constant to reload after the
+             * call below clobbers the registers; -0 and +0 both give +0 */
+            __m256 a = _mm256_max_ps(v, _mm256_sub_ps(zero, v));
             _mm256_storeu_ps(chan_absmax + j, _mm256_max_ps(_mm256_loadu_ps(chan_absmax + j), a));
             count8(row + j, counts);
         }

@@ -76,6 +76,7 @@ static void test_grid(void **state)
 static uint32_t bin_by_value(float x)
 {
     int e;
+    if (x == 0.0f) return signbit(x) ? 1u << (8 + PQ_HIST_MBITS) : 0u; /* exponent 0, mantissa 0 */
     double m = frexp(fabs((double)x), &e);
     uint32_t top = (uint32_t)floor((2 * m - 1) * (1 << PQ_HIST_MBITS));
     return ((x < 0 ? 1u : 0u) << (8 + PQ_HIST_MBITS)) | ((uint32_t)(e - 1 + 127) << PQ_HIST_MBITS) | top;
@@ -95,6 +96,11 @@ static void test_kernel_variants(void **state)
         if (x[i] == 0.0f) x[i] = 1.0f;
     }
     for (int i = 0; i < N; i += 97) x[i] = (i / 97) % 3 == 0 ? NAN : (i / 97) % 3 == 1 ? INFINITY : -INFINITY;
+    /* columns of -0 and of both zeros: their absmax must be +0, bit for bit */
+    for (int r = 0; r < R; r++) {
+        x[r * D + 5] = -0.0f;
+        x[r * D + 6] = r % 2 ? 0.0f : -0.0f;
+    }
     uint32_t *want = calloc(PQ_HIST_NBINS, 4);
     uint64_t nw[3] = {0};
     float wlo = INFINITY, whi = -INFINITY, wca[D] = {0};
