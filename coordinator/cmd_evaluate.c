@@ -29,7 +29,7 @@ static void help(FILE *f)
 "usage: proteus evaluate --model Q.h5 --reference FP.safetensors --fasta F\n"
 "                        [--json FILE] [--max-seqs N] [--max-length L] [--threads N]\n"
 "                        [--seed S] [--batch-tokens N] [--mode auto|dequant|weight-only]\n"
-"                        [--no-fusion]\n\n"
+"                        [--no-fusion] [--max-drop PTS]\n\n"
 "Accuracy, size and speed of a quantized model against its fp32 reference, both run\n"
 "on the same packed batches and thread count:\n"
 "  masked-LM accuracy and perplexity of both (the masking of `proteus score`, 15 %%);\n"
@@ -50,7 +50,10 @@ static void help(FILE *f)
 "  --batch-tokens N     tokens per forward batch (default 4096)\n"
 "  --mode M             how quantized Linears run (default auto; dequant = fp32 on\n"
 "                       dequantized weights)\n"
-"  --no-fusion          bias+GELU and residual adds after the GEMMs, not fused\n");
+"  --no-fusion          bias+GELU and residual adds after the GEMMs, not fused\n"
+"  --max-drop PTS       an accuracy gate: after the report, fail with exit status 13\n"
+"                       (accuracy error) when the quantized model's masked-LM accuracy\n"
+"                       is more than PTS percentage points below the reference's\n");
 }
 
 static int parse_i64(const char *opt, const char *v, int64_t lo, int64_t *out)
@@ -185,15 +188,17 @@ int pq_cmd_evaluate(int argc, char **argv)
         {"max-seqs", required_argument, 0, 'n'}, {"max-length", required_argument, 0, 'l'},
         {"threads", required_argument, 0, 't'}, {"seed", required_argument, 0, 's'},
         {"batch-tokens", required_argument, 0, 'b'}, {"mode", required_argument, 0, 'M'},
-        {"no-fusion", no_argument, 0, 'F'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"no-fusion", no_argument, 0, 'F'}, {"max-drop", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *qpath = NULL, *rpath = NULL, *fasta_path = NULL, *json_path = NULL;
     int64_t max_seqs = 400, max_len = 500, threads = 0, seed = 0, batch_tokens = 4096;
+    double max_drop = NAN; /* no gate */
     pq_esm2_model_opts qo = {0};
     int c;
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":m:r:f:j:n:l:t:s:b:M:Fh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:r:f:j:n:l:t:s:b:M:FD:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': qpath = optarg; break;
         case 'r': rpath = optarg; break;
@@ -211,6 +216,14 @@ int pq_cmd_evaluate(int argc, char **argv)
             else return pq_cli_usage_error("evaluate", "--mode '%s' is not auto, dequant or weight-only", optarg);
             break;
         case 'F': qo.no_fusion = true; break;
+        case 'D': {
+            char *end;
+            max_drop = strtod(optarg, &end);
+            if (end == optarg || *end || !(max_drop >= 0 && max_drop <= 100))
+                return pq_cli_usage_error("evaluate", "--max-drop '%s': expected percentage points (0..100)",
+                                          optarg);
+            break;
+        }
         case 'h': help(stdout); return 0;
         case ':': return pq_cli_usage_error("evaluate", "option '%s' needs a value", argv[optind - 1]);
         default: return pq_cli_usage_error("evaluate", "unknown option '%s'", argv[optind - 1]);
@@ -348,6 +361,11 @@ int pq_cmd_evaluate(int argc, char **argv)
         printf("\n");
     }
     printf("  lm_dense %.2f\n", pq_eval_sqnr_db(&sc.acc[L * N_SITES + N_SITES - 1]));
+    /* percentage points of masked-LM accuracy the quantization lost */
+    double drop = 100 * (acc_r - acc_q);
+    if (!isnan(max_drop))
+        printf("\n  accuracy gate: %.2f points lost, at most %g allowed: %s\n", drop, max_drop,
+               drop > max_drop ? "FAIL" : "pass");
 
     if (json_path) {
         root = json_object();
@@ -392,11 +410,20 @@ int pq_cmd_evaluate(int argc, char **argv)
             json_array_append_new(layers, o);
         }
         json_object_set_new(root, "linear_sqnr_db", layers);
+        json_object_set_new(root, "accuracy_drop_points", json_real(drop));
+        if (!isnan(max_drop)) {
+            json_object_set_new(root, "max_drop_points", json_real(max_drop));
+            json_object_set_new(root, "accuracy_gate", json_string(drop > max_drop ? "fail" : "pass"));
+        }
         if (json_dump_file(root, json_path, JSON_INDENT(1)) != 0) {
             st = pq_err(PQ_ERR_IO, "%s: cannot write JSON", json_path);
             goto done;
         }
     }
+    if (!isnan(max_drop) && drop > max_drop)
+        st = pq_err(PQ_ERR_ACCURACY, "%s: masked-LM accuracy %.2f %% against %.2f %% for the reference %s: "
+                    "%.2f points lost, more than --max-drop %g", qpath, 100 * acc_q, 100 * acc_r, rpath, drop,
+                    max_drop);
 done:
     json_decref(root);
     pq_esm2_outputs_clear(&o1);

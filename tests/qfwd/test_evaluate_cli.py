@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """`proteus evaluate` end to end on the trained t6 model: JSON consistent with
 itself (KL >= 0, cosines <= 1, accuracy in [0, 1], sizes smaller), an fp32
-model against itself gives KL 0, cosine 1 and SQNR inf everywhere, and bad
-inputs (architecture mismatch, missing file) fail with a clear message.
+model against itself gives KL 0, cosine 1 and SQNR inf everywhere, the
+--max-drop accuracy gate fails (status 13) below the measured loss and passes
+above it, and bad inputs (architecture mismatch, missing file) fail with a
+clear message.
 usage: test_evaluate_cli.py PROTEUS MODEL FASTA"""
 import json
 import math
@@ -73,6 +75,31 @@ p = run("synth", "--arch", "esm2_t12_35M_UR50D", "--seed", "3", "--out", t12)
 expect(p.returncode == 0, f"synth failed: {p.stderr}")
 p = run("evaluate", "--model", q8, "--reference", t12, *common)
 expect(p.returncode != 0 and "architecture mismatch" in p.stderr, f"mismatch not reported: {p.stderr}")
+
+# the accuracy gate: an untrained (synthetic) t6 scored against the trained one
+# loses several points; --max-drop below the loss fails with status 13 after
+# the report, above it passes
+t6 = os.path.join(TMP, "t6_random.safetensors")
+p = run("synth", "--arch", "esm2_t6_8M_UR50D", "--seed", "5", "--out", t6)
+expect(p.returncode == 0, f"synth t6 failed: {p.stderr}")
+jg = os.path.join(TMP, "gate.json")
+p = run("evaluate", "--model", t6, "--reference", MODEL, "--json", jg, "--max-drop", "1", *common)
+expect(p.returncode == 13, f"gate: status {p.returncode}: {p.stderr}")
+lines = [ln for ln in p.stderr.splitlines() if ln.startswith("proteus:")]
+expect(len(lines) == 1 and lines[0].startswith("proteus: accuracy error: ") and "--max-drop 1" in lines[0],
+       f"gate message: {p.stderr}")
+expect("accuracy gate:" in p.stdout and "FAIL" in p.stdout, "gate line missing from the report")
+if os.path.exists(jg):
+    g = json.load(open(jg))
+    drop = 100 * (g["accuracy_reference"] - g["accuracy_quantized"])
+    expect(drop > 1 and abs(g["accuracy_drop_points"] - drop) < 1e-9, f"drop {g['accuracy_drop_points']} vs {drop}")
+    expect(g["accuracy_gate"] == "fail" and g["max_drop_points"] == 1, f"gate JSON {g.get('accuracy_gate')}")
+    p = run("evaluate", "--model", t6, "--reference", MODEL, "--max-drop", f"{drop + 0.01:.4f}", *common)
+    expect(p.returncode == 0 and "pass" in p.stdout, f"gate above the loss: {p.returncode} {p.stderr}")
+else:
+    expect(False, "gate JSON not written")
+p = run("evaluate", "--model", q8, "--reference", MODEL, "--max-drop", "-1", *common)
+expect(p.returncode == 2 and "--max-drop" in p.stderr, f"bad --max-drop: {p.returncode} {p.stderr}")
 
 missing = os.path.join(TMP, "nope.h5")
 p = run("evaluate", "--model", missing, "--reference", MODEL, *common)
