@@ -363,9 +363,10 @@ int pq_cmd_evaluate(int argc, char **argv)
     printf("  lm_dense %.2f\n", pq_eval_sqnr_db(&sc.acc[L * N_SITES + N_SITES - 1]));
     /* percentage points of masked-LM accuracy the quantization lost */
     double drop = 100 * (acc_r - acc_q);
-    if (!isnan(max_drop))
+    bool gated = !isnan(max_drop), gate_failed = gated && drop > max_drop;
+    if (gated)
         printf("\n  accuracy gate: %.2f points lost, at most %g allowed: %s\n", drop, max_drop,
-               drop > max_drop ? "FAIL" : "pass");
+               gate_failed ? "FAIL" : "pass");
 
     if (json_path) {
         root = json_object();
@@ -411,16 +412,16 @@ int pq_cmd_evaluate(int argc, char **argv)
         }
         json_object_set_new(root, "linear_sqnr_db", layers);
         json_object_set_new(root, "accuracy_drop_points", json_real(drop));
-        if (!isnan(max_drop)) {
+        if (gated) {
             json_object_set_new(root, "max_drop_points", json_real(max_drop));
-            json_object_set_new(root, "accuracy_gate", json_string(drop > max_drop ? "fail" : "pass"));
+            json_object_set_new(root, "accuracy_gate", json_string(gate_failed ? "fail" : "pass"));
         }
         if (json_dump_file(root, json_path, JSON_INDENT(1)) != 0) {
             st = pq_err(PQ_ERR_IO, "%s: cannot write JSON", json_path);
             goto done;
         }
     }
-    if (!isnan(max_drop) && drop > max_drop)
+    if (gate_failed)
         st = pq_err(PQ_ERR_ACCURACY, "%s: masked-LM accuracy %.2f %% against %.2f %% for the reference %s: "
                     "%.2f points lost, more than --max-drop %g", qpath, 100 * acc_q, 100 * acc_r, rpath, drop,
                     max_drop);
