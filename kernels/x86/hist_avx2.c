@@ -43,7 +43,8 @@ void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *co
             lo = _mm256_min_ps(lo, v);
             hi = _mm256_max_ps(hi, v);
             /* |v| as max(v, 0 - v): no mask constant to reload after the
-             * call below clobbers the registers; -0 and +0 both give +0 */
+             * reference call above clobbers the registers; -0 and +0 both
+             * give +0 */
             __m256 a = _mm256_max_ps(v, _mm256_sub_ps(zero, v));
             _mm256_storeu_ps(chan_absmax + j, _mm256_max_ps(_mm256_loadu_ps(chan_absmax + j), a));
             count8(row + j, counts);
