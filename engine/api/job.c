@@ -372,6 +372,18 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
     return PQ_OK;
 }
 
+pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets)
+{
+    const pq_plan *p = j->plan;
+    for (int i = 0; i < p->n_tensors; i++) {
+        offsets[i] = 0;
+        if (p->tensors[i].action != PQ_ACT_QUANT) continue;
+        pq_status st = pq_h5w_codes_offset(j->writer, p->tensors[i].st->name, &offsets[i]);
+        if (st) return st;
+    }
+    return PQ_OK;
+}
+
 pq_status pq_job_finish_output(pq_job *j)
 {
     pq_status st;

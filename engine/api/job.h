@@ -146,11 +146,16 @@ pq_status pq_job_set_hash_chunks(pq_job *j, int64_t chunk_bytes);
 pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES]);
 
 /* Writer side. begin: create OUT.partial, write float tensors and create the
- * quantized datasets. put: write a unit's rows (any order). finish: metrics,
- * provenance, commit (rename). */
+ * quantized datasets. put: write a unit's rows (any order); r->codes NULL
+ * when the rank that ran the unit wrote its codes into OUT.partial itself
+ * (pq_job_codes_offsets). finish: metrics, provenance, commit (rename). */
 pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks,
                               const char *command_line);
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r);
+
+/* After begin: the file offset of every plan tensor's codes in OUT.partial
+ * (0 for tensors that are not quantized), into offsets[plan->n_tensors]. */
+pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets);
 pq_status pq_job_finish_output(pq_job *j);
 
 /* Single-process run of every unit in plan order. */

@@ -53,17 +53,30 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
                            const float *data, bool as_fp16);
 
 /* Quantized tensors are written in row blocks: begin creates qweight, scale
- * (and zero_point when asymmetric) with their full shapes and the attrs
- * bits, scheme, granularity, group_size, symmetric, method; rows() writes a
- * block (codes: code_row_bytes * n_rows bytes; scale/zp: the block's rows,
- * or the single tensor-wide value, written when row0 == 0); end() records the
- * metrics under /metrics/<name>. */
+ * (and zero_point when asymmetric) with their full shapes, their file space
+ * allocated at once, and the attrs bits, scheme, granularity, group_size,
+ * symmetric, method; rows() writes a block (codes: code_row_bytes * n_rows
+ * bytes; scale/zp: the block's rows, or the single tensor-wide value,
+ * written when row0 == 0); end() records the metrics under /metrics/<name>.
+ *
+ * codes NULL in rows() means another process on this machine has already
+ * written the block's codes into the .partial file at
+ * pq_h5w_codes_offset() + row0 * code_row_bytes (HDF5 never touches the
+ * codes' bytes itself: they are written with pwrite, so no HDF5 cache can
+ * hold stale copies of them). */
 pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
                              int64_t rows, int64_t cols, const char *scheme,
                              const char *method);
 pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n_rows,
                             const void *codes, const float *scale, const int32_t *zp);
 pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m);
+
+/* File offset of a begun tensor's qweight bytes (row-major, code_row_bytes
+ * per row); 0 for an empty tensor. */
+pq_status pq_h5w_codes_offset(pq_h5w *w, const char *name, uint64_t *offset);
+
+/* The .partial file's path (valid until commit or abort). */
+const char *pq_h5w_partial_path(const pq_h5w *w);
 
 /* Convenience: begin + one rows() for the whole tensor + end. */
 pq_status pq_h5w_put_qtensor(pq_h5w *w, const char *name, const pq_qtensor *qt,

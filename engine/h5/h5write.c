@@ -4,8 +4,12 @@
  * Everything goes to OUT.partial; commit() closes every handle, fsyncs and
  * renames it, so a reader never sees a half-written OUT. Object time stamps
  * are off and the file-format bounds are pinned to 1.8, so the same calls in
- * the same order give a byte-identical file. Datasets are contiguous with
- * late allocation and no fill, so a row block is one direct hyperslab write.
+ * the same order give a byte-identical file. Datasets are contiguous with no
+ * fill, so a row block is one direct write. A quantized tensor's datasets
+ * get their file space when begun, in plan order, so the layout does not
+ * depend on the order results arrive in, and the codes can be written at
+ * known offsets, also by other ranks on this machine (pwrite, never through
+ * HDF5's caches).
  * Not thread-safe: one writer per process, used from one thread. */
 #include "h5model.h"
 
@@ -17,6 +21,7 @@
 #include <unistd.h>
 
 #include "h5util.h"
+#include "pq_io.h"
 #include "writeback.h"
 
 /* A quantized tensor between quant_begin and quant_end. */
@@ -26,6 +31,7 @@ typedef struct qopen {
     pq_qspec spec;
     int64_t rows, cols, n_groups, row_bytes;
     hid_t grp, dq, ds, dz;    /* group, qweight, scale, zero_point (or invalid) */
+    uint64_t code_off;        /* file offset of qweight's bytes */
     uint8_t *done;            /* one flag per row, to catch gaps and overlaps */
     int64_t n_done;
 } qopen;
@@ -33,7 +39,8 @@ typedef struct qopen {
 struct pq_h5w {
     char *final_path, *partial_path;
     hid_t file, g_tensors, g_metrics, g_prov;
-    hid_t gcpl, dcpl, f16;
+    hid_t gcpl, dcpl, dcpl_early, f16;
+    int fd;                   /* the .partial file, for the codes (pwrite) */
     qopen *q;
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
@@ -72,8 +79,11 @@ static herr_t close_all(pq_h5w *w)
     close_id(&w->g_metrics, H5Gclose);
     close_id(&w->g_tensors, H5Gclose);
     close_id(&w->f16, H5Tclose);
+    close_id(&w->dcpl_early, H5Pclose);
     close_id(&w->dcpl, H5Pclose);
     close_id(&w->gcpl, H5Pclose);
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
     if (w->file >= 0) r = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
     return r;
@@ -154,7 +164,8 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     pq_h5u_quiet();
     if ((w = calloc(1, sizeof *w)) == NULL) goto nomem;
     w->file = w->g_tensors = w->g_metrics = w->g_prov = H5I_INVALID_HID;
-    w->gcpl = w->dcpl = w->f16 = H5I_INVALID_HID;
+    w->gcpl = w->dcpl = w->dcpl_early = w->f16 = H5I_INVALID_HID;
+    w->fd = -1;
     size_t n = strlen(final_path);
     w->final_path = strdup(final_path);
     w->partial_path = malloc(n + sizeof ".partial");
@@ -174,6 +185,8 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
         H5Pset_obj_track_times(w->dcpl, 0) < 0 ||
         H5Pset_fill_time(w->dcpl, H5D_FILL_TIME_NEVER) < 0 ||
         H5Pset_alloc_time(w->dcpl, H5D_ALLOC_TIME_LATE) < 0 ||
+        (w->dcpl_early = H5Pcopy(w->dcpl)) < 0 ||
+        H5Pset_alloc_time(w->dcpl_early, H5D_ALLOC_TIME_EARLY) < 0 ||
         (w->f16 = pq_h5u_f16_type()) < 0) {
         rc = pq_err(PQ_ERR_INTERNAL, "%s: HDF5 property setup failed: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
@@ -182,6 +195,10 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     if ((w->file = H5Fcreate(w->partial_path, H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: cannot create: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
+        goto cleanup;
+    }
+    if ((w->fd = open(w->partial_path, O_WRONLY | O_CLOEXEC)) < 0) {
+        rc = pq_err(PQ_ERR_IO, "%s: cannot open for writing codes: %s", w->partial_path, strerror(errno));
         goto cleanup;
     }
     if ((rc = write_root(w, meta)) || (rc = write_config(w, &meta->cfg))) goto cleanup;
@@ -338,7 +355,7 @@ static pq_status make_ds(pq_h5w *w, qopen *q, const char *dsname, hid_t ftype, i
     char where[352];
     pq_status rc = PQ_OK;
     hid_t sp = H5Screate_simple(nd, dims, NULL);
-    if (sp >= 0) *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, w->dcpl,
+    if (sp >= 0) *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, w->dcpl_early,
                                    H5P_DEFAULT);
     if (sp < 0 || *out < 0) {
         snprintf(where, sizeof where, "%s/%s", q->where, dsname);
@@ -436,6 +453,16 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
     if (!spec->symmetric &&
         (rc = make_ds(w, q, "zero_point", H5T_STD_I32LE, snd, sd, &q->dz)))
         goto fail;
+    if (rows > 0 && q->row_bytes > 0) {
+        haddr_t a = H5Dget_offset(q->dq);
+        if (a == HADDR_UNDEF) {
+            char where[352];
+            snprintf(where, sizeof where, "%s/qweight", wh);
+            rc = io_fail(w, where, "file space allocation");
+            goto fail;
+        }
+        q->code_off = (uint64_t)a;
+    }
     return PQ_OK;
 fail:
     qopen_close(q);
@@ -447,7 +474,7 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
                             const void *codes, const float *scale, const int32_t *zp)
 {
     char where[352], eb[256];
-    hsize_t qd[2], sd[2];
+    hsize_t sd[2];
     if (!w || !name) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_quant_rows: NULL argument");
     if (w->broken)
         return pq_err(PQ_ERR_INTERNAL, "%s: writer used after a failed write",
@@ -462,20 +489,19 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
                       (long long)(row0 + n_rows), (long long)q->rows);
     if (n_rows == 0) return PQ_OK;
     bool need_scale = q->spec.gran != PQ_GRAN_TENSOR || row0 == 0;
-    if (!codes || (need_scale && !scale) || (need_scale && !q->spec.symmetric && !zp))
-        return pq_err(PQ_ERR_INTERNAL, "%s: %s: NULL codes, scale or zero_point",
+    if ((need_scale && !scale) || (need_scale && !q->spec.symmetric && !zp))
+        return pq_err(PQ_ERR_INTERNAL, "%s: %s: NULL scale or zero_point",
                       w->partial_path, q->where);
     for (int64_t r = row0; r < row0 + n_rows; r++)
         if (q->done[r])
             return pq_err(PQ_ERR_INTERNAL, "%s: %s: row %lld written twice",
                           w->partial_path, q->where, (long long)r);
 
-    qd[0] = (hsize_t)q->rows;
-    qd[1] = (hsize_t)q->row_bytes;
-    hid_t ct = q->spec.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8;
-    if (write_rows(q->dq, ct, 2, qd, row0, n_rows, codes, eb) < 0) {
+    int e = codes ? pq_pwrite_all(w->fd, codes, (size_t)(n_rows * q->row_bytes),
+                                  q->code_off + (uint64_t)(row0 * q->row_bytes)) : 0;
+    if (e) {
         snprintf(where, sizeof where, "%s/qweight", q->where);
-        return io_fail_d(w, where, "write", eb);
+        return io_fail_d(w, where, "write", strerror(e));
     }
     if (need_scale) {
         int snd = scale_dims(q, sd);
@@ -580,6 +606,19 @@ cleanup:
     if (sp >= 0) H5Sclose(sp);
     if (g >= 0) H5Gclose(g);
     return rc;
+}
+
+pq_status pq_h5w_codes_offset(pq_h5w *w, const char *name, uint64_t *offset)
+{
+    qopen *q = w && name ? find_open(w, name) : NULL;
+    if (!q) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_codes_offset: tensor %s not begun", name ? name : "(null)");
+    *offset = q->code_off;
+    return PQ_OK;
+}
+
+const char *pq_h5w_partial_path(const pq_h5w *w)
+{
+    return w ? w->partial_path : NULL;
 }
 
 hid_t pq_h5w_file_id(pq_h5w *w)
