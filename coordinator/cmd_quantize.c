@@ -9,6 +9,7 @@
  * arrives and commits the file at the end. */
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
@@ -216,6 +217,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     double *rss = NULL;
     bool unresponsive = false;
     pq_calib_static_run *calib = NULL;
+    bool *same_node = NULL;
 
     memset(&prog, 0, sizeof prog);
     double t_init = mono_s();
@@ -241,8 +243,15 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         job->hash_threads = t;
     }
 
-    /* 2. the same assignment everywhere, checked against rank 0's. */
-    pq_worker_assign(job, n);
+    /* 2. the same assignment everywhere, checked against rank 0's; ranks on
+     * rank 0's machine write their own codes into OUT.partial. */
+    if (!(same_node = calloc((size_t)n, sizeof *same_node))) {
+        rc = pq_cli_fail(pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+    st = pq_sync_coord_node(comm, n, same_node);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    pq_worker_assign(job, n, same_node);
     st = pq_sync_plan(comm, job, n, o->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
@@ -275,7 +284,8 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         pq_status begin = pq_job_begin_output(job, o->out, n, cmdline);
 
         /* 4. the units. */
-        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog};
+        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
+                            .same_node = same_node};
         st = pq_coord_run(job, comm, n, &co, &unresponsive);
         if (!st) st = pq_job_finish_output(job);
         if (unresponsive) goto fail;
@@ -284,7 +294,9 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         pq_coord_shutdown(comm, n, st);
         if (st) pq_err_replace(st, "%s", detail);
     } else {
-        st = pq_worker_main(job, comm, rank);
+        char partial[PATH_MAX];
+        bool fits = snprintf(partial, sizeof partial, "%s.partial", o->out) < (int)sizeof partial;
+        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial : NULL);
     }
 
     /* 5. peak memory of every rank, printed by rank 0. */
@@ -325,6 +337,7 @@ done:
     pq_calib_static_done(calib);
     partial_path[0] = '\0';
     free(rss);
+    free(same_node);
     if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
 finalize:;
     double t_fin = mono_s();

@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +28,9 @@ typedef struct coord {
     bool *received;        /* per unit */
     int *rank_units;       /* per rank: units received */
     bool *finished;        /* per rank: final message seen */
+    bool *placed;          /* per rank: sent the output layout (may write codes itself) */
+    uint64_t *offsets;     /* the layout's offsets, until every send completed */
+    pq_data_reqs *layout_reqs; /* per rank */
     int n_finished;
     pq_status err;         /* first failure (its detail is recorded) */
 } coord;
@@ -80,6 +84,9 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
                       u->rank != src ? "the plan gave to another rank" : "was already received");
     size_t sz[6];
     pq_worker_result_sizes(c->j, u, sz);
+    if (h->codes_in_file && !c->placed[src])
+        return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d says its codes are in the "
+                      "output file, but rank 0 sent that rank no output layout", src, u->id);
     if (h->n_rows != u->n_rows || h->code_bytes != sz[0] || h->n_scales * sizeof(float) != sz[1] ||
         h->has_zero_point != (sz[2] != 0))
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d announces %lld rows, %llu "
@@ -94,6 +101,7 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
                                          "row max errors"};
     pq_status st = PQ_OK;
     double t0 = now_s();
+    if (h->codes_in_file) sz[0] = 0; /* r.codes stays NULL: written by the worker */
     for (int i = 0; i < 6 && !st; i++) {
         if (!sz[i]) continue;
         if (!(*bufs[i] = malloc(sz[i]))) {
@@ -108,10 +116,26 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
     return st;
 }
 
+/* Raw data no header announced (the rest of a rejected result): take it
+ * off the wire, or the drain would find it again forever. */
+static void discard_data(coord *c, const MPI_Status *s)
+{
+    int count = 0;
+    void *sink = NULL;
+    if (MPI_Get_count(s, MPI_BYTE, &count) == MPI_SUCCESS && count >= 0 && (sink = malloc((size_t)count + 1)))
+        MPI_Recv(sink, count, MPI_BYTE, s->MPI_SOURCE, PQ_TAG_DATA, c->comm, MPI_STATUS_IGNORE);
+    free(sink);
+    fail(c, pq_err(PQ_ERR_PROTO, "unexpected raw data from rank %d (no UnitResult announced it)", s->MPI_SOURCE));
+}
+
 static void handle(coord *c, const MPI_Status *s)
 {
     pq_msg m;
     int src = s->MPI_SOURCE;
+    if (s->MPI_TAG == PQ_TAG_DATA) {
+        discard_data(c, s);
+        return;
+    }
     pq_status st = pq_msg_recv(c->comm, s, &m);
     if (st) { fail(c, st); return; }
     switch (m.tag) {
@@ -191,6 +215,35 @@ pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st)
     return rc;
 }
 
+/* Tell the workers on this machine where their codes go in OUT.partial
+ * (OutputLayout + the offsets, sent without waiting for them to listen). */
+static pq_status send_layouts(coord *c, const bool *same_node)
+{
+    const pq_plan *p = c->j->plan;
+    struct stat sb;
+    bool any = false;
+    for (int r = 1; r < c->n_ranks; r++) any |= same_node[r];
+    if (!any) return PQ_OK;
+    const char *path = pq_h5w_partial_path(c->j->writer);
+    if (stat(path, &sb) < 0) return PQ_OK; /* the workers then send their codes */
+    if (!(c->offsets = malloc((size_t)p->n_tensors * sizeof *c->offsets)) ||
+        !(c->layout_reqs = calloc((size_t)c->n_ranks, sizeof *c->layout_reqs)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_status st = pq_job_codes_offsets(c->j, c->offsets);
+    pq_msg m = {.tag = PQ_TAG_LAYOUT};
+    m.u.layout.file_dev = (uint64_t)sb.st_dev;
+    m.u.layout.file_ino = (uint64_t)sb.st_ino;
+    m.u.layout.n_tensors = (uint32_t)p->n_tensors;
+    for (int r = 1; r < c->n_ranks && !st; r++) {
+        if (!same_node[r]) continue;
+        if (!(st = pq_msg_send(c->comm, r, &m)))
+            st = pq_data_isend(c->comm, r, c->offsets, (size_t)p->n_tensors * sizeof *c->offsets,
+                               &c->layout_reqs[r]);
+        c->placed[r] = !st;
+    }
+    return st;
+}
+
 pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o, bool *unresponsive)
 {
     coord c = {.j = j, .comm = comm, .n_ranks = n_ranks, .o = o};
@@ -202,11 +255,13 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     c.received = calloc((size_t)p->n_units + 1, sizeof *c.received);
     c.rank_units = calloc((size_t)n_ranks, sizeof *c.rank_units);
     c.finished = calloc((size_t)n_ranks, sizeof *c.finished);
-    if (!c.received || !c.rank_units || !c.finished) {
+    c.placed = calloc((size_t)n_ranks, sizeof *c.placed);
+    if (!c.received || !c.rank_units || !c.finished || !c.placed) {
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
     c.err = o->initial_error;
+    if (!c.err && o->same_node) c.err = send_layouts(&c, o->same_node);
     for (;;) {
         bool ready, progressed = false;
         MPI_Status s;
@@ -287,9 +342,20 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             }
     }
     j->stats.seconds_quantize = now_s() - t0;
+    /* Every worker that finished normally has taken its layout (a worker
+     * receives it at the latest while waiting for the Shutdown, which comes
+     * after this). After a failure the sends may never complete: their
+     * buffer is left to the process's end. */
+    if (c.layout_reqs && !c.err) {
+        for (int r = 1; r < n_ranks && !c.err; r++)
+            if (c.placed[r]) c.err = pq_data_wait(&c.layout_reqs[r]);
+    }
+    if (!c.layout_reqs || !c.err) free(c.offsets);
 cleanup:
     free(c.received);
     free(c.rank_units);
     free(c.finished);
+    free(c.placed);
+    free(c.layout_reqs);
     return c.err;
 }

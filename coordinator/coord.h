@@ -21,6 +21,8 @@ typedef struct pq_coord_opts {
                                    * stop everyone and only drain */
     pq_coord_unit_fn on_unit;     /* optional */
     void *user;
+    const bool *same_node;        /* per rank: on rank 0's machine, sent the output
+                                   * layout so it writes its own codes; NULL: none */
 } pq_coord_opts;
 
 /* Run the quantize phase on rank 0 of comm (n_ranks ranks; j's output begun).

@@ -26,6 +26,7 @@ const char *pq_msg_name(int tag)
     case PQ_TAG_DONE: return "Done";
     case PQ_TAG_SHUTDOWN: return "Shutdown";
     case PQ_TAG_LEAVES: return "HashLeaves";
+    case PQ_TAG_LAYOUT: return "OutputLayout";
     default:
         snprintf(other, sizeof other, "tag %d", tag);
         return other;
@@ -50,6 +51,7 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
     Proteus__Done done = PROTEUS__DONE__INIT;
     Proteus__Shutdown sd = PROTEUS__SHUTDOWN__INIT;
     Proteus__HashLeaves hl = PROTEUS__HASH_LEAVES__INIT;
+    Proteus__OutputLayout lay = PROTEUS__OUTPUT_LAYOUT__INIT;
     uint32_t chunks[PQ_WIRE_MAX_LEAVES];
     ProtobufCBinaryData leaves[PQ_WIRE_MAX_LEAVES];
     switch (m->tag) {
@@ -74,6 +76,7 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
         res.sum_sq = r->sum_sq;
         res.err_sq = r->err_sq;
         res.max_abs_err = r->max_abs_err;
+        res.codes_in_file = r->codes_in_file;
         pm = &res.base;
         break;
     }
@@ -110,6 +113,13 @@ pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
         pm = &hl.base;
         break;
     }
+    case PQ_TAG_LAYOUT:
+        lay.schema = PQ_WIRE_SCHEMA;
+        lay.file_dev = m->u.layout.file_dev;
+        lay.file_ino = m->u.layout.file_ino;
+        lay.n_tensors = m->u.layout.n_tensors;
+        pm = &lay.base;
+        break;
     case PQ_TAG_SHUTDOWN:
         sd.schema = PQ_WIRE_SCHEMA;
         sd.status = m->u.shutdown.status;
@@ -179,6 +189,7 @@ pq_status pq_msg_decode(int tag, int source, const uint8_t *buf, size_t len, pq_
             r->sum_sq = p->sum_sq;
             r->err_sq = p->err_sq;
             r->max_abs_err = p->max_abs_err;
+            r->codes_in_file = p->codes_in_file;
             if (p->n_rows <= 0 || p->n_nonfinite < 0) st = bad(tag, source, "negative or zero row count");
             else if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
         }
@@ -235,6 +246,18 @@ pq_status pq_msg_decode(int tag, int source, const uint8_t *buf, size_t len, pq_
             if (!st) l->n = (int)p->n_leaves;
         }
         proteus__hash_leaves__free_unpacked(p, NULL);
+        return st;
+    }
+    case PQ_TAG_LAYOUT: {
+        Proteus__OutputLayout *p = proteus__output_layout__unpack(NULL, len, buf);
+        if (!p) return bad(tag, source, "not a valid protobuf encoding");
+        if (!(st = check_schema(tag, source, p->schema))) {
+            out->u.layout.file_dev = p->file_dev;
+            out->u.layout.file_ino = p->file_ino;
+            out->u.layout.n_tensors = p->n_tensors;
+            if (p->n_tensors == 0) st = bad(tag, source, "no tensors");
+        }
+        proteus__output_layout__free_unpacked(p, NULL);
         return st;
     }
     case PQ_TAG_SHUTDOWN: {

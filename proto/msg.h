@@ -30,7 +30,13 @@ typedef struct pq_wire_result {
     bool has_zero_point;
     int64_t n_nonfinite;
     double sum_sq, err_sq, max_abs_err;
+    bool codes_in_file;      /* no codes buffer follows: they are in OUT.partial */
 } pq_wire_result;
+
+typedef struct pq_wire_layout {
+    uint64_t file_dev, file_ino;
+    uint32_t n_tensors;      /* a raw buffer of n_tensors uint64 offsets follows */
+} pq_wire_layout;
 
 typedef struct pq_wire_error {
     uint32_t rank;
@@ -66,6 +72,7 @@ typedef struct pq_msg {
         pq_wire_done done;
         pq_wire_leaves leaves;
         pq_wire_shutdown shutdown;
+        pq_wire_layout layout;
     } u;
 } pq_msg;
 

@@ -16,11 +16,12 @@ enum pq_tag {
     PQ_TAG_DONE,        /* Done, worker -> 0 (final message) */
     PQ_TAG_SHUTDOWN,    /* Shutdown, 0 -> worker */
     PQ_TAG_LEAVES,      /* HashLeaves, worker -> 0 (before its Done) */
+    PQ_TAG_LAYOUT,      /* OutputLayout, 0 -> worker on rank 0's machine (+ raw offsets) */
     PQ_TAG_END_
 };
 
 /* Schema version every control message carries (SchemaVersion in the .proto). */
-#define PQ_WIRE_SCHEMA 2u
+#define PQ_WIRE_SCHEMA 3u
 
 /* A control message larger than this is rejected before it is received: the
  * largest legitimate one (an Error with its detail line) is well under 4 kB. */

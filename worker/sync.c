@@ -123,6 +123,36 @@ pq_status pq_sync_plan(MPI_Comm comm, const pq_job *j, int n_ranks, int64_t unit
     return PQ_OK;
 }
 
+pq_status pq_sync_coord_node(MPI_Comm comm, int n_ranks, bool *same)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int rank = 0, lowest = -1;
+    pq_status st = pq_mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+    /* rank 0 is on this machine when it is in this rank's shared-memory group */
+    if (!st) st = pq_mpi_check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
+                               "grouping the ranks by machine");
+    if (!st) st = pq_mpi_check(MPI_Allreduce(&rank, &lowest, 1, MPI_INT, MPI_MIN, node),
+                               "finding rank 0's machine");
+    if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
+    int mine = !st && lowest == 0;
+    int *all = malloc((size_t)n_ranks * sizeof *all);
+    if (!all) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_status gst = pq_mpi_check(MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, comm),
+                                 "gathering the ranks' machines");
+    if (!st) st = gst;
+    const char *remote = getenv("PQ_TEST_REMOTE_RANKS");
+    for (int r = 0; r < n_ranks; r++) same[r] = !gst && all[r];
+    for (const char *c = remote; c && *c;) {
+        char *end;
+        long r = strtol(c, &end, 10);
+        if (end == c) break;
+        if (r > 0 && r < n_ranks) same[r] = false;
+        c = *end == ',' ? end + 1 : end;
+    }
+    free(all);
+    return st;
+}
+
 int pq_sync_threads_per_rank(MPI_Comm comm, int rank)
 {
     MPI_Comm node = MPI_COMM_NULL;

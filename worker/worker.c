@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "direct.h"
 #include "msg.h"
 
 /* Test-only fault injection, deliberately left out of --help:
@@ -20,6 +21,8 @@
  *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit;
  *   PQ_TEST_FAIL_HASH=<r>   rank r fails hashing its first source chunk with
  *                           PQ_ERR_IO (pq_job_hash_own);
+ *   PQ_TEST_FAKE_PLACED=<r> rank r claims codes_in_file without writing them
+ *                           (rank 0 must reject it unless it sent r a layout);
  *   PQ_TEST_HASH_CHUNK_BYTES=<n>  cut the source digest into n-byte chunks
  *                           (many chunks from a small model; the output
  *                           records the size in source_hash_chunk_bytes).
@@ -67,13 +70,19 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
  * plan. Hash chunks cost PQ_PLAN_HASH_COST_PER_BYTE. */
 #define WRITE_COST_PER_BYTE 1.0
 
-void pq_worker_assign(pq_job *j, int n_ranks)
+void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node)
 {
     const pq_plan *p = j->plan;
     long test_chunk = (long)env_int("PQ_TEST_HASH_CHUNK_BYTES", 0);
     if (test_chunk > 0) pq_job_set_hash_chunks(j, test_chunk); /* a failure leaves the default */
     double *pre = calloc((size_t)(n_ranks > 1 ? n_ranks : 1), sizeof *pre);
     if (pre && n_ranks > 1) {
+        /* Ranks on rank 0's machine write their own codes (pq_direct), as
+         * rank 0 does: that part is in every rank's units alike. Rank 0
+         * writes the rest: float tensors, scales, and the codes of ranks on
+         * other machines, taken as their share of the units. */
+        int remote = 0;
+        for (int r = 1; r < n_ranks; r++) remote += !(same_node && same_node[r]);
         double out = 0;
         for (int i = 0; i < p->n_tensors; i++) {
             const pq_plan_tensor *pt = &p->tensors[i];
@@ -82,7 +91,7 @@ void pq_worker_assign(pq_job *j, int n_ranks)
         for (int i = 0; i < p->n_units; i++) {
             size_t sz[6];
             pq_worker_result_sizes(j, &p->units[i], sz);
-            out += (double)(sz[0] + sz[1] + sz[2]);
+            out += (double)sz[0] * remote / n_ranks + (double)(sz[1] + sz[2]);
         }
         pre[PQ_ROLE_COORD] = WRITE_COST_PER_BYTE * out;
     }
@@ -124,8 +133,8 @@ typedef struct in_flight {
     bool used;
 } in_flight;
 
-static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_unit *u,
-                             const pq_unit_result *r, pq_data_reqs *reqs)
+static pq_status send_result(MPI_Comm comm, int rank, pq_job *j, const pq_unit *u,
+                             const pq_unit_result *r, const pq_direct *d, pq_data_reqs *reqs)
 {
     pq_msg m = {.tag = PQ_TAG_RESULT};
     pq_wire_result *h = &m.u.result;
@@ -146,7 +155,23 @@ static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_
     }
     if ((uint64_t)r->code_bytes != sz[0] || r->n_scales * (int64_t)sizeof(float) != (int64_t)sz[1])
         return pq_err(PQ_ERR_INTERNAL, "unit %d: result sizes differ from the plan", u->id);
-    pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
+    pq_status st = PQ_OK;
+    if (d->fd >= 0) {
+        /* written before the header goes out: rank 0 commits only after
+         * every header has arrived */
+        double t0 = now_s();
+        st = pq_direct_write(d, j, u, r, rank);
+        double dt = now_s() - t0;
+        j->t.write += dt;
+        j->t.xfer -= dt; /* the caller counts the whole call as sending */
+        if (st) return st;
+        h->codes_in_file = true;
+        sz[0] = 0;
+    } else if (env_int("PQ_TEST_FAKE_PLACED", -1) == rank) {
+        h->codes_in_file = true;
+        sz[0] = 0;
+    }
+    st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
     if (st) return st;
     const void *bufs[6] = {r->codes, r->scale, r->zero_point, r->row_sum_sq, r->row_err_sq, r->row_max_err};
     reqs->n = 0;
@@ -194,27 +219,41 @@ static pq_status free_slot(in_flight *f, int *slot)
     return st;
 }
 
-static pq_status recv_shutdown(MPI_Comm comm, const MPI_Status *s, pq_wire_shutdown *out)
-{
-    pq_msg m;
-    pq_status st = pq_msg_recv(comm, s, &m);
-    if (st) return st;
-    if (m.tag != PQ_TAG_SHUTDOWN)
-        return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(m.tag), m.source);
-    *out = m.u.shutdown;
-    return PQ_OK;
-}
+/* What rank 0 tells a worker: its output layout (once, to ranks on its
+ * machine) and the Shutdown (early when someone failed, else at the end). */
+typedef struct coord_news {
+    pq_wire_shutdown sd;
+    bool got_shutdown;
+    pq_direct direct;
+    const char *partial;   /* OUT.partial, or NULL: never write directly */
+} coord_news;
 
-/* An early Shutdown from rank 0 (someone failed)? */
-static pq_status check_stop(MPI_Comm comm, pq_wire_shutdown *sd, bool *got)
+/* Take one message from rank 0 if one is there (wait: sleep until one is). A
+ * layout that arrives once the units are over (late) is received unused. */
+static pq_status poll_coord(pq_job *j, MPI_Comm comm, int rank, coord_news *cn, bool wait, bool late)
 {
+    const struct timespec nap = {0, 1000000};
     bool ready;
     MPI_Status s;
-    pq_status st = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s);
-    if (st || !ready) return st;
-    if ((st = recv_shutdown(comm, &s, sd))) return st;
-    *got = true;
-    return PQ_OK;
+    pq_msg m;
+    pq_status st;
+    for (;;) {
+        if ((st = pq_msg_poll(comm, PQ_ROLE_COORD, MPI_ANY_TAG, &ready, &s))) return st;
+        if (ready || !wait) break;
+        nanosleep(&nap, NULL);
+    }
+    if (!ready) return PQ_OK;
+    if ((st = pq_msg_recv(comm, &s, &m))) return st;
+    switch (m.tag) {
+    case PQ_TAG_SHUTDOWN:
+        cn->sd = m.u.shutdown;
+        cn->got_shutdown = true;
+        return PQ_OK;
+    case PQ_TAG_LAYOUT:
+        return pq_direct_take_layout(&cn->direct, comm, j, &m.u.layout, cn->partial, rank, !late);
+    default:
+        return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(m.tag), m.source);
+    }
 }
 
 static void set_error(pq_msg *fin, int rank, int unit, pq_status st)
@@ -255,26 +294,30 @@ static int next_own(const pq_plan *p, int i, int rank)
     return i;
 }
 
-pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial)
 {
     pq_status st = PQ_OK;
-    pq_wire_shutdown sd = {0};
-    bool got_shutdown = false, ready;
+    coord_news cn = {.direct = PQ_DIRECT_INIT, .partial = partial};
     uint32_t done = 0;
-    MPI_Status s;
     pq_msg fin = {.tag = PQ_TAG_DONE};
     const pq_plan *p = j->plan;
     in_flight *fl = calloc(MAX_IN_FLIGHT, sizeof *fl);
     if (!fl) return pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory", rank);
     /* The direct returns below follow a failed MPI call: the job aborts, and
      * fl stays allocated on purpose, since MPI may still own its send
-     * buffers. */
+     * buffers. A bad message from rank 0 ends the work with an Error. */
     uint32_t hashed = 0;
+#define POLL_COORD(late)                                                                                 \
+    if ((st = poll_coord(j, comm, rank, &cn, false, late))) {                                            \
+        if (st == PQ_ERR_MPI) return st;                                                                 \
+        set_error(&fin, rank, -1, st);                                                                   \
+        break;                                                                                           \
+    }
 
-    for (int i = next_own(p, 0, rank); i < p->n_units && !got_shutdown; i = next_own(p, i + 1, rank)) {
+    for (int i = next_own(p, 0, rank); i < p->n_units && !cn.got_shutdown; i = next_own(p, i + 1, rank)) {
         const pq_unit *u = &p->units[i];
-        if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
-        if (got_shutdown) break;
+        POLL_COORD(false)
+        if (cn.got_shutdown) break;
         /* The kernel reads the next unit's rows while this one computes. */
         int nx = next_own(p, i + 1, rank);
         if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
@@ -282,18 +325,19 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
          * units and chunks): hash a chunk meanwhile rather than wait. */
         int slot = -1, n = 1;
         pq_status local = PQ_OK, hashing = PQ_OK;
-        while (!(local = try_slot(fl, &slot)) && slot < 0 && n && !got_shutdown) {
+        while (!(local = try_slot(fl, &slot)) && slot < 0 && n && !cn.got_shutdown) {
             if ((st = hash_batch(j, comm, rank, &n, &hashing))) return st;
             if (hashing) break;
             hashed += (uint32_t)n;
-            if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
+            POLL_COORD(false)
         }
+        if (fin.tag != PQ_TAG_DONE) break;
         if (hashing) {
             st = hashing;
             set_error(&fin, rank, -1, st);
             break;
         }
-        if (got_shutdown) break;
+        if (cn.got_shutdown) break;
         double t0 = now_s();
         if (!local && slot < 0) local = free_slot(fl, &slot);
         if (local) {
@@ -307,7 +351,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         j->t.units += t1 - t0;
         if (!st) {
             fl[slot].used = true;
-            st = send_result(comm, rank, j, u, r, &fl[slot].reqs);
+            st = send_result(comm, rank, j, u, r, &cn.direct, &fl[slot].reqs);
         } else {
             pq_unit_result_free(r);
         }
@@ -322,11 +366,11 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     /* The rest of this rank's chunks of the source digest after its units,
      * so that rank 0 writes their results meanwhile; rank 0 needs the
      * leaves only for the commit. */
-    while (fin.tag == PQ_TAG_DONE && !got_shutdown) {
+    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
         int n = 0;
         pq_status local = PQ_OK;
-        if ((st = check_stop(comm, &sd, &got_shutdown))) return st;
-        if (got_shutdown) break;
+        POLL_COORD(true)
+        if (cn.got_shutdown) break;
         if ((st = hash_batch(j, comm, rank, &n, &local))) return st;
         if (!local) local = reap(fl, false);
         if (local) {
@@ -337,12 +381,18 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
         if (!n) break;
         hashed += (uint32_t)n;
     }
+#undef POLL_COORD
     /* rank 0 takes every announced buffer, even when stopping */
     double tw = now_s();
     pq_status wst = reap(fl, true);
     j->t.xfer += now_s() - tw;
     free(fl);
     if (wst && fin.tag == PQ_TAG_DONE) set_error(&fin, rank, -1, wst);
+    /* the codes written here must be in the file before rank 0 commits */
+    if ((wst = pq_direct_close(&cn.direct, rank)) && fin.tag == PQ_TAG_DONE) {
+        st = wst;
+        set_error(&fin, rank, -1, wst);
+    }
     if (fin.tag == PQ_TAG_DONE) {
         fin.u.done.rank = (uint32_t)rank;
         fin.u.done.units = done;
@@ -350,17 +400,10 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank)
     }
     pq_status sst = pq_msg_send(comm, PQ_ROLE_COORD, &fin);
     if (sst) return st ? st : sst;
-    /* Wait for rank 0's verdict without spinning on a shared core. */
-    const struct timespec nap = {0, 1000000};
-    while (!got_shutdown) {
-        if ((sst = pq_msg_poll(comm, PQ_ROLE_COORD, PQ_TAG_SHUTDOWN, &ready, &s))) return st ? st : sst;
-        if (ready) {
-            if ((sst = recv_shutdown(comm, &s, &sd))) return st ? st : sst;
-            got_shutdown = true;
-        } else {
-            nanosleep(&nap, NULL);
-        }
-    }
-    if (sd.status != PQ_OK) return (pq_status)sd.status;
+    /* Wait for rank 0's verdict without spinning on a shared core (a layout
+     * that comes only now is received unused). */
+    while (!cn.got_shutdown)
+        if ((sst = poll_coord(j, comm, rank, &cn, true, true))) return st ? st : sst;
+    if (cn.sd.status != PQ_OK) return (pq_status)cn.sd.status;
     return st;
 }

@@ -5,6 +5,7 @@
 #define PQ_WORKER_H
 
 #include <mpi.h>
+#include <stdbool.h>
 
 #include "job.h"
 #include "pq_err.h"
@@ -23,18 +24,21 @@ void pq_worker_after_unit(int rank);
 int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6]);
 
 /* Every rank, before pq_sync_plan: assign the units and the chunks of the
- * source's tree digest to n_ranks ranks, counting rank 0's writing as load
+ * source's tree digest to n_ranks ranks (same_node[r]: rank r writes its own
+ * codes, pq_sync_coord_node; NULL: none does), counting rank 0's writing as load
  * so that every rank finishes at about the same time, and set
  * j->defer_source_hash (the digest is gathered from the ranks' leaves).
  * Deterministic: all ranks get the same plan. */
-void pq_worker_assign(pq_job *j, int n_ranks);
+void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node);
 
 /* The loop of a rank >= 1: run its units in plan order (reading the next
  * one's rows ahead), send each result, then hash its chunks of the source
  * and send their leaves (HashLeaves), checking for an early Shutdown between
  * steps; end with a Done or an Error after a failure, then wait for rank 0's
- * final Shutdown. Returns the run's final status as rank 0 announced it (or
- * a local MPI/protocol failure). Prints nothing. */
-pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank);
+ * final Shutdown. Once rank 0's OutputLayout has come (ranks on its
+ * machine), the codes go straight into `partial` (OUT.partial; NULL: never)
+ * and only the rest of each result is sent. Returns the run's final status
+ * as rank 0 announced it (or a local MPI/protocol failure). Prints nothing. */
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial);
 
 #endif

@@ -126,6 +126,37 @@ class Determinism(unittest.TestCase):
                 self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, f"-n {n} {extra}")
                 self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), chunk)
 
+    def test_codes_sent_or_written_in_place(self):
+        # Ranks on rank 0's machine write their codes into OUT.partial
+        # themselves; the others (here: ranks made to count as remote) send
+        # them. Any mix gives the datasets of one rank.
+        quantize(1, path("mix_n1.h5"))
+        ref = datasets(path("mix_n1.h5"))
+        for n, remote in ((2, "1"), (3, "2"), (4, "1,3")):
+            out = path(f"mix_n{n}.h5")
+            p = quantize(n, out, "--threads", "1", "--verbose", env={"PQ_TEST_REMOTE_RANKS": remote, **SMALL_CHUNKS})
+            far = {int(r) for r in remote.split(",")}
+            for r in range(1, n):
+                direct = f"[r{r} worker] debug: writing its codes straight into {out}.partial" in p.stderr
+                self.assertEqual(direct, r not in far, f"-n {n}, rank {r}, remote {remote}:\n{p.stderr}")
+            got = datasets(out)
+            self.assertEqual(sorted(got), sorted(ref))
+            for k in ref:
+                self.assertEqual(got[k], ref[k], f"-n {n} remote {remote}: dataset {k}")
+
+    def test_layout_independent_of_arrival_order(self):
+        # every quantized dataset gets its file space in plan order when it is
+        # created, so the codes sit at the same offsets for any rank count
+        offs = []
+        for n in (1, 3):
+            out = path(f"layout_n{n}.h5")
+            quantize(n, out, "--threads", "1", env=SMALL_CHUNKS)
+            with h5py.File(out, "r") as f:
+                offs.append({name: f["tensors"][name]["qweight"].id.get_offset()
+                             for name in f["tensors"] if "qweight" in f["tensors"][name]})
+        self.assertGreater(len(offs[0]), 30)
+        self.assertEqual(offs[0], offs[1])
+
     def test_codes_match_numpy_reference(self):
         out = path("ref_n3.h5")
         quantize(3, out)
@@ -207,6 +238,19 @@ class Failures(unittest.TestCase):
         self.assertFalse(os.path.exists(out))
         # rank 0 removes its .partial when mpirun terminates it
         self.assertFalse(os.path.exists(out + ".partial"))
+
+    def test_codes_claimed_in_file_without_layout(self):
+        # a rank that says its codes are in the file although rank 0 never
+        # told it where: a protocol error naming the rank, no output
+        out = path("fake_placed.h5")
+        p = quantize(2, out, env={"PQ_TEST_REMOTE_RANKS": "1", "PQ_TEST_FAKE_PLACED": "1", **SMALL_CHUNKS},
+                     check=False, timeout=90)
+        self.assertEqual(p.returncode, 10, p.stderr)  # protocol error
+        lines = proteus_lines(p.stderr)
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn("UnitResult message from rank 1", lines[0])
+        self.assertIn("no output layout", lines[0])
+        self.assert_no_output(out)
 
     def test_plan_mismatch(self):
         out = path("mismatch.h5")

@@ -43,6 +43,52 @@ static void roundtrip(void **state)
     free(buf);
 }
 
+/* OutputLayout and UnitResult.codes_in_file survive a round trip; a layout
+ * of no tensors or of another schema is malformed, naming rank and type. */
+static void output_layout(void **state)
+{
+    (void)state;
+    pq_msg m = {.tag = PQ_TAG_LAYOUT}, back;
+    m.u.layout = (pq_wire_layout){.file_dev = 0x803, .file_ino = (1ull << 40) + 5, .n_tensors = 700};
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_OK);
+    assert_int_equal(pq_msg_decode(PQ_TAG_LAYOUT, 0, buf, len, &back), PQ_OK);
+    assert_true(back.u.layout.file_dev == 0x803);
+    assert_true(back.u.layout.file_ino == (1ull << 40) + 5);
+    assert_int_equal(back.u.layout.n_tensors, 700);
+    free(buf);
+
+    m.u.layout.n_tensors = 0;
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_OK);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LAYOUT, 0, buf, len, &back), PQ_ERR_PROTO);
+    assert_detail_has("malformed OutputLayout message from rank 0", "no tensors");
+    free(buf);
+
+    Proteus__OutputLayout old = PROTEUS__OUTPUT_LAYOUT__INIT;
+    old.schema = 2;
+    old.n_tensors = 3;
+    uint8_t raw[64];
+    size_t n = proteus__output_layout__pack(&old, raw);
+    pq_err_clear();
+    assert_int_equal(pq_msg_decode(PQ_TAG_LAYOUT, 0, raw, n, &back), PQ_ERR_PROTO);
+    assert_detail_has("OutputLayout message from rank 0 has schema version 2", NULL);
+
+    pq_msg r = {.tag = PQ_TAG_RESULT};
+    r.u.result = (pq_wire_result){.unit_id = 3, .rank = 1, .n_rows = 8, .code_bytes = 8 * 64, .n_scales = 8,
+                                  .codes_in_file = true};
+    assert_int_equal(pq_msg_encode(&r, &buf, &len), PQ_OK);
+    assert_int_equal(pq_msg_decode(PQ_TAG_RESULT, 1, buf, len, &back), PQ_OK);
+    assert_true(back.u.result.codes_in_file);
+    free(buf);
+    r.u.result.codes_in_file = false;
+    assert_int_equal(pq_msg_encode(&r, &buf, &len), PQ_OK);
+    assert_int_equal(pq_msg_decode(PQ_TAG_RESULT, 1, buf, len, &back), PQ_OK);
+    assert_false(back.u.result.codes_in_file);
+    free(buf);
+}
+
 /* HashLeaves: leaves survive a round trip; a leaf that is not 32 bytes, a
  * count mismatch or a foreign rank field is malformed, naming rank and type. */
 static void hash_leaves(void **state)
@@ -246,6 +292,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip),
         cmocka_unit_test(hash_leaves),
+        cmocka_unit_test(output_layout),
         cmocka_unit_test(garbage),
         cmocka_unit_test(wrong_schema_and_values),
         cmocka_unit_test(oversized_and_unknown),
