@@ -28,6 +28,10 @@ pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, co
     if (!st && l->n_tensors != (uint32_t)p->n_tensors)
         st = pq_err(PQ_ERR_PROTO, "malformed OutputLayout message from rank 0: %u tensors, the plan has %d",
                     l->n_tensors, p->n_tensors);
+    for (int i = 0; !st && i < p->n_tensors; i++)
+        if (p->tensors[i].action == PQ_ACT_QUANT && p->tensors[i].rows > 0 && off[i] == 0)
+            st = pq_err(PQ_ERR_PROTO, "malformed OutputLayout message from rank 0: no offset for tensor '%s'",
+                        p->tensors[i].st->name);
     if (st || !use || d->fd >= 0 || !path) {
         free(off);
         return st;
