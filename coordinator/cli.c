@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int pq_cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -16,6 +17,18 @@ int pq_cli_usage_error(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, " (see 'proteus %s --help')\n", cmd);
     return 2;
+}
+
+pq_status pq_cli_check_out(const char *opt, const char *out, const char *const *inputs, int n_inputs)
+{
+    struct stat so, si;
+    if (!out || stat(out, &so) != 0 || !S_ISREG(so.st_mode)) return PQ_OK;
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] && stat(inputs[i], &si) == 0 && S_ISREG(si.st_mode) && si.st_dev == so.st_dev &&
+            si.st_ino == so.st_ino)
+            return pq_err(PQ_ERR_CONFIG, "%s %s is the input file %s: writing it would destroy the input; "
+                          "choose another path", opt, out, inputs[i]);
+    return PQ_OK;
 }
 
 char *pq_cli_bytes(double n, char *buf, size_t len)

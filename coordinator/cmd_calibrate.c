@@ -279,12 +279,16 @@ int pq_cmd_calibrate(int argc, char **argv)
     if (o.stats) return print_stats(o.stats, &o);
     if (o.export_path) {
         if (!o.format) return pq_cli_usage_error("calibrate", "--export needs --format json|tensorrt|onnxruntime");
-        return do_export(&o);
+        const char *in[] = {o.export_path};
+        pq_status st = pq_cli_check_out("--out", o.out, in, 1);
+        return st ? pq_cli_fail(st) : do_export(&o);
     }
     if (!o.data) return pq_cli_usage_error("calibrate", "--calibration-data is required");
     if (!o.update) {
         if (!o.model) return pq_cli_usage_error("calibrate", "--model is required");
         if (!o.out) return pq_cli_usage_error("calibrate", "--out is required");
     }
-    return do_collect(&o);
+    const char *in[] = {o.model, o.data};
+    pq_status st = pq_cli_check_out("--out", o.out, in, 2);
+    return st ? pq_cli_fail(st) : do_collect(&o);
 }

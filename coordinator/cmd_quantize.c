@@ -205,6 +205,22 @@ static void log_phases(const pq_job *j, double init_s)
                  t->units, t->xfer, t->write, t->commit);
 }
 
+/* --out must not name one of the run's inputs (checkpoint shards, config,
+ * calibration data or store): the commit's rename would replace it. */
+static pq_status check_out(const qopts *o, const pq_job *j)
+{
+    int n = pq_st_file_count(j->model);
+    const char **in = calloc((size_t)n + 3, sizeof *in);
+    if (!in) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int i = 0; i < n; i++) in[i] = pq_st_file_path(j->model, i);
+    in[n] = o->cfg_file;
+    in[n + 1] = o->calib_data;
+    in[n + 2] = o->calib_store;
+    pq_status st = pq_cli_check_out("--out", o->out, in, n + 3);
+    free(in);
+    return st;
+}
+
 /* The MPI part: everything after the options are known to be valid. */
 static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
 {
@@ -236,6 +252,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     /* 1. open + plan on every rank; agree that all of them managed. */
     pq_err_clear();
     st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
+    if (!st) st = check_out(o, job);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if (cfg->threading && cfg->threads == 0) {
         int t = pq_sync_threads_per_rank(comm, rank);

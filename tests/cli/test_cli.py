@@ -256,6 +256,33 @@ class BadInput(unittest.TestCase):
             f.write(raw[: len(raw) // 2])
         self.expect(["quantize", "--model", trunc, "--out", out], 4, "trunc.safetensors", out)
 
+    def test_out_is_an_input(self):
+        # --out naming the checkpoint (under another spelling too) or the
+        # calibration data would replace an input: refused, input untouched
+        src = path("keep.safetensors")
+        with open(synth(), "rb") as f, open(src, "wb") as g:
+            g.write(f.read())
+        before = open(src, "rb").read()
+        other = os.path.join(TMP, ".", "keep.safetensors")
+        for args in (["quantize", "--model", src, "--out", other],
+                     ["calibrate", "--model", src, "--calibration-data", src, "--out", src],
+                     ["embed", "--model", src, "--fasta", src, "--out", other]):
+            p = run(*args, ok=False)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            errs = [l for l in p.stderr.splitlines() if l.startswith("proteus")]
+            self.assertEqual(len(errs), 1, p.stderr)
+            self.assertIn("is the input file", errs[0])
+            self.assertEqual(open(src, "rb").read(), before, args[0])
+            self.assertFalse(os.path.exists(src + ".partial"))
+        fasta = path("in.fasta")
+        with open(fasta, "w") as f:
+            f.write(">a\nMKV\n")
+        p = run("quantize", "--model", src, "--out", fasta, "--scheme", "static", "--calibration-data", fasta,
+                ok=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(f"the input file {fasta}", p.stderr)
+        self.assertEqual(open(fasta).read(), ">a\nMKV\n")
+
     def test_nan_policy(self):
         t = stref.read_safetensors(synth())
         name = "esm.encoder.layer.2.attention.self.value.weight"
