@@ -22,7 +22,11 @@ int pq_cli_usage_error(const char *cmd, const char *fmt, ...)
 pq_status pq_cli_check_out(const char *opt, const char *out, const char *const *inputs, int n_inputs)
 {
     struct stat so, si;
-    if (!out || stat(out, &so) != 0 || !S_ISREG(so.st_mode)) return PQ_OK;
+    if (!out || stat(out, &so) != 0) return PQ_OK;
+    /* found now, not by the rename after all the work */
+    if (S_ISDIR(so.st_mode))
+        return pq_err(PQ_ERR_CONFIG, "%s %s is a directory; name the output file", opt, out);
+    if (!S_ISREG(so.st_mode)) return PQ_OK;
     for (int i = 0; i < n_inputs; i++)
         if (inputs[i] && stat(inputs[i], &si) == 0 && S_ISREG(si.st_mode) && si.st_dev == so.st_dev &&
             si.st_ino == so.st_ino)

@@ -274,6 +274,8 @@ class BadInput(unittest.TestCase):
             self.assertIn("is the input file", errs[0])
             self.assertEqual(open(src, "rb").read(), before, args[0])
             self.assertFalse(os.path.exists(src + ".partial"))
+        os.makedirs(path("outdir"), exist_ok=True)
+        self.expect(["quantize", "--model", src, "--out", path("outdir")], 2, "is a directory")
         fasta = path("in.fasta")
         with open(fasta, "w") as f:
             f.write(">a\nMKV\n")
