@@ -2,8 +2,10 @@
 /* cli.c - option errors, byte formatting, progress and summary printing. */
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,10 +21,30 @@ int pq_cli_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+/* The folder OUT.partial goes into must exist and take new files. */
+static pq_status check_out_dir(const char *opt, const char *out)
+{
+    size_t n = strlen(out);
+    char *dir = malloc(n + 2);
+    if (!dir) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    memcpy(dir, out, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    pq_status st = PQ_OK;
+    if (access(dir, W_OK | X_OK) != 0)
+        st = pq_err(PQ_ERR_IO, "%s %s: cannot create files in %s: %s", opt, out, dir, strerror(errno));
+    free(dir);
+    return st;
+}
+
 pq_status pq_cli_check_out(const char *opt, const char *out, const char *const *inputs, int n_inputs)
 {
     struct stat so, si;
-    if (!out || stat(out, &so) != 0) return PQ_OK;
+    if (!out) return PQ_OK;
+    pq_status st = check_out_dir(opt, out);
+    if (st || stat(out, &so) != 0) return st;
     /* found now, not by the rename after all the work */
     if (S_ISDIR(so.st_mode))
         return pq_err(PQ_ERR_CONFIG, "%s %s is a directory; name the output file", opt, out);

@@ -148,6 +148,11 @@ static int do_collect(const copts *o)
             else model = stored_model = strdup(old->model_path);
         }
     }
+    if (!st && rank == 0) {
+        /* rank 0 writes the store: its folder and the inputs are checked there */
+        const char *in[] = {model, o->data};
+        st = pq_cli_check_out("--out", o->out ? o->out : o->update, in, 2);
+    }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
     st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
     if (rank == 0 && !st) {
@@ -288,7 +293,5 @@ int pq_cmd_calibrate(int argc, char **argv)
         if (!o.model) return pq_cli_usage_error("calibrate", "--model is required");
         if (!o.out) return pq_cli_usage_error("calibrate", "--out is required");
     }
-    const char *in[] = {o.model, o.data};
-    pq_status st = pq_cli_check_out("--out", o.out, in, 2);
-    return st ? pq_cli_fail(st) : do_collect(&o);
+    return do_collect(&o);
 }

@@ -252,7 +252,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     /* 1. open + plan on every rank; agree that all of them managed. */
     pq_err_clear();
     st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
-    if (!st) st = check_out(o, job);
+    if (!st && rank == PQ_ROLE_COORD) st = check_out(o, job); /* rank 0 writes OUT */
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if (cfg->threading && cfg->threads == 0) {
         int t = pq_sync_threads_per_rank(comm, rank);

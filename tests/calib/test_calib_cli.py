@@ -10,9 +10,11 @@
     equal amax / 127 of the JSON export
   * calibration errors: exit status 6, the cause named, nothing written
 usage: test_calib_cli.py PROTEUS MPIEXEC TRAINED_MODEL CALIB_FASTA"""
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -74,6 +76,7 @@ def calib_groups(path):
 def main():
     proteus, mpiexec, trained, fasta = (os.path.abspath(a) for a in sys.argv[1:5])
     tmp = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     os.chdir(tmp)
     recs = read_fasta(fasta)[:24]
     write_fasta("a.fasta", recs[:10])
@@ -165,7 +168,7 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     venv = os.path.join(root, ".venv", "bin", "python")
     ort_check = r'''
-import json, sys, os, tempfile
+import atexit, json, shutil, sys, os, tempfile
 import numpy as np
 from onnxruntime.quantization.calibrate import TensorData, TensorsData, CalibrationMethod
 from onnxruntime.quantization.quant_utils import write_calibration_table
@@ -183,6 +186,7 @@ def hook(o):
 td = json.load(open(sys.argv[1]), object_hook=hook)
 assert isinstance(td, TensorsData) and td.calibration_method == CalibrationMethod.Percentile
 d = tempfile.mkdtemp()
+atexit.register(shutil.rmtree, d, True)
 write_calibration_table(td, d)                            # ORT re-serialises it
 again = json.load(open(os.path.join(d, "calibration.json")))
 mine = json.load(open(sys.argv[1]))

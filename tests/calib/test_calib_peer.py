@@ -13,8 +13,10 @@ expected agreement is bit-exact where the algorithm is the same:
   * ORT MinMax, torch MinMaxObserver on the raw values: equal min/max
   * NVIDIA entropy/percentile/mse (numpy reference): equal threshold
 usage: test_calib_peer.py CALIB_DUMP MODEL FASTA"""
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,6 +112,7 @@ def ort_minmax(x):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     tmp = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     path = os.path.join(tmp, "id.onnx")
     onnx.save(model, path)
 
@@ -133,6 +136,7 @@ def ort_minmax(x):
 def main():
     dump, model, fasta = sys.argv[1:4]
     out = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, out, True)  # leave no test files behind
     subprocess.run([dump, model, fasta, "12", out] + SITES, check=True)
     res = json.load(open(os.path.join(out, "results.json")))
     import torch

@@ -7,7 +7,9 @@ byte for byte), to the single-process store for (N, P) = (1, 1), (2, 2),
 P not dividing N or above the layer count is a config error (exit 2, no
 file).
 usage: test_calib_pipeline.py PROTEUS MPIEXEC CALIB_FASTA"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,7 @@ def same(a, b):
 def main():
     proteus, mpiexec, fasta = (os.path.abspath(a) for a in sys.argv[1:4])
     tmp = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     os.chdir(tmp)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     run([proteus, "synth", "--arch", "esm2_t6_8M_UR50D", "--seed", "1", "--out", "syn.safetensors"])

@@ -3,8 +3,10 @@
 esm2_t6 model: the output read back with h5py and compared with codes computed
 independently in numpy from the documented contract; bad options and bad files
 give one clear line, a distinct exit status and no output file."""
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ import stref  # noqa: E402
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 TMP = tempfile.mkdtemp(prefix="pq_cli_")
+atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
 LINEAR = ("attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
           "attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight")
 
@@ -274,6 +277,12 @@ class BadInput(unittest.TestCase):
             self.assertIn("is the input file", errs[0])
             self.assertEqual(open(src, "rb").read(), before, args[0])
             self.assertFalse(os.path.exists(src + ".partial"))
+        missing = os.path.join(TMP, "no_such_dir", "x.h5")
+        for args in (["quantize", "--model", src, "--out", missing],
+                     ["calibrate", "--model", src, "--calibration-data", src, "--out", missing],
+                     ["embed", "--model", src, "--fasta", src, "--out", missing]):
+            # refused before any work (calibrate would otherwise run the model first)
+            self.expect(args, 3, "cannot create files in " + os.path.dirname(missing))
         os.makedirs(path("outdir"), exist_ok=True)
         self.expect(["quantize", "--model", src, "--out", path("outdir")], 2, "is a directory")
         fasta = path("in.fasta")

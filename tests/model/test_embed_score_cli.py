@@ -5,8 +5,10 @@ masked-LM numbers within the range the model README states, and bad input
 giving one clear line, the documented exit status and no output file.
 
 usage: python3 test_embed_score_cli.py PROTEUS MODEL"""
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,7 @@ import numpy as np
 
 PROTEUS, MODEL, FASTA = sys.argv[1], sys.argv[2], sys.argv[3]
 TMP = tempfile.mkdtemp(prefix="pq_embed_")
+atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
 FAILS = []
 
 

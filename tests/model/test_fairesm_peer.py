@@ -7,7 +7,9 @@ within 1e-4 of the larger of 1 and the reference's magnitude; a two-stage
 pipeline run gives the same logits.
 
 usage: python test_fairesm_peer.py FORWARD_DUMP PROTEUS [MODEL.safetensors]"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,7 @@ def pick_sequences():
 
 def run_driver(model, seqs, extra=()):
     d = tempfile.mkdtemp(prefix="pq_peer_")
+    atexit.register(shutil.rmtree, d, True)  # leave no test files behind
     p = subprocess.run([DRIVER, model, d, "--threads", "2", *extra, *seqs], capture_output=True, text=True)
     if p.returncode != 0:
         raise AssertionError(f"forward_dump failed: {p.stderr}")
@@ -150,6 +153,7 @@ def check_commands(model_path):
     model, L, D = fairesm_ref.build_fairesm(model_path)
     seqs = pick_sequences()[:4]
     tmp = tempfile.mkdtemp(prefix="pq_peer_cmd_")
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     fa = os.path.join(tmp, "x.fasta")
     with open(fa, "w") as f:
         for i, s in enumerate(seqs):
@@ -216,6 +220,7 @@ def main():
     failures += [f"trained t6: {f}" for f in check_model(TRAINED, "trained t6")]
     failures += [f"trained t6 commands: {f}" for f in check_commands(TRAINED)]
     tmp = tempfile.mkdtemp(prefix="pq_peer_synth_")
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     t12 = os.path.join(tmp, "t12.safetensors")
     p = subprocess.run([PROTEUS, "synth", "--arch", "esm2_t12_35M_UR50D", "--seed", "11", "--out", t12],
                        capture_output=True, text=True)

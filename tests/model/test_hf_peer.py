@@ -4,7 +4,9 @@ transformers' EsmForMaskedLM (eager attention, the classic implementation of
 transformers 4.30) on the bundled trained model and a synthetic t12: logits and
 hidden states on real sequences, padded in the HF batch (attention_mask), some
 with <mask> tokens. Max abs logits difference <= 1e-4."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 
@@ -91,6 +93,7 @@ def check(path, label):
 def main():
     results = {"trained t6": check(peer.TRAINED, "trained t6")}
     t12 = os.path.join(peer.tempfile.mkdtemp(prefix="pq_hf_"), "t12.safetensors")
+    atexit.register(shutil.rmtree, os.path.dirname(t12), True)
     p = subprocess.run([peer.PROTEUS, "synth", "--arch", "esm2_t12_35M_UR50D", "--seed", "5", "--out", t12],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

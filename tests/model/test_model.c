@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_model.c - tokenizer and FASTA reader (hand-made cases), and the
  * forward's error handling. */
+#define _XOPEN_SOURCE 700
+#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -364,6 +366,12 @@ static void test_masking(void **state)
     free(orig);
 }
 
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(p);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/pq_test_model_XXXXXX");
@@ -378,5 +386,7 @@ int main(void)
         cmocka_unit_test(test_forward_packing_stages_observer),
         cmocka_unit_test(test_masking),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); /* leave no test files behind */
+    return rc;
 }

@@ -5,10 +5,12 @@ checked against an independent numpy reference, a failing rank, a killed
 rank, a plan mismatch, and the ZeroMQ monitor receiving a real run's events.
 
 usage: test_mpi.py PROTEUS MPIEXEC [unittest args]"""
+import atexit
 import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import stref  # noqa: E402
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
 TMP = tempfile.mkdtemp(prefix="pq_mpi_")
+atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 # Small units so that every rank gets many of them on a small model.

@@ -12,7 +12,9 @@ clamps to the int8 storage range). NaN: torch's observer refuses the tensor,
 and so do we (policy error). Metrics: against numpy in double.
 
 usage: test_torch_rtn.py RTN_DUMP"""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver
 
 RTN = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="pq_peer_rtn_")
+atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
 failures = []
 
 

@@ -6,15 +6,18 @@ model against itself gives KL 0, cosine 1 and SQNR inf everywhere, the
 above it, and bad inputs (architecture mismatch, missing file) fail with a
 clear message.
 usage: test_evaluate_cli.py PROTEUS MODEL FASTA"""
+import atexit
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 PROTEUS, MODEL, FASTA = sys.argv[1:4]
 TMP = tempfile.mkdtemp(prefix="pq_eval_")
+atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
 FAILS = []
 
 
