@@ -41,6 +41,31 @@ static void tcp_nodelay_all(void)
     closedir(d);
 }
 
+/* Tasks the launcher says it started (srun's step, mpirun, a PMI launcher),
+ * and under which variable; 0 when none says. */
+static long launcher_tasks(const char **var)
+{
+    static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            *var = vars[i];
+            return strtol(v, NULL, 10);
+        }
+    }
+    return 0;
+}
+
+static int launcher_task_zero(void)
+{
+    static const char *const vars[] = {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) == 0;
+    }
+    return 1;
+}
+
 int pq_mpi_start(int *provided)
 {
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided) != MPI_SUCCESS) {
@@ -50,5 +75,20 @@ int pq_mpi_start(int *provided)
     /* MPI failures come back as codes (translated by pq_mpi_check). */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     tcp_nodelay_all();
+    /* srun without an MPI plugin Open MPI can use starts N singletons: each
+     * would run the whole job alone and all would write the same output. */
+    int size = 1;
+    const char *var = NULL;
+    long tasks = launcher_tasks(&var);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size == 1 && tasks > 1) {
+        if (launcher_task_zero())
+            fprintf(stderr, "proteus: MPI error: the launcher started %ld tasks (%s) but MPI sees one rank in "
+                    "each: they are not connected, and every one would run the whole job and write the same "
+                    "output. Under Slurm launch with 'srun --mpi=pmix' (scripts/slurm/quantize.sbatch)\n",
+                    tasks, var);
+        MPI_Finalize();
+        return pq_status_exit_code(PQ_ERR_MPI);
+    }
     return 0;
 }

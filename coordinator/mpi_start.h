@@ -5,7 +5,9 @@
 #define PQ_MPI_START_H
 
 /* MPI_Init_thread(FUNNELED) with errors returned (never aborting inside the
- * library). Returns 0, or prints one line and returns the MPI exit code. */
+ * library). Returns 0, or prints one line and returns the MPI exit code
+ * (also when the launcher started several tasks that MPI does not connect:
+ * srun without --mpi=pmix; the MPI library is then finalized). */
 int pq_mpi_start(int *provided);
 
 #endif

@@ -255,6 +255,21 @@ class Failures(unittest.TestCase):
         self.assertIn("no output layout", lines[0])
         self.assert_no_output(out)
 
+    def test_unconnected_launcher_tasks(self):
+        # a launcher that started 3 tasks MPI does not connect (srun without
+        # an MPI plugin, with an MPI that then runs singletons): stop, do not
+        # run the job three times into one file. Task 0 prints, task 2 is silent.
+        for procid, lines in (("0", 1), ("2", 0)):
+            out = path(f"unconnected_{procid}.h5")
+            p = quantize(0, out, env={"SLURM_STEP_NUM_TASKS": "3", "SLURM_PROCID": procid}, check=False)
+            self.assertEqual(p.returncode, 9, p.stderr)
+            errs = proteus_lines(p.stderr)
+            self.assertEqual(len(errs), lines, p.stderr)
+            if lines:
+                self.assertIn("started 3 tasks (SLURM_STEP_NUM_TASKS)", errs[0])
+                self.assertIn("srun --mpi=pmix", errs[0])
+            self.assert_no_output(out)
+
     def test_plan_mismatch(self):
         out = path("mismatch.h5")
         p = quantize(2, out, env={"PQ_TEST_PLAN_SALT": "1"}, check=False)
