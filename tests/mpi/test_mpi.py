@@ -147,6 +147,30 @@ class Determinism(unittest.TestCase):
             for k in ref:
                 self.assertEqual(got[k], ref[k], f"-n {n} remote {remote}: dataset {k}")
 
+    def test_static_scheme_any_rank_count(self):
+        # calibration on the ranks (sharded by sequence id, merged exactly),
+        # then int8 weights + activation scales: the same datasets for 1..4
+        sample = os.path.join(os.path.dirname(__file__), "..", "..", "data", "proteins", "calib_sample.fasta")
+        with open(sample) as f:
+            recs = f.read().split(">")[1:9]
+        fasta = path("static8.fasta")
+        with open(fasta, "w") as f:
+            f.write("".join(">" + r for r in recs))
+        ref = None
+        for n in (1, 2, 3, 4):
+            out = path(f"static_n{n}.h5")
+            quantize(n, out, "--scheme", "static", "--calibration-data", fasta, "--calibration-method", "entropy",
+                     "--asymmetric", "--threads", "1")
+            got = datasets(out)
+            self.assertTrue(any(k.endswith("/act_scale") for k in got), sorted(got)[:5])
+            self.assertTrue(any(k.startswith("calibration/") for k in got), sorted(got)[:5])
+            if ref is None:
+                ref = got
+                continue
+            self.assertEqual(sorted(got), sorted(ref), f"-n {n}")
+            for k in ref:
+                self.assertEqual(got[k], ref[k], f"static -n {n}: dataset {k}")
+
     def test_layout_independent_of_arrival_order(self):
         # every quantized dataset gets its file space in plan order when it is
         # created, so the codes sit at the same offsets for any rank count
