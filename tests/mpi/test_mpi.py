@@ -146,6 +146,15 @@ class Determinism(unittest.TestCase):
             self.assertEqual(sorted(got), sorted(ref))
             for k in ref:
                 self.assertEqual(got[k], ref[k], f"-n {n} remote {remote}: dataset {k}")
+        # int4 codes (two per byte, rows packed on their own) with zero points
+        int4 = ["--precision", "int4", "--group-size", "64", "--asymmetric"]
+        quantize(1, path("mix4_n1.h5"), *int4)
+        quantize(3, path("mix4_n3.h5"), *int4, "--threads", "1", env={"PQ_TEST_REMOTE_RANKS": "2", **SMALL_CHUNKS})
+        ref4, got4 = datasets(path("mix4_n1.h5")), datasets(path("mix4_n3.h5"))
+        self.assertTrue(any(k.endswith("/zero_point") for k in ref4))
+        self.assertEqual(sorted(got4), sorted(ref4))
+        for k in ref4:
+            self.assertEqual(got4[k], ref4[k], f"int4 -n 3: dataset {k}")
 
     def test_static_scheme_any_rank_count(self):
         # calibration on the ranks (sharded by sequence id, merged exactly),
