@@ -147,7 +147,7 @@ class Determinism(unittest.TestCase):
             for k in ref:
                 self.assertEqual(got[k], ref[k], f"-n {n} remote {remote}: dataset {k}")
         # int4 codes (two per byte, rows packed on their own) with zero points
-        int4 = ["--precision", "int4", "--group-size", "64", "--asymmetric"]
+        int4 = ["--precision", "int4", "--asymmetric"]
         quantize(1, path("mix4_n1.h5"), *int4)
         quantize(3, path("mix4_n3.h5"), *int4, "--threads", "1", env={"PQ_TEST_REMOTE_RANKS": "2", **SMALL_CHUNKS})
         ref4, got4 = datasets(path("mix4_n1.h5")), datasets(path("mix4_n3.h5"))
