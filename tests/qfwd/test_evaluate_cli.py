@@ -110,6 +110,14 @@ expect(p.returncode != 0 and "nope.h5" in p.stderr, f"missing file not reported:
 p = run("evaluate", "--model", q8, *common)
 expect(p.returncode == 2 and "--reference" in p.stderr, f"missing --reference: {p.returncode} {p.stderr}")
 
+# --json checked before the evaluation: a missing folder (I/O, 3) or an input (config, 2)
+p = run("evaluate", "--model", q8, "--reference", MODEL, "--json", os.path.join(TMP, "no_dir", "e.json"), *common)
+expect(p.returncode == 3 and "cannot create files in" in p.stderr, f"--json folder: {p.returncode} {p.stderr}")
+before = open(q8, "rb").read()
+p = run("evaluate", "--model", q8, "--reference", MODEL, "--json", q8, *common)
+expect(p.returncode == 2 and "is the input file" in p.stderr and open(q8, "rb").read() == before,
+       f"--json onto the model: {p.returncode} {p.stderr}")
+
 subprocess.run(["rm", "-rf", TMP])
 if FAILS:
     print("\n".join(FAILS))
