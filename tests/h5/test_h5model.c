@@ -2,6 +2,7 @@
 /* test_h5model.c - the HDF5 model writer and reader: exact round trips of
  * hand-made tensors, reproducible bytes, commit/abort, and corrupt inputs. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <math.h>
 #include <setjmp.h>
@@ -19,6 +20,7 @@
 #include <hdf5.h>
 
 #include "h5model.h"
+#include "pq_io.h"
 
 static char tmpdir[64];
 
@@ -183,7 +185,26 @@ static const pq_qspec spec_g4 = {.bits = 4, .gran = PQ_GRAN_GROUP, .group_size =
 /* Write the reference file: two float tensors, three quantized ones. When
  * blocks is true the quantized tensors go through begin/rows/end in
  * out-of-order row blocks, else through put_qtensor. */
-static void write_reference(const char *path, int num_ranks, bool blocks)
+/* Rows of a begun tensor. placed: the codes go into the .partial file through
+ * a second descriptor at pq_h5w_codes_offset() (as a worker on rank 0's
+ * machine writes them) and the writer gets codes NULL. */
+static void put_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n, int64_t row_bytes,
+                     const void *codes, const float *scale, const int32_t *zp, bool placed)
+{
+    if (placed) {
+        uint64_t off = 0;
+        assert_int_equal(pq_h5w_codes_offset(w, name, &off), PQ_OK);
+        assert_true(off > 0);
+        int fd = open(pq_h5w_partial_path(w), O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pq_pwrite_all(fd, codes, (size_t)(n * row_bytes), off + (uint64_t)(row0 * row_bytes)), 0);
+        close(fd);
+        codes = NULL;
+    }
+    assert_int_equal(pq_h5w_quant_rows(w, name, row0, n, codes, scale, zp), PQ_OK);
+}
+
+static void write_reference(const char *path, int num_ranks, bool blocks, bool placed)
 {
     pq_h5_meta meta = test_meta(num_ranks);
     pq_h5w *w = NULL;
@@ -218,24 +239,18 @@ static void write_reference(const char *path, int num_ranks, bool blocks)
          * the same order as put_qtensor, so the same objects are created). */
         assert_int_equal(pq_h5w_quant_begin(w, "c.q8_channel_asym", &spec_c8, 3, 5, "w8a16",
                                             "rtn"), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "c.q8_channel_asym", 2, 1, c8_codes + 10,
-                                           c8_scale + 2, c8_zp + 2), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "c.q8_channel_asym", 0, 2, c8_codes, c8_scale,
-                                           c8_zp), PQ_OK);
+        put_rows(w, "c.q8_channel_asym", 2, 1, 5, c8_codes + 10, c8_scale + 2, c8_zp + 2, placed);
+        put_rows(w, "c.q8_channel_asym", 0, 2, 5, c8_codes, c8_scale, c8_zp, placed);
         assert_int_equal(pq_h5w_quant_end(w, "c.q8_channel_asym", &m), PQ_OK);
         assert_int_equal(pq_h5w_quant_begin(w, "d.q8_tensor_sym", &spec_t8, 2, 3, "w8a8",
                                             "minmax"), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "d.q8_tensor_sym", 1, 1, t8_codes + 3, NULL,
-                                           NULL), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "d.q8_tensor_sym", 0, 1, t8_codes, t8_scale,
-                                           NULL), PQ_OK);
+        put_rows(w, "d.q8_tensor_sym", 1, 1, 3, t8_codes + 3, NULL, NULL, placed);
+        put_rows(w, "d.q8_tensor_sym", 0, 1, 3, t8_codes, t8_scale, NULL, placed);
         assert_int_equal(pq_h5w_quant_end(w, "d.q8_tensor_sym", &m), PQ_OK);
         assert_int_equal(pq_h5w_quant_begin(w, "e.q4_group_asym", &spec_g4, G4_ROWS, G4_COLS,
                                             "w4a16", "gptq"), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "e.q4_group_asym", 1, 1, g4 + G4_RB,
-                                           g4_scale + G4_NG, g4_zp + G4_NG), PQ_OK);
-        assert_int_equal(pq_h5w_quant_rows(w, "e.q4_group_asym", 0, 1, g4, g4_scale, g4_zp),
-                         PQ_OK);
+        put_rows(w, "e.q4_group_asym", 1, 1, G4_RB, g4 + G4_RB, g4_scale + G4_NG, g4_zp + G4_NG, placed);
+        put_rows(w, "e.q4_group_asym", 0, 1, G4_RB, g4, g4_scale, g4_zp, placed);
         assert_int_equal(pq_h5w_quant_end(w, "e.q4_group_asym", &m), PQ_OK);
     }
     assert_int_equal(pq_h5w_provenance(w, "command_line", "proteus quantize -o x.h5"), PQ_OK);
@@ -247,7 +262,7 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     const char *p = tpath("rt.h5");
-    write_reference(p, 3, false);
+    write_reference(p, 3, false, false);
     assert_true(exists(p));
     assert_false(exists(tpath("rt.h5.partial")));
 
@@ -391,9 +406,12 @@ static void test_roundtrip(void **state)
 static void test_row_blocks_equal_one_shot(void **state)
 {
     (void)state;
-    write_reference(tpath("oneshot.h5"), 2, false);
-    write_reference(tpath("blocks.h5"), 2, true);
+    write_reference(tpath("oneshot.h5"), 2, false, false);
+    write_reference(tpath("blocks.h5"), 2, true, false);
     assert_same_bytes(tpath("oneshot.h5"), tpath("blocks.h5"));
+    /* codes written into the file by another descriptor: the same bytes */
+    write_reference(tpath("placed.h5"), 2, true, true);
+    assert_same_bytes(tpath("oneshot.h5"), tpath("placed.h5"));
 }
 
 /* Two tensors open at once, blocks interleaved: same content as one-shot. */
@@ -486,11 +504,11 @@ static void test_deterministic_bytes(void **state)
     /* Different malloc garbage and a different second: nothing of either may
      * reach the file. */
     mallopt(M_PERTURB, 0x11);
-    write_reference(tpath("run1.h5"), 4, false);
+    write_reference(tpath("run1.h5"), 4, false, false);
     struct timespec ts = {1, 100000000};
     nanosleep(&ts, NULL);
     mallopt(M_PERTURB, 0x6c);
-    write_reference(tpath("run2.h5"), 4, false);
+    write_reference(tpath("run2.h5"), 4, false, false);
     mallopt(M_PERTURB, 0);
     assert_same_bytes(tpath("run1.h5"), tpath("run2.h5"));
 }
@@ -663,7 +681,7 @@ static void test_corrupt_inputs(void **state)
     (void)state;
     char good[256];
     snprintf(good, sizeof good, "%s", tpath("good.h5"));
-    write_reference(good, 1, false);
+    write_reference(good, 1, false, false);
     size_t n;
     free(slurp(good, &n));
 
@@ -751,7 +769,7 @@ static void test_source_digest(void **state)
 {
     (void)state;
     const char *p = tpath("digest.h5");
-    write_reference(p, 1, false);
+    write_reference(p, 1, false, false);
     assert_true(has_root_attr(p, "source_sha256_tree"));
     assert_true(has_root_attr(p, "source_hash_chunk_bytes"));
     assert_false(has_root_attr(p, "source_sha256"));
