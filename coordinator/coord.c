@@ -121,9 +121,13 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
 static void discard_data(coord *c, const MPI_Status *s)
 {
     int count = 0;
+    char byte;
     void *sink = NULL;
-    if (MPI_Get_count(s, MPI_BYTE, &count) == MPI_SUCCESS && count >= 0 && (sink = malloc((size_t)count + 1)))
+    if (MPI_Get_count(s, MPI_BYTE, &count) != MPI_SUCCESS || count < 0) count = 0;
+    if (count > 1 && (sink = malloc((size_t)count)))
         MPI_Recv(sink, count, MPI_BYTE, s->MPI_SOURCE, PQ_TAG_DATA, c->comm, MPI_STATUS_IGNORE);
+    else /* a truncating receive still takes the message (MPI_ERR_TRUNCATE, returned) */
+        MPI_Recv(&byte, 1, MPI_BYTE, s->MPI_SOURCE, PQ_TAG_DATA, c->comm, MPI_STATUS_IGNORE);
     free(sink);
     fail(c, pq_err(PQ_ERR_PROTO, "unexpected raw data from rank %d (no UnitResult announced it)", s->MPI_SOURCE));
 }
