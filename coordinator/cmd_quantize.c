@@ -9,7 +9,6 @@
  * arrives and commits the file at the end. */
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
@@ -118,8 +117,9 @@ static int parse_bytes(const char *s, int64_t *out)
     return 0;
 }
 
-/* Rank 0: on SIGTERM/SIGINT (mpirun kills the job when a rank dies) remove
- * the .partial file so nothing half-written is left behind. Only
+/* OUT.partial, on every rank (workers on rank 0's machine write their codes
+ * into it). Rank 0, on SIGTERM/SIGINT (mpirun kills the job when a rank
+ * dies), removes it so nothing half-written is left behind. Only
  * async-signal-safe calls. */
 static char partial_path[4096];
 
@@ -130,9 +130,8 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
-static void install_cleanup(const char *out)
+static void install_cleanup(void)
 {
-    snprintf(partial_path, sizeof partial_path, "%s.partial", out);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fatal_signal;
@@ -281,13 +280,14 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
      * tensors) while the workers already run their units: their results
      * wait in MPI until rank 0 drains them. A failure here stops them
      * through the usual Shutdown. */
+    bool fits = snprintf(partial_path, sizeof partial_path, "%s.partial", o->out) < (int)sizeof partial_path;
     if (rank == PQ_ROLE_COORD) {
         char cmdline[4096] = "";
         for (int i = 0; i < argc; i++) {
             strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
             strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
         }
-        install_cleanup(o->out);
+        install_cleanup();
         if (o->monitor) mon = pq_monitor_open(o->monitor, o->monitor_wait);
         pq_cli_progress_init(&prog.cli, stderr, o->quiet);
         prog.mon = mon;
@@ -312,9 +312,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         pq_coord_shutdown(comm, n, st);
         if (st) pq_err_replace(st, "%s", detail);
     } else {
-        char partial[PATH_MAX];
-        bool fits = snprintf(partial, sizeof partial, "%s.partial", o->out) < (int)sizeof partial;
-        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial : NULL);
+        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial_path : NULL);
     }
 
     /* 5. peak memory of every rank, printed by rank 0. */
