@@ -133,8 +133,10 @@ typedef struct in_flight {
     bool used;
 } in_flight;
 
-static pq_status send_result(MPI_Comm comm, int rank, pq_job *j, const pq_unit *u,
-                             const pq_unit_result *r, const pq_direct *d, pq_data_reqs *reqs)
+/* placed: the codes are already in OUT.partial (pq_direct_write), so only
+ * the rest of the result travels. */
+static pq_status send_result(MPI_Comm comm, int rank, const pq_job *j, const pq_unit *u,
+                             const pq_unit_result *r, bool placed, pq_data_reqs *reqs)
 {
     pq_msg m = {.tag = PQ_TAG_RESULT};
     pq_wire_result *h = &m.u.result;
@@ -155,23 +157,11 @@ static pq_status send_result(MPI_Comm comm, int rank, pq_job *j, const pq_unit *
     }
     if ((uint64_t)r->code_bytes != sz[0] || r->n_scales * (int64_t)sizeof(float) != (int64_t)sz[1])
         return pq_err(PQ_ERR_INTERNAL, "unit %d: result sizes differ from the plan", u->id);
-    pq_status st = PQ_OK;
-    if (d->fd >= 0) {
-        /* written before the header goes out: rank 0 commits only after
-         * every header has arrived */
-        double t0 = now_s();
-        st = pq_direct_write(d, j, u, r, rank);
-        double dt = now_s() - t0;
-        j->t.write += dt;
-        j->t.xfer -= dt; /* the caller counts the whole call as sending */
-        if (st) return st;
-        h->codes_in_file = true;
-        sz[0] = 0;
-    } else if (env_int("PQ_TEST_FAKE_PLACED", -1) == rank) {
+    if (placed || env_int("PQ_TEST_FAKE_PLACED", -1) == rank) {
         h->codes_in_file = true;
         sz[0] = 0;
     }
-    st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
+    pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &m);
     if (st) return st;
     const void *bufs[6] = {r->codes, r->scale, r->zero_point, r->row_sum_sq, r->row_err_sq, r->row_max_err};
     reqs->n = 0;
@@ -349,9 +339,18 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         st = pq_worker_run_unit(j, u, rank, r);
         double t1 = now_s();
         j->t.units += t1 - t0;
+        /* codes into the file before the header goes out: rank 0 commits
+         * only after every header has arrived */
+        bool placed = cn.direct.fd >= 0;
+        if (!st && placed) {
+            st = pq_direct_write(&cn.direct, j, u, r, rank);
+            double t2 = now_s();
+            j->t.write += t2 - t1;
+            t1 = t2;
+        }
         if (!st) {
             fl[slot].used = true;
-            st = send_result(comm, rank, j, u, r, &cn.direct, &fl[slot].reqs);
+            st = send_result(comm, rank, j, u, r, placed, &fl[slot].reqs);
         } else {
             pq_unit_result_free(r);
         }
