@@ -40,7 +40,7 @@ struct pq_h5w {
     char *final_path, *partial_path;
     hid_t file, g_tensors, g_metrics, g_prov;
     hid_t gcpl, dcpl, dcpl_early, f16;
-    int fd;                   /* the .partial file, for the codes (pwrite) */
+    int fd;                   /* the .partial file: the codes (pwrite), the commit's fsync */
     qopen *q;
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
@@ -82,8 +82,6 @@ static herr_t close_all(pq_h5w *w)
     close_id(&w->dcpl_early, H5Pclose);
     close_id(&w->dcpl, H5Pclose);
     close_id(&w->gcpl, H5Pclose);
-    if (w->fd >= 0) close(w->fd);
-    w->fd = -1;
     if (w->file >= 0) r = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
     return r;
@@ -92,6 +90,7 @@ static herr_t close_all(pq_h5w *w)
 static void free_writer(pq_h5w *w)
 {
     pq_writeback_done(w->wb);
+    if (w->fd >= 0) close(w->fd);
     free(w->q);
     free(w->final_path);
     free(w->partial_path);
@@ -693,13 +692,12 @@ pq_status pq_h5w_commit(pq_h5w *w)
     }
     pq_writeback_done(w->wb);
     w->wb = NULL;
-    int fd = open(w->partial_path, O_RDONLY);
-    if (fd < 0 || fsync(fd) < 0) {
+    /* the codes' descriptor outlives the HDF5 handles for this: fsync is per
+     * inode, so it covers HDF5's writes and other ranks' codes too */
+    if (fsync(w->fd) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: fsync failed: %s", w->partial_path, strerror(errno));
-        if (fd >= 0) close(fd);
         goto fail;
     }
-    close(fd);
     if (rename(w->partial_path, w->final_path) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: cannot rename to %s: %s", w->partial_path, w->final_path,
                     strerror(errno));
