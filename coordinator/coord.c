@@ -314,9 +314,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             }
             int hashed = 0;
             int64_t chunks[PQ_WIRE_MAX_LEAVES];
-            /* a chunk per thread, at most a worker's HashLeaves batch */
-            int batch = j->hash_threads < PQ_WIRE_MAX_LEAVES ? j->hash_threads : PQ_WIRE_MAX_LEAVES;
-            pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, batch, chunks, &hashed);
+            pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, pq_worker_hash_batch(j), chunks, &hashed);
             if (st) {
                 char detail[1024];
                 snprintf(detail, sizeof detail, "%s", pq_err_detail());

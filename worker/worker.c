@@ -255,16 +255,20 @@ static void set_error(pq_msg *fin, int rank, int unit, pq_status st)
     snprintf(fin->u.error.detail, sizeof fin->u.error.detail, "%s", pq_err_detail());
 }
 
+int pq_worker_hash_batch(const pq_job *j)
+{
+    int batch = j->hash_threads < 1 ? 1 : j->hash_threads;
+    return batch > PQ_WIRE_MAX_LEAVES ? PQ_WIRE_MAX_LEAVES : batch;
+}
+
 /* Hash one batch of this rank's chunks (a chunk per thread) and send their
  * leaves in one HashLeaves; *n 0 when none is left. A hashing failure is
  * returned in *local; the return is a failed MPI call's status. */
 static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_status *local)
 {
-    int batch = j->hash_threads < 1 ? 1 : j->hash_threads;
-    if (batch > PQ_WIRE_MAX_LEAVES) batch = PQ_WIRE_MAX_LEAVES;
     int64_t chunks[PQ_WIRE_MAX_LEAVES];
     *n = 0;
-    if ((*local = pq_job_hash_own(j, rank, batch, chunks, n)) || !*n) return PQ_OK;
+    if ((*local = pq_job_hash_own(j, rank, pq_worker_hash_batch(j), chunks, n)) || !*n) return PQ_OK;
     pq_msg lm = {.tag = PQ_TAG_LEAVES};
     lm.u.leaves.rank = (uint32_t)rank;
     lm.u.leaves.n = *n;

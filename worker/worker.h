@@ -31,6 +31,10 @@ int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6]);
  * Deterministic: all ranks get the same plan. */
 void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node);
 
+/* Source digest chunks hashed between two looks at the messages: one per
+ * hashing thread, at most a HashLeaves message's worth (PQ_WIRE_MAX_LEAVES). */
+int pq_worker_hash_batch(const pq_job *j);
+
 /* The loop of a rank >= 1: run its units in plan order (reading the next
  * one's rows ahead), send each result, then hash its chunks of the source
  * and send their leaves (HashLeaves), checking for an early Shutdown between
