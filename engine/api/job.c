@@ -286,6 +286,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     char *cfg_json = NULL;
     const pq_plan *p = j->plan;
     if (!j->defer_source_hash && (st = pq_job_hash_source(j, sha))) return st;
+    double t_setup = now_s(), floats0 = j->t.floats;
     if (!(cfg_json = pq_config_to_json(j->cfg))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     pq_h5_meta meta = {
         .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
@@ -346,6 +347,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         }
     }
 cleanup:
+    j->t.setup += now_s() - t_setup - (j->t.floats - floats0);
     free(cfg_json);
     return st;
 }

@@ -66,6 +66,7 @@ typedef void (*pq_progress_fn)(void *user, const pq_progress *ev);
 typedef struct pq_job_phases {
     double open;     /* pq_job_open: map, detect, plan */
     double hash;     /* this process's chunks of the source's tree digest */
+    double setup;    /* creating the output and its datasets (floats apart) */
     double floats;   /* reading and writing the float tensors */
     double units;    /* running this process's own units */
     double xfer;     /* MPI: sending results (worker) or receiving them (rank 0) */
