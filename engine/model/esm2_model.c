@@ -12,6 +12,7 @@
 
 #include "pq_config.h"
 #include "pq_kernels.h"
+#include "pq_mem.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -670,8 +671,8 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     /* x and h swap places (residual epilogue) and x may be handed out as
      * x_out: their own blocks. The rest lives in the model's workspace, in
      * slices rounded to 16 floats (64 bytes). */
-    x = malloc(nd * sizeof(float));
-    h = malloc(nd * sizeof(float));
+    x = pq_alloc_big(nd * sizeof(float));
+    h = pq_alloc_big(nd * sizeof(float));
     size_t sz[6] = {3 * nd, nd, (size_t)(N * (F > V ? F : V)), (size_t)(max_T * (hd / 2)),
                     (size_t)(max_T * (hd / 2)), (size_t)c.n_threads * (size_t)(max_T * max_T)};
     size_t off[6], need = 0;
@@ -682,7 +683,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     if (need > m->ws_floats) {
         free(m->ws);
         m->ws_floats = 0;
-        m->ws = malloc(need * sizeof(float));
+        m->ws = pq_alloc_big(need * sizeof(float));
         if (m->ws) m->ws_floats = need;
     }
     if (!x || !h || !m->ws) {

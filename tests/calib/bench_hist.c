@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "calib_stats.h"
+#include "pq_mem.h"
 
 static double now(void)
 {
@@ -23,7 +24,8 @@ int main(int argc, char **argv)
     fseek(f, 0, SEEK_END);
     long bytes = ftell(f);
     fseek(f, 0, SEEK_SET);
-    float *x = malloc((size_t)bytes);
+    /* allocated as the forward allocates the activations it observes */
+    float *x = pq_alloc_big((size_t)bytes);
     if (!x || fread(x, 1, (size_t)bytes, f) != (size_t)bytes) { fprintf(stderr, "read failed\n"); return 1; }
     fclose(f);
     int64_t dim = atoll(argv[2]), rows = bytes / 4 / dim;
