@@ -91,11 +91,14 @@ def bench_mpi(a, b, fasta, tmp):
     subprocess.run([f"{b}/coordinator/proteus", "synth", "--arch", "t30_150M", "--seed", "1", "--out", syn], check=True,
                    stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    # one node, no munge daemon, no InfiniBand: skip PMIx's munge retries and
-    # UCX start-up (docs/CLUSTER.md), unless the caller chose otherwise
-    env.setdefault("PMIX_MCA_psec", "native")
-    env.setdefault("OMPI_MCA_pml", "ob1")
-    print(f"PMIX_MCA_psec={env['PMIX_MCA_psec']} OMPI_MCA_pml={env['OMPI_MCA_pml']}; "
+    # one node, no munge daemon, no InfiniBand: skip PMIx's munge retries,
+    # UCX start-up, mpirun's PCI scan and PMIx's shared-memory job store
+    # (docs/CLUSTER.md), unless the caller chose otherwise
+    launch = {"PMIX_MCA_psec": "native", "OMPI_MCA_pml": "ob1", "PMIX_MCA_gds": "hash",
+              "HWLOC_COMPONENTS": "-pci,-linuxio"}
+    for k, v in launch.items():
+        env.setdefault(k, v)
+    print(" ".join(f"{k}={env[k]}" for k in launch) + "; "
           f"load before: {os.getloadavg()[0]:.2f}", flush=True)
     # -n 1 x T threads against -n 2 x T threads (ranks scaling, same threads
     # per rank), and -n 1 x 2T threads (the same cores used by threads)

@@ -14,11 +14,14 @@ reps="${3:-3}"
 proteus="$build/coordinator/proteus"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Single-node launch settings (docs/CLUSTER.md): without a running munge
-# daemon PMIx's munge security plugin retries for ~2 s per launch, and UCX
-# probes for InfiniBand in MPI_Init for ~0.2 s. A caller's values win.
+# daemon PMIx's munge security plugin retries for ~2 s per launch, UCX
+# probes for InfiniBand in MPI_Init for ~0.2 s, and mpirun's PCI scan and
+# PMIx's shared-memory job store cost ~40 ms more. A caller's values win.
 settings=()
-if [[ -z "${PMIX_MCA_psec+x}" ]]; then export PMIX_MCA_psec=native; settings+=("PMIX_MCA_psec=native"); fi
-if [[ -z "${OMPI_MCA_pml+x}" ]]; then export OMPI_MCA_pml=ob1; settings+=("OMPI_MCA_pml=ob1"); fi
+for kv in PMIX_MCA_psec=native OMPI_MCA_pml=ob1 PMIX_MCA_gds=hash HWLOC_COMPONENTS=-pci,-linuxio; do
+  k=${kv%%=*}
+  if [[ -z "${!k+x}" ]]; then export "$kv"; settings+=("$kv"); fi
+done
 tmp="$(mktemp -d /tmp/pq_bench_mpi.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 model="$tmp/model.safetensors"
@@ -59,7 +62,7 @@ report() { # name
 }
 
 echo "bench_mpi: $arch ($(du -h "$model" | cut -f1)), RTN int8 per-channel, best of $reps (configurations interleaved), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-if (( ${#settings[@]} )); then echo "set for this run: ${settings[*]}"; else echo "launch settings: the caller's (PMIX_MCA_psec=${PMIX_MCA_psec:-unset}, OMPI_MCA_pml=${OMPI_MCA_pml:-unset})"; fi
+if (( ${#settings[@]} )); then echo "set for this run: ${settings[*]}"; else echo "launch settings: the caller's (PMIX_MCA_psec=${PMIX_MCA_psec:-unset}, OMPI_MCA_pml=${OMPI_MCA_pml:-unset}, PMIX_MCA_gds=${PMIX_MCA_gds:-unset}, HWLOC_COMPONENTS=${HWLOC_COMPONENTS:-unset})"; fi
 t0=$(date +%s.%N); mpirun -n 1 /bin/true; t1=$(date +%s.%N)
 printf "launcher only (mpirun -n 1 /bin/true): %.2f s\n" "$(echo "$t1 - $t0" | bc -l)"
 # Interleaved, so that a slow spell of a shared machine hits every

@@ -29,9 +29,10 @@ set +e
 # environment sbatch passes to the job (a real cluster keeps its own settings).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1
-# Under srun the site's PMIx security applies (munge runs here); a
-# PMIX_MCA_psec=native meant for plain mpirun (scripts/test.sh) is dropped.
-unset PMIX_MCA_psec
+# Under srun the site's PMIx security and data store apply (munge runs
+# here); PMIX_MCA_psec and PMIX_MCA_gds meant for plain mpirun
+# (scripts/test.sh) are dropped.
+unset PMIX_MCA_psec PMIX_MCA_gds
 jobid=$(cd "$tmp" && PROTEUS="$proteus" timeout 240 sbatch --parsable --wait -n 2 \
         "$here/scripts/slurm/quantize.sbatch" "$tmp/t6.safetensors" "$tmp/t6.h5" --per-channel --unit-bytes 64k)
 rc=$?
