@@ -201,8 +201,8 @@ static void log_phases(const pq_job *j, double init_s)
     if (!j) return;
     const pq_job_phases *t = &j->t;
     PQ_LOG_DEBUG("phases: MPI_Init %.3f s, open+plan %.3f s, set-up %.3f s, hash %.3f s, floats %.3f s, "
-                 "units %.3f s, send/receive %.3f s, write %.3f s, commit %.3f s", init_s, t->open, t->setup,
-                 t->hash, t->floats, t->units, t->xfer, t->write, t->commit);
+                 "units %.3f s, send/receive %.3f s, write %.3f s, metrics %.3f s, commit %.3f s", init_s, t->open,
+                 t->setup, t->hash, t->floats, t->units, t->xfer, t->write, t->metrics, t->commit);
 }
 
 /* --out must not name one of the run's inputs (checkpoint shards, config,

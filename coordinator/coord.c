@@ -328,7 +328,16 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             break;
         }
         if (!progressed) {
-            /* idle, waiting for the others: push new results to disk */
+            /* idle, waiting for the others: write the metrics of the
+             * tensors complete so far, then push new results to disk */
+            if (!c.err) {
+                bool did = false;
+                double tm = now_s();
+                pq_status st = pq_job_end_next(j, &did);
+                j->t.metrics += now_s() - tm;
+                if (st) fail(&c, st);
+                if (did || st) continue;
+            }
             if (!c.err && kicked_at >= 0 && j->units_done > kicked_at) {
                 pq_h5w_start_writeback(j->writer);
                 kicked_at = j->units_done;

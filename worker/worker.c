@@ -79,6 +79,13 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
  * 1 on 2 ranks. */
 #define SETUP_COST_PER_TENSOR 2.0e5
 
+/* Rank 0's cost of writing one quantized tensor's metrics (a group of six
+ * attributes, ~50 us), in the same measure. Charged so that rank 0 runs out
+ * of its own work a little before the others and writes the metrics of the
+ * complete tensors while they finish (pq_job_end_next), instead of all of
+ * them in the commit after everyone. */
+#define METRICS_COST_PER_TENSOR 1.9e5
+
 void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node)
 {
     const pq_plan *p = j->plan;
@@ -92,18 +99,20 @@ void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node)
          * other machines, taken as their share of the units. */
         int remote = 0;
         for (int r = 1; r < n_ranks; r++) remote += !(same_node && same_node[r]);
-        double out = 0, stored = 0;
+        double out = 0, stored = 0, quantized = 0;
         for (int i = 0; i < p->n_tensors; i++) {
             const pq_plan_tensor *pt = &p->tensors[i];
             if (pt->action == PQ_ACT_FLOAT) out += (double)pt->st->n_bytes;
             stored += pt->action != PQ_ACT_DROP;
+            quantized += pt->action == PQ_ACT_QUANT;
         }
         for (int i = 0; i < p->n_units; i++) {
             size_t sz[6];
             pq_worker_result_sizes(j, &p->units[i], sz);
             out += (double)sz[0] * remote / n_ranks + (double)(sz[1] + sz[2]);
         }
-        pre[PQ_ROLE_COORD] = WRITE_COST_PER_BYTE * out + SETUP_COST_PER_TENSOR * stored;
+        pre[PQ_ROLE_COORD] = WRITE_COST_PER_BYTE * out + SETUP_COST_PER_TENSOR * stored +
+                             METRICS_COST_PER_TENSOR * quantized;
     }
     pq_plan_assign_loaded(j->plan, n_ranks, pre);
     free(pre);

@@ -122,6 +122,7 @@ void pq_job_destroy(pq_job *j)
     free(j->row_max_err);
     free(j->tensor_row_base);
     free(j->tensor_nonfinite);
+    free(j->tensor_rows_done);
     free(j->tensor_kept_float);
     free(j->hash_leaves);
     free(j->hash_have);
@@ -306,8 +307,9 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     int64_t total_rows = 0;
     j->tensor_row_base = calloc((size_t)p->n_tensors, sizeof(int64_t));
     j->tensor_nonfinite = calloc((size_t)p->n_tensors, sizeof(int64_t));
+    j->tensor_rows_done = calloc((size_t)p->n_tensors, sizeof(int64_t));
     j->stats.tensors = calloc((size_t)p->n_tensors, sizeof(pq_tensor_stats));
-    if (!j->tensor_row_base || !j->tensor_nonfinite || !j->stats.tensors) {
+    if (!j->tensor_row_base || !j->tensor_nonfinite || !j->tensor_rows_done || !j->stats.tensors) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
@@ -368,6 +370,7 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
     memcpy(j->row_err_sq + base, r->row_err_sq, (size_t)u->n_rows * sizeof(double));
     memcpy(j->row_max_err + base, r->row_max_err, (size_t)u->n_rows * sizeof(float));
     j->tensor_nonfinite[u->tensor] += r->n_nonfinite;
+    j->tensor_rows_done[u->tensor] += u->n_rows;
     j->units_done++;
     j->bytes_done += u->cost;
     emit(j, "quantize", pt->st->name, NAN);
@@ -386,12 +389,39 @@ pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets)
     return PQ_OK;
 }
 
+pq_status pq_job_end_next(pq_job *j, bool *did)
+{
+    const pq_plan *p = j->plan;
+    *did = false;
+    while (j->n_ended < p->n_tensors && p->tensors[j->n_ended].action != PQ_ACT_QUANT) j->n_ended++;
+    int i = j->n_ended;
+    if (i == p->n_tensors || j->tensor_rows_done[i] < p->tensors[i].rows) return PQ_OK;
+    const pq_plan_tensor *pt = &p->tensors[i];
+    pq_tensor_stats *ts = &j->stats.tensors[i];
+    int64_t base = j->tensor_row_base[i];
+    pq_qmetrics_from_rows(j->row_sum_sq + base, j->row_err_sq + base, j->row_max_err + base, pt->rows,
+                          j->tensor_nonfinite[i], &ts->metrics);
+    pq_status st = pq_h5w_quant_end(j->writer, pt->st->name, &ts->metrics);
+    if (st) return st;
+    j->n_ended++;
+    *did = true;
+    return PQ_OK;
+}
+
 pq_status pq_job_finish_output(pq_job *j)
 {
     pq_status st;
     const pq_plan *p = j->plan;
     pq_job_stats *s = &j->stats;
     double sum_sqnr = 0, t0 = now_s();
+    /* the metrics first, for any number of ranks (see pq_job_end_next) */
+    for (bool did = true; did;)
+        if ((st = pq_job_end_next(j, &did))) return st;
+    if (j->n_ended < p->n_tensors) {
+        const pq_plan_tensor *pt = &p->tensors[j->n_ended];
+        return pq_err(PQ_ERR_INTERNAL, "tensor '%s': %lld of %lld rows quantized at the commit", pt->st->name,
+                      (long long)j->tensor_rows_done[j->n_ended], (long long)pt->rows);
+    }
     if (j->defer_source_hash) {
         for (int i = 0; i < p->n_hash; i++)
             if (!j->hash_have[i])
@@ -409,10 +439,6 @@ pq_status pq_job_finish_output(pq_job *j)
         s->bytes_before += ts->bytes_before;
         s->bytes_after += ts->bytes_after;
         if (pt->action == PQ_ACT_FLOAT) { s->n_float++; continue; }
-        int64_t base = j->tensor_row_base[i];
-        pq_qmetrics_from_rows(j->row_sum_sq + base, j->row_err_sq + base, j->row_max_err + base,
-                              pt->rows, j->tensor_nonfinite[i], &ts->metrics);
-        if ((st = pq_h5w_quant_end(j->writer, pt->st->name, &ts->metrics))) return st;
         s->n_quantized++;
         double q = ts->metrics.sqnr_db;
         if (q < s->min_sqnr_db) s->min_sqnr_db = q;

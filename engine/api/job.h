@@ -71,7 +71,8 @@ typedef struct pq_job_phases {
     double units;    /* running this process's own units */
     double xfer;     /* MPI: sending results (worker) or receiving them (rank 0) */
     double write;    /* writing unit results into the output */
-    double commit;   /* metrics, provenance, close, fsync, rename */
+    double metrics;  /* rank 0: tensors' metrics written while others still work */
+    double commit;   /* the rest of the metrics, provenance, close, fsync, rename */
 } pq_job_phases;
 
 typedef struct pq_job {
@@ -87,6 +88,8 @@ typedef struct pq_job {
     float *row_max_err;
     int64_t *tensor_row_base;          /* offset of each tensor in the row arrays */
     int64_t *tensor_nonfinite;
+    int64_t *tensor_rows_done;         /* per tensor: rows of results put */
+    int n_ended;                       /* tensors before this one have their metrics written */
     bool *tensor_kept_float;
     pq_job_stats stats;
     int units_done;
@@ -157,6 +160,12 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
 /* After begin: the file offset of every plan tensor's codes in OUT.partial
  * (0 for tensors that are not quantized), into offsets[plan->n_tensors]. */
 pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets);
+
+/* Rank 0, while it waits for the others: write the metrics of the next
+ * quantized tensor in plan order if all its rows are in (*did then true), so
+ * that less is left for the commit. Plan order, whatever the timing, keeps
+ * the file's layout the same for any number of ranks. */
+pq_status pq_job_end_next(pq_job *j, bool *did);
 pq_status pq_job_finish_output(pq_job *j);
 
 /* Single-process run of every unit in plan order. */

@@ -680,11 +680,8 @@ pq_status pq_h5w_commit(pq_h5w *w)
                     w->final_path, w->q[0].name);
         goto fail;
     }
-    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
-        rc = pq_err(PQ_ERR_IO, "%s: flush failed: %s", w->partial_path,
-                    pq_h5u_detail(eb, sizeof eb));
-        goto fail;
-    }
+    /* H5Fclose flushes everything: a flush of its own first only costs a
+     * second walk of the metadata cache */
     if (close_all(w) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: close failed: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
