@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "calib_mpi.h"
+#include "claims.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -234,6 +235,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     bool unresponsive = false;
     pq_calib_static_run *calib = NULL;
     bool *same_node = NULL;
+    pq_claims *claims = NULL;
 
     memset(&prog, 0, sizeof prog);
     double t_init = mono_s();
@@ -272,6 +274,9 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     st = pq_sync_plan(comm, job, n, o->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
+    /* ranks on rank 0's machine may take over each other's last units */
+    st = pq_claims_open(comm, job->plan, same_node, &claims);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
     if (!strcmp(cfg->scheme, "static") &&
         (st = pq_calib_static_prepare(comm, job, o->model, o->calib_store, o->calib_data, &calib)))
         goto fail;
@@ -303,7 +308,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
 
         /* 4. the units. */
         pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
-                            .same_node = same_node};
+                            .same_node = same_node, .claims = claims};
         st = pq_coord_run(job, comm, n, &co, &unresponsive);
         if (!st) st = pq_job_finish_output(job);
         if (unresponsive) goto fail;
@@ -312,8 +317,10 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         pq_coord_shutdown(comm, n, st);
         if (st) pq_err_replace(st, "%s", detail);
     } else {
-        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial_path : NULL);
+        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial_path : NULL, claims);
     }
+    pq_claims_close(claims); /* collective: every rank is past its units */
+    claims = NULL;
 
     /* 5. peak memory of every rank, printed by rank 0. */
     if (!(rss = calloc((size_t)n, sizeof *rss))) {
@@ -348,6 +355,7 @@ fail:
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
 done:
+    pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
     pq_calib_static_done(calib);

@@ -3,9 +3,10 @@
  * results of the other ranks, write them in arrival order, and on the first
  * failure tell every rank to stop.
  *
- * Arrival order does not matter for the output: pq_job_put_result places rows
- * by unit, the metrics are summed in row order at the end, and the source
- * digest's leaves are combined in chunk order at the commit. */
+ * Arrival order does not matter for the output, nor which rank ran a unit
+ * (claims.h): pq_job_put_result places rows by unit, the metrics are summed
+ * in row order and written in plan order, and the source digest's leaves
+ * are combined in chunk order at the commit. */
 #include "coord.h"
 
 #include <math.h>
@@ -15,10 +16,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "log.h"
 #include "msg.h"
 #include "worker.h"
 
 static bool stop_sent;  /* the early Shutdown went out; the final one is not sent again */
+
+/* Input bytes of units between two writeback hints: ~16 MB of int8 codes. */
+#define WRITEBACK_EVERY_BYTES (64.0 * 1024 * 1024)
 
 typedef struct coord {
     pq_job *j;
@@ -79,9 +84,10 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d names unit %u; the plan has %d",
                       src, h->unit_id, p->n_units);
     const pq_unit *u = &p->units[h->unit_id];
-    if (u->rank != src || c->received[u->id])
+    int holder = pq_claims_holder(c->o->claims, p, u->id);
+    if (holder != src || c->received[u->id])
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d, which %s", src, u->id,
-                      u->rank != src ? "the plan gave to another rank" : "was already received");
+                      holder != src ? "another rank runs" : "was already received");
     size_t sz[6];
     pq_worker_result_sizes(c->j, u, sz);
     if (h->codes_in_file && !c->placed[src])
@@ -169,11 +175,11 @@ static void handle(coord *c, const MPI_Status *s)
         c->finished[src] = true;
         c->n_finished++;
         if (!c->err) {
-            int assigned = 0;
-            for (int i = 0; i < c->j->plan->n_units; i++) assigned += c->j->plan->units[i].rank == src;
-            if ((int)m.u.done.units != assigned || c->rank_units[src] != assigned) {
-                fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after %u units (%d received); "
-                               "the plan gave it %d", src, m.u.done.units, c->rank_units[src], assigned));
+            /* which units a rank ran is decided by its claims; that every
+             * unit arrived is checked once all ranks are done */
+            if ((int)m.u.done.units != c->rank_units[src]) {
+                fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after %u units; %d of its results were "
+                               "received", src, m.u.done.units, c->rank_units[src]));
                 return;
             }
             int chunks = 0, have = 0;
@@ -254,7 +260,10 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     const pq_plan *p = j->plan;
     const struct timespec nap = {0, 500000};
     double t0 = now_s(), stop_t = 0;
-    int next_own = 0, kicked_at = -1; /* units written at the last writeback hint */
+    int next_own = 0, kicked_at = 0;  /* units written at the last writeback hint */
+    double kicked_bytes = 0;          /* input bytes (unit cost) written by then */
+    int taken = 0;                    /* units taken over from other ranks */
+    bool chunks_done = false;
     *unresponsive = false;
     c.received = calloc((size_t)p->n_units + 1, sizeof *c.received);
     c.rank_units = calloc((size_t)n_ranks, sizeof *c.rank_units);
@@ -277,6 +286,14 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             handle(&c, &s);
             progressed = true;
         }
+        /* Units come last, so the output's pages are written out as they
+         * fill rather than all in the commit's fsync (a helper thread
+         * submits the I/O). */
+        if (!c.err && j->bytes_done - kicked_bytes >= WRITEBACK_EVERY_BYTES) {
+            pq_h5w_start_writeback(j->writer);
+            kicked_at = j->units_done;
+            kicked_bytes = j->bytes_done;
+        }
         if (c.err && !stop_sent) {
             /* Stop every rank promptly; keep draining so their final
              * messages (and any result in flight) are taken off the wire. */
@@ -288,9 +305,31 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             stop_t = now_s();
         }
         if (!c.err) {
-            while (next_own < p->n_units && p->units[next_own].rank != PQ_ROLE_COORD) next_own++;
-            if (next_own < p->n_units) {
-                const pq_unit *u = &p->units[next_own++];
+            /* Rank 0's chunks of the source digest first, a chunk per
+             * thread between two drains: units come last on every rank, so
+             * that whoever runs out of work first can take over the small
+             * ones that are left (claims.h). */
+            if (!chunks_done) {
+                int hashed = 0;
+                int64_t chunks[PQ_WIRE_MAX_LEAVES];
+                pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, pq_worker_hash_batch(j), chunks, &hashed);
+                if (st) {
+                    char detail[1024];
+                    snprintf(detail, sizeof detail, "%s", pq_err_detail());
+                    fail(&c, pq_err_replace(st, "rank 0: %s", detail));
+                }
+                chunks_done = !hashed && !st;
+                continue;
+            }
+            int k = -1;
+            while (next_own < p->n_units && k < 0) {
+                if (p->units[next_own].rank == PQ_ROLE_COORD && pq_claims_take(o->claims, p, next_own, PQ_ROLE_COORD))
+                    k = next_own;
+                next_own++;
+            }
+            if (k < 0 && (k = pq_claims_steal(o->claims, p, PQ_ROLE_COORD)) >= 0) taken++;
+            if (k >= 0) {
+                const pq_unit *u = &p->units[k];
                 pq_unit_result r;
                 /* The kernel reads the next own unit's rows meanwhile. */
                 int nx = next_own;
@@ -305,22 +344,6 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 else pq_worker_after_unit(PQ_ROLE_COORD);
                 continue;
             }
-            /* Then rank 0's chunks of the source digest, a chunk per thread
-             * between two drains; first let the kernel write out what is
-             * written so far, so that the commit's fsync waits less. */
-            if (kicked_at < 0) {
-                pq_h5w_start_writeback(j->writer);
-                kicked_at = j->units_done;
-            }
-            int hashed = 0;
-            int64_t chunks[PQ_WIRE_MAX_LEAVES];
-            pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, pq_worker_hash_batch(j), chunks, &hashed);
-            if (st) {
-                char detail[1024];
-                snprintf(detail, sizeof detail, "%s", pq_err_detail());
-                fail(&c, pq_err_replace(st, "rank 0: %s", detail));
-            }
-            if (hashed || st) continue;
         }
         if (c.n_finished == n_ranks - 1) break;
         if (c.err && now_s() - stop_t > o->stop_grace_s) {
@@ -338,9 +361,10 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 if (st) fail(&c, st);
                 if (did || st) continue;
             }
-            if (!c.err && kicked_at >= 0 && j->units_done > kicked_at) {
+            if (!c.err && j->units_done > kicked_at) {
                 pq_h5w_start_writeback(j->writer);
                 kicked_at = j->units_done;
+                kicked_bytes = j->bytes_done;
             }
             nanosleep(&nap, NULL);
         }
@@ -353,6 +377,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             }
     }
     j->stats.seconds_quantize = now_s() - t0;
+    PQ_LOG_DEBUG("ran %d units, %d of them taken over from other ranks", c.rank_units[PQ_ROLE_COORD], taken);
     /* Every worker that finished normally has taken its layout (a worker
      * receives it at the latest while waiting for the Shutdown, which comes
      * after this). After a failure the sends may never complete: their

@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <stdbool.h>
 
+#include "claims.h"
 #include "job.h"
 #include "pq_err.h"
 
@@ -23,6 +24,7 @@ typedef struct pq_coord_opts {
     void *user;
     const bool *same_node;        /* per rank: on rank 0's machine, sent the output
                                    * layout so it writes its own codes; NULL: none */
+    pq_claims *claims;            /* units ranks on this machine may take over; NULL: none */
 } pq_coord_opts;
 
 /* Run the quantize phase on rank 0 of comm (n_ranks ranks; j's output begun).

@@ -14,10 +14,13 @@
 #include <time.h>
 
 #include "direct.h"
+#include "log.h"
 #include "msg.h"
 
 /* Test-only fault injection, deliberately left out of --help:
- *   PQ_TEST_FAIL_UNIT=<id>  the rank that owns unit <id> fails it with PQ_ERR_IO;
+ *   PQ_TEST_FAIL_UNIT=<id>  the rank that runs unit <id> fails it with PQ_ERR_IO;
+ *   PQ_TEST_SLOW_RANK=<r>   rank r sleeps 20 ms before each unit it runs (the
+ *                           others then take over its last units, claims.h);
  *   PQ_TEST_KILL_RANK=<r>   rank r raises SIGKILL after its first unit;
  *   PQ_TEST_FAIL_HASH=<r>   rank r fails hashing its first source chunk with
  *                           PQ_ERR_IO (pq_job_hash_own);
@@ -49,6 +52,10 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
         return pq_err(PQ_ERR_IO, "rank %d, unit %d (tensor '%s' rows %lld..%lld): injected read "
                       "failure (PQ_TEST_FAIL_UNIT)", rank, u->id, pt->st->name, (long long)u->row0,
                       (long long)(u->row0 + u->n_rows - 1));
+    }
+    if (env_int("PQ_TEST_SLOW_RANK", -1) == rank) {
+        const struct timespec slow = {0, 20000000};
+        nanosleep(&slow, NULL);
     }
     pq_status st = pq_job_run_unit(j, u, r);
     if (st) {
@@ -142,8 +149,8 @@ int pq_worker_result_sizes(const pq_job *j, const pq_unit *u, size_t sizes[6])
 }
 
 /* Results whose buffers are still on their way to rank 0: the worker goes on
- * with its next unit (or its hashing) instead of waiting for rank 0, which
- * drains only between its own work. Bounded, so memory stays a few units. */
+ * with its next unit instead of waiting for rank 0, which drains only
+ * between its own work. Bounded, so memory stays a few units. */
 #define MAX_IN_FLIGHT 8
 
 typedef struct in_flight {
@@ -307,7 +314,7 @@ static int next_own(const pq_plan *p, int i, int rank)
     return i;
 }
 
-pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial)
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial, pq_claims *claims)
 {
     pq_status st = PQ_OK;
     coord_news cn = {.direct = PQ_DIRECT_INIT, .partial = partial};
@@ -327,32 +334,42 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         break;                                                                                           \
     }
 
-    for (int i = next_own(p, 0, rank); i < p->n_units && !cn.got_shutdown; i = next_own(p, i + 1, rank)) {
-        const pq_unit *u = &p->units[i];
+    /* This rank's chunks of the source digest first: units come last on
+     * every rank, so that whoever runs out of work first can take over the
+     * small ones that are left (claims.h). */
+    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
+        int n = 0;
+        pq_status local = PQ_OK;
         POLL_COORD(false)
         if (cn.got_shutdown) break;
-        /* The kernel reads the next unit's rows while this one computes. */
-        int nx = next_own(p, i + 1, rank);
-        if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-        /* Every result still on its way (rank 0 drains between its own
-         * units and chunks): hash a chunk meanwhile rather than wait. */
-        int slot = -1, n = 1;
-        pq_status local = PQ_OK, hashing = PQ_OK;
-        while (!(local = try_slot(fl, &slot)) && slot < 0 && n && !cn.got_shutdown) {
-            if ((st = hash_batch(j, comm, rank, &n, &hashing))) return st;
-            if (hashing) break;
-            hashed += (uint32_t)n;
-            POLL_COORD(false)
-        }
-        if (fin.tag != PQ_TAG_DONE) break;
-        if (hashing) {
-            st = hashing;
+        if ((st = hash_batch(j, comm, rank, &n, &local))) return st;
+        if (local) {
+            st = local;
             set_error(&fin, rank, -1, st);
             break;
         }
+        if (!n) break;
+        hashed += (uint32_t)n;
+    }
+    /* Then its own units in plan order, then other ranks' unclaimed ones. */
+    int own = 0, taken = 0;
+    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
+        int i = -1;
+        while (own < p->n_units && i < 0) {
+            if (p->units[own].rank == rank && pq_claims_take(claims, p, own, rank)) i = own;
+            own++;
+        }
+        if (i < 0 && (i = pq_claims_steal(claims, p, rank)) >= 0) taken++;
+        if (i < 0) break;
+        const pq_unit *u = &p->units[i];
+        POLL_COORD(false)
         if (cn.got_shutdown) break;
+        /* The kernel reads the next own unit's rows while this one computes. */
+        int nx = next_own(p, own, rank);
+        if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
         double t0 = now_s();
-        if (!local && slot < 0) local = free_slot(fl, &slot);
+        int slot = -1;
+        pq_status local = free_slot(fl, &slot);
         if (local) {
             st = local;
             set_error(&fin, rank, u->id, st);
@@ -385,24 +402,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         done++;
         pq_worker_after_unit(rank);
     }
-    /* The rest of this rank's chunks of the source digest after its units,
-     * so that rank 0 writes their results meanwhile; rank 0 needs the
-     * leaves only for the commit. */
-    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
-        int n = 0;
-        pq_status local = PQ_OK;
-        POLL_COORD(true)
-        if (cn.got_shutdown) break;
-        if ((st = hash_batch(j, comm, rank, &n, &local))) return st;
-        if (!local) local = reap(fl, false);
-        if (local) {
-            st = local;
-            set_error(&fin, rank, -1, st);
-            break;
-        }
-        if (!n) break;
-        hashed += (uint32_t)n;
-    }
+    PQ_LOG_DEBUG("ran %u units, %d of them taken over from other ranks", done, taken);
 #undef POLL_COORD
     /* rank 0 takes every announced buffer, even when stopping */
     double tw = now_s();

@@ -7,6 +7,7 @@
 #include <mpi.h>
 #include <stdbool.h>
 
+#include "claims.h"
 #include "job.h"
 #include "pq_err.h"
 
@@ -35,14 +36,16 @@ void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node);
  * hashing thread, at most a HashLeaves message's worth (PQ_WIRE_MAX_LEAVES). */
 int pq_worker_hash_batch(const pq_job *j);
 
-/* The loop of a rank >= 1: run its units in plan order (reading the next
- * one's rows ahead), send each result, then hash its chunks of the source
- * and send their leaves (HashLeaves), checking for an early Shutdown between
- * steps; end with a Done or an Error after a failure, then wait for rank 0's
- * final Shutdown. Once rank 0's OutputLayout has come (ranks on its
- * machine), the codes go straight into `partial` (OUT.partial; NULL: never)
- * and only the rest of each result is sent. Returns the run's final status
- * as rank 0 announced it (or a local MPI/protocol failure). Prints nothing. */
-pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial);
+/* The loop of a rank >= 1: hash its chunks of the source and send their
+ * leaves (HashLeaves), then run its units in plan order (reading the next
+ * one's rows ahead) and the units it can take over from other ranks
+ * (claims; NULL: its own only), sending each result, checking for an early
+ * Shutdown between steps; end with a Done or an Error after a failure, then
+ * wait for rank 0's final Shutdown. Once rank 0's OutputLayout has come
+ * (ranks on its machine), the codes go straight into `partial` (OUT.partial;
+ * NULL: never) and only the rest of each result is sent. Returns the run's
+ * final status as rank 0 announced it (or a local MPI/protocol failure).
+ * Prints nothing but --verbose lines. */
+pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial, pq_claims *claims);
 
 #endif

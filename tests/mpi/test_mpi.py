@@ -118,6 +118,27 @@ class Determinism(unittest.TestCase):
                 self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), 64 << 20)
                 self.assertNotIn("source_sha256", f.attrs)
 
+    def test_slow_rank_units_taken_over(self):
+        # rank 1 sleeps 20 ms per unit: the others take over the end of its
+        # list, and the output does not change
+        ref = path("steal_ref.h5")
+        quantize(1, ref, env=SMALL_CHUNKS)
+        want = datasets(ref)
+        for n, slow in ((2, "1"), (3, "1"), (3, "0")):
+            out = path(f"steal_n{n}_{slow}.h5")
+            p = quantize(n, out, "--threads", "1", "--verbose", env={"PQ_TEST_SLOW_RANK": slow, **SMALL_CHUNKS})
+            ran = {int(r): (int(a), int(b)) for r, a, b in
+                   re.findall(r"\[r(\d) \w+\] debug: ran (\d+) units, (\d+) of them taken over", p.stderr)}
+            self.assertEqual(sorted(ran), list(range(n)), p.stderr)
+            units = int(re.search(r"(\d+) units over", p.stderr).group(1))
+            self.assertEqual(sum(a for a, _ in ran.values()), units, p.stderr)
+            self.assertEqual(ran[int(slow)][1], 0, p.stderr)  # the slow rank takes nothing over
+            self.assertGreater(sum(b for _, b in ran.values()), 0, p.stderr)
+            got = datasets(out)
+            self.assertEqual(sorted(got), sorted(want))
+            for k in want:
+                self.assertEqual(got[k], want[k], f"-n {n}, rank {slow} slow: dataset {k}")
+
     def test_digest_from_many_chunks_any_rank_count(self):
         # 100 kB chunks: ~300 leaves spread over every rank, combined on rank 0
         chunk = 100000
