@@ -322,11 +322,10 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 continue;
             }
             int k = -1;
-            while (next_own < p->n_units && k < 0) {
-                if (p->units[next_own].rank == PQ_ROLE_COORD && pq_claims_take(o->claims, p, next_own, PQ_ROLE_COORD))
+            for (; next_own < p->n_units && k < 0; next_own++)
+                if (p->units[next_own].rank == PQ_ROLE_COORD &&
+                    pq_claims_take(o->claims, p, next_own, PQ_ROLE_COORD))
                     k = next_own;
-                next_own++;
-            }
             if (k < 0 && (k = pq_claims_steal(o->claims, p, PQ_ROLE_COORD)) >= 0) taken++;
             if (k >= 0) {
                 const pq_unit *u = &p->units[k];

@@ -355,10 +355,8 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
     int own = 0, taken = 0;
     while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
         int i = -1;
-        while (own < p->n_units && i < 0) {
+        for (; own < p->n_units && i < 0; own++)
             if (p->units[own].rank == rank && pq_claims_take(claims, p, own, rank)) i = own;
-            own++;
-        }
         if (i < 0 && (i = pq_claims_steal(claims, p, rank)) >= 0) taken++;
         if (i < 0) break;
         const pq_unit *u = &p->units[i];

@@ -58,13 +58,15 @@ static void round_trip(const bool *same_node, int slow, int *stolen)
         if (g_rank == slow) nap_us(300);
     }
     for (int u; (u = pq_claims_steal(c, &p, g_rank)) >= 0;) {
-        CHECK(units[u].rank != g_rank && same_node[units[u].rank], "stole unit %d of rank %d", u, units[u].rank);
+        CHECK(units[u].rank != g_rank && same_node[units[u].rank], "stole unit %d of rank %d", u,
+              units[u].rank);
         CHECK(!ran[u], "unit %d stolen twice", u);
         ran[u] = 1;
         ++*stolen;
     }
     for (int u = 0; u < N_UNITS; u++)
-        if (ran[u]) CHECK(pq_claims_holder(c, &p, u) == g_rank, "unit %d: holder %d", u, pq_claims_holder(c, &p, u));
+        if (ran[u])
+            CHECK(pq_claims_holder(c, &p, u) == g_rank, "unit %d: holder %d", u, pq_claims_holder(c, &p, u));
     MPI_Barrier(MPI_COMM_WORLD); /* nobody closes while another still claims */
     pq_claims_close(c);
     /* exactly once over all ranks */
