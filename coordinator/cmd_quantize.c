@@ -281,10 +281,10 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
         (st = pq_calib_static_prepare(comm, job, o->model, o->calib_store, o->calib_data, &calib)))
         goto fail;
 
-    /* 3. rank 0 creates OUT.partial (hashing the source, writing the float
-     * tensors) while the workers already run their units: their results
-     * wait in MPI until rank 0 drains them. A failure here stops them
-     * through the usual Shutdown. */
+    /* 3. rank 0 creates OUT.partial (its datasets, the float tensors) while
+     * the workers already hash their chunks and run their units: their
+     * results wait in MPI until rank 0 drains them. A failure here stops
+     * them through the usual Shutdown. */
     bool fits = snprintf(partial_path, sizeof partial_path, "%s.partial", o->out) < (int)sizeof partial_path;
     if (rank == PQ_ROLE_COORD) {
         char cmdline[4096] = "";
