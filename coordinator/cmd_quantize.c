@@ -21,6 +21,7 @@
 
 #include "calib_mpi.h"
 #include "claims.h"
+#include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
@@ -119,27 +120,8 @@ static int parse_bytes(const char *s, int64_t *out)
 }
 
 /* OUT.partial, on every rank (workers on rank 0's machine write their codes
- * into it). Rank 0, on SIGTERM/SIGINT (mpirun kills the job when a rank
- * dies), removes it so nothing half-written is left behind. Only
- * async-signal-safe calls. */
+ * into it); rank 0 removes it when the job is killed (cleanup.h). */
 static char partial_path[4096];
-
-static void on_fatal_signal(int sig)
-{
-    if (partial_path[0]) unlink(partial_path);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void install_cleanup(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fatal_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
 
 /* Progress fan-out on rank 0: the terminal/log view and the monitor. */
 typedef struct progress_ctx {
@@ -238,6 +220,10 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     pq_claims *claims = NULL;
 
     memset(&prog, 0, sizeof prog);
+    /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
+     * before MPI_Init: forking is safe only before MPI is up */
+    bool guarded = launcher_rank() == PQ_ROLE_COORD;
+    if (guarded) pq_cleanup_start();
     double t_init = mono_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
     if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
@@ -292,7 +278,8 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
             strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
             strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
         }
-        install_cleanup();
+        if (!guarded) pq_cleanup_handler();
+        if (fits) pq_cleanup_arm(partial_path);
         if (o->monitor) mon = pq_monitor_open(o->monitor, o->monitor_wait);
         pq_cli_progress_init(&prog.cli, stderr, o->quiet);
         prog.mon = mon;
@@ -358,6 +345,7 @@ done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
+    pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
     partial_path[0] = '\0';
     free(rss);

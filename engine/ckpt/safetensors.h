@@ -54,8 +54,10 @@ pq_status pq_st_read_rows_f32(const pq_st_model *m, const pq_st_tensor *t,
                               int64_t row0, int64_t n_rows, float *dst);
 
 /* Tell the kernel the tensor's pages are no longer needed (madvise
- * MADV_DONTNEED on the mapped range) so streaming a large checkpoint keeps
- * the resident set small. Safe to call more than once. */
+ * MADV_DONTNEED on the 2 MiB blocks of the mapping the tensor touches) so
+ * streaming a large checkpoint keeps the resident set small. Neighbours'
+ * pages in those blocks fault back in when used. Safe to call more than
+ * once. */
 void pq_st_release(const pq_st_model *m, const pq_st_tensor *t);
 
 /* Ask the kernel to start reading rows [row0, row0+n_rows) of a tensor into

@@ -85,6 +85,18 @@ def attr_str(a):
     return a.decode() if isinstance(a, bytes) else a
 
 
+def rank0_of(launcher):
+    """The pid of rank 0 among the launcher's children (its environment says)."""
+    for pid in subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True).stdout.split():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if b"OMPI_COMM_WORLD_RANK=0" in f.read().split(b"\0"):
+                    return int(pid)
+        except OSError:
+            pass
+    raise AssertionError(f"no rank 0 among the children of {launcher}")
+
+
 def proteus_lines(stderr):
     return [ln for ln in stderr.splitlines() if ln.startswith("proteus:")]
 
@@ -293,8 +305,33 @@ class Failures(unittest.TestCase):
         self.assertLess(time.time() - t0, 60)
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(out))
-        # rank 0 removes its .partial when mpirun terminates it
-        self.assertFalse(os.path.exists(out + ".partial"))
+        # rank 0's watcher removes the .partial once rank 0 is gone
+        self.assert_gone(out + ".partial")
+
+    def assert_gone(self, fn, within=5.0):
+        t0 = time.time()
+        while os.path.exists(fn) and time.time() - t0 < within:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(fn), fn)
+
+    def test_sigkilled_rank0_leaves_nothing(self):
+        # SIGKILL runs no code in rank 0 (nor does Open MPI's own abort when
+        # a peer dies): the watcher forked before MPI_Init removes the file
+        out = path("sigkill.h5")
+        for n in (0, 2):
+            cmd = [PROTEUS, "quantize", "--model", MODEL, "--out", out, *COMMON]
+            if n:
+                cmd = [MPIEXEC, "-n", str(n), "--oversubscribe"] + cmd
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=dict(ENV, PQ_TEST_SLOW_RANK="0"))
+            t0 = time.time()
+            while not os.path.exists(out + ".partial") and time.time() - t0 < 30:
+                time.sleep(0.02)
+            self.assertTrue(os.path.exists(out + ".partial"), "the run never created its .partial")
+            os.kill(p.pid if not n else rank0_of(p.pid), 9)
+            p.wait(timeout=60)
+            self.assertFalse(os.path.exists(out))
+            self.assert_gone(out + ".partial")
 
     def test_codes_claimed_in_file_without_layout(self):
         # a rank that says its codes are in the file although rank 0 never
