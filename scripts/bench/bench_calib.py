@@ -14,7 +14,9 @@ usage: /usr/bin/python3 scripts/bench/bench_calib.py BUILD_DIR [--seqs 256] [--m
        [--threads 1] [--skip-mpi] [--skip-hist]
 """
 import argparse
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +40,8 @@ def main():
     b = os.path.abspath(a.build)
     model = os.path.join(ROOT, "data/models/esm2_t6_8M_proteus_mlm.f16.safetensors")
     fasta = os.path.join(ROOT, "data/proteins/calib_sample.fasta")
-    tmp = tempfile.mkdtemp()
+    tmp = tempfile.mkdtemp(prefix="pq_bench_calib_")
+    atexit.register(shutil.rmtree, tmp, True)  # the 80 MB activation dump too
     if not a.skip_hist:
         bench_hist(b, model, fasta, tmp)
     if not a.skip_mpi:

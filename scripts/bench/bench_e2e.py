@@ -27,8 +27,10 @@ loads the Hugging Face safetensors file itself and is quantized in memory
 quantize_weights) -- the same steps as its own quantize.py, which only differs
 in resolving a hub id to a path."""
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -298,7 +300,8 @@ if not a.skip_ort:
         wl = f"uniform {a.ort_batch} x {a.ort_length}"
         WL[wl] = uniform(a.ort_batch, a.ort_length)
         TOKS[wl] = [conv([(str(i), s) for i, s in enumerate(WL[wl][0][0])])[2]]
-        d = tempfile.mkdtemp(dir="/tmp")
+        d = tempfile.mkdtemp(prefix="pq_bench_ort_")
+        atexit.register(shutil.rmtree, d, True)  # the exported ONNX models
         f32, i8 = os.path.join(d, "m.onnx"), os.path.join(d, "m_i8.onnx")
         t0 = time.perf_counter()
         torch.onnx.export(Wrap(model), TOKS[wl][0], f32, input_names=["tokens"], output_names=["logits"],
