@@ -41,6 +41,7 @@ once() { # name ranks threads
   t1=$(date +%s.%N)
   w=$(echo "$t1 - $t0" | bc -l)
   q=$(echo "$log" | sed -n 's/^ranks: *[0-9]*, quantize phase \([0-9.]*\) s.*/\1/p')
+  echo "$w" >> "$tmp/$name.all"
   if [[ ! -f "$tmp/$name.best" ]] || (( $(echo "$w < $(cat "$tmp/$name.best")" | bc -l) )); then
     echo "$w" > "$tmp/$name.best"
     echo "$log" | sed -n 's/^cpu \([0-9.]*\) \([0-9.]*\)$/\1 + \2/p' | tail -1 > "$tmp/$name.cpu"
@@ -82,6 +83,11 @@ printf "speedup -n 2 x 1 thread vs -n 1 x 1 thread: wall %.2fx, quantize phase %
   "$(echo "$w11 / $w21" | bc -l)" "$(echo "$q11 / $q21" | bc -l)"
 printf "speedup -n 1 x 2 threads vs -n 1 x 1 thread: wall %.2fx, quantize phase %.2fx\n" \
   "$(echo "$w11 / $w12" | bc -l)" "$(echo "$q11 / $q12" | bc -l)"
+# The same ratio round by round (each -n 1 run against the -n 2 run right
+# after it), which a slow spell longer than a round affects on both sides.
+paste "$tmp/n1_t1.all" "$tmp/n2_t1.all" | awk '{print $1 / $2}' | sort -n |
+  awk '{r[NR] = $1} END {m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2;
+       printf "round by round, -n 1 wall / -n 2 wall: median %.2fx (%.2f-%.2fx over %d rounds)\n", m, r[1], r[NR], NR}'
 /usr/bin/python3 - "$tmp/n1_t1.h5" "$tmp/n2_t1.h5" "$tmp/n1_t2.h5" <<'PY'
 import sys, h5py, numpy as np
 def dsets(fn):
