@@ -48,17 +48,18 @@ static _Noreturn void watch(int rd)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    /* hold none of rank 0's descriptors: the launcher's output pipes would
-     * otherwise stay open until the watcher ends */
+    /* the socket to fd 3 first (it may have got 0-2 if those were closed),
+     * then hold none of rank 0's descriptors: the launcher's output pipes
+     * would otherwise stay open until the watcher ends */
+    if (rd != 3) {
+        dup2(rd, 3);
+        rd = 3;
+    }
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);
         dup2(null, 1);
         dup2(null, 2);
-    }
-    if (rd != 3) {
-        dup2(rd, 3);
-        rd = 3;
     }
     close_range(4, ~0u, 0);
     for (;;) {
