@@ -15,6 +15,7 @@
 #include "calib_h5.h"
 #include "calib_methods.h"
 #include "calib_mpi.h"
+#include "cleanup.h"
 #include "cli.h"
 #include "commands.h"
 #include "mpi_start.h"
@@ -135,6 +136,9 @@ static int do_collect(const copts *o)
     pq_calib *c = NULL, *old = NULL;
     const char *model = o->model;
     char *stored_model = NULL;
+    /* rank 0 writes the store through OUT.partial: its watcher (forked
+     * before MPI is up) removes the file if rank 0 dies meanwhile */
+    if (pq_mpi_launcher_rank() == 0) pq_cleanup_start();
     if ((rc = pq_mpi_start(&provided))) return rc;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &n);
@@ -174,7 +178,13 @@ static int do_collect(const copts *o)
             if (!st) { pq_calib_free(c); c = old; old = NULL; }
         }
         if (!st) st = pq_calib_check(c, false);
-        if (!st) st = pq_calib_h5_save(o->out ? o->out : o->update, c, "proteus " PQ_VERSION);
+        if (!st) {
+            char partial[4200];
+            const char *out = o->out ? o->out : o->update;
+            if (snprintf(partial, sizeof partial, "%s.partial", out) < (int)sizeof partial) pq_cleanup_arm(partial);
+            st = pq_calib_h5_save(out, c, "proteus " PQ_VERSION);
+            pq_cleanup_arm(NULL);
+        }
     }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
     if (rank == 0 && !o->quiet) {

@@ -92,18 +92,6 @@ static void help(FILE *f)
 "threads, nan_policy, float_dtype, include, exclude.\n");
 }
 
-/* The rank the launcher gave us, known before MPI_Init, so that only one
- * process prints option errors (which every rank finds alike). */
-static int launcher_rank(void)
-{
-    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) return atoi(v);
-    }
-    return 0;
-}
-
 static int parse_bytes(const char *s, int64_t *out)
 {
     char *end;
@@ -222,7 +210,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
     memset(&prog, 0, sizeof prog);
     /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
      * before MPI_Init: forking is safe only before MPI is up */
-    bool guarded = launcher_rank() == PQ_ROLE_COORD;
+    bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
     if (guarded) pq_cleanup_start();
     double t_init = mono_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
@@ -386,7 +374,7 @@ int pq_cmd_quantize(int argc, char **argv)
 
     /* Only the launcher's rank 0 prints option errors: every rank finds the
      * same ones. stderr comes back before the run starts. */
-    if (launcher_rank() != 0) {
+    if (pq_mpi_launcher_rank() != 0) {
         int dn = open("/dev/null", O_WRONLY);
         fflush(stderr);
         if (dn >= 0 && (saved_err = dup(2)) >= 0) dup2(dn, 2);

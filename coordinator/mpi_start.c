@@ -56,14 +56,31 @@ static long launcher_tasks(const char **var)
     return 0;
 }
 
+/* The first of vars that is set, as a number; 0 when none is. */
+static int rank_from(const char *const *vars, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+
+int pq_mpi_launcher_rank(void)
+{
+    /* Open MPI's own first: ranks that mpirun starts inside a Slurm batch
+     * job inherit the batch step's SLURM_PROCID=0 */
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+    return rank_from(vars, sizeof vars / sizeof vars[0]);
+}
+
+/* After MPI_Init: is this task 0 of what the launcher started? A singleton's
+ * MPI_Init sets OMPI_COMM_WORLD_RANK=0 itself, so the launcher's own
+ * variables are read here. */
 static int launcher_task_zero(void)
 {
-    static const char *const vars[] = {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) return atoi(v) == 0;
-    }
-    return 1;
+    static const char *const vars[] = {"SLURM_PROCID", "PMI_RANK"};
+    return rank_from(vars, sizeof vars / sizeof vars[0]) == 0;
 }
 
 int pq_mpi_start(int *provided)

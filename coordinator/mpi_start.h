@@ -10,4 +10,8 @@
  * srun without --mpi=pmix; the MPI library is then finalized). */
 int pq_mpi_start(int *provided);
 
+/* This process's rank as the launcher set it in the environment (mpirun,
+ * srun, a PMI launcher), known before MPI_Init; 0 without a launcher. */
+int pq_mpi_launcher_rank(void);
+
 #endif
