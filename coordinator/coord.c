@@ -321,18 +321,14 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 chunks_done = !hashed && !st;
                 continue;
             }
-            int k = -1;
-            for (; next_own < p->n_units && k < 0; next_own++)
-                if (p->units[next_own].rank == PQ_ROLE_COORD &&
-                    pq_claims_take(o->claims, p, next_own, PQ_ROLE_COORD))
-                    k = next_own;
-            if (k < 0 && (k = pq_claims_steal(o->claims, p, PQ_ROLE_COORD)) >= 0) taken++;
+            bool stolen;
+            int k = pq_claims_next(o->claims, p, PQ_ROLE_COORD, &next_own, &stolen);
+            taken += stolen;
             if (k >= 0) {
                 const pq_unit *u = &p->units[k];
                 pq_unit_result r;
                 /* The kernel reads the next own unit's rows meanwhile. */
-                int nx = next_own;
-                while (nx < p->n_units && p->units[nx].rank != PQ_ROLE_COORD) nx++;
+                int nx = pq_plan_next_unit(p, next_own, PQ_ROLE_COORD);
                 if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
                 double tu = now_s();
                 pq_status st = pq_worker_run_unit(j, u, PQ_ROLE_COORD, &r);

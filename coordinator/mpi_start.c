@@ -41,29 +41,34 @@ static void tcp_nodelay_all(void)
     closedir(d);
 }
 
+/* The first of vars that is set (non-empty), and which one in *which;
+ * NULL when none is. */
+static const char *first_env(const char *const *vars, size_t n, const char **which)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            if (which) *which = vars[i];
+            return v;
+        }
+    }
+    return NULL;
+}
+
 /* Tasks the launcher says it started (srun's step, mpirun, a PMI launcher),
  * and under which variable; 0 when none says. */
 static long launcher_tasks(const char **var)
 {
     static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) {
-            *var = vars[i];
-            return strtol(v, NULL, 10);
-        }
-    }
-    return 0;
+    const char *v = first_env(vars, sizeof vars / sizeof vars[0], var);
+    return v ? strtol(v, NULL, 10) : 0;
 }
 
 /* The first of vars that is set, as a number; 0 when none is. */
 static int rank_from(const char *const *vars, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v) return atoi(v);
-    }
-    return 0;
+    const char *v = first_env(vars, n, NULL);
+    return v ? atoi(v) : 0;
 }
 
 int pq_mpi_launcher_rank(void)

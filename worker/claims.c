@@ -117,6 +117,18 @@ int pq_claims_steal(pq_claims *c, const pq_plan *p, int rank)
     return -1;
 }
 
+int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *stolen)
+{
+    *stolen = false;
+    while ((*own = pq_plan_next_unit(p, *own, rank)) < p->n_units) {
+        int u = (*own)++;
+        if (pq_claims_take(c, p, u, rank)) return u;
+    }
+    int u = pq_claims_steal(c, p, rank);
+    *stolen = u >= 0;
+    return u;
+}
+
 int pq_claims_holder(const pq_claims *c, const pq_plan *p, int u)
 {
     int owner = p->units[u].rank;

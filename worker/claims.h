@@ -41,6 +41,11 @@ bool pq_claims_take(pq_claims *c, const pq_plan *p, int u, int rank);
  * rank; -1 when none is left or rank does not share. */
 int pq_claims_steal(pq_claims *c, const pq_plan *p, int rank);
 
+/* The next unit rank runs: its own in plan order from *own on, claimed
+ * (*own moves past what was looked at), then another sharing rank's
+ * unclaimed one (*stolen set); -1 when none is left. */
+int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *stolen);
+
 /* The rank that claimed unit u (-1: no one yet); without sharing, or for a
  * rank that does not share, its planned rank. */
 int pq_claims_holder(const pq_claims *c, const pq_plan *p, int u);

@@ -308,12 +308,6 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
     return st;
 }
 
-static int next_own(const pq_plan *p, int i, int rank)
-{
-    while (i < p->n_units && p->units[i].rank != rank) i++;
-    return i;
-}
-
 pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial, pq_claims *claims)
 {
     pq_status st = PQ_OK;
@@ -327,8 +321,8 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
      * fl stays allocated on purpose, since MPI may still own its send
      * buffers. A bad message from rank 0 ends the work with an Error. */
     uint32_t hashed = 0;
-#define POLL_COORD(late)                                                                                 \
-    if ((st = poll_coord(j, comm, rank, &cn, false, late))) {                                            \
+#define POLL_COORD                                                                                       \
+    if ((st = poll_coord(j, comm, rank, &cn, false, false))) {                                           \
         if (st == PQ_ERR_MPI) return st;                                                                 \
         set_error(&fin, rank, -1, st);                                                                   \
         break;                                                                                           \
@@ -340,7 +334,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
     while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
         int n = 0;
         pq_status local = PQ_OK;
-        POLL_COORD(false)
+        POLL_COORD
         if (cn.got_shutdown) break;
         if ((st = hash_batch(j, comm, rank, &n, &local))) return st;
         if (local) {
@@ -354,16 +348,15 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
     /* Then its own units in plan order, then other ranks' unclaimed ones. */
     int own = 0, taken = 0;
     while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
-        int i = -1;
-        for (; own < p->n_units && i < 0; own++)
-            if (p->units[own].rank == rank && pq_claims_take(claims, p, own, rank)) i = own;
-        if (i < 0 && (i = pq_claims_steal(claims, p, rank)) >= 0) taken++;
+        bool stolen;
+        int i = pq_claims_next(claims, p, rank, &own, &stolen);
         if (i < 0) break;
+        taken += stolen;
         const pq_unit *u = &p->units[i];
-        POLL_COORD(false)
+        POLL_COORD
         if (cn.got_shutdown) break;
         /* The kernel reads the next own unit's rows while this one computes. */
-        int nx = next_own(p, own, rank);
+        int nx = pq_plan_next_unit(p, own, rank);
         if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
         double t0 = now_s();
         int slot = -1;

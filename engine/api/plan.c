@@ -191,6 +191,12 @@ void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload)
     free(load);
 }
 
+int pq_plan_next_unit(const pq_plan *p, int i, int rank)
+{
+    while (i < p->n_units && p->units[i].rank != rank) i++;
+    return i;
+}
+
 double pq_plan_total_cost(const pq_plan *p)
 {
     double s = 0;

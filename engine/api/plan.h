@@ -100,4 +100,8 @@ void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
 /* Sum of the fp32 bytes of all quantized units (hash chunks excluded). */
 double pq_plan_total_cost(const pq_plan *p);
 
+/* The first unit at or after i that the plan gives to rank; n_units when
+ * none is left. */
+int pq_plan_next_unit(const pq_plan *p, int i, int rank);
+
 #endif

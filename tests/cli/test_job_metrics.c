@@ -84,6 +84,15 @@ static void check_metrics(pq_h5r *r, const pq_st_model *src, const char *name)
     pq_qtensor_free(&q);
 }
 
+/* Run unit u and put its result, as rank 0 does with its own or a received one. */
+static void run_put(pq_job *j, const pq_unit *u)
+{
+    pq_unit_result r;
+    assert_int_equal(pq_job_run_unit(j, u, &r), PQ_OK);
+    assert_int_equal(pq_job_put_result(j, u, &r), PQ_OK);
+    pq_unit_result_free(&r);
+}
+
 static void test_metrics_in_plan_order(void **state)
 {
     (void)state;
@@ -103,10 +112,7 @@ static void test_metrics_in_plan_order(void **state)
     /* last unit first: nothing may end until the first tensor is complete */
     int ended = 0;
     for (int u = p->n_units - 1; u >= 0; u--) {
-        pq_unit_result r;
-        assert_int_equal(pq_job_run_unit(j, &p->units[u], &r), PQ_OK);
-        assert_int_equal(pq_job_put_result(j, &p->units[u], &r), PQ_OK);
-        pq_unit_result_free(&r);
+        run_put(j, &p->units[u]);
         put[u] = true;
         for (bool did = true; did;) {
             assert_int_equal(pq_job_end_next(j, &did), PQ_OK);
@@ -146,12 +152,7 @@ static void test_incomplete_tensor_fails(void **state)
     assert_int_equal(pq_job_open(&c, g_model, 256 << 10, &j), PQ_OK);
     const pq_plan *p = j->plan;
     assert_int_equal(pq_job_begin_output(j, out, 1, NULL), PQ_OK);
-    for (int u = 0; u + 1 < p->n_units; u++) {
-        pq_unit_result r;
-        assert_int_equal(pq_job_run_unit(j, &p->units[u], &r), PQ_OK);
-        assert_int_equal(pq_job_put_result(j, &p->units[u], &r), PQ_OK);
-        pq_unit_result_free(&r);
-    }
+    for (int u = 0; u + 1 < p->n_units; u++) run_put(j, &p->units[u]);
     pq_err_clear();
     assert_int_equal(pq_job_finish_output(j), PQ_ERR_INTERNAL);
     assert_non_null(strstr(pq_err_detail(), p->tensors[p->units[p->n_units - 1].tensor].st->name));
