@@ -3,7 +3,6 @@
  * quantized Proteus HDF5 model against its fp32 reference on one FASTA file:
  * masked-LM quality of both, logits KL/cosine, embedding cosine, per-Linear
  * output SQNR on the same inputs, sizes, memory and speed. */
-#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 
 #include "batch.h"
+#include "blas.h"
 #include "cli.h"
 #include "commands.h"
 #include "esm2_model.h"
@@ -122,7 +122,7 @@ static void observe_linear(void *user, int layer, pq_esm2_role site, const float
         }
     }
     for (int64_t i = 0; i < N; i++) memcpy(c->y1 + i * n, b, (size_t)n * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n, (int)d, 1.0f, x, (int)d, W, (int)d,
+    pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n, (int)d, 1.0f, x, (int)d, W, (int)d,
                 1.0f, c->y1, (int)n);
     const pq_qlinear *ql = pq_esm2_model_qlinear(c->q, site, layer);
     int64_t qb_n;
@@ -132,7 +132,7 @@ static void observe_linear(void *user, int layer, pq_esm2_role site, const float
     } else {
         const float *Wq = pq_esm2_model_tensor(c->q, site, layer, &nr);
         for (int64_t i = 0; i < N; i++) memcpy(c->y2 + i * n, qb, (size_t)n * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n, (int)d, 1.0f, x, (int)d, Wq,
+        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)n, (int)d, 1.0f, x, (int)d, Wq,
                     (int)d, 1.0f, c->y2, (int)n);
     }
     if (c->st == PQ_OK) pq_eval_sqnr_add(&c->acc[row * N_SITES + si], c->y1, c->y2, N * n);

@@ -17,7 +17,7 @@
 #include "proteus.pb-c.h"
 
 #if PQ_HAVE_ZMQ
-#include <zmq.h>
+#include "zmq_dl.h"
 #endif
 
 static void help(FILE *f)
@@ -98,12 +98,14 @@ int pq_cmd_monitor(int argc, char **argv)
     if (optind != argc - 1) return pq_cli_usage_error("monitor", "expected one ENDPOINT (tcp://HOST:PORT)");
     const char *ep = argv[optind];
 #if PQ_HAVE_ZMQ
+    const pq_zmq *z = pq_zmq_load();
+    if (!z) return pq_cli_fail(pq_err_last());
     int rc = pq_status_exit_code(PQ_ERR_ZMQ);
-    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
+    void *ctx = z->ctx_new(), *sock = ctx ? z->socket(ctx, ZMQ_SUB) : NULL;
     int zero = 0;
-    if (!sock || zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0) || zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
-        zmq_connect(sock, ep)) {
-        fprintf(stderr, "proteus: ZeroMQ error: cannot subscribe to %s: %s\n", ep, zmq_strerror(zmq_errno()));
+    if (!sock || z->setsockopt(sock, ZMQ_SUBSCRIBE, "", 0) || z->setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        z->connect(sock, ep)) {
+        fprintf(stderr, "proteus: ZeroMQ error: cannot subscribe to %s: %s\n", ep, z->strerror(z->errno_()));
         goto cleanup;
     }
     pq_cli_progress view;
@@ -122,8 +124,8 @@ int pq_cmd_monitor(int argc, char **argv)
             if (left * 1000 < wait_ms) wait_ms = (long)(left * 1000) + 1;
         }
         zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, wait_ms) <= 0) continue;
-        int n = zmq_recv(sock, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (z->poll(&it, 1, wait_ms) <= 0) continue;
+        int n = z->recv(sock, buf, sizeof buf, ZMQ_DONTWAIT);
         if (n < 0) continue;
         Proteus__ProgressEvent *e = (size_t)n <= sizeof buf
                                         ? proteus__progress_event__unpack(NULL, (size_t)n, buf) : NULL;
@@ -157,8 +159,8 @@ int pq_cmd_monitor(int argc, char **argv)
         }
     }
 cleanup:
-    if (sock) zmq_close(sock);
-    if (ctx) zmq_ctx_term(ctx);
+    if (sock) z->close(sock);
+    if (ctx) z->ctx_term(ctx);
     return rc;
 #else
     (void)json; (void)timeout; (void)now_s; (void)print_json;

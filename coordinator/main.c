@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "blas_pool.h"
 #include "commands.h"
 #include "pq_config.h"
 #include "pq_err.h"
@@ -54,9 +53,6 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) { printf("proteus %s\n", PQ_VERSION); return 0; }
-    /* before MPI_Init and the first messages, which OpenBLAS's spinning
-     * workers would otherwise slow down (blas_pool.h) */
-    pq_blas_pool_park();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "proteus: config error: unknown command '%s' (try 'proteus --help')\n", argv[1]);

@@ -15,7 +15,7 @@
 #include "pq_wire.h"
 
 #if PQ_HAVE_ZMQ
-#include <zmq.h>
+#include "zmq_dl.h"
 #endif
 
 pq_status pq_monitor_check_endpoint(const char *ep, bool allow_remote)
@@ -48,38 +48,46 @@ pq_status pq_monitor_check_endpoint(const char *ep, bool allow_remote)
 #if PQ_HAVE_ZMQ
 
 struct pq_monitor {
+    const pq_zmq *z;
     void *ctx, *sock;
     bool warned;
 };
 
 static void warn_once(pq_monitor *m, const char *what)
 {
-    if (m && m->warned) return;
-    if (m) m->warned = true;
-    PQ_LOG_WARN("monitor: %s: %s (the run continues without it)", what, zmq_strerror(zmq_errno()));
+    if (m->warned) return;
+    m->warned = true;
+    PQ_LOG_WARN("monitor: %s: %s (the run continues without it)", what, m->z->strerror(m->z->errno_()));
 }
 
 pq_monitor *pq_monitor_open(const char *endpoint, double wait_s)
 {
+    const pq_zmq *z = pq_zmq_load();
+    if (!z) {
+        PQ_LOG_WARN("monitor: %s: %s (the run continues without it)", endpoint, pq_err_detail());
+        pq_err_clear();
+        return NULL;
+    }
     pq_monitor *m = calloc(1, sizeof *m);
     if (!m) return NULL;
+    m->z = z;
     int linger = 1000, one = 1;
-    if (!(m->ctx = zmq_ctx_new())) { warn_once(NULL, "cannot create a ZeroMQ context"); goto fail; }
+    if (!(m->ctx = z->ctx_new())) { warn_once(m, "cannot create a ZeroMQ context"); goto fail; }
     /* XPUB: a PUB that also reports subscriptions, so we can wait for one. */
-    if (!(m->sock = zmq_socket(m->ctx, ZMQ_XPUB))) { warn_once(NULL, "cannot create a socket"); goto fail; }
-    zmq_setsockopt(m->sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(m->sock, ZMQ_XPUB_VERBOSE, &one, sizeof one);
-    if (zmq_bind(m->sock, endpoint) != 0) {
+    if (!(m->sock = z->socket(m->ctx, ZMQ_XPUB))) { warn_once(m, "cannot create a socket"); goto fail; }
+    z->setsockopt(m->sock, ZMQ_LINGER, &linger, sizeof linger);
+    z->setsockopt(m->sock, ZMQ_XPUB_VERBOSE, &one, sizeof one);
+    if (z->bind(m->sock, endpoint) != 0) {
         char what[300];
         snprintf(what, sizeof what, "cannot bind %s", endpoint);
-        warn_once(NULL, what);
+        warn_once(m, what);
         goto fail;
     }
     if (wait_s > 0) {
         zmq_pollitem_t it = {.socket = m->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, (long)(wait_s * 1000)) > 0) {
+        if (z->poll(&it, 1, (long)(wait_s * 1000)) > 0) {
             char sub[256];
-            zmq_recv(m->sock, sub, sizeof sub, ZMQ_DONTWAIT);
+            z->recv(m->sock, sub, sizeof sub, ZMQ_DONTWAIT);
             /* The subscription reached us; give the pipe a moment so the
              * first event is not dropped. */
             struct timespec nap = {0, 20000000};
@@ -88,8 +96,8 @@ pq_monitor *pq_monitor_open(const char *endpoint, double wait_s)
     }
     return m;
 fail:
-    if (m->sock) zmq_close(m->sock);
-    if (m->ctx) zmq_ctx_term(m->ctx);
+    if (m->sock) z->close(m->sock);
+    if (m->ctx) z->ctx_term(m->ctx);
     free(m);
     return NULL;
 }
@@ -123,16 +131,16 @@ void pq_monitor_publish(pq_monitor *m, const char *kind, const pq_progress *ev, 
     proteus__progress_event__pack(&e, buf);
     /* Drain subscription notices so they never pile up. */
     char sub[256];
-    while (zmq_recv(m->sock, sub, sizeof sub, ZMQ_DONTWAIT) >= 0) {}
-    if (zmq_send(m->sock, buf, n, ZMQ_DONTWAIT) < 0 && zmq_errno() != EAGAIN) warn_once(m, "send failed");
+    while (m->z->recv(m->sock, sub, sizeof sub, ZMQ_DONTWAIT) >= 0) {}
+    if (m->z->send(m->sock, buf, n, ZMQ_DONTWAIT) < 0 && m->z->errno_() != EAGAIN) warn_once(m, "send failed");
     free(buf);
 }
 
 void pq_monitor_close(pq_monitor *m)
 {
     if (!m) return;
-    zmq_close(m->sock);
-    zmq_ctx_term(m->ctx);
+    m->z->close(m->sock);
+    m->z->ctx_term(m->ctx);
     free(m);
 }
 

@@ -680,8 +680,10 @@ pq_status pq_h5w_commit(pq_h5w *w)
                     w->final_path, w->q[0].name);
         goto fail;
     }
-    /* H5Fclose flushes everything: a flush of its own first only costs a
-     * second walk of the metadata cache */
+    /* The codes' last pages go out while H5Fclose writes the metadata, so
+     * that the fsync below waits for less. H5Fclose flushes everything: a
+     * flush of its own first only costs a second walk of the metadata cache */
+    pq_writeback_kick(&w->wb, w->partial_path);
     if (close_all(w) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: close failed: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));

@@ -3,13 +3,13 @@
  * (docs/esm2.md section 3, op order of fair-esm). */
 #include "esm2_model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "pq_config.h"
 #include "pq_kernels.h"
 #include "pq_mem.h"
@@ -187,7 +187,8 @@ pq_status pq_esm2_model_load_with_qkv(const pq_esm2_config *cfg, pq_esm2_tensor_
     if (cfg->embed_dim % cfg->attention_heads || cfg->head_dim % 2)
         return pq_err(PQ_ERR_FORMAT, "embed_dim %d / heads %d give no even head_dim", cfg->embed_dim,
                       cfg->attention_heads);
-    pq_status st = PQ_OK;
+    pq_status st = pq_blas_load();
+    if (st) return st;
     pq_esm2_model *m = calloc(1, sizeof *m);
     if (!m) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     m->cfg = *cfg;
@@ -398,7 +399,7 @@ static void linear(const float *x, int64_t N, int64_t in, const float *W, const 
                    int64_t outd, float *y)
 {
     for (int64_t i = 0; i < N; i++) memcpy(y + i * outd, b, (size_t)outd * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
+    pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
                 W, (int)in, 1.0f, y, (int)outd);
 }
 
@@ -474,7 +475,7 @@ static void attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld
     int64_t n_jobs = c->b->n_seqs * H;
 #if PQ_HAVE_OPENMP
     /* one BLAS thread per head job: small GEMMs, parallel over heads */
-    openblas_set_num_threads(1);
+    pq_blas_set_threads(1);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(c->n_threads)
 #endif
     for (int64_t job = 0; job < n_jobs; job++) {
@@ -492,18 +493,18 @@ static void attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld
             for (int j = 0; j < hd; j++) qh[t * ld + j] *= c->qscale;
         K->rotary(qh, T, ld, 1, hd, c->cos_t, c->sin_t);
         K->rotary(kh, T, ld, 1, hd, c->cos_t, c->sin_t);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
+        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
                     (int)ld, 0.0f, S, (int)T);
         K->softmax_rows(S, T, T);
         if (attn_out) {
             float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
             memcpy(dst, S, (size_t)(T * T) * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
+        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
                     (int)ld, 0.0f, o + t0 * D + h * hd, D);
     }
 #if PQ_HAVE_OPENMP
-    openblas_set_num_threads(c->n_threads);
+    pq_blas_set_threads(c->n_threads);
 #endif
     (void)n_layers_out;
 }
@@ -711,7 +712,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             goto cleanup;
         }
     }
-    openblas_set_num_threads(c.n_threads);
+    pq_blas_set_threads(c.n_threads);
 
     if (x_in) memcpy(x, x_in, nd * sizeof(float));
     else embed(m, b, x);

@@ -3,11 +3,11 @@
  * (pq_gemm), with bias, GELU or residual add as its epilogue. */
 #include "qlinear.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "pq_gemm.h"
 #include "pq_kernels.h"
 
@@ -38,6 +38,8 @@ const char *pq_qlinear_kind_name(pq_qlinear_kind k)
 pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, pq_qlinear **out)
 {
     *out = NULL;
+    pq_status st = pq_blas_load();
+    if (st) return st;
     pq_qlinear *l = calloc(1, sizeof *l);
     if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
     size_t n = (size_t)(out_dim * in_dim);
@@ -242,7 +244,7 @@ pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, con
             if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
             else memset(y + i * n, 0, (size_t)n * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, l->w,
+        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, l->w,
                     (int)k, 1.0f, y, (int)n);
         post_f32(y, m, n, post, residual);
         return PQ_OK;

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* blas.c - see blas.h. */
+#include "blas.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "pq_config.h"
+#include "pq_dl.h"
+
+static __typeof__(cblas_sgemm) *sgemm_fn;
+static void (*set_threads_fn)(int);
+/* the pthread server's fork handler; absent in the OpenMP and serial builds */
+static int (*pool_shutdown_fn)(void);
+
+static void park_pool(void)
+{
+    if (pool_shutdown_fn) pool_shutdown_fn();
+}
+
+static const pq_dl_sym syms[] = {
+    {"cblas_sgemm", (void **)&sgemm_fn, false},
+    {"openblas_set_num_threads", (void **)&set_threads_fn, true},
+    {"blas_thread_shutdown_", (void **)&pool_shutdown_fn, true},
+};
+
+static pq_dl_lib lib = {.soname = PQ_BLAS_SONAME, .package = "libopenblas0", .kind = PQ_ERR_RESOURCE,
+                        .syms = syms, .n_syms = (int)(sizeof syms / sizeof syms[0]),
+                        .loaded = park_pool};
+
+pq_status pq_blas_load(void)
+{
+    return pq_dl_load(&lib);
+}
+
+void pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
+              float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    if (!sgemm_fn) {
+        fprintf(stderr, "proteus: internal error: SGEMM called before the BLAS was loaded\n");
+        abort();
+    }
+    sgemm_fn(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void pq_blas_set_threads(int n)
+{
+    if (set_threads_fn) set_threads_fn(n);
+}

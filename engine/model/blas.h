@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* blas.h - OpenBLAS's SGEMM, loaded by the commands that run the model.
+ *
+ * `proteus quantize` never multiplies matrices, and linking OpenBLAS would
+ * cost each of its ranks ~4 ms at start (pq_dl.h). The pthread build of
+ * OpenBLAS also starts one worker per core when it is loaded, and an idle
+ * worker spins (sched_yield) for 2^28 cycles, about 70 ms, before it sleeps:
+ * on a node with several ranks they would compete with the ranks' MPI
+ * messages (measured with 2 ranks on 2 cores: 40-50 ms of each run's
+ * start-up). pq_blas_load therefore stops that pool right after loading; the
+ * first threaded call starts it again (the library does the same around
+ * fork()). */
+#ifndef PQ_BLAS_H
+#define PQ_BLAS_H
+
+#include <cblas.h>
+
+#include "pq_err.h"
+
+/* Load the BLAS (the soname the build was configured with, meson option
+ * blas_soname). Every constructor of something that calls pq_sgemm calls it
+ * first; cheap after the first call. PQ_ERR_RESOURCE when it cannot be
+ * loaded. */
+pq_status pq_blas_load(void);
+
+/* cblas_sgemm, after a successful pq_blas_load (aborts otherwise: a bug). */
+void pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
+              float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* openblas_set_num_threads; a no-op with a BLAS that has no such call or
+ * before the BLAS is loaded. */
+void pq_blas_set_threads(int n);
+
+#endif
