@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "mpi_start.h"
 #include "pq_config.h"
+#include "pq_io.h"
 
 static void help(FILE *f)
 {
@@ -112,7 +113,10 @@ static int do_export(const copts *o)
     FILE *f = stdout;
     char partial[4200] = "";
     if (o->out && strcmp(o->out, "-")) {
-        snprintf(partial, sizeof partial, "%s.partial", o->out);
+        if (pq_partial_name(partial, sizeof partial, o->out)) {
+            pq_calib_free(c);
+            return pq_cli_fail(pq_err(PQ_ERR_CONFIG, "--out %.200s...: path too long", o->out));
+        }
         if (!(f = fopen(partial, "w"))) {
             pq_calib_free(c);
             return pq_cli_fail(pq_err(PQ_ERR_IO, "%s: cannot create", partial));
@@ -120,8 +124,11 @@ static int do_export(const copts *o)
     }
     st = pq_calib_export(c, o->format, o->method, !o->asymmetric, o->percentile, f);
     if (f != stdout) {
+        const char *step;
+        int e = 0;
         if (fclose(f) && !st) st = pq_err(PQ_ERR_IO, "%s: write failed", partial);
-        if (!st && rename(partial, o->out)) st = pq_err(PQ_ERR_IO, "%s: rename failed", o->out);
+        if (!st && (e = pq_publish(partial, o->out, &step)))
+            st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, o->out, strerror(e));
         if (st) remove(partial);
     }
     pq_calib_free(c);
@@ -181,7 +188,7 @@ static int do_collect(const copts *o)
         if (!st) {
             char partial[4200];
             const char *out = o->out ? o->out : o->update;
-            if (snprintf(partial, sizeof partial, "%s.partial", out) < (int)sizeof partial) pq_cleanup_arm(partial);
+            if (!pq_partial_name(partial, sizeof partial, out)) pq_cleanup_arm(partial);
             st = pq_calib_h5_save(out, c, "proteus " PQ_VERSION);
             pq_cleanup_arm(NULL);
         }

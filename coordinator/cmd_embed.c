@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "esm2_model.h"
 #include "fasta.h"
+#include "pq_io.h"
 
 #define MAX_LAYERS_REQ 64
 
@@ -194,10 +195,10 @@ int pq_cmd_embed(int argc, char **argv)
         toff[i + 1] = toff[i] + lengths[i];
     }
 
-    size_t pl = strlen(out_path) + 9;
+    size_t pl = strlen(out_path) + sizeof ".partial";
     partial = malloc(pl);
     if (!partial) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto done; }
-    snprintf(partial, pl, "%s.partial", out_path);
+    pq_partial_name(partial, pl, out_path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* h5_fail reports; no HDF5 stack dump */
     file = H5Fcreate(partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) { st = h5_fail(partial, "create the file"); goto done; }
@@ -280,8 +281,10 @@ int pq_cmd_embed(int argc, char **argv)
     herr_t crc = H5Fclose(file);
     file = -1;
     if (crc < 0) { st = h5_fail(partial, "close the file"); goto done; }
-    if (rename(partial, out_path) != 0) {
-        st = pq_err(PQ_ERR_IO, "%s: cannot rename to %s: %s", partial, out_path, strerror(errno));
+    const char *step;
+    int e = pq_publish(partial, out_path, &step);
+    if (e) {
+        st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, out_path, strerror(e));
         goto done;
     }
     printf("embedded %lld sequences (%lld residues), %d layer(s), D=%lld -> %s\n", (long long)n_recs,

@@ -31,6 +31,7 @@
 #include "monitor.h"
 #include "mpi_start.h"
 #include "msg.h"
+#include "pq_io.h"
 #include "rtn.h"
 #include "sync.h"
 #include "worker.h"
@@ -259,7 +260,7 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
      * the workers already hash their chunks and run their units: their
      * results wait in MPI until rank 0 drains them. A failure here stops
      * them through the usual Shutdown. */
-    bool fits = snprintf(partial_path, sizeof partial_path, "%s.partial", o->out) < (int)sizeof partial_path;
+    bool fits = !pq_partial_name(partial_path, sizeof partial_path, o->out);
     if (rank == PQ_ROLE_COORD) {
         char cmdline[4096] = "";
         for (int i = 0; i < argc; i++) {

@@ -35,6 +35,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pq_io.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "synth.c writes host floats as little-endian safetensors data"
 #endif
@@ -279,7 +281,7 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
         rc = pq_err(PQ_ERR_RESOURCE, "synth: out of memory");
         goto cleanup;
     }
-    snprintf(partial, plen, "%s.partial", path);
+    pq_partial_name(partial, plen, path);
     pq_esm2_inv_freq(hd, inv);
 
     uint64_t pos = 0;
@@ -335,7 +337,9 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
         goto cleanup;
     }
     fd = -1;
-    if (rename(partial, path) != 0) rc = pq_err(PQ_ERR_IO, "rename %s -> %s: %s", partial, path, strerror(errno));
+    const char *step;
+    int e = pq_publish(partial, path, &step); /* its fsync finds nothing left to write */
+    if (e) rc = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, path, strerror(e));
 cleanup:
     if (fd >= 0) close(fd);
     if (rc != PQ_OK && partial) unlink(partial);

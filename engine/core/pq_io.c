@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pq_io.c - whole-buffer positional writes. */
+/* pq_io.c - see pq_io.h. */
 #include "pq_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -22,5 +26,44 @@ int pq_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
         off += (uint64_t)w;
         n -= (size_t)w;
     }
+    return 0;
+}
+
+int pq_partial_name(char *buf, size_t n, const char *path)
+{
+    int k = snprintf(buf, n, "%s.partial", path);
+    return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
+}
+
+/* fsync the directory holding path, so that a rename in it is durable. */
+static void sync_dir_of(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir) return;
+    char *slash = strrchr(dir, '/');
+    const char *d = dir;
+    if (!slash) d = ".";
+    else if (slash == dir) slash[1] = '\0';
+    else *slash = '\0';
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int pq_publish(const char *partial, const char *final, const char **step)
+{
+    /* fsync is per inode: any descriptor covers every writer's data */
+    *step = "fsync";
+    int fd = open(partial, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int rc = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    if (rc) return rc;
+    *step = "rename";
+    if (rename(partial, final) < 0) return errno;
+    sync_dir_of(final);
     return 0;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pq_io.h - whole-buffer positional writes (pwrite may write less than asked). */
+/* pq_io.h - whole-buffer positional writes (pwrite may write less than
+ * asked), and the partial-then-rename protocol every output file follows. */
 #ifndef PQ_IO_H
 #define PQ_IO_H
 
@@ -10,5 +11,15 @@
  * EINTR. Returns 0, or the errno of the failure (ENOSPC for a write that
  * makes no progress). */
 int pq_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
+
+/* The name an output is written under until it is complete: path + ".partial"
+ * (docs/FORMAT.md). Returns 0, or ENAMETOOLONG when it does not fit buf[n]. */
+int pq_partial_name(char *buf, size_t n, const char *path);
+
+/* Make the completely written `partial` the file `final`: fsync it, rename
+ * it, fsync the directory, so that after a crash `final` is either absent or
+ * whole. Returns 0, or the errno of the step that failed, named in *step
+ * ("fsync" or "rename"); the directory's fsync is best effort. */
+int pq_publish(const char *partial, const char *final, const char **step);
 
 #endif

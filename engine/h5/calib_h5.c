@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "h5util.h"
+#include "pq_io.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -127,7 +128,8 @@ pq_status pq_calib_h5_save(const char *path, const pq_calib *c, const char *crea
 {
     pq_status st = PQ_OK;
     char partial[4200];
-    snprintf(partial, sizeof partial, "%s.partial", path);
+    if (pq_partial_name(partial, sizeof partial, path))
+        return pq_err(PQ_ERR_CONFIG, "%.200s...: path too long", path);
     pq_h5u_quiet();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), f = H5I_INVALID_HID;
     if (fapl < 0 || fcpl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
@@ -143,7 +145,9 @@ pq_status pq_calib_h5_save(const char *path, const pq_calib *c, const char *crea
         goto cleanup;
     if (H5Fclose(f) < 0) { f = H5I_INVALID_HID; st = h5fail(partial, "close"); goto cleanup; }
     f = H5I_INVALID_HID;
-    if (rename(partial, path) < 0) st = pq_err(PQ_ERR_IO, "%s: rename to %s: %s", partial, path, strerror(errno));
+    const char *step;
+    int e = pq_publish(partial, path, &step);
+    if (e) st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, path, strerror(e));
 cleanup:
     if (f >= 0) H5Fclose(f);
     if (fapl >= 0) H5Pclose(fapl);

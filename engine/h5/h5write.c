@@ -169,8 +169,7 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     w->final_path = strdup(final_path);
     w->partial_path = malloc(n + sizeof ".partial");
     if (!w->final_path || !w->partial_path) goto nomem;
-    memcpy(w->partial_path, final_path, n);
-    memcpy(w->partial_path + n, ".partial", sizeof ".partial");
+    pq_partial_name(w->partial_path, n + sizeof ".partial", final_path);
 
     /* Pinned format bounds and no time stamps anywhere: reproducible bytes.
      * CLOSE_STRONG so that H5Fclose really closes the file. */
@@ -633,24 +632,6 @@ pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value)
     return rc;
 }
 
-/* Make the rename durable: fsync the directory holding path (best effort). */
-static void sync_dir_of(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    const char *d = dir;
-    if (!slash) d = ".";
-    else if (slash == dir) slash[1] = '\0';
-    else *slash = '\0';
-    int fd = open(d, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_bytes)
 {
     /* A plain SHA-256 (a version-1 file exported again): the only hash
@@ -691,18 +672,12 @@ pq_status pq_h5w_commit(pq_h5w *w)
     }
     pq_writeback_done(w->wb);
     w->wb = NULL;
-    /* the codes' descriptor outlives the HDF5 handles for this: fsync is per
-     * inode, so it covers HDF5's writes and other ranks' codes too */
-    if (fsync(w->fd) < 0) {
-        rc = pq_err(PQ_ERR_IO, "%s: fsync failed: %s", w->partial_path, strerror(errno));
+    const char *step;
+    int e = pq_publish(w->partial_path, w->final_path, &step);
+    if (e) {
+        rc = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", w->partial_path, step, w->final_path, strerror(e));
         goto fail;
     }
-    if (rename(w->partial_path, w->final_path) < 0) {
-        rc = pq_err(PQ_ERR_IO, "%s: cannot rename to %s: %s", w->partial_path, w->final_path,
-                    strerror(errno));
-        goto fail;
-    }
-    sync_dir_of(w->final_path);
     free_writer(w);
     return PQ_OK;
 fail:
