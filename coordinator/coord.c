@@ -54,6 +54,22 @@ static void fail(coord *c, pq_status st)
     c->err = st;
 }
 
+/* The metrics of the tensors complete so far, in plan order: written as
+ * they complete, between units, rather than after the last unit while the
+ * other ranks wait (pq_job_end_next). True when any was written. */
+static bool end_ready(coord *c)
+{
+    bool any = false, did = true;
+    double t0 = now_s();
+    while (did && !c->err) {
+        pq_status st = pq_job_end_next(c->j, &did);
+        if (st) fail(c, st);
+        any |= did;
+    }
+    c->j->t.metrics += now_s() - t0;
+    return any;
+}
+
 static double unit_sqnr(const pq_unit_result *r)
 {
     double s = 0, e = 0;
@@ -286,6 +302,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             handle(&c, &s);
             progressed = true;
         }
+        if (progressed) end_ready(&c);
         /* Units come last, so the output's pages are written out as they
          * fill rather than all in the commit's fsync (a helper thread
          * submits the I/O). */
@@ -337,6 +354,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 pq_unit_result_free(&r);
                 if (st) fail(&c, st);
                 else pq_worker_after_unit(PQ_ROLE_COORD);
+                end_ready(&c);
                 continue;
             }
         }
@@ -346,16 +364,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             break;
         }
         if (!progressed) {
-            /* idle, waiting for the others: write the metrics of the
-             * tensors complete so far, then push new results to disk */
-            if (!c.err) {
-                bool did = false;
-                double tm = now_s();
-                pq_status st = pq_job_end_next(j, &did);
-                j->t.metrics += now_s() - tm;
-                if (st) fail(&c, st);
-                if (did || st) continue;
-            }
+            /* idle, waiting for the others: push new results to disk */
             if (!c.err && j->units_done > kicked_at) {
                 pq_h5w_start_writeback(j->writer);
                 kicked_at = j->units_done;

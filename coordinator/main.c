@@ -2,6 +2,7 @@
 /* main.c - the proteus command line: dispatch to subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "pq_config.h"
@@ -54,7 +55,14 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--version")) { printf("proteus %s\n", PQ_VERSION); return 0; }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].run(argc - 1, argv + 1);
+            /* Every output is closed and renamed and MPI is finalized by
+             * now: the libraries' exit handlers would only free memory
+             * (HDF5's free lists: ~4 ms at the end of every rank's run). */
+            fflush(NULL);
+            _exit(rc);
+        }
     fprintf(stderr, "proteus: config error: unknown command '%s' (try 'proteus --help')\n", argv[1]);
     return 2;
 }

@@ -87,10 +87,9 @@ pq_status pq_worker_run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_resu
 #define SETUP_COST_PER_TENSOR 2.0e5
 
 /* Rank 0's cost of writing one quantized tensor's metrics (a group of six
- * attributes, ~50 us), in the same measure. Charged so that rank 0 runs out
- * of its own work a little before the others and writes the metrics of the
- * complete tensors while they finish (pq_job_end_next), instead of all of
- * them in the commit after everyone. */
+ * attributes, ~50 us), in the same measure: rank 0 writes them between its
+ * units as tensors complete (pq_job_end_next), instead of all of them in the
+ * commit after everyone. */
 #define METRICS_COST_PER_TENSOR 1.9e5
 
 void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node)

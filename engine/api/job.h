@@ -161,10 +161,10 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
  * (0 for tensors that are not quantized), into offsets[plan->n_tensors]. */
 pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets);
 
-/* Rank 0, while it waits for the others: write the metrics of the next
- * quantized tensor in plan order if all its rows are in (*did then true), so
- * that less is left for the commit. Plan order, whatever the timing, keeps
- * the file's layout the same for any number of ranks. */
+/* Rank 0, between units: write the metrics of the next quantized tensor in
+ * plan order if all its rows are in (*did then true), so that less is left
+ * for the commit. Plan order, whatever the timing, keeps the file's layout
+ * the same for any number of ranks. */
 pq_status pq_job_end_next(pq_job *j, bool *did);
 pq_status pq_job_finish_output(pq_job *j);
 
