@@ -4,10 +4,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
 
 #include "msg.h"
+#include "pq_cpu.h"
 
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
 {
@@ -161,7 +161,9 @@ int pq_sync_threads_per_rank(MPI_Comm comm, int rank)
         MPI_Comm_size(node, &local);
         MPI_Comm_free(&node);
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int t = (int)(cores > 0 ? cores : 1) / local;
+    /* the node's cores shared among its ranks, and no more than the cores
+     * this rank is bound to */
+    int t = pq_node_cpus() / local, mine = pq_cpu_count();
+    if (t > mine) t = mine;
     return t < 1 ? 1 : t;
 }

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "pq_config.h"
+#include "pq_cpu.h"
 #include "pq_kernels.h"
 #include "rtn.h"
 #include "st_hash.h"
@@ -98,8 +98,7 @@ pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes
     if ((st = alloc_leaves(j))) goto fail;
     j->hash_threads = 1;
     if (cfg->threading) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        j->hash_threads = cfg->threads > 0 ? cfg->threads : (int)(cores > 0 ? cores : 1);
+        j->hash_threads = cfg->threads > 0 ? cfg->threads : pq_cpu_count();
     }
     j->t.open = now_s() - j->t_start;
     *out = j;

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "pq_cpu.h"
 #include "safetensors.h"
 #include "st_hash.h"
 
@@ -196,8 +196,7 @@ pq_status pq_calib_model_sha256(const char *path, char hex[65])
     pq_st_model *st_m = NULL;
     pq_status st = pq_st_open(path, &st_m);
     /* the same digest, threads and all, that quantize records */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!st) st = pq_st_hash_tree(st_m, PQ_HASH_CHUNK_BYTES, (int)(cores > 0 ? cores : 1), hex);
+    if (!st) st = pq_st_hash_tree(st_m, PQ_HASH_CHUNK_BYTES, pq_cpu_count(), hex);
     pq_st_close(st_m);
     return st;
 }

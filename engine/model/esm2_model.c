@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blas.h"
 #include "pq_config.h"
+#include "pq_cpu.h"
 #include "pq_kernels.h"
 #include "pq_mem.h"
 #include "safetensors.h"
@@ -389,9 +389,7 @@ void pq_esm2_outputs_clear(pq_esm2_outputs *o)
 
 static int resolve_threads(int n)
 {
-    if (n > 0) return n;
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c > 0 ? (int)c : 1;
+    return n > 0 ? n : pq_cpu_count();
 }
 
 /* y[N, out] = x[N, in] W^T + b, bias folded in first as torch's addmm does. */
