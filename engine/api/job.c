@@ -347,6 +347,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
                               (uint64_t)n_scales * (p->spec.symmetric ? 4u : 8u);
         }
     }
+    if (!st) st = pq_h5w_preallocate(j->writer);
 cleanup:
     j->t.setup += now_s() - t_setup - (j->t.floats - floats0);
     free(cfg_json);

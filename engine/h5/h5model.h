@@ -90,6 +90,13 @@ pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale,
 /* /provenance attrs (string values). */
 pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value);
 
+/* Once every dataset is created: reserve the file's blocks up to its end of
+ * allocation, so that a full disk fails the run now rather than at the end,
+ * and the codes' writes (by every rank on this machine) skip the file
+ * system's delayed allocation. PQ_ERR_IO when the device lacks the space;
+ * a file system that cannot preallocate is not an error. */
+pq_status pq_h5w_preallocate(pq_h5w *w);
+
 /* Ask the kernel to start writing the file's dirty pages to disk now (a
  * hint, never fails), so that the commit's fsync has less left to wait for.
  * HDF5's own caches are not flushed. */

@@ -24,7 +24,17 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *user)
     /* Walking upward, the first entry is the innermost, most specific cause. */
     if (n == 0 && !c->found) {
         const char *d = (e->desc && e->desc[0]) ? e->desc : e->func_name;
-        snprintf(c->buf, c->n, "%s", d ? d : "unknown HDF5 error");
+        const char *m = d ? strstr(d, "error message = '") : NULL, *colon = d ? strchr(d, ':') : NULL;
+        if (m && colon && colon < m) {
+            /* A file driver's I/O failure also lists a time stamp, the
+             * descriptor and addresses on two lines: keep what failed and
+             * the system's reason ("file write failed: File too large"). */
+            m += strlen("error message = '");
+            const char *end = strchr(m, '\'');
+            snprintf(c->buf, c->n, "%.*s: %.*s", (int)(colon - d), d, (int)(end ? end - m : (long)strlen(m)), m);
+        } else {
+            snprintf(c->buf, c->n, "%s", d ? d : "unknown HDF5 error");
+        }
         c->found = true;
     }
     return 0;

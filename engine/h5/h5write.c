@@ -641,6 +641,25 @@ pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_byt
     return rc ? rc : pq_h5u_put_i64(w->file, "/", "source_hash_chunk_bytes", chunk_bytes);
 }
 
+pq_status pq_h5w_preallocate(pq_h5w *w)
+{
+    haddr_t eoa = 0;
+    if (!w || w->broken) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_preallocate: no usable writer");
+    if (H5Fget_eoa(w->file, &eoa) < 0 || eoa == 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return PQ_OK;
+    }
+    /* fallocate(2), never posix_fallocate: where the file system cannot
+     * preallocate, glibc's fallback writes every byte */
+    if (fallocate(w->fd, 0, 0, (off_t)eoa) == 0) return PQ_OK;
+    if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
+        w->broken = true;
+        return pq_err(PQ_ERR_IO, "%s: no room for the %.1f MB output: %s", w->partial_path, (double)eoa / 1e6,
+                      strerror(errno));
+    }
+    return PQ_OK; /* EOPNOTSUPP and the like: the writes allocate as they go */
+}
+
 void pq_h5w_start_writeback(pq_h5w *w)
 {
     if (!w || w->broken) return;

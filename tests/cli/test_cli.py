@@ -6,6 +6,7 @@ give one clear line, a distinct exit status and no output file."""
 import atexit
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,8 @@ LINEAR = ("attention.self.query.weight", "attention.self.key.weight", "attention
           "attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight")
 
 
-def run(*args, ok=True):
-    p = subprocess.run([PROTEUS, *args], capture_output=True, text=True)
+def run(*args, ok=True, **kw):
+    p = subprocess.run([PROTEUS, *args], capture_output=True, text=True, **kw)
     if ok and p.returncode != 0:
         raise AssertionError(f"proteus {' '.join(args)} failed ({p.returncode}): {p.stderr}")
     return p
@@ -209,8 +210,8 @@ class Quantize(unittest.TestCase):
 
 
 class BadInput(unittest.TestCase):
-    def expect(self, args, code, needle, out=None):
-        p = run(*args, ok=False)
+    def expect(self, args, code, needle, out=None, **kw):
+        p = run(*args, ok=False, **kw)
         self.assertEqual(p.returncode, code, p.stderr)
         self.assertIn(needle, p.stderr)
         # one error line (plain progress lines may precede it when stderr is a log)
@@ -258,6 +259,15 @@ class BadInput(unittest.TestCase):
         with open(trunc, "wb") as f:
             f.write(raw[: len(raw) // 2])
         self.expect(["quantize", "--model", trunc, "--out", out], 4, "trunc.safetensors", out)
+
+    def test_file_size_limit(self):
+        # a file size limit (ulimit -f) smaller than the output: one I/O
+        # error naming the file and the reason, not death by SIGXFSZ, and
+        # nothing left behind
+        src, out = synth(), path("limited.h5")
+        limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        self.expect(["quantize", "--model", src, "--out", out], 3, "File too large", out, preexec_fn=limit)
+        self.expect(["quantize", "--model", src, "--out", out], 3, out + ".partial", out, preexec_fn=limit)
 
     def test_out_is_an_input(self):
         # --out naming the checkpoint (under another spelling too) or the
