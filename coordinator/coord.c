@@ -274,8 +274,8 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     const pq_plan *p = j->plan;
     const struct timespec nap = {0, 500000};
     double t0 = now_s(), stop_t = 0;
-    int next_own = 0, kicked_at = 0;  /* units written at the last writeback hint */
-    double kicked_bytes = 0;          /* input bytes (unit cost) written by then */
+    int next_own = 0;
+    double kicked_bytes = 0;          /* input bytes (unit cost) written at the last writeback hint */
     int taken = 0;                    /* units taken over from other ranks */
     bool chunks_done = false;
     *unresponsive = false;
@@ -306,7 +306,6 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
          * submits the I/O). */
         if (!c.err && j->bytes_done - kicked_bytes >= WRITEBACK_EVERY_BYTES) {
             pq_h5w_start_writeback(j->writer);
-            kicked_at = j->units_done;
             kicked_bytes = j->bytes_done;
         }
         if (c.err && !stop_sent) {
@@ -363,9 +362,8 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
         }
         if (!progressed) {
             /* idle, waiting for the others: push new results to disk */
-            if (!c.err && j->units_done > kicked_at) {
+            if (!c.err && j->bytes_done > kicked_bytes) {
                 pq_h5w_start_writeback(j->writer);
-                kicked_at = j->units_done;
                 kicked_bytes = j->bytes_done;
             }
             nanosleep(&nap, NULL);
