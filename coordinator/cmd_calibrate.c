@@ -124,11 +124,8 @@ static int do_export(const copts *o)
     }
     st = pq_calib_export(c, o->format, o->method, !o->asymmetric, o->percentile, f);
     if (f != stdout) {
-        const char *step;
-        int e = 0;
         if (fclose(f) && !st) st = pq_err(PQ_ERR_IO, "%s: write failed", partial);
-        if (!st && (e = pq_publish(partial, o->out, &step)))
-            st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, o->out, strerror(e));
+        if (!st) st = pq_publish(partial, o->out);
         if (st) remove(partial);
     }
     pq_calib_free(c);

@@ -281,12 +281,7 @@ int pq_cmd_embed(int argc, char **argv)
     herr_t crc = H5Fclose(file);
     file = -1;
     if (crc < 0) { st = h5_fail(partial, "close the file"); goto done; }
-    const char *step;
-    int e = pq_publish(partial, out_path, &step);
-    if (e) {
-        st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, out_path, strerror(e));
-        goto done;
-    }
+    if ((st = pq_publish(partial, out_path))) goto done;
     printf("embedded %lld sequences (%lld residues), %d layer(s), D=%lld -> %s\n", (long long)n_recs,
            (long long)toff[n_recs], n_req, (long long)D, out_path);
 done:

@@ -337,9 +337,7 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
         goto cleanup;
     }
     fd = -1;
-    const char *step;
-    int e = pq_publish(partial, path, &step); /* its fsync finds nothing left to write */
-    if (e) rc = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, path, strerror(e));
+    rc = pq_publish(partial, path); /* its fsync finds nothing left to write */
 cleanup:
     if (fd >= 0) close(fd);
     if (rc != PQ_OK && partial) unlink(partial);

@@ -53,17 +53,20 @@ static void sync_dir_of(const char *path)
     free(dir);
 }
 
-int pq_publish(const char *partial, const char *final, const char **step)
+static pq_status step_failed(const char *partial, const char *step, const char *final, int e)
+{
+    return pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, final, strerror(e));
+}
+
+pq_status pq_publish(const char *partial, const char *final)
 {
     /* fsync is per inode: any descriptor covers every writer's data */
-    *step = "fsync";
     int fd = open(partial, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int rc = fsync(fd) < 0 ? errno : 0;
+    if (fd < 0) return step_failed(partial, "fsync", final, errno);
+    int e = fsync(fd) < 0 ? errno : 0;
     close(fd);
-    if (rc) return rc;
-    *step = "rename";
-    if (rename(partial, final) < 0) return errno;
+    if (e) return step_failed(partial, "fsync", final, e);
+    if (rename(partial, final) < 0) return step_failed(partial, "rename", final, errno);
     sync_dir_of(final);
-    return 0;
+    return PQ_OK;
 }

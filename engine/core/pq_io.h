@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pq_err.h"
+
 /* Write all n bytes of buf at file offset off, retrying short writes and
  * EINTR. Returns 0, or the errno of the failure (ENOSPC for a write that
  * makes no progress). */
@@ -18,8 +20,9 @@ int pq_partial_name(char *buf, size_t n, const char *path);
 
 /* Make the completely written `partial` the file `final`: fsync it, rename
  * it, fsync the directory, so that after a crash `final` is either absent or
- * whole. Returns 0, or the errno of the step that failed, named in *step
- * ("fsync" or "rename"); the directory's fsync is best effort. */
-int pq_publish(const char *partial, const char *final, const char **step);
+ * whole. PQ_ERR_IO naming the step that failed ("PARTIAL: fsync to FINAL
+ * failed: REASON", or rename), partial then left for the caller to remove;
+ * the directory's fsync is best effort. */
+pq_status pq_publish(const char *partial, const char *final);
 
 #endif

@@ -145,9 +145,7 @@ pq_status pq_calib_h5_save(const char *path, const pq_calib *c, const char *crea
         goto cleanup;
     if (H5Fclose(f) < 0) { f = H5I_INVALID_HID; st = h5fail(partial, "close"); goto cleanup; }
     f = H5I_INVALID_HID;
-    const char *step;
-    int e = pq_publish(partial, path, &step);
-    if (e) st = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", partial, step, path, strerror(e));
+    st = pq_publish(partial, path);
 cleanup:
     if (f >= 0) H5Fclose(f);
     if (fapl >= 0) H5Pclose(fapl);

@@ -691,12 +691,7 @@ pq_status pq_h5w_commit(pq_h5w *w)
     }
     pq_writeback_done(w->wb);
     w->wb = NULL;
-    const char *step;
-    int e = pq_publish(w->partial_path, w->final_path, &step);
-    if (e) {
-        rc = pq_err(PQ_ERR_IO, "%s: %s to %s failed: %s", w->partial_path, step, w->final_path, strerror(e));
-        goto fail;
-    }
+    if ((rc = pq_publish(w->partial_path, w->final_path))) goto fail;
     free_writer(w);
     return PQ_OK;
 fail:

@@ -49,14 +49,13 @@ static void test_publish(void **state)
 {
     (void)state;
     char final[128], partial[160];
-    const char *step = NULL;
     snprintf(final, sizeof final, "%s/m.h5", dir);
     assert_int_equal(pq_partial_name(partial, sizeof partial, final), 0);
     FILE *f = fopen(partial, "w");
     assert_non_null(f);
     fputs("complete", f);
     assert_int_equal(fclose(f), 0);
-    assert_int_equal(pq_publish(partial, final, &step), 0);
+    assert_int_equal(pq_publish(partial, final), PQ_OK);
     assert_int_equal(access(partial, F_OK), -1);
     char got[16] = "";
     f = fopen(final, "r");
@@ -69,19 +68,22 @@ static void test_publish(void **state)
 static void test_publish_failures(void **state)
 {
     (void)state;
-    char partial[128], final[160];
-    const char *step = NULL;
+    char partial[128], final[160], want[400];
     snprintf(partial, sizeof partial, "%s/never-written.partial", dir);
-    assert_int_equal(pq_publish(partial, "unused", &step), ENOENT);
-    assert_string_equal(step, "fsync");
+    pq_err_clear();
+    assert_int_equal(pq_publish(partial, "unused"), PQ_ERR_IO);
+    snprintf(want, sizeof want, "%s: fsync to unused failed: %s", partial, strerror(ENOENT));
+    assert_string_equal(pq_err_detail(), want);
 
     snprintf(partial, sizeof partial, "%s/n.partial", dir);
     snprintf(final, sizeof final, "%s/no-such-dir/n.h5", dir);
     FILE *f = fopen(partial, "w");
     assert_non_null(f);
     assert_int_equal(fclose(f), 0);
-    assert_int_equal(pq_publish(partial, final, &step), ENOENT);
-    assert_string_equal(step, "rename");
+    pq_err_clear();
+    assert_int_equal(pq_publish(partial, final), PQ_ERR_IO);
+    snprintf(want, sizeof want, "%s: rename to %s failed: %s", partial, final, strerror(ENOENT));
+    assert_string_equal(pq_err_detail(), want);
     assert_int_equal(access(partial, F_OK), 0); /* left for the caller to remove */
 }
 
