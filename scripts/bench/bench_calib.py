@@ -95,10 +95,10 @@ def bench_mpi(a, b, fasta, tmp):
                    stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     # one node, no munge daemon, no InfiniBand: skip PMIx's munge retries,
-    # UCX start-up, mpirun's PCI scan and PMIx's shared-memory job store
-    # (docs/CLUSTER.md), unless the caller chose otherwise
+    # UCX start-up, mpirun's PCI scan, PMIx's shared-memory job store and
+    # hwloc's plugins (docs/CLUSTER.md), unless the caller chose otherwise
     launch = {"PMIX_MCA_psec": "native", "OMPI_MCA_pml": "ob1", "PMIX_MCA_gds": "hash",
-              "HWLOC_COMPONENTS": "-pci,-linuxio"}
+              "HWLOC_COMPONENTS": "-pci,-linuxio", "HWLOC_PLUGINS_BLACKLIST": "hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml"}
     for k, v in launch.items():
         env.setdefault(k, v)
     print(" ".join(f"{k}={env[k]}" for k in launch) + "; "

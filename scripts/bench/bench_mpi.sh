@@ -13,15 +13,16 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$here/build}"
 arch="${2:-esm2_t30_150M_UR50D}"
-reps="${3:-3}"
+reps="${3:-9}"
 proteus="$build/coordinator/proteus"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Single-node launch settings (docs/CLUSTER.md): without a running munge
 # daemon PMIx's munge security plugin retries for ~2 s per launch, UCX
-# probes for InfiniBand in MPI_Init for ~0.2 s, and mpirun's PCI scan and
-# PMIx's shared-memory job store cost ~40 ms more. A caller's values win.
+# probes for InfiniBand in MPI_Init for ~0.2 s, mpirun's PCI scan and
+# PMIx's shared-memory job store cost ~40 ms more, and loading hwloc's
+# plugins (which probe for X displays) ~5 ms. A caller's values win.
 settings=()
-for kv in PMIX_MCA_psec=native OMPI_MCA_pml=ob1 PMIX_MCA_gds=hash HWLOC_COMPONENTS=-pci,-linuxio; do
+for kv in PMIX_MCA_psec=native OMPI_MCA_pml=ob1 PMIX_MCA_gds=hash HWLOC_COMPONENTS=-pci,-linuxio HWLOC_PLUGINS_BLACKLIST=hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml; do
   k=${kv%%=*}
   if [[ -z "${!k+x}" ]]; then export "$kv"; settings+=("$kv"); fi
 done
@@ -67,7 +68,7 @@ report() { # name
 }
 
 echo "bench_mpi: $arch ($(du -h "$model" | cut -f1)), RTN int8 per-channel, best of $reps (configurations interleaved), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-if (( ${#settings[@]} )); then echo "set for this run: ${settings[*]}"; else echo "launch settings: the caller's (PMIX_MCA_psec=${PMIX_MCA_psec:-unset}, OMPI_MCA_pml=${OMPI_MCA_pml:-unset}, PMIX_MCA_gds=${PMIX_MCA_gds:-unset}, HWLOC_COMPONENTS=${HWLOC_COMPONENTS:-unset})"; fi
+if (( ${#settings[@]} )); then echo "set for this run: ${settings[*]}"; else echo "launch settings: the caller's (PMIX_MCA_psec=${PMIX_MCA_psec:-unset}, OMPI_MCA_pml=${OMPI_MCA_pml:-unset}, PMIX_MCA_gds=${PMIX_MCA_gds:-unset}, HWLOC_COMPONENTS=${HWLOC_COMPONENTS:-unset}, HWLOC_PLUGINS_BLACKLIST=${HWLOC_PLUGINS_BLACKLIST:-unset})"; fi
 t0=$(date +%s.%N); mpirun -n 1 /bin/true; t1=$(date +%s.%N)
 printf "launcher only (mpirun -n 1 /bin/true): %.2f s\n" "$(echo "$t1 - $t0" | bc -l)"
 # Interleaved, so that a slow spell of a shared machine hits every
