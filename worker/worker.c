@@ -121,6 +121,9 @@ void pq_worker_assign(pq_job *j, int n_ranks, const bool *same_node)
                              METRICS_COST_PER_TENSOR * quantized;
     }
     pq_plan_assign_loaded(j->plan, n_ranks, pre);
+    PQ_LOG_DEBUG("plan: %d units and %d digest chunks on %d ranks; %.0f%% of the units' bytes are "
+                 "quantized by the rank that hashes them", p->n_units, p->n_hash, n_ranks,
+                 100.0 * pq_plan_colocated(p));
     free(pre);
     j->defer_source_hash = true;
 }

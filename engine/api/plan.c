@@ -24,6 +24,18 @@ static pq_tensor_action decide(const pq_config *c, const pq_st_tensor *t, pq_esm
     return quant ? PQ_ACT_QUANT : PQ_ACT_FLOAT;
 }
 
+/* The digest chunk that holds the middle byte of u's rows in the source
+ * (-1 without chunks). */
+static int32_t unit_chunk(const pq_plan *p, const pq_unit *u)
+{
+    const pq_st_tensor *t = p->tensors[u->tensor].st;
+    if (!p->n_hash || !p->file_chunk0 || t->file_idx < 0 || t->file_idx >= p->n_files) return -1;
+    const uint64_t row_bytes = t->n_bytes / (uint64_t)p->tensors[u->tensor].rows;
+    const uint64_t mid = t->offset + row_bytes * (uint64_t)u->row0 + row_bytes * (uint64_t)u->n_rows / 2;
+    int64_t c = p->file_chunk0[t->file_idx] + (int64_t)(mid / (uint64_t)p->hash_chunk_bytes);
+    return c < p->n_hash ? (int32_t)c : p->n_hash - 1;
+}
+
 /* (Re)build the unit list from the tensors' actions. */
 static pq_status make_units(pq_plan *p)
 {
@@ -58,6 +70,7 @@ static pq_status make_units(pq_plan *p)
             u->row0 = k * per;
             u->n_rows = (k == pt->n_units - 1) ? pt->rows - u->row0 : per;
             u->cost = (double)u->n_rows * (double)pt->cols * 4.0;
+            u->chunk = unit_chunk(p, u);
         }
     }
     pq_plan_assign(p, p->n_ranks > 0 ? p->n_ranks : 1);
@@ -69,18 +82,31 @@ pq_status pq_plan_set_hash_chunks(pq_plan *p, const pq_st_model *m, int64_t chun
     if (chunk_bytes <= 0)
         return pq_err(PQ_ERR_INTERNAL, "hash chunk size %lld", (long long)chunk_bytes);
     int64_t nh = pq_st_hash_chunk_count(m, chunk_bytes);
+    const int nf = pq_st_file_count(m);
     pq_hash_unit *h = NULL;
-    if (nh > INT32_MAX || (nh && !(h = calloc((size_t)nh, sizeof *h))))
+    int64_t *f0 = calloc((size_t)(nf > 0 ? nf : 1), sizeof *f0);
+    if (!f0 || nh > INT32_MAX || (nh && !(h = calloc((size_t)nh, sizeof *h)))) {
+        free(f0);
         return pq_err(PQ_ERR_RESOURCE, "out of memory planning %lld hash chunks", (long long)nh);
+    }
     for (int64_t i = 0; i < nh; i++) {
         h[i].chunk = i;
         h[i].n_bytes = pq_st_hash_chunk_len(m, chunk_bytes, i);
         h[i].cost = (double)h[i].n_bytes * PQ_PLAN_HASH_COST_PER_BYTE;
     }
+    for (int f = 1; f < nf; f++) {
+        size_t sz;
+        pq_st_file_map(m, f - 1, &sz);
+        f0[f] = f0[f - 1] + ((int64_t)sz + chunk_bytes - 1) / chunk_bytes;
+    }
     free(p->hash);
+    free(p->file_chunk0);
     p->hash = h;
     p->n_hash = (int)nh;
     p->hash_chunk_bytes = chunk_bytes;
+    p->file_chunk0 = f0;
+    p->n_files = nf;
+    for (int i = 0; i < p->n_units; i++) p->units[i].chunk = unit_chunk(p, &p->units[i]);
     pq_plan_assign(p, p->n_ranks > 0 ? p->n_ranks : 1);
     return PQ_OK;
 }
@@ -134,6 +160,7 @@ void pq_plan_destroy(pq_plan *p)
     free(p->tensors);
     free(p->units);
     free(p->hash);
+    free(p->file_chunk0);
     free(p);
 }
 
@@ -151,7 +178,7 @@ static int by_cost_desc(const void *a, const void *b)
     int x = *(const int *)a, y = *(const int *)b;
     double cx = item_cost(sort_plan, x), cy = item_cost(sort_plan, y);
     if (cx != cy) return cx > cy ? -1 : 1;
-    return x < y ? -1 : x > y; /* units before chunks, then by id */
+    return x < y ? -1 : x > y; /* equal costs: lower id (units before chunks) */
 }
 
 void pq_plan_assign(pq_plan *p, int n_ranks)
@@ -179,14 +206,28 @@ void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload)
     for (int i = 0; i < n_items; i++) order[i] = i;
     sort_plan = p;
     qsort(order, (size_t)n_items, sizeof *order, by_cost_desc);
-    for (int k = 0; k < n_items; k++) {
-        int best = 0, it = order[k];
-        for (int r = 1; r < n_ranks; r++)
-            if (load[r] < load[best]) best = r;
-        if (it < p->n_units) p->units[it].rank = best;
-        else p->hash[it - p->n_units].rank = best;
-        load[best] += item_cost(p, it);
-    }
+    double mean = 0;
+    for (int r = 0; r < n_ranks; r++) mean += load[r];
+    for (int k = 0; k < n_items; k++) mean += item_cost(p, k);
+    mean /= n_ranks;
+    /* chunks, then units: a unit's chunk has its rank before the unit */
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < n_items; k++) {
+            const int it = order[k];
+            if ((it >= p->n_units) != (pass == 0)) continue;
+            const double cost = item_cost(p, it);
+            int best = 0;
+            for (int r = 1; r < n_ranks; r++)
+                if (load[r] < load[best]) best = r;
+            if (it < p->n_units) {
+                const int32_t c = p->units[it].chunk;
+                if (c >= 0 && c < p->n_hash && load[p->hash[c].rank] + cost <= mean) best = p->hash[c].rank;
+                p->units[it].rank = best;
+            } else {
+                p->hash[it - p->n_units].rank = best;
+            }
+            load[best] += cost;
+        }
     free(order);
     free(load);
 }
@@ -195,6 +236,18 @@ int pq_plan_next_unit(const pq_plan *p, int i, int rank)
 {
     while (i < p->n_units && p->units[i].rank != rank) i++;
     return i;
+}
+
+double pq_plan_colocated(const pq_plan *p)
+{
+    double same = 0, all = 0;
+    for (int i = 0; i < p->n_units; i++) {
+        const pq_unit *u = &p->units[i];
+        if (u->chunk < 0 || u->chunk >= p->n_hash) continue;
+        all += u->cost;
+        if (p->hash[u->chunk].rank == u->rank) same += u->cost;
+    }
+    return all > 0 ? same / all : 1.0;
 }
 
 double pq_plan_total_cost(const pq_plan *p)

@@ -35,6 +35,8 @@ typedef struct pq_unit {
     int64_t row0, n_rows;
     double cost;      /* bytes of fp32 input: the work is linear in it */
     int32_t rank;     /* set by pq_plan_assign */
+    int32_t chunk;    /* the digest chunk that holds the unit's middle byte
+                       * (-1 when the plan has no chunks) */
 } pq_unit;
 
 /* One chunk of the source's tree digest (st_hash.h): hashed by one rank,
@@ -64,6 +66,8 @@ typedef struct pq_plan {
     int64_t hash_chunk_bytes; /* PQ_HASH_CHUNK_BYTES */
     int n_hash;
     pq_hash_unit *hash;       /* chunk order */
+    int n_files;
+    int64_t *file_chunk0;     /* digest index of each source file's first chunk */
 } pq_plan;
 
 /* Default recipe: the six per-layer Linear weights are quantized, legacy
@@ -86,9 +90,14 @@ pq_status pq_plan_set_hash_chunks(pq_plan *p, const pq_st_model *m, int64_t chun
  * the units. */
 pq_status pq_plan_keep_float(pq_plan *p, int tensor);
 
-/* Largest unit first to the least-loaded rank, quantize units and hash
- * chunks alike (ties: lowest rank; among equal costs quantize units before
- * hash chunks, then lowest id), so the assignment is deterministic. */
+/* Cost-balanced and deterministic. The hash chunks first, largest first to
+ * the least-loaded rank; then the units, largest first, each to the rank
+ * that hashes its chunk while that rank's load stays within the mean, else
+ * to the least-loaded rank (ties: lowest rank; equal costs: lowest id). A
+ * rank thus quantizes mostly bytes it has hashed: on a cluster they come
+ * from the shared file system once, the second time from its node's page
+ * cache. Only a rank whose preload alone exceeds the mean ends more than
+ * the largest item above it. */
 void pq_plan_assign(pq_plan *p, int n_ranks);
 
 /* The same with a starting load per rank (n_ranks entries, in the units'
@@ -96,6 +105,10 @@ void pq_plan_assign(pq_plan *p, int n_ranks);
  * items, such as rank 0's writing, so that the total per rank stays
  * balanced. */
 void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
+
+/* The share (0..1) of the units' cost that runs on the rank hashing the
+ * unit's chunk (1 without units or chunks). */
+double pq_plan_colocated(const pq_plan *p);
 
 /* Sum of the fp32 bytes of all quantized units (hash chunks excluded). */
 double pq_plan_total_cost(const pq_plan *p);
