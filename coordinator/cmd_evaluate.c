@@ -21,6 +21,7 @@
 #include "esm2_model.h"
 #include "eval_metrics.h"
 #include "fasta.h"
+#include "pq_cpu.h"
 #include "tokenizer.h"
 
 static void help(FILE *f)
@@ -337,8 +338,10 @@ int pq_cmd_evaluate(int argc, char **argv)
     double peak = peak_rss_mib();
 
     printf("proteus evaluate: %s vs reference %s\n", qpath, rpath);
+    /* the count the models ran with: 0 asks for the cores this process may use */
+    const int64_t used_threads = threads > 0 ? threads : pq_cpu_count();
     printf("  %lld sequences, %lld tokens, %lld masked positions, threads %lld\n\n", (long long)n_recs,
-           (long long)n_tokens, (long long)mr.m.n_masked, (long long)threads);
+           (long long)n_tokens, (long long)mr.m.n_masked, (long long)used_threads);
     printf("  %-28s %14s %14s %10s\n", "", "reference", "quantized", "ratio/diff");
     printf("  %-28s %13.2f%% %13.2f%% %+9.2f pt\n", "masked-LM accuracy", 100 * acc_r, 100 * acc_q,
            100 * (acc_q - acc_r));
@@ -379,7 +382,7 @@ int pq_cmd_evaluate(int argc, char **argv)
         json_object_set_new(root, "n_tokens", json_integer(n_tokens));
         json_object_set_new(root, "n_masked", json_integer(mr.m.n_masked));
         json_object_set_new(root, "n_positions", json_integer(n_pos));
-        json_object_set_new(root, "threads", json_integer(threads));
+        json_object_set_new(root, "threads", json_integer(used_threads));
         json_object_set_new(root, "seed", json_integer(seed));
         json_object_set_new(root, "accuracy_reference", json_real(acc_r));
         json_object_set_new(root, "accuracy_quantized", json_real(acc_q));
