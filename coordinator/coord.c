@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "msg.h"
+#include "unit_batch.h"
 #include "worker.h"
 
 static bool stop_sent;  /* the early Shutdown went out; the final one is not sent again */
@@ -38,6 +39,8 @@ typedef struct coord {
     pq_data_reqs *layout_reqs; /* per rank */
     int n_finished;
     pq_status err;         /* first failure (its detail is recorded) */
+    pq_unit_batch *run;    /* with several threads: the batch to run next */
+    pq_unit_batch *done;   /* and the one run before, whose results are written next */
 } coord;
 
 static double now_s(void)
@@ -87,6 +90,59 @@ static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result 
     c->rank_units[rank]++;
     if (c->o->on_unit) c->o->on_unit(c->o->user, u, rank, unit_sqnr(r));
     return PQ_OK;
+}
+
+/* Rank 0's thread, while the threads run the next batch: write the
+ * results of the batch run before (unit_batch.h). */
+static void put_done(void *user)
+{
+    coord *c = user;
+    pq_unit_batch *b = c->done;
+    for (int i = 0; i < b->n && !c->err; i++) {
+        if (b->item[i] < 0) continue; /* a chunk: its leaf is in place */
+        pq_status st = put(c, &c->j->plan->units[b->item[i]], PQ_ROLE_COORD, &b->r[i]);
+        if (st) fail(c, st);
+        else pq_worker_after_unit(PQ_ROLE_COORD);
+    }
+    pq_batch_clear(b);
+    end_ready(c);
+}
+
+/* Rank 0's work a batch at a time when it has several threads: its digest
+ * chunks, then units it claims, up to `width`, run while this thread writes
+ * the previous batch. false when there was nothing left to run or write. */
+static bool step_batch(coord *c, int *next_chunk, int *next_own, int *taken, int width)
+{
+    const pq_plan *p = c->j->plan;
+    pq_unit_batch *run = c->run;
+    /* Each batch ends with a barrier: fill it until its cost is twice what
+     * `width` threads need for its largest item, so that no thread idles
+     * long at the end (units beside the last chunks, small units by the
+     * dozen). */
+    double cost = 0, largest = 0;
+    for (; *next_chunk < p->n_hash && run->n < width; ++*next_chunk) {
+        const pq_hash_unit *h = &p->hash[*next_chunk];
+        if (h->rank != PQ_ROLE_COORD) continue;
+        run->item[run->n++] = PQ_BATCH_CHUNK(*next_chunk);
+        cost += h->cost;
+        largest = h->cost > largest ? h->cost : largest;
+    }
+    while (run->n < PQ_BATCH_MAX && (run->n < width || cost < 2.0 * width * largest)) {
+        bool stolen;
+        int k = pq_claims_next(c->o->claims, p, PQ_ROLE_COORD, next_own, &stolen);
+        if (k < 0) break;
+        *taken += stolen;
+        run->item[run->n++] = k;
+        cost += p->units[k].cost;
+        largest = p->units[k].cost > largest ? p->units[k].cost : largest;
+    }
+    if (!run->n && !c->done->n) return false;
+    pq_batch_run(c->j, PQ_ROLE_COORD, run, width, put_done, c);
+    pq_status st = pq_batch_status(run);
+    if (st) fail(c, st);
+    c->run = c->done; /* emptied by put_done */
+    c->done = run;
+    return true;
 }
 
 /* Check a UnitResult header against the plan, then receive its buffers
@@ -274,7 +330,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     const pq_plan *p = j->plan;
     const struct timespec nap = {0, 500000};
     double t0 = now_s(), stop_t = 0;
-    int next_own = 0;
+    int next_own = 0, next_chunk = 0;
     double kicked_bytes = 0;          /* input bytes (unit cost) written at the last writeback hint */
     int taken = 0;                    /* units taken over from other ranks */
     bool chunks_done = false;
@@ -284,6 +340,11 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     c.finished = calloc((size_t)n_ranks, sizeof *c.finished);
     c.placed = calloc((size_t)n_ranks, sizeof *c.placed);
     if (!c.received || !c.rank_units || !c.finished || !c.placed) {
+        c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto cleanup;
+    }
+    const int width = pq_batch_width(j);
+    if (width > 1 && (!(c.run = calloc(1, sizeof *c.run)) || !(c.done = calloc(1, sizeof *c.done)))) {
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
@@ -318,7 +379,10 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             pq_err_replace(keep, "%s", detail);
             stop_t = now_s();
         }
-        if (!c.err) {
+        if (!c.err && width > 1) {
+            /* the same order, a batch of whole items at a time */
+            if (step_batch(&c, &next_chunk, &next_own, &taken, width)) continue;
+        } else if (!c.err) {
             /* Rank 0's chunks of the source digest first, a chunk per
              * thread between two drains: units come last on every rank, so
              * that whoever runs out of work first can take over the small
@@ -388,6 +452,10 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     }
     if (!c.layout_reqs || !c.err) free(c.offsets);
 cleanup:
+    if (c.run) pq_batch_clear(c.run);
+    if (c.done) pq_batch_clear(c.done);
+    free(c.run);
+    free(c.done);
     free(c.received);
     free(c.rank_units);
     free(c.finished);

@@ -230,6 +230,24 @@ pq_status pq_job_hash_source(pq_job *j, char hex[65])
     return st;
 }
 
+static pq_status injected_hash_failure(int rank, int64_t chunk)
+{
+    const char *inj = getenv("PQ_TEST_FAIL_HASH");
+    if (inj && *inj && atoi(inj) == rank)
+        return pq_err(PQ_ERR_IO, "hashing the source, chunk %lld: injected failure (PQ_TEST_FAIL_HASH)",
+                      (long long)chunk);
+    return PQ_OK;
+}
+
+pq_status pq_job_hash_chunk(pq_job *j, int rank, int64_t chunk)
+{
+    pq_status st = injected_hash_failure(rank, chunk);
+    if (st) return st;
+    st = pq_st_hash_chunk(j->model, j->plan->hash_chunk_bytes, chunk,
+                          j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES);
+    return st ? pq_err_replace(st, "hashing the source: SHA-256 of chunk %lld failed", (long long)chunk) : PQ_OK;
+}
+
 pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, int *n_done)
 {
     const pq_plan *p = j->plan;
@@ -239,10 +257,8 @@ pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, 
         if (p->hash[i].rank == rank && !j->hash_have[i]) chunks[n++] = i;
     *n_done = n;
     if (!n) return PQ_OK;
-    const char *inj = getenv("PQ_TEST_FAIL_HASH");
-    if (inj && *inj && atoi(inj) == rank)
-        return pq_err(PQ_ERR_IO, "hashing the source, chunk %lld: injected failure (PQ_TEST_FAIL_HASH)",
-                      (long long)chunks[0]);
+    pq_status inj = injected_hash_failure(rank, chunks[0]);
+    if (inj) return inj;
     pq_status st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, chunks, n, j->hash_threads, j->hash_leaves);
     j->t.hash += now_s() - t0;
     if (st) return pq_err_replace(st, "hashing the source: SHA-256 of a chunk failed");

@@ -140,6 +140,11 @@ pq_status pq_job_hash_source(pq_job *j, char hex[65]);
  * with PQ_ERR_IO. */
 pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, int *n_done);
 
+/* Hash chunk `chunk` for `rank` into its place in j->hash_leaves, without
+ * marking it known: thread-safe, for several chunks at once (unit_batch.h).
+ * PQ_TEST_FAIL_HASH as pq_job_hash_own. */
+pq_status pq_job_hash_chunk(pq_job *j, int rank, int64_t chunk);
+
 /* Cut the source digest into chunks of chunk_bytes instead of
  * PQ_HASH_CHUNK_BYTES (tests: many chunks from a small model); call before
  * the ranks' assignment. */

@@ -24,6 +24,8 @@ static int rtn_threads(int64_t n_rows)
     int nt = 1;
 #ifdef _OPENMP
     nt = g_threads == 0 ? omp_get_num_procs() : g_threads;
+    /* inside a batch of units each unit has one thread (unit_batch.h) */
+    if (omp_in_parallel()) nt = 1;
 #endif
     if (nt < 1) nt = 1;
     if (nt > n_rows) nt = n_rows < 1 ? 1 : (int)n_rows;

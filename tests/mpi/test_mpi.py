@@ -269,6 +269,22 @@ class Failures(unittest.TestCase):
             self.assert_no_output(out)
         self.assertTrue(seen_worker, "no injected failure landed on a worker rank")
 
+    def test_failure_in_a_threaded_batch(self):
+        # one rank with 3 threads runs its chunks and units a batch at a
+        # time, one item per thread: a failing unit or chunk in a batch
+        # still stops the run with one line naming it, and no output
+        for env, want in (({"PQ_TEST_FAIL_UNIT": "5"}, r"rank 0, unit 5 \(tensor '[^']+' rows \d+\.\.\d+\): injected"),
+                          ({"PQ_TEST_FAIL_HASH": "0", **SMALL_CHUNKS},
+                           r"rank 0: hashing the source, chunk \d+: injected")):
+            for n in (0, 1):
+                out = path(f"fail_batch_{n}_{len(want)}.h5")
+                p = quantize(n, out, "--threads", "3", env=env, check=False)
+                self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
+                lines = proteus_lines(p.stderr)
+                self.assertEqual(len(lines), 1, p.stderr)
+                self.assertRegex(lines[0], "^proteus: I/O error: " + want)
+                self.assert_no_output(out)
+
     def test_nan_weight_names_tensor_and_row(self):
         w = stref.read_safetensors(MODEL)
         name = "esm.encoder.layer.3.attention.self.value.weight"

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* unit_batch.c - a batch of chunks and units, one per thread (unit_batch.h). */
+#include "unit_batch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "worker.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Input bytes of the units one batch of `width` may hold at most: a batch
+ * maps its units' rows and keeps their codes until the next batch has run. */
+#define BATCH_INPUT_BYTES (1024.0 * 1024 * 1024)
+
+int pq_batch_width(const pq_job *j)
+{
+    int t = j->hash_threads < 1 ? 1 : j->hash_threads;
+    if (t > PQ_BATCH_MAX) t = PQ_BATCH_MAX;
+    double largest = 0;
+    for (int i = 0; i < j->plan->n_units; i++)
+        largest = j->plan->units[i].cost > largest ? j->plan->units[i].cost : largest;
+    /* big units: their rows split over the threads, one unit at a time */
+    return largest * t > BATCH_INPUT_BYTES ? 1 : t;
+}
+
+/* One item on the calling thread; its seconds. */
+static double run_item(pq_job *j, int rank, pq_unit_batch *b, int i)
+{
+    double t0 = now_s();
+    const int it = b->item[i];
+    if (it >= 0) {
+        b->st[i] = pq_worker_run_unit(j, &j->plan->units[it], rank, &b->r[i]);
+        b->detail[i] = b->st[i] ? strdup(pq_err_detail()) : NULL;
+    } else {
+        b->st[i] = pq_job_hash_chunk(j, rank, -(int64_t)it - 1);
+        if (b->st[i]) {
+            const char *d = pq_err_detail();
+            size_t n = strlen(d) + 32;
+            if ((b->detail[i] = malloc(n))) snprintf(b->detail[i], n, "rank %d: %s", rank, d);
+        }
+    }
+    return now_s() - t0;
+}
+
+void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*serial)(void *), void *user)
+{
+    double serial_s = 0, hash_s = 0, unit_s = 0, t0 = now_s();
+    if (threads < 1) threads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : hash_s, unit_s)
+#endif
+    {
+#ifdef _OPENMP
+        const bool first = omp_get_thread_num() == 0;
+#else
+        const bool first = true;
+#endif
+        if (first && serial) {
+            double ts = now_s();
+            serial(user);
+            serial_s = now_s() - ts;
+        }
+        /* dynamic: the calling thread arrives late, after its serial work */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int i = 0; i < b->n; i++) {
+            double s = run_item(j, rank, b, i);
+            if (b->item[i] < 0) hash_s += s;
+            else unit_s += s;
+        }
+    }
+    for (int i = 0; i < b->n; i++)
+        if (b->item[i] < 0 && !b->st[i]) j->hash_have[-(int64_t)b->item[i] - 1] = true;
+    /* the calling thread's wall time besides its serial work, split between
+     * the phases by the items' thread seconds */
+    const double wall = now_s() - t0 - serial_s, busy = hash_s + unit_s;
+    if (busy > 0) {
+        j->t.hash += wall * hash_s / busy;
+        j->t.units += wall * unit_s / busy;
+    }
+}
+
+pq_status pq_batch_status(const pq_unit_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        if (b->st[i]) return pq_err_replace(b->st[i], "%s", b->detail[i] ? b->detail[i] : "work item failed");
+    return PQ_OK;
+}
+
+void pq_batch_clear(pq_unit_batch *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        if (b->item[i] >= 0) pq_unit_result_free(&b->r[i]);
+        free(b->detail[i]);
+        b->detail[i] = NULL;
+        b->st[i] = PQ_OK;
+    }
+    b->n = 0;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* unit_batch.h - several work items at once on a rank with several
+ * threads, one item per thread: its source-digest chunks and its units. The
+ * rank's own thread first does its serial work (writing the previous
+ * batch's results) and then joins in.
+ *
+ * Splitting each unit's rows over the threads leaves them idle whenever the
+ * rank writes, and a unit of a few MB gains little from it; hashing chunks
+ * a batch at a time leaves threads idle when fewer chunks than threads are
+ * left. A batch keeps every thread on whole items, chunks first, and hides
+ * the writes behind them. An item's result does not depend on the thread
+ * that computed it. */
+#ifndef PQ_UNIT_BATCH_H
+#define PQ_UNIT_BATCH_H
+
+#include "job.h"
+#include "pq_err.h"
+
+#define PQ_BATCH_MAX 64
+
+/* An item: unit k is k >= 0, digest chunk c is -(c + 1). */
+#define PQ_BATCH_CHUNK(c) (-(int)(c) - 1)
+
+typedef struct pq_unit_batch {
+    int n;                                /* items in the batch */
+    int item[PQ_BATCH_MAX];               /* units and chunks (PQ_BATCH_CHUNK) */
+    pq_unit_result r[PQ_BATCH_MAX];       /* the units' results once run */
+    pq_status st[PQ_BATCH_MAX];           /* their outcomes */
+    char *detail[PQ_BATCH_MAX];           /* a failure's message (owned) */
+} pq_unit_batch;
+
+/* Threads of a batch for a job: its thread count, at most PQ_BATCH_MAX; 1
+ * (one unit at a time, its rows over the threads) with one thread, or when
+ * that many of its largest units would exceed 1 GiB of input. */
+int pq_batch_width(const pq_job *j);
+
+/* Run b's items on up to `threads` threads (one item per thread, dynamic
+ * order), as rank `rank`: a chunk's leaf goes to the job's leaves (marked
+ * known afterwards by this thread), a unit's result to b. The calling
+ * thread first calls serial(user) (may be NULL), the only code in the batch
+ * that may use HDF5 or MPI, then takes items too. A failed item leaves its
+ * status and message in b. Adds the time to the job's hash and units
+ * phases. */
+void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*serial)(void *), void *user);
+
+/* The first failure of b in batch order (PQ_OK when none), its message
+ * made the calling thread's error detail. */
+pq_status pq_batch_status(const pq_unit_batch *b);
+
+/* Free every result of b and empty it. */
+void pq_batch_clear(pq_unit_batch *b);
+
+#endif
