@@ -109,36 +109,21 @@ static void put_done(void *user)
 }
 
 /* Rank 0's work a batch at a time when it has several threads: its digest
- * chunks, then units it claims, up to `width`, run while this thread writes
- * the previous batch. false when there was nothing left to run or write. */
+ * chunks, then the units it claims, run while this thread writes the
+ * previous batch. false when there was nothing left to run or write. */
 static bool step_batch(coord *c, int *next_chunk, int *next_own, int *taken, int width)
 {
-    const pq_plan *p = c->j->plan;
     pq_unit_batch *run = c->run;
-    /* Each batch ends with a barrier: fill it until its cost is twice what
-     * `width` threads need for its largest item, so that no thread idles
-     * long at the end (units beside the last chunks, small units by the
-     * dozen). */
-    double cost = 0, largest = 0;
-    for (; *next_chunk < p->n_hash && run->n < width; ++*next_chunk) {
-        const pq_hash_unit *h = &p->hash[*next_chunk];
-        if (h->rank != PQ_ROLE_COORD) continue;
-        run->item[run->n++] = PQ_BATCH_CHUNK(*next_chunk);
-        cost += h->cost;
-        largest = h->cost > largest ? h->cost : largest;
-    }
-    while (run->n < PQ_BATCH_MAX && (run->n < width || cost < 2.0 * width * largest)) {
-        bool stolen;
-        int k = pq_claims_next(c->o->claims, p, PQ_ROLE_COORD, next_own, &stolen);
-        if (k < 0) break;
-        *taken += stolen;
-        run->item[run->n++] = k;
-        cost += p->units[k].cost;
-        largest = p->units[k].cost > largest ? p->units[k].cost : largest;
-    }
+    pq_batch_fill(run, c->j->plan, c->o->claims, PQ_ROLE_COORD, width, next_chunk, next_own, taken);
     if (!run->n && !c->done->n) return false;
     pq_batch_run(c->j, PQ_ROLE_COORD, run, width, put_done, c);
-    pq_status st = pq_batch_status(run);
+    int unit = -1;
+    pq_status st = pq_batch_status(run, &unit);
+    if (st && unit < 0) { /* a chunk's message does not name the rank */
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        st = pq_err_replace(st, "rank 0: %s", detail);
+    }
     if (st) fail(c, st);
     c->run = c->done; /* emptied by put_done */
     c->done = run;

@@ -2,7 +2,6 @@
 /* unit_batch.c - a batch of chunks and units, one per thread (unit_batch.h). */
 #include "unit_batch.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,22 +33,36 @@ int pq_batch_width(const pq_job *j)
     return largest * t > BATCH_INPUT_BYTES ? 1 : t;
 }
 
+void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_claims *claims, int rank, int width,
+                   int *next_chunk, int *own, int *taken)
+{
+    double cost = 0, largest = 0;
+    for (; *next_chunk < p->n_hash && b->n < width; ++*next_chunk) {
+        const pq_hash_unit *h = &p->hash[*next_chunk];
+        if (h->rank != rank) continue;
+        b->item[b->n++] = PQ_BATCH_CHUNK(*next_chunk);
+        cost += h->cost;
+        largest = h->cost > largest ? h->cost : largest;
+    }
+    while (b->n < PQ_BATCH_MAX && (b->n < width || cost < 2.0 * width * largest)) {
+        bool stolen;
+        int k = pq_claims_next(claims, p, rank, own, &stolen);
+        if (k < 0) break;
+        *taken += stolen;
+        b->item[b->n++] = k;
+        cost += p->units[k].cost;
+        largest = p->units[k].cost > largest ? p->units[k].cost : largest;
+    }
+}
+
 /* One item on the calling thread; its seconds. */
 static double run_item(pq_job *j, int rank, pq_unit_batch *b, int i)
 {
     double t0 = now_s();
     const int it = b->item[i];
-    if (it >= 0) {
-        b->st[i] = pq_worker_run_unit(j, &j->plan->units[it], rank, &b->r[i]);
-        b->detail[i] = b->st[i] ? strdup(pq_err_detail()) : NULL;
-    } else {
-        b->st[i] = pq_job_hash_chunk(j, rank, -(int64_t)it - 1);
-        if (b->st[i]) {
-            const char *d = pq_err_detail();
-            size_t n = strlen(d) + 32;
-            if ((b->detail[i] = malloc(n))) snprintf(b->detail[i], n, "rank %d: %s", rank, d);
-        }
-    }
+    if (it >= 0) b->st[i] = pq_worker_run_unit(j, &j->plan->units[it], rank, &b->r[i]);
+    else b->st[i] = pq_job_hash_chunk(j, rank, -(int64_t)it - 1);
+    b->detail[i] = b->st[i] ? strdup(pq_err_detail()) : NULL;
     return now_s() - t0;
 }
 
@@ -92,10 +105,13 @@ void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*ser
     }
 }
 
-pq_status pq_batch_status(const pq_unit_batch *b)
+pq_status pq_batch_status(const pq_unit_batch *b, int *unit)
 {
     for (int i = 0; i < b->n; i++)
-        if (b->st[i]) return pq_err_replace(b->st[i], "%s", b->detail[i] ? b->detail[i] : "work item failed");
+        if (b->st[i]) {
+            if (unit) *unit = b->item[i] >= 0 ? b->item[i] : -1;
+            return pq_err_replace(b->st[i], "%s", b->detail[i] ? b->detail[i] : "work item failed");
+        }
     return PQ_OK;
 }
 

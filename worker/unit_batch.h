@@ -13,6 +13,7 @@
 #ifndef PQ_UNIT_BATCH_H
 #define PQ_UNIT_BATCH_H
 
+#include "claims.h"
 #include "job.h"
 #include "pq_err.h"
 
@@ -34,6 +35,15 @@ typedef struct pq_unit_batch {
  * that many of its largest units would exceed 1 GiB of input. */
 int pq_batch_width(const pq_job *j);
 
+/* Fill the empty batch b for `rank`: its digest chunks from *next_chunk on,
+ * then the units pq_claims_next gives it (*own as there; *taken counts the
+ * units taken over from other ranks). A batch ends with a barrier, so it is
+ * filled until its cost is twice what `width` threads need for its largest
+ * item (at most PQ_BATCH_MAX items): units beside the last chunks, small
+ * units by the dozen. Leaves b empty when nothing is left. */
+void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_claims *claims, int rank, int width,
+                   int *next_chunk, int *own, int *taken);
+
 /* Run b's items on up to `threads` threads (one item per thread, dynamic
  * order), as rank `rank`: a chunk's leaf goes to the job's leaves (marked
  * known afterwards by this thread), a unit's result to b. The calling
@@ -44,8 +54,9 @@ int pq_batch_width(const pq_job *j);
 void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*serial)(void *), void *user);
 
 /* The first failure of b in batch order (PQ_OK when none), its message
- * made the calling thread's error detail. */
-pq_status pq_batch_status(const pq_unit_batch *b);
+ * made the calling thread's error detail; *unit is its unit, -1 for a chunk
+ * (unit may be NULL). */
+pq_status pq_batch_status(const pq_unit_batch *b, int *unit);
 
 /* Free every result of b and empty it. */
 void pq_batch_clear(pq_unit_batch *b);

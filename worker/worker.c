@@ -16,6 +16,7 @@
 #include "direct.h"
 #include "log.h"
 #include "msg.h"
+#include "unit_batch.h"
 
 /* Test-only fault injection, deliberately left out of --help:
  *   PQ_TEST_FAIL_UNIT=<id>  the rank that runs unit <id> fails it with PQ_ERR_IO;
@@ -310,6 +311,112 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
     return st;
 }
 
+/* A worker with several threads (unit_batch.h): this thread ships the
+ * previous batch while the threads run the next one. */
+typedef struct shipper {
+    pq_job *j;
+    MPI_Comm comm;
+    int rank;
+    coord_news *cn;
+    in_flight *fl;
+    pq_unit_batch *done;  /* the batch to ship */
+    pq_msg *fin;          /* a failure goes here */
+    uint32_t hashed, units;
+    pq_status mpi;        /* a failed HashLeaves send: the job aborts */
+} shipper;
+
+/* The done batch's leaves in HashLeaves messages, then its units' codes
+ * into the file or to rank 0 with the rest of their results. */
+static void ship_done(void *user)
+{
+    shipper *w = user;
+    pq_unit_batch *b = w->done;
+    pq_msg lm = {.tag = PQ_TAG_LEAVES};
+    lm.u.leaves.rank = (uint32_t)w->rank;
+    double t0 = now_s();
+    for (int i = 0; i <= b->n && !w->mpi; i++) {
+        if (lm.u.leaves.n && (i == b->n || lm.u.leaves.n == PQ_WIRE_MAX_LEAVES)) {
+            w->mpi = pq_msg_send(w->comm, PQ_ROLE_COORD, &lm);
+            w->hashed += (uint32_t)lm.u.leaves.n;
+            lm.u.leaves.n = 0;
+        }
+        if (i == b->n || b->item[i] >= 0) continue;
+        const int64_t c = -(int64_t)b->item[i] - 1;
+        lm.u.leaves.chunk[lm.u.leaves.n] = (uint32_t)c;
+        memcpy(lm.u.leaves.leaf[lm.u.leaves.n++], w->j->hash_leaves + (size_t)c * PQ_WIRE_LEAF_BYTES,
+               PQ_WIRE_LEAF_BYTES);
+    }
+    w->j->t.xfer += now_s() - t0;
+    for (int i = 0; i < b->n && !w->mpi && w->fin->tag == PQ_TAG_DONE; i++) {
+        if (b->item[i] < 0) continue;
+        const pq_unit *u = &w->j->plan->units[b->item[i]];
+        int slot = -1;
+        double t1 = now_s();
+        pq_status st = free_slot(w->fl, &slot);
+        bool placed = w->cn->direct.fd >= 0;
+        if (!st && placed) {
+            st = pq_direct_write(&w->cn->direct, w->j, u, &b->r[i], w->rank);
+            double t2 = now_s();
+            w->j->t.write += t2 - t1;
+            t1 = t2;
+        }
+        if (!st) {
+            /* the slot owns the result until its sends complete */
+            w->fl[slot].r = b->r[i];
+            memset(&b->r[i], 0, sizeof b->r[i]);
+            w->fl[slot].used = true;
+            st = send_result(w->comm, w->rank, w->j, u, &w->fl[slot].r, placed, &w->fl[slot].reqs);
+        }
+        w->j->t.xfer += now_s() - t1;
+        if (st) {
+            set_error(w->fin, w->rank, u->id, st);
+            break;
+        }
+        w->units++;
+        pq_worker_after_unit(w->rank);
+    }
+    pq_batch_clear(b);
+}
+
+/* This rank's chunks, then its units (own, then taken over), a batch at a
+ * time. Returns a failed MPI call's status; other failures go to fin. */
+static pq_status run_batched(shipper *w, pq_claims *claims, int width, int *taken)
+{
+    pq_status st = PQ_OK;
+    pq_unit_batch *run = calloc(1, sizeof *run), *done = calloc(1, sizeof *done);
+    int next_chunk = 0, own = 0;
+    if (!run || !done) {
+        set_error(w->fin, w->rank, -1, pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory", w->rank));
+        goto cleanup;
+    }
+    while (w->fin->tag == PQ_TAG_DONE && !w->cn->got_shutdown) {
+        if ((st = poll_coord(w->j, w->comm, w->rank, w->cn, false, false))) {
+            if (st == PQ_ERR_MPI) goto cleanup;
+            set_error(w->fin, w->rank, -1, st);
+            st = PQ_OK;
+            break;
+        }
+        if (w->cn->got_shutdown) break;
+        pq_batch_fill(run, w->j->plan, claims, w->rank, width, &next_chunk, &own, taken);
+        if (!run->n && !done->n) break;
+        w->done = done;
+        pq_batch_run(w->j, w->rank, run, width, ship_done, w);
+        if ((st = w->mpi)) goto cleanup;
+        int unit = -1;
+        pq_status bad = pq_batch_status(run, &unit);
+        if (bad && w->fin->tag == PQ_TAG_DONE) set_error(w->fin, w->rank, unit, bad);
+        pq_unit_batch *t = done; /* emptied by ship_done */
+        done = run;
+        run = t;
+    }
+cleanup:
+    if (run) pq_batch_clear(run);
+    if (done) pq_batch_clear(done);
+    free(run);
+    free(done);
+    return st;
+}
+
 pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial, pq_claims *claims)
 {
     pq_status st = PQ_OK;
@@ -330,10 +437,18 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         break;                                                                                           \
     }
 
+    const int width = pq_batch_width(j);
+    int taken = 0;
+    if (width > 1) {
+        shipper w = {.j = j, .comm = comm, .rank = rank, .cn = &cn, .fl = fl, .fin = &fin};
+        if ((st = run_batched(&w, claims, width, &taken))) return st;
+        hashed = w.hashed;
+        done = w.units;
+    }
     /* This rank's chunks of the source digest first: units come last on
      * every rank, so that whoever runs out of work first can take over the
      * small ones that are left (claims.h). */
-    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
+    while (width == 1 && fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
         int n = 0;
         pq_status local = PQ_OK;
         POLL_COORD
@@ -348,8 +463,8 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         hashed += (uint32_t)n;
     }
     /* Then its own units in plan order, then other ranks' unclaimed ones. */
-    int own = 0, taken = 0;
-    while (fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
+    int own = 0;
+    while (width == 1 && fin.tag == PQ_TAG_DONE && !cn.got_shutdown) {
         bool stolen;
         int i = pq_claims_next(claims, p, rank, &own, &stolen);
         if (i < 0) break;

@@ -270,20 +270,32 @@ class Failures(unittest.TestCase):
         self.assertTrue(seen_worker, "no injected failure landed on a worker rank")
 
     def test_failure_in_a_threaded_batch(self):
-        # one rank with 3 threads runs its chunks and units a batch at a
-        # time, one item per thread: a failing unit or chunk in a batch
-        # still stops the run with one line naming it, and no output
-        for env, want in (({"PQ_TEST_FAIL_UNIT": "5"}, r"rank 0, unit 5 \(tensor '[^']+' rows \d+\.\.\d+\): injected"),
-                          ({"PQ_TEST_FAIL_HASH": "0", **SMALL_CHUNKS},
-                           r"rank 0: hashing the source, chunk \d+: injected")):
-            for n in (0, 1):
-                out = path(f"fail_batch_{n}_{len(want)}.h5")
-                p = quantize(n, out, "--threads", "3", env=env, check=False)
-                self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
-                lines = proteus_lines(p.stderr)
-                self.assertEqual(len(lines), 1, p.stderr)
-                self.assertRegex(lines[0], "^proteus: I/O error: " + want)
-                self.assert_no_output(out)
+        # ranks with several threads run their chunks and units a batch at a
+        # time, one item per thread: a failing unit or chunk in a batch, on
+        # rank 0 or a worker, still stops the run with one line naming it,
+        # and no output
+        def run(n, env, tag):
+            out = path(f"fail_batch_{n}_{tag}.h5")
+            p = quantize(n, out, "--threads", "3" if n < 2 else "2", env=env, check=False)
+            self.assertEqual(p.returncode, 3, p.stderr)  # I/O error class
+            lines = proteus_lines(p.stderr)
+            self.assertEqual(len(lines), 1, p.stderr)
+            self.assert_no_output(out)
+            return lines[0]
+        unit = r"proteus: I/O error: rank (\d), unit (\d+) \(tensor '[^']+' rows \d+\.\.\d+\): injected"
+        for n in (0, 1):
+            self.assertRegex(run(n, {"PQ_TEST_FAIL_UNIT": "5"}, "u"), unit.replace(r"(\d), unit (\d+)", "0, unit 5"))
+            self.assertRegex(run(n, {"PQ_TEST_FAIL_HASH": "0", **SMALL_CHUNKS}, "h"),
+                             r"^proteus: I/O error: rank 0: hashing the source, chunk \d+: injected")
+        self.assertRegex(run(2, {"PQ_TEST_FAIL_HASH": "1", **SMALL_CHUNKS}, "h1"),
+                         r"^proteus: I/O error: rank 1: hashing the source, chunk \d+: injected")
+        ranks = set()
+        for u in (0, 240, 480):
+            m = re.match(unit, run(2, {"PQ_TEST_FAIL_UNIT": str(u), **SMALL_CHUNKS}, f"u{u}"))
+            self.assertIsNotNone(m)
+            self.assertEqual(int(m.group(2)), u)
+            ranks.add(m.group(1))
+        self.assertIn("1", ranks, "no injected failure landed on the worker")
 
     def test_nan_weight_names_tensor_and_row(self):
         w = stref.read_safetensors(MODEL)
