@@ -17,7 +17,7 @@
 #include "job.h"
 #include "pq_err.h"
 
-#define PQ_BATCH_MAX 64
+#define PQ_BATCH_MAX 256
 
 /* An item: unit k is k >= 0, digest chunk c is -(c + 1). */
 #define PQ_BATCH_CHUNK(c) (-(int)(c) - 1)
