@@ -39,8 +39,7 @@ typedef struct coord {
     pq_data_reqs *layout_reqs; /* per rank */
     int n_finished;
     pq_status err;         /* first failure (its detail is recorded) */
-    pq_unit_batch *run;    /* with several threads: the batch to run next */
-    pq_unit_batch *done;   /* and the one run before, whose results are written next */
+    pq_unit_batch *batch;  /* with several threads: the batch in hand */
 } coord;
 
 static double now_s(void)
@@ -92,41 +91,38 @@ static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result 
     return PQ_OK;
 }
 
-/* Rank 0's thread, while the threads run the next batch: write the
- * results of the batch run before (unit_batch.h). */
-static void put_done(void *user)
+/* Rank 0's thread, between the items of a batch: write a finished unit's
+ * result (a chunk's leaf is already in place; failures are reported once
+ * the batch is over). */
+static void put_one(void *user, pq_unit_batch *b, int i)
 {
     coord *c = user;
-    pq_unit_batch *b = c->done;
-    for (int i = 0; i < b->n && !c->err; i++) {
-        if (b->item[i] < 0) continue; /* a chunk: its leaf is in place */
-        pq_status st = put(c, &c->j->plan->units[b->item[i]], PQ_ROLE_COORD, &b->r[i]);
-        if (st) fail(c, st);
-        else pq_worker_after_unit(PQ_ROLE_COORD);
-    }
-    pq_batch_clear(b);
+    if (b->item[i] < 0 || b->st[i] || c->err) return;
+    pq_status st = put(c, &c->j->plan->units[b->item[i]], PQ_ROLE_COORD, &b->r[i]);
+    pq_unit_result_free(&b->r[i]);
+    if (st) fail(c, st);
+    else pq_worker_after_unit(PQ_ROLE_COORD);
     end_ready(c);
 }
 
 /* Rank 0's work a batch at a time when it has several threads: its digest
- * chunks, then the units it claims, run while this thread writes the
- * previous batch. false when there was nothing left to run or write. */
+ * chunks, then the units it claims, written as they finish (unit_batch.h).
+ * false when nothing was left. */
 static bool step_batch(coord *c, int *next_chunk, int *next_own, int *taken, int width)
 {
-    pq_unit_batch *run = c->run;
-    pq_batch_fill(run, c->j->plan, c->o->claims, PQ_ROLE_COORD, width, next_chunk, next_own, taken);
-    if (!run->n && !c->done->n) return false;
-    pq_batch_run(c->j, PQ_ROLE_COORD, run, width, put_done, c);
+    pq_unit_batch *b = c->batch;
+    pq_batch_fill(b, c->j->plan, c->o->claims, PQ_ROLE_COORD, width, next_chunk, next_own, taken);
+    if (!b->n) return false;
+    pq_batch_run(c->j, PQ_ROLE_COORD, b, width, put_one, c);
     int unit = -1;
-    pq_status st = pq_batch_status(run, &unit);
+    pq_status st = pq_batch_status(b, &unit);
     if (st && unit < 0) { /* a chunk's message does not name the rank */
         char detail[1024];
         snprintf(detail, sizeof detail, "%s", pq_err_detail());
         st = pq_err_replace(st, "rank 0: %s", detail);
     }
     if (st) fail(c, st);
-    c->run = c->done; /* emptied by put_done */
-    c->done = run;
+    pq_batch_clear(b);
     return true;
 }
 
@@ -329,7 +325,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
         goto cleanup;
     }
     const int width = pq_batch_width(j);
-    if (width > 1 && (!(c.run = calloc(1, sizeof *c.run)) || !(c.done = calloc(1, sizeof *c.done)))) {
+    if (width > 1 && !(c.batch = calloc(1, sizeof *c.batch))) {
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
@@ -437,10 +433,8 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     }
     if (!c.layout_reqs || !c.err) free(c.offsets);
 cleanup:
-    if (c.run) pq_batch_clear(c.run);
-    if (c.done) pq_batch_clear(c.done);
-    free(c.run);
-    free(c.done);
+    if (c.batch) pq_batch_clear(c.batch);
+    free(c.batch);
     free(c.received);
     free(c.rank_units);
     free(c.finished);

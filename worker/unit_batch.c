@@ -66,9 +66,30 @@ static double run_item(pq_job *j, int rank, pq_unit_batch *b, int i)
     return now_s() - t0;
 }
 
-void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*serial)(void *), void *user)
+static bool all_ready(pq_unit_batch *b)
 {
-    double serial_s = 0, hash_s = 0, unit_s = 0, t0 = now_s();
+    for (int i = 0; i < b->n; i++)
+        if (!__atomic_load_n(&b->ready[i], __ATOMIC_ACQUIRE)) return false;
+    return true;
+}
+
+/* Ship, on the calling thread, every item over and not yet shipped; the
+ * seconds it took. */
+static double ship_ready(pq_job *j, pq_unit_batch *b, pq_batch_ship ship, void *user)
+{
+    double t0 = now_s();
+    for (int i = 0; i < b->n; i++) {
+        if (b->shipped[i] || !__atomic_load_n(&b->ready[i], __ATOMIC_ACQUIRE)) continue;
+        if (b->item[i] < 0 && !b->st[i]) j->hash_have[-(int64_t)b->item[i] - 1] = true;
+        if (ship) ship(user, b, i);
+        b->shipped[i] = true;
+    }
+    return now_s() - t0;
+}
+
+void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, pq_batch_ship ship, void *user)
+{
+    double ship_s = 0, hash_s = 0, unit_s = 0, t0 = now_s();
     if (threads < 1) threads = 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : hash_s, unit_s)
@@ -79,26 +100,26 @@ void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, void (*ser
 #else
         const bool first = true;
 #endif
-        if (first && serial) {
-            double ts = now_s();
-            serial(user);
-            serial_s = now_s() - ts;
-        }
-        /* dynamic: the calling thread arrives late, after its serial work */
 #ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
 #endif
         for (int i = 0; i < b->n; i++) {
             double s = run_item(j, rank, b, i);
             if (b->item[i] < 0) hash_s += s;
             else unit_s += s;
+            __atomic_store_n(&b->ready[i], 1, __ATOMIC_RELEASE);
+            if (first) ship_s += ship_ready(j, b, ship, user);
+        }
+        /* out of items: ship the others' as they finish, not after all */
+        while (first && !all_ready(b)) {
+            ship_s += ship_ready(j, b, ship, user);
+            nanosleep(&(struct timespec){0, 50000}, NULL);
         }
     }
-    for (int i = 0; i < b->n; i++)
-        if (b->item[i] < 0 && !b->st[i]) j->hash_have[-(int64_t)b->item[i] - 1] = true;
-    /* the calling thread's wall time besides its serial work, split between
-     * the phases by the items' thread seconds */
-    const double wall = now_s() - t0 - serial_s, busy = hash_s + unit_s;
+    ship_s += ship_ready(j, b, ship, user);
+    /* the calling thread's wall time besides shipping, split between the
+     * phases by the items' thread seconds */
+    const double wall = now_s() - t0 - ship_s, busy = hash_s + unit_s;
     if (busy > 0) {
         j->t.hash += wall * hash_s / busy;
         j->t.units += wall * unit_s / busy;
@@ -122,6 +143,8 @@ void pq_batch_clear(pq_unit_batch *b)
         free(b->detail[i]);
         b->detail[i] = NULL;
         b->st[i] = PQ_OK;
+        b->ready[i] = 0;
+        b->shipped[i] = false;
     }
     b->n = 0;
 }

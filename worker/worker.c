@@ -311,71 +311,70 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
     return st;
 }
 
-/* A worker with several threads (unit_batch.h): this thread ships the
- * previous batch while the threads run the next one. */
+/* A worker with several threads (unit_batch.h): this thread ships each
+ * finished item between its own. */
 typedef struct shipper {
     pq_job *j;
     MPI_Comm comm;
     int rank;
     coord_news *cn;
     in_flight *fl;
-    pq_unit_batch *done;  /* the batch to ship */
     pq_msg *fin;          /* a failure goes here */
+    pq_msg leaves;        /* leaves not sent yet */
     uint32_t hashed, units;
     pq_status mpi;        /* a failed HashLeaves send: the job aborts */
 } shipper;
 
-/* The done batch's leaves in HashLeaves messages, then its units' codes
- * into the file or to rank 0 with the rest of their results. */
-static void ship_done(void *user)
+static void send_leaves(shipper *w)
+{
+    if (!w->leaves.u.leaves.n || w->mpi) return;
+    double t0 = now_s();
+    w->mpi = pq_msg_send(w->comm, PQ_ROLE_COORD, &w->leaves);
+    w->j->t.xfer += now_s() - t0;
+    w->hashed += (uint32_t)w->leaves.u.leaves.n;
+    w->leaves.u.leaves.n = 0;
+}
+
+/* A finished chunk's leaf joins the next HashLeaves; a finished unit's
+ * codes go into the file or to rank 0 with the rest of its result.
+ * Failures are reported once the batch is over. */
+static void ship_one(void *user, pq_unit_batch *b, int i)
 {
     shipper *w = user;
-    pq_unit_batch *b = w->done;
-    pq_msg lm = {.tag = PQ_TAG_LEAVES};
-    lm.u.leaves.rank = (uint32_t)w->rank;
-    double t0 = now_s();
-    for (int i = 0; i <= b->n && !w->mpi; i++) {
-        if (lm.u.leaves.n && (i == b->n || lm.u.leaves.n == PQ_WIRE_MAX_LEAVES)) {
-            w->mpi = pq_msg_send(w->comm, PQ_ROLE_COORD, &lm);
-            w->hashed += (uint32_t)lm.u.leaves.n;
-            lm.u.leaves.n = 0;
-        }
-        if (i == b->n || b->item[i] >= 0) continue;
+    if (b->st[i] || w->mpi || w->fin->tag != PQ_TAG_DONE) return;
+    if (b->item[i] < 0) {
         const int64_t c = -(int64_t)b->item[i] - 1;
-        lm.u.leaves.chunk[lm.u.leaves.n] = (uint32_t)c;
-        memcpy(lm.u.leaves.leaf[lm.u.leaves.n++], w->j->hash_leaves + (size_t)c * PQ_WIRE_LEAF_BYTES,
-               PQ_WIRE_LEAF_BYTES);
+        pq_wire_leaves *l = &w->leaves.u.leaves;
+        l->chunk[l->n] = (uint32_t)c;
+        memcpy(l->leaf[l->n++], w->j->hash_leaves + (size_t)c * PQ_WIRE_LEAF_BYTES, PQ_WIRE_LEAF_BYTES);
+        if (l->n == PQ_WIRE_MAX_LEAVES) send_leaves(w);
+        return;
     }
-    w->j->t.xfer += now_s() - t0;
-    for (int i = 0; i < b->n && !w->mpi && w->fin->tag == PQ_TAG_DONE; i++) {
-        if (b->item[i] < 0) continue;
-        const pq_unit *u = &w->j->plan->units[b->item[i]];
-        int slot = -1;
-        double t1 = now_s();
-        pq_status st = free_slot(w->fl, &slot);
-        bool placed = w->cn->direct.fd >= 0;
-        if (!st && placed) {
-            st = pq_direct_write(&w->cn->direct, w->j, u, &b->r[i], w->rank);
-            double t2 = now_s();
-            w->j->t.write += t2 - t1;
-            t1 = t2;
-        }
-        if (!st) {
-            /* the slot owns the result until its sends complete */
-            w->fl[slot].r = b->r[i];
-            memset(&b->r[i], 0, sizeof b->r[i]);
-            w->fl[slot].used = true;
-            st = send_result(w->comm, w->rank, w->j, u, &w->fl[slot].r, placed, &w->fl[slot].reqs);
-        }
-        w->j->t.xfer += now_s() - t1;
-        if (st) {
-            set_error(w->fin, w->rank, u->id, st);
-            break;
-        }
-        w->units++;
-        pq_worker_after_unit(w->rank);
+    const pq_unit *u = &w->j->plan->units[b->item[i]];
+    int slot = -1;
+    double t1 = now_s();
+    pq_status st = free_slot(w->fl, &slot);
+    bool placed = w->cn->direct.fd >= 0;
+    if (!st && placed) {
+        st = pq_direct_write(&w->cn->direct, w->j, u, &b->r[i], w->rank);
+        double t2 = now_s();
+        w->j->t.write += t2 - t1;
+        t1 = t2;
     }
-    pq_batch_clear(b);
+    if (!st) {
+        /* the slot owns the result until its sends complete */
+        w->fl[slot].r = b->r[i];
+        memset(&b->r[i], 0, sizeof b->r[i]);
+        w->fl[slot].used = true;
+        st = send_result(w->comm, w->rank, w->j, u, &w->fl[slot].r, placed, &w->fl[slot].reqs);
+    }
+    w->j->t.xfer += now_s() - t1;
+    if (st) {
+        set_error(w->fin, w->rank, u->id, st);
+        return;
+    }
+    w->units++;
+    pq_worker_after_unit(w->rank);
 }
 
 /* This rank's chunks, then its units (own, then taken over), a batch at a
@@ -383,37 +382,34 @@ static void ship_done(void *user)
 static pq_status run_batched(shipper *w, pq_claims *claims, int width, int *taken)
 {
     pq_status st = PQ_OK;
-    pq_unit_batch *run = calloc(1, sizeof *run), *done = calloc(1, sizeof *done);
+    pq_unit_batch *b = calloc(1, sizeof *b);
     int next_chunk = 0, own = 0;
-    if (!run || !done) {
+    w->leaves = (pq_msg){.tag = PQ_TAG_LEAVES};
+    w->leaves.u.leaves.rank = (uint32_t)w->rank;
+    if (!b) {
         set_error(w->fin, w->rank, -1, pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory", w->rank));
-        goto cleanup;
+        return PQ_OK;
     }
     while (w->fin->tag == PQ_TAG_DONE && !w->cn->got_shutdown) {
         if ((st = poll_coord(w->j, w->comm, w->rank, w->cn, false, false))) {
-            if (st == PQ_ERR_MPI) goto cleanup;
+            if (st == PQ_ERR_MPI) break;
             set_error(w->fin, w->rank, -1, st);
             st = PQ_OK;
             break;
         }
         if (w->cn->got_shutdown) break;
-        pq_batch_fill(run, w->j->plan, claims, w->rank, width, &next_chunk, &own, taken);
-        if (!run->n && !done->n) break;
-        w->done = done;
-        pq_batch_run(w->j, w->rank, run, width, ship_done, w);
-        if ((st = w->mpi)) goto cleanup;
+        pq_batch_fill(b, w->j->plan, claims, w->rank, width, &next_chunk, &own, taken);
+        if (!b->n) break;
+        pq_batch_run(w->j, w->rank, b, width, ship_one, w);
+        send_leaves(w);
+        if ((st = w->mpi)) break;
         int unit = -1;
-        pq_status bad = pq_batch_status(run, &unit);
+        pq_status bad = pq_batch_status(b, &unit);
         if (bad && w->fin->tag == PQ_TAG_DONE) set_error(w->fin, w->rank, unit, bad);
-        pq_unit_batch *t = done; /* emptied by ship_done */
-        done = run;
-        run = t;
+        pq_batch_clear(b);
     }
-cleanup:
-    if (run) pq_batch_clear(run);
-    if (done) pq_batch_clear(done);
-    free(run);
-    free(done);
+    pq_batch_clear(b);
+    free(b);
     return st;
 }
 
