@@ -18,8 +18,8 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Input bytes of the units one batch of `width` may hold at most: a batch
- * maps its units' rows and keeps their codes until the next batch has run. */
+/* Input bytes of `width` units in flight at most: each thread maps its
+ * unit's rows while it runs it. */
 #define BATCH_INPUT_BYTES (1024.0 * 1024 * 1024)
 
 int pq_batch_width(const pq_job *j)
