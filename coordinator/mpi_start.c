@@ -92,18 +92,19 @@ static int launcher_task_zero(void)
  * never talks to another. Open MPI need not start its helper daemon for it
  * (orted), probe for InfiniBand (UCX) or load hwloc's GL, OpenCL, PCI and
  * XML plugins: ~0.3 s of a small job. The user's own settings win. */
-static void singleton_settings(void)
+bool pq_mpi_singleton_settings(void)
 {
     static const char *const launched[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
-    if (first_env(launched, sizeof launched / sizeof launched[0], NULL)) return;
+    if (first_env(launched, sizeof launched / sizeof launched[0], NULL)) return false;
     setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
     setenv("OMPI_MCA_pml", "ob1", 0);
     setenv("HWLOC_PLUGINS_BLACKLIST", "hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml", 0);
+    return true;
 }
 
 int pq_mpi_start(int *provided)
 {
-    singleton_settings();
+    pq_mpi_singleton_settings();
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, provided) != MPI_SUCCESS) {
         fprintf(stderr, "proteus: MPI error: MPI_Init_thread failed\n");
         return pq_status_exit_code(PQ_ERR_MPI);
