@@ -311,6 +311,32 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
     return st;
 }
 
+/* Unit u's result, held by slot f: its codes into the file first when this
+ * rank writes them itself (rank 0 commits only after every header has
+ * arrived), then the header and the rest to rank 0. A failed write frees
+ * the result. */
+static pq_status ship_unit(pq_job *j, MPI_Comm comm, int rank, const coord_news *cn, in_flight *f,
+                           const pq_unit *u)
+{
+    double t1 = now_s();
+    bool placed = cn->direct.fd >= 0;
+    pq_status st = PQ_OK;
+    if (placed) {
+        st = pq_direct_write(&cn->direct, j, u, &f->r, rank);
+        double t2 = now_s();
+        j->t.write += t2 - t1;
+        t1 = t2;
+    }
+    if (!st) {
+        f->used = true;
+        st = send_result(comm, rank, j, u, &f->r, placed, &f->reqs);
+    } else {
+        pq_unit_result_free(&f->r);
+    }
+    j->t.xfer += now_s() - t1;
+    return st;
+}
+
 /* A worker with several threads (unit_batch.h): this thread ships each
  * finished item between its own. */
 typedef struct shipper {
@@ -352,23 +378,15 @@ static void ship_one(void *user, pq_unit_batch *b, int i)
     }
     const pq_unit *u = &w->j->plan->units[b->item[i]];
     int slot = -1;
-    double t1 = now_s();
+    double t0 = now_s();
     pq_status st = free_slot(w->fl, &slot);
-    bool placed = w->cn->direct.fd >= 0;
-    if (!st && placed) {
-        st = pq_direct_write(&w->cn->direct, w->j, u, &b->r[i], w->rank);
-        double t2 = now_s();
-        w->j->t.write += t2 - t1;
-        t1 = t2;
-    }
+    w->j->t.xfer += now_s() - t0;
     if (!st) {
         /* the slot owns the result until its sends complete */
         w->fl[slot].r = b->r[i];
         memset(&b->r[i], 0, sizeof b->r[i]);
-        w->fl[slot].used = true;
-        st = send_result(w->comm, w->rank, w->j, u, &w->fl[slot].r, placed, &w->fl[slot].reqs);
+        st = ship_unit(w->j, w->comm, w->rank, w->cn, &w->fl[slot], u);
     }
-    w->j->t.xfer += now_s() - t1;
     if (st) {
         set_error(w->fin, w->rank, u->id, st);
         return;
@@ -479,26 +497,9 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
             set_error(&fin, rank, u->id, st);
             break;
         }
-        pq_unit_result *r = &fl[slot].r;
-        st = pq_worker_run_unit(j, u, rank, r);
-        double t1 = now_s();
-        j->t.units += t1 - t0;
-        /* codes into the file before the header goes out: rank 0 commits
-         * only after every header has arrived */
-        bool placed = cn.direct.fd >= 0;
-        if (!st && placed) {
-            st = pq_direct_write(&cn.direct, j, u, r, rank);
-            double t2 = now_s();
-            j->t.write += t2 - t1;
-            t1 = t2;
-        }
-        if (!st) {
-            fl[slot].used = true;
-            st = send_result(comm, rank, j, u, r, placed, &fl[slot].reqs);
-        } else {
-            pq_unit_result_free(r);
-        }
-        j->t.xfer += now_s() - t1;
+        st = pq_worker_run_unit(j, u, rank, &fl[slot].r);
+        j->t.units += now_s() - t0;
+        if (!st) st = ship_unit(j, comm, rank, &cn, &fl[slot], u);
         if (st) {
             set_error(&fin, rank, u->id, st);
             break;
