@@ -91,6 +91,14 @@ static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result 
     return PQ_OK;
 }
 
+/* A failure of rank 0's own hashing, whose message does not name the rank. */
+static pq_status rank0_hash_error(pq_status st)
+{
+    char detail[1024];
+    snprintf(detail, sizeof detail, "%s", pq_err_detail());
+    return pq_err_replace(st, "rank 0: %s", detail);
+}
+
 /* Rank 0's thread, between the items of a batch: write a finished unit's
  * result (a chunk's leaf is already in place; failures are reported once
  * the batch is over). */
@@ -116,12 +124,7 @@ static bool step_batch(coord *c, int *next_chunk, int *next_own, int *taken, int
     pq_batch_run(c->j, PQ_ROLE_COORD, b, width, put_one, c);
     int unit = -1;
     pq_status st = pq_batch_status(b, &unit);
-    if (st && unit < 0) { /* a chunk's message does not name the rank */
-        char detail[1024];
-        snprintf(detail, sizeof detail, "%s", pq_err_detail());
-        st = pq_err_replace(st, "rank 0: %s", detail);
-    }
-    if (st) fail(c, st);
+    if (st) fail(c, unit < 0 ? rank0_hash_error(st) : st);
     pq_batch_clear(b);
     return true;
 }
@@ -372,11 +375,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 int hashed = 0;
                 int64_t chunks[PQ_WIRE_MAX_LEAVES];
                 pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, pq_worker_hash_batch(j), chunks, &hashed);
-                if (st) {
-                    char detail[1024];
-                    snprintf(detail, sizeof detail, "%s", pq_err_detail());
-                    fail(&c, pq_err_replace(st, "rank 0: %s", detail));
-                }
+                if (st) fail(&c, rank0_hash_error(st));
                 chunks_done = !hashed && !st;
                 continue;
             }
