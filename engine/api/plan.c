@@ -94,11 +94,7 @@ pq_status pq_plan_set_hash_chunks(pq_plan *p, const pq_st_model *m, int64_t chun
         h[i].n_bytes = pq_st_hash_chunk_len(m, chunk_bytes, i);
         h[i].cost = (double)h[i].n_bytes * PQ_PLAN_HASH_COST_PER_BYTE;
     }
-    for (int f = 1; f < nf; f++) {
-        size_t sz;
-        pq_st_file_map(m, f - 1, &sz);
-        f0[f] = f0[f - 1] + ((int64_t)sz + chunk_bytes - 1) / chunk_bytes;
-    }
+    for (int f = 0; f < nf; f++) f0[f] = pq_st_hash_first_chunk(m, chunk_bytes, f);
     free(p->hash);
     free(p->file_chunk0);
     p->hash = h;

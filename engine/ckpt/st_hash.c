@@ -21,16 +21,21 @@ static int64_t chunks_of(int64_t bytes, int64_t chunk_bytes)
     return (bytes + chunk_bytes - 1) / chunk_bytes;
 }
 
-int64_t pq_st_hash_chunk_count(const pq_st_model *m, int64_t chunk_bytes)
+int64_t pq_st_hash_first_chunk(const pq_st_model *m, int64_t chunk_bytes, int file)
 {
     int64_t n = 0;
     if (chunk_bytes <= 0) return 0;
-    for (int f = 0; f < pq_st_file_count(m); f++) {
+    for (int f = 0; f < file && f < pq_st_file_count(m); f++) {
         size_t sz;
         pq_st_file_map(m, f, &sz);
         n += chunks_of((int64_t)sz, chunk_bytes);
     }
     return n;
+}
+
+int64_t pq_st_hash_chunk_count(const pq_st_model *m, int64_t chunk_bytes)
+{
+    return pq_st_hash_first_chunk(m, chunk_bytes, pq_st_file_count(m));
 }
 
 /* File, offset and length of chunk i; false when i is out of range. */

@@ -24,6 +24,10 @@
 /* Number of chunks of m's files (chunk_bytes > 0). */
 int64_t pq_st_hash_chunk_count(const pq_st_model *m, int64_t chunk_bytes);
 
+/* Digest index of the first chunk of file `file` (pq_st file order): the
+ * chunks of the files before it. */
+int64_t pq_st_hash_first_chunk(const pq_st_model *m, int64_t chunk_bytes, int file);
+
 /* Length in bytes of chunk i (0 <= i < count), for cost estimates. */
 int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t i);
 
