@@ -195,10 +195,8 @@ int pq_cmd_embed(int argc, char **argv)
         toff[i + 1] = toff[i] + lengths[i];
     }
 
-    size_t pl = strlen(out_path) + sizeof ".partial";
-    partial = malloc(pl);
+    partial = pq_partial_dup(out_path);
     if (!partial) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto done; }
-    pq_partial_name(partial, pl, out_path);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* h5_fail reports; no HDF5 stack dump */
     file = H5Fcreate(partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (file < 0) { st = h5_fail(partial, "create the file"); goto done; }

@@ -267,8 +267,7 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
     int hd = arch->embed_dim / arch->attention_heads;
 
     s = build_specs(arch, &n);
-    size_t plen = strlen(path) + sizeof ".partial";
-    partial = malloc(plen);
+    partial = pq_partial_dup(path);
     int64_t max_cols = 1;
     for (int i = 0; i < n; i++) if (s && s[i].cols > max_cols) max_cols = s[i].cols;
     int64_t rows_per_blk = (int64_t)(block_bytes / sizeof(float)) / max_cols;
@@ -281,7 +280,6 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
         rc = pq_err(PQ_ERR_RESOURCE, "synth: out of memory");
         goto cleanup;
     }
-    pq_partial_name(partial, plen, path);
     pq_esm2_inv_freq(hd, inv);
 
     uint64_t pos = 0;

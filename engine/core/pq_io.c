@@ -35,6 +35,14 @@ int pq_partial_name(char *buf, size_t n, const char *path)
     return k < 0 || (size_t)k >= n ? ENAMETOOLONG : 0;
 }
 
+char *pq_partial_dup(const char *path)
+{
+    size_t n = strlen(path) + sizeof ".partial";
+    char *p = malloc(n);
+    if (p) pq_partial_name(p, n, path);
+    return p;
+}
+
 /* fsync the directory holding path, so that a rename in it is durable. */
 static void sync_dir_of(const char *path)
 {

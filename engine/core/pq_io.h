@@ -18,6 +18,9 @@ int pq_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
  * (docs/FORMAT.md). Returns 0, or ENAMETOOLONG when it does not fit buf[n]. */
 int pq_partial_name(char *buf, size_t n, const char *path);
 
+/* The same name in a new allocation (free() it); NULL when out of memory. */
+char *pq_partial_dup(const char *path);
+
 /* Make the completely written `partial` the file `final`: fsync it, rename
  * it, fsync the directory, so that after a crash `final` is either absent or
  * whole. PQ_ERR_IO naming the step that failed ("PARTIAL: fsync to FINAL

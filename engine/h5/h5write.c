@@ -165,11 +165,9 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     w->file = w->g_tensors = w->g_metrics = w->g_prov = H5I_INVALID_HID;
     w->gcpl = w->dcpl = w->dcpl_early = w->f16 = H5I_INVALID_HID;
     w->fd = -1;
-    size_t n = strlen(final_path);
     w->final_path = strdup(final_path);
-    w->partial_path = malloc(n + sizeof ".partial");
+    w->partial_path = pq_partial_dup(final_path);
     if (!w->final_path || !w->partial_path) goto nomem;
-    pq_partial_name(w->partial_path, n + sizeof ".partial", final_path);
 
     /* Pinned format bounds and no time stamps anywhere: reproducible bytes.
      * CLOSE_STRONG so that H5Fclose really closes the file. */

@@ -43,6 +43,10 @@ static void test_partial_name(void **state)
     assert_int_equal(pq_partial_name(buf, 13, "x.h5"), 0);
     assert_string_equal(buf, "x.h5.partial");
     assert_int_equal(pq_partial_name(buf, 12, "x.h5"), ENAMETOOLONG);
+    char *dup = pq_partial_dup("out/m.h5");
+    assert_non_null(dup);
+    assert_string_equal(dup, "out/m.h5.partial");
+    free(dup);
 }
 
 static void test_publish(void **state)
