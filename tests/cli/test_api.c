@@ -13,25 +13,20 @@
 
 #include "h5model.h"
 #include "proteus.h"
-#include "synth.h"
+#include "t6_fixture.h"
 
 static char g_dir[256], g_model[300];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/pq_api_XXXXXX");
-    if (!mkdtemp(g_dir)) return -1;
-    snprintf(g_model, sizeof g_model, "%s/t6.safetensors", g_dir);
-    return pq_synth_write(pq_esm2_arch_find("esm2_t6_8M_UR50D"), 5, PQ_DT_F32, g_model) == PQ_OK ? 0 : -1;
+    return pq_t6_fixture_make("api", 5, g_dir, g_model);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return pq_t6_fixture_remove(g_dir);
 }
 
 static void test_config_errors(void **state)
