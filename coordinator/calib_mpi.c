@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_mpi.c - sharded (data- and pipeline-parallel) collection and exact
  * reduction of calibration statistics over MPI ranks (calib_mpi.h). */
-#include "calib_mpi.h"
+#include "coordinator/calib_mpi.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -9,13 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "calib_h5.h"
-#include "esm2.h"
-#include "esm2_model.h"
-#include "h5model.h"
-#include "safetensors.h"
-#include "st_hash.h"
-#include "sync.h"
+#include "format/calib_h5.h"
+#include "format/esm2.h"
+#include "model/esm2_model.h"
+#include "format/h5model.h"
+#include "format/safetensors.h"
+#include "format/st_hash.h"
+#include "worker/sync.h"
 
 static pq_status mpi_ok(int rc, const char *what)
 {

@@ -11,11 +11,11 @@
 
 #include <mpi.h>
 
-#include "calib_run.h"
-#include "calib_static.h"
-#include "job.h"
-#include "calib_stats.h"
-#include "pq_err.h"
+#include "calib/calib_run.h"
+#include "calib/calib_static.h"
+#include "pipeline/job.h"
+#include "calib/calib_stats.h"
+#include "base/pq_err.h"
 
 /* Reduce c onto rank 0 (collective; other ranks keep their partial c). */
 pq_status pq_calib_mpi_reduce(MPI_Comm comm, pq_calib *c);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cleanup.c - OUT.partial removed when rank 0 dies (cleanup.h). */
-#include "cleanup.h"
+#include "coordinator/cleanup.h"
 
 #include <errno.h>
 #include <fcntl.h>

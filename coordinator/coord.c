@@ -7,7 +7,7 @@
  * (claims.h): pq_job_put_result places rows by unit, the metrics are summed
  * in row order and written in plan order, and the source digest's leaves
  * are combined in chunk order at the commit. */
-#include "coord.h"
+#include "coordinator/coord.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "log.h"
-#include "msg.h"
-#include "unit_batch.h"
-#include "worker.h"
+#include "base/log.h"
+#include "proto/msg.h"
+#include "worker/unit_batch.h"
+#include "worker/worker.h"
 
 static bool stop_sent;  /* the early Shutdown went out; the final one is not sent again */
 

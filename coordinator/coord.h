@@ -8,9 +8,9 @@
 #include <mpi.h>
 #include <stdbool.h>
 
-#include "claims.h"
-#include "job.h"
-#include "pq_err.h"
+#include "worker/claims.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 /* Called after each unit's rows were written (any rank's unit), with the
  * unit, the rank that computed it, and its SQNR in dB. */

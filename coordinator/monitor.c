@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* monitor.c - ZeroMQ PUB side of the progress monitor (stub without ZeroMQ). */
-#include "monitor.h"
+#include "coordinator/monitor.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -9,13 +9,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "pq_config.h"
 #include "proteus.pb-c.h"
-#include "pq_wire.h"
+#include "proto/pq_wire.h"
 
 #if PQ_HAVE_ZMQ
-#include "zmq_dl.h"
+#include "coordinator/zmq_dl.h"
 #endif
 
 pq_status pq_monitor_check_endpoint(const char *ep, bool allow_remote)

@@ -6,8 +6,8 @@
 
 #include <stdbool.h>
 
-#include "job.h"
-#include "pq_err.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 typedef struct pq_monitor pq_monitor;
 

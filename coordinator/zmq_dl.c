@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* zmq_dl.c - see zmq_dl.h. */
-#include "zmq_dl.h"
+#include "coordinator/zmq_dl.h"
 
 #include "pq_config.h"
-#include "pq_dl.h"
+#include "base/pq_dl.h"
 
 static pq_zmq z;
 

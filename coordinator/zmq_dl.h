@@ -8,7 +8,7 @@
 
 #include <zmq.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 typedef struct pq_zmq {
     __typeof__(zmq_ctx_new) *ctx_new;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.c - run-time choice of kernel variants: best first, reference last.
  * PQ_KERNELS=ref|avx2 forces one (checked against what the CPU can run). */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "pq_kernels.h"
+#include "kernels/pq_kernels.h"
 
 #define PQ_DECLARE_QUANT_KERNELS(sfx)                                                    \
     void pq_row_minmax_##sfx(const float *x, int64_t n, float *mn, float *mx,             \

@@ -4,7 +4,7 @@
 #ifndef PQ_CUDA_H
 #define PQ_CUDA_H
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 /* Number of usable CUDA devices (0 when none or not built with CUDA). */
 int pq_cuda_device_count(void);

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 typedef struct pq_kernel_ops {
     const char *name; /* "ref", "avx2", ... */

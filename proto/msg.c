@@ -5,7 +5,7 @@
  * Everything a message says is untrusted: sizes are checked before any
  * buffer is allocated or received, and every decoded value is range-checked
  * here so callers only see plain, valid structs. */
-#include "msg.h"
+#include "proto/msg.h"
 
 #include <limits.h>
 #include <stdio.h>

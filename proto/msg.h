@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pq_err.h"
-#include "pq_wire.h"
+#include "base/pq_err.h"
+#include "proto/pq_wire.h"
 
 typedef struct pq_wire_plan {
     uint64_t plan_hash;

@@ -6,4 +6,4 @@ if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=release >/dev/null
 fi
 ninja -C build >/dev/null
-echo "build: build/coordinator/proteus"
+echo "build: build/cli/proteus"

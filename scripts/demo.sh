@@ -8,7 +8,7 @@ scripts/deps.sh
 scripts/build.sh
 out=out/demo
 mkdir -p "$out"
-bin=build/coordinator/proteus
+bin=build/cli/proteus
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 $bin synth --arch esm2_t12_35M_UR50D --seed 1 --out "$out/t12_synth.safetensors"
 $bin quantize --model "$out/t12_synth.safetensors" --out "$out/t12_int8.h5" \

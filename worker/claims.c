@@ -3,12 +3,12 @@
  * on rank 0's machine (claims.h). The words live in the window's first
  * rank's segment; every rank updates them with atomic instructions, which
  * MPI's unified memory model allows inside a passive-target epoch. */
-#include "claims.h"
+#include "worker/claims.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "log.h"
+#include "base/log.h"
 
 #define UNCLAIMED (-1)
 

@@ -18,8 +18,8 @@
 #include <mpi.h>
 #include <stdbool.h>
 
-#include "plan.h"
-#include "pq_err.h"
+#include "pipeline/plan.h"
+#include "base/pq_err.h"
 
 typedef struct pq_claims pq_claims;
 

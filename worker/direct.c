@@ -3,7 +3,7 @@
  * OUT.partial. Only ranks on rank 0's machine are sent a layout, and the
  * device/inode check makes sure that the path names the very file rank 0
  * created; the worker's header then tells rank 0 not to expect the codes. */
-#include "direct.h"
+#include "worker/direct.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "pq_io.h"
-#include "worker.h"
+#include "base/log.h"
+#include "base/pq_io.h"
+#include "worker/worker.h"
 
 pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, const pq_wire_layout *l,
                                 const char *path, int rank, bool use)

@@ -8,9 +8,9 @@
 #include <mpi.h>
 #include <stdint.h>
 
-#include "job.h"
-#include "msg.h"
-#include "pq_err.h"
+#include "pipeline/job.h"
+#include "proto/msg.h"
+#include "base/pq_err.h"
 
 typedef struct pq_direct {
     int fd;               /* OUT.partial, or -1: the codes are sent */

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sync.c - status agreement and plan verification across ranks. */
-#include "sync.h"
+#include "worker/sync.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "msg.h"
-#include "pq_cpu.h"
+#include "proto/msg.h"
+#include "base/pq_cpu.h"
 
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
 {

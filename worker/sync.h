@@ -8,8 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "job.h"
-#include "pq_err.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 /* Collective. Every rank contributes its local status; all ranks return the
  * status of the lowest failing rank (PQ_OK if none). When that rank is not

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* unit_batch.c - a batch of chunks and units, one per thread (unit_batch.h). */
-#include "unit_batch.h"
+#include "worker/unit_batch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 #include <omp.h>
 #endif
 
-#include "worker.h"
+#include "worker/worker.h"
 
 static double now_s(void)
 {

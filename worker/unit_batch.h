@@ -16,9 +16,9 @@
 
 #include <stdbool.h>
 
-#include "claims.h"
-#include "job.h"
-#include "pq_err.h"
+#include "worker/claims.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 #define PQ_BATCH_MAX 256
 

@@ -4,7 +4,7 @@
  * Protocol per worker: (UnitResult header + raw buffers)* then exactly one
  * final message, Done or Error; then rank 0 answers with one Shutdown. A
  * Shutdown that arrives early (stop = true) ends the unit loop. */
-#include "worker.h"
+#include "worker/worker.h"
 
 #include <math.h>
 #include <signal.h>
@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "direct.h"
-#include "log.h"
-#include "msg.h"
-#include "unit_batch.h"
+#include "worker/direct.h"
+#include "base/log.h"
+#include "proto/msg.h"
+#include "worker/unit_batch.h"
 
 /* Test-only fault injection, deliberately left out of --help:
  *   PQ_TEST_FAIL_UNIT=<id>  the rank that runs unit <id> fails it with PQ_ERR_IO;

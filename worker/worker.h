@@ -7,9 +7,9 @@
 #include <mpi.h>
 #include <stdbool.h>
 
-#include "claims.h"
-#include "job.h"
-#include "pq_err.h"
+#include "worker/claims.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 /* Run unit u of j on this rank into *r (owned buffers: pq_unit_result_free).
  * On failure the detail names the rank, the unit and its tensor rows. */

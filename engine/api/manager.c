@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5model.h"
-#include "proteus.h"
+#include "format/h5model.h"
+#include "api/proteus.h"
 
 /* Units above this size are split into row blocks (bounded memory per unit). */
 #define PQ_UNIT_BYTES (64ll << 20)

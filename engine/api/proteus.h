@@ -14,9 +14,9 @@
 #ifndef PROTEUS_H
 #define PROTEUS_H
 
-#include "config.h"
-#include "job.h"
-#include "pq_err.h"
+#include "pipeline/config.h"
+#include "pipeline/job.h"
+#include "base/pq_err.h"
 
 typedef struct pq_manager pq_manager;
 

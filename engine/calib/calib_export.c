@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_export.c - JSON, TensorRT cache and ONNX Runtime table exports. */
-#include "calib_export.h"
+#include "calib/calib_export.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -23,9 +23,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "calib_methods.h"
-#include "calib_stats.h"
-#include "pq_err.h"
+#include "calib/calib_methods.h"
+#include "calib/calib_stats.h"
+#include "base/pq_err.h"
 
 /* Write c's ranges by method m in `format` to out (borrowed). PQ_ERR_CONFIG
  * for an unknown format; PQ_ERR_CALIBRATION when a site is unusable. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_methods.c - minmax / percentile / entropy / mse ranges from merged
  * statistics (calib_methods.h; algorithms.md section 3). */
-#include "calib_methods.h"
+#include "calib/calib_methods.h"
 
 #include <float.h>
 #include <math.h>

@@ -34,8 +34,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "calib_stats.h"
-#include "pq_err.h"
+#include "calib/calib_stats.h"
+#include "base/pq_err.h"
 
 #define PQ_CALIB_BINS 2048
 #define PQ_CALIB_LEVELS 128

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_run.c - calibration data, sharding and the observed forward pass. */
-#include "calib_run.h"
+#include "calib/calib_run.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pq_cpu.h"
-#include "safetensors.h"
-#include "st_hash.h"
+#include "base/pq_cpu.h"
+#include "format/safetensors.h"
+#include "format/st_hash.h"
 
 uint64_t pq_calib_id_hash(const char *id)
 {

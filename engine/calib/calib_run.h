@@ -17,10 +17,10 @@
 
 #include <stdint.h>
 
-#include "calib_stats.h"
-#include "esm2_model.h"
-#include "fasta.h"
-#include "pq_err.h"
+#include "calib/calib_stats.h"
+#include "model/esm2_model.h"
+#include "model/fasta.h"
+#include "base/pq_err.h"
 
 #define PQ_CALIB_DEFAULT_SEQS 128
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_static.c - act qparams + /calibration for the static scheme, and
  * where the bundled calibration data lives. */
-#include "calib_static.h"
+#include "calib/calib_static.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "calib_h5.h"
+#include "format/calib_h5.h"
 
 pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_static *s)
 {

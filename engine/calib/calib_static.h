@@ -7,11 +7,11 @@
 
 #include <stdbool.h>
 
-#include "calib_methods.h"
-#include "calib_stats.h"
-#include "h5model.h"
-#include "plan.h"
-#include "pq_err.h"
+#include "calib/calib_methods.h"
+#include "calib/calib_stats.h"
+#include "format/h5model.h"
+#include "pipeline/plan.h"
+#include "base/pq_err.h"
 
 typedef struct pq_calib_static {
     const pq_calib *calib;     /* borrowed merged statistics */

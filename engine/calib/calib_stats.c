@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_stats.c - exact, mergeable activation statistics (calib_stats.h). */
-#include "calib_stats.h"
+#include "calib/calib_stats.h"
 
 #include <float.h>
 #include <math.h>

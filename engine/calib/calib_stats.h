@@ -24,9 +24,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "esm2.h"
-#include "pq_err.h"
-#include "pq_kernels.h"
+#include "format/esm2.h"
+#include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 
 typedef enum pq_calib_kind {
     PQ_SITE_ATTN_IN = 0, PQ_SITE_ATTN_OUT, PQ_SITE_FFN_IN, PQ_SITE_FFN_MID, PQ_SITE_KINDS

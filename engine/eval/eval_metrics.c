@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* eval_metrics.c - output comparison metrics for quantized models. */
-#include "eval_metrics.h"
+#include "eval/eval_metrics.h"
 
 #include <math.h>
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* batch.c - token-budget packing and deterministic masking. */
-#include "batch.h"
+#include "model/batch.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 
 pq_status pq_pack_records(const pq_fasta_record *recs, int64_t n_recs, int64_t start,
                           int64_t max_tokens, pq_packed *p, int64_t *n_packed)

@@ -6,9 +6,9 @@
 
 #include <stdint.h>
 
-#include "esm2_model.h"
-#include "fasta.h"
-#include "pq_err.h"
+#include "model/esm2_model.h"
+#include "model/fasta.h"
+#include "base/pq_err.h"
 
 typedef struct pq_packed {
     pq_esm2_batch batch;   /* points into the arrays below */

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* blas.c - see blas.h. */
-#include "blas.h"
+#include "model/blas.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "pq_config.h"
-#include "pq_dl.h"
+#include "base/pq_dl.h"
 
 static __typeof__(cblas_sgemm) *sgemm_fn;
 static void (*set_threads_fn)(int);

@@ -15,7 +15,7 @@
 
 #include <cblas.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 /* Load the BLAS (the soname the build was configured with, meson option
  * blas_soname). Every constructor of something that calls pq_sgemm calls it

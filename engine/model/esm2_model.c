@@ -1,20 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* esm2_model.c - fp32 ESM-2 weights and forward pass on packed batches
  * (docs/esm2.md section 3, op order of fair-esm). */
-#include "esm2_model.h"
+#include "model/esm2_model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
+#include "model/blas.h"
 #include "pq_config.h"
-#include "pq_cpu.h"
-#include "pq_kernels.h"
-#include "pq_mem.h"
-#include "safetensors.h"
-#include "tokenizer.h"
+#include "base/pq_cpu.h"
+#include "kernels/pq_kernels.h"
+#include "base/pq_mem.h"
+#include "format/safetensors.h"
+#include "model/tokenizer.h"
 
 #if PQ_HAVE_OPENMP
 #include <omp.h>

@@ -13,9 +13,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "esm2.h"
-#include "pq_err.h"
-#include "qlinear.h"
+#include "format/esm2.h"
+#include "base/pq_err.h"
+#include "model/qlinear.h"
 
 /* Called with the input of every Linear before it is applied: site is the
  * weight role (PQ_ESM2_Q, _K, _V share one input; _OUT, _FC1, _FC2, and

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "esm2_model.h"
-#include "h5model.h"
+#include "model/esm2_model.h"
+#include "format/h5model.h"
 
 typedef struct h5_src {
     pq_h5r *r;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fasta.c - streaming FASTA reader over zlib's gzread (plain files pass
  * through gz untouched). */
-#include "fasta.h"
+#include "model/fasta.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 
 struct pq_fasta {
     gzFile gz;

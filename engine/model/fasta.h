@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 typedef enum pq_fasta_long {
     PQ_FASTA_CROP = 0,  /* keep the first max_residues residues */

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qlinear.c - a Linear layer on fp32 (OpenBLAS) or packed integer weights
  * (pq_gemm), with bias, GELU or residual add as its epilogue. */
-#include "qlinear.h"
+#include "model/qlinear.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
-#include "pq_gemm.h"
-#include "pq_kernels.h"
+#include "model/blas.h"
+#include "kernels/gemm/pq_gemm.h"
+#include "kernels/pq_kernels.h"
 
 struct pq_qlinear {
     pq_qlinear_kind kind;

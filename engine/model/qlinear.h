@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "pq_err.h"
-#include "qtensor.h"
+#include "base/pq_err.h"
+#include "quant/qtensor.h"
 
 typedef enum pq_qlinear_kind {
     PQ_QLINEAR_F32 = 0,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* tokenizer.c - ESM-2 alphabet and residue-string encoding. */
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>

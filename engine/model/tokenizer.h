@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 enum {
     PQ_TOK_CLS = 0, PQ_TOK_PAD = 1, PQ_TOK_EOS = 2, PQ_TOK_UNK = 3,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qspec.c - integer ranges and the PyTorch MinMax qparams contract
  * (algorithms.md section 1.3), computed in fp32 exactly as torch.ao does. */
-#include "qspec.h"
+#include "quant/qspec.h"
 
 #include <math.h>
 

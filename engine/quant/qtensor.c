@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qtensor.c - allocation, dequantization and metrics of quantized 2-D weights. */
-#include "qtensor.h"
+#include "quant/qtensor.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pq_kernels.h"
+#include "kernels/pq_kernels.h"
 
 pq_status pq_qtensor_alloc(pq_qtensor *qt, const pq_qspec *spec, int64_t rows, int64_t cols)
 {

@@ -6,8 +6,8 @@
 
 #include <stdint.h>
 
-#include "pq_err.h"
-#include "qspec.h"
+#include "base/pq_err.h"
+#include "quant/qspec.h"
 
 typedef struct pq_qmetrics {
     double sqnr_db;      /* 10 log10(sum w^2 / sum (w - w_hat)^2); +inf when exact */

@@ -2,7 +2,7 @@
 /* rtn.c - round-to-nearest quantization of weight rows: observe a row (or a
  * group of it), derive torch qparams, quantize it while it is still in cache,
  * then optionally measure its error. */
-#include "rtn.h"
+#include "quant/rtn.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -13,7 +13,7 @@
 #include <omp.h>
 #endif
 
-#include "pq_kernels.h"
+#include "kernels/pq_kernels.h"
 
 static int g_threads = 1;
 

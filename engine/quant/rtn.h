@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#include "pq_err.h"
-#include "qspec.h"
-#include "qtensor.h"
+#include "base/pq_err.h"
+#include "quant/qspec.h"
+#include "quant/qtensor.h"
 
 /* What to do with NaN/+-Inf in a weight.
  * ERROR: fail with PQ_ERR_QUANTIZATION naming tensor, row and column.

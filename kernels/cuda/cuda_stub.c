@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_stub.c - the CUDA API of pq_cuda.h for builds without CUDA. */
-#include "pq_cuda.h"
+#include "kernels/pq_cuda.h"
 
 int pq_cuda_device_count(void) { return 0; }
 int pq_cuda_compiled(void) { return 0; }

@@ -4,7 +4,7 @@
 #include <stdio.h>
 
 extern "C" {
-#include "pq_cuda.h"
+#include "kernels/pq_cuda.h"
 
 int pq_cuda_compiled(void) { return 1; }
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm_impl.h"
-#include "kernels_impl.h"
+#include "kernels/gemm/gemm_impl.h"
+#include "kernels/kernels_impl.h"
 #include "pq_config.h"
 
 #if PQ_HAVE_OPENMP

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pq_gemm.h"
+#include "kernels/gemm/pq_gemm.h"
 
 /* Weights are cut into panels of PQ_GEMM_NR output columns (n); the last
  * panel is zero-padded. Inside a panel:

@@ -8,7 +8,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "gemm_impl.h"
+#include "kernels/gemm/gemm_impl.h"
 
 #define AINLINE static inline __attribute__((always_inline))
 

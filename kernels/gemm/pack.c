@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm_impl.h"
+#include "kernels/gemm/gemm_impl.h"
 
 static void *alloc64(size_t bytes)
 {

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "pq_err.h"
+#include "base/pq_err.h"
 
 /* What a packed weight is for: the int8 x int8 kernel or the weight-only
  * kernel (fp32 activations). The layouts differ. */

@@ -2,7 +2,7 @@
 /* hist_ref.c - scalar reference of the one-pass calibration statistics
  * (pq_kernels.h, hist_ieee): the bin of an element is a slice of its fp32 bit
  * pattern, so no arithmetic on the value can move it between bins. */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <math.h>
 #include <string.h>

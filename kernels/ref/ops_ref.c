@@ -6,7 +6,7 @@
  * forward matches fair-esm to about 1e-6 relative per op. */
 #include <math.h>
 
-#include "../kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 /* Moments in double (one pass for the mean, one for the biased variance), then
  * PyTorch's fp32 form: y = (x * rstd + (-rstd * mean)) * w + b. */

@@ -2,7 +2,7 @@
 /* quant_ref.c - scalar reference kernels for range observation, quantize,
  * dequantize and int4 packing. These define the numbers: every other variant
  * must reproduce their integer outputs bit for bit. */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <math.h>
 

@@ -4,7 +4,7 @@
  * unrolled scalar increments (there is no scatter-add; the uint32 table is
  * small enough to stay in cache). One read of x for everything. Results are
  * identical to hist_ref.c (min/max up to the sign of zero). */
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 #include <immintrin.h>
 #include <string.h>

@@ -13,7 +13,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "../kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 static inline double hsum_pd(__m256d v)
 {

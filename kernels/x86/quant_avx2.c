@@ -6,7 +6,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "../kernels_impl.h"
+#include "kernels/kernels_impl.h"
 
 /* Lanes whose exponent is not all ones (finite values). */
 static inline __m256i finite_mask(__m256 v)

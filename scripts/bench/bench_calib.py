@@ -91,7 +91,7 @@ def bench_hist(b, model, fasta, tmp):
 
 def bench_mpi(a, b, fasta, tmp):
     syn = os.path.join(tmp, "t30.safetensors")
-    subprocess.run([f"{b}/coordinator/proteus", "synth", "--arch", "t30_150M", "--seed", "1", "--out", syn], check=True,
+    subprocess.run([f"{b}/cli/proteus", "synth", "--arch", "t30_150M", "--seed", "1", "--out", syn], check=True,
                    stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     # one node, no munge daemon, no InfiniBand: skip PMIx's munge retries,
@@ -113,7 +113,7 @@ def bench_mpi(a, b, fasta, tmp):
             out = os.path.join(tmp, f"c{n}_{th}.h5")
             t0 = time.perf_counter()
             subprocess.run(["mpiexec", "--oversubscribe", "--bind-to", "none", "-n", str(n),
-                            f"{b}/coordinator/proteus", "calibrate",
+                            f"{b}/cli/proteus", "calibrate",
                             "--model", syn, "--calibration-data", fasta, "--max-seqs", str(a.seqs),
                             "--max-length", str(a.max_length), "--threads", str(th), "--out", out, "-q"],
                            env=env, check=True)

@@ -14,7 +14,7 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$here/build}"
 arch="${2:-esm2_t30_150M_UR50D}"
 reps="${3:-9}"
-proteus="$build/coordinator/proteus"
+proteus="$build/cli/proteus"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Single-node launch settings (docs/CLUSTER.md): without a running munge
 # daemon PMIx's munge security plugin retries for ~2 s per launch, UCX

@@ -5,7 +5,7 @@
 #   scripts/bench/bench_pipeline.sh [--big]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-B=build/coordinator/proteus
+B=build/cli/proteus
 D=${BENCH_DIR:-/tmp/proteus-bench}
 mkdir -p "$D"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

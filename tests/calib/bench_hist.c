@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "calib_stats.h"
-#include "pq_mem.h"
+#include "calib/calib_stats.h"
+#include "base/pq_mem.h"
 
 static double now(void)
 {

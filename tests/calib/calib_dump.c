@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calib_methods.h"
-#include "calib_run.h"
-#include "calib_stats.h"
-#include "esm2_model.h"
+#include "calib/calib_methods.h"
+#include "calib/calib_run.h"
+#include "calib/calib_stats.h"
+#include "model/esm2_model.h"
 
 typedef struct dump_ctx {
     pq_calib *c;

@@ -17,11 +17,11 @@
 #include <cmocka.h>
 #include <hdf5.h>
 
-#include "calib_h5.h"
-#include "calib_methods.h"
-#include "calib_run.h"
-#include "calib_stats.h"
-#include "kernels_impl.h"
+#include "format/calib_h5.h"
+#include "calib/calib_methods.h"
+#include "calib/calib_run.h"
+#include "calib/calib_stats.h"
+#include "kernels/kernels_impl.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_u64(void)

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "synth.h"
+#include "format/synth.h"
 
 int pq_t6_fixture_make(const char *tag, uint64_t seed, char dir[256], char model[300])
 {

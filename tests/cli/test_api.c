@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "h5model.h"
-#include "proteus.h"
+#include "format/h5model.h"
+#include "api/proteus.h"
 #include "t6_fixture.h"
 
 static char g_dir[256], g_model[300];

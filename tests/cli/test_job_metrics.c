@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "h5model.h"
-#include "job.h"
+#include "format/h5model.h"
+#include "pipeline/job.h"
 #include "t6_fixture.h"
 
 static char g_dir[256], g_model[300];

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "plan.h"
+#include "pipeline/plan.h"
 #include "t6_fixture.h"
 
 static char g_dir[256], g_model[300];

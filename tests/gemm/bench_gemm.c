@@ -11,7 +11,7 @@
 
 #include <cblas.h>
 
-#include "pq_gemm.h"
+#include "kernels/gemm/pq_gemm.h"
 
 static double clock_ms(clockid_t id)
 {

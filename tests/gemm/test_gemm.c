@@ -16,8 +16,8 @@
 #include <cblas.h>
 #include <cmocka.h>
 
-#include "gemm_impl.h"
-#include "pq_gemm.h"
+#include "kernels/gemm/gemm_impl.h"
+#include "kernels/gemm/pq_gemm.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint64_t next(void)

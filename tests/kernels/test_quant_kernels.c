@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "kernels_impl.h"
+#include "kernels/kernels_impl.h"
 #include "pq_config.h"
-#include "pq_kernels.h"
+#include "kernels/pq_kernels.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t next(void)

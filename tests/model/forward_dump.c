@@ -14,8 +14,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "esm2_model.h"
-#include "tokenizer.h"
+#include "model/esm2_model.h"
+#include "model/tokenizer.h"
 
 static int fail(pq_status st)
 {

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/sysinfo.h>
 
-#include "blas.h"
+#include "model/blas.h"
 #include "pq_config.h"
 
 static int thread_count(void)

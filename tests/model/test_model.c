@@ -17,10 +17,10 @@
 #include <cmocka.h>
 
 
-#include "batch.h"
-#include "esm2_model.h"
-#include "fasta.h"
-#include "tokenizer.h"
+#include "model/batch.h"
+#include "model/esm2_model.h"
+#include "model/fasta.h"
+#include "model/tokenizer.h"
 
 static void test_tokenizer_ids(void **state)
 {

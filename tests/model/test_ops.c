@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "kernels_impl.h"
-#include "pq_kernels.h"
+#include "kernels/kernels_impl.h"
+#include "kernels/pq_kernels.h"
 
 #define TOL_LN 2e-6    /* relative to the row's output scale */
 #define TOL_SOFTMAX 1e-6

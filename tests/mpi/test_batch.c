@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "unit_batch.h"
+#include "worker/unit_batch.h"
 
 /* Chunks c0 (rank 0), c1 (rank 1), c2, c3 (rank 0), cost 10 each; units
  * u0..u13 at cost 5, all rank 0's but u3 and u8 (rank 1's). */

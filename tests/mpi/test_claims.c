@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "claims.h"
+#include "worker/claims.h"
 
 #define N_UNITS 600
 

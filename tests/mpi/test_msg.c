@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "msg.h"
+#include "proto/msg.h"
 #include "proteus.pb-c.h"
 
 static void assert_detail_has(const char *a, const char *b)

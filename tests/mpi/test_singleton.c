@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mpi_start.h"
+#include "worker/mpi_start.h"
 
 static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
 static const char *const set_vars[] = {"OMPI_MCA_ess_singleton_isolated", "OMPI_MCA_pml",

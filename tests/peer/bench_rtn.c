@@ -11,8 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "pq_kernels.h"
-#include "rtn.h"
+#include "kernels/pq_kernels.h"
+#include "quant/rtn.h"
 
 static double now_s(void)
 {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rtn.h"
+#include "quant/rtn.h"
 
 static int write_raw(const char *prefix, const char *ext, const void *p, size_t n)
 {

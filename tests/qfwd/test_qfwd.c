@@ -19,9 +19,9 @@
 
 #include <cmocka.h>
 
-#include "esm2_model.h"
-#include "h5model.h"
-#include "tokenizer.h"
+#include "model/esm2_model.h"
+#include "format/h5model.h"
+#include "model/tokenizer.h"
 
 enum { L = 2, D = 64, H = 4, F = 256, V = 33 };
 static const pq_esm2_role k_lin[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};

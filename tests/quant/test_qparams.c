@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "qspec.h"
+#include "quant/qspec.h"
 
 #define EPS 1.1920928955078125e-07f /* torch.finfo(torch.float32).eps = 2^-23 */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "rtn.h"
+#include "quant/rtn.h"
 
 #define EPS 1.1920928955078125e-07f
 

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_calibrate.c - `proteus calibrate`: collect activation statistics at
+ * every Linear input on calibration proteins (one process or N MPI ranks,
+ * identical bits for any N), update them with new data, print them, export
+ * them for TensorRT / ONNX Runtime. */
+#include <getopt.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "calib/calib_export.h"
+#include "format/calib_h5.h"
+#include "calib/calib_methods.h"
+#include "coordinator/calib_mpi.h"
+#include "coordinator/cleanup.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "worker/mpi_start.h"
+#include "pq_config.h"
+#include "base/pq_io.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+"usage: proteus calibrate --model M --calibration-data F.fasta --out calib.h5 [options]\n"
+"       proteus calibrate --update calib.h5 --calibration-data NEW.fasta [--out NEW.h5]\n"
+"       proteus calibrate --stats calib.h5\n"
+"       proteus calibrate --export calib.h5 --format json|tensorrt|onnxruntime [--method M]\n"
+"       mpirun -n N proteus calibrate ... [--pipeline-stages P]\n"
+"                                         (statistics identical for any N and P)\n\n"
+"Runs the fp32 model on calibration proteins and records, at the input of every\n"
+"Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
+"per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
+"(sign, exponent, top 8 mantissa bits), so statistics merge exactly: across ranks,\n"
+"and with --update, where update(A) + B equals calibrate(A + B).\n\n"
+"  --model PATH              fp32 checkpoint (safetensors or Proteus HDF5)\n"
+"  --calibration-data FASTA  calibration sequences (plain or .gz)\n"
+"  --out PATH                calibration store to write (--update: default in place)\n"
+"  --max-seqs N              use the first N usable sequences (default all)\n"
+"  --max-length L            skip sequences longer than L residues (default 1022)\n"
+"  --threads N               forward threads per rank (default: node cores / ranks on it)\n"
+"  --batch-tokens N          tokens per forward batch (default 4096; 1 = one sequence\n"
+"                            per forward; statistics do not depend on it)\n"
+"  --pipeline-stages P       split the layers into P contiguous stages on consecutive\n"
+"                            ranks; activations of each micro-batch (one forward\n"
+"                            batch) travel stage to stage; the N ranks form N / P\n"
+"                            data-parallel replicas (P must divide N, P <= layers;\n"
+"                            default 1)\n"
+"  --update PATH             add new data to an existing store (same model)\n"
+"  --stats PATH              per-site table: range, each method's threshold,\n"
+"                            saturation and quality (KL, MSE)\n"
+"  --export PATH             write ranges in another tool's format (to --out or stdout)\n"
+"  --format F                json | tensorrt | onnxruntime\n"
+"  --method M                minmax | percentile | entropy | mse (default entropy)\n"
+"  --percentile P            for the percentile method (default 99.99)\n"
+"  --asymmetric              asymmetric ranges (ONNX Runtime style) instead of symmetric\n"
+"  -q, --quiet               no summary\n"
+"  -h, --help                this text\n");
+}
+
+typedef struct copts {
+    const char *model, *data, *out, *update, *stats, *export_path, *format;
+    pq_calib_data_opts d;
+    int threads, quiet, method, stages;
+    bool asymmetric;
+    double percentile;
+} copts;
+
+static int print_stats(const char *path, const copts *o)
+{
+    pq_calib *c = NULL;
+    pq_status st = pq_calib_h5_load(path, &c);
+    if (st) return pq_cli_fail(st);
+    bool sym = !o->asymmetric;
+    printf("%s: %llu sequences, model sha256 %.16s..., grid %d mantissa bits\n", path,
+           (unsigned long long)c->n_sequences, c->model_sha256, PQ_HIST_MBITS);
+    printf("datasets: %s\n", c->datasets ? c->datasets : "-");
+    printf("%-20s %12s %12s %12s %10s", "site", "min", "max", "count", "nonfinite");
+    for (int m = 0; m < PQ_CALIB_N_METHODS; m++)
+        printf(" | %-10s %10s %8s %10s", pq_calib_method_name(m), "thresh", "sat%", m == PQ_CALIB_ENTROPY ? "KL" : "MSE");
+    printf("\n");
+    for (int i = 0; i < c->n_sites; i++) {
+        const pq_calib_site *s = &c->sites[i];
+        printf("%-20s %12.5g %12.5g %12llu %10llu", s->name, s->min, s->max,
+               (unsigned long long)s->count, (unsigned long long)(s->n_nan + s->n_posinf + s->n_neginf));
+        for (int m = 0; m < PQ_CALIB_N_METHODS; m++) {
+            pq_calib_range r;
+            if ((st = pq_calib_compute(s, m, sym, o->percentile, &r))) {
+                printf("\n");
+                pq_calib_free(c);
+                return pq_cli_fail(st);
+            }
+            char thr[40];
+            if (sym) snprintf(thr, sizeof thr, "%.5g", r.amax);
+            else snprintf(thr, sizeof thr, "[%.3g,%.3g]", r.lo, r.hi);
+            printf(" | %-10s %10s %8.4f %10.4g", "", thr, 100.0 * r.saturation,
+                   m == PQ_CALIB_ENTROPY ? r.kl : r.mse);
+        }
+        printf("\n");
+    }
+    pq_calib_free(c);
+    return 0;
+}
+
+static int do_export(const copts *o)
+{
+    pq_calib *c = NULL;
+    pq_status st = pq_calib_h5_load(o->export_path, &c);
+    if (st) return pq_cli_fail(st);
+    FILE *f = stdout;
+    char partial[4200] = "";
+    if (o->out && strcmp(o->out, "-")) {
+        if (pq_partial_name(partial, sizeof partial, o->out)) {
+            pq_calib_free(c);
+            return pq_cli_fail(pq_err(PQ_ERR_CONFIG, "--out %.200s...: path too long", o->out));
+        }
+        if (!(f = fopen(partial, "w"))) {
+            pq_calib_free(c);
+            return pq_cli_fail(pq_err(PQ_ERR_IO, "%s: cannot create", partial));
+        }
+    }
+    st = pq_calib_export(c, o->format, o->method, !o->asymmetric, o->percentile, f);
+    if (f != stdout) {
+        if (fclose(f) && !st) st = pq_err(PQ_ERR_IO, "%s: write failed", partial);
+        if (!st) st = pq_publish(partial, o->out);
+        if (st) remove(partial);
+    }
+    pq_calib_free(c);
+    return st ? pq_cli_fail(st) : 0;
+}
+
+/* calibrate / update: collective over MPI_COMM_WORLD. */
+static int do_collect(const copts *o)
+{
+    int provided, rank = 0, n = 1, rc = 0;
+    pq_status st = PQ_OK;
+    pq_calib *c = NULL, *old = NULL;
+    const char *model = o->model;
+    char *stored_model = NULL;
+    /* rank 0 writes the store through OUT.partial: its watcher (forked
+     * before MPI is up) removes the file if rank 0 dies meanwhile */
+    if (pq_mpi_launcher_rank() == 0) pq_cleanup_start();
+    if ((rc = pq_mpi_start(&provided))) return rc;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    double t0 = MPI_Wtime();
+    if (o->update) {
+        /* every rank reads the store: it names the model when --model is absent */
+        st = pq_calib_h5_load(o->update, &old);
+        if (!st && !model) {
+            if (!old->model_path)
+                st = pq_err(PQ_ERR_CONFIG, "%s records no model path: pass --model", o->update);
+            else model = stored_model = strdup(old->model_path);
+        }
+    }
+    if (!st && rank == 0) {
+        /* rank 0 writes the store: its folder and the inputs are checked there */
+        const char *in[] = {model, o->data};
+        st = pq_cli_check_out("--out", o->out ? o->out : o->update, in, 2);
+    }
+    if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
+    st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
+    if (rank == 0 && !st) {
+        if (old) {
+            if (strcmp(old->model_sha256, c->model_sha256))
+                st = pq_err(PQ_ERR_CALIBRATION, "%s was collected on model sha256 %.16s..., %s is "
+                            "%.16s...: statistics of different models cannot be merged", o->update,
+                            old->model_sha256, model, c->model_sha256);
+            if (!st) st = pq_calib_merge(old, c);
+            if (!st && c->datasets) {
+                size_t a = old->datasets ? strlen(old->datasets) : 0, b = strlen(c->datasets);
+                char *d = realloc(old->datasets, a + b + 2);
+                if (!d) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+                else {
+                    snprintf(d + a, b + 2, "%s%s", a ? ";" : "", c->datasets);
+                    old->datasets = d;
+                }
+            }
+            if (!st) { pq_calib_free(c); c = old; old = NULL; }
+        }
+        if (!st) st = pq_calib_check(c, false);
+        if (!st) {
+            char partial[4200];
+            const char *out = o->out ? o->out : o->update;
+            if (!pq_partial_name(partial, sizeof partial, out)) pq_cleanup_arm(partial);
+            st = pq_calib_h5_save(out, c, "proteus " PQ_VERSION);
+            pq_cleanup_arm(NULL);
+        }
+    }
+    if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
+    if (rank == 0 && !o->quiet) {
+        uint64_t tokens = 0;
+        for (int i = 0; i < c->n_sites; i += PQ_SITE_KINDS) tokens += c->sites[i].n_tokens;
+        char layout[64] = "";
+        if (o->stages > 1)
+            snprintf(layout, sizeof layout, " (%d pipeline stages x %d replicas)", o->stages, n / o->stages);
+        printf("calibrated %d sites on %llu sequences (%llu tokens, %llu skipped) over %d rank%s%s "
+               "in %.2f s\nwrote %s\n", c->n_sites, (unsigned long long)c->n_sequences,
+               (unsigned long long)(tokens / (uint64_t)(c->num_layers)),
+               (unsigned long long)c->n_skipped, n, n == 1 ? "" : "s", layout, MPI_Wtime() - t0,
+               o->out ? o->out : o->update);
+    }
+    goto done;
+fail:
+    rc = rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
+done:
+    pq_calib_free(c);
+    pq_calib_free(old);
+    free(stored_model);
+    MPI_Finalize();
+    return rc;
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || v < lo) return -1;
+    *out = v;
+    return 0;
+}
+
+int pq_cmd_calibrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"calibration-data", required_argument, 0, 'd'},
+        {"out", required_argument, 0, 'o'}, {"max-seqs", required_argument, 0, 1},
+        {"max-length", required_argument, 0, 2}, {"threads", required_argument, 0, 3},
+        {"update", required_argument, 0, 4}, {"stats", required_argument, 0, 5},
+        {"export", required_argument, 0, 6}, {"format", required_argument, 0, 7},
+        {"method", required_argument, 0, 8}, {"percentile", required_argument, 0, 9},
+        {"asymmetric", no_argument, 0, 10}, {"batch-tokens", required_argument, 0, 11},
+        {"pipeline-stages", required_argument, 0, 12},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    copts o = {.method = PQ_CALIB_ENTROPY, .percentile = 99.99, .stages = 1};
+    int64_t v;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":m:d:o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model = optarg; break;
+        case 'd': o.data = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 1:
+            if (parse_i64(optarg, 1, &o.d.max_seqs))
+                return pq_cli_usage_error("calibrate", "--max-seqs '%s': expected a positive count", optarg);
+            break;
+        case 2:
+            if (parse_i64(optarg, 1, &o.d.max_length) || o.d.max_length > 100000)
+                return pq_cli_usage_error("calibrate", "--max-length '%s': expected 1..100000 residues", optarg);
+            break;
+        case 3:
+            if (parse_i64(optarg, 0, &v) || v > 4096)
+                return pq_cli_usage_error("calibrate", "--threads '%s': expected 0..4096", optarg);
+            o.threads = (int)v;
+            break;
+        case 4: o.update = optarg; break;
+        case 5: o.stats = optarg; break;
+        case 6: o.export_path = optarg; break;
+        case 7: o.format = optarg; break;
+        case 8:
+            if ((o.method = pq_calib_method_parse(optarg)) < 0)
+                return pq_cli_usage_error("calibrate", "--method '%s': expected minmax, percentile, "
+                                          "entropy or mse", optarg);
+            break;
+        case 9: {
+            char *end;
+            o.percentile = strtod(optarg, &end);
+            if (*end || end == optarg || !(o.percentile > 0 && o.percentile <= 100))
+                return pq_cli_usage_error("calibrate", "--percentile '%s': expected (0, 100]", optarg);
+            break;
+        }
+        case 10: o.asymmetric = true; break;
+        case 11:
+            if (parse_i64(optarg, 1, &o.d.batch_tokens) || o.d.batch_tokens > 1000000)
+                return pq_cli_usage_error("calibrate", "--batch-tokens '%s': expected 1..1000000", optarg);
+            break;
+        case 12:
+            if (parse_i64(optarg, 1, &v) || v > 4096)
+                return pq_cli_usage_error("calibrate", "--pipeline-stages '%s': expected 1..4096", optarg);
+            o.stages = (int)v;
+            break;
+        case 'q': o.quiet = 1; break;
+        case 'h': help(stdout); return 0;
+        case ':': return pq_cli_usage_error("calibrate", "option '%s' needs a value", argv[optind - 1]);
+        default: return pq_cli_usage_error("calibrate", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return pq_cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
+    int modes = !!o.update + !!o.stats + !!o.export_path;
+    if (modes > 1) return pq_cli_usage_error("calibrate", "--update, --stats and --export are exclusive");
+    if (o.stats) return print_stats(o.stats, &o);
+    if (o.export_path) {
+        if (!o.format) return pq_cli_usage_error("calibrate", "--export needs --format json|tensorrt|onnxruntime");
+        const char *in[] = {o.export_path};
+        pq_status st = pq_cli_check_out("--out", o.out, in, 1);
+        return st ? pq_cli_fail(st) : do_export(&o);
+    }
+    if (!o.data) return pq_cli_usage_error("calibrate", "--calibration-data is required");
+    if (!o.update) {
+        if (!o.model) return pq_cli_usage_error("calibrate", "--model is required");
+        if (!o.out) return pq_cli_usage_error("calibrate", "--out is required");
+    }
+    return do_collect(&o);
+}

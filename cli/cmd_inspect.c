@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_inspect.c - `proteus inspect`: what is in a safetensors or Proteus file. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "format/esm2.h"
+#include "format/h5model.h"
+#include "format/safetensors.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+"usage: proteus inspect FILE\n\n"
+"List the tensors of a checkpoint (safetensors file, index.json or directory) or\n"
+"of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
+"architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
+"and the per-tensor error metrics (SQNR, relative L2, max abs error).\n");
+}
+
+static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    if (ndim == 0) snprintf(buf, n, "scalar");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, d ? "x%lld" : "%lld", (long long)shape[d]);
+}
+
+static int is_hdf5(const char *path, int *is)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    *is = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == EISDIR) return 0;
+        return pq_err(PQ_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    *is = fread(b, 1, 8, f) == 8 && !memcmp(b, sig, 8);
+    fclose(f);
+    return 0;
+}
+
+static int inspect_safetensors(const char *path)
+{
+    pq_st_model *m = NULL;
+    pq_status st = pq_st_open(path, &m);
+    if (st) return pq_cli_fail(st);
+    pq_esm2_config cfg;
+    char shp[64], b[32];
+    uint64_t total = 0;
+    printf("%s: safetensors, %d file(s), %lld tensors\n", path, pq_st_file_count(m), (long long)pq_st_count(m));
+    printf("%-64s %-5s %-14s %12s\n", "tensor", "dtype", "shape", "bytes");
+    for (int64_t i = 0; i < pq_st_count(m); i++) {
+        const pq_st_tensor *t = pq_st_get(m, i);
+        shape_str(t->ndim, t->shape, shp, sizeof shp);
+        printf("%-64s %-5s %-14s %12s\n", t->name, pq_dtype_name(t->dtype), shp,
+               pq_cli_bytes((double)t->n_bytes, b, sizeof b));
+        total += t->n_bytes;
+    }
+    printf("total: %s\n", pq_cli_bytes((double)total, b, sizeof b));
+    if ((st = pq_esm2_detect(m, &cfg)) == PQ_OK)
+        printf("architecture: %s (layers %d, embed %d, heads %d, ffn %d%s%s)\n",
+               cfg.arch ? cfg.arch->name : "custom ESM-2", cfg.num_layers, cfg.embed_dim,
+               cfg.attention_heads, cfg.ffn_dim, cfg.has_decoder ? "" : ", tied decoder",
+               cfg.has_contact_head ? ", contact head" : "");
+    else
+        printf("architecture: not a consistent ESM-2 checkpoint: %s\n", pq_err_detail());
+    pq_st_close(m);
+    return 0;
+}
+
+static int inspect_h5(const char *path)
+{
+    pq_h5r *r = NULL;
+    pq_status st = pq_h5r_open(path, &r);
+    if (st) return pq_cli_fail(st);
+    const pq_h5_meta *meta = pq_h5r_meta(r);
+    char shp[64];
+    printf("%s: Proteus HDF5 model, format version %d\n", path, meta->format_version);
+    printf("architecture: %s  (layers %d, embed %d, heads %d)\n", meta->architecture,
+           meta->cfg.num_layers, meta->cfg.embed_dim, meta->cfg.attention_heads);
+    if (meta->source_hash_chunk_bytes > 0)
+        printf("source: %s  sha256 tree %s (%lld-byte chunks)\n", meta->model_name, meta->source_sha256,
+               (long long)meta->source_hash_chunk_bytes);
+    else
+        printf("source: %s  sha256 %s\n", meta->model_name, meta->source_sha256);
+    printf("created by: %s, %d rank(s)\n", meta->created_by, meta->num_ranks);
+    printf("config: %s\n", meta->config_json);
+    printf("%-58s %-12s %-22s %9s %10s %10s\n", "tensor", "shape", "stored as", "SQNR dB", "rel L2",
+           "max err");
+    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(r, i);
+        char how[64];
+        shape_str(e->ndim, e->shape, shp, sizeof shp);
+        if (!e->quantized) {
+            printf("%-58s %-12s %-22s\n", e->name, shp, e->stored_dtype == PQ_DT_F16 ? "float16" : "float32");
+            continue;
+        }
+        if (e->spec.gran == PQ_GRAN_GROUP)
+            snprintf(how, sizeof how, "int%d group%d %s", e->spec.bits, e->spec.group_size,
+                     e->spec.symmetric ? "sym" : "asym");
+        else
+            snprintf(how, sizeof how, "int%d %s %s", e->spec.bits, pq_granularity_name(e->spec.gran),
+                     e->spec.symmetric ? "sym" : "asym");
+        pq_qmetrics qm;
+        if (e->has_metrics && pq_h5r_read_metrics(r, e->name, &qm) == PQ_OK)
+            printf("%-58s %-12s %-22s %9.2f %10.3e %10.3e\n", e->name, shp, how, qm.sqnr_db, qm.rel_l2,
+                   qm.max_abs_err);
+        else
+            printf("%-58s %-12s %-22s\n", e->name, shp, how);
+    }
+    pq_h5r_close(r);
+    return 0;
+}
+
+int pq_cmd_inspect(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') { help(stdout); return 0; }
+        return pq_cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
+    }
+    if (optind != argc - 1) return pq_cli_usage_error("inspect", "expected exactly one FILE");
+    const char *path = argv[optind];
+    int h5;
+    pq_status st = is_hdf5(path, &h5);
+    if (st) return pq_cli_fail(st);
+    return h5 ? inspect_h5(path) : inspect_safetensors(path);
+}

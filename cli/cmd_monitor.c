@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cmd_monitor.c - `proteus monitor ENDPOINT`: subscribe to a quantize run's
+ * progress events and show them (the same bar/lines as the run, or JSON). */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "pq_config.h"
+#include "base/pq_err.h"
+#include "proto/pq_wire.h"
+#include "proteus.pb-c.h"
+
+#if PQ_HAVE_ZMQ
+#include "coordinator/zmq_dl.h"
+#endif
+
+static void help(FILE *f)
+{
+    fprintf(f,
+"usage: proteus monitor ENDPOINT [--json] [--timeout S]\n\n"
+"Watch a running 'proteus quantize --monitor ENDPOINT' (e.g. tcp://127.0.0.1:5555,\n"
+"or tcp://HOST:PORT of a remote run started with --monitor-allow-remote).\n"
+"Shows the run's progress bar (one line per 5%% when not on a terminal), then\n"
+"exits 0 when the run finishes, or with the run's error status when it fails.\n"
+"Start it before the run to see every event.\n\n"
+"  --json        one JSON object per event line instead of the progress view\n"
+"  --timeout S   give up after S seconds without the final event (exit 11)\n"
+"  -h, --help    this text\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_json(const Proteus__ProgressEvent *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "kind", json_string(e->kind));
+    json_object_set_new(o, "phase", json_string(e->phase));
+    json_object_set_new(o, "units_done", json_integer(e->units_done));
+    json_object_set_new(o, "units_total", json_integer(e->units_total));
+    json_object_set_new(o, "bytes_done", json_integer((json_int_t)e->bytes_done));
+    json_object_set_new(o, "bytes_total", json_integer((json_int_t)e->bytes_total));
+    json_object_set_new(o, "elapsed_s", json_real(e->elapsed_s));
+    json_object_set_new(o, "n_ranks", json_integer(e->n_ranks));
+    if (e->unit_id >= 0) {
+        json_object_set_new(o, "unit_id", json_integer(e->unit_id));
+        json_object_set_new(o, "rank", json_integer(e->rank));
+    }
+    if (e->tensor && *e->tensor) json_object_set_new(o, "tensor", json_string(e->tensor));
+    /* JSON has no NaN/Inf: leave the field out (NaN) or use null (exact). */
+    if (isfinite(e->sqnr_db)) json_object_set_new(o, "sqnr_db", json_real(e->sqnr_db));
+    else if (isinf(e->sqnr_db)) json_object_set_new(o, "sqnr_db", json_null());
+    json_object_set_new(o, "finished", json_boolean(e->finished));
+    if (e->status) json_object_set_new(o, "status", json_integer(e->status));
+    if (e->error && *e->error) json_object_set_new(o, "error", json_string(e->error));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (s) printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
+int pq_cmd_monitor(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'j'}, {"timeout", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    int json = 0, c;
+    double timeout = 0;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 't': {
+            char *end;
+            timeout = strtod(optarg, &end);
+            if (*end || end == optarg || timeout <= 0)
+                return pq_cli_usage_error("monitor", "--timeout '%s': expected positive seconds", optarg);
+            break;
+        }
+        case 'h': help(stdout); return 0;
+        case ':': return pq_cli_usage_error("monitor", "option '%s' needs a value", argv[optind - 1]);
+        default: return pq_cli_usage_error("monitor", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1) return pq_cli_usage_error("monitor", "expected one ENDPOINT (tcp://HOST:PORT)");
+    const char *ep = argv[optind];
+#if PQ_HAVE_ZMQ
+    const pq_zmq *z = pq_zmq_load();
+    if (!z) return pq_cli_fail(pq_err_last());
+    int rc = pq_status_exit_code(PQ_ERR_ZMQ);
+    void *ctx = z->ctx_new(), *sock = ctx ? z->socket(ctx, ZMQ_SUB) : NULL;
+    int zero = 0;
+    if (!sock || z->setsockopt(sock, ZMQ_SUBSCRIBE, "", 0) || z->setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
+        z->connect(sock, ep)) {
+        fprintf(stderr, "proteus: ZeroMQ error: cannot subscribe to %s: %s\n", ep, z->strerror(z->errno_()));
+        goto cleanup;
+    }
+    pq_cli_progress view;
+    pq_cli_progress_init(&view, stderr, 0);
+    double deadline = timeout > 0 ? now_s() + timeout : 0;
+    uint8_t buf[PQ_WIRE_MAX_MSG];
+    int warned = 0;
+    for (;;) {
+        long wait_ms = 500;
+        if (deadline) {
+            double left = deadline - now_s();
+            if (left <= 0) {
+                fprintf(stderr, "proteus: ZeroMQ error: no final event from %s within %.0f s\n", ep, timeout);
+                goto cleanup;
+            }
+            if (left * 1000 < wait_ms) wait_ms = (long)(left * 1000) + 1;
+        }
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        if (z->poll(&it, 1, wait_ms) <= 0) continue;
+        int n = z->recv(sock, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n < 0) continue;
+        Proteus__ProgressEvent *e = (size_t)n <= sizeof buf
+                                        ? proteus__progress_event__unpack(NULL, (size_t)n, buf) : NULL;
+        if (!e || e->schema != PQ_WIRE_SCHEMA || !e->kind) {
+            if (!warned++) fprintf(stderr, "proteus monitor: ignoring a malformed event (%d bytes)\n", n);
+            if (e) proteus__progress_event__free_unpacked(e, NULL);
+            continue;
+        }
+        int is_err = !strcmp(e->kind, "error"), is_fin = !strcmp(e->kind, "finished");
+        if (json) {
+            print_json(e);
+        } else if (is_err) {
+            fprintf(stderr, "\nproteus monitor: run failed: %s\n", e->error);
+        } else if (!strcmp(e->kind, "unit") || is_fin) {
+            pq_progress ev = {
+                .phase = is_fin ? "done" : "quantize", .units_done = (int)e->units_done,
+                .units_total = (int)e->units_total, .bytes_done = (double)e->bytes_done,
+                .bytes_total = (double)e->bytes_total, .elapsed_s = e->elapsed_s,
+                .tensor = e->tensor && *e->tensor ? e->tensor : NULL, .sqnr_db = e->sqnr_db,
+            };
+            pq_cli_progress_cb(&view, &ev);
+            if (is_fin) printf("finished: %u units on %u ranks, mean SQNR %.2f dB, %.2f s\n", e->units_total,
+                               e->n_ranks, e->sqnr_db, e->elapsed_s);
+        }
+        int status = e->status;
+        proteus__progress_event__free_unpacked(e, NULL);
+        if (is_fin) { rc = 0; break; }
+        if (is_err) {
+            rc = status > 0 && status < PQ__ERR_COUNT ? pq_status_exit_code((pq_status)status) : 1;
+            break;
+        }
+    }
+cleanup:
+    if (sock) z->close(sock);
+    if (ctx) z->ctx_term(ctx);
+    return rc;
+#else
+    (void)json; (void)timeout; (void)now_s; (void)print_json;
+    fprintf(stderr, "proteus: hardware error: %s: this build has no ZeroMQ (meson -Dzmq=enabled)\n", ep);
+    return pq_status_exit_code(PQ_ERR_HARDWARE);
+#endif
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* dtype.c - element sizes, names and float conversions. */
+#include "base/dtype.h"
+
+#include <string.h>
+
+static const struct { const char *name; size_t size; } info[PQ__DT_COUNT] = {
+    [PQ_DT_F32] = {"F32", 4}, [PQ_DT_F16] = {"F16", 2}, [PQ_DT_BF16] = {"BF16", 2},
+    [PQ_DT_F64] = {"F64", 8}, [PQ_DT_I64] = {"I64", 8}, [PQ_DT_I32] = {"I32", 4},
+    [PQ_DT_I16] = {"I16", 2}, [PQ_DT_I8] = {"I8", 1}, [PQ_DT_U8] = {"U8", 1},
+    [PQ_DT_BOOL] = {"BOOL", 1},
+};
+
+size_t pq_dtype_size(pq_dtype dt) { return (unsigned)dt < PQ__DT_COUNT ? info[dt].size : 0; }
+const char *pq_dtype_name(pq_dtype dt) { return (unsigned)dt < PQ__DT_COUNT ? info[dt].name : "?"; }
+
+int pq_dtype_parse(const char *s, pq_dtype *dt)
+{
+    for (int i = 0; i < PQ__DT_COUNT; i++)
+        if (strcmp(s, info[i].name) == 0) { *dt = (pq_dtype)i; return 0; }
+    return -1;
+}
+
+int pq_dtype_is_float(pq_dtype dt) { return dt == PQ_DT_F32 || dt == PQ_DT_F16 || dt == PQ_DT_BF16; }
+
+static float bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+float pq_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0x1f) return bits_to_f32(sign | 0x7f800000u | (man << 13));
+    if (exp == 0) {
+        /* denormal or zero: value = man * 2^-24, exact in fp32 */
+        float v = (float)man * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    return bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+uint16_t pq_f32_to_f16(float f)
+{
+    uint32_t u = f32_to_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) /* inf or NaN */
+        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u | ((a >> 13) & 0x3ffu) : 0));
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520: inf */
+    if (a < 0x38800000u) {
+        /* result is an fp16 denormal (or zero): scale so the ulp is 1, let the
+         * FPU round to nearest even. 2^24 * |f| is exact in float. */
+        float v = bits_to_f32(a) * 0x1p24f;
+        uint32_t m = (uint32_t)__builtin_nearbyintf(v);
+        return (uint16_t)(sign | m);
+    }
+    uint32_t mant = a & 0x7fffffu, e = (a >> 23) - 112u;
+    uint32_t r = (e << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;
+    return (uint16_t)(sign | r);
+}
+
+float pq_bf16_to_f32(uint16_t b) { return bits_to_f32((uint32_t)b << 16); }
+
+uint16_t pq_f32_to_bf16(float f)
+{
+    uint32_t u = f32_to_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+void pq_convert_to_f32(pq_dtype dt, const void *src, int64_t n, float *dst)
+{
+    const unsigned char *p = src;
+    if (dt == PQ_DT_F32) { memcpy(dst, src, (size_t)n * 4); return; }
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = dt == PQ_DT_F16 ? pq_f16_to_f32(h) : pq_bf16_to_f32(h);
+    }
+}

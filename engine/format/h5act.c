@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h5act.c - read the static input (activation) qparams of a quantized tensor:
+ * /tensors/<name>/act_scale and the optional act_zero_point (FORMAT.md). */
+#include <stdio.h>
+
+#include "format/h5model.h"
+#include "format/h5util.h"
+
+static pq_status read_one(hid_t g, const char *path, const char *name, const char *ds, hid_t mem,
+                          void *dst, bool *found)
+{
+    char eb[256];
+    htri_t ex = H5Lexists(g, ds, H5P_DEFAULT);
+    if (ex < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return pq_err(PQ_ERR_FORMAT, "%s: /tensors/%s/%s: corrupt group", path, name, ds);
+    }
+    *found = ex > 0;
+    if (!ex) return PQ_OK;
+    hid_t d = H5Dopen2(g, ds, H5P_DEFAULT);
+    if (d < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: /tensors/%s/%s: %s", path, name, ds, pq_h5u_detail(eb, sizeof eb));
+    hid_t sp = H5Dget_space(d);
+    hssize_t npts = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    pq_status st = PQ_OK;
+    if (npts != 1)
+        st = pq_err(PQ_ERR_FORMAT, "%s: /tensors/%s/%s holds %lld values, expected 1", path, name, ds,
+                    (long long)npts);
+    else if (H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+        st = pq_err(PQ_ERR_IO, "%s: /tensors/%s/%s: %s", path, name, ds, pq_h5u_detail(eb, sizeof eb));
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(d);
+    return st;
+}
+
+pq_status pq_h5_read_act_qparams(const char *path, const char *name, float *scale, int32_t *zp,
+                                 bool *found)
+{
+    char eb[256], where[600];
+    *found = false;
+    *scale = 0.0f;
+    *zp = 0;
+    pq_h5u_quiet();
+    /* the same close degree as the reader, which may hold the file open */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
+    snprintf(where, sizeof where, "/tensors/%s", name);
+    pq_status st = PQ_OK;
+    hid_t g = H5Gopen2(f, where, H5P_DEFAULT);
+    if (g < 0) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: %s: no such tensor group", path, where);
+        H5Eclear2(H5E_DEFAULT);
+        goto done;
+    }
+    bool has_zp = false;
+    if ((st = read_one(g, path, name, "act_scale", H5T_NATIVE_FLOAT, scale, found)) != PQ_OK) goto done;
+    if (*found && (st = read_one(g, path, name, "act_zero_point", H5T_NATIVE_INT32, zp, &has_zp)) != PQ_OK)
+        goto done;
+    if (*found && !(*scale > 0.0f))
+        st = pq_err(PQ_ERR_FORMAT, "%s: %s/act_scale is %g, not a positive number", path, where, (double)*scale);
+done:
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    return st;
+}

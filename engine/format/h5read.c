@@ -1,0 +1,619 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h5read.c - the validating reader of the Proteus HDF5 model (docs/FORMAT.md).
+ *
+ * open() checks the format name and version and every /tensors group (dtypes
+ * and shapes of data, qweight, scale, zero_point against the attrs) before
+ * anything is read, so later reads only fail on I/O. Details name the file
+ * and the dataset path. */
+#include "format/h5model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format/h5util.h"
+
+struct pq_h5r {
+    char *path;
+    hid_t file;
+    pq_h5_meta meta;
+    char *s_arch, *s_model, *s_sha, *s_created, *s_config;  /* owned meta strings */
+    pq_h5r_entry *ent;
+    int64_t n, cap;
+};
+
+/* ---- helpers ---- */
+
+static const char *type_name(hid_t t, char *buf, size_t n)
+{
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    if (c == H5T_INTEGER)
+        snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
+    else if (c == H5T_FLOAT)
+        snprintf(buf, n, "float%zu%s", sz * 8,
+                 sz == 2 && !pq_h5u_is_f16(t) ? " (not IEEE half)" : "");
+    else if (c == H5T_STRING)
+        snprintf(buf, n, "string");
+    else
+        snprintf(buf, n, "HDF5 class %d size %zu", (int)c, sz);
+    return buf;
+}
+
+static bool link_exists(hid_t loc, const char *name)
+{
+    htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
+    if (ex < 0) H5Eclear2(H5E_DEFAULT);
+    return ex > 0;
+}
+
+/* Like link_exists but a damaged group is an error naming where/name. */
+static pq_status link_probe(const pq_h5r *r, hid_t loc, const char *where, const char *name,
+                            bool *ex)
+{
+    char eb[256];
+    htri_t t = H5Lexists(loc, name, H5P_DEFAULT);
+    if (t < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: %s/%s: corrupt group: %s", r->path, where, name,
+                      pq_h5u_detail(eb, sizeof eb));
+    *ex = t > 0;
+    return PQ_OK;
+}
+
+/* Expected element type of a dataset. */
+typedef enum ds_kind { K_I8, K_U8, K_I32, K_F32, K_F32_OR_F16 } ds_kind;
+
+static const char *const kind_names[] = {"int8", "uint8", "int32", "float32",
+                                         "float32 or float16"};
+
+static bool kind_ok(hid_t t, ds_kind k)
+{
+    H5T_class_t c = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    switch (k) {
+    case K_I8: return c == H5T_INTEGER && sz == 1 && H5Tget_sign(t) == H5T_SGN_2;
+    case K_U8: return c == H5T_INTEGER && sz == 1 && H5Tget_sign(t) == H5T_SGN_NONE;
+    case K_I32: return c == H5T_INTEGER && sz == 4 && H5Tget_sign(t) == H5T_SGN_2;
+    case K_F32: return c == H5T_FLOAT && sz == 4;
+    case K_F32_OR_F16: return (c == H5T_FLOAT && sz == 4) || pq_h5u_is_f16(t);
+    }
+    return false;
+}
+
+/* Check dataset <grp>/<ds> (where = the group's path) has element kind k and,
+ * when nd >= 0, exactly dims[0..nd). Reports its rank/dims/f16-ness through
+ * the optional outputs. */
+static pq_status check_ds(const pq_h5r *r, hid_t grp, const char *where, const char *ds,
+                          ds_kind k, int nd, const hsize_t *dims, int *nd_out,
+                          hsize_t *dims_out, bool *is_f16)
+{
+    char eb[256], tb[64], db[160], xb[160];
+    pq_status rc = PQ_OK;
+    hid_t d = H5I_INVALID_HID, t = H5I_INVALID_HID, sp = H5I_INVALID_HID;
+    hsize_t fd[H5S_MAX_RANK];
+    if ((d = H5Dopen2(grp, ds, H5P_DEFAULT)) < 0 || (t = H5Dget_type(d)) < 0 ||
+        (sp = H5Dget_space(d)) < 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: cannot open dataset: %s", r->path, where, ds,
+                    pq_h5u_detail(eb, sizeof eb));
+        goto cleanup;
+    }
+    int fnd = H5Sget_simple_extent_ndims(sp);
+    if (fnd < 0 || fnd > PQ_MAX_DIMS || H5Sget_simple_extent_dims(sp, fd, NULL) < 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: unsupported dataspace (rank %d)", r->path,
+                    where, ds, fnd);
+        goto cleanup;
+    }
+    bool shape_ok = nd < 0 || fnd == nd;
+    for (int i = 0; shape_ok && nd >= 0 && i < nd; i++) shape_ok = fd[i] == dims[i];
+    if (!kind_ok(t, k) || !shape_ok) {
+        if (nd >= 0) pq_h5u_dims_str(nd, dims, xb, sizeof xb);
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: expected %s%s%s, found %s %s", r->path, where,
+                    ds, kind_names[k], nd >= 0 ? " " : "", nd >= 0 ? xb : "",
+                    type_name(t, tb, sizeof tb), pq_h5u_dims_str(fnd, fd, db, sizeof db));
+        goto cleanup;
+    }
+    if (nd_out) *nd_out = fnd;
+    if (dims_out) memcpy(dims_out, fd, (size_t)fnd * sizeof *fd);
+    if (is_f16) *is_f16 = pq_h5u_is_f16(t);
+cleanup:
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+static pq_status load_float(const pq_h5r *r, hid_t g, const char *where, pq_h5r_entry *e)
+{
+    hsize_t dims[H5S_MAX_RANK];
+    bool f16 = false;
+    pq_status rc = check_ds(r, g, where, "data", K_F32_OR_F16, -1, NULL, &e->ndim, dims, &f16);
+    if (rc) return rc;
+    for (int i = 0; i < e->ndim; i++) e->shape[i] = (int64_t)dims[i];
+    e->quantized = false;
+    e->stored_dtype = f16 ? PQ_DT_F16 : PQ_DT_F32;
+    return PQ_OK;
+}
+
+static pq_status copy_short(const pq_h5r *r, hid_t g, const char *where, const char *attr,
+                            char *dst, size_t n)
+{
+    char aw[640], *s = NULL;
+    snprintf(aw, sizeof aw, "%s: %s", r->path, where);
+    pq_status rc = pq_h5u_get_str(g, aw, attr, &s);
+    if (rc) return rc;
+    if (strlen(s) >= n) rc = pq_err(PQ_ERR_FORMAT, "%s: %s: attribute %s longer than %zu "
+                                    "characters", r->path, where, attr, n - 1);
+    else memcpy(dst, s, strlen(s) + 1);
+    free(s);
+    return rc;
+}
+
+static pq_status load_quant(const pq_h5r *r, hid_t g, const char *where, pq_h5r_entry *e)
+{
+    char aw[640];  /* "file: /tensors/<name>" for the attribute helpers */
+    char *gran = NULL;
+    int64_t bits = 0, gs = 0, shape[2] = {0, 0};
+    bool sym = false;
+    pq_status rc;
+
+    snprintf(aw, sizeof aw, "%s: %s", r->path, where);
+    if ((rc = pq_h5u_get_i64(g, aw, "bits", &bits)) ||
+        (rc = pq_h5u_get_str(g, aw, "granularity", &gran)) ||
+        (rc = pq_h5u_get_i64(g, aw, "group_size", &gs)) ||
+        (rc = pq_h5u_get_bool(g, aw, "symmetric", &sym)) ||
+        (rc = pq_h5u_get_i64_vec(g, aw, "shape", 2, shape)) ||
+        (rc = copy_short(r, g, where, "scheme", e->scheme, sizeof e->scheme)) ||
+        (rc = copy_short(r, g, where, "method", e->method, sizeof e->method)))
+        goto cleanup;
+    if (bits != 8 && bits != 4) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s: bits = %lld, expected 8 or 4", r->path, where,
+                    (long long)bits);
+        goto cleanup;
+    }
+    if (!strcmp(gran, "tensor")) e->spec.gran = PQ_GRAN_TENSOR;
+    else if (!strcmp(gran, "channel")) e->spec.gran = PQ_GRAN_CHANNEL;
+    else if (!strcmp(gran, "group")) e->spec.gran = PQ_GRAN_GROUP;
+    else {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s: granularity '%s', expected tensor, channel or "
+                    "group", r->path, where, gran);
+        goto cleanup;
+    }
+    if (e->spec.gran == PQ_GRAN_GROUP && (gs <= 0 || gs > (1 << 30))) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s: group_size = %lld is not a positive size",
+                    r->path, where, (long long)gs);
+        goto cleanup;
+    }
+    if (shape[0] < 0 || shape[1] < 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s: negative shape attribute", r->path, where);
+        goto cleanup;
+    }
+    e->spec.bits = (int)bits;
+    e->spec.group_size = e->spec.gran == PQ_GRAN_GROUP ? (int)gs : 0;
+    e->spec.symmetric = sym;
+    e->quantized = true;
+    e->ndim = 2;
+    e->shape[0] = shape[0];
+    e->shape[1] = shape[1];
+    e->stored_dtype = bits == 8 ? PQ_DT_I8 : PQ_DT_U8;
+
+    hsize_t qd[2] = {(hsize_t)shape[0], (hsize_t)(bits == 8 ? shape[1] : (shape[1] + 1) / 2)};
+    hsize_t sd[2] = {1, 1};
+    int snd = 1;
+    if (e->spec.gran == PQ_GRAN_CHANNEL) {
+        sd[0] = (hsize_t)shape[0];
+    } else if (e->spec.gran == PQ_GRAN_GROUP) {
+        snd = 2;
+        sd[0] = (hsize_t)shape[0];
+        sd[1] = (hsize_t)((shape[1] + gs - 1) / gs);
+    }
+    if ((rc = check_ds(r, g, where, "qweight", bits == 8 ? K_I8 : K_U8, 2, qd, NULL, NULL,
+                       NULL)) ||
+        (rc = check_ds(r, g, where, "scale", K_F32, snd, sd, NULL, NULL, NULL)))
+        goto cleanup;
+    bool has_zp = false;
+    if ((rc = link_probe(r, g, where, "zero_point", &has_zp))) goto cleanup;
+    if (has_zp == sym) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/zero_point: %s for a%s tensor", r->path, where,
+                    has_zp ? "present" : "missing", sym ? " symmetric" : "n asymmetric");
+        goto cleanup;
+    }
+    if (has_zp && (rc = check_ds(r, g, where, "zero_point", K_I32, snd, sd, NULL, NULL, NULL)))
+        goto cleanup;
+    if (link_exists(g, "act_scale")) {
+        const hsize_t one = 1;
+        if ((rc = check_ds(r, g, where, "act_scale", K_F32, 1, &one, NULL, NULL, NULL)))
+            goto cleanup;
+        if (link_exists(g, "act_zero_point") &&
+            (rc = check_ds(r, g, where, "act_zero_point", K_I32, 1, &one, NULL, NULL, NULL)))
+            goto cleanup;
+        e->has_act_scale = true;
+    }
+cleanup:
+    free(gran);
+    return rc;
+}
+
+static pq_status load_entry(pq_h5r *r, hid_t gt, hid_t gm, pq_h5r_entry *e)
+{
+    char eb[256], where[320];
+    pq_status rc;
+    snprintf(where, sizeof where, "/tensors/%s", e->name);
+    hid_t g = H5Gopen2(gt, e->name, H5P_DEFAULT);
+    if (g < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: %s: not a group: %s", r->path, where,
+                      pq_h5u_detail(eb, sizeof eb));
+    bool has_data = false, has_q = false, has_s = false;
+    if ((rc = link_probe(r, g, where, "data", &has_data)) ||
+        (rc = link_probe(r, g, where, "qweight", &has_q)) ||
+        (rc = link_probe(r, g, where, "scale", &has_s)))
+        ;
+    else if (has_data)
+        rc = load_float(r, g, where, e);
+    else if (has_q && has_s)
+        rc = load_quant(r, g, where, e);
+    else
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s: has neither 'data' nor 'qweight' + 'scale'",
+                    r->path, where);
+    H5Gclose(g);
+    e->has_metrics = gm >= 0 && link_exists(gm, e->name);
+    return rc;
+}
+
+static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void *user)
+{
+    (void)g;
+    (void)info;
+    pq_h5r *r = user;
+    if (r->n == r->cap) {
+        int64_t cap = r->cap ? 2 * r->cap : 64;
+        pq_h5r_entry *ne = realloc(r->ent, (size_t)cap * sizeof *ne);
+        if (!ne) return -1;
+        r->ent = ne;
+        r->cap = cap;
+    }
+    memset(&r->ent[r->n], 0, sizeof r->ent[r->n]);
+    if ((r->ent[r->n].name = strdup(name)) == NULL) return -1;
+    r->n++;
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const pq_h5r_entry *)a)->name, ((const pq_h5r_entry *)b)->name);
+}
+
+static pq_status read_meta(pq_h5r *r)
+{
+    char *fmt = NULL;
+    int64_t ver = 0, v = 0;
+    pq_status rc;
+    hid_t f = r->file, gc = H5I_INVALID_HID;
+    char root[560], cfgw[560];
+    const char *where = root;
+    snprintf(root, sizeof root, "%s: /", r->path);
+    snprintf(cfgw, sizeof cfgw, "%s: /config", r->path);
+    pq_esm2_config *c = &r->meta.cfg;
+
+    char eb[256];
+    htri_t ex = H5Aexists(f, "format");
+    if (ex < 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: corrupt HDF5 file: cannot read the root "
+                      "attributes: %s", r->path, pq_h5u_detail(eb, sizeof eb));
+    if (ex == 0)
+        return pq_err(PQ_ERR_FORMAT, "%s: not a Proteus model file (no /format attribute)",
+                      r->path);
+    if ((rc = pq_h5u_get_str(f, where, "format", &fmt))) return rc;
+    if (strcmp(fmt, PQ_FORMAT_NAME)) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute /format is '%s', expected '%s'", r->path,
+                    fmt, PQ_FORMAT_NAME);
+        free(fmt);
+        return rc;
+    }
+    free(fmt);
+    if ((rc = pq_h5u_get_i64(f, where, "format_version", &ver))) return rc;
+    if (ver < PQ_FORMAT_VERSION_MIN || ver > PQ_FORMAT_VERSION)
+        return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
+                      "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN,
+                      PQ_FORMAT_VERSION);
+    r->meta.format_version = (int)ver;
+    /* Version 2 records the tree digest; version 1 (and a version-1 file
+     * exported again) the plain SHA-256. */
+    bool tree = ver >= 2 && pq_h5u_has_attr(f, "source_sha256_tree");
+    if (tree && ((rc = pq_h5u_get_str(f, where, "source_sha256_tree", &r->s_sha)) ||
+                 (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
+        goto fail;
+    if (tree && r->meta.source_hash_chunk_bytes <= 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: source_hash_chunk_bytes is %lld, expected a positive size", r->path,
+                    (long long)r->meta.source_hash_chunk_bytes);
+        goto fail;
+    }
+    if (!tree && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
+    if ((rc = pq_h5u_get_str(f, where, "architecture", &r->s_arch)) ||
+        (rc = pq_h5u_get_str(f, where, "model_name", &r->s_model)) ||
+        (rc = pq_h5u_get_str(f, where, "created_by", &r->s_created)) ||
+        (rc = pq_h5u_get_str(f, where, "config_json", &r->s_config)) ||
+        (rc = pq_h5u_get_i64(f, where, "num_ranks", &v)))
+        goto fail;
+    r->meta.architecture = r->s_arch;
+    r->meta.model_name = r->s_model;
+    r->meta.source_sha256 = r->s_sha;
+    r->meta.created_by = r->s_created;
+    r->meta.config_json = r->s_config;
+    r->meta.num_ranks = (int)v;
+
+    if (!link_exists(f, "config") || (gc = H5Gopen2(f, "config", H5P_DEFAULT)) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        rc = pq_err(PQ_ERR_FORMAT, "%s: /config group missing", r->path);
+        goto fail;
+    }
+    where = cfgw;
+    int64_t iv[6];
+    double eps = 0;
+    static const char *const keys[6] = {"num_layers", "embed_dim", "attention_heads",
+                                        "ffn_dim", "vocab_size", "head_dim"};
+    for (int i = 0; i < 5; i++)
+        if ((rc = pq_h5u_get_i64(gc, where, keys[i], &iv[i]))) goto fail;
+    iv[5] = iv[2] > 0 ? iv[1] / iv[2] : 0;
+    if (pq_h5u_has_attr(gc, keys[5]) && (rc = pq_h5u_get_i64(gc, where, keys[5], &iv[5])))
+        goto fail;
+    for (int i = 0; i < 6; i++)
+        if (iv[i] < 0 || iv[i] > (1 << 30)) {
+            rc = pq_err(PQ_ERR_FORMAT, "%s: /config: %s = %lld out of range", r->path,
+                        keys[i], (long long)iv[i]);
+            goto fail;
+        }
+    c->num_layers = (int)iv[0];
+    c->embed_dim = (int)iv[1];
+    c->attention_heads = (int)iv[2];
+    c->ffn_dim = (int)iv[3];
+    c->vocab_size = (int)iv[4];
+    c->head_dim = (int)iv[5];
+    if ((rc = pq_h5u_get_f64(gc, where, "layer_norm_eps", &eps)) ||
+        (rc = pq_h5u_get_bool(gc, where, "token_dropout", &c->token_dropout)))
+        goto fail;
+    c->layer_norm_eps = (float)eps;
+    if (pq_h5u_has_attr(gc, "has_contact_head") &&
+        (rc = pq_h5u_get_bool(gc, where, "has_contact_head", &c->has_contact_head)))
+        goto fail;
+    if (pq_h5u_has_attr(gc, "has_decoder") &&
+        (rc = pq_h5u_get_bool(gc, where, "has_decoder", &c->has_decoder)))
+        goto fail;
+    c->arch = pq_esm2_arch_find(r->s_arch);
+fail:
+    if (gc >= 0) H5Gclose(gc);
+    return rc;
+}
+
+pq_status pq_h5r_open(const char *path, pq_h5r **out)
+{
+    char eb[256];
+    pq_status rc = PQ_OK;
+    pq_h5r *r = NULL;
+    hid_t gt = H5I_INVALID_HID, gm = H5I_INVALID_HID;
+
+    *out = NULL;
+    if (!path) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_open: NULL path");
+    pq_h5u_quiet();
+    if (access(path, R_OK) < 0)
+        return pq_err(PQ_ERR_IO, "%s: cannot open for reading: %m", path);
+    if ((r = calloc(1, sizeof *r)) == NULL || (r->path = strdup(path)) == NULL) {
+        free(r);
+        return pq_err(PQ_ERR_RESOURCE, "%s: out of memory", path);
+    }
+    r->file = H5I_INVALID_HID;
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: not an HDF5 file%s%s", path, is < 0 ? ": " : "",
+                    is < 0 ? pq_h5u_detail(eb, sizeof eb) : "");
+        goto fail;
+    }
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    /* Take the HDF5 detail before the next API call clears the stack. */
+    if (r->file < 0)
+        rc = pq_err(PQ_ERR_FORMAT, "%s: corrupt or truncated HDF5 file: %s", path,
+                    pq_h5u_detail(eb, sizeof eb));
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc) goto fail;
+    if ((rc = read_meta(r))) goto fail;
+    if (!link_exists(r->file, "tensors") ||
+        (gt = H5Gopen2(r->file, "tensors", H5P_DEFAULT)) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        rc = pq_err(PQ_ERR_FORMAT, "%s: /tensors group missing", path);
+        goto fail;
+    }
+    if (link_exists(r->file, "metrics")) gm = H5Gopen2(r->file, "metrics", H5P_DEFAULT);
+    if (H5Literate(gt, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_cb, r) < 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: cannot list /tensors: %s", path,
+                    pq_h5u_detail(eb, sizeof eb));
+        goto fail;
+    }
+    /* Sorted by strcmp so pq_h5r_find can bisect, whatever HDF5's order. */
+    if (r->n > 1) qsort(r->ent, (size_t)r->n, sizeof *r->ent, cmp_entry);
+    for (int64_t i = 0; i < r->n; i++)
+        if ((rc = load_entry(r, gt, gm, &r->ent[i]))) goto fail;
+    if (gm >= 0) H5Gclose(gm);
+    H5Gclose(gt);
+    *out = r;
+    return PQ_OK;
+fail:
+    if (gm >= 0) H5Gclose(gm);
+    if (gt >= 0) H5Gclose(gt);
+    pq_h5r_close(r);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+void pq_h5r_close(pq_h5r *r)
+{
+    if (!r) return;
+    if (r->file >= 0) H5Fclose(r->file);
+    for (int64_t i = 0; i < r->n; i++) free(r->ent[i].name);
+    free(r->ent);
+    free(r->s_arch);
+    free(r->s_model);
+    free(r->s_sha);
+    free(r->s_created);
+    free(r->s_config);
+    free(r->path);
+    free(r);
+}
+
+const pq_h5_meta *pq_h5r_meta(const pq_h5r *r)
+{
+    return &r->meta;
+}
+
+int64_t pq_h5r_count(const pq_h5r *r)
+{
+    return r->n;
+}
+
+const pq_h5r_entry *pq_h5r_get(const pq_h5r *r, int64_t i)
+{
+    return i >= 0 && i < r->n ? &r->ent[i] : NULL;
+}
+
+const pq_h5r_entry *pq_h5r_find(const pq_h5r *r, const char *name)
+{
+    int64_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->ent[mid].name, name);
+        if (c == 0) return &r->ent[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* Read all of /tensors/<name>/<ds> as mtype into buf. */
+static pq_status read_ds(pq_h5r *r, const char *name, const char *ds, hid_t mtype, void *buf)
+{
+    char eb[256], p[352];
+    snprintf(p, sizeof p, "/tensors/%s/%s", name, ds);
+    hid_t d = H5Dopen2(r->file, p, H5P_DEFAULT);
+    herr_t hr = d < 0 ? -1 : H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (d >= 0) H5Dclose(d);
+    if (hr < 0)
+        return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, p,
+                      pq_h5u_detail(eb, sizeof eb));
+    return PQ_OK;
+}
+
+pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
+{
+    pq_status rc;
+    if (!r || !e || !qt) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_read_qtensor: NULL argument");
+    if (!e->quantized)
+        return pq_err(PQ_ERR_INTERNAL, "%s: /tensors/%s is not quantized", r->path, e->name);
+    memset(qt, 0, sizeof *qt);
+    if ((rc = pq_qtensor_alloc(qt, &e->spec, e->shape[0], e->shape[1]))) return rc;
+    int64_t rb = e->spec.bits == 8 ? e->shape[1] : (e->shape[1] + 1) / 2;
+    int64_t ng = e->spec.gran == PQ_GRAN_GROUP
+                     ? (e->shape[1] + e->spec.group_size - 1) / e->spec.group_size : 1;
+    int64_t ns = e->spec.gran == PQ_GRAN_TENSOR ? 1 : e->shape[0] * ng;
+    if (qt->code_row_bytes != rb || qt->n_scales != ns ||
+        (!e->spec.symmetric && !qt->zero_point)) {
+        rc = pq_err(PQ_ERR_INTERNAL, "%s: /tensors/%s: qtensor layout disagrees with the "
+                    "file (row bytes %lld vs %lld, scales %lld vs %lld)", r->path, e->name,
+                    (long long)qt->code_row_bytes, (long long)rb, (long long)qt->n_scales,
+                    (long long)ns);
+        goto fail;
+    }
+    if (e->shape[0] > 0 && rb > 0 &&
+        (rc = read_ds(r, e->name, "qweight",
+                      e->spec.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, qt->codes)))
+        goto fail;
+    if (ns > 0 && (rc = read_ds(r, e->name, "scale", H5T_NATIVE_FLOAT, qt->scale))) goto fail;
+    if (ns > 0 && !e->spec.symmetric &&
+        (rc = read_ds(r, e->name, "zero_point", H5T_NATIVE_INT32, qt->zero_point)))
+        goto fail;
+    if (e->has_metrics && (rc = pq_h5r_read_metrics(r, e->name, &qt->metrics))) goto fail;
+    return PQ_OK;
+fail:
+    pq_qtensor_free(qt);
+    return rc;
+}
+
+pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
+{
+    pq_status rc;
+    if (!r || !e || !dst) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_read_f32: NULL argument");
+    if (e->quantized) {
+        pq_qtensor qt;
+        if ((rc = pq_h5r_read_qtensor(r, e, &qt))) return rc;
+        pq_qtensor_dequantize_rows(&qt, 0, qt.rows, dst);
+        pq_qtensor_free(&qt);
+        return PQ_OK;
+    }
+    int64_t n = 1;
+    for (int i = 0; i < e->ndim; i++) n *= e->shape[i];
+    if (n == 0) return PQ_OK;
+    if (e->stored_dtype == PQ_DT_F32) return read_ds(r, e->name, "data", H5T_NATIVE_FLOAT, dst);
+    /* fp16: read the raw halves and widen exactly with pq_f16_to_f32. */
+    uint16_t *tmp = malloc((size_t)n * sizeof *tmp);
+    hid_t t = pq_h5u_f16_type();
+    if (!tmp || t < 0) {
+        free(tmp);
+        if (t >= 0) H5Tclose(t);
+        return pq_err(PQ_ERR_RESOURCE, "%s: /tensors/%s: out of memory", r->path, e->name);
+    }
+    rc = read_ds(r, e->name, "data", t, tmp);
+    if (!rc)
+        for (int64_t i = 0; i < n; i++) dst[i] = pq_f16_to_f32(tmp[i]);
+    H5Tclose(t);
+    free(tmp);
+    return rc;
+}
+
+pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m)
+{
+    char where[640];
+    pq_status rc;
+    if (!r || !name || !m) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_read_metrics: NULL argument");
+    snprintf(where, sizeof where, "%s: /metrics/%s", r->path, name);
+    memset(m, 0, sizeof *m);
+    if (!link_exists(r->file, "metrics")) goto missing;
+    hid_t gm = H5Gopen2(r->file, "metrics", H5P_DEFAULT);
+    if (gm < 0) goto missing;
+    bool ex = link_exists(gm, name);
+    hid_t g = ex ? H5Gopen2(gm, name, H5P_DEFAULT) : H5I_INVALID_HID;
+    H5Gclose(gm);
+    if (g < 0) goto missing;
+    if ((rc = pq_h5u_get_f64(g, where, "sqnr_db", &m->sqnr_db)) ||
+        (rc = pq_h5u_get_f64(g, where, "rel_l2", &m->rel_l2)) ||
+        (rc = pq_h5u_get_f64(g, where, "max_abs_err", &m->max_abs_err)) ||
+        (rc = pq_h5u_get_i64(g, where, "n_nonfinite", &m->n_nonfinite)))
+        goto done;
+    if (pq_h5u_has_attr(g, "sum_sq") && (rc = pq_h5u_get_f64(g, where, "sum_sq", &m->sum_sq)))
+        goto done;
+    if (pq_h5u_has_attr(g, "err_sq"))
+        rc = pq_h5u_get_f64(g, where, "err_sq", &m->err_sq);
+done:
+    H5Gclose(g);
+    return rc;
+missing:
+    H5Eclear2(H5E_DEFAULT);
+    return pq_err(PQ_ERR_FORMAT, "%s: no metrics recorded", where);
+}
+
+pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value)
+{
+    if (!r || !key || !value) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_provenance: NULL argument");
+    *value = NULL;
+    if (!link_exists(r->file, "provenance")) return PQ_OK;
+    hid_t g = H5Gopen2(r->file, "provenance", H5P_DEFAULT);
+    if (g < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return PQ_OK;
+    }
+    pq_status rc = PQ_OK;
+    char pw[560];
+    snprintf(pw, sizeof pw, "%s: /provenance", r->path);
+    if (pq_h5u_has_attr(g, key)) rc = pq_h5u_get_str(g, pw, key, value);
+    H5Gclose(g);
+    return rc;
+}

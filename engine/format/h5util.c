@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h5util.c - quiet HDF5 errors, h5py-compatible float16/bool types and typed
+ * attribute I/O for the model writer and reader. */
+#include "format/h5util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void pq_h5u_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+typedef struct walk_ctx {
+    char *buf;
+    size_t n;
+    bool found;
+} walk_ctx;
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *user)
+{
+    walk_ctx *c = user;
+    /* Walking upward, the first entry is the innermost, most specific cause. */
+    if (n == 0 && !c->found) {
+        const char *d = (e->desc && e->desc[0]) ? e->desc : e->func_name;
+        const char *m = d ? strstr(d, "error message = '") : NULL, *colon = d ? strchr(d, ':') : NULL;
+        if (m && colon && colon < m) {
+            /* A file driver's I/O failure also lists a time stamp, the
+             * descriptor and addresses on two lines: keep what failed and
+             * the system's reason ("file write failed: File too large"). */
+            m += strlen("error message = '");
+            const char *end = strchr(m, '\'');
+            snprintf(c->buf, c->n, "%.*s: %.*s", (int)(colon - d), d, (int)(end ? end - m : (long)strlen(m)), m);
+        } else {
+            snprintf(c->buf, c->n, "%s", d ? d : "unknown HDF5 error");
+        }
+        c->found = true;
+    }
+    return 0;
+}
+
+const char *pq_h5u_detail(char *buf, size_t n)
+{
+    walk_ctx c = {buf, n, false};
+    if (n == 0) return buf;
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, &c);
+    if (!c.found) snprintf(buf, n, "unknown HDF5 error");
+    H5Eclear2(H5E_DEFAULT);
+    return buf;
+}
+
+hid_t pq_h5u_f16_type(void)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0) return H5I_INVALID_HID;
+    /* Fields first (they must fit the current precision), then shrink. */
+    if (H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_precision(t, 16) < 0 ||
+        H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 15) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+bool pq_h5u_is_f16(hid_t t)
+{
+    size_t spos, epos, esize, mpos, msize;
+    if (H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 2) return false;
+    if (H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) < 0) return false;
+    return spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10 &&
+           H5Tget_ebias(t) == 15;
+}
+
+hid_t pq_h5u_bool_type(void)
+{
+    hid_t t = H5Tenum_create(H5T_STD_I8LE);
+    int8_t f = 0, tr = 1;
+    if (t < 0) return H5I_INVALID_HID;
+    if (H5Tenum_insert(t, "FALSE", &f) < 0 || H5Tenum_insert(t, "TRUE", &tr) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+const char *pq_h5u_dims_str(int ndim, const hsize_t *dims, char *buf, size_t n)
+{
+    size_t used = 0;
+    if (n == 0) return buf;
+    used += (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)dims[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+    return buf;
+}
+
+/* ---- writing ---- */
+
+static pq_status put_attr(hid_t obj, const char *where, const char *name, hid_t ftype,
+                          hid_t mtype, int n, const void *val)
+{
+    char eb[256];
+    pq_status rc = PQ_OK;
+    hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
+    htri_t ex = H5Aexists(obj, name);
+    if (ex > 0 && H5Adelete(obj, name) < 0) ex = -1;
+    if (ex < 0) {
+        rc = pq_err(PQ_ERR_IO, "%s: cannot replace attribute %s: %s", where, name,
+                    pq_h5u_detail(eb, sizeof eb));
+        goto cleanup;
+    }
+    if (n < 0) {
+        sp = H5Screate(H5S_SCALAR);
+    } else {
+        hsize_t d = (hsize_t)n;
+        sp = H5Screate_simple(1, &d, NULL);
+    }
+    if (sp < 0 || (a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(a, mtype, val) < 0) {
+        rc = pq_err(PQ_ERR_IO, "%s: cannot write attribute %s: %s", where, name,
+                    pq_h5u_detail(eb, sizeof eb));
+    }
+cleanup:
+    if (a >= 0) H5Aclose(a);
+    if (sp >= 0) H5Sclose(sp);
+    return rc;
+}
+
+static hid_t vlstr_type_cset(H5T_cset_t cset)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return t;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, cset) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+static hid_t vlstr_type(void)
+{
+    return vlstr_type_cset(H5T_CSET_UTF8);
+}
+
+pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val)
+{
+    char eb[256];
+    const char *v = val ? val : "";
+    hid_t t = vlstr_type();
+    if (t < 0)
+        return pq_err(PQ_ERR_IO, "%s: string type for %s: %s", where, name,
+                      pq_h5u_detail(eb, sizeof eb));
+    pq_status rc = put_attr(obj, where, name, t, t, -1, &v);
+    H5Tclose(t);
+    return rc;
+}
+
+pq_status pq_h5u_put_i32(hid_t obj, const char *where, const char *name, int32_t val)
+{
+    return put_attr(obj, where, name, H5T_STD_I32LE, H5T_NATIVE_INT32, -1, &val);
+}
+
+pq_status pq_h5u_put_i64(hid_t obj, const char *where, const char *name, int64_t val)
+{
+    return put_attr(obj, where, name, H5T_STD_I64LE, H5T_NATIVE_INT64, -1, &val);
+}
+
+pq_status pq_h5u_put_f32(hid_t obj, const char *where, const char *name, float val)
+{
+    return put_attr(obj, where, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, -1, &val);
+}
+
+pq_status pq_h5u_put_f64(hid_t obj, const char *where, const char *name, double val)
+{
+    return put_attr(obj, where, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, -1, &val);
+}
+
+pq_status pq_h5u_put_bool(hid_t obj, const char *where, const char *name, bool val)
+{
+    char eb[256];
+    int8_t v = val ? 1 : 0;
+    hid_t t = pq_h5u_bool_type();
+    if (t < 0)
+        return pq_err(PQ_ERR_IO, "%s: bool type for %s: %s", where, name,
+                      pq_h5u_detail(eb, sizeof eb));
+    pq_status rc = put_attr(obj, where, name, t, t, -1, &v);
+    H5Tclose(t);
+    return rc;
+}
+
+pq_status pq_h5u_put_i64_vec(hid_t obj, const char *where, const char *name,
+                             int n, const int64_t *val)
+{
+    return put_attr(obj, where, name, H5T_STD_I64LE, H5T_NATIVE_INT64, n, val);
+}
+
+/* ---- reading ---- */
+
+bool pq_h5u_has_attr(hid_t obj, const char *name)
+{
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0) H5Eclear2(H5E_DEFAULT);
+    return ex > 0;
+}
+
+/* Open attribute `name` and check it holds `n` elements (n = 1 also accepts
+ * a scalar). On success *a and *t (its file type) are open. */
+static pq_status open_attr(hid_t obj, const char *where, const char *name, hssize_t n,
+                           hid_t *a, hid_t *t)
+{
+    char eb[256];
+    hid_t sp = H5I_INVALID_HID;
+    *a = *t = H5I_INVALID_HID;
+    if (!pq_h5u_has_attr(obj, name))
+        return pq_err(PQ_ERR_FORMAT, "%s: missing attribute %s", where, name);
+    if ((*a = H5Aopen(obj, name, H5P_DEFAULT)) < 0 || (*t = H5Aget_type(*a)) < 0 ||
+        (sp = H5Aget_space(*a)) < 0) {
+        pq_status rc = pq_err(PQ_ERR_FORMAT, "%s: cannot read attribute %s: %s", where,
+                              name, pq_h5u_detail(eb, sizeof eb));
+        if (sp >= 0) H5Sclose(sp);
+        if (*t >= 0) H5Tclose(*t);
+        if (*a >= 0) H5Aclose(*a);
+        *a = *t = H5I_INVALID_HID;
+        return rc;
+    }
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    if (np != n) {
+        H5Tclose(*t);
+        H5Aclose(*a);
+        *a = *t = H5I_INVALID_HID;
+        return pq_err(PQ_ERR_FORMAT, "%s: attribute %s has %lld elements, expected %lld",
+                      where, name, (long long)np, (long long)n);
+    }
+    return PQ_OK;
+}
+
+static pq_status read_fail(const char *where, const char *name)
+{
+    char eb[256];
+    return pq_err(PQ_ERR_FORMAT, "%s: cannot read attribute %s: %s", where, name,
+                  pq_h5u_detail(eb, sizeof eb));
+}
+
+pq_status pq_h5u_get_str(hid_t obj, const char *where, const char *name, char **val)
+{
+    hid_t a, t, mt = H5I_INVALID_HID;
+    char *s = NULL;
+    *val = NULL;
+    pq_status rc = open_attr(obj, where, name, 1, &a, &t);
+    if (rc) return rc;
+    if (H5Tget_class(t) != H5T_STRING) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is not a string", where, name);
+        goto cleanup;
+    }
+    if (H5Tis_variable_str(t) > 0) {
+        char *raw = NULL;
+        /* Same character set as stored: HDF5 will not convert ASCII <-> UTF-8. */
+        if ((mt = vlstr_type_cset(H5Tget_cset(t))) < 0 || H5Aread(a, mt, &raw) < 0) {
+            rc = read_fail(where, name);
+            goto cleanup;
+        }
+        s = strdup(raw ? raw : "");
+        if (raw) H5free_memory(raw);
+    } else {
+        size_t sz = H5Tget_size(t);
+        H5T_str_t pad = H5Tget_strpad(t);
+        if ((s = calloc(sz + 1, 1)) == NULL) goto nomem;
+        if (H5Aread(a, t, s) < 0) {
+            rc = read_fail(where, name);
+            goto cleanup;
+        }
+        if (pad == H5T_STR_SPACEPAD)
+            for (size_t i = sz; i > 0 && s[i - 1] == ' '; i--) s[i - 1] = '\0';
+    }
+    if (s == NULL) goto nomem;
+    *val = s;
+    s = NULL;
+    goto cleanup;
+nomem:
+    rc = pq_err(PQ_ERR_RESOURCE, "%s: out of memory reading attribute %s", where, name);
+cleanup:
+    free(s);
+    if (mt >= 0) H5Tclose(mt);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+/* Read an integer-class or 1-byte enum attribute of n elements as int64. */
+static pq_status get_ints(hid_t obj, const char *where, const char *name, int n,
+                          int64_t *val)
+{
+    hid_t a, t;
+    pq_status rc = open_attr(obj, where, name, n, &a, &t);
+    if (rc) return rc;
+    H5T_class_t cls = H5Tget_class(t);
+    if (cls == H5T_INTEGER) {
+        if (H5Aread(a, H5T_NATIVE_INT64, val) < 0) rc = read_fail(where, name);
+    } else if (cls == H5T_ENUM && H5Tget_size(t) == 1 && n == 1) {
+        /* HDF5 has no enum -> integer conversion; a 1-byte enum's raw value
+         * is the same in any byte order. */
+        int8_t b = 0;
+        if (H5Aread(a, t, &b) < 0) rc = read_fail(where, name);
+        else val[0] = b;
+    } else {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is not an integer", where, name);
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+pq_status pq_h5u_get_i64(hid_t obj, const char *where, const char *name, int64_t *val)
+{
+    return get_ints(obj, where, name, 1, val);
+}
+
+pq_status pq_h5u_get_i64_vec(hid_t obj, const char *where, const char *name,
+                             int n, int64_t *val)
+{
+    return get_ints(obj, where, name, n, val);
+}
+
+pq_status pq_h5u_get_bool(hid_t obj, const char *where, const char *name, bool *val)
+{
+    int64_t v = 0;
+    pq_status rc = get_ints(obj, where, name, 1, &v);
+    if (rc == PQ_OK) *val = v != 0;
+    return rc;
+}
+
+pq_status pq_h5u_get_f64(hid_t obj, const char *where, const char *name, double *val)
+{
+    hid_t a, t;
+    pq_status rc = open_attr(obj, where, name, 1, &a, &t);
+    if (rc) return rc;
+    H5T_class_t cls = H5Tget_class(t);
+    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is not a number", where, name);
+    else if (H5Aread(a, H5T_NATIVE_DOUBLE, val) < 0)
+        rc = read_fail(where, name);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* st_hash.h - the tree digest of a checkpoint (source_sha256_tree).
+ *
+ * Definition (docs/FORMAT.md): the checkpoint's files in pq_st file order,
+ * each cut into consecutive chunks of chunk_bytes (its last chunk shorter,
+ * an empty file none); leaf = SHA-256(chunk); root = SHA-256 of all leaves
+ * concatenated in order (files in order, chunks in file order); the digest
+ * is the lowercase hex of root. Unlike one plain SHA-256 stream, the leaves
+ * can be hashed by several threads or ranks and combined on one; the result
+ * does not depend on who hashed which chunk. */
+#ifndef PQ_ST_HASH_H
+#define PQ_ST_HASH_H
+
+#include <stdint.h>
+
+#include "base/pq_err.h"
+#include "format/safetensors.h"
+
+/* The chunk size of every digest Proteus writes (attribute
+ * source_hash_chunk_bytes). Other sizes exist for the tests only. */
+#define PQ_HASH_CHUNK_BYTES ((int64_t)64 << 20)
+#define PQ_HASH_LEAF_BYTES 32
+
+/* Number of chunks of m's files (chunk_bytes > 0). */
+int64_t pq_st_hash_chunk_count(const pq_st_model *m, int64_t chunk_bytes);
+
+/* Digest index of the first chunk of file `file` (pq_st file order): the
+ * chunks of the files before it. */
+int64_t pq_st_hash_first_chunk(const pq_st_model *m, int64_t chunk_bytes, int file);
+
+/* Length in bytes of chunk i (0 <= i < count), for cost estimates. */
+int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t i);
+
+/* leaf = SHA-256 of chunk i, read from m's mapping (whose pages are dropped
+ * from this process's resident set afterwards; they stay in the page
+ * cache). Thread-safe. PQ_ERR_INTERNAL for an index out of range. */
+pq_status pq_st_hash_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i,
+                           uint8_t leaf[PQ_HASH_LEAF_BYTES]);
+
+/* leaves[i * 32 ..] = SHA-256 of chunk i for the n chunks idx[0..n) (NULL:
+ * chunks 0..n-1), by up to n_threads OpenMP threads (<= 1: this thread).
+ * leaves is indexed by chunk number. PQ_ERR_INTERNAL when any failed. */
+pq_status pq_st_hash_chunks(const pq_st_model *m, int64_t chunk_bytes, const int64_t *idx, int64_t n,
+                            int n_threads, uint8_t *leaves);
+
+/* hex = lowercase hex of SHA-256(leaves[0] || ... || leaves[n-1]), 32 bytes
+ * each (borrowed). 65 bytes with the NUL. */
+pq_status pq_hash_tree_combine(const uint8_t *leaves, int64_t n, char hex[65]);
+
+/* The whole digest of m, its chunks hashed by up to n_threads OpenMP
+ * threads (<= 1: this thread). */
+pq_status pq_st_hash_tree(const pq_st_model *m, int64_t chunk_bytes, int n_threads, char hex[65]);
+
+/* The same digest of one plain file (any content), read sequentially. */
+pq_status pq_hash_tree_file(const char *path, int64_t chunk_bytes, char hex[65]);
+
+/* hex = lowercase hex of the plain SHA-256 of a whole file (e.g. a dataset),
+ * read sequentially. PQ_ERR_IO when it cannot be opened or read. */
+pq_status pq_sha256_file(const char *path, char hex[65]);
+
+#endif

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* config.c - quantization configuration from defaults, JSON and options. */
+#include "pipeline/config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/pq_cuda.h"
+#include "kernels/pq_kernels.h"
+
+static const char *const known_keys =
+    "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
+    "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
+    "float_dtype, include, exclude";
+
+void pq_config_defaults(pq_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->scheme, sizeof c->scheme, "dynamic");
+    c->bits = 8;
+    c->per_channel = false;
+    c->symmetric = true;
+    snprintf(c->calibration_method, sizeof c->calibration_method, "minmax");
+    snprintf(c->hardware_target, sizeof c->hardware_target, "cpu");
+    c->optimize_memory = true;
+    c->enable_fusion = true;
+    c->threading = true;
+    c->nan_policy = PQ_NAN_ERROR;
+}
+
+void pq_config_free(pq_config *c)
+{
+    for (int i = 0; i < c->n_include; i++) free(c->include[i]);
+    for (int i = 0; i < c->n_exclude; i++) free(c->exclude[i]);
+    c->n_include = c->n_exclude = 0;
+}
+
+static int one_of(const char *v, const char *const *allowed)
+{
+    for (int i = 0; allowed[i]; i++)
+        if (!strcmp(v, allowed[i])) return i;
+    return -1;
+}
+
+static void join(const char *const *allowed, char *buf, size_t n)
+{
+    buf[0] = '\0';
+    for (int i = 0; allowed[i]; i++) {
+        if (i) strncat(buf, ", ", n - strlen(buf) - 1);
+        strncat(buf, allowed[i], n - strlen(buf) - 1);
+    }
+}
+
+static pq_status bad_value(const char *key, const char *v, const char *const *allowed)
+{
+    char list[256];
+    join(allowed, list, sizeof list);
+    return pq_err(PQ_ERR_CONFIG, "config key '%s': '%s' is not one of %s", key, v, list);
+}
+
+static pq_status parse_bool(const char *key, const char *v, bool *out)
+{
+    static const char *const b[] = {"true", "false", "1", "0", "yes", "no", "on", "off", NULL};
+    int i = one_of(v, b);
+    if (i < 0) return bad_value(key, v, (const char *const[]){"true", "false", NULL});
+    *out = (i % 2) == 0;
+    return PQ_OK;
+}
+
+static pq_status parse_int(const char *key, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return pq_err(PQ_ERR_CONFIG, "config key '%s': '%s' is not an integer in [%ld, %ld]",
+                      key, v, lo, hi);
+    *out = (int)x;
+    return PQ_OK;
+}
+
+pq_status pq_config_set(pq_config *c, const char *key, const char *v)
+{
+    static const char *const schemes[] = {"dynamic", "static", NULL};
+    static const char *const precisions[] = {"int8", "int4", NULL};
+    static const char *const methods[] = {"minmax", "entropy", "percentile", "mse", NULL};
+    static const char *const targets[] = {"cpu", "ref", "avx2", "avx512", "cuda", NULL};
+    static const char *const policies[] = {"error", "zero", "keep", NULL};
+    static const char *const fdtypes[] = {"fp32", "fp16", NULL};
+    int i;
+    if (!strcmp(key, "scheme")) {
+        if (one_of(v, schemes) < 0) return bad_value(key, v, schemes);
+        snprintf(c->scheme, sizeof c->scheme, "%s", v);
+    } else if (!strcmp(key, "precision")) {
+        if ((i = one_of(v, precisions)) < 0) return bad_value(key, v, precisions);
+        c->bits = i == 0 ? 8 : 4;
+    } else if (!strcmp(key, "per_channel")) {
+        return parse_bool(key, v, &c->per_channel);
+    } else if (!strcmp(key, "symmetric")) {
+        return parse_bool(key, v, &c->symmetric);
+    } else if (!strcmp(key, "optimize_memory")) {
+        return parse_bool(key, v, &c->optimize_memory);
+    } else if (!strcmp(key, "enable_fusion")) {
+        return parse_bool(key, v, &c->enable_fusion);
+    } else if (!strcmp(key, "threading")) {
+        return parse_bool(key, v, &c->threading);
+    } else if (!strcmp(key, "group_size")) {
+        int g = 0;
+        pq_status st = parse_int(key, v, 0, 256, &g);
+        if (st) return st;
+        if (g != 0 && (g < 32 || g % 2))
+            return pq_err(PQ_ERR_CONFIG, "config key 'group_size': %d must be 0 (off) or an even "
+                          "number in [32, 256]", g);
+        c->group_size = g;
+    } else if (!strcmp(key, "threads")) {
+        return parse_int(key, v, 0, 4096, &c->threads);
+    } else if (!strcmp(key, "calibration_method")) {
+        if (one_of(v, methods) < 0) return bad_value(key, v, methods);
+        snprintf(c->calibration_method, sizeof c->calibration_method, "%s", v);
+    } else if (!strcmp(key, "hardware_target")) {
+        if (one_of(v, targets) < 0) return bad_value(key, v, targets);
+        snprintf(c->hardware_target, sizeof c->hardware_target, "%s", v);
+    } else if (!strcmp(key, "nan_policy")) {
+        if ((i = one_of(v, policies)) < 0) return bad_value(key, v, policies);
+        c->nan_policy = i == 0 ? PQ_NAN_ERROR : i == 1 ? PQ_NAN_ZERO : PQ_NAN_KEEP_FLOAT;
+    } else if (!strcmp(key, "float_dtype")) {
+        if ((i = one_of(v, fdtypes)) < 0) return bad_value(key, v, fdtypes);
+        c->float16 = i == 1;
+    } else if (!strcmp(key, "include") || !strcmp(key, "exclude")) {
+        return pq_config_add_pattern(c, key[0] == 'i', v);
+    } else {
+        return pq_err(PQ_ERR_CONFIG, "unknown config key '%s' (allowed: %s)", key, known_keys);
+    }
+    return PQ_OK;
+}
+
+pq_status pq_config_add_pattern(pq_config *c, bool include, const char *pattern)
+{
+    int *n = include ? &c->n_include : &c->n_exclude;
+    char **list = include ? c->include : c->exclude;
+    if (!*pattern) return pq_err(PQ_ERR_CONFIG, "empty %s pattern", include ? "include" : "exclude");
+    if (*n >= PQ_MAX_PATTERNS)
+        return pq_err(PQ_ERR_CONFIG, "too many %s patterns (at most %d)",
+                      include ? "include" : "exclude", PQ_MAX_PATTERNS);
+    if (!(list[*n] = strdup(pattern))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    (*n)++;
+    return PQ_OK;
+}
+
+/* A JSON value as the string pq_config_set expects, or an error naming the
+ * key when its JSON type is wrong. */
+static pq_status json_scalar(const char *file, const char *key, json_t *v, char *buf, size_t n)
+{
+    if (json_is_string(v)) snprintf(buf, n, "%s", json_string_value(v));
+    else if (json_is_true(v)) snprintf(buf, n, "true");
+    else if (json_is_false(v)) snprintf(buf, n, "false");
+    else if (json_is_integer(v)) snprintf(buf, n, "%lld", (long long)json_integer_value(v));
+    else
+        return pq_err(PQ_ERR_CONFIG, "config %s: key '%s' has a value of the wrong type", file, key);
+    return PQ_OK;
+}
+
+pq_status pq_config_load_json(pq_config *c, const char *path)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    pq_status st = PQ_OK;
+    if (!root) {
+        FILE *f = fopen(path, "r");
+        if (!f) return pq_err(PQ_ERR_IO, "config %s: %s", path, strerror(errno));
+        fclose(f);
+        return pq_err(PQ_ERR_CONFIG, "config %s: line %d: %s", path, jerr.line, jerr.text);
+    }
+    if (!json_is_object(root)) {
+        st = pq_err(PQ_ERR_CONFIG, "config %s: top level must be a JSON object", path);
+        goto cleanup;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        char buf[512];
+        if (json_is_array(v) && (!strcmp(key, "include") || !strcmp(key, "exclude"))) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) {
+                if (!json_is_string(e)) {
+                    st = pq_err(PQ_ERR_CONFIG, "config %s: '%s' must be a list of strings", path, key);
+                    goto cleanup;
+                }
+                if ((st = pq_config_add_pattern(c, key[0] == 'i', json_string_value(e)))) goto cleanup;
+            }
+            continue;
+        }
+        if ((st = json_scalar(path, key, v, buf, sizeof buf))) goto cleanup;
+        if ((st = pq_config_set(c, key, buf))) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", pq_err_detail());
+            pq_err_replace(st, "config %s: %s", path, why);
+            goto cleanup;
+        }
+    }
+cleanup:
+    json_decref(root);
+    return st;
+}
+
+pq_status pq_config_validate(const pq_config *c)
+{
+    if (c->group_size && c->per_channel)
+        return pq_err(PQ_ERR_CONFIG, "group_size %d and per_channel are exclusive: group-wise "
+                      "scales are already per output row", c->group_size);
+    if (strcmp(c->calibration_method, "minmax") && !strcmp(c->scheme, "dynamic"))
+        return pq_err(PQ_ERR_CONFIG, "calibration_method '%s' needs calibration data: the dynamic "
+                      "scheme observes weights with minmax only", c->calibration_method);
+    return PQ_OK;
+}
+
+pq_qspec pq_config_qspec(const pq_config *c)
+{
+    pq_qspec s = {.bits = c->bits, .symmetric = c->symmetric, .group_size = c->group_size};
+    s.gran = c->group_size ? PQ_GRAN_GROUP : c->per_channel ? PQ_GRAN_CHANNEL : PQ_GRAN_TENSOR;
+    return s;
+}
+
+char *pq_config_to_json(const pq_config *c)
+{
+    static const char *const policies[] = {"error", "zero", "keep"};
+    json_t *o = json_object(), *inc = json_array(), *exc = json_array();
+    json_object_set_new(o, "scheme", json_string(c->scheme));
+    json_object_set_new(o, "precision", json_string(c->bits == 8 ? "int8" : "int4"));
+    json_object_set_new(o, "per_channel", json_boolean(c->per_channel));
+    json_object_set_new(o, "group_size", json_integer(c->group_size));
+    json_object_set_new(o, "symmetric", json_boolean(c->symmetric));
+    json_object_set_new(o, "calibration_method", json_string(c->calibration_method));
+    json_object_set_new(o, "hardware_target", json_string(c->hardware_target));
+    json_object_set_new(o, "optimize_memory", json_boolean(c->optimize_memory));
+    json_object_set_new(o, "enable_fusion", json_boolean(c->enable_fusion));
+    json_object_set_new(o, "threading", json_boolean(c->threading));
+    json_object_set_new(o, "nan_policy", json_string(policies[c->nan_policy]));
+    json_object_set_new(o, "float_dtype", json_string(c->float16 ? "fp16" : "fp32"));
+    for (int i = 0; i < c->n_include; i++) json_array_append_new(inc, json_string(c->include[i]));
+    for (int i = 0; i < c->n_exclude; i++) json_array_append_new(exc, json_string(c->exclude[i]));
+    json_object_set_new(o, "include", inc);
+    json_object_set_new(o, "exclude", exc);
+    /* threads is deliberately left out: output must not depend on it */
+    char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+pq_status pq_config_apply_hardware(const pq_config *c)
+{
+    const char *t = c->hardware_target;
+    if (!strcmp(t, "cuda")) {
+        if (!pq_cuda_compiled())
+            return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': this build has no CUDA support "
+                          "(available: cpu with kernels %s)", pq_kernels_available());
+        if (pq_cuda_device_count() == 0)
+            return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': no CUDA device is visible on "
+                          "this machine (available: cpu with kernels %s)", pq_kernels_available());
+        return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': %d CUDA device(s) found, but weight "
+                      "quantization runs on CPU kernels in this version (available: cpu with "
+                      "kernels %s)", pq_cuda_device_count(), pq_kernels_available());
+    }
+    if (!strcmp(t, "cpu")) return pq_kernels_select(getenv("PQ_KERNELS"));
+    if (!strcmp(t, "avx512"))
+        return pq_err(PQ_ERR_HARDWARE, "hardware_target 'avx512': no AVX-512 kernels in this build "
+                      "or CPU (available: %s)", pq_kernels_available());
+    pq_status st = pq_kernels_select(t);
+    if (st) pq_err_replace(st, "hardware_target '%s' is not available on this machine "
+                           "(available: %s)", t, pq_kernels_available());
+    return st;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* config.h - the quantization configuration: defaults, JSON file, validation.
+ *
+ * Keys use the names users know from other quantizers: scheme, precision,
+ * per_channel, symmetric, calibration_method, hardware_target,
+ * optimize_memory, enable_fusion, threading; plus group_size, include,
+ * exclude, nan_policy, float_dtype, threads. */
+#ifndef PQ_CONFIG_H
+#define PQ_CONFIG_H
+
+#include <stdbool.h>
+
+#include "base/pq_err.h"
+#include "quant/qspec.h"
+#include "quant/rtn.h"
+
+#define PQ_MAX_PATTERNS 64
+
+typedef struct pq_config {
+    char scheme[16];             /* "dynamic" */
+    int bits;                    /* 8 ("int8") or 4 ("int4") */
+    bool per_channel;            /* false: one scale per tensor */
+    int group_size;              /* 0: none; else 32..256 (implies per-row groups) */
+    bool symmetric;
+    char calibration_method[16]; /* minmax | entropy | percentile | mse */
+    char hardware_target[16];    /* cpu | ref | avx2 | avx512 | cuda */
+    bool optimize_memory;        /* release checkpoint pages after each tensor */
+    bool enable_fusion;
+    bool threading;
+    int threads;                 /* 0: all cores (when threading) */
+    pq_nan_policy nan_policy;
+    bool float16;                /* float tensors stored as fp16 */
+    int n_include, n_exclude;
+    char *include[PQ_MAX_PATTERNS]; /* owned; fnmatch patterns on HF names */
+    char *exclude[PQ_MAX_PATTERNS];
+} pq_config;
+
+/* Defaults: dynamic, int8, per-tensor, symmetric, minmax, cpu, optimize_memory,
+ * enable_fusion, threading all true, nan_policy error, float32. */
+void pq_config_defaults(pq_config *c);
+void pq_config_free(pq_config *c); /* frees patterns; c stays usable */
+
+/* Apply a JSON file over *c. Unknown keys or bad values: PQ_ERR_CONFIG naming
+ * the file, the key and the allowed values; *c may be partly updated. */
+pq_status pq_config_load_json(pq_config *c, const char *path);
+
+/* Set one key from a string value (as a command-line option gives it), same
+ * validation and messages as the JSON loader. */
+pq_status pq_config_set(pq_config *c, const char *key, const char *value);
+
+/* Add an include/exclude pattern (copied). */
+pq_status pq_config_add_pattern(pq_config *c, bool include, const char *pattern);
+
+/* Check cross-key consistency (group size with per-tensor etc.). */
+pq_status pq_config_validate(const pq_config *c);
+
+/* The weight quantization spec this config asks for. */
+pq_qspec pq_config_qspec(const pq_config *c);
+
+/* Canonical JSON of the resolved config (returns owned string, free()). */
+char *pq_config_to_json(const pq_config *c);
+
+/* Resolve hardware_target against this build and machine: selects the kernel
+ * variant, or PQ_ERR_HARDWARE saying what is available. */
+pq_status pq_config_apply_hardware(const pq_config *c);
+
+#endif

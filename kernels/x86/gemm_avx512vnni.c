@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gemm_avx512vnni.c - int8 x int8 GEMM with AVX-512 VNNI on 256-bit vectors
+ * (vpdpbusd, AVX512VL); compiled with the VNNI flags only here. Weight-only
+ * GEMM and activation quantisation reuse the AVX2 code.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes and adds each group of four
+ * products to an int32 lane without intermediate saturation, so it is exact
+ * for any codes once A is made unsigned: a + 128 (a XOR 0x80) in [0, 255].
+ * Then sum (a + 128) * w = sum a * w + 128 * sum w, and the weight row sums
+ * from packing remove the offset. |sum (a + 128) * w| <= 255 * 128 * 32768 <
+ * 2^31 for k <= 32768 (the pack's limit), and the wrapping subtraction lands
+ * on the exact sum. Same 16-column k-quad weight panels as AVX2; with 32
+ * vector registers the tile is 12 rows x 16 columns. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/gemm/gemm_impl.h"
+#include "kernels/gemm/gemm_x86.h"
+
+#define MRV 12
+#define I8_CHUNK 8 /* panels per chunk, as AVX2: 8 x 16 x k bytes of W in L2 */
+
+/* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128.
+ * Padding is byte 128 (code 0) so it meets zero weights. */
+static int64_t a_block_bytes(int64_t k) { return (k + 3) / 4 * MRV * 4; }
+
+static size_t a_pack_size_vnni(int64_t m, int64_t k)
+{
+    return (size_t)((m + MRV - 1) / MRV * a_block_bytes(k));
+}
+
+/* Rows of block blk from `rows` on (past m) hold code 0 (byte 128). */
+static void pad_block(uint8_t *blk, int rows, int64_t kq)
+{
+    for (int r = rows; r < MRV; r++)
+        for (int64_t q = 0; q < kq; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
+}
+
+/* Rows are copied a quad (4 bytes) at a time with the XOR applied to the
+ * whole word; a k tail shorter than a quad is completed with byte 128. */
+static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
+                        int64_t b1)
+{
+    int64_t bb = a_block_bytes(k), kq = k / 4, kt = k & 3;
+    uint8_t *d = dst;
+    for (int64_t b = b0; b < b1; b++) {
+        uint8_t *blk = d + b * bb;
+        int rows = m - b * MRV < MRV ? (int)(m - b * MRV) : MRV;
+        for (int r = 0; r < rows; r++) {
+            const int8_t *s = a + (b * MRV + r) * lda;
+            uint8_t *o = blk + r * 4;
+            for (int64_t q = 0; q < kq; q++) {
+                uint32_t v;
+                memcpy(&v, s + 4 * q, 4);
+                v ^= 0x80808080u;
+                memcpy(o + q * MRV * 4, &v, 4);
+            }
+            if (kt) {
+                uint8_t t[4] = {0x80, 0x80, 0x80, 0x80};
+                for (int64_t j = 0; j < kt; j++) t[j] = (uint8_t)(s[4 * kq + j] ^ 0x80);
+                memcpy(o + kq * MRV * 4, t, 4);
+            }
+        }
+        pad_block(blk, rows, (k + 3) / 4);
+    }
+}
+
+/* Per-token quantization written straight into packed blocks: the codes and
+ * scales of pq_gemm_quantize_dynamic_avx2 (max is exact in any order; the same
+ * reciprocal, product, round-half-even and clamp), without the m x k int8
+ * intermediate. */
+static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
+                               float *scale, int64_t b0, int64_t b1)
+{
+    int64_t bb = a_block_bytes(k), kq = (k + 3) / 4;
+    uint8_t *d = dst;
+    for (int64_t b = b0; b < b1; b++) {
+        uint8_t *blk = d + b * bb;
+        int rows = m - b * MRV < MRV ? (int)(m - b * MRV) : MRV;
+        for (int r = 0; r < rows; r++) {
+            const float *s = x + (b * MRV + r) * ldx;
+            uint8_t *o = blk + r * 4;
+            float sc = row_scale_dynamic(s, k);
+            float inv = 1.0f / sc;
+            scale[b * MRV + r] = sc;
+            __m256 vi = _mm256_set1_ps(inv);
+            int64_t j = 0;
+            for (; j + 8 <= k; j += 8) {
+                __m128i p8 = _mm_xor_si128(quant8_dynamic(s + j, vi), _mm_set1_epi8((char)0x80));
+                uint32_t q0 = (uint32_t)_mm_cvtsi128_si32(p8), q1 = (uint32_t)_mm_extract_epi32(p8, 1);
+                memcpy(o + (j / 4) * MRV * 4, &q0, 4);
+                memcpy(o + (j / 4 + 1) * MRV * 4, &q1, 4);
+            }
+            uint8_t tail[8] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
+            for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
+            for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
+        }
+        pad_block(blk, rows, kq);
+    }
+}
+
+AINLINE void kern_v(const uint8_t *ap, const uint8_t *wp, const int32_t *wsum, int64_t kq,
+                    int R, __m256i *acc)
+{
+    for (int i = 0; i < 2 * R; i++) acc[i] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(wp + q * 64));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(wp + q * 64 + 32));
+        const uint8_t *aq = ap + q * MRV * 4;
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, aq + 4 * r, sizeof quad);
+            __m256i av = _mm256_set1_epi32(quad);
+            acc[2 * r] = _mm256_dpbusd_epi32(acc[2 * r], av, w0);
+            acc[2 * r + 1] = _mm256_dpbusd_epi32(acc[2 * r + 1], av, w1);
+        }
+    }
+    __m256i o0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)wsum), 7);
+    __m256i o1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(wsum + 8)), 7);
+    for (int r = 0; r < R; r++) {
+        acc[2 * r] = _mm256_sub_epi32(acc[2 * r], o0);
+        acc[2 * r + 1] = _mm256_sub_epi32(acc[2 * r + 1], o1);
+    }
+}
+
+#define DEF_KERN_V(R)                                                                      \
+    static void kern_v_##R(const uint8_t *ap, const uint8_t *wp, const int32_t *wsum,        \
+                           int64_t kq, __m256i *acc)                                        \
+    {                                                                                      \
+        __m256i a[2 * R];                                                                  \
+        kern_v(ap, wp, wsum, kq, R, a);                                                    \
+        for (int i = 0; i < 2 * R; i++) acc[i] = a[i];                                     \
+    }
+DEF_KERN_V(1)
+DEF_KERN_V(2)
+DEF_KERN_V(3)
+DEF_KERN_V(4)
+DEF_KERN_V(5)
+DEF_KERN_V(6)
+DEF_KERN_V(7)
+DEF_KERN_V(8)
+DEF_KERN_V(9)
+DEF_KERN_V(10)
+DEF_KERN_V(11)
+
+/* The full 12-row tile with named accumulators: GCC keeps an array of 24
+ * vectors on the stack inside the loop, which halves the speed. */
+#define ROW(r, c0, c1)                                                         \
+    do {                                                                       \
+        int32_t quad;                                                          \
+        memcpy(&quad, aq + 4 * (r), sizeof quad);                              \
+        __m256i av = _mm256_set1_epi32(quad);                                  \
+        c0 = _mm256_dpbusd_epi32(c0, av, w0);                                  \
+        c1 = _mm256_dpbusd_epi32(c1, av, w1);                                  \
+    } while (0)
+
+static void kern_v_12(const uint8_t *ap, const uint8_t *wp, const int32_t *wsum, int64_t kq,
+                      __m256i *acc)
+{
+    __m256i z = _mm256_setzero_si256();
+    __m256i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    for (int64_t q = 0; q < kq; q++) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(wp + q * 64));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(wp + q * 64 + 32));
+        const uint8_t *aq = ap + q * MRV * 4;
+        ROW(0, a0, a1);
+        ROW(1, a2, a3);
+        ROW(2, a4, a5);
+        ROW(3, a6, a7);
+        ROW(4, a8, a9);
+        ROW(5, a10, a11);
+        ROW(6, a12, a13);
+        ROW(7, a14, a15);
+        ROW(8, a16, a17);
+        ROW(9, a18, a19);
+        ROW(10, a20, a21);
+        ROW(11, a22, a23);
+    }
+    __m256i t[2 * MRV] = {a0,  a1,  a2,  a3,  a4,  a5,  a6,  a7,  a8,  a9,  a10, a11,
+                          a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23};
+    __m256i o0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)wsum), 7);
+    __m256i o1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(wsum + 8)), 7);
+    for (int r = 0; r < MRV; r++) {
+        acc[2 * r] = _mm256_sub_epi32(t[2 * r], o0);
+        acc[2 * r + 1] = _mm256_sub_epi32(t[2 * r + 1], o1);
+    }
+}
+
+typedef void (*kern_fn)(const uint8_t *, const uint8_t *, const int32_t *, int64_t, __m256i *);
+static const kern_fn kerns[MRV + 1] = {NULL,     kern_v_1, kern_v_2,  kern_v_3,  kern_v_4,
+                                       kern_v_5, kern_v_6, kern_v_7,  kern_v_8,  kern_v_9,
+                                       kern_v_10, kern_v_11, kern_v_12};
+
+/* Two panels at once on 512-bit vectors: one vpdpbusd covers 16 columns x 4
+ * k, so a 12 x 32 tile needs half the instructions of the 256-bit tile. The
+ * sums are the same exact int32 values. */
+/* acc += a (unsigned bytes) . w (signed bytes). As inline assembly because
+ * GCC copies and spills the accumulators of the intrinsic form in this loop. */
+#define ZDP(acc, a, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(w))
+
+#define ZROW(r, c0, c1)                                                        \
+    do {                                                                       \
+        int32_t quad;                                                          \
+        memcpy(&quad, aq + 4 * (r), sizeof quad);                              \
+        __m512i av = _mm512_set1_epi32(quad);                                  \
+        ZDP(c0, av, w0);                                                       \
+        ZDP(c1, av, w1);                                                       \
+    } while (0)
+
+/* Splits row r of the 2-panel tile into the 16-column halves tile_out takes,
+ * removing the +128 offset of A with the weight row sums. */
+AINLINE void z_out(__m512i z0, __m512i z1, __m512i o0, __m512i o1, int r, __m256i *acc0,
+                   __m256i *acc1)
+{
+    z0 = _mm512_sub_epi32(z0, o0);
+    z1 = _mm512_sub_epi32(z1, o1);
+    acc0[2 * r] = _mm512_castsi512_si256(z0);
+    acc0[2 * r + 1] = _mm512_extracti64x4_epi64(z0, 1);
+    acc1[2 * r] = _mm512_castsi512_si256(z1);
+    acc1[2 * r + 1] = _mm512_extracti64x4_epi64(z1, 1);
+}
+
+__attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t *wp0, const uint8_t *wp1,
+                      const int32_t *ws0, const int32_t *ws1, int64_t kq, __m256i *acc0,
+                      __m256i *acc1)
+{
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    for (int64_t q = 0; q < kq; q++) {
+        __m512i w0 = _mm512_load_si512((const void *)(wp0 + q * 64));
+        __m512i w1 = _mm512_load_si512((const void *)(wp1 + q * 64));
+        const uint8_t *aq = ap + q * MRV * 4;
+        ZROW(0, a0, a1);
+        ZROW(1, a2, a3);
+        ZROW(2, a4, a5);
+        ZROW(3, a6, a7);
+        ZROW(4, a8, a9);
+        ZROW(5, a10, a11);
+        ZROW(6, a12, a13);
+        ZROW(7, a14, a15);
+        ZROW(8, a16, a17);
+        ZROW(9, a18, a19);
+        ZROW(10, a20, a21);
+        ZROW(11, a22, a23);
+    }
+    __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws0), 7);
+    __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws1), 7);
+    z_out(a0, a1, o0, o1, 0, acc0, acc1);
+    z_out(a2, a3, o0, o1, 1, acc0, acc1);
+    z_out(a4, a5, o0, o1, 2, acc0, acc1);
+    z_out(a6, a7, o0, o1, 3, acc0, acc1);
+    z_out(a8, a9, o0, o1, 4, acc0, acc1);
+    z_out(a10, a11, o0, o1, 5, acc0, acc1);
+    z_out(a12, a13, o0, o1, 6, acc0, acc1);
+    z_out(a14, a15, o0, o1, 7, acc0, acc1);
+    z_out(a16, a17, o0, o1, 8, acc0, acc1);
+    z_out(a18, a19, o0, o1, 9, acc0, acc1);
+    z_out(a20, a21, o0, o1, 10, acc0, acc1);
+    z_out(a22, a23, o0, o1, 11, acc0, acc1);
+}
+
+static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t kq = w->kp / 4, nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(w->k);
+    const uint8_t *apk = job->a_packed;
+    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
+        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t row0 = b * MRV;
+            int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
+            for (int64_t p = pc; p < pe; p++) {
+                __m256i acc[2 * MRV], acc1[2 * MRV];
+                if (mr == MRV && p + 1 < pe) {
+                    kern_z_12(apk + b * bb, w->data + p * w->panel_bytes,
+                              w->data + (p + 1) * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR,
+                              w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
+                    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+                    pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
+                    p++;
+                    continue;
+                }
+                kerns[mr](apk + b * bb, w->data + p * w->panel_bytes,
+                          w->row_sum + p * PQ_GEMM_NR, kq, acc);
+                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+            }
+        }
+    }
+}
+
+const pq_gemm_ops pq_gemm_ops_avx512vnni = {
+    .name = "avx512vnni",
+    .a_pack_size = a_pack_size_vnni,
+    .a_pack = a_pack_vnni,
+    .a_pack_rows = MRV,
+    .i8i8 = i8i8_vnni,
+    .wonly_scratch = pq_gemm_wonly_scratch_avx2,
+    .wonly = pq_gemm_wonly_avx2,
+    .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,
+    .quantize_pack = quantize_pack_vnni,
+};
