@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "base/pq_clock.h"
 #include "model/batch.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -48,13 +49,6 @@ static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 int pq_cmd_bench(int argc, char **argv)
@@ -116,9 +110,9 @@ int pq_cmd_bench(int argc, char **argv)
     json_t *root = NULL;
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);
-    double t_load = now_s();
+    double t_load = pq_now_s();
     if ((st = pq_esm2_model_open(model_path, &mo, &m)) != PQ_OK) goto done;
-    t_load = now_s() - t_load;
+    t_load = pq_now_s() - t_load;
     if (fasta_path) {
         pq_fasta_opts fo = pq_fasta_defaults();
         fo.max_residues = max_len;
@@ -148,7 +142,7 @@ int pq_cmd_bench(int argc, char **argv)
     times = malloc((size_t)reps * sizeof *times);
     if (!times) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto done; }
     for (int64_t r = -warm; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = pq_now_s();
         for (int64_t i = 0; i < n_batches; i++) {
             pq_esm2_outputs_clear(&out);
             out.want_logits = logits;
@@ -156,7 +150,7 @@ int pq_cmd_bench(int argc, char **argv)
             out.repr_layers[0] = -1;
             if ((st = pq_esm2_forward(m, &pk[i].batch, NULL, &out)) != PQ_OK) goto done;
         }
-        if (r >= 0) times[r] = now_s() - t0;
+        if (r >= 0) times[r] = pq_now_s() - t0;
     }
     qsort(times, (size_t)reps, sizeof *times, cmp_d);
     double med = times[reps / 2];

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/pq_clock.h"
 #include "model/batch.h"
 #include "model/blas.h"
 #include "cli/cli.h"
@@ -150,13 +151,6 @@ static double peak_rss_mib(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static pq_status same_arch(const pq_esm2_config *a, const pq_esm2_config *b, const char *qp, const char *rp)
@@ -315,11 +309,11 @@ int pq_cmd_evaluate(int argc, char **argv)
         pq_esm2_outputs_clear(&o1);
         pq_esm2_outputs_clear(&o2);
         o1.n_repr = o2.n_repr = 0;
-        double t_a = now_s();
+        double t_a = pq_now_s();
         if ((st = pq_esm2_forward(ref, &pk.batch, NULL, &o1)) != PQ_OK) goto done;
-        double t_b = now_s();
+        double t_b = pq_now_s();
         if ((st = pq_esm2_forward(q, &pk.batch, NULL, &o2)) != PQ_OK) goto done;
-        double t_c = now_s();
+        double t_c = pq_now_s();
         mr.secs += t_b - t_a;
         mq.secs += t_c - t_b;
         pq_eval_mlm_add(&mr.m, o1.logits, orig, N, V);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pq_clock.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "pq_config.h"
@@ -32,13 +33,6 @@ static void help(FILE *f)
 "  --json        one JSON object per event line instead of the progress view\n"
 "  --timeout S   give up after S seconds without the final event (exit 11)\n"
 "  -h, --help    this text\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void print_json(const Proteus__ProgressEvent *e)
@@ -110,13 +104,13 @@ int pq_cmd_monitor(int argc, char **argv)
     }
     pq_cli_progress view;
     pq_cli_progress_init(&view, stderr, 0);
-    double deadline = timeout > 0 ? now_s() + timeout : 0;
+    double deadline = timeout > 0 ? pq_now_s() + timeout : 0;
     uint8_t buf[PQ_WIRE_MAX_MSG];
     int warned = 0;
     for (;;) {
         long wait_ms = 500;
         if (deadline) {
-            double left = deadline - now_s();
+            double left = deadline - pq_now_s();
             if (left <= 0) {
                 fprintf(stderr, "proteus: ZeroMQ error: no final event from %s within %.0f s\n", ep, timeout);
                 goto cleanup;

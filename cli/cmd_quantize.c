@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/pq_clock.h"
 #include "coordinator/calib_mpi.h"
 #include "worker/claims.h"
 #include "coordinator/cleanup.h"
@@ -161,13 +162,6 @@ typedef struct qopts {
     const char *calib_data, *calib_store; /* static scheme */
 } qopts;
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* --verbose: where this rank's time went. */
 static void log_phases(const pq_job *j, double init_s)
 {
@@ -214,14 +208,14 @@ static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
      * before MPI_Init: forking is safe only before MPI is up */
     bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
     if (guarded) pq_cleanup_start();
-    double t_init = mono_s();
+    double t_init = pq_now_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
     if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
         rc = pq_cli_fail(st);
         goto finalize;
     }
     MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-    t_init = mono_s() - t_init;
+    t_init = pq_now_s() - t_init;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n);
     if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
@@ -342,9 +336,9 @@ done:
     free(same_node);
     if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
 finalize:;
-    double t_fin = mono_s();
+    double t_fin = pq_now_s();
     MPI_Finalize();
-    PQ_LOG_DEBUG("phases: MPI_Finalize %.3f s", mono_s() - t_fin);
+    PQ_LOG_DEBUG("phases: MPI_Finalize %.3f s", pq_now_s() - t_fin);
     return rc;
 }
 

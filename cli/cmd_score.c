@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pq_clock.h"
 #include "model/batch.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -123,8 +124,7 @@ int pq_cmd_score(int argc, char **argv)
     sc = calloc((size_t)n_recs, sizeof *sc);
     if (!sc) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto done; }
     int V = pq_esm2_model_config(m)->vocab_size;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = pq_now_s();
     int64_t tot_tokens = 0;
     for (int64_t start = 0; start < n_recs;) {
         int64_t np;
@@ -145,8 +145,7 @@ int pq_cmd_score(int argc, char **argv)
         tot_tokens += N;
         start += np;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double secs = pq_now_s() - t0;
     int64_t M = 0, C = 0;
     double NLL = 0.0;
     for (int64_t i = 0; i < n_recs; i++) { M += sc[i].n_masked; C += sc[i].n_correct; NLL += sc[i].nll; }

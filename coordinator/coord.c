@@ -7,6 +7,7 @@
  * (claims.h): pq_job_put_result places rows by unit, the metrics are summed
  * in row order and written in plan order, and the source digest's leaves
  * are combined in chunk order at the commit. */
+#include "base/pq_clock.h"
 #include "coordinator/coord.h"
 
 #include <math.h>
@@ -42,13 +43,6 @@ typedef struct coord {
     pq_unit_batch *batch;  /* with several threads: the batch in hand */
 } coord;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Record the first failure only: later ones are consequences. */
 static void fail(coord *c, pq_status st)
 {
@@ -62,12 +56,12 @@ static void fail(coord *c, pq_status st)
 static void end_ready(coord *c)
 {
     bool did = true;
-    double t0 = now_s();
+    double t0 = pq_now_s();
     while (did && !c->err) {
         pq_status st = pq_job_end_next(c->j, &did);
         if (st) fail(c, st);
     }
-    c->j->t.metrics += now_s() - t0;
+    c->j->t.metrics += pq_now_s() - t0;
 }
 
 static double unit_sqnr(const pq_unit_result *r)
@@ -160,7 +154,7 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
     static const char *const names[6] = {"codes", "scales", "zero points", "row sums", "row errors",
                                          "row max errors"};
     pq_status st = PQ_OK;
-    double t0 = now_s();
+    double t0 = pq_now_s();
     if (h->codes_in_file) sz[0] = 0; /* r.codes stays NULL: written by the worker */
     for (int i = 0; i < 6 && !st; i++) {
         if (!sz[i]) continue;
@@ -170,7 +164,7 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
         }
         st = pq_data_recv(c->comm, src, *bufs[i], sz[i], names[i]);
     }
-    c->j->t.xfer += now_s() - t0;
+    c->j->t.xfer += pq_now_s() - t0;
     if (!st && !c->err) st = put(c, u, src, &r);
     pq_unit_result_free(&r);
     return st;
@@ -313,7 +307,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     coord c = {.j = j, .comm = comm, .n_ranks = n_ranks, .o = o};
     const pq_plan *p = j->plan;
     const struct timespec nap = {0, 500000};
-    double t0 = now_s(), stop_t = 0;
+    double t0 = pq_now_s(), stop_t = 0;
     int next_own = 0, next_chunk = 0;
     double kicked_bytes = 0;          /* input bytes (unit cost) written at the last writeback hint */
     int taken = 0;                    /* units taken over from other ranks */
@@ -361,7 +355,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             snprintf(detail, sizeof detail, "%s", pq_err_detail());
             pq_coord_shutdown(comm, n_ranks, keep);
             pq_err_replace(keep, "%s", detail);
-            stop_t = now_s();
+            stop_t = pq_now_s();
         }
         if (!c.err && width > 1) {
             /* the same order, a batch of whole items at a time */
@@ -388,9 +382,9 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 /* The kernel reads the next own unit's rows meanwhile. */
                 int nx = pq_plan_next_unit(p, next_own, PQ_ROLE_COORD);
                 if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-                double tu = now_s();
+                double tu = pq_now_s();
                 pq_status st = pq_worker_run_unit(j, u, PQ_ROLE_COORD, &r);
-                j->t.units += now_s() - tu;
+                j->t.units += pq_now_s() - tu;
                 if (!st) st = put(&c, u, PQ_ROLE_COORD, &r);
                 pq_unit_result_free(&r);
                 if (st) fail(&c, st);
@@ -400,7 +394,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
             }
         }
         if (c.n_finished == n_ranks - 1) break;
-        if (c.err && now_s() - stop_t > o->stop_grace_s) {
+        if (c.err && pq_now_s() - stop_t > o->stop_grace_s) {
             *unresponsive = true;
             break;
         }
@@ -420,7 +414,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 break;
             }
     }
-    j->stats.seconds_quantize = now_s() - t0;
+    j->stats.seconds_quantize = pq_now_s() - t0;
     PQ_LOG_DEBUG("ran %d units, %d of them taken over from other ranks", c.rank_units[PQ_ROLE_COORD], taken);
     /* Every worker that finished normally has taken its layout (a worker
      * receives it at the latest while waiting for the Shutdown, which comes

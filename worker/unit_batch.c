@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* unit_batch.c - a batch of chunks and units, one per thread (unit_batch.h). */
+#include "base/pq_clock.h"
 #include "worker/unit_batch.h"
 
 #include <stdlib.h>
@@ -10,13 +11,6 @@
 #endif
 
 #include "worker/worker.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Input bytes of `width` units in flight at most: each thread maps its
  * unit's rows while it runs it. */
@@ -58,12 +52,12 @@ void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_claims *claims, int ra
 /* One item on the calling thread; its seconds. */
 static double run_item(pq_job *j, int rank, pq_unit_batch *b, int i)
 {
-    double t0 = now_s();
+    double t0 = pq_now_s();
     const int it = b->item[i];
     if (it >= 0) b->st[i] = pq_worker_run_unit(j, &j->plan->units[it], rank, &b->r[i]);
     else b->st[i] = pq_job_hash_chunk(j, rank, -(int64_t)it - 1);
     b->detail[i] = b->st[i] ? strdup(pq_err_detail()) : NULL;
-    return now_s() - t0;
+    return pq_now_s() - t0;
 }
 
 static bool all_ready(pq_unit_batch *b)
@@ -77,19 +71,19 @@ static bool all_ready(pq_unit_batch *b)
  * seconds it took. */
 static double ship_ready(pq_job *j, pq_unit_batch *b, pq_batch_ship ship, void *user)
 {
-    double t0 = now_s();
+    double t0 = pq_now_s();
     for (int i = 0; i < b->n; i++) {
         if (b->shipped[i] || !__atomic_load_n(&b->ready[i], __ATOMIC_ACQUIRE)) continue;
         if (b->item[i] < 0 && !b->st[i]) j->hash_have[-(int64_t)b->item[i] - 1] = true;
         if (ship) ship(user, b, i);
         b->shipped[i] = true;
     }
-    return now_s() - t0;
+    return pq_now_s() - t0;
 }
 
 void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, pq_batch_ship ship, void *user)
 {
-    double ship_s = 0, hash_s = 0, unit_s = 0, t0 = now_s();
+    double ship_s = 0, hash_s = 0, unit_s = 0, t0 = pq_now_s();
     if (threads < 1) threads = 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : hash_s, unit_s)
@@ -119,7 +113,7 @@ void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, pq_batch_s
     ship_s += ship_ready(j, b, ship, user);
     /* the calling thread's wall time besides shipping, split between the
      * phases by the items' thread seconds */
-    const double wall = now_s() - t0 - ship_s, busy = hash_s + unit_s;
+    const double wall = pq_now_s() - t0 - ship_s, busy = hash_s + unit_s;
     if (busy > 0) {
         j->t.hash += wall * hash_s / busy;
         j->t.units += wall * unit_s / busy;

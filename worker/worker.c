@@ -4,6 +4,7 @@
  * Protocol per worker: (UnitResult header + raw buffers)* then exactly one
  * final message, Done or Error; then rank 0 answers with one Shutdown. A
  * Shutdown that arrives early (stop = true) ends the unit loop. */
+#include "base/pq_clock.h"
 #include "worker/worker.h"
 
 #include <math.h>
@@ -32,13 +33,6 @@
  *                           records the size in source_hash_chunk_bytes).
  * The MPI tests use them to check that failures stop every rank and that
  * the digest does not depend on the rank count. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int env_int(const char *name, int dflt)
 {
     const char *v = getenv(name);
@@ -305,9 +299,9 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
         lm.u.leaves.chunk[k] = (uint32_t)chunks[k];
         memcpy(lm.u.leaves.leaf[k], j->hash_leaves + (size_t)chunks[k] * PQ_WIRE_LEAF_BYTES, PQ_WIRE_LEAF_BYTES);
     }
-    double t0 = now_s();
+    double t0 = pq_now_s();
     pq_status st = pq_msg_send(comm, PQ_ROLE_COORD, &lm);
-    j->t.xfer += now_s() - t0;
+    j->t.xfer += pq_now_s() - t0;
     return st;
 }
 
@@ -318,12 +312,12 @@ static pq_status hash_batch(pq_job *j, MPI_Comm comm, int rank, int *n, pq_statu
 static pq_status ship_unit(pq_job *j, MPI_Comm comm, int rank, const coord_news *cn, in_flight *f,
                            const pq_unit *u)
 {
-    double t1 = now_s();
+    double t1 = pq_now_s();
     bool placed = cn->direct.fd >= 0;
     pq_status st = PQ_OK;
     if (placed) {
         st = pq_direct_write(&cn->direct, j, u, &f->r, rank);
-        double t2 = now_s();
+        double t2 = pq_now_s();
         j->t.write += t2 - t1;
         t1 = t2;
     }
@@ -333,7 +327,7 @@ static pq_status ship_unit(pq_job *j, MPI_Comm comm, int rank, const coord_news 
     } else {
         pq_unit_result_free(&f->r);
     }
-    j->t.xfer += now_s() - t1;
+    j->t.xfer += pq_now_s() - t1;
     return st;
 }
 
@@ -354,9 +348,9 @@ typedef struct shipper {
 static void send_leaves(shipper *w)
 {
     if (!w->leaves.u.leaves.n || w->mpi) return;
-    double t0 = now_s();
+    double t0 = pq_now_s();
     w->mpi = pq_msg_send(w->comm, PQ_ROLE_COORD, &w->leaves);
-    w->j->t.xfer += now_s() - t0;
+    w->j->t.xfer += pq_now_s() - t0;
     w->hashed += (uint32_t)w->leaves.u.leaves.n;
     w->leaves.u.leaves.n = 0;
 }
@@ -378,9 +372,9 @@ static void ship_one(void *user, pq_unit_batch *b, int i)
     }
     const pq_unit *u = &w->j->plan->units[b->item[i]];
     int slot = -1;
-    double t0 = now_s();
+    double t0 = pq_now_s();
     pq_status st = free_slot(w->fl, &slot);
-    w->j->t.xfer += now_s() - t0;
+    w->j->t.xfer += pq_now_s() - t0;
     if (!st) {
         /* the slot owns the result until its sends complete */
         w->fl[slot].r = b->r[i];
@@ -489,7 +483,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
         /* The kernel reads the next own unit's rows while this one computes. */
         int nx = pq_plan_next_unit(p, own, rank);
         if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-        double t0 = now_s();
+        double t0 = pq_now_s();
         int slot = -1;
         pq_status local = free_slot(fl, &slot);
         if (local) {
@@ -498,7 +492,7 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
             break;
         }
         st = pq_worker_run_unit(j, u, rank, &fl[slot].r);
-        j->t.units += now_s() - t0;
+        j->t.units += pq_now_s() - t0;
         if (!st) st = ship_unit(j, comm, rank, &cn, &fl[slot], u);
         if (st) {
             set_error(&fin, rank, u->id, st);
@@ -510,9 +504,9 @@ pq_status pq_worker_main(pq_job *j, MPI_Comm comm, int rank, const char *partial
     PQ_LOG_DEBUG("ran %u units, %d of them taken over from other ranks", done, taken);
 #undef POLL_COORD
     /* rank 0 takes every announced buffer, even when stopping */
-    double tw = now_s();
+    double tw = pq_now_s();
     pq_status wst = reap(fl, true);
-    j->t.xfer += now_s() - tw;
+    j->t.xfer += pq_now_s() - tw;
     free(fl);
     if (wst && fin.tag == PQ_TAG_DONE) set_error(&fin, rank, -1, wst);
     /* the codes written here must be in the file before rank 0 commits */

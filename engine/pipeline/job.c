@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* job.c - one quantization job: open, plan, run units, write the output. */
+#include "base/pq_clock.h"
 #include "pipeline/job.h"
 
 #include <math.h>
@@ -13,13 +14,6 @@
 #include "kernels/pq_kernels.h"
 #include "quant/rtn.h"
 #include "format/st_hash.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const char *basename_of(const char *p)
 {
@@ -82,7 +76,7 @@ pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes
     pq_job *j = calloc(1, sizeof *j);
     if (!j) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     j->cfg = cfg;
-    j->t_start = now_s();
+    j->t_start = pq_now_s();
     if ((st = pq_config_validate(cfg))) goto fail;
     if ((st = pq_config_apply_hardware(cfg))) goto fail;
     pq_rtn_set_threads(cfg->threading ? cfg->threads : 1);
@@ -100,7 +94,7 @@ pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes
     if (cfg->threading) {
         j->hash_threads = cfg->threads > 0 ? cfg->threads : pq_cpu_count();
     }
-    j->t.open = now_s() - j->t_start;
+    j->t.open = pq_now_s() - j->t_start;
     *out = j;
     return PQ_OK;
 fail:
@@ -217,16 +211,16 @@ static void emit(pq_job *j, const char *phase, const char *tensor, double sqnr)
     pq_progress ev = {
         .phase = phase, .units_done = j->units_done, .units_total = j->plan->n_units,
         .bytes_done = j->bytes_done, .bytes_total = pq_plan_total_cost(j->plan),
-        .elapsed_s = now_s() - j->t_start, .tensor = tensor, .sqnr_db = sqnr,
+        .elapsed_s = pq_now_s() - j->t_start, .tensor = tensor, .sqnr_db = sqnr,
     };
     j->progress(j->progress_user, &ev);
 }
 
 pq_status pq_job_hash_source(pq_job *j, char hex[65])
 {
-    double t0 = now_s();
+    double t0 = pq_now_s();
     pq_status st = pq_st_hash_tree(j->model, j->plan->hash_chunk_bytes, j->hash_threads, hex);
-    j->t.hash += now_s() - t0;
+    j->t.hash += pq_now_s() - t0;
     return st;
 }
 
@@ -252,7 +246,7 @@ pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, 
 {
     const pq_plan *p = j->plan;
     int n = 0;
-    double t0 = now_s();
+    double t0 = pq_now_s();
     for (int i = 0; i < p->n_hash && n < max_chunks; i++)
         if (p->hash[i].rank == rank && !j->hash_have[i]) chunks[n++] = i;
     *n_done = n;
@@ -260,7 +254,7 @@ pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, 
     pq_status inj = injected_hash_failure(rank, chunks[0]);
     if (inj) return inj;
     pq_status st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, chunks, n, j->hash_threads, j->hash_leaves);
-    j->t.hash += now_s() - t0;
+    j->t.hash += pq_now_s() - t0;
     if (st) return pq_err_replace(st, "hashing the source: SHA-256 of a chunk failed");
     for (int k = 0; k < n; k++) j->hash_have[chunks[k]] = true;
     return PQ_OK;
@@ -302,7 +296,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     char *cfg_json = NULL;
     const pq_plan *p = j->plan;
     if (!j->defer_source_hash && (st = pq_job_hash_source(j, sha))) return st;
-    double t_setup = now_s(), floats0 = j->t.floats;
+    double t_setup = pq_now_s(), floats0 = j->t.floats;
     if (!(cfg_json = pq_config_to_json(j->cfg))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     pq_h5_meta meta = {
         .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
@@ -348,9 +342,9 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         memcpy(ts->shape, pt->st->shape, sizeof ts->shape);
         ts->bytes_before = pt->st->n_bytes;
         if (pt->action == PQ_ACT_FLOAT) {
-            double t0 = now_s();
+            double t0 = pq_now_s();
             st = write_float_tensor(j, pt);
-            j->t.floats += now_s() - t0;
+            j->t.floats += pq_now_s() - t0;
             if (st) goto cleanup;
             ts->bytes_after = (uint64_t)pt->st->n_elems * (j->cfg->float16 ? 2u : 4u);
         } else if (pt->action == PQ_ACT_QUANT) {
@@ -365,7 +359,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     }
     if (!st) st = pq_h5w_preallocate(j->writer);
 cleanup:
-    j->t.setup += now_s() - t_setup - (j->t.floats - floats0);
+    j->t.setup += pq_now_s() - t_setup - (j->t.floats - floats0);
     free(cfg_json);
     return st;
 }
@@ -373,13 +367,13 @@ cleanup:
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
-    double t0 = now_s();
+    double t0 = pq_now_s();
     if (r->n_rows != u->n_rows)
         return pq_err(PQ_ERR_INTERNAL, "unit %d of '%s': %lld rows returned, %lld expected", u->id,
                       pt->st->name, (long long)r->n_rows, (long long)u->n_rows);
     pq_status st = pq_h5w_quant_rows(j->writer, pt->st->name, u->row0, u->n_rows, r->codes,
                                      r->scale, r->zero_point);
-    j->t.write += now_s() - t0;
+    j->t.write += pq_now_s() - t0;
     if (st) return st;
     int64_t base = j->tensor_row_base[u->tensor] + u->row0;
     memcpy(j->row_sum_sq + base, r->row_sum_sq, (size_t)u->n_rows * sizeof(double));
@@ -429,7 +423,7 @@ pq_status pq_job_finish_output(pq_job *j)
     pq_status st;
     const pq_plan *p = j->plan;
     pq_job_stats *s = &j->stats;
-    double sum_sqnr = 0, t0 = now_s();
+    double sum_sqnr = 0, t0 = pq_now_s();
     /* the metrics first, for any number of ranks (see pq_job_end_next) */
     for (bool did = true; did;)
         if ((st = pq_job_end_next(j, &did))) return st;
@@ -465,15 +459,15 @@ pq_status pq_job_finish_output(pq_job *j)
     if (j->before_commit && (st = j->before_commit(j->before_commit_user, j))) return st;
     st = pq_h5w_commit(j->writer);
     j->writer = NULL;
-    j->t.commit = now_s() - t0;
-    s->seconds_total = now_s() - j->t_start;
+    j->t.commit = pq_now_s() - t0;
+    s->seconds_total = pq_now_s() - j->t_start;
     emit(j, "done", NULL, s->mean_sqnr_db);
     return st;
 }
 
 pq_status pq_job_run_all(pq_job *j)
 {
-    double t0 = now_s(), tw = j->t.write;
+    double t0 = pq_now_s(), tw = j->t.write;
     for (int i = 0; i < j->plan->n_units; i++) {
         pq_unit_result r;
         const pq_unit *u = &j->plan->units[i];
@@ -483,7 +477,7 @@ pq_status pq_job_run_all(pq_job *j)
         pq_unit_result_free(&r);
         if (st) return st;
     }
-    j->stats.seconds_quantize = now_s() - t0;
+    j->stats.seconds_quantize = pq_now_s() - t0;
     j->t.units += j->stats.seconds_quantize - (j->t.write - tw);
     return PQ_OK;
 }
