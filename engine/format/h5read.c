@@ -197,7 +197,7 @@ static pq_status load_quant(const pq_h5r *r, hid_t g, const char *where, pq_h5r_
     e->shape[1] = shape[1];
     e->stored_dtype = bits == 8 ? PQ_DT_I8 : PQ_DT_U8;
 
-    hsize_t qd[2] = {(hsize_t)shape[0], (hsize_t)(bits == 8 ? shape[1] : (shape[1] + 1) / 2)};
+    hsize_t qd[2] = {(hsize_t)shape[0], (hsize_t)pq_qspec_row_bytes(&(pq_qspec){.bits = bits}, shape[1])};
     hsize_t sd[2] = {1, 1};
     int snd = 1;
     if (e->spec.gran == PQ_GRAN_CHANNEL) {
@@ -511,7 +511,7 @@ pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
         return pq_err(PQ_ERR_INTERNAL, "%s: /tensors/%s is not quantized", r->path, e->name);
     memset(qt, 0, sizeof *qt);
     if ((rc = pq_qtensor_alloc(qt, &e->spec, e->shape[0], e->shape[1]))) return rc;
-    int64_t rb = e->spec.bits == 8 ? e->shape[1] : (e->shape[1] + 1) / 2;
+    int64_t rb = pq_qspec_row_bytes(&e->spec, e->shape[1]);
     int64_t ng = e->spec.gran == PQ_GRAN_GROUP
                      ? (e->shape[1] + e->spec.group_size - 1) / e->spec.group_size : 1;
     int64_t ns = e->spec.gran == PQ_GRAN_TENSOR ? 1 : e->shape[0] * ng;

@@ -413,7 +413,7 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
     q->cols = cols;
     q->n_groups = spec->gran == PQ_GRAN_GROUP ? (cols + spec->group_size - 1) / spec->group_size
                                               : 1;
-    q->row_bytes = spec->bits == 8 ? cols : (cols + 1) / 2;
+    q->row_bytes = pq_qspec_row_bytes(spec, cols);
     snprintf(q->where, sizeof q->where, "/tensors/%s", name);
     q->name = strdup(name);
     q->done = calloc((size_t)(rows > 0 ? rows : 1), 1);
@@ -557,7 +557,7 @@ pq_status pq_h5w_put_qtensor(pq_h5w *w, const char *name, const pq_qtensor *qt,
 {
     pq_status rc;
     if (!w || !qt) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_put_qtensor: NULL argument");
-    int64_t rb = qt->spec.bits == 8 ? qt->cols : (qt->cols + 1) / 2;
+    int64_t rb = pq_qspec_row_bytes(&qt->spec, qt->cols);
     if (qt->code_row_bytes != rb)
         return pq_err(PQ_ERR_INTERNAL, "%s: tensor %s: code_row_bytes %lld, expected %lld",
                       w->partial_path, name ? name : "(null)",

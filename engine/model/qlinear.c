@@ -111,7 +111,7 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     }
     /* what the pack holds: codes, one scale (+ zero point) per scale slot,
      * and the int32 row sums of 8-bit packs */
-    int64_t codes = qt->spec.bits == 4 ? qt->rows * ((qt->cols + 1) / 2) : qt->rows * qt->cols;
+    int64_t codes = qt->rows * pq_qspec_row_bytes(&qt->spec, qt->cols);
     int64_t nsc = qt->spec.gran == PQ_GRAN_TENSOR ? 1 : qt->rows * qt->n_groups;
     l->bytes = codes + nsc * 4 * (qt->zero_point ? 2 : 1) + (qt->spec.bits == 8 ? qt->rows * 4 : 0);
     *out = l;

@@ -18,6 +18,16 @@ int64_t pq_qspec_groups(const pq_qspec *s, int64_t cols)
     return (cols + s->group_size - 1) / s->group_size;
 }
 
+int64_t pq_qspec_row_bytes(const pq_qspec *s, int64_t cols)
+{
+    return s->bits == 8 ? cols : (cols + 1) / 2;
+}
+
+int64_t pq_qspec_n_scales(const pq_qspec *s, int64_t rows, int64_t cols)
+{
+    return s->gran == PQ_GRAN_TENSOR ? 1 : rows * pq_qspec_groups(s, cols);
+}
+
 void pq_qparams(float mn, float mx, int32_t qmin, int32_t qmax, bool symmetric,
                 float *scale, int32_t *zp)
 {

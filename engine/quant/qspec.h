@@ -27,6 +27,13 @@ void pq_qspec_range(const pq_qspec *s, int32_t *qmin, int32_t *qmax);
 /* Number of scales along the columns: 1 (tensor/channel) or ceil(cols/gs). */
 int64_t pq_qspec_groups(const pq_qspec *s, int64_t cols);
 
+/* Bytes of one row of cols codes as stored: 8-bit one byte per code, 4-bit
+ * two codes per byte (low nibble first), each row packed on its own. */
+int64_t pq_qspec_row_bytes(const pq_qspec *s, int64_t cols);
+
+/* Scales (and zero points) of rows x cols: 1 per tensor, else rows x groups. */
+int64_t pq_qspec_n_scales(const pq_qspec *s, int64_t rows, int64_t cols);
+
 /* The smallest scale: torch.finfo(float32).eps, as PyTorch's observers use. */
 #define PQ_SCALE_EPS 1.1920928955078125e-07f
 

@@ -19,7 +19,7 @@ pq_status pq_qtensor_alloc(pq_qtensor *qt, const pq_qspec *spec, int64_t rows, i
     qt->rows = rows;
     qt->cols = cols;
     qt->n_groups = pq_qspec_groups(spec, cols);
-    qt->code_row_bytes = spec->bits == 8 ? cols : (cols + 1) / 2;
+    qt->code_row_bytes = pq_qspec_row_bytes(spec, cols);
     qt->n_scales = spec->gran == PQ_GRAN_TENSOR ? 1 : rows * qt->n_groups;
     /* +1: malloc(0) may return NULL, which would read as out of memory. */
     qt->codes = malloc((size_t)(rows * qt->code_row_bytes) + 1);

@@ -245,7 +245,7 @@ pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, con
     pq_qspec_range(spec, &J.qmin, &J.qmax);
     J.n_groups = pq_qspec_groups(spec, cols);
     J.gs = spec->gran == PQ_GRAN_GROUP ? spec->group_size : (cols ? cols : 1);
-    J.row_bytes = J.four_bit ? (cols + 1) / 2 : cols;
+    J.row_bytes = pq_qspec_row_bytes(spec, cols);
 
     if (J.per_tensor) {
         float mn, mx;
