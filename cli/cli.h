@@ -8,17 +8,10 @@
 #include <stdio.h>
 
 #include "pipeline/job.h"
+#include "pipeline/outpath.h"
 
 /* Print "proteus CMD: config error: <msg>" and return exit status 2. */
 int pq_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Before any work, on the rank that writes `out`: PQ_ERR_IO when its folder
- * does not exist or takes no new files; PQ_ERR_CONFIG naming `opt` when
- * `out` is an existing directory, or the
- * existing file `out` is one of the input files inputs[0..n) (same device
- * and inode, so other spellings of a path are caught too): writing it would
- * destroy an input. Inputs that are not regular files are skipped. */
-pq_status pq_cli_check_out(const char *opt, const char *out, const char *const *inputs, int n_inputs);
 
 /* "1.23 MB" style (decimal units) into buf; returns buf. */
 char *pq_cli_bytes(double n, char *buf, size_t len);

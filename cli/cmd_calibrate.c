@@ -159,7 +159,7 @@ static int do_collect(const copts *o)
     if (!st && rank == 0) {
         /* rank 0 writes the store: its folder and the inputs are checked there */
         const char *in[] = {model, o->data};
-        st = pq_cli_check_out("--out", o->out ? o->out : o->update, in, 2);
+        st = pq_out_check("--out", o->out ? o->out : o->update, in, 2);
     }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
     st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
@@ -299,7 +299,7 @@ int pq_cmd_calibrate(int argc, char **argv)
     if (o.export_path) {
         if (!o.format) return pq_cli_usage_error("calibrate", "--export needs --format json|tensorrt|onnxruntime");
         const char *in[] = {o.export_path};
-        pq_status st = pq_cli_check_out("--out", o.out, in, 1);
+        pq_status st = pq_out_check("--out", o.out, in, 1);
         return st ? pq_cli_fail(st) : do_export(&o);
     }
     if (!o.data) return pq_cli_usage_error("calibrate", "--calibration-data is required");

@@ -164,7 +164,7 @@ int pq_cmd_embed(int argc, char **argv)
     pq_esm2_model_opts mo = {.n_threads = (int)threads};
 
     const char *inputs[] = {model_path, fasta_path};
-    if ((st = pq_cli_check_out("--out", out_path, inputs, 2)) != PQ_OK) goto done;
+    if ((st = pq_out_check("--out", out_path, inputs, 2)) != PQ_OK) goto done;
     if ((st = pq_esm2_model_open(model_path, &mo, &m)) != PQ_OK) goto done;
     const pq_esm2_config *cfg = pq_esm2_model_config(m);
     int L = cfg->num_layers;

@@ -247,7 +247,7 @@ int pq_cmd_evaluate(int argc, char **argv)
     pq_fasta_opts fo = pq_fasta_defaults();
     fo.max_residues = max_len;
     const char *inputs[] = {qpath, rpath, fasta_path};
-    if ((st = pq_cli_check_out("--json", json_path, inputs, 3)) != PQ_OK) goto done; /* before the work */
+    if ((st = pq_out_check("--json", json_path, inputs, 3)) != PQ_OK) goto done; /* before the work */
     if ((st = pq_fasta_read_all(fasta_path, &fo, max_seqs, &recs, &n_recs)) != PQ_OK) goto done;
     double rss0 = peak_rss_mib();
     if ((st = pq_esm2_model_open(rpath, &ro, &ref)) != PQ_OK) goto done;

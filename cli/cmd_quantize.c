@@ -183,7 +183,7 @@ static pq_status check_out(const qopts *o, const pq_job *j)
     in[n] = o->cfg_file;
     in[n + 1] = o->calib_data;
     in[n + 2] = o->calib_store;
-    pq_status st = pq_cli_check_out("--out", o->out, in, n + 3);
+    pq_status st = pq_out_check("--out", o->out, in, n + 3);
     free(in);
     return st;
 }
