@@ -8,6 +8,7 @@
 
 #include "proto/msg.h"
 #include "base/pq_cpu.h"
+#include "base/pq_hash.h"
 
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
 {
@@ -49,14 +50,7 @@ pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
     return agreed;
 }
 
-static void fnv(uint64_t *h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        *h ^= b[i];
-        *h *= 1099511628211ull;
-    }
-}
+static void fnv(uint64_t *h, const void *p, size_t n) { *h = pq_fnv1a64_update(*h, p, n); }
 
 static void fnv_i64(uint64_t *h, int64_t v) { fnv(h, &v, sizeof v); }
 

@@ -12,7 +12,7 @@
  * Values: element i of tensor t is a pure function of (seed, t's name, i),
  * built from the splitmix64 finaliser used as a counter-based generator:
  * draw(key, i) = mix64(key + (i + 1) * 0x9e3779b97f4a7c15), key =
- * mix64(seed ^ mix64(fnv1a64(name) ^ stream)). Normals use Box-Muller on the
+ * mix64(seed ^ mix64(FNV-1a 64 of name ^ stream)). Normals use Box-Muller on the
  * two 32-bit halves of one draw. So any row block can be generated on its
  * own, in parallel, and the file depends only on the seed (and on libm's
  * log/cos agreeing to well below one fp32 ulp, which glibc does).
@@ -35,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/pq_hash.h"
 #include "base/pq_io.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -67,16 +68,9 @@ static uint64_t mix64(uint64_t z)
 
 static uint64_t draw(uint64_t key, uint64_t i) { return mix64(key + (i + 1) * 0x9e3779b97f4a7c15ULL); }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 static uint64_t stream_key(uint64_t seed, const char *name, uint64_t stream)
 {
-    return mix64(seed ^ mix64(fnv1a64(name) ^ stream));
+    return mix64(seed ^ mix64(pq_fnv1a64_str(PQ_FNV1A64_BASIS, name) ^ stream));
 }
 
 static double u32_open(uint32_t x) { return ((double)x + 0.5) * 0x1p-32; } /* (0, 1) */
