@@ -8,17 +8,17 @@
 #include <string.h>
 
 #include "base/pq_cpu.h"
+#include "base/pq_hash.h"
 #include "format/safetensors.h"
 #include "format/st_hash.h"
 
+/* The basis is the standard one (PQ_FNV1A64_BASIS) short of its last digit,
+ * as it always was here: the hash orders calibration records, so it stays. */
+#define CALIB_ID_BASIS 1469598103934665603ull
+
 uint64_t pq_calib_id_hash(const char *id)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return pq_fnv1a64_str(CALIB_ID_BASIS, id);
 }
 
 typedef struct plan_item {
