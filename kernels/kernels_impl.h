@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kernels_impl.h - declarations of every kernel variant, for dispatch.c and
- * the kernel tests. */
+/* kernels_impl.h - declarations of every kernel variant and of the context
+ * builders, for ops.c and the kernel tests. */
 #ifndef PQ_KERNELS_IMPL_H
 #define PQ_KERNELS_IMPL_H
 
@@ -38,7 +38,21 @@ void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *cou
 void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                        uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 
-/* CPU feature probe (x86: cpuid/xgetbv through the compiler builtins). */
+/* The GEMM micro-kernels of each ISA (kernels/ref/gemm_ref.c,
+ * kernels/x86/gemm_*.c). */
+extern const pq_gemm_kernels pq_gemm_kernels_ref;
+extern const pq_gemm_kernels pq_gemm_kernels_avx2;
+extern const pq_gemm_kernels pq_gemm_kernels_avx512vnni;
+
+/* Context builders (kernels/ops.c): each starts from the one below it and
+ * overrides the slots its ISA does faster. Defined only where compiled in
+ * (PQ_HAVE_AVX2, PQ_HAVE_AVX512VNNI); call only where the CPU has what
+ * pq_ops_needs lists. */
+void pq_ops_init_avx2(pq_ops *out);   /* ref + AVX2 element-wise and GEMM */
+void pq_ops_init_avx512(pq_ops *out); /* avx2 + AVX-512 VNNI int8 GEMM */
+
+/* CPU feature probes (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);
+int pq_cpu_has_avx512vnni(void); /* avx512f/bw/vl/vnni and avx2_fma */
 
 #endif

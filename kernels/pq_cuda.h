@@ -4,13 +4,15 @@
 #ifndef PQ_CUDA_H
 #define PQ_CUDA_H
 
-#include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 
 /* Number of usable CUDA devices (0 when none or not built with CUDA). */
 int pq_cuda_device_count(void);
 /* Whether this build has CUDA support compiled in. */
 int pq_cuda_compiled(void);
-/* One line describing device `i` into buf (name, memory, compute capability). */
-pq_status pq_cuda_describe(int i, char *buf, int n);
+/* One line describing device `i` into buf (name, memory, compute capability);
+ * on failure buf says why: PQ_KNOTBUILT without CUDA, PQ_KBADARG when the
+ * device cannot be queried. */
+pq_kstatus pq_cuda_describe(int i, char *buf, int n);
 
 #endif

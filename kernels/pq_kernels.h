@@ -1,21 +1,70 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pq_kernels.h - the hot loops of Proteus behind one run-time dispatch table.
+/* pq_kernels.h - the hot loops of Proteus as one operations context per ISA.
  *
- * Every op has a scalar reference (kernels/ref, suffix _ref) that defines the
- * numbers, and faster variants (kernels/x86 *_avx2, later *_avx512vnni, CUDA)
- * that must produce the same integers bit for bit. pq_kernels() returns the
- * table chosen once at start-up: the best variant the CPU supports, or the one
- * forced by the environment variable PQ_KERNELS=ref|avx2 or pq_kernels_select().
- * No MPI here, no allocation in the hot paths. */
+ * A context (pq_ops) holds every entry a computation needs: the element-wise
+ * ops and the GEMM micro-kernels. The reference context (kernels/ref) is
+ * complete and defines the numbers; each ISA's context starts from it and
+ * overrides what its variant does faster (as BLIS builds a cntx_t): avx2 =
+ * ref with the AVX2 element-wise ops and GEMM; avx512 = avx2 with the AVX-512
+ * VNNI int8 GEMM. Variants produce the same integers bit for bit.
+ *
+ * A context is a plain value, filled once by pq_ops_select and never changed
+ * afterwards; whoever selected it owns it and passes it down (a job, a model)
+ * to every call that runs kernels. There is no process-wide table and no
+ * environment read here: the configuration turns hardware_target (and
+ * PQ_KERNELS) into the name given to pq_ops_select.
+ *
+ * kernels/ depends on libc and libm only: calls that can fail report a
+ * pq_kstatus, which the engine turns into its own errors. No MPI here, no
+ * allocation in the element-wise hot paths. */
 #ifndef PQ_KERNELS_H
 #define PQ_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "base/pq_err.h"
+/* What a kernel-level call reports. */
+typedef enum pq_kstatus {
+    PQ_KOK = 0,
+    PQ_KBADARG,   /* a shape, layout or value the call cannot take */
+    PQ_KNOMEM,    /* out of memory */
+    PQ_KUNKNOWN,  /* pq_ops_select: no context has that name */
+    PQ_KNOTBUILT, /* pq_ops_select: that context is not compiled into this build */
+    PQ_KNOCPU     /* pq_ops_select: this CPU lacks the instructions it needs */
+} pq_kstatus;
 
-typedef struct pq_kernel_ops {
-    const char *name; /* "ref", "avx2", ... */
+/* A short phrase for s ("out of memory", ...). */
+const char *pq_kstatus_str(pq_kstatus s);
+
+/* The GEMM jobs the micro-kernels run (kernels/gemm/gemm_impl.h). */
+typedef struct pq_gemm_i8i8_job pq_gemm_i8i8_job;
+typedef struct pq_gemm_wonly_job pq_gemm_wonly_job;
+
+/* The GEMM micro-kernels of one ISA; the framework in kernels/gemm (packing,
+ * driver, thread split) calls them. */
+typedef struct pq_gemm_kernels {
+    const char *name; /* "ref", "avx2", "avx512vnni" */
+    /* bytes of packed A for m x k (0: the variant reads a directly) */
+    size_t (*a_pack_size)(int64_t m, int64_t k);
+    /* packs the row blocks [b0, b1) of a_pack_rows rows each, so that
+     * threads can pack disjoint blocks of one buffer */
+    void (*a_pack)(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
+                   int64_t b1);
+    int a_pack_rows;
+    void (*i8i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
+    /* floats of per-thread scratch for wonly */
+    size_t (*wonly_scratch)(int64_t m, int64_t k);
+    void (*wonly)(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
+    void (*quantize_dynamic)(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
+                             int64_t ldq, float *scale);
+    /* optional: quantize_dynamic written straight into the packed A layout
+     * (row blocks [b0, b1)), the same codes and scales; NULL if absent */
+    void (*quantize_pack)(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
+                          float *scale, int64_t b0, int64_t b1);
+} pq_gemm_kernels;
+
+typedef struct pq_ops {
+    const char *name; /* the context: "ref", "avx2", "avx512" */
 
     /* min and max over the finite elements of x[0..n); *n_nonfinite counts
      * NaN/+-Inf elements, which are otherwise ignored. With no finite element,
@@ -67,7 +116,10 @@ typedef struct pq_kernel_ops {
      * table in cache; the caller flushes them before any could wrap. */
     void (*hist_ieee)(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
-} pq_kernel_ops;
+
+    /* ---- the int8/int4 GEMM (kernels/gemm/pq_gemm.h runs them) ---- */
+    pq_gemm_kernels gemm;
+} pq_ops;
 
 /* The calibration grid: 8 mantissa bits per bin (relative width 2^-8, far
  * below an int8 step), 512 blocks (sign x exponent) of 256 bins. */
@@ -82,21 +134,28 @@ typedef struct pq_kernel_ops {
 void pq_rotary_table(const float *inv_freq, int half, int64_t n_pos, float *cos_t,
                      float *sin_t);
 
-/* The table in use (selected on first call). Never NULL. */
-const pq_kernel_ops *pq_kernels(void);
+/* The complete scalar reference context; needs nothing from the CPU. */
+void pq_ops_init_ref(pq_ops *out);
 
-/* The scalar reference table. */
-const pq_kernel_ops *pq_kernels_ref(void);
+/* Fills *out with the context `name` names:
+ *   "cpu"    the best context this CPU runs (avx512, else avx2, else ref)
+ *   "ref"    the scalar references
+ *   "avx2"   AVX2 + FMA element-wise ops and GEMM
+ *   "avx512" avx2 with the AVX-512 VNNI int8 GEMM
+ * PQ_KUNKNOWN for any other name (pq_ops_names lists them), PQ_KNOTBUILT when
+ * the context is not compiled into this build, PQ_KNOCPU when this CPU lacks
+ * what it needs (pq_ops_needs). *out is left alone on failure. */
+pq_kstatus pq_ops_select(const char *name, pq_ops *out);
 
-/* A named variant if it is compiled in and the CPU supports it, else NULL. */
-const pq_kernel_ops *pq_kernels_get(const char *name);
+/* The names pq_ops_select accepts: "cpu, ref, avx2, avx512". */
+const char *pq_ops_names(void);
 
-/* Force a variant by name ("ref", "avx2", "auto"). PQ_ERR_HARDWARE with a
- * detail listing what is available when it is not compiled in or the CPU
- * lacks the features. */
-pq_status pq_kernels_select(const char *name);
+/* The contexts usable on this build and CPU, best first, comma-separated
+ * into buf (always NUL-terminated); returns buf. */
+const char *pq_ops_available(char *buf, size_t n);
 
-/* Comma-separated list of the variants usable on this machine, best first. */
-const char *pq_kernels_available(void);
+/* The CPU features context `name` needs ("avx2, fma", ...); "" for ref and
+ * cpu, NULL for an unknown name. */
+const char *pq_ops_needs(const char *name);
 
 #endif

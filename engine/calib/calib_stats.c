@@ -91,12 +91,12 @@ const pq_calib_site *pq_calib_find(const pq_calib *c, const char *name)
     return NULL;
 }
 
-pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, int64_t dim)
+pq_status pq_calib_site_add(const pq_ops *k, pq_calib_site *s, const float *x, int64_t n_tokens,
+                            int64_t dim)
 {
     if (dim != s->dim)
         return pq_err(PQ_ERR_INTERNAL, "calibration site %s: input width %lld, expected %lld",
                       s->name, (long long)dim, (long long)s->dim);
-    const pq_kernel_ops *k = pq_kernels();
     if (!s->pending && !(s->pending = calloc(PQ_HIST_NBINS, sizeof *s->pending)))
         return pq_err(PQ_ERR_RESOURCE, "out of memory for the histogram of %s", s->name);
     uint64_t nonfinite[3] = {0, 0, 0};
@@ -152,14 +152,14 @@ pq_status pq_calib_flush(pq_calib *c)
     return PQ_OK;
 }
 
-void pq_calib_observe(void *user, int layer, pq_esm2_role role, const float *x,
+void pq_calib_observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role, const float *x,
                       int64_t n_tokens, int64_t dim)
 {
     pq_calib *c = user;
     if (c->failed || role == PQ_ESM2_K || role == PQ_ESM2_V) return;
     int i = pq_calib_site_index(c, layer, role);
     if (i < 0) return;
-    if (pq_calib_site_add(&c->sites[i], x, n_tokens, dim)) c->failed = true;
+    if (pq_calib_site_add(ops, &c->sites[i], x, n_tokens, dim)) c->failed = true;
 }
 
 pq_status pq_calib_merge(pq_calib *dst, pq_calib *src)

@@ -70,9 +70,12 @@ int pq_calib_site_index(const pq_calib *c, int layer, pq_esm2_role role);
 bool pq_calib_site_of_weight(const char *hf_name, char *buf, size_t n);
 const pq_calib_site *pq_calib_find(const pq_calib *c, const char *site_name);
 
-/* Add x [n_tokens, dim] to site s. Out of memory: returns PQ_ERR_RESOURCE.
- * Histogram counts may stay pending until pq_calib_site_flush. */
-pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, int64_t dim);
+/* Add x [n_tokens, dim] to site s with the histogram kernel of ops (the
+ * caller's context; every context counts the same). Out of memory: returns
+ * PQ_ERR_RESOURCE. Histogram counts may stay pending until
+ * pq_calib_site_flush. */
+pq_status pq_calib_site_add(const pq_ops *ops, pq_calib_site *s, const float *x, int64_t n_tokens,
+                            int64_t dim);
 
 /* Move pending histogram counts into the uint64 blocks (exact). Readers of
  * blocks (store, reduction, merge) need flushed statistics;
@@ -81,9 +84,10 @@ pq_status pq_calib_site_add(pq_calib_site *s, const float *x, int64_t n_tokens, 
 pq_status pq_calib_site_flush(pq_calib_site *s);
 pq_status pq_calib_flush(pq_calib *c);
 
-/* An observer for pq_esm2_model_set_observer: user is the pq_calib. q/k/v
- * share one input, so only the q call is counted. Sets c->failed on error. */
-void pq_calib_observe(void *user, int layer, pq_esm2_role role, const float *x,
+/* An observer for pq_esm2_model_set_observer: user is the pq_calib, ops the
+ * model's context. q/k/v share one input, so only the q call is counted.
+ * Sets c->failed on error. */
+void pq_calib_observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role, const float *x,
                       int64_t n_tokens, int64_t dim);
 
 /* dst += src (same architecture): counts added, min/max combined, provenance

@@ -11,7 +11,6 @@
 #include "model/blas.h"
 #include "pq_config.h"
 #include "base/pq_cpu.h"
-#include "kernels/pq_kernels.h"
 #include "base/pq_mem.h"
 #include "format/safetensors.h"
 #include "model/tokenizer.h"
@@ -35,6 +34,7 @@ struct pq_esm2_model {
     tensor (*lay)[NROLES];      /* [l1 - l0][role] */
     pq_esm2_observe_fn observe;
     void *observe_user;
+    pq_ops ops;                 /* the kernel context it was opened with */
     int n_threads;
     /* packed Linears (NULL: that weight runs in fp32 from lay/g) */
     pq_qlinear *(*ql)[NROLES];  /* [l1 - l0][role] */
@@ -194,6 +194,8 @@ pq_status pq_esm2_model_load_with_qkv(const pq_esm2_config *cfg, pq_esm2_tensor_
     m->cfg = *cfg;
     m->l0 = l0;
     m->l1 = l1;
+    if (opts && opts->ops.name) m->ops = opts->ops;
+    else pq_ops_select("cpu", &m->ops); /* "cpu" always has a context */
     m->n_threads = opts ? opts->n_threads : 0;
     m->fusion = !(opts && opts->no_fusion);
     m->threading = !(opts && opts->no_threading);
@@ -322,6 +324,7 @@ void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *u
 
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n) { m->n_threads = n; }
 void pq_esm2_model_set_fusion(pq_esm2_model *m, bool on) { m->fusion = on; }
+const pq_ops *pq_esm2_model_ops(const pq_esm2_model *m) { return &m->ops; }
 
 const pq_qlinear *pq_esm2_model_qlinear(const pq_esm2_model *m, pq_esm2_role role, int layer)
 {
@@ -393,17 +396,17 @@ static int resolve_threads(int n)
 }
 
 /* y[N, out] = x[N, in] W^T + b, bias folded in first as torch's addmm does. */
-static void linear(const float *x, int64_t N, int64_t in, const float *W, const float *b,
-                   int64_t outd, float *y)
+static pq_status linear(const float *x, int64_t N, int64_t in, const float *W, const float *b,
+                        int64_t outd, float *y)
 {
     for (int64_t i = 0; i < N; i++) memcpy(y + i * outd, b, (size_t)outd * sizeof(float));
-    pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
-                W, (int)in, 1.0f, y, (int)outd);
+    return pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
+                    W, (int)in, 1.0f, y, (int)outd);
 }
 
 static void observe(pq_esm2_model *m, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
 {
-    if (m->observe) m->observe(m->observe_user, layer, site, x, N, d);
+    if (m->observe) m->observe(m->observe_user, &m->ops, layer, site, x, N, d);
 }
 
 typedef struct fwd_ctx {
@@ -424,7 +427,7 @@ typedef struct fwd_ctx {
 static void par_layernorm(const fwd_ctx *c, const float *x, int64_t n, int64_t d, const float *w,
                           const float *b, float eps, float *y)
 {
-    const pq_kernel_ops *K = pq_kernels();
+    const pq_ops *K = &c->m->ops;
     int64_t nb = (n + ROW_BLOCK - 1) / ROW_BLOCK;
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (c->n_threads > 1)
@@ -439,7 +442,7 @@ static void par_layernorm(const fwd_ctx *c, const float *x, int64_t n, int64_t d
  * a row would split it into vector body and tail). */
 static void par_gelu(const fwd_ctx *c, float *x, int64_t n, int64_t d)
 {
-    const pq_kernel_ops *K = pq_kernels();
+    const pq_ops *K = &c->m->ops;
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (c->n_threads > 1)
 #endif
@@ -464,11 +467,12 @@ static void par_add(const fwd_ctx *c, float *x, const float *y, int64_t n, int64
  * Each job first scales its head of q by hd^-0.5 and applies the rotary
  * embedding to its heads of q and k (in place), the fp32 operations of the
  * whole-tensor passes, per element. */
-static void attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld, float *o,
-                      float *attn_out, const int64_t *attn_off, int layer_in_stage, int n_layers_out)
+static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld, float *o,
+                           float *attn_out, const int64_t *attn_off, int layer_in_stage, int n_layers_out)
 {
+    _Atomic int failed = 0; /* an SGEMM failed (a worker thread's error detail is its own) */
     const pq_esm2_config *cfg = &c->m->cfg;
-    const pq_kernel_ops *K = pq_kernels();
+    const pq_ops *K = &c->m->ops;
     int H = cfg->attention_heads, hd = cfg->head_dim, D = cfg->embed_dim;
     int64_t n_jobs = c->b->n_seqs * H;
 #if PQ_HAVE_OPENMP
@@ -491,20 +495,25 @@ static void attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld
             for (int j = 0; j < hd; j++) qh[t * ld + j] *= c->qscale;
         K->rotary(qh, T, ld, 1, hd, c->cos_t, c->sin_t);
         K->rotary(kh, T, ld, 1, hd, c->cos_t, c->sin_t);
-        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
-                    (int)ld, 0.0f, S, (int)T);
+        if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
+                     (int)ld, 0.0f, S, (int)T) != PQ_OK) {
+            failed = 1;
+            continue;
+        }
         K->softmax_rows(S, T, T);
         if (attn_out) {
             float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
             memcpy(dst, S, (size_t)(T * T) * sizeof(float));
         }
-        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
-                    (int)ld, 0.0f, o + t0 * D + h * hd, D);
+        if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
+                     (int)ld, 0.0f, o + t0 * D + h * hd, D) != PQ_OK)
+            failed = 1;
     }
 #if PQ_HAVE_OPENMP
     pq_blas_set_threads(c->n_threads);
 #endif
     (void)n_layers_out;
+    return failed ? pq_blas_load() : PQ_OK; /* the load's error, recorded in this thread */
 }
 
 /* Contact head for one sequence: attn [L][H][T][T] -> contacts [T-2][T-2]. */
@@ -598,11 +607,9 @@ static pq_status qkv_linear(fwd_ctx *c, const pq_qlinear *ql, const float *h, co
                             const float *bias, float *y)
 {
     int64_t D = c->m->cfg.embed_dim;
-    if (!ql) {
-        linear(h, c->N, D, W, bias, D, y);
-        return PQ_OK;
-    }
-    return pq_qlinear_forward(ql, h, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, y, c->n_threads);
+    if (!ql) return linear(h, c->N, D, W, bias, D, y);
+    return pq_qlinear_forward(&c->m->ops, ql, h, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, y,
+                              c->n_threads);
 }
 
 /* x += Linear(in). Fused, the residual add runs in the GEMM epilogue writing
@@ -613,13 +620,15 @@ static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *
                                  float **x, float **tmp)
 {
     if (c->m->fusion) {
-        pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_RESIDUAL, *x, *tmp, c->n_threads);
+        pq_status st = pq_qlinear_forward(&c->m->ops, ql, in, c->N, bias, PQ_QLINEAR_POST_RESIDUAL, *x,
+                                          *tmp, c->n_threads);
         float *t = *x;
         *x = *tmp;
         *tmp = t;
         return st;
     }
-    pq_status st = pq_qlinear_forward(ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp, c->n_threads);
+    pq_status st = pq_qlinear_forward(&c->m->ops, ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp,
+                                      c->n_threads);
     if (st != PQ_OK) return st;
     par_add(c, *x, *tmp, c->N, c->m->cfg.embed_dim);
     return PQ_OK;
@@ -745,8 +754,8 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         int64_t ld = D;
         if (m->fusion && m->qkv[l - m->l0]) {
             /* one GEMM, rows [q | k | v] side by side */
-            st = pq_qlinear_forward(m->qkv[l - m->l0], h, N, m->qkv_bias[l - m->l0], PQ_QLINEAR_POST_NONE, NULL,
-                                    qkv, c.n_threads);
+            st = pq_qlinear_forward(&m->ops, m->qkv[l - m->l0], h, N, m->qkv_bias[l - m->l0],
+                                    PQ_QLINEAR_POST_NONE, NULL, qkv, c.n_threads);
             if (st != PQ_OK) goto cleanup;
             k = qkv + D;
             v = qkv + 2 * D;
@@ -756,26 +765,28 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                    (st = qkv_linear(&c, ql[PQ_ESM2_V], h, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, v)) != PQ_OK) {
             goto cleanup;
         }
-        attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, n_stage);
+        if ((st = attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, n_stage)) != PQ_OK) goto cleanup;
         observe(m, l, PQ_ESM2_OUT, o, N, D);
         if (ql[PQ_ESM2_OUT]) {
             if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h);
+            if ((st = linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h)) != PQ_OK)
+                goto cleanup;
             par_add(&c, x, h, N, D);
         }
         par_layernorm(&c, x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
         observe(m, l, PQ_ESM2_FC1, h, N, D);
         if (ql[PQ_ESM2_FC1]) {
             /* fused: bias + GELU in the GEMM epilogue */
-            st = pq_qlinear_forward(ql[PQ_ESM2_FC1], h, N, w[PQ_ESM2_FC1_BIAS].data,
+            st = pq_qlinear_forward(&m->ops, ql[PQ_ESM2_FC1], h, N, w[PQ_ESM2_FC1_BIAS].data,
                                     m->fusion ? PQ_QLINEAR_POST_GELU : PQ_QLINEAR_POST_NONE, NULL, f,
                                     c.n_threads);
             if (st != PQ_OK) goto cleanup;
             if (!m->fusion) par_gelu(&c, f, N, F);
         } else {
-            linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f);
+            if ((st = linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f)) != PQ_OK)
+                goto cleanup;
             par_gelu(&c, f, N, F);
         }
         observe(m, l, PQ_ESM2_FC2, f, N, F);
@@ -783,7 +794,8 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             if ((st = residual_linear(&c, ql[PQ_ESM2_FC2], f, w[PQ_ESM2_FC2_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h);
+            if ((st = linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h)) != PQ_OK)
+                goto cleanup;
             par_add(&c, x, h, N, D);
         }
         if (l + 1 < L) STORE_REPR(l + 1, x);
@@ -795,11 +807,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         if (out->want_logits) {
             observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
             if (m->ql_dense) {
-                st = pq_qlinear_forward(m->ql_dense, x, N, m->g[PQ_ESM2_LM_DENSE_B].data, PQ_QLINEAR_POST_NONE,
-                                        NULL, h, c.n_threads);
+                st = pq_qlinear_forward(&m->ops, m->ql_dense, x, N, m->g[PQ_ESM2_LM_DENSE_B].data,
+                                        PQ_QLINEAR_POST_NONE, NULL, h, c.n_threads);
                 if (st != PQ_OK) goto cleanup;
             } else {
-                linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+                st = linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+                if (st != PQ_OK) goto cleanup;
             }
             par_gelu(&c, h, N, D);
             par_layernorm(&c, h, N, D, m->g[PQ_ESM2_LM_LN_W].data, m->g[PQ_ESM2_LM_LN_B].data, eps, h);
@@ -807,7 +820,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                                                               : m->g[PQ_ESM2_EMBED].data;
             out->logits = malloc((size_t)(N * V) * sizeof(float));
             if (!out->logits) { st = pq_err(PQ_ERR_RESOURCE, "out of memory for logits"); goto cleanup; }
-            linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits);
+            if ((st = linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits)) != PQ_OK) goto cleanup;
         }
         if (out->want_contacts) {
             out->contact_off = malloc((size_t)(b->n_seqs + 1) * sizeof(int64_t));

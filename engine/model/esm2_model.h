@@ -15,14 +15,16 @@
 
 #include "format/esm2.h"
 #include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 #include "model/qlinear.h"
 
 /* Called with the input of every Linear before it is applied: site is the
  * weight role (PQ_ESM2_Q, _K, _V share one input; _OUT, _FC1, _FC2, and
  * PQ_ESM2_LM_DENSE_W with layer -1). x is [n_tokens, dim] row-major, borrowed
- * for the call only. Called from the forward's thread, in layer order. */
-typedef void (*pq_esm2_observe_fn)(void *user, int layer, pq_esm2_role site, const float *x,
-                                   int64_t n_tokens, int64_t dim);
+ * for the call only; ops is the model's kernel context, for observers that
+ * compute on x. Called from the forward's thread, in layer order. */
+typedef void (*pq_esm2_observe_fn)(void *user, const pq_ops *ops, int layer, pq_esm2_role site,
+                                   const float *x, int64_t n_tokens, int64_t dim);
 
 /* How quantized Linear weights of a Proteus HDF5 model run (quantized_mode):
  * AUTO packs them and runs integer kernels chosen per tensor
@@ -42,6 +44,9 @@ typedef struct pq_esm2_model_opts {
     bool no_fusion;             /* enable_fusion = false: bias+GELU and the
                                    residual add run after the quantized GEMM */
     bool no_threading;          /* threading = false: one thread throughout */
+    pq_ops ops;                 /* kernel context, copied at load (the model
+                                   keeps it; pq_hardware_select fills one);
+                                   left zero = the best this CPU runs */
 } pq_esm2_model_opts;
 
 typedef struct pq_esm2_model pq_esm2_model;
@@ -98,6 +103,8 @@ void pq_esm2_model_stage(const pq_esm2_model *m, int *layer_begin, int *layer_en
 void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *user);
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n_threads); /* 0 = all cores */
 void pq_esm2_model_set_fusion(pq_esm2_model *m, bool enable_fusion);
+/* The kernel context the model runs with (borrowed, lives as long as m). */
+const pq_ops *pq_esm2_model_ops(const pq_esm2_model *m);
 
 /* The packed Linear of a weight role (layer -1 for PQ_ESM2_LM_DENSE_W);
  * borrowed; NULL when that weight runs in fp32. */

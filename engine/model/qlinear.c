@@ -9,7 +9,6 @@
 
 #include "model/blas.h"
 #include "kernels/gemm/pq_gemm.h"
-#include "kernels/pq_kernels.h"
 
 struct pq_qlinear {
     pq_qlinear_kind kind;
@@ -67,6 +66,31 @@ pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *sch
     return has_act_scale ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC;
 }
 
+/* A GEMM call's status as an error about `what` (a Linear's name or role). */
+static pq_status gemm_status(pq_kstatus k, const char *what)
+{
+    if (k == PQ_KOK) return PQ_OK;
+    if (k == PQ_KNOMEM) return pq_err(PQ_ERR_RESOURCE, "%s: out of memory in the integer GEMM", what);
+    return pq_err(PQ_ERR_CONFIG, "%s: the integer GEMM refused its arguments (%s)", what,
+                  pq_kstatus_str(k));
+}
+
+/* What pq_gemm_pack_* would refuse, said with the tensor's name: zero
+ * points outside the code range, int8 x int8 sums that could leave int32. */
+static pq_status check_pack(const char *name, const pq_qtensor *qt, bool w8a8)
+{
+    if (w8a8 && qt->cols > 32768)
+        return pq_err(PQ_ERR_CONFIG, "%s: W8A8 needs at most 32768 input columns (got %lld)", name,
+                      (long long)qt->cols);
+    int32_t lo = qt->spec.bits == 8 ? -128 : -8, hi = qt->spec.bits == 8 ? 127 : 7;
+    int64_t nsc = pq_qspec_n_scales(&qt->spec, qt->rows, qt->cols);
+    for (int64_t i = 0; qt->zero_point && i < nsc; i++)
+        if (qt->zero_point[i] < lo || qt->zero_point[i] > hi)
+            return pq_err(PQ_ERR_FORMAT, "%s: zero point %d (scale %lld) is outside [%d, %d]", name,
+                          (int)qt->zero_point[i], (long long)i, (int)lo, (int)hi);
+    return PQ_OK;
+}
+
 static pq_gemm_gran to_gemm_gran(pq_granularity g)
 {
     return g == PQ_GRAN_TENSOR ? PQ_GEMM_TENSOR : g == PQ_GRAN_CHANNEL ? PQ_GEMM_CHANNEL : PQ_GEMM_GROUP;
@@ -85,6 +109,8 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     if (kind == PQ_QLINEAR_W8A8_STATIC && !(act_scale > 0.0f))
         return pq_err(PQ_ERR_FORMAT, "%s: static W8A8 needs a positive act_scale (got %g)", name,
                       (double)act_scale);
+    pq_status st = check_pack(name, qt, w8a8);
+    if (st != PQ_OK) return st;
     pq_qlinear *l = calloc(1, sizeof *l);
     if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
     l->kind = kind;
@@ -96,18 +122,19 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     l->act_qmin = act_zp ? -128 : -127;
     l->act_qmax = 127;
     pq_gemm_gran g = to_gemm_gran(qt->spec.gran);
-    pq_status st;
+    pq_kstatus ks;
     if (qt->spec.bits == 4)
-        st = pq_gemm_pack_i4(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
+        ks = pq_gemm_pack_i4(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
                              qt->spec.group_size, &l->pw);
     else
-        st = pq_gemm_pack_i8(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
+        ks = pq_gemm_pack_i8(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
                              qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
-    if (st != PQ_OK) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", pq_err_detail());
+    if (ks != PQ_KOK) {
         free(l);
-        return pq_err_replace(st, "%s: packing the weights failed: %s", name, why);
+        if (ks == PQ_KNOMEM)
+            return pq_err(PQ_ERR_RESOURCE, "%s: out of memory packing [%lld, %lld] weights", name,
+                          (long long)qt->rows, (long long)qt->cols);
+        return pq_err(PQ_ERR_CONFIG, "%s: packing the weights failed (%s)", name, pq_kstatus_str(ks));
     }
     /* what the pack holds: codes, one scale (+ zero point) per scale slot,
      * and the int32 row sums of 8-bit packs */
@@ -194,7 +221,7 @@ pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n
 /* A view: the parent's whole output into scratch, bias placed at the view's
  * columns (zeros elsewhere, discarded), then the columns copied out. The
  * residual add follows the copy: the same one fp32 add as the epilogue. */
-static pq_status view_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
+static pq_status view_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m, const float *bias,
                               pq_qlinear_post post, const float *residual, float *y, int n_threads)
 {
     const pq_qlinear *p = l->parent;
@@ -208,7 +235,7 @@ static pq_status view_forward(const pq_qlinear *l, const float *x, int64_t m, co
                       (long long)pn);
     }
     if (pb) memcpy(pb + l->row0, bias, (size_t)n * sizeof(float));
-    pq_status st = pq_qlinear_forward(p, x, m, pb, post == PQ_QLINEAR_POST_GELU ? post : PQ_QLINEAR_POST_NONE,
+    pq_status st = pq_qlinear_forward(ops, p, x, m, pb, post == PQ_QLINEAR_POST_GELU ? post : PQ_QLINEAR_POST_NONE,
                                       NULL, full, n_threads);
     if (st == PQ_OK)
         for (int64_t i = 0; i < m; i++) {
@@ -222,31 +249,34 @@ static pq_status view_forward(const pq_qlinear *l, const float *x, int64_t m, co
     return st;
 }
 
-static void post_f32(float *y, int64_t m, int64_t n, pq_qlinear_post post, const float *residual)
+static void post_f32(const pq_ops *ops, float *y, int64_t m, int64_t n, pq_qlinear_post post,
+                     const float *residual)
 {
     if (post == PQ_QLINEAR_POST_GELU) {
-        pq_kernels()->gelu(y, m * n);
+        ops->gelu(y, m * n);
     } else if (post == PQ_QLINEAR_POST_RESIDUAL) {
         for (int64_t i = 0; i < m * n; i++) y[i] = residual[i] + y[i];
     }
 }
 
-pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
-                             pq_qlinear_post post, const float *residual, float *y, int n_threads)
+pq_status pq_qlinear_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m,
+                             const float *bias, pq_qlinear_post post, const float *residual, float *y,
+                             int n_threads)
 {
     int64_t n = l->out_dim, k = l->in_dim;
     if (m <= 0) return PQ_OK;
     if (post == PQ_QLINEAR_POST_RESIDUAL && (!residual || residual == y))
         return pq_err(PQ_ERR_CONFIG, "qlinear: residual post-op needs a residual apart from the output");
-    if (l->parent) return view_forward(l, x, m, bias, post, residual, y, n_threads);
+    if (l->parent) return view_forward(ops, l, x, m, bias, post, residual, y, n_threads);
     if (l->kind == PQ_QLINEAR_F32) {
         for (int64_t i = 0; i < m; i++) {
             if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
             else memset(y + i * n, 0, (size_t)n * sizeof(float));
         }
-        pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, l->w,
-                    (int)k, 1.0f, y, (int)n);
-        post_f32(y, m, n, post, residual);
+        pq_status st = pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x,
+                                (int)k, l->w, (int)k, 1.0f, y, (int)n);
+        if (st) return st;
+        post_f32(ops, y, m, n, post, residual);
         return PQ_OK;
     }
     pq_gemm_epilogue epi = {.bias = bias,
@@ -254,13 +284,17 @@ pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, con
                                     : post == PQ_QLINEAR_POST_RESIDUAL ? PQ_GEMM_POST_RESIDUAL
                                                                        : PQ_GEMM_POST_NONE,
                             .residual = residual, .ldr = n};
-    if (l->kind == PQ_QLINEAR_WEIGHT_ONLY) return pq_gemm_wonly_f32(x, m, k, l->pw, &epi, y, n, n_threads);
-    if (l->kind == PQ_QLINEAR_W8A8_DYNAMIC) return pq_gemm_w8a8_f32(x, m, k, l->pw, &epi, y, n, n_threads);
+    const char *what = pq_qlinear_kind_name(l->kind);
+    if (l->kind == PQ_QLINEAR_WEIGHT_ONLY)
+        return gemm_status(pq_gemm_wonly_f32(ops, x, m, k, l->pw, &epi, y, n, n_threads), what);
+    if (l->kind == PQ_QLINEAR_W8A8_DYNAMIC)
+        return gemm_status(pq_gemm_w8a8_f32(ops, x, m, k, l->pw, &epi, y, n, n_threads), what);
     int8_t *q = malloc((size_t)(m * k));
     if (!q) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory for %lld x %lld codes", (long long)m,
                           (long long)k);
     pq_gemm_quantize_rows_static(x, m, k, k, l->act_scale, l->act_zp, l->act_qmin, l->act_qmax, q, k);
-    pq_status st = pq_gemm_i8i8_f32(q, m, k, &l->act_scale, 0, l->act_zp, l->pw, &epi, y, n, n_threads);
+    pq_status st = gemm_status(pq_gemm_i8i8_f32(ops, q, m, k, &l->act_scale, 0, l->act_zp, l->pw,
+                                                &epi, y, n, n_threads), what);
     free(q);
     return st;
 }

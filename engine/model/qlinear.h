@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 #include "quant/qtensor.h"
 
 typedef enum pq_qlinear_kind {
@@ -73,11 +74,13 @@ pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n
 pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *scheme,
                                   bool has_act_scale, bool force_weight_only);
 
-/* y[m, out] = post(x[m, in] W^T + bias). bias [out] or NULL (borrowed).
- * residual [m, out] for PQ_QLINEAR_POST_RESIDUAL, must not overlap y. n_threads
- * <= 0: OpenMP default. Results do not depend on n_threads. */
-pq_status pq_qlinear_forward(const pq_qlinear *l, const float *x, int64_t m, const float *bias,
-                             pq_qlinear_post post, const float *residual, float *y, int n_threads);
+/* y[m, out] = post(x[m, in] W^T + bias) with the kernels of the context ops
+ * (borrowed; the model's). bias [out] or NULL (borrowed). residual [m, out]
+ * for PQ_QLINEAR_POST_RESIDUAL, must not overlap y. n_threads <= 0: OpenMP
+ * default. Results do not depend on n_threads. */
+pq_status pq_qlinear_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m,
+                             const float *bias, pq_qlinear_post post, const float *residual, float *y,
+                             int n_threads);
 
 pq_qlinear_kind pq_qlinear_get_kind(const pq_qlinear *l);
 int pq_qlinear_bits(const pq_qlinear *l);      /* 32, 8 or 4 */

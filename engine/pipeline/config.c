@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "kernels/pq_cuda.h"
-#include "kernels/pq_kernels.h"
 
 static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
@@ -251,26 +250,53 @@ char *pq_config_to_json(const pq_config *c)
     return s;
 }
 
-pq_status pq_config_apply_hardware(const pq_config *c)
+/* A CPU context by name, or PQ_ERR_HARDWARE saying what is available; `what`
+ * names where the name came from ("hardware_target", "PQ_KERNELS"), `cuda`
+ * whether cuda is one of its choices. */
+static pq_status select_cpu_ops(const char *what, const char *name, bool cuda, pq_ops *ops)
 {
-    const char *t = c->hardware_target;
-    if (!strcmp(t, "cuda")) {
+    char avail[64];
+    pq_kstatus k = pq_ops_select(name, ops);
+    if (k == PQ_KOK) return PQ_OK;
+    pq_ops_available(avail, sizeof avail);
+    if (k == PQ_KNOCPU)
+        return pq_err(PQ_ERR_HARDWARE, "%s '%s': this CPU lacks %s (available: %s)", what, name,
+                      pq_ops_needs(name), avail);
+    if (k == PQ_KNOTBUILT)
+        return pq_err(PQ_ERR_HARDWARE, "%s '%s': not compiled into this build (available: %s)",
+                      what, name, avail);
+    return pq_err(PQ_ERR_CONFIG, "%s '%s' is not one of %s%s (available here: %s)", what, name,
+                  pq_ops_names(), cuda ? ", cuda" : "", avail);
+}
+
+pq_status pq_hardware_select(const char *target, pq_ops *ops)
+{
+    char avail[64];
+    const char *env = getenv("PQ_KERNELS");
+    pq_ops forced;
+    pq_status st;
+    if (env && *env && (st = select_cpu_ops("PQ_KERNELS", env, false, &forced))) return st;
+    if (!strcmp(target, "cuda")) {
+        pq_ops_available(avail, sizeof avail);
         if (!pq_cuda_compiled())
             return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': this build has no CUDA support "
-                          "(available: cpu with kernels %s)", pq_kernels_available());
+                          "(available: cpu with kernels %s)", avail);
         if (pq_cuda_device_count() == 0)
             return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': no CUDA device is visible on "
-                          "this machine (available: cpu with kernels %s)", pq_kernels_available());
+                          "this machine (available: cpu with kernels %s)", avail);
         return pq_err(PQ_ERR_HARDWARE, "hardware_target 'cuda': %d CUDA device(s) found, but weight "
-                      "quantization runs on CPU kernels in this version (available: cpu with "
-                      "kernels %s)", pq_cuda_device_count(), pq_kernels_available());
+                      "quantization and inference run on CPU kernels in this version (available: "
+                      "cpu with kernels %s)", pq_cuda_device_count(), avail);
     }
-    if (!strcmp(t, "cpu")) return pq_kernels_select(getenv("PQ_KERNELS"));
-    if (!strcmp(t, "avx512"))
-        return pq_err(PQ_ERR_HARDWARE, "hardware_target 'avx512': no AVX-512 kernels in this build "
-                      "or CPU (available: %s)", pq_kernels_available());
-    pq_status st = pq_kernels_select(t);
-    if (st) pq_err_replace(st, "hardware_target '%s' is not available on this machine "
-                           "(available: %s)", t, pq_kernels_available());
-    return st;
+    /* PQ_KERNELS narrows the default only; an explicit target wins */
+    if (!strcmp(target, "cpu") && env && *env) {
+        *ops = forced;
+        return PQ_OK;
+    }
+    return select_cpu_ops("hardware_target", target, true, ops);
+}
+
+pq_status pq_config_apply_hardware(const pq_config *c, pq_ops *ops)
+{
+    return pq_hardware_select(c->hardware_target, ops);
 }

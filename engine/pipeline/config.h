@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 #include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 #include "quant/qspec.h"
 #include "quant/rtn.h"
 
@@ -60,8 +61,18 @@ pq_qspec pq_config_qspec(const pq_config *c);
 /* Canonical JSON of the resolved config (returns owned string, free()). */
 char *pq_config_to_json(const pq_config *c);
 
-/* Resolve hardware_target against this build and machine: selects the kernel
- * variant, or PQ_ERR_HARDWARE saying what is available. */
-pq_status pq_config_apply_hardware(const pq_config *c);
+/* The one kernel selector, for quantization and inference alike: fills *ops
+ * with the context hardware target `target` asks for on this build and
+ * machine. cpu = the best this CPU runs, or the context the environment
+ * variable PQ_KERNELS names (read here, once per call, never inside kernels);
+ * ref | avx2 | avx512 = that context. Errors: PQ_ERR_CONFIG for an unknown
+ * target or PQ_KERNELS value (naming it and listing the choices);
+ * PQ_ERR_HARDWARE for a context this build or CPU cannot run, and for cuda
+ * (weight quantization and inference run on CPU kernels), listing what is
+ * available. */
+pq_status pq_hardware_select(const char *target, pq_ops *ops);
+
+/* pq_hardware_select of c->hardware_target. */
+pq_status pq_config_apply_hardware(const pq_config *c, pq_ops *ops);
 
 #endif

@@ -50,7 +50,11 @@ static int64_t scale_index(const pq_qtensor *qt, int64_t r, int64_t g)
 
 void pq_qtensor_dequantize_rows(const pq_qtensor *qt, int64_t row0, int64_t n, float *dst)
 {
-    const pq_kernel_ops *k = pq_kernels();
+    /* every context dequantizes to the same bits (one exact int-to-float
+     * conversion and one product), so the reference serves every caller */
+    pq_ops ref;
+    pq_ops_init_ref(&ref);
+    const pq_ops *k = &ref;
     const int64_t cols = qt->cols;
     const int64_t gs = qt->spec.gran == PQ_GRAN_GROUP ? qt->spec.group_size : (cols ? cols : 1);
     /* 4-bit rows are unpacked in even-aligned chunks into a stack buffer, so

@@ -23,7 +23,7 @@ typedef struct pq_qtensor {
     int64_t rows, cols;       /* [out, in] */
     int64_t n_groups;         /* scales per row (1 unless group-wise) */
     /* 8-bit: int8 [rows, cols]; 4-bit: uint8 [rows, ceil(cols/2)] packed as
-     * pq_kernel_ops.pack_i4 documents, each row packed on its own. */
+     * pq_ops.pack_i4 documents, each row packed on its own. */
     void *codes;
     int64_t code_row_bytes;   /* cols (8-bit) or ceil(cols/2) (4-bit) */
     /* scale/zero_point: [1] (tensor), [rows] (channel), [rows, n_groups] (group) */

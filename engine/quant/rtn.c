@@ -13,30 +13,25 @@
 #include <omp.h>
 #endif
 
-#include "kernels/pq_kernels.h"
-
-static int g_threads = 1;
-
-void pq_rtn_set_threads(int n) { g_threads = n < 0 ? 1 : n; }
-
-static int rtn_threads(int64_t n_rows)
+static int rtn_threads(int n_threads, int64_t n_rows)
 {
     int nt = 1;
 #ifdef _OPENMP
-    nt = g_threads == 0 ? omp_get_num_procs() : g_threads;
+    nt = n_threads == 0 ? omp_get_num_procs() : n_threads;
     /* inside a batch of units each unit has one thread (unit_batch.h) */
     if (omp_in_parallel()) nt = 1;
+#else
+    (void)n_threads;
 #endif
     if (nt < 1) nt = 1;
     if (nt > n_rows) nt = n_rows < 1 ? 1 : (int)n_rows;
     return nt;
 }
 
-pq_status pq_rtn_tensor_range(const float *w, int64_t n_elems, float *mn, float *mx,
-                              int64_t *n_nonfinite)
+pq_status pq_rtn_tensor_range(const pq_ops *k, const float *w, int64_t n_elems, float *mn,
+                              float *mx, int64_t *n_nonfinite)
 {
     if (n_elems < 0) return pq_err(PQ_ERR_INTERNAL, "pq_rtn_tensor_range: %lld elements", (long long)n_elems);
-    const pq_kernel_ops *k = pq_kernels();
     const int64_t chunk = (int64_t)1 << 20;
     float lo = INFINITY, hi = -INFINITY;
     int64_t bad = 0;
@@ -56,7 +51,7 @@ pq_status pq_rtn_tensor_range(const float *w, int64_t n_elems, float *mn, float 
 
 /* Everything a row needs, shared read-only by the threads. */
 typedef struct rtn_job {
-    const pq_kernel_ops *k;
+    const pq_ops *k;
     const float *w;
     int64_t cols, gs, n_groups, row_bytes;
     int32_t qmin, qmax;
@@ -107,7 +102,7 @@ typedef int64_t pq_v2i __attribute__((vector_size(16)));
 /* Metric pass over the columns [c0, c0 + n) of a row. The lane-aligned body
  * dequantizes a block with the dispatched kernel, then adds it lane by lane;
  * the arithmetic is the same as acc_one's. */
-static void group_metrics(const pq_kernel_ops *k, row_acc *a, int64_t c0, const float *x,
+static void group_metrics(const pq_ops *k, row_acc *a, int64_t c0, const float *x,
                           const int8_t *q, int64_t n, float scale, int32_t zp)
 {
     enum { BLK = 128, NV = PQ_RTN_LANES / 2 };
@@ -156,7 +151,7 @@ static double lanes_sum(const double *v)
  * ERROR the row is left unfinished when that is not 0. */
 static int64_t do_row(const rtn_job *J, int64_t r, rtn_scratch *sc)
 {
-    const pq_kernel_ops *k = J->k;
+    const pq_ops *k = J->k;
     const float *x = J->w + r * J->cols;
     unsigned char *crow = (unsigned char *)J->out->codes + r * J->row_bytes;
     int8_t *q = J->four_bit ? sc->codes : (int8_t *)crow;
@@ -218,9 +213,10 @@ static pq_status nonfinite_error(const rtn_job *J, int64_t r, const char *name, 
                   name ? name : "?", (long long)(row_offset + r), (long long)c, what);
 }
 
-pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, const pq_qspec *spec,
-                               pq_nan_policy pol, const float tensor_range[2],
-                               const char *tensor_name, int64_t row_offset, pq_rtn_rows *out)
+pq_status pq_rtn_quantize_rows(const pq_ops *ops, int n_threads, const float *w, int64_t n_rows,
+                               int64_t cols, const pq_qspec *spec, pq_nan_policy pol,
+                               const float tensor_range[2], const char *tensor_name,
+                               int64_t row_offset, pq_rtn_rows *out)
 {
     const char *name = tensor_name ? tensor_name : "?";
     out->n_nonfinite = 0;
@@ -237,7 +233,7 @@ pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, con
         return pq_err(PQ_ERR_INTERNAL, "tensor '%s': asymmetric quantization without zero points", name);
 
     rtn_job J = {
-        .k = pq_kernels(), .w = w, .cols = cols,
+        .k = ops, .w = w, .cols = cols,
         .symmetric = spec->symmetric, .per_tensor = spec->gran == PQ_GRAN_TENSOR,
         .four_bit = spec->bits == 4, .zero_nan = pol == PQ_NAN_ZERO,
         .metrics = out->row_sum_sq && out->row_err_sq && out->row_max_err, .out = out,
@@ -254,7 +250,7 @@ pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, con
             mx = tensor_range[1];
         } else {
             int64_t bad;
-            pq_status st = pq_rtn_tensor_range(w, n_rows * cols, &mn, &mx, &bad);
+            pq_status st = pq_rtn_tensor_range(ops, w, n_rows * cols, &mn, &mx, &bad);
             if (st) return st;
         }
         /* Under ZERO a tensor of only NaN/Inf observed zeros, not nothing. */
@@ -266,7 +262,7 @@ pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, con
 
     int64_t first_bad = INT64_MAX, total_bad = 0;
     bool oom = false;
-    const int nt = rtn_threads(n_rows);
+    const int nt = rtn_threads(n_threads, n_rows);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : total_bad)
 #endif
@@ -309,8 +305,9 @@ pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, con
     return PQ_OK;
 }
 
-pq_status pq_rtn_quantize(const float *w, int64_t rows, int64_t cols, const pq_qspec *spec,
-                          pq_nan_policy pol, const char *tensor_name, pq_qtensor *out)
+pq_status pq_rtn_quantize(const pq_ops *ops, int n_threads, const float *w, int64_t rows,
+                          int64_t cols, const pq_qspec *spec, pq_nan_policy pol,
+                          const char *tensor_name, pq_qtensor *out)
 {
     pq_status st;
     double *ss = NULL, *es = NULL;
@@ -327,7 +324,8 @@ pq_status pq_rtn_quantize(const float *w, int64_t rows, int64_t cols, const pq_q
         .codes = out->codes, .scale = out->scale, .zero_point = out->zero_point,
         .row_sum_sq = ss, .row_err_sq = es, .row_max_err = me,
     };
-    if ((st = pq_rtn_quantize_rows(w, rows, cols, spec, pol, NULL, tensor_name, 0, &r))) goto cleanup;
+    if ((st = pq_rtn_quantize_rows(ops, n_threads, w, rows, cols, spec, pol, NULL, tensor_name, 0, &r)))
+        goto cleanup;
     pq_qmetrics_from_rows(ss, es, me, rows, r.n_nonfinite, &out->metrics);
 cleanup:
     free(ss);

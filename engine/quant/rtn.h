@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 #include "quant/qspec.h"
 #include "quant/qtensor.h"
 
@@ -21,20 +22,20 @@
  * KEEP_FLOAT: the caller keeps such tensors in float; rtn treats it as ERROR. */
 typedef enum pq_nan_policy { PQ_NAN_ERROR = 0, PQ_NAN_ZERO, PQ_NAN_KEEP_FLOAT } pq_nan_policy;
 
-/* Threads used by pq_rtn_quantize_rows (OpenMP, static schedule over rows):
- * 1 = serial (the default), 0 = all cores. The output is identical for any
- * value. Without OpenMP this is ignored. */
-void pq_rtn_set_threads(int n);
+/* Every call runs its kernels from the context ops (borrowed; the caller's
+ * selection, kernels/pq_kernels.h). n_threads: threads over rows (OpenMP,
+ * static schedule): 1 = serial, 0 = all cores; inside an OpenMP parallel
+ * region always 1. The output is identical for any ops and n_threads. */
 
 /* Range of the finite elements of w[0..n_elems) (pass 1 of per-tensor
  * granularity): *mn = +inf, *mx = -inf when none is finite; *n_nonfinite
  * counts NaN/Inf. Borrows w. PQ_ERR_INTERNAL for n_elems < 0. */
-pq_status pq_rtn_tensor_range(const float *w, int64_t n_elems, float *mn, float *mx,
+pq_status pq_rtn_tensor_range(const pq_ops *ops, const float *w, int64_t n_elems, float *mn, float *mx,
                               int64_t *n_nonfinite);
 
 /* Output buffers of pq_rtn_quantize_rows, all allocated by the caller:
  *   codes:      n_rows * code_row_bytes (cols for 8-bit, ceil(cols/2) for 4-bit
- *               packed as pq_kernel_ops.pack_i4 documents, each row on its own)
+ *               packed as pq_ops.pack_i4 documents, each row on its own)
  *   scale:      n_rows * n_groups floats, or 1 for per-tensor
  *   zero_point: same count as scale; NULL (unused) when symmetric
  *   row_sum_sq, row_err_sq, row_max_err: one entry per row: sum w^2, sum
@@ -63,15 +64,17 @@ typedef struct pq_rtn_rows {
  * Errors: PQ_ERR_QUANTIZATION for NaN/Inf under ERROR/KEEP_FLOAT ("tensor
  * 'NAME': row R (column C) holds NaN; ..."; the lowest such row is reported
  * whatever the thread count); PQ_ERR_CONFIG for a bad spec; PQ_ERR_RESOURCE. */
-pq_status pq_rtn_quantize_rows(const float *w, int64_t n_rows, int64_t cols, const pq_qspec *spec,
-                               pq_nan_policy pol, const float tensor_range[2],
-                               const char *tensor_name, int64_t row_offset, pq_rtn_rows *out);
+pq_status pq_rtn_quantize_rows(const pq_ops *ops, int n_threads, const float *w, int64_t n_rows,
+                               int64_t cols, const pq_qspec *spec, pq_nan_policy pol,
+                               const float tensor_range[2], const char *tensor_name,
+                               int64_t row_offset, pq_rtn_rows *out);
 
 /* Quantize a whole [rows, cols] tensor into *out (allocated here; the caller
  * frees it with pq_qtensor_free, also on failure it is left empty) and fill
  * out->metrics. */
-pq_status pq_rtn_quantize(const float *w, int64_t rows, int64_t cols, const pq_qspec *spec,
-                          pq_nan_policy pol, const char *tensor_name, pq_qtensor *out);
+pq_status pq_rtn_quantize(const pq_ops *ops, int n_threads, const float *w, int64_t rows,
+                          int64_t cols, const pq_qspec *spec, pq_nan_policy pol,
+                          const char *tensor_name, pq_qtensor *out);
 
 /* Merge per-row metrics into m: sums rows sequentially in row order, so the
  * result is the same however rows were split across ranks and threads. */

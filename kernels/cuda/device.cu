@@ -15,14 +15,16 @@ int pq_cuda_device_count(void)
     return n;
 }
 
-pq_status pq_cuda_describe(int i, char *buf, int n)
+pq_kstatus pq_cuda_describe(int i, char *buf, int n)
 {
     cudaDeviceProp p;
     cudaError_t e = cudaGetDeviceProperties(&p, i);
-    if (e != cudaSuccess)
-        return pq_err(PQ_ERR_CUDA, "CUDA device %d: %s", i, cudaGetErrorString(e));
+    if (e != cudaSuccess) {
+        snprintf(buf, (size_t)n, "CUDA device %d: %s", i, cudaGetErrorString(e));
+        return PQ_KBADARG;
+    }
     snprintf(buf, (size_t)n, "%s, %.1f GiB, sm_%d%d", p.name,
              (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), p.major, p.minor);
-    return PQ_OK;
+    return PQ_KOK;
 }
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* gemm_impl.h - packed weight layout, job descriptions and the variant table
- * shared by the GEMM reference, the ISA variants, the dispatcher and tests. */
+/* gemm_impl.h - packed weight layout and the job descriptions shared by the
+ * GEMM reference, the ISA variants, the driver and tests. The micro-kernels
+ * of each ISA are the gemm slot of its context (kernels/pq_kernels.h). */
 #ifndef PQ_GEMM_IMPL_H
 #define PQ_GEMM_IMPL_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "kernels/gemm/pq_gemm.h"
+#include "kernels/pq_kernels.h"
 
 /* Weights are cut into panels of PQ_GEMM_NR output columns (n); the last
  * panel is zero-padded. Inside a panel:
@@ -64,7 +66,8 @@ static inline int pq_gemm_w_code(const pq_gemm_w *w, int64_t n, int64_t k)
 }
 
 /* One int8 x int8 call. Variants fill output columns of panels [p0, p1). */
-typedef struct pq_gemm_i8i8_job {
+struct pq_gemm_i8i8_job {
+    const pq_ops *ops;      /* the context the call runs in (its gelu for the epilogue) */
     const int8_t *a;        /* [m, lda] */
     int64_t m, lda;
     const void *a_packed;   /* from the variant's a_pack, or NULL */
@@ -78,10 +81,11 @@ typedef struct pq_gemm_i8i8_job {
     const int32_t *a_sums;  /* [m] when w->zp, else NULL */
     const int32_t *col_add; /* [n_panels*16]: k*a_zp*w_zp - a_zp*w_sum, or NULL */
     const pq_gemm_epilogue *epi;
-} pq_gemm_i8i8_job;
+};
 
 /* One weight-only call. */
-typedef struct pq_gemm_wonly_job {
+struct pq_gemm_wonly_job {
+    const pq_ops *ops;
     const float *x;         /* [m, ldx] */
     int64_t m, ldx;
     const pq_gemm_w *w;
@@ -89,32 +93,7 @@ typedef struct pq_gemm_wonly_job {
     int64_t ldy;
     const float *x_gsum;    /* [m, n_groups] group sums of x (variant may use) */
     const pq_gemm_epilogue *epi;
-} pq_gemm_wonly_job;
-
-typedef struct pq_gemm_ops {
-    const char *name;
-    /* bytes of packed A for m x k (0: the variant reads a directly) */
-    size_t (*a_pack_size)(int64_t m, int64_t k);
-    /* packs the row blocks [b0, b1) of a_pack_rows rows each, so that
-     * threads can pack disjoint blocks of one buffer */
-    void (*a_pack)(const int8_t *a, int64_t m, int64_t k, int64_t lda, void *dst, int64_t b0,
-                   int64_t b1);
-    int a_pack_rows;
-    void (*i8i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
-    /* floats of per-thread scratch for wonly */
-    size_t (*wonly_scratch)(int64_t m, int64_t k);
-    void (*wonly)(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
-    void (*quantize_dynamic)(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
-                             int64_t ldq, float *scale);
-    /* optional: quantize_dynamic written straight into the packed A layout
-     * (row blocks [b0, b1)), the same codes and scales; NULL if absent */
-    void (*quantize_pack)(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
-                          float *scale, int64_t b0, int64_t b1);
-} pq_gemm_ops;
-
-extern const pq_gemm_ops pq_gemm_ops_ref;
-extern const pq_gemm_ops pq_gemm_ops_avx2;
-extern const pq_gemm_ops pq_gemm_ops_avx512vnni;
+};
 
 /* AVX2 weight-only and quantisation entry points, shared by the AVX-512 VNNI
  * table (only call where the CPU has AVX2 and FMA). */
@@ -123,14 +102,10 @@ void pq_gemm_wonly_avx2(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, fl
 void pq_gemm_quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
                                    int64_t ldq, float *scale);
 
-/* The table in use, and a named one if usable on this CPU (else NULL). */
-const pq_gemm_ops *pq_gemm_ops_current(void);
-const pq_gemm_ops *pq_gemm_ops_get(const char *name);
-
 /* Shared tail of every epilogue (baseline code): the post-op on y[0..ncols)
- * of output row `row`, columns from col0. */
-void pq_gemm_post_apply(const pq_gemm_epilogue *epi, float *y, int64_t row, int64_t col0,
-                        int64_t ncols);
+ * of output row `row`, columns from col0, GELU from the context ops. */
+void pq_gemm_post_apply(const pq_ops *ops, const pq_gemm_epilogue *epi, float *y, int64_t row,
+                        int64_t col0, int64_t ncols);
 
 /* Scalar helpers of the reference, reused by the variants for tails. */
 void pq_gemm_i8i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);

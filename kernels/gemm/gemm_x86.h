@@ -123,7 +123,7 @@ static inline void pq_gemm_tile_out_i8(const pq_gemm_i8i8_job *job, const __m256
         }
         store_f(yr, f0, f1, nc);
         if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
-            pq_gemm_post_apply(job->epi, yr, i, col0, nc);
+            pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
     }
 }
 #endif

@@ -35,23 +35,19 @@ static int64_t src_idx(pq_gemm_gran gran, int64_t n, int64_t g, int64_t ng)
     return n * ng + g;
 }
 
-static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, int64_t k,
+static pq_kstatus pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, int64_t k,
                       const float *scale, const int32_t *zero_point, pq_gemm_gran gran,
                       int64_t group_size, pq_gemm_use use, pq_gemm_w **out)
 {
-    pq_status st = PQ_OK;
+    pq_kstatus st = PQ_KOK;
     *out = NULL;
-    if (n <= 0 || k <= 0 || !scale || (bits == 8 ? !q8 : !q4))
-        return pq_err(PQ_ERR_CONFIG, "gemm pack: bad shape [%lld, %lld] or missing data",
-                      (long long)n, (long long)k);
-    if (gran == PQ_GEMM_GROUP && group_size <= 0)
-        return pq_err(PQ_ERR_CONFIG, "gemm pack: group granularity needs group_size > 0");
+    if (n <= 0 || k <= 0 || !scale || (bits == 8 ? !q8 : !q4)) return PQ_KBADARG;
+    if (gran == PQ_GEMM_GROUP && group_size <= 0) return PQ_KBADARG;
+    /* int8 x int8: zero-point-corrected sums must fit int32 */
     if (use == PQ_GEMM_USE_I8I8 && (bits != 8 || gran == PQ_GEMM_GROUP || k > 32768))
-        return pq_err(PQ_ERR_CONFIG,
-                      "gemm pack: int8 x int8 needs 8-bit tensor/channel weights and k <= 32768 "
-                      "(got %d-bit, k %lld)", bits, (long long)k);
+        return PQ_KBADARG;
     pq_gemm_w *w = calloc(1, sizeof *w);
-    if (!w) return pq_err(PQ_ERR_RESOURCE, "gemm pack: out of memory");
+    if (!w) return PQ_KNOMEM;
     w->n = n;
     w->k = k;
     w->bits = bits;
@@ -69,8 +65,7 @@ static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, 
     if (zero_point) w->zp = calloc(nsc, sizeof *w->zp);
     if (bits == 8) w->row_sum = calloc((size_t)npad, sizeof *w->row_sum);
     if (!w->data || !w->scale || !w->off || (zero_point && !w->zp) || (bits == 8 && !w->row_sum)) {
-        st = pq_err(PQ_ERR_RESOURCE, "gemm pack: out of memory for [%lld, %lld]",
-                    (long long)n, (long long)k);
+        st = PQ_KNOMEM;
         goto cleanup;
     }
     if (bits == 4) /* padded columns: nibble 8 is code 0 */
@@ -80,9 +75,8 @@ static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, 
         for (int64_t g = 0; g < ng; g++) {
             int64_t s = src_idx(gran, r, g, ng), d = pq_gemm_sidx(w, r, g);
             int32_t z = zero_point ? zero_point[s] : 0;
-            if (z < zlo || z > zhi) {
-                st = pq_err(PQ_ERR_CONFIG, "gemm pack: zero point %d of row %lld outside [%d, %d]",
-                            (int)z, (long long)r, (int)zlo, (int)zhi);
+            if (z < zlo || z > zhi) { /* outside the code range */
+                st = PQ_KBADARG;
                 goto cleanup;
             }
             w->scale[d] = scale[s];
@@ -113,20 +107,20 @@ static pq_status pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, 
         if (bits == 8) w->row_sum[r] = sum;
     }
     *out = w;
-    return PQ_OK;
+    return PQ_KOK;
 cleanup:
     pq_gemm_w_free(w);
     return st;
 }
 
-pq_status pq_gemm_pack_i8(const int8_t *q, int64_t n, int64_t k, const float *scale,
+pq_kstatus pq_gemm_pack_i8(const int8_t *q, int64_t n, int64_t k, const float *scale,
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
                           pq_gemm_use use, pq_gemm_w **out)
 {
     return pack(8, q, NULL, n, k, scale, zero_point, gran, group_size, use, out);
 }
 
-pq_status pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const float *scale,
+pq_kstatus pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const float *scale,
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
                           pq_gemm_w **out)
 {

@@ -5,17 +5,18 @@
  *
  * Weights are stored [out = n, in = k] as in the HDF5 model file and packed
  * once at load (pq_gemm_pack_i8 / pq_gemm_pack_i4) into the layout the kernels
- * read. C = A x W^T. Every entry point has a scalar reference and an AVX2
- * variant chosen at run time (PQ_KERNELS=ref forces the reference); the int32
- * accumulations of every variant are identical, and the fused fp32 epilogue
- * performs the same fp32 operations in the same order. n_threads <= 0 means the
- * OpenMP default; results never depend on the thread count. */
+ * read. C = A x W^T. Every entry point runs the micro-kernels of the context
+ * it is given (ops->gemm: the scalar reference, AVX2 or AVX-512 VNNI); the
+ * int32 accumulations of every variant are identical, and the fused fp32
+ * epilogue performs the same fp32 operations in the same order. n_threads <= 0
+ * means the OpenMP default; results never depend on the thread count.
+ * Failures are PQ_KBADARG (shapes, layout, values) or PQ_KNOMEM. */
 #ifndef PQ_GEMM_H
 #define PQ_GEMM_H
 
 #include <stdint.h>
 
-#include "base/pq_err.h"
+#include "kernels/pq_kernels.h"
 
 /* What a packed weight is for: the int8 x int8 kernel or the weight-only
  * kernel (fp32 activations). The layouts differ. */
@@ -30,8 +31,8 @@ typedef enum pq_gemm_gran {
     PQ_GEMM_GROUP = 2
 } pq_gemm_gran;
 
-/* After the scale and bias, optionally: GELU (exact erf form, the current
- * pq_kernels() gelu), or add a residual y += r[m, n] (r has row stride ldr). */
+/* After the scale and bias, optionally: GELU (exact erf form, the context's
+ * gelu), or add a residual y += r[m, n] (r has row stride ldr). */
 typedef enum pq_gemm_post {
     PQ_GEMM_POST_NONE = 0,
     PQ_GEMM_POST_GELU = 1,
@@ -53,16 +54,16 @@ typedef struct pq_gemm_w pq_gemm_w;
  * [1], channel: [n], group: [n, groups]) and zero points (same shape, NULL for
  * symmetric weights). PQ_GEMM_USE_I8I8 requires tensor or channel scales and
  * k <= 32768 (so that zero-point-corrected sums fit int32).
- * Returns an owned object in *out (free with pq_gemm_w_free);
- * PQ_ERR_CONFIG on bad shapes or granularity, PQ_ERR_RESOURCE on no memory. */
-pq_status pq_gemm_pack_i8(const int8_t *q, int64_t n, int64_t k, const float *scale,
+ * Returns an owned object in *out (free with pq_gemm_w_free); PQ_KBADARG on
+ * bad shapes, granularity or a zero point outside the code range, PQ_KNOMEM. */
+pq_kstatus pq_gemm_pack_i8(const int8_t *q, int64_t n, int64_t k, const float *scale,
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
                           pq_gemm_use use, pq_gemm_w **out);
 
 /* Pack int4 codes stored as in the HDF5 file: rows of ceil(k/2) bytes, byte j
  * = (q[2j] + 8) | (q[2j+1] + 8) << 4 (low nibble = even column). Weight-only
  * use; scales and zero points as for pq_gemm_pack_i8. Returns an owned object. */
-pq_status pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const float *scale,
+pq_kstatus pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const float *scale,
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
                           pq_gemm_w **out);
 
@@ -83,7 +84,7 @@ void pq_gemm_i8_row_sums(const int8_t *a, int64_t m, int64_t k, int64_t lda, int
  * scale[i] = max(absmax(row i), 1e-5) / 127, q = clamp(nearbyint(x * (1 /
  * scale)), -127, 127) with the reciprocal and the product in fp32 and
  * round-half-even. Rows of x must be finite. */
-void pq_gemm_quantize_rows_dynamic(const float *x, int64_t m, int64_t k, int64_t ldx,
+void pq_gemm_quantize_rows_dynamic(const pq_ops *ops, const float *x, int64_t m, int64_t k, int64_t ldx,
                                    int8_t *q, int64_t ldq, float *scale);
 
 /* Static per-tensor quantization: q = clamp(zp + nearbyint(x * (1 / scale)),
@@ -94,33 +95,26 @@ void pq_gemm_quantize_rows_static(const float *x, int64_t m, int64_t k, int64_t 
 
 /* c[i, j] = sum_k a[i, k] * W[j, k] exactly in int32 (raw codes, no zero
  * points). a is [m, lda] int8 (any values in [-128, 127]). w must be an
- * I8I8 pack. PQ_ERR_CONFIG on a wrong pack, PQ_ERR_RESOURCE on no memory. */
-pq_status pq_gemm_i8i8_s32(const int8_t *a, int64_t m, int64_t lda, const pq_gemm_w *w,
+ * I8I8 pack. PQ_KBADARG on a wrong pack, PQ_KNOMEM. */
+pq_kstatus pq_gemm_i8i8_s32(const pq_ops *ops, const int8_t *a, int64_t m, int64_t lda, const pq_gemm_w *w,
                            int32_t *c, int64_t ldc, int n_threads);
 
 /* Fused W8A8: acc = sum_k (a[i,k] - a_zp) * (W[j,k] - w_zp[j]) (int32, via row
  * sums), then y[i, j] = ((float)acc * a_scale[i or 0]) * w_scale[j] (+ bias[j])
  * and the post-op. a_per_token: a_scale has m entries, else one. */
-pq_status pq_gemm_i8i8_f32(const int8_t *a, int64_t m, int64_t lda, const float *a_scale,
+pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64_t lda, const float *a_scale,
                            int a_per_token, int32_t a_zp, const pq_gemm_w *w,
                            const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads);
 
 /* The whole W8A8 linear on fp32 input x [m, ldx]: dynamic per-token
  * quantization, int8 GEMM, fused epilogue. Scratch is allocated here. */
-pq_status pq_gemm_w8a8_f32(const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
+pq_kstatus pq_gemm_w8a8_f32(const pq_ops *ops, const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
                            const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads);
 
 /* Weight-only: y[i, j] = sum_k x[i, k] * dequant(W)[j, k] (+ bias) and the
  * post-op, dequant(W) = (float)(q - zp) * scale (FORMAT.md). fp32 sums; the
  * variants differ from the reference only in summation order. */
-pq_status pq_gemm_wonly_f32(const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
+pq_kstatus pq_gemm_wonly_f32(const pq_ops *ops, const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
                             const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads);
-
-/* Force a GEMM variant ("ref", "avx2", "auto"); PQ_ERR_HARDWARE when it is not
- * available here. The environment variable PQ_KERNELS is read on first use. */
-pq_status pq_gemm_select(const char *name);
-
-/* Name of the variant in use (selected on first call). */
-const char *pq_gemm_variant(void);
 
 #endif

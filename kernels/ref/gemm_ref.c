@@ -4,14 +4,14 @@
 #include <math.h>
 
 #include "kernels/gemm/gemm_impl.h"
-#include "kernels/pq_kernels.h"
+#include "kernels/kernels_impl.h"
 
-void pq_gemm_post_apply(const pq_gemm_epilogue *epi, float *y, int64_t row, int64_t col0,
-                        int64_t ncols)
+void pq_gemm_post_apply(const pq_ops *ops, const pq_gemm_epilogue *epi, float *y, int64_t row,
+                        int64_t col0, int64_t ncols)
 {
     if (!epi) return;
     if (epi->post == PQ_GEMM_POST_GELU) {
-        pq_kernels()->gelu(y, ncols);
+        ops->gelu(y, ncols);
     } else if (epi->post == PQ_GEMM_POST_RESIDUAL && epi->residual) {
         const float *r = epi->residual + row * epi->ldr + col0;
         for (int64_t j = 0; j < ncols; j++) y[j] = y[j] + r[j];
@@ -20,13 +20,13 @@ void pq_gemm_post_apply(const pq_gemm_epilogue *epi, float *y, int64_t row, int6
 
 /* The post-op goes panel by panel, as the variants apply it per tile, so a
  * vectorised GELU sees the same segments everywhere. */
-static void post_panels(const pq_gemm_epilogue *epi, float *yrow, int64_t i, int64_t p0,
-                        int64_t j1)
+static void post_panels(const pq_ops *ops, const pq_gemm_epilogue *epi, float *yrow, int64_t i,
+                        int64_t p0, int64_t j1)
 {
     if (!epi || epi->post == PQ_GEMM_POST_NONE) return;
     for (int64_t j = p0 * PQ_GEMM_NR; j < j1; j += PQ_GEMM_NR) {
         int64_t nc = j1 - j < PQ_GEMM_NR ? j1 - j : PQ_GEMM_NR;
-        pq_gemm_post_apply(epi, yrow + j, i, j, nc);
+        pq_gemm_post_apply(ops, epi, yrow + j, i, j, nc);
     }
 }
 
@@ -61,7 +61,7 @@ void pq_gemm_i8i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
             if (job->epi && job->epi->bias) v = v + job->epi->bias[j];
             job->y[i * job->ldy + j] = v;
         }
-        if (job->y) post_panels(job->epi, job->y + i * job->ldy, i, p0, j1);
+        if (job->y) post_panels(job->ops, job->epi, job->y + i * job->ldy, i, p0, j1);
     }
 }
 
@@ -83,7 +83,7 @@ void pq_gemm_wonly_ref(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, flo
             if (job->epi && job->epi->bias) acc = acc + job->epi->bias[j];
             job->y[i * job->ldy + j] = acc;
         }
-        post_panels(job->epi, job->y + i * job->ldy, i, p0, j1);
+        post_panels(job->ops, job->epi, job->y + i * job->ldy, i, p0, j1);
     }
 }
 
@@ -117,7 +117,7 @@ static size_t no_scratch(int64_t m, int64_t k)
     return 0;
 }
 
-const pq_gemm_ops pq_gemm_ops_ref = {
+const pq_gemm_kernels pq_gemm_kernels_ref = {
     .name = "ref",
     .a_pack_size = no_pack_size,
     .a_pack = NULL,

@@ -18,6 +18,7 @@
 
 #include "kernels/gemm/gemm_impl.h"
 #include "kernels/gemm/gemm_x86.h"
+#include "kernels/kernels_impl.h"
 
 #define MR 6
 #define I8_CHUNK 8 /* panels per chunk: 8 x 16 x k int8 of W stay in L2 */
@@ -166,7 +167,7 @@ static void wonly_tile_out(const pq_gemm_wonly_job *job, __m256 v0, __m256 v1, i
     if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &v0, &v1);
     float *yr = job->y + i * job->ldy + col0;
     store_f(yr, v0, v1, nc);
-    if (job->epi && job->epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->epi, yr, i, col0, nc);
+    if (job->epi && job->epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
 }
 
 /* One row of x against panels [p0, p1): per group, S = sum x * code with four
@@ -323,7 +324,7 @@ void pq_gemm_quantize_dynamic_avx2(const float *x, int64_t m, int64_t k, int64_t
     }
 }
 
-const pq_gemm_ops pq_gemm_ops_avx2 = {
+const pq_gemm_kernels pq_gemm_kernels_avx2 = {
     .name = "avx2",
     .a_pack_size = a_pack_size_avx2,
     .a_pack = a_pack_avx2,

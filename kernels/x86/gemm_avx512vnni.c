@@ -16,6 +16,7 @@
 
 #include "kernels/gemm/gemm_impl.h"
 #include "kernels/gemm/gemm_x86.h"
+#include "kernels/kernels_impl.h"
 
 #define MRV 12
 #define I8_CHUNK 8 /* panels per chunk, as AVX2: 8 x 16 x k bytes of W in L2 */
@@ -292,7 +293,7 @@ static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
     }
 }
 
-const pq_gemm_ops pq_gemm_ops_avx512vnni = {
+const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {
     .name = "avx512vnni",
     .a_pack_size = a_pack_size_vnni,
     .a_pack = a_pack_vnni,

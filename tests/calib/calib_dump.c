@@ -22,11 +22,11 @@ typedef struct dump_ctx {
     FILE *f[16];
 } dump_ctx;
 
-static void observe(void *user, int layer, pq_esm2_role role, const float *x, int64_t n_tokens,
-                    int64_t dim)
+static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role, const float *x,
+                    int64_t n_tokens, int64_t dim)
 {
     dump_ctx *d = user;
-    pq_calib_observe(d->c, layer, role, x, n_tokens, dim);
+    pq_calib_observe(d->c, ops, layer, role, x, n_tokens, dim);
     if (role == PQ_ESM2_K || role == PQ_ESM2_V) return;
     int i = pq_calib_site_index(d->c, layer, role);
     for (int k = 0; k < d->n_sel; k++)
