@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_methods.c - minmax / percentile / entropy / mse ranges from merged
- * statistics (calib_methods.h; algorithms.md section 3). */
+ * statistics (calib_methods.h; docs/CALIBRATION.md, Methods). */
 #include "calib/calib_methods.h"
 
 #include <float.h>

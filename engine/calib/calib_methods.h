@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* calib_methods.h - activation ranges from merged statistics: minmax,
- * percentile, entropy (KL) and mse, after algorithms.md section 3.
+ * percentile, entropy (KL) and mse, as docs/CALIBRATION.md (Methods) states.
  *
  * Histogram methods work on a 2048-bin histogram derived from the site's
  * fixed IEEE-bit grid (calib_stats.h). Each fine bin is counted at its lower

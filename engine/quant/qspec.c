@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qspec.c - integer ranges and the PyTorch MinMax qparams contract
- * (algorithms.md section 1.3), computed in fp32 exactly as torch.ao does. */
+ * (docs/FORMAT.md, Numeric contract), computed in fp32 exactly as torch.ao does. */
 #include "quant/qspec.h"
 
 #include <math.h>

@@ -6,10 +6,10 @@ and PyTorch dynamic int8 (fair-esm ESM2, quantize_dynamic on nn.Linear), and
 ONNX Runtime dynamic int8 -- all in this one run, on the same batches and
 thread count.
 
-usage: /work/main/.venv/bin/python scripts/bench/bench_e2e.py --proteus P
+usage: .venv/bin/python scripts/bench/bench_e2e.py --proteus P
          --fp32 T33.safetensors --int8 T33_i8.h5 --int4 T33_i4.h5
          [--batch 8 --length 256] [--fasta dev_eval.fasta --max-seqs 8
-         --max-length 1022 --batch-tokens 4096] [--calib calib.fasta]
+         --max-length 1022 --batch-tokens 4096] [--calib calib.fasta (default: the bundled data/proteins/calib_sample.fasta)]
          [--threads 2] [--rounds 2] [--skip-ort] [--json out.json]
 
 Two workloads: a uniform B x T batch, and (with --fasta) the file's first
@@ -46,7 +46,8 @@ ap.add_argument("--max-length", type=int, default=1022)
 ap.add_argument("--batch-tokens", type=int, default=4096)
 ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--length", type=int, default=256)
-ap.add_argument("--calib", default="/work/shared/data/proteins/calib.fasta")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+ap.add_argument("--calib", default=os.path.join(REPO, "data", "proteins", "calib_sample.fasta"))
 ap.add_argument("--calib-seqs", type=int, default=8)
 ap.add_argument("--calib-length", type=int, default=256)
 ap.add_argument("--threads", type=int, default=2)

@@ -4,7 +4,7 @@
 on PyTorch fp32 with the same thread count, for synthetic t12/t33-shaped
 models (or a given checkpoint), on a batch of B sequences of T tokens.
 
-usage: .venv/bin/python scripts/bench/bench_forward.py --build build-model
+usage: .venv/bin/python scripts/bench/bench_forward.py --build build
            [--arch esm2_t12_35M_UR50D ...] [--model FILE] [--threads 2]
            [--batch 4] [--tokens 256] [--reps 3] [--workdir /tmp/pq_bench]
 The fair-esm batch has no padding (all rows the same length), so both sides
@@ -86,7 +86,7 @@ def main():
     for arch in a.arch or ([] if a.model else ["esm2_t12_35M_UR50D", "esm2_t33_650M_UR50D"]):
         path = os.path.join(a.workdir, arch + ".safetensors")
         if not os.path.exists(path):
-            subprocess.run([os.path.join(a.build, "coordinator", "proteus"), "synth", "--arch", arch,
+            subprocess.run([os.path.join(a.build, "cli", "proteus"), "synth", "--arch", arch,
                             "--seed", "1", "--out", path], check=True)
         models.append((arch, path))
     print(f"batch {a.batch} x {a.tokens} tokens, {a.threads} threads, best of {a.reps}")

@@ -7,7 +7,7 @@ torch.quantize_per_channel on the same matrix in the same run (one thread for
 the fair comparison, then all threads). Prints GB/s of fp32 input and the
 ratios, and checks that both produced the same codes and scales.
 
-usage: /usr/bin/python3 scripts/bench/bench_quant.py --build build-quant
+usage: /usr/bin/python3 scripts/bench/bench_quant.py --build build
            [--rows 20480] [--cols 5120] [--reps 3] [--asym] [--workdir /tmp/pq_bench_quant]"""
 import argparse
 import os
@@ -46,7 +46,7 @@ def bench_ours(exe, path, rows, cols, metrics, sym, reps, out=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build-quant")
+    ap.add_argument("--build", default="build")
     ap.add_argument("--rows", type=int, default=20480)
     ap.add_argument("--cols", type=int, default=5120)
     ap.add_argument("--reps", type=int, default=3)

@@ -2,7 +2,8 @@
 """Calibration methods against peers, on activations our observer saw on real
 proteins (calib_dump): ONNX Runtime's HistogramCollector (entropy, percentile)
 and MinMaxCalibrater, PyTorch's MinMaxObserver, and numpy references of the
-NVIDIA entropy/percentile/mse searches written from docs/algorithms.md 3.1.
+NVIDIA entropy/percentile/mse searches written from NVIDIA pytorch-quantization's
+calibrators as docs/CALIBRATION.md (Methods) states them.
 
 Our histogram methods see activations rounded toward zero to MBITS = 8
 mantissa bits (the fixed IEEE grid); peers are fed exactly those values (trunc), so the
@@ -46,7 +47,7 @@ def trunc(x):
     return out.view(np.float32)
 
 
-# ---- numpy references from algorithms.md 3.1 (not from the C code) ----
+# ---- numpy references of the NVIDIA searches (not from the C code) ----
 def nv_entropy(hist, nq=128, start=128):
     bins = hist.astype(np.float64).copy()
     bins[0] = bins[1]

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_fairesm_peer.py - the C fp32 ESM-2 forward against Meta's fair-esm
-(PyTorch, fp32) on real dev_eval sequences of varied lengths, in one padded
+(PyTorch, fp32) on real held-out sequences of varied lengths, in one padded
 fair-esm batch (so padding and key masks are exercised) and with <mask>
 tokens: logits within 1e-4 absolute, every representation and the contact map
 within 1e-4 of the larger of 1 and the reference's magnitude; a two-stage
 pipeline run gives the same logits.
 
-usage: python test_fairesm_peer.py FORWARD_DUMP PROTEUS [MODEL.safetensors]"""
+usage: python test_fairesm_peer.py FORWARD_DUMP PROTEUS [MODEL.safetensors [FASTA]]"""
 import atexit
 import os
 import shutil
@@ -20,8 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fairesm_ref  # noqa: E402
 
 DRIVER, PROTEUS = sys.argv[1], sys.argv[2]
-TRAINED = sys.argv[3] if len(sys.argv) > 3 else "/work/shared/models/esm2_t6_8M_proteus_mlm.safetensors"
-FASTA = sys.argv[4] if len(sys.argv) > 4 else "/work/shared/data/proteins/dev_eval.fasta"
+# defaults: the bundled model and held-out sample of this checkout (data/)
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data")
+TRAINED = sys.argv[3] if len(sys.argv) > 3 else os.path.join(DATA, "models", "esm2_t6_8M_proteus_mlm.f16.safetensors")
+FASTA = sys.argv[4] if len(sys.argv) > 4 else os.path.join(DATA, "proteins", "eval_sample.fasta")
 TOL = 1e-4
 torch.set_num_threads(2)
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_qparams.c - integer ranges and torch MinMax qparams on hand-computed
- * cases (algorithms.md 1.3): zeros, constants, negative-only, tiny, mixed,
+ * cases (docs/FORMAT.md, Numeric contract): zeros, constants, negative-only, tiny, mixed,
  * empty and overflowing ranges, int8 and int4. */
 #include <float.h>
 #include <math.h>
