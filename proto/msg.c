@@ -7,6 +7,7 @@
  * here so callers only see plain, valid structs. */
 #include "proto/msg.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +16,12 @@
 
 #include "proteus.pb-c.h"
 
-const char *pq_msg_name(int tag)
+/* Field 1 of every message in proteus.proto: its schema version. */
+static uint32_t *schema_of(ProtobufCMessage *pm)
 {
-    static _Thread_local char other[32];
-    switch (tag) {
-    case PQ_TAG_PLAN: return "Plan";
-    case PQ_TAG_RESULT: return "UnitResult";
-    case PQ_TAG_DATA: return "raw data";
-    case PQ_TAG_ERROR: return "Error";
-    case PQ_TAG_DONE: return "Done";
-    case PQ_TAG_SHUTDOWN: return "Shutdown";
-    case PQ_TAG_LEAVES: return "HashLeaves";
-    case PQ_TAG_LAYOUT: return "OutputLayout";
-    default:
-        snprintf(other, sizeof other, "tag %d", tag);
-        return other;
-    }
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(pm->descriptor, 1);
+    assert(f && f->type == PROTOBUF_C_TYPE_UINT32 && !strcmp(f->name, "schema"));
+    return (uint32_t *)((char *)pm + f->offset);
 }
 
 pq_status pq_mpi_check(int rc, const char *what)
@@ -42,93 +33,83 @@ pq_status pq_mpi_check(int rc, const char *what)
     return pq_err(PQ_ERR_MPI, "%s: %s", what, text);
 }
 
+/* A generated message struct with its descriptor and the given fields set
+ * (the schema is set for all of them before packing). */
+#define WIRE_MSG(type, desc, ...) ((type){.base = PROTOBUF_C_MESSAGE_INIT(&desc), __VA_ARGS__})
+
 pq_status pq_msg_encode(const pq_msg *m, uint8_t **buf, size_t *len)
 {
     ProtobufCMessage *pm = NULL;
-    Proteus__Plan plan = PROTEUS__PLAN__INIT;
-    Proteus__UnitResult res = PROTEUS__UNIT_RESULT__INIT;
-    Proteus__Error err = PROTEUS__ERROR__INIT;
-    Proteus__Done done = PROTEUS__DONE__INIT;
-    Proteus__Shutdown sd = PROTEUS__SHUTDOWN__INIT;
-    Proteus__HashLeaves hl = PROTEUS__HASH_LEAVES__INIT;
-    Proteus__OutputLayout lay = PROTEUS__OUTPUT_LAYOUT__INIT;
+    Proteus__Plan plan;
+    Proteus__UnitResult res;
+    Proteus__Error err;
+    Proteus__Done done;
+    Proteus__Shutdown sd;
+    Proteus__HashLeaves hl;
+    Proteus__OutputLayout lay;
     uint32_t chunks[PQ_WIRE_MAX_LEAVES];
     ProtobufCBinaryData leaves[PQ_WIRE_MAX_LEAVES];
     switch (m->tag) {
-    case PQ_TAG_PLAN:
-        plan.schema = PQ_WIRE_SCHEMA;
-        plan.plan_hash = m->u.plan.plan_hash;
-        plan.n_ranks = m->u.plan.n_ranks;
-        plan.unit_count = m->u.plan.n_units;
-        plan.unit_bytes = m->u.plan.unit_bytes;
+    case PQ_TAG_PLAN: {
+        const pq_wire_plan *w = &m->u.plan;
+        plan = WIRE_MSG(Proteus__Plan, proteus__plan__descriptor, .plan_hash = w->plan_hash,
+                        .n_ranks = w->n_ranks, .unit_count = w->n_units, .unit_bytes = w->unit_bytes);
         pm = &plan.base;
         break;
+    }
     case PQ_TAG_RESULT: {
         const pq_wire_result *r = &m->u.result;
-        res.schema = PQ_WIRE_SCHEMA;
-        res.unit_id = r->unit_id;
-        res.rank = r->rank;
-        res.n_rows = r->n_rows;
-        res.code_bytes = r->code_bytes;
-        res.n_scales = r->n_scales;
-        res.has_zero_point = r->has_zero_point;
-        res.n_nonfinite = r->n_nonfinite;
-        res.sum_sq = r->sum_sq;
-        res.err_sq = r->err_sq;
-        res.max_abs_err = r->max_abs_err;
-        res.codes_in_file = r->codes_in_file;
+        res = WIRE_MSG(Proteus__UnitResult, proteus__unit_result__descriptor, .unit_id = r->unit_id,
+                       .rank = r->rank, .n_rows = r->n_rows, .code_bytes = r->code_bytes, .n_scales = r->n_scales,
+                       .has_zero_point = r->has_zero_point, .n_nonfinite = r->n_nonfinite, .sum_sq = r->sum_sq,
+                       .err_sq = r->err_sq, .max_abs_err = r->max_abs_err, .codes_in_file = r->codes_in_file);
         pm = &res.base;
         break;
     }
-    case PQ_TAG_ERROR:
-        err.schema = PQ_WIRE_SCHEMA;
-        err.rank = m->u.error.rank;
-        err.has_unit = m->u.error.unit_id >= 0;
-        err.unit_id = err.has_unit ? (uint32_t)m->u.error.unit_id : 0;
-        err.status = m->u.error.status;
-        err.detail = (char *)m->u.error.detail;
+    case PQ_TAG_ERROR: {
+        const pq_wire_error *e = &m->u.error;
+        err = WIRE_MSG(Proteus__Error, proteus__error__descriptor, .rank = e->rank, .has_unit = e->unit_id >= 0,
+                       .unit_id = e->unit_id >= 0 ? (uint32_t)e->unit_id : 0, .status = e->status,
+                       .detail = (char *)e->detail);
         pm = &err.base;
         break;
-    case PQ_TAG_DONE:
-        done.schema = PQ_WIRE_SCHEMA;
-        done.rank = m->u.done.rank;
-        done.units = m->u.done.units;
-        done.hash_chunks = m->u.done.hash_chunks;
+    }
+    case PQ_TAG_DONE: {
+        const pq_wire_done *d = &m->u.done;
+        done = WIRE_MSG(Proteus__Done, proteus__done__descriptor, .rank = d->rank, .units = d->units,
+                        .hash_chunks = d->hash_chunks);
         pm = &done.base;
         break;
+    }
     case PQ_TAG_LEAVES: {
         const pq_wire_leaves *l = &m->u.leaves;
         if (l->n < 1 || l->n > PQ_WIRE_MAX_LEAVES)
             return pq_err(PQ_ERR_INTERNAL, "cannot encode a HashLeaves message of %d leaves", l->n);
-        hl.schema = PQ_WIRE_SCHEMA;
-        hl.rank = l->rank;
         for (int i = 0; i < l->n; i++) {
             chunks[i] = l->chunk[i];
-            leaves[i].len = PQ_WIRE_LEAF_BYTES;
-            leaves[i].data = (uint8_t *)l->leaf[i];
+            leaves[i] = (ProtobufCBinaryData){.len = PQ_WIRE_LEAF_BYTES, .data = (uint8_t *)l->leaf[i]};
         }
-        hl.n_chunks = hl.n_leaves = (size_t)l->n;
-        hl.chunks = chunks;
-        hl.leaves = leaves;
+        hl = WIRE_MSG(Proteus__HashLeaves, proteus__hash_leaves__descriptor, .rank = l->rank,
+                      .n_chunks = (size_t)l->n, .chunks = chunks, .n_leaves = (size_t)l->n, .leaves = leaves);
         pm = &hl.base;
         break;
     }
-    case PQ_TAG_LAYOUT:
-        lay.schema = PQ_WIRE_SCHEMA;
-        lay.file_dev = m->u.layout.file_dev;
-        lay.file_ino = m->u.layout.file_ino;
-        lay.n_tensors = m->u.layout.n_tensors;
+    case PQ_TAG_LAYOUT: {
+        const pq_wire_layout *w = &m->u.layout;
+        lay = WIRE_MSG(Proteus__OutputLayout, proteus__output_layout__descriptor, .file_dev = w->file_dev,
+                       .file_ino = w->file_ino, .n_tensors = w->n_tensors);
         pm = &lay.base;
         break;
+    }
     case PQ_TAG_SHUTDOWN:
-        sd.schema = PQ_WIRE_SCHEMA;
-        sd.status = m->u.shutdown.status;
-        sd.stop = m->u.shutdown.stop;
+        sd = WIRE_MSG(Proteus__Shutdown, proteus__shutdown__descriptor, .status = m->u.shutdown.status,
+                      .stop = m->u.shutdown.stop);
         pm = &sd.base;
         break;
     default:
         return pq_err(PQ_ERR_INTERNAL, "cannot encode a %s message", pq_msg_name(m->tag));
     }
+    *schema_of(pm) = PQ_WIRE_SCHEMA;
     size_t n = protobuf_c_message_get_packed_size(pm);
     /* One spare byte: a zero-length message still gets a valid pointer. */
     uint8_t *b = malloc(n + 1);
@@ -144,6 +125,19 @@ static pq_status bad(int tag, int source, const char *why)
     return pq_err(PQ_ERR_PROTO, "malformed %s message from rank %d: %s", pq_msg_name(tag), source, why);
 }
 
+static pq_status malformed(const pq_msg *out, const char *why) { return bad(out->tag, out->source, why); }
+
+static pq_status oversized(int tag, int source, unsigned long long n)
+{
+    return pq_err(PQ_ERR_PROTO, "%s message from rank %d is %llu bytes, over the %u-byte limit", pq_msg_name(tag),
+                  source, n, PQ_WIRE_MAX_MSG);
+}
+
+static pq_status unexpected(int tag, int source)
+{
+    return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(tag), source);
+}
+
 static pq_status check_schema(int tag, int source, uint32_t schema)
 {
     if (schema == PQ_WIRE_SCHEMA) return PQ_OK;
@@ -151,129 +145,138 @@ static pq_status check_schema(int tag, int source, uint32_t schema)
                   "(mixed proteus versions?)", pq_msg_name(tag), source, schema, PQ_WIRE_SCHEMA);
 }
 
+/* A message's rank field must name the rank it came from. */
+static pq_status check_rank(const pq_msg *out, uint32_t rank)
+{
+    return (int)rank == out->source ? PQ_OK : malformed(out, "rank field names another rank");
+}
+
+/* Copy a decoded message into out->u and range-check it. */
+static pq_status from_plan(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__Plan *p = (const Proteus__Plan *)pm;
+    out->u.plan = (pq_wire_plan){.plan_hash = p->plan_hash, .n_ranks = p->n_ranks, .n_units = p->unit_count,
+                                 .unit_bytes = p->unit_bytes};
+    if (p->n_ranks == 0 || p->unit_bytes <= 0) return malformed(out, "zero ranks or unit size");
+    return PQ_OK;
+}
+
+static pq_status from_result(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__UnitResult *p = (const Proteus__UnitResult *)pm;
+    out->u.result = (pq_wire_result){.unit_id = p->unit_id, .rank = p->rank, .n_rows = p->n_rows,
+                                     .code_bytes = p->code_bytes, .n_scales = p->n_scales,
+                                     .has_zero_point = p->has_zero_point, .n_nonfinite = p->n_nonfinite,
+                                     .sum_sq = p->sum_sq, .err_sq = p->err_sq, .max_abs_err = p->max_abs_err,
+                                     .codes_in_file = p->codes_in_file};
+    if (p->n_rows <= 0 || p->n_nonfinite < 0) return malformed(out, "negative or zero row count");
+    return check_rank(out, p->rank);
+}
+
+static pq_status from_error(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__Error *p = (const Proteus__Error *)pm;
+    out->u.error.rank = p->rank;
+    out->u.error.unit_id = p->has_unit ? (int32_t)p->unit_id : -1;
+    out->u.error.status = p->status;
+    snprintf(out->u.error.detail, sizeof out->u.error.detail, "%s", p->detail ? p->detail : "");
+    if (p->status <= 0 || p->status >= PQ__ERR_COUNT) return malformed(out, "status out of range");
+    if (p->has_unit && p->unit_id > INT32_MAX) return malformed(out, "unit id out of range");
+    return PQ_OK;
+}
+
+static pq_status from_done(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__Done *p = (const Proteus__Done *)pm;
+    out->u.done = (pq_wire_done){.rank = p->rank, .units = p->units, .hash_chunks = p->hash_chunks};
+    return check_rank(out, p->rank);
+}
+
+static pq_status from_leaves(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__HashLeaves *p = (const Proteus__HashLeaves *)pm;
+    pq_wire_leaves *l = &out->u.leaves;
+    l->rank = p->rank;
+    pq_status st = check_rank(out, p->rank);
+    if (st) return st;
+    if (p->n_chunks != p->n_leaves) return malformed(out, "chunk and leaf counts differ");
+    if (p->n_leaves < 1 || p->n_leaves > PQ_WIRE_MAX_LEAVES)
+        return malformed(out, "no leaves, or more than PQ_WIRE_MAX_LEAVES");
+    for (size_t i = 0; i < p->n_leaves; i++) {
+        if (p->leaves[i].len != PQ_WIRE_LEAF_BYTES) {
+            char why[96];
+            snprintf(why, sizeof why, "leaf %zu (chunk %u) is %zu bytes, a SHA-256 is %d", i, p->chunks[i],
+                     p->leaves[i].len, PQ_WIRE_LEAF_BYTES);
+            return malformed(out, why);
+        }
+        l->chunk[i] = p->chunks[i];
+        memcpy(l->leaf[i], p->leaves[i].data, PQ_WIRE_LEAF_BYTES);
+    }
+    l->n = (int)p->n_leaves;
+    return PQ_OK;
+}
+
+static pq_status from_layout(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__OutputLayout *p = (const Proteus__OutputLayout *)pm;
+    out->u.layout = (pq_wire_layout){.file_dev = p->file_dev, .file_ino = p->file_ino, .n_tensors = p->n_tensors};
+    return p->n_tensors == 0 ? malformed(out, "no tensors") : PQ_OK;
+}
+
+static pq_status from_shutdown(const ProtobufCMessage *pm, pq_msg *out)
+{
+    const Proteus__Shutdown *p = (const Proteus__Shutdown *)pm;
+    out->u.shutdown = (pq_wire_shutdown){.status = p->status, .stop = p->stop};
+    if (p->status < 0 || p->status >= PQ__ERR_COUNT) return malformed(out, "status out of range");
+    return PQ_OK;
+}
+
+/* Every control message a rank receives: its schema and its copy into pq_msg. */
+static const struct decoder {
+    int tag;
+    const ProtobufCMessageDescriptor *desc;
+    pq_status (*copy)(const ProtobufCMessage *pm, pq_msg *out);
+} decoders[] = {
+    {PQ_TAG_PLAN, &proteus__plan__descriptor, from_plan},
+    {PQ_TAG_RESULT, &proteus__unit_result__descriptor, from_result},
+    {PQ_TAG_ERROR, &proteus__error__descriptor, from_error},
+    {PQ_TAG_DONE, &proteus__done__descriptor, from_done},
+    {PQ_TAG_LEAVES, &proteus__hash_leaves__descriptor, from_leaves},
+    {PQ_TAG_LAYOUT, &proteus__output_layout__descriptor, from_layout},
+    {PQ_TAG_SHUTDOWN, &proteus__shutdown__descriptor, from_shutdown},
+};
+
+static const struct decoder *decoder_of(int tag)
+{
+    for (size_t i = 0; i < sizeof decoders / sizeof decoders[0]; i++)
+        if (decoders[i].tag == tag) return &decoders[i];
+    return NULL;
+}
+
+const char *pq_msg_name(int tag)
+{
+    static _Thread_local char other[32];
+    const struct decoder *d = decoder_of(tag);
+    if (d) return d->desc->short_name;
+    if (tag == PQ_TAG_DATA) return "raw data";
+    snprintf(other, sizeof other, "tag %d", tag);
+    return other;
+}
+
 pq_status pq_msg_decode(int tag, int source, const uint8_t *buf, size_t len, pq_msg *out)
 {
-    pq_status st = PQ_OK;
     memset(out, 0, sizeof *out);
     out->tag = tag;
     out->source = source;
-    if (len > PQ_WIRE_MAX_MSG)
-        return pq_err(PQ_ERR_PROTO, "%s message from rank %d is %zu bytes, over the %u-byte limit",
-                      pq_msg_name(tag), source, len, PQ_WIRE_MAX_MSG);
-    switch (tag) {
-    case PQ_TAG_PLAN: {
-        Proteus__Plan *p = proteus__plan__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            out->u.plan.plan_hash = p->plan_hash;
-            out->u.plan.n_ranks = p->n_ranks;
-            out->u.plan.n_units = p->unit_count;
-            out->u.plan.unit_bytes = p->unit_bytes;
-            if (p->n_ranks == 0 || p->unit_bytes <= 0) st = bad(tag, source, "zero ranks or unit size");
-        }
-        proteus__plan__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_RESULT: {
-        Proteus__UnitResult *p = proteus__unit_result__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            pq_wire_result *r = &out->u.result;
-            r->unit_id = p->unit_id;
-            r->rank = p->rank;
-            r->n_rows = p->n_rows;
-            r->code_bytes = p->code_bytes;
-            r->n_scales = p->n_scales;
-            r->has_zero_point = p->has_zero_point;
-            r->n_nonfinite = p->n_nonfinite;
-            r->sum_sq = p->sum_sq;
-            r->err_sq = p->err_sq;
-            r->max_abs_err = p->max_abs_err;
-            r->codes_in_file = p->codes_in_file;
-            if (p->n_rows <= 0 || p->n_nonfinite < 0) st = bad(tag, source, "negative or zero row count");
-            else if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
-        }
-        proteus__unit_result__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_ERROR: {
-        Proteus__Error *p = proteus__error__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            out->u.error.rank = p->rank;
-            out->u.error.unit_id = p->has_unit ? (int32_t)p->unit_id : -1;
-            out->u.error.status = p->status;
-            snprintf(out->u.error.detail, sizeof out->u.error.detail, "%s", p->detail ? p->detail : "");
-            if (p->status <= 0 || p->status >= PQ__ERR_COUNT) st = bad(tag, source, "status out of range");
-            else if (p->has_unit && p->unit_id > INT32_MAX) st = bad(tag, source, "unit id out of range");
-        }
-        proteus__error__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_DONE: {
-        Proteus__Done *p = proteus__done__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            out->u.done.rank = p->rank;
-            out->u.done.units = p->units;
-            out->u.done.hash_chunks = p->hash_chunks;
-            if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
-        }
-        proteus__done__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_LEAVES: {
-        Proteus__HashLeaves *p = proteus__hash_leaves__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            pq_wire_leaves *l = &out->u.leaves;
-            l->rank = p->rank;
-            if ((int)p->rank != source) st = bad(tag, source, "rank field names another rank");
-            else if (p->n_chunks != p->n_leaves) st = bad(tag, source, "chunk and leaf counts differ");
-            else if (p->n_leaves < 1 || p->n_leaves > PQ_WIRE_MAX_LEAVES)
-                st = bad(tag, source, "no leaves, or more than PQ_WIRE_MAX_LEAVES");
-            for (size_t i = 0; !st && i < p->n_leaves; i++) {
-                if (p->leaves[i].len != PQ_WIRE_LEAF_BYTES) {
-                    char why[96];
-                    snprintf(why, sizeof why, "leaf %zu (chunk %u) is %zu bytes, a SHA-256 is %d", i,
-                             p->chunks[i], p->leaves[i].len, PQ_WIRE_LEAF_BYTES);
-                    st = bad(tag, source, why);
-                    break;
-                }
-                l->chunk[i] = p->chunks[i];
-                memcpy(l->leaf[i], p->leaves[i].data, PQ_WIRE_LEAF_BYTES);
-            }
-            if (!st) l->n = (int)p->n_leaves;
-        }
-        proteus__hash_leaves__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_LAYOUT: {
-        Proteus__OutputLayout *p = proteus__output_layout__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            out->u.layout.file_dev = p->file_dev;
-            out->u.layout.file_ino = p->file_ino;
-            out->u.layout.n_tensors = p->n_tensors;
-            if (p->n_tensors == 0) st = bad(tag, source, "no tensors");
-        }
-        proteus__output_layout__free_unpacked(p, NULL);
-        return st;
-    }
-    case PQ_TAG_SHUTDOWN: {
-        Proteus__Shutdown *p = proteus__shutdown__unpack(NULL, len, buf);
-        if (!p) return bad(tag, source, "not a valid protobuf encoding");
-        if (!(st = check_schema(tag, source, p->schema))) {
-            out->u.shutdown.status = p->status;
-            out->u.shutdown.stop = p->stop;
-            if (p->status < 0 || p->status >= PQ__ERR_COUNT) st = bad(tag, source, "status out of range");
-        }
-        proteus__shutdown__free_unpacked(p, NULL);
-        return st;
-    }
-    default:
-        return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(tag), source);
-    }
+    if (len > PQ_WIRE_MAX_MSG) return oversized(tag, source, len);
+    const struct decoder *d = decoder_of(tag);
+    if (!d) return unexpected(tag, source);
+    ProtobufCMessage *pm = protobuf_c_message_unpack(d->desc, NULL, len, buf);
+    if (!pm) return bad(tag, source, "not a valid protobuf encoding");
+    pq_status st = check_schema(tag, source, *schema_of(pm));
+    if (!st) st = d->copy(pm, out);
+    protobuf_c_message_free_unpacked(pm, NULL);
+    return st;
 }
 
 pq_status pq_msg_send(MPI_Comm comm, int dest, const pq_msg *m)
@@ -302,11 +305,10 @@ pq_status pq_msg_recv(MPI_Comm comm, const MPI_Status *probed, pq_msg *out)
     int tag = probed->MPI_TAG, src = probed->MPI_SOURCE, count = 0;
     pq_status st;
     if (tag == PQ_TAG_DATA || tag == PQ_TAG_PLAN || tag < PQ_TAG_PLAN || tag >= PQ_TAG_END_)
-        return pq_err(PQ_ERR_PROTO, "unexpected %s message from rank %d", pq_msg_name(tag), src);
+        return unexpected(tag, src);
     if ((st = pq_mpi_check(MPI_Get_count(probed, MPI_BYTE, &count), "sizing a message"))) return st;
-    if (count < 0 || (unsigned)count > PQ_WIRE_MAX_MSG)
-        return pq_err(PQ_ERR_PROTO, "%s message from rank %d is %d bytes, over the %u-byte limit",
-                      pq_msg_name(tag), src, count, PQ_WIRE_MAX_MSG);
+    if (count < 0) return bad(tag, src, "negative byte count");
+    if ((unsigned)count > PQ_WIRE_MAX_MSG) return oversized(tag, src, (unsigned)count);
     uint8_t *buf = malloc((size_t)count + 1);
     if (!buf) return pq_err(PQ_ERR_RESOURCE, "out of memory receiving a message");
     char what[64];
@@ -332,8 +334,7 @@ pq_status pq_msg_bcast_plan(MPI_Comm comm, int root, pq_msg *m)
     if ((st = pq_mpi_check(MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm), "broadcasting the plan size")))
         goto cleanup;
     if (n > PQ_WIRE_MAX_MSG) {
-        st = pq_err(PQ_ERR_PROTO, "Plan message from rank %d is %llu bytes, over the %u-byte limit", root,
-                    (unsigned long long)n, PQ_WIRE_MAX_MSG);
+        st = oversized(PQ_TAG_PLAN, root, n);
         goto cleanup;
     }
     if (rank != root && !(buf = malloc(n + 1))) {

@@ -145,17 +145,23 @@ static hid_t vlstr_type(void)
     return vlstr_type_cset(H5T_CSET_UTF8);
 }
 
-pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val)
+/* put_attr of a scalar in type t, made for this call (t < 0: making it
+ * failed, `kind` names it in the error), which is closed after. */
+static pq_status put_attr_own_type(hid_t obj, const char *where, const char *name, const char *kind, hid_t t,
+                                   const void *val)
 {
     char eb[256];
-    const char *v = val ? val : "";
-    hid_t t = vlstr_type();
     if (t < 0)
-        return pq_err(PQ_ERR_IO, "%s: string type for %s: %s", where, name,
-                      pq_h5u_detail(eb, sizeof eb));
-    pq_status rc = put_attr(obj, where, name, t, t, -1, &v);
+        return pq_err(PQ_ERR_IO, "%s: %s type for %s: %s", where, kind, name, pq_h5u_detail(eb, sizeof eb));
+    pq_status rc = put_attr(obj, where, name, t, t, -1, val);
     H5Tclose(t);
     return rc;
+}
+
+pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val)
+{
+    const char *v = val ? val : "";
+    return put_attr_own_type(obj, where, name, "string", vlstr_type(), &v);
 }
 
 pq_status pq_h5u_put_i32(hid_t obj, const char *where, const char *name, int32_t val)
@@ -180,15 +186,8 @@ pq_status pq_h5u_put_f64(hid_t obj, const char *where, const char *name, double 
 
 pq_status pq_h5u_put_bool(hid_t obj, const char *where, const char *name, bool val)
 {
-    char eb[256];
     int8_t v = val ? 1 : 0;
-    hid_t t = pq_h5u_bool_type();
-    if (t < 0)
-        return pq_err(PQ_ERR_IO, "%s: bool type for %s: %s", where, name,
-                      pq_h5u_detail(eb, sizeof eb));
-    pq_status rc = put_attr(obj, where, name, t, t, -1, &v);
-    H5Tclose(t);
-    return rc;
+    return put_attr_own_type(obj, where, name, "bool", pq_h5u_bool_type(), &v);
 }
 
 pq_status pq_h5u_put_i64_vec(hid_t obj, const char *where, const char *name,

@@ -285,6 +285,47 @@ static void over_mpi(void **state)
     MPI_Wait(&req, MPI_STATUS_IGNORE);
 }
 
+/* Every tag's name, and every encoded message carries the schema version
+ * (read back with the generated unpacker, field by field). */
+static void names_and_schema(void **state)
+{
+    (void)state;
+    static const struct { int tag; const char *name; } names[] = {
+        {PQ_TAG_PLAN, "Plan"}, {PQ_TAG_RESULT, "UnitResult"}, {PQ_TAG_DATA, "raw data"},
+        {PQ_TAG_ERROR, "Error"}, {PQ_TAG_DONE, "Done"}, {PQ_TAG_SHUTDOWN, "Shutdown"},
+        {PQ_TAG_LEAVES, "HashLeaves"}, {PQ_TAG_LAYOUT, "OutputLayout"}, {4242, "tag 4242"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_string_equal(pq_msg_name(names[i].tag), names[i].name);
+
+    pq_msg m = {.tag = PQ_TAG_PLAN};
+    m.u.plan = (pq_wire_plan){.plan_hash = 0x1234, .n_ranks = 3, .n_units = 9, .unit_bytes = 1 << 20};
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_OK);
+    Proteus__Plan *p = proteus__plan__unpack(NULL, len, buf);
+    assert_non_null(p);
+    assert_int_equal(p->schema, PQ_WIRE_SCHEMA);
+    assert_true(p->plan_hash == 0x1234 && p->n_ranks == 3 && p->unit_count == 9 && p->unit_bytes == 1 << 20);
+    proteus__plan__free_unpacked(p, NULL);
+    free(buf);
+
+    m = (pq_msg){.tag = PQ_TAG_SHUTDOWN};
+    m.u.shutdown = (pq_wire_shutdown){.status = PQ_ERR_IO, .stop = true};
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_OK);
+    Proteus__Shutdown *sd = proteus__shutdown__unpack(NULL, len, buf);
+    assert_non_null(sd);
+    assert_int_equal(sd->schema, PQ_WIRE_SCHEMA);
+    assert_true(sd->status == PQ_ERR_IO && sd->stop);
+    proteus__shutdown__free_unpacked(sd, NULL);
+    free(buf);
+
+    m = (pq_msg){.tag = PQ_TAG_DATA};
+    pq_err_clear();
+    assert_int_equal(pq_msg_encode(&m, &buf, &len), PQ_ERR_INTERNAL);
+    assert_detail_has("cannot encode a raw data message", NULL);
+}
+
 int main(void)
 {
     MPI_Init(NULL, NULL);
@@ -296,6 +337,7 @@ int main(void)
         cmocka_unit_test(garbage),
         cmocka_unit_test(wrong_schema_and_values),
         cmocka_unit_test(oversized_and_unknown),
+        cmocka_unit_test(names_and_schema),
         cmocka_unit_test(over_mpi),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
