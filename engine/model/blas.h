@@ -19,13 +19,16 @@
 
 /* Load the BLAS (the soname the build was configured with, meson option
  * blas_soname). Every constructor of something that calls pq_sgemm calls it
- * first; cheap after the first call. PQ_ERR_RESOURCE when it cannot be
- * loaded. */
+ * first, so that a missing library fails there; cheap after the first call.
+ * PQ_ERR_RESOURCE when it cannot be loaded, the detail naming the library
+ * and the package to install; every later call gives the same. */
 pq_status pq_blas_load(void);
 
-/* cblas_sgemm, after a successful pq_blas_load (aborts otherwise: a bug). */
-void pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n, int k,
-              float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* cblas_sgemm. Loads the BLAS first if nothing has (pq_blas_load's error
+ * when that fails, c untouched); always PQ_OK after a successful load. */
+pq_status pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n,
+                   int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                   int ldc) __attribute__((warn_unused_result));
 
 /* openblas_set_num_threads; a no-op with a BLAS that has no such call or
  * before the BLAS is loaded. */

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_blas.c - the BLAS is not in the process until pq_blas_load; loading
  * it leaves no OpenBLAS worker thread running; SGEMM through it is exact on
- * small integers and a threaded call still works (and restarts the pool). */
+ * small integers and a threaded call still works (and restarts the pool).
+ * Built a second time with blas.c naming a library that is not there
+ * (PQ_TEST_BLAS_SONAME, tests/model/meson.build): every entry point then
+ * returns PQ_ERR_RESOURCE naming the library and the package, and nothing is
+ * printed or aborted. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,6 +46,7 @@ static int mapped(const char *soname)
     return found;
 }
 
+#ifndef PQ_TEST_BLAS_SONAME
 static void test_load_park_gemm(void **state)
 {
     (void)state;
@@ -61,7 +66,8 @@ static void test_load_park_gemm(void **state)
     for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 13 - 6);
     for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 11 - 5);
     pq_blas_set_threads(2);
-    pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    assert_int_equal(pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N),
+                     PQ_OK);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float s = 0;
@@ -75,8 +81,34 @@ static void test_load_park_gemm(void **state)
     free(c);
 }
 
+#else
+static void test_missing_library(void **state)
+{
+    (void)state;
+    float a[4] = {1, 2, 3, 4}, c[4] = {7, 7, 7, 7};
+    /* SGEMM first: it loads the library itself and reports the failure */
+    for (int i = 0; i < 2; i++) {
+        pq_err_clear();
+        assert_int_equal(pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2),
+                         PQ_ERR_RESOURCE);
+        assert_non_null(strstr(pq_err_detail(), "cannot load " PQ_TEST_BLAS_SONAME " (install libopenblas0)"));
+    }
+    for (int i = 0; i < 4; i++) assert_true(c[i] == 7.0f); /* untouched */
+    pq_err_clear();
+    assert_int_equal(pq_blas_load(), PQ_ERR_RESOURCE);
+    assert_non_null(strstr(pq_err_detail(), "cannot load " PQ_TEST_BLAS_SONAME " (install libopenblas0)"));
+    pq_blas_set_threads(2); /* a no-op without the library */
+    assert_false(mapped("libopenblas"));
+    assert_int_equal(thread_count(), 1);
+}
+#endif
+
 int main(void)
 {
+#ifdef PQ_TEST_BLAS_SONAME
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_missing_library)};
+#else
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_load_park_gemm)};
+#endif
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
