@@ -275,13 +275,8 @@ pq_status pq_fasta_next(pq_fasta *f, pq_fasta_record *rec, bool *got)
             ids[maxr + 1] = PQ_TOK_EOS;
             n_ids = maxr + 2;
         }
-        rec->id = id;
-        rec->desc = desc;
-        rec->ids = ids;
-        rec->n_ids = n_ids;
-        rec->n_residues_orig = n_res;
-        rec->line = hline;
-        rec->index = f->n_returned++;
+        *rec = (pq_fasta_record){.id = id, .desc = desc, .ids = ids, .n_ids = n_ids, .n_residues_orig = n_res,
+                                 .line = hline, .index = f->n_returned++};
         *got = true;
         return PQ_OK;
     fail:
