@@ -3,8 +3,8 @@
  * every Linear input on calibration proteins (one process or N MPI ranks,
  * identical bits for any N), update them with new data, print them, export
  * them for TensorRT / ONNX Runtime. */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,56 +18,75 @@
 #include "coordinator/cleanup.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "worker/mpi_start.h"
 #include "pq_config.h"
 #include "base/pq_io.h"
 
-static void help(FILE *f)
-{
-    fprintf(f,
-"usage: proteus calibrate --model M --calibration-data F.fasta --out calib.h5 [options]\n"
-"       proteus calibrate --update calib.h5 --calibration-data NEW.fasta [--out NEW.h5]\n"
-"       proteus calibrate --stats calib.h5\n"
-"       proteus calibrate --export calib.h5 --format json|tensorrt|onnxruntime [--method M]\n"
-"       mpirun -n N proteus calibrate ... [--pipeline-stages P]\n"
-"                                         (statistics identical for any N and P)\n\n"
-"Runs the fp32 model on calibration proteins and records, at the input of every\n"
-"Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
-"per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
-"(sign, exponent, top 8 mantissa bits), so statistics merge exactly: across ranks,\n"
-"and with --update, where update(A) + B equals calibrate(A + B).\n\n"
-"  --model PATH              fp32 checkpoint (safetensors or Proteus HDF5)\n"
-"  --calibration-data FASTA  calibration sequences (plain or .gz)\n"
-"  --out PATH                calibration store to write (--update: default in place)\n"
-"  --max-seqs N              use the first N usable sequences (default all)\n"
-"  --max-length L            skip sequences longer than L residues (default 1022)\n"
-"  --threads N               forward threads per rank (default: node cores / ranks on it)\n"
-"  --batch-tokens N          tokens per forward batch (default 4096; 1 = one sequence\n"
-"                            per forward; statistics do not depend on it)\n"
-"  --pipeline-stages P       split the layers into P contiguous stages on consecutive\n"
-"                            ranks; activations of each micro-batch (one forward\n"
-"                            batch) travel stage to stage; the N ranks form N / P\n"
-"                            data-parallel replicas (P must divide N, P <= layers;\n"
-"                            default 1)\n"
-"  --update PATH             add new data to an existing store (same model)\n"
-"  --stats PATH              per-site table: range, each method's threshold,\n"
-"                            saturation and quality (KL, MSE)\n"
-"  --export PATH             write ranges in another tool's format (to --out or stdout)\n"
-"  --format F                json | tensorrt | onnxruntime\n"
-"  --method M                minmax | percentile | entropy | mse (default entropy)\n"
-"  --percentile P            for the percentile method (default 99.99)\n"
-"  --asymmetric              asymmetric ranges (ONNX Runtime style) instead of symmetric\n"
-"  -q, --quiet               no summary\n"
-"  -h, --help                this text\n");
-}
-
 typedef struct copts {
     const char *model, *data, *out, *update, *stats, *export_path, *format;
     pq_calib_data_opts d;
-    int threads, quiet, method, stages;
-    bool asymmetric;
+    int threads, method, stages;
+    bool asymmetric, quiet;
     double percentile;
 } copts;
+
+static const char *const k_methods[] = {"minmax", "percentile", "entropy", "mse", NULL};
+
+static const pq_cli_opt k_opts[] = {
+    {.name = "model", .letter = 'm', .kind = PQ_CLI_STR, .offset = offsetof(copts, model), .meta = "PATH",
+     .help = "fp32 checkpoint (safetensors or Proteus HDF5)"},
+    {.name = "calibration-data", .letter = 'd', .kind = PQ_CLI_STR, .offset = offsetof(copts, data),
+     .meta = "FASTA", .help = "calibration sequences (plain or .gz)"},
+    {.name = "out", .letter = 'o', .kind = PQ_CLI_STR, .offset = offsetof(copts, out), .meta = "PATH",
+     .help = "calibration store to write (--update: default in place)"},
+    {.name = "max-seqs", .kind = PQ_CLI_I64, .offset = offsetof(copts, d.max_seqs), .lo = 1, .meta = "N",
+     .help = "use the first N usable sequences (default all)"},
+    {.name = "max-length", .kind = PQ_CLI_I64, .offset = offsetof(copts, d.max_length), .lo = 1, .hi = 100000,
+     .meta = "L", .help = "skip sequences longer than L residues (default 1022)"},
+    {.name = "threads", .kind = PQ_CLI_INT, .offset = offsetof(copts, threads), .lo = 0, .hi = 4096, .meta = "N",
+     .help = "forward threads per rank (default: node cores / ranks on it)"},
+    {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(copts, d.batch_tokens), .lo = 1, .hi = 1000000,
+     .meta = "N", .help = "tokens per forward batch (default 4096; 1 = one sequence\nper forward; statistics do "
+     "not depend on it)"},
+    {.name = "pipeline-stages", .kind = PQ_CLI_INT, .offset = offsetof(copts, stages), .lo = 1, .hi = 4096,
+     .meta = "P", .flags = PQ_CLI_SHOW_DEFAULT,
+     .help = "split the layers into P contiguous stages on consecutive\nranks; activations of each micro-batch "
+             "(one forward\nbatch) travel stage to stage; the N ranks form N / P\ndata-parallel replicas "
+             "(P must divide N, P <= layers)"},
+    {.name = "update", .kind = PQ_CLI_STR, .offset = offsetof(copts, update), .meta = "PATH",
+     .help = "add new data to an existing store (same model)"},
+    {.name = "stats", .kind = PQ_CLI_STR, .offset = offsetof(copts, stats), .meta = "PATH",
+     .help = "per-site table: range, each method's threshold,\nsaturation and quality (KL, MSE)"},
+    {.name = "export", .kind = PQ_CLI_STR, .offset = offsetof(copts, export_path), .meta = "PATH",
+     .help = "write ranges in another tool's format (to --out or stdout)"},
+    {.name = "format", .kind = PQ_CLI_STR, .offset = offsetof(copts, format), .meta = "F",
+     .help = "json | tensorrt | onnxruntime"},
+    {.name = "method", .kind = PQ_CLI_CHOICE, .offset = offsetof(copts, method), .choices = k_methods,
+     .meta = "M", .help = "minmax | percentile | entropy | mse", .flags = PQ_CLI_SHOW_DEFAULT},
+    {.name = "percentile", .kind = PQ_CLI_F64, .offset = offsetof(copts, percentile), .lo = 0, .hi = 100,
+     .flags = PQ_CLI_LO_OPEN | PQ_CLI_SHOW_DEFAULT, .meta = "P", .help = "for the percentile method"},
+    {.name = "asymmetric", .kind = PQ_CLI_FLAG, .offset = offsetof(copts, asymmetric),
+     .help = "asymmetric ranges (ONNX Runtime style) instead of symmetric"},
+    {.name = "quiet", .letter = 'q', .kind = PQ_CLI_FLAG, .offset = offsetof(copts, quiet), .help = "no summary"},
+    {0},
+};
+
+static const pq_cli_cmd k_cmd = {
+    .name = "calibrate",
+    .usage = "usage: proteus calibrate --model M --calibration-data F.fasta --out calib.h5 [options]\n"
+             "       proteus calibrate --update calib.h5 --calibration-data NEW.fasta [--out NEW.h5]\n"
+             "       proteus calibrate --stats calib.h5\n"
+             "       proteus calibrate --export calib.h5 --format json|tensorrt|onnxruntime [--method M]\n"
+             "       mpirun -n N proteus calibrate ... [--pipeline-stages P]\n"
+             "                                         (statistics identical for any N and P)",
+    .about = "Runs the fp32 model on calibration proteins and records, at the input of every\n"
+             "Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
+             "per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
+             "(sign, exponent, top 8 mantissa bits), so statistics merge exactly: across ranks,\n"
+             "and with --update, where update(A) + B equals calibrate(A + B).",
+    .opts = k_opts,
+};
 
 static int print_stats(const char *path, const copts *o)
 {
@@ -214,85 +233,11 @@ done:
     return rc;
 }
 
-static int parse_i64(const char *s, int64_t lo, int64_t *out)
-{
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || v < lo) return -1;
-    *out = v;
-    return 0;
-}
-
 int pq_cmd_calibrate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"calibration-data", required_argument, 0, 'd'},
-        {"out", required_argument, 0, 'o'}, {"max-seqs", required_argument, 0, 1},
-        {"max-length", required_argument, 0, 2}, {"threads", required_argument, 0, 3},
-        {"update", required_argument, 0, 4}, {"stats", required_argument, 0, 5},
-        {"export", required_argument, 0, 6}, {"format", required_argument, 0, 7},
-        {"method", required_argument, 0, 8}, {"percentile", required_argument, 0, 9},
-        {"asymmetric", no_argument, 0, 10}, {"batch-tokens", required_argument, 0, 11},
-        {"pipeline-stages", required_argument, 0, 12},
-        {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
-    };
     copts o = {.method = PQ_CALIB_ENTROPY, .percentile = 99.99, .stages = 1};
-    int64_t v;
-    int c;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":m:d:o:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': o.model = optarg; break;
-        case 'd': o.data = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 1:
-            if (parse_i64(optarg, 1, &o.d.max_seqs))
-                return pq_cli_usage_error("calibrate", "--max-seqs '%s': expected a positive count", optarg);
-            break;
-        case 2:
-            if (parse_i64(optarg, 1, &o.d.max_length) || o.d.max_length > 100000)
-                return pq_cli_usage_error("calibrate", "--max-length '%s': expected 1..100000 residues", optarg);
-            break;
-        case 3:
-            if (parse_i64(optarg, 0, &v) || v > 4096)
-                return pq_cli_usage_error("calibrate", "--threads '%s': expected 0..4096", optarg);
-            o.threads = (int)v;
-            break;
-        case 4: o.update = optarg; break;
-        case 5: o.stats = optarg; break;
-        case 6: o.export_path = optarg; break;
-        case 7: o.format = optarg; break;
-        case 8:
-            if ((o.method = pq_calib_method_parse(optarg)) < 0)
-                return pq_cli_usage_error("calibrate", "--method '%s': expected minmax, percentile, "
-                                          "entropy or mse", optarg);
-            break;
-        case 9: {
-            char *end;
-            o.percentile = strtod(optarg, &end);
-            if (*end || end == optarg || !(o.percentile > 0 && o.percentile <= 100))
-                return pq_cli_usage_error("calibrate", "--percentile '%s': expected (0, 100]", optarg);
-            break;
-        }
-        case 10: o.asymmetric = true; break;
-        case 11:
-            if (parse_i64(optarg, 1, &o.d.batch_tokens) || o.d.batch_tokens > 1000000)
-                return pq_cli_usage_error("calibrate", "--batch-tokens '%s': expected 1..1000000", optarg);
-            break;
-        case 12:
-            if (parse_i64(optarg, 1, &v) || v > 4096)
-                return pq_cli_usage_error("calibrate", "--pipeline-stages '%s': expected 1..4096", optarg);
-            o.stages = (int)v;
-            break;
-        case 'q': o.quiet = 1; break;
-        case 'h': help(stdout); return 0;
-        case ':': return pq_cli_usage_error("calibrate", "option '%s' needs a value", argv[optind - 1]);
-        default: return pq_cli_usage_error("calibrate", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return pq_cli_usage_error("calibrate", "unexpected argument '%s'", argv[optind]);
+    int rc = pq_cli_parse(&k_cmd, argc, argv, &o);
+    if (rc != PQ_CLI_RUN) return rc;
     int modes = !!o.update + !!o.stats + !!o.export_path;
     if (modes > 1) return pq_cli_usage_error("calibrate", "--update, --stats and --export are exclusive");
     if (o.stats) return print_stats(o.stats, &o);

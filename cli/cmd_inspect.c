@@ -1,25 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_inspect.c - `proteus inspect`: what is in a safetensors or Proteus file. */
 #include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "format/esm2.h"
 #include "format/h5model.h"
 #include "format/safetensors.h"
 
-static void help(FILE *f)
-{
-    fprintf(f,
-"usage: proteus inspect FILE\n\n"
-"List the tensors of a checkpoint (safetensors file, index.json or directory) or\n"
-"of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
-"architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
-"and the per-tensor error metrics (SQNR, relative L2, max abs error).\n");
-}
+typedef struct inspect_opts {
+    const char *path;
+} inspect_opts;
+
+static const pq_cli_opt k_opts[] = {{0}};
+
+static const pq_cli_cmd k_cmd = {
+    .name = "inspect",
+    .usage = "usage: proteus inspect FILE",
+    .about = "List the tensors of a checkpoint (safetensors file, index.json or directory) or\n"
+             "of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
+             "architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
+             "and the per-tensor error metrics (SQNR, relative L2, max abs error).",
+    .opts = k_opts,
+    .operand = "FILE",
+    .operand_offset = offsetof(inspect_opts, path),
+    .operand_error = "expected exactly one FILE",
+};
 
 static void shape_str(int ndim, const int64_t *shape, char *buf, size_t n)
 {
@@ -120,16 +130,10 @@ static int inspect_h5(const char *path)
 
 int pq_cmd_inspect(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') { help(stdout); return 0; }
-        return pq_cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
-    }
-    if (optind != argc - 1) return pq_cli_usage_error("inspect", "expected exactly one FILE");
-    const char *path = argv[optind];
+    inspect_opts o = {0};
+    int rc = pq_cli_parse(&k_cmd, argc, argv, &o);
+    if (rc != PQ_CLI_RUN) return rc;
+    const char *path = o.path;
     int h5;
     pq_status st = is_hdf5(path, &h5);
     if (st) return pq_cli_fail(st);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_monitor.c - `proteus monitor ENDPOINT`: subscribe to a quantize run's
  * progress events and show them (the same bar/lines as the run, or JSON). */
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 #include "base/pq_clock.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pq_config.h"
 #include "base/pq_err.h"
 #include "proto/pq_wire.h"
@@ -21,19 +22,33 @@
 #include "coordinator/zmq_dl.h"
 #endif
 
-static void help(FILE *f)
-{
-    fprintf(f,
-"usage: proteus monitor ENDPOINT [--json] [--timeout S]\n\n"
-"Watch a running 'proteus quantize --monitor ENDPOINT' (e.g. tcp://127.0.0.1:5555,\n"
-"or tcp://HOST:PORT of a remote run started with --monitor-allow-remote).\n"
-"Shows the run's progress bar (one line per 5%% when not on a terminal), then\n"
-"exits 0 when the run finishes, or with the run's error status when it fails.\n"
-"Start it before the run to see every event.\n\n"
-"  --json        one JSON object per event line instead of the progress view\n"
-"  --timeout S   give up after S seconds without the final event (exit 11)\n"
-"  -h, --help    this text\n");
-}
+typedef struct monitor_opts {
+    const char *endpoint;
+    bool json;
+    double timeout; /* 0: none */
+} monitor_opts;
+
+static const pq_cli_opt k_opts[] = {
+    {.name = "json", .kind = PQ_CLI_FLAG, .offset = offsetof(monitor_opts, json),
+     .help = "one JSON object per event line instead of the progress view"},
+    {.name = "timeout", .kind = PQ_CLI_F64, .offset = offsetof(monitor_opts, timeout), .lo = 0,
+     .flags = PQ_CLI_LO_OPEN, .meta = "S", .help = "give up after S seconds without the final event (exit 11)"},
+    {0},
+};
+
+static const pq_cli_cmd k_cmd = {
+    .name = "monitor",
+    .usage = "usage: proteus monitor ENDPOINT [--json] [--timeout S]",
+    .about = "Watch a running 'proteus quantize --monitor ENDPOINT' (e.g. tcp://127.0.0.1:5555,\n"
+             "or tcp://HOST:PORT of a remote run started with --monitor-allow-remote).\n"
+             "Shows the run's progress bar (one line per 5% when not on a terminal), then\n"
+             "exits 0 when the run finishes, or with the run's error status when it fails.\n"
+             "Start it before the run to see every event.",
+    .opts = k_opts,
+    .operand = "ENDPOINT",
+    .operand_offset = offsetof(monitor_opts, endpoint),
+    .operand_error = "expected one ENDPOINT (tcp://HOST:PORT)",
+};
 
 static void print_json(const Proteus__ProgressEvent *e)
 {
@@ -66,31 +81,12 @@ static void print_json(const Proteus__ProgressEvent *e)
 
 int pq_cmd_monitor(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, 0, 'j'}, {"timeout", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
-    };
-    int json = 0, c;
-    double timeout = 0;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 't': {
-            char *end;
-            timeout = strtod(optarg, &end);
-            if (*end || end == optarg || timeout <= 0)
-                return pq_cli_usage_error("monitor", "--timeout '%s': expected positive seconds", optarg);
-            break;
-        }
-        case 'h': help(stdout); return 0;
-        case ':': return pq_cli_usage_error("monitor", "option '%s' needs a value", argv[optind - 1]);
-        default: return pq_cli_usage_error("monitor", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1) return pq_cli_usage_error("monitor", "expected one ENDPOINT (tcp://HOST:PORT)");
-    const char *ep = argv[optind];
+    monitor_opts o = {0};
+    int prc = pq_cli_parse(&k_cmd, argc, argv, &o);
+    if (prc != PQ_CLI_RUN) return prc;
+    const char *ep = o.endpoint;
+    int json = o.json;
+    double timeout = o.timeout;
 #if PQ_HAVE_ZMQ
     const pq_zmq *z = pq_zmq_load();
     if (!z) return pq_cli_fail(pq_err_last());
@@ -157,7 +153,7 @@ cleanup:
     if (ctx) z->ctx_term(ctx);
     return rc;
 #else
-    (void)json; (void)timeout; (void)now_s; (void)print_json;
+    (void)json; (void)timeout; (void)print_json;
     fprintf(stderr, "proteus: hardware error: %s: this build has no ZeroMQ (meson -Dzmq=enabled)\n", ep);
     return pq_status_exit_code(PQ_ERR_HARDWARE);
 #endif

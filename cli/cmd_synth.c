@@ -1,81 +1,79 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_synth.c - `proteus synth`: a deterministic synthetic ESM-2 checkpoint. */
-#include <errno.h>
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "format/synth.h"
 
-static void help(FILE *f)
+typedef struct synth_opts {
+    const char *arch, *out;
+    uint64_t seed;
+    int dtype; /* index in k_dtypes */
+} synth_opts;
+
+static const char *const k_dtypes[] = {"f32", "f16", NULL};
+
+static const pq_cli_opt k_opts[] = {
+    {.name = "arch", .kind = PQ_CLI_STR, .offset = offsetof(synth_opts, arch), .flags = PQ_CLI_REQUIRED,
+     .meta = "NAME", .help = "a published ESM-2 size (listed below; short forms like t6_8M\nor 650M work too)"},
+    {.name = "seed", .kind = PQ_CLI_U64, .offset = offsetof(synth_opts, seed), .meta = "N",
+     .help = "unsigned 64-bit seed", .flags = PQ_CLI_SHOW_DEFAULT},
+    {.name = "out", .kind = PQ_CLI_STR, .offset = offsetof(synth_opts, out), .flags = PQ_CLI_REQUIRED,
+     .meta = "PATH", .help = "output .safetensors file"},
+    {.name = "dtype", .kind = PQ_CLI_CHOICE, .offset = offsetof(synth_opts, dtype), .choices = k_dtypes,
+     .meta = "f32|f16", .help = "storage type", .flags = PQ_CLI_SHOW_DEFAULT},
+    {0},
+};
+
+/* The names --arch knows, comma-separated, into buf. */
+static void arch_list(char *buf, size_t len, const char *sep)
 {
     int n;
     const pq_esm2_arch *a = pq_esm2_archs(&n);
-    fprintf(f,
-"usage: proteus synth --arch NAME --seed N --out FILE.safetensors [--dtype f32|f16]\n\n"
-"Write a synthetic checkpoint with exactly the Hugging Face tensor names and\n"
-"shapes of a published ESM-2 size, deterministic from the seed (same seed, same\n"
-"bytes). Weights have realistic magnitudes (Linear ~ N(0, 0.02) with outlier rows\n"
-"and columns); the file is streamed, so the 3B size fits in little memory.\n\n"
-"  --arch NAME     one of:");
-    for (int i = 0; i < n; i++) fprintf(f, " %s", a[i].name);
-    fprintf(f, "\n                  (short forms like t6_8M or 650M work too)\n"
-"  --seed N        unsigned 64-bit seed (default 0)\n"
-"  --out PATH      output .safetensors file\n"
-"  --dtype f32|f16 storage type (default f32)\n");
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        strncat(buf, i ? sep : "", len - strlen(buf) - 1);
+        strncat(buf, a[i].name, len - strlen(buf) - 1);
+    }
 }
+
+static void help_archs(FILE *f)
+{
+    char list[512];
+    arch_list(list, sizeof list, "\n  ");
+    fprintf(f, "\n--arch names:\n  %s\n", list);
+}
+
+static const pq_cli_cmd k_cmd = {
+    .name = "synth",
+    .usage = "usage: proteus synth --arch NAME --seed N --out FILE.safetensors [--dtype f32|f16]",
+    .about = "Write a synthetic checkpoint with exactly the Hugging Face tensor names and\n"
+             "shapes of a published ESM-2 size, deterministic from the seed (same seed, same\n"
+             "bytes). Weights have realistic magnitudes (Linear ~ N(0, 0.02) with outlier rows\n"
+             "and columns); the file is streamed, so the 3B size fits in little memory.",
+    .opts = k_opts,
+    .more_help = help_archs,
+};
 
 int pq_cmd_synth(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"arch", required_argument, 0, 'a'}, {"seed", required_argument, 0, 's'},
-        {"out", required_argument, 0, 'o'}, {"dtype", required_argument, 0, 'd'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
-    };
-    const char *arch = NULL, *out = NULL, *dtype = "f32";
-    unsigned long long seed = 0;
-    int c;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":a:s:o:d:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'a': arch = optarg; break;
-        case 'o': out = optarg; break;
-        case 'd': dtype = optarg; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-')
-                return pq_cli_usage_error("synth", "--seed '%s' is not an unsigned integer", optarg);
-            break;
-        }
-        case 'h': help(stdout); return 0;
-        case ':': return pq_cli_usage_error("synth", "option '%s' needs a value", argv[optind - 1]);
-        default: return pq_cli_usage_error("synth", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return pq_cli_usage_error("synth", "unexpected argument '%s'", argv[optind]);
-    if (!arch) return pq_cli_usage_error("synth", "--arch is required");
-    if (!out) return pq_cli_usage_error("synth", "--out is required");
+    synth_opts o = {0};
+    int rc = pq_cli_parse(&k_cmd, argc, argv, &o);
+    if (rc != PQ_CLI_RUN) return rc;
+    const char *arch = o.arch, *out = o.out, *dtype = k_dtypes[o.dtype];
+    unsigned long long seed = o.seed;
     const pq_esm2_arch *a = pq_esm2_arch_find(arch);
     if (!a) {
-        int n;
-        const pq_esm2_arch *all = pq_esm2_archs(&n);
-        char list[512] = "";
-        for (int i = 0; i < n; i++) {
-            strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-            strncat(list, all[i].name, sizeof list - strlen(list) - 1);
-        }
+        char list[512];
+        arch_list(list, sizeof list, ", ");
         return pq_cli_usage_error("synth", "unknown --arch '%s' (known: %s)", arch, list);
     }
-    pq_dtype dt;
-    if (!strcmp(dtype, "f32")) dt = PQ_DT_F32;
-    else if (!strcmp(dtype, "f16")) dt = PQ_DT_F16;
-    else return pq_cli_usage_error("synth", "--dtype '%s' is not one of f32, f16", dtype);
+    pq_dtype dt = o.dtype == 0 ? PQ_DT_F32 : PQ_DT_F16;
     pq_status st = pq_synth_write(a, (uint64_t)seed, dt, out);
     if (st) return pq_cli_fail(st);
     char b[32];

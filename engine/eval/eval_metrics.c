@@ -79,3 +79,13 @@ void pq_eval_mlm_add(pq_eval_mlm *s, const float *logits, const int32_t *orig, i
         s->n_correct += (best == orig[t]);
     }
 }
+
+double pq_eval_mlm_accuracy(const pq_eval_mlm *s)
+{
+    return (double)s->n_correct / (double)s->n_masked;
+}
+
+double pq_eval_mlm_perplexity(const pq_eval_mlm *s)
+{
+    return exp(s->nll / (double)s->n_masked);
+}

@@ -31,6 +31,9 @@ typedef struct pq_eval_mlm {
 /* Add the positions t < N of logits [N, V] whose orig[t] >= 0 (the true id
  * of a masked position; -1 elsewhere). */
 void pq_eval_mlm_add(pq_eval_mlm *s, const float *logits, const int32_t *orig, int64_t N, int V);
+/* n_correct / n_masked, and exp(nll / n_masked) (NaN when nothing was masked). */
+double pq_eval_mlm_accuracy(const pq_eval_mlm *s);
+double pq_eval_mlm_perplexity(const pq_eval_mlm *s);
 
 /* Mean over the residue rows 1..T-2 of one sequence's [T, D] rows (drops
  * <cls> and <eos>) into out[D]. */

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* infer.c - the inference commands' shared options. */
+#include "cli/infer.h"
+
+#include <stddef.h>
+
+static const char *const k_modes[] = {"auto", "dequant", "weight-only", NULL};
+
+const pq_cli_opt pq_cli_infer_opts[] = {
+    {.name = "config", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_infer, cfg.file), .meta = "FILE.json",
+     .help = "configuration keys (as for quantize): enable_fusion, threading and\nthreads set the defaults "
+             "of the options below"},
+    {.name = "threads", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, threads), .lo = 1, .hi = 4096,
+     .meta = "N", .help = "threads (default: the config's threads, all cores)"},
+    {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, batch_tokens), .lo = 3,
+     .meta = "N", .help = "tokens per forward batch", .flags = PQ_CLI_SHOW_DEFAULT},
+    {.name = "max-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
+     .meta = "L", .help = "residues per sequence, longer ones cropped", .flags = PQ_CLI_SHOW_DEFAULT},
+    {.name = "mode", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_infer, mode), .choices = k_modes,
+     .meta = "M", .flags = PQ_CLI_SHOW_DEFAULT,
+     .help = "how quantized Linears run: auto (integer kernels chosen per\ntensor), dequant (fp32 on "
+             "dequantized weights), weight-only"},
+    {.name = "no-fusion", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg), .key = "enable_fusion",
+     .value = "false", .help = "bias+GELU and residual adds after the GEMMs, not fused\n(config enable_fusion)"},
+    {.name = "no-threading", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg), .key = "threading",
+     .value = "false", .help = "one thread (config threading)"},
+    {.name = "hardware-target", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg),
+     .key = "hardware_target", .meta = "T",
+     .help = "kernels: cpu (default, the best this CPU runs) | ref | avx2 |\navx512 (config hardware_target)"},
+    {0},
+};
+
+pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo)
+{
+    pq_config cfg;
+    pq_status st = pq_cli_config_load(&o->cfg, &cfg);
+    if (st == PQ_OK) {
+        *mo = (pq_esm2_model_opts){
+            .n_threads = o->threads > 0 ? (int)o->threads : cfg.threads,
+            .quantized_mode = (pq_esm2_qmode)o->mode,
+            .no_fusion = !cfg.enable_fusion,
+            .no_threading = !cfg.threading,
+        };
+        st = pq_config_apply_hardware(&cfg, &mo->ops);
+    }
+    pq_config_free(&cfg);
+    return st;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* infer.h - the options every inference command (embed, score, evaluate,
+ * bench) shares, as one option group, and the model options they make. */
+#ifndef PQ_CLI_INFER_H
+#define PQ_CLI_INFER_H
+
+#include <stdint.h>
+
+#include "cli/options.h"
+#include "model/esm2_model.h"
+
+typedef struct pq_cli_infer {
+    int64_t threads;      /* 0: the config's threads (default all cores) */
+    int64_t batch_tokens; /* tokens per forward batch */
+    int64_t max_length;   /* residues per sequence */
+    int mode;             /* pq_esm2_qmode */
+    pq_cli_config cfg;    /* --config, and --no-fusion / --no-threading over it */
+} pq_cli_infer;
+
+/* --config, --threads, --batch-tokens, --max-length, --mode, --no-fusion,
+ * --no-threading: a PQ_CLI_GROUP table for a pq_cli_infer. */
+extern const pq_cli_opt pq_cli_infer_opts[];
+
+/* The model options they ask for: the configuration (--config, defaults
+ * otherwise) gives fusion (enable_fusion), threading, threads and the kernel
+ * context (hardware_target, through pq_config_apply_hardware);
+ * --no-fusion, --no-threading, --threads and --hardware-target override it.
+ * PQ_ERR_CONFIG for a bad --config file, PQ_ERR_HARDWARE for kernels this
+ * machine cannot run. */
+pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo);
+
+#endif
