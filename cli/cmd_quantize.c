@@ -1,41 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cmd_quantize.c - `proteus quantize`: checkpoint in, one consolidated HDF5
- * out, on one process or N MPI ranks (mpirun, srun, or a plain start, which
- * is an MPI singleton: the same code path).
- *
- * Every rank opens the checkpoint and builds the same plan; rank 0 broadcasts
- * a hash of it that the others verify. Every rank runs its own units (the
- * plan's cost-balanced assignment); rank 0 also writes every result as it
- * arrives and commits the file at the end. */
+ * out, on one process or N MPI ranks: its options, the run
+ * (coordinator/quantize_run.h), its printing. */
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
-#include <mpi.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "base/pq_clock.h"
-#include "coordinator/calib_mpi.h"
-#include "worker/claims.h"
-#include "coordinator/cleanup.h"
+#include "base/log.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "pipeline/config.h"
-#include "coordinator/coord.h"
-#include "pipeline/job.h"
-#include "base/log.h"
 #include "coordinator/monitor.h"
+#include "coordinator/quantize_run.h"
+#include "pipeline/config.h"
 #include "worker/mpi_start.h"
-#include "proto/msg.h"
-#include "base/pq_io.h"
-#include "quant/rtn.h"
-#include "worker/sync.h"
-#include "worker/worker.h"
 
 #define UNIT_BYTES (64ll << 20)
 
@@ -110,49 +90,6 @@ static int parse_bytes(const char *s, int64_t *out)
     return 0;
 }
 
-/* OUT.partial, on every rank (workers on rank 0's machine write their codes
- * into it); rank 0 removes it when the job is killed (cleanup.h). */
-static char partial_path[4096];
-
-/* Progress fan-out on rank 0: the terminal/log view and the monitor. */
-typedef struct progress_ctx {
-    pq_cli_progress cli;
-    pq_monitor *mon;
-    const pq_job *job;
-    int n_ranks;
-    pq_progress last;         /* counters of the latest progress event */
-} progress_ctx;
-
-static void on_progress(void *user, const pq_progress *ev)
-{
-    progress_ctx *p = user;
-    pq_cli_progress_cb(&p->cli, ev);
-    p->last = *ev;
-    p->last.tensor = NULL;
-    /* Units are published from on_unit, which knows the unit and its rank. */
-    if (!strcmp(ev->phase, "done"))
-        pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
-}
-
-static void on_unit(void *user, const pq_unit *u, int rank, double sqnr)
-{
-    progress_ctx *p = user;
-    pq_progress ev = p->last;
-    ev.tensor = p->job->plan->tensors[u->tensor].st->name;
-    ev.sqnr_db = sqnr;
-    pq_monitor_publish(p->mon, "unit", &ev, u->id, rank, p->n_ranks, PQ_OK, NULL);
-}
-
-/* Peak RSS of every rank, in MiB, gathered to rank 0. Collective. */
-static void gather_rss(MPI_Comm comm, int rank, int n, double *all)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double mine = (double)ru.ru_maxrss / 1024.0; /* Linux: kB */
-    if (MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, PQ_ROLE_COORD, comm) != MPI_SUCCESS && rank == 0)
-        for (int r = 0; r < n; r++) all[r] = r ? NAN : mine;
-}
-
 typedef struct qopts {
     const char *model, *out, *cfg_file, *monitor;
     bool allow_remote;
@@ -162,184 +99,43 @@ typedef struct qopts {
     const char *calib_data, *calib_store; /* static scheme */
 } qopts;
 
-/* --verbose: where this rank's time went. */
-static void log_phases(const pq_job *j, double init_s)
+/* What rank 0 prints: progress while it runs, the summary at the end. */
+typedef struct qprint {
+    const qopts *o;
+    pq_cli_progress bar;
+} qprint;
+
+static void print_progress(void *user, const pq_progress *ev)
 {
-    if (!j) return;
-    const pq_job_phases *t = &j->t;
-    PQ_LOG_DEBUG("phases: MPI_Init %.3f s, open+plan %.3f s, set-up %.3f s, hash %.3f s, floats %.3f s, "
-                 "units %.3f s, send/receive %.3f s, write %.3f s, metrics %.3f s, commit %.3f s", init_s, t->open,
-                 t->setup, t->hash, t->floats, t->units, t->xfer, t->write, t->metrics, t->commit);
+    qprint *p = user;
+    pq_cli_progress_cb(&p->bar, ev);
 }
 
-/* --out must not name one of the run's inputs (checkpoint shards, config,
- * calibration data or store): the commit's rename would replace it. */
-static pq_status check_out(const qopts *o, const pq_job *j)
+static void print_report(void *user, const pq_job_stats *s, const double *rss_mib, int n_ranks)
 {
-    int n = pq_st_file_count(j->model);
-    const char **in = calloc((size_t)n + 3, sizeof *in);
-    if (!in) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-    for (int i = 0; i < n; i++) in[i] = pq_st_file_path(j->model, i);
-    in[n] = o->cfg_file;
-    in[n + 1] = o->calib_data;
-    in[n + 2] = o->calib_store;
-    pq_status st = pq_out_check("--out", o->out, in, n + 3);
-    free(in);
-    return st;
+    qprint *p = user;
+    pq_cli_print_summary(stdout, s, !p->o->quiet);
+    pq_cli_print_ranks(stdout, rss_mib, n_ranks, s->seconds_quantize);
+    printf("wrote %s\n", p->o->out);
 }
 
-/* The MPI part: everything after the options are known to be valid. */
-static int run_mpi(pq_config *cfg, const qopts *o, int argc, char **argv)
+/* Everything after the options are known to be valid, on every rank. */
+static int run(pq_config *cfg, const qopts *o, int argc, char **argv)
 {
-    int provided = 0, rank = 0, n = 1, rc = 0;
-    pq_status st;
-    pq_job *job = NULL;
-    MPI_Comm comm = MPI_COMM_NULL;
-    pq_monitor *mon = NULL;
-    progress_ctx prog;
-    double *rss = NULL;
-    bool unresponsive = false;
-    pq_calib_static_run *calib = NULL;
-    bool *same_node = NULL;
-    pq_claims *claims = NULL;
-
-    memset(&prog, 0, sizeof prog);
-    /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
-     * before MPI_Init: forking is safe only before MPI is up */
-    bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
-    if (guarded) pq_cleanup_start();
-    double t_init = pq_now_s();
-    if ((rc = pq_mpi_start(&provided))) return rc;
-    if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
-        rc = pq_cli_fail(st);
-        goto finalize;
+    char cmdline[4096] = "";
+    for (int i = 0; i < argc; i++) {
+        strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
+        strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
     }
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-    t_init = pq_now_s() - t_init;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &n);
-    if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
-    if (provided < MPI_THREAD_FUNNELED) PQ_LOG_WARN("MPI provides no thread support; continuing");
-
-    /* 1. open + plan on every rank; agree that all of them managed. */
-    pq_err_clear();
-    st = pq_job_open(cfg, o->model, o->unit_bytes, &job);
-    if (!st && rank == PQ_ROLE_COORD) st = check_out(o, job); /* rank 0 writes OUT */
-    if ((st = pq_sync_agree(comm, st))) goto fail;
-    if (cfg->threading && cfg->threads == 0) {
-        int t = pq_sync_threads_per_rank(comm, rank);
-        pq_rtn_set_threads(t);
-        job->hash_threads = t;
-    }
-
-    /* 2. the same assignment everywhere, checked against rank 0's; ranks on
-     * rank 0's machine write their own codes into OUT.partial. */
-    if (!(same_node = calloc((size_t)n, sizeof *same_node))) {
-        rc = pq_cli_fail(pq_err(PQ_ERR_RESOURCE, "out of memory"));
-        MPI_Abort(MPI_COMM_WORLD, rc);
-    }
-    st = pq_sync_coord_node(comm, n, same_node);
-    if ((st = pq_sync_agree(comm, st))) goto fail;
-    pq_worker_assign(job, n, same_node);
-    st = pq_sync_plan(comm, job, n, o->unit_bytes);
-    if ((st = pq_sync_agree(comm, st))) goto fail;
-    PQ_LOG_INFO("%d units over %d ranks", job->plan->n_units, n);
-    /* ranks on rank 0's machine may take over each other's last units */
-    st = pq_claims_open(comm, job->plan, same_node, &claims);
-    if ((st = pq_sync_agree(comm, st))) goto fail;
-    if (!strcmp(cfg->scheme, "static") &&
-        (st = pq_calib_static_prepare(comm, job, o->model, o->calib_store, o->calib_data, &calib)))
-        goto fail;
-
-    /* 3. rank 0 creates OUT.partial (its datasets, the float tensors) while
-     * the workers already hash their chunks and run their units: their
-     * results wait in MPI until rank 0 drains them. A failure here stops
-     * them through the usual Shutdown. */
-    bool fits = !pq_partial_name(partial_path, sizeof partial_path, o->out);
-    if (rank == PQ_ROLE_COORD) {
-        char cmdline[4096] = "";
-        for (int i = 0; i < argc; i++) {
-            strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
-            strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
-        }
-        if (!guarded) pq_cleanup_handler();
-        if (fits) pq_cleanup_arm(partial_path);
-        if (o->monitor) mon = pq_monitor_open(o->monitor, o->monitor_wait);
-        pq_cli_progress_init(&prog.cli, stderr, o->quiet);
-        prog.mon = mon;
-        prog.job = job;
-        prog.n_ranks = n;
-        job->progress = on_progress;
-        job->progress_user = &prog;
-        prog.last.units_total = job->plan->n_units;
-        prog.last.bytes_total = pq_plan_total_cost(job->plan);
-        prog.last.phase = "quantize";
-        pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
-        pq_status begin = pq_job_begin_output(job, o->out, n, cmdline);
-
-        /* 4. the units. */
-        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
-                            .same_node = same_node, .claims = claims};
-        st = pq_coord_run(job, comm, n, &co, &unresponsive);
-        if (!st) st = pq_job_finish_output(job);
-        if (unresponsive) goto fail;
-        char detail[1024];
-        snprintf(detail, sizeof detail, "%s", pq_err_detail());
-        pq_coord_shutdown(comm, n, st);
-        if (st) pq_err_replace(st, "%s", detail);
-    } else {
-        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial_path : NULL, claims);
-    }
-    pq_claims_close(claims); /* collective: every rank is past its units */
-    claims = NULL;
-
-    /* 5. peak memory of every rank, printed by rank 0. */
-    if (!(rss = calloc((size_t)n, sizeof *rss))) {
-        pq_cli_fail(pq_err(PQ_ERR_RESOURCE, "out of memory"));
-        MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
-    }
-    gather_rss(comm, rank, n, rss);
-    log_phases(job, t_init);
-    if (st) goto fail;
-    if (rank == PQ_ROLE_COORD) {
-        pq_cli_print_summary(stdout, &job->stats, !o->quiet);
-        pq_cli_print_ranks(stdout, rss, n, job->stats.seconds_quantize);
-        printf("wrote %s\n", o->out);
-    }
-    goto done;
-
-fail:
-    if (rank == PQ_ROLE_COORD) {
-        char line[1200];
-        snprintf(line, sizeof line, "%s: %s", pq_strerror(st), pq_err_detail());
-        pq_monitor_publish(mon, "error", &prog.last, -1, -1, n, st, line);
-        rc = pq_cli_fail(st);
-    } else {
-        rc = pq_status_exit_code(st);
-    }
-    if (unresponsive) {
-        /* Some rank never answered the stop: remove our partial output, then
-         * take the whole job down rather than wait forever. */
-        pq_job_destroy(job);
-        job = NULL;
-        pq_monitor_close(mon);
-        MPI_Abort(MPI_COMM_WORLD, rc);
-    }
-done:
-    pq_claims_close(claims); /* after a failure before the units: collective too */
-    pq_monitor_close(mon);
-    pq_job_destroy(job); /* removes OUT.partial after a failure */
-    pq_cleanup_arm(NULL);
-    pq_calib_static_done(calib);
-    partial_path[0] = '\0';
-    free(rss);
-    free(same_node);
-    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
-finalize:;
-    double t_fin = pq_now_s();
-    MPI_Finalize();
-    PQ_LOG_DEBUG("phases: MPI_Finalize %.3f s", pq_now_s() - t_fin);
-    return rc;
+    qprint pr = {.o = o};
+    pq_cli_progress_init(&pr.bar, stderr, o->quiet);
+    const pq_quantize_request q = {
+        .model = o->model, .out = o->out, .config_file = o->cfg_file, .calib_data = o->calib_data,
+        .calib_store = o->calib_store, .monitor = o->monitor, .monitor_wait = o->monitor_wait,
+        .unit_bytes = o->unit_bytes, .command_line = cmdline, .progress = print_progress,
+        .report = print_report, .fail = pq_cli_fail, .user = &pr,
+    };
+    return pq_quantize_run(cfg, &q);
 }
 
 int pq_cmd_quantize(int argc, char **argv)
@@ -454,7 +250,7 @@ int pq_cmd_quantize(int argc, char **argv)
     }
 
     if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); saved_err = -1; }
-    rc = run_mpi(&cfg, &o, argc, argv);
+    rc = run(&cfg, &o, argc, argv);
 done:
     if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); }
     pq_config_free(&cfg);

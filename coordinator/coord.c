@@ -19,10 +19,7 @@
 
 #include "base/log.h"
 #include "proto/msg.h"
-#include "worker/unit_batch.h"
-#include "worker/worker.h"
-
-static bool stop_sent;  /* the early Shutdown went out; the final one is not sent again */
+#include "worker/runner.h"
 
 /* Input bytes of units between two writeback hints: ~16 MB of int8 codes. */
 #define WRITEBACK_EVERY_BYTES (64.0 * 1024 * 1024)
@@ -40,7 +37,9 @@ typedef struct coord {
     pq_data_reqs *layout_reqs; /* per rank */
     int n_finished;
     pq_status err;         /* first failure (its detail is recorded) */
-    pq_unit_batch *batch;  /* with several threads: the batch in hand */
+    bool *stop_sent;       /* the early Shutdown went out */
+    double stop_t;         /* when it did */
+    double kicked_bytes;   /* input bytes (unit cost) written at the last writeback hint */
 } coord;
 
 /* Record the first failure only: later ones are consequences. */
@@ -61,18 +60,7 @@ static void end_ready(coord *c)
         pq_status st = pq_job_end_next(c->j, &did);
         if (st) fail(c, st);
     }
-    c->j->t.metrics += pq_now_s() - t0;
-}
-
-static double unit_sqnr(const pq_unit_result *r)
-{
-    double s = 0, e = 0;
-    for (int64_t i = 0; i < r->n_rows; i++) {
-        s += r->row_sum_sq[i];
-        e += r->row_err_sq[i];
-    }
-    if (e == 0) return INFINITY;
-    return 10.0 * log10(s / e);
+    pq_job_phase_add(c->j, PQ_PHASE_METRICS, pq_now_s() - t0);
 }
 
 static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result *r)
@@ -81,7 +69,7 @@ static pq_status put(coord *c, const pq_unit *u, int rank, const pq_unit_result 
     if (st) return st;
     c->received[u->id] = true;
     c->rank_units[rank]++;
-    if (c->o->on_unit) c->o->on_unit(c->o->user, u, rank, unit_sqnr(r));
+    if (c->o->on_unit) c->o->on_unit(c->o->user, u, rank, pq_unit_result_sqnr(r));
     return PQ_OK;
 }
 
@@ -93,41 +81,22 @@ static pq_status rank0_hash_error(pq_status st)
     return pq_err_replace(st, "rank 0: %s", detail);
 }
 
-/* Rank 0's thread, between the items of a batch: write a finished unit's
- * result (a chunk's leaf is already in place; failures are reported once
- * the batch is over). */
-static void put_one(void *user, pq_unit_batch *b, int i)
+/* Rank 0's sink: its own finished unit is written like any other (the
+ * runner calls it on this thread, between the items of a batch). */
+static pq_status put_own(void *user, const pq_unit *u, pq_unit_result *r)
 {
     coord *c = user;
-    if (b->item[i] < 0 || b->st[i] || c->err) return;
-    pq_status st = put(c, &c->j->plan->units[b->item[i]], PQ_ROLE_COORD, &b->r[i]);
-    pq_unit_result_free(&b->r[i]);
-    if (st) fail(c, st);
-    else pq_worker_after_unit(PQ_ROLE_COORD);
+    pq_status st = put(c, u, PQ_ROLE_COORD, r);
+    pq_unit_result_free(r);
     end_ready(c);
-}
-
-/* Rank 0's work a batch at a time when it has several threads: its digest
- * chunks, then the units it claims, written as they finish (unit_batch.h).
- * false when nothing was left. */
-static bool step_batch(coord *c, int *next_chunk, int *next_own, int *taken, int width)
-{
-    pq_unit_batch *b = c->batch;
-    pq_batch_fill(b, c->j->plan, c->o->claims, PQ_ROLE_COORD, width, next_chunk, next_own, taken);
-    if (!b->n) return false;
-    pq_batch_run(c->j, PQ_ROLE_COORD, b, width, put_one, c);
-    int unit = -1;
-    pq_status st = pq_batch_status(b, &unit);
-    if (st) fail(c, unit < 0 ? rank0_hash_error(st) : st);
-    pq_batch_clear(b);
-    return true;
+    return st;
 }
 
 /* Check a UnitResult header against the plan, then receive its buffers
  * (always, even when stopping, so the sender's transfer completes). */
 static pq_status take_result(coord *c, int src, const pq_wire_result *h)
 {
-    const pq_plan *p = c->j->plan;
+    const pq_plan *p = pq_job_plan(c->j);
     if (h->unit_id >= (uint32_t)p->n_units)
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d names unit %u; the plan has %d",
                       src, h->unit_id, p->n_units);
@@ -136,35 +105,27 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
     if (holder != src || c->received[u->id])
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d, which %s", src, u->id,
                       holder != src ? "another rank runs" : "was already received");
-    size_t sz[6];
-    pq_worker_result_sizes(c->j, u, sz);
+    pq_unit_layout l;
+    pq_unit_layout_of(p, u, &l);
     if (h->codes_in_file && !c->placed[src])
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d says its codes are in the "
                       "output file, but rank 0 sent that rank no output layout", src, u->id);
-    if (h->n_rows != u->n_rows || h->code_bytes != sz[0] || h->n_scales * sizeof(float) != sz[1] ||
-        h->has_zero_point != (sz[2] != 0))
+    if (h->n_rows != u->n_rows || h->code_bytes != l.codes || h->n_scales != (uint64_t)l.n_scales ||
+        h->has_zero_point != (l.zero_point != 0))
         return pq_err(PQ_ERR_PROTO, "UnitResult message from rank %d for unit %d announces %lld rows, %llu "
-                      "code bytes, %llu scales; the plan expects %lld rows, %zu code bytes, %zu scales",
+                      "code bytes, %llu scales; the plan expects %lld rows, %zu code bytes, %lld scales",
                       src, u->id, (long long)h->n_rows, (unsigned long long)h->code_bytes,
-                      (unsigned long long)h->n_scales, (long long)u->n_rows, sz[0], sz[1] / sizeof(float));
-    pq_unit_result r = {.unit_id = u->id, .n_rows = u->n_rows, .code_bytes = (int64_t)sz[0],
-                        .n_scales = (int64_t)(sz[1] / sizeof(float)), .n_nonfinite = h->n_nonfinite};
-    void **bufs[6] = {&r.codes, (void **)&r.scale, (void **)&r.zero_point, (void **)&r.row_sum_sq,
-                      (void **)&r.row_err_sq, (void **)&r.row_max_err};
-    static const char *const names[6] = {"codes", "scales", "zero points", "row sums", "row errors",
-                                         "row max errors"};
-    pq_status st = PQ_OK;
+                      (unsigned long long)h->n_scales, (long long)u->n_rows, l.codes, (long long)l.n_scales);
+    pq_unit_result r;
+    /* r.codes stays NULL when the worker wrote them into the file itself */
+    pq_status st = pq_unit_result_alloc(&r, u, &l, !h->codes_in_file);
+    pq_result_part parts[PQ_RESULT_PARTS];
+    pq_unit_result_parts(&r, &l, parts);
+    r.n_nonfinite = h->n_nonfinite;
     double t0 = pq_now_s();
-    if (h->codes_in_file) sz[0] = 0; /* r.codes stays NULL: written by the worker */
-    for (int i = 0; i < 6 && !st; i++) {
-        if (!sz[i]) continue;
-        if (!(*bufs[i] = malloc(sz[i]))) {
-            st = pq_err(PQ_ERR_RESOURCE, "out of memory receiving unit %d from rank %d", u->id, src);
-            break;
-        }
-        st = pq_data_recv(c->comm, src, *bufs[i], sz[i], names[i]);
-    }
-    c->j->t.xfer += pq_now_s() - t0;
+    for (int i = h->codes_in_file ? 1 : 0; i < PQ_RESULT_PARTS && !st; i++)
+        if (parts[i].bytes) st = pq_data_recv(c->comm, src, *parts[i].data, parts[i].bytes, parts[i].name);
+    pq_job_phase_add(c->j, PQ_PHASE_XFER, pq_now_s() - t0);
     if (!st && !c->err) st = put(c, u, src, &r);
     pq_unit_result_free(&r);
     return st;
@@ -231,10 +192,11 @@ static void handle(coord *c, const MPI_Status *s)
                 return;
             }
             int chunks = 0, have = 0;
-            for (int i = 0; i < c->j->plan->n_hash; i++)
-                if (c->j->plan->hash[i].rank == src) {
+            const pq_plan *p = pq_job_plan(c->j);
+            for (int i = 0; i < p->n_hash; i++)
+                if (p->hash[i].rank == src) {
                     chunks++;
-                    have += c->j->hash_have[i];
+                    have += pq_job_leaf_known(c->j, i);
                 }
             if ((int)m.u.done.hash_chunks != chunks || have != chunks)
                 fail(c, pq_err(PQ_ERR_PROTO, "Done message from rank %d after hashing %u source chunks (%d "
@@ -258,11 +220,11 @@ static void handle(coord *c, const MPI_Status *s)
     }
 }
 
-pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st)
+pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st, bool *sent)
 {
     pq_status rc = PQ_OK;
-    if (stop_sent) return PQ_OK;
-    stop_sent = true;
+    if (*sent) return PQ_OK;
+    *sent = true;
     pq_msg m = {.tag = PQ_TAG_SHUTDOWN};
     m.u.shutdown.status = (int32_t)st;
     m.u.shutdown.stop = st != PQ_OK;
@@ -277,12 +239,12 @@ pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st)
  * (OutputLayout + the offsets, sent without waiting for them to listen). */
 static pq_status send_layouts(coord *c, const bool *same_node)
 {
-    const pq_plan *p = c->j->plan;
+    const pq_plan *p = pq_job_plan(c->j);
     struct stat sb;
     bool any = false;
     for (int r = 1; r < c->n_ranks; r++) any |= same_node[r];
     if (!any) return PQ_OK;
-    const char *path = pq_h5w_partial_path(c->j->writer);
+    const char *path = pq_job_partial_path(c->j);
     if (stat(path, &sb) < 0) return PQ_OK; /* the workers then send their codes */
     if (!(c->offsets = malloc((size_t)p->n_tensors * sizeof *c->offsets)) ||
         !(c->layout_reqs = calloc((size_t)c->n_ranks, sizeof *c->layout_reqs)))
@@ -302,16 +264,56 @@ static pq_status send_layouts(coord *c, const bool *same_node)
     return st;
 }
 
-pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o, bool *unresponsive)
+/* Take every message that has arrived, write the metrics of the tensors
+ * now complete, give the writeback hint, and after a failure stop every
+ * rank (once). True when a message was taken. */
+static bool drain(coord *c)
 {
-    coord c = {.j = j, .comm = comm, .n_ranks = n_ranks, .o = o};
-    const pq_plan *p = j->plan;
+    bool ready, progressed = false;
+    MPI_Status s;
+    for (;;) {
+        pq_status st = pq_msg_poll(c->comm, MPI_ANY_SOURCE, MPI_ANY_TAG, &ready, &s);
+        if (st) { fail(c, st); break; }
+        if (!ready) break;
+        handle(c, &s);
+        progressed = true;
+    }
+    if (progressed) end_ready(c);
+    /* the output's pages are written out as they fill rather than all in
+     * the commit's fsync (a helper thread submits the I/O) */
+    if (!c->err && pq_job_bytes_done(c->j) - c->kicked_bytes >= WRITEBACK_EVERY_BYTES) {
+        pq_job_start_writeback(c->j);
+        c->kicked_bytes = pq_job_bytes_done(c->j);
+    }
+    if (c->err && !*c->stop_sent) {
+        /* Stop every rank promptly; keep draining so their final messages
+         * (and any result in flight) are taken off the wire. */
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        pq_coord_shutdown(c->comm, c->n_ranks, c->err, c->stop_sent);
+        pq_err_replace(c->err, "%s", detail);
+        c->stop_t = pq_now_s();
+    }
+    return progressed;
+}
+
+/* The runner's look between batches: drain; stop after a failure. */
+static pq_status drain_poll(void *user, bool *stop)
+{
+    coord *c = user;
+    drain(c);
+    *stop = c->err != PQ_OK;
+    return PQ_OK;
+}
+
+pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o, bool *unresponsive,
+                       bool *stop_sent)
+{
+    coord c = {.j = j, .comm = comm, .n_ranks = n_ranks, .o = o, .stop_sent = stop_sent};
+    const pq_plan *p = pq_job_plan(j);
     const struct timespec nap = {0, 500000};
-    double t0 = pq_now_s(), stop_t = 0;
-    int next_own = 0, next_chunk = 0;
-    double kicked_bytes = 0;          /* input bytes (unit cost) written at the last writeback hint */
-    int taken = 0;                    /* units taken over from other ranks */
-    bool chunks_done = false;
+    double t0 = pq_now_s();
+    pq_run_counts n = {.failed_unit = -1};
     *unresponsive = false;
     c.received = calloc((size_t)p->n_units + 1, sizeof *c.received);
     c.rank_units = calloc((size_t)n_ranks, sizeof *c.rank_units);
@@ -321,88 +323,27 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
-    const int width = pq_batch_width(j);
-    if (width > 1 && !(c.batch = calloc(1, sizeof *c.batch))) {
-        c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
-        goto cleanup;
-    }
     c.err = o->initial_error;
     if (!c.err && o->same_node) c.err = send_layouts(&c, o->same_node);
+    /* Rank 0's own work, the others' results drained between its batches. */
+    if (!c.err) {
+        const pq_sink sink = {.unit = put_own, .poll = drain_poll, .user = &c};
+        pq_status st = pq_run_units(j, PQ_ROLE_COORD, pq_claims_pick, o->claims, &sink, &n);
+        if (st) fail(&c, n.failed_unit < 0 ? rank0_hash_error(st) : st);
+    }
+    /* Then the others' until every one has sent its final message. */
     for (;;) {
-        bool ready, progressed = false;
-        MPI_Status s;
-        /* Drain whatever has arrived before the next own unit. */
-        for (;;) {
-            pq_status st = pq_msg_poll(comm, MPI_ANY_SOURCE, MPI_ANY_TAG, &ready, &s);
-            if (st) { fail(&c, st); break; }
-            if (!ready) break;
-            handle(&c, &s);
-            progressed = true;
-        }
-        if (progressed) end_ready(&c);
-        /* Units come last, so the output's pages are written out as they
-         * fill rather than all in the commit's fsync (a helper thread
-         * submits the I/O). */
-        if (!c.err && j->bytes_done - kicked_bytes >= WRITEBACK_EVERY_BYTES) {
-            pq_h5w_start_writeback(j->writer);
-            kicked_bytes = j->bytes_done;
-        }
-        if (c.err && !stop_sent) {
-            /* Stop every rank promptly; keep draining so their final
-             * messages (and any result in flight) are taken off the wire. */
-            pq_status keep = c.err;
-            char detail[1024];
-            snprintf(detail, sizeof detail, "%s", pq_err_detail());
-            pq_coord_shutdown(comm, n_ranks, keep);
-            pq_err_replace(keep, "%s", detail);
-            stop_t = pq_now_s();
-        }
-        if (!c.err && width > 1) {
-            /* the same order, a batch of whole items at a time */
-            if (step_batch(&c, &next_chunk, &next_own, &taken, width)) continue;
-        } else if (!c.err) {
-            /* Rank 0's chunks of the source digest first, a chunk per
-             * thread between two drains: units come last on every rank, so
-             * that whoever runs out of work first can take over the small
-             * ones that are left (claims.h). */
-            if (!chunks_done) {
-                int hashed = 0;
-                int64_t chunks[PQ_WIRE_MAX_LEAVES];
-                pq_status st = pq_job_hash_own(j, PQ_ROLE_COORD, pq_worker_hash_batch(j), chunks, &hashed);
-                if (st) fail(&c, rank0_hash_error(st));
-                chunks_done = !hashed && !st;
-                continue;
-            }
-            bool stolen;
-            int k = pq_claims_next(o->claims, p, PQ_ROLE_COORD, &next_own, &stolen);
-            taken += stolen;
-            if (k >= 0) {
-                const pq_unit *u = &p->units[k];
-                pq_unit_result r;
-                /* The kernel reads the next own unit's rows meanwhile. */
-                int nx = pq_plan_next_unit(p, next_own, PQ_ROLE_COORD);
-                if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-                double tu = pq_now_s();
-                pq_status st = pq_worker_run_unit(j, u, PQ_ROLE_COORD, &r);
-                j->t.units += pq_now_s() - tu;
-                if (!st) st = put(&c, u, PQ_ROLE_COORD, &r);
-                pq_unit_result_free(&r);
-                if (st) fail(&c, st);
-                else pq_worker_after_unit(PQ_ROLE_COORD);
-                end_ready(&c);
-                continue;
-            }
-        }
+        bool progressed = drain(&c);
         if (c.n_finished == n_ranks - 1) break;
-        if (c.err && pq_now_s() - stop_t > o->stop_grace_s) {
+        if (c.err && pq_now_s() - c.stop_t > o->stop_grace_s) {
             *unresponsive = true;
             break;
         }
         if (!progressed) {
             /* idle, waiting for the others: push new results to disk */
-            if (!c.err && j->bytes_done > kicked_bytes) {
-                pq_h5w_start_writeback(j->writer);
-                kicked_bytes = j->bytes_done;
+            if (!c.err && pq_job_bytes_done(j) > c.kicked_bytes) {
+                pq_job_start_writeback(j);
+                c.kicked_bytes = pq_job_bytes_done(j);
             }
             nanosleep(&nap, NULL);
         }
@@ -414,8 +355,8 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
                 break;
             }
     }
-    j->stats.seconds_quantize = pq_now_s() - t0;
-    PQ_LOG_DEBUG("ran %d units, %d of them taken over from other ranks", c.rank_units[PQ_ROLE_COORD], taken);
+    pq_job_set_quantize_seconds(j, pq_now_s() - t0);
+    PQ_LOG_DEBUG("ran %d units, %d of them taken over from other ranks", c.rank_units[PQ_ROLE_COORD], n.taken);
     /* Every worker that finished normally has taken its layout (a worker
      * receives it at the latest while waiting for the Shutdown, which comes
      * after this). After a failure the sends may never complete: their
@@ -426,8 +367,6 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     }
     if (!c.layout_reqs || !c.err) free(c.offsets);
 cleanup:
-    if (c.batch) pq_batch_clear(c.batch);
-    free(c.batch);
     free(c.received);
     free(c.rank_units);
     free(c.finished);

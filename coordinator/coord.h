@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* coord.h - rank 0's part of a run: run its own units, gather every other
- * rank's results as they arrive, write them, and stop everyone on the first
- * failure. */
+/* coord.h - rank 0's part of a run: its own units through the runner
+ * (runner.h), every other rank's results gathered as they arrive, checked
+ * and written, and everyone stopped on the first failure. */
 #ifndef PQ_COORD_H
 #define PQ_COORD_H
 
@@ -30,12 +30,14 @@ typedef struct pq_coord_opts {
 /* Run the quantize phase on rank 0 of comm (n_ranks ranks; j's output begun).
  * Returns PQ_OK when every unit was written. On failure the detail names the
  * failing rank and unit; *unresponsive is set when some worker did not
- * answer the stop within stop_grace_s (the caller then MPI_Aborts). Every
- * worker has sent its final message on return unless *unresponsive. */
+ * answer the stop within stop_grace_s (the caller then MPI_Aborts); *stop_sent
+ * (false on entry) when the early Shutdown went out. Every worker has sent
+ * its final message on return unless *unresponsive. */
 pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opts *o,
-                       bool *unresponsive);
+                       bool *unresponsive, bool *stop_sent);
 
-/* Send the final Shutdown (status st) to every worker that has not had one. */
-pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st);
+/* Send the Shutdown (status st) to every worker unless *sent (an early
+ * one went out during pq_coord_run); sets *sent. */
+pq_status pq_coord_shutdown(MPI_Comm comm, int n_ranks, pq_status st, bool *sent);
 
 #endif

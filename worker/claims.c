@@ -129,6 +129,11 @@ int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *sto
     return u;
 }
 
+int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen)
+{
+    return pq_claims_next(claims, p, rank, own, stolen);
+}
+
 int pq_claims_holder(const pq_claims *c, const pq_plan *p, int u)
 {
     int owner = p->units[u].rank;

@@ -46,6 +46,10 @@ int pq_claims_steal(pq_claims *c, const pq_plan *p, int rank);
  * unclaimed one (*stolen set); -1 when none is left. */
 int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *stolen);
 
+/* pq_claims_next in the runner's pick shape (unit_batch.h); user is the
+ * claims (NULL: the plan's assignment). */
+int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen);
+
 /* The rank that claimed unit u (-1: no one yet); without sharing, or for a
  * rank that does not share, its planned rank. */
 int pq_claims_holder(const pq_claims *c, const pq_plan *p, int u);

@@ -14,12 +14,11 @@
 
 #include "base/log.h"
 #include "base/pq_io.h"
-#include "worker/worker.h"
 
 pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, const pq_wire_layout *l,
                                 const char *path, int rank, bool use)
 {
-    const pq_plan *p = j->plan;
+    const pq_plan *p = pq_job_plan(j);
     size_t n = (size_t)l->n_tensors;
     uint64_t *off = malloc(n * sizeof *off);
     if (!off) return pq_err(PQ_ERR_RESOURCE, "rank %d: out of memory receiving the output layout", rank);
@@ -55,13 +54,12 @@ pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, co
 pq_status pq_direct_write(const pq_direct *d, const pq_job *j, const pq_unit *u, const pq_unit_result *r,
                           int rank)
 {
-    size_t sz[6];
-    pq_worker_result_sizes(j, u, sz);
-    uint64_t row_bytes = u->n_rows > 0 ? sz[0] / (uint64_t)u->n_rows : 0;
-    int e = pq_pwrite_all(d->fd, r->codes, sz[0], d->offset[u->tensor] + (uint64_t)u->row0 * row_bytes);
+    pq_unit_layout l;
+    pq_unit_layout_of(pq_job_plan(j), u, &l);
+    int e = pq_pwrite_all(d->fd, r->codes, l.codes, d->offset[u->tensor] + (uint64_t)(u->row0 * l.row_bytes));
     if (e)
         return pq_err(PQ_ERR_IO, "rank %d, unit %d (tensor '%s'): writing its codes into %s failed: %s", rank,
-                      u->id, j->plan->tensors[u->tensor].st->name, d->path, strerror(e));
+                      u->id, pq_job_plan(j)->tensors[u->tensor].st->name, d->path, strerror(e));
     return PQ_OK;
 }
 

@@ -8,6 +8,7 @@
 
 #include "proto/msg.h"
 #include "base/pq_cpu.h"
+#include "base/pq_fault.h"
 #include "base/pq_hash.h"
 
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local)
@@ -57,8 +58,8 @@ static void fnv_i64(uint64_t *h, int64_t v) { fnv(h, &v, sizeof v); }
 uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes)
 {
     uint64_t h = 14695981039346656037ull;
-    const pq_plan *p = j->plan;
-    char *cfg = pq_config_to_json(j->cfg);
+    const pq_plan *p = pq_job_plan(j);
+    char *cfg = pq_config_to_json(pq_job_config(j));
     if (cfg) fnv(&h, cfg, strlen(cfg) + 1);
     free(cfg);
     fnv_i64(&h, n_ranks);
@@ -97,22 +98,20 @@ pq_status pq_sync_plan(MPI_Comm comm, const pq_job *j, int n_ranks, int64_t unit
     pq_status st = pq_mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
     if (st) return st;
     uint64_t mine = pq_plan_hash(j, n_ranks, unit_bytes);
-    /* Test-only (never documented to users): PQ_TEST_PLAN_SALT=<rank> makes
-     * that rank's plan differ, to exercise the mismatch error. */
-    const char *salt = getenv("PQ_TEST_PLAN_SALT");
-    if (salt && atoi(salt) == rank) mine ^= 0x5a5a5a5aull;
+    /* a test makes one rank's plan differ, to exercise the mismatch error */
+    if (pq_fault_at(PQ_FAULT_PLAN_SALT, rank)) mine ^= 0x5a5a5a5aull;
     pq_msg m = {.tag = PQ_TAG_PLAN};
     m.u.plan.plan_hash = mine;
     m.u.plan.n_ranks = (uint32_t)n_ranks;
-    m.u.plan.n_units = (uint32_t)j->plan->n_units;
+    m.u.plan.n_units = (uint32_t)pq_job_plan(j)->n_units;
     m.u.plan.unit_bytes = unit_bytes;
     if ((st = pq_msg_bcast_plan(comm, PQ_ROLE_COORD, &m))) return st;
     if (rank == PQ_ROLE_COORD) return PQ_OK;
-    if (m.u.plan.plan_hash != mine || m.u.plan.n_units != (uint32_t)j->plan->n_units ||
+    if (m.u.plan.plan_hash != mine || m.u.plan.n_units != (uint32_t)pq_job_plan(j)->n_units ||
         m.u.plan.n_ranks != (uint32_t)n_ranks || m.u.plan.unit_bytes != unit_bytes)
         return pq_err(PQ_ERR_MPI, "plan mismatch: rank %d planned %d units (hash %016llx), rank 0 %u units "
                       "(hash %016llx); every rank must see the same checkpoint, config and options",
-                      rank, j->plan->n_units, (unsigned long long)mine, m.u.plan.n_units,
+                      rank, pq_job_plan(j)->n_units, (unsigned long long)mine, m.u.plan.n_units,
                       (unsigned long long)m.u.plan.plan_hash);
     return PQ_OK;
 }
@@ -134,15 +133,7 @@ pq_status pq_sync_coord_node(MPI_Comm comm, int n_ranks, bool *same)
     pq_status gst = pq_mpi_check(MPI_Allgather(&mine, 1, MPI_INT, all, 1, MPI_INT, comm),
                                  "gathering the ranks' machines");
     if (!st) st = gst;
-    const char *remote = getenv("PQ_TEST_REMOTE_RANKS");
-    for (int r = 0; r < n_ranks; r++) same[r] = !gst && all[r];
-    for (const char *c = remote; c && *c;) {
-        char *end;
-        long r = strtol(c, &end, 10);
-        if (end == c) break;
-        if (r > 0 && r < n_ranks) same[r] = false;
-        c = *end == ',' ? end + 1 : end;
-    }
+    for (int r = 0; r < n_ranks; r++) same[r] = !gst && all[r] && !(r > 0 && pq_fault_at(PQ_FAULT_REMOTE_RANKS, r));
     free(all);
     return st;
 }

@@ -24,8 +24,8 @@ int pq_sync_threads_per_rank(MPI_Comm comm, int rank);
 
 /* Collective. same[r] (n_ranks entries) tells whether rank r runs on rank
  * 0's machine, where it can write its codes into rank 0's OUT.partial
- * itself. Test-only: PQ_TEST_REMOTE_RANKS=1,3 counts ranks 1 and 3 as on
- * other machines. Identical on every rank. */
+ * itself (the fault switch PQ_FAULT_REMOTE_RANKS counts the ranks it lists
+ * as on other machines). Identical on every rank. */
 pq_status pq_sync_coord_node(MPI_Comm comm, int n_ranks, bool *same);
 
 /* A 64-bit FNV-1a hash of everything that must agree across ranks: the

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* unit_batch.c - a batch of chunks and units, one per thread (unit_batch.h). */
-#include "base/pq_clock.h"
 #include "worker/unit_batch.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,43 +10,74 @@
 #include <omp.h>
 #endif
 
-#include "worker/worker.h"
+#include "base/pq_clock.h"
+#include "base/pq_fault.h"
 
 /* Input bytes of `width` units in flight at most: each thread maps its
  * unit's rows while it runs it. */
 #define BATCH_INPUT_BYTES (1024.0 * 1024 * 1024)
 
-int pq_batch_width(const pq_job *j)
+int pq_batch_width(const pq_plan *p, int threads)
 {
-    int t = j->hash_threads < 1 ? 1 : j->hash_threads;
+    int t = threads < 1 ? 1 : threads;
     if (t > PQ_BATCH_MAX) t = PQ_BATCH_MAX;
     double largest = 0;
-    for (int i = 0; i < j->plan->n_units; i++)
-        largest = j->plan->units[i].cost > largest ? j->plan->units[i].cost : largest;
+    for (int i = 0; i < p->n_units; i++) largest = p->units[i].cost > largest ? p->units[i].cost : largest;
     /* big units: their rows split over the threads, one unit at a time */
     return largest * t > BATCH_INPUT_BYTES ? 1 : t;
 }
 
-void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_claims *claims, int rank, int width,
-                   int *next_chunk, int *own, int *taken)
+static int plan_pick(const pq_plan *p, int rank, int *own, bool *stolen)
+{
+    *stolen = false;
+    *own = pq_plan_next_unit(p, *own, rank);
+    return *own < p->n_units ? (*own)++ : -1;
+}
+
+void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pick_user, int rank, int width,
+                   int max_chunks, int *next_chunk, int *own, int *taken)
 {
     double cost = 0, largest = 0;
-    for (; *next_chunk < p->n_hash && b->n < width; ++*next_chunk) {
+    for (; *next_chunk < p->n_hash && b->n < max_chunks; ++*next_chunk) {
         const pq_hash_unit *h = &p->hash[*next_chunk];
         if (h->rank != rank) continue;
         b->item[b->n++] = PQ_BATCH_CHUNK(*next_chunk);
         cost += h->cost;
         largest = h->cost > largest ? h->cost : largest;
     }
+    if (width == 1 && b->n) return; /* width 1: chunks on their own */
     while (b->n < PQ_BATCH_MAX && (b->n < width || cost < 2.0 * width * largest)) {
         bool stolen;
-        int k = pq_claims_next(claims, p, rank, own, &stolen);
+        int k = pick ? pick(pick_user, p, rank, own, &stolen) : plan_pick(p, rank, own, &stolen);
         if (k < 0) break;
         *taken += stolen;
         b->item[b->n++] = k;
         cost += p->units[k].cost;
         largest = p->units[k].cost > largest ? p->units[k].cost : largest;
+        if (width == 1) break;
     }
+}
+
+/* Unit u as rank `rank`, its failure named by rank, unit and rows. The
+ * fault switches make a chosen unit fail, or a chosen rank slow (tests). */
+static pq_status run_unit(pq_job *j, const pq_unit *u, int rank, pq_unit_result *r)
+{
+    const pq_plan_tensor *pt = &pq_job_plan(j)->tensors[u->tensor];
+    pq_status st;
+    if (pq_fault_at(PQ_FAULT_FAIL_UNIT, u->id)) {
+        memset(r, 0, sizeof *r);
+        st = pq_err(PQ_ERR_IO, "injected read failure (PQ_TEST_FAIL_UNIT)");
+    } else {
+        if (pq_fault_at(PQ_FAULT_SLOW_RANK, rank)) nanosleep(&(struct timespec){0, 20000000}, NULL);
+        st = pq_job_run_unit(j, u, r);
+    }
+    if (st) {
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        pq_err_replace(st, "rank %d, unit %d (tensor '%s' rows %lld..%lld): %s", rank, u->id, pt->st->name,
+                       (long long)u->row0, (long long)(u->row0 + u->n_rows - 1), detail);
+    }
+    return st;
 }
 
 /* One item on the calling thread; its seconds. */
@@ -54,7 +85,7 @@ static double run_item(pq_job *j, int rank, pq_unit_batch *b, int i)
 {
     double t0 = pq_now_s();
     const int it = b->item[i];
-    if (it >= 0) b->st[i] = pq_worker_run_unit(j, &j->plan->units[it], rank, &b->r[i]);
+    if (it >= 0) b->st[i] = run_unit(j, &pq_job_plan(j)->units[it], rank, &b->r[i]);
     else b->st[i] = pq_job_hash_chunk(j, rank, -(int64_t)it - 1);
     b->detail[i] = b->st[i] ? strdup(pq_err_detail()) : NULL;
     return pq_now_s() - t0;
@@ -74,7 +105,7 @@ static double ship_ready(pq_job *j, pq_unit_batch *b, pq_batch_ship ship, void *
     double t0 = pq_now_s();
     for (int i = 0; i < b->n; i++) {
         if (b->shipped[i] || !__atomic_load_n(&b->ready[i], __ATOMIC_ACQUIRE)) continue;
-        if (b->item[i] < 0 && !b->st[i]) j->hash_have[-(int64_t)b->item[i] - 1] = true;
+        if (b->item[i] < 0 && !b->st[i]) pq_job_mark_leaf(j, -(int64_t)b->item[i] - 1);
         if (ship) ship(user, b, i);
         b->shipped[i] = true;
     }
@@ -84,39 +115,47 @@ static double ship_ready(pq_job *j, pq_unit_batch *b, pq_batch_ship ship, void *
 void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, pq_batch_ship ship, void *user)
 {
     double ship_s = 0, hash_s = 0, unit_s = 0, t0 = pq_now_s();
-    if (threads < 1) threads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1) reduction(+ : hash_s, unit_s)
-#endif
-    {
-#ifdef _OPENMP
-        const bool first = omp_get_thread_num() == 0;
-#else
-        const bool first = true;
-#endif
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1) nowait
-#endif
+    if (threads > b->n) threads = b->n;
+    if (threads <= 1) {
+        /* one thread: no parallel region, so RTN may split a unit's rows */
         for (int i = 0; i < b->n; i++) {
             double s = run_item(j, rank, b, i);
-            if (b->item[i] < 0) hash_s += s;
-            else unit_s += s;
-            __atomic_store_n(&b->ready[i], 1, __ATOMIC_RELEASE);
-            if (first) ship_s += ship_ready(j, b, ship, user);
-        }
-        /* out of items: ship the others' as they finish, not after all */
-        while (first && !all_ready(b)) {
+            *(b->item[i] < 0 ? &hash_s : &unit_s) += s;
+            b->ready[i] = 1;
             ship_s += ship_ready(j, b, ship, user);
-            nanosleep(&(struct timespec){0, 50000}, NULL);
         }
+    } else {
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : hash_s, unit_s)
+#endif
+        {
+#ifdef _OPENMP
+            const bool first = omp_get_thread_num() == 0;
+#pragma omp for schedule(dynamic, 1) nowait
+#else
+            const bool first = true;
+#endif
+            for (int i = 0; i < b->n; i++) {
+                double s = run_item(j, rank, b, i);
+                if (b->item[i] < 0) hash_s += s;
+                else unit_s += s;
+                __atomic_store_n(&b->ready[i], 1, __ATOMIC_RELEASE);
+                if (first) ship_s += ship_ready(j, b, ship, user);
+            }
+            /* out of items: ship the others' as they finish, not after all */
+            while (first && !all_ready(b)) {
+                ship_s += ship_ready(j, b, ship, user);
+                nanosleep(&(struct timespec){0, 50000}, NULL);
+            }
+        }
+        ship_s += ship_ready(j, b, ship, user);
     }
-    ship_s += ship_ready(j, b, ship, user);
     /* the calling thread's wall time besides shipping, split between the
      * phases by the items' thread seconds */
     const double wall = pq_now_s() - t0 - ship_s, busy = hash_s + unit_s;
     if (busy > 0) {
-        j->t.hash += wall * hash_s / busy;
-        j->t.units += wall * unit_s / busy;
+        pq_job_phase_add(j, PQ_PHASE_HASH, wall * hash_s / busy);
+        pq_job_phase_add(j, PQ_PHASE_UNITS, wall * unit_s / busy);
     }
 }
 

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* unit_batch.h - several work items at once on a rank with several
- * threads, one item per thread: its source-digest chunks and its units. The
- * rank's own thread ships each finished item (writes or sends its result)
- * between its own items, and the rest once the batch is over.
+/* unit_batch.h - a batch of a rank's work items (its source-digest chunks
+ * and its units), run one item per thread, each finished item shipped by
+ * the calling thread between its own items (runner.h drives the batches).
  *
  * Splitting each unit's rows over the threads leaves them idle whenever the
  * rank writes, and a unit of a few MB gains little from it; hashing chunks
@@ -10,15 +9,16 @@
  * left. A batch keeps every thread on whole items, chunks first, and hides
  * most of the writing behind them. A result lives from its item's end to
  * the calling thread's next look, so memory grows by about one item per
- * thread. An item's result does not depend on the thread that computed it. */
+ * thread. An item's result does not depend on the thread that computed it.
+ * Width 1 is a batch of one unit (its rows split over the threads inside
+ * RTN), or of the chunks the threads hash at once. */
 #ifndef PQ_UNIT_BATCH_H
 #define PQ_UNIT_BATCH_H
 
 #include <stdbool.h>
 
-#include "worker/claims.h"
-#include "pipeline/job.h"
 #include "base/pq_err.h"
+#include "pipeline/job.h"
 
 #define PQ_BATCH_MAX 256
 
@@ -35,31 +35,39 @@ typedef struct pq_unit_batch {
     bool shipped[PQ_BATCH_MAX];
 } pq_unit_batch;
 
+/* The next unit `rank` runs: its own in plan order from *own on (*own moves
+ * past what was looked at), then, where ranks share claims, another rank's
+ * unclaimed one (*stolen set); -1 when none is left. NULL: the plan's own
+ * units in order (pq_claims_pick has this shape). */
+typedef int (*pq_pick_fn)(void *user, const pq_plan *p, int rank, int *own, bool *stolen);
+
 /* Ship finished item i of b (its status in b->st[i]); runs on the calling
  * thread of pq_batch_run only, so it may use HDF5 and MPI. */
 typedef void (*pq_batch_ship)(void *user, pq_unit_batch *b, int i);
 
-/* Threads of a batch for a job: its thread count, at most PQ_BATCH_MAX; 1
- * (one unit at a time, its rows over the threads) with one thread, or when
- * that many of its largest units would exceed 1 GiB of input. */
-int pq_batch_width(const pq_job *j);
+/* Threads of a batch for a plan run with `threads` threads: at most
+ * PQ_BATCH_MAX; 1 (one unit at a time, its rows over the threads) with one
+ * thread, or when that many of the plan's largest units would exceed 1 GiB
+ * of input. */
+int pq_batch_width(const pq_plan *p, int threads);
 
-/* Fill the empty batch b for `rank`: its digest chunks from *next_chunk on,
- * then the units pq_claims_next gives it (*own as there; *taken counts the
- * units taken over from other ranks). A batch ends with a barrier, so it is
- * filled until its cost is twice what `width` threads need for its largest
- * item (at most PQ_BATCH_MAX items): units beside the last chunks, small
- * units by the dozen. Leaves b empty when nothing is left. */
-void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_claims *claims, int rank, int width,
-                   int *next_chunk, int *own, int *taken);
+/* Fill the empty batch b for `rank`: up to max_chunks of its digest chunks
+ * from *next_chunk on, then the units `pick` gives it (*own as there; *taken
+ * counts the units taken over from other ranks). Width 1: a batch of chunks,
+ * else one unit. Wider: a batch ends with a barrier, so it is filled until
+ * its cost is twice what `width` threads need for its largest item (at most
+ * PQ_BATCH_MAX items): units beside the last chunks, small units by the
+ * dozen. Leaves b empty when nothing is left. */
+void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pick_user, int rank, int width,
+                   int max_chunks, int *next_chunk, int *own, int *taken);
 
 /* Run b's items on up to `threads` threads (one item per thread, dynamic
- * order), as rank `rank`: a chunk's leaf goes to the job's leaves (marked
- * known on success), a unit's result to b. The calling thread takes items
- * too, and after each of its own calls ship for every item over and not yet
- * shipped; after the batch, for the rest. A failed item leaves its status
- * and message in b. Adds the time to the job's hash and units phases
- * (ship's own time excluded). */
+ * order), as rank `rank`: a chunk's leaf goes to the job's leaves, a unit's
+ * result to b. A unit's failure names the rank, the unit and its rows (a
+ * chunk's does not name the rank: rank 0 adds it). The calling thread takes items too, and after each of its own
+ * calls ship for every item over and not yet shipped (a hashed chunk is
+ * marked known first); after the batch, for the rest. Adds the time to the
+ * job's hash and units phases (ship's own time excluded). */
 void pq_batch_run(pq_job *j, int rank, pq_unit_batch *b, int threads, pq_batch_ship ship, void *user);
 
 /* The first failure of b in batch order (PQ_OK when none), its message

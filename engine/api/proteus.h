@@ -14,9 +14,9 @@
 #ifndef PROTEUS_H
 #define PROTEUS_H
 
-#include "pipeline/config.h"
-#include "pipeline/job.h"
 #include "base/pq_err.h"
+#include "pipeline/config.h"
+#include "pipeline/stats.h"
 
 typedef struct pq_manager pq_manager;
 
@@ -30,7 +30,14 @@ void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user);
 
 /* Quantize the checkpoint at model_path (safetensors file, index.json or
  * directory) into one consolidated HDF5 file at out_path, on this process.
- * Nothing appears at out_path unless the whole run succeeds. */
+ * Nothing appears at out_path unless the whole run succeeds.
+ * scheme "static": first calibrates on the bundled sample (the first 128
+ * sequences of proteins/calib_sample.fasta under $PROTEUS_DATA_DIR, else
+ * ../data, ../../data or ../share/proteus/data beside the executable) and
+ * stores act_scale (and act_zero_point when asymmetric) for every quantized
+ * Linear, with the statistics as /calibration, as `proteus quantize
+ * --scheme static` does without data. PQ_ERR_CALIBRATION when the sample is
+ * not found or gives no usable statistics. */
 pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *out_path);
 
 /* Statistics of the last successful quantize_model (borrowed; valid until

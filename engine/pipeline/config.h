@@ -13,7 +13,6 @@
 #include "base/pq_err.h"
 #include "kernels/pq_kernels.h"
 #include "quant/qspec.h"
-#include "quant/rtn.h"
 
 #define PQ_MAX_PATTERNS 64
 

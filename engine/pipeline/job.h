@@ -1,179 +1,132 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* job.h - one quantization job, split so that a single process and an MPI
  * run share every step: open + plan (all ranks), run units (any rank), and
- * the writer side (rank 0): float tensors, unit results, metrics, commit. */
+ * the output's writer side (rank 0, output.c): float tensors, unit results,
+ * metrics, commit.
+ *
+ * The job is opaque: its fields are written only here (job.c, output.c)
+ * and by the unit runner through the calls below. */
 #ifndef PQ_JOB_H
 #define PQ_JOB_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "pipeline/config.h"
+#include "base/pq_err.h"
 #include "format/esm2.h"
 #include "format/h5model.h"
-#include "pipeline/plan.h"
-#include "base/pq_err.h"
 #include "format/safetensors.h"
 #include "format/st_hash.h"
+#include "pipeline/config.h"
+#include "pipeline/plan.h"
+#include "pipeline/result.h"
+#include "pipeline/stats.h"
 
-/* Per-tensor outcome, for the summary table and get_quantization_stats. */
-typedef struct pq_tensor_stats {
-    const char *name;          /* borrowed from the checkpoint */
-    pq_tensor_action action;
-    int ndim;
-    int64_t shape[PQ_MAX_DIMS];
-    uint64_t bytes_before;     /* as stored in the checkpoint */
-    uint64_t bytes_after;      /* as stored in the output */
-    pq_qmetrics metrics;       /* quantized tensors only */
-} pq_tensor_stats;
-
-typedef struct pq_job_stats {
-    int n_tensors, n_quantized, n_float, n_dropped;
-    uint64_t bytes_before, bytes_after;
-    double min_sqnr_db, mean_sqnr_db;  /* over quantized tensors */
-    double seconds_total, seconds_quantize;
-    pq_tensor_stats *tensors;          /* n_tensors entries, plan order */
-} pq_job_stats;
-
-/* The result of one work unit, in the exact layout of the output datasets. */
-typedef struct pq_unit_result {
-    int32_t unit_id;
-    int64_t n_rows;
-    int64_t code_bytes;        /* n_rows * code_row_bytes */
-    void *codes;
-    int64_t n_scales;          /* n_rows * n_groups, or 1 for per-tensor */
-    float *scale;
-    int32_t *zero_point;       /* NULL when symmetric */
-    double *row_sum_sq, *row_err_sq;
-    float *row_max_err;
-    int64_t n_nonfinite;
-    bool kept_float;           /* nan_policy keep: the tensor stays float */
-} pq_unit_result;
-
-typedef struct pq_progress {
-    const char *phase;         /* "quantize", "write", "done" */
-    int units_done, units_total;
-    double bytes_done, bytes_total;
-    double elapsed_s;
-    const char *tensor;        /* last tensor finished, or NULL */
-    double sqnr_db;
-} pq_progress;
-
-typedef void (*pq_progress_fn)(void *user, const pq_progress *ev);
-
-/* Seconds this process spent in each phase of a job (for --verbose and the
- * benchmark): filled by the job functions and by the MPI loops. */
-typedef struct pq_job_phases {
-    double open;     /* pq_job_open: map, detect, plan */
-    double hash;     /* this process's chunks of the source's tree digest */
-    double setup;    /* creating the output and its datasets (floats apart) */
-    double floats;   /* reading and writing the float tensors */
-    double units;    /* running this process's own units */
-    double xfer;     /* MPI: sending results (worker) or receiving them (rank 0) */
-    double write;    /* writing unit results into the output */
-    double metrics;  /* rank 0: tensors' metrics written while others still work */
-    double commit;   /* the rest of the metrics, provenance, close, fsync, rename */
-} pq_job_phases;
-
-typedef struct pq_job {
-    pq_config *cfg;            /* borrowed */
-    char *model_path;
-    pq_st_model *model;
-    pq_esm2_config arch;
-    pq_plan *plan;
-    /* writer side (rank 0 only) */
-    pq_h5w *writer;
-    char *out_path;
-    double *row_sum_sq, *row_err_sq;   /* per tensor: rows of results gathered */
-    float *row_max_err;
-    int64_t *tensor_row_base;          /* offset of each tensor in the row arrays */
-    int64_t *tensor_nonfinite;
-    int64_t *tensor_rows_done;         /* per tensor: rows of results put */
-    int n_ended;                       /* tensors before this one have their metrics written */
-    bool *tensor_kept_float;
-    pq_job_stats stats;
-    int units_done;
-    double bytes_done, t_start;
-    pq_progress_fn progress;
-    void *progress_user;
-    pq_job_phases t;
-    /* Set before pq_job_begin_output when the source digest is gathered
-     * chunk by chunk (an MPI run: pq_job_hash_own on every rank, leaves to
-     * rank 0 with pq_job_put_leaf): begin then skips hashing the whole
-     * source, and pq_job_finish_output combines the leaves. */
-    bool defer_source_hash;
-    int hash_threads;                  /* threads for hashing chunks (>= 1) */
-    uint8_t *hash_leaves;              /* plan->n_hash x PQ_HASH_LEAF_BYTES, chunk order */
-    bool *hash_have;                   /* per chunk: leaf known */
-    char source_hash[65];              /* hex tree digest, "" until known */
-    /* Called by pq_job_finish_output before the commit (the static scheme
-     * adds act qparams and /calibration here); NULL = nothing. */
-    pq_status (*before_commit)(void *user, struct pq_job *j);
-    void *before_commit_user;
-} pq_job;
+typedef struct pq_job pq_job;
 
 /* Open the checkpoint, recognise the architecture, apply the hardware target
- * and threads, and build the plan. Returns owned *out. */
-pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes,
-                      pq_job **out);
-void pq_job_destroy(pq_job *j); /* aborts an uncommitted output */
+ * and threads, and build the plan (every unit and chunk on rank 0). cfg is
+ * borrowed and must outlive the job. Returns owned *out (pq_job_destroy). */
+pq_status pq_job_open(pq_config *cfg, const char *model_path, int64_t unit_bytes, pq_job **out);
+void pq_job_destroy(pq_job *j); /* aborts an uncommitted output; NULL is fine */
 
-/* Run one unit: read its rows, quantize them. *r is filled with owned buffers
- * (pq_unit_result_free). */
+/* ---- what the job is ---- */
+const pq_plan *pq_job_plan(const pq_job *j);
+const pq_config *pq_job_config(const pq_job *j);
+const pq_st_model *pq_job_model(const pq_job *j);
+const pq_ops *pq_job_ops(const pq_job *j);   /* the kernel context (hardware_target) */
+int pq_job_threads(const pq_job *j);          /* threads for units and hashing (>= 1) */
+const pq_job_stats *pq_job_stats_of(const pq_job *j);
+
+/* Threads for this job's units and hashing (>= 1; an MPI run sets the
+ * node's share per rank). */
+void pq_job_set_threads(pq_job *j, int threads);
+
+/* Seconds spent in phase ph so far; add s to it. */
+double pq_job_phase(const pq_job *j, pq_phase ph);
+void pq_job_phase_add(pq_job *j, pq_phase ph, double s);
+
+/* ---- running units (any rank) ---- */
+
+/* Every rank, before the units: assign units and digest chunks to n_ranks
+ * ranks (pq_plan_assign_ranks; same_node[r]: rank r writes its own codes,
+ * NULL: none does) and gather the source digest chunk by chunk (the ranks'
+ * leaves, pq_job_put_leaf) instead of hashing the whole source at
+ * pq_job_begin_output. Deterministic: all ranks get the same plan. */
+void pq_job_assign(pq_job *j, int n_ranks, const bool *same_node);
+
+/* True when the digest is gathered from chunks (pq_job_assign ran). */
+bool pq_job_hashes_chunks(const pq_job *j);
+
+/* Run one unit: read its rows, quantize them. *r is filled with owned
+ * buffers (pq_unit_result_free). Thread-safe for distinct units. */
 pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r);
-void pq_unit_result_free(pq_unit_result *r);
 
 /* Start reading a unit's rows from disk ahead of time (call for the next
  * unit before running the current one). */
 void pq_job_prefetch_unit(pq_job *j, const pq_unit *u);
 
 /* The source checkpoint's tree digest (st_hash.h; the source_sha256_tree
- * attribute), all chunks hashed here by j->hash_threads threads, timed into
- * j->t.hash. Any process may run it. */
+ * attribute), all chunks hashed here by the job's threads. */
 pq_status pq_job_hash_source(pq_job *j, char hex[65]);
 
-/* Hash up to max_chunks of the chunks the plan gives `rank` that are not
- * hashed yet (in parallel with j->hash_threads threads) into
- * j->hash_leaves; their indices go to chunks[0..*n_done) (room for
- * max_chunks), *n_done 0 when none is left. Timed into j->t.hash.
- * PQ_TEST_FAIL_HASH=<rank> (test-only) makes that rank's first chunk fail
- * with PQ_ERR_IO. */
-pq_status pq_job_hash_own(pq_job *j, int rank, int max_chunks, int64_t *chunks, int *n_done);
-
-/* Hash chunk `chunk` for `rank` into its place in j->hash_leaves, without
- * marking it known: thread-safe, for several chunks at once (unit_batch.h).
- * PQ_TEST_FAIL_HASH as pq_job_hash_own. */
+/* Hash chunk `chunk` for `rank` into its place in the job's leaves, without
+ * marking it known: thread-safe, for several chunks at once. The
+ * PQ_FAULT_FAIL_HASH switch makes that rank's chunks fail (tests). */
 pq_status pq_job_hash_chunk(pq_job *j, int rank, int64_t chunk);
 
-/* Cut the source digest into chunks of chunk_bytes instead of
- * PQ_HASH_CHUNK_BYTES (tests: many chunks from a small model); call before
- * the ranks' assignment. */
-pq_status pq_job_set_hash_chunks(pq_job *j, int64_t chunk_bytes);
+/* The leaf of chunk `chunk` (PQ_HASH_LEAF_BYTES), and whether it is known. */
+const uint8_t *pq_job_leaf(const pq_job *j, int64_t chunk);
+bool pq_job_leaf_known(const pq_job *j, int64_t chunk);
+
+/* Mark chunk `chunk`'s leaf known (hashed here by pq_job_hash_chunk). */
+void pq_job_mark_leaf(pq_job *j, int64_t chunk);
 
 /* Rank 0: record the leaf of `chunk` hashed by rank `src`. PQ_ERR_PROTO
  * when the chunk is out of range, not src's in the plan, or already known. */
 pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES]);
 
-/* Writer side. begin: create OUT.partial, write float tensors and create the
- * quantized datasets. put: write a unit's rows (any order); r->codes NULL
- * when the rank that ran the unit wrote its codes into OUT.partial itself
+/* ---- the output (rank 0; output.c) ---- */
+
+/* Called by pq_job_finish_output before the commit (the static scheme adds
+ * act qparams and /calibration here). */
+typedef pq_status (*pq_before_commit_fn)(void *user, pq_h5w *w, const pq_plan *p);
+void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user);
+
+/* Progress events of the output's side (after each unit put, and done). */
+void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user);
+
+/* begin: create OUT.partial, write float tensors and create the quantized
+ * datasets. put: write a unit's rows (any order); r->codes NULL when the
+ * rank that ran the unit wrote its codes into OUT.partial itself
  * (pq_job_codes_offsets). finish: metrics, provenance, commit (rename). */
-pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks,
-                              const char *command_line);
+pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, const char *command_line);
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r);
 
-/* After begin: the file offset of every plan tensor's codes in OUT.partial
- * (0 for tensors that are not quantized), into offsets[plan->n_tensors]. */
+/* After begin: OUT.partial, and the file offset of every plan tensor's
+ * codes in it (0 for tensors that are not quantized), into
+ * offsets[plan->n_tensors]. */
+const char *pq_job_partial_path(const pq_job *j);
 pq_status pq_job_codes_offsets(pq_job *j, uint64_t *offsets);
+
+/* Input bytes (unit cost) of the results put so far. */
+double pq_job_bytes_done(const pq_job *j);
+
+/* Push the output's written pages to disk in the background. */
+void pq_job_start_writeback(pq_job *j);
 
 /* Rank 0, between units: write the metrics of the next quantized tensor in
  * plan order if all its rows are in (*did then true), so that less is left
  * for the commit. Plan order, whatever the timing, keeps the file's layout
  * the same for any number of ranks. */
 pq_status pq_job_end_next(pq_job *j, bool *did);
-pq_status pq_job_finish_output(pq_job *j);
 
-/* Single-process run of every unit in plan order. */
-pq_status pq_job_run_all(pq_job *j);
+/* Tensors whose metrics are written (plan order). */
+int pq_job_tensors_ended(const pq_job *j);
+
+/* The quantize phase's wall time (the runner sets it). */
+void pq_job_set_quantize_seconds(pq_job *j, double s);
+
+pq_status pq_job_finish_output(pq_job *j);
 
 #endif

@@ -13,12 +13,7 @@
 #include "format/esm2.h"
 #include "base/pq_err.h"
 #include "format/safetensors.h"
-
-typedef enum pq_tensor_action {
-    PQ_ACT_FLOAT = 0,  /* stored as float (fp32 or fp16) */
-    PQ_ACT_QUANT,      /* stored as integer codes + scales */
-    PQ_ACT_DROP        /* legacy extras (position_ids, ...) not stored */
-} pq_tensor_action;
+#include "pipeline/stats.h"
 
 typedef struct pq_plan_tensor {
     const pq_st_tensor *st;   /* borrowed from the checkpoint */
@@ -44,16 +39,9 @@ typedef struct pq_unit {
 typedef struct pq_hash_unit {
     int64_t chunk;    /* index in digest order */
     int64_t n_bytes;
-    double cost;      /* n_bytes * PQ_PLAN_HASH_COST_PER_BYTE */
+    double cost;      /* in the units' measure (plan.c's cost model) */
     int32_t rank;     /* set by pq_plan_assign */
 } pq_hash_unit;
-
-/* Cost of hashing one source byte in the units' measure (one fp32 input
- * byte of RTN). Measured on the 2-core VM with esm2_t30_150M, one thread
- * (--verbose phases of bench_mpi.sh -n 1): RTN of 565 MB in 0.16-0.26 s,
- * SHA-256 (SHA-NI, from the mapping) of 593 MB in 0.37-0.45 s. A constant,
- * not a run-time measurement: every rank must compute the same plan. */
-#define PQ_PLAN_HASH_COST_PER_BYTE 2.2
 
 typedef struct pq_plan {
     pq_qspec spec;
@@ -105,6 +93,13 @@ void pq_plan_assign(pq_plan *p, int n_ranks);
  * items, such as rank 0's writing, so that the total per rank stays
  * balanced. */
 void pq_plan_assign_loaded(pq_plan *p, int n_ranks, const double *preload);
+
+/* Assign units and chunks to n_ranks ranks with rank 0's writing counted
+ * as load (plan.c's cost model): rank 0 writes the float tensors, every
+ * tensor's datasets and metrics, the scales, and the codes of the ranks
+ * that are not on its machine (same_node[r] false; same_node NULL: none
+ * is), so that every rank finishes at about the same time. */
+void pq_plan_assign_ranks(pq_plan *p, int n_ranks, const bool *same_node);
 
 /* The share (0..1) of the units' cost that runs on the rank hashing the
  * unit's chunk (1 without units or chunks). */

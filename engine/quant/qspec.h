@@ -20,6 +20,13 @@ typedef struct pq_qspec {
     bool symmetric;
 } pq_qspec;
 
+/* What to do with NaN/+-Inf in a weight.
+ * ERROR: fail with PQ_ERR_QUANTIZATION naming tensor, row and column.
+ * ZERO: non-finite values count as 0 for the statistics and quantize to the
+ *       code of 0 (the zero point); they contribute 0 to the metrics.
+ * KEEP_FLOAT: the caller keeps such tensors in float; rtn treats it as ERROR. */
+typedef enum pq_nan_policy { PQ_NAN_ERROR = 0, PQ_NAN_ZERO, PQ_NAN_KEEP_FLOAT } pq_nan_policy;
+
 /* Integer range: symmetric int8 [-127,127], asymmetric int8 [-128,127],
  * symmetric int4 [-7,7], asymmetric int4 [-8,7]. */
 void pq_qspec_range(const pq_qspec *s, int32_t *qmin, int32_t *qmax);

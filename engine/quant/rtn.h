@@ -15,13 +15,6 @@
 #include "quant/qspec.h"
 #include "quant/qtensor.h"
 
-/* What to do with NaN/+-Inf in a weight.
- * ERROR: fail with PQ_ERR_QUANTIZATION naming tensor, row and column.
- * ZERO: non-finite values count as 0 for the statistics and quantize to the
- *       code of 0 (the zero point); they contribute 0 to the metrics.
- * KEEP_FLOAT: the caller keeps such tensors in float; rtn treats it as ERROR. */
-typedef enum pq_nan_policy { PQ_NAN_ERROR = 0, PQ_NAN_ZERO, PQ_NAN_KEEP_FLOAT } pq_nan_policy;
-
 /* Every call runs its kernels from the context ops (borrowed; the caller's
  * selection, kernels/pq_kernels.h). n_threads: threads over rows (OpenMP,
  * static schedule): 1 = serial, 0 = all cores; inside an OpenMP parallel

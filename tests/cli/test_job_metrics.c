@@ -99,7 +99,7 @@ static void test_metrics_in_plan_order(void **state)
     assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
     /* 256 KiB units: each 1280x320 fp32 tensor (1.6 MB) is several units */
     assert_int_equal(pq_job_open(&c, g_model, 256 << 10, &j), PQ_OK);
-    const pq_plan *p = j->plan;
+    const pq_plan *p = pq_job_plan(j);
     assert_true(p->n_units > 36);
     assert_int_equal(pq_job_begin_output(j, out, 2, NULL), PQ_OK);
     bool *put = calloc((size_t)p->n_units, sizeof *put);
@@ -114,13 +114,13 @@ static void test_metrics_in_plan_order(void **state)
             ended += did;
         }
         /* ended up to the first incomplete quantized tensor, none after */
-        assert_int_equal(j->n_ended, first_incomplete(p, put));
+        assert_int_equal(pq_job_tensors_ended(j), first_incomplete(p, put));
         if (u > 0) assert_int_equal(ended, 0); /* unit 0 is the first tensor's */
     }
     assert_int_equal(ended, 36);
-    assert_int_equal(j->n_ended, p->n_tensors);
+    assert_int_equal(pq_job_tensors_ended(j), p->n_tensors);
     assert_int_equal(pq_job_finish_output(j), PQ_OK);
-    assert_int_equal(j->stats.n_quantized, 36);
+    assert_int_equal(pq_job_stats_of(j)->n_quantized, 36);
 
     pq_h5r *r = NULL;
     pq_st_model *src = NULL;
@@ -145,7 +145,7 @@ static void test_incomplete_tensor_fails(void **state)
     snprintf(out, sizeof out, "%s/short.h5", g_dir);
     pq_config_defaults(&c);
     assert_int_equal(pq_job_open(&c, g_model, 256 << 10, &j), PQ_OK);
-    const pq_plan *p = j->plan;
+    const pq_plan *p = pq_job_plan(j);
     assert_int_equal(pq_job_begin_output(j, out, 1, NULL), PQ_OK);
     for (int u = 0; u + 1 < p->n_units; u++) run_put(j, &p->units[u]);
     pq_err_clear();

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_batch.c - how worker/unit_batch.c cuts a rank's work into batches:
- * the batch width a job gets, and the fill rule (the rank's chunks first,
+ * the batch width a plan gets, and the fill rule (the rank's chunks first,
  * then its units, until the batch's cost is twice what its threads need for
- * its largest item), on hand-worked plans. No MPI calls: without shared
+ * its largest item; width 1: chunks on their own, then one unit a batch),
+ * on hand-worked plans. No MPI calls: without shared
  * claims a rank's units are its planned ones, in plan order. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,22 +47,22 @@ static void test_fill_rule(void **state)
     pq_unit_batch b = {0};
     int next_chunk = 0, own = 0, taken = 0;
 
-    pq_batch_fill(&b, &p, NULL, 0, 2, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 2, 2, &next_chunk, &own, &taken);
     const int b1[] = {PQ_BATCH_CHUNK(0), PQ_BATCH_CHUNK(2), 0, 1, 2, 4};
     expect(&b, b1, 6);
     b.n = 0;
 
-    pq_batch_fill(&b, &p, NULL, 0, 2, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 2, 2, &next_chunk, &own, &taken);
     const int b2[] = {PQ_BATCH_CHUNK(3), 5, 6, 7, 9, 10, 11};
     expect(&b, b2, 7);
     b.n = 0;
 
-    pq_batch_fill(&b, &p, NULL, 0, 2, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 2, 2, &next_chunk, &own, &taken);
     const int b3[] = {12, 13};
     expect(&b, b3, 2);
     b.n = 0;
 
-    pq_batch_fill(&b, &p, NULL, 0, 2, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 2, 2, &next_chunk, &own, &taken);
     assert_int_equal(b.n, 0);
     assert_int_equal(taken, 0);
 }
@@ -77,11 +78,41 @@ static void test_fill_other_rank(void **state)
     fill_case(&p, h, u);
     pq_unit_batch b = {0};
     int next_chunk = 0, own = 0, taken = 0;
-    pq_batch_fill(&b, &p, NULL, 1, 3, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 1, 3, 3, &next_chunk, &own, &taken);
     const int b1[] = {PQ_BATCH_CHUNK(1), 3, 8};
     expect(&b, b1, 3);
     b.n = 0;
-    pq_batch_fill(&b, &p, NULL, 1, 3, &next_chunk, &own, &taken);
+    pq_batch_fill(&b, &p, NULL, NULL, 1, 3, 3, &next_chunk, &own, &taken);
+    assert_int_equal(b.n, 0);
+}
+
+/* Width 1 (units too large for a batch), two threads: the chunks two at a
+ * time on their own (c0, c2; then c3), then one unit per batch in plan
+ * order (u0, u1, u2, u4, ...; u3 and u8 are rank 1's). */
+static void test_fill_width_one(void **state)
+{
+    (void)state;
+    pq_plan p;
+    pq_hash_unit h[4];
+    pq_unit u[14];
+    fill_case(&p, h, u);
+    pq_unit_batch b = {0};
+    int next_chunk = 0, own = 0, taken = 0;
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
+    const int b1[] = {PQ_BATCH_CHUNK(0), PQ_BATCH_CHUNK(2)};
+    expect(&b, b1, 2);
+    b.n = 0;
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
+    const int b2[] = {PQ_BATCH_CHUNK(3)};
+    expect(&b, b2, 1);
+    const int units[] = {0, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13};
+    for (int i = 0; i < 12; i++) {
+        b.n = 0;
+        pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
+        expect(&b, &units[i], 1);
+    }
+    b.n = 0;
+    pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
     assert_int_equal(b.n, 0);
 }
 
@@ -93,15 +124,10 @@ static void test_width(void **state)
     (void)state;
     pq_unit u[2] = {{.cost = 1 << 20}, {.cost = 64.0 * (1 << 20)}};
     pq_plan p = {.n_units = 2, .units = u};
-    pq_job j = {.plan = &p};
     const int threads[] = {0, 1, 2, 16, 17}, want[] = {1, 1, 2, 16, 1};
-    for (int i = 0; i < 5; i++) {
-        j.hash_threads = threads[i];
-        assert_int_equal(pq_batch_width(&j), want[i]);
-    }
+    for (int i = 0; i < 5; i++) assert_int_equal(pq_batch_width(&p, threads[i]), want[i]);
     u[1].cost = 1 << 20; /* small units: capped, not split */
-    j.hash_threads = 1000;
-    assert_int_equal(pq_batch_width(&j), PQ_BATCH_MAX);
+    assert_int_equal(pq_batch_width(&p, 1000), PQ_BATCH_MAX);
 }
 
 int main(void)
@@ -109,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fill_rule),
         cmocka_unit_test(test_fill_other_rank),
+        cmocka_unit_test(test_fill_width_one),
         cmocka_unit_test(test_width),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

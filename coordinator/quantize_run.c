@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* quantize_run.c - one quantization job over the ranks (quantize_run.h). */
+#include "coordinator/quantize_run.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "base/log.h"
+#include "base/pq_clock.h"
+#include "base/pq_io.h"
+#include "coordinator/calib_mpi.h"
+#include "coordinator/cleanup.h"
+#include "coordinator/coord.h"
+#include "coordinator/monitor.h"
+#include "pipeline/job.h"
+#include "pipeline/outpath.h"
+#include "proto/msg.h"
+#include "worker/claims.h"
+#include "worker/mpi_start.h"
+#include "worker/sync.h"
+#include "worker/worker.h"
+
+/* Progress fan-out on rank 0: the caller's view and the monitor. */
+typedef struct progress_ctx {
+    const pq_quantize_request *q;
+    pq_monitor *mon;
+    const pq_job *job;
+    int n_ranks;
+    pq_progress last;         /* counters of the latest progress event */
+} progress_ctx;
+
+static void on_progress(void *user, const pq_progress *ev)
+{
+    progress_ctx *p = user;
+    if (p->q->progress) p->q->progress(p->q->user, ev);
+    p->last = *ev;
+    p->last.tensor = NULL;
+    /* Units are published from on_unit, which knows the unit and its rank. */
+    if (!strcmp(ev->phase, "done"))
+        pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
+}
+
+static void on_unit(void *user, const pq_unit *u, int rank, double sqnr)
+{
+    progress_ctx *p = user;
+    pq_progress ev = p->last;
+    ev.tensor = pq_job_plan(p->job)->tensors[u->tensor].st->name;
+    ev.sqnr_db = sqnr;
+    pq_monitor_publish(p->mon, "unit", &ev, u->id, rank, p->n_ranks, PQ_OK, NULL);
+}
+
+/* Peak RSS of every rank, in MiB, gathered to rank 0. Collective. */
+static void gather_rss(MPI_Comm comm, int rank, int n, double *all)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0; /* Linux: kB */
+    if (MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, PQ_ROLE_COORD, comm) != MPI_SUCCESS && rank == 0)
+        for (int r = 0; r < n; r++) all[r] = r ? NAN : mine;
+}
+
+/* --verbose: where this rank's time went. */
+static void log_phases(const pq_job *j, double init_s)
+{
+    if (!j) return;
+    PQ_LOG_DEBUG("phases: MPI_Init %.3f s, open+plan %.3f s, set-up %.3f s, hash %.3f s, floats %.3f s, "
+                 "units %.3f s, send/receive %.3f s, write %.3f s, metrics %.3f s, commit %.3f s", init_s,
+                 pq_job_phase(j, PQ_PHASE_OPEN), pq_job_phase(j, PQ_PHASE_SETUP), pq_job_phase(j, PQ_PHASE_HASH),
+                 pq_job_phase(j, PQ_PHASE_FLOATS), pq_job_phase(j, PQ_PHASE_UNITS), pq_job_phase(j, PQ_PHASE_XFER),
+                 pq_job_phase(j, PQ_PHASE_WRITE), pq_job_phase(j, PQ_PHASE_METRICS),
+                 pq_job_phase(j, PQ_PHASE_COMMIT));
+}
+
+/* --out must not name one of the run's inputs (checkpoint shards, config,
+ * calibration data or store): the commit's rename would replace it. */
+static pq_status check_out(const pq_quantize_request *q, const pq_job *j)
+{
+    int n = pq_st_file_count(pq_job_model(j));
+    const char **in = calloc((size_t)n + 3, sizeof *in);
+    if (!in) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int i = 0; i < n; i++) in[i] = pq_st_file_path(pq_job_model(j), i);
+    in[n] = q->config_file;
+    in[n + 1] = q->calib_data;
+    in[n + 2] = q->calib_store;
+    pq_status st = pq_out_check("--out", q->out, in, n + 3);
+    free(in);
+    return st;
+}
+
+static int fail_exit(const pq_quantize_request *q, pq_status st)
+{
+    return q->fail ? q->fail(st) : pq_status_exit_code(st);
+}
+
+int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
+{
+    int provided = 0, rank = 0, n = 1, rc = 0;
+    pq_status st;
+    pq_job *job = NULL;
+    MPI_Comm comm = MPI_COMM_NULL;
+    pq_monitor *mon = NULL;
+    progress_ctx prog = {.q = q};
+    double *rss = NULL;
+    bool unresponsive = false, stop_sent = false;
+    pq_calib_static_run *calib = NULL;
+    bool *same_node = NULL;
+    pq_claims *claims = NULL;
+    /* OUT.partial, on every rank (workers on rank 0's machine write their
+     * codes into it); rank 0's watcher removes it when the job is killed */
+    char partial[4096];
+
+    /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
+     * before MPI_Init: forking is safe only before MPI is up */
+    bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
+    if (guarded) pq_cleanup_start();
+    double t_init = pq_now_s();
+    if ((rc = pq_mpi_start(&provided))) return rc;
+    if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
+        rc = fail_exit(q, st);
+        goto finalize;
+    }
+    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+    t_init = pq_now_s() - t_init;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &n);
+    if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
+    if (provided < MPI_THREAD_FUNNELED) PQ_LOG_WARN("MPI provides no thread support; continuing");
+
+    /* 1. open + plan on every rank; agree that all of them managed. */
+    pq_err_clear();
+    st = pq_job_open(cfg, q->model, q->unit_bytes, &job);
+    if (!st && rank == PQ_ROLE_COORD) st = check_out(q, job); /* rank 0 writes OUT */
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    if (cfg->threading && cfg->threads == 0) pq_job_set_threads(job, pq_sync_threads_per_rank(comm, rank));
+
+    /* 2. the same assignment everywhere, checked against rank 0's; ranks on
+     * rank 0's machine write their own codes into OUT.partial. */
+    if (!(same_node = calloc((size_t)n, sizeof *same_node))) {
+        rc = fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+    st = pq_sync_coord_node(comm, n, same_node);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    pq_job_assign(job, n, same_node);
+    PQ_LOG_DEBUG("plan: %d units and %d digest chunks on %d ranks; %.0f%% of the units' bytes are "
+                 "quantized by the rank that hashes them", pq_job_plan(job)->n_units, pq_job_plan(job)->n_hash, n,
+                 100.0 * pq_plan_colocated(pq_job_plan(job)));
+    st = pq_sync_plan(comm, job, n, q->unit_bytes);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    PQ_LOG_INFO("%d units over %d ranks", pq_job_plan(job)->n_units, n);
+    /* ranks on rank 0's machine may take over each other's last units */
+    st = pq_claims_open(comm, pq_job_plan(job), same_node, &claims);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    if (!strcmp(cfg->scheme, "static") &&
+        (st = pq_calib_static_prepare(comm, job, q->model, q->calib_store, q->calib_data, &calib)))
+        goto fail;
+
+    /* 3. rank 0 creates OUT.partial (its datasets, the float tensors) while
+     * the workers already hash their chunks and run their units: their
+     * results wait in MPI until rank 0 drains them. A failure here stops
+     * them through the usual Shutdown. */
+    bool fits = !pq_partial_name(partial, sizeof partial, q->out);
+    if (rank == PQ_ROLE_COORD) {
+        if (!guarded) pq_cleanup_handler();
+        if (fits) pq_cleanup_arm(partial);
+        if (q->monitor) mon = pq_monitor_open(q->monitor, q->monitor_wait);
+        prog.mon = mon;
+        prog.job = job;
+        prog.n_ranks = n;
+        pq_job_set_progress(job, on_progress, &prog);
+        prog.last.units_total = pq_job_plan(job)->n_units;
+        prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
+        prog.last.phase = "quantize";
+        pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
+        pq_status begin = pq_job_begin_output(job, q->out, n, q->command_line);
+
+        /* 4. the units. */
+        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
+                            .same_node = same_node, .claims = claims};
+        st = pq_coord_run(job, comm, n, &co, &unresponsive, &stop_sent);
+        if (!st) st = pq_job_finish_output(job);
+        if (unresponsive) goto fail;
+        char detail[1024];
+        snprintf(detail, sizeof detail, "%s", pq_err_detail());
+        pq_coord_shutdown(comm, n, st, &stop_sent);
+        if (st) pq_err_replace(st, "%s", detail);
+    } else {
+        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial : NULL, claims);
+    }
+    pq_claims_close(claims); /* collective: every rank is past its units */
+    claims = NULL;
+
+    /* 5. peak memory of every rank, reported by rank 0. */
+    if (!(rss = calloc((size_t)n, sizeof *rss))) {
+        fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
+    }
+    gather_rss(comm, rank, n, rss);
+    log_phases(job, t_init);
+    if (st) goto fail;
+    if (rank == PQ_ROLE_COORD && q->report) q->report(q->user, pq_job_stats_of(job), rss, n);
+    goto done;
+
+fail:
+    if (rank == PQ_ROLE_COORD) {
+        char line[1200];
+        snprintf(line, sizeof line, "%s: %s", pq_strerror(st), pq_err_detail());
+        pq_monitor_publish(mon, "error", &prog.last, -1, -1, n, st, line);
+        rc = fail_exit(q, st);
+    } else {
+        rc = pq_status_exit_code(st);
+    }
+    if (unresponsive) {
+        /* Some rank never answered the stop: remove our partial output, then
+         * take the whole job down rather than wait forever. */
+        pq_job_destroy(job);
+        job = NULL;
+        pq_monitor_close(mon);
+        MPI_Abort(MPI_COMM_WORLD, rc);
+    }
+done:
+    pq_claims_close(claims); /* after a failure before the units: collective too */
+    pq_monitor_close(mon);
+    pq_job_destroy(job); /* removes OUT.partial after a failure */
+    pq_cleanup_arm(NULL);
+    pq_calib_static_done(calib);
+    free(rss);
+    free(same_node);
+    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+finalize:;
+    double t_fin = pq_now_s();
+    MPI_Finalize();
+    PQ_LOG_DEBUG("phases: MPI_Finalize %.3f s", pq_now_s() - t_fin);
+    return rc;
+}
