@@ -44,15 +44,28 @@ static int8_t code(int lo, int hi)
     return (int8_t)(lo + (int)((r >> 8) % (uint64_t)(hi - lo + 1)));
 }
 
-static const char *const variants[] = {"ref", "avx2", "avx512vnni"};
+/* Every kernel context, by the name pq_ops_select knows, and the GEMM
+ * micro-kernels each must carry. */
+static const char *const variants[] = {"ref", "avx2", "avx512"};
+static const char *const gemm_names[] = {"ref", "avx2", "avx512vnni"};
 #define N_VARIANTS 3
+static pq_ops contexts[N_VARIANTS];
+static int have[N_VARIANTS];
+static pq_ops best; /* "cpu" */
 
-/* Selects variant v; false when it is not usable on this CPU. */
-static int use_variant(int v)
+static int setup(void **state)
 {
-    if (!pq_gemm_ops_get(variants[v])) return 0;
-    assert_int_equal(pq_gemm_select(variants[v]), PQ_OK);
-    return 1;
+    (void)state;
+    for (int v = 0; v < N_VARIANTS; v++) have[v] = pq_ops_select(variants[v], &contexts[v]) == PQ_KOK;
+    return pq_ops_select("cpu", &best) == PQ_KOK ? 0 : -1;
+}
+
+/* Context v; NULL when this build or CPU cannot run it. */
+static const pq_ops *use_variant(int v)
+{
+    if (!have[v]) return NULL;
+    assert_string_equal(contexts[v].gemm.name, gemm_names[v]);
+    return &contexts[v];
 }
 
 /* ---- int8 x int8 -> int32 exactness --------------------------------------- */
@@ -112,12 +125,13 @@ static void check_i8i8_shape(shape s, fill f)
         }
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i8(wq, s.n, s.k, scale, NULL, PQ_GEMM_CHANNEL, 0,
-                                     PQ_GEMM_USE_I8I8, &w), PQ_OK);
+                                     PQ_GEMM_USE_I8I8, &w), PQ_KOK);
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!use_variant(v)) continue;
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
         for (int nt = 1; nt <= 2; nt++) {
             int32_t *out = nt == 1 ? c : c2;
-            assert_int_equal(pq_gemm_i8i8_s32(a, s.m, lda, w, out, ldc, nt), PQ_OK);
+            assert_int_equal(pq_gemm_i8i8_s32(ops, a, s.m, lda, w, out, ldc, nt), PQ_KOK);
             for (int64_t i = 0; i < s.m; i++)
                 for (int64_t j = 0; j < s.n; j++)
                     if (out[i * ldc + j] != expect[i * s.n + j])
@@ -131,7 +145,6 @@ static void check_i8i8_shape(shape s, fill f)
     }
     pq_gemm_w_free(w);
     free(abuf), free(wq), free(cbuf), free(c2), free(expect), free(scale);
-    pq_gemm_select("auto");
 }
 
 static void test_i8i8_exact(void **state)
@@ -195,15 +208,16 @@ static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
     int32_t a_zp = asym ? 7 : 0;
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, asym ? wz : NULL, PQ_GEMM_CHANNEL, 0,
-                                     PQ_GEMM_USE_I8I8, &w), PQ_OK);
+                                     PQ_GEMM_USE_I8I8, &w), PQ_KOK);
     pq_gemm_epilogue epi = {.bias = bias,
                             .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
                                               : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
                             .residual = res, .ldr = n};
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!use_variant(v)) continue;
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
         y[v] = malloc((size_t)(m * n) * sizeof(float));
-        assert_int_equal(pq_gemm_i8i8_f32(a, m, k, as, !asym, a_zp, w, &epi, y[v], n, 2), PQ_OK);
+        assert_int_equal(pq_gemm_i8i8_f32(ops, a, m, k, as, !asym, a_zp, w, &epi, y[v], n, 2), PQ_KOK);
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double acc = 0.0;
@@ -224,13 +238,20 @@ static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
                              (long long)i, (long long)j, got, e);
             }
     }
-    /* The variants perform the same fp32 operations: identical bits. */
-    for (int v = 1; v < N_VARIANTS; v++)
-        if (y[0] && y[v]) assert_memory_equal(y[0], y[v], (size_t)(m * n) * sizeof(float));
+    /* The variants' GEMMs perform the same fp32 operations: identical bits to
+     * the reference GEMM run with the same context's element-wise GELU. */
+    float *yr = malloc((size_t)(m * n) * sizeof(float));
+    for (int v = 1; v < N_VARIANTS; v++) {
+        if (!y[v]) continue;
+        pq_ops mix = contexts[0];
+        mix.gelu = contexts[v].gelu;
+        assert_int_equal(pq_gemm_i8i8_f32(&mix, a, m, k, as, !asym, a_zp, w, &epi, yr, n, 2), PQ_KOK);
+        assert_memory_equal(yr, y[v], (size_t)(m * n) * sizeof(float));
+    }
+    free(yr);
     pq_gemm_w_free(w);
     for (int v = 0; v < N_VARIANTS; v++) free(y[v]);
     free(a), free(wq), free(as), free(ws), free(bias), free(res), free(wz);
-    pq_gemm_select("auto");
 }
 
 static void test_i8i8_epilogue(void **state)
@@ -262,10 +283,11 @@ static void test_w8a8_end_to_end(void **state)
         for (int64_t kk = 0; kk < k; kk++) wq[j * k + kk] = (int8_t)nearbyintf(wf[j * k + kk] / ws[j]);
     }
     pq_gemm_w *w = NULL;
-    assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w), PQ_OK);
+    assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w), PQ_KOK);
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!use_variant(v)) continue;
-        assert_int_equal(pq_gemm_w8a8_f32(x, m, k, w, NULL, y, n, 1), PQ_OK);
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
+        assert_int_equal(pq_gemm_w8a8_f32(ops, x, m, k, w, NULL, y, n, 1), PQ_KOK);
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double ax = 0.0, e = 0.0, bound = 1e-5;
@@ -280,7 +302,6 @@ static void test_w8a8_end_to_end(void **state)
     }
     pq_gemm_w_free(w);
     free(x), free(wf), free(wq), free(ws), free(y);
-    pq_gemm_select("auto");
 }
 
 /* The whole W8A8 linear of every variant (including quantization written
@@ -308,15 +329,17 @@ static void test_w8a8_variants_match_ref(void **state)
             bias[j] = frand(-1.0f, 1.0f);
         }
         pq_gemm_w *w = NULL;
-        assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w), PQ_OK);
+        assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w), PQ_KOK);
         pq_gemm_epilogue epi = {.bias = bias};
-        assert_true(use_variant(0));
-        assert_int_equal(pq_gemm_w8a8_f32(x, m, k, w, &epi, y0, n, 1), PQ_OK);
+        const pq_ops *ref = use_variant(0);
+        assert_non_null(ref);
+        assert_int_equal(pq_gemm_w8a8_f32(ref, x, m, k, w, &epi, y0, n, 1), PQ_KOK);
         for (int v = 1; v < N_VARIANTS; v++) {
-            if (!use_variant(v)) continue;
+            const pq_ops *ops = use_variant(v);
+            if (!ops) continue;
             for (int nt = 1; nt <= 2; nt++) {
                 memset(y1, 0xff, (size_t)(m * n) * sizeof(float));
-                assert_int_equal(pq_gemm_w8a8_f32(x, m, k, w, &epi, y1, n, nt), PQ_OK);
+                assert_int_equal(pq_gemm_w8a8_f32(ops, x, m, k, w, &epi, y1, n, nt), PQ_KOK);
                 if (memcmp(y0, y1, (size_t)(m * n) * sizeof(float)))
                     fail_msg("w8a8 %s (%d threads) differs from ref at m %lld n %lld k %lld", variants[v], nt,
                              (long long)m, (long long)n, (long long)k);
@@ -325,7 +348,6 @@ static void test_w8a8_variants_match_ref(void **state)
         pq_gemm_w_free(w);
         free(x), free(ws), free(bias), free(y0), free(y1), free(wq);
     }
-    pq_gemm_select("auto");
 }
 
 /* ---- activation quantisation (hand-computed) ------------------------------ */
@@ -349,14 +371,14 @@ static void test_quantize_dynamic_hand(void **state)
     };
     float want_s[3] = {1.0f, 2.0f, 1e-5f / 127.0f};
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!use_variant(v)) continue;
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
         int8_t q[3][19];
         float s[3];
-        pq_gemm_quantize_rows_dynamic(&x[0][0], 3, 19, 19, &q[0][0], 19, s);
+        pq_gemm_quantize_rows_dynamic(ops, &x[0][0], 3, 19, 19, &q[0][0], 19, s);
         assert_memory_equal(q, want, sizeof want);
         for (int i = 0; i < 3; i++) assert_true(s[i] == want_s[i]);
     }
-    pq_gemm_select("auto");
     /* static: scale 0.5 (inv 2), zp 3: 0.25->0.5->0 ->3; 0.75->1.5->2 ->5;
      * 100->200+3 -> 127; -100 -> -197 -> -128; -1.25->-2.5->-2 -> 1 */
     float xs[5] = {0.25f, 0.75f, 100.0f, -100.0f, -1.25f};
@@ -411,15 +433,16 @@ static void check_wonly(wcase c)
     pq_gemm_w *w = NULL;
     if (c.bits == 8)
         assert_int_equal(pq_gemm_pack_i8(q, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs,
-                                         PQ_GEMM_USE_WONLY, &w), PQ_OK);
+                                         PQ_GEMM_USE_WONLY, &w), PQ_KOK);
     else
         assert_int_equal(pq_gemm_pack_i4(q4, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs, &w),
-                         PQ_OK);
+                         PQ_KOK);
     pq_gemm_epilogue epi = {.bias = bias};
     for (int v = 0; v < N_VARIANTS; v++) {
-        if (!use_variant(v)) continue;
-        assert_int_equal(pq_gemm_wonly_f32(x, c.m, ldx, w, &epi, y1, c.n, 1), PQ_OK);
-        assert_int_equal(pq_gemm_wonly_f32(x, c.m, ldx, w, &epi, y2, c.n, 2), PQ_OK);
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
+        assert_int_equal(pq_gemm_wonly_f32(ops, x, c.m, ldx, w, &epi, y1, c.n, 1), PQ_KOK);
+        assert_int_equal(pq_gemm_wonly_f32(ops, x, c.m, ldx, w, &epi, y2, c.n, 2), PQ_KOK);
         assert_memory_equal(y1, y2, (size_t)(c.m * c.n) * sizeof(float));
         for (int64_t i = 0; i < c.m; i++)
             for (int64_t j = 0; j < c.n; j++) {
@@ -439,7 +462,6 @@ static void check_wonly(wcase c)
     }
     pq_gemm_w_free(w);
     free(q), free(q4), free(sc), free(zp), free(wd), free(xbuf), free(bias), free(e), free(y1), free(y2);
-    pq_gemm_select("auto");
 }
 
 static void test_wonly(void **state)
@@ -470,14 +492,15 @@ static void test_residual_alias_refused(void **state)
     for (int i = 0; i < M * K; i++) x[i] = (float)(i % 5) - 2.0f;
     for (int i = 0; i < M * N; i++) r[i] = y[i] = 1.0f;
     pq_gemm_w *w8 = NULL, *wo = NULL;
-    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w8), PQ_OK);
-    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &wo), PQ_OK);
+    const pq_ops *ops = &best;
+    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w8), PQ_KOK);
+    assert_int_equal(pq_gemm_pack_i8(wq, N, K, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &wo), PQ_KOK);
     pq_gemm_epilogue alias = {.post = PQ_GEMM_POST_RESIDUAL, .residual = y, .ldr = N};
     pq_gemm_epilogue apart = {.post = PQ_GEMM_POST_RESIDUAL, .residual = r, .ldr = N};
-    assert_int_equal(pq_gemm_w8a8_f32(x, M, K, w8, &alias, y, N, 1), PQ_ERR_CONFIG);
-    assert_int_equal(pq_gemm_wonly_f32(x, M, K, wo, &alias, y, N, 1), PQ_ERR_CONFIG);
-    assert_int_equal(pq_gemm_w8a8_f32(x, M, K, w8, &apart, y, N, 1), PQ_OK);
-    assert_int_equal(pq_gemm_wonly_f32(x, M, K, wo, &apart, y, N, 1), PQ_OK);
+    assert_int_equal(pq_gemm_w8a8_f32(ops, x, M, K, w8, &alias, y, N, 1), PQ_KBADARG);
+    assert_int_equal(pq_gemm_wonly_f32(ops, x, M, K, wo, &alias, y, N, 1), PQ_KBADARG);
+    assert_int_equal(pq_gemm_w8a8_f32(ops, x, M, K, w8, &apart, y, N, 1), PQ_KOK);
+    assert_int_equal(pq_gemm_wonly_f32(ops, x, M, K, wo, &apart, y, N, 1), PQ_KOK);
     pq_gemm_w_free(w8);
     pq_gemm_w_free(wo);
 }
@@ -490,15 +513,16 @@ static void test_pack_and_sums(void **state)
     int32_t bad_zp[2] = {0, 200};
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, NULL, PQ_GEMM_GROUP, 2, PQ_GEMM_USE_I8I8, &w),
-                     PQ_ERR_CONFIG);
+                     PQ_KBADARG);
     assert_null(w);
     assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, bad_zp, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w),
-                     PQ_ERR_CONFIG);
+                     PQ_KBADARG);
     assert_int_equal(pq_gemm_pack_i8(wq, 2, 3, sc, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w),
-                     PQ_OK);
+                     PQ_KOK);
     int32_t c[2];
     int8_t a[3] = {1, 1, 1};
-    assert_int_equal(pq_gemm_i8i8_s32(a, 1, 3, w, c, 2, 1), PQ_ERR_CONFIG); /* wrong use */
+    const pq_ops *ops = &best;
+    assert_int_equal(pq_gemm_i8i8_s32(ops, a, 1, 3, w, c, 2, 1), PQ_KBADARG); /* wrong use */
     assert_int_equal(pq_gemm_w_row_sums(w)[0], 2);
     assert_int_equal(pq_gemm_w_row_sums(w)[1], 4);
     pq_gemm_w_free(w);
@@ -524,5 +548,5 @@ int main(void)
         cmocka_unit_test(test_pack_and_sums),
         cmocka_unit_test(test_residual_alias_refused),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, NULL);
 }

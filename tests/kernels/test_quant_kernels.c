@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_quant_kernels.c - quantization kernels: the reference against
- * hand-computed values, and every variant this CPU runs against the
- * reference, bit for bit, on random and adversarial inputs (odd lengths,
+ * hand-computed values, and every kernel context this build and CPU run
+ * (ref, avx2, avx512) against the reference, bit for bit, on random and adversarial inputs (odd lengths,
  * unaligned pointers, .5 ties, clamping, extremes, denormals, -0, NaN/Inf). */
 #include <float.h>
 #include <math.h>
@@ -30,15 +30,25 @@ static float frand(float lo, float hi)
     return lo + (hi - lo) * (float)((next() >> 11) * (1.0 / 9007199254740992.0));
 }
 
-/* Every named variant compiled in and runnable here, plus the reference
- * itself (checked against the hand-computed expectations). */
-static const char *const variant_names[] = {"ref", "avx2", "avx512vnni"};
+/* Every context pq_ops_select knows, the reference first (itself checked
+ * against the hand-computed expectations); those this build or CPU cannot
+ * run are NULL. */
+static const char *const variant_names[] = {"ref", "avx2", "avx512"};
 #define N_NAMES (sizeof variant_names / sizeof variant_names[0])
+static pq_ops contexts[N_NAMES];
+static int have[N_NAMES];
+static pq_ops ref_ops;
 
-static const pq_kernel_ops *variant(size_t i)
+static int setup(void **state)
 {
-    return i == 0 ? pq_kernels_ref() : pq_kernels_get(variant_names[i]);
+    (void)state;
+    pq_ops_init_ref(&ref_ops);
+    for (size_t i = 0; i < N_NAMES; i++)
+        have[i] = pq_ops_select(variant_names[i], &contexts[i]) == PQ_KOK;
+    return 0;
 }
+
+static const pq_ops *variant(size_t i) { return have[i] ? &contexts[i] : NULL; }
 
 #define FAILV(v, ...)                                                        \
     do {                                                                     \
@@ -70,9 +80,9 @@ static void test_minmax_absmax(void **state)
 {
     (void)state;
     float *buf = malloc((MAXN + 4) * sizeof *buf);
-    const pq_kernel_ops *R = pq_kernels_ref();
+    const pq_ops *R = &ref_ops;
     for (size_t vi = 0; vi < N_NAMES; vi++) {
-        const pq_kernel_ops *v = variant(vi);
+        const pq_ops *v = variant(vi);
         if (!v) continue;
         for (size_t li = 0; li < N_LENGTHS; li++)
             for (int off = 0; off < 3; off++)
@@ -147,7 +157,7 @@ static void test_quantize_hand(void **state)
     int8_t q[T];
     for (int i = 0; i < T; i++) xt[i] = x[i % N];
     for (size_t vi = 0; vi < N_NAMES; vi++) {
-        const pq_kernel_ops *v = variant(vi);
+        const pq_ops *v = variant(vi);
         if (!v) continue;
         v->quantize_row(xt, T, 1.0f, 0, -127, 127, q);
         for (int i = 0; i < T; i++)
@@ -169,10 +179,10 @@ static void test_quantize_random(void **state)
     (void)state;
     float *buf = malloc((MAXN + 4) * sizeof *buf);
     int8_t *qb = malloc(MAXN + 4), *rb = malloc(MAXN + 4);
-    const pq_kernel_ops *R = pq_kernels_ref();
+    const pq_ops *R = &ref_ops;
     static const int32_t ranges[4][2] = {{-127, 127}, {-128, 127}, {-7, 7}, {-8, 7}};
     for (size_t vi = 0; vi < N_NAMES; vi++) {
-        const pq_kernel_ops *v = variant(vi);
+        const pq_ops *v = variant(vi);
         if (!v) continue;
         for (size_t li = 0; li < N_LENGTHS; li++)
             for (int off = 0; off < 3; off++)
@@ -204,9 +214,9 @@ static void test_dequantize(void **state)
     (void)state;
     int8_t *q = malloc(MAXN + 4);
     float *y = malloc((MAXN + 4) * sizeof *y), *r = malloc((MAXN + 4) * sizeof *r);
-    const pq_kernel_ops *R = pq_kernels_ref();
+    const pq_ops *R = &ref_ops;
     for (size_t vi = 0; vi < N_NAMES; vi++) {
-        const pq_kernel_ops *v = variant(vi);
+        const pq_ops *v = variant(vi);
         if (!v) continue;
         /* hand: (q - zp) * scale */
         const int8_t hq[3] = {-3, 127, -128};
@@ -241,7 +251,7 @@ static void test_pack_unpack(void **state)
     int8_t *q = malloc(MAXN + 4), *u = malloc(MAXN + 4);
     uint8_t *p = malloc(MAXN / 2 + 8);
     for (size_t vi = 0; vi < N_NAMES; vi++) {
-        const pq_kernel_ops *v = variant(vi);
+        const pq_ops *v = variant(vi);
         if (!v) continue;
         /* hand-computed bytes: low nibble = even column, offset binary */
         const int8_t hq[5] = {-8, 7, 0, 0, 1};
@@ -279,27 +289,82 @@ static void test_pack_unpack(void **state)
     free(p);
 }
 
-/* Where the build and the CPU have AVX2, the AVX2 variant must be the one
- * tested (a silent fallback to the reference would test nothing). */
+/* Where the build and the CPU have AVX2 (AVX-512 VNNI), that context must be
+ * tested (a silent fallback to the reference would test nothing), it must
+ * carry its own kernels, and the element-wise slots of avx512 are avx2's. */
 static void test_variants_present(void **state)
 {
     (void)state;
+    assert_non_null(variant(0));
 #if PQ_HAVE_AVX2
-    if (pq_cpu_has_avx2_fma()) assert_non_null(pq_kernels_get("avx2"));
+    if (pq_cpu_has_avx2_fma()) {
+        assert_non_null(variant(1));
+        assert_ptr_not_equal(variant(1)->quantize_row, ref_ops.quantize_row);
+        assert_string_equal(variant(1)->gemm.name, "avx2");
+    }
+#endif
+#if PQ_HAVE_AVX2 && defined(PQ_HAVE_AVX512VNNI)
+    if (pq_cpu_has_avx512vnni()) {
+        assert_non_null(variant(2));
+        assert_string_equal(variant(2)->gemm.name, "avx512vnni");
+        assert_ptr_equal(variant(2)->quantize_row, variant(1)->quantize_row);
+        assert_ptr_equal(variant(2)->hist_ieee, variant(1)->hist_ieee);
+    }
 #endif
     for (size_t i = 0; i < N_NAMES; i++)
-        if (variant(i)) print_message("testing variant '%s'\n", variant(i)->name);
+        if (variant(i)) print_message("testing context '%s'\n", variant(i)->name);
+}
+
+/* The selector: "cpu" is the best context usable here (the first that
+ * pq_ops_available lists), an unknown name is PQ_KUNKNOWN, avx512 is
+ * refused only where the CPU lacks what the VNNI GEMM needs (or the build
+ * lacks it), and a refusal leaves the caller's context alone. */
+static void test_selector(void **state)
+{
+    (void)state;
+    char avail[64], first[16];
+    pq_ops o;
+    pq_ops_available(avail, sizeof avail);
+    assert_non_null(strstr(avail, "ref"));
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(avail, ","), avail);
+    assert_int_equal(pq_ops_select("cpu", &o), PQ_KOK);
+    assert_string_equal(o.name, first);
+    pq_ops_init_ref(&o);
+    assert_int_equal(pq_ops_select("avx512vnni", &o), PQ_KUNKNOWN);
+    assert_int_equal(pq_ops_select("", &o), PQ_KUNKNOWN);
+    assert_int_equal(pq_ops_select(NULL, &o), PQ_KUNKNOWN);
+    assert_string_equal(o.name, "ref");
+    assert_null(pq_ops_needs("avx512vnni"));
+    assert_non_null(strstr(pq_ops_needs("avx512"), "avx512vnni"));
+    pq_kstatus k = pq_ops_select("avx512", &o);
+#if PQ_HAVE_AVX2 && defined(PQ_HAVE_AVX512VNNI)
+    assert_int_equal(k, pq_cpu_has_avx512vnni() ? PQ_KOK : PQ_KNOCPU);
+#else
+    assert_int_equal(k, PQ_KNOTBUILT);
+#endif
+    if (k == PQ_KOK) {
+        assert_string_equal(o.name, "avx512");
+        assert_string_equal(o.gemm.name, "avx512vnni");
+        assert_string_equal(first, "avx512");
+    } else {
+        assert_string_equal(o.name, "ref");
+        assert_null(strstr(avail, "avx512"));
+    }
+    assert_int_equal(pq_ops_select("ref", &o), PQ_KOK);
+    assert_string_equal(o.gemm.name, "ref");
+    assert_ptr_equal(o.gelu, ref_ops.gelu);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_variants_present),
+        cmocka_unit_test(test_selector),
         cmocka_unit_test(test_minmax_absmax),
         cmocka_unit_test(test_quantize_hand),
         cmocka_unit_test(test_quantize_random),
         cmocka_unit_test(test_dequantize),
         cmocka_unit_test(test_pack_unpack),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -214,10 +214,12 @@ typedef struct obs_log {
     int head_calls;
 } obs_log;
 
-static void obs(void *user, int layer, pq_esm2_role site, const float *x, int64_t n, int64_t dim)
+static void obs(void *user, const pq_ops *ops, int layer, pq_esm2_role site, const float *x, int64_t n,
+                int64_t dim)
 {
     obs_log *o = user;
     (void)x;
+    assert_non_null(ops);
     if (layer < 0) { o->head_calls++; return; }
     o->calls[layer][site]++;
     o->dims[site] = dim;

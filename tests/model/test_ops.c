@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include "kernels/kernels_impl.h"
 #include "kernels/pq_kernels.h"
 
 #define TOL_LN 2e-6    /* relative to the row's output scale */
@@ -29,7 +28,9 @@ static float frand(float lo, float hi)
 static void test_ref_hand_values(void **state)
 {
     (void)state;
-    const pq_kernel_ops *R = pq_kernels_ref();
+    pq_ops ref;
+    pq_ops_init_ref(&ref);
+    const pq_ops *R = &ref;
     /* layernorm of [1,2,3,4]: mean 2.5, var 1.25 -> (x-2.5)/sqrt(1.25+eps) */
     float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 1}, b[4] = {0, 0, 0, 1}, y[4];
     R->layernorm(x, 1, 4, w, b, 1e-5f, y);
@@ -64,17 +65,18 @@ static void test_ref_hand_values(void **state)
     assert_float_equal(q[3], 4 * cos(0.02) + 2 * sin(0.02), 1e-6);
 }
 
-static const pq_kernel_ops *variant(const char *name) { return pq_kernels_get(name); }
-
 static void test_variants_vs_ref(void **state)
 {
     (void)state;
-    const pq_kernel_ops *R = pq_kernels_ref();
-    const char *names[] = {"avx2"};
+    pq_ops ref, ctx;
+    pq_ops_init_ref(&ref);
+    const pq_ops *R = &ref;
+    /* avx512's element-wise slots are avx2's */
+    const char *names[] = {"avx2", "avx512"};
     int tested = 0;
     for (size_t vi = 0; vi < sizeof names / sizeof names[0]; vi++) {
-        const pq_kernel_ops *V = variant(names[vi]);
-        if (!V) continue;
+        if (pq_ops_select(names[vi], &ctx) != PQ_KOK) continue;
+        const pq_ops *V = &ctx;
         tested++;
         const int64_t dims[] = {1, 7, 8, 17, 320, 481};
         for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {

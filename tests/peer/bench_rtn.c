@@ -3,7 +3,8 @@
  * fp32 [ROWS, COLS] matrix with pq_rtn_quantize_rows; prints the best of REPS
  * runs as "seconds <s> gbps <GB/s of fp32 input>". With OUT given, also writes
  * the codes (int8) and scales (float32) of the last run to OUT.codes/OUT.scale
- * so that the caller can check them against PyTorch.
+ * so that the caller can check them against PyTorch. Kernels: the best this
+ * CPU runs, or the context PQ_KERNELS names (pq_hardware_select).
  *
  * usage: bench_rtn IN.f32 ROWS COLS THREADS metrics|nometrics sym|asym REPS [OUT] */
 #include <stdio.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/pq_kernels.h"
+#include "pipeline/config.h"
 #include "quant/rtn.h"
 
 static double now_s(void)
@@ -57,7 +58,12 @@ int main(int argc, char **argv)
     fclose(f);
     /* touch the outputs once so that page faults are not timed */
     memset(codes, 0, n);
-    pq_rtn_set_threads(threads);
+    pq_ops ops;
+    pq_status hs = pq_hardware_select("cpu", &ops);
+    if (hs) {
+        fprintf(stderr, "bench_rtn: %s: %s\n", pq_strerror(hs), pq_err_detail());
+        return 2;
+    }
     double best = 1e30;
     for (int i = 0; i < reps; i++) {
         pq_rtn_rows out = {.codes = codes, .scale = scale, .zero_point = zp};
@@ -67,7 +73,7 @@ int main(int argc, char **argv)
             out.row_max_err = me;
         }
         double t0 = now_s();
-        pq_status st = pq_rtn_quantize_rows(w, rows, cols, &spec, PQ_NAN_ERROR, NULL, "bench", 0, &out);
+        pq_status st = pq_rtn_quantize_rows(&ops, threads, w, rows, cols, &spec, PQ_NAN_ERROR, NULL, "bench", 0, &out);
         double t = now_s() - t0;
         if (st) {
             fprintf(stderr, "bench_rtn: %s: %s\n", pq_strerror(st), pq_err_detail());
@@ -75,7 +81,7 @@ int main(int argc, char **argv)
         }
         if (t < best) best = t;
     }
-    printf("kernels %s seconds %.6f gbps %.3f\n", pq_kernels()->name, best,
+    printf("kernels %s seconds %.6f gbps %.3f\n", ops.name, best,
            (double)n * sizeof(float) / best / 1e9);
     int rc = 0;
     if (argc == 9)

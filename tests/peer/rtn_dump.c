@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pipeline/config.h"
 #include "quant/rtn.h"
 
 static int write_raw(const char *prefix, const char *ext, const void *p, size_t n)
@@ -40,7 +41,13 @@ int main(int argc, char **argv)
                 : strcmp(argv[5], "channel") == 0 ? PQ_GRAN_CHANNEL
                                                   : PQ_GRAN_GROUP;
     pq_nan_policy pol = strcmp(argv[8], "zero") == 0 ? PQ_NAN_ZERO : PQ_NAN_ERROR;
-    pq_rtn_set_threads(atoi(argv[9]));
+    int threads = atoi(argv[9]);
+    pq_ops ops;
+    pq_status hs = pq_hardware_select("cpu", &ops); /* PQ_KERNELS may name one */
+    if (hs) {
+        fprintf(stderr, "rtn_dump: %s: %s\n", pq_strerror(hs), pq_err_detail());
+        return 2;
+    }
     const char *prefix = argv[10];
 
     size_t n = (size_t)(rows * cols);
@@ -52,7 +59,7 @@ int main(int argc, char **argv)
     }
     fclose(f);
     pq_qtensor qt;
-    pq_status st = pq_rtn_quantize(w, rows, cols, &spec, pol, "input", &qt);
+    pq_status st = pq_rtn_quantize(&ops, threads, w, rows, cols, &spec, pol, "input", &qt);
     if (st) {
         fprintf(stderr, "rtn_dump: %s: %s\n", pq_strerror(st), pq_err_detail());
         free(w);

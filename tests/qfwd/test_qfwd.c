@@ -19,7 +19,9 @@
 
 #include <cmocka.h>
 
+#include "kernels/kernels_impl.h"
 #include "model/esm2_model.h"
+#include "pipeline/config.h"
 #include "format/h5model.h"
 #include "model/tokenizer.h"
 
@@ -28,6 +30,7 @@ static const pq_esm2_role k_lin[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_O
 
 static char g_dir[256];
 static char p_i8[300], p_i4[300], p_st[300], p_sta[300];
+static pq_ops g_cpu; /* the best context this CPU runs, for Linears run alone */
 
 /* the codes each file holds, kept for the double reference: [layer][role] */
 typedef struct qcopy {
@@ -247,9 +250,10 @@ static double max_diff(const float *a, const float *b, int64_t n)
 }
 
 /* calibration observer: min/max of every Linear input */
-static void calib_obs(void *u, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
+static void calib_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, const float *x, int64_t N,
+                      int64_t d)
 {
-    (void)u;
+    (void)u, (void)ops;
     if (layer < 0) return;
     for (int64_t i = 0; i < N * d; i++) {
         g_amin[layer][site] = fminf(g_amin[layer][site], x[i]);
@@ -260,6 +264,7 @@ static void calib_obs(void *u, int layer, pq_esm2_role site, const float *x, int
 static int setup(void **state)
 {
     (void)state;
+    if (pq_ops_select("cpu", &g_cpu) != PQ_KOK) return -1;
     snprintf(g_dir, sizeof g_dir, "/tmp/pq_qfwd_%d", (int)getpid());
     char cmd[300];
     snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
@@ -333,7 +338,8 @@ typedef struct lin_check {
     int n_checked;
 } lin_check;
 
-static void check_obs(void *u, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
+static void check_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, const float *x, int64_t N,
+                      int64_t d)
 {
     lin_check *c = u;
     if (layer < 0) return;
@@ -345,7 +351,8 @@ static void check_obs(void *u, int layer, pq_esm2_role site, const float *x, int
     const float *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
     float *y = malloc((size_t)(N * n) * sizeof(float));
     int8_t *aq = malloc((size_t)d);
-    assert_int_equal(pq_qlinear_forward(ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
+    /* the model's own context, as its forward runs this Linear */
+    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
     double maxref = 0, maxerr = 0;
     for (int64_t i = 0; i < N; i++) {
         const float *xr = x + i * d;
@@ -512,14 +519,14 @@ static void test_stacked_linear_parts(void **state)
         pq_qlinear *st = NULL;
         assert_int_equal(pq_qlinear_from_qtensors_stacked("stack", parts, 3, kinds[kk], 0.02f, 3, &st), PQ_OK);
         assert_int_equal(pq_qlinear_out_dim(st), n_all);
-        assert_int_equal(pq_qlinear_forward(st, x, M, bias, PQ_QLINEAR_POST_NONE, NULL, y, 2), PQ_OK);
+        assert_int_equal(pq_qlinear_forward(&g_cpu, st, x, M, bias, PQ_QLINEAR_POST_NONE, NULL, y, 2), PQ_OK);
         int64_t r0 = 0;
         for (int i = 0; i < 3; i++) {
             pq_qlinear *one = NULL, *view = NULL;
             assert_int_equal(pq_qlinear_from_qtensor("part", &qt[i], kinds[kk], 0.02f, 3, &one), PQ_OK);
             assert_int_equal(pq_qlinear_view_rows(st, r0, rows[i], &view), PQ_OK);
-            assert_int_equal(pq_qlinear_forward(one, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yp, 1), PQ_OK);
-            assert_int_equal(pq_qlinear_forward(view, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yv, 1), PQ_OK);
+            assert_int_equal(pq_qlinear_forward(&g_cpu, one, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yp, 1), PQ_OK);
+            assert_int_equal(pq_qlinear_forward(&g_cpu, view, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yv, 1), PQ_OK);
             for (int m = 0; m < M; m++) {
                 assert_memory_equal(y + m * n_all + r0, yp + m * rows[i], (size_t)rows[i] * sizeof(float));
                 assert_memory_equal(yv + m * rows[i], yp + m * rows[i], (size_t)rows[i] * sizeof(float));
@@ -662,6 +669,110 @@ static void test_bad_inputs(void **state)
     pq_qtensor_free(&qt);
 }
 
+/* The one selector reaches the GEMM: hardware_target "ref" through the
+ * configuration gives the reference GEMM entries, a model opened with a
+ * context keeps it and runs its integer GEMMs through it (a counting spy in
+ * the i8i8 slot sees them, with the reference's logits bit for bit). */
+static _Atomic int g_spy_calls;
+static void spy_i8i8(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    g_spy_calls++;
+    pq_gemm_kernels_ref.i8i8(job, p0, p1);
+}
+
+static float *logits_with(const char *path, const pq_ops *ops)
+{
+    pq_esm2_model_opts o = {.n_threads = 1, .ops = *ops};
+    pq_esm2_model *m = NULL;
+    assert_int_equal(pq_esm2_model_open(path, &o, &m), PQ_OK);
+    assert_string_equal(pq_esm2_model_ops(m)->name, ops->name);
+    assert_ptr_equal(pq_esm2_model_ops(m)->gemm.i8i8, ops->gemm.i8i8);
+    float *r = logits_of(m);
+    pq_esm2_model_free(m);
+    return r;
+}
+
+static void test_hardware_target_reaches_gemm(void **state)
+{
+    (void)state;
+    pq_config c;
+    pq_config_defaults(&c);
+    pq_ops ops;
+    assert_int_equal(pq_config_set(&c, "hardware_target", "ref"), PQ_OK);
+    assert_int_equal(pq_config_apply_hardware(&c, &ops), PQ_OK);
+    assert_string_equal(ops.name, "ref");
+    assert_string_equal(ops.gemm.name, "ref");
+    assert_ptr_equal(ops.gemm.i8i8, pq_gemm_kernels_ref.i8i8);
+    assert_ptr_equal(ops.gemm.wonly, pq_gemm_kernels_ref.wonly);
+    float *want = logits_with(p_i8, &ops);
+    pq_ops spy = ops;
+    spy.gemm.i8i8 = spy_i8i8;
+    g_spy_calls = 0;
+    float *got = logits_with(p_i8, &spy);
+    assert_true(g_spy_calls > 0);
+    assert_memory_equal(want, got, (size_t)n_logits() * sizeof(float));
+    free(want);
+    free(got);
+    /* no context given: the best this CPU runs */
+    pq_esm2_model_opts o = {.n_threads = 1};
+    pq_esm2_model *m = NULL;
+    assert_int_equal(pq_esm2_model_open(p_i8, &o, &m), PQ_OK);
+    assert_string_equal(pq_esm2_model_ops(m)->name, g_cpu.name);
+    pq_esm2_model_free(m);
+    /* avx512: accepted, with the VNNI GEMM, exactly where the CPU has it */
+    assert_int_equal(pq_config_set(&c, "hardware_target", "avx512"), PQ_OK);
+    pq_err_clear();
+    pq_status st = pq_config_apply_hardware(&c, &ops);
+    pq_ops probe;
+    bool can = pq_cpu_has_avx512vnni() && pq_ops_select("avx512", &probe) != PQ_KNOTBUILT;
+    print_message("hardware_target avx512: %s\n", st ? pq_err_detail() : "accepted");
+    if (can) {
+        assert_int_equal(st, PQ_OK);
+        assert_string_equal(ops.gemm.name, "avx512vnni");
+    } else {
+        assert_int_equal(st, PQ_ERR_HARDWARE);
+        assert_non_null(strstr(pq_err_detail(), "available"));
+    }
+    pq_config_free(&c);
+}
+
+/* PQ_KERNELS is read where the configuration resolves: it narrows "cpu" to
+ * one context, an explicit target wins over it, and a value that names no
+ * context is one configuration error naming it and listing the choices,
+ * whatever the target. */
+static void test_pq_kernels_env(void **state)
+{
+    (void)state;
+    pq_ops ops;
+    assert_int_equal(setenv("PQ_KERNELS", "ref", 1), 0);
+    assert_int_equal(pq_hardware_select("cpu", &ops), PQ_OK);
+    assert_string_equal(ops.name, "ref");
+    assert_string_equal(ops.gemm.name, "ref");
+    if (pq_ops_select("avx2", &ops) == PQ_KOK) {
+        assert_int_equal(pq_hardware_select("avx2", &ops), PQ_OK);
+        assert_string_equal(ops.name, "avx2");
+    }
+    const char *targets[] = {"cpu", "ref"};
+    assert_int_equal(setenv("PQ_KERNELS", "avx9000", 1), 0);
+    for (int i = 0; i < 2; i++) {
+        pq_err_clear();
+        assert_int_equal(pq_hardware_select(targets[i], &ops), PQ_ERR_CONFIG);
+        print_message("PQ_KERNELS=avx9000: %s\n", pq_err_detail());
+        assert_non_null(strstr(pq_err_detail(), "PQ_KERNELS 'avx9000'"));
+        assert_non_null(strstr(pq_err_detail(), "cpu, ref, avx2, avx512"));
+        assert_non_null(strstr(pq_err_detail(), "available here: "));
+    }
+    assert_int_equal(unsetenv("PQ_KERNELS"), 0);
+    pq_err_clear();
+    assert_int_equal(pq_hardware_select("sse9", &ops), PQ_ERR_CONFIG);
+    assert_non_null(strstr(pq_err_detail(), "hardware_target 'sse9'"));
+    pq_err_clear();
+    assert_int_equal(pq_hardware_select("cuda", &ops), PQ_ERR_HARDWARE);
+    assert_non_null(strstr(pq_err_detail(), "available"));
+    assert_int_equal(pq_hardware_select("cpu", &ops), PQ_OK);
+    assert_string_equal(ops.name, g_cpu.name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +787,8 @@ int main(void)
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_weight_bytes),
         cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_hardware_target_reaches_gemm),
+        cmocka_unit_test(test_pq_kernels_env),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,6 +17,17 @@
 
 #define EPS 1.1920928955078125e-07f
 
+/* The kernel context the tests run with (the best this CPU runs), and the
+ * scalar reference that every context must match byte for byte. */
+static pq_ops g_ops, g_ref;
+
+static int setup(void **state)
+{
+    (void)state;
+    pq_ops_init_ref(&g_ref);
+    return pq_ops_select("cpu", &g_ops) == PQ_KOK ? 0 : -1;
+}
+
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float frand(float lo, float hi)
 {
@@ -40,7 +51,7 @@ static void test_channel_hand(void **state)
     const int8_t want[12] = {127, -3, 0, 2, -2, 64, -127, 2, 2, -4, 0, 127};
     pq_qspec s = spec_of(8, PQ_GRAN_CHANNEL, 0, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 2, 6, &s, PQ_NAN_ERROR, "w", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 2, 6, &s, PQ_NAN_ERROR, "w", &qt), PQ_OK);
     assert_int_equal(qt.n_scales, 2);
     assert_null(qt.zero_point);
     assert_true(qt.scale[0] == 1.0f && qt.scale[1] == 2.0f);
@@ -51,7 +62,7 @@ static void test_channel_hand(void **state)
     const float a[6] = {-51, 204, 0, 10.5f, 11.5f, -0.0f};
     const int8_t wa[6] = {-128, 127, -77, -67, -65, -77};
     s.symmetric = false;
-    assert_int_equal(pq_rtn_quantize(a, 1, 6, &s, PQ_NAN_ERROR, "a", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, a, 1, 6, &s, PQ_NAN_ERROR, "a", &qt), PQ_OK);
     assert_true(qt.scale[0] == 1.0f);
     assert_int_equal(qt.zero_point[0], -77);
     assert_memory_equal(qt.codes, wa, 6);
@@ -68,7 +79,7 @@ static void test_degenerate_rows(void **state)
                       1e-30f, -1e-30f, 0, 1e-38f, 1e-45f};
     pq_qspec s = spec_of(8, PQ_GRAN_CHANNEL, 0, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 4, 5, &s, PQ_NAN_ERROR, "deg", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 4, 5, &s, PQ_NAN_ERROR, "deg", &qt), PQ_OK);
     const int8_t *q = qt.codes;
     assert_true(qt.scale[0] == EPS);
     for (int i = 0; i < 5; i++) assert_int_equal(q[i], 0);
@@ -82,7 +93,7 @@ static void test_degenerate_rows(void **state)
     pq_qtensor_free(&qt);
 
     s.symmetric = false;
-    assert_int_equal(pq_rtn_quantize(w, 4, 5, &s, PQ_NAN_ERROR, "deg", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 4, 5, &s, PQ_NAN_ERROR, "deg", &qt), PQ_OK);
     q = qt.codes;
     assert_true(qt.scale[0] == EPS);
     assert_int_equal(qt.zero_point[0], -128);
@@ -116,7 +127,7 @@ static void test_group_partial(void **state)
         }
     pq_qspec s = spec_of(8, PQ_GRAN_GROUP, GS, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, R, C, &s, PQ_NAN_ERROR, "g", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, R, C, &s, PQ_NAN_ERROR, "g", &qt), PQ_OK);
     assert_int_equal(qt.n_groups, 3);
     assert_int_equal(qt.n_scales, R * 3);
     const int8_t *q = qt.codes;
@@ -140,7 +151,7 @@ static void test_int4_packing(void **state)
     const float w[5] = {7, -7, 3.5f, -2.5f, 1};
     pq_qspec s = spec_of(4, PQ_GRAN_CHANNEL, 0, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 1, 5, &s, PQ_NAN_ERROR, "p", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 1, 5, &s, PQ_NAN_ERROR, "p", &qt), PQ_OK);
     assert_int_equal(qt.code_row_bytes, 3);
     const uint8_t want[3] = {0x1F, 0x6C, 0x89};
     assert_memory_equal(qt.codes, want, 3);
@@ -153,7 +164,7 @@ static void test_int4_packing(void **state)
     /* asym int4 [-1, 2]: scale 0.2f, zp -3 (test_qparams); 2 -> 2/0.2f = 10 -> 7 */
     const float a[3] = {-1, 2, 0};
     s.symmetric = false;
-    assert_int_equal(pq_rtn_quantize(a, 1, 3, &s, PQ_NAN_ERROR, "p", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, a, 1, 3, &s, PQ_NAN_ERROR, "p", &qt), PQ_OK);
     assert_int_equal(qt.zero_point[0], -3);
     const uint8_t wa[2] = {(uint8_t)((-8 + 8) | (7 + 8) << 4), (uint8_t)((-3 + 8) | 8 << 4)};
     assert_memory_equal(qt.codes, wa, 2);
@@ -167,7 +178,7 @@ static void test_per_tensor(void **state)
     const float w[2 * 3] = {-1, 254, 0.5f, 3, 2.5f, 100};
     pq_qspec s = spec_of(8, PQ_GRAN_TENSOR, 0, false);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 2, 3, &s, PQ_NAN_ERROR, "t", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 2, 3, &s, PQ_NAN_ERROR, "t", &qt), PQ_OK);
     assert_int_equal(qt.n_scales, 1);
     assert_true(qt.scale[0] == 1.0f);
     assert_int_equal(qt.zero_point[0], -127);
@@ -178,13 +189,13 @@ static void test_per_tensor(void **state)
      * same rows */
     float range[2];
     int64_t bad;
-    assert_int_equal(pq_rtn_tensor_range(w, 6, &range[0], &range[1], &bad), PQ_OK);
+    assert_int_equal(pq_rtn_tensor_range(&g_ops, w, 6, &range[0], &range[1], &bad), PQ_OK);
     assert_true(range[0] == -1.0f && range[1] == 254.0f && bad == 0);
     int8_t codes[3];
     float sc;
     int32_t zp;
     pq_rtn_rows out = {.codes = codes, .scale = &sc, .zero_point = &zp};
-    assert_int_equal(pq_rtn_quantize_rows(w + 3, 1, 3, &s, PQ_NAN_ERROR, range, "t", 1, &out), PQ_OK);
+    assert_int_equal(pq_rtn_quantize_rows(&g_ops, 1, w + 3, 1, 3, &s, PQ_NAN_ERROR, range, "t", 1, &out), PQ_OK);
     assert_memory_equal(codes, want + 3, 3);
     assert_true(sc == 1.0f && zp == -127);
     pq_qtensor_free(&qt);
@@ -202,30 +213,28 @@ static void test_nan_error(void **state)
     float sc[4];
     pq_rtn_rows out = {.codes = codes, .scale = sc};
     for (int threads = 1; threads <= 2; threads++) {
-        pq_rtn_set_threads(threads);
         pq_err_clear();
-        pq_status st = pq_rtn_quantize_rows(w, 4, 8, &s, PQ_NAN_ERROR, NULL, "layer.w", 10, &out);
+        pq_status st = pq_rtn_quantize_rows(&g_ops, threads, w, 4, 8, &s, PQ_NAN_ERROR, NULL, "layer.w", 10, &out);
         assert_int_equal(st, PQ_ERR_QUANTIZATION);
         assert_string_equal(pq_err_detail(),
                             "tensor 'layer.w': row 12 (column 5) holds NaN; use --nan-policy zero|keep to override");
     }
     /* KEEP_FLOAT is the caller's job: rtn refuses like ERROR */
     pq_err_clear();
-    assert_int_equal(pq_rtn_quantize_rows(w + 24, 1, 8, &s, PQ_NAN_KEEP_FLOAT, NULL, "x", 3, &out),
+    assert_int_equal(pq_rtn_quantize_rows(&g_ops, 1, w + 24, 1, 8, &s, PQ_NAN_KEEP_FLOAT, NULL, "x", 3, &out),
                      PQ_ERR_QUANTIZATION);
     assert_non_null(strstr(pq_err_detail(), "tensor 'x': row 3 (column 1) holds +Inf"));
     /* group-wise and per-tensor report too */
     pq_qspec g = spec_of(4, PQ_GRAN_GROUP, 32, false);
     pq_qtensor qt;
     pq_err_clear();
-    assert_int_equal(pq_rtn_quantize(w, 4, 8, &g, PQ_NAN_ERROR, "gw", &qt), PQ_ERR_QUANTIZATION);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 4, 8, &g, PQ_NAN_ERROR, "gw", &qt), PQ_ERR_QUANTIZATION);
     assert_non_null(strstr(pq_err_detail(), "tensor 'gw': row 2 (column 5) holds NaN"));
     assert_null(qt.codes);
     pq_qspec t = spec_of(8, PQ_GRAN_TENSOR, 0, true);
     pq_err_clear();
-    assert_int_equal(pq_rtn_quantize(w, 4, 8, &t, PQ_NAN_ERROR, "tw", &qt), PQ_ERR_QUANTIZATION);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 4, 8, &t, PQ_NAN_ERROR, "tw", &qt), PQ_ERR_QUANTIZATION);
     assert_non_null(strstr(pq_err_detail(), "row 2 (column 5)"));
-    pq_rtn_set_threads(1);
 }
 
 static void test_nan_zero(void **state)
@@ -236,7 +245,7 @@ static void test_nan_zero(void **state)
     const float w[2 * 4] = {NAN, 127, -63, INFINITY, NAN, -INFINITY, NAN, NAN};
     pq_qspec s = spec_of(8, PQ_GRAN_CHANNEL, 0, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 2, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 2, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
     const int8_t want[8] = {0, 127, -63, 0, 0, 0, 0, 0};
     assert_memory_equal(qt.codes, want, 8);
     assert_true(qt.scale[0] == 1.0f && qt.scale[1] == EPS);
@@ -246,7 +255,7 @@ static void test_nan_zero(void **state)
     pq_qtensor_free(&qt);
 
     s.symmetric = false;
-    assert_int_equal(pq_rtn_quantize(w, 2, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 2, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
     const int8_t *q = qt.codes;
     assert_int_equal(qt.zero_point[1], -128);
     for (int i = 4; i < 8; i++) assert_int_equal(q[i], -128);
@@ -256,7 +265,7 @@ static void test_nan_zero(void **state)
 
     /* per-tensor of only NaN under ZERO: zeros observed, eps floor */
     s.gran = PQ_GRAN_TENSOR;
-    assert_int_equal(pq_rtn_quantize(w + 4, 1, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w + 4, 1, 4, &s, PQ_NAN_ZERO, "z", &qt), PQ_OK);
     assert_true(qt.scale[0] == EPS);
     assert_int_equal(qt.zero_point[0], -128);
     pq_qtensor_free(&qt);
@@ -269,7 +278,7 @@ static void test_metrics_hand(void **state)
     const float w[4] = {127, 0.4f, -1.5f, 2};
     pq_qspec s = spec_of(8, PQ_GRAN_CHANNEL, 0, true);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, 1, 4, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, 1, 4, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
     double e4 = (double)0.4f;
     double sum_sq = 127.0 * 127.0 + e4 * e4 + 2.25 + 4.0, err_sq = e4 * e4 + 0.25;
     assert_float_equal(qt.metrics.sum_sq, sum_sq, 1e-12 * sum_sq);
@@ -282,7 +291,7 @@ static void test_metrics_hand(void **state)
 
     /* exact quantization: +inf dB, rel 0; all-zero: rel 0 */
     const float z[3] = {0, 0, 0};
-    assert_int_equal(pq_rtn_quantize(z, 1, 3, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, z, 1, 3, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
     assert_true(isinf(qt.metrics.sqnr_db) && qt.metrics.sqnr_db > 0);
     assert_true(qt.metrics.rel_l2 == 0.0);
     pq_qtensor_free(&qt);
@@ -299,7 +308,7 @@ static void test_metrics_hand(void **state)
     enum { N = 1001 };
     static float x[N];
     for (int i = 0; i < N; i++) x[i] = frand(-3, 3);
-    assert_int_equal(pq_rtn_quantize(x, 1, N, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, x, 1, N, &s, PQ_NAN_ERROR, "m", &qt), PQ_OK);
     double ws = 0, we = 0, wm = 0;
     for (int i = 0; i < N; i++) {
         double wh = (double)(float)((float)((const int8_t *)qt.codes)[i] * qt.scale[0]);
@@ -322,7 +331,6 @@ static void run_split(const float *w, int64_t rows, int64_t cols, const pq_qspec
     assert_int_equal(pq_qtensor_alloc(&qt, s, rows, cols), PQ_OK);
     double *ss = malloc((size_t)rows * sizeof *ss), *es = malloc((size_t)rows * sizeof *es);
     float *me = malloc((size_t)rows * sizeof *me);
-    pq_rtn_set_threads(threads);
     for (int part = 0; part < 2; part++) {
         int64_t r0 = part ? split : 0, n = part ? rows - split : split;
         int64_t si = s->gran == PQ_GRAN_TENSOR ? 0 : r0 * qt.n_groups;
@@ -331,7 +339,7 @@ static void run_split(const float *w, int64_t rows, int64_t cols, const pq_qspec
             .zero_point = qt.zero_point ? qt.zero_point + si : NULL,
             .row_sum_sq = ss + r0, .row_err_sq = es + r0, .row_max_err = me + r0,
         };
-        assert_int_equal(pq_rtn_quantize_rows(w + r0 * cols, n, cols, s, PQ_NAN_ERROR, NULL, "s", r0, &out),
+        assert_int_equal(pq_rtn_quantize_rows(&g_ops, threads, w + r0 * cols, n, cols, s, PQ_NAN_ERROR, NULL, "s", r0, &out),
                          PQ_OK);
     }
     pq_qmetrics_from_rows(ss, es, me, rows, 0, &qt.metrics);
@@ -343,7 +351,6 @@ static void run_split(const float *w, int64_t rows, int64_t cols, const pq_qspec
     free(es);
     free(me);
     pq_qtensor_free(&qt);
-    pq_rtn_set_threads(1);
 }
 
 static void test_split_and_threads(void **state)
@@ -357,11 +364,15 @@ static void test_split_and_threads(void **state)
                               spec_of(8, PQ_GRAN_GROUP, 128, true)};
     for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
         pq_qtensor ref;
-        pq_rtn_set_threads(1);
-        assert_int_equal(pq_rtn_quantize(w, R, C, &specs[k], PQ_NAN_ERROR, "s", &ref), PQ_OK);
+        assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &ref), PQ_OK);
+        /* 2 threads, and the scalar reference context: the same bytes */
         pq_qtensor t2;
-        pq_rtn_set_threads(2);
-        assert_int_equal(pq_rtn_quantize(w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
+        assert_int_equal(pq_rtn_quantize(&g_ops, 2, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
+        assert_memory_equal(t2.codes, ref.codes, (size_t)(R * ref.code_row_bytes));
+        assert_memory_equal(t2.scale, ref.scale, (size_t)ref.n_scales * sizeof(float));
+        assert_memory_equal(&t2.metrics, &ref.metrics, sizeof ref.metrics);
+        pq_qtensor_free(&t2);
+        assert_int_equal(pq_rtn_quantize(&g_ref, 2, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
         assert_memory_equal(t2.codes, ref.codes, (size_t)(R * ref.code_row_bytes));
         assert_memory_equal(t2.scale, ref.scale, (size_t)ref.n_scales * sizeof(float));
         assert_memory_equal(&t2.metrics, &ref.metrics, sizeof ref.metrics);
@@ -383,7 +394,7 @@ static void test_dequantize_rows(void **state)
     for (int i = 0; i < R * C; i++) w[i] = frand(-1, 1);
     pq_qspec s = spec_of(4, PQ_GRAN_GROUP, 33, false);
     pq_qtensor qt;
-    assert_int_equal(pq_rtn_quantize(w, R, C, &s, PQ_NAN_ERROR, "d", &qt), PQ_OK);
+    assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, R, C, &s, PQ_NAN_ERROR, "d", &qt), PQ_OK);
     pq_qtensor_dequantize_rows(&qt, 1, 2, back);
     const uint8_t *p = qt.codes;
     for (int r = 1; r < R; r++)
@@ -407,11 +418,11 @@ static void test_bad_spec(void **state)
     float sc[4];
     pq_rtn_rows out = {.codes = codes, .scale = sc};
     pq_qspec s = spec_of(3, PQ_GRAN_CHANNEL, 0, true);
-    assert_int_equal(pq_rtn_quantize_rows(w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_CONFIG);
+    assert_int_equal(pq_rtn_quantize_rows(&g_ops, 1, w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_CONFIG);
     s = spec_of(8, PQ_GRAN_GROUP, 16, true);
-    assert_int_equal(pq_rtn_quantize_rows(w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_CONFIG);
+    assert_int_equal(pq_rtn_quantize_rows(&g_ops, 1, w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_CONFIG);
     s = spec_of(8, PQ_GRAN_CHANNEL, 0, false); /* asymmetric needs zero points */
-    assert_int_equal(pq_rtn_quantize_rows(w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_INTERNAL);
+    assert_int_equal(pq_rtn_quantize_rows(&g_ops, 1, w, 1, 4, &s, PQ_NAN_ERROR, NULL, "b", 0, &out), PQ_ERR_INTERNAL);
     pq_err_clear();
 }
 
@@ -430,5 +441,5 @@ int main(void)
         cmocka_unit_test(test_dequantize_rows),
         cmocka_unit_test(test_bad_spec),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, NULL);
 }
