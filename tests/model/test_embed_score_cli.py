@@ -112,6 +112,18 @@ if p.returncode == 0:
         rq, r = json.load(open(jq)), json.load(open(js))
         expect(rq["n_masked"] == r["n_masked"] and abs(rq["perplexity"] / r["perplexity"] - 1) < 0.02,
                f"h5 model perplexity {rq['perplexity']} vs fp32 {r['perplexity']}")
+        expect(rq["fusion"] is True, "score reports fusion on by default")
+    # a config with enable_fusion false runs the unfused path: reported, same numbers
+    cfg = write("nofusion.json", '{"enable_fusion": false}')
+    ju = os.path.join(TMP, "qu.json")
+    p = run("score", "--model", q8, "--fasta", FASTA, "--max-seqs", "40",
+            "--max-length", "500", "--json", ju, "--threads", "2", "--config", cfg)
+    expect(p.returncode == 0, f"score --config failed: {p.stderr}")
+    if p.returncode == 0 and os.path.exists(jq):
+        ru, rq = json.load(open(ju)), json.load(open(jq))
+        expect(ru["fusion"] is False, f"score with enable_fusion false reports fusion {ru['fusion']}")
+        expect(ru["mean_nll"] == rq["mean_nll"] and ru["accuracy"] == rq["accuracy"],
+               "unfused score differs from fused")
 
 if FAILS:
     print("\n".join(FAILS))

@@ -60,6 +60,35 @@ if p.returncode == 0:
     # the LM dense stays fp32 in a default quantization: identical outputs
     expect(layers[-1]["lm_dense"] == "inf", f"lm_dense SQNR {layers[-1]['lm_dense']}")
 
+# enable_fusion in a --config file sets the default; --no-fusion overrides a
+# config that enables it; fused and unfused runs give the same numbers
+small = ["--fasta", FASTA, "--max-seqs", "4", "--max-length", "100", "--threads", "2"]
+cfg_off, cfg_on = os.path.join(TMP, "nofusion.json"), os.path.join(TMP, "fusion.json")
+json.dump({"enable_fusion": False}, open(cfg_off, "w"))
+json.dump({"enable_fusion": True}, open(cfg_on, "w"))
+fused = {}
+for name, extra, want in (("default", [], True), ("config off", ["--config", cfg_off], False),
+                          ("config on", ["--config", cfg_on], True),
+                          ("config on, --no-fusion", ["--config", cfg_on, "--no-fusion"], False)):
+    jf = os.path.join(TMP, "fusion_%d.json" % len(fused))
+    p = run("evaluate", "--model", q8, "--reference", MODEL, "--json", jf, *small, *extra)
+    expect(p.returncode == 0, f"evaluate ({name}) failed: {p.stderr}")
+    if p.returncode == 0:
+        rf = json.load(open(jf))
+        expect(rf["fusion"] is want, f"evaluate ({name}): fusion {rf['fusion']}, expected {want}")
+        fused[name] = rf
+if len(fused) == 4:
+    a, b = fused["default"], fused["config off"]
+    expect(all(a[k] == b[k] for k in ("logits_kl_mean", "accuracy_quantized", "perplexity_quantized")),
+           "fused and unfused runs differ")
+jb = os.path.join(TMP, "bench.json")
+p = run("bench", "--model", q8, "--batch", "2", "--length", "40", "--reps", "1", "--warmup", "0",
+        "--config", cfg_off, "--json", jb)
+expect(p.returncode == 0 and json.load(open(jb))["fusion"] is False, f"bench --config fusion off: {p.stderr}")
+json.dump({"enable_fusion": "sometimes"}, open(cfg_off, "w"))
+p = run("evaluate", "--model", q8, "--reference", MODEL, "--config", cfg_off, *small)
+expect(p.returncode == 2 and "enable_fusion" in p.stderr, f"bad enable_fusion: {p.returncode} {p.stderr}")
+
 # fp32 against itself: zero divergence
 js0 = os.path.join(TMP, "e0.json")
 p = run("evaluate", "--model", MODEL, "--reference", MODEL, "--json", js0, *common)
