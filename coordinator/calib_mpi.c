@@ -415,15 +415,9 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
      * identity of the reduction; pq_calib_check runs on the merged result */
     st = pq_calib_mpi_reduce(comm, c);
     if ((st = pq_calib_mpi_agree(comm, st))) goto cleanup;
-    if (rank == 0) {
-        c->n_skipped = (uint64_t)skipped;
-        if (!(c->model_path = strdup(model))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-        if (!st) st = pq_calib_model_sha256(model, c->model_sha256);
-        if (!st) st = pq_calib_add_dataset(c, data);
-        if (!st) {
-            *out = c;
-            c = NULL;
-        }
+    if (rank == 0 && !(st = pq_calib_set_source(c, model, data, skipped))) {
+        *out = c;
+        c = NULL;
     }
 cleanup:
     pq_calib_free(c);
@@ -432,69 +426,28 @@ cleanup:
     return st;
 }
 
-struct pq_calib_static_run {
-    pq_calib *calib;
-    pq_calib_static spec;
-};
-
-static pq_status static_hook(void *user, pq_job *j)
-{
-    pq_calib_static_run *r = user;
-    return pq_calib_static_write(j->writer, j->plan, &r->spec);
-}
-
 pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
                                   const char *store, const char *data, pq_calib_static_run **ctx)
 {
     int rank;
-    pq_status st = PQ_OK;
     char def[4096];
     pq_calib_data_opts o = {0, 0, 0};
-    pq_calib_static_run *r = calloc(1, sizeof *r);
+    pq_calib *c = NULL;
     MPI_Comm_rank(comm, &rank);
     *ctx = NULL;
-    if (!r) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-    if (!st && !store && !data) {
-        st = pq_calib_default_data(def, sizeof def);
-        data = def;
-        o.max_seqs = PQ_CALIB_DEFAULT_SEQS;
-        if (!st && rank == 0)
-            printf("static scheme: no calibration data given; using the bundled %s (first %d "
-                   "sequences)\n", def, PQ_CALIB_DEFAULT_SEQS);
+    pq_status st = pq_calib_static_default(store, &data, def, sizeof def, &o);
+    if (!st && data == def && rank == 0)
+        printf("static scheme: no calibration data given; using the bundled %s (first %d "
+               "sequences)\n", def, PQ_CALIB_DEFAULT_SEQS);
+    if ((st = pq_calib_mpi_agree(comm, st))) return st;
+    if (!store) st = pq_calib_mpi_collect(comm, model, data, &o, pq_job_config(job)->threads, 1, &c);
+    else if (rank == 0) st = pq_calib_static_load_store(store, job, &c);
+    if (rank == 0 && !st) st = pq_calib_static_arm(job, c, ctx); /* takes c */
+    else pq_calib_free(c);
+    if ((st = pq_calib_mpi_agree(comm, st)) && rank == 0) {
+        pq_job_set_before_commit(job, NULL, NULL);
+        pq_calib_static_done(*ctx);
+        *ctx = NULL;
     }
-    if ((st = pq_calib_mpi_agree(comm, st))) goto fail;
-    if (store) {
-        if (rank == 0) {
-            char sha[65];
-            st = pq_calib_h5_load(store, &r->calib);
-            if (!st) st = pq_st_hash_tree(job->model, PQ_HASH_CHUNK_BYTES, job->hash_threads, sha);
-            if (!st && strcmp(sha, r->calib->model_sha256))
-                st = pq_err(PQ_ERR_CALIBRATION, "%s was collected on model sha256 %.16s..., the "
-                            "model to quantize is %.16s...", store, r->calib->model_sha256, sha);
-        }
-    } else {
-        st = pq_calib_mpi_collect(comm, model, data, &o, job->cfg->threads, 1, &r->calib);
-    }
-    if (rank == 0 && !st) {
-        int m = pq_calib_method_parse(job->cfg->calibration_method);
-        r->spec = (pq_calib_static){.calib = r->calib, .method = m < 0 ? PQ_CALIB_MINMAX : m,
-                                    .symmetric = job->cfg->symmetric, .percentile = 99.99};
-        st = pq_calib_check(r->calib, false);
-        job->before_commit = static_hook;
-        job->before_commit_user = r;
-    }
-    if ((st = pq_calib_mpi_agree(comm, st))) goto fail;
-    *ctx = r;
-    return PQ_OK;
-fail:
-    if (rank == 0) job->before_commit = NULL;
-    pq_calib_static_done(r);
     return st;
-}
-
-void pq_calib_static_done(pq_calib_static_run *r)
-{
-    if (!r) return;
-    pq_calib_free(r->calib);
-    free(r);
 }

@@ -47,11 +47,10 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
  * (store != NULL: its model sha256 must match), else from calibration data
  * (data, or the bundled sample with PQ_CALIB_DEFAULT_SEQS sequences when
  * NULL, announced on stdout). Collective. On rank 0 arms
- * job->before_commit to write act qparams and /calibration; *ctx (owned,
- * pq_calib_static_done) must outlive the job's finish. */
-typedef struct pq_calib_static_run pq_calib_static_run;
+ * job->before_commit to write act qparams and /calibration
+ * (pq_calib_static_arm); *ctx (owned, pq_calib_static_done) must outlive
+ * the job's finish. */
 pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
                                   const char *store, const char *data, pq_calib_static_run **ctx);
-void pq_calib_static_done(pq_calib_static_run *ctx); /* NULL is fine */
 
 #endif

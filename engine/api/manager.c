@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib/calib_static.h"
 #include "format/h5model.h"
 #include "api/proteus.h"
+#include "worker/runner.h"
 
 /* Units above this size are split into row blocks (bounded memory per unit). */
 #define PQ_UNIT_BYTES (64ll << 20)
@@ -47,12 +49,15 @@ void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user)
 pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *out_path)
 {
     pq_job *j = NULL;
+    pq_calib_static_run *calib = NULL;
     pq_status st = pq_job_open(&m->cfg, model_path, PQ_UNIT_BYTES, &j);
     if (st) return st;
-    j->progress = m->progress;
-    j->progress_user = m->progress_user;
-    if (!(st = pq_job_begin_output(j, out_path, 1, NULL)) && !(st = pq_job_run_all(j)))
+    pq_job_set_progress(j, m->progress, m->progress_user);
+    /* static: activation scales need statistics before anything is written */
+    if (!strcmp(m->cfg.scheme, "static")) st = pq_calib_static_setup(j, model_path, NULL, NULL, &calib);
+    if (!st && !(st = pq_job_begin_output(j, out_path, 1, NULL)) && !(st = pq_run_local(j)))
         st = pq_job_finish_output(j);
+    pq_calib_static_done(calib);
     if (st) { pq_job_destroy(j); return st; }
     pq_job_destroy(m->last);
     m->last = j;
@@ -62,7 +67,7 @@ pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *o
 pq_status pq_get_quantization_stats(const pq_manager *m, const pq_job_stats **out)
 {
     if (!m->last) return pq_err(PQ_ERR_CONFIG, "no quantization has run on this manager yet");
-    *out = &m->last->stats;
+    *out = pq_job_stats_of(m->last);
     return PQ_OK;
 }
 

@@ -216,3 +216,40 @@ pq_status pq_calib_add_dataset(pq_calib *c, const char *path)
     c->datasets = d;
     return PQ_OK;
 }
+
+pq_status pq_calib_set_source(pq_calib *c, const char *model, const char *data, int64_t n_skipped)
+{
+    c->n_skipped = (uint64_t)n_skipped;
+    free(c->model_path);
+    if (!(c->model_path = strdup(model))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_status st = pq_calib_model_sha256(model, c->model_sha256);
+    if (!st) st = pq_calib_add_dataset(c, data);
+    return st;
+}
+
+pq_status pq_calib_collect_file(const char *model, const char *data, const pq_calib_data_opts *o,
+                                int n_threads, pq_calib **out)
+{
+    pq_esm2_model *m = NULL;
+    pq_fasta_record *recs = NULL;
+    int64_t n = 0, skipped = 0;
+    pq_calib *c = NULL;
+    pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};
+    *out = NULL;
+    pq_status st = pq_esm2_model_open(model, &mo, &m);
+    if (!st) st = pq_calib_read_data(data, o, &recs, &n, &skipped);
+    if (!st) {
+        const pq_esm2_config *cfg = pq_esm2_model_config(m);
+        st = pq_calib_create(cfg->num_layers, cfg->embed_dim, cfg->ffn_dim, &c);
+    }
+    if (!st) st = pq_calib_collect(m, recs, n, 0, 1, o->batch_tokens, c);
+    if (!st) st = pq_calib_set_source(c, model, data, skipped);
+    if (!st) {
+        *out = c;
+        c = NULL;
+    }
+    pq_calib_free(c);
+    pq_calib_records_free(recs, n);
+    pq_esm2_model_free(m);
+    return st;
+}

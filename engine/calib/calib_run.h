@@ -64,4 +64,18 @@ pq_status pq_calib_model_sha256(const char *path, char hex[65]);
 /* Append "sha256:<hex> <basename>" of a dataset to c->datasets. */
 pq_status pq_calib_add_dataset(pq_calib *c, const char *path);
 
+/* Provenance of statistics collected from `data` on `model` (both
+ * borrowed): c->n_skipped, c->model_path (a copy), the model's tree digest
+ * (pq_calib_model_sha256) and the dataset's hash (pq_calib_add_dataset). */
+pq_status pq_calib_set_source(pq_calib *c, const char *model, const char *data, int64_t n_skipped);
+
+/* Collect on this process alone: open the model (borrowed path), read the
+ * records of `data` with o, run them all with n_threads forward threads
+ * (0 = all cores) and add the provenance. The same bits as any number of
+ * MPI ranks give (calib_mpi.h). Returns owned *out (pq_calib_free);
+ * PQ_ERR_CALIBRATION when no usable record remains, PQ_ERR_IO /
+ * PQ_ERR_FORMAT for unreadable files. */
+pq_status pq_calib_collect_file(const char *model, const char *data, const pq_calib_data_opts *o,
+                                int n_threads, pq_calib **out);
+
 #endif

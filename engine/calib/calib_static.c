@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* calib_static.c - act qparams + /calibration for the static scheme, and
- * where the bundled calibration data lives. */
+/* calib_static.c - act qparams + /calibration for the static scheme, where
+ * its statistics come from, and the job hook that writes them. */
 #include "calib/calib_static.h"
 
 #include <limits.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "format/calib_h5.h"
+#include "format/st_hash.h"
 
 pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_static *s)
 {
@@ -77,4 +78,85 @@ pq_status pq_calib_default_data(char *buf, size_t n)
                   "proteins/calib_sample.fasta was not found ($PROTEUS_DATA_DIR, or ../data, "
                   "../../data, ../share/proteus/data next to the executable): pass "
                   "--calibration-data FILE.fasta or --calibration calib.h5");
+}
+
+pq_status pq_calib_static_default(const char *store, const char **data, char *buf, size_t n,
+                                  pq_calib_data_opts *o)
+{
+    if (store || *data) return PQ_OK;
+    pq_status st = pq_calib_default_data(buf, n);
+    if (st) return st;
+    *data = buf;
+    o->max_seqs = PQ_CALIB_DEFAULT_SEQS;
+    return PQ_OK;
+}
+
+pq_status pq_calib_static_load_store(const char *store, const pq_job *j, pq_calib **out)
+{
+    char sha[65];
+    pq_calib *c = NULL;
+    *out = NULL;
+    pq_status st = pq_calib_h5_load(store, &c);
+    if (!st) st = pq_st_hash_tree(pq_job_model(j), PQ_HASH_CHUNK_BYTES, pq_job_threads(j), sha);
+    if (!st && strcmp(sha, c->model_sha256))
+        st = pq_err(PQ_ERR_CALIBRATION, "%s was collected on model sha256 %.16s..., the "
+                    "model to quantize is %.16s...", store, c->model_sha256, sha);
+    if (st) {
+        pq_calib_free(c);
+        return st;
+    }
+    *out = c;
+    return PQ_OK;
+}
+
+struct pq_calib_static_run {
+    pq_calib *calib;
+    pq_calib_static spec;
+};
+
+static pq_status static_hook(void *user, pq_h5w *w, const pq_plan *p)
+{
+    pq_calib_static_run *r = user;
+    return pq_calib_static_write(w, p, &r->spec);
+}
+
+pq_status pq_calib_static_arm(pq_job *j, pq_calib *calib, pq_calib_static_run **out)
+{
+    pq_calib_static_run *r = NULL;
+    *out = NULL;
+    pq_status st = pq_calib_check(calib, false);
+    if (!st && !(r = calloc(1, sizeof *r))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (st) {
+        pq_calib_free(calib);
+        return st;
+    }
+    const pq_config *cfg = pq_job_config(j);
+    int m = pq_calib_method_parse(cfg->calibration_method);
+    r->calib = calib;
+    r->spec = (pq_calib_static){.calib = calib, .method = m < 0 ? PQ_CALIB_MINMAX : m,
+                                .symmetric = cfg->symmetric, .percentile = 99.99};
+    pq_job_set_before_commit(j, static_hook, r);
+    *out = r;
+    return PQ_OK;
+}
+
+void pq_calib_static_done(pq_calib_static_run *r)
+{
+    if (!r) return;
+    pq_calib_free(r->calib);
+    free(r);
+}
+
+pq_status pq_calib_static_setup(pq_job *j, const char *model, const char *store, const char *data,
+                                pq_calib_static_run **out)
+{
+    char def[4096];
+    pq_calib_data_opts o = {0, 0, 0};
+    pq_calib *c = NULL;
+    *out = NULL;
+    pq_status st = pq_calib_static_default(store, &data, def, sizeof def, &o);
+    if (!st && store) st = pq_calib_static_load_store(store, j, &c);
+    else if (!st) st = pq_calib_collect_file(model, data, &o, pq_job_threads(j), &c);
+    if (st) return st;
+    return pq_calib_static_arm(j, c, out);
 }

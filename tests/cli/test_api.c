@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_api.c - the public library API (proteus.h): config validation,
- * quantize_model, get_quantization_stats and export, on a synthetic t6. */
+ * quantize_model (dynamic and static), get_quantization_stats and export,
+ * on a synthetic t6.
+ *
+ * Arguments: the proteus executable and the repository's data/ folder
+ * (the static scheme's bundled sample, found through $PROTEUS_DATA_DIR). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -17,6 +23,7 @@
 #include "t6_fixture.h"
 
 static char g_dir[256], g_model[300];
+static const char *g_proteus, *g_data;
 
 static int setup(void **state)
 {
@@ -137,12 +144,130 @@ static void test_failure_leaves_nothing(void **state)
     pq_config_free(&c);
 }
 
-int main(void)
+/* Run g_proteus with argv[1..] (argv[0] is replaced), its output into log:
+ * the exit status, or -1 when it did not exit. */
+static int run_proteus(char **argv, const char *log)
 {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stdout) || dup2(fileno(stdout), 2) < 0) _exit(126);
+        argv[0] = (char *)g_proteus;
+        execv(g_proteus, argv);
+        _exit(127);
+    }
+    int ws = 0;
+    if (pid < 0 || waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws)) return -1;
+    return WEXITSTATUS(ws);
+}
+
+/* The static scheme through the library calibrates on the bundled sample,
+ * as `proteus quantize --scheme static` does when given no data: every
+ * quantized Linear has an act_scale, the same bits as the command's. */
+static void test_static_act_scales(void **state)
+{
+    (void)state;
+    pq_config c;
+    pq_manager *m = NULL;
+    char api[320], cli[320], log[320];
+    snprintf(api, sizeof api, "%s/static_api.h5", g_dir);
+    snprintf(cli, sizeof cli, "%s/static_cli.h5", g_dir);
+    snprintf(log, sizeof log, "%s/static_cli.log", g_dir);
+    assert_int_equal(setenv("PROTEUS_DATA_DIR", g_data, 1), 0);
+    pq_config_defaults(&c);
+    assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
+    assert_int_equal(pq_config_set(&c, "scheme", "static"), PQ_OK);
+    assert_int_equal(pq_manager_create(&c, &m), PQ_OK);
+    pq_config_free(&c);
+    pq_err_clear();
+    pq_status st = pq_quantize_model(m, g_model, api);
+    if (st) fprintf(stderr, "pq_quantize_model: %s\n", pq_err_detail());
+    assert_int_equal(st, PQ_OK);
+    pq_manager_destroy(m);
+    char *argv[] = {NULL, "quantize", "--model", g_model, "--out", cli, "--per-channel",
+                    "--scheme", "static", NULL};
+    int rc = run_proteus(argv, log);
+    if (rc) fprintf(stderr, "proteus quantize --scheme static exited %d (see %s)\n", rc, log);
+    assert_int_equal(rc, 0);
+
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(api, &r), PQ_OK);
+    int n_act = 0;
+    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(r, i);
+        if (!e->quantized) continue;
+        float sa = 0, sc = 0;
+        int32_t za = -1, zc = -2;
+        bool fa = false, fc = false;
+        assert_true(e->has_act_scale);
+        assert_int_equal(pq_h5_read_act_qparams(api, e->name, &sa, &za, &fa), PQ_OK);
+        assert_int_equal(pq_h5_read_act_qparams(cli, e->name, &sc, &zc, &fc), PQ_OK);
+        assert_true(fa && fc);
+        assert_true(sa > 0.0f);
+        assert_memory_equal(&sa, &sc, sizeof sa);
+        assert_int_equal(za, zc);
+        n_act++;
+    }
+    pq_h5r_close(r);
+    /* esm2.md: 6 layers x (q, k, v, out, fc1, fc2), each input a site */
+    assert_int_equal(n_act, 36);
+    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
+}
+
+/* Calibration data that gives no statistics fails the static scheme with
+ * the calibration error, and nothing is written. */
+static void test_static_bad_data(void **state)
+{
+    (void)state;
+    pq_config c;
+    pq_manager *m = NULL;
+    char out[320], data[320], path[400];
+    snprintf(out, sizeof out, "%s/static_bad.h5", g_dir);
+    snprintf(data, sizeof data, "%s/baddata", g_dir);
+    pq_config_defaults(&c);
+    assert_int_equal(pq_config_set(&c, "scheme", "static"), PQ_OK);
+    assert_int_equal(pq_manager_create(&c, &m), PQ_OK);
+    pq_config_free(&c);
+
+    /* no bundled sample where $PROTEUS_DATA_DIR points (nor next to this test) */
+    assert_int_equal(setenv("PROTEUS_DATA_DIR", data, 1), 0);
+    pq_err_clear();
+    assert_int_equal(pq_quantize_model(m, g_model, out), PQ_ERR_CALIBRATION);
+    assert_non_null(strstr(pq_err_detail(), "calib_sample.fasta"));
+    assert_int_not_equal(access(out, F_OK), 0);
+
+    /* a sample with no usable sequence: one empty, one over 1022 residues */
+    assert_int_equal(mkdir(data, 0700), 0);
+    snprintf(path, sizeof path, "%s/proteins", data);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/proteins/calib_sample.fasta", data);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(">empty\n\n>long\n", f);
+    for (int i = 0; i < 1100; i++) fputc('A', f);
+    fputc('\n', f);
+    assert_int_equal(fclose(f), 0);
+    pq_err_clear();
+    assert_int_equal(pq_quantize_model(m, g_model, out), PQ_ERR_CALIBRATION);
+    assert_non_null(strstr(pq_err_detail(), "no usable calibration sequence"));
+    assert_int_not_equal(access(out, F_OK), 0);
+    pq_manager_destroy(m);
+    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PROTEUS_EXE DATA_DIR\n", argv[0]);
+        return 2;
+    }
+    g_proteus = argv[1];
+    g_data = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_quantize_stats_export),
         cmocka_unit_test(test_failure_leaves_nothing),
+        cmocka_unit_test(test_static_act_scales),
+        cmocka_unit_test(test_static_bad_data),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
