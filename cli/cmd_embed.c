@@ -14,27 +14,20 @@
 #include "eval/embed_h5.h"
 
 typedef struct embed_opts {
-    const char *model, *fasta, *out, *layers;
+    pq_cli_input in;
+    const char *out, *layers;
     bool per_token;
-    int on_long; /* pq_fasta_long */
     pq_cli_infer fwd;
 } embed_opts;
 
-static const char *const k_long[] = {"crop", "skip", NULL};
-
 static const pq_cli_opt k_opts[] = {
-    {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(embed_opts, model), .flags = PQ_CLI_REQUIRED,
-     .meta = "M", .help = ".safetensors (file/dir/index) or Proteus .h5"},
-    {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(embed_opts, fasta), .flags = PQ_CLI_REQUIRED,
-     .meta = "F", .help = "FASTA, plain or .gz"},
+    {.name = "input", .kind = PQ_CLI_GROUP, .offset = offsetof(embed_opts, in), .group = pq_cli_input_opts},
     {.name = "out", .kind = PQ_CLI_STR, .offset = offsetof(embed_opts, out), .flags = PQ_CLI_REQUIRED,
      .meta = "PATH", .help = "output HDF5"},
     {.name = "layers", .kind = PQ_CLI_STR, .offset = offsetof(embed_opts, layers), .meta = "LIST",
      .help = "comma-separated layer indices", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "per-token", .kind = PQ_CLI_FLAG, .offset = offsetof(embed_opts, per_token),
      .help = "also write per-residue arrays"},
-    {.name = "long", .kind = PQ_CLI_CHOICE, .offset = offsetof(embed_opts, on_long), .choices = k_long,
-     .meta = "crop|skip", .help = "longer sequences are cropped or skipped", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "inference", .kind = PQ_CLI_GROUP, .offset = offsetof(embed_opts, fwd), .group = pq_cli_infer_opts},
     {0},
 };
@@ -81,21 +74,21 @@ int pq_cmd_embed(int argc, char **argv)
     if (n_req == 0) return pq_cli_usage_error("embed", "--layers is empty");
     pq_fasta_opts fo = pq_fasta_defaults();
     fo.max_residues = o.fwd.max_length;
-    fo.on_long = (pq_fasta_long)o.on_long;
+    fo.on_long = (pq_fasta_long)o.in.on_long;
     pq_esm2_model_opts mo;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;
     int64_t n_recs = 0;
     pq_embed_h5 *w = NULL;
-    const char *inputs[] = {o.model, o.fasta};
+    const char *inputs[] = {o.in.model, o.in.fasta};
     pq_status st = pq_cli_infer_model_opts(&o.fwd, &mo);
     if (st == PQ_OK) st = pq_out_check("--out", o.out, inputs, 2);
-    if (st == PQ_OK) st = pq_esm2_model_open(o.model, &mo, &m);
+    if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &m);
     if (st != PQ_OK) goto done;
     const pq_esm2_config *cfg = pq_esm2_model_config(m);
     pq_eval_embed_opts eo = {.layers = layers, .n_layers = n_req, .batch_tokens = o.fwd.batch_tokens};
     if ((st = pq_eval_embed_layers(req, n_req, cfg->num_layers, layers)) != PQ_OK) goto done;
-    if ((st = pq_fasta_read_all(o.fasta, &fo, 0, &recs, &n_recs)) != PQ_OK) goto done;
+    if ((st = pq_fasta_read_all(o.in.fasta, &fo, 0, &recs, &n_recs)) != PQ_OK) goto done;
     if ((st = pq_embed_h5_create(o.out, recs, n_recs, layers, n_req, cfg, o.per_token, &w)) != PQ_OK) goto done;
     if ((st = pq_eval_embed(m, recs, n_recs, &eo, pq_embed_h5_sink, w)) != PQ_OK) goto done;
     if ((st = pq_embed_h5_finish(w)) != PQ_OK) goto done;

@@ -104,42 +104,41 @@ static void print_report(const eval_opts *o, const pq_eval_report *r, int64_t th
     printf("  lm_dense %.2f\n", pq_eval_report_sqnr_db(r, L, PQ_EVAL_N_SITES - 1));
 }
 
+typedef struct json_field {
+    const char *key;
+    double v;
+    bool integer;
+} json_field;
+
 static json_t *report_json(const eval_opts *o, const pq_eval_report *r, int64_t threads, bool fusion)
 {
     const pq_eval_side *R = &r->ref, *Q = &r->q;
-    json_t *root = json_object();
-    json_object_set_new(root, "model", json_string(o->model));
-    json_object_set_new(root, "reference", json_string(o->reference));
-    json_object_set_new(root, "fasta", json_string(o->fasta));
-    json_object_set_new(root, "n_sequences", json_integer(r->n_sequences));
-    json_object_set_new(root, "n_tokens", json_integer(r->n_tokens));
-    json_object_set_new(root, "n_masked", json_integer(R->mlm.n_masked));
-    json_object_set_new(root, "n_positions", json_integer(r->n_positions));
-    json_object_set_new(root, "threads", json_integer(threads));
-    json_object_set_new(root, "fusion", json_boolean(fusion));
-    json_object_set_new(root, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(root, "accuracy_reference", json_real(pq_eval_mlm_accuracy(&R->mlm)));
-    json_object_set_new(root, "accuracy_quantized", json_real(pq_eval_mlm_accuracy(&Q->mlm)));
-    json_object_set_new(root, "perplexity_reference", json_real(pq_eval_mlm_perplexity(&R->mlm)));
-    json_object_set_new(root, "perplexity_quantized", json_real(pq_eval_mlm_perplexity(&Q->mlm)));
-    json_object_set_new(root, "logits_kl_mean", json_real(r->kl_mean));
-    json_object_set_new(root, "logits_kl_max", json_real(r->kl_max));
-    json_object_set_new(root, "logits_cosine_mean", json_real(r->logits_cosine_mean));
-    json_object_set_new(root, "embedding_cosine_mean", json_real(r->embedding_cosine_mean));
-    json_object_set_new(root, "file_bytes_reference", json_integer(R->file_bytes));
-    json_object_set_new(root, "file_bytes_quantized", json_integer(Q->file_bytes));
-    json_object_set_new(root, "weight_bytes_reference", json_integer(R->weight_bytes));
-    json_object_set_new(root, "weight_bytes_quantized", json_integer(Q->weight_bytes));
-    json_object_set_new(root, "linear_weight_bytes_reference", json_integer(R->linear_weight_bytes));
-    json_object_set_new(root, "linear_weight_bytes_quantized", json_integer(Q->linear_weight_bytes));
-    json_object_set_new(root, "weight_bytes_reduction", json_real((double)R->weight_bytes / (double)Q->weight_bytes));
-    json_object_set_new(root, "rss_load_mib_reference", json_real(R->rss_load_mib));
-    json_object_set_new(root, "rss_load_mib_quantized", json_real(Q->rss_load_mib));
-    json_object_set_new(root, "peak_rss_mib", json_real(r->peak_rss_mib));
     double tps_r = (double)r->n_tokens / R->seconds, tps_q = (double)r->n_tokens / Q->seconds;
-    json_object_set_new(root, "tokens_per_s_reference", json_real(tps_r));
-    json_object_set_new(root, "tokens_per_s_quantized", json_real(tps_q));
-    json_object_set_new(root, "speedup", json_real(tps_q / tps_r));
+    const json_field f[] = {
+        {"n_sequences", (double)r->n_sequences, true}, {"n_tokens", (double)r->n_tokens, true},
+        {"n_masked", (double)R->mlm.n_masked, true}, {"n_positions", (double)r->n_positions, true},
+        {"threads", (double)threads, true},
+        {"accuracy_reference", pq_eval_mlm_accuracy(&R->mlm), false},
+        {"accuracy_quantized", pq_eval_mlm_accuracy(&Q->mlm), false},
+        {"perplexity_reference", pq_eval_mlm_perplexity(&R->mlm), false},
+        {"perplexity_quantized", pq_eval_mlm_perplexity(&Q->mlm), false},
+        {"logits_kl_mean", r->kl_mean, false}, {"logits_kl_max", r->kl_max, false},
+        {"logits_cosine_mean", r->logits_cosine_mean, false},
+        {"embedding_cosine_mean", r->embedding_cosine_mean, false},
+        {"file_bytes_reference", (double)R->file_bytes, true}, {"file_bytes_quantized", (double)Q->file_bytes, true},
+        {"weight_bytes_reference", (double)R->weight_bytes, true},
+        {"weight_bytes_quantized", (double)Q->weight_bytes, true},
+        {"linear_weight_bytes_reference", (double)R->linear_weight_bytes, true},
+        {"linear_weight_bytes_quantized", (double)Q->linear_weight_bytes, true},
+        {"weight_bytes_reduction", (double)R->weight_bytes / (double)Q->weight_bytes, false},
+        {"rss_load_mib_reference", R->rss_load_mib, false}, {"rss_load_mib_quantized", Q->rss_load_mib, false},
+        {"peak_rss_mib", r->peak_rss_mib, false}, {"tokens_per_s_reference", tps_r, false},
+        {"tokens_per_s_quantized", tps_q, false}, {"speedup", tps_q / tps_r, false},
+    };
+    json_t *root = json_pack("{s:s, s:s, s:s, s:b, s:I}", "model", o->model, "reference", o->reference, "fasta",
+                             o->fasta, "fusion", fusion, "seed", (json_int_t)o->seed);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        json_object_set_new(root, f[i].key, f[i].integer ? json_integer((json_int_t)f[i].v) : json_real(f[i].v));
     json_t *layers = json_array();
     for (int l = 0; l <= r->num_layers; l++) {
         json_t *row = json_object();

@@ -14,28 +14,21 @@
 #include "eval/score.h"
 
 typedef struct score_opts {
-    const char *model, *fasta, *json;
+    pq_cli_input in;
+    const char *json;
     int64_t max_seqs;
-    int on_long; /* pq_fasta_long */
     pq_eval_score_opts s;
     pq_cli_infer fwd;
 } score_opts;
 
-static const char *const k_long[] = {"crop", "skip", NULL};
-
 static const pq_cli_opt k_opts[] = {
-    {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(score_opts, model), .flags = PQ_CLI_REQUIRED,
-     .meta = "M", .help = ".safetensors (file/dir/index) or Proteus .h5"},
-    {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(score_opts, fasta), .flags = PQ_CLI_REQUIRED,
-     .meta = "F", .help = "FASTA, plain or .gz"},
+    {.name = "input", .kind = PQ_CLI_GROUP, .offset = offsetof(score_opts, in), .group = pq_cli_input_opts},
     {.name = "seed", .kind = PQ_CLI_U64, .offset = offsetof(score_opts, s.seed), .meta = "S",
      .help = "masking seed", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "json", .kind = PQ_CLI_STR, .offset = offsetof(score_opts, json), .meta = "FILE",
      .help = "per-sequence values and totals as JSON"},
     {.name = "max-seqs", .kind = PQ_CLI_I64, .offset = offsetof(score_opts, max_seqs), .lo = 1, .meta = "N",
      .help = "score only the first N sequences (default all)"},
-    {.name = "long", .kind = PQ_CLI_CHOICE, .offset = offsetof(score_opts, on_long), .choices = k_long,
-     .meta = "crop|skip", .help = "longer sequences are cropped or skipped", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "mask-frac", .kind = PQ_CLI_F64, .offset = offsetof(score_opts, s.mask_frac), .lo = 0, .hi = 1,
      .flags = PQ_CLI_LO_OPEN | PQ_CLI_HI_OPEN | PQ_CLI_SHOW_DEFAULT, .meta = "P", .help = "masking probability"},
     {.name = "inference", .kind = PQ_CLI_GROUP, .offset = offsetof(score_opts, fwd), .group = pq_cli_infer_opts},
@@ -61,8 +54,8 @@ static const pq_cli_cmd k_cmd = {
 static json_t *score_json(const score_opts *o, const pq_fasta_record *recs, int64_t n_recs,
                           const pq_eval_mlm *sc, const pq_eval_mlm *tot, bool fusion)
 {
-    json_t *root = json_pack("{s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:b}", "model", o->model,
-                             "fasta", o->fasta, "seed", (json_int_t)o->s.seed, "mask_frac", o->s.mask_frac,
+    json_t *root = json_pack("{s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:b}", "model", o->in.model,
+                             "fasta", o->in.fasta, "seed", (json_int_t)o->s.seed, "mask_frac", o->s.mask_frac,
                              "max_length", (json_int_t)o->fwd.max_length, "n_sequences", (json_int_t)n_recs,
                              "n_masked", (json_int_t)tot->n_masked, "accuracy", pq_eval_mlm_accuracy(tot),
                              "perplexity", pq_eval_mlm_perplexity(tot), "mean_nll",
@@ -88,7 +81,7 @@ int pq_cmd_score(int argc, char **argv)
     o.s.batch_tokens = o.fwd.batch_tokens;
     pq_fasta_opts fo = pq_fasta_defaults();
     fo.max_residues = o.fwd.max_length;
-    fo.on_long = (pq_fasta_long)o.on_long;
+    fo.on_long = (pq_fasta_long)o.in.on_long;
     pq_esm2_model_opts mo;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;
@@ -96,8 +89,8 @@ int pq_cmd_score(int argc, char **argv)
     pq_eval_mlm *sc = NULL, tot = {0};
     json_t *root = NULL;
     pq_status st = pq_cli_infer_model_opts(&o.fwd, &mo);
-    if (st == PQ_OK) st = pq_fasta_read_all(o.fasta, &fo, o.max_seqs, &recs, &n_recs);
-    if (st == PQ_OK) st = pq_esm2_model_open(o.model, &mo, &m);
+    if (st == PQ_OK) st = pq_fasta_read_all(o.in.fasta, &fo, o.max_seqs, &recs, &n_recs);
+    if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &m);
     if (st == PQ_OK && !(sc = calloc((size_t)n_recs, sizeof *sc))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
     double t0 = pq_now_s();
     if (st == PQ_OK) st = pq_eval_score(m, recs, n_recs, &o.s, sc, &n_tokens);

@@ -6,6 +6,18 @@
 
 static const char *const k_modes[] = {"auto", "dequant", "weight-only", NULL};
 
+static const char *const k_long[] = {"crop", "skip", NULL};
+
+const pq_cli_opt pq_cli_input_opts[] = {
+    {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, model), .flags = PQ_CLI_REQUIRED,
+     .meta = "M", .help = ".safetensors (file/dir/index) or Proteus .h5"},
+    {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, fasta), .flags = PQ_CLI_REQUIRED,
+     .meta = "F", .help = "FASTA, plain or .gz"},
+    {.name = "long", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_input, on_long), .choices = k_long,
+     .meta = "crop|skip", .help = "longer sequences are cropped or skipped", .flags = PQ_CLI_SHOW_DEFAULT},
+    {0},
+};
+
 const pq_cli_opt pq_cli_infer_opts[] = {
     {.name = "config", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_infer, cfg.file), .meta = "FILE.json",
      .help = "configuration keys (as for quantize): enable_fusion, threading and\nthreads set the defaults "

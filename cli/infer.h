@@ -17,6 +17,14 @@ typedef struct pq_cli_infer {
     pq_cli_config cfg;    /* --config, and --no-fusion / --no-threading over it */
 } pq_cli_infer;
 
+/* The model and the sequences of embed and score: --model, --fasta
+ * (both required), --long crop|skip. */
+typedef struct pq_cli_input {
+    const char *model, *fasta;
+    int on_long; /* pq_fasta_long */
+} pq_cli_input;
+extern const pq_cli_opt pq_cli_input_opts[];
+
 /* --config, --threads, --batch-tokens, --max-length, --mode, --no-fusion,
  * --no-threading: a PQ_CLI_GROUP table for a pq_cli_infer. */
 extern const pq_cli_opt pq_cli_infer_opts[];
