@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/pq_io.h"
 #include "format/calib_h5.h"
 #include "format/esm2.h"
 #include "model/esm2_model.h"
@@ -130,9 +131,8 @@ void pq_calib_stage_layers(int num_layers, int n_stages, int stage, int *layer_b
 /* Layer count of a model file without loading its weights. */
 static pq_status model_num_layers(const char *path, int *L)
 {
-    size_t n = strlen(path);
     pq_status st;
-    if ((n > 3 && !strcmp(path + n - 3, ".h5")) || (n > 5 && !strcmp(path + n - 5, ".hdf5"))) {
+    if (pq_path_is_h5(path)) {
         pq_h5r *r = NULL;
         if (!(st = pq_h5r_open(path, &r))) *L = pq_h5r_meta(r)->cfg.num_layers;
         pq_h5r_close(r);

@@ -78,3 +78,14 @@ pq_status pq_publish(const char *partial, const char *final)
     sync_dir_of(final);
     return PQ_OK;
 }
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+bool pq_path_is_h5(const char *path)
+{
+    return ends_with(path, ".h5") || ends_with(path, ".hdf5");
+}

@@ -4,6 +4,7 @@
 #ifndef PQ_IO_H
 #define PQ_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,9 @@ char *pq_partial_dup(const char *path);
  * failed: REASON", or rename), partial then left for the caller to remove;
  * the directory's fsync is best effort. */
 pq_status pq_publish(const char *partial, const char *final);
+
+/* Whether path names an HDF5 file by its suffix (.h5 or .hdf5): the rule that
+ * tells a Proteus HDF5 model from a safetensors checkpoint. */
+bool pq_path_is_h5(const char *path);
 
 #endif

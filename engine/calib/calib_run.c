@@ -9,6 +9,7 @@
 
 #include "base/pq_cpu.h"
 #include "base/pq_hash.h"
+#include "base/pq_io.h"
 #include "format/safetensors.h"
 #include "format/st_hash.h"
 
@@ -190,8 +191,7 @@ cleanup:
 
 pq_status pq_calib_model_sha256(const char *path, char hex[65])
 {
-    size_t n = strlen(path);
-    if ((n > 3 && !strcmp(path + n - 3, ".h5")) || (n > 5 && !strcmp(path + n - 5, ".hdf5")))
+    if (pq_path_is_h5(path))
         return pq_hash_tree_file(path, PQ_HASH_CHUNK_BYTES, hex);
     pq_st_model *st_m = NULL;
     pq_status st = pq_st_open(path, &st_m);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/esm2_model.h"
+#include "base/pq_io.h"
 #include "format/h5model.h"
 
 typedef struct h5_src {
@@ -121,14 +122,8 @@ pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts
     return st;
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 pq_status pq_esm2_model_open(const char *path, const pq_esm2_model_opts *opts, pq_esm2_model **out)
 {
-    if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return pq_esm2_model_load_h5(path, opts, out);
+    if (pq_path_is_h5(path)) return pq_esm2_model_load_h5(path, opts, out);
     return pq_esm2_model_load(path, opts, out);
 }
