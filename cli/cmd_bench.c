@@ -76,8 +76,7 @@ int pq_cmd_bench(int argc, char **argv)
     if (st == PQ_OK) st = pq_esm2_model_open(o.model, &mo, &m);
     t_load = pq_now_s() - t_load;
     if (st == PQ_OK && o.fasta) {
-        pq_fasta_opts fo = pq_fasta_defaults();
-        fo.max_residues = o.fwd.max_length;
+        pq_fasta_opts fo = pq_cli_infer_fasta_opts(&o.fwd, NULL);
         st = pq_fasta_read_all(o.fasta, &fo, o.max_seqs, &recs, &n_recs);
         bo.recs = recs;
         bo.n_recs = n_recs;

@@ -72,9 +72,7 @@ int pq_cmd_embed(int argc, char **argv)
     if (n_req < 0)
         return pq_cli_usage_error("embed", "--layers '%s' is not a comma-separated list of integers", o.layers);
     if (n_req == 0) return pq_cli_usage_error("embed", "--layers is empty");
-    pq_fasta_opts fo = pq_fasta_defaults();
-    fo.max_residues = o.fwd.max_length;
-    fo.on_long = (pq_fasta_long)o.in.on_long;
+    pq_fasta_opts fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in);
     pq_esm2_model_opts mo;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;

@@ -79,9 +79,7 @@ int pq_cmd_score(int argc, char **argv)
     int rc = pq_cli_parse(&k_cmd, argc, argv, &o);
     if (rc != PQ_CLI_RUN) return rc;
     o.s.batch_tokens = o.fwd.batch_tokens;
-    pq_fasta_opts fo = pq_fasta_defaults();
-    fo.max_residues = o.fwd.max_length;
-    fo.on_long = (pq_fasta_long)o.in.on_long;
+    pq_fasta_opts fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in);
     pq_esm2_model_opts mo;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;

@@ -58,3 +58,11 @@ pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo)
     pq_config_free(&cfg);
     return st;
 }
+
+pq_fasta_opts pq_cli_infer_fasta_opts(const pq_cli_infer *o, const pq_cli_input *in)
+{
+    pq_fasta_opts fo = pq_fasta_defaults();
+    fo.max_residues = o->max_length;
+    if (in) fo.on_long = (pq_fasta_long)in->on_long;
+    return fo;
+}

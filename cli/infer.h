@@ -8,6 +8,7 @@
 
 #include "cli/options.h"
 #include "model/esm2_model.h"
+#include "model/fasta.h"
 
 typedef struct pq_cli_infer {
     int64_t threads;      /* 0: the config's threads (default all cores) */
@@ -36,5 +37,8 @@ extern const pq_cli_opt pq_cli_infer_opts[];
  * PQ_ERR_CONFIG for a bad --config file, PQ_ERR_HARDWARE for kernels this
  * machine cannot run. */
 pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo);
+
+/* How to read the FASTA: --max-length, and in (NULL: crop) --long. */
+pq_fasta_opts pq_cli_infer_fasta_opts(const pq_cli_infer *o, const pq_cli_input *in);
 
 #endif
