@@ -214,7 +214,8 @@ static void test_nan_error(void **state)
     pq_rtn_rows out = {.codes = codes, .scale = sc};
     for (int threads = 1; threads <= 2; threads++) {
         pq_err_clear();
-        pq_status st = pq_rtn_quantize_rows(&g_ops, threads, w, 4, 8, &s, PQ_NAN_ERROR, NULL, "layer.w", 10, &out);
+        pq_status st =
+            pq_rtn_quantize_rows(&g_ops, threads, w, 4, 8, &s, PQ_NAN_ERROR, NULL, "layer.w", 10, &out);
         assert_int_equal(st, PQ_ERR_QUANTIZATION);
         assert_string_equal(pq_err_detail(),
                             "tensor 'layer.w': row 12 (column 5) holds NaN; use --nan-policy zero|keep to override");
@@ -339,7 +340,8 @@ static void run_split(const float *w, int64_t rows, int64_t cols, const pq_qspec
             .zero_point = qt.zero_point ? qt.zero_point + si : NULL,
             .row_sum_sq = ss + r0, .row_err_sq = es + r0, .row_max_err = me + r0,
         };
-        assert_int_equal(pq_rtn_quantize_rows(&g_ops, threads, w + r0 * cols, n, cols, s, PQ_NAN_ERROR, NULL, "s", r0, &out),
+        assert_int_equal(pq_rtn_quantize_rows(&g_ops, threads, w + r0 * cols, n, cols, s, PQ_NAN_ERROR, NULL,
+                                              "s", r0, &out),
                          PQ_OK);
     }
     pq_qmetrics_from_rows(ss, es, me, rows, 0, &qt.metrics);
@@ -366,17 +368,15 @@ static void test_split_and_threads(void **state)
         pq_qtensor ref;
         assert_int_equal(pq_rtn_quantize(&g_ops, 1, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &ref), PQ_OK);
         /* 2 threads, and the scalar reference context: the same bytes */
-        pq_qtensor t2;
-        assert_int_equal(pq_rtn_quantize(&g_ops, 2, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
-        assert_memory_equal(t2.codes, ref.codes, (size_t)(R * ref.code_row_bytes));
-        assert_memory_equal(t2.scale, ref.scale, (size_t)ref.n_scales * sizeof(float));
-        assert_memory_equal(&t2.metrics, &ref.metrics, sizeof ref.metrics);
-        pq_qtensor_free(&t2);
-        assert_int_equal(pq_rtn_quantize(&g_ref, 2, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
-        assert_memory_equal(t2.codes, ref.codes, (size_t)(R * ref.code_row_bytes));
-        assert_memory_equal(t2.scale, ref.scale, (size_t)ref.n_scales * sizeof(float));
-        assert_memory_equal(&t2.metrics, &ref.metrics, sizeof ref.metrics);
-        pq_qtensor_free(&t2);
+        const pq_ops *ctx[2] = {&g_ops, &g_ref};
+        for (int c = 0; c < 2; c++) {
+            pq_qtensor t2;
+            assert_int_equal(pq_rtn_quantize(ctx[c], 2, w, R, C, &specs[k], PQ_NAN_ERROR, "s", &t2), PQ_OK);
+            assert_memory_equal(t2.codes, ref.codes, (size_t)(R * ref.code_row_bytes));
+            assert_memory_equal(t2.scale, ref.scale, (size_t)ref.n_scales * sizeof(float));
+            assert_memory_equal(&t2.metrics, &ref.metrics, sizeof ref.metrics);
+            pq_qtensor_free(&t2);
+        }
         run_split(w, R, C, &specs[k], 1, 20, &ref);
         run_split(w, R, C, &specs[k], 2, 41, &ref);
         run_split(w, R, C, &specs[k], 0, 1, &ref);
