@@ -57,7 +57,7 @@ static void fnv_i64(uint64_t *h, int64_t v) { fnv(h, &v, sizeof v); }
 
 uint64_t pq_plan_hash(const pq_job *j, int n_ranks, int64_t unit_bytes)
 {
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = PQ_FNV1A64_BASIS;
     const pq_plan *p = pq_job_plan(j);
     char *cfg = pq_config_to_json(pq_job_config(j));
     if (cfg) fnv(&h, cfg, strlen(cfg) + 1);
