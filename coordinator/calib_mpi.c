@@ -390,7 +390,7 @@ pq_status pq_calib_mpi_collect(MPI_Comm comm, const char *model, const char *dat
     if (n_threads <= 0) n_threads = pq_sync_threads_per_rank(comm, rank);
     /* rank = replica * n_stages + stage: a replica's stages are neighbours */
     int stage = rank % n_stages, replica = rank / n_stages, n_replicas = n_ranks / n_stages;
-    pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};
+    pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads, .ops = o->ops};
     if (n_stages > 1) {
         int L = 0;
         if (n_ranks % n_stages)
@@ -431,7 +431,7 @@ pq_status pq_calib_static_prepare(MPI_Comm comm, pq_job *job, const char *model,
 {
     int rank;
     char def[4096];
-    pq_calib_data_opts o = {0, 0, 0};
+    pq_calib_data_opts o = {.ops = *pq_job_ops(job)}; /* the job's kernels */
     pq_calib *c = NULL;
     MPI_Comm_rank(comm, &rank);
     *ctx = NULL;

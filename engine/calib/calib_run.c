@@ -234,7 +234,7 @@ pq_status pq_calib_collect_file(const char *model, const char *data, const pq_ca
     pq_fasta_record *recs = NULL;
     int64_t n = 0, skipped = 0;
     pq_calib *c = NULL;
-    pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads};
+    pq_esm2_model_opts mo = {.layer_begin = 0, .layer_end = 0, .n_threads = n_threads, .ops = o->ops};
     *out = NULL;
     pq_status st = pq_esm2_model_open(model, &mo, &m);
     if (!st) st = pq_calib_read_data(data, o, &recs, &n, &skipped);

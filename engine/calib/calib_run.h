@@ -29,6 +29,8 @@ typedef struct pq_calib_data_opts {
     int64_t max_length;  /* residues; longer records are skipped; 0 = 1022 */
     int64_t batch_tokens; /* tokens per forward batch; 0 = PQ_CALIB_BATCH_TOKENS, 1 = one
                            * sequence per forward */
+    pq_ops ops;           /* kernel context of the observed forward (a job's); left
+                           * zero = the best this CPU runs */
 } pq_calib_data_opts;
 
 #define PQ_CALIB_BATCH_TOKENS 4096

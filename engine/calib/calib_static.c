@@ -151,7 +151,7 @@ pq_status pq_calib_static_setup(pq_job *j, const char *model, const char *store,
                                 pq_calib_static_run **out)
 {
     char def[4096];
-    pq_calib_data_opts o = {0, 0, 0};
+    pq_calib_data_opts o = {.ops = *pq_job_ops(j)}; /* the job's kernels */
     pq_calib *c = NULL;
     *out = NULL;
     pq_status st = pq_calib_static_default(store, &data, def, sizeof def, &o);
