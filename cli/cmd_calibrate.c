@@ -24,7 +24,7 @@
 #include "base/pq_io.h"
 
 typedef struct copts {
-    const char *model, *data, *out, *update, *stats, *export_path, *format;
+    const char *model, *data, *out, *update, *stats, *export_path, *format, *hardware_target;
     pq_calib_data_opts d;
     int threads, method, stages;
     bool asymmetric, quiet;
@@ -46,6 +46,8 @@ static const pq_cli_opt k_opts[] = {
      .meta = "L", .help = "skip sequences longer than L residues (default 1022)"},
     {.name = "threads", .kind = PQ_CLI_INT, .offset = offsetof(copts, threads), .lo = 0, .hi = 4096, .meta = "N",
      .help = "forward threads per rank (default: node cores / ranks on it)"},
+    {.name = "hardware-target", .kind = PQ_CLI_STR, .offset = offsetof(copts, hardware_target), .meta = "T",
+     .help = "kernels of the forward: cpu (default, best) | ref | avx2 | avx512"},
     {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(copts, d.batch_tokens), .lo = 1, .hi = 1000000,
      .meta = "N", .help = "tokens per forward batch (default 4096; 1 = one sequence\nper forward; statistics do "
      "not depend on it)"},
@@ -248,6 +250,8 @@ int pq_cmd_calibrate(int argc, char **argv)
         return st ? pq_cli_fail(st) : do_export(&o);
     }
     if (!o.data) return pq_cli_usage_error("calibrate", "--calibration-data is required");
+    pq_status hw = pq_hardware_select(o.hardware_target ? o.hardware_target : "cpu", &o.d.ops);
+    if (hw) return pq_cli_fail(hw);
     if (!o.update) {
         if (!o.model) return pq_cli_usage_error("calibrate", "--model is required");
         if (!o.out) return pq_cli_usage_error("calibrate", "--out is required");

@@ -116,6 +116,17 @@ def main():
          "--out", "b600.h5", "--batch-tokens", "600", "-q"])
     check(all(open(f, "rb").read() == blobs[0] for f in ("n2d.h5", "b1.h5", "b600.h5")),
           "calibration store byte-identical for default threads, one sequence per forward, 600-token batches")
+    # --hardware-target reaches the observed forward: ref through the option
+    # is ref through PQ_KERNELS, and (with AVX2 here) not the default kernels
+    ref_args = [proteus, "calibrate", "--model", "syn.safetensors", "--calibration-data", "ab.fasta", "-q"]
+    run(ref_args + ["--out", "hw_ref.h5", "--hardware-target", "ref"])
+    run(ref_args + ["--out", "hw_env.h5"], env=dict(os.environ, PQ_KERNELS="ref"))
+    same_ref = open("hw_ref.h5", "rb").read() == open("hw_env.h5", "rb").read()
+    avx2 = " avx2" in open("/proc/cpuinfo").read()
+    check(same_ref and (not avx2 or open("hw_ref.h5", "rb").read() != blobs[0]),
+          "calibrate --hardware-target ref = PQ_KERNELS=ref" + (", unlike the AVX2 default" if avx2 else ""))
+    p = run(ref_args + ["--out", "hw_bad.h5", "--hardware-target", "bogus"], expect=2)
+    check("bogus" in p.stderr and not os.path.exists("hw_bad.h5"), "calibrate --hardware-target bogus: config error")
     check(calib_groups("n1.h5").keys() == gab.keys() and
           all((calib_groups("n3.h5")[k] == gab[k]) if isinstance(gab[k], bytes) else np.array_equal(calib_groups("n3.h5")[k], gab[k]) for k in gab),
           "MPI statistics equal the single-process ones")
