@@ -6,7 +6,11 @@
 #include "base/pq_dl.h"
 
 static __typeof__(cblas_sgemm) *sgemm_fn;
+static __typeof__(cblas_dsyrk) *dsyrk_fn;
+typedef void lapack_potr_fn(const char *uplo, const int *n, double *a, const int *lda, int *info);
+static lapack_potr_fn *dpotrf_fn, *dpotri_fn;
 static void (*set_threads_fn)(int);
+static int (*get_threads_fn)(void);
 /* the pthread server's fork handler; absent in the OpenMP and serial builds */
 static int (*pool_shutdown_fn)(void);
 
@@ -17,7 +21,11 @@ static void park_pool(void)
 
 static const pq_dl_sym syms[] = {
     {"cblas_sgemm", (void **)&sgemm_fn, false},
+    {"cblas_dsyrk", (void **)&dsyrk_fn, false},
+    {"dpotrf_", (void **)&dpotrf_fn, true},
+    {"dpotri_", (void **)&dpotri_fn, true},
     {"openblas_set_num_threads", (void **)&set_threads_fn, true},
+    {"openblas_get_num_threads", (void **)&get_threads_fn, true},
     {"blas_thread_shutdown_", (void **)&pool_shutdown_fn, true},
 };
 
@@ -45,6 +53,46 @@ pq_status pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_T
     }
     sgemm_fn(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return PQ_OK;
+}
+
+pq_status pq_dsyrk(enum CBLAS_ORDER order, enum CBLAS_UPLO uplo, enum CBLAS_TRANSPOSE trans, int n, int k,
+                   double alpha, const double *a, int lda, double beta, double *c, int ldc)
+{
+    if (!dsyrk_fn) {
+        pq_status st = pq_blas_load();
+        if (st) return st;
+    }
+    dsyrk_fn(order, uplo, trans, n, k, alpha, a, lda, beta, c, ldc);
+    return PQ_OK;
+}
+
+static pq_status lapack_potr(lapack_potr_fn **fn, const char *what, char uplo, int n, double *a, int lda,
+                             int *info)
+{
+    if (!sgemm_fn) {
+        pq_status st = pq_blas_load();
+        if (st) return st;
+    }
+    if (!*fn)
+        return pq_err(PQ_ERR_RESOURCE, "%s has no LAPACK (%s): install libopenblas0 (which ships it)",
+                      PQ_TEST_BLAS_SONAME, what);
+    (*fn)(&uplo, &n, a, &lda, info);
+    return PQ_OK;
+}
+
+pq_status pq_dpotrf(char uplo, int n, double *a, int lda, int *info)
+{
+    return lapack_potr(&dpotrf_fn, "dpotrf_", uplo, n, a, lda, info);
+}
+
+pq_status pq_dpotri(char uplo, int n, double *a, int lda, int *info)
+{
+    return lapack_potr(&dpotri_fn, "dpotri_", uplo, n, a, lda, info);
+}
+
+int pq_blas_get_threads(void)
+{
+    return get_threads_fn ? get_threads_fn() : 1;
 }
 
 void pq_blas_set_threads(int n)

@@ -30,6 +30,22 @@ pq_status pq_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_T
                    int k, float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                    int ldc) __attribute__((warn_unused_result));
 
+/* cblas_dsyrk, as pq_sgemm (GPTQ Hessians, quant/hessian.c). */
+pq_status pq_dsyrk(enum CBLAS_ORDER order, enum CBLAS_UPLO uplo, enum CBLAS_TRANSPOSE trans, int n, int k,
+                   double alpha, const double *a, int lda, double beta, double *c, int ldc)
+    __attribute__((warn_unused_result));
+
+/* LAPACK dpotrf / dpotri (column-major, uplo 'U' or 'L'), from the same
+ * library (OpenBLAS ships LAPACK): *info as LAPACK sets it (> 0: not
+ * positive definite / singular at that 1-based column). The load error as
+ * pq_sgemm's; PQ_ERR_RESOURCE when the library has no LAPACK. */
+pq_status pq_dpotrf(char uplo, int n, double *a, int lda, int *info) __attribute__((warn_unused_result));
+pq_status pq_dpotri(char uplo, int n, double *a, int lda, int *info) __attribute__((warn_unused_result));
+
+/* openblas_get_num_threads; 1 with a BLAS that has no such call or before
+ * the BLAS is loaded. */
+int pq_blas_get_threads(void);
+
 /* openblas_set_num_threads; a no-op with a BLAS that has no such call or
  * before the BLAS is loaded. */
 void pq_blas_set_threads(int n);

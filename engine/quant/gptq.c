@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gptq.c - see gptq.h. The solve follows the paper's Algorithm 1 with lazy
+ * batch updates: inside a block of columns each row is updated column by
+ * column (a row at a time, hot in cache); after the block the rest of the
+ * row tile is updated by one sgemm, W[:, i2:] -= Err @ U[i1:i2, i2:]. */
+#include "quant/gptq.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "model/blas.h"
+
+/* Rows per tile. Every sgemm of a solve has the same shape whatever rows a
+ * call is given (a short last tile is padded with zero rows), so a row's
+ * numbers never depend on the block it came in. */
+#define PQ_GPTQ_TILE 64
+/* Retries multiply the damping by this. */
+#define PQ_GPTQ_DAMP_STEP 10.0
+
+struct pq_gptq_factor {
+    int64_t d;
+    int block;
+    bool act_order;
+    double damp_frac;  /* used */
+    int64_t n_dead;
+    int64_t *perm;     /* position -> original column */
+    uint8_t *dead;     /* by original column */
+    float *U;          /* d x d row-major, upper triangle (the rest zero) */
+    char *name;
+};
+
+void pq_gptq_factor_free(pq_gptq_factor *f)
+{
+    if (!f) return;
+    free(f->perm);
+    free(f->dead);
+    free(f->U);
+    free(f->name);
+    free(f);
+}
+
+int64_t pq_gptq_factor_dim(const pq_gptq_factor *f) { return f->d; }
+double pq_gptq_factor_damp(const pq_gptq_factor *f) { return f->damp_frac; }
+int64_t pq_gptq_factor_n_dead(const pq_gptq_factor *f) { return f->n_dead; }
+
+/* descending diagonal, ties by column: a total order, so qsort is stable */
+static const double *sort_diag;
+static int cmp_diag_desc(const void *a, const void *b)
+{
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    double x = sort_diag[i], y = sort_diag[j];
+    if (x != y) return x > y ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const char *name,
+                          pq_gptq_factor **out)
+{
+    *out = NULL;
+    if (!name) name = "?";
+    if (d < 1 || d > INT32_MAX / 2)
+        return pq_err(PQ_ERR_CONFIG, "Linear '%s': bad width %lld", name, (long long)d);
+    if (!(o->damp >= 0.0) || !isfinite(o->damp) || o->block_size < 1 || o->damp_retries < 0)
+        return pq_err(PQ_ERR_CONFIG, "Linear '%s': bad GPTQ options (damp %g, block size %d, retries %d)",
+                      name, o->damp, o->block_size, o->damp_retries);
+    for (int64_t k = 0; k < d * d; k++)
+        if (!isfinite(H[k]))
+            return pq_err(PQ_ERR_CALIBRATION, "Linear '%s': the Hessian holds NaN/Inf at (%lld, %lld)", name,
+                          (long long)(k / d), (long long)(k % d));
+
+    pq_status st = PQ_OK;
+    pq_gptq_factor *f = calloc(1, sizeof *f);
+    double *diag = malloc((size_t)d * sizeof *diag);
+    double *A = malloc((size_t)(d * d) * sizeof *A);
+    if (!f || !diag || !A) goto oom;
+    f->d = d;
+    f->block = o->block_size;
+    f->act_order = o->act_order;
+    f->perm = malloc((size_t)d * sizeof *f->perm);
+    f->dead = calloc((size_t)d, 1);
+    f->U = calloc((size_t)(d * d), sizeof *f->U);
+    f->name = strdup(name);
+    if (!f->perm || !f->dead || !f->U || !f->name) goto oom;
+
+    /* dead columns: H_ii = 1, as the reference */
+    for (int64_t i = 0; i < d; i++) {
+        if (H[i * d + i] == 0.0) {
+            H[i * d + i] = 1.0;
+            f->dead[i] = 1;
+            f->n_dead++;
+        }
+        diag[i] = H[i * d + i];
+        f->perm[i] = i;
+    }
+    if (o->act_order) {
+        sort_diag = diag;
+        qsort(f->perm, (size_t)d, sizeof *f->perm, cmp_diag_desc);
+        sort_diag = NULL;
+    }
+    double mean = 0.0;
+    for (int64_t i = 0; i < d; i++) mean += diag[i];
+    mean /= (double)d;
+
+    /* H permuted, kept in H for the retries (row-major; symmetric, so
+     * LAPACK's column-major view is the same matrix) */
+    if (o->act_order) {
+        for (int64_t a = 0; a < d; a++)
+            for (int64_t b = 0; b < d; b++) A[a * d + b] = H[f->perm[a] * d + f->perm[b]];
+        memcpy(H, A, (size_t)(d * d) * sizeof *H);
+    }
+
+    double frac = o->damp;
+    const int n = (int)d;
+    for (int attempt = 0;; attempt++) {
+        int info = 0, stage = 0;
+        memcpy(A, H, (size_t)(d * d) * sizeof *A);
+        for (int64_t i = 0; i < d; i++) A[i * d + i] += frac * mean;
+        st = pq_dpotrf('L', n, A, n, &info);
+        if (!st && !info) {
+            stage = 1;
+            st = pq_dpotri('L', n, A, n, &info);
+        }
+        if (!st && !info) {
+            stage = 2;
+            /* column-major lower (i >= j at A[i + j*d]) -> both triangles */
+            for (int64_t j = 0; j < d; j++)
+                for (int64_t i = j + 1; i < d; i++) A[j + i * d] = A[i + j * d];
+            st = pq_dpotrf('U', n, A, n, &info);
+        }
+        if (st) goto fail;
+        if (!info) break;
+        if (attempt >= o->damp_retries) {
+            st = pq_err(PQ_ERR_QUANTIZATION,
+                        "Linear '%s': the Hessian is not positive definite after damping %g (%g of the mean "
+                        "diagonal %g; %s failed at column %d): too few or degenerate calibration tokens for "
+                        "this input; raise the damping",
+                        name, frac * mean, frac, mean, stage == 0 ? "Cholesky" : stage == 1 ? "inverse" : "Cholesky of the inverse",
+                        info);
+            goto fail;
+        }
+        frac *= PQ_GPTQ_DAMP_STEP;
+    }
+    f->damp_frac = frac;
+    /* column-major upper U(i, j) = A[i + j*d], i <= j -> row-major fp32 */
+    for (int64_t i = 0; i < d; i++)
+        for (int64_t j = i; j < d; j++) f->U[i * d + j] = (float)A[i + j * d];
+    free(diag);
+    free(A);
+    *out = f;
+    return PQ_OK;
+
+oom:
+    st = pq_err(PQ_ERR_RESOURCE, "Linear '%s': out of memory for the GPTQ factor (width %lld)", name,
+                (long long)d);
+fail:
+    free(diag);
+    free(A);
+    pq_gptq_factor_free(f);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct qp {
+    float scale, inv;
+    int32_t zp;
+} qp;
+
+static inline qp make_qp(float mn, float mx, int32_t qmin, int32_t qmax, bool sym)
+{
+    qp p;
+    pq_qparams(mn, mx, qmin, qmax, sym, &p.scale, &p.zp);
+    p.inv = 1.0f / p.scale;
+    return p;
+}
+
+static inline void range_of(const float *x, int64_t n, float *mn, float *mx)
+{
+    float a = INFINITY, b = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *mn = a;
+    *mx = b;
+}
+
+/* the reference kernel's code (kernels/ref/quant_ref.c) */
+static inline int8_t quant1(float x, const qp *p, int32_t qmin, int32_t qmax)
+{
+    const float lo = (float)(qmin - p->zp), hi = (float)(qmax - p->zp);
+    float v = x * p->inv;
+    v = v < lo ? lo : (v > hi ? hi : v);
+    return (int8_t)((int32_t)nearbyintf(v) + p->zp);
+}
+
+typedef struct job {
+    const pq_gptq_factor *f;
+    const float *W;
+    int64_t n_rows, d, n_groups, gs;
+    int32_t qmin, qmax;
+    bool sym, group, four_bit, metrics;
+    int64_t row_bytes;
+    pq_rtn_rows *out;
+    pq_ops ops;
+} job;
+
+typedef struct scratch {
+    float *Wt;    /* TILE x d, permuted columns */
+    float *E;     /* TILE x block */
+    int8_t *q;    /* TILE x d codes, permuted positions */
+    int8_t *qrow; /* d codes, original order */
+    qp *p;        /* TILE x n_groups qparams (per-channel: 1) */
+} scratch;
+
+static void scratch_free(scratch *s)
+{
+    free(s->Wt);
+    free(s->E);
+    free(s->q);
+    free(s->qrow);
+    free(s->p);
+}
+
+static bool scratch_alloc(scratch *s, const job *J)
+{
+    const int64_t T = PQ_GPTQ_TILE, d = J->d;
+    memset(s, 0, sizeof *s);
+    s->Wt = malloc((size_t)(T * d) * sizeof *s->Wt);
+    s->E = malloc((size_t)(T * J->f->block) * sizeof *s->E);
+    s->q = malloc((size_t)(T * d));
+    s->qrow = malloc((size_t)d);
+    s->p = malloc((size_t)(T * J->n_groups) * sizeof *s->p);
+    return s->Wt && s->E && s->q && s->qrow && s->p;
+}
+
+static double lanes_sum(const double *v)
+{
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* Solve rows [r0, r0 + nr) of the job (nr <= TILE). */
+static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
+{
+    const pq_gptq_factor *f = J->f;
+    const int64_t T = PQ_GPTQ_TILE, d = J->d, B = f->block, G = J->n_groups, gs = J->gs;
+    const int64_t *perm = f->perm;
+    const float *U = f->U;
+
+    /* load, zero dead columns, static qparams */
+    for (int64_t r = 0; r < T; r++) {
+        float *wt = s->Wt + r * d;
+        qp *p = s->p + r * G;
+        if (r >= nr) {
+            memset(wt, 0, (size_t)d * sizeof *wt);
+            for (int64_t g = 0; g < G; g++) p[g] = make_qp(0.0f, 0.0f, J->qmin, J->qmax, J->sym);
+            continue;
+        }
+        const float *w = J->W + (r0 + r) * d;
+        for (int64_t i = 0; i < d; i++) wt[i] = f->dead[perm[i]] ? 0.0f : w[perm[i]];
+        if (!J->group) {
+            /* per-channel: the original row, dead columns included (the
+             * reference's find_params before it zeroes them) */
+            float mn, mx;
+            range_of(w, d, &mn, &mx);
+            p[0] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+        } else if (f->act_order) {
+            /* static groups: original order, dead columns as 0 */
+            for (int64_t g = 0; g < G; g++) {
+                float mn = INFINITY, mx = -INFINITY;
+                for (int64_t c = g * gs; c < d && c < (g + 1) * gs; c++) {
+                    float v = f->dead[c] ? 0.0f : w[c];
+                    mn = v < mn ? v : mn;
+                    mx = v > mx ? v : mx;
+                }
+                p[g] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+            }
+        }
+    }
+
+    for (int64_t i1 = 0; i1 < d; i1 += B) {
+        const int64_t i2 = i1 + B < d ? i1 + B : d, nb = i2 - i1;
+        for (int64_t r = 0; r < T; r++) {
+            float *wt = s->Wt + r * d;
+            float *e = s->E + r * B;
+            int8_t *q = s->q + r * d;
+            qp *p = s->p + r * G;
+            /* dynamic groups starting in this block: from the weights as all
+             * earlier blocks left them (the reference's find_params on W) */
+            if (J->group && !f->act_order)
+                for (int64_t g0 = (i1 + gs - 1) / gs * gs; g0 < i2; g0 += gs) {
+                    float mn, mx;
+                    range_of(wt + g0, (g0 + gs < d ? g0 + gs : d) - g0, &mn, &mx);
+                    p[g0 / gs] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+                }
+            for (int64_t i = i1; i < i2; i++) {
+                const qp *pp = !J->group ? p : f->act_order ? p + perm[i] / gs : p + i / gs;
+                const float w = wt[i];
+                const int8_t c = quant1(w, pp, J->qmin, J->qmax);
+                const float deq = (float)((int32_t)c - pp->zp) * pp->scale;
+                const float err = (w - deq) / U[i * d + i];
+                q[i] = c;
+                e[i - i1] = err;
+                const float *u = U + i * d;
+                for (int64_t j = i + 1; j < i2; j++) wt[j] -= err * u[j];
+            }
+        }
+        if (i2 < d) {
+            pq_status st = pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)(d - i2), (int)nb,
+                                    -1.0f, s->E, (int)B, U + i1 * d + i2, (int)d, 1.0f, s->Wt + i2, (int)d);
+            if (st) return st;
+        }
+    }
+
+    /* write out in the original column order, with the metrics */
+    for (int64_t r = 0; r < nr; r++) {
+        const int64_t row = r0 + r;
+        const float *w = J->W + row * d;
+        const int8_t *q = s->q + r * d;
+        const qp *p = s->p + r * G;
+        int8_t *dst = J->four_bit ? s->qrow : (int8_t *)J->out->codes + row * J->row_bytes;
+        for (int64_t i = 0; i < d; i++) dst[perm[i]] = q[i];
+        if (J->four_bit) J->ops.pack_i4(s->qrow, d, (uint8_t *)J->out->codes + row * J->row_bytes);
+        for (int64_t g = 0; g < G; g++) {
+            J->out->scale[row * G + g] = p[g].scale;
+            if (!J->sym) J->out->zero_point[row * G + g] = p[g].zp;
+        }
+        if (J->metrics) {
+            double as[8] = {0}, ae[8] = {0}, am = 0.0;
+            for (int64_t c = 0; c < d; c++) {
+                const qp *pc = J->group ? p + c / gs : p;
+                const double wv = w[c];
+                const double df = wv - (double)((float)((int32_t)dst[c] - pc->zp) * pc->scale);
+                as[c % 8] += wv * wv;
+                ae[c % 8] += df * df;
+                am = fabs(df) > am ? fabs(df) : am;
+            }
+            J->out->row_sum_sq[row] = lanes_sum(as);
+            J->out->row_err_sq[row] = lanes_sum(ae);
+            J->out->row_max_err[row] = (float)am;
+        }
+    }
+    return PQ_OK;
+}
+
+pq_status pq_gptq_quantize_rows(const pq_gptq_factor *f, const float *W, int64_t n_rows, int64_t d,
+                                const pq_qspec *spec, int n_threads, pq_rtn_rows *out)
+{
+    if (spec->gran == PQ_GRAN_TENSOR)
+        return pq_err(PQ_ERR_CONFIG,
+                      "Linear '%s': GPTQ needs per-channel or group scales, not per-tensor granularity", f->name);
+    if (d != f->d)
+        return pq_err(PQ_ERR_CONFIG, "Linear '%s': weight width %lld, Hessian width %lld", f->name,
+                      (long long)d, (long long)f->d);
+    if (spec->bits != 4 && spec->bits != 8)
+        return pq_err(PQ_ERR_CONFIG, "Linear '%s': %d-bit codes are not supported", f->name, spec->bits);
+    if (spec->gran == PQ_GRAN_GROUP && spec->group_size < 1)
+        return pq_err(PQ_ERR_CONFIG, "Linear '%s': group size %d", f->name, spec->group_size);
+    out->n_nonfinite = 0;
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t c = 0; c < d; c++)
+            if (!isfinite(W[r * d + c]))
+                return pq_err(PQ_ERR_QUANTIZATION, "Linear '%s': row %lld (column %lld) holds %s", f->name,
+                              (long long)r, (long long)c, isnan(W[r * d + c]) ? "NaN" : "Inf");
+    if (n_rows <= 0) return PQ_OK;
+    pq_status st = pq_blas_load();
+    if (st) return st;
+
+    job J = {.f = f, .W = W, .n_rows = n_rows, .d = d, .n_groups = pq_qspec_groups(spec, d),
+             .gs = spec->gran == PQ_GRAN_GROUP ? spec->group_size : d, .sym = spec->symmetric,
+             .group = spec->gran == PQ_GRAN_GROUP, .four_bit = spec->bits == 4,
+             .metrics = out->row_sum_sq && out->row_err_sq && out->row_max_err,
+             .row_bytes = pq_qspec_row_bytes(spec, d), .out = out};
+    pq_qspec_range(spec, &J.qmin, &J.qmax);
+    pq_ops_init_ref(&J.ops);
+
+    const int64_t n_tiles = (n_rows + PQ_GPTQ_TILE - 1) / PQ_GPTQ_TILE;
+    int nt = 1;
+#ifdef _OPENMP
+    nt = n_threads == 0 ? omp_get_num_procs() : n_threads;
+    if (omp_in_parallel()) nt = 1;
+#else
+    (void)n_threads;
+#endif
+    if (nt < 1) nt = 1;
+    if (nt > n_tiles) nt = (int)n_tiles;
+    /* several solver threads: one BLAS thread each */
+    const int nt_blas = nt > 1 ? pq_blas_get_threads() : 1;
+    if (nt_blas != 1) pq_blas_set_threads(1);
+    int n_fail = 0;
+    pq_status first = PQ_OK;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : n_fail)
+    {
+        scratch s;
+        bool ok = scratch_alloc(&s, &J);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tiles; t++) {
+            if (!ok) {
+                n_fail++;
+                continue;
+            }
+            int64_t r0 = t * PQ_GPTQ_TILE;
+            pq_status e = run_tile(&J, &s, r0, n_rows - r0 < PQ_GPTQ_TILE ? n_rows - r0 : PQ_GPTQ_TILE);
+            if (e) {
+                n_fail++;
+#pragma omp critical(pq_gptq_first)
+                if (!first) first = e;
+            }
+        }
+        scratch_free(&s);
+    }
+    if (nt_blas != 1) pq_blas_set_threads(nt_blas);
+    if (n_fail) return first ? first : pq_err(PQ_ERR_RESOURCE, "Linear '%s': out of memory in the GPTQ solve", f->name);
+    return PQ_OK;
+}
