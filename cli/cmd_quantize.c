@@ -47,6 +47,9 @@ static const pq_cli_opt k_opts[] = {
     {.name = "calibration", .kind = PQ_CLI_STR, .offset = offsetof(qopts, calib_store), .meta = "calib.h5",
      .help = "a calibration store (proteus calibrate; static scheme)"},
     QKEY("calibration-method", "calibration_method", "M", "minmax | entropy | percentile | mse (static scheme)"),
+    QKEY("smoothquant", "smoothquant_alpha", "ALPHA", "SmoothQuant before W8A8 (int8, static or dynamic):\n"
+         "fold s = max|X|^ALPHA / max|W|^(1-ALPHA) into the LayerNorms\nbefore q/k/v and fc1, ALPHA in (0, 1] (paper: 0.5); "
+         "max|X|\nfrom the calibration data as the static scheme's"),
     QKEY("precision", "precision", "int8|int4", "weight bits (default int8)"),
     QSET("per-tensor", "per_channel", "false", "one scale per tensor (default)"),
     QSET("per-channel", "per_channel", "true", "one scale per output row"),
@@ -165,8 +168,10 @@ int pq_cmd_quantize(int argc, char **argv)
     if (pq_cli_config_has(&o.cfg, "group_size", NULL) && cfg.group_size &&
         !pq_cli_config_has(&o.cfg, "per_channel", "true"))
         cfg.per_channel = false;
-    if ((o.calib_data || o.calib_store) && (strcmp(cfg.scheme, "static") || (o.calib_data && o.calib_store))) {
-        rc = pq_cli_usage_error("quantize", "--calibration-data / --calibration: one of them, with --scheme static");
+    if ((o.calib_data || o.calib_store) &&
+        ((strcmp(cfg.scheme, "static") && !(cfg.smoothquant_alpha > 0.0)) || (o.calib_data && o.calib_store))) {
+        rc = pq_cli_usage_error("quantize", "--calibration-data / --calibration: one of them, with --scheme static "
+                                "or --smoothquant");
         goto done;
     }
 

@@ -14,6 +14,8 @@ typedef struct synth_opts {
     const char *arch, *out;
     uint64_t seed;
     int dtype; /* index in k_dtypes */
+    int outliers;
+    double outlier_scale;
 } synth_opts;
 
 static const char *const k_dtypes[] = {"f32", "f16", NULL};
@@ -27,6 +29,11 @@ static const pq_cli_opt k_opts[] = {
      .meta = "PATH", .help = "output .safetensors file"},
     {.name = "dtype", .kind = PQ_CLI_CHOICE, .offset = offsetof(synth_opts, dtype), .choices = k_dtypes,
      .meta = "f32|f16", .help = "storage type", .flags = PQ_CLI_SHOW_DEFAULT},
+    {.name = "outliers", .kind = PQ_CLI_INT, .offset = offsetof(synth_opts, outliers), .lo = 0, .hi = 100000,
+     .meta = "K", .help = "plant activation outliers: K hidden channels (the same in\nevery layer, from the seed) of every "
+     "per-layer LayerNorm\nscaled by --outlier-scale, so q/k/v and fc1 see a few huge\ninput channels (default 0: none)"},
+    {.name = "outlier-scale", .kind = PQ_CLI_F64, .offset = offsetof(synth_opts, outlier_scale), .lo = 1, .hi = 1e6,
+     .meta = "F", .help = "factor of the outlier channels", .flags = PQ_CLI_SHOW_DEFAULT},
     {0},
 };
 
@@ -62,7 +69,7 @@ static const pq_cli_cmd k_cmd = {
 
 int pq_cmd_synth(int argc, char **argv)
 {
-    synth_opts o = {0};
+    synth_opts o = {.outlier_scale = PQ_SYNTH_OUTLIER_SCALE};
     int rc = pq_cli_parse(&k_cmd, argc, argv, &o);
     if (rc != PQ_CLI_RUN) return rc;
     const char *arch = o.arch, *out = o.out, *dtype = k_dtypes[o.dtype];
@@ -74,10 +81,15 @@ int pq_cmd_synth(int argc, char **argv)
         return pq_cli_usage_error("synth", "unknown --arch '%s' (known: %s)", arch, list);
     }
     pq_dtype dt = o.dtype == 0 ? PQ_DT_F32 : PQ_DT_F16;
-    pq_status st = pq_synth_write(a, (uint64_t)seed, dt, out);
+    if (o.outliers > a->embed_dim)
+        return pq_cli_usage_error("synth", "--outliers %d: %s has %d hidden channels", o.outliers, a->name,
+                                  a->embed_dim);
+    pq_synth_outliers ol = {.channels = o.outliers, .scale = (float)o.outlier_scale};
+    pq_status st = pq_synth_write_ex(a, (uint64_t)seed, dt, out, 16u << 20, &ol);
     if (st) return pq_cli_fail(st);
     char b[32];
     printf("wrote %s (%s, %lld parameters, %s, seed %llu, %s)\n", out, a->name, (long long)a->n_params,
            dtype, seed, pq_cli_bytes((double)a->n_params * (dt == PQ_DT_F32 ? 4 : 2), b, sizeof b));
+    if (o.outliers) printf("planted %d outlier channels x %g in every layer's LayerNorms\n", o.outliers, o.outlier_scale);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "coordinator/cleanup.h"
 #include "coordinator/coord.h"
 #include "coordinator/monitor.h"
+#include "coordinator/smooth_mpi.h"
 #include "pipeline/job.h"
 #include "pipeline/outpath.h"
 #include "proto/msg.h"
@@ -107,6 +108,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     double *rss = NULL;
     bool unresponsive = false, stop_sent = false;
     pq_calib_static_run *calib = NULL;
+    pq_smooth *smooth = NULL;
     bool *same_node = NULL;
     pq_claims *claims = NULL;
     /* OUT.partial, on every rank (workers on rank 0's machine write their
@@ -157,6 +159,9 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if (!strcmp(cfg->scheme, "static") &&
         (st = pq_calib_static_prepare(comm, job, q->model, q->calib_store, q->calib_data, &calib)))
+        goto fail;
+    if (cfg->smoothquant_alpha > 0.0 &&
+        (st = pq_smooth_mpi_prepare(comm, job, q->model, q->calib_store, q->calib_data, calib, &smooth)))
         goto fail;
 
     /* 3. rank 0 creates OUT.partial (its datasets, the float tensors) while
@@ -228,6 +233,7 @@ done:
     pq_job_destroy(job); /* removes OUT.partial after a failure */
     pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
+    pq_smooth_free(smooth); /* after the job, which borrows it */
     free(rss);
     free(same_node);
     if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);

@@ -11,6 +11,7 @@
 
 #include "format/calib_h5.h"
 #include "format/st_hash.h"
+#include "quant/smooth.h"
 
 pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_static *s)
 {
@@ -35,7 +36,9 @@ pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_stat
         int k = (int)(cs - c->sites);
         if (!done[k]) {
             pq_calib_range r;
-            if ((st = pq_calib_compute(cs, s->method, s->symmetric, s->percentile, &r))) goto cleanup;
+            if (!pq_smooth_site_range(s->smooth, cs, &r) &&
+                (st = pq_calib_compute(cs, s->method, s->symmetric, s->percentile, &r)))
+                goto cleanup;
             pq_calib_qparams(&r, s->symmetric, &scale[k], &zp[k]);
             done[k] = true;
         }
@@ -139,6 +142,9 @@ pq_status pq_calib_static_arm(pq_job *j, pq_calib *calib, pq_calib_static_run **
     *out = r;
     return PQ_OK;
 }
+
+const pq_calib *pq_calib_static_stats(const pq_calib_static_run *r) { return r ? r->calib : NULL; }
+void pq_calib_static_set_smooth(pq_calib_static_run *r, const struct pq_smooth *sm) { r->spec.smooth = sm; }
 
 void pq_calib_static_done(pq_calib_static_run *r)
 {

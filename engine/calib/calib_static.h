@@ -24,6 +24,8 @@ typedef struct pq_calib_static {
     pq_calib_method method;
     bool symmetric;
     double percentile;         /* percentile method only (default 99.99) */
+    const struct pq_smooth *smooth; /* NULL, or SmoothQuant's factors: the smoothed sites take
+                                     * (-amax, amax), amax = max_j absmax_j / s_j (quant/smooth.h) */
 } pq_calib_static;
 
 /* For each quantized tensor of p mapped to a site (q/k/v -> attn_in, ...):
@@ -62,6 +64,11 @@ typedef struct pq_calib_static_run pq_calib_static_run;
  * PQ_ERR_CALIBRATION (j left unarmed) when the statistics are unusable. */
 pq_status pq_calib_static_arm(pq_job *j, pq_calib *calib, pq_calib_static_run **out);
 void pq_calib_static_done(pq_calib_static_run *r); /* NULL is fine */
+
+/* The merged statistics an armed run holds (borrowed), and SmoothQuant's
+ * factors for its act qparams (borrowed, must outlive the job's finish). */
+const pq_calib *pq_calib_static_stats(const pq_calib_static_run *r);
+void pq_calib_static_set_smooth(pq_calib_static_run *r, const struct pq_smooth *sm);
 
 /* The static scheme on this process alone, for j opened on `model`
  * (borrowed): statistics from `store` when given, else collected from

@@ -22,7 +22,12 @@
  * larger scale where an outlier row meets an outlier column) and
  * about four single values per matrix of magnitude 0.4..1.2; biases
  * N(0, 0.01); LayerNorm weights 1 + N(0, 0.05), LayerNorm biases N(0, 0.02);
- * embedding N(0, 0.1); contact regression weight N(0, 0.1). */
+ * embedding N(0, 0.1); contact regression weight N(0, 0.1).
+ *
+ * Planted activation outliers (pq_synth_write_ex): K channels drawn from
+ * the seed by a partial Fisher-Yates shuffle of 0..D-1 on draw(key of
+ * "outlier_channels", i); in every per-layer LayerNorm their weight and
+ * bias are multiplied by the scale after being drawn as above. */
 #include "format/synth.h"
 
 #include <errno.h>
@@ -46,7 +51,7 @@
 #define OUTLIER_FRAC 0.005
 #define N_SINGLE_OUTLIERS 4.0
 
-enum { STREAM_ELEM = 0x11, STREAM_ROW = 0x22, STREAM_COL = 0x33, STREAM_SPIKE = 0x44 };
+enum { STREAM_ELEM = 0x11, STREAM_ROW = 0x22, STREAM_COL = 0x33, STREAM_SPIKE = 0x44, STREAM_OUTLIER = 0x55 };
 
 typedef enum kind { K_LINEAR, K_BIAS, K_LN_W, K_LN_B, K_EMBED, K_CONTACT_W, K_INV_FREQ } kind;
 
@@ -239,12 +244,58 @@ cleanup:
 
 pq_status pq_synth_write(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype, const char *path)
 {
-    return pq_synth_write_blocked(arch, seed, dtype, path, BLOCK_BYTES);
+    return pq_synth_write_ex(arch, seed, dtype, path, BLOCK_BYTES, NULL);
 }
 
 pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype,
                                  const char *path, size_t block_bytes)
 {
+    return pq_synth_write_ex(arch, seed, dtype, path, block_bytes, NULL);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+void pq_synth_outlier_channels(uint64_t seed, int64_t embed_dim, int channels, int64_t *out)
+{
+    int64_t *perm = malloc((size_t)(embed_dim > 0 ? embed_dim : 1) * sizeof *perm);
+    uint64_t key = stream_key(seed, "outlier_channels", STREAM_OUTLIER);
+    if (!perm) { /* a deterministic fallback: evenly spaced */
+        for (int i = 0; i < channels; i++) out[i] = (int64_t)i * embed_dim / channels;
+        return;
+    }
+    for (int64_t i = 0; i < embed_dim; i++) perm[i] = i;
+    for (int i = 0; i < channels; i++) {
+        int64_t j = i + (int64_t)(draw(key, (uint64_t)i) % (uint64_t)(embed_dim - i));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        out[i] = perm[i];
+    }
+    free(perm);
+    qsort(out, (size_t)channels, sizeof *out, cmp_i64);
+}
+
+/* Multiply the outlier channels of a per-layer LayerNorm tensor (one row of D). */
+static void plant_outliers(const spec *p, const int64_t *ch, int n, float scale, float *row)
+{
+    int layer = -1;
+    switch (pq_esm2_role_of(p->name, &layer)) {
+    case PQ_ESM2_LN_ATTN_W: case PQ_ESM2_LN_ATTN_B: case PQ_ESM2_LN_FFN_W: case PQ_ESM2_LN_FFN_B:
+        for (int i = 0; i < n; i++) row[ch[i]] *= scale;
+        break;
+    default: break;
+    }
+}
+
+pq_status pq_synth_write_ex(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype, const char *path,
+                            size_t block_bytes, const pq_synth_outliers *outliers)
+{
+    int64_t *out_ch = NULL;
+    int n_out = outliers ? outliers->channels : 0;
     pq_status rc = PQ_OK;
     spec *s = NULL;
     char *hdr = NULL, *partial = NULL;
@@ -259,6 +310,13 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
         return pq_err(PQ_ERR_CONFIG, "synth: dtype %s not supported (F32 or F16)", pq_dtype_name(dtype));
     size_t esz = pq_dtype_size(dtype);
     int hd = arch->embed_dim / arch->attention_heads;
+    if (outliers && (outliers->channels < 0 || outliers->channels > arch->embed_dim || !(outliers->scale > 0.0f)))
+        return pq_err(PQ_ERR_CONFIG, "synth: %d outlier channels x %g: the count must be in [0, %d] and the "
+                      "scale positive", outliers->channels, (double)outliers->scale, arch->embed_dim);
+    if (n_out) {
+        if (!(out_ch = malloc((size_t)n_out * sizeof *out_ch))) return pq_err(PQ_ERR_RESOURCE, "synth: out of memory");
+        pq_synth_outlier_channels(seed, arch->embed_dim, n_out, out_ch);
+    }
 
     s = build_specs(arch, &n);
     partial = pq_partial_dup(path);
@@ -308,6 +366,7 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
             int64_t nr = p->rows - r0 < rows_per_blk ? p->rows - r0 : rows_per_blk;
             int64_t ne = nr * p->cols;
             gen_rows(p, seed, col_scale, inv, r0, nr, blk);
+            if (n_out) plant_outliers(p, out_ch, n_out, outliers->scale, blk);
             if (dtype == PQ_DT_F16) {
                 for (int64_t e = 0; e < ne; e++) half[e] = pq_f32_to_f16(blk[e]);
                 rc = write_all(fd, half, (size_t)ne * 2, partial);
@@ -333,6 +392,7 @@ pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dty
 cleanup:
     if (fd >= 0) close(fd);
     if (rc != PQ_OK && partial) unlink(partial);
+    free(out_ch);
     free(inv);
     free(col_scale);
     free(half);

@@ -35,4 +35,25 @@ pq_status pq_synth_write(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype
 pq_status pq_synth_write_blocked(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype,
                                  const char *path, size_t block_bytes);
 
+/* Activation outliers, as trained transformers have them: `channels` hidden
+ * channels (the same ones in every layer, chosen from the seed) get their
+ * weight and bias in every per-layer LayerNorm (attention.LayerNorm and the
+ * LayerNorm before fc1) multiplied by `scale`, so the inputs of q/k/v and
+ * fc1 carry a few channels `scale` times larger than the rest. 0 channels:
+ * none (the plain checkpoint, same bytes as pq_synth_write). */
+typedef struct pq_synth_outliers {
+    int channels;   /* 0 .. embed_dim */
+    float scale;    /* > 0; the CLI default is PQ_SYNTH_OUTLIER_SCALE */
+} pq_synth_outliers;
+
+#define PQ_SYNTH_OUTLIER_SCALE 50.0f
+
+/* The outlier channels of a seed: sorted, distinct, into out[channels]. */
+void pq_synth_outlier_channels(uint64_t seed, int64_t embed_dim, int channels, int64_t *out);
+
+/* pq_synth_write_blocked with planted outliers (NULL: none). PQ_ERR_CONFIG
+ * when channels is outside [0, embed_dim] or scale is not positive. */
+pq_status pq_synth_write_ex(const pq_esm2_arch *arch, uint64_t seed, pq_dtype dtype, const char *path,
+                            size_t block_bytes, const pq_synth_outliers *outliers);
+
 #endif

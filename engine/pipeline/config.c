@@ -13,7 +13,7 @@
 static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
     "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
-    "float_dtype, include, exclude";
+    "float_dtype, include, exclude, smoothquant_alpha";
 
 void pq_config_defaults(pq_config *c)
 {
@@ -130,6 +130,14 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         c->float16 = i == 1;
     } else if (!strcmp(key, "include") || !strcmp(key, "exclude")) {
         return pq_config_add_pattern(c, key[0] == 'i', v);
+    } else if (!strcmp(key, "smoothquant_alpha")) {
+        char *end = NULL;
+        double a = strtod(v, &end);
+        if (!strcmp(v, "off") || !strcmp(v, "null")) a = 0.0, end = NULL;
+        else if (end == v || *end || !(a > 0.0 && a <= 1.0))
+            return pq_err(PQ_ERR_CONFIG, "config key 'smoothquant_alpha': '%s' is not a number in (0, 1] "
+                          "(0.5 is the paper's default; off: leave the key out)", v);
+        c->smoothquant_alpha = a;
     } else {
         return pq_err(PQ_ERR_CONFIG, "unknown config key '%s' (allowed: %s)", key, known_keys);
     }
@@ -157,6 +165,8 @@ static pq_status json_scalar(const char *file, const char *key, json_t *v, char 
     else if (json_is_true(v)) snprintf(buf, n, "true");
     else if (json_is_false(v)) snprintf(buf, n, "false");
     else if (json_is_integer(v)) snprintf(buf, n, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v)) snprintf(buf, n, "%.17g", json_real_value(v));
+    else if (json_is_null(v)) snprintf(buf, n, "null");
     else
         return pq_err(PQ_ERR_CONFIG, "config %s: key '%s' has a value of the wrong type", file, key);
     return PQ_OK;
@@ -214,6 +224,14 @@ pq_status pq_config_validate(const pq_config *c)
     if (strcmp(c->calibration_method, "minmax") && !strcmp(c->scheme, "dynamic"))
         return pq_err(PQ_ERR_CONFIG, "calibration_method '%s' needs calibration data: the dynamic "
                       "scheme observes weights with minmax only", c->calibration_method);
+    if (c->smoothquant_alpha > 0.0 && (c->bits != 8 || c->group_size))
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is for W8A8 (int8 weights with "
+                      "tensor or channel scales, activations quantized); %s runs weight-only on fp32 "
+                      "activations, which smoothing cannot help", c->bits != 8 ? "int4" : "group_size");
+    if (c->smoothquant_alpha > 0.0 && !strcmp(c->scheme, "static") && strcmp(c->calibration_method, "minmax"))
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha with the static scheme takes the smoothed "
+                      "sites' act scales from the rescaled per-channel maxima: calibration_method must "
+                      "be minmax, not '%s'", c->calibration_method);
     return PQ_OK;
 }
 
@@ -240,6 +258,7 @@ char *pq_config_to_json(const pq_config *c)
     json_object_set_new(o, "threading", json_boolean(c->threading));
     json_object_set_new(o, "nan_policy", json_string(policies[c->nan_policy]));
     json_object_set_new(o, "float_dtype", json_string(c->float16 ? "fp16" : "fp32"));
+    if (c->smoothquant_alpha > 0.0) json_object_set_new(o, "smoothquant_alpha", json_real(c->smoothquant_alpha));
     for (int i = 0; i < c->n_include; i++) json_array_append_new(inc, json_string(c->include[i]));
     for (int i = 0; i < c->n_exclude; i++) json_array_append_new(exc, json_string(c->exclude[i]));
     json_object_set_new(o, "include", inc);

@@ -30,6 +30,7 @@ typedef struct pq_config {
     int threads;                 /* 0: all cores (when threading) */
     pq_nan_policy nan_policy;
     bool float16;                /* float tensors stored as fp16 */
+    double smoothquant_alpha;    /* 0: off; else SmoothQuant's alpha in (0, 1] (quant/smooth.h) */
     int n_include, n_exclude;
     char *include[PQ_MAX_PATTERNS]; /* owned; fnmatch patterns on HF names */
     char *exclude[PQ_MAX_PATTERNS];

@@ -107,6 +107,8 @@ double pq_job_phase(const pq_job *j, pq_phase ph) { return j->phase[ph]; }
 void pq_job_phase_add(pq_job *j, pq_phase ph, double s) { j->phase[ph] += s; }
 bool pq_job_hashes_chunks(const pq_job *j) { return j->defer_source_hash; }
 
+void pq_job_set_smooth(pq_job *j, const pq_smooth *sm) { j->smooth = sm; }
+
 void pq_job_set_threads(pq_job *j, int threads)
 {
     j->threads = threads < 1 ? 1 : threads;
@@ -145,6 +147,14 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
             goto cleanup;
         }
         if ((st = pq_st_read_rows_f32(j->model, pt->st, u->row0, u->n_rows, buf))) goto cleanup;
+        w = buf;
+    }
+    if (pq_smooth_site_of(j->smooth, pt->st->name, &(bool){false})) { /* SmoothQuant: columns times s */
+        if (!buf && !(buf = malloc((size_t)(u->n_rows * pt->cols) * sizeof *buf))) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory smoothing tensor '%s'", pt->st->name);
+            goto cleanup;
+        }
+        pq_smooth_apply(j->smooth, pt->st->name, w, u->n_rows, pt->cols, buf);
         w = buf;
     }
     float range[2];

@@ -21,6 +21,7 @@
 #include "pipeline/plan.h"
 #include "pipeline/result.h"
 #include "pipeline/stats.h"
+#include "quant/smooth.h"
 
 typedef struct pq_job pq_job;
 
@@ -45,6 +46,13 @@ void pq_job_set_threads(pq_job *j, int threads);
 /* Seconds spent in phase ph so far; add s to it. */
 double pq_job_phase(const pq_job *j, pq_phase ph);
 void pq_job_phase_add(pq_job *j, pq_phase ph, double s);
+
+/* SmoothQuant (quant/smooth.h): every rank, before the units, with the same
+ * factors. Linear weights it names are read with their columns multiplied
+ * by s (units and float tensors alike), LayerNorm tensors written divided
+ * by s, and begin writes /smoothquant. sm is borrowed and must outlive the
+ * job; NULL turns it off. */
+void pq_job_set_smooth(pq_job *j, const pq_smooth *sm);
 
 /* ---- running units (any rank) ---- */
 

@@ -34,6 +34,7 @@ struct pq_job {
     int threads;               /* units' rows and hashing (>= 1) */
     pq_ops ops;                /* the kernel context hardware_target selected */
     bool *tensor_kept_float;
+    const pq_smooth *smooth;   /* borrowed, NULL = none: SmoothQuant applied to rows as read */
     /* The source digest gathered chunk by chunk (an MPI run: each rank
      * hashes its chunks, rank 0 gets the leaves): begin then skips hashing
      * the whole source, and finish combines the leaves. */

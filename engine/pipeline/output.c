@@ -10,6 +10,7 @@
 
 #include "base/pq_clock.h"
 #include "pq_config.h"
+#include "format/h5smooth.h"
 #include "quant/qtensor.h"
 
 static const char *basename_of(const char *p)
@@ -39,6 +40,7 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     int64_t rows = t->ndim >= 2 ? t->shape[0] : 1; /* the reader's 2-D view */
     if (t->n_elems == 0) rows = 0;
     st = pq_st_read_rows_f32(j->model, t, 0, rows, buf);
+    if (!st && j->smooth) pq_smooth_apply(j->smooth, t->name, buf, rows, t->n_elems / (rows ? rows : 1), buf);
     if (!st) st = pq_h5w_put_float(j->out.writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
     free(buf);
     if (j->cfg->optimize_memory) pq_st_release(j->model, t);
@@ -68,6 +70,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     if (!(o->path = strdup(out_path))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
     if ((st = pq_h5w_create(out_path, &meta, &o->writer))) goto cleanup;
     if (command_line && (st = pq_h5w_provenance(o->writer, "command_line", command_line))) goto cleanup;
+    if (j->smooth && (st = pq_h5w_put_smooth(o->writer, j->smooth))) goto cleanup;
 
     /* Row arrays for the metrics of every quantized tensor. */
     int64_t total_rows = 0;

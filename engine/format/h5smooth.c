@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* h5smooth.c - write and read /smoothquant (h5smooth.h, docs/FORMAT.md). */
+#include "format/h5smooth.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/esm2.h"
+#include "format/h5util.h"
+
+#define GROUP "smoothquant"
+
+static pq_status h5fail(const char *where, const char *what)
+{
+    char d[256];
+    pq_h5u_detail(d, sizeof d);
+    return pq_err(PQ_ERR_IO, "%s: %s failed: %s", where, what, d);
+}
+
+static pq_status put_vec(hid_t g, const char *where, const char *name, int64_t n, const float *v, hid_t dcpl)
+{
+    pq_status st = PQ_OK;
+    hsize_t dims = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &dims, NULL), d = H5I_INVALID_HID;
+    if (sp < 0 || (d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+        (n && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+        st = h5fail(where, name);
+    if (d >= 0) H5Dclose(d);
+    if (sp >= 0) H5Sclose(sp);
+    return st;
+}
+
+/* "esm.encoder.layer.N.attention.LayerNorm" and the Linears a site feeds. */
+static void site_names(const pq_smooth_site *ss, char *ln, size_t nl, char *lin, size_t nlin)
+{
+    char a[128], b[128], c[128];
+    pq_esm2_name(ss->kind == PQ_SITE_ATTN_IN ? PQ_ESM2_LN_ATTN_W : PQ_ESM2_LN_FFN_W, ss->layer, a, sizeof a);
+    char *dot = strrchr(a, '.');
+    if (dot) *dot = '\0';
+    snprintf(ln, nl, "%s", a);
+    if (ss->kind == PQ_SITE_ATTN_IN) {
+        pq_esm2_name(PQ_ESM2_Q, ss->layer, a, sizeof a);
+        pq_esm2_name(PQ_ESM2_K, ss->layer, b, sizeof b);
+        pq_esm2_name(PQ_ESM2_V, ss->layer, c, sizeof c);
+        snprintf(lin, nlin, "%s,%s,%s", a, b, c);
+    } else {
+        pq_esm2_name(PQ_ESM2_FC1, ss->layer, a, sizeof a);
+        snprintf(lin, nlin, "%s", a);
+    }
+}
+
+pq_status pq_h5w_put_smooth(pq_h5w *w, const pq_smooth *s)
+{
+    pq_status st = PQ_OK;
+    pq_h5u_quiet();
+    hid_t f = pq_h5w_file_id(w);
+    if (f < 0) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_put_smooth: no open writer");
+    const char *where = "/" GROUP;
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t g = H5I_INVALID_HID;
+    if (gcpl < 0 || dcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
+        H5Pset_obj_track_times(dcpl, 0) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        (g = H5Gcreate2(f, GROUP, H5P_DEFAULT, gcpl, H5P_DEFAULT)) < 0) {
+        st = h5fail(where, "group create");
+        goto cleanup;
+    }
+    if ((st = pq_h5u_put_str(g, where, "method", "smoothquant")) ||
+        (st = pq_h5u_put_f64(g, where, "alpha", s->alpha)) ||
+        (st = pq_h5u_put_i32(g, where, "num_layers", s->num_layers)) ||
+        (st = pq_h5u_put_str(g, where, "act_scales", "rescaled")))
+        goto cleanup;
+    for (int i = 0; i < s->n_sites && !st; i++) {
+        const pq_smooth_site *ss = &s->sites[i];
+        char sw[96], ln[160], lin[480];
+        snprintf(sw, sizeof sw, "%s/%s", where, ss->site);
+        site_names(ss, ln, sizeof ln, lin, sizeof lin);
+        hid_t sg = H5Gcreate2(g, ss->site, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+        if (sg < 0) { st = h5fail(sw, "group create"); break; }
+        if (!(st = pq_h5u_put_i32(sg, sw, "layer", ss->layer)) &&
+            !(st = pq_h5u_put_str(sg, sw, "layer_norm", ln)) &&
+            !(st = pq_h5u_put_str(sg, sw, "linears", lin)) &&
+            !(st = put_vec(sg, sw, "scale", ss->dim, ss->s, dcpl)) &&
+            !(st = ss->act_absmax ? put_vec(sg, sw, "act_absmax", ss->dim, ss->act_absmax, dcpl) : PQ_OK))
+            st = ss->w_absmax ? put_vec(sg, sw, "weight_absmax", ss->dim, ss->w_absmax, dcpl) : PQ_OK;
+        H5Gclose(sg);
+    }
+cleanup:
+    if (g >= 0) H5Gclose(g);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return st;
+}
+
+/* Dataset `name` of g, exactly n floats, into dst; *found false when absent. */
+static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n, float *dst, bool *found)
+{
+    char eb[256];
+    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
+    *found = ex > 0;
+    if (ex <= 0) return ex < 0 ? pq_err(PQ_ERR_FORMAT, "%s/%s: corrupt group", where, name) : PQ_OK;
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0) return pq_err(PQ_ERR_FORMAT, "%s/%s: %s", where, name, pq_h5u_detail(eb, sizeof eb));
+    hid_t sp = H5Dget_space(d);
+    pq_status st = PQ_OK;
+    if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_npoints(sp) != n)
+        st = pq_err(PQ_ERR_FORMAT, "%s/%s: expected %lld float32 values", where, name, (long long)n);
+    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+        st = pq_err(PQ_ERR_IO, "%s/%s: %s", where, name, pq_h5u_detail(eb, sizeof eb));
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(d);
+    return st;
+}
+
+pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
+{
+    char eb[256];
+    pq_status st = PQ_OK;
+    pq_smooth *s = NULL;
+    hid_t g = H5I_INVALID_HID;
+    *out = NULL;
+    pq_h5u_quiet();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
+    htri_t ex = H5Lexists(f, GROUP, H5P_DEFAULT);
+    if (ex <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        goto done;
+    }
+    if ((g = H5Gopen2(f, GROUP, H5P_DEFAULT)) < 0) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": %s", path, pq_h5u_detail(eb, sizeof eb));
+        goto done;
+    }
+    double alpha = 0;
+    int64_t nl = 0, dim = 0;
+    hid_t cfg = H5Gopen2(f, "config", H5P_DEFAULT);
+    if (cfg < 0) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: /config is missing", path);
+        goto done;
+    }
+    st = pq_h5u_get_i64(cfg, "/config", "embed_dim", &dim);
+    H5Gclose(cfg);
+    if (st || (st = pq_h5u_get_f64(g, "/" GROUP, "alpha", &alpha)) ||
+        (st = pq_h5u_get_i64(g, "/" GROUP, "num_layers", &nl)))
+        goto done;
+    if (nl < 0 || nl > 100000 || dim <= 0) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": num_layers %lld / embed_dim %lld out of range", path,
+                    (long long)nl, (long long)dim);
+        goto done;
+    }
+    if ((st = pq_smooth_create((int)nl, dim, alpha, &s))) goto done;
+    for (int i = 0; i < s->n_sites && !st; i++) {
+        pq_smooth_site *ss = &s->sites[i];
+        char sw[96];
+        bool found;
+        snprintf(sw, sizeof sw, "/" GROUP "/%s", ss->site);
+        hid_t sg = H5Gopen2(g, ss->site, H5P_DEFAULT);
+        if (sg < 0) {
+            H5Eclear2(H5E_DEFAULT);
+            st = pq_err(PQ_ERR_FORMAT, "%s: %s is missing", path, sw);
+            break;
+        }
+        ss->act_absmax = malloc((size_t)dim * sizeof *ss->act_absmax);
+        ss->w_absmax = malloc((size_t)dim * sizeof *ss->w_absmax);
+        if (!ss->act_absmax || !ss->w_absmax) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        if (!st && !(st = get_vec(sg, sw, "scale", dim, ss->s, &found)) && !found)
+            st = pq_err(PQ_ERR_FORMAT, "%s: %s/scale is missing", path, sw);
+        if (!st && !(st = get_vec(sg, sw, "act_absmax", dim, ss->act_absmax, &found)) && !found) {
+            free(ss->act_absmax);
+            ss->act_absmax = NULL;
+        }
+        if (!st && !(st = get_vec(sg, sw, "weight_absmax", dim, ss->w_absmax, &found)) && !found) {
+            free(ss->w_absmax);
+            ss->w_absmax = NULL;
+        }
+        H5Gclose(sg);
+    }
+done:
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    if (st) pq_smooth_free(s);
+    else *out = s;
+    return st;
+}
