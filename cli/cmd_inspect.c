@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "format/h5smooth.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "format/esm2.h"
@@ -101,6 +102,22 @@ static int inspect_h5(const char *path)
         printf("source: %s  sha256 %s\n", meta->model_name, meta->source_sha256);
     printf("created by: %s, %d rank(s)\n", meta->created_by, meta->num_ranks);
     printf("config: %s\n", meta->config_json);
+    pq_smooth *sm = NULL;
+    if ((st = pq_h5_read_smooth(path, &sm))) {
+        pq_h5r_close(r);
+        return pq_cli_fail(st);
+    }
+    if (sm) {
+        printf("smoothquant: alpha %g, %d sites (LayerNorm -> q/k/v, LayerNorm -> fc1; attention output and fc2 "
+               "not smoothed)\n", sm->alpha, sm->n_sites);
+        for (int i = 0; i < sm->n_sites; i++) {
+            const pq_smooth_site *ss = &sm->sites[i];
+            float lo = ss->s[0], hi = ss->s[0];
+            for (int64_t k = 1; k < ss->dim; k++) lo = ss->s[k] < lo ? ss->s[k] : lo, hi = ss->s[k] > hi ? ss->s[k] : hi;
+            printf("  %-18s s in [%.4g, %.4g]\n", ss->site, (double)lo, (double)hi);
+        }
+        pq_smooth_free(sm);
+    }
     printf("%-58s %-12s %-22s %9s %10s %10s\n", "tensor", "shape", "stored as", "SQNR dB", "rel L2",
            "max err");
     for (int64_t i = 0; i < pq_h5r_count(r); i++) {
