@@ -86,18 +86,34 @@ void pq_hessian_words(pq_hessian *h, uint64_t **words, int64_t *n_words)
     *n_words = h->n_words;
 }
 
-/* round(v * 2^63) as a 128-bit integer, |v| < 2^63 (checked by the caller).
- * v * 2^63 = hi * 2^64 + f * 2^64 with hi = floor(v / 2) and f = v/2 - hi in
- * [0, 1): every step is exact in double; the one rounding (to nearest, ties
- * to even) is of f * 2^64 to an integer, with its carry. */
+/* round(v * 2^63) (to nearest, ties to even) as a 128-bit integer, for
+ * |v| < 2^63 (checked by the caller), without libm calls: with
+ * s = v * 2^63, a = v / 2 = s * 2^-64 splits exactly as hi + r (hi = a
+ * truncated, |r| < 1), r * 2^32 as m + f (m truncated), so that
+ * s = hi * 2^64 + m * 2^32 + f * 2^32 exactly, every step exact in double;
+ * the one rounding is of f * 2^32 (|.| < 2^32) to an integer, by the
+ * 1.5 * 2^52 trick, which rounds to nearest even in the default mode. The
+ * integer offsets are even, so the ties go as for s itself. */
 static inline i128 to_fixed(double v)
 {
-    double t = v * 0.5;
-    double hi = floor(t);
-    double lo = nearbyint((t - hi) * 18446744073709551616.0);
-    i128 r = (i128)(int64_t)hi * ((i128)1 << 64);
-    if (lo >= 18446744073709551616.0) return r + ((i128)1 << 64);
-    return r + (i128)(uint64_t)lo;
+    const double a = v * 0.5;
+    const int64_t hi = (int64_t)a;
+    const double r1 = (a - (double)hi) * 4294967296.0;
+    const int64_t m = (int64_t)r1;
+    const double f = (r1 - (double)m) * 4294967296.0;
+    volatile double big = 6755399441055744.0; /* 1.5 * 2^52, kept from folding */
+    const int64_t n = (int64_t)((f + big) - big);
+    return (i128)((u128)(i128)hi << 64) + (i128)m * 4294967296 + n;
+}
+
+/* Subtract the partial's first n_done entries again (a failed add). */
+static void undo_add(pq_hessian *h, int64_t n_done)
+{
+    const int64_t d = h->d;
+    int64_t k = 0;
+    for (int64_t i = 0; i < d && k < n_done; i++)
+        for (int64_t j = i; j < d && k < n_done; j++, k++)
+            entry_set(h->w, k, (i128)((u128)entry_get(h->w, k) - (u128)to_fixed(h->c[i * d + j])));
 }
 
 pq_status pq_hessian_add(pq_hessian *h, const pq_ops *ops, const float *x, int64_t n_tokens, int64_t ld)
@@ -143,33 +159,30 @@ pq_status pq_hessian_add(pq_hessian *h, const pq_ops *ops, const float *x, int64
     if (nt_blas != 1) pq_blas_set_threads(nt_blas);
     if (st) return st;
 
-    /* convert and add: first into the scratch (so that a failure leaves h
-     * unchanged), checking the range */
+    /* convert and add in place; on a range error or an overflow, take back
+     * what was added, so that a failure leaves h unchanged */
     const double lim = 9223372036854775808.0; /* 2^63 */
     int64_t k = 0;
-    bool bad = false;
     for (int64_t i = 0; i < d; i++) {
-        const double *cr = h->c + i * d;
-        const uint64_t *wr = h->w + 2 * k;
-        i128 *pr = h->part + k;
+        const double *cr = h->c + i * d + i;
+        uint64_t *wr = h->w + 2 * k;
         const int64_t n = d - i;
         for (int64_t j = 0; j < n; j++) {
-            double v = cr[i + j];
-            bad |= !(fabs(v) < lim);
+            const double v = cr[j];
             i128 s;
-            bad |= __builtin_add_overflow((i128)(((u128)wr[2 * j + 1] << 64) | wr[2 * j]),
-                                          bad ? (i128)0 : to_fixed(v), &s);
-            pr[j] = s;
+            if (!(fabs(v) < lim) ||
+                __builtin_add_overflow((i128)(((u128)wr[2 * j + 1] << 64) | wr[2 * j]), to_fixed(v), &s)) {
+                undo_add(h, k + j);
+                return pq_err(PQ_ERR_CALIBRATION,
+                              "site '%s': a Hessian entry overflows the exact accumulator (|sum x_i x_j| >= "
+                              "2^63 in one sequence, or 2^64 in all): the activations are too large",
+                              h->name);
+            }
+            wr[2 * j] = (uint64_t)(u128)s;
+            wr[2 * j + 1] = (uint64_t)((u128)s >> 64);
         }
         k += n;
-        if (bad) break;
     }
-    if (bad)
-        return pq_err(PQ_ERR_CALIBRATION,
-                      "site '%s': a Hessian entry overflows the exact accumulator (|sum x_i x_j| >= 2^63 in "
-                      "one sequence, or 2^64 in all): the activations are too large",
-                      h->name);
-    for (k = 0; k < h->n_entries; k++) entry_set(h->w, k, h->part[k]);
     h->w[h->n_words - 2] += (uint64_t)n_tokens;
     return PQ_OK;
 }
