@@ -47,6 +47,12 @@ static const pq_cli_opt k_opts[] = {
     {.name = "calibration", .kind = PQ_CLI_STR, .offset = offsetof(qopts, calib_store), .meta = "calib.h5",
      .help = "a calibration store (proteus calibrate; static scheme)"},
     QKEY("calibration-method", "calibration_method", "M", "minmax | entropy | percentile | mse (static scheme)"),
+    QKEY("method", "method", "rtn|gptq", "weight rounding: rtn (default, round to nearest) or gptq\n(layer by layer "
+         "from the Hessians of the Linears' inputs on\n--calibration-data or the bundled sample; needs\n--per-channel or "
+         "--group-size)"),
+    QSET("act-order", "act_order", "true", "GPTQ: columns by descending Hessian diagonal (static\ngroups)"),
+    QKEY("gptq-damp", "gptq_damp", "F", "GPTQ damping, fraction of the mean Hessian diagonal\n(default 0.01)"),
+    QKEY("gptq-block-size", "gptq_block_size", "N", "GPTQ lazy-update block in columns (default 128)"),
     QKEY("smoothquant", "smoothquant_alpha", "ALPHA", "SmoothQuant before W8A8 (int8, static or dynamic):\n"
          "fold s = max|X|^ALPHA / max|W|^(1-ALPHA) into the LayerNorms\nbefore q/k/v and fc1, ALPHA in (0, 1] (paper: 0.5); "
          "max|X|\nfrom the calibration data as the static scheme's"),
@@ -99,7 +105,8 @@ static const pq_cli_cmd k_cmd = {
               "The summary ends with the peak memory (RSS) of every rank.\n\n"
               "Config keys: scheme, precision, per_channel, group_size, symmetric,\n"
               "calibration_method, hardware_target, optimize_memory, enable_fusion, threading,\n"
-              "threads, nan_policy, float_dtype, include, exclude.",
+              "threads, nan_policy, float_dtype, include, exclude, smoothquant_alpha, method,\n"
+              "gptq_damp, gptq_block_size, act_order.",
 };
 
 /* What rank 0 prints: progress while it runs, the summary at the end. */
@@ -169,9 +176,11 @@ int pq_cmd_quantize(int argc, char **argv)
         !pq_cli_config_has(&o.cfg, "per_channel", "true"))
         cfg.per_channel = false;
     if ((o.calib_data || o.calib_store) &&
-        ((strcmp(cfg.scheme, "static") && !(cfg.smoothquant_alpha > 0.0)) || (o.calib_data && o.calib_store))) {
+        ((strcmp(cfg.scheme, "static") && !(cfg.smoothquant_alpha > 0.0) && strcmp(cfg.method, "gptq")) ||
+         (o.calib_data && o.calib_store) || (o.calib_store && !strcmp(cfg.method, "gptq")))) {
         rc = pq_cli_usage_error("quantize", "--calibration-data / --calibration: one of them, with --scheme static "
-                                "or --smoothquant");
+                                "or --smoothquant; --method gptq takes --calibration-data (its Hessians need the "
+                                "sequences)");
         goto done;
     }
 

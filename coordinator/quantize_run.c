@@ -21,6 +21,7 @@
 #include "pipeline/outpath.h"
 #include "proto/msg.h"
 #include "worker/claims.h"
+#include "worker/gptq_comm.h"
 #include "worker/mpi_start.h"
 #include "worker/sync.h"
 #include "worker/worker.h"
@@ -147,7 +148,9 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     }
     st = pq_sync_coord_node(comm, n, same_node);
     if ((st = pq_sync_agree(comm, st))) goto fail;
-    pq_job_assign(job, n, same_node);
+    /* GPTQ shares each layer's units out itself (worker/gptq_run.h) */
+    const bool gptq = !strcmp(cfg->method, "gptq");
+    if (!gptq) pq_job_assign(job, n, same_node);
     PQ_LOG_DEBUG("plan: %d units and %d digest chunks on %d ranks; %.0f%% of the units' bytes are "
                  "quantized by the rank that hashes them", pq_job_plan(job)->n_units, pq_job_plan(job)->n_hash, n,
                  100.0 * pq_plan_colocated(pq_job_plan(job)));
@@ -155,7 +158,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     if ((st = pq_sync_agree(comm, st))) goto fail;
     PQ_LOG_INFO("%d units over %d ranks", pq_job_plan(job)->n_units, n);
     /* ranks on rank 0's machine may take over each other's last units */
-    st = pq_claims_open(comm, pq_job_plan(job), same_node, &claims);
+    if (!gptq) st = pq_claims_open(comm, pq_job_plan(job), same_node, &claims);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if (!strcmp(cfg->scheme, "static") &&
         (st = pq_calib_static_prepare(comm, job, q->model, q->calib_store, q->calib_data, &calib)))
@@ -169,6 +172,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
      * results wait in MPI until rank 0 drains them. A failure here stops
      * them through the usual Shutdown. */
     bool fits = !pq_partial_name(partial, sizeof partial, q->out);
+    pq_status begin = PQ_OK;
     if (rank == PQ_ROLE_COORD) {
         if (!guarded) pq_cleanup_handler();
         if (fits) pq_cleanup_arm(partial);
@@ -181,9 +185,18 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
         prog.last.phase = "quantize";
         pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
-        pq_status begin = pq_job_begin_output(job, q->out, n, q->command_line);
-
-        /* 4. the units. */
+        begin = pq_job_begin_output(job, q->out, n, q->command_line);
+    }
+    /* 4. the units. */
+    if (gptq) {
+        pq_gptq_comm gc = pq_gptq_comm_mpi(&comm, rank, n);
+        const pq_gptq_run_opts go = {.calib_data = q->calib_data, .data = {.ops = *pq_job_ops(job)}};
+        double t0 = pq_now_s();
+        if (!(st = pq_sync_agree(comm, begin))) st = pq_gptq_run(job, &go, &gc);
+        pq_job_set_quantize_seconds(job, pq_now_s() - t0);
+        if (!st && rank == PQ_ROLE_COORD) st = pq_job_finish_output(job);
+        st = pq_sync_agree(comm, st);
+    } else if (rank == PQ_ROLE_COORD) {
         pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
                             .same_node = same_node, .claims = claims};
         st = pq_coord_run(job, comm, n, &co, &unresponsive, &stop_sent);

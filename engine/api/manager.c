@@ -6,6 +6,7 @@
 #include "calib/calib_static.h"
 #include "format/h5model.h"
 #include "api/proteus.h"
+#include "worker/gptq_run.h"
 #include "worker/runner.h"
 
 /* Units above this size are split into row blocks (bounded memory per unit). */
@@ -55,7 +56,10 @@ pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *o
     pq_job_set_progress(j, m->progress, m->progress_user);
     /* static: activation scales need statistics before anything is written */
     if (!strcmp(m->cfg.scheme, "static")) st = pq_calib_static_setup(j, model_path, NULL, NULL, &calib);
-    if (!st && !(st = pq_job_begin_output(j, out_path, 1, NULL)) && !(st = pq_run_local(j)))
+    /* GPTQ: layer by layer on the bundled sample (worker/gptq_run.h) */
+    const pq_gptq_run_opts go = {.data = {.ops = *pq_job_ops(j)}};
+    if (!st && !(st = pq_job_begin_output(j, out_path, 1, NULL)) &&
+        !(st = strcmp(m->cfg.method, "gptq") ? pq_run_local(j) : pq_gptq_run(j, &go, &pq_gptq_comm_local)))
         st = pq_job_finish_output(j);
     pq_calib_static_done(calib);
     if (st) { pq_job_destroy(j); return st; }

@@ -13,7 +13,7 @@
 static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
     "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
-    "float_dtype, include, exclude, smoothquant_alpha";
+    "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order";
 
 void pq_config_defaults(pq_config *c)
 {
@@ -28,6 +28,9 @@ void pq_config_defaults(pq_config *c)
     c->enable_fusion = true;
     c->threading = true;
     c->nan_policy = PQ_NAN_ERROR;
+    snprintf(c->method, sizeof c->method, "rtn");
+    c->gptq_damp = 0.01;
+    c->gptq_block_size = 128;
 }
 
 void pq_config_free(pq_config *c)
@@ -130,6 +133,21 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         c->float16 = i == 1;
     } else if (!strcmp(key, "include") || !strcmp(key, "exclude")) {
         return pq_config_add_pattern(c, key[0] == 'i', v);
+    } else if (!strcmp(key, "method")) {
+        static const char *const rounders[] = {"rtn", "gptq", NULL};
+        if (one_of(v, rounders) < 0) return bad_value(key, v, rounders);
+        snprintf(c->method, sizeof c->method, "%s", v);
+    } else if (!strcmp(key, "gptq_damp")) {
+        char *end = NULL;
+        double d = strtod(v, &end);
+        if (end == v || *end || !(d > 0.0 && d <= 1.0))
+            return pq_err(PQ_ERR_CONFIG, "config key 'gptq_damp': '%s' is not a number in (0, 1] (a fraction "
+                          "of the mean Hessian diagonal; 0.01 is the paper's default)", v);
+        c->gptq_damp = d;
+    } else if (!strcmp(key, "gptq_block_size")) {
+        return parse_int(key, v, 1, 4096, &c->gptq_block_size);
+    } else if (!strcmp(key, "act_order")) {
+        return parse_bool(key, v, &c->act_order);
     } else if (!strcmp(key, "smoothquant_alpha")) {
         char *end = NULL;
         double a = strtod(v, &end);
@@ -224,6 +242,13 @@ pq_status pq_config_validate(const pq_config *c)
     if (strcmp(c->calibration_method, "minmax") && !strcmp(c->scheme, "dynamic"))
         return pq_err(PQ_ERR_CONFIG, "calibration_method '%s' needs calibration data: the dynamic "
                       "scheme observes weights with minmax only", c->calibration_method);
+    if (!strcmp(c->method, "gptq") && !c->per_channel && !c->group_size)
+        return pq_err(PQ_ERR_CONFIG, "method gptq needs per-channel or group scales (--per-channel or "
+                      "--group-size): GPTQ updates a row's remaining weights as it quantizes them, which "
+                      "one scale for the whole tensor cannot follow");
+    if (c->smoothquant_alpha > 0.0 && !strcmp(c->method, "gptq"))
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha and method gptq together are not supported: "
+                      "GPTQ reads the Linears' weights outside the smoothing transform");
     if (c->smoothquant_alpha > 0.0 && (c->bits != 8 || c->group_size))
         return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is for W8A8 (int8 weights with "
                       "tensor or channel scales, activations quantized); %s runs weight-only on fp32 "
@@ -258,6 +283,12 @@ char *pq_config_to_json(const pq_config *c)
     json_object_set_new(o, "threading", json_boolean(c->threading));
     json_object_set_new(o, "nan_policy", json_string(policies[c->nan_policy]));
     json_object_set_new(o, "float_dtype", json_string(c->float16 ? "fp16" : "fp32"));
+    json_object_set_new(o, "method", json_string(c->method));
+    if (!strcmp(c->method, "gptq")) {
+        json_object_set_new(o, "gptq_damp", json_real(c->gptq_damp));
+        json_object_set_new(o, "gptq_block_size", json_integer(c->gptq_block_size));
+        json_object_set_new(o, "act_order", json_boolean(c->act_order));
+    }
     if (c->smoothquant_alpha > 0.0) json_object_set_new(o, "smoothquant_alpha", json_real(c->smoothquant_alpha));
     for (int i = 0; i < c->n_include; i++) json_array_append_new(inc, json_string(c->include[i]));
     for (int i = 0; i < c->n_exclude; i++) json_array_append_new(exc, json_string(c->exclude[i]));

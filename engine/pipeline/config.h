@@ -31,13 +31,18 @@ typedef struct pq_config {
     pq_nan_policy nan_policy;
     bool float16;                /* float tensors stored as fp16 */
     double smoothquant_alpha;    /* 0: off; else SmoothQuant's alpha in (0, 1] (quant/smooth.h) */
+    char method[8];              /* weight rounding: "rtn" | "gptq" (quant/gptq.h) */
+    double gptq_damp;            /* GPTQ damping, fraction of the mean Hessian diagonal (0.01) */
+    int gptq_block_size;         /* GPTQ lazy-update block, columns (128) */
+    bool act_order;              /* GPTQ columns by descending Hessian diagonal, static groups */
     int n_include, n_exclude;
     char *include[PQ_MAX_PATTERNS]; /* owned; fnmatch patterns on HF names */
     char *exclude[PQ_MAX_PATTERNS];
 } pq_config;
 
 /* Defaults: dynamic, int8, per-tensor, symmetric, minmax, cpu, optimize_memory,
- * enable_fusion, threading all true, nan_policy error, float32. */
+ * enable_fusion, threading all true, nan_policy error, float32, method rtn
+ * (GPTQ: damping 0.01, block 128, no act-order). */
 void pq_config_defaults(pq_config *c);
 void pq_config_free(pq_config *c); /* frees patterns; c stays usable */
 

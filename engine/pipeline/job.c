@@ -91,6 +91,7 @@ void pq_job_destroy(pq_job *j)
     pq_st_close(j->model);
     free(j->model_path);
     free(j->tensor_kept_float);
+    free(j->gptq);
     free(j->hash_leaves);
     free(j->hash_have);
     free(j->stats.tensors);
@@ -100,6 +101,7 @@ void pq_job_destroy(pq_job *j)
 const pq_plan *pq_job_plan(const pq_job *j) { return j->plan; }
 const pq_config *pq_job_config(const pq_job *j) { return j->cfg; }
 const pq_st_model *pq_job_model(const pq_job *j) { return j->model; }
+const pq_esm2_config *pq_job_arch(const pq_job *j) { return &j->arch; }
 int pq_job_threads(const pq_job *j) { return j->threads; }
 const pq_ops *pq_job_ops(const pq_job *j) { return &j->ops; }
 const pq_job_stats *pq_job_stats_of(const pq_job *j) { return &j->stats; }
@@ -168,8 +170,11 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
         .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
         .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
     };
-    st = pq_rtn_quantize_rows(&j->ops, j->threads, w, u->n_rows, pt->cols, spec, j->cfg->nan_policy,
-                              rangep, pt->st->name, u->row0, &rows);
+    if (j->gptq && j->gptq[u->tensor])
+        st = pq_gptq_quantize_rows(j->gptq[u->tensor], w, u->n_rows, pt->cols, spec, j->threads, &rows);
+    else
+        st = pq_rtn_quantize_rows(&j->ops, j->threads, w, u->n_rows, pt->cols, spec, j->cfg->nan_policy,
+                                  rangep, pt->st->name, u->row0, &rows);
     r->n_nonfinite = rows.n_nonfinite;
     if (j->cfg->optimize_memory) pq_st_release(j->model, pt->st);
 cleanup:
@@ -220,5 +225,13 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
                       p->hash[chunk].rank != src ? "the plan gave to another rank" : "was already known");
     memcpy(j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES, leaf, PQ_HASH_LEAF_BYTES);
     j->hash_have[chunk] = true;
+    return PQ_OK;
+}
+
+pq_status pq_job_set_gptq(pq_job *j, int tensor, const pq_gptq_factor *f)
+{
+    if (!j->gptq && !(j->gptq = calloc((size_t)j->plan->n_tensors, sizeof *j->gptq)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    j->gptq[tensor] = f;
     return PQ_OK;
 }

@@ -21,6 +21,7 @@
 #include "pipeline/plan.h"
 #include "pipeline/result.h"
 #include "pipeline/stats.h"
+#include "quant/gptq.h"
 #include "quant/smooth.h"
 
 typedef struct pq_job pq_job;
@@ -35,6 +36,7 @@ void pq_job_destroy(pq_job *j); /* aborts an uncommitted output; NULL is fine */
 const pq_plan *pq_job_plan(const pq_job *j);
 const pq_config *pq_job_config(const pq_job *j);
 const pq_st_model *pq_job_model(const pq_job *j);
+const pq_esm2_config *pq_job_arch(const pq_job *j); /* the recognised architecture */
 const pq_ops *pq_job_ops(const pq_job *j);   /* the kernel context (hardware_target) */
 int pq_job_threads(const pq_job *j);          /* threads for units and hashing (>= 1) */
 const pq_job_stats *pq_job_stats_of(const pq_job *j);
@@ -70,6 +72,11 @@ bool pq_job_hashes_chunks(const pq_job *j);
  * buffers (pq_unit_result_free). Thread-safe for distinct units. */
 pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r);
 
+/* Quantize the units of plan tensor `tensor` with GPTQ and factor f (borrowed,
+ * kept until replaced; NULL: back to RTN) instead of RTN
+ * (pipeline/gptq_run.h sets one per Linear, a layer at a time). */
+pq_status pq_job_set_gptq(pq_job *j, int tensor, const pq_gptq_factor *f);
+
 /* Start reading a unit's rows from disk ahead of time (call for the next
  * unit before running the current one). */
 void pq_job_prefetch_unit(pq_job *j, const pq_unit *u);
@@ -95,6 +102,10 @@ void pq_job_mark_leaf(pq_job *j, int64_t chunk);
 pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES]);
 
 /* ---- the output (rank 0; output.c) ---- */
+
+/* "gptq" for plan tensor pt when the configuration's method is gptq and pt is
+ * one of a layer's six Linears, else "rtn" (as the file records it). */
+const char *pq_job_method_of(const pq_job *j, const pq_plan_tensor *pt);
 
 /* Called by pq_job_finish_output before the commit (the static scheme adds
  * act qparams and /calibration here). */

@@ -5,6 +5,7 @@
 #define PQ_JOB_IMPL_H
 
 #include "pipeline/job.h"
+#include "quant/gptq.h"
 
 /* The writer side (rank 0 only): the output file and the per-row metrics
  * gathered from every unit's result. */
@@ -35,6 +36,7 @@ struct pq_job {
     pq_ops ops;                /* the kernel context hardware_target selected */
     bool *tensor_kept_float;
     const pq_smooth *smooth;   /* borrowed, NULL = none: SmoothQuant applied to rows as read */
+    const pq_gptq_factor **gptq; /* per tensor, borrowed; NULL (or a NULL entry): RTN */
     /* The source digest gathered chunk by chunk (an MPI run: each rank
      * hashes its chunks, rank 0 gets the leaves): begin then skips hashing
      * the whole source, and finish combines the leaves. */

@@ -58,6 +58,20 @@ static void test_config_errors(void **state)
     assert_int_equal(s.gran, PQ_GRAN_GROUP);
     assert_int_equal(s.group_size, 64);
     pq_config_free(&c);
+    /* GPTQ: a known method, its options in range, and scales it can follow */
+    pq_config_defaults(&c);
+    pq_err_clear();
+    assert_int_equal(pq_config_set(&c, "method", "obq"), PQ_ERR_CONFIG);
+    assert_non_null(strstr(pq_err_detail(), "rtn, gptq"));
+    assert_int_equal(pq_config_set(&c, "gptq_damp", "0"), PQ_ERR_CONFIG);
+    assert_int_equal(pq_config_set(&c, "gptq_block_size", "0"), PQ_ERR_CONFIG);
+    assert_int_equal(pq_config_set(&c, "method", "gptq"), PQ_OK);
+    pq_err_clear();
+    assert_int_equal(pq_config_validate(&c), PQ_ERR_CONFIG); /* one scale per tensor */
+    assert_non_null(strstr(pq_err_detail(), "per-channel or group"));
+    assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
+    assert_int_equal(pq_config_validate(&c), PQ_OK);
+    pq_config_free(&c);
 }
 
 static void test_quantize_stats_export(void **state)

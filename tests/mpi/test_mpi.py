@@ -213,6 +213,36 @@ class Determinism(unittest.TestCase):
             for k in ref:
                 self.assertEqual(got[k], ref[k], f"static -n {n}: dataset {k}")
 
+    def test_gptq_any_rank_and_thread_count(self):
+        # GPTQ layer by layer: each rank's share of the calibration sequences,
+        # Hessians summed exactly over the ranks, each layer's rows shared out;
+        # the same datasets for 1, 2, 3 ranks and 2 threads
+        fasta = path("gptq8.fasta")
+        sample = os.path.join(os.path.dirname(__file__), "..", "..", "data", "proteins", "calib_sample.fasta")
+        with open(sample) as f, open(fasta, "w") as g:
+            g.write("".join(">" + r for r in f.read().split(">")[1:9]))
+        args = ("--method", "gptq", "--precision", "int4", "--calibration-data", fasta)  # per-channel (COMMON)
+        ref = None
+        for n, threads in ((1, "1"), (2, "1"), (3, "1"), (1, "2")):
+            out = path(f"gptq_n{n}_t{threads}.h5")
+            quantize(n, out, *args, "--threads", threads)
+            got = datasets(out)
+            if ref is None:
+                ref = got
+                with h5py.File(out, "r") as f:
+                    q = f["tensors/esm.encoder.layer.0.attention.self.query.weight"]
+                    self.assertEqual(attr_str(q.attrs["method"]), "gptq")
+                continue
+            self.assertEqual(sorted(got), sorted(ref), f"-n {n} --threads {threads}")
+            for k in ref:
+                self.assertEqual(got[k], ref[k], f"gptq -n {n} --threads {threads}: dataset {k}")
+        # GPTQ moves codes away from plain rounding (the error feedback)
+        quantize(1, path("rtn_i4.h5"), "--precision", "int4")
+        rtn = datasets(path("rtn_i4.h5"))
+        qw = [k for k in ref if k.endswith("/qweight")]
+        self.assertTrue(qw)
+        self.assertTrue(any(ref[k] != rtn[k] for k in qw), "GPTQ codes equal RTN's everywhere")
+
     def test_layout_independent_of_arrival_order(self):
         # every quantized dataset gets its file space in plan order when it is
         # created, so the codes sit at the same offsets for any rank count
@@ -388,6 +418,18 @@ class Failures(unittest.TestCase):
                 self.assertIn("started 3 tasks (SLURM_STEP_NUM_TASKS)", errs[0])
                 self.assertIn("srun --mpi=pmix", errs[0])
             self.assert_no_output(out)
+
+    def test_gptq_bad_inputs(self):
+        # one scale per tensor cannot follow GPTQ's updates: a config error;
+        # unreadable calibration data: a calibration/I-O error; no file either way
+        out = path("gptq_bad.h5")
+        p = quantize(1, out, "--method", "gptq", "--per-tensor", check=False)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("per-channel or group", p.stderr)
+        p = quantize(2, out, "--method", "gptq", "--calibration-data", path("missing.fasta"), check=False)
+        self.assertIn(p.returncode, (3, 6), p.stderr)
+        self.assertIn("missing.fasta", p.stderr)
+        self.assertFalse(os.path.exists(out) or os.path.exists(out + ".partial"))
 
     def test_plan_mismatch(self):
         out = path("mismatch.h5")
