@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calib/calib_run.h"
 #include "calib/calib_static.h"
 #include "format/h5model.h"
+#include "quant/smooth.h"
 #include "api/proteus.h"
 #include "worker/gptq_run.h"
 #include "worker/runner.h"
@@ -15,6 +17,7 @@
 struct pq_manager {
     pq_config cfg;
     pq_job *last;
+    pq_smooth *smooth;         /* the last job's SmoothQuant factors (it borrows them) */
     pq_progress_fn progress;
     void *progress_user;
 };
@@ -37,6 +40,7 @@ void pq_manager_destroy(pq_manager *m)
 {
     if (!m) return;
     pq_job_destroy(m->last);
+    pq_smooth_free(m->smooth);
     pq_config_free(&m->cfg);
     free(m);
 }
@@ -47,24 +51,57 @@ void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user)
     m->progress_user = user;
 }
 
+/* SmoothQuant on this process: the factors from the static scheme's
+ * statistics, or from statistics collected on the bundled sample, armed in
+ * the job (and the static act scales) before anything is written. */
+static pq_status smooth_setup(pq_job *j, const char *model, pq_calib_static_run *calib, pq_smooth **out)
+{
+    pq_calib *own = NULL;
+    const pq_calib *c = calib ? pq_calib_static_stats(calib) : NULL;
+    pq_status st = PQ_OK;
+    if (!c) {
+        char def[4096];
+        const char *data = NULL;
+        pq_calib_data_opts o = {.ops = *pq_job_ops(j)};
+        st = pq_calib_static_default(NULL, &data, def, sizeof def, &o);
+        if (!st) st = pq_calib_collect_file(model, data, &o, pq_job_threads(j), &own);
+        c = own;
+    }
+    if (!st) st = pq_smooth_compute(pq_job_model(j), c, pq_job_config(j)->smoothquant_alpha, out);
+    if (!st) {
+        pq_job_set_smooth(j, *out);
+        if (calib) pq_calib_static_set_smooth(calib, *out);
+    }
+    pq_calib_free(own);
+    return st;
+}
+
 pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *out_path)
 {
     pq_job *j = NULL;
+    pq_smooth *smooth = NULL;
     pq_calib_static_run *calib = NULL;
     pq_status st = pq_job_open(&m->cfg, model_path, PQ_UNIT_BYTES, &j);
     if (st) return st;
     pq_job_set_progress(j, m->progress, m->progress_user);
     /* static: activation scales need statistics before anything is written */
     if (!strcmp(m->cfg.scheme, "static")) st = pq_calib_static_setup(j, model_path, NULL, NULL, &calib);
+    if (!st && m->cfg.smoothquant_alpha > 0.0) st = smooth_setup(j, model_path, calib, &smooth);
     /* GPTQ: layer by layer on the bundled sample (worker/gptq_run.h) */
     const pq_gptq_run_opts go = {.data = {.ops = *pq_job_ops(j)}};
     if (!st && !(st = pq_job_begin_output(j, out_path, 1, NULL)) &&
         !(st = strcmp(m->cfg.method, "gptq") ? pq_run_local(j) : pq_gptq_run(j, &go, &pq_gptq_comm_local)))
         st = pq_job_finish_output(j);
     pq_calib_static_done(calib);
-    if (st) { pq_job_destroy(j); return st; }
+    if (st) {
+        pq_job_destroy(j);
+        pq_smooth_free(smooth);
+        return st;
+    }
     pq_job_destroy(m->last);
+    pq_smooth_free(m->smooth);
     m->last = j;
+    m->smooth = smooth;
     return PQ_OK;
 }
 

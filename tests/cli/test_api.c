@@ -227,6 +227,70 @@ static void test_static_act_scales(void **state)
     assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
 }
 
+/* SmoothQuant through the C API: the same smoothed LayerNorms and codes as
+ * `proteus quantize --smoothquant 0.5` writes for the same model and the
+ * bundled sample (a library that ignored the key would keep the source's
+ * LayerNorms, which the command divides by s). */
+static void test_smoothquant_matches_cli(void **state)
+{
+    (void)state;
+    pq_config c;
+    pq_manager *m = NULL;
+    char api[320], cli[320], log[320];
+    snprintf(api, sizeof api, "%s/sq_api.h5", g_dir);
+    snprintf(cli, sizeof cli, "%s/sq_cli.h5", g_dir);
+    snprintf(log, sizeof log, "%s/sq_cli.log", g_dir);
+    assert_int_equal(setenv("PROTEUS_DATA_DIR", g_data, 1), 0);
+    pq_config_defaults(&c);
+    assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
+    assert_int_equal(pq_config_set(&c, "smoothquant_alpha", "0.5"), PQ_OK);
+    assert_int_equal(pq_manager_create(&c, &m), PQ_OK);
+    pq_config_free(&c);
+    pq_err_clear();
+    pq_status st = pq_quantize_model(m, g_model, api);
+    if (st) fprintf(stderr, "pq_quantize_model: %s\n", pq_err_detail());
+    assert_int_equal(st, PQ_OK);
+    pq_manager_destroy(m);
+    char *argv[] = {NULL, "quantize", "--model", g_model, "--out", cli, "--per-channel", "--smoothquant", "0.5",
+                    NULL};
+    int rc = run_proteus(argv, log);
+    if (rc) fprintf(stderr, "proteus quantize --smoothquant exited %d (see %s)\n", rc, log);
+    assert_int_equal(rc, 0);
+
+    pq_h5r *ra = NULL, *rc5 = NULL;
+    assert_int_equal(pq_h5r_open(api, &ra), PQ_OK);
+    assert_int_equal(pq_h5r_open(cli, &rc5), PQ_OK);
+    int n_ln = 0, n_q = 0;
+    for (int64_t i = 0; i < pq_h5r_count(ra); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(ra, i), *f = pq_h5r_find(rc5, e->name);
+        assert_non_null(f);
+        if (e->quantized) {
+            pq_qtensor qa, qc;
+            assert_int_equal(pq_h5r_read_qtensor(ra, e, &qa), PQ_OK);
+            assert_int_equal(pq_h5r_read_qtensor(rc5, f, &qc), PQ_OK);
+            assert_memory_equal(qa.codes, qc.codes, (size_t)(qa.rows * qa.code_row_bytes));
+            assert_memory_equal(qa.scale, qc.scale, (size_t)(qa.rows * qa.n_groups) * sizeof(float));
+            pq_qtensor_free(&qa);
+            pq_qtensor_free(&qc);
+            n_q++;
+        } else if (strstr(e->name, "LayerNorm.weight") && strstr(e->name, "attention")) {
+            int64_t n = e->shape[0];
+            float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+            assert_int_equal(pq_h5r_read_f32(ra, e, a), PQ_OK);
+            assert_int_equal(pq_h5r_read_f32(rc5, f, b), PQ_OK);
+            assert_memory_equal(a, b, (size_t)n * sizeof *a);
+            free(a);
+            free(b);
+            n_ln++;
+        }
+    }
+    pq_h5r_close(ra);
+    pq_h5r_close(rc5);
+    assert_int_equal(n_q, 36);
+    assert_true(n_ln >= 6);
+    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
+}
+
 /* Calibration data that gives no statistics fails the static scheme with
  * the calibration error, and nothing is written. */
 static void test_static_bad_data(void **state)
@@ -282,6 +346,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_failure_leaves_nothing),
         cmocka_unit_test(test_static_act_scales),
         cmocka_unit_test(test_static_bad_data),
+        cmocka_unit_test(test_smoothquant_matches_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
