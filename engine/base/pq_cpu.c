@@ -4,6 +4,9 @@
 
 #include <sched.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 int pq_node_cpus(void)
 {
@@ -19,4 +22,15 @@ int pq_cpu_count(void)
         if (n > 0) return n;
     }
     return pq_node_cpus(); /* a mask wider than cpu_set_t: not bound to a few */
+}
+
+int pq_loop_threads(int n_threads, int64_t n_items)
+{
+    int nt = n_threads == 0 ? pq_cpu_count() : n_threads;
+#ifdef _OPENMP
+    if (omp_in_parallel()) nt = 1;
+#endif
+    if (nt < 1) nt = 1;
+    if (nt > n_items) nt = n_items < 1 ? 1 : (int)n_items;
+    return nt;
 }

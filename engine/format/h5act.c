@@ -42,10 +42,7 @@ pq_status pq_h5_read_act_qparams(const char *path, const char *name, float *scal
     *zp = 0;
     pq_h5u_quiet();
     /* the same close degree as the reader, which may hold the file open */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
-    if (fapl >= 0) H5Pclose(fapl);
+    hid_t f = pq_h5u_open_ro(path);
     if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
     snprintf(where, sizeof where, "/tensors/%s", name);
     pq_status st = PQ_OK;

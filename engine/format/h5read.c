@@ -408,14 +408,11 @@ pq_status pq_h5r_open(const char *path, pq_h5r **out)
                     is < 0 ? pq_h5u_detail(eb, sizeof eb) : "");
         goto fail;
     }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    r->file = pq_h5u_open_ro(path);
     /* Take the HDF5 detail before the next API call clears the stack. */
     if (r->file < 0)
         rc = pq_err(PQ_ERR_FORMAT, "%s: corrupt or truncated HDF5 file: %s", path,
                     pq_h5u_detail(eb, sizeof eb));
-    if (fapl >= 0) H5Pclose(fapl);
     if (rc) goto fail;
     if ((rc = read_meta(r))) goto fail;
     if (!link_exists(r->file, "tensors") ||

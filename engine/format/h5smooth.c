@@ -121,10 +121,7 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
     hid_t g = H5I_INVALID_HID;
     *out = NULL;
     pq_h5u_quiet();
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
-    if (fapl >= 0) H5Pclose(fapl);
+    hid_t f = pq_h5u_open_ro(path);
     if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
     htri_t ex = H5Lexists(f, GROUP, H5P_DEFAULT);
     if (ex <= 0) {

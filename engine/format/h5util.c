@@ -346,3 +346,12 @@ pq_status pq_h5u_get_f64(hid_t obj, const char *where, const char *name, double 
     H5Aclose(a);
     return rc;
 }
+
+hid_t pq_h5u_open_ro(const char *path)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0) H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
+    return f;
+}

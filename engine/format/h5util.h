@@ -17,6 +17,11 @@
  * never prints); every HDF5 failure is reported through pq_err instead. */
 void pq_h5u_quiet(void);
 
+/* H5Fopen(path) read-only with the strong close degree every reader uses
+ * (closing the file closes whatever is still open in it); < 0 on failure,
+ * the HDF5 detail still on its error stack for pq_h5u_detail. */
+hid_t pq_h5u_open_ro(const char *path);
+
 /* The innermost message on the HDF5 error stack ("truncated file: eof = ...",
  * "file signature not found"), copied into buf, then the stack is cleared.
  * Returns buf ("unknown HDF5 error" when the stack is empty). */

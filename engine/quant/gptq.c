@@ -13,6 +13,7 @@
 #include <omp.h>
 #endif
 
+#include "base/pq_cpu.h"
 #include "model/blas.h"
 
 /* Rows per tile. Every sgemm of a solve has the same shape whatever rows a
@@ -380,15 +381,7 @@ pq_status pq_gptq_quantize_rows(const pq_gptq_factor *f, const float *W, int64_t
     pq_ops_init_ref(&J.ops);
 
     const int64_t n_tiles = (n_rows + PQ_GPTQ_TILE - 1) / PQ_GPTQ_TILE;
-    int nt = 1;
-#ifdef _OPENMP
-    nt = n_threads == 0 ? omp_get_num_procs() : n_threads;
-    if (omp_in_parallel()) nt = 1;
-#else
-    (void)n_threads;
-#endif
-    if (nt < 1) nt = 1;
-    if (nt > n_tiles) nt = (int)n_tiles;
+    const int nt = pq_loop_threads(n_threads, n_tiles);
     /* several solver threads: one BLAS thread each */
     const int nt_blas = nt > 1 ? pq_blas_get_threads() : 1;
     if (nt_blas != 1) pq_blas_set_threads(1);

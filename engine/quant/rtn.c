@@ -13,20 +13,8 @@
 #include <omp.h>
 #endif
 
-static int rtn_threads(int n_threads, int64_t n_rows)
-{
-    int nt = 1;
-#ifdef _OPENMP
-    nt = n_threads == 0 ? omp_get_num_procs() : n_threads;
-    /* inside a batch of units each unit has one thread (unit_batch.h) */
-    if (omp_in_parallel()) nt = 1;
-#else
-    (void)n_threads;
-#endif
-    if (nt < 1) nt = 1;
-    if (nt > n_rows) nt = n_rows < 1 ? 1 : (int)n_rows;
-    return nt;
-}
+#include "base/pq_cpu.h"
+
 
 pq_status pq_rtn_tensor_range(const pq_ops *k, const float *w, int64_t n_elems, float *mn,
                               float *mx, int64_t *n_nonfinite)
@@ -262,7 +250,7 @@ pq_status pq_rtn_quantize_rows(const pq_ops *ops, int n_threads, const float *w,
 
     int64_t first_bad = INT64_MAX, total_bad = 0;
     bool oom = false;
-    const int nt = rtn_threads(n_threads, n_rows);
+    const int nt = pq_loop_threads(n_threads, n_rows);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : total_bad)
 #endif
