@@ -9,6 +9,8 @@ static __typeof__(cblas_sgemm) *sgemm_fn;
 static __typeof__(cblas_dsyrk) *dsyrk_fn;
 typedef void lapack_potr_fn(const char *uplo, const int *n, double *a, const int *lda, int *info);
 static lapack_potr_fn *dpotrf_fn, *dpotri_fn;
+typedef void lapack_trtri_fn(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
+static lapack_trtri_fn *dtrtri_fn;
 static void (*set_threads_fn)(int);
 static int (*get_threads_fn)(void);
 /* the pthread server's fork handler; absent in the OpenMP and serial builds */
@@ -24,6 +26,7 @@ static const pq_dl_sym syms[] = {
     {"cblas_dsyrk", (void **)&dsyrk_fn, false},
     {"dpotrf_", (void **)&dpotrf_fn, true},
     {"dpotri_", (void **)&dpotri_fn, true},
+    {"dtrtri_", (void **)&dtrtri_fn, true},
     {"openblas_set_num_threads", (void **)&set_threads_fn, true},
     {"openblas_get_num_threads", (void **)&get_threads_fn, true},
     {"blas_thread_shutdown_", (void **)&pool_shutdown_fn, true},
@@ -88,6 +91,19 @@ pq_status pq_dpotrf(char uplo, int n, double *a, int lda, int *info)
 pq_status pq_dpotri(char uplo, int n, double *a, int lda, int *info)
 {
     return lapack_potr(&dpotri_fn, "dpotri_", uplo, n, a, lda, info);
+}
+
+pq_status pq_dtrtri(char uplo, char diag, int n, double *a, int lda, int *info)
+{
+    if (!sgemm_fn) {
+        pq_status st = pq_blas_load();
+        if (st) return st;
+    }
+    if (!dtrtri_fn)
+        return pq_err(PQ_ERR_RESOURCE, "%s has no LAPACK (%s): install libopenblas0 (which ships it)",
+                      PQ_TEST_BLAS_SONAME, "dtrtri_");
+    dtrtri_fn(&uplo, &diag, &n, a, &lda, info);
+    return PQ_OK;
 }
 
 int pq_blas_get_threads(void)

@@ -41,6 +41,10 @@ pq_status pq_dsyrk(enum CBLAS_ORDER order, enum CBLAS_UPLO uplo, enum CBLAS_TRAN
  * pq_sgemm's; PQ_ERR_RESOURCE when the library has no LAPACK. */
 pq_status pq_dpotrf(char uplo, int n, double *a, int lda, int *info) __attribute__((warn_unused_result));
 pq_status pq_dpotri(char uplo, int n, double *a, int lda, int *info) __attribute__((warn_unused_result));
+/* LAPACK dtrtri (triangular inverse in place; diag 'N' or 'U'), as
+ * pq_dpotrf: *info > 0 when that 1-based diagonal element is zero. */
+pq_status pq_dtrtri(char uplo, char diag, int n, double *a, int lda, int *info)
+    __attribute__((warn_unused_result));
 
 /* openblas_get_num_threads; 1 with a BLAS that has no such call or before
  * the BLAS is loaded. */

@@ -115,41 +115,44 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
         memcpy(H, A, (size_t)(d * d) * sizeof *H);
     }
 
+    /* U = chol_upper(H^-1) in two LAPACK steps instead of the reference's
+     * three (dpotrf, dpotri, dpotrf; 2/3 d^3 flops instead of 4/3 d^3): with
+     * J the reversal of rows and columns, the lower Cholesky factor of
+     * J H J, L L^T = J H J, gives H = (J L J)(J L J)^T with J L J upper, so
+     * H^-1 = V^T V with V = (J L J)^-1 = J L^-1 J upper and positive on its
+     * diagonal: V is the unique upper Cholesky factor of H^-1. J H J of a
+     * symmetric row-major H is the flat array reversed, which is also its
+     * column-major view. */
     double frac = o->damp;
     const int n = (int)d;
+    const int64_t dd = d * d;
     for (int attempt = 0;; attempt++) {
         int info = 0, stage = 0;
-        memcpy(A, H, (size_t)(d * d) * sizeof *A);
+        for (int64_t k = 0; k < dd; k++) A[k] = H[dd - 1 - k];
         for (int64_t i = 0; i < d; i++) A[i * d + i] += frac * mean;
         st = pq_dpotrf('L', n, A, n, &info);
         if (!st && !info) {
             stage = 1;
-            st = pq_dpotri('L', n, A, n, &info);
-        }
-        if (!st && !info) {
-            stage = 2;
-            /* column-major lower (i >= j at A[i + j*d]) -> both triangles */
-            for (int64_t j = 0; j < d; j++)
-                for (int64_t i = j + 1; i < d; i++) A[j + i * d] = A[i + j * d];
-            st = pq_dpotrf('U', n, A, n, &info);
+            st = pq_dtrtri('L', 'N', n, A, n, &info);
         }
         if (st) goto fail;
         if (!info) break;
         if (attempt >= o->damp_retries) {
+            /* info counts in the reversed order: the original column */
             st = pq_err(PQ_ERR_QUANTIZATION,
                         "Linear '%s': the Hessian is not positive definite after damping %g (%g of the mean "
                         "diagonal %g; %s failed at column %d): too few or degenerate calibration tokens for "
                         "this input; raise the damping",
-                        name, frac * mean, frac, mean, stage == 0 ? "Cholesky" : stage == 1 ? "inverse" : "Cholesky of the inverse",
-                        info);
+                        name, frac * mean, frac, mean, stage == 0 ? "Cholesky" : "inverse", n + 1 - info);
             goto fail;
         }
         frac *= PQ_GPTQ_DAMP_STEP;
     }
     f->damp_frac = frac;
-    /* column-major upper U(i, j) = A[i + j*d], i <= j -> row-major fp32 */
+    /* U(i, j) = L^-1(d-1-i, d-1-j), i <= j; L^-1(a, b) = A[a + b*d] (column-major
+     * lower): row-major U[i*d + j] = A[dd - 1 - (i + j*d)] */
     for (int64_t i = 0; i < d; i++)
-        for (int64_t j = i; j < d; j++) f->U[i * d + j] = (float)A[i + j * d];
+        for (int64_t j = i; j < d; j++) f->U[i * d + j] = (float)A[dd - 1 - (i + j * d)];
     free(diag);
     free(A);
     *out = f;
@@ -191,15 +194,6 @@ static inline void range_of(const float *x, int64_t n, float *mn, float *mx)
     *mx = b;
 }
 
-/* the reference kernel's code (kernels/ref/quant_ref.c) */
-static inline int8_t quant1(float x, const qp *p, int32_t qmin, int32_t qmax)
-{
-    const float lo = (float)(qmin - p->zp), hi = (float)(qmax - p->zp);
-    float v = x * p->inv;
-    v = v < lo ? lo : (v > hi ? hi : v);
-    return (int8_t)((int32_t)nearbyintf(v) + p->zp);
-}
-
 typedef struct job {
     const pq_gptq_factor *f;
     const float *W;
@@ -211,38 +205,109 @@ typedef struct job {
     pq_ops ops;
 } job;
 
+/* qparams of a tile, group-major and row-minor ([g * TILE + r]), so that a
+ * column's parameters for all the tile's rows are contiguous */
 typedef struct scratch {
-    float *Wt;    /* TILE x d, permuted columns */
-    float *E;     /* TILE x block */
-    int8_t *q;    /* TILE x d codes, permuted positions */
-    int8_t *qrow; /* d codes, original order */
-    qp *p;        /* TILE x n_groups qparams (per-channel: 1) */
+    float *Wt;      /* TILE x d, permuted columns, row-major (the sgemm's C) */
+    float *Bt;      /* block x TILE: the current block, column-major */
+    float *Et;      /* block x TILE: the block's scaled errors, column-major */
+    int8_t *q;      /* d x TILE codes, permuted positions, column-major */
+    int8_t *qrow;   /* d codes, original order */
+    int64_t *goff;  /* block: g * TILE of each column of the block */
+    float *scale, *inv, *lo, *hi;  /* TILE x n_groups (per-channel: 1) */
+    int32_t *zp;
 } scratch;
 
 static void scratch_free(scratch *s)
 {
     free(s->Wt);
-    free(s->E);
+    free(s->Bt);
+    free(s->Et);
     free(s->q);
     free(s->qrow);
-    free(s->p);
+    free(s->goff);
+    free(s->scale);
+    free(s->inv);
+    free(s->lo);
+    free(s->hi);
+    free(s->zp);
 }
 
 static bool scratch_alloc(scratch *s, const job *J)
 {
-    const int64_t T = PQ_GPTQ_TILE, d = J->d;
+    const int64_t T = PQ_GPTQ_TILE, d = J->d, B = J->f->block, TG = T * J->n_groups;
     memset(s, 0, sizeof *s);
     s->Wt = malloc((size_t)(T * d) * sizeof *s->Wt);
-    s->E = malloc((size_t)(T * J->f->block) * sizeof *s->E);
+    s->Bt = malloc((size_t)(T * B) * sizeof *s->Bt);
+    s->Et = malloc((size_t)(T * B) * sizeof *s->Et);
     s->q = malloc((size_t)(T * d));
     s->qrow = malloc((size_t)d);
-    s->p = malloc((size_t)(T * J->n_groups) * sizeof *s->p);
-    return s->Wt && s->E && s->q && s->qrow && s->p;
+    s->goff = malloc((size_t)B * sizeof *s->goff);
+    s->scale = malloc((size_t)TG * sizeof *s->scale);
+    s->inv = malloc((size_t)TG * sizeof *s->inv);
+    s->lo = malloc((size_t)TG * sizeof *s->lo);
+    s->hi = malloc((size_t)TG * sizeof *s->hi);
+    s->zp = malloc((size_t)TG * sizeof *s->zp);
+    return s->Wt && s->Bt && s->Et && s->q && s->qrow && s->goff && s->scale && s->inv && s->lo && s->hi && s->zp;
+}
+
+static void set_qp(scratch *s, int64_t k, float mn, float mx, const job *J)
+{
+    qp p = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+    s->scale[k] = p.scale;
+    s->inv[k] = p.inv;
+    s->zp[k] = p.zp;
+    s->lo[k] = (float)(J->qmin - p.zp);
+    s->hi[k] = (float)(J->qmax - p.zp);
 }
 
 static double lanes_sum(const double *v)
 {
     return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* Rows solved together in the column loop: their block (PQ_GPTQ_CHUNK x
+ * block floats) stays in L1. */
+#define PQ_GPTQ_CHUNK 64
+
+/* The column loop of one block for rows [r0, r1) of the tile: each column is
+ * quantized for all the rows at once (vectors over rows), its scaled error
+ * kept, and the block's later columns updated, in the order of the
+ * reference's per-row loop, so each element sees the same operations as
+ * there (no contraction: -ffp-contract=off). nearbyintf of |v| < 2^22 in the
+ * default rounding mode is (v + 1.5 * 2^23) - 1.5 * 2^23 (the reference
+ * kernel's rounding, half to even); the code's (c - zp) * scale is then
+ * rv * scale. Every clone computes the same IEEE operations element by
+ * element: the same numbers on any CPU. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void block_cols(int64_t T, int64_t r0, int64_t r1, int64_t nb, const float *U, int64_t d,
+                       const int64_t *goff, const float *scale, const float *inv, const float *lo,
+                       const float *hi, const int32_t *zp, float *restrict Bt, float *restrict Et,
+                       int8_t *restrict q)
+{
+    const float magic = 12582912.0f;
+    for (int64_t k = 0; k < nb; k++) {
+        const float *u = U + k * d;
+        const float uii = u[k];
+        const int64_t go = goff[k];
+        const float *sc = scale + go, *iv = inv + go, *l = lo + go, *h = hi + go;
+        const int32_t *z = zp + go;
+        const float *restrict x = Bt + k * T;
+        float *restrict e = Et + k * T;
+        int8_t *restrict qo = q + k * T;
+        for (int64_t r = r0; r < r1; r++) {
+            float v = x[r] * iv[r];
+            v = v < l[r] ? l[r] : (v > h[r] ? h[r] : v);
+            const float rv = (v + magic) - magic;
+            qo[r] = (int8_t)((int32_t)rv + z[r]);
+            e[r] = (x[r] - rv * sc[r]) / uii;
+        }
+        for (int64_t j = k + 1; j < nb; j++) {
+            const float uj = u[j];
+            float *restrict y = Bt + j * T;
+            for (int64_t r = r0; r < r1; r++) y[r] -= e[r] * uj;
+        }
+    }
 }
 
 /* Solve rows [r0, r0 + nr) of the job (nr <= TILE). */
@@ -252,14 +317,17 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
     const int64_t T = PQ_GPTQ_TILE, d = J->d, B = f->block, G = J->n_groups, gs = J->gs;
     const int64_t *perm = f->perm;
     const float *U = f->U;
+    /* rows the column loop runs: the given ones, rounded up to a vector
+     * (zero rows with zero errors); the rest of the tile's errors stay 0 */
+    const int64_t nrv = (nr + 15) / 16 * 16 < T ? (nr + 15) / 16 * 16 : T;
 
+    memset(s->Et, 0, (size_t)(T * B) * sizeof *s->Et);
     /* load, zero dead columns, static qparams */
     for (int64_t r = 0; r < T; r++) {
         float *wt = s->Wt + r * d;
-        qp *p = s->p + r * G;
         if (r >= nr) {
             memset(wt, 0, (size_t)d * sizeof *wt);
-            for (int64_t g = 0; g < G; g++) p[g] = make_qp(0.0f, 0.0f, J->qmin, J->qmax, J->sym);
+            for (int64_t g = 0; g < G; g++) set_qp(s, g * T + r, 0.0f, 0.0f, J);
             continue;
         }
         const float *w = J->W + (r0 + r) * d;
@@ -269,7 +337,7 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
              * reference's find_params before it zeroes them) */
             float mn, mx;
             range_of(w, d, &mn, &mx);
-            p[0] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+            set_qp(s, r, mn, mx, J);
         } else if (f->act_order) {
             /* static groups: original order, dead columns as 0 */
             for (int64_t g = 0; g < G; g++) {
@@ -279,41 +347,37 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
                     mn = v < mn ? v : mn;
                     mx = v > mx ? v : mx;
                 }
-                p[g] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+                set_qp(s, g * T + r, mn, mx, J);
             }
         }
     }
 
     for (int64_t i1 = 0; i1 < d; i1 += B) {
         const int64_t i2 = i1 + B < d ? i1 + B : d, nb = i2 - i1;
-        for (int64_t r = 0; r < T; r++) {
-            float *wt = s->Wt + r * d;
-            float *e = s->E + r * B;
-            int8_t *q = s->q + r * d;
-            qp *p = s->p + r * G;
+        for (int64_t r = 0; r < nr; r++) {
+            const float *wt = s->Wt + r * d;
             /* dynamic groups starting in this block: from the weights as all
              * earlier blocks left them (the reference's find_params on W) */
             if (J->group && !f->act_order)
                 for (int64_t g0 = (i1 + gs - 1) / gs * gs; g0 < i2; g0 += gs) {
                     float mn, mx;
                     range_of(wt + g0, (g0 + gs < d ? g0 + gs : d) - g0, &mn, &mx);
-                    p[g0 / gs] = make_qp(mn, mx, J->qmin, J->qmax, J->sym);
+                    set_qp(s, g0 / gs * T + r, mn, mx, J);
                 }
-            for (int64_t i = i1; i < i2; i++) {
-                const qp *pp = !J->group ? p : f->act_order ? p + perm[i] / gs : p + i / gs;
-                const float w = wt[i];
-                const int8_t c = quant1(w, pp, J->qmin, J->qmax);
-                const float deq = (float)((int32_t)c - pp->zp) * pp->scale;
-                const float err = (w - deq) / U[i * d + i];
-                q[i] = c;
-                e[i - i1] = err;
-                const float *u = U + i * d;
-                for (int64_t j = i + 1; j < i2; j++) wt[j] -= err * u[j];
-            }
+            for (int64_t k = 0; k < nb; k++) s->Bt[k * T + r] = wt[i1 + k];
         }
+        for (int64_t r = nr; r < nrv; r++)
+            for (int64_t k = 0; k < nb; k++) s->Bt[k * T + r] = 0.0f;
+        for (int64_t k = 0; k < nb; k++) {
+            const int64_t i = i1 + k;
+            s->goff[k] = (!J->group ? 0 : f->act_order ? perm[i] / gs : i / gs) * T;
+        }
+        for (int64_t c0 = 0; c0 < nrv; c0 += PQ_GPTQ_CHUNK)
+            block_cols(T, c0, c0 + PQ_GPTQ_CHUNK < nrv ? c0 + PQ_GPTQ_CHUNK : nrv, nb, U + i1 * d + i1, d,
+                       s->goff, s->scale, s->inv, s->lo, s->hi, s->zp, s->Bt, s->Et, s->q + i1 * T);
         if (i2 < d) {
-            pq_status st = pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)(d - i2), (int)nb,
-                                    -1.0f, s->E, (int)B, U + i1 * d + i2, (int)d, 1.0f, s->Wt + i2, (int)d);
+            pq_status st = pq_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)(d - i2), (int)nb,
+                                    -1.0f, s->Et, (int)T, U + i1 * d + i2, (int)d, 1.0f, s->Wt + i2, (int)d);
             if (st) return st;
         }
     }
@@ -322,21 +386,19 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
     for (int64_t r = 0; r < nr; r++) {
         const int64_t row = r0 + r;
         const float *w = J->W + row * d;
-        const int8_t *q = s->q + r * d;
-        const qp *p = s->p + r * G;
         int8_t *dst = J->four_bit ? s->qrow : (int8_t *)J->out->codes + row * J->row_bytes;
-        for (int64_t i = 0; i < d; i++) dst[perm[i]] = q[i];
+        for (int64_t i = 0; i < d; i++) dst[perm[i]] = s->q[i * T + r];
         if (J->four_bit) J->ops.pack_i4(s->qrow, d, (uint8_t *)J->out->codes + row * J->row_bytes);
         for (int64_t g = 0; g < G; g++) {
-            J->out->scale[row * G + g] = p[g].scale;
-            if (!J->sym) J->out->zero_point[row * G + g] = p[g].zp;
+            J->out->scale[row * G + g] = s->scale[g * T + r];
+            if (!J->sym) J->out->zero_point[row * G + g] = s->zp[g * T + r];
         }
         if (J->metrics) {
             double as[8] = {0}, ae[8] = {0}, am = 0.0;
             for (int64_t c = 0; c < d; c++) {
-                const qp *pc = J->group ? p + c / gs : p;
+                const int64_t k = (J->group ? c / gs : 0) * T + r;
                 const double wv = w[c];
-                const double df = wv - (double)((float)((int32_t)dst[c] - pc->zp) * pc->scale);
+                const double df = wv - (double)((float)((int32_t)dst[c] - s->zp[k]) * s->scale[k]);
                 as[c % 8] += wv * wv;
                 ae[c % 8] += df * df;
                 am = fabs(df) > am ? fabs(df) : am;
