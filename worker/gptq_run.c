@@ -281,6 +281,12 @@ static pq_status hessians(gq_state *s)
         }
     if ((st = s->c->agree(s->c->user, st))) return st;
     for (int k = 0; k < N_SITES && !st; k++) st = s->c->allreduce(s->c->user, s->h[k]);
+    /* every layer sees the same tokens: said once, for the first layer */
+    for (int k = 0; k < N_SITES && !st && s->c->rank == 0 && s->layer == 0; k++)
+        if (pq_hessian_tokens(s->h[k]) < pq_hessian_dim(s->h[k]))
+            PQ_LOG_WARN("gptq: %s saw %lld calibration tokens, fewer than its %lld columns: its Hessian is "
+                        "singular but for the damping; give more --calibration-data", pq_hessian_name(s->h[k]),
+                        (long long)pq_hessian_tokens(s->h[k]), (long long)pq_hessian_dim(s->h[k]));
     return st;
 }
 

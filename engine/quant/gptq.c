@@ -277,9 +277,8 @@ static double lanes_sum(const double *v)
  * there (no contraction: -ffp-contract=off). nearbyintf of |v| < 2^22 in the
  * default rounding mode is (v + 1.5 * 2^23) - 1.5 * 2^23 (the reference
  * kernel's rounding, half to even); the code's (c - zp) * scale is then
- * rv * scale. Every clone computes the same IEEE operations element by
- * element: the same numbers on any CPU. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
+ * rv * scale. Built for baseline x86-64 like the rest of the engine (ISA
+ * variants live in kernels/ behind the one selector). */
 static void block_cols(int64_t T, int64_t r0, int64_t r1, int64_t nb, const float *U, int64_t d,
                        const int64_t *goff, const float *scale, const float *inv, const float *lo,
                        const float *hi, const int32_t *zp, float *restrict Bt, float *restrict Et,

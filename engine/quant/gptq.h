@@ -37,8 +37,11 @@ typedef struct pq_gptq_factor pq_gptq_factor;
  * As the reference: dead columns (H_ii == 0) get H_ii = 1 (their weights are
  * zeroed by the quantize step); with act_order the columns are permuted by
  * descending H_ii (stable: ties keep the lower column first); then
- * H_ii += damp * mean(H_ii); U = upper Cholesky factor of H^-1 (dpotrf,
- * dpotri, dpotrf). name (copied) names the Linear in errors.
+ * H_ii += damp * mean(H_ii); U = upper Cholesky factor of H^-1, the
+ * reference's cholesky / cholesky_inverse / cholesky(upper) computed as one
+ * Cholesky of H with rows and columns reversed (dpotrf) and one triangular
+ * inverse (dtrtri): the same factor mathematically, half the flops. name
+ * (copied) names the Linear in errors.
  * Errors: PQ_ERR_QUANTIZATION "Linear 'NAME': Hessian not positive definite
  * after damping D (fraction F of the mean diagonal M)..." after the allowed
  * retries; PQ_ERR_CALIBRATION for NaN/Inf in H; PQ_ERR_CONFIG for bad opts;

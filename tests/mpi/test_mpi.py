@@ -430,6 +430,14 @@ class Failures(unittest.TestCase):
         self.assertIn(p.returncode, (3, 6), p.stderr)
         self.assertIn("missing.fasta", p.stderr)
         self.assertFalse(os.path.exists(out) or os.path.exists(out + ".partial"))
+        # fewer calibration tokens than a site's columns: a warning naming the site
+        one = path("gptq1.fasta")
+        sample = os.path.join(os.path.dirname(__file__), "..", "..", "data", "proteins", "calib_sample.fasta")
+        with open(sample) as f, open(one, "w") as g:
+            g.write(">" + f.read().split(">")[1])
+        p = quantize(2, out, "--method", "gptq", "--calibration-data", one)
+        self.assertRegex(p.stderr, r"layer 0 fc2 input saw \d+ calibration tokens, fewer than its 1280 columns")
+        self.assertTrue(os.path.exists(out))
 
     def test_plan_mismatch(self):
         out = path("mismatch.h5")
