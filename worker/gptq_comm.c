@@ -49,19 +49,26 @@ static pq_status mpi_allreduce(void *user, pq_hessian *h)
     return st;
 }
 
-static pq_status mpi_bcast(void *user, int owner, pq_unit_result *r, const pq_unit_layout *l)
+/* n bytes from owner, in pieces that fit MPI's int counts */
+static pq_status mpi_bcast_bytes(void *user, int owner, void *buf, size_t n)
 {
     MPI_Comm comm = *(MPI_Comm *)user;
+    pq_status st = PQ_OK;
+    for (size_t off = 0; !st && off < n;) {
+        size_t m = n - off > (1u << 30) ? (1u << 30) : n - off;
+        st = pq_mpi_check(MPI_Bcast((char *)buf + off, (int)m, MPI_BYTE, owner, comm), "sharing GPTQ data");
+        off += m;
+    }
+    return st;
+}
+
+static pq_status mpi_bcast(void *user, int owner, pq_unit_result *r, const pq_unit_layout *l)
+{
     pq_result_part parts[PQ_RESULT_PARTS];
     pq_unit_result_parts(r, l, parts);
-    pq_status st = pq_mpi_check(MPI_Bcast(&r->n_nonfinite, 1, MPI_INT64_T, owner, comm), "sharing a GPTQ result");
+    pq_status st = mpi_bcast_bytes(user, owner, &r->n_nonfinite, sizeof r->n_nonfinite);
     for (int i = 0; i < PQ_RESULT_PARTS && !st; i++)
-        for (size_t off = 0; !st && off < parts[i].bytes;) {
-            size_t m = parts[i].bytes - off > (1u << 30) ? (1u << 30) : parts[i].bytes - off;
-            st = pq_mpi_check(MPI_Bcast((char *)*parts[i].data + off, (int)m, MPI_BYTE, owner, comm),
-                              "sharing a GPTQ result");
-            off += m;
-        }
+        if (parts[i].bytes) st = mpi_bcast_bytes(user, owner, *parts[i].data, parts[i].bytes);
     return st;
 }
 
@@ -73,5 +80,5 @@ static pq_status mpi_agree(void *user, pq_status local)
 pq_gptq_comm pq_gptq_comm_mpi(MPI_Comm *comm, int rank, int n_ranks)
 {
     return (pq_gptq_comm){.rank = rank, .n_ranks = n_ranks, .allreduce = mpi_allreduce, .bcast = mpi_bcast,
-                          .agree = mpi_agree, .user = comm};
+                          .bcast_bytes = mpi_bcast_bytes, .agree = mpi_agree, .user = comm};
 }

@@ -290,6 +290,9 @@ static pq_status hessians(gq_state *s)
     return st;
 }
 
+/* Site k's Hessian is factored by rank k mod N alone, and the factor
+ * travels to the others as an image: the four factorisations of a layer run
+ * on up to four ranks at once instead of on every rank. */
 static pq_status factor(gq_state *s, pq_gptq_factor **f)
 {
     const pq_config *cfg = pq_job_config(s->j);
@@ -297,12 +300,27 @@ static pq_status factor(gq_state *s, pq_gptq_factor **f)
                             .act_order = cfg->act_order};
     pq_status st = PQ_OK;
     for (int k = 0; k < N_SITES && !st; k++) {
-        int64_t d = pq_hessian_dim(s->h[k]);
+        const int64_t d = pq_hessian_dim(s->h[k]);
+        const int owner = k % s->c->n_ranks;
+        if (s->c->rank != owner) continue;
         double *H = malloc((size_t)(d * d) * sizeof *H);
         if (!H) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", pq_hessian_name(s->h[k]));
         if (!st) st = pq_hessian_finish(s->h[k], H);
         if (!st) st = pq_gptq_prepare(H, d, &o, pq_hessian_name(s->h[k]), &f[k]);
         free(H);
+    }
+    if ((st = s->c->agree(s->c->user, st))) return st;
+    for (int k = 0; k < N_SITES && !st && s->c->n_ranks > 1; k++) {
+        const int64_t d = pq_hessian_dim(s->h[k]);
+        const int owner = k % s->c->n_ranks;
+        const size_t n = pq_gptq_factor_image_bytes(d);
+        void *img = malloc(n);
+        if (!img) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the GPTQ factor of %s", pq_hessian_name(s->h[k]));
+        if (!st && s->c->rank == owner) pq_gptq_factor_to_image(f[k], img);
+        st = s->c->agree(s->c->user, st);
+        if (!st) st = s->c->bcast_bytes(s->c->user, owner, img, n);
+        if (!st && s->c->rank != owner) st = pq_gptq_factor_from_image(img, d, pq_hessian_name(s->h[k]), &f[k]);
+        free(img);
     }
     return s->c->agree(s->c->user, st);
 }
@@ -427,6 +445,12 @@ static pq_status local_bcast(void *user, int owner, pq_unit_result *r, const pq_
     return PQ_OK;
 }
 
+static pq_status local_bcast_bytes(void *user, int owner, void *buf, size_t n)
+{
+    (void)user, (void)owner, (void)buf, (void)n;
+    return PQ_OK;
+}
+
 static pq_status local_agree(void *user, pq_status local)
 {
     (void)user;
@@ -434,4 +458,5 @@ static pq_status local_agree(void *user, pq_status local)
 }
 
 const pq_gptq_comm pq_gptq_comm_local = {.rank = 0, .n_ranks = 1, .allreduce = local_allreduce,
-                                         .bcast = local_bcast, .agree = local_agree};
+                                         .bcast = local_bcast, .bcast_bytes = local_bcast_bytes,
+                                         .agree = local_agree};

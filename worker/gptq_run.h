@@ -9,7 +9,8 @@
  * an observer adding each sequence's inputs of the four input sites (q/k/v
  * share one, out, fc1, fc2) to exact Hessian accumulators (quant/hessian.h);
  * the accumulators are summed over the ranks (exact, so any split gives the
- * same H); every rank factors the four Hessians (quant/gptq.h); the layer's
+ * same H); each Hessian is factored by one rank (site k by rank k mod N)
+ * and its factor sent to the others (quant/gptq.h); the layer's
  * units (row blocks of its Linears) are shared out over the ranks and run
  * through the one unit runner (runner.h) with GPTQ instead of RTN; every
  * rank receives every unit's result; rank 0 puts them into the output; and
@@ -34,6 +35,8 @@ typedef struct pq_gptq_comm {
     /* unit result r (layout l) of rank `owner` reaches every rank: the
      * others' r are allocated by the caller (codes included) */
     pq_status (*bcast)(void *user, int owner, pq_unit_result *r, const pq_unit_layout *l);
+    /* n bytes at buf of rank `owner` reach every rank's buf */
+    pq_status (*bcast_bytes)(void *user, int owner, void *buf, size_t n);
     /* the status of the lowest failing rank, on every rank (its detail too) */
     pq_status (*agree)(void *user, pq_status local);
     void *user;

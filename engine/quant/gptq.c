@@ -45,6 +45,64 @@ void pq_gptq_factor_free(pq_gptq_factor *f)
     free(f);
 }
 
+/* Image layout: header, perm[d] (int64), U[d*d] (fp32), dead[d] (bytes). */
+typedef struct factor_header {
+    int64_t d, block, act_order, n_dead;
+    double damp_frac;
+} factor_header;
+
+size_t pq_gptq_factor_image_bytes(int64_t d)
+{
+    return sizeof(factor_header) + (size_t)d * sizeof(int64_t) + (size_t)(d * d) * sizeof(float) + (size_t)d;
+}
+
+void pq_gptq_factor_to_image(const pq_gptq_factor *f, void *image)
+{
+    unsigned char *p = image;
+    const factor_header h = {.d = f->d, .block = f->block, .act_order = f->act_order, .n_dead = f->n_dead,
+                             .damp_frac = f->damp_frac};
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    memcpy(p, f->perm, (size_t)f->d * sizeof *f->perm);
+    p += (size_t)f->d * sizeof *f->perm;
+    memcpy(p, f->U, (size_t)(f->d * f->d) * sizeof *f->U);
+    p += (size_t)(f->d * f->d) * sizeof *f->U;
+    memcpy(p, f->dead, (size_t)f->d);
+}
+
+pq_status pq_gptq_factor_from_image(const void *image, int64_t d, const char *name, pq_gptq_factor **out)
+{
+    const unsigned char *p = image;
+    factor_header h;
+    memcpy(&h, p, sizeof h);
+    *out = NULL;
+    if (h.d != d) return pq_err(PQ_ERR_PROTO, "GPTQ factor of '%s': an image of width %lld, %lld expected", name,
+                                (long long)h.d, (long long)d);
+    pq_gptq_factor *f = calloc(1, sizeof *f);
+    if (!f) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    f->d = d;
+    f->block = (int)h.block;
+    f->act_order = h.act_order != 0;
+    f->n_dead = h.n_dead;
+    f->damp_frac = h.damp_frac;
+    f->perm = malloc((size_t)d * sizeof *f->perm);
+    f->U = malloc((size_t)(d * d) * sizeof *f->U);
+    f->dead = malloc((size_t)d);
+    f->name = strdup(name);
+    if (!f->perm || !f->U || !f->dead || !f->name) {
+        pq_gptq_factor_free(f);
+        return pq_err(PQ_ERR_RESOURCE, "out of memory for the GPTQ factor of '%s'", name);
+    }
+    p += sizeof h;
+    memcpy(f->perm, p, (size_t)d * sizeof *f->perm);
+    p += (size_t)d * sizeof *f->perm;
+    memcpy(f->U, p, (size_t)(d * d) * sizeof *f->U);
+    p += (size_t)(d * d) * sizeof *f->U;
+    memcpy(f->dead, p, (size_t)d);
+    *out = f;
+    return PQ_OK;
+}
+
 int64_t pq_gptq_factor_dim(const pq_gptq_factor *f) { return f->d; }
 double pq_gptq_factor_damp(const pq_gptq_factor *f) { return f->damp_frac; }
 int64_t pq_gptq_factor_n_dead(const pq_gptq_factor *f) { return f->n_dead; }

@@ -52,6 +52,16 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
 /* NULL is a no-op. */
 void pq_gptq_factor_free(pq_gptq_factor *f);
 
+/* A factor as one flat image (its dimension, block size, act-order flag,
+ * damping used, dead columns, permutation and U), so that the rank that
+ * factored a Hessian can send it to the others bit for bit. */
+size_t pq_gptq_factor_image_bytes(int64_t d);
+void pq_gptq_factor_to_image(const pq_gptq_factor *f, void *image);
+/* A factor from an image of pq_gptq_factor_image_bytes(d) bytes (borrowed);
+ * name (copied) names the Linear in errors. PQ_ERR_PROTO for an image of
+ * another dimension; PQ_ERR_RESOURCE. */
+pq_status pq_gptq_factor_from_image(const void *image, int64_t d, const char *name, pq_gptq_factor **out);
+
 int64_t pq_gptq_factor_dim(const pq_gptq_factor *f);
 /* The damping fraction actually used (opts damp times 10^retries). */
 double pq_gptq_factor_damp(const pq_gptq_factor *f);

@@ -233,9 +233,18 @@ static void test_split_threads(void **state)
         pq_gptq_factor *f;
         assert_int_equal(pq_gptq_prepare(H, C, &o, "x", &f), PQ_OK);
         assert_int_equal(pq_gptq_factor_n_dead(f), 1);
+        /* the factor another rank receives: through its image, the same results */
+        void *img = malloc(pq_gptq_factor_image_bytes(C));
+        pq_gptq_factor *f2 = NULL;
+        pq_gptq_factor_to_image(f, img);
+        assert_int_equal(pq_gptq_factor_from_image(img, C + 1, "x", &f2), PQ_ERR_PROTO);
+        assert_int_equal(pq_gptq_factor_from_image(img, C, "x", &f2), PQ_OK);
+        free(img);
+        assert_int_equal(pq_gptq_factor_n_dead(f2), 1);
         for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
             const pq_qspec *s = &specs[k];
-            bufs one, blk, thr, rtn;
+            bufs one, blk, thr, rtn, sent;
+            bufs_make(&sent, s, R, C);
             bufs_make(&one, s, R, C);
             bufs_make(&blk, s, R, C);
             bufs_make(&thr, s, R, C);
@@ -247,9 +256,12 @@ static void test_split_threads(void **state)
                                  PQ_OK);
             }
             assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, s, 2, &thr.r), PQ_OK);
+            assert_int_equal(pq_gptq_quantize_rows(f2, W, R, C, s, 1, &sent.r), PQ_OK);
             const size_t nc = (size_t)(R * pq_qspec_row_bytes(s, C)), ns = (size_t)pq_qspec_n_scales(s, R, C);
             assert_memory_equal(one.codes, blk.codes, nc);
             assert_memory_equal(one.codes, thr.codes, nc);
+            assert_memory_equal(one.codes, sent.codes, nc);
+            assert_memory_equal(one.scale, sent.scale, ns * 4);
             assert_memory_equal(one.scale, blk.scale, ns * 4);
             assert_memory_equal(one.scale, thr.scale, ns * 4);
             assert_memory_equal(one.zp, blk.zp, ns * 4);
@@ -263,7 +275,9 @@ static void test_split_threads(void **state)
             bufs_free(&blk);
             bufs_free(&thr);
             bufs_free(&rtn);
+            bufs_free(&sent);
         }
+        pq_gptq_factor_free(f2);
         pq_gptq_factor_free(f);
     }
     const pq_qspec pt = {.bits = 8, .gran = PQ_GRAN_TENSOR, .symmetric = true};
