@@ -174,22 +174,23 @@ static int run_proteus(char **argv, const char *log)
     return WEXITSTATUS(ws);
 }
 
-/* The static scheme through the library calibrates on the bundled sample,
- * as `proteus quantize --scheme static` does when given no data: every
- * quantized Linear has an act_scale, the same bits as the command's. */
-static void test_static_act_scales(void **state)
+/* Quantize g_model per-channel with the bundled sample in reach, once
+ * through the library with config key `key` = `value` into g_dir/TAG_api.h5
+ * and once with `proteus quantize --per-channel OPT VALUE` (OPT_VALUE NULL:
+ * OPT alone) into g_dir/TAG_cli.h5; both must succeed. */
+static void api_and_cli(const char *tag, const char *key, const char *value, char *opt, char *opt_value,
+                        char api[320], char cli[320])
 {
-    (void)state;
     pq_config c;
     pq_manager *m = NULL;
-    char api[320], cli[320], log[320];
-    snprintf(api, sizeof api, "%s/static_api.h5", g_dir);
-    snprintf(cli, sizeof cli, "%s/static_cli.h5", g_dir);
-    snprintf(log, sizeof log, "%s/static_cli.log", g_dir);
+    char log[320];
+    snprintf(api, 320, "%s/%s_api.h5", g_dir, tag);
+    snprintf(cli, 320, "%s/%s_cli.h5", g_dir, tag);
+    snprintf(log, sizeof log, "%s/%s_cli.log", g_dir, tag);
     assert_int_equal(setenv("PROTEUS_DATA_DIR", g_data, 1), 0);
     pq_config_defaults(&c);
     assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
-    assert_int_equal(pq_config_set(&c, "scheme", "static"), PQ_OK);
+    assert_int_equal(pq_config_set(&c, key, value), PQ_OK);
     assert_int_equal(pq_manager_create(&c, &m), PQ_OK);
     pq_config_free(&c);
     pq_err_clear();
@@ -197,11 +198,21 @@ static void test_static_act_scales(void **state)
     if (st) fprintf(stderr, "pq_quantize_model: %s\n", pq_err_detail());
     assert_int_equal(st, PQ_OK);
     pq_manager_destroy(m);
-    char *argv[] = {NULL, "quantize", "--model", g_model, "--out", cli, "--per-channel",
-                    "--scheme", "static", NULL};
+    char *argv[] = {NULL, "quantize", "--model", g_model, "--out", cli, "--per-channel", opt, opt_value, NULL};
     int rc = run_proteus(argv, log);
-    if (rc) fprintf(stderr, "proteus quantize --scheme static exited %d (see %s)\n", rc, log);
+    if (rc) fprintf(stderr, "proteus quantize %s exited %d (see %s)\n", opt, rc, log);
     assert_int_equal(rc, 0);
+    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
+}
+
+/* The static scheme through the library calibrates on the bundled sample,
+ * as `proteus quantize --scheme static` does when given no data: every
+ * quantized Linear has an act_scale, the same bits as the command's. */
+static void test_static_act_scales(void **state)
+{
+    (void)state;
+    char api[320], cli[320];
+    api_and_cli("static", "scheme", "static", "--scheme", "static", api, cli);
 
     pq_h5r *r = NULL;
     assert_int_equal(pq_h5r_open(api, &r), PQ_OK);
@@ -224,7 +235,6 @@ static void test_static_act_scales(void **state)
     pq_h5r_close(r);
     /* esm2.md: 6 layers x (q, k, v, out, fc1, fc2), each input a site */
     assert_int_equal(n_act, 36);
-    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
 }
 
 /* SmoothQuant through the C API: the same smoothed LayerNorms and codes as
@@ -234,28 +244,8 @@ static void test_static_act_scales(void **state)
 static void test_smoothquant_matches_cli(void **state)
 {
     (void)state;
-    pq_config c;
-    pq_manager *m = NULL;
-    char api[320], cli[320], log[320];
-    snprintf(api, sizeof api, "%s/sq_api.h5", g_dir);
-    snprintf(cli, sizeof cli, "%s/sq_cli.h5", g_dir);
-    snprintf(log, sizeof log, "%s/sq_cli.log", g_dir);
-    assert_int_equal(setenv("PROTEUS_DATA_DIR", g_data, 1), 0);
-    pq_config_defaults(&c);
-    assert_int_equal(pq_config_set(&c, "per_channel", "true"), PQ_OK);
-    assert_int_equal(pq_config_set(&c, "smoothquant_alpha", "0.5"), PQ_OK);
-    assert_int_equal(pq_manager_create(&c, &m), PQ_OK);
-    pq_config_free(&c);
-    pq_err_clear();
-    pq_status st = pq_quantize_model(m, g_model, api);
-    if (st) fprintf(stderr, "pq_quantize_model: %s\n", pq_err_detail());
-    assert_int_equal(st, PQ_OK);
-    pq_manager_destroy(m);
-    char *argv[] = {NULL, "quantize", "--model", g_model, "--out", cli, "--per-channel", "--smoothquant", "0.5",
-                    NULL};
-    int rc = run_proteus(argv, log);
-    if (rc) fprintf(stderr, "proteus quantize --smoothquant exited %d (see %s)\n", rc, log);
-    assert_int_equal(rc, 0);
+    char api[320], cli[320];
+    api_and_cli("sq", "smoothquant_alpha", "0.5", "--smoothquant", "0.5", api, cli);
 
     pq_h5r *ra = NULL, *rc5 = NULL;
     assert_int_equal(pq_h5r_open(api, &ra), PQ_OK);
@@ -288,7 +278,6 @@ static void test_smoothquant_matches_cli(void **state)
     pq_h5r_close(rc5);
     assert_int_equal(n_q, 36);
     assert_true(n_ln >= 6);
-    assert_int_equal(unsetenv("PROTEUS_DATA_DIR"), 0);
 }
 
 /* Calibration data that gives no statistics fails the static scheme with
