@@ -9,10 +9,8 @@ their weights can be compared directly. SKIP (77) when the peers are absent.
 
 usage: test_smoothquant_peer.py PROTEUS MODEL CALIB_FASTA"""
 import importlib.util
-import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -57,17 +55,10 @@ def load_smooth():
 
 
 def st_tensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    hdr = json.loads(raw[8:8 + n])
-    out = {}
-    for k, v in hdr.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        dt = {"F32": np.float32, "F16": np.float16}[v["dtype"]]
-        out[k] = np.frombuffer(raw[8 + n + a:8 + n + b], dt).reshape(v["shape"]).astype(np.float32)
-    return out
+    """The checkpoint's tensors as float32, read by the tests' own reader."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+    import stref
+    return {k: v.astype(np.float32) for k, v in stref.read_safetensors(path).items()}
 
 
 def rel_err(a, b):
