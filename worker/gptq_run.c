@@ -15,6 +15,7 @@
 #include "model/blas.h"
 #include "model/esm2_model.h"
 #include "quant/gptq.h"
+#include "quant/qtensor.h"
 #include "worker/runner.h"
 
 /* The four input sites of a layer: q/k/v share their input. */
@@ -141,32 +142,20 @@ typedef struct stage_reader {
     bool quantized;            /* the layer's Linears from their results */
 } stage_reader;
 
-/* Tensor t's weights from its units' results: (code - zero point) x scale. */
+/* Tensor t's weights from its units' results, each unit's rows a quantized
+ * tensor of their own (borrowed buffers). */
 static void dequantize(gq_state *s, int t, float *dst)
 {
     const pq_plan_tensor *pt = &s->p->tensors[t];
-    const pq_qspec *spec = &s->p->spec;
-    const pq_ops *ops = pq_job_ops(s->j);
-    const int64_t cols = pt->cols, groups = pq_qspec_groups(spec, cols);
-    const int64_t gs = spec->gran == PQ_GRAN_GROUP ? spec->group_size : cols;
-    int8_t *q = malloc((size_t)(cols ? cols : 1));
     for (int k = pt->first_unit; k < pt->first_unit + pt->n_units; k++) {
         const pq_unit *u = &s->p->units[k];
         const pq_unit_result *r = &s->res[k];
-        const int64_t rb = pq_qspec_row_bytes(spec, cols);
-        for (int64_t i = 0; i < u->n_rows; i++) {
-            const void *codes = (const uint8_t *)r->codes + i * rb;
-            if (spec->bits == 4) ops->unpack_i4(codes, cols, q);
-            else memcpy(q, codes, (size_t)cols);
-            float *row = dst + (u->row0 + i) * cols;
-            for (int64_t g = 0; g < groups; g++) {
-                int64_t c0 = g * gs, n = c0 + gs > cols ? cols - c0 : gs;
-                int64_t si = r->n_scales == 1 ? 0 : i * groups + g;
-                ops->dequantize_row(q + c0, n, r->scale[si], r->zero_point ? r->zero_point[si] : 0, row + c0);
-            }
-        }
+        const pq_qtensor rows = {.spec = s->p->spec, .rows = u->n_rows, .cols = pt->cols,
+                                 .n_groups = pq_qspec_groups(&s->p->spec, pt->cols),
+                                 .code_row_bytes = pq_qspec_row_bytes(&s->p->spec, pt->cols), .codes = r->codes,
+                                 .scale = r->scale, .zero_point = r->zero_point, .n_scales = r->n_scales};
+        pq_qtensor_dequantize_rows(&rows, 0, u->n_rows, dst + u->row0 * pt->cols);
     }
-    free(q);
 }
 
 static pq_status read_stage(void *user, const char *name, int64_t n, float *dst, bool *found)

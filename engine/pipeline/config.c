@@ -84,6 +84,17 @@ static pq_status parse_int(const char *key, const char *v, long lo, long hi, int
     return PQ_OK;
 }
 
+/* A number in (0, 1]; `hint` follows the range in the error. */
+static pq_status parse_fraction(const char *key, const char *v, const char *hint, double *out)
+{
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x > 0.0 && x <= 1.0))
+        return pq_err(PQ_ERR_CONFIG, "config key '%s': '%s' is not a number in (0, 1] (%s)", key, v, hint);
+    *out = x;
+    return PQ_OK;
+}
+
 pq_status pq_config_set(pq_config *c, const char *key, const char *v)
 {
     static const char *const schemes[] = {"dynamic", "static", NULL};
@@ -138,24 +149,18 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         if (one_of(v, rounders) < 0) return bad_value(key, v, rounders);
         snprintf(c->method, sizeof c->method, "%s", v);
     } else if (!strcmp(key, "gptq_damp")) {
-        char *end = NULL;
-        double d = strtod(v, &end);
-        if (end == v || *end || !(d > 0.0 && d <= 1.0))
-            return pq_err(PQ_ERR_CONFIG, "config key 'gptq_damp': '%s' is not a number in (0, 1] (a fraction "
-                          "of the mean Hessian diagonal; 0.01 is the paper's default)", v);
-        c->gptq_damp = d;
+        return parse_fraction(key, v, "a fraction of the mean Hessian diagonal; 0.01 is the paper's default",
+                              &c->gptq_damp);
     } else if (!strcmp(key, "gptq_block_size")) {
         return parse_int(key, v, 1, 4096, &c->gptq_block_size);
     } else if (!strcmp(key, "act_order")) {
         return parse_bool(key, v, &c->act_order);
     } else if (!strcmp(key, "smoothquant_alpha")) {
-        char *end = NULL;
-        double a = strtod(v, &end);
-        if (!strcmp(v, "off") || !strcmp(v, "null")) a = 0.0, end = NULL;
-        else if (end == v || *end || !(a > 0.0 && a <= 1.0))
-            return pq_err(PQ_ERR_CONFIG, "config key 'smoothquant_alpha': '%s' is not a number in (0, 1] "
-                          "(0.5 is the paper's default; off: leave the key out)", v);
-        c->smoothquant_alpha = a;
+        if (!strcmp(v, "off") || !strcmp(v, "null")) {
+            c->smoothquant_alpha = 0.0;
+            return PQ_OK;
+        }
+        return parse_fraction(key, v, "0.5 is the paper's default; off: leave the key out", &c->smoothquant_alpha);
     } else {
         return pq_err(PQ_ERR_CONFIG, "unknown config key '%s' (allowed: %s)", key, known_keys);
     }

@@ -103,10 +103,6 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
 
 /* ---- the output (rank 0; output.c) ---- */
 
-/* "gptq" for plan tensor pt when the configuration's method is gptq and pt is
- * one of a layer's six Linears, else "rtn" (as the file records it). */
-const char *pq_job_method_of(const pq_job *j, const pq_plan_tensor *pt);
-
 /* Called by pq_job_finish_output before the commit (the static scheme adds
  * act qparams and /calibration here). */
 typedef pq_status (*pq_before_commit_fn)(void *user, pq_h5w *w, const pq_plan *p);

@@ -14,8 +14,8 @@
 #include "quant/qtensor.h"
 
 /* The rounding a quantized tensor gets: GPTQ for the layers' Linears when
- * the configuration asks for it (pipeline/gptq_run.h), RTN otherwise. */
-const char *pq_job_method_of(const pq_job *j, const pq_plan_tensor *pt)
+ * the configuration asks for it (worker/gptq_run.h), RTN otherwise. */
+static const char *method_of(const pq_job *j, const pq_plan_tensor *pt)
 {
     return !strcmp(j->cfg->method, "gptq") && pq_esm2_role_is_linear(pt->role) ? "gptq" : "rtn";
 }
@@ -116,7 +116,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
             ts->bytes_after = (uint64_t)pt->st->n_elems * (j->cfg->float16 ? 2u : 4u);
         } else if (pt->action == PQ_ACT_QUANT) {
             if ((st = pq_h5w_quant_begin(o->writer, pt->st->name, &p->spec, pt->rows, pt->cols,
-                                         j->cfg->scheme, pq_job_method_of(j, pt))))
+                                         j->cfg->scheme, method_of(j, pt))))
                 goto cleanup;
             int64_t n_scales = pq_qspec_n_scales(&p->spec, pt->rows, pt->cols);
             ts->bytes_after = (uint64_t)(pt->rows * pq_qspec_row_bytes(&p->spec, pt->cols)) +

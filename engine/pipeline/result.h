@@ -33,7 +33,6 @@ typedef struct pq_unit_result {
     double *row_sum_sq, *row_err_sq;
     float *row_max_err;
     int64_t n_nonfinite;
-    bool kept_float;           /* nan_policy keep: the tensor stays float */
 } pq_unit_result;
 
 /* Allocate r's buffers for unit u by layout l (codes only when with_codes).
