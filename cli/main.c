@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/man.h"
 #include "pq_config.h"
 #include "base/pq_err.h"
 
@@ -34,9 +35,33 @@ static void usage(FILE *f)
                "Quantize ESM-2 protein language models into one HDF5 file.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'proteus <command> --help' describes each command.\n"
+    fprintf(f, "\n'proteus <command> --help' describes each command (--help=man: as a manual page).\n"
                "Exit status: 0 ok, 2 config/usage, 3 I/O, 4 format, 5 quantization,\n"
                "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy.\n");
+}
+
+/* proteus(1): the commands, the exit statuses, the environment and files. */
+static void man_page(FILE *f)
+{
+    pq_man_header(f, "proteus", "quantize ESM-2 protein language models into one HDF5 file");
+    fputs(".SH SYNOPSIS\n.nf\nproteus \\fIcommand\\fR [\\fIoptions\\fR]\nproteus \\-\\-version | \\-\\-help\n"
+          "mpirun \\-n \\fIN\\fR proteus quantize ...\n.fi\n.SH DESCRIPTION\n"
+          "Proteus quantizes the weights of ESM\\-2 checkpoints over MPI ranks into one consolidated "
+          "HDF5 file, and runs, evaluates and exports such models.\nEach command has its own page, "
+          "proteus\\-\\fIcommand\\fR(1), and its own \\-\\-help.\n.SH COMMANDS\n", f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        fprintf(f, ".TP\n.BR proteus\\-%s (1)\n", commands[i].name);
+        pq_man_puts(f, commands[i].summary);
+        fputc('\n', f);
+    }
+    fputs(".SH EXIT STATUS\n.nf\n0 ok, 2 config/usage, 3 I/O, 4 format, 5 quantization,\n"
+          "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy\n.fi\n"
+          ".SH ENVIRONMENT\n.TP\n.B PROTEUS_DATA_DIR\nThe folder of the bundled data "
+          "(proteins/calib_sample.fasta, the default calibration sample); when set, the only "
+          "place looked at.\n.SH FILES\n.TP\n.I " PQ_INSTALL_DATADIR "\n"
+          "The bundled data: calibration and evaluation samples, a small trained model "
+          "(looked for also in ../share/proteus beside the executable and in the source tree "
+          "the program was built from).\n", f);
 }
 
 int pq_cli_fail(int status)
@@ -54,12 +79,18 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "--help=man")) { man_page(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("proteus %s\n", PQ_VERSION); return 0; }
     /* a file size limit (ulimit -f) then fails the write that passes it
      * with EFBIG, reported like any I/O error, instead of killing us */
     signal(SIGXFSZ, SIG_IGN);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
+            if (argc == 3 && !strcmp(argv[2], "--help=man")) {
+                char page[64];
+                snprintf(page, sizeof page, "proteus-%s", commands[i].name);
+                pq_man_header(stdout, page, commands[i].summary);
+            }
             int rc = commands[i].run(argc - 1, argv + 1);
             /* Every output is closed and renamed and MPI is finalized by
              * now: the libraries' exit handlers would only free memory

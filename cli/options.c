@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/man.h"
 
 #define MAX_OPTS 64
 
@@ -157,14 +158,20 @@ int pq_cli_parse(const pq_cli_cmd *c, int argc, char **argv, void *o)
         }
     }
     shorts[k] = '\0';
-    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n] = (struct option){"help", optional_argument, NULL, 'h'};
     lo[n + 1] = (struct option){0, 0, 0, 0};
     char *base = o;
     int ch;
     opterr = 0;
     optind = 1;
     while ((ch = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
-        if (ch == 'h') { pq_cli_help(c, o, stdout); return 0; }
+        if (ch == 'h') {
+            if (optarg && strcmp(optarg, "man"))
+                return pq_cli_usage_error(c->name, "--help takes no value but 'man' (a manual page)");
+            if (optarg) pq_cli_man(c, o, stdout);
+            else pq_cli_help(c, o, stdout);
+            return 0;
+        }
         if (ch == ':') return pq_cli_usage_error(c->name, "option '%s' needs a value", argv[optind - 1]);
         int i = ch >= 256 ? ch - 256 : -1;
         for (int j = 0; i < 0 && j < n; j++)
@@ -213,6 +220,15 @@ static void default_text(const pq_cli_opt *o, const char *p, char *buf, size_t n
     }
 }
 
+/* "-m, --model PATH": the option as --help shows it, into buf. */
+static void left_text(const pq_cli_opt *op, char *buf, size_t n)
+{
+    char l[4] = "";
+    if (op->letter) snprintf(l, sizeof l, "-%c,", op->letter);
+    snprintf(buf, n, "%s%s--%s%s%s", l, *l ? " " : "", op->name,
+             takes_value(op) ? " " : "", takes_value(op) ? (op->meta ? op->meta : "V") : "");
+}
+
 void pq_cli_help(const pq_cli_cmd *c, const void *o, FILE *f)
 {
     flat_opt t[MAX_OPTS];
@@ -220,11 +236,7 @@ void pq_cli_help(const pq_cli_cmd *c, const void *o, FILE *f)
     char left[MAX_OPTS][64];
     int w = 10;
     for (int i = 0; i < n; i++) {
-        const pq_cli_opt *op = t[i].o;
-        char l[4] = "";
-        if (op->letter) snprintf(l, sizeof l, "-%c,", op->letter);
-        snprintf(left[i], sizeof left[i], "%s%s--%s%s%s", l, *l ? " " : "", op->name,
-                 takes_value(op) ? " " : "", takes_value(op) ? (op->meta ? op->meta : "V") : "");
+        left_text(t[i].o, left[i], sizeof left[i]);
         int len = (int)strlen(left[i]);
         if (len > w && len <= 26) w = len;
     }
@@ -251,6 +263,65 @@ void pq_cli_help(const pq_cli_cmd *c, const void *o, FILE *f)
     fprintf(f, "  %-*s %s\n", w, "-h, --help", "this text");
     if (c->epilog) fprintf(f, "\n%s\n", c->epilog);
     if (c->more_help) c->more_help(f);
+}
+
+void pq_cli_man(const pq_cli_cmd *c, const void *o, FILE *f)
+{
+    flat_opt t[MAX_OPTS];
+    int n = flatten(c->opts, 0, t, 0);
+    const char *u = c->usage;
+    if (!strncmp(u, "usage: ", 7)) u += 7;
+    fputs(".SH SYNOPSIS\n.nf\n", f);
+    for (const char *line = u; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        for (int k = 0; k < 7 && len && *line == ' '; k++) { line++; len--; } /* under "usage: " */
+        pq_man_text(f, line, len);
+        fputc('\n', f);
+        line += len + (nl != NULL);
+    }
+    fputs(".fi\n.SH DESCRIPTION\n", f);
+    pq_man_paragraphs(f, c->about);
+    fputs(".SH OPTIONS\n", f);
+    for (int i = 0; i <= n; i++) {
+        char left[64], def[96] = "";
+        const char *h = "this text; --help=man: this manual page";
+        if (i < n) {
+            left_text(t[i].o, left, sizeof left);
+            default_text(t[i].o, (const char *)o + t[i].offset, def, sizeof def);
+            h = t[i].o->help ? t[i].o->help : "";
+        } else {
+            snprintf(left, sizeof left, "-h, --help");
+        }
+        fputs(".TP\n.B ", f);
+        pq_man_puts(f, left);
+        fputc('\n', f);
+        pq_man_puts(f, h);
+        pq_man_puts(f, def);
+        fputc('\n', f);
+    }
+    if (c->epilog || c->more_help) {
+        fputs(".SH NOTES\n.nf\n", f);
+        if (c->epilog) {
+            pq_man_puts(f, c->epilog);
+            fputc('\n', f);
+        }
+        if (c->more_help) {
+            /* lists known only at run time, as --help prints them */
+            char *buf = NULL;
+            size_t len = 0;
+            FILE *m = open_memstream(&buf, &len);
+            if (m) {
+                c->more_help(m);
+                fclose(m);
+                pq_man_text(f, buf, len);
+                free(buf);
+            }
+        }
+        fputs(".fi\n", f);
+    }
+    fputs(".SH EXIT STATUS\n0 on success, else the status of the error class (see\n.BR proteus (1)).\n"
+          ".SH SEE ALSO\n.BR proteus (1)\n", f);
 }
 
 pq_status pq_cli_config_load(const pq_cli_config *a, pq_config *cfg)

@@ -91,5 +91,8 @@ int pq_cli_parse(const pq_cli_cmd *c, int argc, char **argv, void *o);
 
 /* The --help text of c, defaults taken from o (the untouched struct). */
 void pq_cli_help(const pq_cli_cmd *c, const void *o, FILE *f);
+/* The same as the body of a troff manual page (SYNOPSIS onwards; the caller
+ * writes .TH and NAME, cli/man.h): what `--help=man` prints. */
+void pq_cli_man(const pq_cli_cmd *c, const void *o, FILE *f);
 
 #endif

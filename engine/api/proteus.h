@@ -32,9 +32,9 @@ void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user);
  * directory) into one consolidated HDF5 file at out_path, on this process.
  * Nothing appears at out_path unless the whole run succeeds.
  * scheme "static": first calibrates on the bundled sample (the first 128
- * sequences of proteins/calib_sample.fasta under $PROTEUS_DATA_DIR, else
- * ../data, ../../data or ../share/proteus/data beside the executable) and
- * stores act_scale (and act_zero_point when asymmetric) for every quantized
+ * sequences of the bundled proteins/calib_sample.fasta: in $PROTEUS_DATA_DIR
+ * when set, else the installed share/proteus, else the source tree's data/)
+ * and stores act_scale (and act_zero_point when asymmetric) for every quantized
  * Linear, with the statistics as /calibration, as `proteus quantize
  * --scheme static` does without data. PQ_ERR_CALIBRATION when the sample is
  * not found or gives no usable statistics. */

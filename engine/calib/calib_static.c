@@ -3,12 +3,12 @@
  * its statistics come from, and the job hook that writes them. */
 #include "calib/calib_static.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "base/bundled.h"
+#include "base/log.h"
 #include "format/calib_h5.h"
 #include "format/st_hash.h"
 #include "quant/smooth.h"
@@ -53,34 +53,17 @@ cleanup:
     return st;
 }
 
-static bool readable(const char *path)
-{
-    return access(path, R_OK) == 0;
-}
-
 pq_status pq_calib_default_data(char *buf, size_t n)
 {
-    static const char *const rel[] = {"/../data", "/../../data", "/../share/proteus/data"};
-    const char *env = getenv("PROTEUS_DATA_DIR");
-    if (env && *env) {
-        snprintf(buf, n, "%s/proteins/calib_sample.fasta", env);
-        if (readable(buf)) return PQ_OK;
-    }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = '\0';
-        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-            snprintf(buf, n, "%s%s/proteins/calib_sample.fasta", exe, rel[i]);
-            if (readable(buf)) return PQ_OK;
-        }
+    char tried[2048];
+    if (pq_bundled_find("proteins/calib_sample.fasta", buf, n, tried, sizeof tried)) {
+        PQ_LOG_INFO("calibration data: the bundled %s", buf);
+        return PQ_OK;
     }
     return pq_err(PQ_ERR_CALIBRATION, "no calibration data given and the bundled "
-                  "proteins/calib_sample.fasta was not found ($PROTEUS_DATA_DIR, or ../data, "
-                  "../../data, ../share/proteus/data next to the executable): pass "
-                  "--calibration-data FILE.fasta or --calibration calib.h5");
+                  "proteins/calib_sample.fasta was not found (tried %s; $PROTEUS_DATA_DIR "
+                  "names the folder that holds proteins/): pass --calibration-data "
+                  "FILE.fasta or --calibration calib.h5", tried);
 }
 
 pq_status pq_calib_static_default(const char *store, const char **data, char *buf, size_t n,

@@ -34,10 +34,9 @@ typedef struct pq_calib_static {
  * (PQ_ERR_CALIBRATION naming the site and cause). */
 pq_status pq_calib_static_write(pq_h5w *w, const pq_plan *p, const pq_calib_static *s);
 
-/* Locate the bundled calibration FASTA (data/proteins/calib_sample.fasta):
- * $PROTEUS_DATA_DIR/proteins, then relative to the executable: ../data,
- * ../../data (build trees), ../share/proteus/data (installs). Writes the
- * path into buf; PQ_ERR_CALIBRATION listing where it looked otherwise. */
+/* Locate the bundled calibration FASTA (proteins/calib_sample.fasta in the
+ * places of pq_bundled_find, base/bundled.h) and log it (info). Writes the
+ * path into buf; PQ_ERR_CALIBRATION listing every place tried otherwise. */
 pq_status pq_calib_default_data(char *buf, size_t n);
 
 /* Where the statistics come from: with no store and no *data, the bundled
