@@ -10,7 +10,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 pkgs=(build-essential meson ninja-build pkg-config
       libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libprotobuf-c-dev protobuf-c-compiler libzmq3-dev libcmocka-dev
-      libopenblas-dev libjansson-dev zlib1g-dev libssl-dev)
+      libopenblas-dev libjansson-dev zlib1g-dev libssl-dev
+      man-db)
 peers=0
 [ "${1:-}" = "--peers" ] && peers=1
 if [ $peers = 1 ]; then
