@@ -26,6 +26,7 @@ static const command commands[] = {
     {"score", pq_cmd_score, "masked-LM accuracy and pseudo-perplexity on a FASTA file"},
     {"evaluate", pq_cmd_evaluate, "accuracy, size and speed of a quantized model vs its fp32 reference"},
     {"bench", pq_cmd_bench, "forward-pass throughput on uniform or FASTA batches"},
+    {"export", pq_cmd_export, "a quantized model as a Hugging Face or compressed-tensors folder"},
 };
 
 static void usage(FILE *f)

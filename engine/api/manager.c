@@ -5,6 +5,7 @@
 
 #include "calib/calib_run.h"
 #include "calib/calib_static.h"
+#include "export/export.h"
 #include "format/h5model.h"
 #include "quant/smooth.h"
 #include "api/proteus.h"
@@ -114,47 +115,7 @@ pq_status pq_get_quantization_stats(const pq_manager *m, const pq_job_stats **ou
 
 pq_status pq_export(pq_manager *m, const char *in_path, const char *out_path, const char *format)
 {
-    (void)m;
-    if (strcmp(format, "hdf5"))
-        return pq_err(PQ_ERR_CONFIG, "export format '%s' is not supported (supported: hdf5)", format);
-    pq_h5r *r = NULL;
-    pq_h5w *w = NULL;
-    float *buf = NULL;
-    pq_qtensor qt = {0};
-    pq_status st = pq_h5r_open(in_path, &r);
-    if (st) return st;
-    if ((st = pq_h5w_create(out_path, pq_h5r_meta(r), &w))) goto cleanup;
-    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
-        const pq_h5r_entry *e = pq_h5r_get(r, i);
-        if (e->quantized) {
-            if ((st = pq_h5r_read_qtensor(r, e, &qt))) goto cleanup;
-            pq_qmetrics metrics = {0};
-            if (e->has_metrics && (st = pq_h5r_read_metrics(r, e->name, &metrics))) goto cleanup;
-            if ((st = pq_h5w_quant_begin(w, e->name, &qt.spec, qt.rows, qt.cols, e->scheme, e->method)) ||
-                (st = pq_h5w_quant_rows(w, e->name, 0, qt.rows, qt.codes, qt.scale, qt.zero_point)) ||
-                (st = pq_h5w_quant_end(w, e->name, &metrics)))
-                goto cleanup;
-            pq_qtensor_free(&qt);
-        } else {
-            int64_t n = 1;
-            for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
-            if (!(buf = malloc((size_t)(n ? n : 1) * sizeof *buf))) {
-                st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-                goto cleanup;
-            }
-            if ((st = pq_h5r_read_f32(r, e, buf)) ||
-                (st = pq_h5w_put_float(w, e->name, e->ndim, e->shape, buf, e->stored_dtype == PQ_DT_F16)))
-                goto cleanup;
-            free(buf);
-            buf = NULL;
-        }
-    }
-    st = pq_h5w_commit(w);
-    w = NULL;
-cleanup:
-    free(buf);
-    pq_qtensor_free(&qt);
-    pq_h5w_abort(w);
-    pq_h5r_close(r);
-    return st;
+    pq_export_opts o = {.fp16 = m && m->cfg.float16};
+    pq_status st = pq_export_format_parse(format, &o.format);
+    return st ? st : pq_export_run(in_path, out_path, &o);
 }

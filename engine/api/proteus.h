@@ -44,10 +44,18 @@ pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *o
  * the next quantize_model or destroy). PQ_ERR_CONFIG when none ran. */
 pq_status pq_get_quantization_stats(const pq_manager *m, const pq_job_stats **out);
 
-/* Re-export a Proteus model file. format "hdf5": read and validate every
- * tensor of in_path and write a fresh consolidated copy at out_path
- * (.partial then rename). Other formats: PQ_ERR_CONFIG listing the
- * supported ones. */
+/* Export the Proteus model file in_path (docs/FORMAT.md, "Exports"), as
+ * `proteus export` does. format "hdf5": every tensor read, validated and
+ * written to a fresh consolidated file at out_path. "safetensors": a Hugging
+ * Face model folder at out_path (config.json, model.safetensors with the
+ * weights dequantized, tokenizer files) that EsmForMaskedLM.from_pretrained
+ * loads. "compressed-tensors": the same folder with the quantized Linears
+ * as integer codes (int-quantized, or pack-quantized when any has 4 bits)
+ * and config.json's quantization_config. Float tensors of the folders are
+ * fp16 when the manager's config has float_dtype fp16, else fp32. Nothing
+ * appears at out_path unless the whole export succeeds; a folder out_path
+ * must be absent or empty. PQ_ERR_CONFIG for an unknown format or a model
+ * the format cannot express, PQ_ERR_IO / PQ_ERR_FORMAT for the files. */
 pq_status pq_export(pq_manager *m, const char *in_path, const char *out_path, const char *format);
 
 #endif
