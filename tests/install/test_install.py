@@ -4,7 +4,8 @@ use the installation as someone outside the checkout would:
   - a C program built with `pkg-config --cflags --libs proteus` quantizes the
     installed bundled model through pq_quantize_model (int4, groups of 64):
     status ok, 36 quantized tensors (six Linears in each of the six layers),
-    and the installed `proteus inspect` reads its file;
+    and the installed `proteus inspect` reads its file; built again against
+    libproteus.a (`pkg-config --static`), it does the same;
   - the installed binary's `quantize --scheme static` without data, run from
     a folder outside the checkout, takes the calibration sample from the
     installation (its -v log names the file);
@@ -82,6 +83,15 @@ def main():
         q4 = os.path.join(tmp, "q4.h5")
         out = run([prog, os.path.join(share, MODEL), q4], tmp, lib_env).stdout
         expect("quantized 36 tensors" in out, f"pq_quantize_model through the library: {out.strip()}")
+        # the same program against the static library
+        static = run(["pkg-config", f"--define-variable=prefix={root}", "--static", "--cflags", "--libs", "proteus"],
+                     tmp, pc_env).stdout.split()
+        prog_a = os.path.join(tmp, "use_lib_static")
+        run([cc, "-o", prog_a, os.path.join(src, "tests", "install", "use_lib.c"),
+             os.path.join(lib, "libproteus.a"), *[f for f in static if f != "-lproteus"]], tmp, env)
+        expect("libproteus" not in run(["ldd", prog_a], tmp, env).stdout, "the static build needs no libproteus.so")
+        out = run([prog_a, os.path.join(share, MODEL), os.path.join(tmp, "q4s.h5")], tmp, env).stdout
+        expect("quantized 36 tensors" in out, "pq_quantize_model through the static library")
         info = run([exe, "inspect", q4], tmp, env).stdout
         expect(info.count("int4 group64 sym") == 36, "the installed proteus inspect reads 36 int4 group64 tensors")
 
