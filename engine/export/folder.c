@@ -2,8 +2,8 @@
 /* folder.c - the tensors of an exported model folder (folder.h): every
  * tensor of the file under its Hugging Face name, dequantized, or for
  * compressed-tensors the quantized Linears as codes and qparams; what
- * EsmForMaskedLM expects beyond the file (rotary inv_freq, position_ids, a
- * contact head); and each one's bytes. */
+ * EsmForMaskedLM expects beyond the file (rotary inv_freq, position_ids and
+ * the unused position table, a contact head); and each one's bytes. */
 #include "export/folder.h"
 
 #include <stdio.h>
@@ -134,8 +134,13 @@ pq_status pq_folder_plan(pq_h5r *r, const pq_export_opts *o, pq_folder *f)
         st = add(f, name, fdt, 2, w, PQ_XT_ZEROS, 0);
     if (!st && !pq_h5r_find(r, pq_esm2_name(PQ_ESM2_CONTACT_B, -1, name, sizeof name)))
         st = add(f, name, fdt, 1, &b, PQ_XT_ZEROS, 0);
-    int64_t pos[2] = {1, PQ_HF_MAX_POSITIONS};
-    if (!st) st = add(f, "esm.embeddings.position_ids", PQ_DT_I64, 2, pos, PQ_XT_POSITIONS, 0);
+    /* transformers 4.30 keeps position_ids and (unused with rotary
+     * embeddings) a learned position table in every ESM model */
+    int64_t pos[2] = {1, PQ_HF_MAX_POSITIONS}, table[2] = {PQ_HF_MAX_POSITIONS, cfg->embed_dim};
+    if (!st && !pq_h5r_find(r, "esm.embeddings.position_ids"))
+        st = add(f, "esm.embeddings.position_ids", PQ_DT_I64, 2, pos, PQ_XT_POSITIONS, 0);
+    if (!st && !pq_h5r_find(r, "esm.embeddings.position_embeddings.weight"))
+        st = add(f, "esm.embeddings.position_embeddings.weight", fdt, 2, table, PQ_XT_ZEROS, 0);
     if (st) pq_folder_free(f);
     return st;
 }
