@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* pt_ckpt.h - the tensor table of a PyTorch checkpoint (torch.save's zip
+ * format: a fair-esm .pt, a pytorch_model.bin or one of its shards).
+ *
+ * The state dict is the top-level dict, or its "model" / "state_dict" entry
+ * when it has one (fair-esm's {"model": ..., "args"/"cfg": ...}); every value
+ * in it must be a contiguous tensor built by torch._utils._rebuild_tensor_v2
+ * over a stored entry of the archive. Each tensor's bytes are a range of the
+ * file, so the table has the same form as a safetensors file's (pq_st_tensor)
+ * and the bytes are read in place. Nothing in the pickle is executed
+ * (pt_pickle.h). */
+#ifndef PQ_PT_CKPT_H
+#define PQ_PT_CKPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/pq_err.h"
+#include "format/safetensors.h"
+
+/* True when map[0..n) is a zip file (torch.save's format since 1.6). */
+bool pq_pt_is_zip(const unsigned char *map, size_t n);
+
+/* True when `path` ends in a PyTorch checkpoint extension (.pt .pth .bin
+ * .ckpt) and map starts with a pickle protocol opcode: the legacy
+ * torch.save format (before 1.6, or _use_new_zipfile_serialization=False). */
+bool pq_pt_is_legacy(const char *path, const unsigned char *map, size_t n);
+
+/* The tensors of the zip checkpoint map[0..n) (named `fname`, shard
+ * `file_idx`) with the names they have in the file: *out (owned, each name
+ * owned; free with pq_pt_free_tensors) holds *n_out of them, in file order. */
+pq_status pq_pt_read(const char *fname, const unsigned char *map, size_t n, int file_idx, pq_st_tensor **out,
+                     int64_t *n_out);
+void pq_pt_free_tensors(pq_st_tensor *t, int64_t n);
+
+/* Rename a table to the Hugging Face ESM names: when no name starts with
+ * "esm.", names are fair-esm's (fair-esm's own upgrade strips a leading
+ * "encoder.sentence_encoder." or "encoder.") and each known one becomes its
+ * Hugging Face name (transformers' convert_esm.py correspondence: q_proj ->
+ * attention.self.query, rot_emb.inv_freq -> rotary_embeddings.inv_freq,
+ * lm_head.weight -> lm_head.decoder.weight, ...). Unknown names stay as
+ * they are, so that errors name what the file holds. */
+pq_status pq_pt_map_names(pq_st_tensor *t, int64_t n);
+
+#endif
