@@ -601,6 +601,8 @@ const char *pq_st_file_path(const pq_st_model *m, int file_idx)
 
 int pq_st_file_count(const pq_st_model *m) { return m->n_files; }
 
+const char *pq_st_kind(const pq_st_model *m) { return m->any_pt ? "PyTorch" : "safetensors"; }
+
 uint64_t pq_st_total_bytes(const pq_st_model *m)
 {
     uint64_t s = 0;
