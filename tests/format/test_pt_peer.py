@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_pt_peer.py - PyTorch checkpoints written by torch.save quantize to the
+same file as the safetensors of the same weights.
+
+The bundled model's weights are saved by torch.save as (a) a Hugging Face
+state dict (pytorch_model.bin), (b) a fair-esm state dict (names from the
+peer tests' own fair-esm mapping), (c) fair-esm's checkpoint layout
+({"model": ..., "args": ..., "cfg": ...} with encoder.sentence_encoder.
+prefixes, non-torch config objects and an object whose __reduce__ would run
+`touch MARKER`), (d) sharded .bin with pytorch_model.bin.index.json, (e) in
+fp32 and bf16 too. `proteus quantize` of each must give the datasets and
+attributes, bit for bit, of `proteus quantize` of a safetensors file of the
+same weights (written here from the same torch tensors); only the model name,
+the source digest (the docs/FORMAT.md recipe over the .pt/.bin files
+themselves, checked with hashlib) and the provenance differ. The marker file
+never appears.
+
+usage: python test_pt_peer.py PROTEUS MODEL.safetensors"""
+import argparse
+import collections
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "model"))
+import fairesm_ref  # noqa: E402
+
+PROTEUS, MODEL = sys.argv[1], sys.argv[2]
+ST_DT = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+
+def raw_bytes(t):
+    t = t.contiguous()
+    return ctypes.string_at(t.data_ptr(), t.numel() * t.element_size())
+
+
+def write_safetensors(path, tensors):
+    hdr, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        b = raw_bytes(tensors[name])
+        hdr[name] = {"dtype": ST_DT[tensors[name].dtype], "shape": list(tensors[name].shape),
+                     "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(hdr).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+class Cfg:
+    """A training configuration of a class torch does not know (as fair-esm's
+    argparse / omegaconf objects are)."""
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class Evil:
+    """Unpickled by Python, this would run a shell command."""
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, ("touch " + self.marker,))
+
+
+def source_digest(paths, chunk=64 << 20):
+    leaves = b""
+    for p in paths:
+        d = open(p, "rb").read()
+        leaves += b"".join(hashlib.sha256(d[i:i + chunk]).digest() for i in range(0, len(d), chunk))
+    return hashlib.sha256(leaves).hexdigest()
+
+
+def quantize(model, out):
+    p = subprocess.run([PROTEUS, "quantize", "--model", model, "--out", out, "--per-channel", "-q"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise AssertionError(f"quantize {model} failed ({p.returncode}): {p.stderr}")
+
+
+def contents(path):
+    """{object path: (dataset bytes or None, attributes)} without what names
+    the source (model_name, source digest, the provenance)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if name.startswith("provenance"):
+                return
+            attrs = {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in obj.attrs.items()}
+            data = (obj.dtype.str, obj.shape, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None
+            out[name] = (data, attrs)
+        f.visititems(visit)
+        root = {k: v for k, v in f.attrs.items() if k not in ("model_name", "source_sha256_tree")}
+        out["/"] = (None, root)
+        digest = f.attrs["source_sha256_tree"]
+    return out, digest
+
+
+def same(a, b, label):
+    ca, _ = contents(a)
+    cb, _ = contents(b)
+    if ca.keys() != cb.keys():
+        raise AssertionError(f"{label}: objects differ: {sorted(ca.keys() ^ cb.keys())[:5]}")
+    n_q = 0
+    for k in ca:
+        if ca[k] != cb[k]:
+            raise AssertionError(f"{label}: {k} differs from the safetensors quantization")
+        n_q += k.endswith("/qweight")
+    if n_q != 6 * 6:
+        raise AssertionError(f"{label}: {n_q} quantized weights, want 36")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="pq_pt_")
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, True)
+    print("test_pt_peer: OK")
+
+
+def run(tmp):
+    hf16 = fairesm_ref.read_safetensors(MODEL)
+    marker = os.path.join(tmp, "MARKER")
+    refs = {}
+    for dt in (torch.float16, torch.float32, torch.bfloat16):
+        hf = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in hf16.items()}
+        st = os.path.join(tmp, f"ref_{ST_DT[dt]}.safetensors")
+        write_safetensors(st, hf)
+        refs[dt] = os.path.join(tmp, f"ref_{ST_DT[dt]}.h5")
+        quantize(st, refs[dt])
+        cases = []
+        # (a), (e): a Hugging Face state dict
+        d = os.path.join(tmp, f"hf_{ST_DT[dt]}")
+        os.mkdir(d)
+        torch.save(collections.OrderedDict(sorted(hf.items())), os.path.join(d, "pytorch_model.bin"))
+        cases.append(("HF state dict " + ST_DT[dt], d, [os.path.join(d, "pytorch_model.bin")]))
+        if dt == torch.float16:
+            fe = fairesm_ref.hf_to_fairesm(hf)
+            # (b) a fair-esm state dict
+            p = os.path.join(tmp, "fairesm_sd.pt")
+            torch.save(fe, p)
+            cases.append(("fair-esm state dict", p, [p]))
+            # (c) fair-esm's checkpoint layout
+            pre = {k: ("encoder." + k if k.startswith("lm_head") else "encoder.sentence_encoder." + k)
+                   for k in fe}
+            ckpt = {"model": collections.OrderedDict((pre[k], v) for k, v in fe.items()),
+                    "args": argparse.Namespace(arch="ESM-1b", layers=6, embed_dim=320),
+                    "cfg": {"model": Cfg(encoder_layers=6, encoder_embed_dim=320, token_dropout=True)},
+                    "extra_state": Evil(marker)}
+            p = os.path.join(tmp, "esm2_t6_8M_UR50D.pt")
+            torch.save(ckpt, p)
+            cases.append(("fair-esm checkpoint", p, [p]))
+            # (d) sharded .bin with its index
+            d = os.path.join(tmp, "sharded")
+            os.mkdir(d)
+            names = sorted(hf)
+            shards = [names[: len(names) // 2], names[len(names) // 2:]]
+            wm = {}
+            for i, part in enumerate(shards):
+                fn = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+                torch.save({k: hf[k] for k in part}, os.path.join(d, fn))
+                wm.update({k: fn for k in part})
+            idx = os.path.join(d, "pytorch_model.bin.index.json")
+            with open(idx, "w") as f:
+                json.dump({"metadata": {"total_size": sum(len(raw_bytes(v)) for v in hf.values())},
+                           "weight_map": wm}, f)
+            cases.append(("sharded .bin", idx, [os.path.join(d, f"pytorch_model-0000{i}-of-00002.bin")
+                                                for i in (1, 2)]))
+        for label, path, files in cases:
+            out = os.path.join(tmp, "q.h5")
+            quantize(path, out)
+            same(out, refs[dt], label)
+            _, digest = contents(out)
+            if digest != source_digest(files):
+                raise AssertionError(f"{label}: source_sha256_tree {digest} is not the recipe's over the files")
+            if os.path.exists(marker):
+                raise AssertionError(f"{label}: the pickle's os.system ran (MARKER exists)")
+            print(f"{label}: same datasets and attributes as the safetensors quantization")
+    if os.path.exists(marker):
+        raise AssertionError("MARKER exists")
+
+
+if __name__ == "__main__":
+    main()
