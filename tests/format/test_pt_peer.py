@@ -8,12 +8,13 @@ peer tests' own fair-esm mapping), (c) fair-esm's checkpoint layout
 ({"model": ..., "args": ..., "cfg": ...} with encoder.sentence_encoder.
 prefixes, non-torch config objects and an object whose __reduce__ would run
 `touch MARKER`), (d) sharded .bin with pytorch_model.bin.index.json, (e) in
-fp32 and bf16 too. `proteus quantize` of each must give the datasets and
+fp32 and bf16 too, and transformers' EsmForMaskedLM.save_pretrained folder. `proteus quantize` of each must give the datasets and
 attributes, bit for bit, of `proteus quantize` of a safetensors file of the
 same weights (written here from the same torch tensors); only the model name,
 the source digest (the docs/FORMAT.md recipe over the .pt/.bin files
-themselves, checked with hashlib) and the provenance differ. The marker file
-never appears.
+themselves, checked with hashlib) and the provenance differ. `proteus embed`
+of the fair-esm checkpoint gives the safetensors' representations. The marker
+file never appears.
 
 usage: python test_pt_peer.py PROTEUS MODEL.safetensors"""
 import argparse
@@ -75,6 +76,22 @@ class Evil:
         return (os.system, ("touch " + self.marker,))
 
 
+def hf_model(hf):
+    import transformers
+    emb = hf["esm.embeddings.word_embeddings.weight"]
+    layers = 1 + max(int(k.split(".")[3]) for k in hf if k.startswith("esm.encoder.layer."))
+    head_dim = 2 * hf["esm.encoder.layer.0.attention.self.rotary_embeddings.inv_freq"].shape[0]
+    cfg = transformers.EsmConfig(vocab_size=emb.shape[0], hidden_size=emb.shape[1], num_hidden_layers=layers,
+                                 num_attention_heads=emb.shape[1] // head_dim, intermediate_size=4 * emb.shape[1],
+                                 position_embedding_type="rotary", token_dropout=True, pad_token_id=1,
+                                 mask_token_id=32, emb_layer_norm_before=False)
+    m = transformers.EsmForMaskedLM(cfg)
+    missing, unexpected = m.load_state_dict(hf, strict=False)
+    if unexpected or set(missing) - {"esm.embeddings.position_ids", "esm.embeddings.position_embeddings.weight"}:
+        raise AssertionError(f"EsmForMaskedLM: missing {missing}, unexpected {unexpected}")
+    return m
+
+
 def source_digest(paths, chunk=64 << 20):
     leaves = b""
     for p in paths:
@@ -106,6 +123,26 @@ def contents(path):
         out["/"] = (None, root)
         digest = f.attrs["source_sha256_tree"]
     return out, digest
+
+
+def embeds_alike(pt, st, tmp):
+    """The fp32 forward reads a .pt as it reads the safetensors: the same
+    representations, bit for bit (`proteus embed`)."""
+    fasta = os.path.join(tmp, "two.fasta")
+    with open(fasta, "w") as f:
+        f.write(">a\nMKTAYIAKQRQISFVKSHFSRQ\n>b\nGSHMLEDPVAGLLEK\n")
+    outs = []
+    for m in (pt, st):
+        out = os.path.join(tmp, os.path.basename(m) + ".emb.h5")
+        p = subprocess.run([PROTEUS, "embed", "--model", m, "--fasta", fasta, "--out", out, "--layers", "0,3,-1",
+                            "--threads", "1"], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise AssertionError(f"embed {m} failed ({p.returncode}): {p.stderr}")
+        with h5py.File(out, "r") as f:
+            outs.append({k: f[k + "/mean"][()].tobytes() for k in ("layer_0", "layer_3", "layer_6")})
+    if outs[0] != outs[1]:
+        raise AssertionError("embed: the .pt and the safetensors give different representations")
+    print("fair-esm checkpoint: same embeddings as the safetensors")
 
 
 def same(a, b, label):
@@ -147,6 +184,13 @@ def run(tmp):
         os.mkdir(d)
         torch.save(collections.OrderedDict(sorted(hf.items())), os.path.join(d, "pytorch_model.bin"))
         cases.append(("HF state dict " + ST_DT[dt], d, [os.path.join(d, "pytorch_model.bin")]))
+        if dt == torch.float32:
+            # transformers' own writer: EsmForMaskedLM.save_pretrained's
+            # pytorch_model.bin (with its position_ids / position_embeddings
+            # buffers, which the model does not use), read from the directory
+            d = os.path.join(tmp, "hf_save_pretrained")
+            hf_model(hf).save_pretrained(d, safe_serialization=False)
+            cases.append(("EsmForMaskedLM.save_pretrained", d, [os.path.join(d, "pytorch_model.bin")]))
         if dt == torch.float16:
             fe = fairesm_ref.hf_to_fairesm(hf)
             # (b) a fair-esm state dict
@@ -163,6 +207,7 @@ def run(tmp):
             p = os.path.join(tmp, "esm2_t6_8M_UR50D.pt")
             torch.save(ckpt, p)
             cases.append(("fair-esm checkpoint", p, [p]))
+            embeds_alike(p, st, tmp)
             # (d) sharded .bin with its index
             d = os.path.join(tmp, "sharded")
             os.mkdir(d)
