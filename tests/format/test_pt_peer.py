@@ -14,7 +14,8 @@ same weights (written here from the same torch tensors); only the model name,
 the source digest (the docs/FORMAT.md recipe over the .pt/.bin files
 themselves, checked with hashlib) and the provenance differ. `proteus embed`
 of the fair-esm checkpoint gives the safetensors' representations. The marker
-file never appears.
+file never appears. A transposed tensor, the legacy non-zip format and a
+saved list are refused with their errors and the format status.
 
 usage: python test_pt_peer.py PROTEUS MODEL.safetensors"""
 import argparse
@@ -168,7 +169,24 @@ def main():
     print("test_pt_peer: OK")
 
 
+def refused(tmp):
+    """Files torch.save writes that Proteus refuses, each with its error and
+    the format status (4)."""
+    cases = [("transposed.pt", lambda p: torch.save({"w": torch.randn(3, 4).t()}, p), "not contiguous"),
+             ("legacy.pt", lambda p: torch.save({"w": torch.randn(3)}, p, _use_new_zipfile_serialization=False),
+              "legacy torch.save format"),
+             ("list.pt", lambda p: torch.save([torch.randn(3)], p), "not a dict of tensors")]
+    for name, save, want in cases:
+        p = os.path.join(tmp, name)
+        save(p)
+        r = subprocess.run([PROTEUS, "inspect", p], capture_output=True, text=True)
+        if r.returncode != 4 or want not in r.stderr:
+            raise AssertionError(f"{name}: status {r.returncode}, stderr {r.stderr!r}; want 4 and {want!r}")
+        print(f"{name}: refused ({want})")
+
+
 def run(tmp):
+    refused(tmp)
     hf16 = fairesm_ref.read_safetensors(MODEL)
     marker = os.path.join(tmp, "MARKER")
     refs = {}
