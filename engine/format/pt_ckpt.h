@@ -40,7 +40,10 @@ void pq_pt_free_tensors(pq_st_tensor *t, int64_t n);
  * Hugging Face name (transformers' convert_esm.py correspondence: q_proj ->
  * attention.self.query, rot_emb.inv_freq -> rotary_embeddings.inv_freq,
  * lm_head.weight -> lm_head.decoder.weight, ...). Unknown names stay as
- * they are, so that errors name what the file holds. */
-pq_status pq_pt_map_names(pq_st_tensor *t, int64_t n);
+ * they are, so that errors name what the file holds. Then a
+ * lm_head.decoder.weight that is the embedding's own bytes (tied: one
+ * storage, as fair-esm and transformers save it) is dropped from the table,
+ * as a tied checkpoint is in safetensors; *n shrinks by one. */
+pq_status pq_pt_map_names(pq_st_tensor *t, int64_t *n);
 
 #endif

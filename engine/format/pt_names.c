@@ -5,6 +5,7 @@
  * those of fair-esm's own esm/pretrained.py (upgrade_state_dict). */
 #include "format/pt_ckpt.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,11 +68,29 @@ static int to_hf(const char *s, char *buf, size_t n)
     return 0;
 }
 
-pq_status pq_pt_map_names(pq_st_tensor *t, int64_t n)
+/* Drop lm_head.decoder.weight when it is the embedding's bytes. */
+static void drop_tied(pq_st_tensor *t, int64_t *n)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (starts(t[i].name, "esm.")) return PQ_OK; /* Hugging Face names already */
-    for (int64_t i = 0; i < n; i++) {
+    int64_t dec = -1, emb = -1;
+    for (int64_t i = 0; i < *n; i++) {
+        if (strcmp(t[i].name, "lm_head.decoder.weight") == 0) dec = i;
+        if (strcmp(t[i].name, "esm.embeddings.word_embeddings.weight") == 0) emb = i;
+    }
+    if (dec < 0 || emb < 0 || t[dec].file_idx != t[emb].file_idx || t[dec].offset != t[emb].offset ||
+        t[dec].n_bytes != t[emb].n_bytes || t[dec].dtype != t[emb].dtype || t[dec].ndim != t[emb].ndim ||
+        memcmp(t[dec].shape, t[emb].shape, sizeof t[dec].shape) != 0)
+        return;
+    free(t[dec].name);
+    t[dec] = t[*n - 1];
+    (*n)--;
+}
+
+pq_status pq_pt_map_names(pq_st_tensor *t, int64_t *n_io)
+{
+    int64_t n = *n_io;
+    bool hf = false; /* Hugging Face names already */
+    for (int64_t i = 0; i < n && !hf; i++) hf = starts(t[i].name, "esm.");
+    for (int64_t i = 0; i < n && !hf; i++) {
         const char *s = t[i].name;
         for (size_t k = 0; k < sizeof strip / sizeof strip[0]; k++)
             if (starts(s, strip[k])) {
@@ -79,14 +98,15 @@ pq_status pq_pt_map_names(pq_st_tensor *t, int64_t n)
                 break;
             }
         size_t cap = strlen(s) + 64;
-        char *hf = malloc(cap);
-        if (!hf) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-        if (!to_hf(s, hf, cap)) {
-            free(hf);
+        char *mapped = malloc(cap);
+        if (!mapped) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+        if (!to_hf(s, mapped, cap)) {
+            free(mapped);
             continue;
         }
         free(t[i].name);
-        t[i].name = hf;
+        t[i].name = mapped;
     }
+    drop_tied(t, n_io);
     return PQ_OK;
 }

@@ -548,7 +548,7 @@ pq_status pq_st_open(const char *path, pq_st_model **out)
     if (m->any_pt) {
         /* fair-esm names become Hugging Face names, once the index (which
          * lists the names as stored) has been checked */
-        if ((rc = pq_pt_map_names(m->tensors, m->n_tensors))) goto fail;
+        if ((rc = pq_pt_map_names(m->tensors, &m->n_tensors))) goto fail;
         qsort(m->tensors, (size_t)m->n_tensors, sizeof *m->tensors, cmp_tensor_name);
         for (int64_t i = 1; i < m->n_tensors; i++)
             if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0) {

@@ -319,6 +319,8 @@ static void test_fairesm_layout(void **state)
     pk_tensor(&p, NULL, "FloatStorage", "0", 6, 0, (const int64_t[]){6}, (const int64_t[]){1}, 1);
     pk_str(&p, "encoder.sentence_encoder.layers.12.final_layer_norm.weight");
     pk_tensor(&p, NULL, "FloatStorage", "0", 6, 0, (const int64_t[]){6}, (const int64_t[]){1}, 1);
+    pk_str(&p, "encoder.sentence_encoder.embed_tokens.weight");
+    pk_tensor(&p, NULL, "FloatStorage", "0", 6, 0, size, stride, 2);
     pk_str(&p, "contact_head.regression.weight");
     pk_tensor(&p, NULL, "FloatStorage", "0", 6, 0, (const int64_t[]){1, 6}, (const int64_t[]){6, 1}, 2);
     op(&p, 'u');
@@ -330,16 +332,42 @@ static void test_fairesm_layout(void **state)
     /* expected names: transformers' convert_esm.py, read backwards */
     static const char *const want[] = {
         "esm.contact_head.regression.weight",
+        "esm.embeddings.word_embeddings.weight",
         "esm.encoder.emb_layer_norm_after.bias",
         "esm.encoder.layer.0.attention.self.rotary_embeddings.inv_freq",
         "esm.encoder.layer.12.LayerNorm.weight",
         "esm.encoder.layer.3.attention.self.query.weight",
-        "lm_head.decoder.weight",
-    };
+    }; /* lm_head.weight is embed_tokens' storage: tied, so dropped */
     assert_int_equal(pq_st_count(m), 6);
     for (int i = 0; i < 6; i++) assert_string_equal(pq_st_get(m, i)->name, want[i]);
     pq_st_close(m);
     free(path);
+}
+
+/* lm_head.decoder.weight is dropped only when it is the embedding's bytes. */
+static void test_tied(void **state)
+{
+    (void)state;
+    static buf p;
+    static const int64_t size[1] = {3}, stride[1] = {1};
+    for (int off = 0; off < 2; off++) {
+        pk_begin(&p);
+        op(&p, '}');
+        op(&p, '(');
+        pk_str(&p, "esm.embeddings.word_embeddings.weight");
+        pk_tensor(&p, NULL, "FloatStorage", "0", 6, 0, size, stride, 1);
+        pk_str(&p, "lm_head.decoder.weight");
+        pk_tensor(&p, NULL, "FloatStorage", "0", 6, 3 * off, size, stride, 1);
+        op(&p, 'u');
+        op(&p, '.');
+        char *path = write_ckpt("tied.bin", &p, 0);
+        pq_st_model *m = NULL;
+        assert_int_equal(pq_st_open(path, &m), PQ_OK);
+        assert_int_equal(pq_st_count(m), off ? 2 : 1);
+        assert_true((pq_st_find(m, "lm_head.decoder.weight") != NULL) == (off != 0));
+        pq_st_close(m);
+        free(path);
+    }
 }
 
 /* __reduce__ returning (os.system, ("touch MARKER",)): as data it stays a
@@ -514,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_offset_view),
         cmocka_unit_test(test_fairesm_layout),
+        cmocka_unit_test(test_tied),
         cmocka_unit_test(test_malicious),
         cmocka_unit_test(test_bad_pickles),
         cmocka_unit_test(test_bad_containers),

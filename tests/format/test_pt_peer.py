@@ -189,32 +189,44 @@ def run(tmp):
     refused(tmp)
     hf16 = fairesm_ref.read_safetensors(MODEL)
     marker = os.path.join(tmp, "MARKER")
-    refs = {}
+    if not torch.equal(hf16["lm_head.decoder.weight"], hf16["esm.embeddings.word_embeddings.weight"]):
+        raise AssertionError("the bundled model's decoder is expected to equal its embedding (tied)")
     for dt in (torch.float16, torch.float32, torch.bfloat16):
         hf = {k: (v.to(dt) if v.is_floating_point() else v) for k, v in hf16.items()}
-        st = os.path.join(tmp, f"ref_{ST_DT[dt]}.safetensors")
-        write_safetensors(st, hf)
-        refs[dt] = os.path.join(tmp, f"ref_{ST_DT[dt]}.h5")
-        quantize(st, refs[dt])
+        # the references: the safetensors of these weights, with the decoder
+        # (as the bundled file) and without it (tied, as transformers'
+        # safetensors writer stores a tied model)
+        refs = {}
+
+        def ref(tied):
+            if tied not in refs:
+                st = os.path.join(tmp, f"ref_{ST_DT[dt]}_{tied}.safetensors")
+                write_safetensors(st, {k: v for k, v in hf.items() if not (tied and k == "lm_head.decoder.weight")})
+                refs[tied] = (st, os.path.join(tmp, f"ref_{ST_DT[dt]}_{tied}.h5"))
+                quantize(*refs[tied])
+            return refs[tied]
         cases = []
         # (a), (e): a Hugging Face state dict
         d = os.path.join(tmp, f"hf_{ST_DT[dt]}")
         os.mkdir(d)
         torch.save(collections.OrderedDict(sorted(hf.items())), os.path.join(d, "pytorch_model.bin"))
-        cases.append(("HF state dict " + ST_DT[dt], d, [os.path.join(d, "pytorch_model.bin")]))
+        cases.append(("HF state dict " + ST_DT[dt], d, [os.path.join(d, "pytorch_model.bin")], False))
         if dt == torch.float32:
             # transformers' own writer: EsmForMaskedLM.save_pretrained's
             # pytorch_model.bin (with its position_ids / position_embeddings
-            # buffers, which the model does not use), read from the directory
+            # buffers, which the model does not use, and its decoder tied to
+            # the embedding: one storage), read from the directory
             d = os.path.join(tmp, "hf_save_pretrained")
             hf_model(hf).save_pretrained(d, safe_serialization=False)
-            cases.append(("EsmForMaskedLM.save_pretrained", d, [os.path.join(d, "pytorch_model.bin")]))
+            cases.append(("EsmForMaskedLM.save_pretrained", d, [os.path.join(d, "pytorch_model.bin")], True))
         if dt == torch.float16:
             fe = fairesm_ref.hf_to_fairesm(hf)
+            # fair-esm's ESM2 ties lm_head.weight to embed_tokens.weight
+            fe["lm_head.weight"] = fe["embed_tokens.weight"]
             # (b) a fair-esm state dict
             p = os.path.join(tmp, "fairesm_sd.pt")
             torch.save(fe, p)
-            cases.append(("fair-esm state dict", p, [p]))
+            cases.append(("fair-esm state dict", p, [p], True))
             # (c) fair-esm's checkpoint layout
             pre = {k: ("encoder." + k if k.startswith("lm_head") else "encoder.sentence_encoder." + k)
                    for k in fe}
@@ -224,8 +236,8 @@ def run(tmp):
                     "extra_state": Evil(marker)}
             p = os.path.join(tmp, "esm2_t6_8M_UR50D.pt")
             torch.save(ckpt, p)
-            cases.append(("fair-esm checkpoint", p, [p]))
-            embeds_alike(p, st, tmp)
+            cases.append(("fair-esm checkpoint", p, [p], True))
+            embeds_alike(p, ref(True)[0], tmp)
             # (d) sharded .bin with its index
             d = os.path.join(tmp, "sharded")
             os.mkdir(d)
@@ -241,11 +253,11 @@ def run(tmp):
                 json.dump({"metadata": {"total_size": sum(len(raw_bytes(v)) for v in hf.values())},
                            "weight_map": wm}, f)
             cases.append(("sharded .bin", idx, [os.path.join(d, f"pytorch_model-0000{i}-of-00002.bin")
-                                                for i in (1, 2)]))
-        for label, path, files in cases:
+                                                for i in (1, 2)], False))
+        for label, path, files, tied in cases:
             out = os.path.join(tmp, "q.h5")
             quantize(path, out)
-            same(out, refs[dt], label)
+            same(out, ref(tied)[1], label)
             _, digest = contents(out)
             if digest != source_digest(files):
                 raise AssertionError(f"{label}: source_sha256_tree {digest} is not the recipe's over the files")
