@@ -12,11 +12,13 @@
 
 static const char *const strip[] = {"encoder.sentence_encoder.", "encoder."};
 
+typedef struct name_map {
+    const char *from, *to;
+} name_map;
+
 /* per-layer module renames: fair-esm "layers.N.<from>.<rest>" -> HF
  * "esm.encoder.layer.N.<to>.<rest>" */
-static const struct {
-    const char *from, *to;
-} layer_map[] = {
+static const name_map layer_map[] = {
     {"self_attn.q_proj", "attention.self.query"},
     {"self_attn.k_proj", "attention.self.key"},
     {"self_attn.v_proj", "attention.self.value"},
@@ -28,10 +30,8 @@ static const struct {
     {"final_layer_norm", "LayerNorm"},
 };
 
-/* whole-prefix renames for the global tensors */
-static const struct {
-    const char *from, *to;
-} global_map[] = {
+/* renames of the global tensors: a prefix (ending in '.') or a whole name */
+static const name_map global_map[] = {
     {"embed_tokens.", "esm.embeddings.word_embeddings."},
     {"emb_layer_norm_after.", "esm.encoder.emb_layer_norm_after."},
     {"contact_head.", "esm.contact_head."},

@@ -51,20 +51,31 @@ const char *pq_pk_kind_name(pq_pk_kind k)
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
+/* Append v to the growable array (*arr)[0..*n) of capacity *cap. */
+static pq_status append(pq_pk_value ***arr, int64_t *n, int64_t *cap, pq_pk_value *v)
+{
+    if (*n == *cap) {
+        int64_t c2 = *cap ? 2 * *cap : 16;
+        pq_pk_value **p = realloc(*arr, (size_t)c2 * sizeof *p);
+        if (!p) return pq_err(PQ_ERR_RESOURCE, "out of memory for %lld pickle values", (long long)c2);
+        *arr = p;
+        *cap = c2;
+    }
+    (*arr)[(*n)++] = v;
+    return PQ_OK;
+}
+
 static pq_status new_val(pq_pk *c, pq_pk_kind kind, pq_pk_value **out)
 {
     if (c->n_all >= MAX_VALUES) return bad(c, "more than %lld values", (long long)MAX_VALUES);
-    if (c->n_all == c->cap_all) {
-        int64_t cap = c->cap_all ? 2 * c->cap_all : 256;
-        pq_pk_value **p = realloc(c->all, (size_t)cap * sizeof *p);
-        if (!p) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-        c->all = p;
-        c->cap_all = cap;
-    }
     pq_pk_value *v = calloc(1, sizeof *v);
     if (!v) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     v->kind = kind;
-    c->all[c->n_all++] = v;
+    pq_status rc = append(&c->all, &c->n_all, &c->cap_all, v);
+    if (rc) {
+        free(v);
+        return rc;
+    }
     *out = v;
     return PQ_OK;
 }
@@ -79,31 +90,12 @@ static pq_status set_str(pq_pk_value *v, const void *s, size_t n)
     return PQ_OK;
 }
 
-static pq_status add_item(pq_pk_value *v, pq_pk_value *item)
-{
-    if (v->n == v->cap) {
-        int64_t cap = v->cap ? 2 * v->cap : 8;
-        pq_pk_value **p = realloc(v->items, (size_t)cap * sizeof *p);
-        if (!p) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-        v->items = p;
-        v->cap = cap;
-    }
-    v->items[v->n++] = item;
-    return PQ_OK;
-}
+static pq_status add_item(pq_pk_value *v, pq_pk_value *item) { return append(&v->items, &v->n, &v->cap, item); }
 
 static pq_status push(pq_pk *c, pq_pk_value *v)
 {
     if (c->sp >= MAX_STACK) return bad(c, "stack deeper than %lld", (long long)MAX_STACK);
-    if (c->sp == c->cap_stack) {
-        int64_t cap = c->cap_stack ? 2 * c->cap_stack : 64;
-        pq_pk_value **p = realloc(c->stack, (size_t)cap * sizeof *p);
-        if (!p) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-        c->stack = p;
-        c->cap_stack = cap;
-    }
-    c->stack[c->sp++] = v;
-    return PQ_OK;
+    return append(&c->stack, &c->sp, &c->cap_stack, v);
 }
 
 static int64_t floor_sp(const pq_pk *c) { return c->n_marks ? c->marks[c->n_marks - 1] : 0; }
@@ -143,12 +135,21 @@ static uint64_t le(const unsigned char *p, int k)
     return x;
 }
 
-static pq_status read_len(pq_pk *c, int k, size_t *len)
+/* The opcode's k-byte little-endian unsigned argument. */
+static pq_status arg(pq_pk *c, int k, uint64_t *x)
 {
     pq_status rc = need(c, (size_t)k);
     if (rc) return rc;
-    uint64_t x = le(c->buf + c->pos, k);
+    *x = le(c->buf + c->pos, k);
     c->pos += (size_t)k;
+    return PQ_OK;
+}
+
+static pq_status read_len(pq_pk *c, int k, size_t *len)
+{
+    uint64_t x = 0;
+    pq_status rc = arg(c, k, &x);
+    if (rc) return rc;
     if (x > c->n - c->pos) return bad(c, "a %llu-byte string runs past the end", (unsigned long long)x);
     *len = (size_t)x;
     return PQ_OK;
@@ -364,6 +365,7 @@ static pq_status step(pq_pk *c, bool *done)
     pq_status rc;
     pq_pk_value *a = NULL, *b = NULL, *d = NULL, *v = NULL;
     int64_t start = 0;
+    uint64_t x = 0;
     c->op_pos = c->pos;
     c->op = c->buf[c->pos++];
     switch (c->op) {
@@ -373,9 +375,7 @@ static pq_status step(pq_pk *c, bool *done)
         c->pos++;
         return PQ_OK;
     case 0x95: /* FRAME: a length hint only */
-        if ((rc = need(c, 8))) return rc;
-        c->pos += 8;
-        return PQ_OK;
+        return arg(c, 8, &x);
     case '.': /* STOP */
         *done = true;
         return PQ_OK;
@@ -398,17 +398,10 @@ static pq_status step(pq_pk *c, bool *done)
     case 'N': return push_int(c, 0, PQ_PK_NONE);
     case 0x88: return push_int(c, 1, PQ_PK_BOOL);
     case 0x89: return push_int(c, 0, PQ_PK_BOOL);
-    case 'J': /* BININT */
-        if ((rc = need(c, 4))) return rc;
-        c->pos += 4;
-        return push_int(c, (int32_t)(uint32_t)le(c->buf + c->pos - 4, 4), PQ_PK_INT);
-    case 'K': /* BININT1 */
-        if ((rc = need(c, 1))) return rc;
-        return push_int(c, c->buf[c->pos++], PQ_PK_INT);
-    case 'M': /* BININT2 */
-        if ((rc = need(c, 2))) return rc;
-        c->pos += 2;
-        return push_int(c, (int64_t)le(c->buf + c->pos - 2, 2), PQ_PK_INT);
+    case 'J': /* BININT, signed */
+        return (rc = arg(c, 4, &x)) ? rc : push_int(c, (int32_t)(uint32_t)x, PQ_PK_INT);
+    case 'K': case 'M': /* BININT1, BININT2 */
+        return (rc = arg(c, c->op == 'K' ? 1 : 2, &x)) ? rc : push_int(c, (int64_t)x, PQ_PK_INT);
     case 0x8a: return push_long(c, 1); /* LONG1 */
     case 0x8b: return push_long(c, 4); /* LONG4 */
     case 'G': { /* BINFLOAT, big-endian */
@@ -491,22 +484,12 @@ static pq_status step(pq_pk *c, bool *done)
     case 'Q': /* BINPERSID */
         if ((rc = pop(c, &a))) return rc;
         return persistent_load(c, a);
-    case 'q': /* BINPUT */
-        if ((rc = need(c, 1))) return rc;
-        return memo_put(c, c->buf[c->pos++]);
-    case 'r': /* LONG_BINPUT */
-        if ((rc = need(c, 4))) return rc;
-        c->pos += 4;
-        return memo_put(c, le(c->buf + c->pos - 4, 4));
+    case 'q': case 'r': /* BINPUT, LONG_BINPUT */
+        return (rc = arg(c, c->op == 'q' ? 1 : 4, &x)) ? rc : memo_put(c, x);
     case 0x94: /* MEMOIZE */
         return memo_put(c, (uint64_t)c->memo_len);
-    case 'h': /* BINGET */
-        if ((rc = need(c, 1))) return rc;
-        return memo_get(c, c->buf[c->pos++]);
-    case 'j': /* LONG_BINGET */
-        if ((rc = need(c, 4))) return rc;
-        c->pos += 4;
-        return memo_get(c, le(c->buf + c->pos - 4, 4));
+    case 'h': case 'j': /* BINGET, LONG_BINGET */
+        return (rc = arg(c, c->op == 'h' ? 1 : 4, &x)) ? rc : memo_get(c, x);
     default:
         if (c->op >= 0x20 && c->op < 0x7f)
             return bad(c, "opcode '%c' is not one torch.save writes; refused", c->op);

@@ -125,6 +125,32 @@ typedef struct zentry {
     int method; /* 0 stored, 8 deflate (data then is not really deflated) */
 } zentry;
 
+/* The fields a local and a central header share, from "version needed" to
+ * "extra field length" (APPNOTE 4.3.7, 4.3.12). */
+static void header_common(buf *b, const zentry *e, int zip64, size_t extra_len)
+{
+    le(b, zip64 ? 45 : 20, 2);
+    le(b, 0, 2); /* flags */
+    le(b, (uint64_t)e->method, 2);
+    le(b, 0, 4); /* time, date */
+    le(b, 0, 4); /* crc (not checked by readers that map in place) */
+    le(b, zip64 ? 0xffffffffu : e->n, 4);
+    le(b, zip64 ? 0xffffffffu : e->n, 4);
+    le(b, strlen(e->name), 2);
+    le(b, extra_len, 2);
+}
+
+/* The zip64 extra field: both sizes, and the local header's offset when
+ * with_local. */
+static void zip64_extra(buf *b, uint64_t n, int with_local, uint64_t local)
+{
+    le(b, 1, 2);
+    le(b, with_local ? 24 : 16, 2);
+    le(b, n, 8);
+    le(b, n, 8);
+    if (with_local) le(b, local, 8);
+}
+
 /* A zip of the entries; zip64: every size and offset through the zip64
  * extra field and end records (as writers do for files over 4 GiB). */
 static void write_zip(const char *path, const zentry *e, int n, int zip64)
@@ -136,45 +162,21 @@ static void write_zip(const char *path, const zentry *e, int n, int zip64)
         uint64_t local = z.n;
         size_t nl = strlen(e[i].name);
         le(&z, 0x04034b50, 4);
-        le(&z, zip64 ? 45 : 20, 2);
-        le(&z, 0, 2);
-        le(&z, (uint64_t)e[i].method, 2);
-        le(&z, 0, 4); /* time, date */
-        le(&z, 0, 4); /* crc (not checked by readers that map in place) */
-        le(&z, zip64 ? 0xffffffffu : e[i].n, 4);
-        le(&z, zip64 ? 0xffffffffu : e[i].n, 4);
-        le(&z, nl, 2);
-        le(&z, zip64 ? 20 : 3, 2);
+        header_common(&z, &e[i], zip64, zip64 ? 20 : 3);
         put(&z, e[i].name, nl);
-        if (zip64) {
-            le(&z, 1, 2);
-            le(&z, 16, 2);
-            le(&z, e[i].n, 8);
-            le(&z, e[i].n, 8);
-        } else {
+        if (zip64)
+            zip64_extra(&z, e[i].n, 0, 0);
+        else
             put(&z, "xyz", 3); /* an unrelated extra field moves the data */
-        }
         put(&z, e[i].data, e[i].n);
         le(&cd, 0x02014b50, 4);
-        le(&cd, zip64 ? 45 : 20, 2);
-        le(&cd, zip64 ? 45 : 20, 2);
-        le(&cd, 0, 2);
-        le(&cd, (uint64_t)e[i].method, 2);
-        le(&cd, 0, 8);
-        le(&cd, zip64 ? 0xffffffffu : e[i].n, 4);
-        le(&cd, zip64 ? 0xffffffffu : e[i].n, 4);
-        le(&cd, nl, 2);
-        le(&cd, zip64 ? 28 : 0, 2);
-        le(&cd, 0, 2 + 2 + 2 + 4);
+        le(&cd, zip64 ? 45 : 20, 2); /* made by */
+        header_common(&cd, &e[i], zip64, zip64 ? 28 : 0);
+        le(&cd, 0, 2 + 2 + 2); /* comment length, disk, internal attributes */
+        le(&cd, 0, 4);         /* external attributes */
         le(&cd, zip64 ? 0xffffffffu : local, 4);
         put(&cd, e[i].name, nl);
-        if (zip64) {
-            le(&cd, 1, 2);
-            le(&cd, 24, 2);
-            le(&cd, e[i].n, 8);
-            le(&cd, e[i].n, 8);
-            le(&cd, local, 8);
-        }
+        if (zip64) zip64_extra(&cd, e[i].n, 1, local);
     }
     uint64_t cd_off = z.n;
     put(&z, cd.d, cd.n);
