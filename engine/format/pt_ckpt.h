@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pt_ckpt.h - the tensor table of a PyTorch checkpoint (torch.save's zip
- * format: a fair-esm .pt, a pytorch_model.bin or one of its shards).
+/* pt_ckpt.h - the tensor table of a PyTorch checkpoint (a fair-esm .pt, a
+ * pytorch_model.bin or one of its shards), in torch.save's zip format or its
+ * legacy format (PyTorch before 1.6, or _use_new_zipfile_serialization=False).
  *
  * The state dict is the top-level dict, or its "model" / "state_dict" entry
  * when it has one (fair-esm's {"model": ..., "args"/"cfg": ...}); every value
  * in it must be a contiguous tensor built by torch._utils._rebuild_tensor_v2
- * over a stored entry of the archive. Each tensor's bytes are a range of the
- * file, so the table has the same form as a safetensors file's (pq_st_tensor)
+ * over a storage of the file (a stored zip entry, or a storage of the legacy
+ * format's data area). Each tensor's bytes are a range of the file, so the table has the same form as a safetensors file's (pq_st_tensor)
  * and the bytes are read in place. Nothing in the pickle is executed
  * (pt_pickle.h). */
 #ifndef PQ_PT_CKPT_H
@@ -23,11 +24,11 @@
 bool pq_pt_is_zip(const unsigned char *map, size_t n);
 
 /* True when `path` ends in a PyTorch checkpoint extension (.pt .pth .bin
- * .ckpt) and map starts with a pickle protocol opcode: the legacy
- * torch.save format (before 1.6, or _use_new_zipfile_serialization=False). */
+ * .ckpt) and map starts with a pickle protocol opcode: presumably the legacy
+ * torch.save format (pq_pt_read checks its magic number). */
 bool pq_pt_is_legacy(const char *path, const unsigned char *map, size_t n);
 
-/* The tensors of the zip checkpoint map[0..n) (named `fname`, shard
+/* The tensors of the checkpoint map[0..n) (zip or legacy; named `fname`, shard
  * `file_idx`) with the names they have in the file: *out (owned, each name
  * owned; free with pq_pt_free_tensors) holds *n_out of them, in file order. */
 pq_status pq_pt_read(const char *fname, const unsigned char *map, size_t n, int file_idx, pq_st_tensor **out,

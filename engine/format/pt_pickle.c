@@ -31,6 +31,8 @@ struct pq_pk {
     int n_marks;
     pq_pk_value **memo;
     int64_t cap_memo, memo_len;
+    pq_pk_value **storages; /* every storage a persistent id named */
+    int64_t n_storages, cap_storages;
 };
 
 static pq_status bad(pq_pk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -254,9 +256,12 @@ static const struct {
 /* BINPERSID: ('storage', <storage type>, key, location, numel). */
 static pq_status persistent_load(pq_pk *c, const pq_pk_value *pid)
 {
-    if (pid->kind != PQ_PK_TUPLE || pid->n != 5 || pid->items[0]->kind != PQ_PK_STR ||
+    if (pid->kind != PQ_PK_TUPLE || (pid->n != 5 && pid->n != 6) || pid->items[0]->kind != PQ_PK_STR ||
         strcmp(pid->items[0]->s, "storage") != 0)
-        return bad(c, "a persistent id other than ('storage', type, key, location, numel)");
+        return bad(c, "a persistent id other than ('storage', type, key, location, numel[, view])");
+    /* the legacy format's sixth item describes a view into another storage */
+    if (pid->n == 6 && pid->items[5]->kind != PQ_PK_NONE)
+        return bad(c, "a storage view (legacy format) is not supported; re-save with torch.save under PyTorch >= 1.6");
     const pq_pk_value *type = pid->items[1], *key = pid->items[2], *numel = pid->items[4];
     if (type->kind != PQ_PK_GLOBAL) return bad(c, "storage type is a %s, not a global", pq_pk_kind_name(type->kind));
     if (key->kind != PQ_PK_STR || key->len != strlen(key->s) || !key->len)
@@ -270,6 +275,7 @@ static pq_status persistent_load(pq_pk *c, const pq_pk_value *pid)
             if (rc) return rc;
             v->dtype = storage_types[i].dtype;
             v->i = numel->i;
+            if ((rc = append(&c->storages, &c->n_storages, &c->cap_storages, v))) return rc;
             return push(c, v);
         }
     return bad(c, "storage type %s is not supported", type->s);
@@ -497,7 +503,8 @@ static pq_status step(pq_pk *c, bool *done)
     }
 }
 
-pq_status pq_pk_load(const char *what, const unsigned char *buf, size_t n, pq_pk **ctx, const pq_pk_value **out)
+pq_status pq_pk_load(const char *what, const unsigned char *buf, size_t n, pq_pk **ctx, const pq_pk_value **out,
+                     size_t *used)
 {
     *out = NULL;
     pq_pk *c = calloc(1, sizeof *c);
@@ -515,7 +522,14 @@ pq_status pq_pk_load(const char *what, const unsigned char *buf, size_t n, pq_pk
     if (rc) return rc;
     if (c->n_marks || c->sp != 1) return bad(c, "STOP with %lld values and %d marks on the stack", (long long)c->sp, c->n_marks);
     *out = c->stack[0];
+    if (used) *used = c->pos;
     return PQ_OK;
+}
+
+pq_pk_value *const *pq_pk_storages(const pq_pk *ctx, int64_t *n)
+{
+    *n = ctx->n_storages;
+    return ctx->storages;
 }
 
 void pq_pk_free(pq_pk *c)
@@ -529,6 +543,7 @@ void pq_pk_free(pq_pk *c)
     free(c->all);
     free(c->stack);
     free(c->memo);
+    free(c->storages);
     free(c);
 }
 

@@ -49,10 +49,17 @@ struct pq_pk_value {
 
 typedef struct pq_pk pq_pk;
 
-/* Unpickle buf[0..n) (borrowed; `what` names it in errors). On success *out
- * is the root value, owned by *ctx (free both with pq_pk_free). */
-pq_status pq_pk_load(const char *what, const unsigned char *buf, size_t n, pq_pk **ctx, const pq_pk_value **out);
+/* Unpickle the pickle at the start of buf[0..n) (borrowed; `what` names it
+ * in errors). On success *out is the root value, owned by *ctx (free both
+ * with pq_pk_free), and *used (when not NULL) the bytes up to and including
+ * its STOP. A persistent id may also be the legacy format's
+ * ('storage', type, key, location, numel, None). */
+pq_status pq_pk_load(const char *what, const unsigned char *buf, size_t n, pq_pk **ctx, const pq_pk_value **out,
+                     size_t *used);
 void pq_pk_free(pq_pk *ctx); /* NULL is fine */
+
+/* Every storage the pickle's persistent ids named, in order (borrowed). */
+pq_pk_value *const *pq_pk_storages(const pq_pk *ctx, int64_t *n);
 
 /* The value of string key `key` in DICT d, NULL if absent or d is no dict. */
 const pq_pk_value *pq_pk_dict_get(const pq_pk_value *d, const char *key);

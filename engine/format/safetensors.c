@@ -242,7 +242,7 @@ static pq_status check_metadata(const char *fname, const json_t *md)
     return PQ_OK;
 }
 
-/* Shard fi, already mapped, is a torch.save zip: append its tensors. */
+/* Shard fi, already mapped, is a torch.save checkpoint: append its tensors. */
 static pq_status load_pt_shard(pq_st_model *m, int fi)
 {
     pq_st_tensor *t = NULL;
@@ -290,15 +290,8 @@ static pq_status load_shard(pq_st_model *m, int fi)
     }
     s->map = map;
     s->map_bytes = (size_t)file_bytes;
-    if (pq_pt_is_zip(s->map, s->map_bytes)) {
+    if (pq_pt_is_zip(s->map, s->map_bytes) || pq_pt_is_legacy(fname, s->map, s->map_bytes)) {
         rc = load_pt_shard(m, fi);
-        goto cleanup;
-    }
-    if (pq_pt_is_legacy(fname, s->map, s->map_bytes)) {
-        rc = pq_err(PQ_ERR_FORMAT,
-                    "%s: the legacy torch.save format (PyTorch before 1.6, or _use_new_zipfile_serialization=False) "
-                    "is not read; re-save it with torch.save(torch.load(path), new_path) under PyTorch >= 1.6",
-                    fname);
         goto cleanup;
     }
 

@@ -65,6 +65,9 @@ static void pk_ints(buf *b, const int64_t *v, int n)
     op(b, 't');
 }
 
+/* Persistent ids of the legacy format (a sixth item, None). */
+static int g_legacy_pid;
+
 /* A tensor as torch.save writes it: _rebuild_tensor_v2(persistent storage,
  * offset, size, stride, False, OrderedDict()). `fn` replaces the rebuild
  * function when not NULL. */
@@ -79,6 +82,7 @@ static void pk_tensor(buf *b, const char *fn, const char *stype, const char *key
     pk_str(b, key);
     pk_str(b, "cpu");
     pk_int(b, numel);
+    if (g_legacy_pid) op(b, 'N'); /* the legacy format's view metadata: none */
     op(b, 't');
     op(b, 'Q'); /* BINPERSID */
     pk_int(b, off);
@@ -92,11 +96,16 @@ static void pk_tensor(buf *b, const char *fn, const char *stype, const char *key
     op(b, 'R');
 }
 
+static void pk_proto(buf *b)
+{
+    op(b, 0x80);
+    op(b, 2);
+}
+
 static void pk_begin(buf *b)
 {
     b->n = 0;
-    op(b, 0x80);
-    op(b, 2);
+    pk_proto(b);
 }
 
 /* {"w": F32 [2,3] over storage "0" of 6 floats} as torch.save writes it */
@@ -423,6 +432,64 @@ static void test_malicious(void **state)
     free(marker);
 }
 
+/* The legacy format (torch/serialization.py, _legacy_save): the magic
+ * number, 1001, sys_info, the object, the sorted storage keys, then each
+ * storage as an int64 element count and its bytes. `variant` breaks it. */
+static char *write_legacy(const char *name, int variant)
+{
+    static buf p;
+    static const unsigned char magic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                          0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+    static const int64_t size[2] = {2, 3}, stride[2] = {3, 1};
+    p.n = 0;
+    put(&p, magic, sizeof magic);
+    if (variant == 1) p.d[5] ^= 1; /* another magic number */
+    pk_proto(&p);
+    op(&p, 'M');
+    le(&p, 1001, 2);
+    op(&p, '.');
+    pk_proto(&p);
+    op(&p, '}');
+    pk_str(&p, "little_endian");
+    op(&p, variant == 2 ? 0x89 : 0x88);
+    op(&p, 's');
+    op(&p, '.');
+    pk_proto(&p);
+    op(&p, '}');
+    pk_str(&p, "w");
+    g_legacy_pid = 1;
+    pk_tensor(&p, NULL, "FloatStorage", "140", 6, 0, size, stride, 2);
+    g_legacy_pid = 0;
+    op(&p, 's');
+    op(&p, '.');
+    pk_proto(&p);
+    op(&p, ']');
+    pk_str(&p, "140");
+    op(&p, 'a');
+    op(&p, '.');
+    le(&p, 6, 8);
+    put(&p, k_w, variant == 3 ? sizeof k_w - 4 : sizeof k_w);
+    if (variant == 4) op(&p, 0);
+    char *path = tu_path(g_dir, name);
+    tu_write_raw(path, p.d, p.n);
+    return path;
+}
+
+static void test_legacy(void **state)
+{
+    (void)state;
+    char *path = write_legacy("old.pt", 0);
+    expect_w(path, "w");
+    free(path);
+    static const char *const want[] = {NULL, "does not start with torch.save's magic number", "not saved little-endian",
+                                       "runs past the end", "1 bytes after the last storage"};
+    for (int v = 1; v < 5; v++) {
+        path = write_legacy("old.pt", v);
+        expect_format(path, want[v], NULL);
+        free(path);
+    }
+}
+
 /* One malformed pickle per case, each with its error. */
 static void test_bad_pickles(void **state)
 {
@@ -477,6 +544,11 @@ static void test_bad_pickles(void **state)
     CASE((op(&p, 0x8a), op(&p, 9), le(&p, 0, 9), op(&p, '.')), "beyond 64 bits", NULL);
     /* a persistent id of another shape */
     CASE((pk_str(&p, "x"), op(&p, 'Q'), op(&p, '.')), "persistent id other than", NULL);
+    /* a legacy storage view: a sixth persistent-id item that is not None */
+    CASE((op(&p, '('), pk_str(&p, "storage"), pk_global(&p, "torch", "FloatStorage"), pk_str(&p, "0"),
+          pk_str(&p, "cpu"), pk_int(&p, 6), pk_ints(&p, (const int64_t[]){0, 3}, 2), op(&p, 't'), op(&p, 'Q'),
+          op(&p, '.')),
+         "a storage view (legacy format) is not supported", NULL);
     /* 2000 nested MARKs */
     CASE((memset(p.d + p.n, '(', 2000), p.n += 2000, op(&p, '.')), "nested deeper than", NULL);
     /* SETITEM on a list */
@@ -517,11 +589,6 @@ static void test_bad_containers(void **state)
     fclose(f);
     expect_format(path, "no end of central directory", NULL);
     free(path);
-    /* the legacy (pre-1.6) format: a bare pickle stream */
-    path = tu_path(g_dir, "old.pt");
-    tu_write_raw(path, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15);
-    expect_format(path, "legacy torch.save format", "re-save it with torch.save");
-    free(path);
     /* two names that map to one Hugging Face name */
     pk_begin(&p);
     op(&p, '}');
@@ -545,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_offset_view),
         cmocka_unit_test(test_fairesm_layout),
         cmocka_unit_test(test_tied),
+        cmocka_unit_test(test_legacy),
         cmocka_unit_test(test_malicious),
         cmocka_unit_test(test_bad_pickles),
         cmocka_unit_test(test_bad_containers),

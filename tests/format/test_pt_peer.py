@@ -8,14 +8,15 @@ peer tests' own fair-esm mapping), (c) fair-esm's checkpoint layout
 ({"model": ..., "args": ..., "cfg": ...} with encoder.sentence_encoder.
 prefixes, non-torch config objects and an object whose __reduce__ would run
 `touch MARKER`), (d) sharded .bin with pytorch_model.bin.index.json, (e) in
-fp32 and bf16 too, and transformers' EsmForMaskedLM.save_pretrained folder. `proteus quantize` of each must give the datasets and
+fp32 and bf16 too, transformers' EsmForMaskedLM.save_pretrained folder, and
+a state dict in torch.save's legacy (non-zip) format. `proteus quantize` of each must give the datasets and
 attributes, bit for bit, of `proteus quantize` of a safetensors file of the
 same weights (written here from the same torch tensors); only the model name,
 the source digest (the docs/FORMAT.md recipe over the .pt/.bin files
 themselves, checked with hashlib) and the provenance differ. `proteus embed`
 of the fair-esm checkpoint gives the safetensors' representations. The marker
-file never appears. A transposed tensor, the legacy non-zip format and a
-saved list are refused with their errors and the format status.
+file never appears. A transposed tensor and a saved list are refused with
+their errors and the format status.
 
 usage: python test_pt_peer.py PROTEUS MODEL.safetensors"""
 import argparse
@@ -173,8 +174,6 @@ def refused(tmp):
     """Files torch.save writes that Proteus refuses, each with its error and
     the format status (4)."""
     cases = [("transposed.pt", lambda p: torch.save({"w": torch.randn(3, 4).t()}, p), "not contiguous"),
-             ("legacy.pt", lambda p: torch.save({"w": torch.randn(3)}, p, _use_new_zipfile_serialization=False),
-              "legacy torch.save format"),
              ("list.pt", lambda p: torch.save([torch.randn(3)], p), "not a dict of tensors")]
     for name, save, want in cases:
         p = os.path.join(tmp, name)
@@ -211,6 +210,11 @@ def run(tmp):
         os.mkdir(d)
         torch.save(collections.OrderedDict(sorted(hf.items())), os.path.join(d, "pytorch_model.bin"))
         cases.append(("HF state dict " + ST_DT[dt], d, [os.path.join(d, "pytorch_model.bin")], False))
+        if dt == torch.bfloat16:
+            # torch.save's legacy (non-zip) format
+            p = os.path.join(tmp, "legacy.bin")
+            torch.save(hf, p, _use_new_zipfile_serialization=False)
+            cases.append(("legacy-format state dict", p, [p], False))
         if dt == torch.float32:
             # transformers' own writer: EsmForMaskedLM.save_pretrained's
             # pytorch_model.bin (with its position_ids / position_embeddings
