@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -291,6 +292,50 @@ static void test_offset_view(void **state)
     assert_true(got[0] == k_w[3] && got[1] == k_w[4]);
     pq_st_close(m);
     free(path);
+}
+
+/* A directory: pytorch_model.bin.index.json and its shards, then
+ * pytorch_model.bin beside it, then model.safetensors, which wins. */
+static void test_directory(void **state)
+{
+    (void)state;
+    static buf p;
+    char *dir = tu_path(g_dir, "repo");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    const char *const shard[2] = {"pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"};
+    for (int i = 0; i < 2; i++) {
+        pk_simple(&p, i ? "v" : "w");
+        zentry e[2] = {{"shard/data.pkl", p.d, p.n, 0}, {"shard/data/0", k_w, sizeof k_w, 0}};
+        char *sp = tu_path(dir, shard[i]);
+        write_zip(sp, e, 2, 0);
+        free(sp);
+    }
+    char *idx = tu_path(dir, "pytorch_model.bin.index.json");
+    const char *json = "{\"metadata\":{\"total_size\":48},\"weight_map\":{"
+                       "\"w\":\"pytorch_model-00001-of-00002.bin\",\"v\":\"pytorch_model-00002-of-00002.bin\"}}";
+    tu_write_raw(idx, json, strlen(json));
+    pq_st_model *m = NULL;
+    if (pq_st_open(dir, &m) != PQ_OK) fail_msg("%s", pq_err_detail());
+    assert_int_equal(pq_st_count(m), 2);
+    assert_int_equal(pq_st_file_count(m), 2);
+    assert_int_equal(pq_st_find(m, "v")->file_idx, 1);
+    pq_st_close(m);
+    free(idx);
+    char *single = tu_path(dir, "pytorch_model.bin"), *st = tu_path(dir, "model.safetensors");
+    char *one = write_ckpt("one.pt", (pk_simple(&p, "x"), &p), 0);
+    assert_int_equal(rename(one, single), 0);
+    assert_int_equal(pq_st_open(dir, &m), PQ_OK); /* the index still comes first */
+    assert_int_equal(pq_st_count(m), 2);
+    pq_st_close(m);
+    tu_write_st(st, "{\"s\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", k_w, 4);
+    assert_int_equal(pq_st_open(dir, &m), PQ_OK);
+    assert_string_equal(pq_st_kind(m), "safetensors");
+    assert_non_null(pq_st_find(m, "s"));
+    pq_st_close(m);
+    free(one);
+    free(single);
+    free(st);
+    free(dir);
 }
 
 /* fair-esm's layout: {"model": {names with encoder.sentence_encoder.},
@@ -611,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_offset_view),
         cmocka_unit_test(test_fairesm_layout),
+        cmocka_unit_test(test_directory),
         cmocka_unit_test(test_tied),
         cmocka_unit_test(test_legacy),
         cmocka_unit_test(test_malicious),
