@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pt_ckpt.c - the tensor table of a torch.save zip checkpoint: find
- * <archive>/data.pkl, unpickle it without executing anything, find the state
- * dict and turn each tensor into a byte range of <archive>/data/<key>. */
+/* pt_ckpt.c - the tensor table of a torch.save checkpoint: unpickle the
+ * object without executing anything (zip: <archive>/data.pkl; legacy: the
+ * fourth of its pickles), find the state dict and turn each tensor into a
+ * byte range of its storage (zip: the entry <archive>/data/<key>; legacy: the
+ * storage's span after the pickles). */
 #include "format/pt_ckpt.h"
 
 #include <stdio.h>

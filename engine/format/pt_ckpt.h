@@ -7,9 +7,9 @@
  * when it has one (fair-esm's {"model": ..., "args"/"cfg": ...}); every value
  * in it must be a contiguous tensor built by torch._utils._rebuild_tensor_v2
  * over a storage of the file (a stored zip entry, or a storage of the legacy
- * format's data area). Each tensor's bytes are a range of the file, so the table has the same form as a safetensors file's (pq_st_tensor)
- * and the bytes are read in place. Nothing in the pickle is executed
- * (pt_pickle.h). */
+ * format's data area). Each tensor's bytes are a range of the file, so the
+ * table has the same form as a safetensors file's (pq_st_tensor) and the
+ * bytes are read in place. Nothing in the pickle is executed (pt_pickle.h). */
 #ifndef PQ_PT_CKPT_H
 #define PQ_PT_CKPT_H
 
