@@ -22,7 +22,7 @@
 /* ------------------------------------------------------------ byte buffers */
 
 typedef struct buf {
-    unsigned char d[1 << 16];
+    unsigned char d[1 << 22]; /* room for the pickles over the bounds */
     size_t n;
 } buf;
 
@@ -165,9 +165,8 @@ static void zip64_extra(buf *b, uint64_t n, int with_local, uint64_t local)
  * extra field and end records (as writers do for files over 4 GiB). */
 static void write_zip(const char *path, const zentry *e, int n, int zip64)
 {
-    static buf z;
-    buf cd = {.n = 0};
-    z.n = 0;
+    static buf z, cd;
+    z.n = cd.n = 0;
     for (int i = 0; i < n; i++) {
         uint64_t local = z.n;
         size_t nl = strlen(e[i].name);
@@ -263,7 +262,7 @@ static void expect_w(const char *path, const char *name)
 static void test_valid(void **state)
 {
     (void)state;
-    buf p;
+    static buf p;
     pk_simple(&p, "w");
     for (int z64 = 0; z64 < 2; z64++) {
         char *path = write_ckpt(z64 ? "z64.pt" : "plain.pt", &p, z64);
@@ -594,6 +593,10 @@ static void test_bad_pickles(void **state)
           pk_str(&p, "cpu"), pk_int(&p, 6), pk_ints(&p, (const int64_t[]){0, 3}, 2), op(&p, 't'), op(&p, 'Q'),
           op(&p, '.')),
          "a storage view (legacy format) is not supported", NULL);
+    /* more values than the bound (1 << 20), and a deeper stack than it */
+    CASE((memset(p.d + p.n, 'N', (1 << 20) + 1), p.n += (1 << 20) + 1, op(&p, '.')), "more than 1048576 values", NULL);
+    CASE((op(&p, 'N'), memset(p.d + p.n, '2', 1 << 20), p.n += 1 << 20, op(&p, '.')), "stack deeper than 1048576",
+         NULL);
     /* 2000 nested MARKs */
     CASE((memset(p.d + p.n, '(', 2000), p.n += 2000, op(&p, '.')), "nested deeper than", NULL);
     /* SETITEM on a list */
