@@ -248,8 +248,7 @@ static pq_status load_pt_shard(pq_st_model *m, int fi)
     pq_st_tensor *t = NULL;
     int64_t n = 0;
     pq_status rc = pq_pt_read(m->files[fi].path, m->files[fi].map, m->files[fi].map_bytes, fi, &t, &n);
-    int64_t i = 0;
-    for (; !rc && i < n; i++) {
+    for (int64_t i = 0; !rc && i < n; i++) {
         rc = push_tensor(m, &t[i]);
         if (!rc) t[i].name = NULL; /* the model owns it now */
     }
