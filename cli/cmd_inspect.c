@@ -22,9 +22,9 @@ static const pq_cli_opt k_opts[] = {{0}};
 static const pq_cli_cmd k_cmd = {
     .name = "inspect",
     .usage = "usage: proteus inspect FILE",
-    .about = "List the tensors of a checkpoint (safetensors or PyTorch .pt/.bin file, index.json\n"
-             "or directory; PyTorch names shown as mapped to Hugging Face's) or\n"
-             "of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
+    .about = "List the tensors of a checkpoint (safetensors or PyTorch .pt/.bin: a file, an\n"
+             "index.json or a directory; fair-esm names shown as mapped to Hugging Face's)\n"
+             "or of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
              "architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
              "and the per-tensor error metrics (SQNR, relative L2, max abs error).",
     .opts = k_opts,
