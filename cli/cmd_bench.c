@@ -23,7 +23,7 @@ typedef struct bench_opts {
 
 static const pq_cli_opt k_opts[] = {
     {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(bench_opts, model), .flags = PQ_CLI_REQUIRED,
-     .meta = "M", .help = ".safetensors (file/dir/index) or Proteus .h5"},
+     .meta = "M", .help = ".safetensors or PyTorch .pt/.bin (file/dir/index) or Proteus .h5"},
     {.name = "batch", .kind = PQ_CLI_I64, .offset = offsetof(bench_opts, batch), .lo = 1, .meta = "B",
      .help = "uniform shape: sequences per batch", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "length", .kind = PQ_CLI_I64, .offset = offsetof(bench_opts, length), .lo = 3, .meta = "T",

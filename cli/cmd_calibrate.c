@@ -35,7 +35,7 @@ static const char *const k_methods[] = {"minmax", "percentile", "entropy", "mse"
 
 static const pq_cli_opt k_opts[] = {
     {.name = "model", .letter = 'm', .kind = PQ_CLI_STR, .offset = offsetof(copts, model), .meta = "PATH",
-     .help = "fp32 checkpoint (safetensors or Proteus HDF5)"},
+     .help = "fp32 checkpoint (safetensors, PyTorch .pt/.bin or Proteus HDF5)"},
     {.name = "calibration-data", .letter = 'd', .kind = PQ_CLI_STR, .offset = offsetof(copts, data),
      .meta = "FASTA", .help = "calibration sequences (plain or .gz)"},
     {.name = "out", .letter = 'o', .kind = PQ_CLI_STR, .offset = offsetof(copts, out), .meta = "PATH",

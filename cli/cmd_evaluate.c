@@ -24,9 +24,9 @@ typedef struct eval_opts {
 
 static const pq_cli_opt k_opts[] = {
     {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(eval_opts, model), .flags = PQ_CLI_REQUIRED,
-     .meta = "Q.h5", .help = "quantized model (Proteus HDF5; a safetensors file also works)"},
+     .meta = "Q.h5", .help = "quantized model (Proteus HDF5; a safetensors or .pt file also works)"},
     {.name = "reference", .kind = PQ_CLI_STR, .offset = offsetof(eval_opts, reference), .flags = PQ_CLI_REQUIRED,
-     .meta = "FP", .help = "fp32 reference (safetensors or HDF5)"},
+     .meta = "FP", .help = "fp32 reference (safetensors, PyTorch .pt/.bin or HDF5)"},
     {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(eval_opts, fasta), .flags = PQ_CLI_REQUIRED,
      .meta = "F", .help = "FASTA, plain or .gz"},
     {.name = "json", .kind = PQ_CLI_STR, .offset = offsetof(eval_opts, json), .meta = "FILE",

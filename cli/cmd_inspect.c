@@ -22,8 +22,9 @@ static const pq_cli_opt k_opts[] = {{0}};
 static const pq_cli_cmd k_cmd = {
     .name = "inspect",
     .usage = "usage: proteus inspect FILE",
-    .about = "List the tensors of a checkpoint (safetensors file, index.json or directory) or\n"
-             "of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
+    .about = "List the tensors of a checkpoint (safetensors or PyTorch .pt/.bin: a file, an\n"
+             "index.json or a directory; fair-esm names shown as mapped to Hugging Face's)\n"
+             "or of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
              "architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
              "and the per-tensor error metrics (SQNR, relative L2, max abs error).",
     .opts = k_opts,
@@ -64,7 +65,7 @@ static int inspect_safetensors(const char *path)
     pq_esm2_config cfg;
     char shp[64], b[32];
     uint64_t total = 0;
-    printf("%s: safetensors, %d file(s), %lld tensors\n", path, pq_st_file_count(m), (long long)pq_st_count(m));
+    printf("%s: %s, %d file(s), %lld tensors\n", path, pq_st_kind(m), pq_st_file_count(m), (long long)pq_st_count(m));
     printf("%-64s %-5s %-14s %12s\n", "tensor", "dtype", "shape", "bytes");
     for (int64_t i = 0; i < pq_st_count(m); i++) {
         const pq_st_tensor *t = pq_st_get(m, i);

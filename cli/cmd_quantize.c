@@ -94,7 +94,9 @@ static const pq_cli_cmd k_cmd = {
     .usage = "usage: proteus quantize --model IN --out OUT.h5 [options]\n"
              "       mpirun -n N proteus quantize ...   |   srun --mpi=pmix -n N proteus quantize ...",
     .about = "Quantize the weights of an ESM-2 checkpoint (Hugging Face safetensors: one file,\n"
-             "a sharded model.safetensors.index.json, or a directory) into one HDF5 file.\n"
+             "a sharded model.safetensors.index.json, or a directory; or PyTorch: fair-esm's\n"
+             ".pt, pytorch_model.bin, a sharded pytorch_model.bin.index.json, read without\n"
+             "running anything in the pickle) into one HDF5 file.\n"
              "OUT.h5 appears only when the run is complete (it is written as OUT.h5.partial).\n"
              "Under MPI every rank reads its own share of the units straight from the checkpoint\n"
              "(which must be visible to all ranks at the same path); rank 0 writes the file,\n"

@@ -38,7 +38,7 @@ static const pq_cli_opt k_opts[] = {
 static const pq_cli_cmd k_cmd = {
     .name = "score",
     .usage = "usage: proteus score --model M --fasta F [--seed S] [--json FILE] [options]",
-    .about = "Masked-language-model quality of an ESM-2 model (safetensors or Proteus HDF5).\n"
+    .about = "Masked-language-model quality of an ESM-2 model (safetensors, .pt/.bin or HDF5).\n"
              "In every sequence each residue i is masked when u(seed, sequence index, i) < P,\n"
              "u a counter-based uniform draw (splitmix64), so the masking is the same on any\n"
              "machine and thread count; a sequence with no draw below P gets its smallest\n"

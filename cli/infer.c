@@ -10,7 +10,7 @@ static const char *const k_long[] = {"crop", "skip", NULL};
 
 const pq_cli_opt pq_cli_input_opts[] = {
     {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, model), .flags = PQ_CLI_REQUIRED,
-     .meta = "M", .help = ".safetensors (file/dir/index) or Proteus .h5"},
+     .meta = "M", .help = ".safetensors or PyTorch .pt/.bin (file/dir/index) or Proteus .h5"},
     {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, fasta), .flags = PQ_CLI_REQUIRED,
      .meta = "F", .help = "FASTA, plain or .gz"},
     {.name = "long", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_input, on_long), .choices = k_long,

@@ -21,9 +21,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "format/pt_ckpt.h"
+
 #define HEADER_MAX_BYTES (100u * 1000u * 1000u) /* far above any real header */
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"
+#define PT_INDEX_NAME "pytorch_model.bin.index.json"
+#define PT_SINGLE_NAME "pytorch_model.bin"
 
 typedef struct shard {
     char *path;
@@ -36,6 +40,7 @@ struct pq_st_model {
     int n_files;
     pq_st_tensor *tensors;
     int64_t n_tensors, cap_tensors;
+    bool any_pt; /* a shard is a PyTorch checkpoint: names may be fair-esm's */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -237,7 +242,23 @@ static pq_status check_metadata(const char *fname, const json_t *md)
     return PQ_OK;
 }
 
-/* Map `path` as shard `fi` of m, validate its header and append its tensors. */
+/* Shard fi, already mapped, is a torch.save checkpoint: append its tensors. */
+static pq_status load_pt_shard(pq_st_model *m, int fi)
+{
+    pq_st_tensor *t = NULL;
+    int64_t n = 0;
+    pq_status rc = pq_pt_read(m->files[fi].path, m->files[fi].map, m->files[fi].map_bytes, fi, &t, &n);
+    for (int64_t i = 0; !rc && i < n; i++) {
+        rc = push_tensor(m, &t[i]);
+        if (!rc) t[i].name = NULL; /* the model owns it now */
+    }
+    pq_pt_free_tensors(t, n);
+    m->any_pt = true;
+    return rc;
+}
+
+/* Map `path` as shard `fi` of m, validate its header (or read it as a
+ * PyTorch checkpoint) and append its tensors. */
 static pq_status load_shard(pq_st_model *m, int fi)
 {
     pq_status rc = PQ_OK;
@@ -268,6 +289,10 @@ static pq_status load_shard(pq_st_model *m, int fi)
     }
     s->map = map;
     s->map_bytes = (size_t)file_bytes;
+    if (pq_pt_is_zip(s->map, s->map_bytes) || pq_pt_is_legacy(fname, s->map, s->map_bytes)) {
+        rc = load_pt_shard(m, fi);
+        goto cleanup;
+    }
 
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | s->map[i];
@@ -447,23 +472,22 @@ pq_status pq_st_open(const char *path, pq_st_model **out)
         goto fail;
     }
     if (S_ISDIR(st.st_mode)) {
-        char *idx = join_path(path, INDEX_NAME), *single = join_path(path, SINGLE_NAME);
-        if (!idx || !single) {
-            free(idx);
-            free(single);
-            rc = pq_err(PQ_ERR_RESOURCE, "out of memory");
-            goto fail;
+        /* safetensors first, then PyTorch's names, each index before its single file */
+        static const char *const names[] = {INDEX_NAME, SINGLE_NAME, PT_INDEX_NAME, PT_SINGLE_NAME};
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !resolved; i++) {
+            char *cand = join_path(path, names[i]);
+            if (!cand) {
+                rc = pq_err(PQ_ERR_RESOURCE, "out of memory");
+                goto fail;
+            }
+            if (is_regular(cand))
+                resolved = cand;
+            else
+                free(cand);
         }
-        if (is_regular(idx)) {
-            resolved = idx;
-            free(single);
-        } else if (is_regular(single)) {
-            resolved = single;
-            free(idx);
-        } else {
-            free(idx);
-            free(single);
-            rc = pq_err(PQ_ERR_IO, "%s: directory holds neither %s nor %s", path, SINGLE_NAME, INDEX_NAME);
+        if (!resolved) {
+            rc = pq_err(PQ_ERR_IO, "%s: directory holds none of %s, %s, %s, %s", path, SINGLE_NAME, INDEX_NAME,
+                        PT_SINGLE_NAME, PT_INDEX_NAME);
             goto fail;
         }
     } else {
@@ -513,6 +537,18 @@ pq_status pq_st_open(const char *path, pq_st_model **out)
         rc = check_index(m, resolved, wm);
         if (rc != PQ_OK) goto fail;
     }
+    if (m->any_pt) {
+        /* fair-esm names become Hugging Face names, once the index (which
+         * lists the names as stored) has been checked */
+        if ((rc = pq_pt_map_names(m->tensors, &m->n_tensors))) goto fail;
+        qsort(m->tensors, (size_t)m->n_tensors, sizeof *m->tensors, cmp_tensor_name);
+        for (int64_t i = 1; i < m->n_tensors; i++)
+            if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0) {
+                rc = pq_err(PQ_ERR_FORMAT, "%s: two tensors of the checkpoint are both named '%s' once fair-esm's "
+                            "names are mapped to Hugging Face's", path, m->tensors[i].name);
+                goto fail;
+            }
+    }
     json_decref(index_root);
     free(resolved);
     *out = m;
@@ -556,6 +592,8 @@ const char *pq_st_file_path(const pq_st_model *m, int file_idx)
 }
 
 int pq_st_file_count(const pq_st_model *m) { return m->n_files; }
+
+const char *pq_st_kind(const pq_st_model *m) { return m->any_pt ? "PyTorch" : "safetensors"; }
 
 uint64_t pq_st_total_bytes(const pq_st_model *m)
 {

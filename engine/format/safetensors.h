@@ -2,7 +2,10 @@
 /* safetensors.h - memory-mapped Hugging Face safetensors checkpoints.
  *
  * Opens a single .safetensors file, a sharded checkpoint through its
- * model.safetensors.index.json, or a directory holding either. Every header
+ * model.safetensors.index.json, or a directory holding either. PyTorch
+ * checkpoints (fair-esm .pt, pytorch_model.bin, sharded .bin through
+ * pytorch_model.bin.index.json) open here too, read by format/pt_ckpt.h into
+ * the same table: their tensors are byte ranges of the zip file. Every header
  * length, offset, shape, dtype and name is validated at open; errors are
  * PQ_ERR_FORMAT / PQ_ERR_IO with a detail naming the file and the tensor. */
 #ifndef PQ_SAFETENSORS_H
@@ -40,6 +43,10 @@ const pq_st_tensor *pq_st_find(const pq_st_model *m, const char *name);
 /* Path of shard `file_idx` (borrowed). */
 const char *pq_st_file_path(const pq_st_model *m, int file_idx);
 int pq_st_file_count(const pq_st_model *m);
+/* "PyTorch" when the checkpoint's files are torch.save checkpoints (read by
+ * format/pt_ckpt.h, their names mapped to Hugging Face's), else
+ * "safetensors". */
+const char *pq_st_kind(const pq_st_model *m);
 /* Sum of all shard file sizes in bytes. */
 uint64_t pq_st_total_bytes(const pq_st_model *m);
 
