@@ -45,12 +45,13 @@ void pq_model_close(pq_model *pm)
     free(pm);
 }
 
-void pq_model_info(const pq_model *pm, int *num_layers, int *embed_dim, int *vocab)
+void pq_model_info(const pq_model *pm, pq_model_arch *out)
 {
     const pq_esm2_config *c = pq_esm2_model_config(pm->m);
-    *num_layers = c->num_layers;
-    *embed_dim = c->embed_dim;
-    *vocab = PQ_TOK_VOCAB;
+    *out = (pq_model_arch){.num_layers = c->num_layers, .embed_dim = c->embed_dim,
+                           .attention_heads = c->attention_heads, .ffn_dim = c->ffn_dim,
+                           .vocab_size = c->vocab_size, .layer_norm_eps = c->layer_norm_eps,
+                           .has_contact_head = c->has_contact_head, .has_decoder = c->has_decoder};
 }
 
 void pq_array_free(pq_array *a)

@@ -24,6 +24,17 @@
 
 typedef struct pq_manager pq_manager;
 
+/* A configuration with the defaults on the heap (NULL when out of memory),
+ * for callers that do not see pq_config's layout; pq_config_delete frees
+ * it and its patterns (NULL is fine). */
+pq_config *pq_config_new(void);
+void pq_config_delete(pq_config *c);
+
+/* PQ_OK when this build and machine run hardware target `target` (cpu |
+ * ref | avx2 | avx512 | cuda), else pq_hardware_select's error saying why
+ * and what is available. */
+pq_status pq_hardware_check(const char *target);
+
 /* Copy the config (patterns included) into a new manager. */
 pq_status pq_manager_create(const pq_config *cfg, pq_manager **out);
 void pq_manager_destroy(pq_manager *m); /* NULL is fine */
@@ -131,7 +142,12 @@ pq_status pq_evaluate(const pq_config *cfg, const char *model, const char *refer
 typedef struct pq_model pq_model;
 pq_status pq_model_open(const char *path, const pq_config *cfg, pq_model **out);
 void pq_model_close(pq_model *pm); /* NULL is fine */
-void pq_model_info(const pq_model *pm, int *num_layers, int *embed_dim, int *vocab);
+typedef struct pq_model_arch {
+    int num_layers, embed_dim, attention_heads, ffn_dim, vocab_size;
+    float layer_norm_eps;
+    bool has_contact_head, has_decoder; /* has_decoder false: tied to the embeddings */
+} pq_model_arch;
+void pq_model_info(const pq_model *pm, pq_model_arch *out);
 
 /* Rows of floats per sequence: sequence s owns rows offsets[s] ..
  * offsets[s + 1] of data [offsets[n_seqs], width]. */
@@ -152,5 +168,32 @@ pq_status pq_model_logits(pq_model *pm, const char *fasta, pq_array *out);
  * row per sequence (mean over its residues), and when rows is not NULL
  * one row per residue. PQ_ERR_CONFIG for a layer outside the model. */
 pq_status pq_model_embed(pq_model *pm, const char *fasta, int layer, pq_array *mean, pq_array *rows);
+
+/* The tensors of a Proteus HDF5 model file (api_tensors.c), sorted by
+ * name, for readers that rebuild the model elsewhere (another framework):
+ * each as fp32 (quantized ones dequantized, w = (q - zero_point) * scale,
+ * as the engine's dequant mode), and an int8 tensor's codes and scales. */
+typedef struct pq_tensors pq_tensors;
+pq_status pq_tensors_open(const char *path, pq_tensors **out);
+void pq_tensors_close(pq_tensors *t); /* NULL is fine */
+int64_t pq_tensors_count(const pq_tensors *t);
+
+typedef struct pq_tensor_info {
+    const char *name;     /* borrowed from t */
+    int ndim;
+    int64_t shape[8];     /* logical shape ([out, in] when quantized) */
+    int bits;             /* 0: float; 8 or 4 */
+    int granularity;      /* 0 tensor, 1 channel, 2 group (quantized only) */
+    int group_size;
+    bool symmetric;
+    int64_t n_scales;     /* scales (and zero points) stored */
+} pq_tensor_info;
+/* Tensor i (0 .. count - 1); PQ_ERR_CONFIG when out of range. */
+pq_status pq_tensor_info_at(const pq_tensors *t, int64_t i, pq_tensor_info *out);
+/* Tensor i as fp32 into dst (the product of its shape). */
+pq_status pq_tensor_read_f32(pq_tensors *t, int64_t i, float *dst);
+/* An 8-bit tensor's codes int8 [out, in] and its n_scales scales (and
+ * zero points, 0 when symmetric). PQ_ERR_CONFIG for a float or 4-bit one. */
+pq_status pq_tensor_read_int8(pq_tensors *t, int64_t i, int8_t *codes, float *scale, int32_t *zero_point);
 
 #endif
