@@ -18,13 +18,15 @@ struct pq_model {
     int64_t max_length; /* residues per sequence; longer ones cropped */
 };
 
-pq_status pq_model_open(const char *path, const pq_config *cfg, pq_model **out)
+pq_status pq_model_open(const char *path, const pq_config *cfg, int mode, pq_model **out)
 {
+    if (mode < PQ_ESM2_QMODE_AUTO || mode > PQ_ESM2_QMODE_WEIGHT_ONLY)
+        return pq_err(PQ_ERR_CONFIG, "model mode %d is unknown (0 auto, 1 dequant, 2 weight-only)", mode);
     pq_config def;
     pq_config_defaults(&def);
     const pq_config *c = cfg ? cfg : &def;
     pq_esm2_model_opts mo = {.n_threads = c->threads, .no_fusion = !c->enable_fusion,
-                             .no_threading = !c->threading};
+                             .no_threading = !c->threading, .quantized_mode = (pq_esm2_qmode)mode};
     pq_model *pm = calloc(1, sizeof *pm);
     pq_status st = pm ? pq_config_apply_hardware(c, &mo.ops) : pq_err(PQ_ERR_RESOURCE, "out of memory");
     if (!st) st = pq_esm2_model_open(path, &mo, &pm->m);

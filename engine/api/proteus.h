@@ -138,9 +138,11 @@ pq_status pq_evaluate(const pq_config *cfg, const char *model, const char *refer
 /* A loaded model (api_infer.c): a Proteus HDF5 file (quantized Linears run
  * on the integer kernels) or a float checkpoint (safetensors file, index
  * or folder). cfg (NULL: defaults) gives the kernels (hardware_target),
- * threads and fusion. Owned *out (pq_model_close). */
+ * threads and fusion; mode how quantized Linears run: 0 auto (the integer
+ * kernels chosen per tensor), 1 dequant (fp32 on the dequantized weights),
+ * 2 weight-only. Owned *out (pq_model_close). */
 typedef struct pq_model pq_model;
-pq_status pq_model_open(const char *path, const pq_config *cfg, pq_model **out);
+pq_status pq_model_open(const char *path, const pq_config *cfg, int mode, pq_model **out);
 void pq_model_close(pq_model *pm); /* NULL is fine */
 typedef struct pq_model_arch {
     int num_layers, embed_dim, attention_heads, ffn_dim, vocab_size;

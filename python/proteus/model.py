@@ -12,12 +12,20 @@ from .data import fasta_path
 from .errors import ConfigurationError
 
 
-class _Engine:
-    """A model loaded by the library (pq_model), opened on first use."""
+MODES = ("auto", "dequant", "weight-only")
 
-    def __init__(self, path, config=None):
+
+class _Engine:
+    """A model loaded by the library (pq_model), opened on first use.
+    mode: how quantized Linears run: "auto" (integer kernels), "dequant"
+    (fp32 on the dequantized weights) or "weight-only"."""
+
+    def __init__(self, path, config=None, mode="auto"):
+        if mode not in MODES:
+            raise ConfigurationError("mode %r is unknown (%s)" % (mode, ", ".join(MODES)))
         self.path = os.fspath(path)
         self.config = config
+        self.mode = mode
         self._ptr = None
 
     def _open(self):
@@ -25,9 +33,9 @@ class _Engine:
             ptr = ctypes.c_void_p()
             if self.config is not None:
                 with self.config.to_c() as c:
-                    lib().pq_model_open(enc(self.path), c.ptr, ctypes.byref(ptr))
+                    lib().pq_model_open(enc(self.path), c.ptr, MODES.index(self.mode), ctypes.byref(ptr))
             else:
-                lib().pq_model_open(enc(self.path), None, ctypes.byref(ptr))
+                lib().pq_model_open(enc(self.path), None, MODES.index(self.mode), ctypes.byref(ptr))
             self._ptr = ptr
         return self._ptr
 
@@ -90,13 +98,13 @@ class ModelInterface(_Engine):
     are named after it); Proteus never downloads: path must exist.
     quantization_manager, when given, is the manager quantize() uses."""
 
-    def __init__(self, name=None, path=None, quantization_manager=None, config=None):
+    def __init__(self, name=None, path=None, quantization_manager=None, config=None, mode="auto"):
         if path is None:
             raise ConfigurationError("ModelInterface(name=%r): give path= the checkpoint (safetensors file, "
                                      "index.json or folder); Proteus does not download models" % (name,))
         if not os.path.exists(path):
             raise ConfigurationError("ModelInterface: %s: no such file or folder" % os.fspath(path))
-        super().__init__(path, config)
+        super().__init__(path, config, mode)
         self.name = name or os.path.splitext(os.path.basename(os.path.normpath(self.path)))[0]
         self.quantization_manager = quantization_manager
 
@@ -117,10 +125,10 @@ class QuantizedModel(_Engine):
     was quantized from (None when opened from a file); evaluation: the
     evaluate_quantization numbers when a fallback run measured them."""
 
-    def __init__(self, path, source=None, config=None):
+    def __init__(self, path, source=None, config=None, mode="auto"):
         if not os.path.isfile(path):
             raise ConfigurationError("QuantizedModel: %s: no such file" % os.fspath(path))
-        super().__init__(path, config)
+        super().__init__(path, config, mode)
         self.source = source
         self.name = os.path.splitext(os.path.basename(self.path))[0]
         self.evaluation = None

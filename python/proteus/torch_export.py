@@ -99,7 +99,9 @@ def to_torch(qmodel, flavor="hf", dynamic_int8=False):
     tied_dst = "lm_head.decoder.weight" if flavor == "hf" else "lm_head.weight"
     sd.setdefault(tied_dst, sd[tied_src])
     missing, unexpected = model.load_state_dict(sd, strict=False)
+    # position_embeddings: unused with rotary positions (transformers keeps the module)
     missing = [k for k in missing if "position_ids" not in k and "inv_freq" not in k
+               and "position_embeddings" not in k
                and not k.startswith(("contact_head", "esm.contact_head"))]
     if missing or unexpected:
         raise ConfigurationError("%s: the file does not fill the %s model: missing %s, unexpected %s"
