@@ -8,6 +8,7 @@ export_quantized_model pq_export's copy, evaluate_quantization
 `proteus evaluate --json`'s numbers, the fallback honest about both runs."""
 import json
 import os
+import struct
 import sys
 import unittest
 import warnings
@@ -152,6 +153,53 @@ class Quantize(unittest.TestCase):
                                            max_seqs=N_EVAL)
         self.assertIn("fallback", str(e.exception))
         self.assertFalse(os.path.exists(path("fb_none.h5")))
+
+
+def nan_checkpoint():
+    """A synthetic t6 whose layer-1 query weight holds a NaN."""
+    ck = path("nan.safetensors")
+    run("synth", "--arch", "esm2_t6_8M_UR50D", "--seed", "2", "--out", ck)
+    with open(ck, "r+b") as f:
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        info = json.loads(f.read(hlen))["esm.encoder.layer.1.attention.self.query.weight"]
+        assert info["dtype"] == "F32", info
+        f.seek(8 + hlen + info["data_offsets"][0] + 4 * 17)
+        f.write(struct.pack("<f", float("nan")))
+    return ck
+
+
+class Errors(unittest.TestCase):
+    def test_each_class_with_its_message(self):
+        m = proteus.QuantizationManager()
+        with self.assertRaises(proteus.QuantizationError) as e:
+            m.quantize_model(nan_checkpoint(), out=path("nan.h5"))
+        self.assertIn("layer.1.attention.self.query", str(e.exception))
+        self.assertEqual((e.exception.status_name, e.exception.exit_code), ("quantization error", 5))
+        self.assertFalse(os.path.exists(path("nan.h5")))
+        cuda = proteus.QuantizationManager(hardware_target="cuda")
+        with self.assertRaises(proteus.HardwareCompatibilityError) as e:
+            cuda.quantize_model(MODEL, out=path("cuda.h5"))
+        self.assertEqual(e.exception.exit_code, 7)
+        self.assertIn("cuda", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            proteus.QuantizationManager(precision="int3")
+        self.assertIn("int3", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            proteus.QuantizationConfig(bogus_key=1)
+        self.assertIn("bogus_key", str(e.exception))
+        with self.assertRaises(proteus.ProteusError) as e:
+            m.quantize_model(path("missing.safetensors"), out=path("m.h5"))
+        self.assertIn("missing.safetensors", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError):
+            m.quantize_model(MODEL, calibration_data=["MKT"], out=path("dyn_data.h5"))  # dynamic uses no data
+        with self.assertRaises(NotImplementedError) as e:
+            m.optimize_quantization(MODEL, {"max_accuracy_drop": 0.5})
+        self.assertIsInstance(e.exception, proteus.ProteusError)
+        with self.assertRaises(proteus.ConfigurationError):
+            proteus.ModelInterface(name="esm2_t33_650M_UR50D")
+        for err in (proteus.QuantizationError, proteus.CalibrationError, proteus.HardwareCompatibilityError):
+            self.assertTrue(issubclass(err, proteus.ProteusError))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
