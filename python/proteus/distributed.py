@@ -11,7 +11,7 @@ import warnings
 
 from ._lib import enc, lib
 from .errors import ConfigurationError, HardwareCompatibilityError, ProteusError, error_for_exit
-from .manager import QuantizationManager, _as_model, _maybe_fasta, _uses_data
+from .manager import QuantizationManager, _as_model, _config_of, _maybe_fasta, _uses_data
 from .model import QuantizedModel
 
 
@@ -89,7 +89,7 @@ class DistributedQuantizationManager(QuantizationManager):
         raises the exception of its exit status with the program's message
         (the line "proteus: <class>: <detail>" it printed)."""
         model = _as_model(model)
-        config = (config or self.config).replace(hardware_target=self.hardware_target)
+        config = _config_of(config, self.config).replace(hardware_target=self.hardware_target)
         out = self._out_path(model, config, out)
         if calibration_data is not None and not _uses_data(config):
             raise ConfigurationError("calibration_data is used by the static scheme, SmoothQuant and GPTQ only")

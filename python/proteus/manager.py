@@ -25,6 +25,17 @@ def _path_of(model):
     raise ConfigurationError("expected a ModelInterface, QuantizedModel or path, got %r" % type(model).__name__)
 
 
+def _config_of(config, default):
+    """config as a QuantizationConfig: None gives default, a dict its keys."""
+    if config is None:
+        return default
+    if isinstance(config, dict):
+        return QuantizationConfig(**config)
+    if isinstance(config, QuantizationConfig):
+        return config
+    raise ConfigurationError("config: expected a QuantizationConfig or a dict, got %r" % type(config).__name__)
+
+
 def _as_model(model):
     return model if isinstance(model, ModelInterface) else ModelInterface(path=_path_of(model))
 
@@ -79,13 +90,13 @@ class QuantizationManager:
     def quantize_model(self, model, config=None, calibration_data=None, out=None):
         """Quantize model (a ModelInterface or a checkpoint path) into one
         Proteus HDF5 file and return it as a QuantizedModel. config: a
-        QuantizationConfig (default: the manager's). calibration_data (a
+        QuantizationConfig or a dict of its keys (default: the manager's). calibration_data (a
         FASTA path or a list of sequences) feeds the static scheme, GPTQ and
         SmoothQuant; without it they use the statistics of calibrate_model
         when there are some (static), else the bundled sample. Nothing is
         written at `out` unless the whole run succeeds."""
         model = _as_model(model)
-        config = config or self.config
+        config = _config_of(config, self.config)
         out = self._out_path(model, config, out)
         v = config.resolved()
         if calibration_data is not None and not _uses_data(config):
@@ -125,11 +136,13 @@ class QuantizationManager:
 
     def export_quantized_model(self, model, format="hdf5", path=None):
         """Write model (a QuantizedModel or a Proteus HDF5 path) in `format`
-        at path, through the library's pq_export (its formats; "hdf5": a
-        validated fresh copy). Returns path."""
+        through the library's pq_export (its formats; "hdf5": a validated
+        fresh copy) at path (default: beside the model, "<stem>_<format>",
+        with ".h5" for hdf5). Returns the path written."""
+        src = _path_of(model)
         if path is None:
-            raise ConfigurationError("export_quantized_model: give path= where to write the %s export" % format)
-        lib().pq_export(self._mgr, enc(_path_of(model)), enc(path), enc(format))
+            path = "%s_%s%s" % (os.path.splitext(src)[0], format, ".h5" if format == "hdf5" else "")
+        lib().pq_export(self._mgr, enc(src), enc(path), enc(format))
         return os.fspath(path)
 
     def evaluate_quantization(self, model, test_data, reference=None, max_seqs=400, seed=0):
@@ -175,7 +188,7 @@ class QuantizationManager:
             raise ConfigurationError("quantize_model_with_fallback needs allow_accuracy_drop (points of "
                                      "masked-LM accuracy)")
         model = _as_model(model)
-        config = config or self.config
+        config = _config_of(config, self.config)
         q = self.quantize_model(model, config=config, calibration_data=calibration_data, out=out)
         first = self.evaluate_quantization(q, test_data, reference=model, max_seqs=max_seqs)
         q.evaluation = first

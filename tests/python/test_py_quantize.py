@@ -24,10 +24,12 @@ N_EVAL = 8  # sequences evaluated: enough to tell recipes apart (~300 masked pos
 
 
 class Quantize(unittest.TestCase):
-    def both(self, tag, cli_args, **config):
-        """The package's file and the command's for the same options."""
-        m = proteus.QuantizationManager(**config)
-        q = m.quantize_model(proteus.ModelInterface(name="t6", path=MODEL), out=path(tag + "_py.h5"))
+    def both(self, tag, cli_args, as_dict=False, **config):
+        """The package's file and the command's for the same options (given
+        to the manager, or to quantize_model as a dict)."""
+        m = proteus.QuantizationManager() if as_dict else proteus.QuantizationManager(**config)
+        q = m.quantize_model(proteus.ModelInterface(name="t6", path=MODEL), config=config if as_dict else None,
+                             out=path(tag + "_py.h5"))
         run("quantize", "--model", MODEL, "--out", path(tag + "_cli.h5"), "-q", *cli_args)
         n = assert_same_model(q.path, path(tag + "_cli.h5"))
         self.assertGreater(n, 100)
@@ -49,7 +51,7 @@ class Quantize(unittest.TestCase):
 
     def test_int4_grouped_asymmetric(self):
         self.both("g4", ["--precision", "int4", "--group-size", "64", "--asymmetric"],
-                  precision="int4", group_size=64, symmetric=False)
+                  as_dict=True, precision="int4", group_size=64, symmetric=False)
 
     def test_static_with_sequence_list(self):
         recs = fasta_records(CALIB, 24)
@@ -104,6 +106,8 @@ class Quantize(unittest.TestCase):
         q = m.quantize_model(MODEL, out=path("ex.h5"))
         out = m.export_quantized_model(q, "hdf5", path=path("ex_copy.h5"))
         assert_same_model(q.path, out)
+        self.assertEqual(m.export_quantized_model(q, "hdf5"), path("ex_hdf5.h5"))  # the design's two arguments
+        assert_same_model(q.path, path("ex_hdf5.h5"))
         with self.assertRaises(proteus.ConfigurationError) as e:
             m.export_quantized_model(q, "no-such-format", path=path("ex_bad"))
         self.assertIn("no-such-format", str(e.exception))
