@@ -21,6 +21,7 @@ struct pq_manager {
     pq_smooth *smooth;         /* the last job's SmoothQuant factors (it borrows them) */
     pq_progress_fn progress;
     void *progress_user;
+    char *calib_store, *calib_data; /* owned; NULL: the bundled sample */
 };
 
 pq_status pq_manager_create(const pq_config *cfg, pq_manager **out)
@@ -43,6 +44,8 @@ void pq_manager_destroy(pq_manager *m)
     pq_job_destroy(m->last);
     pq_smooth_free(m->smooth);
     pq_config_free(&m->cfg);
+    free(m->calib_store);
+    free(m->calib_data);
     free(m);
 }
 
@@ -52,17 +55,34 @@ void pq_manager_set_progress(pq_manager *m, pq_progress_fn fn, void *user)
     m->progress_user = user;
 }
 
+pq_status pq_manager_set_calibration(pq_manager *m, const char *store, const char *data)
+{
+    if (store && data)
+        return pq_err(PQ_ERR_CONFIG, "calibration: a store (%s) or data (%s), not both", store, data);
+    char *s = store ? strdup(store) : NULL, *d = data ? strdup(data) : NULL;
+    if ((store && !s) || (data && !d)) {
+        free(s);
+        free(d);
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    }
+    free(m->calib_store);
+    free(m->calib_data);
+    m->calib_store = s;
+    m->calib_data = d;
+    return PQ_OK;
+}
+
 /* SmoothQuant on this process: the factors from the static scheme's
  * statistics, or from statistics collected on the bundled sample, armed in
  * the job (and the static act scales) before anything is written. */
-static pq_status smooth_setup(pq_job *j, const char *model, pq_calib_static_run *calib, pq_smooth **out)
+static pq_status smooth_setup(pq_job *j, const char *model, const char *data, pq_calib_static_run *calib,
+                              pq_smooth **out)
 {
     pq_calib *own = NULL;
     const pq_calib *c = calib ? pq_calib_static_stats(calib) : NULL;
     pq_status st = PQ_OK;
     if (!c) {
         char def[4096];
-        const char *data = NULL;
         pq_calib_data_opts o = {.ops = *pq_job_ops(j)};
         st = pq_calib_static_default(NULL, &data, def, sizeof def, &o);
         if (!st) st = pq_calib_collect_file(model, data, &o, pq_job_threads(j), &own);
@@ -82,14 +102,17 @@ pq_status pq_quantize_model(pq_manager *m, const char *model_path, const char *o
     pq_job *j = NULL;
     pq_smooth *smooth = NULL;
     pq_calib_static_run *calib = NULL;
+    if (m->calib_store && !strcmp(m->cfg.method, "gptq"))
+        return pq_err(PQ_ERR_CONFIG, "calibration store %s: GPTQ's Hessians need calibration data (a FASTA), "
+                      "not a store", m->calib_store);
     pq_status st = pq_job_open(&m->cfg, model_path, PQ_UNIT_BYTES, &j);
     if (st) return st;
     pq_job_set_progress(j, m->progress, m->progress_user);
     /* static: activation scales need statistics before anything is written */
-    if (!strcmp(m->cfg.scheme, "static")) st = pq_calib_static_setup(j, model_path, NULL, NULL, &calib);
-    if (!st && m->cfg.smoothquant_alpha > 0.0) st = smooth_setup(j, model_path, calib, &smooth);
+    if (!strcmp(m->cfg.scheme, "static")) st = pq_calib_static_setup(j, model_path, m->calib_store, m->calib_data, &calib);
+    if (!st && m->cfg.smoothquant_alpha > 0.0) st = smooth_setup(j, model_path, m->calib_data, calib, &smooth);
     /* GPTQ: layer by layer on the bundled sample (worker/gptq_run.h) */
-    const pq_gptq_run_opts go = {.data = {.ops = *pq_job_ops(j)}};
+    const pq_gptq_run_opts go = {.calib_data = m->calib_data, .data = {.ops = *pq_job_ops(j)}};
     if (!st && !(st = pq_job_begin_output(j, out_path, 1, NULL)) &&
         !(st = strcmp(m->cfg.method, "gptq") ? pq_run_local(j) : pq_gptq_run(j, &go, &pq_gptq_comm_local)))
         st = pq_job_finish_output(j);

@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_py_quantize.py - the Python package's quantization calls against
+the `proteus` program: quantize_model writes the datasets and attributes
+`proteus quantize` writes with the same options (dynamic, int4 grouped,
+static on sequences given as a list), DistributedQuantizationManager the
+same under mpirun -n 2, get_quantization_stats the file's own metrics,
+export_quantized_model pq_export's copy, evaluate_quantization
+`proteus evaluate --json`'s numbers, the fallback honest about both runs."""
+import json
+import os
+import struct
+import sys
+import unittest
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pkgtest import CALIB, EVAL, MODEL, assert_same_model, fasta_records, path, run, write_fasta  # noqa: E402
+
+import h5py  # noqa: E402
+
+import proteus  # noqa: E402
+
+N_EVAL = 8  # sequences evaluated: enough to tell recipes apart (~300 masked positions), quick on a loaded machine
+
+
+class Quantize(unittest.TestCase):
+    def both(self, tag, cli_args, as_dict=False, **config):
+        """The package's file and the command's for the same options (given
+        to the manager, or to quantize_model as a dict)."""
+        m = proteus.QuantizationManager() if as_dict else proteus.QuantizationManager(**config)
+        q = m.quantize_model(proteus.ModelInterface(name="t6", path=MODEL), config=config if as_dict else None,
+                             out=path(tag + "_py.h5"))
+        run("quantize", "--model", MODEL, "--out", path(tag + "_cli.h5"), "-q", *cli_args)
+        n = assert_same_model(q.path, path(tag + "_cli.h5"))
+        self.assertGreater(n, 100)
+        return m, q
+
+    def test_dynamic_int8_per_channel(self):
+        m, q = self.both("dyn8", ["--per-channel"], per_channel=True)
+        stats = m.get_quantization_stats()
+        with h5py.File(q.path, "r") as f:
+            quantized = [n for n, g in f["tensors"].items() if "qweight" in g]
+            self.assertEqual(stats["n_quantized"], len(quantized))
+            self.assertEqual(stats["n_quantized"], 36)  # esm2.md: 6 layers x q, k, v, out, fc1, fc2
+            by_name = {t["name"]: t for t in stats["tensors"]}
+            for name in quantized:
+                self.assertEqual(by_name[name]["action"], "quantized")
+                self.assertAlmostEqual(by_name[name]["sqnr_db"], float(f["metrics"][name].attrs["sqnr_db"]),
+                                       places=9)
+        self.assertEqual(stats["bytes_after"] < stats["bytes_before"], True)
+
+    def test_int4_grouped_asymmetric(self):
+        self.both("g4", ["--precision", "int4", "--group-size", "64", "--asymmetric"],
+                  as_dict=True, precision="int4", group_size=64, symmetric=False)
+
+    def test_static_with_sequence_list(self):
+        recs = fasta_records(CALIB, 24)
+        m = proteus.QuantizationManager(quantization_scheme="static", per_channel=True)
+        q = m.quantize_model(proteus.ModelInterface(path=MODEL), calibration_data=[s for _, s in recs],
+                             out=path("st_py.h5"))
+        # the package names list items seq0, seq1, ...: the command reads the same records
+        fa = write_fasta("st.fasta", [("seq%d" % i, s) for i, (_, s) in enumerate(recs)])
+        run("quantize", "--model", MODEL, "--out", path("st_cli.h5"), "-q", "--per-channel", "--scheme", "static",
+            "--calibration-data", fa)
+        # /calibration records the dataset's file name (a temporary one for a list)
+        a = path("st_py.h5")
+        for f in (a, path("st_cli.h5")):
+            with h5py.File(f, "r+") as h:
+                if "datasets" in h["calibration"].attrs:
+                    del h["calibration"].attrs["datasets"]
+        assert_same_model(a, path("st_cli.h5"))
+        with h5py.File(q.path, "r") as f:
+            self.assertIn("act_scale", f["tensors/esm.encoder.layer.0.attention.self.query.weight"])
+
+    def test_distributed_two_ranks(self):
+        d = proteus.DistributedQuantizationManager(num_workers=2, hardware_targets=["cpu"], per_channel=True)
+        q = d.quantize_model(proteus.ModelInterface(path=MODEL), out=path("mpi.h5"))
+        self.assertIn("-n", d.last_run["command"])
+        single = proteus.QuantizationManager(per_channel=True).quantize_model(MODEL, out=path("one.h5"))
+        assert_same_model(q.path, single.path, ignore_attrs=("num_ranks",))
+        with h5py.File(q.path, "r") as f:
+            self.assertEqual(int(f.attrs["num_ranks"]), 2)
+
+    def test_distributed_unserved_target(self):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            d = proteus.DistributedQuantizationManager(num_workers=2, hardware_targets=["cuda", "cpu"])
+        self.assertEqual(d.hardware_target, "cpu")
+        self.assertIn("cuda", d.skipped_targets)
+        self.assertTrue(any("cuda" in str(x.message) for x in w))
+        with self.assertRaises(proteus.HardwareCompatibilityError) as e:
+            proteus.DistributedQuantizationManager(num_workers=2, hardware_targets=["cuda"])
+        self.assertIn("cuda", str(e.exception))
+
+    def test_distributed_failure_maps_exit_status(self):
+        d = proteus.DistributedQuantizationManager(num_workers=2)
+        bad = write_fasta("bad.safetensors", [("x", "NOTACHECKPOINT")])
+        with self.assertRaises(proteus.ProteusError) as e:
+            d.quantize_model(bad, out=path("never.h5"))
+        self.assertEqual(e.exception.exit_code, 4)  # format error
+        self.assertIn("bad.safetensors", str(e.exception))
+        self.assertFalse(os.path.exists(path("never.h5")))
+
+    def test_export(self):
+        m = proteus.QuantizationManager()
+        q = m.quantize_model(MODEL, out=path("ex.h5"))
+        out = m.export_quantized_model(q, "hdf5", path=path("ex_copy.h5"))
+        assert_same_model(q.path, out)
+        self.assertEqual(m.export_quantized_model(q, "hdf5"), path("ex_hdf5.h5"))  # the design's two arguments
+        assert_same_model(q.path, path("ex_hdf5.h5"))
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            m.export_quantized_model(q, "no-such-format", path=path("ex_bad"))
+        self.assertIn("no-such-format", str(e.exception))
+        self.assertFalse(os.path.exists(path("ex_bad")))
+
+    def test_evaluate_equals_command(self):
+        m = proteus.QuantizationManager(precision="int4", per_channel=True)
+        q = m.quantize_model(proteus.ModelInterface(path=MODEL), out=path("ev.h5"))
+        got = m.evaluate_quantization(q, EVAL, max_seqs=N_EVAL, seed=3)
+        run("evaluate", "--model", q.path, "--reference", MODEL, "--fasta", EVAL, "--max-seqs", str(N_EVAL), "--seed", "3",
+            "--json", path("ev.json"))
+        with open(path("ev.json")) as f:
+            want = json.load(f)
+        for k in ("n_sequences", "n_tokens", "n_masked", "file_bytes_quantized", "weight_bytes_quantized"):
+            self.assertEqual(got[k], want[k], k)
+        for k in ("accuracy_reference", "accuracy_quantized", "accuracy_drop_points", "logits_kl_mean",
+                  "logits_cosine_mean", "embedding_cosine_mean"):
+            self.assertAlmostEqual(got[k], want[k], places=12, msg=k)
+
+    def test_fallback(self):
+        """int4 per tensor and int8 per channel, the one that loses more
+        masked-LM accuracy (as `proteus evaluate` measures it) first and the
+        other as the fallback, with the allowance between the two drops:
+        the first is refused and the fallback kept; an allowance below both
+        leaves no file and names both drops."""
+        runs = {"int4": (["--precision", "int4"], proteus.QuantizationConfig(precision="int4")),
+                "int8": (["--per-channel"], proteus.QuantizationConfig(per_channel=True))}
+        drops = {}
+        for tag, (args, _) in runs.items():
+            run("quantize", "--model", MODEL, "--out", path(tag + ".h5"), "-q", *args)
+            run("evaluate", "--model", path(tag + ".h5"), "--reference", MODEL, "--fasta", EVAL, "--max-seqs",
+                str(N_EVAL), "--json", path(tag + ".json"))
+            with open(path(tag + ".json")) as f:
+                drops[tag] = json.load(f)["accuracy_drop_points"]
+        if drops["int4"] == drops["int8"]:
+            self.skipTest("both recipes lose the same accuracy here (%r)" % drops)
+        first, second = sorted(drops, key=drops.get, reverse=True)
+        allow = (drops[first] + drops[second]) / 2
+        m = proteus.QuantizationManager(fallback_scheme=runs[second][1], allow_accuracy_drop=allow)
+        q = m.quantize_model_with_fallback(MODEL, EVAL, config=runs[first][1], out=path("fb.h5"), max_seqs=N_EVAL)
+        self.assertIs(q.fallback_used, runs[second][1])
+        self.assertAlmostEqual(q.evaluation["accuracy_drop_points"], drops[second], places=9)
+        assert_same_model(q.path, path(second + ".h5"))
+        m.allow_accuracy_drop = drops[second] - 1
+        with self.assertRaises(proteus.AccuracyError) as e:
+            m.quantize_model_with_fallback(MODEL, EVAL, config=runs[first][1], out=path("fb_none.h5"),
+                                           max_seqs=N_EVAL)
+        self.assertIn("fallback", str(e.exception))
+        self.assertFalse(os.path.exists(path("fb_none.h5")))
+
+
+def nan_checkpoint():
+    """A synthetic t6 whose layer-1 query weight holds a NaN."""
+    ck = path("nan.safetensors")
+    run("synth", "--arch", "esm2_t6_8M_UR50D", "--seed", "2", "--out", ck)
+    with open(ck, "r+b") as f:
+        (hlen,) = struct.unpack("<Q", f.read(8))
+        info = json.loads(f.read(hlen))["esm.encoder.layer.1.attention.self.query.weight"]
+        assert info["dtype"] == "F32", info
+        f.seek(8 + hlen + info["data_offsets"][0] + 4 * 17)
+        f.write(struct.pack("<f", float("nan")))
+    return ck
+
+
+class Errors(unittest.TestCase):
+    def test_each_class_with_its_message(self):
+        m = proteus.QuantizationManager()
+        with self.assertRaises(proteus.QuantizationError) as e:
+            m.quantize_model(nan_checkpoint(), out=path("nan.h5"))
+        self.assertIn("layer.1.attention.self.query", str(e.exception))
+        self.assertEqual((e.exception.status_name, e.exception.exit_code), ("quantization error", 5))
+        self.assertFalse(os.path.exists(path("nan.h5")))
+        cuda = proteus.QuantizationManager(hardware_target="cuda")
+        with self.assertRaises(proteus.HardwareCompatibilityError) as e:
+            cuda.quantize_model(MODEL, out=path("cuda.h5"))
+        self.assertEqual(e.exception.exit_code, 7)
+        self.assertIn("cuda", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            proteus.QuantizationManager(precision="int3")
+        self.assertIn("int3", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            proteus.QuantizationConfig(bogus_key=1)
+        self.assertIn("bogus_key", str(e.exception))
+        with self.assertRaises(proteus.ProteusError) as e:
+            m.quantize_model(path("missing.safetensors"), out=path("m.h5"))
+        self.assertIn("missing.safetensors", str(e.exception))
+        with self.assertRaises(proteus.ConfigurationError):
+            m.quantize_model(MODEL, calibration_data=["MKT"], out=path("dyn_data.h5"))  # dynamic uses no data
+        with self.assertRaises(NotImplementedError) as e:
+            m.optimize_quantization(MODEL, {"max_accuracy_drop": 0.5})
+        self.assertIsInstance(e.exception, proteus.ProteusError)
+        with self.assertRaises(proteus.ConfigurationError):
+            proteus.ModelInterface(name="esm2_t33_650M_UR50D")
+        for err in (proteus.QuantizationError, proteus.CalibrationError, proteus.HardwareCompatibilityError):
+            self.assertTrue(issubclass(err, proteus.ProteusError))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
