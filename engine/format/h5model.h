@@ -156,6 +156,10 @@ pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
  * absent); *found = false (PQ_OK) when the tensor stores no act_scale. */
 pq_status pq_h5_read_act_qparams(const char *path, const char *name, float *scale, int32_t *zp,
                                  bool *found);
+/* Read every tensor's datasets once (their checksums verified, scales and
+ * zero points checked) and its metrics: the whole file's check, for
+ * inspect. The first failure is returned, naming the dataset. */
+pq_status pq_h5r_verify_data(pq_h5r *r);
 /* Read a /provenance attr; returns owned string in *value (free()) or NULL. */
 pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value);
 

@@ -643,6 +643,35 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
     return rc;
 }
 
+pq_status pq_h5r_verify_data(pq_h5r *r)
+{
+    pq_status rc = PQ_OK;
+    float *buf = NULL;
+    int64_t cap = 0;
+    for (int64_t i = 0; i < r->n && !rc; i++) {
+        const pq_h5r_entry *e = &r->ent[i];
+        int64_t n = 1;
+        for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+        if (e->quantized) {
+            pq_qtensor qt;
+            if ((rc = pq_h5r_read_qtensor(r, e, &qt)) == PQ_OK) pq_qtensor_free(&qt);
+            continue;
+        }
+        if (n > cap) {
+            free(buf);
+            if ((buf = malloc((size_t)n * sizeof *buf)) == NULL) {
+                cap = 0;
+                rc = pq_err(PQ_ERR_RESOURCE, "%s: /tensors/%s: out of memory", r->path, e->name);
+                break;
+            }
+            cap = n;
+        }
+        rc = pq_h5r_read_f32(r, e, buf);
+    }
+    free(buf);
+    return rc;
+}
+
 pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m)
 {
     char where[640];
