@@ -7,7 +7,7 @@ end with 0 or one of Proteus' exit statuses (never a signal, never a hang),
 and a run that exits 0 must print exactly what the clean file gives (the
 damage fell in bytes the file does not use). The counts are printed.
 
-Usage: test_corrupt.py PROTEUS MODEL.safetensors EVAL.fasta [COPIES]
+Usage: test_corrupt.py PROTEUS MODEL.safetensors EVAL.fasta [COPIES [SEED]]
 """
 import json
 import os
@@ -47,7 +47,7 @@ def normalized(p, json_path):
 def main():
     proteus, model, fasta = (os.path.abspath(a) for a in sys.argv[1:4])
     copies = int(sys.argv[4]) if len(sys.argv) > 4 else 120
-    rng = random.Random(SEED)
+    rng = random.Random(int(sys.argv[5]) if len(sys.argv) > 5 else SEED)
     tmp = tempfile.mkdtemp(prefix="pq_corrupt_")
     failures = []
     try:
