@@ -191,7 +191,7 @@ static pq_status read_vec(hid_t g, const char *where, const char *name, hid_t mt
     if (dims[0] && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
         char w[160];
         snprintf(w, sizeof w, "%s/%s", where, name);
-        st = pq_h5u_read_fail("calibration", w);
+        st = pq_h5u_read_fail(NULL, w);
         goto cleanup;
     }
     *n_out = (int64_t)dims[0];

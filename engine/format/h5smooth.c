@@ -106,7 +106,7 @@ static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n
     if (d < 0) return pq_err(PQ_ERR_FORMAT, "%s/%s: %s", where, name, pq_h5u_detail(eb, sizeof eb));
     hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     pq_status st = PQ_OK;
-    char w[160];
+    char w[700];
     snprintf(w, sizeof w, "%s/%s", where, name);
     if (sp < 0 || t < 0 || H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_npoints(sp) != n ||
         H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4)
@@ -114,7 +114,7 @@ static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n
     else if (n && !pq_h5u_has_fletcher32(d))
         st = pq_err(PQ_ERR_FORMAT, "%s: no Fletcher-32 checksum", w);
     else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
-        st = pq_h5u_read_fail("smoothing", w);
+        st = pq_h5u_read_fail(NULL, w);
     for (int64_t i = 0; !st && i < n; i++)
         if (!isfinite(dst[i]) || dst[i] < 0)
             st = pq_err(PQ_ERR_FORMAT, "%s[%lld] = %g is not a finite non-negative factor", w, (long long)i,
@@ -135,7 +135,7 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
     *out = NULL;
     pq_h5u_quiet();
     hid_t f = pq_h5u_open_ro(path);
-    if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
+    if (f < 0) return pq_err(PQ_ERR_FORMAT, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
     htri_t ex = H5Lexists(f, GROUP, H5P_DEFAULT);
     if (ex <= 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -165,20 +165,20 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
     if ((st = pq_smooth_create((int)nl, dim, alpha, &s))) goto done;
     for (int i = 0; i < s->n_sites && !st; i++) {
         pq_smooth_site *ss = &s->sites[i];
-        char sw[96];
+        char sw[600]; /* "file: /smoothquant/<site>" names the dataset in errors */
         bool found;
-        snprintf(sw, sizeof sw, "/" GROUP "/%s", ss->site);
+        snprintf(sw, sizeof sw, "%s: /" GROUP "/%s", path, ss->site);
         hid_t sg = H5Gopen2(g, ss->site, H5P_DEFAULT);
         if (sg < 0) {
             H5Eclear2(H5E_DEFAULT);
-            st = pq_err(PQ_ERR_FORMAT, "%s: %s is missing", path, sw);
+            st = pq_err(PQ_ERR_FORMAT, "%s is missing", sw);
             break;
         }
         ss->act_absmax = malloc((size_t)dim * sizeof *ss->act_absmax);
         ss->w_absmax = malloc((size_t)dim * sizeof *ss->w_absmax);
         if (!ss->act_absmax || !ss->w_absmax) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
         if (!st && !(st = get_vec(sg, sw, "scale", dim, ss->s, &found)) && !found)
-            st = pq_err(PQ_ERR_FORMAT, "%s: %s/scale is missing", path, sw);
+            st = pq_err(PQ_ERR_FORMAT, "%s/scale is missing", sw);
         if (!st && !(st = get_vec(sg, sw, "act_absmax", dim, ss->act_absmax, &found)) && !found) {
             free(ss->act_absmax);
             ss->act_absmax = NULL;

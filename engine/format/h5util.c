@@ -166,10 +166,12 @@ pq_status pq_h5u_read_fail(const char *path, const char *what)
 {
     char eb[256];
     pq_h5u_detail(eb, sizeof eb);
+    const char *sep = path ? ": " : "";
+    if (!path) path = "";
     if (strstr(eb, "Fletcher32"))
-        return pq_err(PQ_ERR_FORMAT, "%s: %s: checksum mismatch, the data is corrupt (Fletcher-32)", path,
+        return pq_err(PQ_ERR_FORMAT, "%s%s%s: checksum mismatch, the data is corrupt (Fletcher-32)", path, sep,
                       what);
-    return pq_err(PQ_ERR_FORMAT, "%s: %s: read failed: %s", path, what, eb);
+    return pq_err(PQ_ERR_FORMAT, "%s%s%s: read failed: %s", path, sep, what, eb);
 }
 
 hid_t pq_h5u_f16_type(void)

@@ -70,7 +70,8 @@ void pq_fletcher32_init(pq_fletcher32 *f);
 void pq_fletcher32_update(pq_fletcher32 *f, const void *buf, size_t n);
 uint32_t pq_fletcher32_final(pq_fletcher32 *f);
 
-/* The HDF5 failure of a read of `what` (the stack is cleared): a checksum
+/* The HDF5 failure of a read of `what` in file `path` (NULL: what names
+ * the file already; the stack is cleared): a checksum
  * mismatch is PQ_ERR_FORMAT saying the data is corrupt, any other failure
  * PQ_ERR_FORMAT with HDF5's detail. */
 pq_status pq_h5u_read_fail(const char *path, const char *what);
