@@ -391,6 +391,17 @@ static void test_entropy_small(void **state)
     assert_true(fabs(got_kl - kl[want]) < 1e-12);
 }
 
+/* Overwrite the integer attribute `name` of object obj in the store at path. */
+static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    assert_true(f >= 0 && o >= 0 && a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a); H5Oclose(o); H5Fclose(f);
+}
+
 static void test_store_roundtrip(void **state)
 {
     (void)state;
@@ -420,31 +431,22 @@ static void test_store_roundtrip(void **state)
     for (int i = 0; i < c->n_sites; i++) assert_sites_equal(&c->sites[i], &back->sites[i]);
     pq_calib_free(back);
     /* corrupt: the count no longer matches the histogram */
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t g = H5Gopen2(f, "calibration/layer.1.ffn_mid", H5P_DEFAULT);
-    hid_t a = H5Aopen(g, "count", H5P_DEFAULT);
-    int64_t bad = 7;
-    H5Awrite(a, H5T_NATIVE_INT64, &bad);
-    H5Aclose(a); H5Gclose(g); H5Fclose(f);
+    set_store_i64(path, "calibration/layer.1.ffn_mid", "count", 7);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "layer.1.ffn_mid"));
     pq_err_clear();
 
     /* a store of an older format: refused with the word to collect again */
     assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
-    f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    a = H5Aopen(f, "format_version", H5P_DEFAULT);
-    int64_t v3 = 3;
-    H5Awrite(a, H5T_NATIVE_INT64, &v3);
-    H5Aclose(a); H5Fclose(f);
+    set_store_i64(path, "/", "format_version", 3);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "calibration format 3; this build reads format 4: collect it again"));
     pq_err_clear();
 
     /* a dataset without its checksum, then one whose bytes were changed */
     assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
-    f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    g = H5Gopen2(f, "calibration/layer.0.attn_in", H5P_DEFAULT);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "calibration/layer.0.attn_in", H5P_DEFAULT);
     hid_t d = H5Dopen2(g, "chan_absmax", H5P_DEFAULT);
     const hsize_t origin[1] = {0};
     unsigned mask = 0;
