@@ -349,15 +349,16 @@ static qopen *find_open(pq_h5w *w, const char *name)
 }
 
 /* Create one dataset of q's group, dims of rank nd, as one chunk whose file
- * space is allocated now: written whole (or, for the codes, by pwrite),
- * HDF5 never reads back a chunk it has not written. */
+ * space is allocated now (early) or by the first write: written whole (or,
+ * for the codes, by pwrite), HDF5 never reads back a chunk it has not
+ * written. */
 static pq_status make_ds(pq_h5w *w, qopen *q, const char *dsname, hid_t ftype, int nd,
-                         const hsize_t *dims, hid_t *out)
+                         const hsize_t *dims, bool early, hid_t *out)
 {
     char where[352];
     pq_status rc = PQ_OK;
     hid_t sp = H5Screate_simple(nd, dims, NULL), dcpl = H5I_INVALID_HID;
-    if (sp >= 0 && (dcpl = pq_h5u_dcpl(nd, dims, dims[0], true)) >= 0)
+    if (sp >= 0 && (dcpl = pq_h5u_dcpl(nd, dims, dims[0], early)) >= 0)
         *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (sp < 0 || dcpl < 0 || *out < 0) {
         snprintf(where, sizeof where, "%s/%s", q->where, dsname);
@@ -388,6 +389,35 @@ static int scale_dims(const qopen *q, hsize_t *dims)
         dims[1] = (hsize_t)q->n_groups;
         return 2;
     }
+}
+
+/* The file space of q's one code chunk, taken now (so its place follows
+ * plan order) by a direct chunk write of zeros with their checksum (0),
+ * which costs no filter pass, HDF5's early allocation would run the filter
+ * over a zero chunk; the zeros' pages are then punched out (where the file
+ * system can), so that they never reach the disk before the codes replace
+ * them. Sets q->code_off. */
+static pq_status reserve_codes(pq_h5w *w, qopen *q)
+{
+    char where[352];
+    const hsize_t origin[2] = {0, 0};
+    uint64_t n = (uint64_t)q->rows * (uint64_t)q->row_bytes;
+    unsigned mask = 1;
+    haddr_t a = HADDR_UNDEF;
+    hsize_t csize = 0;
+    if (n == 0) return PQ_OK;
+    snprintf(where, sizeof where, "%s/qweight", q->where);
+    void *zeros = calloc((size_t)n + 4, 1); /* large: fresh zero pages, never touched */
+    if (!zeros) return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
+    herr_t hr = H5Dwrite_chunk(q->dq, H5P_DEFAULT, 0, origin, (size_t)n + 4, zeros);
+    free(zeros);
+    if (hr < 0) return io_fail(w, where, "file space allocation");
+    if (H5Dget_chunk_info_by_coord(q->dq, origin, &mask, &a, &csize) < 0 || a == HADDR_UNDEF ||
+        csize != (hsize_t)n + 4 || mask != 0)
+        return io_fail(w, where, "file space allocation");
+    q->code_off = (uint64_t)a;
+    (void)fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)n + 4);
+    return PQ_OK;
 }
 
 pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
@@ -466,28 +496,13 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
         goto fail;
     }
     if ((rc = make_ds(w, q, "qweight", spec->bits == 8 ? H5T_STD_I8LE : H5T_STD_U8LE, 2, qd,
-                      &q->dq)) ||
-        (rc = make_ds(w, q, "scale", H5T_IEEE_F32LE, snd, sd, &q->ds)))
+                      false, &q->dq)) ||
+        (rc = reserve_codes(w, q)) ||
+        (rc = make_ds(w, q, "scale", H5T_IEEE_F32LE, snd, sd, true, &q->ds)))
         goto fail;
     if (!spec->symmetric &&
-        (rc = make_ds(w, q, "zero_point", H5T_STD_I32LE, snd, sd, &q->dz)))
+        (rc = make_ds(w, q, "zero_point", H5T_STD_I32LE, snd, sd, true, &q->dz)))
         goto fail;
-    if (rows > 0 && q->row_bytes > 0) {
-        const hsize_t origin[2] = {0, 0};
-        unsigned mask = 0;
-        haddr_t a = HADDR_UNDEF;
-        hsize_t csize = 0;
-        if (H5Dget_chunk_info_by_coord(q->dq, origin, &mask, &a, &csize) < 0 ||
-            csize != (hsize_t)(rows * q->row_bytes) + 4)
-            a = HADDR_UNDEF;
-        if (a == HADDR_UNDEF) {
-            char where[352];
-            snprintf(where, sizeof where, "%s/qweight", wh);
-            rc = io_fail(w, where, "file space allocation");
-            goto fail;
-        }
-        q->code_off = (uint64_t)a;
-    }
     return PQ_OK;
 fail:
     qopen_close(q);
