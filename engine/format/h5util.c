@@ -139,15 +139,24 @@ static void fold(pq_fletcher32 *f)
 void pq_fletcher32_update(pq_fletcher32 *f, const void *buf, size_t n)
 {
     const uint8_t *p = buf;
-    for (size_t i = 0; i + 1 < n; i += 2) {
-        f->s1 += (uint32_t)p[i] << 8 | p[i + 1];
-        f->s2 += f->s1;
-        if (++f->k == 360) {
+    size_t words = n / 2;
+    while (words) {
+        /* up to the end of the current block of 360 words, then fold */
+        size_t t = 360 - f->k < words ? 360 - f->k : words;
+        uint32_t s1 = f->s1, s2 = f->s2;
+        for (size_t i = 0; i < t; i++, p += 2) {
+            s1 += (uint32_t)p[0] << 8 | p[1];
+            s2 += s1;
+        }
+        f->s1 = s1;
+        f->s2 = s2;
+        words -= t;
+        if ((f->k += t) == 360) {
             fold(f);
             f->k = 0;
         }
     }
-    if (n % 2) f->tail = p[n - 1];
+    if (n % 2) f->tail = p[0];
 }
 
 uint32_t pq_fletcher32_final(pq_fletcher32 *f)
