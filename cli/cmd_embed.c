@@ -38,13 +38,15 @@ static const pq_cli_cmd k_cmd = {
              "                     [--per-token] [options]",
     .about = "Run the ESM-2 forward on every FASTA record and write its representations\n"
              "to HDF5 (written to EMB.h5.partial, renamed when complete):\n"
-             "  /ids                  [n_seq] record ids (strings)\n"
+             "  /ids                  [n_seq] record ids (fixed-length UTF-8 strings)\n"
              "  /lengths              [n_seq] residues embedded (after cropping)\n"
              "  /layer_<i>/mean       [n_seq, D] mean over the residues (cls/eos excluded)\n"
              "  /layer_<i>/tokens     [sum(lengths), D] per-residue rows (--per-token)\n"
              "  /offsets              [n_seq + 1] row offsets into tokens (--per-token)\n"
              "Layer i is the representation after layer i (0 = embeddings; L = after the\n"
-             "final LayerNorm, as fair-esm's representations[L]); negative i counts from L+1.",
+             "final LayerNorm, as fair-esm's representations[L]); negative i counts from L+1.\n"
+             "Every dataset carries HDF5's Fletcher-32 checksum, as a Proteus model does\n"
+             "(docs/FORMAT.md).",
     .opts = k_opts,
 };
 

@@ -15,18 +15,26 @@
 
 typedef struct inspect_opts {
     const char *path;
+    bool no_verify;
 } inspect_opts;
 
-static const pq_cli_opt k_opts[] = {{0}};
+static const pq_cli_opt k_opts[] = {
+    {.name = "no-verify-checksums", .kind = PQ_CLI_FLAG, .offset = offsetof(inspect_opts, no_verify),
+     .help = "Proteus .h5: list without reading the data (its Fletcher-32\nchecksums are then not verified; "
+             "reading costs ~4-5 s\nper GB on a 2-core VM, docs/PERFORMANCE.md)"},
+    {0},
+};
 
 static const pq_cli_cmd k_cmd = {
     .name = "inspect",
-    .usage = "usage: proteus inspect FILE",
+    .usage = "usage: proteus inspect FILE [--no-verify-checksums]",
     .about = "List the tensors of a checkpoint (safetensors or PyTorch .pt/.bin: a file, an\n"
              "index.json or a directory; fair-esm names shown as mapped to Hugging Face's)\n"
              "or of a Proteus HDF5 model: names, dtypes, shapes, bytes, the recognised ESM-2\n"
              "architecture, and for quantized files the recipe (bits, granularity, symmetry)\n"
-             "and the per-tensor error metrics (SQNR, relative L2, max abs error).",
+             "and the per-tensor error metrics (SQNR, relative L2, max abs error). A Proteus\n"
+             "model is read whole first: every dataset's checksum and every scale and zero\n"
+             "point is checked, and a corrupt file is a format error (exit 4).",
     .opts = k_opts,
     .operand = "FILE",
     .operand_offset = offsetof(inspect_opts, path),
@@ -86,11 +94,15 @@ static int inspect_safetensors(const char *path)
     return 0;
 }
 
-static int inspect_h5(const char *path)
+static int inspect_h5(const char *path, bool verify)
 {
     pq_h5r *r = NULL;
     pq_status st = pq_h5r_open(path, &r);
-    if (st) return pq_cli_fail(st);
+    if (!st && verify) st = pq_h5r_verify_data(r);
+    if (st) {
+        pq_h5r_close(r);
+        return pq_cli_fail(st);
+    }
     const pq_h5_meta *meta = pq_h5r_meta(r);
     char shp[64];
     printf("%s: Proteus HDF5 model, format version %d\n", path, meta->format_version);
@@ -136,7 +148,11 @@ static int inspect_h5(const char *path)
             snprintf(how, sizeof how, "int%d %s %s", e->spec.bits, pq_granularity_name(e->spec.gran),
                      e->spec.symmetric ? "sym" : "asym");
         pq_qmetrics qm;
-        if (e->has_metrics && pq_h5r_read_metrics(r, e->name, &qm) == PQ_OK)
+        if (e->has_metrics && (st = pq_h5r_read_metrics(r, e->name, &qm))) {
+            pq_h5r_close(r);
+            return pq_cli_fail(st);
+        }
+        if (e->has_metrics)
             printf("%-58s %-12s %-22s %9.2f %10.3e %10.3e\n", e->name, shp, how, qm.sqnr_db, qm.rel_l2,
                    qm.max_abs_err);
         else
@@ -155,5 +171,5 @@ int pq_cmd_inspect(int argc, char **argv)
     int h5;
     pq_status st = is_hdf5(path, &h5);
     if (st) return pq_cli_fail(st);
-    return h5 ? inspect_h5(path) : inspect_safetensors(path);
+    return h5 ? inspect_h5(path, !o.no_verify) : inspect_safetensors(path);
 }

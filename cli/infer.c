@@ -39,6 +39,9 @@ const pq_cli_opt pq_cli_infer_opts[] = {
     {.name = "hardware-target", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg),
      .key = "hardware_target", .meta = "T",
      .help = "kernels: cpu (default, the best this CPU runs) | ref | avx2 |\navx512 (config hardware_target)"},
+    {.name = "no-verify-checksums", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, no_verify),
+     .help = "Proteus .h5 model: skip the Fletcher-32 check of the weights\n(a damaged file then goes unnoticed); "
+             "saves the check's\n~4-5 s per GB of weights on a 2-core VM (docs/PERFORMANCE.md)"},
     {0},
 };
 
@@ -52,6 +55,7 @@ pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo)
             .quantized_mode = (pq_esm2_qmode)o->mode,
             .no_fusion = !cfg.enable_fusion,
             .no_threading = !cfg.threading,
+            .no_verify_checksums = o->no_verify,
         };
         st = pq_config_apply_hardware(&cfg, &mo->ops);
     }

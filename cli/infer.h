@@ -15,6 +15,7 @@ typedef struct pq_cli_infer {
     int64_t batch_tokens; /* tokens per forward batch */
     int64_t max_length;   /* residues per sequence */
     int mode;             /* pq_esm2_qmode */
+    bool no_verify;       /* --no-verify-checksums */
     pq_cli_config cfg;    /* --config, and --no-fusion / --no-threading over it */
 } pq_cli_infer;
 
@@ -27,7 +28,8 @@ typedef struct pq_cli_input {
 extern const pq_cli_opt pq_cli_input_opts[];
 
 /* --config, --threads, --batch-tokens, --max-length, --mode, --no-fusion,
- * --no-threading: a PQ_CLI_GROUP table for a pq_cli_infer. */
+ * --no-threading, --hardware-target, --no-verify-checksums: a PQ_CLI_GROUP
+ * table for a pq_cli_infer. */
 extern const pq_cli_opt pq_cli_infer_opts[];
 
 /* The model options they ask for: the configuration (--config, defaults

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""proteus_h5.py - read a Proteus quantized model (docs/FORMAT.md, version 1)
-with h5py + numpy only, no Proteus needed.
+"""proteus_h5.py - read a Proteus quantized model (docs/FORMAT.md, version 3)
+with h5py + numpy only, no Proteus needed. h5py verifies each dataset's
+Fletcher-32 checksum as it reads (OSError on a mismatch).
 
     import proteus_h5
     weights = proteus_h5.load("model.h5")        # name -> float32 ndarray
@@ -13,21 +14,27 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "proteus.quantized"
-FORMAT_VERSION = 2      # 2: source_sha256_tree; 1 (plain source_sha256) also reads
-FORMAT_VERSION_MIN = 1
+FORMAT_VERSION = 3      # 3: fixed-length strings, checksums (1 and 2 are refused)
+
+
+def attr_str(v):
+    """A string attribute as str: Proteus writes fixed-length UTF-8 strings,
+    which h5py returns as bytes."""
+    return v.decode("utf-8") if isinstance(v, (bytes, np.bytes_)) else str(v)
 
 
 def check_format(f):
-    """Raise ValueError unless f (an open h5py.File) is a version-1 or -2 model."""
-    name = f.attrs.get("format")
-    if isinstance(name, bytes):
-        name = name.decode("utf-8")
+    """Raise ValueError unless f (an open h5py.File) is a version-3 model."""
+    version = int(f.attrs["format_version"]) if "format_version" in f.attrs else None
+    if version is not None and version < FORMAT_VERSION:
+        raise ValueError("%s: format_version %d was written by an older Proteus; quantize the model "
+                         "again" % (f.filename, version))
+    name = attr_str(f.attrs.get("format", b""))
     if name != FORMAT_NAME:
         raise ValueError("%s: format is %r, expected %r" % (f.filename, name, FORMAT_NAME))
-    version = int(f.attrs["format_version"])
-    if not FORMAT_VERSION_MIN <= version <= FORMAT_VERSION:
-        raise ValueError("%s: format_version %d is not supported (this reader reads "
-                         "versions %d to %d)" % (f.filename, version, FORMAT_VERSION_MIN, FORMAT_VERSION))
+    if version != FORMAT_VERSION:
+        raise ValueError("%s: format_version %s is not supported (this reader reads "
+                         "version %d)" % (f.filename, version, FORMAT_VERSION))
 
 
 def unpack_int4(packed, cols):
@@ -60,7 +67,7 @@ def codes(group):
 
 def _per_element(group, values, cols):
     """Broadcast scale- or zero_point-shaped values to [out, in]."""
-    gran = group.attrs["granularity"]
+    gran = attr_str(group.attrs["granularity"])
     if gran == "tensor":
         return values.reshape(1, 1)
     if gran == "channel":
@@ -98,12 +105,12 @@ def _describe(name, g):
     if "data" in g:
         return "%-60s %-8s %s" % (name, g["data"].dtype, list(g["data"].shape))
     a = g.attrs
-    kind = "int%d %s %s%s" % (int(a["bits"]), a["granularity"],
+    gran = attr_str(a["granularity"])
+    kind = "int%d %s %s%s" % (int(a["bits"]), gran,
                                "sym" if bool(a["symmetric"]) else "asym",
-                               " gs=%d" % int(a["group_size"]) if a["granularity"] == "group"
-                               else "")
-    return "%-60s %-8s %s %s method=%s" % (name, a["scheme"], list(int(x) for x in a["shape"]),
-                                          kind, a["method"])
+                               " gs=%d" % int(a["group_size"]) if gran == "group" else "")
+    return "%-60s %-8s %s %s method=%s" % (name, attr_str(a["scheme"]), list(int(x) for x in a["shape"]),
+                                          kind, attr_str(a["method"]))
 
 
 def main(argv):
@@ -113,7 +120,8 @@ def main(argv):
     with h5py.File(argv[1], "r") as f:
         check_format(f)
         for key in ("architecture", "model_name", "created_by", "num_ranks"):
-            print("%s: %s" % (key, f.attrs[key]))
+            v = f.attrs[key]
+            print("%s: %s" % (key, attr_str(v) if isinstance(v, (bytes, np.bytes_, str)) else v))
         metrics = f.get("metrics")
         for name, g in f["tensors"].items():
             w = dequantize(g)

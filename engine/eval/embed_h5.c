@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* embed_h5.c - the HDF5 file of `proteus embed`. */
+/* embed_h5.c - the HDF5 file of `proteus embed`: the model file's
+ * conventions (docs/FORMAT.md): format bounds 1.10 (checksummed metadata),
+ * fixed-length strings, every dataset chunked with the Fletcher-32
+ * checksum. The representation datasets are written a sequence at a time,
+ * so their chunks are allocated and filled (zeros, with their checksum) at
+ * creation: a chunk read back for a partial write is always valid, and its
+ * place does not depend on the order rows arrive in. */
 #include "eval/embed_h5.h"
 
 #include <hdf5.h>
@@ -9,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/pq_io.h"
+#include "format/h5util.h"
 
 struct pq_embed_h5 {
     char *partial, *out;
@@ -24,14 +31,17 @@ static pq_status h5_fail(const char *path, const char *what)
     return pq_err(PQ_ERR_IO, "%s: HDF5 could not %s", path, what);
 }
 
-/* Create a 2-D float dataset [rows, cols] under group g. */
+/* Create a 2-D float dataset [rows, cols] under group g, chunks of about
+ * 1 MiB allocated and filled now. */
 static hid_t make_2d(hid_t g, const char *name, hsize_t rows, hsize_t cols)
 {
     hsize_t dims[2] = {rows, cols};
-    hid_t sp = H5Screate_simple(2, dims, NULL);
-    if (sp < 0) return -1;
-    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Sclose(sp);
+    hid_t sp = H5Screate_simple(2, dims, NULL), ds = -1;
+    hid_t dcpl = pq_h5u_dcpl(2, dims, pq_h5u_chunk_rows(2, dims, 4), true);
+    if (sp >= 0 && dcpl >= 0 && H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) >= 0)
+        ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
     return ds;
 }
 
@@ -47,35 +57,40 @@ static herr_t write_rows(hid_t ds, hsize_t row0, hsize_t n, hsize_t cols, const 
     return rc;
 }
 
-static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v)
+/* A 1-D dataset of n elements of type t written whole from v, one chunk
+ * with the Fletcher-32 checksum. */
+static herr_t write_1d(hid_t f, const char *name, hid_t t, hsize_t n, const void *v)
 {
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = pq_h5u_dcpl(1, &n, n, false), ds = -1;
+    if (sp >= 0 && dcpl >= 0) ds = H5Dcreate2(f, name, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : n ? H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) : 0;
     if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
     return rc;
 }
 
-/* /ids as variable-length UTF-8 strings. */
+static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v)
+{
+    return write_1d(f, name, H5T_NATIVE_INT64, n, v);
+}
+
+/* /ids as fixed-length NUL-padded UTF-8 strings, as long as the longest id. */
 static herr_t write_ids(hid_t f, const pq_fasta_record *recs, int64_t n_recs)
 {
-    hsize_t n = (hsize_t)n_recs;
+    size_t w = 1;
+    for (int64_t i = 0; i < n_recs; i++)
+        if (strlen(recs[i].id) + 1 > w) w = strlen(recs[i].id) + 1;
+    char *buf = calloc((size_t)(n_recs > 0 ? n_recs : 1), w);
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, "ids", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    const char **names = malloc((size_t)(n_recs > 0 ? n_recs : 1) * sizeof *names);
     herr_t rc = -1;
-    if (names && ds >= 0) {
-        for (int64_t i = 0; i < n_recs; i++) names[i] = recs[i].id;
-        rc = H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, names);
+    if (buf && t >= 0 && H5Tset_size(t, w) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0 &&
+        H5Tset_cset(t, H5T_CSET_UTF8) >= 0) {
+        for (int64_t i = 0; i < n_recs; i++) memcpy(buf + (size_t)i * w, recs[i].id, strlen(recs[i].id));
+        rc = write_1d(f, "ids", t, (hsize_t)n_recs, buf);
     }
-    free(names);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    H5Tclose(t);
+    free(buf);
+    if (t >= 0) H5Tclose(t);
     return rc;
 }
 
@@ -124,14 +139,21 @@ pq_status pq_embed_h5_create(const char *out, const pq_fasta_record *recs, int64
     w->toff[0] = 0;
     for (int64_t i = 0; i < n_recs; i++) w->toff[i + 1] = w->toff[i] + recs[i].n_ids - 2;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* h5_fail reports; no HDF5 stack dump */
-    w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = pq_h5u_fapl_write(), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fapl >= 0 && fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0)
+        w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (w->file < 0) return h5_fail(w->partial, "create the file");
     if ((st = write_tables(w, recs, n_recs, cfg)) != PQ_OK) return st;
     hsize_t D = (hsize_t)cfg->embed_dim;
     for (int i = 0; i < n_layers; i++) {
         char gname[64];
         snprintf(gname, sizeof gname, "layer_%d", layers[i]);
-        hid_t g = H5Gcreate2(w->file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = -1; /* no time stamps: the same bytes each run */
+        if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0)
+            g = H5Gcreate2(w->file, gname, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+        if (gcpl >= 0) H5Pclose(gcpl);
         if (g < 0) return h5_fail(w->partial, "create a layer group");
         w->mean_ds[i] = make_2d(g, "mean", (hsize_t)n_recs, D);
         if (per_token) w->tok_ds[i] = make_2d(g, "tokens", (hsize_t)w->toff[n_recs], D);

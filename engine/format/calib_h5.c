@@ -23,20 +23,22 @@ static pq_status h5fail(const char *where, const char *what)
     return pq_err(PQ_ERR_IO, "%s: %s failed: %s", where, what, d);
 }
 
+/* One 1-D dataset, one chunk with the Fletcher-32 checksum, written whole. */
 static pq_status write_ds(hid_t g, const char *where, const char *name, hid_t ftype, hid_t mtype,
-                          hsize_t n, const void *data, hid_t dcpl)
+                          hsize_t n, const void *data)
 {
     pq_status st = PQ_OK;
-    hid_t sp = H5Screate_simple(1, &n, NULL), d = H5I_INVALID_HID;
-    if (sp < 0 || (d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+    hid_t sp = H5Screate_simple(1, &n, NULL), d = H5I_INVALID_HID, dcpl = pq_h5u_dcpl(1, &n, n, false);
+    if (sp < 0 || dcpl < 0 || (d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         (n && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
         st = h5fail(where, name);
     if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     return st;
 }
 
-static pq_status write_site(hid_t parent, const pq_calib_site *s, hid_t gcpl, hid_t dcpl)
+static pq_status write_site(hid_t parent, const pq_calib_site *s, hid_t gcpl)
 {
     pq_status st = PQ_OK;
     char where[96];
@@ -71,11 +73,9 @@ static pq_status write_site(hid_t parent, const pq_calib_site *s, hid_t gcpl, hi
         (st = pq_h5u_put_i64(g, where, "n_neginf", (int64_t)s->n_neginf)) ||
         (st = pq_h5u_put_i64(g, where, "n_tokens", (int64_t)s->n_tokens)) ||
         (st = write_ds(g, where, "chan_absmax", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
-                       (hsize_t)s->dim, s->chan_absmax, dcpl)) ||
-        (st = write_ds(g, where, "hist_bin", H5T_STD_U32LE, H5T_NATIVE_UINT32, (hsize_t)nnz, bin,
-                       dcpl)) ||
-        (st = write_ds(g, where, "hist_count", H5T_STD_U64LE, H5T_NATIVE_UINT64, (hsize_t)nnz,
-                       cnt, dcpl)))
+                       (hsize_t)s->dim, s->chan_absmax)) ||
+        (st = write_ds(g, where, "hist_bin", H5T_STD_U32LE, H5T_NATIVE_UINT32, (hsize_t)nnz, bin)) ||
+        (st = write_ds(g, where, "hist_count", H5T_STD_U64LE, H5T_NATIVE_UINT64, (hsize_t)nnz, cnt)))
         goto cleanup;
 cleanup:
     free(bin);
@@ -88,10 +88,9 @@ static pq_status write_group(hid_t file, const pq_calib *c)
 {
     pq_status st = PQ_OK;
     const char *where = "/calibration";
-    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     hid_t g = H5I_INVALID_HID;
-    if (gcpl < 0 || dcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
-        H5Pset_obj_track_times(dcpl, 0) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
         (g = H5Gcreate2(file, "calibration", H5P_DEFAULT, gcpl, H5P_DEFAULT)) < 0) {
         st = h5fail(where, "group create");
         goto cleanup;
@@ -108,11 +107,10 @@ static pq_status write_group(hid_t file, const pq_calib *c)
         (st = pq_h5u_put_i64(g, where, "n_skipped", (int64_t)c->n_skipped)))
         goto cleanup;
     for (int i = 0; i < c->n_sites; i++)
-        if ((st = write_site(g, &c->sites[i], gcpl, dcpl))) goto cleanup;
+        if ((st = write_site(g, &c->sites[i], gcpl))) goto cleanup;
 cleanup:
     if (g >= 0) H5Gclose(g);
     if (gcpl >= 0) H5Pclose(gcpl);
-    if (dcpl >= 0) H5Pclose(dcpl);
     return st;
 }
 
@@ -131,9 +129,8 @@ pq_status pq_calib_h5_save(const char *path, const pq_calib *c, const char *crea
     if (pq_partial_name(partial, sizeof partial, path))
         return pq_err(PQ_ERR_CONFIG, "%.200s...: path too long", path);
     pq_h5u_quiet();
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), f = H5I_INVALID_HID;
-    if (fapl < 0 || fcpl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
-        H5Pset_obj_track_times(fcpl, 0) < 0 ||
+    hid_t fapl = pq_h5u_fapl_write(), fcpl = H5Pcreate(H5P_FILE_CREATE), f = H5I_INVALID_HID;
+    if (fapl < 0 || fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
         (f = H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
         st = h5fail(partial, "create");
         goto cleanup;
@@ -163,10 +160,23 @@ static pq_status read_vec(hid_t g, const char *where, const char *name, hid_t mt
     hid_t d = H5I_INVALID_HID, sp = H5I_INVALID_HID;
     hsize_t dims[2] = {0, 0};
     *out = NULL;
+    hid_t t = H5I_INVALID_HID;
     if ((d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 || (sp = H5Dget_space(d)) < 0 ||
         H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, dims, NULL) != 1) {
         H5Eclear2(H5E_DEFAULT);
         st = pq_err(PQ_ERR_FORMAT, "%s/%s: missing or not a 1-D dataset", where, name);
+        goto cleanup;
+    }
+    /* the stored type must be the one read (no conversion of a lie) */
+    if ((t = H5Dget_type(d)) < 0 || H5Tget_class(t) != H5Tget_class(mtype) || H5Tget_size(t) != esz ||
+        (H5Tget_class(t) == H5T_INTEGER && H5Tget_sign(t) != H5Tget_sign(mtype))) {
+        H5Eclear2(H5E_DEFAULT);
+        st = pq_err(PQ_ERR_FORMAT, "%s/%s: not of the stored type this build writes", where, name);
+        goto cleanup;
+    }
+    if (dims[0] && !pq_h5u_has_fletcher32(d)) {
+        st = pq_err(PQ_ERR_FORMAT, "%s/%s: no Fletcher-32 checksum (a store of calibration format %d or older: "
+                    "collect it again with proteus calibrate)", where, name, PQ_CALIB_FORMAT_VERSION - 1);
         goto cleanup;
     }
     if ((expect >= 0 && (int64_t)dims[0] != expect) || dims[0] > ((hsize_t)1 << 32)) {
@@ -179,12 +189,15 @@ static pq_status read_vec(hid_t g, const char *where, const char *name, hid_t mt
         goto cleanup;
     }
     if (dims[0] && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-        st = h5fail(where, name);
+        char w[160];
+        snprintf(w, sizeof w, "%s/%s", where, name);
+        st = pq_h5u_read_fail(NULL, w);
         goto cleanup;
     }
     *n_out = (int64_t)dims[0];
 cleanup:
     if (st) { free(*out); *out = NULL; }
+    if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
     return st;
@@ -283,10 +296,19 @@ pq_status pq_calib_h5_load(const char *path, pq_calib **out)
     hid_t f = H5I_INVALID_HID, g = H5I_INVALID_HID;
     *out = NULL;
     pq_h5u_quiet();
-    if ((f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+    if ((f = pq_h5u_open_ro(path)) < 0) {
         char d[256];
         pq_h5u_detail(d, sizeof d);
-        return pq_err(PQ_ERR_IO, "%s: cannot open as HDF5: %s", path, d);
+        return pq_err(PQ_ERR_FORMAT, "%s: cannot open as HDF5: %s", path, d);
+    }
+    /* a store of its own says its version; an older one keeps its strings
+     * where this build does not read them (h5util.c) */
+    int64_t ver = PQ_CALIB_FORMAT_VERSION;
+    if (pq_h5u_has_attr(f, "format_version") && (st = pq_h5u_get_i64(f, "/", "format_version", &ver))) goto cleanup;
+    if (ver != PQ_CALIB_FORMAT_VERSION) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: calibration format %lld; this build reads format %d%s", path, (long long)ver,
+                    PQ_CALIB_FORMAT_VERSION, ver < PQ_CALIB_FORMAT_VERSION ? ": collect it again with proteus calibrate" : "");
+        goto cleanup;
     }
     if ((g = H5Gopen2(f, "calibration", H5P_DEFAULT)) < 0) {
         H5Eclear2(H5E_DEFAULT);

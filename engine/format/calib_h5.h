@@ -12,8 +12,10 @@
  *   hist_bin uint32 [nnz] (fp32 bit pattern >> (23 - hist_mbits), ascending),
  *   hist_count uint64 [nnz] (non-zero counts only)
  * A standalone file also carries root attrs format="proteus.calibration",
- * format_version=3, created_by. Object time stamps are off: equal statistics
- * give equal bytes. */
+ * format_version=4, created_by. Strings are fixed-length, every non-empty
+ * dataset one chunk with the Fletcher-32 checksum, the file's format bounds
+ * those of the model (docs/FORMAT.md). Object time stamps are off: equal
+ * statistics give equal bytes. */
 #ifndef PQ_CALIB_H5_H
 #define PQ_CALIB_H5_H
 
@@ -22,7 +24,8 @@
 #include "base/pq_err.h"
 
 #define PQ_CALIB_FORMAT_NAME "proteus.calibration"
-#define PQ_CALIB_FORMAT_VERSION 3 /* 3: model_sha256_tree (2: plain model_sha256;
+#define PQ_CALIB_FORMAT_VERSION 4 /* 4: fixed-length strings, checksums (3:
+                                   * model_sha256_tree; 2: plain model_sha256;
                                    * 1: a 12-bit mantissa grid) */
 
 /* Write c (borrowed) to path: path.partial first, renamed when complete. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 2):
+/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 3):
  * a streaming writer (OUT.partial, renamed when complete) and a validating
  * reader. */
 #ifndef PQ_H5MODEL_H
@@ -15,10 +15,11 @@
 #include "quant/qtensor.h"
 
 #define PQ_FORMAT_NAME "proteus.quantized"
-#define PQ_FORMAT_VERSION 2
-/* The oldest version the reader accepts: 1 differs only in recording the
- * source as one plain SHA-256 (source_sha256) instead of the tree digest. */
-#define PQ_FORMAT_VERSION_MIN 1
+#define PQ_FORMAT_VERSION 3
+/* The oldest version the reader accepts: versions 1 and 2 keep their strings
+ * in HDF5's unchecked global heap and carry no checksums; they are refused
+ * with a word to quantize again. */
+#define PQ_FORMAT_VERSION_MIN 3
 
 /* Root attributes and /config. Strings are borrowed by the writer (copied
  * into the file); owned by the reader object when read back. */
@@ -123,10 +124,15 @@ typedef struct pq_h5r_entry {
 
 typedef struct pq_h5r pq_h5r;
 
-/* Open and validate format name/version and every tensor group (shapes of
- * qweight/scale/zero_point consistent with the attrs). PQ_ERR_FORMAT naming
- * the dataset otherwise. */
+/* Open and validate format name/version, /config and every tensor group
+ * (dtypes, shapes and Fletcher-32 filter of qweight/scale/zero_point
+ * consistent with the attrs). PQ_ERR_FORMAT naming the dataset otherwise.
+ * Reads verify each dataset's Fletcher-32 checksum (PQ_ERR_FORMAT naming the
+ * dataset when it does not match) and the scales and zero points. */
 pq_status pq_h5r_open(const char *path, pq_h5r **out);
+/* Skip (verify false) or restore the data checksum check of later reads;
+ * the metadata's checksums are always verified. */
+pq_status pq_h5r_set_verify(pq_h5r *r, bool verify);
 /* NULL is fine. Invalidates every pointer obtained from r. */
 void pq_h5r_close(pq_h5r *r);
 
@@ -150,6 +156,10 @@ pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
  * absent); *found = false (PQ_OK) when the tensor stores no act_scale. */
 pq_status pq_h5_read_act_qparams(const char *path, const char *name, float *scale, int32_t *zp,
                                  bool *found);
+/* Read every tensor's datasets once (their checksums verified, scales and
+ * zero points checked) and its metrics: the whole file's check, for
+ * inspect. The first failure is returned, naming the dataset. */
+pq_status pq_h5r_verify_data(pq_h5r *r);
 /* Read a /provenance attr; returns owned string in *value (free()) or NULL. */
 pq_status pq_h5r_provenance(pq_h5r *r, const char *key, char **value);
 

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* h5read.c - the validating reader of the Proteus HDF5 model (docs/FORMAT.md).
  *
- * open() checks the format name and version and every /tensors group (dtypes
- * and shapes of data, qweight, scale, zero_point against the attrs) before
- * anything is read, so later reads only fail on I/O. Details name the file
- * and the dataset path. */
+ * open() checks the format name and version, /config against itself and the
+ * named architecture, and every /tensors group (dtypes, shapes and the
+ * Fletcher-32 filter of data, qweight, scale, zero_point against the attrs)
+ * before anything is read; reads verify the checksums (unless told not to)
+ * and the scales and zero points. Strings are read only from fixed-length
+ * attributes (h5util.c). Details name the file and the dataset path. */
 #include "format/h5model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 struct pq_h5r {
     char *path;
     hid_t file;
+    hid_t dxpl;                 /* reads: Fletcher-32 verified or skipped */
     pq_h5_meta meta;
     char *s_arch, *s_model, *s_sha, *s_created, *s_config;  /* owned meta strings */
     pq_h5r_entry *ent;
@@ -111,6 +115,11 @@ static pq_status check_ds(const pq_h5r *r, hid_t grp, const char *where, const c
         rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: expected %s%s%s, found %s %s", r->path, where,
                     ds, kind_names[k], nd >= 0 ? " " : "", nd >= 0 ? xb : "",
                     type_name(t, tb, sizeof tb), pq_h5u_dims_str(fnd, fd, db, sizeof db));
+        goto cleanup;
+    }
+    if (H5Sget_simple_extent_npoints(sp) > 0 && fnd > 0 && !pq_h5u_has_fletcher32(d)) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: not chunked with the Fletcher-32 checksum every dataset of "
+                    "format version %d carries", r->path, where, ds, PQ_FORMAT_VERSION);
         goto cleanup;
     }
     if (nd_out) *nd_out = fnd;
@@ -283,6 +292,28 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(((const pq_h5r_entry *)a)->name, ((const pq_h5r_entry *)b)->name);
 }
 
+/* /config holds together and, for a published architecture, is that
+ * architecture. */
+static pq_status check_config(const pq_h5r *r, const pq_esm2_config *c, double eps)
+{
+    if (c->num_layers < 1 || c->embed_dim < 1 || c->attention_heads < 1 || c->ffn_dim < 1 ||
+        c->vocab_size < 1 || c->head_dim < 1 || c->embed_dim != c->attention_heads * c->head_dim)
+        return pq_err(PQ_ERR_FORMAT, "%s: /config: %d layers, embed_dim %d, %d heads of %d, ffn_dim %d, vocab %d "
+                      "do not make a model (embed_dim must be heads x head_dim, all positive)", r->path,
+                      c->num_layers, c->embed_dim, c->attention_heads, c->head_dim, c->ffn_dim, c->vocab_size);
+    if (!isfinite(eps) || !(eps > 0) || eps > 1)
+        return pq_err(PQ_ERR_FORMAT, "%s: /config: layer_norm_eps = %g, expected a small positive number", r->path,
+                      eps);
+    const pq_esm2_arch *a = c->arch;
+    if (a && (a->num_layers != c->num_layers || a->embed_dim != c->embed_dim ||
+              a->attention_heads != c->attention_heads || a->ffn_dim != c->ffn_dim ||
+              a->vocab_size != c->vocab_size))
+        return pq_err(PQ_ERR_FORMAT, "%s: /config (%d layers, embed_dim %d, %d heads, ffn_dim %d, vocab %d) is not "
+                      "the architecture %s the file names", r->path, c->num_layers, c->embed_dim,
+                      c->attention_heads, c->ffn_dim, c->vocab_size, r->s_arch);
+    return PQ_OK;
+}
+
 static pq_status read_meta(pq_h5r *r)
 {
     char *fmt = NULL;
@@ -303,6 +334,15 @@ static pq_status read_meta(pq_h5r *r)
     if (ex == 0)
         return pq_err(PQ_ERR_FORMAT, "%s: not a Proteus model file (no /format attribute)",
                       r->path);
+    /* the version first: older files keep their strings where this build
+     * does not read them (h5util.c), and deserve a clearer word */
+    if (pq_h5u_has_attr(f, "format_version")) {
+        if ((rc = pq_h5u_get_i64(f, where, "format_version", &ver))) return rc;
+        if (ver >= 1 && ver < PQ_FORMAT_VERSION_MIN)
+            return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld was written by an older Proteus (strings in "
+                          "HDF5's unchecked global heap, no checksums) and is not read by this build (version "
+                          "%d): quantize the model again", r->path, (long long)ver, PQ_FORMAT_VERSION);
+    }
     if ((rc = pq_h5u_get_str(f, where, "format", &fmt))) return rc;
     if (strcmp(fmt, PQ_FORMAT_NAME)) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: attribute /format is '%s', expected '%s'", r->path,
@@ -314,12 +354,12 @@ static pq_status read_meta(pq_h5r *r)
     if ((rc = pq_h5u_get_i64(f, where, "format_version", &ver))) return rc;
     if (ver < PQ_FORMAT_VERSION_MIN || ver > PQ_FORMAT_VERSION)
         return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
-                      "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN,
-                      PQ_FORMAT_VERSION);
+                      "reads version %d)", r->path, (long long)ver, PQ_FORMAT_VERSION);
     r->meta.format_version = (int)ver;
-    /* Version 2 records the tree digest; version 1 (and a version-1 file
-     * exported again) the plain SHA-256. */
-    bool tree = ver >= 2 && pq_h5u_has_attr(f, "source_sha256_tree");
+    /* The tree digest; a version-1 file exported again by an older build
+     * kept its plain SHA-256 (source_sha256), which this one still carries
+     * over. */
+    bool tree = pq_h5u_has_attr(f, "source_sha256_tree");
     if (tree && ((rc = pq_h5u_get_str(f, where, "source_sha256_tree", &r->s_sha)) ||
                  (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
         goto fail;
@@ -340,6 +380,10 @@ static pq_status read_meta(pq_h5r *r)
     r->meta.source_sha256 = r->s_sha;
     r->meta.created_by = r->s_created;
     r->meta.config_json = r->s_config;
+    if (v < 1 || v > (1 << 24)) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: num_ranks = %lld is not a rank count", r->path, (long long)v);
+        goto fail;
+    }
     r->meta.num_ranks = (int)v;
 
     if (!link_exists(f, "config") || (gc = H5Gopen2(f, "config", H5P_DEFAULT)) < 0) {
@@ -380,6 +424,7 @@ static pq_status read_meta(pq_h5r *r)
         (rc = pq_h5u_get_bool(gc, where, "has_decoder", &c->has_decoder)))
         goto fail;
     c->arch = pq_esm2_arch_find(r->s_arch);
+    rc = check_config(r, c, eps);
 fail:
     if (gc >= 0) H5Gclose(gc);
     return rc;
@@ -402,6 +447,10 @@ pq_status pq_h5r_open(const char *path, pq_h5r **out)
         return pq_err(PQ_ERR_RESOURCE, "%s: out of memory", path);
     }
     r->file = H5I_INVALID_HID;
+    if ((r->dxpl = pq_h5u_dxpl(true)) < 0) {
+        rc = pq_err(PQ_ERR_INTERNAL, "%s: HDF5 property setup failed: %s", path, pq_h5u_detail(eb, sizeof eb));
+        goto fail;
+    }
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: not an HDF5 file%s%s", path, is < 0 ? ": " : "",
@@ -447,6 +496,7 @@ void pq_h5r_close(pq_h5r *r)
 {
     if (!r) return;
     if (r->file >= 0) H5Fclose(r->file);
+    if (r->dxpl > 0) H5Pclose(r->dxpl);
     for (int64_t i = 0; i < r->n; i++) free(r->ent[i].name);
     free(r->ent);
     free(r->s_arch);
@@ -456,6 +506,15 @@ void pq_h5r_close(pq_h5r *r)
     free(r->s_config);
     free(r->path);
     free(r);
+}
+
+pq_status pq_h5r_set_verify(pq_h5r *r, bool verify)
+{
+    char eb[256];
+    if (H5Pset_edc_check(r->dxpl, verify ? H5Z_ENABLE_EDC : H5Z_DISABLE_EDC) < 0)
+        return pq_err(PQ_ERR_INTERNAL, "%s: cannot set checksum verification: %s", r->path,
+                      pq_h5u_detail(eb, sizeof eb));
+    return PQ_OK;
 }
 
 const pq_h5_meta *pq_h5r_meta(const pq_h5r *r)
@@ -486,17 +545,34 @@ const pq_h5r_entry *pq_h5r_find(const pq_h5r *r, const char *name)
     return NULL;
 }
 
-/* Read all of /tensors/<name>/<ds> as mtype into buf. */
+/* Read all of /tensors/<name>/<ds> as mtype into buf, its checksum
+ * verified unless pq_h5r_set_verify said otherwise. */
 static pq_status read_ds(pq_h5r *r, const char *name, const char *ds, hid_t mtype, void *buf)
 {
-    char eb[256], p[352];
+    char p[352];
     snprintf(p, sizeof p, "/tensors/%s/%s", name, ds);
     hid_t d = H5Dopen2(r->file, p, H5P_DEFAULT);
-    herr_t hr = d < 0 ? -1 : H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    herr_t hr = d < 0 ? -1 : H5Dread(d, mtype, H5S_ALL, H5S_ALL, r->dxpl, buf);
+    /* the detail before H5Dclose clears HDF5's error stack */
+    pq_status rc = hr < 0 ? pq_h5u_read_fail(r->path, p) : PQ_OK;
     if (d >= 0) H5Dclose(d);
-    if (hr < 0)
-        return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, p,
-                      pq_h5u_detail(eb, sizeof eb));
+    return rc;
+}
+
+/* Scales finite and positive, zero points inside the code range: what the
+ * dequantization rule needs (FORMAT.md). */
+static pq_status check_qparams(const pq_h5r *r, const pq_h5r_entry *e, const pq_qtensor *qt)
+{
+    int32_t qmin = 0, qmax = 0;
+    pq_qspec_range(&e->spec, &qmin, &qmax);
+    for (int64_t i = 0; i < qt->n_scales; i++) {
+        if (!isfinite(qt->scale[i]) || !(qt->scale[i] > 0))
+            return pq_err(PQ_ERR_FORMAT, "%s: /tensors/%s/scale[%lld] = %g is not a positive finite scale", r->path,
+                          e->name, (long long)i, (double)qt->scale[i]);
+        if (qt->zero_point && (qt->zero_point[i] < qmin || qt->zero_point[i] > qmax))
+            return pq_err(PQ_ERR_FORMAT, "%s: /tensors/%s/zero_point[%lld] = %d is outside [%d, %d]", r->path,
+                          e->name, (long long)i, qt->zero_point[i], qmin, qmax);
+    }
     return PQ_OK;
 }
 
@@ -528,6 +604,7 @@ pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
     if (ns > 0 && !e->spec.symmetric &&
         (rc = read_ds(r, e->name, "zero_point", H5T_NATIVE_INT32, qt->zero_point)))
         goto fail;
+    if ((rc = check_qparams(r, e, qt))) goto fail;
     if (e->has_metrics && (rc = pq_h5r_read_metrics(r, e->name, &qt->metrics))) goto fail;
     return PQ_OK;
 fail:
@@ -563,6 +640,35 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
         for (int64_t i = 0; i < n; i++) dst[i] = pq_f16_to_f32(tmp[i]);
     H5Tclose(t);
     free(tmp);
+    return rc;
+}
+
+pq_status pq_h5r_verify_data(pq_h5r *r)
+{
+    pq_status rc = PQ_OK;
+    float *buf = NULL;
+    int64_t cap = 0;
+    for (int64_t i = 0; i < r->n && !rc; i++) {
+        const pq_h5r_entry *e = &r->ent[i];
+        int64_t n = 1;
+        for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
+        if (e->quantized) {
+            pq_qtensor qt;
+            if ((rc = pq_h5r_read_qtensor(r, e, &qt)) == PQ_OK) pq_qtensor_free(&qt);
+            continue;
+        }
+        if (n > cap) {
+            free(buf);
+            if ((buf = malloc((size_t)n * sizeof *buf)) == NULL) {
+                cap = 0;
+                rc = pq_err(PQ_ERR_RESOURCE, "%s: /tensors/%s: out of memory", r->path, e->name);
+                break;
+            }
+            cap = n;
+        }
+        rc = pq_h5r_read_f32(r, e, buf);
+    }
+    free(buf);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "format/h5smooth.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +20,18 @@ static pq_status h5fail(const char *where, const char *what)
     return pq_err(PQ_ERR_IO, "%s: %s failed: %s", where, what, d);
 }
 
-static pq_status put_vec(hid_t g, const char *where, const char *name, int64_t n, const float *v, hid_t dcpl)
+/* One float32 vector: one chunk with the Fletcher-32 checksum, written whole. */
+static pq_status put_vec(hid_t g, const char *where, const char *name, int64_t n, const float *v)
 {
     pq_status st = PQ_OK;
     hsize_t dims = (hsize_t)n;
-    hid_t sp = H5Screate_simple(1, &dims, NULL), d = H5I_INVALID_HID;
-    if (sp < 0 || (d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+    hid_t sp = H5Screate_simple(1, &dims, NULL), d = H5I_INVALID_HID, dcpl = pq_h5u_dcpl(1, &dims, dims, false);
+    if (sp < 0 || dcpl < 0 ||
+        (d = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         (n && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
         st = h5fail(where, name);
     if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     return st;
 }
@@ -58,10 +62,9 @@ pq_status pq_h5w_put_smooth(pq_h5w *w, const pq_smooth *s)
     hid_t f = pq_h5w_file_id(w);
     if (f < 0) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_put_smooth: no open writer");
     const char *where = "/" GROUP;
-    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
     hid_t g = H5I_INVALID_HID;
-    if (gcpl < 0 || dcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
-        H5Pset_obj_track_times(dcpl, 0) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
         (g = H5Gcreate2(f, GROUP, H5P_DEFAULT, gcpl, H5P_DEFAULT)) < 0) {
         st = h5fail(where, "group create");
         goto cleanup;
@@ -81,15 +84,14 @@ pq_status pq_h5w_put_smooth(pq_h5w *w, const pq_smooth *s)
         if (!(st = pq_h5u_put_i32(sg, sw, "layer", ss->layer)) &&
             !(st = pq_h5u_put_str(sg, sw, "layer_norm", ln)) &&
             !(st = pq_h5u_put_str(sg, sw, "linears", lin)) &&
-            !(st = put_vec(sg, sw, "scale", ss->dim, ss->s, dcpl)) &&
-            !(st = ss->act_absmax ? put_vec(sg, sw, "act_absmax", ss->dim, ss->act_absmax, dcpl) : PQ_OK))
-            st = ss->w_absmax ? put_vec(sg, sw, "weight_absmax", ss->dim, ss->w_absmax, dcpl) : PQ_OK;
+            !(st = put_vec(sg, sw, "scale", ss->dim, ss->s)) &&
+            !(st = ss->act_absmax ? put_vec(sg, sw, "act_absmax", ss->dim, ss->act_absmax) : PQ_OK))
+            st = ss->w_absmax ? put_vec(sg, sw, "weight_absmax", ss->dim, ss->w_absmax) : PQ_OK;
         H5Gclose(sg);
     }
 cleanup:
     if (g >= 0) H5Gclose(g);
     if (gcpl >= 0) H5Pclose(gcpl);
-    if (dcpl >= 0) H5Pclose(dcpl);
     return st;
 }
 
@@ -102,12 +104,23 @@ static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n
     if (ex <= 0) return ex < 0 ? pq_err(PQ_ERR_FORMAT, "%s/%s: corrupt group", where, name) : PQ_OK;
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
     if (d < 0) return pq_err(PQ_ERR_FORMAT, "%s/%s: %s", where, name, pq_h5u_detail(eb, sizeof eb));
-    hid_t sp = H5Dget_space(d);
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
     pq_status st = PQ_OK;
-    if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_npoints(sp) != n)
-        st = pq_err(PQ_ERR_FORMAT, "%s/%s: expected %lld float32 values", where, name, (long long)n);
+    char w[700];
+    snprintf(w, sizeof w, "%s/%s", where, name);
+    if (sp < 0 || t < 0 || H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_npoints(sp) != n ||
+        H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4)
+        st = pq_err(PQ_ERR_FORMAT, "%s: expected %lld float32 values", w, (long long)n);
+    else if (n && !pq_h5u_has_fletcher32(d))
+        st = pq_err(PQ_ERR_FORMAT, "%s: no Fletcher-32 checksum", w);
     else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
-        st = pq_err(PQ_ERR_IO, "%s/%s: %s", where, name, pq_h5u_detail(eb, sizeof eb));
+        st = pq_h5u_read_fail(NULL, w);
+    for (int64_t i = 0; !st && i < n; i++)
+        if (!isfinite(dst[i]) || dst[i] < 0)
+            st = pq_err(PQ_ERR_FORMAT, "%s[%lld] = %g is not a finite non-negative factor", w, (long long)i,
+                        (double)dst[i]);
+    H5Eclear2(H5E_DEFAULT);
+    if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
     H5Dclose(d);
     return st;
@@ -122,7 +135,7 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
     *out = NULL;
     pq_h5u_quiet();
     hid_t f = pq_h5u_open_ro(path);
-    if (f < 0) return pq_err(PQ_ERR_IO, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
+    if (f < 0) return pq_err(PQ_ERR_FORMAT, "%s: cannot open: %s", path, pq_h5u_detail(eb, sizeof eb));
     htri_t ex = H5Lexists(f, GROUP, H5P_DEFAULT);
     if (ex <= 0) {
         H5Eclear2(H5E_DEFAULT);
@@ -144,28 +157,28 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
     if (st || (st = pq_h5u_get_f64(g, "/" GROUP, "alpha", &alpha)) ||
         (st = pq_h5u_get_i64(g, "/" GROUP, "num_layers", &nl)))
         goto done;
-    if (nl < 0 || nl > 100000 || dim <= 0) {
-        st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": num_layers %lld / embed_dim %lld out of range", path,
-                    (long long)nl, (long long)dim);
+    if (nl < 0 || nl > 100000 || dim <= 0 || dim > (1 << 24) || !(alpha > 0 && alpha <= 1)) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": num_layers %lld / embed_dim %lld / alpha %g out of range", path,
+                    (long long)nl, (long long)dim, alpha);
         goto done;
     }
     if ((st = pq_smooth_create((int)nl, dim, alpha, &s))) goto done;
     for (int i = 0; i < s->n_sites && !st; i++) {
         pq_smooth_site *ss = &s->sites[i];
-        char sw[96];
+        char sw[600]; /* "file: /smoothquant/<site>" names the dataset in errors */
         bool found;
-        snprintf(sw, sizeof sw, "/" GROUP "/%s", ss->site);
+        snprintf(sw, sizeof sw, "%s: /" GROUP "/%s", path, ss->site);
         hid_t sg = H5Gopen2(g, ss->site, H5P_DEFAULT);
         if (sg < 0) {
             H5Eclear2(H5E_DEFAULT);
-            st = pq_err(PQ_ERR_FORMAT, "%s: %s is missing", path, sw);
+            st = pq_err(PQ_ERR_FORMAT, "%s is missing", sw);
             break;
         }
         ss->act_absmax = malloc((size_t)dim * sizeof *ss->act_absmax);
         ss->w_absmax = malloc((size_t)dim * sizeof *ss->w_absmax);
         if (!ss->act_absmax || !ss->w_absmax) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
         if (!st && !(st = get_vec(sg, sw, "scale", dim, ss->s, &found)) && !found)
-            st = pq_err(PQ_ERR_FORMAT, "%s: %s/scale is missing", path, sw);
+            st = pq_err(PQ_ERR_FORMAT, "%s/scale is missing", sw);
         if (!st && !(st = get_vec(sg, sw, "act_absmax", dim, ss->act_absmax, &found)) && !found) {
             free(ss->act_absmax);
             ss->act_absmax = NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* h5util.c - quiet HDF5 errors, h5py-compatible float16/bool types and typed
- * attribute I/O for the model writer and reader. */
+/* h5util.c - quiet HDF5 errors, the checksummed property lists, HDF5's
+ * Fletcher-32, h5py-compatible float16/bool types and typed attribute I/O
+ * with fixed-length strings for the model writer and reader. */
 #include "format/h5util.h"
 
 #include <stdio.h>
@@ -49,6 +50,137 @@ const char *pq_h5u_detail(char *buf, size_t n)
     if (!c.found) snprintf(buf, n, "unknown HDF5 error");
     H5Eclear2(H5E_DEFAULT);
     return buf;
+}
+
+hid_t pq_h5u_fapl_write(void)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) return H5I_INVALID_HID;
+    /* pinned, not LATEST: the bytes must not change with the library */
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+/* ~1 MiB: HDF5's default chunk cache holds one such chunk whole. */
+#define CHUNK_TARGET_BYTES ((hsize_t)1 << 20)
+
+hsize_t pq_h5u_chunk_rows(int nd, const hsize_t *dims, size_t esz)
+{
+    hsize_t row = esz;
+    for (int i = 1; i < nd; i++) row *= dims[i] ? dims[i] : 1;
+    hsize_t r = row ? CHUNK_TARGET_BYTES / row : 1;
+    return r ? r : 1;
+}
+
+hid_t pq_h5u_dcpl(int nd, const hsize_t *dims, hsize_t chunk_rows, bool early)
+{
+    hsize_t cd[H5S_MAX_RANK];
+    bool empty = nd <= 0;
+    for (int i = 0; i < nd; i++) empty = empty || dims[i] == 0;
+    hid_t p = H5Pcreate(H5P_DATASET_CREATE);
+    if (p < 0) return H5I_INVALID_HID;
+    if (H5Pset_obj_track_times(p, 0) < 0 || H5Pset_fill_time(p, H5D_FILL_TIME_NEVER) < 0 ||
+        H5Pset_alloc_time(p, early ? H5D_ALLOC_TIME_EARLY : H5D_ALLOC_TIME_LATE) < 0)
+        goto fail;
+    if (!empty) {
+        for (int i = 0; i < nd; i++) cd[i] = dims[i];
+        cd[0] = chunk_rows < 1 ? 1 : chunk_rows > dims[0] ? dims[0] : chunk_rows;
+        if (H5Pset_chunk(p, nd, cd) < 0 || H5Pset_fletcher32(p) < 0) goto fail;
+    }
+    return p;
+fail:
+    H5Pclose(p);
+    return H5I_INVALID_HID;
+}
+
+hid_t pq_h5u_dxpl(bool verify)
+{
+    hid_t p = H5Pcreate(H5P_DATASET_XFER);
+    if (p >= 0 && H5Pset_edc_check(p, verify ? H5Z_ENABLE_EDC : H5Z_DISABLE_EDC) < 0) {
+        H5Pclose(p);
+        return H5I_INVALID_HID;
+    }
+    return p;
+}
+
+bool pq_h5u_has_fletcher32(hid_t d)
+{
+    unsigned flags = 0, cfg = 0;
+    size_t nel = 0;
+    hid_t p = H5Dget_create_plist(d);
+    if (p < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return false;
+    }
+    bool ok = H5Pget_layout(p) == H5D_CHUNKED &&
+              H5Pget_filter_by_id2(p, H5Z_FILTER_FLETCHER32, &flags, &nel, NULL, 0, NULL, &cfg) >= 0;
+    H5Pclose(p);
+    H5Eclear2(H5E_DEFAULT);
+    return ok;
+}
+
+void pq_fletcher32_init(pq_fletcher32 *f)
+{
+    f->s1 = f->s2 = 0;
+    f->k = 0;
+    f->tail = -1;
+}
+
+static void fold(pq_fletcher32 *f)
+{
+    f->s1 = (f->s1 & 0xffff) + (f->s1 >> 16);
+    f->s2 = (f->s2 & 0xffff) + (f->s2 >> 16);
+}
+
+void pq_fletcher32_update(pq_fletcher32 *f, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    size_t words = n / 2;
+    while (words) {
+        /* up to the end of the current block of 360 words, then fold */
+        size_t t = 360 - f->k < words ? 360 - f->k : words;
+        uint32_t s1 = f->s1, s2 = f->s2;
+        for (size_t i = 0; i < t; i++, p += 2) {
+            s1 += (uint32_t)p[0] << 8 | p[1];
+            s2 += s1;
+        }
+        f->s1 = s1;
+        f->s2 = s2;
+        words -= t;
+        if ((f->k += t) == 360) {
+            fold(f);
+            f->k = 0;
+        }
+    }
+    if (n % 2) f->tail = p[0];
+}
+
+uint32_t pq_fletcher32_final(pq_fletcher32 *f)
+{
+    if (f->k) fold(f);
+    if (f->tail >= 0) {
+        f->s1 += (uint32_t)f->tail << 8;
+        f->s2 += f->s1;
+        fold(f);
+    }
+    fold(f);
+    return f->s2 << 16 | f->s1;
+}
+
+pq_status pq_h5u_read_fail(const char *path, const char *what)
+{
+    char eb[256];
+    pq_h5u_detail(eb, sizeof eb);
+    const char *sep = path ? ": " : "";
+    if (!path) path = "";
+    if (strstr(eb, "Fletcher32"))
+        return pq_err(PQ_ERR_FORMAT, "%s%s%s: checksum mismatch, the data is corrupt (Fletcher-32)", path, sep,
+                      what);
+    return pq_err(PQ_ERR_FORMAT, "%s%s%s: read failed: %s", path, sep, what, eb);
 }
 
 hid_t pq_h5u_f16_type(void)
@@ -129,20 +261,17 @@ cleanup:
     return rc;
 }
 
-static hid_t vlstr_type_cset(H5T_cset_t cset)
+/* Fixed-length NUL-terminated UTF-8 string of n bytes (n includes the NUL). */
+static hid_t str_type(size_t n)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     if (t < 0) return t;
-    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, cset) < 0) {
+    if (H5Tset_size(t, n) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
         H5Tclose(t);
         return H5I_INVALID_HID;
     }
     return t;
-}
-
-static hid_t vlstr_type(void)
-{
-    return vlstr_type_cset(H5T_CSET_UTF8);
 }
 
 /* put_attr of a scalar in type t, made for this call (t < 0: making it
@@ -161,7 +290,11 @@ static pq_status put_attr_own_type(hid_t obj, const char *where, const char *nam
 pq_status pq_h5u_put_str(hid_t obj, const char *where, const char *name, const char *val)
 {
     const char *v = val ? val : "";
-    return put_attr_own_type(obj, where, name, "string", vlstr_type(), &v);
+    size_t n = strlen(v) + 1;
+    if (n > PQ_H5_STR_MAX)
+        return pq_err(PQ_ERR_INTERNAL, "%s: attribute %s: a string of %zu bytes is longer than %zu", where, name,
+                      n, PQ_H5_STR_MAX);
+    return put_attr_own_type(obj, where, name, "string", str_type(n), v);
 }
 
 pq_status pq_h5u_put_i32(hid_t obj, const char *where, const char *name, int32_t val)
@@ -246,7 +379,7 @@ static pq_status read_fail(const char *where, const char *name)
 
 pq_status pq_h5u_get_str(hid_t obj, const char *where, const char *name, char **val)
 {
-    hid_t a, t, mt = H5I_INVALID_HID;
+    hid_t a, t;
     char *s = NULL;
     *val = NULL;
     pq_status rc = open_attr(obj, where, name, 1, &a, &t);
@@ -255,35 +388,39 @@ pq_status pq_h5u_get_str(hid_t obj, const char *where, const char *name, char **
         rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is not a string", where, name);
         goto cleanup;
     }
-    if (H5Tis_variable_str(t) > 0) {
-        char *raw = NULL;
-        /* Same character set as stored: HDF5 will not convert ASCII <-> UTF-8. */
-        if ((mt = vlstr_type_cset(H5Tget_cset(t))) < 0 || H5Aread(a, mt, &raw) < 0) {
-            rc = read_fail(where, name);
-            goto cleanup;
-        }
-        s = strdup(raw ? raw : "");
-        if (raw) H5free_memory(raw);
-    } else {
-        size_t sz = H5Tget_size(t);
-        H5T_str_t pad = H5Tget_strpad(t);
-        if ((s = calloc(sz + 1, 1)) == NULL) goto nomem;
-        if (H5Aread(a, t, s) < 0) {
-            rc = read_fail(where, name);
-            goto cleanup;
-        }
-        if (pad == H5T_STR_SPACEPAD)
-            for (size_t i = sz; i > 0 && s[i - 1] == ' '; i--) s[i - 1] = '\0';
+    /* never H5Aread a variable-length string: it is read from the global
+     * heap, which carries no checksum and which HDF5 trusts */
+    if (H5Tis_variable_str(t) != 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is a variable-length string (a file of format version 2 "
+                    "or older, or not written by Proteus): only fixed-length strings are read", where, name);
+        goto cleanup;
     }
-    if (s == NULL) goto nomem;
+    size_t sz = H5Tget_size(t);
+    if (sz == 0 || sz > PQ_H5_STR_MAX) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s is a string of %zu bytes, expected 1 to %zu", where, name,
+                    sz, PQ_H5_STR_MAX);
+        goto cleanup;
+    }
+    if ((s = calloc(sz + 1, 1)) == NULL) {
+        rc = pq_err(PQ_ERR_RESOURCE, "%s: out of memory reading attribute %s", where, name);
+        goto cleanup;
+    }
+    if (H5Aread(a, t, s) < 0) {
+        rc = read_fail(where, name);
+        goto cleanup;
+    }
+    if (H5Tget_strpad(t) == H5T_STR_SPACEPAD)
+        for (size_t i = sz; i > 0 && s[i - 1] == ' '; i--) s[i - 1] = '\0';
+    for (size_t i = strlen(s); i < sz; i++)
+        if (s[i] != '\0') {
+            rc = pq_err(PQ_ERR_FORMAT, "%s: attribute %s: a string with a NUL inside (byte %zu of %zu)", where,
+                        name, strlen(s), sz);
+            goto cleanup;
+        }
     *val = s;
     s = NULL;
-    goto cleanup;
-nomem:
-    rc = pq_err(PQ_ERR_RESOURCE, "%s: out of memory reading attribute %s", where, name);
 cleanup:
     free(s);
-    if (mt >= 0) H5Tclose(mt);
     H5Tclose(t);
     H5Aclose(a);
     return rc;

@@ -3,13 +3,16 @@
  *
  * Everything goes to OUT.partial; commit() closes every handle, fsyncs and
  * renames it, so a reader never sees a half-written OUT. Object time stamps
- * are off and the file-format bounds are pinned to 1.8, so the same calls in
- * the same order give a byte-identical file. Datasets are contiguous with no
- * fill, so a row block is one direct write. A quantized tensor's datasets
- * get their file space when begun, in plan order, so the layout does not
- * depend on the order results arrive in, and the codes can be written at
- * known offsets, also by other ranks on this machine (pwrite, never through
- * HDF5's caches).
+ * are off and the file-format bounds are pinned to 1.10 (checksummed
+ * metadata), so the same calls in the same order give a byte-identical file.
+ * Every dataset is chunked with the Fletcher-32 filter, with no fill, its
+ * file space allocated when it is created, and written in whole chunks. A
+ * quantized tensor's datasets are created when it is begun, in plan order,
+ * so the layout does not depend on the order results arrive in. Its codes
+ * are one chunk, written at known offsets, also by other ranks on this
+ * machine (pwrite, never through HDF5's caches); quant_end reads them back
+ * for the chunk's checksum. Its scales and zero points are kept in memory
+ * until quant_end and written whole.
  * Not thread-safe: one writer per process, used from one thread. */
 #include "format/h5model.h"
 
@@ -31,7 +34,10 @@ typedef struct qopen {
     pq_qspec spec;
     int64_t rows, cols, n_groups, row_bytes;
     hid_t grp, dq, ds, dz;    /* group, qweight, scale, zero_point (or invalid) */
-    uint64_t code_off;        /* file offset of qweight's bytes */
+    uint64_t code_off;        /* file offset of qweight's bytes (its one chunk) */
+    float *scale;             /* the scales and zero points, written at quant_end */
+    int32_t *zp;
+    int64_t n_scales;
     uint8_t *done;            /* one flag per row, to catch gaps and overlaps */
     int64_t n_done;
 } qopen;
@@ -39,16 +45,17 @@ typedef struct qopen {
 struct pq_h5w {
     char *final_path, *partial_path;
     hid_t file, g_tensors, g_metrics, g_prov;
-    hid_t gcpl, dcpl, dcpl_early, f16;
-    int fd;                   /* the .partial file: the codes (pwrite), the commit's fsync */
+    hid_t gcpl, f16;
+    int fd;                   /* the .partial file: the codes (pwrite, and pread for
+                               * their checksum), the commit's fsync */
     qopen *q;
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
     pq_writeback *wb;         /* background writeback, joined before the file closes */
 };
 
-/* Rows of fp16 converted per hyperslab write, to bound the scratch buffer. */
-#define F16_BLOCK_ELEMS ((int64_t)1 << 20)
+/* Bytes of codes read back per pread for their checksum. */
+#define SEAL_BLOCK ((size_t)4 << 20)
 
 static const char *const gran_names[] = {"tensor", "channel", "group"};
 
@@ -65,6 +72,8 @@ static void qopen_close(qopen *q)
     close_id(&q->dq, H5Dclose);
     close_id(&q->grp, H5Gclose);
     free(q->done);
+    free(q->scale);
+    free(q->zp);
     free(q->name);
     memset(q, 0, sizeof *q);
 }
@@ -79,8 +88,6 @@ static herr_t close_all(pq_h5w *w)
     close_id(&w->g_metrics, H5Gclose);
     close_id(&w->g_tensors, H5Gclose);
     close_id(&w->f16, H5Tclose);
-    close_id(&w->dcpl_early, H5Pclose);
-    close_id(&w->dcpl, H5Pclose);
     close_id(&w->gcpl, H5Pclose);
     if (w->file >= 0) r = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
@@ -163,7 +170,7 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     pq_h5u_quiet();
     if ((w = calloc(1, sizeof *w)) == NULL) goto nomem;
     w->file = w->g_tensors = w->g_metrics = w->g_prov = H5I_INVALID_HID;
-    w->gcpl = w->dcpl = w->dcpl_early = w->f16 = H5I_INVALID_HID;
+    w->gcpl = w->f16 = H5I_INVALID_HID;
     w->fd = -1;
     w->final_path = strdup(final_path);
     w->partial_path = pq_partial_dup(final_path);
@@ -171,18 +178,10 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
 
     /* Pinned format bounds and no time stamps anywhere: reproducible bytes.
      * CLOSE_STRONG so that H5Fclose really closes the file. */
-    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
-        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+    if ((fapl = pq_h5u_fapl_write()) < 0 ||
         (fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
         (w->gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 ||
         H5Pset_obj_track_times(w->gcpl, 0) < 0 ||
-        (w->dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 ||
-        H5Pset_obj_track_times(w->dcpl, 0) < 0 ||
-        H5Pset_fill_time(w->dcpl, H5D_FILL_TIME_NEVER) < 0 ||
-        H5Pset_alloc_time(w->dcpl, H5D_ALLOC_TIME_LATE) < 0 ||
-        (w->dcpl_early = H5Pcopy(w->dcpl)) < 0 ||
-        H5Pset_alloc_time(w->dcpl_early, H5D_ALLOC_TIME_EARLY) < 0 ||
         (w->f16 = pq_h5u_f16_type()) < 0) {
         rc = pq_err(PQ_ERR_INTERNAL, "%s: HDF5 property setup failed: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
@@ -193,7 +192,7 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
                     pq_h5u_detail(eb, sizeof eb));
         goto cleanup;
     }
-    if ((w->fd = open(w->partial_path, O_WRONLY | O_CLOEXEC)) < 0) {
+    if ((w->fd = open(w->partial_path, O_RDWR | O_CLOEXEC)) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: cannot open for writing codes: %s", w->partial_path, strerror(errno));
         goto cleanup;
     }
@@ -273,7 +272,7 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
     hsize_t dims[PQ_MAX_DIMS];
     int64_t n = 1;
     pq_status rc;
-    hid_t g = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    hid_t g = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
     uint16_t *tmp = NULL;
 
     if (!w) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_put_float: NULL writer");
@@ -291,13 +290,22 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
     if (n > 0 && !data)
         return pq_err(PQ_ERR_INTERNAL, "%s: %s: NULL data", w->partial_path, where);
 
+    /* Chunks of about 1 MiB, file space taken as each is written (in row
+     * order), never read back: a chunk is written by one H5Dwrite, whole
+     * (the last may stop at the dataset's end; HDF5 zeroes the rest).
+     * fp16 is converted one chunk of rows at a time. */
+    int64_t row_elems = ndim ? (shape[0] ? n / shape[0] : 0) : 1;
+    int64_t nrows = ndim ? shape[0] : 1;
+    int64_t block = ndim ? (int64_t)pq_h5u_chunk_rows(ndim, dims, as_fp16 ? 2 : 4) : 1;
+    if (block > nrows) block = nrows;
     if ((g = H5Gcreate2(w->g_tensors, name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0) {
         rc = io_fail(w, where, "group creation");
         goto cleanup;
     }
     sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-    if (sp < 0 || (ds = H5Dcreate2(g, "data", as_fp16 ? w->f16 : H5T_IEEE_F32LE, sp,
-                                   H5P_DEFAULT, w->dcpl, H5P_DEFAULT)) < 0) {
+    if (sp < 0 || (dcpl = pq_h5u_dcpl(ndim, dims, (hsize_t)block, false)) < 0 ||
+        (ds = H5Dcreate2(g, "data", as_fp16 ? w->f16 : H5T_IEEE_F32LE, sp,
+                         H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
         rc = io_fail(w, where, "dataset creation");
         goto cleanup;
     }
@@ -307,12 +315,7 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
             rc = io_fail(w, where, "write");
         goto cleanup;
     }
-    /* fp16: our own RNE conversion (pq_f32_to_f16), in blocks of whole rows. */
-    int64_t row_elems = ndim ? n / shape[0] : 1;
-    int64_t nrows = ndim ? shape[0] : 1;
-    int64_t block = F16_BLOCK_ELEMS / row_elems;
-    if (block < 1) block = 1;
-    if (block > nrows) block = nrows;
+    /* fp16: our own RNE conversion (pq_f32_to_f16), a chunk at a time. */
     if ((tmp = malloc((size_t)(block * row_elems) * sizeof *tmp)) == NULL) {
         rc = pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
         goto cleanup;
@@ -331,6 +334,7 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
     }
 cleanup:
     free(tmp);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (ds >= 0) H5Dclose(ds);
     if (sp >= 0) H5Sclose(sp);
     if (g >= 0) H5Gclose(g);
@@ -344,21 +348,34 @@ static qopen *find_open(pq_h5w *w, const char *name)
     return NULL;
 }
 
-/* Create one dataset of q's group; dims of rank nd. */
+/* Create one dataset of q's group, dims of rank nd, as one chunk whose file
+ * space is allocated now (early) or by the first write: written whole (or,
+ * for the codes, by pwrite), HDF5 never reads back a chunk it has not
+ * written. */
 static pq_status make_ds(pq_h5w *w, qopen *q, const char *dsname, hid_t ftype, int nd,
-                         const hsize_t *dims, hid_t *out)
+                         const hsize_t *dims, bool early, hid_t *out)
 {
     char where[352];
     pq_status rc = PQ_OK;
-    hid_t sp = H5Screate_simple(nd, dims, NULL);
-    if (sp >= 0) *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, w->dcpl_early,
-                                   H5P_DEFAULT);
-    if (sp < 0 || *out < 0) {
+    hid_t sp = H5Screate_simple(nd, dims, NULL), dcpl = H5I_INVALID_HID;
+    if (sp >= 0 && (dcpl = pq_h5u_dcpl(nd, dims, dims[0], early)) >= 0)
+        *out = H5Dcreate2(q->grp, dsname, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (sp < 0 || dcpl < 0 || *out < 0) {
         snprintf(where, sizeof where, "%s/%s", q->where, dsname);
         rc = io_fail(w, where, "dataset creation");
     }
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     return rc;
+}
+
+/* Write all of dataset ds (whole chunks) from buf; the HDF5 detail of a
+ * failure goes to eb[256]. */
+static herr_t write_all(hid_t ds, hid_t mtype, const void *buf, char *eb)
+{
+    herr_t r = H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (r < 0) pq_h5u_detail(eb, 256);
+    return r;
 }
 
 /* Rank and dims of the scale / zero_point datasets. */
@@ -372,6 +389,35 @@ static int scale_dims(const qopen *q, hsize_t *dims)
         dims[1] = (hsize_t)q->n_groups;
         return 2;
     }
+}
+
+/* The file space of q's one code chunk, taken now (so its place follows
+ * plan order) by a direct chunk write of zeros with their checksum (0),
+ * which costs no filter pass, HDF5's early allocation would run the filter
+ * over a zero chunk; the zeros' pages are then punched out (where the file
+ * system can), so that they never reach the disk before the codes replace
+ * them. Sets q->code_off. */
+static pq_status reserve_codes(pq_h5w *w, qopen *q)
+{
+    char where[352];
+    const hsize_t origin[2] = {0, 0};
+    uint64_t n = (uint64_t)q->rows * (uint64_t)q->row_bytes;
+    unsigned mask = 1;
+    haddr_t a = HADDR_UNDEF;
+    hsize_t csize = 0;
+    if (n == 0) return PQ_OK;
+    snprintf(where, sizeof where, "%s/qweight", q->where);
+    void *zeros = calloc((size_t)n + 4, 1); /* large: fresh zero pages, never touched */
+    if (!zeros) return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
+    herr_t hr = H5Dwrite_chunk(q->dq, H5P_DEFAULT, 0, origin, (size_t)n + 4, zeros);
+    free(zeros);
+    if (hr < 0) return io_fail(w, where, "file space allocation");
+    if (H5Dget_chunk_info_by_coord(q->dq, origin, &mask, &a, &csize) < 0 || a == HADDR_UNDEF ||
+        csize != (hsize_t)n + 4 || mask != 0)
+        return io_fail(w, where, "file space allocation");
+    q->code_off = (uint64_t)a;
+    (void)fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)n + 4);
+    return PQ_OK;
 }
 
 pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
@@ -414,10 +460,17 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
     q->n_groups = spec->gran == PQ_GRAN_GROUP ? (cols + spec->group_size - 1) / spec->group_size
                                               : 1;
     q->row_bytes = pq_qspec_row_bytes(spec, cols);
+    q->n_scales = spec->gran == PQ_GRAN_TENSOR ? 1 : rows * q->n_groups;
     snprintf(q->where, sizeof q->where, "/tensors/%s", name);
+    /* HDF5 limits a chunk to 4 GiB, the checksum included */
+    if ((uint64_t)rows * (uint64_t)q->row_bytes > UINT32_MAX - 4)
+        return pq_err(PQ_ERR_INTERNAL, "%s: tensor %s: %lld x %lld code bytes exceed one HDF5 chunk (4 GiB)",
+                      w->partial_path, name, (long long)rows, (long long)q->row_bytes);
     q->name = strdup(name);
     q->done = calloc((size_t)(rows > 0 ? rows : 1), 1);
-    if (!q->name || !q->done) {
+    q->scale = calloc((size_t)(q->n_scales > 0 ? q->n_scales : 1), sizeof *q->scale);
+    q->zp = calloc((size_t)(q->n_scales > 0 ? q->n_scales : 1), sizeof *q->zp);
+    if (!q->name || !q->done || !q->scale || !q->zp) {
         qopen_close(q);
         return pq_err(PQ_ERR_RESOURCE, "%s: out of memory", w->partial_path);
     }
@@ -443,22 +496,13 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
         goto fail;
     }
     if ((rc = make_ds(w, q, "qweight", spec->bits == 8 ? H5T_STD_I8LE : H5T_STD_U8LE, 2, qd,
-                      &q->dq)) ||
-        (rc = make_ds(w, q, "scale", H5T_IEEE_F32LE, snd, sd, &q->ds)))
+                      false, &q->dq)) ||
+        (rc = reserve_codes(w, q)) ||
+        (rc = make_ds(w, q, "scale", H5T_IEEE_F32LE, snd, sd, true, &q->ds)))
         goto fail;
     if (!spec->symmetric &&
-        (rc = make_ds(w, q, "zero_point", H5T_STD_I32LE, snd, sd, &q->dz)))
+        (rc = make_ds(w, q, "zero_point", H5T_STD_I32LE, snd, sd, true, &q->dz)))
         goto fail;
-    if (rows > 0 && q->row_bytes > 0) {
-        haddr_t a = H5Dget_offset(q->dq);
-        if (a == HADDR_UNDEF) {
-            char where[352];
-            snprintf(where, sizeof where, "%s/qweight", wh);
-            rc = io_fail(w, where, "file space allocation");
-            goto fail;
-        }
-        q->code_off = (uint64_t)a;
-    }
     return PQ_OK;
 fail:
     qopen_close(q);
@@ -469,8 +513,7 @@ fail:
 pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n_rows,
                             const void *codes, const float *scale, const int32_t *zp)
 {
-    char where[352], eb[256];
-    hsize_t sd[2];
+    char where[352];
     if (!w || !name) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_quant_rows: NULL argument");
     if (w->broken)
         return pq_err(PQ_ERR_INTERNAL, "%s: writer used after a failed write",
@@ -500,27 +543,54 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
         return io_fail_d(w, where, "write", strerror(e));
     }
     if (need_scale) {
-        int snd = scale_dims(q, sd);
-        /* The tensor-wide value is one element, written with the first block. */
-        int64_t r0 = q->spec.gran == PQ_GRAN_TENSOR ? 0 : row0;
-        int64_t nr = q->spec.gran == PQ_GRAN_TENSOR ? 1 : n_rows;
-        if (write_rows(q->ds, H5T_NATIVE_FLOAT, snd, sd, r0, nr, scale, eb) < 0) {
-            snprintf(where, sizeof where, "%s/scale", q->where);
-            return io_fail_d(w, where, "write", eb);
-        }
-        if (q->dz >= 0 && write_rows(q->dz, H5T_NATIVE_INT32, snd, sd, r0, nr, zp, eb) < 0) {
-            snprintf(where, sizeof where, "%s/zero_point", q->where);
-            return io_fail_d(w, where, "write", eb);
-        }
+        /* The tensor-wide value is one element, given with the first block. */
+        int64_t s0 = q->spec.gran == PQ_GRAN_TENSOR ? 0 : row0 * q->n_groups;
+        int64_t ns = q->spec.gran == PQ_GRAN_TENSOR ? 1 : n_rows * q->n_groups;
+        memcpy(q->scale + s0, scale, (size_t)ns * sizeof *scale);
+        if (!q->spec.symmetric) memcpy(q->zp + s0, zp, (size_t)ns * sizeof *zp);
     }
     memset(q->done + row0, 1, (size_t)n_rows);
     q->n_done += n_rows;
     return PQ_OK;
 }
 
+/* The Fletcher-32 of q's codes, read back from the file (other ranks may
+ * have written them), stored after them where the filter keeps it. */
+static pq_status seal_codes(pq_h5w *w, const qopen *q)
+{
+    char where[352];
+    uint64_t n = (uint64_t)q->rows * (uint64_t)q->row_bytes;
+    pq_fletcher32 f;
+    uint8_t *buf = NULL;
+    int e = 0;
+    if (n == 0) return PQ_OK;
+    snprintf(where, sizeof where, "%s/qweight", q->where);
+    if ((buf = malloc(n < SEAL_BLOCK ? (size_t)n : SEAL_BLOCK)) == NULL)
+        return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
+    pq_fletcher32_init(&f);
+    for (uint64_t off = 0; off < n && !e;) {
+        size_t c = n - off < SEAL_BLOCK ? (size_t)(n - off) : SEAL_BLOCK;
+        ssize_t got = pread(w->fd, buf, c, (off_t)(q->code_off + off));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            e = got < 0 ? errno : EIO;
+            break;
+        }
+        pq_fletcher32_update(&f, buf, (size_t)got);
+        off += (uint64_t)got;
+    }
+    free(buf);
+    if (e) return io_fail_d(w, where, "read-back for the checksum", strerror(e));
+    uint32_t sum = pq_fletcher32_final(&f);
+    uint8_t le[4] = {(uint8_t)sum, (uint8_t)(sum >> 8), (uint8_t)(sum >> 16), (uint8_t)(sum >> 24)};
+    if ((e = pq_pwrite_all(w->fd, le, sizeof le, q->code_off + n)))
+        return io_fail_d(w, where, "checksum write", strerror(e));
+    return PQ_OK;
+}
+
 pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m)
 {
-    char where[320];
+    char where[352], eb[256];
     pq_status rc = PQ_OK;
     if (!w || !name) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_quant_end: NULL argument");
     qopen *q = find_open(w, name);
@@ -530,6 +600,15 @@ pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m)
     if (q->n_done != q->rows)
         return pq_err(PQ_ERR_INTERNAL, "%s: %s: only %lld of %lld rows written",
                       w->partial_path, q->where, (long long)q->n_done, (long long)q->rows);
+    if (q->n_scales > 0 && write_all(q->ds, H5T_NATIVE_FLOAT, q->scale, eb) < 0) {
+        snprintf(where, sizeof where, "%s/scale", q->where);
+        return io_fail_d(w, where, "write", eb);
+    }
+    if (q->n_scales > 0 && q->dz >= 0 && write_all(q->dz, H5T_NATIVE_INT32, q->zp, eb) < 0) {
+        snprintf(where, sizeof where, "%s/zero_point", q->where);
+        return io_fail_d(w, where, "write", eb);
+    }
+    if ((rc = seal_codes(w, q))) return rc;
     if (m) {
         snprintf(where, sizeof where, "/metrics/%s", name);
         hid_t g = H5Gcreate2(w->g_metrics, name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
@@ -574,7 +653,7 @@ pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale, const
     char where[352];
     pq_status rc = PQ_OK;
     hsize_t one = 1;
-    hid_t g = H5I_INVALID_HID, sp = H5I_INVALID_HID, d = H5I_INVALID_HID;
+    hid_t g = H5I_INVALID_HID, sp = H5I_INVALID_HID, d = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
     if (!w || !name) return pq_err(PQ_ERR_INTERNAL, "pq_h5w_put_act_qparams: NULL argument");
     snprintf(where, sizeof where, "/tensors/%s", name);
     if (H5Lexists(w->g_tensors, name, H5P_DEFAULT) <= 0) {
@@ -583,8 +662,8 @@ pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale, const
                       w->partial_path, where);
     }
     if ((g = H5Gopen2(w->g_tensors, name, H5P_DEFAULT)) < 0 ||
-        (sp = H5Screate_simple(1, &one, NULL)) < 0 ||
-        (d = H5Dcreate2(g, "act_scale", H5T_IEEE_F32LE, sp, H5P_DEFAULT, w->dcpl,
+        (sp = H5Screate_simple(1, &one, NULL)) < 0 || (dcpl = pq_h5u_dcpl(1, &one, 1, true)) < 0 ||
+        (d = H5Dcreate2(g, "act_scale", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl,
                         H5P_DEFAULT)) < 0 ||
         H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, &scale) < 0) {
         rc = io_fail(w, where, "act_scale write");
@@ -592,13 +671,14 @@ pq_status pq_h5w_put_act_qparams(pq_h5w *w, const char *name, float scale, const
     }
     if (zp) {
         H5Dclose(d);
-        if ((d = H5Dcreate2(g, "act_zero_point", H5T_STD_I32LE, sp, H5P_DEFAULT, w->dcpl,
+        if ((d = H5Dcreate2(g, "act_zero_point", H5T_STD_I32LE, sp, H5P_DEFAULT, dcpl,
                             H5P_DEFAULT)) < 0 ||
             H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, zp) < 0)
             rc = io_fail(w, where, "act_zero_point write");
     }
 cleanup:
     if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     if (g >= 0) H5Gclose(g);
     return rc;

@@ -44,6 +44,8 @@ typedef struct pq_esm2_model_opts {
     bool no_fusion;             /* enable_fusion = false: bias+GELU and the
                                    residual add run after the quantized GEMM */
     bool no_threading;          /* threading = false: one thread throughout */
+    bool no_verify_checksums;   /* Proteus HDF5: skip the data's Fletcher-32
+                                   check (pq_h5r_set_verify) */
     pq_ops ops;                 /* kernel context, copied at load (the model
                                    keeps it; pq_hardware_select fills one);
                                    left zero = the best this CPU runs */

@@ -111,7 +111,11 @@ pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts
     *out = NULL;
     pq_h5r *r = NULL;
     pq_status st = pq_h5r_open(path, &r);
-    if (st != PQ_OK) return st;
+    if (st == PQ_OK && opts && opts->no_verify_checksums) st = pq_h5r_set_verify(r, false);
+    if (st != PQ_OK) {
+        pq_h5r_close(r);
+        return st;
+    }
     pq_esm2_config cfg = pq_h5r_meta(r)->cfg;
     if (cfg.head_dim == 0 && cfg.attention_heads > 0) cfg.head_dim = cfg.embed_dim / cfg.attention_heads;
     if (cfg.layer_norm_eps <= 0) cfg.layer_norm_eps = 1e-5f;

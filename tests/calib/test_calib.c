@@ -4,6 +4,7 @@
  * under any split, edge cases (zeros, constants, negative-only, NaN/Inf),
  * qparams, the entropy/percentile searches on tiny histograms, and the HDF5
  * store (round trip, corrupt input). */
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -390,6 +391,17 @@ static void test_entropy_small(void **state)
     assert_true(fabs(got_kl - kl[want]) < 1e-12);
 }
 
+/* Overwrite the integer attribute `name` of object obj in the store at path. */
+static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    assert_true(f >= 0 && o >= 0 && a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    H5Aclose(a); H5Oclose(o); H5Fclose(f);
+}
+
 static void test_store_roundtrip(void **state)
 {
     (void)state;
@@ -419,14 +431,50 @@ static void test_store_roundtrip(void **state)
     for (int i = 0; i < c->n_sites; i++) assert_sites_equal(&c->sites[i], &back->sites[i]);
     pq_calib_free(back);
     /* corrupt: the count no longer matches the histogram */
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t g = H5Gopen2(f, "calibration/layer.1.ffn_mid", H5P_DEFAULT);
-    hid_t a = H5Aopen(g, "count", H5P_DEFAULT);
-    int64_t bad = 7;
-    H5Awrite(a, H5T_NATIVE_INT64, &bad);
-    H5Aclose(a); H5Gclose(g); H5Fclose(f);
+    set_store_i64(path, "calibration/layer.1.ffn_mid", "count", 7);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "layer.1.ffn_mid"));
+    pq_err_clear();
+
+    /* a store of an older format: refused with the word to collect again */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    set_store_i64(path, "/", "format_version", 3);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "calibration format 3; this build reads format 4: collect it again"));
+    pq_err_clear();
+
+    /* a dataset without its checksum, then one whose bytes were changed */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "calibration/layer.0.attn_in", H5P_DEFAULT);
+    hid_t d = H5Dopen2(g, "chan_absmax", H5P_DEFAULT);
+    const hsize_t origin[1] = {0};
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t csize = 0;
+    assert_true(H5Dget_chunk_info_by_coord(d, origin, &mask, &addr, &csize) >= 0);
+    assert_int_equal(csize, D * sizeof(float) + 4);
+    H5Dclose(d);
+    float ones[D];
+    for (int i = 0; i < D; i++) ones[i] = 1.0f;
+    const hsize_t nd = D;
+    assert_true(H5Ldelete(g, "chan_absmax", H5P_DEFAULT) >= 0);
+    hid_t sp = H5Screate_simple(1, &nd, NULL);
+    d = H5Dcreate2(g, "chan_absmax", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ones);
+    H5Dclose(d); H5Sclose(sp); H5Gclose(g); H5Fclose(f);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.0.attn_in/chan_absmax: no Fletcher-32 checksum"));
+    pq_err_clear();
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    fd = open(path, O_RDWR);
+    uint8_t byte = 0;
+    assert_int_equal(pread(fd, &byte, 1, (off_t)addr + 5), 1);
+    byte ^= 0x40;
+    assert_int_equal(pwrite(fd, &byte, 1, (off_t)addr + 5), 1);
+    close(fd);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.0.attn_in/chan_absmax: checksum mismatch"));
     pq_err_clear();
     unlink(path);
     pq_calib_free(c);

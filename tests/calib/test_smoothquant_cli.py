@@ -94,7 +94,7 @@ class SmoothQuant(unittest.TestCase):
         src = st_tensors(MODEL)
         with h5py.File(out, "r") as f:
             g = f["smoothquant"]
-            self.assertEqual(g.attrs["method"], "smoothquant")
+            self.assertEqual(g.attrs["method"], b"smoothquant")
             self.assertEqual(float(g.attrs["alpha"]), 0.8)
             for layer in range(6):
                 for site, ln, lins in (("attn_in", "attention.LayerNorm", ["attention.self.query",

@@ -87,8 +87,8 @@ class Quantize(unittest.TestCase):
     def check(self, out, src, bits, sym, gran, gs=0):
         w_all = stref.read_safetensors(src)
         with h5py.File(out, "r") as f:
-            self.assertEqual(f.attrs["format"], "proteus.quantized")
-            self.assertEqual(int(f.attrs["format_version"]), 2)
+            self.assertEqual(f.attrs["format"], b"proteus.quantized")  # fixed-length: bytes
+            self.assertEqual(int(f.attrs["format_version"]), 3)
             names = set(f["tensors"].keys())
             self.assertEqual(names, set(w_all))
             nq = 0

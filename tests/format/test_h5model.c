@@ -20,6 +20,7 @@
 #include <hdf5.h>
 
 #include "format/h5model.h"
+#include "format/h5util.h"
 #include "base/pq_io.h"
 
 static char tmpdir[64];
@@ -273,7 +274,7 @@ static void test_roundtrip(void **state)
     assert_string_equal(m->model_name, "esm2_t6_8M_proteus_mlm.safetensors");
     assert_string_equal(m->source_sha256, "00ff11ee22dd33cc44bb55aa66997788");
     assert_int_equal(m->source_hash_chunk_bytes, 67108864);
-    assert_int_equal(m->format_version, 2);
+    assert_int_equal(m->format_version, PQ_FORMAT_VERSION);
     assert_string_equal(m->created_by, "proteus 0.1.0");
     assert_string_equal(m->config_json, "{\"bits\": 8, \"scheme\": \"w8a16\"}");
     assert_int_equal(m->num_ranks, 3);
@@ -513,6 +514,43 @@ static void test_deterministic_bytes(void **state)
     assert_same_bytes(tpath("run1.h5"), tpath("run2.h5"));
 }
 
+/* A float tensor of several chunks whose last chunk stops at the dataset's
+ * end (300 rows of 4000 bytes: 262-row chunks), fp32 and fp16: the bytes
+ * past the end in that chunk do not take malloc garbage, and the data reads
+ * back through the checksums. */
+static void write_edge_chunks(const char *path, const float *v)
+{
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    const int64_t shp[2] = {300, 1000};
+    assert_int_equal(pq_h5w_create(path, &meta, &w), PQ_OK);
+    assert_int_equal(pq_h5w_put_float(w, "f32", 2, shp, v, false), PQ_OK);
+    assert_int_equal(pq_h5w_put_float(w, "f16", 2, shp, v, true), PQ_OK);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+}
+
+static void test_edge_chunks_deterministic(void **state)
+{
+    (void)state;
+    float *v = malloc(300 * 1000 * sizeof *v), *back = malloc(300 * 1000 * sizeof *back);
+    for (int i = 0; i < 300 * 1000; i++) v[i] = (float)(i % 977) * 0.25f - 100.0f; /* exact in fp16 */
+    mallopt(M_PERTURB, 0x23);
+    write_edge_chunks(tpath("edge1.h5"), v);
+    mallopt(M_PERTURB, 0x5a);
+    write_edge_chunks(tpath("edge2.h5"), v);
+    mallopt(M_PERTURB, 0);
+    assert_same_bytes(tpath("edge1.h5"), tpath("edge2.h5"));
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(tpath("edge1.h5"), &r), PQ_OK);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(pq_h5r_read_f32(r, pq_h5r_find(r, k ? "f16" : "f32"), back), PQ_OK);
+        assert_memory_equal(back, v, 300 * 1000 * sizeof *v);
+    }
+    pq_h5r_close(r);
+    free(v);
+    free(back);
+}
+
 static void test_commit_and_abort(void **state)
 {
     (void)state;
@@ -607,19 +645,33 @@ static hid_t open_rw(const char *p)
     return f;
 }
 
-/* Adds a string attribute to the root group. */
-static void set_root_str_new(const char *p, const char *name, const char *val)
+/* Adds a string attribute to object obj ("/" for the root): fixed-length
+ * of size bytes (0: strlen + 1), or variable-length when vlen. */
+static void put_str_attr(const char *p, const char *obj, const char *name, const char *val, size_t size,
+                         bool vlen)
 {
     hid_t f = open_rw(p);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
     hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-    H5Tset_size(t, H5T_VARIABLE);
-    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(o >= 0);
+    if (H5Aexists(o, name) > 0) assert_true(H5Adelete(o, name) >= 0);
+    H5Tset_size(t, vlen ? H5T_VARIABLE : size ? size : strlen(val) + 1);
+    hid_t a = H5Acreate2(o, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
     assert_true(a >= 0);
-    assert_true(H5Awrite(a, t, &val) >= 0);
+    char *buf = calloc(size + strlen(val) + 1, 1);
+    memcpy(buf, val, strlen(val));
+    assert_true(H5Awrite(a, t, vlen ? (const void *)&val : buf) >= 0);
+    free(buf);
     H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
+    H5Oclose(o);
     H5Fclose(f);
+}
+
+static void set_root_str_new(const char *p, const char *name, const char *val)
+{
+    put_str_attr(p, "/", name, val, 0, false);
 }
 
 static void delete_root_attr(const char *p, const char *name)
@@ -657,9 +709,11 @@ static bool has_root_attr(const char *p, const char *name)
     return e > 0;
 }
 
-/* Replace <grp>/<ds> by a dataset of type t and dims. */
-static void replace_ds(const char *p, const char *grp, const char *ds, hid_t t, int nd,
-                       const hsize_t *dims)
+/* Replace <grp>/<ds> by a dataset of type t and dims (chunked with
+ * Fletcher-32 when checked, as the writer makes them, else contiguous),
+ * holding data (t's bytes) when not NULL. */
+static void replace_ds_data(const char *p, const char *grp, const char *ds, hid_t t, int nd,
+                            const hsize_t *dims, bool checked, const void *data)
 {
     hid_t f = open_rw(p);
     hid_t g = H5Gopen2(f, grp, H5P_DEFAULT);
@@ -667,12 +721,49 @@ static void replace_ds(const char *p, const char *grp, const char *ds, hid_t t, 
     assert_true(H5Ldelete(g, ds, H5P_DEFAULT) >= 0);
     if (t >= 0) {
         hid_t sp = H5Screate_simple(nd, dims, NULL);
-        hid_t d = H5Dcreate2(g, ds, t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        if (checked) {
+            assert_true(H5Pset_chunk(dcpl, nd, dims) >= 0);
+            assert_true(H5Pset_fletcher32(dcpl) >= 0);
+        }
+        hid_t d = H5Dcreate2(g, ds, t, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         assert_true(d >= 0);
+        if (data) assert_true(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
         H5Dclose(d);
+        H5Pclose(dcpl);
         H5Sclose(sp);
     }
     H5Gclose(g);
+    H5Fclose(f);
+}
+
+static void replace_ds(const char *p, const char *grp, const char *ds, hid_t t, int nd,
+                       const hsize_t *dims)
+{
+    replace_ds_data(p, grp, ds, t, nd, dims, true, NULL);
+}
+
+/* Overwrites an integer attribute of object obj. */
+static void set_i64(const char *p, const char *obj, const char *name, int64_t val)
+{
+    hid_t f = open_rw(p);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    assert_true(o >= 0);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    assert_true(a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &val) >= 0);
+    H5Aclose(a);
+    H5Oclose(o);
+    H5Fclose(f);
+}
+
+static void delete_attr(const char *p, const char *obj, const char *name)
+{
+    hid_t f = open_rw(p);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    assert_true(o >= 0);
+    assert_true(H5Adelete(o, name) >= 0);
+    H5Oclose(o);
     H5Fclose(f);
 }
 
@@ -724,8 +815,12 @@ static void test_corrupt_inputs(void **state)
     expect_format_error(p, "someone.else");
 
     copy_file(good, p, (size_t)-1);
-    set_root_i64(p, "format_version", 3);
-    expect_format_error(p, "format_version 3 is not supported (this build reads versions 1 to 2)");
+    set_root_i64(p, "format_version", PQ_FORMAT_VERSION + 1);
+    expect_format_error(p, "format_version 4 is not supported (this build reads version 3)");
+    copy_file(good, p, (size_t)-1);
+    set_root_i64(p, "format_version", 2);
+    expect_format_error(p, "format_version 2 was written by an older Proteus");
+    expect_format_error(p, "quantize the model again");
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "format_version", 0);
     expect_format_error(p, "format_version 0 is not supported");
@@ -762,9 +857,154 @@ static void test_corrupt_inputs(void **state)
     expect_format_error(p, "/tensors/d.q8_tensor_sym: has neither");
 }
 
-/* Version 2 records the tree digest (source_sha256_tree, with its chunk
- * size), written at create or, gathered from ranks, just before the commit;
- * a version-1 file (plain source_sha256) still reads. */
+/* Open path (which must open) and read tensor name: the status and, for a
+ * failure, the detail must contain needle. */
+static void expect_read(const char *path, const char *name, bool verify, pq_status want, const char *needle)
+{
+    pq_h5r *r = NULL;
+    pq_qtensor qt;
+    pq_err_clear();
+    assert_int_equal(pq_h5r_open(path, &r), PQ_OK);
+    assert_int_equal(pq_h5r_set_verify(r, verify), PQ_OK);
+    pq_status st = pq_h5r_read_qtensor(r, pq_h5r_find(r, name), &qt);
+    if (st != want) fail_msg("%s: read of %s gave %d (%s), expected %d", path, name, st, pq_err_detail(), want);
+    if (st == PQ_OK) {
+        pq_qtensor_free(&qt);
+    } else {
+        print_message("  %s\n", pq_err_detail());
+        if (!strstr(pq_err_detail(), needle)) fail_msg("detail '%s' does not mention '%s'", pq_err_detail(), needle);
+    }
+    pq_h5r_close(r);
+    pq_err_clear();
+}
+
+/* Each lie a file can tell gets its own error, found by Proteus before the
+ * HDF5 library or the kernels meet it. */
+static void test_hostile_values(void **state)
+{
+    (void)state;
+    char good[256], p[256];
+    snprintf(good, sizeof good, "%s", tpath("hostile_good.h5"));
+    snprintf(p, sizeof p, "%s", tpath("hostile.h5"));
+    write_reference(good, 1, true, true);
+    const char *c8 = "/tensors/c.q8_channel_asym";
+
+    /* attributes: missing, a bits value outside {4, 8}, strings too long,
+     * variable-length (kept in HDF5's unchecked global heap) */
+    copy_file(good, p, (size_t)-1);
+    delete_attr(p, c8, "bits");
+    expect_format_error(p, "/tensors/c.q8_channel_asym: missing attribute bits");
+    copy_file(good, p, (size_t)-1);
+    set_i64(p, c8, "bits", 6);
+    expect_format_error(p, "/tensors/c.q8_channel_asym: bits = 6, expected 8 or 4");
+    copy_file(good, p, (size_t)-1);
+    put_str_attr(p, c8, "scheme", "w8a16-and-a-name-much-too-long-to-be-a-scheme", 0, false);
+    expect_format_error(p, "/tensors/c.q8_channel_asym: attribute scheme longer than 31 characters");
+    copy_file(good, p, (size_t)-1);
+    put_str_attr(p, "/", "model_name", "m", PQ_H5_STR_MAX + 1, false);
+    expect_format_error(p, "attribute model_name is a string of 1048577 bytes, expected 1 to 1048576");
+    copy_file(good, p, (size_t)-1);
+    put_str_attr(p, c8, "granularity", "channel", 0, true);
+    expect_format_error(p, "attribute granularity is a variable-length string");
+
+    /* /config that does not make a model, or is not the named architecture */
+    copy_file(good, p, (size_t)-1);
+    set_i64(p, "/config", "attention_heads", 7);
+    expect_format_error(p, "embed_dim must be heads x head_dim");
+    copy_file(good, p, (size_t)-1);
+    set_i64(p, "/config", "num_layers", 5);
+    expect_format_error(p, "is not the architecture esm2_t6_8M_UR50D the file names");
+
+    /* a dataset without the checksum */
+    const hsize_t d3[1] = {3};
+    copy_file(good, p, (size_t)-1);
+    replace_ds_data(p, c8, "scale", H5T_NATIVE_FLOAT, 1, d3, false, c8_scale);
+    expect_format_error(p, "/tensors/c.q8_channel_asym/scale: not chunked with the Fletcher-32 checksum");
+
+    /* scales and zero points the dequantization rule cannot use */
+    const float bad_scale[3] = {0.5f, NAN, 2.0f};
+    copy_file(good, p, (size_t)-1);
+    replace_ds_data(p, c8, "scale", H5T_NATIVE_FLOAT, 1, d3, true, bad_scale);
+    expect_read(p, "c.q8_channel_asym", true, PQ_ERR_FORMAT, "scale[1] = nan is not a positive finite scale");
+    const int32_t bad_zp[3] = {3, 200, 0};
+    copy_file(good, p, (size_t)-1);
+    replace_ds_data(p, c8, "zero_point", H5T_NATIVE_INT32, 1, d3, true, bad_zp);
+    expect_read(p, "c.q8_channel_asym", true, PQ_ERR_FORMAT, "zero_point[1] = 200 is outside [-128, 127]");
+
+    /* one code byte flipped: the open succeeds (metadata intact), the read
+     * names the dataset; without verification it reads */
+    expect_read(good, "c.q8_channel_asym", true, PQ_OK, NULL);
+    copy_file(good, p, (size_t)-1);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "/tensors/c.q8_channel_asym/qweight", H5P_DEFAULT);
+    const hsize_t origin[2] = {0, 0};
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t csize = 0;
+    unsigned mask = 1;
+    assert_true(H5Dget_chunk_info_by_coord(d, origin, &mask, &addr, &csize) >= 0);
+    assert_int_equal(csize, 15 + 4); /* the codes and their checksum */
+    assert_int_equal(mask, 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    int fd = open(p, O_RDWR);
+    uint8_t b = 0;
+    assert_int_equal(pread(fd, &b, 1, (off_t)addr + 7), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)addr + 7), 1);
+    close(fd);
+    expect_read(p, "c.q8_channel_asym", true, PQ_ERR_FORMAT,
+                "/tensors/c.q8_channel_asym/qweight: checksum mismatch, the data is corrupt");
+    expect_read(p, "c.q8_channel_asym", false, PQ_OK, NULL);
+}
+
+/* HDF5's Fletcher-32 computed in pieces equals the one HDF5's filter
+ * stores: a dataset written through HDF5 (odd length, several folds) has
+ * our checksum after its bytes. */
+static void test_fletcher32_pieces(void **state)
+{
+    (void)state;
+    const char *p = tpath("fl.h5");
+    enum { N = 2 * 360 * 3 + 77 };
+    uint8_t buf[N];
+    for (int i = 0; i < N; i++) buf[i] = (uint8_t)(i * 131 + 7);
+    const hsize_t dims[1] = {N};
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(H5Pset_chunk(dcpl, 1, dims) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+    hid_t d = H5Dcreate2(f, "x", H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Dflush(d);
+    const hsize_t origin[1] = {0};
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t csize = 0;
+    unsigned mask = 0;
+    assert_true(H5Dget_chunk_info_by_coord(d, origin, &mask, &addr, &csize) >= 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    assert_int_equal(csize, N + 4);
+    uint8_t stored[4];
+    int fd = open(p, O_RDONLY);
+    assert_int_equal(pread(fd, stored, 4, (off_t)(addr + N)), 4);
+    close(fd);
+    uint32_t want = (uint32_t)stored[0] | (uint32_t)stored[1] << 8 | (uint32_t)stored[2] << 16 |
+                    (uint32_t)stored[3] << 24;
+    const size_t cuts[][3] = {{N, 0, 0}, {2, 718, N - 720}, {720, 2, N - 722}, {1000, 400, N - 1400}};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        pq_fletcher32 fl;
+        pq_fletcher32_init(&fl);
+        size_t off = 0;
+        for (int j = 0; j < 3; j++) {
+            pq_fletcher32_update(&fl, buf + off, cuts[k][j]);
+            off += cuts[k][j];
+        }
+        assert_int_equal(pq_fletcher32_final(&fl), want);
+    }
+}
+
+/* The tree digest (source_sha256_tree, with its chunk size), written at
+ * create or, gathered from ranks, just before the commit; a version-1 file
+ * (plain source_sha256) is refused with the word to quantize again. */
 static void test_source_digest(void **state)
 {
     (void)state;
@@ -795,19 +1035,16 @@ static void test_source_digest(void **state)
     delete_root_attr(p, "source_sha256_tree");
     delete_root_attr(p, "source_hash_chunk_bytes");
     set_root_str_new(p, "source_sha256", "5eed00");
-    assert_int_equal(pq_h5r_open(p, &r), PQ_OK);
-    const pq_h5_meta *m = pq_h5r_meta(r);
-    assert_int_equal(m->format_version, 1);
-    assert_string_equal(m->source_sha256, "5eed00");
-    assert_int_equal(m->source_hash_chunk_bytes, 0);
-    assert_int_equal(m->cfg.num_layers, 6);
-    pq_h5r_close(r);
+    expect_format_error(p, "format_version 1 was written by an older Proteus");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_hostile_values),
+        cmocka_unit_test(test_fletcher32_pieces),
+        cmocka_unit_test(test_edge_chunks_deterministic),
         cmocka_unit_test(test_row_blocks_equal_one_shot),
         cmocka_unit_test(test_interleaved_tensors),
         cmocka_unit_test(test_many_tensors),

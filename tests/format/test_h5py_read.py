@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_h5py_read.py - a file written by Proteus (tests/format/write_fixture.c)
-read by h5py + numpy and by scripts/proteus_h5.py: dtypes, attrs as str,
-raw codes and dequantized values, all recomputed here with numpy.
+read by h5py + numpy and by scripts/proteus_h5.py: dtypes, attrs as
+fixed-length strings, the Fletcher-32 filter on every dataset (and h5py's
+own check of it catching a flipped code byte), raw codes and dequantized
+values, all recomputed here with numpy.
 
 Usage: test_h5py_read.py WRITE_FIXTURE_EXE PROTEUS_H5_PY
 """
@@ -59,14 +61,18 @@ def main():
 
         with h5py.File(path, "r") as f:
             a = f.attrs
+            S = ph5.attr_str
             for k in ("format", "architecture", "model_name", "source_sha256_tree", "created_by",
                       "config_json"):
-                check(isinstance(a[k], str), "root attr %s is str (got %r)" % (k, type(a[k])))
-            check(a["format"] == "proteus.quantized", "format name")
-            check(int(a["format_version"]) == 2, "format_version")
+                t = h5py.h5a.open(f.id, k.encode()).get_type()
+                check(isinstance(t, h5py.h5t.TypeStringID) and not t.is_variable_str(),
+                      "root attr %s is a fixed-length string" % k)
+                check(isinstance(a[k], bytes), "root attr %s reads as bytes (got %r)" % (k, type(a[k])))
+            check(S(a["format"]) == "proteus.quantized", "format name")
+            check(int(a["format_version"]) == 3, "format_version")
             check(int(a["source_hash_chunk_bytes"]) == 64 << 20, "source_hash_chunk_bytes")
             check("source_sha256" not in a, "no plain source_sha256 in version 2")
-            check(a["architecture"] == "esm2_t6_8M_UR50D", "architecture")
+            check(S(a["architecture"]) == "esm2_t6_8M_UR50D", "architecture")
             check(int(a["num_ranks"]) == 2, "num_ranks")
             c = f["config"].attrs
             check(int(c["num_layers"]) == 6 and int(c["embed_dim"]) == 320 and
@@ -75,7 +81,11 @@ def main():
             check(c["layer_norm_eps"] == np.float32(1e-5), "layer_norm_eps")
             check(isinstance(c["token_dropout"], np.bool_) and bool(c["token_dropout"]),
                   "token_dropout reads as numpy bool True")
-            check(f["provenance"].attrs["seed"] == "7", "provenance str")
+            check(S(f["provenance"].attrs["seed"]) == "7", "provenance str")
+            every = []
+            f.visititems(lambda n, o: every.append((n, o)) if isinstance(o, h5py.Dataset) else None)
+            check(every and all(o.fletcher32 and o.chunks for n, o in every if o.size),
+                  "every dataset chunked with Fletcher-32: %s" % [n for n, o in every if not o.fletcher32])
 
             v = np.array([np.float32(i - 7) * np.float32(0.37) + np.float32(i * i) *
                           np.float32(1e-3) for i in range(24)], dtype=np.float32)
@@ -104,10 +114,9 @@ def main():
                 g = f["tensors"][name]
                 ga = g.attrs
                 check(int(ga["bits"]) == bits, name + " bits")
-                check(isinstance(ga["granularity"], str) and ga["granularity"] == gran,
-                      name + " granularity")
-                check(isinstance(ga["scheme"], str) and isinstance(ga["method"], str),
-                      name + " scheme/method str")
+                check(S(ga["granularity"]) == gran, name + " granularity")
+                check(isinstance(ga["scheme"], bytes) and isinstance(ga["method"], bytes),
+                      name + " scheme/method fixed-length strings")
                 check(bool(ga["symmetric"]) == sym, name + " symmetric")
                 check(int(ga["group_size"]) == gs, name + " group_size")
                 check(list(ga["shape"]) == [rows, cols], name + " shape attr")
@@ -156,14 +165,37 @@ def main():
                              capture_output=True, text=True).stdout
         check("q4.group.asym" in out and "int4 group asym gs=32" in out, "CLI listing")
 
-        # A version this reader does not know is refused with a clear message.
-        with h5py.File(path, "r+") as f:
-            f.attrs["format_version"] = np.int32(3)
+        # One code byte flipped: h5py's own Fletcher-32 check refuses the read.
+        import shutil
+        bad = os.path.join(d, "flipped.h5")
+        shutil.copy(path, bad)
+        with h5py.File(path, "r") as f:
+            ds = f["tensors/q8.channel.asym/qweight"]
+            info = ds.id.get_chunk_info(0)
+            check(info.size == ds.size + 4, "qweight is one chunk with its 4-byte checksum")
+        with open(bad, "r+b") as fh:
+            fh.seek(info.byte_offset + 3)
+            b = fh.read(1)
+            fh.seek(info.byte_offset + 3)
+            fh.write(bytes([b[0] ^ 0x01]))
         try:
-            ph5.load(path)
-            check(False, "version 3 refused")
-        except ValueError as e:
-            check("format_version 3 is not supported" in str(e), "version 3 message")
+            with h5py.File(bad, "r") as f:
+                f["tensors/q8.channel.asym/qweight"][()]
+            check(False, "h5py refuses a flipped code byte")
+        except OSError as e:
+            check("Fletcher32" in str(e) or "filter" in str(e).lower() or "read" in str(e).lower(),
+                  "h5py's checksum error: %s" % e)
+
+        # A version this reader does not know, or an older one, is refused
+        # with a clear message.
+        for version, message in ((4, "format_version 4 is not supported"), (2, "quantize the model again")):
+            with h5py.File(path, "r+") as f:
+                f.attrs["format_version"] = np.int32(version)
+            try:
+                ph5.load(path)
+                check(False, "version %d refused" % version)
+            except ValueError as e:
+                check(message in str(e), "version %d message: %s" % (version, e))
 
     if failures:
         print("%d check(s) failed" % len(failures))
