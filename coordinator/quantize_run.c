@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +12,22 @@
 
 #include "base/log.h"
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "base/pq_io.h"
+#include "format/st_hash.h"
 #include "coordinator/calib_mpi.h"
 #include "coordinator/cleanup.h"
 #include "coordinator/coord.h"
 #include "coordinator/monitor.h"
 #include "coordinator/smooth_mpi.h"
 #include "pipeline/job.h"
+#include "pipeline/journal.h"
 #include "pipeline/outpath.h"
 #include "proto/msg.h"
 #include "worker/claims.h"
 #include "worker/gptq_comm.h"
 #include "worker/mpi_start.h"
+#include "worker/stop.h"
 #include "worker/sync.h"
 #include "worker/worker.h"
 
@@ -93,6 +98,51 @@ static pq_status check_out(const pq_quantize_request *q, const pq_job *j)
     return st;
 }
 
+/* The inputs besides the checkpoint that a unit's bytes depend on (the
+ * calibration data of SmoothQuant and GPTQ), as journal header lines. */
+static pq_status other_inputs(const pq_quantize_request *q, char **out)
+{
+    char sha[65] = "";
+    const char *in = q->calib_store ? q->calib_store : q->calib_data;
+    pq_status st = in ? pq_sha256_file(in, sha) : PQ_OK;
+    if (st) return st;
+    if (asprintf(out, "calibration %s\n", in ? sha : "the bundled sample") < 0)
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    return PQ_OK;
+}
+
+/* Rank 0: open (lock) OUT.journal, checked against this run when resuming. */
+static pq_status open_journal(const pq_quantize_request *q, const pq_job *j, pq_journal **jr)
+{
+    char *cfg = pq_config_to_json(pq_job_config(j)), *extra = NULL, *head = NULL;
+    pq_status st = cfg ? other_inputs(q, &extra) : pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st && !(head = pq_journal_header("quantize", cfg, pq_job_plan(j), pq_job_model(j), extra)))
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st) st = pq_journal_open(q->out, q->resume, head, pq_job_plan(j), jr);
+    free(cfg);
+    free(extra);
+    free(head);
+    return st;
+}
+
+/* Every rank: the units the journal holds, from rank 0. Collective. */
+static pq_status share_done(MPI_Comm comm, int rank, pq_job *j, const pq_journal *jr)
+{
+    int n = pq_job_plan(j)->n_units;
+    bool *done = calloc((size_t)n + 1, sizeof *done);
+    unsigned char *b = calloc((size_t)n + 1, 1);
+    pq_status st = done && b ? PQ_OK : pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int i = 0; i < n && !st && rank == PQ_ROLE_COORD && jr; i++) b[i] = pq_journal_done(jr)[i];
+    /* every rank takes part even after a local failure */
+    int rc = MPI_Bcast(b ? b : (unsigned char *)&n, b ? n : 0, MPI_UNSIGNED_CHAR, PQ_ROLE_COORD, comm);
+    if (!st) st = pq_mpi_check(rc, "MPI_Bcast");
+    for (int i = 0; i < n && !st; i++) done[i] = b[i] != 0;
+    if (!st) st = pq_job_set_done(j, done);
+    free(done);
+    free(b);
+    return st;
+}
+
 static int fail_exit(const pq_quantize_request *q, pq_status st)
 {
     return q->fail ? q->fail(st) : pq_status_exit_code(st);
@@ -112,6 +162,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     pq_smooth *smooth = NULL;
     bool *same_node = NULL;
     pq_claims *claims = NULL;
+    pq_journal *journal = NULL;
     /* OUT.partial, on every rank (workers on rank 0's machine write their
      * codes into it); rank 0's watcher removes it when the job is killed */
     char partial[4096];
@@ -137,7 +188,15 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     pq_err_clear();
     st = pq_job_open(cfg, q->model, q->unit_bytes, &job);
     if (!st && rank == PQ_ROLE_COORD) st = check_out(q, job); /* rank 0 writes OUT */
+    /* rank 0 holds OUT.journal's lock from now to the end: one writer */
+    if (!st && rank == PQ_ROLE_COORD) st = open_journal(q, job, &journal);
+    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 1)) raise(SIGKILL);
     if ((st = pq_sync_agree(comm, st))) goto fail;
+    if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
+    if (rank == PQ_ROLE_COORD && pq_journal_n_done(journal))
+        PQ_LOG_INFO("resuming: %d of %d units from %s%s", pq_journal_n_done(journal), pq_job_plan(job)->n_units,
+                    pq_journal_path(journal), pq_journal_n_bad(journal) ? " (records that failed their checksum "
+                    "are redone)" : "");
     if (cfg->threading && cfg->threads == 0) pq_job_set_threads(job, pq_sync_threads_per_rank(comm, rank));
 
     /* 2. the same assignment everywhere, checked against rank 0's; ranks on
@@ -150,6 +209,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     if ((st = pq_sync_agree(comm, st))) goto fail;
     /* GPTQ shares each layer's units out itself (worker/gptq_run.h) */
     const bool gptq = !strcmp(cfg->method, "gptq");
+    if (!gptq) pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches */
     if (!gptq) pq_job_assign(job, n, same_node);
     PQ_LOG_DEBUG("plan: %d units and %d digest chunks on %d ranks; %.0f%% of the units' bytes are "
                  "quantized by the rank that hashes them", pq_job_plan(job)->n_units, pq_job_plan(job)->n_hash, n,
@@ -181,6 +241,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         prog.job = job;
         prog.n_ranks = n;
         pq_job_set_progress(job, on_progress, &prog);
+        pq_job_set_journal(job, journal);
         prog.last.units_total = pq_job_plan(job)->n_units;
         prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
         prog.last.phase = "quantize";
@@ -197,8 +258,10 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         if (!st && rank == PQ_ROLE_COORD) st = pq_job_finish_output(job);
         st = pq_sync_agree(comm, st);
     } else if (rank == PQ_ROLE_COORD) {
+        /* no worker writes its codes into OUT.partial itself: the journal
+         * needs every unit's codes on rank 0 */
         pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
-                            .same_node = same_node, .claims = claims};
+                            .claims = claims};
         st = pq_coord_run(job, comm, n, &co, &unresponsive, &stop_sent);
         if (!st) st = pq_job_finish_output(job);
         if (unresponsive) goto fail;
@@ -207,7 +270,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         pq_coord_shutdown(comm, n, st, &stop_sent);
         if (st) pq_err_replace(st, "%s", detail);
     } else {
-        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial : NULL, claims);
+        st = pq_worker_main(job, comm, rank, NULL, claims);
     }
     pq_claims_close(claims); /* collective: every rank is past its units */
     claims = NULL;
@@ -220,6 +283,12 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     gather_rss(comm, rank, n, rss);
     log_phases(job, t_init);
     if (st) goto fail;
+    if (rank == PQ_ROLE_COORD) {
+        /* OUT is in place: the journal goes */
+        if (pq_fault_at(PQ_FAULT_KILL_AT, 4)) raise(SIGKILL);
+        pq_journal_remove(journal);
+        journal = NULL;
+    }
     if (rank == PQ_ROLE_COORD && q->report) q->report(q->user, pq_job_stats_of(job), rss, n);
     goto done;
 
@@ -237,6 +306,8 @@ fail:
          * take the whole job down rather than wait forever. */
         pq_job_destroy(job);
         job = NULL;
+        pq_journal_close(journal);
+        journal = NULL;
         pq_monitor_close(mon);
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
@@ -244,6 +315,7 @@ done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
+    pq_journal_close(journal); /* durable; left for a --resume */
     pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
     pq_smooth_free(smooth); /* after the job, which borrows it */

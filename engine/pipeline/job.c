@@ -94,6 +94,7 @@ void pq_job_destroy(pq_job *j)
     free(j->gptq);
     free(j->hash_leaves);
     free(j->hash_have);
+    free(j->done);
     free(j->stats.tensors);
     free(j);
 }
@@ -212,7 +213,29 @@ const uint8_t *pq_job_leaf(const pq_job *j, int64_t chunk)
 }
 
 bool pq_job_leaf_known(const pq_job *j, int64_t chunk) { return j->hash_have[chunk]; }
-void pq_job_mark_leaf(pq_job *j, int64_t chunk) { j->hash_have[chunk] = true; }
+/* Rank 0 with a journal: a leaf it learns is recorded there, or checked. */
+static void journal_leaf(pq_job *j, int64_t chunk)
+{
+    if (!j->out.journal || j->out.leaf_err) return;
+    j->out.leaf_err = pq_journal_leaf(j->out.journal, chunk, j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES);
+}
+
+void pq_job_mark_leaf(pq_job *j, int64_t chunk)
+{
+    j->hash_have[chunk] = true;
+    journal_leaf(j, chunk);
+}
+
+pq_status pq_job_set_done(pq_job *j, const bool *done)
+{
+    free(j->done);
+    if (!(j->done = malloc(((size_t)j->plan->n_units + 1) * sizeof *j->done)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    memcpy(j->done, done, (size_t)j->plan->n_units * sizeof *done);
+    return PQ_OK;
+}
+
+bool pq_job_unit_done(const pq_job *j, int unit) { return j->done && j->done[unit]; }
 
 pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES])
 {
@@ -225,6 +248,7 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
                       p->hash[chunk].rank != src ? "the plan gave to another rank" : "was already known");
     memcpy(j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES, leaf, PQ_HASH_LEAF_BYTES);
     j->hash_have[chunk] = true;
+    journal_leaf(j, chunk);
     return PQ_OK;
 }
 

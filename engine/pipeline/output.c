@@ -5,10 +5,12 @@
 #include "pipeline/job_impl.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "pq_config.h"
 #include "format/h5smooth.h"
 #include "quant/qtensor.h"
@@ -51,6 +53,25 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     if (!st) st = pq_h5w_put_float(j->out.writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
     free(buf);
     if (j->cfg->optimize_memory) pq_st_release(j->model, t);
+    return st;
+}
+
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r);
+
+/* A resumed run: every unit the journal holds, into the new OUT.partial. */
+static pq_status replay(pq_job *j)
+{
+    const pq_plan *p = j->plan;
+    pq_status st = PQ_OK;
+    const bool *done = pq_journal_done(j->out.journal);
+    for (int i = 0; i < p->n_units && !st; i++) {
+        if (!done[i]) continue;
+        pq_unit_result r;
+        if ((st = pq_journal_read_unit(j->out.journal, p, &p->units[i], &r))) break;
+        st = put_rows(j, &p->units[i], &r);
+        pq_unit_result_free(&r);
+    }
+    for (bool did = true; did && !st;) st = pq_job_end_next(j, &did);
     return st;
 }
 
@@ -124,6 +145,8 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         }
     }
     if (!st) st = pq_h5w_preallocate(o->writer);
+    if (!st && o->journal) st = replay(j);
+    if (!st && pq_fault_at(PQ_FAULT_KILL_AT, 2)) raise(SIGKILL);
 cleanup:
     j->phase[PQ_PHASE_SETUP] += pq_now_s() - t_setup - (j->phase[PQ_PHASE_FLOATS] - floats0);
     free(cfg_json);
@@ -131,6 +154,19 @@ cleanup:
 }
 
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
+{
+    pq_output *o = &j->out;
+    if (o->leaf_err) return o->leaf_err;
+    pq_status st = put_rows(j, u, r);
+    if (st || !o->journal) return st;
+    double t0 = pq_now_s();
+    st = pq_journal_add_unit(o->journal, j->plan, u, r);
+    j->phase[PQ_PHASE_WRITE] += pq_now_s() - t0;
+    if (!st && ++o->journaled == pq_fault_value(PQ_FAULT_KILL_AFTER, -1)) raise(SIGKILL);
+    return st;
+}
+
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     pq_output *o = &j->out;
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
@@ -227,7 +263,10 @@ pq_status pq_job_finish_output(pq_job *j)
     }
     s->mean_sqnr_db = s->n_quantized ? sum_sqnr / s->n_quantized : NAN;
     if (!s->n_quantized) s->min_sqnr_db = NAN;
+    if (o->leaf_err) return o->leaf_err;
     if (o->before_commit && (st = o->before_commit(o->before_commit_user, o->writer, j->plan))) return st;
+    if (o->journal && (st = pq_journal_sync(o->journal))) return st;
+    if (pq_fault_at(PQ_FAULT_KILL_AT, 3)) raise(SIGKILL);
     st = pq_h5w_commit(o->writer);
     o->writer = NULL;
     j->phase[PQ_PHASE_COMMIT] = pq_now_s() - t0;
@@ -255,6 +294,8 @@ void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user)
     j->out.before_commit = fn;
     j->out.before_commit_user = user;
 }
+
+void pq_job_set_journal(pq_job *j, pq_journal *jr) { j->out.journal = jr; }
 
 void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user)
 {
