@@ -186,17 +186,10 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
 
     /* 1. open + plan on every rank; agree that all of them managed. */
     pq_err_clear();
+    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 1)) raise(SIGKILL);
     st = pq_job_open(cfg, q->model, q->unit_bytes, &job);
     if (!st && rank == PQ_ROLE_COORD) st = check_out(q, job); /* rank 0 writes OUT */
-    /* rank 0 holds OUT.journal's lock from now to the end: one writer */
-    if (!st && rank == PQ_ROLE_COORD) st = open_journal(q, job, &journal);
-    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 1)) raise(SIGKILL);
     if ((st = pq_sync_agree(comm, st))) goto fail;
-    if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
-    if (rank == PQ_ROLE_COORD && pq_journal_n_done(journal))
-        PQ_LOG_INFO("resuming: %d of %d units from %s%s", pq_journal_n_done(journal), pq_job_plan(job)->n_units,
-                    pq_journal_path(journal), pq_journal_n_bad(journal) ? " (records that failed their checksum "
-                    "are redone)" : "");
     if (cfg->threading && cfg->threads == 0) pq_job_set_threads(job, pq_sync_threads_per_rank(comm, rank));
 
     /* 2. the same assignment everywhere, checked against rank 0's; ranks on
@@ -216,6 +209,15 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
                  100.0 * pq_plan_colocated(pq_job_plan(job)));
     st = pq_sync_plan(comm, job, n, q->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
+    /* rank 0 holds OUT.journal's lock from now to the end: one writer */
+    if (rank == PQ_ROLE_COORD) st = open_journal(q, job, &journal);
+    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 2)) raise(SIGKILL);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
+    if (rank == PQ_ROLE_COORD && pq_journal_n_done(journal))
+        PQ_LOG_INFO("resuming: %d of %d units from %s%s", pq_journal_n_done(journal), pq_job_plan(job)->n_units,
+                    pq_journal_path(journal), pq_journal_n_bad(journal) ? " (records that failed their checksum "
+                    "are redone)" : "");
     PQ_LOG_INFO("%d units over %d ranks", pq_job_plan(job)->n_units, n);
     /* ranks on rank 0's machine may take over each other's last units */
     if (!gptq) st = pq_claims_open(comm, pq_job_plan(job), same_node, &claims);
@@ -258,10 +260,8 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         if (!st && rank == PQ_ROLE_COORD) st = pq_job_finish_output(job);
         st = pq_sync_agree(comm, st);
     } else if (rank == PQ_ROLE_COORD) {
-        /* no worker writes its codes into OUT.partial itself: the journal
-         * needs every unit's codes on rank 0 */
         pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
-                            .claims = claims};
+                            .same_node = same_node, .claims = claims};
         st = pq_coord_run(job, comm, n, &co, &unresponsive, &stop_sent);
         if (!st) st = pq_job_finish_output(job);
         if (unresponsive) goto fail;
@@ -270,7 +270,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         pq_coord_shutdown(comm, n, st, &stop_sent);
         if (st) pq_err_replace(st, "%s", detail);
     } else {
-        st = pq_worker_main(job, comm, rank, NULL, claims);
+        st = pq_worker_main(job, comm, rank, same_node[rank] && fits ? partial : NULL, claims);
     }
     pq_claims_close(claims); /* collective: every rank is past its units */
     claims = NULL;
@@ -285,7 +285,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     if (st) goto fail;
     if (rank == PQ_ROLE_COORD) {
         /* OUT is in place: the journal goes */
-        if (pq_fault_at(PQ_FAULT_KILL_AT, 4)) raise(SIGKILL);
+        if (pq_fault_at(PQ_FAULT_KILL_AT, 5)) raise(SIGKILL);
         pq_journal_remove(journal);
         journal = NULL;
     }

@@ -19,9 +19,9 @@
  *   PQ_TEST_KILL_JOURNAL=<id>     rank 0 raises SIGKILL halfway through the
  *                                 journal record of unit <id>
  *   PQ_TEST_KILL_AT=<point>       rank 0 raises SIGKILL at a point of a run:
- *                                 1 before the plan, 2 after the float tensors,
- *                                 3 before the commit's rename, 4 after it (before
- *                                 the journal is removed)
+ *                                 1 before the plan, 2 once the journal is made,
+ *                                 3 after the float tensors, 4 before the commit's
+ *                                 rename, 5 after it (before the journal goes)
  *   PQ_TEST_KILL_AFTER=<n>        rank 0 raises SIGKILL once n units are in the journal */
 #ifndef PQ_FAULT_H
 #define PQ_FAULT_H

@@ -27,7 +27,8 @@ typedef struct pq_output {
     void *before_commit_user;
     pq_journal *journal;               /* borrowed; NULL: no resume journal */
     pq_status leaf_err;
-    int journaled;                     /* units appended to it by this run */                /* a digest leaf that differs from the journal's */
+    int journaled;                     /* units appended to it by this run */
+    int codes_fd;                      /* OUT.partial read back for the journal; 0: not open */                /* a digest leaf that differs from the journal's */
 } pq_output;
 
 struct pq_job {
