@@ -170,6 +170,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
      * before MPI_Init: forking is safe only before MPI is up */
     bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
+    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
     if (guarded) pq_cleanup_start();
     double t_init = pq_now_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
@@ -202,7 +203,6 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     if ((st = pq_sync_agree(comm, st))) goto fail;
     /* GPTQ shares each layer's units out itself (worker/gptq_run.h) */
     const bool gptq = !strcmp(cfg->method, "gptq");
-    if (!gptq) pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches */
     if (!gptq) pq_job_assign(job, n, same_node);
     PQ_LOG_DEBUG("plan: %d units and %d digest chunks on %d ranks; %.0f%% of the units' bytes are "
                  "quantized by the rank that hashes them", pq_job_plan(job)->n_units, pq_job_plan(job)->n_hash, n,

@@ -189,10 +189,22 @@ void pq_job_prefetch_unit(pq_job *j, const pq_unit *u)
     pq_st_prefetch(j->model, j->plan->tensors[u->tensor].st, u->row0, u->n_rows);
 }
 
+static void journal_leaf(pq_job *j, int64_t chunk);
+
 pq_status pq_job_hash_source(pq_job *j, char hex[65])
 {
     double t0 = pq_now_s();
-    pq_status st = pq_st_hash_tree(j->model, j->plan->hash_chunk_bytes, j->threads, hex);
+    const pq_plan *p = j->plan;
+    pq_status st;
+    if (j->out.journal && p->n_hash == pq_st_hash_chunk_count(j->model, p->hash_chunk_bytes)) {
+        /* leaf by leaf, each recorded in (or checked against) the journal */
+        st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, NULL, p->n_hash, j->threads, j->hash_leaves);
+        for (int64_t i = 0; i < p->n_hash && !st; i++) journal_leaf(j, i);
+        if (!st) st = j->out.leaf_err;
+        if (!st) st = pq_hash_tree_combine(j->hash_leaves, p->n_hash, hex);
+    } else {
+        st = pq_st_hash_tree(j->model, p->hash_chunk_bytes, j->threads, hex);
+    }
     j->phase[PQ_PHASE_HASH] += pq_now_s() - t0;
     return st;
 }
@@ -224,6 +236,13 @@ void pq_job_mark_leaf(pq_job *j, int64_t chunk)
 {
     j->hash_have[chunk] = true;
     journal_leaf(j, chunk);
+}
+
+pq_status pq_job_journal_result(pq_job *j, const pq_unit *u, pq_unit_result *r)
+{
+    if (!j->out.journal || !pq_job_unit_done(j, u->id))
+        return pq_err(PQ_ERR_INTERNAL, "unit %d is not in a journal", u->id);
+    return pq_journal_read_unit(j->out.journal, j->plan, u, r);
 }
 
 pq_status pq_job_set_done(pq_job *j, const bool *done)

@@ -65,6 +65,10 @@ void pq_job_set_smooth(pq_job *j, const pq_smooth *sm);
 pq_status pq_job_set_done(pq_job *j, const bool *done);
 bool pq_job_unit_done(const pq_job *j, int unit);
 
+/* Rank 0 of a resumed run: done unit u's result from the journal into r
+ * (owned buffers; GPTQ's next layer needs it). */
+pq_status pq_job_journal_result(pq_job *j, const pq_unit *u, pq_unit_result *r);
+
 /* Every rank, before the units: assign units and digest chunks to n_ranks
  * ranks (pq_plan_assign_ranks; same_node[r]: rank r writes its own codes,
  * NULL: none does) and gather the source digest chunk by chunk (the ranks'

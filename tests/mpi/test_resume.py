@@ -225,6 +225,28 @@ class KillPoints(unittest.TestCase):
                 self.assertTrue(same_bytes(out_of(name), reference(n if n else 1)))
 
 
+class Gptq(unittest.TestCase):
+    def test_resume_mid_layer(self):
+        # GPTQ: the journal's units of a layer come back on every rank, whole
+        # layers skip their Hessians, and each layer's forward with the
+        # dequantized weights recomputes the next layer's inputs
+        fasta = os.path.join(TMP, "gptq8.fasta")
+        sample = os.path.join(os.path.dirname(__file__), "..", "..", "data", "proteins", "calib_sample.fasta")
+        with open(sample) as f, open(fasta, "w") as g:
+            g.write("".join(">" + r for r in f.read().split(">")[1:9]))
+        extra = ["--method", "gptq", "--precision", "int4", "--calibration-data", "../gptq8.fasta"]
+        p = run(2, "gptq_ref", extra)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # layer 0 whole and part of layer 1 (about 78 units a layer at 64k)
+        p = run(1, "gptq", extra, env={"PQ_TEST_KILL_AFTER": "120"})
+        self.assertNotEqual(p.returncode, 0)
+        units = {r[2] for r in read_journal(out_of("gptq", "x.h5.journal"))[1] if r[1] == 1}
+        self.assertEqual(len(units), 120)
+        p = run(2, "gptq", extra + ["--resume"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(same_bytes(out_of("gptq"), out_of("gptq_ref")))
+
+
 class Refusals(unittest.TestCase):
     def stopped(self, name, n=1):
         p = run(n, name, env={"PQ_TEST_KILL_AFTER": "100"})
