@@ -170,8 +170,8 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
      * before MPI_Init: forking is safe only before MPI is up */
     bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
-    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
     if (guarded) pq_cleanup_start();
+    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
     double t_init = pq_now_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
     if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
@@ -236,7 +236,10 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     bool fits = !pq_partial_name(partial, sizeof partial, q->out);
     pq_status begin = PQ_OK;
     if (rank == PQ_ROLE_COORD) {
-        if (!guarded) pq_cleanup_handler();
+        if (!guarded) {
+            pq_cleanup_handler();
+            pq_stop_catch(); /* SIGTERM stops, as on every rank */
+        }
         if (fits) pq_cleanup_arm(partial);
         if (q->monitor) mon = pq_monitor_open(q->monitor, q->monitor_wait);
         prog.mon = mon;
@@ -306,7 +309,8 @@ fail:
          * take the whole job down rather than wait forever. */
         pq_job_destroy(job);
         job = NULL;
-        pq_journal_close(journal);
+        if (pq_journal_n_done(journal)) pq_journal_close(journal);
+        else pq_journal_remove(journal);
         journal = NULL;
         pq_monitor_close(mon);
         MPI_Abort(MPI_COMM_WORLD, rc);
@@ -315,7 +319,9 @@ done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
-    pq_journal_close(journal); /* durable; left for a --resume */
+    /* durable, left for a --resume, unless it holds no unit */
+    if (pq_journal_n_done(journal)) pq_journal_close(journal);
+    else pq_journal_remove(journal);
     pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
     pq_smooth_free(smooth); /* after the job, which borrows it */

@@ -482,6 +482,20 @@ pq_status pq_journal_open(const char *out, bool resume, const char *header, cons
         goto fail;
     }
     if ((st = read_header(jr, (uint64_t)sb.st_size, &text, &records))) goto fail;
+    /* without --resume, a journal of this run that holds no unit (a stop
+     * before the first) is simply started again */
+    if (text && !resume && !strcmp(text, header)) {
+        if ((st = scan(jr, p, records, (uint64_t)sb.st_size))) goto fail;
+        if (!jr->n_done) {
+            free(text);
+            text = NULL;
+            memset(jr->leaf_have, 0, (size_t)p->n_hash * sizeof *jr->leaf_have);
+            jr->n_bad = 0;
+        }
+    } else if (text && !resume && (uint64_t)sb.st_size == records) {
+        free(text);
+        text = NULL;
+    }
     if (text && !resume) {
         st = pq_err(PQ_ERR_CONFIG, "%s exists: an earlier run of --out %s stopped before it finished; pass "
                     "--resume to go on from it, or remove it to start again", path, out);
@@ -514,7 +528,7 @@ fail:
 
 const char *pq_journal_path(const pq_journal *jr) { return jr->path; }
 const bool *pq_journal_done(const pq_journal *jr) { return jr->done; }
-int pq_journal_n_done(const pq_journal *jr) { return jr->n_done; }
+int pq_journal_n_done(const pq_journal *jr) { return jr ? jr->n_done : 0; }
 int pq_journal_n_bad(const pq_journal *jr) { return jr->n_bad; }
 
 static void free_journal(pq_journal *jr)

@@ -37,7 +37,7 @@ int pq_journal_name(char *buf, size_t n, const char *out);
  * (PQ_ERR_CONFIG naming the first key that differs, with both values), and
  * its records are checked against plan p: *out then knows which units and
  * digest leaves it holds. A journal whose header was cut (a stop while it
- * was made) holds nothing and starts again. PQ_ERR_IO when another process
+ * was made), or, without resume, one that holds no unit, starts again. PQ_ERR_IO when another process
  * holds the lock (another run writing the same OUT) or the file cannot be
  * opened, read or written. Returns owned *out (pq_journal_close or
  * pq_journal_remove). */
@@ -48,7 +48,7 @@ const char *pq_journal_path(const pq_journal *jr);
 
 /* Units with a valid record, per plan unit (borrowed), and their count. */
 const bool *pq_journal_done(const pq_journal *jr);
-int pq_journal_n_done(const pq_journal *jr);
+int pq_journal_n_done(const pq_journal *jr); /* 0 for NULL */
 
 /* Records that failed their checksum and were dropped (their units are
  * redone). */
