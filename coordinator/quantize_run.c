@@ -143,6 +143,16 @@ static pq_status share_done(MPI_Comm comm, int rank, pq_job *j, const pq_journal
     return st;
 }
 
+/* After a failure: the journal stays for a --resume when it holds units and
+ * the cause may pass (a signal, a rank lost, I/O, memory); a run that would
+ * fail the same way again (bad input, NaN, configuration) starts afresh. */
+static void end_journal(pq_journal *jr, pq_status st)
+{
+    bool passing = st == PQ_ERR_INTERRUPTED || st == PQ_ERR_MPI || st == PQ_ERR_IO || st == PQ_ERR_RESOURCE;
+    if (pq_journal_n_done(jr) && passing) pq_journal_close(jr);
+    else pq_journal_remove(jr);
+}
+
 static int fail_exit(const pq_quantize_request *q, pq_status st)
 {
     return q->fail ? q->fail(st) : pq_status_exit_code(st);
@@ -309,8 +319,7 @@ fail:
          * take the whole job down rather than wait forever. */
         pq_job_destroy(job);
         job = NULL;
-        if (pq_journal_n_done(journal)) pq_journal_close(journal);
-        else pq_journal_remove(journal);
+        end_journal(journal, st);
         journal = NULL;
         pq_monitor_close(mon);
         MPI_Abort(MPI_COMM_WORLD, rc);
@@ -319,9 +328,7 @@ done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
-    /* durable, left for a --resume, unless it holds no unit */
-    if (pq_journal_n_done(journal)) pq_journal_close(journal);
-    else pq_journal_remove(journal);
+    end_journal(journal, st);
     pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
     pq_smooth_free(smooth); /* after the job, which borrows it */
