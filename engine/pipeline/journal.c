@@ -277,22 +277,6 @@ static pq_status append(pq_journal *jr, const void *buf, size_t n)
     return PQ_OK;
 }
 
-static void sync_dir(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 static pq_status write_header(pq_journal *jr, const char *text)
 {
     uint8_t h[16], sum[SUM_BYTES];
@@ -307,7 +291,7 @@ static pq_status write_header(pq_journal *jr, const char *text)
     if (!st) st = append(jr, text, n);
     if (!st) st = append(jr, sum, sizeof sum);
     if (!st) st = pq_journal_sync(jr);
-    sync_dir(jr->path); /* the new name too */
+    pq_sync_dir_of(jr->path); /* the new name too */
     return st;
 }
 
@@ -554,6 +538,6 @@ void pq_journal_remove(pq_journal *jr)
 {
     if (!jr) return;
     if (unlink(jr->path) < 0 && errno != ENOENT) PQ_LOG_WARN("%s: cannot remove: %s", jr->path, strerror(errno));
-    sync_dir(jr->path);
+    pq_sync_dir_of(jr->path);
     free_journal(jr);
 }

@@ -85,6 +85,19 @@ def same_bytes(a, b):
     return read_bytes(a) == read_bytes(b)
 
 
+def start_slow(folder, n, journal_bytes, **popen):
+    """The command on n ranks in TMP/folder, every unit made 20 ms slower,
+    once its journal holds journal_bytes: (folder, journal, Popen)."""
+    d = os.path.join(TMP, folder)
+    os.makedirs(d, exist_ok=True)
+    journal = os.path.join(d, "x.h5.journal")
+    pr = subprocess.Popen(cmd(n, "x.h5"), cwd=d, env=dict(ENV, **CHUNKS, PQ_TEST_SLOW_RANK="0,1"), **popen)
+    t0 = time.time()
+    while time.time() - t0 < 60 and (not os.path.exists(journal) or os.path.getsize(journal) < journal_bytes):
+        time.sleep(0.05)
+    return d, journal, pr
+
+
 # ---- the journal's bytes (docs/FORMAT.md) ----
 
 def read_journal(fn):
@@ -158,14 +171,8 @@ class KillPoints(unittest.TestCase):
                                       lambda u: self.assertNotIn(300, u))
 
     def real_kill(self, name, n, victim):
-        d = os.path.join(TMP, name)
-        os.makedirs(d, exist_ok=True)
-        journal = os.path.join(d, "x.h5.journal")
-        pr = subprocess.Popen(cmd(n, "x.h5"), cwd=d, env=dict(ENV, **CHUNKS, PQ_TEST_SLOW_RANK="0,1"),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        t0 = time.time()
-        while time.time() - t0 < 60 and (not os.path.exists(journal) or os.path.getsize(journal) < 2_000_000):
-            time.sleep(0.05)
+        d, journal, pr = start_slow(name, n, 2_000_000, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
         self.assertIsNone(pr.poll(), "the run ended before it could be killed")
         victim(pr)
         pr.wait(timeout=60)
@@ -205,14 +212,8 @@ class KillPoints(unittest.TestCase):
         for sig, n in ((signal.SIGUSR1, 2), (signal.SIGTERM, 0)):
             name = f"sig{int(sig)}_n{n}"
             with self.subTest(name):
-                d = os.path.join(TMP, name)
-                os.makedirs(d, exist_ok=True)
-                journal = os.path.join(d, "x.h5.journal")
-                pr = subprocess.Popen(cmd(n, "x.h5"), cwd=d, env=dict(ENV, **CHUNKS, PQ_TEST_SLOW_RANK="0,1"),
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                t0 = time.time()
-                while time.time() - t0 < 60 and (not os.path.exists(journal) or os.path.getsize(journal) < 1_000_000):
-                    time.sleep(0.05)
+                d, journal, pr = start_slow(name, n, 1_000_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True)
                 pr.send_signal(sig)  # mpirun forwards SIGUSR1 to the ranks
                 out, err = pr.communicate(timeout=60)
                 self.assertEqual(pr.returncode, INTERRUPTED, err)
@@ -333,11 +334,7 @@ class Refusals(unittest.TestCase):
             self.assertIn("x.h5.journal is locked: another proteus run is writing the same --out", p.stderr)
         os.remove(j)
         # two real runs at once: the second refuses, the first is unharmed
-        first = subprocess.Popen(cmd(2, "x.h5"), cwd=d, env=dict(ENV, **CHUNKS, PQ_TEST_SLOW_RANK="0,1"),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        t0 = time.time()
-        while time.time() - t0 < 60 and not (os.path.exists(j) and os.path.getsize(j) > 100_000):
-            time.sleep(0.05)
+        _, _, first = start_slow("lock", 2, 100_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         p = run(1, "lock")
         self.assertEqual(p.returncode, 3, p.stderr)
         self.assertIn("is locked", p.stderr)
