@@ -234,8 +234,11 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
         if (n != expect || pos + HEAD_BYTES + n + SUM_BYTES > size) break;
         if (n > cap) {
             free(buf);
-            if (!(buf = malloc(n))) { cap = 0; st = pq_err(PQ_ERR_RESOURCE, "out of memory reading %s", jr->path); break; }
             cap = n;
+            if (!(buf = malloc(n))) {
+                st = pq_err(PQ_ERR_RESOURCE, "out of memory reading %s", jr->path);
+                break;
+            }
         }
         if ((st = read_at(jr, buf, n, pos + HEAD_BYTES, &cut)) || cut) break;
         if ((st = read_at(jr, sum, SUM_BYTES, pos + HEAD_BYTES + n, &cut)) || cut) break;

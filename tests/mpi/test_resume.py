@@ -304,6 +304,25 @@ class Refusals(unittest.TestCase):
         self.assertIn("fails its checksum", p.stderr)
         self.assertTrue(same_bytes(out_of("damaged"), reference(1)))
 
+    def test_cut_at_any_byte(self):
+        # a power cut keeps some prefix of the journal: cut it inside the
+        # header, inside a record's head, inside a payload, inside a sum and
+        # at a record's end; each resumes to the same bytes
+        j = self.stopped("cutsrc", 2)
+        d = read_bytes(j)
+        recs = read_journal(j)[1]
+        pos, _, _, payload, _ = recs[len(recs) // 2]
+        end = pos + 64 + len(payload)
+        for cut in (20, pos + 10, pos + 32 + len(payload) // 2, end - 5, end):
+            with self.subTest(cut=cut):
+                name = f"cut{cut}"
+                os.makedirs(os.path.join(TMP, name), exist_ok=True)
+                with open(out_of(name, "x.h5.journal"), "wb") as f:
+                    f.write(d[:cut])
+                p = run(1, name, ["--resume"])
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertTrue(same_bytes(out_of(name), reference(1)))
+
     def test_changed_checkpoint_refused(self):
         # the same names, shapes and sizes, one weight's byte changed: only
         # the digest leaves the journal recorded can tell
