@@ -5,7 +5,8 @@
 # the script requeues the job and the requeued job resumes from the journal,
 # at least once; the file must be byte for byte the one of a run without a
 # limit (the same command under mpirun). Slurm holds a requeued job back for
-# two minutes; the test lets it start at once (scontrol update StartTime=now).
+# two minutes; the test lets it start as soon as the node is idle again
+# (scontrol update StartTime=now).
 # Skips (77) where Slurm is not installed.
 # usage: test_slurm_requeue.sh PROTEUS MPIEXEC
 set -euo pipefail
@@ -55,7 +56,11 @@ while [ $(( $(date +%s) - t0 )) -lt 240 ]; do
   case "$state" in
     COMPLETED) break ;;
     FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) fail "job $jobid ended $state" ;;
-    PENDING) grep -q 'Reason=BeginTime' <<<"$info" && scontrol update JobId="$jobid" StartTime=now 2>/dev/null || true ;;
+    # once the node has finished with the last run (a start while it is still
+    # completing finds the job's credential revoked and fails the job)
+    PENDING) if grep -q 'Reason=BeginTime' <<<"$info" && [ "$(sinfo -h -o %T | head -1)" = idle ]; then
+               sleep 2; scontrol update JobId="$jobid" StartTime=now 2>/dev/null || true
+             fi ;;
   esac
   sleep 1
 done
