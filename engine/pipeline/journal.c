@@ -497,8 +497,6 @@ pq_status pq_journal_open(const char *out, bool resume, const char *header, cons
     }
     if (text) {
         if ((st = scan(jr, p, records, (uint64_t)sb.st_size))) goto fail;
-        PQ_LOG_INFO("resuming from %s: %d of %d units done%s", path, jr->n_done, p->n_units,
-                    jr->n_bad ? ", some records failed their checksum" : "");
     } else if ((st = write_header(jr, header))) {
         goto fail;
     }
