@@ -22,7 +22,7 @@
 
 typedef struct qopts {
     const char *model, *out, *monitor;
-    bool allow_remote, quiet, verbose;
+    bool allow_remote, quiet, verbose, resume;
     double monitor_wait;
     int64_t unit_bytes;
     const char *calib_data, *calib_store; /* static scheme */
@@ -74,6 +74,11 @@ static const pq_cli_opt k_opts[] = {
     {.name = "unit-bytes", .kind = PQ_CLI_BYTES, .offset = offsetof(qopts, unit_bytes), .lo = 1, .meta = "N",
      .help = "split quantized tensors into work units of at most N\nbytes of fp32 input (default 64 MiB; suffixes "
              "k, M, G);\nsmaller units balance ranks better, per-tensor scales\nare never split"},
+    {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(qopts, resume),
+     .help = "go on from OUT.journal, the record of an earlier run of the\nsame command that stopped (kill, crash, "
+             "Slurm time limit):\nits units are checked and kept, the missing ones run; the\nfile is the same, byte "
+             "for byte, as an uninterrupted run's\n(any rank count). Without a journal: a normal run. A journal\n"
+             "of another model, configuration or version is refused.\nWithout --resume an existing journal is refused"},
     {.name = "monitor", .kind = PQ_CLI_STR, .offset = offsetof(qopts, monitor), .meta = "ENDPOINT",
      .help = "publish progress events (protobuf ProgressEvent) on a\nZeroMQ PUB socket, e.g. tcp://127.0.0.1:5555; "
              "watch with\n'proteus monitor ENDPOINT'. Loopback only unless\n--monitor-allow-remote is given. "
@@ -104,6 +109,11 @@ static const pq_cli_cmd k_cmd = {
              "The output datasets are identical for any number of ranks and threads.",
     .opts = k_opts,
     .epilog = "Progress: a live bar on a terminal, one line per 5% otherwise (Slurm logs).\n"
+              "Rank 0 records every finished unit in OUT.journal (fsync'd at least once a\n"
+              "second), which --resume goes on from; it is removed once OUT is in place. Its\n"
+              "lock refuses a second run with the same --out. SIGUSR1 (Slurm's warning before\n"
+              "the time limit) and SIGTERM stop the ranks after their current units, keep\n"
+              "the journal, and exit with status 14 (interrupted).\n"
               "The summary ends with the peak memory (RSS) of every rank.\n\n"
               "Config keys: scheme, precision, per_channel, group_size, symmetric,\n"
               "calibration_method, hardware_target, optimize_memory, enable_fusion, threading,\n"
@@ -136,6 +146,7 @@ static int run(pq_config *cfg, const qopts *o, int argc, char **argv)
 {
     char cmdline[4096] = "";
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--resume")) continue; /* the resumed file is the uninterrupted one */
         strncat(cmdline, i ? " " : "proteus ", sizeof cmdline - strlen(cmdline) - 1);
         strncat(cmdline, argv[i], sizeof cmdline - strlen(cmdline) - 1);
     }
@@ -144,7 +155,7 @@ static int run(pq_config *cfg, const qopts *o, int argc, char **argv)
     const pq_quantize_request q = {
         .model = o->model, .out = o->out, .config_file = o->cfg.file, .calib_data = o->calib_data,
         .calib_store = o->calib_store, .monitor = o->monitor, .monitor_wait = o->monitor_wait,
-        .unit_bytes = o->unit_bytes, .command_line = cmdline, .progress = print_progress,
+        .unit_bytes = o->unit_bytes, .resume = o->resume, .command_line = cmdline, .progress = print_progress,
         .report = print_report, .fail = pq_cli_fail, .user = &pr,
     };
     return pq_quantize_run(cfg, &q);

@@ -38,7 +38,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n'proteus <command> --help' describes each command (--help=man: as a manual page).\n"
                "Exit status: 0 ok, 2 config/usage, 3 I/O, 4 format, 5 quantization,\n"
-               "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy.\n");
+               "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy,\n"
+               "14 interrupted (SIGUSR1/SIGTERM; quantize --resume goes on).\n");
 }
 
 /* proteus(1): the commands, the exit statuses, the environment and files. */

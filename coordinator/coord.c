@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "proto/msg.h"
 #include "worker/runner.h"
+#include "worker/stop.h"
 
 /* Input bytes of units between two writeback hints: ~16 MB of int8 codes. */
 #define WRITEBACK_EVERY_BYTES (64.0 * 1024 * 1024)
@@ -126,7 +127,8 @@ static pq_status take_result(coord *c, int src, const pq_wire_result *h)
     for (int i = h->codes_in_file ? 1 : 0; i < PQ_RESULT_PARTS && !st; i++)
         if (parts[i].bytes) st = pq_data_recv(c->comm, src, *parts[i].data, parts[i].bytes, parts[i].name);
     pq_job_phase_add(c->j, PQ_PHASE_XFER, pq_now_s() - t0);
-    if (!st && !c->err) st = put(c, u, src, &r);
+    /* a stop by signal keeps what is already here (into the journal) */
+    if (!st && (!c->err || c->err == PQ_ERR_INTERRUPTED)) st = put(c, u, src, &r);
     pq_unit_result_free(&r);
     return st;
 }
@@ -279,6 +281,7 @@ static bool drain(coord *c)
         progressed = true;
     }
     if (progressed) end_ready(c);
+    if (!c->err && pq_stop_signal()) fail(c, pq_stop_check());
     /* the output's pages are written out as they fill rather than all in
      * the commit's fsync (a helper thread submits the I/O) */
     if (!c->err && pq_job_bytes_done(c->j) - c->kicked_bytes >= WRITEBACK_EVERY_BYTES) {
@@ -323,6 +326,7 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
         c.err = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto cleanup;
     }
+    for (int i = 0; i < p->n_units; i++) c.received[i] = pq_job_unit_done(j, i); /* from the journal */
     c.err = o->initial_error;
     if (!c.err && o->same_node) c.err = send_layouts(&c, o->same_node);
     /* Rank 0's own work, the others' results drained between its batches. */

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +12,22 @@
 
 #include "base/log.h"
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "base/pq_io.h"
+#include "format/st_hash.h"
 #include "coordinator/calib_mpi.h"
 #include "coordinator/cleanup.h"
 #include "coordinator/coord.h"
 #include "coordinator/monitor.h"
 #include "coordinator/smooth_mpi.h"
 #include "pipeline/job.h"
+#include "pipeline/journal.h"
 #include "pipeline/outpath.h"
 #include "proto/msg.h"
 #include "worker/claims.h"
 #include "worker/gptq_comm.h"
 #include "worker/mpi_start.h"
+#include "worker/stop.h"
 #include "worker/sync.h"
 #include "worker/worker.h"
 
@@ -93,6 +98,61 @@ static pq_status check_out(const pq_quantize_request *q, const pq_job *j)
     return st;
 }
 
+/* The inputs besides the checkpoint that a unit's bytes depend on (the
+ * calibration data of SmoothQuant and GPTQ), as journal header lines. */
+static pq_status other_inputs(const pq_quantize_request *q, char **out)
+{
+    char sha[65] = "";
+    const char *in = q->calib_store ? q->calib_store : q->calib_data;
+    pq_status st = in ? pq_sha256_file(in, sha) : PQ_OK;
+    if (st) return st;
+    if (asprintf(out, "calibration %s\n", in ? sha : "the bundled sample") < 0)
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    return PQ_OK;
+}
+
+/* Rank 0: open (lock) OUT.journal, checked against this run when resuming. */
+static pq_status open_journal(const pq_quantize_request *q, const pq_job *j, pq_journal **jr)
+{
+    char *cfg = pq_config_to_json(pq_job_config(j)), *extra = NULL, *head = NULL;
+    pq_status st = cfg ? other_inputs(q, &extra) : pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st && !(head = pq_journal_header("quantize", cfg, pq_job_plan(j), pq_job_model(j), extra)))
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st) st = pq_journal_open(q->out, q->resume, head, pq_job_plan(j), jr);
+    free(cfg);
+    free(extra);
+    free(head);
+    return st;
+}
+
+/* Every rank: the units the journal holds, from rank 0. Collective. */
+static pq_status share_done(MPI_Comm comm, int rank, pq_job *j, const pq_journal *jr)
+{
+    int n = pq_job_plan(j)->n_units;
+    bool *done = calloc((size_t)n + 1, sizeof *done);
+    unsigned char *b = calloc((size_t)n + 1, 1);
+    pq_status st = done && b ? PQ_OK : pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int i = 0; i < n && !st && rank == PQ_ROLE_COORD && jr; i++) b[i] = pq_journal_done(jr)[i];
+    /* every rank takes part even after a local failure */
+    int rc = MPI_Bcast(b ? b : (unsigned char *)&n, b ? n : 0, MPI_UNSIGNED_CHAR, PQ_ROLE_COORD, comm);
+    if (!st) st = pq_mpi_check(rc, "MPI_Bcast");
+    for (int i = 0; i < n && !st; i++) done[i] = b[i] != 0;
+    if (!st) st = pq_job_set_done(j, done);
+    free(done);
+    free(b);
+    return st;
+}
+
+/* After a failure: the journal stays for a --resume when it holds units and
+ * the cause may pass (a signal, a rank lost, I/O, memory); a run that would
+ * fail the same way again (bad input, NaN, configuration) starts afresh. */
+static void end_journal(pq_journal *jr, pq_status st)
+{
+    bool passing = st == PQ_ERR_INTERRUPTED || st == PQ_ERR_MPI || st == PQ_ERR_IO || st == PQ_ERR_RESOURCE;
+    if (pq_journal_n_done(jr) && passing) pq_journal_close(jr);
+    else pq_journal_remove(jr);
+}
+
 static int fail_exit(const pq_quantize_request *q, pq_status st)
 {
     return q->fail ? q->fail(st) : pq_status_exit_code(st);
@@ -112,6 +172,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     pq_smooth *smooth = NULL;
     bool *same_node = NULL;
     pq_claims *claims = NULL;
+    pq_journal *journal = NULL;
     /* OUT.partial, on every rank (workers on rank 0's machine write their
      * codes into it); rank 0's watcher removes it when the job is killed */
     char partial[4096];
@@ -120,6 +181,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
      * before MPI_Init: forking is safe only before MPI is up */
     bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
     if (guarded) pq_cleanup_start();
+    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
     double t_init = pq_now_s();
     if ((rc = pq_mpi_start(&provided))) return rc;
     if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
@@ -135,6 +197,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
 
     /* 1. open + plan on every rank; agree that all of them managed. */
     pq_err_clear();
+    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 1)) raise(SIGKILL);
     st = pq_job_open(cfg, q->model, q->unit_bytes, &job);
     if (!st && rank == PQ_ROLE_COORD) st = check_out(q, job); /* rank 0 writes OUT */
     if ((st = pq_sync_agree(comm, st))) goto fail;
@@ -156,6 +219,15 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
                  100.0 * pq_plan_colocated(pq_job_plan(job)));
     st = pq_sync_plan(comm, job, n, q->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
+    /* rank 0 holds OUT.journal's lock from now to the end: one writer */
+    if (rank == PQ_ROLE_COORD) st = open_journal(q, job, &journal);
+    if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 2)) raise(SIGKILL);
+    if ((st = pq_sync_agree(comm, st))) goto fail;
+    if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
+    if (rank == PQ_ROLE_COORD && pq_journal_n_done(journal))
+        PQ_LOG_INFO("resuming: %d of %d units from %s%s", pq_journal_n_done(journal), pq_job_plan(job)->n_units,
+                    pq_journal_path(journal), pq_journal_n_bad(journal) ? " (records that failed their checksum "
+                    "are redone)" : "");
     PQ_LOG_INFO("%d units over %d ranks", pq_job_plan(job)->n_units, n);
     /* ranks on rank 0's machine may take over each other's last units */
     if (!gptq) st = pq_claims_open(comm, pq_job_plan(job), same_node, &claims);
@@ -174,13 +246,17 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     bool fits = !pq_partial_name(partial, sizeof partial, q->out);
     pq_status begin = PQ_OK;
     if (rank == PQ_ROLE_COORD) {
-        if (!guarded) pq_cleanup_handler();
+        if (!guarded) {
+            pq_cleanup_handler();
+            pq_stop_catch(); /* SIGTERM stops, as on every rank */
+        }
         if (fits) pq_cleanup_arm(partial);
         if (q->monitor) mon = pq_monitor_open(q->monitor, q->monitor_wait);
         prog.mon = mon;
         prog.job = job;
         prog.n_ranks = n;
         pq_job_set_progress(job, on_progress, &prog);
+        pq_job_set_journal(job, journal);
         prog.last.units_total = pq_job_plan(job)->n_units;
         prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
         prog.last.phase = "quantize";
@@ -220,6 +296,12 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     gather_rss(comm, rank, n, rss);
     log_phases(job, t_init);
     if (st) goto fail;
+    if (rank == PQ_ROLE_COORD) {
+        /* OUT is in place: the journal goes */
+        if (pq_fault_at(PQ_FAULT_KILL_AT, 5)) raise(SIGKILL);
+        pq_journal_remove(journal);
+        journal = NULL;
+    }
     if (rank == PQ_ROLE_COORD && q->report) q->report(q->user, pq_job_stats_of(job), rss, n);
     goto done;
 
@@ -237,6 +319,8 @@ fail:
          * take the whole job down rather than wait forever. */
         pq_job_destroy(job);
         job = NULL;
+        end_journal(journal, st);
+        journal = NULL;
         pq_monitor_close(mon);
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
@@ -244,6 +328,7 @@ done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
     pq_monitor_close(mon);
     pq_job_destroy(job); /* removes OUT.partial after a failure */
+    end_journal(journal, st);
     pq_cleanup_arm(NULL);
     pq_calib_static_done(calib);
     pq_smooth_free(smooth); /* after the job, which borrows it */

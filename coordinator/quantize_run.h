@@ -10,6 +10,7 @@
 #ifndef PQ_QUANTIZE_RUN_H
 #define PQ_QUANTIZE_RUN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "pipeline/config.h"
@@ -22,7 +23,8 @@ typedef struct pq_quantize_request {
     const char *monitor;          /* ZeroMQ endpoint for progress events, or NULL */
     double monitor_wait;          /* seconds to wait for a first subscriber */
     int64_t unit_bytes;
-    const char *command_line;     /* recorded as provenance */
+    bool resume;                  /* go on from OUT.journal (journal.h) */
+    const char *command_line;     /* recorded as provenance (without --resume) */
     /* Rank 0 only, all optional: */
     pq_progress_fn progress;      /* progress events (terminal, log) */
     /* the finished job: its statistics and every rank's peak RSS in MiB */

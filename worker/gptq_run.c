@@ -17,6 +17,7 @@
 #include "quant/gptq.h"
 #include "quant/qtensor.h"
 #include "worker/runner.h"
+#include "worker/stop.h"
 
 /* The four input sites of a layer: q/k/v share their input. */
 enum { SITE_QKV, SITE_OUT, SITE_FC1, SITE_FC2, N_SITES };
@@ -120,16 +121,23 @@ static pq_status run_round(gq_state *s)
     const pq_sink sink = {.unit = keep_result, .user = s};
     pq_run_counts n;
     share_out(s);
+    /* a resumed run's units from the journal: rank 0 reads them (the runner
+     * skips them) and sends them like its own */
+    for (int i = 0; i < s->n_round; i++)
+        if (pq_job_unit_done(s->j, s->round[i])) s->owner[s->round[i]] = 0;
     pq_status st = pq_run_units(s->j, s->c->rank, pick_round, s, &sink, &n);
     if ((st = s->c->agree(s->c->user, st))) return st;
     for (int i = 0; i < s->n_round && !st; i++) {
         const pq_unit *u = &s->p->units[s->round[i]];
+        const bool done = pq_job_unit_done(s->j, u->id);
         pq_unit_layout l;
         pq_unit_layout_of(s->p, u, &l);
         if (s->owner[u->id] != s->c->rank) st = pq_unit_result_alloc(&s->res[u->id], u, &l, true);
+        else if (done) st = pq_job_journal_result(s->j, u, &s->res[u->id]);
         st = s->c->agree(s->c->user, st);
         if (!st) st = s->c->bcast(s->c->user, s->owner[u->id], &s->res[u->id], &l);
-        if (!st && s->c->rank == 0) st = pq_job_put_result(s->j, u, &s->res[u->id]);
+        /* a unit from the journal is in the output already */
+        if (!st && s->c->rank == 0 && !done) st = pq_job_put_result(s->j, u, &s->res[u->id]);
         for (bool did = true; !st && did && s->c->rank == 0;) st = pq_job_end_next(s->j, &did);
     }
     return s->c->agree(s->c->user, st);
@@ -324,8 +332,14 @@ static pq_status one_layer(gq_state *s, int l)
         const pq_plan_tensor *pt = &s->p->tensors[s->p->units[i].tensor];
         if (pt->layer == l && site_of(pt->role) >= 0) s->round[s->n_round++] = i;
     }
-    pq_status st = hessians(s);
-    if (!st) st = factor(s, f);
+    /* a signal stops the run between layers, every rank at the same one */
+    pq_status st = s->c->agree(s->c->user, pq_stop_check());
+    /* a layer the journal holds whole (a resumed run) needs no Hessians:
+     * only its forward with the dequantized weights, for the next layer */
+    bool all_done = true;
+    for (int i = 0; i < s->n_round; i++) all_done &= pq_job_unit_done(s->j, s->round[i]);
+    if (!st && !all_done) st = hessians(s);
+    if (!st && !all_done) st = factor(s, f);
     for (int i = 0; i < s->p->n_tensors && !st; i++) {
         const pq_plan_tensor *pt = &s->p->tensors[i];
         if (pt->layer == l && pt->action == PQ_ACT_QUANT && site_of(pt->role) >= 0)

@@ -20,6 +20,22 @@ typedef struct run_state {
     pq_status err;         /* the first failure of the sink */
 } run_state;
 
+/* A resumed run's pick: the inner pick's units that the journal lacks. */
+typedef struct skip_pick {
+    const pq_job *j;
+    pq_pick_fn pick;
+    void *user;
+} skip_pick;
+
+static int pick_missing(void *user, const pq_plan *p, int rank, int *own, bool *stolen)
+{
+    skip_pick *s = user;
+    for (;;) {
+        int k = s->pick(s->user, p, rank, own, stolen);
+        if (k < 0 || !pq_job_unit_done(s->j, k)) return k;
+    }
+}
+
 /* A finished item, on the calling thread: to the sink, unless it failed or
  * the sink already did (the batch's failures are looked at once it is over). */
 static void ship(void *user, pq_unit_batch *b, int i)
@@ -47,13 +63,14 @@ pq_status pq_run_units(pq_job *j, int rank, pq_pick_fn pick, void *pick_user, co
     int max_chunks = width > 1 ? width : threads > MAX_CHUNKS_AT_ONCE ? MAX_CHUNKS_AT_ONCE : threads;
     int next_chunk = pq_job_hashes_chunks(j) ? 0 : p->n_hash, own = 0;
     run_state rs = {.j = j, .rank = rank, .s = s, .n = n};
+    skip_pick sp = {.j = j, .pick = pick ? pick : pq_batch_plan_pick, .user = pick_user};
     *n = (pq_run_counts){.failed_unit = -1};
     pq_unit_batch *b = calloc(1, sizeof *b);
     if (!b) return pq_err(PQ_ERR_RESOURCE, "out of memory for a batch of work items");
     for (;;) {
         bool stop = false;
         if (s->poll && ((rs.err = s->poll(s->user, &stop)) || stop)) break;
-        pq_batch_fill(b, p, pick, pick_user, rank, width, max_chunks, &next_chunk, &own, &n->taken);
+        pq_batch_fill(b, p, pick_missing, &sp, rank, width, max_chunks, &next_chunk, &own, &n->taken);
         if (!b->n) break;
         bool chunks = b->item[0] < 0;
         if (width == 1 && !chunks) {

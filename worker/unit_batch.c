@@ -27,8 +27,9 @@ int pq_batch_width(const pq_plan *p, int threads)
     return largest * t > BATCH_INPUT_BYTES ? 1 : t;
 }
 
-static int plan_pick(const pq_plan *p, int rank, int *own, bool *stolen)
+int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen)
 {
+    (void)user;
     *stolen = false;
     *own = pq_plan_next_unit(p, *own, rank);
     return *own < p->n_units ? (*own)++ : -1;
@@ -48,7 +49,7 @@ void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pi
     if (width == 1 && b->n) return; /* width 1: chunks on their own */
     while (b->n < PQ_BATCH_MAX && (b->n < width || cost < 2.0 * width * largest)) {
         bool stolen;
-        int k = pick ? pick(pick_user, p, rank, own, &stolen) : plan_pick(p, rank, own, &stolen);
+        int k = pick ? pick(pick_user, p, rank, own, &stolen) : pq_batch_plan_pick(NULL, p, rank, own, &stolen);
         if (k < 0) break;
         *taken += stolen;
         b->item[b->n++] = k;

@@ -41,6 +41,9 @@ typedef struct pq_unit_batch {
  * units in order (pq_claims_pick has this shape). */
 typedef int (*pq_pick_fn)(void *user, const pq_plan *p, int rank, int *own, bool *stolen);
 
+/* The plan's own units of rank in order (the pick of NULL). */
+int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen);
+
 /* Ship finished item i of b (its status in b->st[i]); runs on the calling
  * thread of pq_batch_run only, so it may use HDF5 and MPI. */
 typedef void (*pq_batch_ship)(void *user, pq_unit_batch *b, int i);

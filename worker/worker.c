@@ -18,6 +18,7 @@
 #include "proto/msg.h"
 #include "worker/direct.h"
 #include "worker/runner.h"
+#include "worker/stop.h"
 
 /* Results whose buffers are still on their way to rank 0: the worker goes on
  * with its next unit instead of waiting for rank 0, which drains only
@@ -215,6 +216,7 @@ static pq_status poll_news(void *user, bool *stop)
     shipper *w = user;
     pq_status st = poll_coord(w->j, w->comm, w->rank, &w->cn, false, false);
     *stop = w->cn.got_shutdown;
+    if (!st && !*stop) st = pq_stop_check();
     return st;
 }
 

@@ -19,6 +19,7 @@ static const char *const messages[PQ__ERR_COUNT] = {
     [PQ_ERR_ZMQ]          = "ZeroMQ error",
     [PQ_ERR_CUDA]         = "CUDA error",
     [PQ_ERR_ACCURACY]     = "accuracy error",
+    [PQ_ERR_INTERRUPTED]  = "interrupted",
     [PQ_ERR_INTERNAL]     = "internal error",
 };
 _Static_assert(sizeof(messages) / sizeof(messages[0]) == PQ__ERR_COUNT,
@@ -28,7 +29,7 @@ static const int exit_codes[PQ__ERR_COUNT] = {
     [PQ_OK] = 0, [PQ_ERR_CONFIG] = 2, [PQ_ERR_IO] = 3, [PQ_ERR_FORMAT] = 4,
     [PQ_ERR_QUANTIZATION] = 5, [PQ_ERR_CALIBRATION] = 6, [PQ_ERR_HARDWARE] = 7,
     [PQ_ERR_RESOURCE] = 8, [PQ_ERR_MPI] = 9, [PQ_ERR_PROTO] = 10,
-    [PQ_ERR_ZMQ] = 11, [PQ_ERR_CUDA] = 12, [PQ_ERR_ACCURACY] = 13,
+    [PQ_ERR_ZMQ] = 11, [PQ_ERR_CUDA] = 12, [PQ_ERR_ACCURACY] = 13, [PQ_ERR_INTERRUPTED] = 14,
     [PQ_ERR_INTERNAL] = 70,
 };
 

@@ -21,6 +21,7 @@ typedef enum pq_status {
     PQ_ERR_ZMQ,           /* monitor socket failure */
     PQ_ERR_CUDA,          /* CUDA runtime failure */
     PQ_ERR_ACCURACY,      /* accuracy loss above the allowed budget */
+    PQ_ERR_INTERRUPTED,   /* stopped by a signal (SIGUSR1, SIGTERM); --resume goes on */
     PQ_ERR_INTERNAL,      /* a bug: an invariant did not hold */
     PQ__ERR_COUNT
 } pq_status;
@@ -30,7 +31,7 @@ const char *pq_strerror(pq_status st);
 
 /* Distinct process exit status per class: 0 ok, 2 config, 3 I/O, 4 format,
  * 5 quantization, 6 calibration, 7 hardware, 8 resource, 9 MPI, 10 proto,
- * 11 ZeroMQ, 12 CUDA, 13 accuracy, 70 internal. */
+ * 11 ZeroMQ, 12 CUDA, 13 accuracy, 14 interrupted, 70 internal. */
 int pq_status_exit_code(pq_status st);
 
 /* Record a printf-style detail for `st` in this thread and return `st`, so

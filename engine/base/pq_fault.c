@@ -22,6 +22,9 @@ static fault_switch switches[PQ__FAULT_COUNT] = {
     [PQ_FAULT_HASH_CHUNK_BYTES] = {.env = "PQ_TEST_HASH_CHUNK_BYTES"},
     [PQ_FAULT_PLAN_SALT] = {.env = "PQ_TEST_PLAN_SALT"},
     [PQ_FAULT_REMOTE_RANKS] = {.env = "PQ_TEST_REMOTE_RANKS"},
+    [PQ_FAULT_KILL_JOURNAL] = {.env = "PQ_TEST_KILL_JOURNAL"},
+    [PQ_FAULT_KILL_AT] = {.env = "PQ_TEST_KILL_AT"},
+    [PQ_FAULT_KILL_AFTER] = {.env = "PQ_TEST_KILL_AFTER"},
 };
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 

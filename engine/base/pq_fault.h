@@ -15,7 +15,14 @@
  *   PQ_TEST_FAKE_PLACED=<r>       rank r claims codes_in_file without writing them
  *   PQ_TEST_HASH_CHUNK_BYTES=<n>  cut the source digest into n-byte chunks
  *   PQ_TEST_PLAN_SALT=<r>         rank r's plan hash differs (plan mismatch)
- *   PQ_TEST_REMOTE_RANKS=<r,...>  ranks counted as on another machine than rank 0 */
+ *   PQ_TEST_REMOTE_RANKS=<r,...>  ranks counted as on another machine than rank 0
+ *   PQ_TEST_KILL_JOURNAL=<id>     rank 0 raises SIGKILL halfway through the
+ *                                 journal record of unit <id>
+ *   PQ_TEST_KILL_AT=<point>       rank 0 raises SIGKILL at a point of a run:
+ *                                 1 before the plan, 2 once the journal is made,
+ *                                 3 after the float tensors, 4 before the commit's
+ *                                 rename, 5 after it (before the journal goes)
+ *   PQ_TEST_KILL_AFTER=<n>        rank 0 raises SIGKILL once n units are in the journal */
 #ifndef PQ_FAULT_H
 #define PQ_FAULT_H
 
@@ -30,6 +37,9 @@ typedef enum pq_fault {
     PQ_FAULT_HASH_CHUNK_BYTES,
     PQ_FAULT_PLAN_SALT,
     PQ_FAULT_REMOTE_RANKS,
+    PQ_FAULT_KILL_JOURNAL,
+    PQ_FAULT_KILL_AT,
+    PQ_FAULT_KILL_AFTER,
     PQ__FAULT_COUNT
 } pq_fault;
 

@@ -43,8 +43,7 @@ char *pq_partial_dup(const char *path)
     return p;
 }
 
-/* fsync the directory holding path, so that a rename in it is durable. */
-static void sync_dir_of(const char *path)
+void pq_sync_dir_of(const char *path)
 {
     char *dir = strdup(path);
     if (!dir) return;
@@ -75,7 +74,7 @@ pq_status pq_publish(const char *partial, const char *final)
     close(fd);
     if (e) return step_failed(partial, "fsync", final, e);
     if (rename(partial, final) < 0) return step_failed(partial, "rename", final, errno);
-    sync_dir_of(final);
+    pq_sync_dir_of(final);
     return PQ_OK;
 }
 

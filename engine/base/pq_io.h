@@ -29,6 +29,10 @@ char *pq_partial_dup(const char *path);
  * the directory's fsync is best effort. */
 pq_status pq_publish(const char *partial, const char *final);
 
+/* fsync the directory holding path, so that a new name or a rename in it is
+ * durable (best effort). */
+void pq_sync_dir_of(const char *path);
+
 /* Whether path names an HDF5 file by its suffix (.h5 or .hdf5): the rule that
  * tells a Proteus HDF5 model from a safetensors checkpoint. */
 bool pq_path_is_h5(const char *path);

@@ -94,6 +94,7 @@ void pq_job_destroy(pq_job *j)
     free(j->gptq);
     free(j->hash_leaves);
     free(j->hash_have);
+    free(j->done);
     free(j->stats.tensors);
     free(j);
 }
@@ -188,10 +189,22 @@ void pq_job_prefetch_unit(pq_job *j, const pq_unit *u)
     pq_st_prefetch(j->model, j->plan->tensors[u->tensor].st, u->row0, u->n_rows);
 }
 
+static void journal_leaf(pq_job *j, int64_t chunk);
+
 pq_status pq_job_hash_source(pq_job *j, char hex[65])
 {
     double t0 = pq_now_s();
-    pq_status st = pq_st_hash_tree(j->model, j->plan->hash_chunk_bytes, j->threads, hex);
+    const pq_plan *p = j->plan;
+    pq_status st;
+    if (j->out.journal && p->n_hash == pq_st_hash_chunk_count(j->model, p->hash_chunk_bytes)) {
+        /* leaf by leaf, each recorded in (or checked against) the journal */
+        st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, NULL, p->n_hash, j->threads, j->hash_leaves);
+        for (int64_t i = 0; i < p->n_hash && !st; i++) journal_leaf(j, i);
+        if (!st) st = j->out.leaf_err;
+        if (!st) st = pq_hash_tree_combine(j->hash_leaves, p->n_hash, hex);
+    } else {
+        st = pq_st_hash_tree(j->model, p->hash_chunk_bytes, j->threads, hex);
+    }
     j->phase[PQ_PHASE_HASH] += pq_now_s() - t0;
     return st;
 }
@@ -212,7 +225,36 @@ const uint8_t *pq_job_leaf(const pq_job *j, int64_t chunk)
 }
 
 bool pq_job_leaf_known(const pq_job *j, int64_t chunk) { return j->hash_have[chunk]; }
-void pq_job_mark_leaf(pq_job *j, int64_t chunk) { j->hash_have[chunk] = true; }
+/* Rank 0 with a journal: a leaf it learns is recorded there, or checked. */
+static void journal_leaf(pq_job *j, int64_t chunk)
+{
+    if (!j->out.journal || j->out.leaf_err) return;
+    j->out.leaf_err = pq_journal_leaf(j->out.journal, chunk, j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES);
+}
+
+void pq_job_mark_leaf(pq_job *j, int64_t chunk)
+{
+    j->hash_have[chunk] = true;
+    journal_leaf(j, chunk);
+}
+
+pq_status pq_job_journal_result(pq_job *j, const pq_unit *u, pq_unit_result *r)
+{
+    if (!j->out.journal || !pq_job_unit_done(j, u->id))
+        return pq_err(PQ_ERR_INTERNAL, "unit %d is not in a journal", u->id);
+    return pq_journal_read_unit(j->out.journal, j->plan, u, r);
+}
+
+pq_status pq_job_set_done(pq_job *j, const bool *done)
+{
+    free(j->done);
+    if (!(j->done = malloc(((size_t)j->plan->n_units + 1) * sizeof *j->done)))
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    memcpy(j->done, done, (size_t)j->plan->n_units * sizeof *done);
+    return PQ_OK;
+}
+
+bool pq_job_unit_done(const pq_job *j, int unit) { return j->done && j->done[unit]; }
 
 pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[PQ_HASH_LEAF_BYTES])
 {
@@ -225,6 +267,7 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
                       p->hash[chunk].rank != src ? "the plan gave to another rank" : "was already known");
     memcpy(j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES, leaf, PQ_HASH_LEAF_BYTES);
     j->hash_have[chunk] = true;
+    journal_leaf(j, chunk);
     return PQ_OK;
 }
 

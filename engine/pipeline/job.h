@@ -18,6 +18,7 @@
 #include "format/safetensors.h"
 #include "format/st_hash.h"
 #include "pipeline/config.h"
+#include "pipeline/journal.h"
 #include "pipeline/plan.h"
 #include "pipeline/result.h"
 #include "pipeline/stats.h"
@@ -57,6 +58,16 @@ void pq_job_phase_add(pq_job *j, pq_phase ph, double s);
 void pq_job_set_smooth(pq_job *j, const pq_smooth *sm);
 
 /* ---- running units (any rank) ---- */
+
+/* Every rank, before the units: the units a resumed run does not run again
+ * (done[plan->n_units], copied; the runner skips them, rank 0 puts them from
+ * the journal). */
+pq_status pq_job_set_done(pq_job *j, const bool *done);
+bool pq_job_unit_done(const pq_job *j, int unit);
+
+/* Rank 0 of a resumed run: done unit u's result from the journal into r
+ * (owned buffers; GPTQ's next layer needs it). */
+pq_status pq_job_journal_result(pq_job *j, const pq_unit *u, pq_unit_result *r);
 
 /* Every rank, before the units: assign units and digest chunks to n_ranks
  * ranks (pq_plan_assign_ranks; same_node[r]: rank r writes its own codes,
@@ -107,6 +118,12 @@ pq_status pq_job_put_leaf(pq_job *j, int src, int64_t chunk, const uint8_t leaf[
  * act qparams and /calibration here). */
 typedef pq_status (*pq_before_commit_fn)(void *user, pq_h5w *w, const pq_plan *p);
 void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user);
+
+/* Rank 0, before begin: the resume journal (journal.h; borrowed). begin
+ * then puts every unit it holds into the new OUT.partial, put appends each
+ * new unit to it, and every digest leaf known on rank 0 is recorded in it or
+ * checked against it (a differing one fails put and finish). */
+void pq_job_set_journal(pq_job *j, pq_journal *jr);
 
 /* Progress events of the output's side (after each unit put, and done). */
 void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user);

@@ -5,6 +5,7 @@
 #define PQ_JOB_IMPL_H
 
 #include "pipeline/job.h"
+#include "pipeline/journal.h"
 #include "quant/gptq.h"
 
 /* The writer side (rank 0 only): the output file and the per-row metrics
@@ -24,6 +25,10 @@ typedef struct pq_output {
     void *progress_user;
     pq_before_commit_fn before_commit;
     void *before_commit_user;
+    pq_journal *journal;               /* borrowed; NULL: no resume journal */
+    pq_status leaf_err;
+    int journaled;                     /* units appended to it by this run */
+    int codes_fd;                      /* OUT.partial read back for the journal; 0: not open */                /* a digest leaf that differs from the journal's */
 } pq_output;
 
 struct pq_job {
@@ -43,6 +48,7 @@ struct pq_job {
     bool defer_source_hash;
     uint8_t *hash_leaves;      /* plan->n_hash x PQ_HASH_LEAF_BYTES, chunk order */
     bool *hash_have;           /* per chunk: leaf known */
+    bool *done;                /* per unit: in the resume journal (not run); NULL: none */
     double t_start;
     double phase[PQ__PHASE_COUNT];
     pq_job_stats stats;

@@ -4,11 +4,16 @@
  * metrics in plan order, commit (job.h). */
 #include "pipeline/job_impl.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "pq_config.h"
 #include "format/h5smooth.h"
 #include "quant/qtensor.h"
@@ -51,6 +56,26 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     if (!st) st = pq_h5w_put_float(j->out.writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
     free(buf);
     if (j->cfg->optimize_memory) pq_st_release(j->model, t);
+    return st;
+}
+
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r);
+
+/* A resumed run: every unit the journal holds, into the new OUT.partial. */
+static pq_status replay(pq_job *j)
+{
+    const pq_plan *p = j->plan;
+    pq_status st = PQ_OK;
+    const bool *done = pq_journal_done(j->out.journal);
+    for (int i = 0; i < p->n_units && !st; i++) {
+        if (!done[i]) continue;
+        pq_unit_result r;
+        if ((st = pq_journal_read_unit(j->out.journal, p, &p->units[i], &r))) break;
+        st = put_rows(j, &p->units[i], &r);
+        pq_unit_result_free(&r);
+    }
+    /* the tensors now complete are ended with the others' (pq_job_end_next):
+     * the workers' layout still needs their codes' offsets */
     return st;
 }
 
@@ -124,13 +149,64 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         }
     }
     if (!st) st = pq_h5w_preallocate(o->writer);
+    if (!st && o->journal) st = replay(j);
+    if (!st && pq_fault_at(PQ_FAULT_KILL_AT, 3)) raise(SIGKILL);
 cleanup:
     j->phase[PQ_PHASE_SETUP] += pq_now_s() - t_setup - (j->phase[PQ_PHASE_FLOATS] - floats0);
     free(cfg_json);
     return st;
 }
 
+/* The codes a worker on this machine wrote into OUT.partial itself, read
+ * back (from the page cache) for the journal: owned *codes. */
+static pq_status codes_back(pq_job *j, const pq_unit *u, void **codes)
+{
+    pq_output *o = &j->out;
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    const char *path = pq_h5w_partial_path(o->writer);
+    pq_unit_layout l;
+    uint64_t off = 0;
+    pq_unit_layout_of(j->plan, u, &l);
+    *codes = NULL;
+    pq_status st = pq_h5w_codes_offset(o->writer, pt->st->name, &off);
+    if (st) return st;
+    if (o->codes_fd <= 0 && (o->codes_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        o->codes_fd = 0;
+        return pq_err(PQ_ERR_IO, "%s: cannot open to read codes back: %s", path, strerror(errno));
+    }
+    if (!(*codes = malloc(l.codes ? l.codes : 1))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    off += (uint64_t)(u->row0 * l.row_bytes);
+    for (size_t got = 0; got < l.codes;) {
+        ssize_t n = pread(o->codes_fd, (char *)*codes + got, l.codes - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            free(*codes);
+            *codes = NULL;
+            return pq_err(PQ_ERR_IO, "%s: reading back the codes of unit %d: %s", path, u->id,
+                          n < 0 ? strerror(errno) : "end of file");
+        }
+        got += (size_t)n;
+    }
+    return PQ_OK;
+}
+
 pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
+{
+    pq_output *o = &j->out;
+    if (o->leaf_err) return o->leaf_err;
+    pq_status st = put_rows(j, u, r);
+    if (st || !o->journal) return st;
+    double t0 = pq_now_s();
+    pq_unit_result with = *r;
+    if (!r->codes) st = codes_back(j, u, &with.codes);
+    if (!st) st = pq_journal_add_unit(o->journal, j->plan, u, &with);
+    if (!r->codes) free(with.codes);
+    j->phase[PQ_PHASE_WRITE] += pq_now_s() - t0;
+    if (!st && ++o->journaled == pq_fault_value(PQ_FAULT_KILL_AFTER, -1)) raise(SIGKILL);
+    return st;
+}
+
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     pq_output *o = &j->out;
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
@@ -227,7 +303,10 @@ pq_status pq_job_finish_output(pq_job *j)
     }
     s->mean_sqnr_db = s->n_quantized ? sum_sqnr / s->n_quantized : NAN;
     if (!s->n_quantized) s->min_sqnr_db = NAN;
+    if (o->leaf_err) return o->leaf_err;
     if (o->before_commit && (st = o->before_commit(o->before_commit_user, o->writer, j->plan))) return st;
+    if (o->journal && (st = pq_journal_sync(o->journal))) return st;
+    if (pq_fault_at(PQ_FAULT_KILL_AT, 4)) raise(SIGKILL);
     st = pq_h5w_commit(o->writer);
     o->writer = NULL;
     j->phase[PQ_PHASE_COMMIT] = pq_now_s() - t0;
@@ -241,6 +320,8 @@ void pq_job_output_free(pq_job *j)
     pq_output *o = &j->out;
     pq_h5w_abort(o->writer);
     o->writer = NULL;
+    if (o->codes_fd > 0) close(o->codes_fd);
+    o->codes_fd = 0;
     free(o->path);
     free(o->row_sum_sq);
     free(o->row_err_sq);
@@ -255,6 +336,8 @@ void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user)
     j->out.before_commit = fn;
     j->out.before_commit_user = user;
 }
+
+void pq_job_set_journal(pq_job *j, pq_journal *jr) { j->out.journal = jr; }
 
 void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user)
 {

@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* journal.c - the resume journal (journal.h; its bytes: docs/FORMAT.md).
+ *
+ * File: "PQJOURNL", u32 version, u32 text length, the header text, SHA-256
+ * of those bytes; then records: u32 "PQJR", u32 type (1 unit, 2 leaf),
+ * i64 id, u64 payload bytes, u64 0, the payload, SHA-256 of the 32-byte
+ * record head and the payload. Every number little-endian. */
+#include "pipeline/journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/pq_clock.h"
+#include "base/pq_fault.h"
+#include "base/pq_hash.h"
+#include "base/pq_io.h"
+#include "format/h5model.h"
+#include "pq_config.h"
+
+#define MAGIC "PQJOURNL"
+#define VERSION 1u
+#define REC_MAGIC 0x524a5150u /* "PQJR" */
+#define REC_UNIT 1u
+#define REC_LEAF 2u
+#define HEAD_BYTES 32
+#define SUM_BYTES 32
+#define MAX_HEADER_TEXT (1u << 20)
+#define SYNC_EVERY_S 1.0
+
+struct pq_journal {
+    char *path;
+    int fd;
+    uint64_t end;          /* where the next record goes */
+    int n_units, n_hash;
+    bool *done;            /* per unit: a valid record */
+    uint64_t *at;          /* per unit: its record's offset */
+    bool *leaf_have;       /* per chunk: a recorded leaf */
+    uint8_t *leaves;       /* n_hash x 32 */
+    int n_done, n_bad;
+    double synced_t;
+    bool dirty;
+};
+
+int pq_journal_name(char *buf, size_t n, const char *out)
+{
+    return snprintf(buf, n, "%s.journal", out) < (int)n ? 0 : ENAMETOOLONG;
+}
+
+static void put_u32(uint8_t *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *b)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | b[i];
+    return v;
+}
+
+/* SHA-256 of up to three pieces. */
+static void sha256(const void *a, size_t na, const void *b, size_t nb, uint8_t out[SUM_BYTES])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) || !EVP_DigestUpdate(c, a, na) ||
+        (nb && !EVP_DigestUpdate(c, b, nb)) || !EVP_DigestFinal_ex(c, out, &n))
+        memset(out, 0, SUM_BYTES); /* never matches a record's sum of real bytes */
+    EVP_MD_CTX_free(c);
+}
+
+/* ---- the header text ---- */
+
+char *pq_journal_header(const char *kind, const char *config_json, const pq_plan *p, const pq_st_model *m,
+                        const char *extra)
+{
+    uint64_t tensors = PQ_FNV1A64_BASIS, units = PQ_FNV1A64_BASIS, files = 0;
+    for (int i = 0; i < pq_st_file_count(m); i++) {
+        size_t n = 0;
+        pq_st_file_map(m, i, &n);
+        files += n;
+    }
+    for (int64_t i = 0; i < pq_st_count(m); i++) {
+        const pq_st_tensor *t = pq_st_get(m, i);
+        int64_t v[4 + PQ_MAX_DIMS] = {t->dtype, t->ndim, t->file_idx, (int64_t)t->offset};
+        memcpy(v + 4, t->shape, sizeof t->shape);
+        tensors = pq_fnv1a64_str(tensors, t->name);
+        tensors = pq_fnv1a64_update(tensors, v, sizeof v);
+    }
+    for (int i = 0; i < p->n_units; i++) {
+        const pq_unit *u = &p->units[i];
+        int64_t v[3] = {u->tensor, u->row0, u->n_rows};
+        units = pq_fnv1a64_update(units, v, sizeof v);
+    }
+    for (int i = 0; i < p->n_tensors; i++) {
+        int v = p->tensors[i].action;
+        units = pq_fnv1a64_update(units, &v, sizeof v);
+    }
+    const char *fmt = "kind %s\nproteus " PQ_VERSION "\nformat %d\nconfiguration %s\nunit_bytes %lld\n"
+                      "model_files %d\nmodel_bytes %llu\nmodel_tensors %lld, fingerprint %016llx\n"
+                      "units %d, geometry %016llx\ndigest_chunks %d of %lld bytes\n%s";
+    char *s = NULL;
+    if (asprintf(&s, fmt, kind, PQ_FORMAT_VERSION, config_json, (long long)p->unit_bytes, pq_st_file_count(m),
+                 (unsigned long long)files, (long long)pq_st_count(m), (unsigned long long)tensors, p->n_units,
+                 (unsigned long long)units, p->n_hash, (long long)p->hash_chunk_bytes, extra ? extra : "") < 0)
+        return NULL;
+    return s;
+}
+
+/* The first line of a that differs from b: "KEY: this run VALUE, the
+ * journal VALUE" (values cut to a readable length). */
+static void first_difference(const char *a, const char *b, char *buf, size_t n)
+{
+    while (*a || *b) {
+        const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+        size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+        if (la != lb || memcmp(a, b, la)) {
+            const char *sp = memchr(a, ' ', la);
+            int key = sp ? (int)(sp - a) : (int)la;
+            const char *va = a + key + (key < (int)la), *vb = b + key + (key < (int)lb);
+            int wa = (int)(la - (size_t)(va - a)), wb = (int)(lb - (size_t)(vb - b));
+            snprintf(buf, n, "%.*s: this run has %.*s%s, the journal %.*s%s", key, a, wa > 300 ? 300 : wa, va,
+                     wa > 300 ? "..." : "", wb > 300 ? 300 : wb, vb, wb > 300 ? "..." : "");
+            return;
+        }
+        a += la + (ea != NULL);
+        b += lb + (eb != NULL);
+    }
+    snprintf(buf, n, "(none)");
+}
+
+/* ---- reading ---- */
+
+static pq_status read_at(pq_journal *jr, void *buf, size_t n, uint64_t off, bool *short_read)
+{
+    size_t got = 0;
+    *short_read = false;
+    while (got < n) {
+        ssize_t r = pread(jr->fd, (char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return pq_err(PQ_ERR_IO, "%s: read failed: %s", jr->path, strerror(errno));
+        if (r == 0) {
+            *short_read = true;
+            return PQ_OK;
+        }
+        got += (size_t)r;
+    }
+    return PQ_OK;
+}
+
+/* Payload bytes of unit u's record: n_nonfinite, then the result's parts. */
+static uint64_t unit_payload(const pq_plan *p, const pq_unit *u)
+{
+    pq_unit_layout l;
+    pq_unit_layout_of(p, u, &l);
+    return 8 + l.codes + l.scale + l.zero_point + l.row_sum_sq + l.row_err_sq + l.row_max_err;
+}
+
+/* The header at the start of the file: *text (owned) and where records
+ * begin, or *text NULL when the header is cut or unreadable as one. */
+static pq_status read_header(pq_journal *jr, uint64_t size, char **text, uint64_t *records)
+{
+    uint8_t h[16], sum[SUM_BYTES], want[SUM_BYTES];
+    bool cut;
+    *text = NULL;
+    if (size < 16 + SUM_BYTES) return PQ_OK;
+    pq_status st = read_at(jr, h, sizeof h, 0, &cut);
+    if (st || cut) return st;
+    uint32_t n = get_u32(h + 12);
+    if (memcmp(h, MAGIC, 8))
+        return pq_err(PQ_ERR_FORMAT, "%s is not a Proteus resume journal; remove it or choose another --out",
+                      jr->path);
+    if (get_u32(h + 8) != VERSION)
+        return pq_err(PQ_ERR_CONFIG, "%s: journal version %u, this Proteus (" PQ_VERSION ") writes version %u; "
+                      "remove it to start again", jr->path, get_u32(h + 8), VERSION);
+    if (n > MAX_HEADER_TEXT || size < 16 + (uint64_t)n + SUM_BYTES) return PQ_OK;
+    char *t = malloc((size_t)n + 1);
+    if (!t) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if ((st = read_at(jr, t, n, 16, &cut)) || (st = read_at(jr, sum, sizeof sum, 16 + n, &cut)) || cut) {
+        free(t);
+        return st;
+    }
+    sha256(h, sizeof h, t, n, want);
+    if (memcmp(sum, want, SUM_BYTES)) {
+        free(t);
+        return PQ_OK;
+    }
+    t[n] = '\0';
+    *text = t;
+    *records = 16 + (uint64_t)n + SUM_BYTES;
+    return PQ_OK;
+}
+
+/* Walk the records from `pos`: note each valid one, drop (count) those
+ * whose sum fails, stop at the first that cannot be framed (cut, or a head
+ * that does not fit the plan); the file is cut back to there. */
+static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t size)
+{
+    uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES];
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    pq_status st = PQ_OK;
+    bool cut;
+    while (pos + HEAD_BYTES + SUM_BYTES <= size) {
+        if ((st = read_at(jr, head, HEAD_BYTES, pos, &cut)) || cut) break;
+        uint32_t type = get_u32(head + 4);
+        int64_t id = (int64_t)get_u64(head + 8);
+        uint64_t n = get_u64(head + 16), expect = 0;
+        if (get_u32(head) != REC_MAGIC || get_u64(head + 24) != 0) break;
+        if (type == REC_UNIT && id >= 0 && id < p->n_units) expect = unit_payload(p, &p->units[id]);
+        else if (type == REC_LEAF && id >= 0 && id < p->n_hash) expect = 32;
+        else break;
+        if (n != expect || pos + HEAD_BYTES + n + SUM_BYTES > size) break;
+        if (n > cap) {
+            free(buf);
+            cap = n;
+            if (!(buf = malloc(n))) {
+                st = pq_err(PQ_ERR_RESOURCE, "out of memory reading %s", jr->path);
+                break;
+            }
+        }
+        if ((st = read_at(jr, buf, n, pos + HEAD_BYTES, &cut)) || cut) break;
+        if ((st = read_at(jr, sum, SUM_BYTES, pos + HEAD_BYTES + n, &cut)) || cut) break;
+        sha256(head, HEAD_BYTES, buf, n, want);
+        if (memcmp(sum, want, SUM_BYTES)) {
+            jr->n_bad++;
+            PQ_LOG_WARN("%s: the record of %s %lld at byte %llu fails its checksum; it is redone", jr->path,
+                        type == REC_UNIT ? "unit" : "digest chunk", (long long)id, (unsigned long long)pos);
+        } else if (type == REC_UNIT && !jr->done[id]) {
+            jr->done[id] = true;
+            jr->at[id] = pos;
+            jr->n_done++;
+        } else if (type == REC_LEAF && !jr->leaf_have[id]) {
+            jr->leaf_have[id] = true;
+            memcpy(jr->leaves + (size_t)id * 32, buf, 32);
+        }
+        pos += HEAD_BYTES + n + SUM_BYTES;
+    }
+    free(buf);
+    if (st) return st;
+    if (pos < size) {
+        PQ_LOG_INFO("%s: %llu bytes after the last whole record (a stop while it was written) are dropped",
+                    jr->path, (unsigned long long)(size - pos));
+        if (ftruncate(jr->fd, (off_t)pos) < 0)
+            return pq_err(PQ_ERR_IO, "%s: cannot cut the unfinished record off: %s", jr->path, strerror(errno));
+    }
+    jr->end = pos;
+    return PQ_OK;
+}
+
+/* ---- writing ---- */
+
+static pq_status append(pq_journal *jr, const void *buf, size_t n)
+{
+    int e = pq_pwrite_all(jr->fd, buf, n, jr->end);
+    if (e) return pq_err(PQ_ERR_IO, "%s: write failed: %s", jr->path, strerror(e));
+    jr->end += n;
+    jr->dirty = true;
+    return PQ_OK;
+}
+
+static pq_status write_header(pq_journal *jr, const char *text)
+{
+    uint8_t h[16], sum[SUM_BYTES];
+    size_t n = strlen(text);
+    memcpy(h, MAGIC, 8);
+    put_u32(h + 8, VERSION);
+    put_u32(h + 12, (uint32_t)n);
+    sha256(h, sizeof h, text, n, sum);
+    if (ftruncate(jr->fd, 0) < 0) return pq_err(PQ_ERR_IO, "%s: cannot truncate: %s", jr->path, strerror(errno));
+    jr->end = 0;
+    pq_status st = append(jr, h, sizeof h);
+    if (!st) st = append(jr, text, n);
+    if (!st) st = append(jr, sum, sizeof sum);
+    if (!st) st = pq_journal_sync(jr);
+    pq_sync_dir_of(jr->path); /* the new name too */
+    return st;
+}
+
+pq_status pq_journal_sync(pq_journal *jr)
+{
+    if (!jr || !jr->dirty) return PQ_OK;
+    if (fdatasync(jr->fd) < 0) return pq_err(PQ_ERR_IO, "%s: fdatasync failed: %s", jr->path, strerror(errno));
+    jr->dirty = false;
+    jr->synced_t = pq_now_s();
+    return PQ_OK;
+}
+
+static pq_status add_record(pq_journal *jr, uint32_t type, int64_t id, const pq_result_part *parts, int n_parts,
+                            const void *lead, size_t lead_bytes)
+{
+    uint8_t head[HEAD_BYTES] = {0}, sum[SUM_BYTES];
+    uint64_t n = lead_bytes;
+    for (int i = 0; i < n_parts; i++) n += parts[i].bytes;
+    put_u32(head, REC_MAGIC);
+    put_u32(head + 4, type);
+    put_u64(head + 8, (uint64_t)id);
+    put_u64(head + 16, n);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, head, HEAD_BYTES) &&
+              EVP_DigestUpdate(c, lead, lead_bytes);
+    for (int i = 0; i < n_parts && ok; i++)
+        if (parts[i].bytes) ok = EVP_DigestUpdate(c, *parts[i].data, parts[i].bytes);
+    ok = ok && EVP_DigestFinal_ex(c, sum, &len);
+    EVP_MD_CTX_free(c);
+    if (!ok) return pq_err(PQ_ERR_INTERNAL, "%s: SHA-256 failed", jr->path);
+    uint64_t start = jr->end;
+    pq_status st = append(jr, head, HEAD_BYTES);
+    if (!st) st = append(jr, lead, lead_bytes);
+    for (int i = 0; i < n_parts && !st; i++)
+        if (parts[i].bytes) {
+            st = append(jr, *parts[i].data, parts[i].bytes);
+            /* a stop in the middle of a record (tests): the next --resume
+             * finds it cut */
+            if (!st && i == 0 && type == REC_UNIT && pq_fault_at(PQ_FAULT_KILL_JOURNAL, id)) raise(SIGKILL);
+        }
+    if (!st) st = append(jr, sum, SUM_BYTES);
+    if (st) {
+        /* never leave half a record for the next one to follow */
+        if (ftruncate(jr->fd, (off_t)start) == 0) jr->end = start;
+        return st;
+    }
+    if (pq_now_s() - jr->synced_t >= SYNC_EVERY_S) st = pq_journal_sync(jr);
+    return st;
+}
+
+pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r)
+{
+    pq_unit_layout l;
+    pq_result_part parts[PQ_RESULT_PARTS];
+    pq_unit_layout_of(p, u, &l);
+    pq_unit_result_parts((pq_unit_result *)r, &l, parts);
+    if (!r->codes) return pq_err(PQ_ERR_INTERNAL, "unit %d reached the journal without its codes", u->id);
+    uint8_t nf[8];
+    put_u64(nf, (uint64_t)r->n_nonfinite);
+    pq_status st = add_record(jr, REC_UNIT, u->id, parts, PQ_RESULT_PARTS, nf, sizeof nf);
+    if (!st && !jr->done[u->id]) {
+        jr->done[u->id] = true;
+        jr->at[u->id] = jr->end; /* only its presence matters from now on */
+        jr->n_done++;
+    }
+    return st;
+}
+
+pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32])
+{
+    if (chunk < 0 || chunk >= jr->n_hash) return pq_err(PQ_ERR_INTERNAL, "digest chunk %lld out of range",
+                                                        (long long)chunk);
+    if (jr->leaf_have[chunk]) {
+        if (memcmp(jr->leaves + (size_t)chunk * 32, leaf, 32))
+            return pq_err(PQ_ERR_CONFIG, "the checkpoint changed since %s was written: the SHA-256 of its source "
+                          "digest chunk %lld differs; remove the journal to start again", jr->path,
+                          (long long)chunk);
+        return PQ_OK;
+    }
+    memcpy(jr->leaves + (size_t)chunk * 32, leaf, 32);
+    jr->leaf_have[chunk] = true;
+    return add_record(jr, REC_LEAF, chunk, NULL, 0, leaf, 32);
+}
+
+pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r)
+{
+    pq_unit_layout l;
+    pq_result_part parts[PQ_RESULT_PARTS];
+    uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES], nf[8];
+    bool cut = false;
+    pq_unit_layout_of(p, u, &l);
+    pq_status st = pq_unit_result_alloc(r, u, &l, true);
+    if (st) return st;
+    pq_unit_result_parts(r, &l, parts);
+    uint64_t pos = jr->at[u->id];
+    if (!(st = read_at(jr, head, HEAD_BYTES, pos, &cut)) && !cut) st = read_at(jr, nf, 8, pos + HEAD_BYTES, &cut);
+    uint64_t off = pos + HEAD_BYTES + 8;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, head, HEAD_BYTES) &&
+              EVP_DigestUpdate(c, nf, 8);
+    for (int i = 0; i < PQ_RESULT_PARTS && !st && !cut && ok; i++) {
+        if (!parts[i].bytes) continue;
+        st = read_at(jr, *parts[i].data, parts[i].bytes, off, &cut);
+        ok = EVP_DigestUpdate(c, *parts[i].data, parts[i].bytes);
+        off += parts[i].bytes;
+    }
+    if (!st && !cut) st = read_at(jr, sum, SUM_BYTES, off, &cut);
+    ok = ok && EVP_DigestFinal_ex(c, want, &len);
+    EVP_MD_CTX_free(c);
+    if (!st && (cut || !ok || memcmp(sum, want, SUM_BYTES) || get_u64(head + 8) != (uint64_t)u->id))
+        st = pq_err(PQ_ERR_FORMAT, "%s: the record of unit %d changed since it was checked; run --resume again",
+                    jr->path, u->id);
+    r->n_nonfinite = (int64_t)get_u64(nf);
+    if (st) pq_unit_result_free(r);
+    return st;
+}
+
+/* ---- open, close ---- */
+
+static pq_status lock_file(pq_journal *jr)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        struct stat a, b;
+        if ((jr->fd = open(jr->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+            return pq_err(PQ_ERR_IO, "%s: cannot open: %s", jr->path, strerror(errno));
+        if (flock(jr->fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(jr->fd);
+            jr->fd = -1;
+            if (e == EWOULDBLOCK)
+                return pq_err(PQ_ERR_IO, "%s is locked: another proteus run is writing the same --out now; "
+                              "wait for it or choose another --out", jr->path);
+            return pq_err(PQ_ERR_IO, "%s: cannot lock: %s", jr->path, strerror(e));
+        }
+        /* the holder before us may have removed the file it locked */
+        if (fstat(jr->fd, &a) == 0 && stat(jr->path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            return PQ_OK;
+        close(jr->fd);
+        jr->fd = -1;
+    }
+    return pq_err(PQ_ERR_IO, "%s: removed and created again while being locked; try again", jr->path);
+}
+
+pq_status pq_journal_open(const char *out, bool resume, const char *header, const pq_plan *p, pq_journal **jo)
+{
+    char path[4096];
+    struct stat sb;
+    pq_status st;
+    char *text = NULL;
+    uint64_t records = 0;
+    *jo = NULL;
+    if (pq_journal_name(path, sizeof path, out))
+        return pq_err(PQ_ERR_CONFIG, "--out %s: the path is too long", out);
+    pq_journal *jr = calloc(1, sizeof *jr);
+    if (!jr) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    jr->fd = -1;
+    jr->n_units = p->n_units;
+    jr->n_hash = p->n_hash;
+    jr->synced_t = pq_now_s();
+    if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)p->n_units + 1, sizeof *jr->done)) ||
+        !(jr->at = calloc((size_t)p->n_units + 1, sizeof *jr->at)) ||
+        !(jr->leaf_have = calloc((size_t)p->n_hash + 1, sizeof *jr->leaf_have)) ||
+        !(jr->leaves = malloc(((size_t)p->n_hash + 1) * 32))) {
+        st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        goto fail;
+    }
+    if ((st = lock_file(jr))) goto fail;
+    if (fstat(jr->fd, &sb) < 0) {
+        st = pq_err(PQ_ERR_IO, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((st = read_header(jr, (uint64_t)sb.st_size, &text, &records))) goto fail;
+    /* without --resume, a journal of this run that holds no unit (a stop
+     * before the first) is simply started again */
+    if (text && !resume && !strcmp(text, header)) {
+        if ((st = scan(jr, p, records, (uint64_t)sb.st_size))) goto fail;
+        if (!jr->n_done) {
+            free(text);
+            text = NULL;
+            memset(jr->leaf_have, 0, (size_t)p->n_hash * sizeof *jr->leaf_have);
+            jr->n_bad = 0;
+        }
+    } else if (text && !resume && (uint64_t)sb.st_size == records) {
+        free(text);
+        text = NULL;
+    }
+    if (text && !resume) {
+        st = pq_err(PQ_ERR_CONFIG, "%s exists: an earlier run of --out %s stopped before it finished; pass "
+                    "--resume to go on from it, or remove it to start again", path, out);
+        goto fail;
+    }
+    if (text && strcmp(text, header)) {
+        char diff[800];
+        first_difference(header, text, diff, sizeof diff);
+        st = pq_err(PQ_ERR_CONFIG, "%s was written by a different run, so it cannot be resumed: %s; rerun the "
+                    "command that made it, or remove it to start again", path, diff);
+        goto fail;
+    }
+    if (text) {
+        if ((st = scan(jr, p, records, (uint64_t)sb.st_size))) goto fail;
+    } else if ((st = write_header(jr, header))) {
+        goto fail;
+    }
+    free(text);
+    *jo = jr;
+    return PQ_OK;
+fail:
+    free(text);
+    if (jr->fd >= 0) close(jr->fd);
+    jr->fd = -1;
+    pq_journal_close(jr);
+    return st;
+}
+
+const char *pq_journal_path(const pq_journal *jr) { return jr->path; }
+const bool *pq_journal_done(const pq_journal *jr) { return jr->done; }
+int pq_journal_n_done(const pq_journal *jr) { return jr ? jr->n_done : 0; }
+int pq_journal_n_bad(const pq_journal *jr) { return jr->n_bad; }
+
+static void free_journal(pq_journal *jr)
+{
+    if (jr->fd >= 0) close(jr->fd); /* releases the lock */
+    free(jr->path);
+    free(jr->done);
+    free(jr->at);
+    free(jr->leaf_have);
+    free(jr->leaves);
+    free(jr);
+}
+
+void pq_journal_close(pq_journal *jr)
+{
+    if (!jr) return;
+    if (jr->fd >= 0 && pq_journal_sync(jr))
+        PQ_LOG_WARN("%s", pq_err_detail());
+    free_journal(jr);
+}
+
+void pq_journal_remove(pq_journal *jr)
+{
+    if (!jr) return;
+    if (unlink(jr->path) < 0 && errno != ENOENT) PQ_LOG_WARN("%s: cannot remove: %s", jr->path, strerror(errno));
+    pq_sync_dir_of(jr->path);
+    free_journal(jr);
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* journal.h - OUT.journal, the durable record of a run's committed units
+ * that `--resume` goes on from (docs/FORMAT.md, "The resume journal").
+ *
+ * An HDF5 file cut by kill -9 or a power cut is not reliably readable, so
+ * the units are not recovered from OUT.partial: rank 0 appends each unit's
+ * whole result (codes, scales, zero points, per-row sums) to an append-only
+ * log as it puts it into the output, each record closed by the SHA-256 of
+ * its bytes, after a header naming what the run is (Proteus version, format
+ * version, resolved configuration, model fingerprint, unit geometry). A
+ * record cut or damaged anywhere fails its checksum and is redone; the
+ * leaves of the source digest are recorded too, so a resumed run whose
+ * checkpoint changed under the same names and sizes fails before the commit.
+ * Whoever holds the journal holds an exclusive flock on it: never two
+ * writers of one OUT. */
+#ifndef PQ_JOURNAL_H
+#define PQ_JOURNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/pq_err.h"
+#include "format/safetensors.h"
+#include "pipeline/plan.h"
+#include "pipeline/result.h"
+
+typedef struct pq_journal pq_journal;
+
+/* The name of the journal of output `out`: out + ".journal". Returns 0, or
+ * ENAMETOOLONG when it does not fit buf[n]. */
+int pq_journal_name(char *buf, size_t n, const char *out);
+
+/* Open and lock the journal of `out` (rank 0, before any unit). header is
+ * the run's identity, "key value" lines (pq_journal_header). Without
+ * resume an existing journal with a header is refused (PQ_ERR_CONFIG: pass
+ * --resume or remove it); with resume its header must equal header
+ * (PQ_ERR_CONFIG naming the first key that differs, with both values), and
+ * its records are checked against plan p: *out then knows which units and
+ * digest leaves it holds. A journal whose header was cut (a stop while it
+ * was made), or, without resume, one that holds no unit, starts again. PQ_ERR_IO when another process
+ * holds the lock (another run writing the same OUT) or the file cannot be
+ * opened, read or written. Returns owned *out (pq_journal_close or
+ * pq_journal_remove). */
+pq_status pq_journal_open(const char *out, bool resume, const char *header, const pq_plan *p, pq_journal **jo);
+
+/* The path of the journal file (borrowed). */
+const char *pq_journal_path(const pq_journal *jr);
+
+/* Units with a valid record, per plan unit (borrowed), and their count. */
+const bool *pq_journal_done(const pq_journal *jr);
+int pq_journal_n_done(const pq_journal *jr); /* 0 for NULL */
+
+/* Records that failed their checksum and were dropped (their units are
+ * redone). */
+int pq_journal_n_bad(const pq_journal *jr);
+
+/* Unit u's recorded result into r (owned buffers, codes included), its
+ * checksum verified again. PQ_ERR_FORMAT naming the journal and the unit
+ * when it no longer matches. */
+pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r);
+
+/* Append unit u's result r (its codes present). Durable within about a
+ * second (fdatasync at most once a second; pq_journal_sync forces it). */
+pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r);
+
+/* Digest leaf `chunk` is known: recorded if the journal had none; compared
+ * if it had one (PQ_ERR_CONFIG when it differs: the checkpoint changed). */
+pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32]);
+
+/* fdatasync what was appended. */
+pq_status pq_journal_sync(pq_journal *jr);
+
+/* Make everything appended durable, unlock and free (the file stays for a
+ * --resume). NULL is fine. */
+void pq_journal_close(pq_journal *jr);
+
+/* After the output was renamed into place: remove the file, unlock, free.
+ * NULL is fine. */
+void pq_journal_remove(pq_journal *jr);
+
+/* The header text of a run (owned, free()): its kind ("quantize"), the
+ * Proteus and file-format versions, the resolved configuration (JSON), the
+ * unit size, the model's fingerprint (every file's size and every tensor's
+ * name, dtype, shape and offset) and the digest of the units' geometry
+ * (tensor, first row, rows of every unit), then `extra` ("key value" lines
+ * of the caller's other inputs, or NULL). NULL when out of memory. */
+char *pq_journal_header(const char *kind, const char *config_json, const pq_plan *p, const pq_st_model *m,
+                        const char *extra);
+
+#endif
