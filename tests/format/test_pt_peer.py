@@ -124,6 +124,7 @@ def contents(path):
         root = {k: v for k, v in f.attrs.items() if k not in ("model_name", "source_sha256_tree")}
         out["/"] = (None, root)
         digest = f.attrs["source_sha256_tree"]
+        digest = digest.decode() if isinstance(digest, bytes) else digest  # fixed-length string
     return out, digest
 
 

@@ -53,7 +53,7 @@ class Readme(unittest.TestCase):
         self.assertTrue(where.startswith(venv), where)
         for name in ("esm2_t6_8M_UR50D_static_int8.h5", "esm2_t6_8M_UR50D_dynamic_int8.h5"):
             with h5py.File(os.path.join(work, name), "r") as f:
-                self.assertEqual(f.attrs["format"], "proteus.quantized")
+                self.assertEqual(bytes(f.attrs["format"]).decode(), "proteus.quantized")
         with h5py.File(os.path.join(work, "esm2_t6_8M_UR50D_dynamic_int8.h5"), "r") as f:
             self.assertEqual(int(f.attrs["num_ranks"]), 4)
 
