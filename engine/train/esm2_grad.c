@@ -13,7 +13,9 @@
 #include "kernels/pq_kernels.h"
 #include "model/blas.h"
 #include "model/tokenizer.h"
+#include "pq_config.h"
 #include "train/attn_grad.h"
+#include "train/fake_quant.h"
 #include "train/gelu_grad.h"
 #include "train/linear_grad.h"
 #include "train/ln_grad.h"
@@ -29,6 +31,7 @@ typedef struct layer_acts {
 struct pq_train_ws {
     const pq_train_params *p;
     int n_threads;
+    bool act_int8;     /* fake-quantize every Linear input */
     float *act;        /* the kept activations of every layer */
     size_t act_floats;
     float *tmp;        /* the backward's scratch and the head rows */
@@ -75,6 +78,20 @@ void pq_train_ws_free(pq_train_ws *ws)
 }
 
 const float *pq_train_ws_dembed(const pq_train_ws *ws) { return ws->demb; }
+
+void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on) { ws->act_int8 = on; }
+
+/* The input of a Linear: int8 per-token fake quantization when asked
+ * (straight-through gradient: the backward needs nothing from here). */
+static void act_fq(const pq_train_ws *ws, float *x, int64_t n, int64_t d)
+{
+    if (!ws->act_int8) return;
+    int64_t nb = (n + 7) / 8;
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(ws->n_threads) if (ws->n_threads > 1)
+#endif
+    for (int64_t b = 0; b < nb; b++) pq_fq_act_rows_ref(x + b * 8 * d, n - b * 8 < 8 ? n - b * 8 : 8, d);
+}
 
 #define ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
 
@@ -272,19 +289,23 @@ static pq_status layer_fwd(pq_train_ws *ws, const float *w, const pq_esm2_batch 
     pq_status st;
     pq_ln_fwd(A->x, N, D, W(PQ_ESM2_LN_ATTN_W, l), W(PQ_ESM2_LN_ATTN_B, l), eps, A->h1, A->mu1, A->rs1,
               ws->n_threads);
+    act_fq(ws, A->h1, N, D);
     /* q, k, v weights and biases are adjacent: one [3D, D] Linear */
     if ((st = pq_linear_fwd(A->h1, N, D, W(PQ_ESM2_Q, l), W(PQ_ESM2_Q_BIAS, l), 3 * D, A->qkv,
                             ws->n_threads)) != PQ_OK) return st;
     pq_attn_shape a = attn_shape(ws, b, l);
     if ((st = pq_attn_fwd(&a, A->qkv, A->P, ws->poff, A->o)) != PQ_OK) return st;
+    act_fq(ws, A->o, N, D);
     if ((st = pq_linear_fwd(A->o, N, D, W(PQ_ESM2_OUT, l), W(PQ_ESM2_OUT_BIAS, l), D, A->xm,
                             ws->n_threads)) != PQ_OK) return st;
     add_rows(A->xm, A->xm, A->x, N * D);
     pq_ln_fwd(A->xm, N, D, W(PQ_ESM2_LN_FFN_W, l), W(PQ_ESM2_LN_FFN_B, l), eps, A->h2, A->mu2, A->rs2,
               ws->n_threads);
+    act_fq(ws, A->h2, N, D);
     if ((st = pq_linear_fwd(A->h2, N, D, W(PQ_ESM2_FC1, l), W(PQ_ESM2_FC1_BIAS, l), F, A->u,
                             ws->n_threads)) != PQ_OK) return st;
     pq_gelu_fwd(A->u, N * F, ws->G, ws->n_threads);
+    act_fq(ws, ws->G, N, F);
     if ((st = pq_linear_fwd(ws->G, N, F, W(PQ_ESM2_FC2, l), W(PQ_ESM2_FC2_BIAS, l), D, x_out,
                             ws->n_threads)) != PQ_OK) return st;
     add_rows(x_out, x_out, A->xm, N * D);
@@ -335,6 +356,7 @@ static pq_status layer_bwd(pq_train_ws *ws, const float *w, const pq_esm2_batch 
     pq_status st;
     /* ws->dx holds d(layer output) and leaves with d(layer input) */
     pq_gelu_fwd(A->u, N * F, ws->G, ws->n_threads);
+    act_fq(ws, ws->G, N, F);
     if ((st = pq_linear_bwd(ws->dx, ws->G, N, F, W(PQ_ESM2_FC2, l), D, G_(PQ_ESM2_FC2, l), G_(PQ_ESM2_FC2_BIAS, l),
                             ws->dG, 0, ws->n_threads)) != PQ_OK)
         return st;

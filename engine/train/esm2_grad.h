@@ -16,6 +16,7 @@
 #ifndef PQ_ESM2_GRAD_H
 #define PQ_ESM2_GRAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/pq_err.h"
@@ -36,6 +37,11 @@ typedef struct pq_train_ws pq_train_ws;
  * sees. Returns owned *out (pq_train_ws_free). */
 pq_status pq_train_ws_create(const pq_train_params *p, int n_threads, pq_train_ws **out);
 void pq_train_ws_free(pq_train_ws *ws); /* NULL is fine */
+
+/* on: every Linear input of the layers (q/k/v, out, fc1, fc2) is fake
+ * quantized to int8 per token (fake_quant.h) in the forward, with a
+ * straight-through gradient; off (the default): fp32. */
+void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on);
 
 /* Floats the forward keeps for batch tb (activations and head rows). */
 int64_t pq_train_ws_floats(const pq_train_ws *ws, const pq_train_batch *tb);
