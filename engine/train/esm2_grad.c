@@ -5,6 +5,7 @@
 #include "train/esm2_grad.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,32 @@ void pq_train_ws_free(pq_train_ws *ws)
 }
 
 const float *pq_train_ws_dembed(const pq_train_ws *ws) { return ws->demb; }
+
+static bool all_finite(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return false;
+    return true;
+}
+
+void pq_train_ws_first_nonfinite(const pq_train_ws *ws, char *what, size_t n)
+{
+    const pq_esm2_config *c = &ws->p->cfg;
+    int64_t ND = ws->N * c->embed_dim;
+    for (int l = 0; l < c->num_layers; l++) {
+        const layer_acts *A = &ws->la[l];
+        if (!all_finite(A->x, ND)) {
+            snprintf(what, n, l ? "the output of layer %d" : "the embedding", l - 1);
+            return;
+        }
+        if (!all_finite(A->xm, ND)) {
+            snprintf(what, n, "the attention residual of layer %d", l);
+            return;
+        }
+    }
+    if (!all_finite(ws->xL, ND)) snprintf(what, n, "the output of layer %d", c->num_layers - 1);
+    else snprintf(what, n, "the LM head");
+}
 
 void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on) { ws->act_int8 = on; }
 

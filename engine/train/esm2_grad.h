@@ -17,6 +17,7 @@
 #define PQ_ESM2_GRAD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/pq_err.h"
@@ -42,6 +43,10 @@ void pq_train_ws_free(pq_train_ws *ws); /* NULL is fine */
  * quantized to int8 per token (fake_quant.h) in the forward, with a
  * straight-through gradient; off (the default): fp32. */
 void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on);
+
+/* After a forward whose loss is not finite: where the activations first
+ * hold NaN or Inf ("the output of layer 3", "the LM head") into what. */
+void pq_train_ws_first_nonfinite(const pq_train_ws *ws, char *what, size_t n);
 
 /* Floats the forward keeps for batch tb (activations and head rows). */
 int64_t pq_train_ws_floats(const pq_train_ws *ws, const pq_train_batch *tb);
