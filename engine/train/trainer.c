@@ -212,3 +212,31 @@ pq_status pq_trainer_step(pq_trainer *tr, double *loss)
     *loss = total;
     return pq_trainer_finish_step(tr, total);
 }
+
+/* The masking step of evaluations: far from any training step. */
+#define EVAL_STEP 0x7E57E57E57ll
+
+pq_status pq_trainer_eval(pq_trainer *tr, const pq_fasta_record *recs, int64_t n_recs, double *mean_loss)
+{
+    pq_train_data d;
+    pq_train_mb mb;
+    memset(&mb, 0, sizeof mb);
+    pq_status st = pq_train_data_init(&d, recs, n_recs, tr->o.seed, tr->o.max_residues);
+    if (st != PQ_OK) return st;
+    if (tr->q) pq_qat_apply(tr->q, tr->p->data, tr->p->n_floats, tr->w_hat, tr->o.n_threads);
+    const float *w = tr->w_hat ? tr->w_hat : tr->p->data;
+    double total = 0.0;
+    int64_t n_t = 0;
+    for (int64_t k = 0; k < n_recs && st == PQ_OK; k += tr->o.micro_size) {
+        int64_t n = n_recs - k < tr->o.micro_size ? n_recs - k : tr->o.micro_size;
+        double l = 0.0;
+        if ((st = pq_train_data_batch(&d, EVAL_STEP, k, n, &mb)) != PQ_OK) break;
+        if ((st = pq_train_forward(tr->ws, w, &mb.tb, 1.0f, &l)) != PQ_OK) break;
+        total += l;
+        n_t += mb.tb.n_targets;
+    }
+    pq_train_mb_free(&mb);
+    pq_train_data_fini(&d);
+    *mean_loss = n_t ? total / (double)n_t : NAN;
+    return st;
+}

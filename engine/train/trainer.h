@@ -96,4 +96,10 @@ pq_status pq_trainer_finish_step(pq_trainer *tr, double loss);
 /* begin + every micro-batch in order + finish, on this process. */
 pq_status pq_trainer_step(pq_trainer *tr, double *loss);
 
+/* Mean masked-LM cross-entropy of the model as it trains (fake-quantized
+ * weights under QAT) on recs (borrowed), every sequence once with the
+ * masking of a fixed step (the same for every call), micro_size sequences
+ * at a time. Errors: the forward's. */
+pq_status pq_trainer_eval(pq_trainer *tr, const pq_fasta_record *recs, int64_t n_recs, double *mean_loss);
+
 #endif

@@ -60,7 +60,10 @@ int main(int argc, char **argv)
     if (st != PQ_OK) return fail(st);
     if ((st = pq_train_params_load(argv[1], &p)) != PQ_OK) return fail(st);
     if ((st = pq_trainer_create(p, recs, n_recs, &o, &tr)) != PQ_OK) return fail(st);
-    if (resume && (st = pq_train_ckpt_read(tr, argv[3])) != PQ_OK) return fail(st);
+    if (resume) {
+        if ((st = pq_train_ckpt_read(tr, argv[3])) != PQ_OK) return fail(st);
+        printf("resumed at step %lld\n", (long long)tr->step);
+    }
     for (int64_t i = 0; i < run && tr->step < o.steps; i++) {
         double loss;
         if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) return fail(st);
