@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mpi.h>
+
 #include "cli/cli.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -16,13 +18,16 @@
 #include "train/qat_export.h"
 #include "train/train_ckpt.h"
 #include "train/trainer.h"
+#include "worker/mpi_start.h"
+#include "worker/sync.h"
+#include "worker/train_mpi.h"
 
 typedef struct qat_opts {
     const char *model, *data, *out, *eval_data, *ckpt;
     int precision;   /* index in k_precisions */
     int act;         /* index in k_acts */
     int group_size;  /* 0: per channel */
-    bool asymmetric, resume, quiet;
+    bool asymmetric, resume, quiet, distill;
     int64_t steps, batch_size, micro_size, max_residues, warmup, ckpt_every;
     double lr, weight_decay, clip;
     uint64_t seed;
@@ -51,6 +56,8 @@ static const pq_cli_opt k_opts[] = {
     {.name = "act", .kind = PQ_CLI_CHOICE, .offset = offsetof(qat_opts, act), .choices = k_acts,
      .meta = "fp32|int8", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "int8: also fake-quantize every Linear input per token\n(dynamic, as the W8A8 kernels do)"},
+    {.name = "distill", .kind = PQ_CLI_FLAG, .offset = offsetof(qat_opts, distill),
+     .help = "train towards the starting model instead of the labels: the\nloss is KL(fp32 model || trained model) at every residue\n(on the masked inputs)"},
     {.name = "steps", .kind = PQ_CLI_I64, .offset = offsetof(qat_opts, steps), .lo = 1, .hi = 1e9, .meta = "N",
      .flags = PQ_CLI_SHOW_DEFAULT, .help = "optimizer steps"},
     {.name = "lr", .kind = PQ_CLI_F64, .offset = offsetof(qat_opts, lr), .lo = 0, .hi = 1e30, .meta = "X",
@@ -106,11 +113,11 @@ static void recipe_json(const qat_opts *o, const pq_train_opts *t, char *buf, si
              "{\"method\":\"qat\",\"precision\":\"%s\",\"group_size\":%d,\"symmetric\":%s,\"act\":\"%s\","
              "\"steps\":%lld,\"lr\":%.9g,\"warmup\":%lld,\"schedule\":\"cosine to %.3g of lr\","
              "\"weight_decay\":%.9g,\"clip\":%.9g,\"batch_size\":%lld,\"micro_batch\":%lld,\"max_residues\":%lld,"
-             "\"seed\":%llu,\"optimizer\":\"AdamW(0.9,0.999,1e-8)\",\"steps_init\":\"rtn\",\"data\":\"%s\"}",
+             "\"seed\":%llu,\"loss\":\"%s\",\"optimizer\":\"AdamW(0.9,0.999,1e-8)\",\"steps_init\":\"rtn\",\"data\":\"%s\"}",
              k_precisions[o->precision], o->group_size, o->asymmetric ? "false" : "true", k_acts[o->act],
              (long long)t->steps, t->lr, (long long)t->warmup, t->min_lr_frac, t->weight_decay, t->clip,
              (long long)t->batch_size, (long long)t->micro_size, (long long)t->max_residues,
-             (unsigned long long)t->seed, o->data);
+             (unsigned long long)t->seed, t->distill ? "kl_to_fp32" : "masked_lm_ce", o->data);
 }
 
 int pq_cmd_qat(int argc, char **argv)
@@ -139,6 +146,7 @@ int pq_cmd_qat(int argc, char **argv)
     t.spec = (pq_qspec){.bits = o.precision == 0 ? 4 : 8, .gran = o.group_size ? PQ_GRAN_GROUP : PQ_GRAN_CHANNEL,
                         .group_size = o.group_size, .symmetric = !o.asymmetric};
     t.act_int8 = o.act == 1;
+    t.distill = o.distill;
     if (t.warmup < 0) t.warmup = t.steps / 10;
     char ckpt[4096], cmdline[4096] = "", recipe[2048], eval_json[256] = "";
     snprintf(ckpt, sizeof ckpt, "%s", o.ckpt ? o.ckpt : "");
@@ -149,50 +157,70 @@ int pq_cmd_qat(int argc, char **argv)
     }
     recipe_json(&o, &t, recipe, sizeof recipe);
 
+    int provided = 0, rank = 0, n_ranks = 1;
+    if ((rc = pq_mpi_start(&provided))) return rc;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &n_ranks);
+    if (t.n_threads <= 0) t.n_threads = pq_sync_threads_per_rank(MPI_COMM_WORLD, rank);
+    bool talk = rank == 0 && !o.quiet;
+
     pq_fasta_opts fo = pq_fasta_defaults();
     pq_fasta_record *recs = NULL, *evr = NULL;
     int64_t n_recs = 0, n_ev = 0;
     pq_train_params *p = NULL;
     pq_trainer *tr = NULL;
-    double before = 0.0, after = 0.0;
+    double before = 0.0, after = 0.0, t0 = MPI_Wtime();
+    /* every rank holds the whole trainer; rank 0 alone evaluates and writes */
     pq_status st = pq_fasta_read_all(o.data, &fo, 0, &recs, &n_recs);
-    if (st == PQ_OK && o.eval_data) st = pq_fasta_read_all(o.eval_data, &fo, 0, &evr, &n_ev);
+    if (st == PQ_OK && o.eval_data && rank == 0) st = pq_fasta_read_all(o.eval_data, &fo, 0, &evr, &n_ev);
     if (st == PQ_OK) st = pq_train_params_load(o.model, &p);
     if (st == PQ_OK) st = pq_trainer_create(p, recs, n_recs, &t, &tr);
     if (st == PQ_OK && o.resume) st = pq_train_ckpt_read(tr, ckpt);
     if (st == PQ_OK && n_ev && !o.resume) {
         st = pq_trainer_eval(tr, evr, n_ev, &before);
-        if (st == PQ_OK && !o.quiet) printf("eval before training: masked-LM loss %.4f on %lld sequences\n", before,
-                                            (long long)n_ev);
+        if (st == PQ_OK && talk) printf("eval before training: masked-LM loss %.4f on %lld sequences\n", before,
+                                        (long long)n_ev);
     }
-    if (st == PQ_OK && !o.quiet && o.resume) printf("resumed at step %lld of %lld\n", (long long)tr->step,
-                                                    (long long)t.steps);
+    if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
+    if (talk && o.resume) printf("resumed at step %lld of %lld\n", (long long)tr->step, (long long)t.steps);
+    int64_t first = tr->step;
     while (st == PQ_OK && tr->step < t.steps) {
         double loss = 0.0;
-        if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) break;
-        if (!o.quiet) printf("step %lld/%lld loss %.4f\n", (long long)tr->step, (long long)t.steps, loss);
-        if (tr->step % o.ckpt_every == 0 || tr->step == t.steps) st = pq_train_ckpt_write(tr, ckpt);
+        if ((st = pq_train_mpi_step(MPI_COMM_WORLD, tr, &loss)) != PQ_OK) break;
+        if (talk) printf("step %lld/%lld loss %.4f\n", (long long)tr->step, (long long)t.steps, loss);
+        if (tr->step % o.ckpt_every == 0 || tr->step == t.steps) {
+            if (rank == 0) st = pq_train_ckpt_write(tr, ckpt);
+            st = pq_sync_agree(MPI_COMM_WORLD, st);
+        }
     }
-    if (st == PQ_OK && n_ev) {
+    double train_s = MPI_Wtime() - t0;
+    if (st != PQ_OK) goto done;
+    if (rank == 0 && n_ev) {
         st = pq_trainer_eval(tr, evr, n_ev, &after);
         if (st == PQ_OK) {
-            if (!o.quiet) printf("eval after training: masked-LM loss %.4f\n", after);
+            if (talk) printf("eval after training: masked-LM loss %.4f\n", after);
             snprintf(eval_json, sizeof eval_json, "{\"sequences\":%lld,\"loss_before\":%.6f,\"loss_after\":%.6f}",
                      (long long)n_ev, o.resume ? NAN : before, after);
         }
     }
-    if (st == PQ_OK) {
+    if (rank == 0 && st == PQ_OK) {
         pq_qat_export_info info = {.command_line = cmdline, .recipe_json = recipe,
                                    .eval_json = eval_json[0] ? eval_json : NULL};
         st = pq_qat_export(tr, o.model, o.out, &info);
     }
-    if (st == PQ_OK)
-        printf("wrote %s (%s%s, %lld steps, last loss %.4f; training state %s)\n", o.out, k_precisions[o.precision],
-               t.act_int8 ? " a8" : "", (long long)tr->step, tr->step ? tr->curve[tr->step - 1] : NAN, ckpt);
+    if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
+    if (rank == 0)
+        printf("wrote %s (%s%s, %lld steps on %d rank%s, last loss %.4f, %.1f s for %lld steps; training state %s)\n",
+               o.out, k_precisions[o.precision], t.act_int8 ? " a8" : "", (long long)tr->step, n_ranks,
+               n_ranks == 1 ? "" : "s", tr->step ? tr->curve[tr->step - 1] : NAN, train_s,
+               (long long)(tr->step - first), ckpt);
+done:
     pq_trainer_free(tr);
     for (int64_t i = 0; i < n_recs; i++) pq_fasta_record_free(&recs[i]);
     for (int64_t i = 0; i < n_ev; i++) pq_fasta_record_free(&evr[i]);
     free(recs);
     free(evr);
-    return st == PQ_OK ? 0 : pq_cli_fail(st);
+    MPI_Finalize();
+    if (st == PQ_OK) return 0;
+    return rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/pq_kernels.h"
 #include "model/blas.h"
 #include "pq_config.h"
 
@@ -45,23 +46,10 @@ void pq_rotary_apply_ref(float *x, int64_t n_tokens, int64_t ld, int hd, const f
     }
 }
 
-static void softmax_rows(float *S, int64_t T)
-{
-    for (int64_t i = 0; i < T; i++) {
-        float *r = S + i * T, mx = r[0];
-        for (int64_t j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < T; j++) {
-            r[j] = expf(r[j] - mx);
-            sum += r[j];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < T; j++) r[j] *= inv;
-    }
-}
-
 pq_status pq_attn_fwd(const pq_attn_shape *a, float *qkv, float *P, const int64_t *poff, float *o)
 {
+    pq_ops ref; /* the scalar softmax: its sums do not depend on the CPU */
+    pq_ops_init_ref(&ref);
     int H = a->n_heads, hd = a->head_dim;
     int64_t D = (int64_t)H * hd, ld = 3 * D, n_jobs = a->n_seqs * H;
     _Atomic int failed = 0;
@@ -84,7 +72,7 @@ pq_status pq_attn_fwd(const pq_attn_shape *a, float *qkv, float *P, const int64_
             failed = 1;
             continue;
         }
-        softmax_rows(Ph, T);
+        ref.softmax_rows(Ph, T, T);
         if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, Ph, (int)T, vh, (int)ld,
                      0.0f, o + t0 * D + h * hd, (int)D) != PQ_OK)
             failed = 1;

@@ -368,7 +368,9 @@ pq_status pq_train_forward(pq_train_ws *ws, const float *w, const pq_train_batch
                             ws->n_threads)) !=
         PQ_OK)
         return st;
-    *loss_sum = pq_mlm_loss(ws->dz, n_t, V, tb->tgt_id, weight, ws->dz);
+    if (tb->logits_out) memcpy(tb->logits_out, ws->dz, (size_t)(n_t * V) * sizeof(float));
+    *loss_sum = tb->teacher ? pq_kd_loss(ws->dz, tb->teacher, n_t, V, weight, ws->dz)
+                            : pq_mlm_loss(ws->dz, n_t, V, tb->tgt_id, weight, ws->dz);
     return PQ_OK;
 }
 

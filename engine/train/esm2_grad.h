@@ -29,6 +29,11 @@ typedef struct pq_train_batch {
     int64_t n_targets;       /* rows that enter the loss */
     const int64_t *tgt_pos;  /* [n_targets] token index into b.ids, distinct */
     const int32_t *tgt_id;   /* [n_targets] the id to predict there */
+    /* distillation (both NULL: cross-entropy on tgt_id): teacher logits
+     * [n_targets, V] for the loss KL(softmax(teacher) || softmax(logits));
+     * logits_out [n_targets, V] receives this forward's logits */
+    const float *teacher;
+    float *logits_out;
 } pq_train_batch;
 
 typedef struct pq_train_ws pq_train_ws;

@@ -13,4 +13,10 @@
 double pq_mlm_loss(const float *logits, int64_t n, int64_t V, const int32_t *tgt, float weight,
                    float *dlogits);
 
+/* Distillation: the sum over rows of KL(softmax(teacher) || softmax(logits))
+ * (in double), and dlogits = weight * (softmax(logits) - softmax(teacher))
+ * (dlogits may equal logits). */
+double pq_kd_loss(const float *logits, const float *teacher, int64_t n, int64_t V, float weight,
+                  float *dlogits);
+
 #endif

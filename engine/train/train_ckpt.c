@@ -22,12 +22,15 @@ static pq_status put_data(hid_t g, const char *path, const char *name, hid_t fty
                           const void *buf)
 {
     hsize_t dim = (hsize_t)n;
-    hid_t sp = H5Screate_simple(1, &dim, NULL), ds = H5I_INVALID_HID;
+    hid_t sp = H5Screate_simple(1, &dim, NULL), ds = H5I_INVALID_HID, dcpl = H5Pcreate(H5P_DATASET_CREATE);
     pq_status st = PQ_OK;
-    if (sp < 0 || (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+    /* no modification times: the same state gives the same file bytes */
+    if (sp < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
+        (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         (n > 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0))
         st = h5_fail(path, name);
     if (ds >= 0) H5Dclose(ds);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     return st;
 }
@@ -74,6 +77,7 @@ static int recipe(const pq_trainer *tr, recipe_item *it)
     it[n++] = (recipe_item){"group_size", o->qat && o->spec.gran == PQ_GRAN_GROUP ? (double)o->spec.group_size : 0.0};
     it[n++] = (recipe_item){"symmetric", o->qat && o->spec.symmetric ? 1.0 : 0.0};
     it[n++] = (recipe_item){"act_int8", o->qat && o->act_int8 ? 1.0 : 0.0};
+    it[n++] = (recipe_item){"distill", o->distill ? 1.0 : 0.0};
     it[n++] = (recipe_item){"n_floats", (double)tr->p->n_floats};
     it[n++] = (recipe_item){"n_scales", tr->q ? (double)tr->q->n_scales : 0.0};
     return n;
@@ -86,10 +90,15 @@ pq_status pq_train_ckpt_write(const pq_trainer *tr, const char *path)
         return pq_err(PQ_ERR_IO, "%s: path too long", path);
     pq_h5u_quiet();
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), g = H5I_INVALID_HID;
+    hid_t gcpl = H5I_INVALID_HID;
     if (f < 0) return h5_fail(tmp, "cannot create");
     pq_status st = PQ_OK;
     int64_t n = tr->p->n_floats;
-    if ((g = H5Gcreate2(f, GROUP, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) { st = h5_fail(tmp, GROUP); goto done; }
+    if ((gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(gcpl, 0) < 0 ||
+        (g = H5Gcreate2(f, GROUP, H5P_DEFAULT, gcpl, H5P_DEFAULT)) < 0) {
+        st = h5_fail(tmp, GROUP);
+        goto done;
+    }
     recipe_item it[32];
     int ni = recipe(tr, it);
     for (int i = 0; i < ni && st == PQ_OK; i++) st = pq_h5u_put_f64(g, "/" GROUP, it[i].name, it[i].value);
@@ -108,6 +117,7 @@ pq_status pq_train_ckpt_write(const pq_trainer *tr, const char *path)
     }
 done:
     if (g >= 0) H5Gclose(g);
+    if (gcpl >= 0) H5Pclose(gcpl);
     if (H5Fclose(f) < 0 && st == PQ_OK) st = h5_fail(tmp, "cannot close");
     if (st == PQ_OK && rename(tmp, path) != 0)
         st = pq_err(PQ_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));

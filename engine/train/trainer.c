@@ -54,6 +54,11 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
     if ((st = pq_train_data_init(&tr->data, recs, n_recs, o->seed, o->max_residues)) != PQ_OK) goto fail;
     if ((st = pq_train_ws_create(p, tr->o.n_threads, &tr->ws)) != PQ_OK) goto fail;
     pq_train_ws_set_act_int8(tr->ws, o->qat && o->act_int8);
+    if (o->distill) {
+        if (!(tr->w_teacher = malloc(nb))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+        memcpy(tr->w_teacher, p->data, nb);
+        if ((st = pq_train_ws_create(p, tr->o.n_threads, &tr->ws_t)) != PQ_OK) goto fail;
+    }
     *out = tr;
     return PQ_OK;
 fail:
@@ -65,6 +70,9 @@ void pq_trainer_free(pq_trainer *tr)
 {
     if (!tr) return;
     pq_train_ws_free(tr->ws);
+    pq_train_ws_free(tr->ws_t);
+    free(tr->w_teacher);
+    free(tr->t_logits);
     pq_train_mb_free(&tr->mb);
     pq_train_data_fini(&tr->data);
     pq_qat_free(tr->q);
@@ -87,14 +95,35 @@ static void micro_range(const pq_trainer *tr, int64_t mb, int64_t *k0, int64_t *
     *n = end - first;
 }
 
+/* Distillation: every residue of the micro-batch is a target (its input
+ * still masked as drawn). */
+static void distill_targets(pq_train_mb *mb)
+{
+    int64_t n_t = 0;
+    for (int64_t s = 0; s < mb->tb.b.n_seqs; s++)
+        for (int64_t t = mb->offsets[s] + 1; t < mb->offsets[s + 1] - 1; t++) {
+            mb->tgt_pos[n_t] = t;
+            mb->tgt_id[n_t++] = mb->ids[t];
+        }
+    mb->tb.n_targets = n_t;
+}
+
+/* The micro-batch mb of the current step into tr->mb. */
+static pq_status build_micro(pq_trainer *tr, int64_t mb)
+{
+    int64_t k0, n;
+    micro_range(tr, mb, &k0, &n);
+    pq_status st = pq_train_data_batch(&tr->data, tr->step, k0, n, &tr->mb);
+    if (st == PQ_OK && tr->o.distill) distill_targets(&tr->mb);
+    return st;
+}
+
 pq_status pq_trainer_begin_step(pq_trainer *tr)
 {
     if (tr->q) pq_qat_apply(tr->q, tr->p->data, tr->p->n_floats, tr->w_hat, tr->o.n_threads);
     tr->step_targets = 0;
     for (int64_t mb = 0; mb < pq_trainer_n_micro(tr); mb++) {
-        int64_t k0, n;
-        micro_range(tr, mb, &k0, &n);
-        pq_status st = pq_train_data_batch(&tr->data, tr->step, k0, n, &tr->mb);
+        pq_status st = build_micro(tr, mb);
         if (st != PQ_OK) return st;
         tr->step_targets += tr->mb.tb.n_targets;
     }
@@ -118,12 +147,25 @@ static bool first_nonfinite(const pq_train_params *p, const float *buf, char *na
 
 pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *loss_sum)
 {
-    int64_t k0, n;
-    micro_range(tr, mb, &k0, &n);
-    pq_status st = pq_train_data_batch(&tr->data, tr->step, k0, n, &tr->mb);
+    pq_status st = build_micro(tr, mb);
     if (st != PQ_OK) return st;
     const float *w = tr->w_hat ? tr->w_hat : tr->p->data;
     float weight = (float)(1.0 / (double)tr->step_targets);
+    if (tr->o.distill) {
+        int64_t need = tr->mb.tb.n_targets * tr->p->cfg.vocab_size;
+        if (need > tr->t_cap) {
+            free(tr->t_logits);
+            tr->t_cap = 0;
+            if (!(tr->t_logits = malloc((size_t)need * sizeof(float))))
+                return pq_err(PQ_ERR_RESOURCE, "out of memory for the teacher's logits");
+            tr->t_cap = need;
+        }
+        pq_train_batch tt = tr->mb.tb;
+        double unused;
+        tt.logits_out = tr->t_logits;
+        if ((st = pq_train_forward(tr->ws_t, tr->w_teacher, &tt, 1.0f, &unused)) != PQ_OK) return st;
+        tr->mb.tb.teacher = tr->t_logits;
+    }
     if ((st = pq_train_forward(tr->ws, w, &tr->mb.tb, weight, loss_sum)) != PQ_OK) return st;
     if (!isfinite(*loss_sum)) {
         char name[256], what[300];
@@ -192,19 +234,17 @@ pq_status pq_trainer_step(pq_trainer *tr, double *loss)
 {
     pq_status st = pq_trainer_begin_step(tr);
     if (st != PQ_OK) return st;
-    float *g = NULL;
     int64_t n = tr->p->n_floats;
+    float *g = malloc((size_t)n * sizeof(float));
+    if (!g) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     double total = 0.0;
+    /* the sum starts from zero even for one micro-batch: the same bits as
+     * the ranks' sum (worker/train_mpi.c), signs of zeros included */
     memset(tr->grad, 0, (size_t)n * sizeof(float));
-    if (pq_trainer_n_micro(tr) > 1 && !(g = malloc((size_t)n * sizeof(float))))
-        return pq_err(PQ_ERR_RESOURCE, "out of memory");
     for (int64_t mb = 0; mb < pq_trainer_n_micro(tr); mb++) {
         double l = 0.0;
-        /* one micro-batch: straight into the sum (0 + g is g exactly) */
-        float *dst = g ? g : tr->grad;
-        if ((st = pq_trainer_micro_grad(tr, mb, dst, &l)) != PQ_OK) break;
-        if (g)
-            for (int64_t i = 0; i < n; i++) tr->grad[i] += g[i];
+        if ((st = pq_trainer_micro_grad(tr, mb, g, &l)) != PQ_OK) break;
+        for (int64_t i = 0; i < n; i++) tr->grad[i] += g[i];
         total += l;
     }
     free(g);

@@ -38,6 +38,9 @@ typedef struct pq_train_opts {
     bool qat;               /* fake-quantize the Linear weights (spec) */
     pq_qspec spec;
     bool act_int8;          /* and their inputs, int8 per token */
+    bool distill;           /* loss: KL(fp32 teacher || model) at every
+                               residue instead of cross-entropy at the
+                               targets; the teacher is the starting model */
     int n_threads;
 } pq_train_opts;
 
@@ -61,6 +64,10 @@ typedef struct pq_trainer {
     pq_train_mb mb;
     float *w_hat;           /* fake-quantized weights (QAT) or NULL */
     float *grad, *dscale;   /* the step's sums */
+    float *w_teacher;       /* distillation: the starting weights */
+    pq_train_ws *ws_t;      /* distillation: the teacher's forward */
+    float *t_logits;        /* distillation: teacher logits of a micro-batch */
+    int64_t t_cap;
     int64_t step_targets;   /* targets of the current step */
 } pq_trainer;
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "train/adamw.h"
+#include "dump_io.h"
 
 static float *slurp(const char *dir, const char *name, long *n)
 {
@@ -27,16 +28,6 @@ static float *slurp(const char *dir, const char *name, long *n)
     return p;
 }
 
-static int spill(const char *dir, const char *name, const float *p, long n)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    int bad = !f || fwrite(p, 4, (size_t)n, f) != (size_t)n;
-    if (f && fclose(f) != 0) bad = 1;
-    return bad;
-}
-
 int main(int argc, char **argv)
 {
     if (argc != 8) {
@@ -53,7 +44,8 @@ int main(int argc, char **argv)
     }
     pq_adamw h = {.beta1 = atof(argv[5]), .beta2 = atof(argv[6]), .eps = atof(argv[7])};
     pq_adamw_update(&h, atoll(argv[2]), atof(argv[3]), atof(argv[4]), p, g, m, v, n);
-    int rc = spill(d, "p1.f32", p, n) || spill(d, "m1.f32", m, n) || spill(d, "v1.f32", v, n);
+    int rc = dump_file(d, "p1.f32", p, (size_t)n * 4) || dump_file(d, "m1.f32", m, (size_t)n * 4) ||
+             dump_file(d, "v1.f32", v, (size_t)n * 4);
     free(p); free(g); free(m); free(v);
     return rc;
 }

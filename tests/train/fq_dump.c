@@ -15,23 +15,7 @@
 
 #include "train/fake_quant.h"
 #include "train/qat.h"
-
-static int fail(pq_status st)
-{
-    fprintf(stderr, "fq_dump: %s: %s\n", pq_strerror(st), pq_err_detail());
-    return 1;
-}
-
-static int dump(const char *dir, const char *name, const void *p, size_t n_bytes)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    int bad = !f || fwrite(p, 1, n_bytes, f) != n_bytes;
-    if (f && fclose(f) != 0) bad = 1;
-    if (bad) fprintf(stderr, "fq_dump: cannot write %s\n", path);
-    return bad;
-}
+#include "dump_io.h"
 
 int main(int argc, char **argv)
 {
@@ -46,8 +30,8 @@ int main(int argc, char **argv)
     pq_train_params *p = NULL;
     pq_qat *q = NULL;
     pq_status st = pq_train_params_load(argv[1], &p);
-    if (st != PQ_OK) return fail(st);
-    if ((st = pq_qat_create(p, p->data, &spec, &q)) != PQ_OK) return fail(st);
+    if (st != PQ_OK) return dump_fail("fq_dump", st);
+    if ((st = pq_qat_create(p, p->data, &spec, &q)) != PQ_OK) return dump_fail("fq_dump", st);
     const pq_qat_site *s = NULL;
     for (int i = 0; i < q->n_sites; i++)
         if (q->site[i].role == PQ_ESM2_FC1 && q->site[i].layer == 0) s = &q->site[i];
@@ -74,11 +58,11 @@ int main(int argc, char **argv)
     fprintf(f, "%lld %lld %lld %d %d\n", (long long)s->rows, (long long)s->cols, (long long)s->n_groups, q->qmin,
             q->qmax);
     fclose(f);
-    int rc = dump(dir, "w.f32", p->data + s->w_off, (size_t)n * 4) ||
-             dump(dir, "scale.f32", q->scale + s->s_off, (size_t)ns * 4) ||
-             (q->zp && dump(dir, "zp.i32", q->zp + s->s_off, (size_t)ns * 4)) ||
-             dump(dir, "what.f32", what + s->w_off, (size_t)n * 4) || dump(dir, "dw.f32", grad + s->w_off, (size_t)n * 4) ||
-             dump(dir, "ds.f32", ds + s->s_off, (size_t)ns * 4) || dump(dir, "act.f32", act, (size_t)n * 4);
+    int rc = dump_file(dir, "w.f32", p->data + s->w_off, (size_t)n * 4) ||
+             dump_file(dir, "scale.f32", q->scale + s->s_off, (size_t)ns * 4) ||
+             (q->zp && dump_file(dir, "zp.i32", q->zp + s->s_off, (size_t)ns * 4)) ||
+             dump_file(dir, "what.f32", what + s->w_off, (size_t)n * 4) || dump_file(dir, "dw.f32", grad + s->w_off, (size_t)n * 4) ||
+             dump_file(dir, "ds.f32", ds + s->s_off, (size_t)ns * 4) || dump_file(dir, "act.f32", act, (size_t)n * 4);
     free(what); free(dw); free(ds); free(act); free(grad);
     pq_qat_free(q);
     pq_train_params_free(p);

@@ -18,25 +18,7 @@
 
 #include "model/tokenizer.h"
 #include "train/esm2_grad.h"
-
-static int fail(pq_status st)
-{
-    fprintf(stderr, "grad_dump: %s: %s\n", pq_strerror(st), pq_err_detail());
-    return 1;
-}
-
-static int write_f32(const char *dir, const char *name, const float *p, int64_t n)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, sizeof(float), (size_t)n, f) != (size_t)n) {
-        fprintf(stderr, "grad_dump: cannot write %s\n", path);
-        if (f) fclose(f);
-        return 1;
-    }
-    return fclose(f) != 0;
-}
+#include "dump_io.h"
 
 int main(int argc, char **argv)
 {
@@ -59,7 +41,7 @@ int main(int argc, char **argv)
         int32_t *t;
         int64_t n;
         pq_status st = pq_tok_encode(tok, strlen(tok), "batch", 0, &t, &n);
-        if (st != PQ_OK) return fail(st);
+        if (st != PQ_OK) return dump_fail("grad_dump", st);
         ids = realloc(ids, (size_t)(off[n_seqs] + n) * sizeof *ids);
         off = realloc(off, (size_t)(n_seqs + 2) * sizeof *off);
         memcpy(ids + off[n_seqs], t, (size_t)n * sizeof *t);
@@ -85,14 +67,14 @@ int main(int argc, char **argv)
     pq_train_params *p = NULL;
     pq_train_ws *ws = NULL;
     pq_status st = pq_train_params_load(argv[1], &p);
-    if (st != PQ_OK) return fail(st);
-    if ((st = pq_train_ws_create(p, threads, &ws)) != PQ_OK) return fail(st);
+    if (st != PQ_OK) return dump_fail("grad_dump", st);
+    if ((st = pq_train_ws_create(p, threads, &ws)) != PQ_OK) return dump_fail("grad_dump", st);
     pq_train_batch tb = {.b = {.n_seqs = n_seqs, .offsets = off, .ids = ids}, .n_targets = n_t, .tgt_pos = pos,
                          .tgt_id = tgt};
     float *grad = calloc((size_t)p->n_floats, sizeof(float));
     double loss = 0.0;
-    if ((st = pq_train_forward(ws, p->data, &tb, 1.0f / (float)n_t, &loss)) != PQ_OK) return fail(st);
-    if ((st = pq_train_backward(ws, p->data, &tb, grad)) != PQ_OK) return fail(st);
+    if ((st = pq_train_forward(ws, p->data, &tb, 1.0f / (float)n_t, &loss)) != PQ_OK) return dump_fail("grad_dump", st);
+    if ((st = pq_train_backward(ws, p->data, &tb, grad)) != PQ_OK) return dump_fail("grad_dump", st);
     const char *dir = argv[3];
     char path[1024];
     snprintf(path, sizeof path, "%s/loss.txt", dir);
@@ -111,8 +93,8 @@ int main(int argc, char **argv)
     f = fopen(path, "w");
     for (int64_t s = 0; s <= n_seqs; s++) fprintf(f, "%lld\n", (long long)off[s]);
     fclose(f);
-    int rc = write_f32(dir, "grads.f32", grad, p->n_floats) ||
-             write_f32(dir, "dembed.f32", pq_train_ws_dembed(ws), off[n_seqs] * p->cfg.embed_dim);
+    int rc = dump_file(dir, "grads.f32", grad, (size_t)p->n_floats * 4) ||
+             dump_file(dir, "dembed.f32", pq_train_ws_dembed(ws), (size_t)(off[n_seqs] * p->cfg.embed_dim) * 4);
     pq_train_ws_free(ws);
     pq_train_params_free(p);
     free(grad); free(off); free(ids); free(pos); free(tgt);

@@ -40,21 +40,10 @@ atexit.register(shutil.rmtree, TMP, True)
 
 
 def fasta_seqs(path, n):
-    out, cur = [], []
+    """The first n sequences of a FASTA file."""
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith(">"):
-                if cur:
-                    out.append("".join(cur))
-                cur = []
-                if len(out) >= n:
-                    break
-            elif line:
-                cur.append(line)
-    if cur and len(out) < n:
-        out.append("".join(cur))
-    return out
+        recs = f.read().split(">")[1:n + 1]
+    return ["".join(r.splitlines()[1:]).replace(" ", "") for r in recs]
 
 
 def make_batch(seed):

@@ -14,12 +14,7 @@
 
 #include "train/train_ckpt.h"
 #include "train/trainer.h"
-
-static int fail(pq_status st)
-{
-    fprintf(stderr, "train_run: %s: %s\n", pq_strerror(st), pq_err_detail());
-    return pq_status_exit_code(st);
-}
+#include "dump_io.h"
 
 int main(int argc, char **argv)
 {
@@ -57,18 +52,18 @@ int main(int argc, char **argv)
     pq_train_params *p = NULL;
     pq_trainer *tr = NULL;
     pq_status st = pq_fasta_read_all(argv[2], &fo, 64, &recs, &n_recs);
-    if (st != PQ_OK) return fail(st);
-    if ((st = pq_train_params_load(argv[1], &p)) != PQ_OK) return fail(st);
-    if ((st = pq_trainer_create(p, recs, n_recs, &o, &tr)) != PQ_OK) return fail(st);
+    if (st != PQ_OK) return dump_fail("train_run", st);
+    if ((st = pq_train_params_load(argv[1], &p)) != PQ_OK) return dump_fail("train_run", st);
+    if ((st = pq_trainer_create(p, recs, n_recs, &o, &tr)) != PQ_OK) return dump_fail("train_run", st);
     if (resume) {
-        if ((st = pq_train_ckpt_read(tr, argv[3])) != PQ_OK) return fail(st);
+        if ((st = pq_train_ckpt_read(tr, argv[3])) != PQ_OK) return dump_fail("train_run", st);
         printf("resumed at step %lld\n", (long long)tr->step);
     }
     for (int64_t i = 0; i < run && tr->step < o.steps; i++) {
         double loss;
-        if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) return fail(st);
+        if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) return dump_fail("train_run", st);
         printf("step %lld loss %.6f\n", (long long)tr->step, loss);
-        if ((st = pq_train_ckpt_write(tr, argv[3])) != PQ_OK) return fail(st);
+        if ((st = pq_train_ckpt_write(tr, argv[3])) != PQ_OK) return dump_fail("train_run", st);
     }
     FILE *f = fopen(argv[4], "wb");
     if (!f || fwrite(tr->p->data, sizeof(float), (size_t)tr->p->n_floats, f) != (size_t)tr->p->n_floats) return 1;
