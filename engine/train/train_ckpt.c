@@ -24,7 +24,7 @@ static pq_status put_data(hid_t g, const char *path, const char *name, hid_t fty
     hsize_t dim = (hsize_t)n;
     hid_t sp = H5Screate_simple(1, &dim, NULL), ds = H5I_INVALID_HID, dcpl = H5Pcreate(H5P_DATASET_CREATE);
     pq_status st = PQ_OK;
-    /* no modification times: the same state gives the same file bytes */
+    /* no modification times in the file */
     if (sp < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
         (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         (n > 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0))

@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_train_mpi.py - `proteus qat` data-parallel over MPI ranks: 20 steps of
 int4 QAT (6 micro-batches a step) on 1, 2 and 3 ranks and on one rank with 2
-threads leave the same training state, byte for byte (weights, moments,
-steps, curve); a diverging run on 2 ranks stops every rank with exit status
+threads leave the same training state bit for bit (weights, moments, LSQ
+steps, curve, recipe); a diverging run on 2 ranks stops every rank with exit status
 13 and the message naming the step.
 
-usage: python3 test_train_mpi.py PROTEUS MPIEXEC MODEL.safetensors TRAIN.fasta"""
+The states are compared dataset by dataset (values and attributes): HDF5
+files holding the same data may differ in a few bytes of metadata padding.
+
+usage: python test_train_mpi.py PROTEUS MPIEXEC MODEL.safetensors TRAIN.fasta"""
 import atexit
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+
+import h5py
+import numpy as np
 
 PROTEUS, MPIEXEC, MODEL, DATA = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="pq_trainmpi_")
@@ -40,11 +46,19 @@ def main():
             failures.append(f"-n {n} --threads {threads}: exit {p.returncode}: {p.stderr.strip()}")
             continue
         print(p.stdout.strip())
-        states[(n, threads)] = open(out + ".train.h5", "rb").read()
+        with h5py.File(out + ".train.h5") as h:
+            g = h["train"]
+            states[(n, threads)] = ({k: g[k][()] for k in g}, dict(g.attrs))
     ref = states.get((1, 1))
-    for k, v in states.items():
-        if ref is not None and v != ref:
-            failures.append(f"-n {k[0]} --threads {k[1]}: the training state after 20 steps differs from -n 1")
+    for k, (data, attrs) in states.items():
+        if ref is None:
+            break
+        bad = [name for name in ref[0] if name not in data or not np.array_equal(ref[0][name], data[name])]
+        if bad or attrs != ref[1] or set(data) != set(ref[0]):
+            failures.append(f"-n {k[0]} --threads {k[1]}: the training state after 20 steps differs from -n 1 "
+                            f"in {bad or 'its attributes'}")
+        elif k != (1, 1):
+            print(f"-n {k[0]} --threads {k[1]}: {len(data)} datasets equal to -n 1 --threads 1")
     p = run(2, 1, os.path.join(TMP, "nan.h5"), "--lr", "1e30")
     print(f"divergence on 2 ranks: exit {p.returncode}: {p.stderr.strip()}")
     if p.returncode != 13 or "step" not in p.stderr or "overflowed" not in p.stderr:
