@@ -57,7 +57,8 @@ static const pq_cli_opt k_opts[] = {
      .meta = "fp32|int8", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "int8: also fake-quantize every Linear input per token\n(dynamic, as the W8A8 kernels do)"},
     {.name = "distill", .kind = PQ_CLI_FLAG, .offset = offsetof(qat_opts, distill),
-     .help = "train towards the starting model instead of the labels: the\nloss is KL(fp32 model || trained model) at every residue\n(on the masked inputs)"},
+     .help = "train towards the starting model instead of the labels: the\n"
+             "loss is KL(fp32 model || trained model) at every residue\n(on the masked inputs)"},
     {.name = "steps", .kind = PQ_CLI_I64, .offset = offsetof(qat_opts, steps), .lo = 1, .hi = 1e9, .meta = "N",
      .flags = PQ_CLI_SHOW_DEFAULT, .help = "optimizer steps"},
     {.name = "lr", .kind = PQ_CLI_F64, .offset = offsetof(qat_opts, lr), .lo = 0, .hi = 1e30, .meta = "X",
@@ -113,7 +114,8 @@ static void recipe_json(const qat_opts *o, const pq_train_opts *t, char *buf, si
              "{\"method\":\"qat\",\"precision\":\"%s\",\"group_size\":%d,\"symmetric\":%s,\"act\":\"%s\","
              "\"steps\":%lld,\"lr\":%.9g,\"warmup\":%lld,\"schedule\":\"cosine to %.3g of lr\","
              "\"weight_decay\":%.9g,\"clip\":%.9g,\"batch_size\":%lld,\"micro_batch\":%lld,\"max_residues\":%lld,"
-             "\"seed\":%llu,\"loss\":\"%s\",\"optimizer\":\"AdamW(0.9,0.999,1e-8)\",\"steps_init\":\"rtn\",\"data\":\"%s\"}",
+             "\"seed\":%llu,\"loss\":\"%s\",\"optimizer\":\"AdamW(0.9,0.999,1e-8)\",\"steps_init\":\"rtn\","
+             "\"data\":\"%s\"}",
              k_precisions[o->precision], o->group_size, o->asymmetric ? "false" : "true", k_acts[o->act],
              (long long)t->steps, t->lr, (long long)t->warmup, t->min_lr_frac, t->weight_decay, t->clip,
              (long long)t->batch_size, (long long)t->micro_size, (long long)t->max_residues,

@@ -48,7 +48,8 @@ pq_status pq_train_mpi_step(MPI_Comm comm, pq_trainer *tr, double *loss)
         double l = owner == rank ? mine_loss[mb / n_ranks] : 0.0;
         if (n_ranks > 1) {
             if ((st = bcast_floats(comm, g, n, owner)) != PQ_OK) goto done;
-            if ((st = pq_mpi_check(MPI_Bcast(&l, 1, MPI_DOUBLE, owner, comm), "broadcasting a loss")) != PQ_OK) goto done;
+            st = pq_mpi_check(MPI_Bcast(&l, 1, MPI_DOUBLE, owner, comm), "broadcasting a loss");
+            if (st != PQ_OK) goto done;
         }
         for (int64_t i = 0; i < n; i++) tr->grad[i] += g[i];
         total += l;

@@ -82,39 +82,37 @@ void pq_qat_free(pq_qat *q)
 /* Row blocks of the sites: fixed, so the split does not follow the threads. */
 #define ROWS 16
 
-void pq_qat_apply(const pq_qat *q, const float *w, int64_t n_floats, float *w_hat, int n_threads)
+/* Forward (grad NULL: w_hat from w) or backward (grad in place, dscale)
+ * of every site, row blocks in parallel. */
+static void sites_pass(const pq_qat *q, const float *w, float *w_hat, float *grad, float *dscale, int n_threads)
 {
     (void)n_threads;
-    if (w_hat != w) memcpy(w_hat, w, (size_t)n_floats * sizeof(float));
     for (int i = 0; i < q->n_sites; i++) {
         const pq_qat_site *s = &q->site[i];
         int64_t nb = (s->rows + ROWS - 1) / ROWS;
         const int32_t *z = q->zp ? q->zp + s->s_off : NULL;
+        const float *sc = q->scale + s->s_off;
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
 #endif
         for (int64_t b = 0; b < nb; b++) {
-            int64_t r1 = (b + 1) * ROWS < s->rows ? (b + 1) * ROWS : s->rows;
-            pq_fq_weight_fwd_ref(w + s->w_off, b * ROWS, r1, s->cols, s->gs, q->scale + s->s_off, z, q->qmin,
-                                 q->qmax, w_hat + s->w_off);
+            int64_t r0 = b * ROWS, r1 = (b + 1) * ROWS < s->rows ? (b + 1) * ROWS : s->rows;
+            if (grad)
+                pq_fq_weight_bwd_ref(w + s->w_off, grad + s->w_off, r0, r1, s->cols, s->gs, sc, z, q->qmin, q->qmax,
+                                     grad + s->w_off, dscale + s->s_off);
+            else
+                pq_fq_weight_fwd_ref(w + s->w_off, r0, r1, s->cols, s->gs, sc, z, q->qmin, q->qmax, w_hat + s->w_off);
         }
     }
 }
 
+void pq_qat_apply(const pq_qat *q, const float *w, int64_t n_floats, float *w_hat, int n_threads)
+{
+    if (w_hat != w) memcpy(w_hat, w, (size_t)n_floats * sizeof(float));
+    sites_pass(q, w, w_hat, NULL, NULL, n_threads);
+}
+
 void pq_qat_backward(const pq_qat *q, const float *w, float *grad, float *dscale, int n_threads)
 {
-    (void)n_threads;
-    for (int i = 0; i < q->n_sites; i++) {
-        const pq_qat_site *s = &q->site[i];
-        int64_t nb = (s->rows + ROWS - 1) / ROWS;
-        const int32_t *z = q->zp ? q->zp + s->s_off : NULL;
-#if PQ_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1)
-#endif
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t r1 = (b + 1) * ROWS < s->rows ? (b + 1) * ROWS : s->rows;
-            pq_fq_weight_bwd_ref(w + s->w_off, grad + s->w_off, b * ROWS, r1, s->cols, s->gs,
-                                 q->scale + s->s_off, z, q->qmin, q->qmax, grad + s->w_off, dscale + s->s_off);
-        }
-    }
+    sites_pass(q, w, NULL, grad, dscale, n_threads);
 }

@@ -114,8 +114,8 @@ pq_status pq_train_data_batch(pq_train_data *d, int64_t step, int64_t k0, int64_
             double u = pq_train_uniform(d->seed, t, k, i, S_SHOW);
             if (u < 0.8) mb->ids[p] = PQ_TOK_MASK;
             else if (u < 0.9)
-                mb->ids[p] = PQ_TOK_AA_FIRST +
-                             (int32_t)(pq_train_uniform(d->seed, t, k, i, S_RANDOM) * (PQ_TOK_AA_LAST - PQ_TOK_AA_FIRST + 1));
+                mb->ids[p] = PQ_TOK_AA_FIRST + (int32_t)(pq_train_uniform(d->seed, t, k, i, S_RANDOM) *
+                                                         (PQ_TOK_AA_LAST - PQ_TOK_AA_FIRST + 1));
         }
         off += n_res + 2;
         mb->offsets[s + 1] = off;

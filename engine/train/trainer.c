@@ -49,7 +49,10 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
         tr->sv = calloc(1, ns);
         tr->dscale = malloc(ns);
         tr->w_hat = malloc(nb);
-        if (!tr->sm || !tr->sv || !tr->dscale || !tr->w_hat) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
+        if (!tr->sm || !tr->sv || !tr->dscale || !tr->w_hat) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+            goto fail;
+        }
     }
     if ((st = pq_train_data_init(&tr->data, recs, n_recs, o->seed, o->max_residues)) != PQ_OK) goto fail;
     if ((st = pq_train_ws_create(p, tr->o.n_threads, &tr->ws)) != PQ_OK) goto fail;

@@ -61,7 +61,8 @@ int main(int argc, char **argv)
     int rc = dump_file(dir, "w.f32", p->data + s->w_off, (size_t)n * 4) ||
              dump_file(dir, "scale.f32", q->scale + s->s_off, (size_t)ns * 4) ||
              (q->zp && dump_file(dir, "zp.i32", q->zp + s->s_off, (size_t)ns * 4)) ||
-             dump_file(dir, "what.f32", what + s->w_off, (size_t)n * 4) || dump_file(dir, "dw.f32", grad + s->w_off, (size_t)n * 4) ||
+             dump_file(dir, "what.f32", what + s->w_off, (size_t)n * 4) ||
+             dump_file(dir, "dw.f32", grad + s->w_off, (size_t)n * 4) ||
              dump_file(dir, "ds.f32", ds + s->s_off, (size_t)ns * 4) || dump_file(dir, "act.f32", act, (size_t)n * 4);
     free(what); free(dw); free(ds); free(act); free(grad);
     pq_qat_free(q);
