@@ -12,7 +12,7 @@ training"), each measured against its reference in the same run:
   ranks     `mpirun -n 2` vs `-n 1` on the same global batch (loop time).
 
 usage: .venv/bin/python scripts/bench/bench_qat.py [kl] [speed] [ranks] [--threads T]
-       [--steps N] [--eval-seqs N] [--model M] [--eval F]"""
+       [--steps N] [--eval-seqs N] [--eval-length L] [--model M] [--eval F]"""
 import argparse
 import json
 import os
@@ -46,21 +46,8 @@ def sh(cmd, env=None):
 def evaluate(q, a, tmp):
     js = os.path.join(tmp, os.path.basename(q) + ".json")
     sh([PROTEUS, "evaluate", "--model", q, "--reference", a.model, "--fasta", a.eval, "--max-seqs",
-        str(a.eval_seqs), "--max-length", "500", "--threads", str(a.threads), "--json", js])
+        str(a.eval_seqs), "--max-length", str(a.eval_length), "--threads", str(a.threads), "--json", js])
     return json.load(open(js))
-
-
-def find(d, *keys):
-    """The first value under any of keys, searched through nested dicts."""
-    if isinstance(d, dict):
-        for k, v in d.items():
-            if k in keys and not isinstance(v, dict):
-                return v
-        for v in d.values():
-            r = find(v, *keys)
-            if r is not None:
-                return r
-    return None
 
 
 def bench_kl(a, tmp):
@@ -79,10 +66,8 @@ def bench_kl(a, tmp):
     print(f"| recipe | train time | masked-LM accuracy (fp32) | logits KL vs fp32 |\n|---|---|---|---|")
     for label, path, secs in rows:
         r = evaluate(path, a, tmp)
-        acc_q = find(r.get("quantized", r), "accuracy", "masked_accuracy")
-        acc_r = find(r.get("reference", {}), "accuracy", "masked_accuracy")
-        kl = find(r, "logits_kl", "kl_mean", "kl")
-        print(f"| {label} | {'-' if secs is None else '%.0f s' % secs} | {acc_q} ({acc_r}) | {kl} |", flush=True)
+        print(f"| {label} | {'-' if secs is None else '%.0f s' % secs} | {100 * r['accuracy_quantized']:.2f} % "
+              f"({100 * r['accuracy_reference']:.2f} %) | {r['logits_kl_mean']:.3g} |", flush=True)
 
 
 def torch_tokens_per_s(a, n_steps, seqs_len, batch):
@@ -151,7 +136,8 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-res", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--eval-seqs", type=int, default=400)
+    ap.add_argument("--eval-seqs", type=int, default=100)
+    ap.add_argument("--eval-length", type=int, default=300)
     ap.add_argument("--model", default=MODEL)
     ap.add_argument("--eval", default=EVAL)
     a = ap.parse_args()
