@@ -46,6 +46,15 @@ void pq_rotary_apply_ref(float *x, int64_t n_tokens, int64_t ld, int hd, const f
     }
 }
 
+/* Sequence, its first token, its length and the head of job (s * H + h). */
+static void job_at(const pq_attn_shape *a, int64_t job, int64_t *s, int64_t *t0, int64_t *T, int *h)
+{
+    *s = job / a->n_heads;
+    *h = (int)(job % a->n_heads);
+    *t0 = a->offsets[*s];
+    *T = a->offsets[*s + 1] - *t0;
+}
+
 pq_status pq_attn_fwd(const pq_attn_shape *a, float *qkv, float *P, const int64_t *poff, float *o)
 {
     pq_ops ref; /* the scalar softmax: its sums do not depend on the CPU */
@@ -58,8 +67,9 @@ pq_status pq_attn_fwd(const pq_attn_shape *a, float *qkv, float *P, const int64_
 #pragma omp parallel for schedule(dynamic, 1) num_threads(a->n_threads) if (a->n_threads > 1)
 #endif
     for (int64_t job = 0; job < n_jobs; job++) {
-        int64_t s = job / H, t0 = a->offsets[s], T = a->offsets[s + 1] - t0;
-        int h = (int)(job % H);
+        int64_t s, t0, T;
+        int h;
+        job_at(a, job, &s, &t0, &T, &h);
         float *qh = qkv + t0 * ld + h * hd, *kh = qh + D;
         const float *vh = qh + 2 * D;
         for (int64_t t = 0; t < T; t++)
@@ -94,8 +104,9 @@ pq_status pq_attn_bwd(const pq_attn_shape *a, const float *qkv, const float *P, 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(a->n_threads) if (a->n_threads > 1)
 #endif
     for (int64_t job = 0; job < n_jobs; job++) {
-        int64_t s = job / H, t0 = a->offsets[s], T = a->offsets[s + 1] - t0;
-        int h = (int)(job % H), tid = 0;
+        int64_t s, t0, T;
+        int h, tid = 0;
+        job_at(a, job, &s, &t0, &T, &h);
 #if PQ_HAVE_OPENMP
         tid = omp_get_thread_num();
 #endif
