@@ -20,6 +20,7 @@ static const command commands[] = {
     {"synth", pq_cmd_synth, "write a deterministic synthetic ESM-2 checkpoint (safetensors)"},
     {"calibrate", pq_cmd_calibrate, "activation statistics on calibration proteins: collect, update, stats, export"},
     {"quantize", pq_cmd_quantize, "quantize a checkpoint into one consolidated HDF5 model"},
+    {"qat", pq_cmd_qat, "quantization-aware training (or fp32 fine-tuning) into an HDF5 model"},
     {"inspect", pq_cmd_inspect, "list the tensors of a safetensors or Proteus HDF5 file"},
     {"monitor", pq_cmd_monitor, "watch a running quantize job (its --monitor ZeroMQ events)"},
     {"embed", pq_cmd_embed, "per-sequence ESM-2 embeddings of a FASTA file to HDF5"},

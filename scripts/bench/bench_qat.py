@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""bench_qat.py - figures of `proteus qat` (docs/PERFORMANCE.md, "Quantization-aware
+training"), each measured against its reference in the same run:
+
+  kl        int4 per-channel: RTN (`proteus quantize`) vs QAT after --steps steps
+            (cross-entropy and --distill), trained on the bundled calibration
+            sample, each evaluated against the fp32 model with `proteus evaluate`
+            on --eval-seqs held-out sequences (logits KL, accuracy);
+  speed     training tokens/s (forward + backward + AdamW, fp32) of `proteus qat
+            --precision fp32` vs PyTorch fair-esm training of the same model on
+            batches of the same shape and thread count, interleaved;
+  ranks     `mpirun -n 2` vs `-n 1` on the same global batch (loop time).
+
+usage: .venv/bin/python scripts/bench/bench_qat.py [kl] [speed] [ranks] [--threads T]
+       [--steps N] [--eval-seqs N] [--eval-length L] [--model M] [--eval F]"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROTEUS = os.path.join(ROOT, "build", "cli", "proteus")
+MODEL = os.path.join(ROOT, "data", "models", "esm2_t6_8M_proteus_mlm.f16.safetensors")
+CALIB = os.path.join(ROOT, "data", "proteins", "calib_sample.fasta")
+EVAL = os.path.join(ROOT, "..", "shared", "data", "proteins", "dev_eval.fasta")
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "PMIX_MCA_psec": "native", "OMPI_MCA_pml": "ob1",
+           "PMIX_MCA_gds": "hash", "HWLOC_COMPONENTS": "-pci,-linuxio",
+           "HWLOC_PLUGINS_BLACKLIST": "hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml"}
+
+
+def sh(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run(cmd, capture_output=True, text=True, env=e)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {p.stderr.strip()}")
+    return p.stdout
+
+
+def evaluate(q, a, tmp):
+    js = os.path.join(tmp, os.path.basename(q) + ".json")
+    sh([PROTEUS, "evaluate", "--model", q, "--reference", a.model, "--fasta", a.eval, "--max-seqs",
+        str(a.eval_seqs), "--max-length", str(a.eval_length), "--threads", str(a.threads), "--json", js])
+    return json.load(open(js))
+
+
+def bench_kl(a, tmp):
+    rtn = os.path.join(tmp, "rtn.h5")
+    sh([PROTEUS, "quantize", "--model", a.model, "--out", rtn, "--precision", "int4", "--per-channel"])
+    rows = [("int4 per-channel RTN", rtn, None)]
+    common = ["--model", a.model, "--data", CALIB, "--precision", "int4", "--steps", str(a.steps),
+              "--batch-size", str(a.batch), "--micro-batch", str(a.batch), "--max-residues", str(a.max_res),
+              "--lr", str(a.lr), "--threads", str(a.threads), "-q"]
+    for label, extra in ((f"QAT {a.steps} steps, masked-LM loss", []),
+                         (f"QAT {a.steps} steps, --distill", ["--distill"])):
+        out = os.path.join(tmp, "qat%d.h5" % len(rows))
+        t0 = time.time()
+        sh([PROTEUS, "qat", *common, *extra, "--out", out])
+        rows.append((label, out, time.time() - t0))
+    print(f"| recipe | train time | masked-LM accuracy (fp32) | logits KL vs fp32 |\n|---|---|---|---|")
+    for label, path, secs in rows:
+        r = evaluate(path, a, tmp)
+        print(f"| {label} | {'-' if secs is None else '%.0f s' % secs} | {100 * r['accuracy_quantized']:.2f} % "
+              f"({100 * r['accuracy_reference']:.2f} %) | {r['logits_kl_mean']:.3g} |", flush=True)
+
+
+def torch_tokens_per_s(a, n_steps, seqs_len, batch):
+    import torch
+    sys.path.insert(0, os.path.join(ROOT, "tests", "model"))
+    import fairesm_ref
+    torch.set_num_threads(a.threads)
+    model, L, D = fairesm_ref.build_fairesm(a.model)
+    model.train()
+    opt = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("contact_head")], lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    T = seqs_len + 2
+    tokens = torch.randint(4, 24, (batch, T), generator=gen)
+    tokens[:, 0], tokens[:, -1] = 0, 2
+    sel = torch.rand(batch, T, generator=gen) < 0.15
+    sel[:, 0] = sel[:, -1] = False
+    target = tokens[sel]
+    inp = tokens.clone()
+    inp[sel] = 32
+    best = 1e30
+    for i in range(n_steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        logits = model(inp)["logits"]
+        loss = torch.nn.functional.cross_entropy(logits[sel], target)
+        loss.backward()
+        opt.step()
+        dt = time.perf_counter() - t0
+        if i:
+            best = min(best, dt)
+    return batch * T / best
+
+
+def proteus_tokens_per_s(a, tmp, n_steps, seqs_len, batch, ranks=1, precision="fp32"):
+    # sequences at least seqs_len long, all cropped to seqs_len: the same tokens per step
+    fa = os.path.join(tmp, "long.fasta")
+    with open(CALIB) as f:
+        recs, cur = [], None
+        for line in f:
+            if line.startswith(">"):
+                cur = [line, ""]
+                recs.append(cur)
+            else:
+                cur[1] += line.strip()
+    with open(fa, "w") as g:
+        for h, s in recs:
+            if len(s) >= seqs_len:
+                g.write(h + s + "\n")
+    out = os.path.join(tmp, f"speed_{ranks}.h5")
+    cmd = [PROTEUS, "qat", "--model", a.model, "--data", fa, "--precision", precision, "--steps", str(n_steps),
+           "--batch-size", str(batch), "--micro-batch", str(max(1, batch // 2)), "--max-residues", str(seqs_len),
+           "--checkpoint-every", "1000000", "--out", out, "-q",
+           "--threads", str(a.threads if ranks == 1 else max(1, a.threads // ranks))]
+    if ranks > 1 or precision != "fp32":
+        cmd = ["mpirun", "-n", str(ranks)] + cmd
+    o = sh(cmd, MPI_ENV)
+    secs = float(re.search(r"([0-9.]+) s for", o).group(1))
+    return n_steps * batch * (seqs_len + 2) / secs, secs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", nargs="*", default=["kl", "speed", "ranks"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--max-res", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--eval-seqs", type=int, default=100)
+    ap.add_argument("--eval-length", type=int, default=300)
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--eval", default=EVAL)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="pq_bench_qat_")
+    try:
+        if "kl" in a.what:
+            bench_kl(a, tmp)
+        if "speed" in a.what:
+            for rep in range(2):  # interleaved: C, torch, C, torch
+                c, _ = proteus_tokens_per_s(a, tmp, 5, 256, 4)
+                t = torch_tokens_per_s(a, 4, 256, 4)
+                print(f"speed rep {rep}: proteus {c:.0f} tokens/s, torch {t:.0f} tokens/s, ratio {c / t:.2f}x",
+                      flush=True)
+        if "ranks" in a.what:
+            for rep in range(2):
+                one, s1 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=1, precision="int4")
+                two, s2 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=2, precision="int4")
+                print(f"ranks rep {rep}: -n 1 {s1:.1f} s, -n 2 {s2:.1f} s, speed-up {s1 / s2:.2f}x", flush=True)
+    finally:
+        shutil.rmtree(tmp, True)
+
+
+if __name__ == "__main__":
+    main()
