@@ -330,6 +330,7 @@ const pq_gemm_kernels pq_gemm_kernels_avx2 = {
     .a_pack = a_pack_avx2,
     .a_pack_rows = MR,
     .i8i8 = i8i8_avx2,
+    .i4i8 = pq_gemm_i4i8_ref,
     .wonly_scratch = pq_gemm_wonly_scratch_avx2,
     .wonly = pq_gemm_wonly_avx2,
     .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,

@@ -293,12 +293,240 @@ static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
     }
 }
 
+
+/* ---- W4A8: int4 weights on the same packed A --------------------------- */
+/* A pair of k quads of one panel is 64 bytes of nibbles (gemm_impl.h); the
+ * high nibbles masked with 0xF0 are 16 * q as signed bytes, the low ones
+ * shifted up by 4 and masked the same. vpdpbusd then sums (a + 128) * 16 * q
+ * exactly modulo 2^32; removing 16 * 128 * (the group's code sum) leaves 16
+ * times the exact sum, which fits int32 for k <= 65536 (the pack's limit),
+ * and an arithmetic shift by 4 gives the sum itself. */
+
+AINLINE __m512i nib_lo(__m512i x, __m512i m) { return _mm512_and_si512(_mm512_slli_epi16(x, 4), m); }
+AINLINE __m512i nib_hi(__m512i x, __m512i m) { return _mm512_and_si512(x, m); }
+
+/* acc[r * NP + c] (+)= R rows x NP panels over quads [q0, q1) (q0 even).
+ * SPLIT: the second quad of each pair goes to acc[R * NP + ...], so that
+ * short tiles have twice the independent chains. */
+AINLINE void k4(const uint8_t *ap, const uint8_t *wp, int64_t pstride, int64_t q0, int64_t q1, int R,
+                int NP, int SPLIT, __m512i *acc)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    int64_t t;
+    for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+        const uint8_t *aq = ap + 2 * t * MRV * 4;
+        __m512i w[2];
+        for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, aq + 4 * r, sizeof quad);
+            __m512i av = _mm512_set1_epi32(quad);
+            for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
+        }
+        for (int c = 0; c < NP; c++) w[c] = nib_hi(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, aq + MRV * 4 + 4 * r, sizeof quad);
+            __m512i av = _mm512_set1_epi32(quad);
+            int o = SPLIT ? R * NP : 0;
+            for (int c = 0; c < NP; c++) acc[o + r * NP + c] = _mm512_dpbusd_epi32(acc[o + r * NP + c], av, w[c]);
+        }
+    }
+    if (2 * t < q1) { /* an odd last quad: its pair's high nibbles are padding */
+        const uint8_t *aq = ap + 2 * t * MRV * 4;
+        __m512i w[2];
+        for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
+        for (int r = 0; r < R; r++) {
+            int32_t quad;
+            memcpy(&quad, aq + 4 * r, sizeof quad);
+            __m512i av = _mm512_set1_epi32(quad);
+            for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
+        }
+    }
+}
+
+typedef void (*k4_fn)(const uint8_t *, const uint8_t *, int64_t, int64_t, int64_t, __m512i *);
+
+#define DEF_K4(R, NP)                                                                          \
+    static void k4_##R##_##NP(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t q0,      \
+                              int64_t q1, __m512i *out)                                          \
+    {                                                                                          \
+        enum { SPLIT = R <= 4 };                                                               \
+        __m512i a[(1 + SPLIT) * R * NP];                                                       \
+        for (int i = 0; i < (1 + SPLIT) * R * NP; i++) a[i] = _mm512_setzero_si512();           \
+        k4(ap, wp, ps, q0, q1, R, NP, SPLIT, a);                                               \
+        for (int i = 0; i < R * NP; i++) out[i] = SPLIT ? _mm512_add_epi32(a[i], a[R * NP + i]) : a[i]; \
+    }
+#define DEF_K4_R(R) DEF_K4(R, 1) DEF_K4(R, 2)
+DEF_K4_R(1)
+DEF_K4_R(2)
+DEF_K4_R(3)
+DEF_K4_R(4)
+DEF_K4_R(5)
+DEF_K4_R(6)
+DEF_K4_R(7)
+DEF_K4_R(8)
+DEF_K4_R(9)
+DEF_K4_R(10)
+DEF_K4_R(11)
+DEF_K4(12, 1)
+
+/* The 12 x 32 tile with named accumulators (see kern_z_12). */
+#define Z4ROW(r, c0, c1, w0, w1)                                               \
+    do {                                                                       \
+        int32_t quad;                                                          \
+        memcpy(&quad, aq + 4 * (r), sizeof quad);                              \
+        __m512i av = _mm512_set1_epi32(quad);                                  \
+        ZDP(c0, av, w0);                                                       \
+        ZDP(c1, av, w1);                                                       \
+    } while (0)
+#define Z4ROWS(w0, w1)                                                         \
+    Z4ROW(0, a0, a1, w0, w1);                                                  \
+    Z4ROW(1, a2, a3, w0, w1);                                                  \
+    Z4ROW(2, a4, a5, w0, w1);                                                  \
+    Z4ROW(3, a6, a7, w0, w1);                                                  \
+    Z4ROW(4, a8, a9, w0, w1);                                                  \
+    Z4ROW(5, a10, a11, w0, w1);                                                \
+    Z4ROW(6, a12, a13, w0, w1);                                                \
+    Z4ROW(7, a14, a15, w0, w1);                                                \
+    Z4ROW(8, a16, a17, w0, w1);                                                \
+    Z4ROW(9, a18, a19, w0, w1);                                                \
+    Z4ROW(10, a20, a21, w0, w1);                                               \
+    Z4ROW(11, a22, a23, w0, w1)
+
+__attribute__((noinline)) static void k4_12_2(const uint8_t *ap, const uint8_t *wp, int64_t ps,
+                                              int64_t q0, int64_t q1, __m512i *out)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    int64_t t;
+    for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+        const uint8_t *aq = ap + 2 * t * MRV * 4;
+        __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
+        __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+        Z4ROWS(w0, w1);
+        aq += MRV * 4;
+        w0 = nib_hi(_mm512_load_si512((const void *)(wp + t * 64)), m);
+        w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+        Z4ROWS(w0, w1);
+    }
+    if (2 * t < q1) {
+        const uint8_t *aq = ap + 2 * t * MRV * 4;
+        __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
+        __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+        Z4ROWS(w0, w1);
+    }
+    __m512i t24[24] = {a0,  a1,  a2,  a3,  a4,  a5,  a6,  a7,  a8,  a9,  a10, a11,
+                       a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23};
+    memcpy(out, t24, sizeof t24);
+}
+
+static const k4_fn k4_tab[MRV + 1][2] = {
+    {NULL, NULL},           {k4_1_1, k4_1_2},   {k4_2_1, k4_2_2},   {k4_3_1, k4_3_2},
+    {k4_4_1, k4_4_2},       {k4_5_1, k4_5_2},   {k4_6_1, k4_6_2},   {k4_7_1, k4_7_2},
+    {k4_8_1, k4_8_2},       {k4_9_1, k4_9_2},   {k4_10_1, k4_10_2}, {k4_11_1, k4_11_2},
+    {k4_12_1, k4_12_2}};
+
+/* Float partial results of an mr x (np * 16) tile, summed over the groups
+ * as the reference does: f = f + (float)acc_g * w_scale[j, g]. */
+AINLINE void group_fold(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, int np, int64_t row0,
+                        int64_t p, int64_t g, __m512 *f)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t ng = w->n_groups;
+    for (int c = 0; c < np; c++) {
+        int64_t s = ((p + c) * ng + g) * PQ_GEMM_NR;
+        __m512i off = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(w->row_sum + s)), 11);
+        __m512 sc = _mm512_loadu_ps(w->scale + s);
+        __m512i zp = w->zp && job->a_sums ? _mm512_loadu_si512((const void *)(w->zp + s)) : _mm512_setzero_si512();
+        __m512i ca = job->col_add ? _mm512_loadu_si512((const void *)(job->col_add + s)) : _mm512_setzero_si512();
+        for (int r = 0; r < mr; r++) {
+            __m512i v = _mm512_srai_epi32(_mm512_sub_epi32(acc[r * np + c], off), 4);
+            if (w->zp && job->a_sums)
+                v = _mm512_sub_epi32(v, _mm512_mullo_epi32(zp, _mm512_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
+            if (job->col_add) v = _mm512_add_epi32(v, ca);
+            f[r * np + c] = _mm512_add_ps(f[r * np + c], _mm512_mul_ps(_mm512_cvtepi32_ps(v), sc));
+        }
+    }
+}
+
+/* The tile's epilogue: y = f * a_scale (+ bias), then the post-op, panel by
+ * panel as the reference; raw int32 sums when the job has no y. */
+static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512i *acc, int mr, int np,
+                      int64_t row0, int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    for (int c = 0; c < np; c++) {
+        int64_t col0 = (p + c) * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+        __mmask16 k = (__mmask16)((1u << nc) - 1);
+        __m512 b = job->epi && job->epi->bias ? _mm512_maskz_loadu_ps(k, job->epi->bias + col0) : _mm512_setzero_ps();
+        __m512i off = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(w->row_sum + (p + c) * PQ_GEMM_NR)), 11);
+        for (int r = 0; r < mr; r++) {
+            int64_t i = row0 + r;
+            if (!job->y) {
+                __m512i v = _mm512_srai_epi32(_mm512_sub_epi32(acc[r * np + c], off), 4);
+                _mm512_mask_storeu_epi32(job->c + i * job->ldc + col0, k, v);
+                continue;
+            }
+            __m512 v = _mm512_mul_ps(f[r * np + c], _mm512_set1_ps(job->a_scale[job->a_per_token ? i : 0]));
+            if (job->epi && job->epi->bias) v = _mm512_add_ps(v, b);
+            float *yr = job->y + i * job->ldy + col0;
+            if (job->epi && job->epi->post == PQ_GEMM_POST_RESIDUAL) {
+                const float *rr = job->epi->residual + i * job->epi->ldr + col0;
+                _mm512_mask_storeu_ps(yr, k, _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, rr)));
+                continue;
+            }
+            _mm512_mask_storeu_ps(yr, k, v);
+            if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
+                pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
+        }
+    }
+}
+
+static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t ng = w->n_groups, kq = w->kp / 4;
+    /* groups must start on a pair of quads; others run the reference (the
+     * driver then keeps the unpacked codes) */
+    if (ng > 1 && w->group_size % 8) {
+        pq_gemm_i4i8_ref(job, p0, p1);
+        return;
+    }
+    int64_t nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(w->k), gq = w->group_size / 4;
+    const uint8_t *apk = job->a_packed;
+    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
+        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t row0 = b * MRV;
+            int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
+            for (int64_t p = pc; p < pe;) {
+                int np = p + 1 < pe ? 2 : 1;
+                __m512i acc[2 * MRV];
+                __m512 f[2 * MRV];
+                for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
+                for (int64_t g = 0; g < ng; g++) {
+                    int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+                    k4_tab[mr][np - 1](apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
+                    if (job->y) group_fold(job, acc, mr, np, row0, p, g, f);
+                }
+                tile_out4(job, f, acc, mr, np, row0, p);
+                p += np;
+            }
+        }
+    }
+}
+
 const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {
     .name = "avx512vnni",
     .a_pack_size = a_pack_size_vnni,
     .a_pack = a_pack_vnni,
     .a_pack_rows = MRV,
     .i8i8 = i8i8_vnni,
+    .i4i8 = i4i8_vnni,
     .wonly_scratch = pq_gemm_wonly_scratch_avx2,
     .wonly = pq_gemm_wonly_avx2,
     .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,

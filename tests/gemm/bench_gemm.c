@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     else if (!strcmp(op, "wonly8"))
         st = pq_gemm_pack_i8(w8, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w);
     else if (!strcmp(op, "wonly4"))
-        st = pq_gemm_pack_i4(w4, n, k, s4, NULL, PQ_GEMM_GROUP, 128, &w);
+        st = pq_gemm_pack_i4(w4, n, k, s4, NULL, PQ_GEMM_GROUP, 128, PQ_GEMM_USE_WONLY, &w);
     if (st) {
         fprintf(stderr, "bench_gemm: %s\n", pq_kstatus_str(st));
         return 1;
