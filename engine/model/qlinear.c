@@ -63,7 +63,8 @@ pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *sch
 {
     if (force_weight_only || (bits == 8 && gran == PQ_GRAN_GROUP) || (bits != 8 && bits != 4))
         return PQ_QLINEAR_WEIGHT_ONLY;
-    if (scheme && (!strcmp(scheme, "w8a16") || !strcmp(scheme, "w4a16"))) return PQ_QLINEAR_WEIGHT_ONLY;
+    if (scheme && (!strcmp(scheme, "weight-only") || !strcmp(scheme, "w8a16") || !strcmp(scheme, "w4a16")))
+        return PQ_QLINEAR_WEIGHT_ONLY;
     return has_act_scale ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC;
 }
 

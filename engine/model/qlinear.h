@@ -72,7 +72,7 @@ pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *c
 pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n, pq_qlinear **out);
 
 /* The kind auto mode picks for a stored quantized weight: weight-only for
- * scheme "w8a16"/"w4a16" and for 8-bit group scales; otherwise int8
+ * scheme "weight-only"/"w8a16"/"w4a16" and for 8-bit group scales; otherwise int8
  * activations, static (W8A8/W4A8) when an act_scale is stored, dynamic
  * (scheme "dynamic"/"w8a8"/"w4a8") else. force_weight_only picks weight-only
  * always. */
