@@ -264,6 +264,50 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
     z_out(a22, a23, o0, o1, 11, acc0, acc1);
 }
 
+/* One row (GEMV) over four panels on 512-bit vectors, two quads per step
+ * into separate accumulators: eight independent vpdpbusd chains, so the loop
+ * is bound by loading the weights, not by the instruction's latency. */
+__attribute__((noinline)) static void kern_gemv4(const uint8_t *ap, const uint8_t *wp, int64_t ps,
+                                                 const int32_t *wsum, int64_t kq, __m256i *acc)
+{
+    __m512i z = _mm512_setzero_si512();
+    __m512i c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
+    int64_t q = 0;
+    for (; q + 2 <= kq; q += 2) {
+        int32_t u0, u1;
+        memcpy(&u0, ap + q * MRV * 4, sizeof u0);
+        memcpy(&u1, ap + (q + 1) * MRV * 4, sizeof u1);
+        __m512i a0 = _mm512_set1_epi32(u0), a1 = _mm512_set1_epi32(u1);
+        const uint8_t *w = wp + q * 64;
+        ZDP(c0, a0, _mm512_load_si512((const void *)w));
+        ZDP(c1, a0, _mm512_load_si512((const void *)(w + ps)));
+        ZDP(c2, a0, _mm512_load_si512((const void *)(w + 2 * ps)));
+        ZDP(c3, a0, _mm512_load_si512((const void *)(w + 3 * ps)));
+        ZDP(d0, a1, _mm512_load_si512((const void *)(w + 64)));
+        ZDP(d1, a1, _mm512_load_si512((const void *)(w + ps + 64)));
+        ZDP(d2, a1, _mm512_load_si512((const void *)(w + 2 * ps + 64)));
+        ZDP(d3, a1, _mm512_load_si512((const void *)(w + 3 * ps + 64)));
+    }
+    if (q < kq) {
+        int32_t u0;
+        memcpy(&u0, ap + q * MRV * 4, sizeof u0);
+        __m512i a0 = _mm512_set1_epi32(u0);
+        const uint8_t *w = wp + q * 64;
+        ZDP(c0, a0, _mm512_load_si512((const void *)w));
+        ZDP(c1, a0, _mm512_load_si512((const void *)(w + ps)));
+        ZDP(c2, a0, _mm512_load_si512((const void *)(w + 2 * ps)));
+        ZDP(c3, a0, _mm512_load_si512((const void *)(w + 3 * ps)));
+    }
+    __m512i t[4] = {_mm512_add_epi32(c0, d0), _mm512_add_epi32(c1, d1), _mm512_add_epi32(c2, d2),
+                    _mm512_add_epi32(c3, d3)};
+    for (int c = 0; c < 4; c++) {
+        __m512i o = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(wsum + c * PQ_GEMM_NR)), 7);
+        __m512i v = _mm512_sub_epi32(t[c], o);
+        acc[2 * c] = _mm512_castsi512_si256(v);
+        acc[2 * c + 1] = _mm512_extracti64x4_epi64(v, 1);
+    }
+}
+
 static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
 {
     const pq_gemm_w *w = job->w;
@@ -276,6 +320,13 @@ static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
             int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
             for (int64_t p = pc; p < pe; p++) {
                 __m256i acc[2 * MRV], acc1[2 * MRV];
+                if (mr == 1 && p + 3 < pe) {
+                    kern_gemv4(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes,
+                               w->row_sum + p * PQ_GEMM_NR, kq, acc);
+                    for (int c = 0; c < 4; c++) pq_gemm_tile_out_i8(job, acc + 2 * c, 1, row0, p + c);
+                    p += 3;
+                    continue;
+                }
                 if (mr == MRV && p + 1 < pe) {
                     kern_z_12(apk + b * bb, w->data + p * w->panel_bytes,
                               w->data + (p + 1) * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR,
@@ -315,7 +366,7 @@ AINLINE void k4(const uint8_t *ap, const uint8_t *wp, int64_t pstride, int64_t q
     int64_t t;
     for (t = q0 / 2; 2 * t + 1 < q1; t++) {
         const uint8_t *aq = ap + 2 * t * MRV * 4;
-        __m512i w[2];
+        __m512i w[4];
         for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
         for (int r = 0; r < R; r++) {
             int32_t quad;
@@ -334,7 +385,7 @@ AINLINE void k4(const uint8_t *ap, const uint8_t *wp, int64_t pstride, int64_t q
     }
     if (2 * t < q1) { /* an odd last quad: its pair's high nibbles are padding */
         const uint8_t *aq = ap + 2 * t * MRV * 4;
-        __m512i w[2];
+        __m512i w[4];
         for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
         for (int r = 0; r < R; r++) {
             int32_t quad;
@@ -370,6 +421,7 @@ DEF_K4_R(9)
 DEF_K4_R(10)
 DEF_K4_R(11)
 DEF_K4(12, 1)
+DEF_K4(1, 4)
 
 /* The 12 x 32 tile with named accumulators (see kern_z_12). */
 #define Z4ROW(r, c0, c1, w0, w1)                                               \
@@ -504,13 +556,13 @@ static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
             int64_t row0 = b * MRV;
             int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
             for (int64_t p = pc; p < pe;) {
-                int np = p + 1 < pe ? 2 : 1;
+                int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
                 __m512i acc[2 * MRV];
                 __m512 f[2 * MRV];
                 for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
                 for (int64_t g = 0; g < ng; g++) {
                     int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
-                    k4_tab[mr][np - 1](apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
+                    (np == 4 ? k4_1_4 : k4_tab[mr][np - 1])(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
                     if (job->y) group_fold(job, acc, mr, np, row0, p, g, f);
                 }
                 tile_out4(job, f, acc, mr, np, row0, p);
