@@ -107,7 +107,7 @@ pq_kstatus pq_gemm_i8i8_s32(const pq_ops *ops, const int8_t *a, int64_t m, int64
  * sums), then y[i, j] = ((float)acc * a_scale[i or 0]) * w_scale[j] (+ bias[j])
  * and the post-op. a_per_token: a_scale has m entries, else one.
  * W4A8 (an int4 I8I8 pack): acc_g, the same exact sum over each scale group
- * g, then f = 0, f = f + (float)acc_g * w_scale[j, g] for g = 0, 1, ...,
+ * g, then f = 0, f = fmaf((float)acc_g, w_scale[j, g], f) for g = 0, 1, ...,
  * y[i, j] = f * a_scale[i or 0] (+ bias[j]) and the post-op. */
 pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64_t lda, const float *a_scale,
                            int a_per_token, int32_t a_zp, const pq_gemm_w *w,

@@ -87,7 +87,7 @@ void pq_gemm_i4i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
                 }
                 if (w->zp && job->a_sums) acc -= (uint32_t)w->zp[s] * (uint32_t)job->a_sums[i * ng + g];
                 if (job->col_add) acc += (uint32_t)job->col_add[s];
-                f = f + (float)(int32_t)acc * w->scale[s];
+                f = fmaf((float)(int32_t)acc, w->scale[s], f); /* one rounding */
             }
             if (!job->y) continue;
             float v = f * job->a_scale[job->a_per_token ? i : 0];

@@ -482,6 +482,65 @@ static const k4_fn k4_tab[MRV + 1][2] = {
     {k4_8_1, k4_8_2},       {k4_9_1, k4_9_2},   {k4_10_1, k4_10_2}, {k4_11_1, k4_11_2},
     {k4_12_1, k4_12_2}};
 
+/* The 12 x 32 tile over every group of a symmetric pack without activation
+ * zero point: each group's sums folded into f in registers' reach, f =
+ * fma((float)acc_g, w_scale, f), as group_fold does. */
+#define FOLD(r, c0, c1)                                                                          \
+    do {                                                                                         \
+        f[2 * (r)] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c0, o0), 4)), \
+                                     s0, f[2 * (r)]);                                            \
+        f[2 * (r) + 1] = _mm512_fmadd_ps(                                                        \
+            _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c1, o1), 4)), s1, f[2 * (r) + 1]); \
+        c0 = c1 = _mm512_setzero_si512();                                                        \
+    } while (0)
+
+__attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
+                                               int64_t gq, int64_t ng, const int32_t *gsum, const float *scale,
+                                               __m512 *f)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    for (int i = 0; i < 24; i++) f[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq, t;
+        for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+            const uint8_t *aq = ap + 2 * t * MRV * 4;
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+            Z4ROWS(w0, w1);
+            aq += MRV * 4;
+            w0 = nib_hi(_mm512_load_si512((const void *)(wp + t * 64)), m);
+            w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+            Z4ROWS(w0, w1);
+        }
+        if (2 * t < q1) {
+            const uint8_t *aq = ap + 2 * t * MRV * 4;
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
+            Z4ROWS(w0, w1);
+        }
+        /* panel 0's scales at [g], panel 1's at [ng + g] */
+        __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + g * PQ_GEMM_NR)), 11);
+        __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + (ng + g) * PQ_GEMM_NR)), 11);
+        __m512 s0 = _mm512_loadu_ps(scale + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(scale + (ng + g) * PQ_GEMM_NR);
+        FOLD(0, a0, a1);
+        FOLD(1, a2, a3);
+        FOLD(2, a4, a5);
+        FOLD(3, a6, a7);
+        FOLD(4, a8, a9);
+        FOLD(5, a10, a11);
+        FOLD(6, a12, a13);
+        FOLD(7, a14, a15);
+        FOLD(8, a16, a17);
+        FOLD(9, a18, a19);
+        FOLD(10, a20, a21);
+        FOLD(11, a22, a23);
+    }
+}
+
 /* Float partial results of an mr x (np * 16) tile, summed over the groups
  * as the reference does: f = f + (float)acc_g * w_scale[j, g]. */
 AINLINE void group_fold(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, int np, int64_t row0,
@@ -500,7 +559,7 @@ AINLINE void group_fold(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr,
             if (w->zp && job->a_sums)
                 v = _mm512_sub_epi32(v, _mm512_mullo_epi32(zp, _mm512_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
             if (job->col_add) v = _mm512_add_epi32(v, ca);
-            f[r * np + c] = _mm512_add_ps(f[r * np + c], _mm512_mul_ps(_mm512_cvtepi32_ps(v), sc));
+            f[r * np + c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, f[r * np + c]);
         }
     }
 }
@@ -559,6 +618,14 @@ static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
                 int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
                 __m512i acc[2 * MRV];
                 __m512 f[2 * MRV];
+                if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
+                    int64_t s0 = p * ng * PQ_GEMM_NR;
+                    k4_12_2g(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng,
+                             w->row_sum + s0, w->scale + s0, f);
+                    tile_out4(job, f, acc, mr, np, row0, p);
+                    p += np;
+                    continue;
+                }
                 for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
                 for (int64_t g = 0; g < ng; g++) {
                     int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;

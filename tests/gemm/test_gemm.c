@@ -594,6 +594,7 @@ static const wcase w4a8_cases[] = {
     {4, 0, PQ_GEMM_GROUP, 128, 30, 48, 1280},  {4, 1, PQ_GEMM_GROUP, 64, 2, 17, 100},
     {4, 0, PQ_GEMM_GROUP, 36, 14, 20, 150},    {4, 1, PQ_GEMM_GROUP, 34, 5, 16, 101},
     {4, 0, PQ_GEMM_CHANNEL, 0, 24, 64, 5},     {4, 1, PQ_GEMM_GROUP, 256, 1, 320, 5120},
+    {4, 1, PQ_GEMM_GROUP, 64, 25, 40, 300},    {4, 1, PQ_GEMM_CHANNEL, 0, 26, 80, 1282},
 };
 
 static void test_w4a8(void **state)
