@@ -258,9 +258,9 @@ pq_status pq_config_validate(const pq_config *c)
         return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha and method gptq together are not supported: "
                       "GPTQ reads the Linears' weights outside the smoothing transform");
     if (c->smoothquant_alpha > 0.0 && (c->bits != 8 || c->group_size))
-        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is for W8A8 (int8 weights with "
-                      "tensor or channel scales, activations quantized); %s runs weight-only on fp32 "
-                      "activations, which smoothing cannot help", c->bits != 8 ? "int4" : "group_size");
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is supported for W8A8 (int8 weights "
+                      "with tensor or channel scales, activations quantized), not with %s",
+                      c->bits != 8 ? "int4" : "group_size");
     if (c->smoothquant_alpha > 0.0 && !strcmp(c->scheme, "static") && strcmp(c->calibration_method, "minmax"))
         return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha with the static scheme takes the smoothed "
                       "sites' act scales from the rescaled per-channel maxima: calibration_method must "
