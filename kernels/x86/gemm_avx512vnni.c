@@ -21,8 +21,10 @@
 #define MRV 12
 #define I8_CHUNK 8 /* panels per chunk, as AVX2: 8 x 16 x k bytes of W in L2 */
 
-/* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128.
- * Padding is byte 128 (code 0) so it meets zero weights. */
+/* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128;
+ * a k tail is padded with byte 128 (code 0) so it meets zero weights. The
+ * rows of a last, short block past m are left unwritten: every kernel reads
+ * only the rows its tile has (kern_v_R, k4 with R = those rows). */
 static int64_t a_block_bytes(int64_t k) { return (k + 3) / 4 * MRV * 4; }
 
 static size_t a_pack_size_vnni(int64_t m, int64_t k)
@@ -30,12 +32,6 @@ static size_t a_pack_size_vnni(int64_t m, int64_t k)
     return (size_t)((m + MRV - 1) / MRV * a_block_bytes(k));
 }
 
-/* Rows of block blk from `rows` on (past m) hold code 0 (byte 128). */
-static void pad_block(uint8_t *blk, int rows, int64_t kq)
-{
-    for (int r = rows; r < MRV; r++)
-        for (int64_t q = 0; q < kq; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
-}
 
 /* Rows are copied a quad (4 bytes) at a time with the XOR applied to the
  * whole word; a k tail shorter than a quad is completed with byte 128. */
@@ -62,7 +58,6 @@ static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
                 memcpy(o + kq * MRV * 4, t, 4);
             }
         }
-        pad_block(blk, rows, (k + 3) / 4);
     }
 }
 
@@ -96,7 +91,6 @@ static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx
             for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
             for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
         }
-        pad_block(blk, rows, kq);
     }
 }
 
