@@ -30,11 +30,15 @@ typedef void (*pq_esm2_observe_fn)(void *user, const pq_ops *ops, int layer, pq_
  * AUTO packs them and runs integer kernels chosen per tensor
  * (pq_qlinear_choose); DEQUANT dequantizes them to fp32 at load (the fp32
  * engine on dequantized weights, for reference); WEIGHT_ONLY packs every one
- * for the weight-only kernel (fp32 activations). */
+ * for the weight-only kernel (fp32 activations); DYNAMIC runs every one that
+ * can take int8 activations (8-bit tensor/channel, any 4-bit) with dynamic
+ * per-token quantization (W8A8/W4A8), whatever the file's scheme and stored
+ * act_scales say (8-bit group weights stay weight-only). */
 typedef enum pq_esm2_qmode {
     PQ_ESM2_QMODE_AUTO = 0,
     PQ_ESM2_QMODE_DEQUANT,
-    PQ_ESM2_QMODE_WEIGHT_ONLY
+    PQ_ESM2_QMODE_WEIGHT_ONLY,
+    PQ_ESM2_QMODE_DYNAMIC
 } pq_esm2_qmode;
 
 typedef struct pq_esm2_model_opts {

@@ -513,6 +513,26 @@ static void test_w4a8_vs_double_reference(void **state)
     free(ld);
 }
 
+/* --mode dynamic: the static file's Linears run with per-token activations,
+ * bit for bit the logits of the dynamic file with the same weights; the int4
+ * file as under auto (its scheme is dynamic). */
+static void test_mode_dynamic(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = open_model(p_st, PQ_ESM2_QMODE_DYNAMIC, true, 2);
+    assert_int_equal(pq_qlinear_get_kind(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 0)), PQ_QLINEAR_W8A8_DYNAMIC);
+    float *a = logits_of(m);
+    pq_esm2_model_free(m);
+    float *b = run_logits(p_i8, PQ_ESM2_QMODE_AUTO, true, 2);
+    float *c = run_logits(p_st, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+    assert_memory_not_equal(a, c, (size_t)n_logits() * sizeof(float));
+    float *d = run_logits(p_i4, PQ_ESM2_QMODE_DYNAMIC, true, 1);
+    float *e = run_logits(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_memory_equal(d, e, (size_t)n_logits() * sizeof(float));
+    free(a), free(b), free(c), free(d), free(e);
+}
+
 /* fusion: the fused epilogue does the same fp32 operations in the same order
  * as the unfused path, so the logits are bit-identical */
 static void test_fusion_identical(void **state)
@@ -860,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_weight_only_int8_matches_dequant),
         cmocka_unit_test(test_int4_matches_dequant),
         cmocka_unit_test(test_w4a8_vs_double_reference),
+        cmocka_unit_test(test_mode_dynamic),
         cmocka_unit_test(test_w8a8_dynamic_vs_double_reference),
         cmocka_unit_test(test_w8a8_static_vs_double_reference),
         cmocka_unit_test(test_fusion_identical),
