@@ -149,17 +149,11 @@ pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64
     if (w->zp) { /* sums of each row over each group's k */
         a_sums = malloc((size_t)(m * ng) * sizeof *a_sums);
         if (!a_sums) return PQ_KNOMEM;
-        for (int64_t g = 0; g < ng; g++) {
-            int64_t k0 = g * gs, kg = k0 + gs < w->k ? gs : w->k - k0;
-            int32_t *t = malloc((size_t)m * sizeof *t);
-            if (!t) {
-                free(a_sums);
-                return PQ_KNOMEM;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t k0 = g * gs, kg = k0 + gs < w->k ? gs : w->k - k0;
+                pq_gemm_i8_row_sums(a + i * lda + k0, 1, kg, lda, &a_sums[i * ng + g]);
             }
-            pq_gemm_i8_row_sums(a + k0, m, kg, lda, t);
-            for (int64_t i = 0; i < m; i++) a_sums[i * ng + g] = t[i];
-            free(t);
-        }
     }
     if (a_zp) { /* per (column, group), in the scale layout */
         int64_t nsc = w->n_panels * ng * PQ_GEMM_NR;
