@@ -116,10 +116,16 @@ DEF_KERN_I8(4)
 DEF_KERN_I8(5)
 DEF_KERN_I8(6)
 
-static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+/* One mr x 16 tile: rows [row0, row0 + mr) (packed block ap, correction cp
+ * or NULL) times panel p. */
+typedef void (*tile_fn)(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                        int64_t p);
+
+/* Every tile of panels [p0, p1): chunks of I8_CHUNK panels (their weights
+ * stay in L2), in each the row blocks, in each the chunk's panels. */
+static void each_tile(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1, tile_fn tile)
 {
-    const pq_gemm_w *w = job->w;
-    int64_t kq = w->kp / 4, nb = (job->m + MR - 1) / MR, bb = a_block_bytes(w->k);
+    int64_t nb = (job->m + MR - 1) / MR, bb = a_block_bytes(job->w->k);
     const int8_t *apk = job->a_packed, *cpk = apk + nb * bb;
     const uint8_t *flag = (const uint8_t *)(cpk + nb * bb);
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
@@ -128,22 +134,30 @@ static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
             int64_t row0 = b * MR;
             int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
             const int8_t *ap = apk + b * bb, *cp = flag[b] ? cpk + b * bb : NULL;
-            for (int64_t p = pc; p < pe; p++) {
-                const uint8_t *wp = w->data + p * w->panel_bytes;
-                __m256i acc[2 * MR];
-                switch (mr) {
-                case 1: kern_i8_1(ap, cp, wp, kq, acc); break;
-                case 2: kern_i8_2(ap, cp, wp, kq, acc); break;
-                case 3: kern_i8_3(ap, cp, wp, kq, acc); break;
-                case 4: kern_i8_4(ap, cp, wp, kq, acc); break;
-                case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
-                default: kern_i8_6(ap, cp, wp, kq, acc); break;
-                }
-                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-            }
+            for (int64_t p = pc; p < pe; p++) tile(job, ap, cp, mr, row0, p);
         }
     }
 }
+
+static void tile_i8(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                    int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t kq = w->kp / 4;
+    const uint8_t *wp = w->data + p * w->panel_bytes;
+    __m256i acc[2 * MR];
+    switch (mr) {
+    case 1: kern_i8_1(ap, cp, wp, kq, acc); break;
+    case 2: kern_i8_2(ap, cp, wp, kq, acc); break;
+    case 3: kern_i8_3(ap, cp, wp, kq, acc); break;
+    case 4: kern_i8_4(ap, cp, wp, kq, acc); break;
+    case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
+    default: kern_i8_6(ap, cp, wp, kq, acc); break;
+    }
+    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+}
+
+static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1) { each_tile(job, p0, p1, tile_i8); }
 
 /* ---- W4A8: int4 weights on the same packed A ------------------------------ */
 /* A pair of k quads is 64 bytes of nibbles (gemm_impl.h): masked with 0xF0
@@ -204,67 +218,59 @@ static const kern_i4_fn kerns_i4[MR + 1] = {NULL, kern_i4_1, kern_i4_2, kern_i4_
 /* The reference's epilogue (pq_gemm.h, W4A8): per group the corrected sum
  * folded as f = fma((float)acc_g, s_g, f); then y = f * a_scale (+ bias), the
  * post-op per panel; raw int32 sums when the job has no y (one group). */
-static void i4i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+static void tile_i4(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                    int64_t p)
 {
     const pq_gemm_w *w = job->w;
     int64_t ng = w->n_groups, kq = w->kp / 4, gq = w->group_size / 4;
-    if (ng > 1 && w->group_size % 8) { /* groups that split a pair of quads */
+    const uint8_t *wp = w->data + p * w->panel_bytes;
+    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+    __m256i acc[2 * MR];
+    __m256 f[2 * MR];
+    for (int i = 0; i < 2 * mr; i++) f[i] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+        kerns_i4[mr](ap, cp, wp, q0, q1, acc);
+        if (!job->y) break;
+        int64_t s = (p * ng + g) * PQ_GEMM_NR;
+        for (int r = 0; r < mr; r++)
+            for (int h = 0; h < 2; h++) {
+                __m256i v = acc[2 * r + h];
+                if (w->zp && job->a_sums)
+                    v = _mm256_sub_epi32(v, _mm256_mullo_epi32(
+                        _mm256_loadu_si256((const __m256i *)(w->zp + s + 8 * h)),
+                        _mm256_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
+                if (job->col_add)
+                    v = _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(job->col_add + s + 8 * h)));
+                f[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(w->scale + s + 8 * h),
+                                               f[2 * r + h]);
+            }
+    }
+    for (int r = 0; r < mr; r++) {
+        int64_t i = row0 + r;
+        if (!job->y) {
+            int32_t t[16];
+            _mm256_storeu_si256((__m256i *)t, acc[2 * r]);
+            _mm256_storeu_si256((__m256i *)(t + 8), acc[2 * r + 1]);
+            memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
+            continue;
+        }
+        __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
+        __m256 v0 = _mm256_mul_ps(f[2 * r], sa), v1 = _mm256_mul_ps(f[2 * r + 1], sa);
+        if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &v0, &v1);
+        float *yr = job->y + i * job->ldy + col0;
+        store_f(yr, v0, v1, nc);
+        if (job->epi && job->epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
+    }
+}
+
+static void i4i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    if (job->w->n_groups > 1 && job->w->group_size % 8) { /* groups that split a pair of quads */
         pq_gemm_i4i8_ref(job, p0, p1);
         return;
     }
-    int64_t nb = (job->m + MR - 1) / MR, bb = a_block_bytes(w->k);
-    const int8_t *apk = job->a_packed, *cpk = apk + nb * bb;
-    const uint8_t *flag = (const uint8_t *)(cpk + nb * bb);
-    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
-        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t row0 = b * MR;
-            int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
-            const int8_t *ap = apk + b * bb, *cp = flag[b] ? cpk + b * bb : NULL;
-            for (int64_t p = pc; p < pe; p++) {
-                const uint8_t *wp = w->data + p * w->panel_bytes;
-                int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
-                __m256i acc[2 * MR];
-                __m256 f[2 * MR];
-                for (int i = 0; i < 2 * mr; i++) f[i] = _mm256_setzero_ps();
-                for (int64_t g = 0; g < ng; g++) {
-                    int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
-                    kerns_i4[mr](ap, cp, wp, q0, q1, acc);
-                    if (!job->y) break;
-                    int64_t s = (p * ng + g) * PQ_GEMM_NR;
-                    for (int r = 0; r < mr; r++)
-                        for (int h = 0; h < 2; h++) {
-                            __m256i v = acc[2 * r + h];
-                            if (w->zp && job->a_sums)
-                                v = _mm256_sub_epi32(v, _mm256_mullo_epi32(
-                                    _mm256_loadu_si256((const __m256i *)(w->zp + s + 8 * h)),
-                                    _mm256_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
-                            if (job->col_add)
-                                v = _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(job->col_add + s + 8 * h)));
-                            f[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(w->scale + s + 8 * h),
-                                                           f[2 * r + h]);
-                        }
-                }
-                for (int r = 0; r < mr; r++) {
-                    int64_t i = row0 + r;
-                    if (!job->y) {
-                        int32_t t[16];
-                        _mm256_storeu_si256((__m256i *)t, acc[2 * r]);
-                        _mm256_storeu_si256((__m256i *)(t + 8), acc[2 * r + 1]);
-                        memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
-                        continue;
-                    }
-                    __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
-                    __m256 v0 = _mm256_mul_ps(f[2 * r], sa), v1 = _mm256_mul_ps(f[2 * r + 1], sa);
-                    if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &v0, &v1);
-                    float *yr = job->y + i * job->ldy + col0;
-                    store_f(yr, v0, v1, nc);
-                    if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
-                        pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
-                }
-            }
-        }
-    }
+    each_tile(job, p0, p1, tile_i4);
 }
 
 /* ---- weight-only -------------------------------------------------------- */

@@ -440,6 +440,30 @@ DEF_K4(1, 4)
     Z4ROW(10, a20, a21, w0, w1);                                               \
     Z4ROW(11, a22, a23, w0, w1)
 
+/* The 12 x 32 tile's pairs of quads [q0, q1) (q0 even) into a0..a23; an odd
+ * last quad uses the low nibbles only (the high ones are padding). Needs m
+ * (the 0xF0 mask), ap, wp and ps in scope. */
+#define Z4LOOP(q0, q1)                                                                    \
+    do {                                                                                  \
+        int64_t t_;                                                                       \
+        for (t_ = (q0) / 2; 2 * t_ + 1 < (q1); t_++) {                                    \
+            const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
+            Z4ROWS(w0, w1);                                                               \
+            aq += MRV * 4;                                                                \
+            w0 = nib_hi(_mm512_load_si512((const void *)(wp + t_ * 64)), m);              \
+            w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m);         \
+            Z4ROWS(w0, w1);                                                               \
+        }                                                                                 \
+        if (2 * t_ < (q1)) {                                                              \
+            const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
+            Z4ROWS(w0, w1);                                                               \
+        }                                                                                 \
+    } while (0)
+
 __attribute__((noinline)) static void k4_12_2(const uint8_t *ap, const uint8_t *wp, int64_t ps,
                                               int64_t q0, int64_t q1, __m512i *out)
 {
@@ -448,23 +472,7 @@ __attribute__((noinline)) static void k4_12_2(const uint8_t *ap, const uint8_t *
     __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
             a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
             a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
-    int64_t t;
-    for (t = q0 / 2; 2 * t + 1 < q1; t++) {
-        const uint8_t *aq = ap + 2 * t * MRV * 4;
-        __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
-        __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-        Z4ROWS(w0, w1);
-        aq += MRV * 4;
-        w0 = nib_hi(_mm512_load_si512((const void *)(wp + t * 64)), m);
-        w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-        Z4ROWS(w0, w1);
-    }
-    if (2 * t < q1) {
-        const uint8_t *aq = ap + 2 * t * MRV * 4;
-        __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
-        __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-        Z4ROWS(w0, w1);
-    }
+    Z4LOOP(q0, q1);
     __m512i t24[24] = {a0,  a1,  a2,  a3,  a4,  a5,  a6,  a7,  a8,  a9,  a10, a11,
                        a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23};
     memcpy(out, t24, sizeof t24);
@@ -499,23 +507,8 @@ __attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t 
             a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
     for (int i = 0; i < 24; i++) f[i] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
-        int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq, t;
-        for (t = q0 / 2; 2 * t + 1 < q1; t++) {
-            const uint8_t *aq = ap + 2 * t * MRV * 4;
-            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
-            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-            Z4ROWS(w0, w1);
-            aq += MRV * 4;
-            w0 = nib_hi(_mm512_load_si512((const void *)(wp + t * 64)), m);
-            w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-            Z4ROWS(w0, w1);
-        }
-        if (2 * t < q1) {
-            const uint8_t *aq = ap + 2 * t * MRV * 4;
-            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
-            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t * 64)), m);
-            Z4ROWS(w0, w1);
-        }
+        int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq;
+        Z4LOOP(q0, q1);
         /* panel 0's scales at [g], panel 1's at [ng + g] */
         __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + g * PQ_GEMM_NR)), 11);
         __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + (ng + g) * PQ_GEMM_NR)), 11);

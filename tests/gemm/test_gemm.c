@@ -186,6 +186,15 @@ static void test_i8i8_sign_trick(void **state)
 
 static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
+/* The epilogue of a test mode: bias, and the residual (mode 1) or GELU (2). */
+static pq_gemm_epilogue epi_of(int mode, const float *bias, const float *res, int64_t n)
+{
+    return (pq_gemm_epilogue){.bias = bias,
+                              .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
+                                                : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
+                              .residual = res, .ldr = n};
+}
+
 /* mode 0: per-token symmetric, bias, no post; 1: per-tensor asymmetric
  * activations + asymmetric weights + residual; 2: per-token + GELU. */
 static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
@@ -209,10 +218,7 @@ static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, asym ? wz : NULL, PQ_GEMM_CHANNEL, 0,
                                      PQ_GEMM_USE_I8I8, &w), PQ_KOK);
-    pq_gemm_epilogue epi = {.bias = bias,
-                            .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
-                                              : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
-                            .residual = res, .ldr = n};
+    pq_gemm_epilogue epi = epi_of(mode, bias, res, n);
     for (int v = 0; v < N_VARIANTS; v++) {
         const pq_ops *ops = use_variant(v);
         if (!ops) continue;
@@ -523,10 +529,7 @@ static void check_w4a8(wcase c, int mode)
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i4(q4, n, k, sc, c.sym ? NULL : zp, c.gran, c.gs, PQ_GEMM_USE_I8I8, &w),
                      PQ_KOK);
-    pq_gemm_epilogue epi = {.bias = bias,
-                            .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
-                                              : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
-                            .residual = res, .ldr = n};
+    pq_gemm_epilogue epi = epi_of(mode, bias, res, n);
     for (int v = 0; v < N_VARIANTS; v++) {
         const pq_ops *ops = use_variant(v);
         if (!ops) continue;

@@ -328,6 +328,18 @@ static void test_int4_matches_dequant(void **state)
     pq_esm2_model_free(m);
 }
 
+/* Cosine of two logit arrays of n floats, in double. */
+static double cosine(const float *a, const float *b, int64_t n)
+{
+    double dot = 0, a2 = 0, b2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        a2 += (double)a[i] * a[i];
+        b2 += (double)b[i] * b[i];
+    }
+    return dot / sqrt(a2 * b2);
+}
+
 /* Reference W8A8 Linear in double: activation codes exactly as the contract
  * (fp32 reciprocal and product, round half even, clamp), integer dot products,
  * then scales and bias. */
@@ -406,14 +418,9 @@ static void check_w8a8(const char *path, bool is_static)
     assert_true(c.worst < 2e-6);
     /* and the whole forward stays close to the dequantized fp32 engine */
     float *ld = run_logits(path, PQ_ESM2_QMODE_DEQUANT, true, 2);
-    double dot = 0, a2 = 0, b2 = 0;
-    for (int64_t i = 0; i < n_logits(); i++) {
-        dot += (double)lq[i] * ld[i];
-        a2 += (double)lq[i] * lq[i];
-        b2 += (double)ld[i] * ld[i];
-    }
-    printf("  %s W8A8 logits cosine vs dequant %.6f\n", is_static ? "static" : "dynamic", dot / sqrt(a2 * b2));
-    assert_true(dot / sqrt(a2 * b2) > 0.999);
+    double cos = cosine(lq, ld, n_logits());
+    printf("  %s W8A8 logits cosine vs dequant %.6f\n", is_static ? "static" : "dynamic", cos);
+    assert_true(cos > 0.999);
     free(lq);
     free(ld);
 }
@@ -501,14 +508,9 @@ static void test_w4a8_vs_double_reference(void **state)
     /* per group a conversion, a product and a sum in fp32, then two more */
     assert_true(c.worst < 4e-6);
     float *ld = run_logits(p_i4, PQ_ESM2_QMODE_DEQUANT, true, 2);
-    double dot = 0, a2 = 0, b2 = 0;
-    for (int64_t i = 0; i < n_logits(); i++) {
-        dot += (double)lq[i] * ld[i];
-        a2 += (double)lq[i] * lq[i];
-        b2 += (double)ld[i] * ld[i];
-    }
-    printf("  W4A8 logits cosine vs dequant %.6f\n", dot / sqrt(a2 * b2));
-    assert_true(dot / sqrt(a2 * b2) > 0.999);
+    double cos = cosine(lq, ld, n_logits());
+    printf("  W4A8 logits cosine vs dequant %.6f\n", cos);
+    assert_true(cos > 0.999);
     free(lq);
     free(ld);
 }
