@@ -78,24 +78,28 @@ static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
  * unsigned bytes (0..128) and a * sign(w) as signed bytes, so with a in
  * [-127, 127] each int16 pair sum is at most 2 * 128 * 127 = 32512 and never
  * saturates; _mm256_madd_epi16 with ones then adds the pairs into int32. */
-AINLINE void kern_i8(const int8_t *ap, const uint8_t *wp, int64_t kq, int R, __m256i *acc)
+/* acc[2r], acc[2r+1] += row r of quad aq times the columns 0-7 (w0), 8-15
+ * (w1), for R rows, by the sign trick. */
+AINLINE void quad_step(const int8_t *aq, __m256i w0, __m256i w1, int R, __m256i *acc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t q = 0; q < kq; q++) {
-        __m256i w0 = _mm256_load_si256((const __m256i *)(wp + q * 64));
-        __m256i w1 = _mm256_load_si256((const __m256i *)(wp + q * 64 + 32));
-        __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-        const int8_t *aq = ap + q * MR * 4;
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, aq + 4 * r, sizeof quad);
-            __m256i av = _mm256_set1_epi32(quad);
-            __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
-            __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
-            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
-            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
-        }
+    __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+    for (int r = 0; r < R; r++) {
+        int32_t quad;
+        memcpy(&quad, aq + 4 * r, sizeof quad);
+        __m256i av = _mm256_set1_epi32(quad);
+        __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+        __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+        acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
+        acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
     }
+}
+
+AINLINE void kern_i8(const int8_t *ap, const uint8_t *wp, int64_t kq, int R, __m256i *acc)
+{
+    for (int64_t q = 0; q < kq; q++)
+        quad_step(ap + q * MR * 4, _mm256_load_si256((const __m256i *)(wp + q * 64)),
+                  _mm256_load_si256((const __m256i *)(wp + q * 64 + 32)), R, acc);
 }
 
 /* corr: the block's correction copy, or NULL when it has no -128. */
@@ -164,20 +168,6 @@ static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1) { eac
  * they are 16 * q as signed bytes, |16 q| <= 128, so the sign trick above
  * still cannot saturate; the int32 sums are 16 times the exact ones (which
  * fit for k <= 65536), and an arithmetic shift by 4 gives them back. */
-AINLINE void i4_step(const int8_t *aq, __m256i w0, __m256i w1, int R, __m256i *acc)
-{
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-    for (int r = 0; r < R; r++) {
-        int32_t quad;
-        memcpy(&quad, aq + 4 * r, sizeof quad);
-        __m256i av = _mm256_set1_epi32(quad);
-        __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
-        __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
-        acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
-        acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
-    }
-}
 
 /* acc += R rows x one panel over quads [q0, q1), q0 even. */
 AINLINE void kern_i4(const int8_t *ap, const uint8_t *wp, int64_t q0, int64_t q1, int R, __m256i *acc)
@@ -187,10 +177,10 @@ AINLINE void kern_i4(const int8_t *ap, const uint8_t *wp, int64_t q0, int64_t q1
     for (t = q0 / 2; 2 * t < q1; t++) {
         __m256i x0 = _mm256_load_si256((const __m256i *)(wp + t * 64));
         __m256i x1 = _mm256_load_si256((const __m256i *)(wp + t * 64 + 32));
-        i4_step(ap + 2 * t * MR * 4, _mm256_and_si256(_mm256_slli_epi16(x0, 4), m),
+        quad_step(ap + 2 * t * MR * 4, _mm256_and_si256(_mm256_slli_epi16(x0, 4), m),
                 _mm256_and_si256(_mm256_slli_epi16(x1, 4), m), R, acc);
         if (2 * t + 1 < q1) /* an odd last quad: the high nibbles are padding */
-            i4_step(ap + (2 * t + 1) * MR * 4, _mm256_and_si256(x0, m), _mm256_and_si256(x1, m), R, acc);
+            quad_step(ap + (2 * t + 1) * MR * 4, _mm256_and_si256(x0, m), _mm256_and_si256(x1, m), R, acc);
     }
 }
 

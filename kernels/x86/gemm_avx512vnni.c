@@ -353,40 +353,29 @@ AINLINE __m512i nib_hi(__m512i x, __m512i m) { return _mm512_and_si512(x, m); }
 /* acc[r * NP + c] (+)= R rows x NP panels over quads [q0, q1) (q0 even).
  * SPLIT: the second quad of each pair goes to acc[R * NP + ...], so that
  * short tiles have twice the independent chains. */
+/* acc[r * NP + c] += row r of quad aq times w[c], for R rows. */
+AINLINE void k4_quad(const uint8_t *aq, const __m512i *w, int R, int NP, __m512i *acc)
+{
+    for (int r = 0; r < R; r++) {
+        int32_t quad;
+        memcpy(&quad, aq + 4 * r, sizeof quad);
+        __m512i av = _mm512_set1_epi32(quad);
+        for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
+    }
+}
+
 AINLINE void k4(const uint8_t *ap, const uint8_t *wp, int64_t pstride, int64_t q0, int64_t q1, int R,
                 int NP, int SPLIT, __m512i *acc)
 {
     const __m512i m = _mm512_set1_epi8((char)0xF0);
-    int64_t t;
-    for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+    for (int64_t t = q0 / 2; 2 * t < q1; t++) {
         const uint8_t *aq = ap + 2 * t * MRV * 4;
         __m512i w[4];
         for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, aq + 4 * r, sizeof quad);
-            __m512i av = _mm512_set1_epi32(quad);
-            for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
-        }
+        k4_quad(aq, w, R, NP, acc);
+        if (2 * t + 1 == q1) break; /* an odd last quad: its pair's high nibbles are padding */
         for (int c = 0; c < NP; c++) w[c] = nib_hi(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, aq + MRV * 4 + 4 * r, sizeof quad);
-            __m512i av = _mm512_set1_epi32(quad);
-            int o = SPLIT ? R * NP : 0;
-            for (int c = 0; c < NP; c++) acc[o + r * NP + c] = _mm512_dpbusd_epi32(acc[o + r * NP + c], av, w[c]);
-        }
-    }
-    if (2 * t < q1) { /* an odd last quad: its pair's high nibbles are padding */
-        const uint8_t *aq = ap + 2 * t * MRV * 4;
-        __m512i w[4];
-        for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, aq + 4 * r, sizeof quad);
-            __m512i av = _mm512_set1_epi32(quad);
-            for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
-        }
+        k4_quad(aq + MRV * 4, w, R, NP, acc + (SPLIT ? R * NP : 0));
     }
 }
 

@@ -340,6 +340,20 @@ static double cosine(const float *a, const float *b, int64_t n)
     return dot / sqrt(a2 * b2);
 }
 
+/* The contract's per-token codes of row xr (fp32 reciprocal and product,
+ * round half even, [-127, 127]) into aq; returns the row's scale. */
+static float quant_dynamic(const float *xr, int64_t d, int8_t *aq)
+{
+    float amax = 0.0f;
+    for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
+    float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
+    for (int64_t k = 0; k < d; k++) {
+        float v = nearbyintf(xr[k] * inv);
+        aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+    }
+    return s;
+}
+
 /* Reference W8A8 Linear in double: activation codes exactly as the contract
  * (fp32 reciprocal and product, round half even, clamp), integer dot products,
  * then scales and bias. */
@@ -381,14 +395,7 @@ static void check_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, 
             }
             as = q->act_scale;
         } else {
-            float amax = 0.0f;
-            for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
-            float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
-            for (int64_t k = 0; k < d; k++) {
-                float v = nearbyintf(xr[k] * inv);
-                aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-            }
-            as = s;
+            as = quant_dynamic(xr, d, aq);
         }
         for (int64_t j = 0; j < n; j++) {
             double acc = 0;
@@ -466,14 +473,7 @@ static void w4a8_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, c
     assert_int_equal(pq_qlinear_forward(ops, ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
     double maxref = 0, maxerr = 0;
     for (int64_t i = 0; i < N; i++) {
-        const float *xr = x + i * d;
-        float amax = 0.0f;
-        for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
-        float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
-        for (int64_t k = 0; k < d; k++) {
-            float v = nearbyintf(xr[k] * inv);
-            aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-        }
+        float s = quant_dynamic(x + i * d, d, aq);
         for (int64_t j = 0; j < n; j++) {
             double ref = bias[j];
             for (int64_t g = 0; g < ng; g++) {
