@@ -203,6 +203,20 @@ static const kern_fn kerns[MRV + 1] = {NULL,     kern_v_1, kern_v_2,  kern_v_3, 
         ZDP(c0, av, w0);                                                       \
         ZDP(c1, av, w1);                                                       \
     } while (0)
+/* The twelve rows of the tile into a0..a23 (row r: a[2r], a[2r+1]). */
+#define ZROWS()                                                                \
+    ZROW(0, a0, a1);                                        \
+    ZROW(1, a2, a3);                                        \
+    ZROW(2, a4, a5);                                        \
+    ZROW(3, a6, a7);                                        \
+    ZROW(4, a8, a9);                                        \
+    ZROW(5, a10, a11);                                      \
+    ZROW(6, a12, a13);                                      \
+    ZROW(7, a14, a15);                                      \
+    ZROW(8, a16, a17);                                      \
+    ZROW(9, a18, a19);                                      \
+    ZROW(10, a20, a21);                                     \
+    ZROW(11, a22, a23)
 
 /* Splits row r of the 2-panel tile into the 16-column halves tile_out takes,
  * removing the +128 offset of A with the weight row sums. */
@@ -229,18 +243,7 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
         __m512i w0 = _mm512_load_si512((const void *)(wp0 + q * 64));
         __m512i w1 = _mm512_load_si512((const void *)(wp1 + q * 64));
         const uint8_t *aq = ap + q * MRV * 4;
-        ZROW(0, a0, a1);
-        ZROW(1, a2, a3);
-        ZROW(2, a4, a5);
-        ZROW(3, a6, a7);
-        ZROW(4, a8, a9);
-        ZROW(5, a10, a11);
-        ZROW(6, a12, a13);
-        ZROW(7, a14, a15);
-        ZROW(8, a16, a17);
-        ZROW(9, a18, a19);
-        ZROW(10, a20, a21);
-        ZROW(11, a22, a23);
+        ZROWS();
     }
     __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws0), 7);
     __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws1), 7);
@@ -406,28 +409,8 @@ DEF_K4_R(11)
 DEF_K4(12, 1)
 DEF_K4(1, 4)
 
-/* The 12 x 32 tile with named accumulators (see kern_z_12). */
-#define Z4ROW(r, c0, c1, w0, w1)                                               \
-    do {                                                                       \
-        int32_t quad;                                                          \
-        memcpy(&quad, aq + 4 * (r), sizeof quad);                              \
-        __m512i av = _mm512_set1_epi32(quad);                                  \
-        ZDP(c0, av, w0);                                                       \
-        ZDP(c1, av, w1);                                                       \
-    } while (0)
-#define Z4ROWS(w0, w1)                                                         \
-    Z4ROW(0, a0, a1, w0, w1);                                                  \
-    Z4ROW(1, a2, a3, w0, w1);                                                  \
-    Z4ROW(2, a4, a5, w0, w1);                                                  \
-    Z4ROW(3, a6, a7, w0, w1);                                                  \
-    Z4ROW(4, a8, a9, w0, w1);                                                  \
-    Z4ROW(5, a10, a11, w0, w1);                                                \
-    Z4ROW(6, a12, a13, w0, w1);                                                \
-    Z4ROW(7, a14, a15, w0, w1);                                                \
-    Z4ROW(8, a16, a17, w0, w1);                                                \
-    Z4ROW(9, a18, a19, w0, w1);                                                \
-    Z4ROW(10, a20, a21, w0, w1);                                               \
-    Z4ROW(11, a22, a23, w0, w1)
+/* The 12 x 32 tile with named accumulators (see kern_z_12), ZROWS on the
+ * unpacked nibbles w0, w1 in scope. */
 
 /* The 12 x 32 tile's pairs of quads [q0, q1) (q0 even) into a0..a23; an odd
  * last quad uses the low nibbles only (the high ones are padding). Needs m
@@ -439,17 +422,17 @@ DEF_K4(1, 4)
             const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
             __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
             __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
-            Z4ROWS(w0, w1);                                                               \
+            ZROWS();                                                               \
             aq += MRV * 4;                                                                \
             w0 = nib_hi(_mm512_load_si512((const void *)(wp + t_ * 64)), m);              \
             w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m);         \
-            Z4ROWS(w0, w1);                                                               \
+            ZROWS();                                                               \
         }                                                                                 \
         if (2 * t_ < (q1)) {                                                              \
             const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
             __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
             __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
-            Z4ROWS(w0, w1);                                                               \
+            ZROWS();                                                               \
         }                                                                                 \
     } while (0)
 

@@ -354,6 +354,18 @@ static float quant_dynamic(const float *xr, int64_t d, int8_t *aq)
     return s;
 }
 
+/* The observed Linear run on its input x [N, in] with the model's own
+ * context, as its forward runs it: an owned [N, out] output; *bias is the
+ * Linear's bias. */
+static float *linear_out(const pq_ops *ops, const pq_qlinear *ql, int layer, pq_esm2_role site, const float *x,
+                         int64_t N, const float **bias)
+{
+    *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
+    float *y = malloc((size_t)(N * pq_qlinear_out_dim(ql)) * sizeof(float));
+    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, *bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
+    return y;
+}
+
 /* Reference W8A8 Linear in double: activation codes exactly as the contract
  * (fp32 reciprocal and product, round half even, clamp), integer dot products,
  * then scales and bias. */
@@ -374,11 +386,9 @@ static void check_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, 
     assert_non_null(ql);
     assert_int_equal(pq_qlinear_get_kind(ql), c->is_static ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC);
     int64_t n = q->rows;
-    const float *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
-    float *y = malloc((size_t)(N * n) * sizeof(float));
+    const float *bias = NULL;
+    float *y = linear_out(ops, ql, layer, site, x, N, &bias);
     int8_t *aq = malloc((size_t)d);
-    /* the model's own context, as its forward runs this Linear */
-    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
     double maxref = 0, maxerr = 0;
     for (int64_t i = 0; i < N; i++) {
         const float *xr = x + i * d;
@@ -467,10 +477,9 @@ static void w4a8_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, c
     pq_qtensor qt;
     memset(&qt, 0, sizeof qt);
     quantize(g_w.t[layer][site], n, d, 4, &qt);
-    const float *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
-    float *y = malloc((size_t)(N * n) * sizeof(float));
+    const float *bias = NULL;
+    float *y = linear_out(ops, ql, layer, site, x, N, &bias);
     int8_t *aq = malloc((size_t)d);
-    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
     double maxref = 0, maxerr = 0;
     for (int64_t i = 0; i < N; i++) {
         float s = quant_dynamic(x + i * d, d, aq);
