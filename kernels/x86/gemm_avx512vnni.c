@@ -305,42 +305,51 @@ __attribute__((noinline)) static void kern_gemv4(const uint8_t *ap, const uint8_
     }
 }
 
-static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+/* One tile of rows [row0, row0 + mr) (packed block ap) from panel p on,
+ * panels before pe only; returns the number of panels it covered. */
+typedef int64_t (*tile_fn)(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                           int64_t pe);
+
+/* Every tile of panels [p0, p1): chunks of I8_CHUNK panels (their weights
+ * stay in L2), in each the row blocks, in each the chunk's panels. */
+static void each_tile(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1, tile_fn tile)
 {
-    const pq_gemm_w *w = job->w;
-    int64_t kq = w->kp / 4, nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(w->k);
+    int64_t nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(job->w->k);
     const uint8_t *apk = job->a_packed;
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
         int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
         for (int64_t b = 0; b < nb; b++) {
             int64_t row0 = b * MRV;
             int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
-            for (int64_t p = pc; p < pe; p++) {
-                __m256i acc[2 * MRV], acc1[2 * MRV];
-                if (mr == 1 && p + 3 < pe) {
-                    kern_gemv4(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes,
-                               w->row_sum + p * PQ_GEMM_NR, kq, acc);
-                    for (int c = 0; c < 4; c++) pq_gemm_tile_out_i8(job, acc + 2 * c, 1, row0, p + c);
-                    p += 3;
-                    continue;
-                }
-                if (mr == MRV && p + 1 < pe) {
-                    kern_z_12(apk + b * bb, w->data + p * w->panel_bytes,
-                              w->data + (p + 1) * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR,
-                              w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
-                    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-                    pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
-                    p++;
-                    continue;
-                }
-                kerns[mr](apk + b * bb, w->data + p * w->panel_bytes,
-                          w->row_sum + p * PQ_GEMM_NR, kq, acc);
-                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-            }
+            for (int64_t p = pc; p < pe;) p += tile(job, apk + b * bb, mr, row0, p, pe);
         }
     }
 }
 
+static int64_t tile_i8(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                       int64_t pe)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t kq = w->kp / 4;
+    __m256i acc[2 * MRV], acc1[2 * MRV];
+    if (mr == 1 && p + 3 < pe) {
+        kern_gemv4(ap, w->data + p * w->panel_bytes, w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
+        for (int c = 0; c < 4; c++) pq_gemm_tile_out_i8(job, acc + 2 * c, 1, row0, p + c);
+        return 4;
+    }
+    if (mr == MRV && p + 1 < pe) {
+        kern_z_12(ap, w->data + p * w->panel_bytes, w->data + (p + 1) * w->panel_bytes,
+                  w->row_sum + p * PQ_GEMM_NR, w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
+        pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+        pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
+        return 2;
+    }
+    kerns[mr](ap, w->data + p * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
+    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+    return 1;
+}
+
+static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1) { each_tile(job, p0, p1, tile_i8); }
 
 /* ---- W4A8: int4 weights on the same packed A --------------------------- */
 /* A pair of k quads of one panel is 64 bytes of nibbles (gemm_impl.h); the
@@ -556,46 +565,39 @@ static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512
     }
 }
 
-static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                       int64_t pe)
 {
     const pq_gemm_w *w = job->w;
-    int64_t ng = w->n_groups, kq = w->kp / 4;
+    int64_t ng = w->n_groups, kq = w->kp / 4, gq = w->group_size / 4;
+    int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
+    __m512i acc[2 * MRV];
+    __m512 f[2 * MRV];
+    if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
+        int64_t s0 = p * ng * PQ_GEMM_NR;
+        k4_12_2g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale + s0, f);
+        tile_out4(job, f, acc, mr, np, row0, p);
+        return np;
+    }
+    for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+        (np == 4 ? k4_1_4 : k4_tab[mr][np - 1])(ap, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
+        if (job->y) group_fold(job, acc, mr, np, row0, p, g, f);
+    }
+    tile_out4(job, f, acc, mr, np, row0, p);
+    return np;
+}
+
+static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
     /* groups must start on a pair of quads; others run the reference (the
      * driver then keeps the unpacked codes) */
-    if (ng > 1 && w->group_size % 8) {
+    if (job->w->n_groups > 1 && job->w->group_size % 8) {
         pq_gemm_i4i8_ref(job, p0, p1);
         return;
     }
-    int64_t nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(w->k), gq = w->group_size / 4;
-    const uint8_t *apk = job->a_packed;
-    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
-        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t row0 = b * MRV;
-            int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
-            for (int64_t p = pc; p < pe;) {
-                int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
-                __m512i acc[2 * MRV];
-                __m512 f[2 * MRV];
-                if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
-                    int64_t s0 = p * ng * PQ_GEMM_NR;
-                    k4_12_2g(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng,
-                             w->row_sum + s0, w->scale + s0, f);
-                    tile_out4(job, f, acc, mr, np, row0, p);
-                    p += np;
-                    continue;
-                }
-                for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
-                for (int64_t g = 0; g < ng; g++) {
-                    int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
-                    (np == 4 ? k4_1_4 : k4_tab[mr][np - 1])(apk + b * bb, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
-                    if (job->y) group_fold(job, acc, mr, np, row0, p, g, f);
-                }
-                tile_out4(job, f, acc, mr, np, row0, p);
-                p += np;
-            }
-        }
-    }
+    each_tile(job, p0, p1, tile_i4);
 }
 
 const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {
