@@ -29,7 +29,7 @@ enum { L = 2, D = 64, H = 4, F = 256, V = 33 };
 static const pq_esm2_role k_lin[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};
 
 static char g_dir[256];
-static char p_i8[300], p_i4[300], p_st[300], p_sta[300];
+static char p_i8[300], p_i4[300], p_st[300], p_st4[300], p_sta[300];
 static pq_ops g_cpu; /* the best context this CPU runs, for Linears run alone */
 
 /* the codes each file holds, kept for the double reference: [layer][role] */
@@ -273,6 +273,7 @@ static int setup(void **state)
     snprintf(p_i4, sizeof p_i4, "%s/i4.h5", g_dir);
     snprintf(p_st, sizeof p_st, "%s/static.h5", g_dir);
     snprintf(p_sta, sizeof p_sta, "%s/static_asym.h5", g_dir);
+    snprintf(p_st4, sizeof p_st4, "%s/static_i4.h5", g_dir);
     make_weights();
     make_batch();
     write_model(p_i8, 8, 0);
@@ -285,6 +286,7 @@ static int setup(void **state)
     free(logits_of(m));
     pq_esm2_model_free(m);
     write_model(p_st, 8, 1);
+    write_model(p_st4, 4, 1);
     return 0;
 }
 
@@ -542,6 +544,27 @@ static void test_mode_dynamic(void **state)
     float *e = run_logits(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
     assert_memory_equal(d, e, (size_t)n_logits() * sizeof(float));
     free(a), free(b), free(c), free(d), free(e);
+}
+
+/* static W4A8: int4 weights with a stored act_scale run with the static
+ * int8 input (kind static, 4 bits), 1 and 2 threads bit for bit, close to
+ * the dequantized fp32 engine. */
+static void test_w4a8_static(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = open_model(p_st4, PQ_ESM2_QMODE_AUTO, true, 2);
+    const pq_qlinear *ql = pq_esm2_model_qlinear(m, PQ_ESM2_FC2, 1);
+    assert_int_equal(pq_qlinear_get_kind(ql), PQ_QLINEAR_W8A8_STATIC);
+    assert_int_equal(pq_qlinear_bits(ql), 4);
+    float *a = logits_of(m);
+    pq_esm2_model_free(m);
+    float *b = run_logits(p_st4, PQ_ESM2_QMODE_AUTO, true, 1);
+    float *c = run_logits(p_st4, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+    double cos = cosine(a, c, n_logits());
+    printf("  static W4A8 logits cosine vs dequant %.6f\n", cos);
+    assert_true(cos > 0.999);
+    free(a), free(b), free(c);
 }
 
 /* fusion: the fused epilogue does the same fp32 operations in the same order
@@ -892,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_int4_matches_dequant),
         cmocka_unit_test(test_w4a8_vs_double_reference),
         cmocka_unit_test(test_mode_dynamic),
+        cmocka_unit_test(test_w4a8_static),
         cmocka_unit_test(test_w8a8_dynamic_vs_double_reference),
         cmocka_unit_test(test_w8a8_static_vs_double_reference),
         cmocka_unit_test(test_fusion_identical),
