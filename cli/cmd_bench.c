@@ -17,7 +17,7 @@
 typedef struct bench_opts {
     const char *model, *fasta, *json;
     int64_t batch, length, max_seqs, reps, warmup;
-    bool logits;
+    bool logits, profile;
     pq_cli_infer fwd;
 } bench_opts;
 
@@ -40,6 +40,9 @@ static const pq_cli_opt k_opts[] = {
      .help = "also run the LM head"},
     {.name = "json", .kind = PQ_CLI_STR, .offset = offsetof(bench_opts, json), .meta = "FILE",
      .help = "the numbers as JSON"},
+    {.name = "profile", .kind = PQ_CLI_FLAG, .offset = offsetof(bench_opts, profile),
+     .help = "also print where the time goes: each part of the forward\n(GEMMs with their activation quantization "
+             "and fused\nepilogues, attention split into its steps, layernorm, GELU)\nper forward and as a share"},
     {.name = "inference", .kind = PQ_CLI_GROUP, .offset = offsetof(bench_opts, fwd), .group = pq_cli_infer_opts},
     {0},
 };
@@ -57,6 +60,29 @@ static const pq_cli_cmd k_cmd = {
     .opts = k_opts,
 };
 
+/* The profile of the timed reps: wall seconds per forward and share of the
+ * profiled total; attention's steps split its wall time in proportion to
+ * their thread-seconds. */
+static void print_profile(const pq_esm2_profile *p)
+{
+    double sum = 0.0, attn = 0.0;
+    for (int i = 0; i < PQ_PROF_N_OPS; i++) sum += p->wall_s[i];
+    for (int i = 0; i < PQ_PROF_ATTN_N; i++) attn += p->attn_thread_s[i];
+    double nf = p->forwards > 0 ? (double)p->forwards : 1.0;
+    printf("profile: %lld forwards of the timed reps, %.3f s in the parts below\n", (long long)p->forwards, sum);
+    printf("  %-22s %12s %8s\n", "part", "ms/forward", "share");
+    for (int i = 0; i < PQ_PROF_N_OPS; i++) {
+        printf("  %-22s %12.3f %7.1f%%\n", pq_esm2_prof_op_name((pq_esm2_prof_op)i), 1e3 * p->wall_s[i] / nf,
+               sum > 0 ? 100.0 * p->wall_s[i] / sum : 0.0);
+        if (i == PQ_PROF_ATTENTION && attn > 0)
+            for (int j = 0; j < PQ_PROF_ATTN_N; j++) {
+                double w = p->wall_s[i] * p->attn_thread_s[j] / attn;
+                printf("    %-20s %12.3f %7.1f%%\n", pq_esm2_prof_attn_name((pq_esm2_prof_attn)j), 1e3 * w / nf,
+                       sum > 0 ? 100.0 * w / sum : 0.0);
+            }
+    }
+}
+
 int pq_cmd_bench(int argc, char **argv)
 {
     bench_opts o = {.batch = 4, .length = 256, .max_seqs = 64, .reps = 3, .warmup = 1,
@@ -66,6 +92,8 @@ int pq_cmd_bench(int argc, char **argv)
     pq_eval_bench_opts bo = {.batch_tokens = o.fwd.batch_tokens, .batch = o.batch, .length = o.length,
                              .reps = o.reps, .warmup = o.warmup, .logits = o.logits};
     pq_eval_bench_result r;
+    pq_esm2_profile prof;
+    if (o.profile) bo.profile = &prof;
     pq_esm2_model_opts mo;
     pq_esm2_model *m = NULL;
     pq_fasta_record *recs = NULL;
@@ -92,6 +120,7 @@ int pq_cmd_bench(int argc, char **argv)
            "weights %lld bytes (Linear %lld), peak RSS %.1f MiB, load %.2f s\n",
            o.model, (long long)r.n_batches, (long long)r.n_tokens, mo.n_threads, r.median_s, r.min_s, tps,
            (long long)wb, (long long)wl, rss, t_load);
+    if (o.profile) print_profile(&prof);
     if (o.json) {
         root = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:f, s:f, s:b}", "model", o.model,
                          "n_batches", (json_int_t)r.n_batches, "n_tokens", (json_int_t)r.n_tokens, "threads",

@@ -41,7 +41,9 @@ static const pq_cli_opt k_opts[] = {
      .help = "config file; command-line options override it"},
     QKEY("scheme", "scheme", "S", "dynamic: weight round-to-nearest, activations quantized at run time;\n"
          "static: also int8 activation scales per Linear input, from\n--calibration-data F.fasta or --calibration "
-         "calib.h5 (default:\nthe bundled data/proteins/calib_sample.fasta, 128 sequences)"),
+         "calib.h5 (default:\nthe bundled data/proteins/calib_sample.fasta, 128 sequences);\n"
+         "weight-only: activations stay fp32 (W8A16/W4A16). int8 and\nint4 weights (W8A8/W4A8) alike; the file "
+         "records the scheme"),
     {.name = "calibration-data", .kind = PQ_CLI_STR, .offset = offsetof(qopts, calib_data), .meta = "F.fasta",
      .help = "calibration sequences (static scheme)"},
     {.name = "calibration", .kind = PQ_CLI_STR, .offset = offsetof(qopts, calib_store), .meta = "calib.h5",

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-static const char *const k_modes[] = {"auto", "dequant", "weight-only", NULL};
+static const char *const k_modes[] = {"auto", "dequant", "weight-only", "dynamic", NULL};
 
 static const char *const k_long[] = {"crop", "skip", NULL};
 
@@ -30,8 +30,9 @@ const pq_cli_opt pq_cli_infer_opts[] = {
      .meta = "L", .help = "residues per sequence, longer ones cropped", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "mode", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_infer, mode), .choices = k_modes,
      .meta = "M", .flags = PQ_CLI_SHOW_DEFAULT,
-     .help = "how quantized Linears run: auto (integer kernels chosen per\ntensor), dequant (fp32 on "
-             "dequantized weights), weight-only"},
+     .help = "how quantized Linears run: auto (as the file's scheme says:\nW8A8/W4A8 dynamic or static, or "
+             "weight-only), dequant (fp32\non dequantized weights), weight-only (fp32 activations),\ndynamic (int8 "
+             "activations per token, W8A8/W4A8)"},
     {.name = "no-fusion", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg), .key = "enable_fusion",
      .value = "false", .help = "bias+GELU and residual adds after the GEMMs, not fused\n(config enable_fusion)"},
     {.name = "no-threading", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg), .key = "threading",

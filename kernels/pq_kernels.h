@@ -52,6 +52,8 @@ typedef struct pq_gemm_kernels {
                    int64_t b1);
     int a_pack_rows;
     void (*i8i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
+    /* the same job on an int4 I8I8 pack (W4A8), same packed A */
+    void (*i4i8)(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
     /* floats of per-thread scratch for wonly */
     size_t (*wonly_scratch)(int64_t m, int64_t k);
     void (*wonly)(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);

@@ -67,6 +67,10 @@ pq_status pq_eval_bench(pq_esm2_model *m, const pq_eval_bench_opts *o, pq_eval_b
         n_tokens = o->batch * o->length;
     }
     for (int64_t rep = -o->warmup; rep < o->reps; rep++) {
+        if (rep == 0 && o->profile) {
+            memset(o->profile, 0, sizeof *o->profile);
+            pq_esm2_model_set_profile(m, o->profile);
+        }
         double t0 = pq_now_s();
         if ((st = run_all(m, pk, n, o->logits, &out)) != PQ_OK) goto done;
         if (rep >= 0) times[rep] = pq_now_s() - t0;
@@ -75,6 +79,7 @@ pq_status pq_eval_bench(pq_esm2_model *m, const pq_eval_bench_opts *o, pq_eval_b
     *r = (pq_eval_bench_result){.n_batches = n, .n_tokens = n_tokens, .median_s = times[o->reps / 2],
                                 .min_s = times[0]};
 done:
+    pq_esm2_model_set_profile(m, NULL);
     pq_esm2_outputs_clear(&out);
     for (int64_t i = 0; pk && i < cap; i++) pq_packed_free(&pk[i]);
     free(pk);

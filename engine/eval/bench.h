@@ -19,6 +19,7 @@ typedef struct pq_eval_bench_opts {
                                     residues cycling through the 20 standard ones, <eos>) */
     int64_t reps, warmup;        /* timed runs of the whole set (at least 1), untimed before */
     bool logits;                 /* run the LM head too (else the final representation only) */
+    pq_esm2_profile *profile;    /* borrowed; non-NULL: filled over the timed reps (not the warm-up) */
 } pq_eval_bench_opts;
 
 typedef struct pq_eval_bench_result {

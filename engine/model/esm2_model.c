@@ -10,6 +10,7 @@
 
 #include "model/blas.h"
 #include "pq_config.h"
+#include "base/pq_clock.h"
 #include "base/pq_cpu.h"
 #include "base/pq_mem.h"
 #include "format/safetensors.h"
@@ -48,6 +49,7 @@ struct pq_esm2_model {
      * of batches does not fault fresh pages in every time; grown on need */
     float *ws;
     size_t ws_floats;
+    pq_esm2_profile *prof;      /* borrowed; NULL: not profiling */
 };
 
 /* ------------------------------------------------------------ loading */
@@ -324,6 +326,29 @@ void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *u
 
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n) { m->n_threads = n; }
 void pq_esm2_model_set_fusion(pq_esm2_model *m, bool on) { m->fusion = on; }
+
+void pq_esm2_model_set_profile(pq_esm2_model *m, pq_esm2_profile *p) { m->prof = p; }
+
+const char *pq_esm2_prof_op_name(pq_esm2_prof_op op)
+{
+    static const char *const names[PQ_PROF_N_OPS] = {"embedding", "layernorm", "q/k/v GEMM", "attention",
+                                                     "out GEMM", "fc1 GEMM", "gelu", "fc2 GEMM", "LM head"};
+    return op >= 0 && op < PQ_PROF_N_OPS ? names[op] : "?";
+}
+
+const char *pq_esm2_prof_attn_name(pq_esm2_prof_attn op)
+{
+    static const char *const names[PQ_PROF_ATTN_N] = {"scale + rotary", "q k^T", "softmax", "p v"};
+    return op >= 0 && op < PQ_PROF_ATTN_N ? names[op] : "?";
+}
+
+/* Profile timers: free when no profile is set. */
+static double prof_start(const pq_esm2_model *m) { return m->prof ? pq_now_s() : 0.0; }
+
+static void prof_stop(const pq_esm2_model *m, pq_esm2_prof_op op, double t0)
+{
+    if (m->prof) m->prof->wall_s[op] += pq_now_s() - t0;
+}
 const pq_ops *pq_esm2_model_ops(const pq_esm2_model *m) { return &m->ops; }
 
 const pq_qlinear *pq_esm2_model_qlinear(const pq_esm2_model *m, pq_esm2_role role, int layer)
@@ -491,16 +516,21 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
         float *S = c->scratch + (size_t)tid * (size_t)(c->max_T * c->max_T);
         float *qh = q + t0 * ld + h * hd, *kh = k + t0 * ld + h * hd;
         const float *vh = v + t0 * ld + h * hd;
+        double tp[PQ_PROF_ATTN_N + 1] = {0};
+        if (c->m->prof) tp[0] = pq_now_s();
         for (int64_t t = 0; t < T; t++)
             for (int j = 0; j < hd; j++) qh[t * ld + j] *= c->qscale;
         K->rotary(qh, T, ld, 1, hd, c->cos_t, c->sin_t);
         K->rotary(kh, T, ld, 1, hd, c->cos_t, c->sin_t);
+        if (c->m->prof) tp[1] = pq_now_s();
         if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, hd, 1.0f, qh, (int)ld, kh,
                      (int)ld, 0.0f, S, (int)T) != PQ_OK) {
             failed = 1;
             continue;
         }
+        if (c->m->prof) tp[2] = pq_now_s();
         K->softmax_rows(S, T, T);
+        if (c->m->prof) tp[3] = pq_now_s();
         if (attn_out) {
             float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
             memcpy(dst, S, (size_t)(T * T) * sizeof(float));
@@ -508,6 +538,16 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
         if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
                      (int)ld, 0.0f, o + t0 * D + h * hd, D) != PQ_OK)
             failed = 1;
+        if (c->m->prof) {
+            tp[4] = pq_now_s();
+            for (int i = 0; i < PQ_PROF_ATTN_N; i++) {
+                double d = tp[i + 1] - tp[i];
+#if PQ_HAVE_OPENMP
+#pragma omp atomic
+#endif
+                c->m->prof->attn_thread_s[i] += d;
+            }
+        }
     }
 #if PQ_HAVE_OPENMP
     pq_blas_set_threads(c->n_threads);
@@ -721,8 +761,11 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     }
     pq_blas_set_threads(c.n_threads);
 
+    double tq = prof_start(m);
+    if (m->prof) m->prof->forwards++;
     if (x_in) memcpy(x, x_in, nd * sizeof(float));
     else embed(m, b, x);
+    prof_stop(m, PQ_PROF_EMBED, tq);
 
     /* representation requests at the stage input (layer 0 only) */
 #define STORE_REPR(li, src)                                                                    \
@@ -745,13 +788,16 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);
             table_of = w[PQ_ESM2_INV_FREQ].data;
         }
+        tq = prof_start(m);
         par_layernorm(&c, x, N, D, w[PQ_ESM2_LN_ATTN_W].data, w[PQ_ESM2_LN_ATTN_B].data, eps, h);
+        prof_stop(m, PQ_PROF_LAYERNORM, tq);
         observe(m, l, PQ_ESM2_Q, h, N, D);
         observe(m, l, PQ_ESM2_K, h, N, D);
         observe(m, l, PQ_ESM2_V, h, N, D);
         pq_qlinear **ql = m->ql[l - m->l0];
         float *q = qkv, *k = qkv + nd, *v = qkv + 2 * nd;
         int64_t ld = D;
+        tq = prof_start(m);
         if (m->fusion && m->qkv[l - m->l0]) {
             /* one GEMM, rows [q | k | v] side by side */
             st = pq_qlinear_forward(&m->ops, m->qkv[l - m->l0], h, N, m->qkv_bias[l - m->l0],
@@ -765,8 +811,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                    (st = qkv_linear(&c, ql[PQ_ESM2_V], h, w[PQ_ESM2_V].data, w[PQ_ESM2_V_BIAS].data, v)) != PQ_OK) {
             goto cleanup;
         }
+        prof_stop(m, PQ_PROF_QKV, tq);
+        tq = prof_start(m);
         if ((st = attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, n_stage)) != PQ_OK) goto cleanup;
+        prof_stop(m, PQ_PROF_ATTENTION, tq);
         observe(m, l, PQ_ESM2_OUT, o, N, D);
+        tq = prof_start(m);
         if (ql[PQ_ESM2_OUT]) {
             if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
@@ -775,21 +825,32 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
+        prof_stop(m, PQ_PROF_OUT, tq);
+        tq = prof_start(m);
         par_layernorm(&c, x, N, D, w[PQ_ESM2_LN_FFN_W].data, w[PQ_ESM2_LN_FFN_B].data, eps, h);
+        prof_stop(m, PQ_PROF_LAYERNORM, tq);
         observe(m, l, PQ_ESM2_FC1, h, N, D);
+        tq = prof_start(m);
+        bool gelu_apart = true;
         if (ql[PQ_ESM2_FC1]) {
             /* fused: bias + GELU in the GEMM epilogue */
             st = pq_qlinear_forward(&m->ops, ql[PQ_ESM2_FC1], h, N, w[PQ_ESM2_FC1_BIAS].data,
                                     m->fusion ? PQ_QLINEAR_POST_GELU : PQ_QLINEAR_POST_NONE, NULL, f,
                                     c.n_threads);
             if (st != PQ_OK) goto cleanup;
-            if (!m->fusion) par_gelu(&c, f, N, F);
+            gelu_apart = !m->fusion;
         } else {
             if ((st = linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f)) != PQ_OK)
                 goto cleanup;
+        }
+        prof_stop(m, PQ_PROF_FC1, tq);
+        if (gelu_apart) {
+            tq = prof_start(m);
             par_gelu(&c, f, N, F);
+            prof_stop(m, PQ_PROF_GELU, tq);
         }
         observe(m, l, PQ_ESM2_FC2, f, N, F);
+        tq = prof_start(m);
         if (ql[PQ_ESM2_FC2]) {
             if ((st = residual_linear(&c, ql[PQ_ESM2_FC2], f, w[PQ_ESM2_FC2_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
@@ -798,12 +859,16 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
+        prof_stop(m, PQ_PROF_FC2, tq);
         if (l + 1 < L) STORE_REPR(l + 1, x);
     }
 
     if (has_head) {
+        tq = prof_start(m);
         par_layernorm(&c, x, N, D, m->g[PQ_ESM2_LN_FINAL_W].data, m->g[PQ_ESM2_LN_FINAL_B].data, eps, x);
+        prof_stop(m, PQ_PROF_LAYERNORM, tq);
         STORE_REPR(L, x);
+        tq = prof_start(m);
         if (out->want_logits) {
             observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
             if (m->ql_dense) {
@@ -822,6 +887,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             if (!out->logits) { st = pq_err(PQ_ERR_RESOURCE, "out of memory for logits"); goto cleanup; }
             if ((st = linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits)) != PQ_OK) goto cleanup;
         }
+        prof_stop(m, PQ_PROF_HEAD, tq);
         if (out->want_contacts) {
             out->contact_off = malloc((size_t)(b->n_seqs + 1) * sizeof(int64_t));
             if (!out->contact_off) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }

@@ -30,11 +30,15 @@ typedef void (*pq_esm2_observe_fn)(void *user, const pq_ops *ops, int layer, pq_
  * AUTO packs them and runs integer kernels chosen per tensor
  * (pq_qlinear_choose); DEQUANT dequantizes them to fp32 at load (the fp32
  * engine on dequantized weights, for reference); WEIGHT_ONLY packs every one
- * for the weight-only kernel (fp32 activations). */
+ * for the weight-only kernel (fp32 activations); DYNAMIC runs every one that
+ * can take int8 activations (8-bit tensor/channel, any 4-bit) with dynamic
+ * per-token quantization (W8A8/W4A8), whatever the file's scheme and stored
+ * act_scales say (8-bit group weights stay weight-only). */
 typedef enum pq_esm2_qmode {
     PQ_ESM2_QMODE_AUTO = 0,
     PQ_ESM2_QMODE_DEQUANT,
-    PQ_ESM2_QMODE_WEIGHT_ONLY
+    PQ_ESM2_QMODE_WEIGHT_ONLY,
+    PQ_ESM2_QMODE_DYNAMIC
 } pq_esm2_qmode;
 
 typedef struct pq_esm2_model_opts {
@@ -105,6 +109,44 @@ void pq_esm2_model_stage(const pq_esm2_model *m, int *layer_begin, int *layer_en
 void pq_esm2_model_set_observer(pq_esm2_model *m, pq_esm2_observe_fn fn, void *user);
 void pq_esm2_model_set_threads(pq_esm2_model *m, int n_threads); /* 0 = all cores */
 void pq_esm2_model_set_fusion(pq_esm2_model *m, bool enable_fusion);
+
+/* Where a forward's time goes (`proteus bench --profile`): wall seconds of
+ * each part, added up over the forwards run while a profile is set. The
+ * GEMM parts include their activation quantization and fused epilogues
+ * (bias, GELU for fc1 when fused, residual adds for out and fc2). */
+typedef enum pq_esm2_prof_op {
+    PQ_PROF_EMBED = 0,
+    PQ_PROF_LAYERNORM,  /* the two per layer and the final one */
+    PQ_PROF_QKV,        /* q/k/v projections */
+    PQ_PROF_ATTENTION,  /* scores, softmax, weighted sum, per (sequence, head) */
+    PQ_PROF_OUT,        /* attention output projection (+ residual) */
+    PQ_PROF_FC1,        /* (+ bias + GELU when fused) */
+    PQ_PROF_GELU,       /* GELU passes that are not fused */
+    PQ_PROF_FC2,        /* (+ residual) */
+    PQ_PROF_HEAD,       /* LM head: dense, GELU, LayerNorm, decoder */
+    PQ_PROF_N_OPS
+} pq_esm2_prof_op;
+
+/* Inside attention, thread-seconds summed over the threads. */
+typedef enum pq_esm2_prof_attn {
+    PQ_PROF_ATTN_ROTARY = 0, /* q scaling and rotary embedding */
+    PQ_PROF_ATTN_SCORES,     /* q k^T (fp32 SGEMM) */
+    PQ_PROF_ATTN_SOFTMAX,
+    PQ_PROF_ATTN_VALUES,     /* softmax(.) v (fp32 SGEMM) */
+    PQ_PROF_ATTN_N
+} pq_esm2_prof_attn;
+
+typedef struct pq_esm2_profile {
+    double wall_s[PQ_PROF_N_OPS];
+    double attn_thread_s[PQ_PROF_ATTN_N];
+    int64_t forwards;
+} pq_esm2_profile;
+
+/* Accumulate into p (borrowed, must outlive its use; NULL stops). Timing
+ * only: outputs are the same with or without a profile. */
+void pq_esm2_model_set_profile(pq_esm2_model *m, pq_esm2_profile *p);
+const char *pq_esm2_prof_op_name(pq_esm2_prof_op op);
+const char *pq_esm2_prof_attn_name(pq_esm2_prof_attn op);
 /* The kernel context the model runs with (borrowed, lives as long as m). */
 const pq_ops *pq_esm2_model_ops(const pq_esm2_model *m);
 

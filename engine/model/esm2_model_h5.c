@@ -45,10 +45,12 @@ static pq_status h5_linear(void *user, const char *name, int64_t out_dim, int64_
     int32_t act_zp = 0;
     bool has_act = false;
     pq_status st = PQ_OK;
-    if (e->has_act_scale && src->mode != PQ_ESM2_QMODE_WEIGHT_ONLY &&
+    bool forced = src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY || src->mode == PQ_ESM2_QMODE_DYNAMIC;
+    if (e->has_act_scale && !forced &&
         (st = pq_h5_read_act_qparams(src->path, name, &act_scale, &act_zp, &has_act)) != PQ_OK)
         return st;
-    pq_qlinear_kind kind = pq_qlinear_choose(e->spec.bits, e->spec.gran, e->scheme, has_act,
+    pq_qlinear_kind kind = pq_qlinear_choose(e->spec.bits, e->spec.gran,
+                                             src->mode == PQ_ESM2_QMODE_DYNAMIC ? "dynamic" : e->scheme, has_act,
                                              src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
     pq_qtensor qt;
     memset(&qt, 0, sizeof qt);
@@ -81,10 +83,12 @@ static pq_status h5_qkv(void *user, int layer, int64_t dim, pq_qlinear **ql)
         if (!e[i] || !e[i]->quantized || e[i]->ndim != 2 || e[i]->shape[0] != dim || e[i]->shape[1] != dim)
             return PQ_OK;
         bool has_act = false;
-        if (e[i]->has_act_scale && src->mode != PQ_ESM2_QMODE_WEIGHT_ONLY &&
+        bool forced = src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY || src->mode == PQ_ESM2_QMODE_DYNAMIC;
+        if (e[i]->has_act_scale && !forced &&
             (st = pq_h5_read_act_qparams(src->path, name, &act_scale[i], &act_zp[i], &has_act)) != PQ_OK)
             return st;
-        kind[i] = pq_qlinear_choose(e[i]->spec.bits, e[i]->spec.gran, e[i]->scheme, has_act,
+        kind[i] = pq_qlinear_choose(e[i]->spec.bits, e[i]->spec.gran,
+                                    src->mode == PQ_ESM2_QMODE_DYNAMIC ? "dynamic" : e[i]->scheme, has_act,
                                     src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
         if (kind[i] != kind[0] || !pq_qlinear_specs_stack(&e[0]->spec, &e[i]->spec)) return PQ_OK;
         /* static: one input quantization for the three */

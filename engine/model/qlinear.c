@@ -61,8 +61,10 @@ pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, p
 pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *scheme,
                                   bool has_act_scale, bool force_weight_only)
 {
-    if (force_weight_only || bits != 8 || gran == PQ_GRAN_GROUP) return PQ_QLINEAR_WEIGHT_ONLY;
-    if (scheme && (!strcmp(scheme, "w8a16") || !strcmp(scheme, "w4a16"))) return PQ_QLINEAR_WEIGHT_ONLY;
+    if (force_weight_only || (bits == 8 && gran == PQ_GRAN_GROUP) || (bits != 8 && bits != 4))
+        return PQ_QLINEAR_WEIGHT_ONLY;
+    if (scheme && (!strcmp(scheme, "weight-only") || !strcmp(scheme, "w8a16") || !strcmp(scheme, "w4a16")))
+        return PQ_QLINEAR_WEIGHT_ONLY;
     return has_act_scale ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC;
 }
 
@@ -79,9 +81,10 @@ static pq_status gemm_status(pq_kstatus k, const char *what)
  * points outside the code range, int8 x int8 sums that could leave int32. */
 static pq_status check_pack(const char *name, const pq_qtensor *qt, bool w8a8)
 {
-    if (w8a8 && qt->cols > 32768)
-        return pq_err(PQ_ERR_CONFIG, "%s: W8A8 needs at most 32768 input columns (got %lld)", name,
-                      (long long)qt->cols);
+    int64_t kmax = qt->spec.bits == 8 ? 32768 : 65536;
+    if (w8a8 && qt->cols > kmax)
+        return pq_err(PQ_ERR_CONFIG, "%s: W%dA8 needs at most %lld input columns (got %lld)", name,
+                      qt->spec.bits, (long long)kmax, (long long)qt->cols);
     int32_t lo = qt->spec.bits == 8 ? -128 : -8, hi = qt->spec.bits == 8 ? 127 : 7;
     int64_t nsc = pq_qspec_n_scales(&qt->spec, qt->rows, qt->cols);
     for (int64_t i = 0; qt->zero_point && i < nsc; i++)
@@ -103,9 +106,10 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     if (kind == PQ_QLINEAR_F32)
         return pq_err(PQ_ERR_CONFIG, "%s: a quantized tensor cannot run as an fp32 Linear", name);
     bool w8a8 = (kind != PQ_QLINEAR_WEIGHT_ONLY);
-    if (w8a8 && (qt->spec.bits != 8 || qt->spec.gran == PQ_GRAN_GROUP))
-        return pq_err(PQ_ERR_CONFIG, "%s: W8A8 needs 8-bit per-tensor or per-channel weights (%d-bit %s)",
-                      name, qt->spec.bits, pq_granularity_name(qt->spec.gran));
+    if (w8a8 && !(qt->spec.bits == 4 || (qt->spec.bits == 8 && qt->spec.gran != PQ_GRAN_GROUP)))
+        return pq_err(PQ_ERR_CONFIG, "%s: int8 activations need 8-bit per-tensor or per-channel weights or "
+                      "4-bit weights (W4A8), not %d-bit %s", name, qt->spec.bits,
+                      pq_granularity_name(qt->spec.gran));
     if (kind == PQ_QLINEAR_W8A8_STATIC && !(act_scale > 0.0f))
         return pq_err(PQ_ERR_FORMAT, "%s: static W8A8 needs a positive act_scale (got %g)", name,
                       (double)act_scale);
@@ -125,7 +129,7 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
     pq_kstatus ks;
     if (qt->spec.bits == 4)
         ks = pq_gemm_pack_i4(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
-                             qt->spec.group_size, &l->pw);
+                             qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
     else
         ks = pq_gemm_pack_i8(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
                              qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
@@ -137,10 +141,12 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
         return pq_err(PQ_ERR_CONFIG, "%s: packing the weights failed (%s)", name, pq_kstatus_str(ks));
     }
     /* what the pack holds: codes, one scale (+ zero point) per scale slot,
-     * and the int32 row sums of 8-bit packs */
+     * and the int32 code sums of 8-bit packs (per row) and W4A8 packs (per
+     * row and group) */
     int64_t codes = qt->rows * pq_qspec_row_bytes(&qt->spec, qt->cols);
     int64_t nsc = qt->spec.gran == PQ_GRAN_TENSOR ? 1 : qt->rows * qt->n_groups;
-    l->bytes = codes + nsc * 4 * (qt->zero_point ? 2 : 1) + (qt->spec.bits == 8 ? qt->rows * 4 : 0);
+    int64_t sums = qt->spec.bits == 8 ? qt->rows : w8a8 ? qt->rows * qt->n_groups : 0;
+    l->bytes = codes + nsc * 4 * (qt->zero_point ? 2 : 1) + sums * 4;
     *out = l;
     return PQ_OK;
 }
@@ -284,7 +290,9 @@ pq_status pq_qlinear_forward(const pq_ops *ops, const pq_qlinear *l, const float
                                     : post == PQ_QLINEAR_POST_RESIDUAL ? PQ_GEMM_POST_RESIDUAL
                                                                        : PQ_GEMM_POST_NONE,
                             .residual = residual, .ldr = n};
-    const char *what = pq_qlinear_kind_name(l->kind);
+    const char *what = l->bits == 4 && l->kind != PQ_QLINEAR_WEIGHT_ONLY
+                           ? (l->kind == PQ_QLINEAR_W8A8_DYNAMIC ? "w4a8-dynamic" : "w4a8-static")
+                           : pq_qlinear_kind_name(l->kind);
     if (l->kind == PQ_QLINEAR_WEIGHT_ONLY)
         return gemm_status(pq_gemm_wonly_f32(ops, x, m, k, l->pw, &epi, y, n, n_threads), what);
     if (l->kind == PQ_QLINEAR_W8A8_DYNAMIC)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* qlinear.h - one Linear layer y = x W^T + b in whichever arithmetic its
- * weights call for: fp32 (OpenBLAS), W8A8 with dynamic per-token activation
- * quantization, W8A8 with a static per-tensor activation scale, or
- * weight-only int8/int4 on fp32 activations. Quantized weights are packed
+ * weights call for: fp32 (OpenBLAS), int8 activations with dynamic per-token
+ * quantization or a static per-tensor scale on int8 weights (W8A8) or int4
+ * weights (W4A8, any granularity, group scales included), or weight-only
+ * int8/int4 on fp32 activations. Quantized weights are packed
  * once (kernels/gemm/pq_gemm.h); no fp32 copy is kept. */
 #ifndef PQ_QLINEAR_H
 #define PQ_QLINEAR_H
@@ -14,6 +15,8 @@
 #include "kernels/pq_kernels.h"
 #include "quant/qtensor.h"
 
+/* The W8A8 kinds are the int8-activation kinds: with 4-bit weights they run
+ * W4A8 (pq_qlinear_bits tells which). */
 typedef enum pq_qlinear_kind {
     PQ_QLINEAR_F32 = 0,
     PQ_QLINEAR_W8A8_DYNAMIC,
@@ -34,7 +37,8 @@ typedef struct pq_qlinear pq_qlinear;
 pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, pq_qlinear **out);
 
 /* Quantized Linear from the HDF5 codes in qt (borrowed; packed, not kept).
- * kind must be a quantized kind; W8A8 needs 8-bit tensor/channel weights.
+ * kind must be a quantized kind; the int8-activation kinds need 8-bit
+ * tensor/channel weights or 4-bit weights.
  * act_scale/act_zp: the static input qparams (W8A8_STATIC only; act_zp 0 when
  * symmetric, codes then in [-127, 127], else [-128, 127]). `name` is used in
  * error details. Returns owned *out; PQ_ERR_CONFIG when the kind cannot run
@@ -67,10 +71,11 @@ pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *c
  * (pq_qlinear_weight_bytes 0). Returns owned *out. */
 pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n, pq_qlinear **out);
 
-/* The kind auto mode picks for a stored quantized weight: static W8A8 when an
- * act_scale is stored, dynamic W8A8 for other 8-bit tensor/channel weights
- * (scheme "dynamic"/"w8a8"), weight-only otherwise (4-bit, group scales,
- * scheme "w8a16"/"w4a16"). force_weight_only picks weight-only always. */
+/* The kind auto mode picks for a stored quantized weight: weight-only for
+ * scheme "weight-only"/"w8a16"/"w4a16" and for 8-bit group scales; otherwise int8
+ * activations, static (W8A8/W4A8) when an act_scale is stored, dynamic
+ * (scheme "dynamic"/"w8a8"/"w4a8") else. force_weight_only picks weight-only
+ * always. */
 pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *scheme,
                                   bool has_act_scale, bool force_weight_only);
 

@@ -97,7 +97,7 @@ static pq_status parse_fraction(const char *key, const char *v, const char *hint
 
 pq_status pq_config_set(pq_config *c, const char *key, const char *v)
 {
-    static const char *const schemes[] = {"dynamic", "static", NULL};
+    static const char *const schemes[] = {"dynamic", "static", "weight-only", NULL};
     static const char *const precisions[] = {"int8", "int4", NULL};
     static const char *const methods[] = {"minmax", "entropy", "percentile", "mse", NULL};
     static const char *const targets[] = {"cpu", "ref", "avx2", "avx512", "cuda", NULL};
@@ -244,9 +244,12 @@ pq_status pq_config_validate(const pq_config *c)
     if (c->group_size && c->per_channel)
         return pq_err(PQ_ERR_CONFIG, "group_size %d and per_channel are exclusive: group-wise "
                       "scales are already per output row", c->group_size);
-    if (strcmp(c->calibration_method, "minmax") && !strcmp(c->scheme, "dynamic"))
-        return pq_err(PQ_ERR_CONFIG, "calibration_method '%s' needs calibration data: the dynamic "
-                      "scheme observes weights with minmax only", c->calibration_method);
+    if (strcmp(c->calibration_method, "minmax") && strcmp(c->scheme, "static"))
+        return pq_err(PQ_ERR_CONFIG, "calibration_method '%s' needs calibration data: the %s "
+                      "scheme observes weights with minmax only", c->calibration_method, c->scheme);
+    if (c->smoothquant_alpha > 0.0 && !strcmp(c->scheme, "weight-only"))
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is for int8 activations; the "
+                      "weight-only scheme keeps them in fp32");
     if (!strcmp(c->method, "gptq") && !c->per_channel && !c->group_size)
         return pq_err(PQ_ERR_CONFIG, "method gptq needs per-channel or group scales (--per-channel or "
                       "--group-size): GPTQ updates a row's remaining weights as it quantizes them, which "
@@ -255,9 +258,9 @@ pq_status pq_config_validate(const pq_config *c)
         return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha and method gptq together are not supported: "
                       "GPTQ reads the Linears' weights outside the smoothing transform");
     if (c->smoothquant_alpha > 0.0 && (c->bits != 8 || c->group_size))
-        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is for W8A8 (int8 weights with "
-                      "tensor or channel scales, activations quantized); %s runs weight-only on fp32 "
-                      "activations, which smoothing cannot help", c->bits != 8 ? "int4" : "group_size");
+        return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha: SmoothQuant is supported for W8A8 (int8 weights "
+                      "with tensor or channel scales, activations quantized), not with %s",
+                      c->bits != 8 ? "int4" : "group_size");
     if (c->smoothquant_alpha > 0.0 && !strcmp(c->scheme, "static") && strcmp(c->calibration_method, "minmax"))
         return pq_err(PQ_ERR_CONFIG, "smoothquant_alpha with the static scheme takes the smoothed "
                       "sites' act scales from the rescaled per-channel maxima: calibration_method must "

@@ -3,6 +3,7 @@
  * the split of output panels over threads, around the micro-kernels of the
  * context each call is given (ops->gemm). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,10 +57,11 @@ static int threads_for(int n_threads, int64_t n_panels)
 static void run_i8i8(const pq_ops *ops, const pq_gemm_i8i8_job *job, int nt)
 {
     int64_t np = job->w->n_panels;
+    void (*kern)(const pq_gemm_i8i8_job *, int64_t, int64_t) = job->w->bits == 4 ? ops->gemm.i4i8 : ops->gemm.i8i8;
 #if PQ_HAVE_OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
 #endif
-    for (int t = 0; t < nt; t++) ops->gemm.i8i8(job, np * t / nt, np * (t + 1) / nt);
+    for (int t = 0; t < nt; t++) kern(job, np * t / nt, np * (t + 1) / nt);
 }
 
 /* A weight packed for int8 x int8 and an activation shape that fits it. */
@@ -126,7 +128,7 @@ pq_kstatus pq_gemm_i8i8_s32(const pq_ops *ops, const int8_t *a, int64_t m, int64
     pq_kstatus st = check_i8i8(a, m, lda, w);
     if (st) return st;
     if (m == 0) return PQ_KOK;
-    if (!c || ldc < w->n) return PQ_KBADARG;
+    if (!c || ldc < w->n || w->n_groups != 1) return PQ_KBADARG;
     pq_gemm_i8i8_job job = {.a = a, .m = m, .lda = lda, .w = w, .c = c, .ldc = ldc};
     return exec_i8i8(ops, &job, n_threads);
 }
@@ -143,22 +145,28 @@ pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64
     if (a_zp < -128 || a_zp > 255 || (a_zp && a_per_token)) return PQ_KBADARG;
     if ((st = check_epi(epi, y, m, ldy, w->n))) return st;
     int32_t *a_sums = NULL, *col_add = NULL;
-    if (w->zp) {
-        a_sums = malloc((size_t)m * sizeof *a_sums);
+    int64_t ng = w->n_groups, gs = w->group_size;
+    if (w->zp) { /* sums of each row over each group's k */
+        a_sums = malloc((size_t)(m * ng) * sizeof *a_sums);
         if (!a_sums) return PQ_KNOMEM;
-        pq_gemm_i8_row_sums(a, m, w->k, lda, a_sums);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t k0 = g * gs, kg = k0 + gs < w->k ? gs : w->k - k0;
+                pq_gemm_i8_row_sums(a + i * lda + k0, 1, kg, lda, &a_sums[i * ng + g]);
+            }
     }
-    if (a_zp) {
-        int64_t npad = w->n_panels * PQ_GEMM_NR;
-        col_add = malloc((size_t)npad * sizeof *col_add);
+    if (a_zp) { /* per (column, group), in the scale layout */
+        int64_t nsc = w->n_panels * ng * PQ_GEMM_NR;
+        col_add = malloc((size_t)nsc * sizeof *col_add);
         if (!col_add) {
             free(a_sums);
             return PQ_KNOMEM;
         }
-        for (int64_t j = 0; j < npad; j++) {
-            uint32_t zw = w->zp ? (uint32_t)w->zp[j] : 0u; /* ng = 1: index j */
-            col_add[j] = (int32_t)((uint32_t)w->k * (uint32_t)a_zp * zw -
-                                   (uint32_t)a_zp * (uint32_t)w->row_sum[j]);
+        for (int64_t x = 0; x < nsc; x++) {
+            int64_t g = (x / PQ_GEMM_NR) % ng, k0 = g * gs, kg = k0 + gs < w->k ? gs : w->k - k0;
+            uint32_t zw = w->zp ? (uint32_t)w->zp[x] : 0u;
+            col_add[x] = (int32_t)((uint32_t)kg * (uint32_t)a_zp * zw -
+                                   (uint32_t)a_zp * (uint32_t)w->row_sum[x]);
         }
     }
     pq_gemm_i8i8_job job = {.a = a, .m = m, .lda = lda, .w = w, .y = y, .ldy = ldy,
@@ -170,8 +178,8 @@ pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64
     return st;
 }
 
-/* W8A8 for variants that quantize straight into their packed A (symmetric
- * weights: no activation row sums needed): one pass over x, no m x k
+/* W8A8 / W4A8 for variants that quantize straight into their packed A
+ * (symmetric weights: no activation row sums needed): one pass over x, no m x k
  * intermediate. Codes, scales and results equal the two-step path's. */
 static pq_kstatus w8a8_packed(const pq_ops *ops, const float *x, int64_t m, int64_t ldx,
                               const pq_gemm_w *w, const pq_gemm_epilogue *epi, float *y,
@@ -200,7 +208,10 @@ pq_kstatus pq_gemm_w8a8_f32(const pq_ops *ops, const float *x, int64_t m, int64_
 {
     if (!w || !x || m < 0 || ldx < w->k) return PQ_KBADARG;
     if (m == 0) return PQ_KOK;
-    if (ops->gemm.quantize_pack && !w->zp && w->use == PQ_GEMM_USE_I8I8)
+    /* int4 groups that split a pair of k quads go to the variants' scalar
+     * fallback, which reads the unpacked codes */
+    bool pairs = w->bits == 8 || w->n_groups == 1 || w->group_size % 8 == 0;
+    if (ops->gemm.quantize_pack && !w->zp && w->use == PQ_GEMM_USE_I8I8 && pairs)
         return w8a8_packed(ops, x, m, ldx, w, epi, y, ldy, n_threads);
     int8_t *q = malloc((size_t)(m * w->k));
     float *s = malloc((size_t)m * sizeof *s);

@@ -20,6 +20,12 @@
  *   WONLY int8: byte k*16 + ci = W[col ci, k]
  *   WONLY int4: byte k*8 + (ci&7) holds col ci in its low (ci<8) or high
  *          nibble, offset binary (nibble = q + 8)
+ *   I8I8 int4 (W4A8): the int8 quad layout at half the bytes: per pair of k
+ *          quads (8 k), 64 bytes; byte pq_gemm_i8i8_off(ci, k & 3) holds
+ *          W[ci, k] of the pair's first quad in its low nibble and of the
+ *          second in its high nibble, two's complement (nibble = q & 15).
+ *          Masking a byte with 0xF0 then gives 16 * q as a signed byte, so
+ *          one AND (high) or shift + AND (low) unpacks 64 codes for vpdpbusd.
  * Scales and zero points are expanded to [panel][group][16] so a vector load
  * gets 16 columns; padded columns have scale 0. */
 #define PQ_GEMM_NR 16
@@ -38,7 +44,8 @@ struct pq_gemm_w {
     int32_t *zp;         /* owned, same shape; NULL when symmetric */
     float *off;          /* owned, same shape: zp as float (int4: zp + 8, the
                           * nibble's offset); zeros when symmetric */
-    int32_t *row_sum;    /* owned [n_panels * 16], int8 packs: sum_k W[n, k] */
+    int32_t *row_sum;    /* owned, I8I8 packs: sum of W[n, k] over each group's
+                          * k, [n_panels][n_groups][16] (int8: n_groups 1) */
 };
 
 static inline int64_t pq_gemm_sidx(const pq_gemm_w *w, int64_t n, int64_t g)
@@ -57,6 +64,11 @@ static inline int pq_gemm_w_code(const pq_gemm_w *w, int64_t n, int64_t k)
 {
     const uint8_t *p = w->data + (n / PQ_GEMM_NR) * w->panel_bytes;
     int64_t ci = n % PQ_GEMM_NR;
+    if (w->bits == 4 && w->use == PQ_GEMM_USE_I8I8) {
+        uint8_t b = p[(k / 8) * 64 + pq_gemm_i8i8_off(ci, k & 3)];
+        int nib = (k & 4) ? b >> 4 : b & 15;
+        return nib >= 8 ? nib - 16 : nib;
+    }
     if (w->bits == 4) {
         uint8_t b = p[k * 8 + (ci & 7)];
         return (ci < 8 ? (b & 15) : (b >> 4)) - 8;
@@ -78,8 +90,10 @@ struct pq_gemm_i8i8_job {
     int64_t ldy;
     const float *a_scale;
     int a_per_token;
-    const int32_t *a_sums;  /* [m] when w->zp, else NULL */
-    const int32_t *col_add; /* [n_panels*16]: k*a_zp*w_zp - a_zp*w_sum, or NULL */
+    const int32_t *a_sums;  /* [m, n_groups]: sums of a over each group's k when
+                             * w->zp, else NULL */
+    const int32_t *col_add; /* pq_gemm_sidx layout: k_g*a_zp*w_zp - a_zp*w_sum
+                             * per (column, group), or NULL */
     const pq_gemm_epilogue *epi;
 };
 
@@ -109,6 +123,7 @@ void pq_gemm_post_apply(const pq_ops *ops, const pq_gemm_epilogue *epi, float *y
 
 /* Scalar helpers of the reference, reused by the variants for tails. */
 void pq_gemm_i8i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
+void pq_gemm_i4i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1);
 void pq_gemm_wonly_ref(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch);
 void pq_gemm_quantize_dynamic_ref(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q,
                                   int64_t ldq, float *scale);

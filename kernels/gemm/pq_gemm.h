@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* pq_gemm.h - integer GEMM for quantized inference: int8 x int8 -> int32 with
- * a fused fp32 epilogue (W8A8), and weight-only int8/int4 GEMM on fp32
- * activations (W8A16 / W4A16).
+ * a fused fp32 epilogue (W8A8), int4 x int8 -> int32 per scale group with the
+ * same epilogue (W4A8: nibbles unpacked in registers), and weight-only
+ * int8/int4 GEMM on fp32 activations (W8A16 / W4A16).
  *
  * Weights are stored [out = n, in = k] as in the HDF5 model file and packed
  * once at load (pq_gemm_pack_i8 / pq_gemm_pack_i4) into the layout the kernels
@@ -18,8 +19,8 @@
 
 #include "kernels/pq_kernels.h"
 
-/* What a packed weight is for: the int8 x int8 kernel or the weight-only
- * kernel (fp32 activations). The layouts differ. */
+/* What a packed weight is for: the int8-activation kernels (int8 or int4
+ * weights) or the weight-only kernel (fp32 activations). The layouts differ. */
 typedef enum pq_gemm_use { PQ_GEMM_USE_I8I8 = 0, PQ_GEMM_USE_WONLY = 1 } pq_gemm_use;
 
 /* Scale granularity, as the HDF5 "granularity" attribute: one scale for the
@@ -61,11 +62,13 @@ pq_kstatus pq_gemm_pack_i8(const int8_t *q, int64_t n, int64_t k, const float *s
                           pq_gemm_use use, pq_gemm_w **out);
 
 /* Pack int4 codes stored as in the HDF5 file: rows of ceil(k/2) bytes, byte j
- * = (q[2j] + 8) | (q[2j+1] + 8) << 4 (low nibble = even column). Weight-only
- * use; scales and zero points as for pq_gemm_pack_i8. Returns an owned object. */
+ * = (q[2j] + 8) | (q[2j+1] + 8) << 4 (low nibble = even column). Scales and
+ * zero points as for pq_gemm_pack_i8. PQ_GEMM_USE_I8I8 (W4A8: int8
+ * activations) takes any granularity, group scales included, and k <= 65536.
+ * Returns an owned object. */
 pq_kstatus pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const float *scale,
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
-                          pq_gemm_w **out);
+                          pq_gemm_use use, pq_gemm_w **out);
 
 /* Frees a packed weight; NULL is a no-op. */
 void pq_gemm_w_free(pq_gemm_w *w);
@@ -95,19 +98,24 @@ void pq_gemm_quantize_rows_static(const float *x, int64_t m, int64_t k, int64_t 
 
 /* c[i, j] = sum_k a[i, k] * W[j, k] exactly in int32 (raw codes, no zero
  * points). a is [m, lda] int8 (any values in [-128, 127]). w must be an
- * I8I8 pack. PQ_KBADARG on a wrong pack, PQ_KNOMEM. */
+ * I8I8 pack (int8, or int4 with one scale group). PQ_KBADARG on a wrong
+ * pack, PQ_KNOMEM. */
 pq_kstatus pq_gemm_i8i8_s32(const pq_ops *ops, const int8_t *a, int64_t m, int64_t lda, const pq_gemm_w *w,
                            int32_t *c, int64_t ldc, int n_threads);
 
 /* Fused W8A8: acc = sum_k (a[i,k] - a_zp) * (W[j,k] - w_zp[j]) (int32, via row
  * sums), then y[i, j] = ((float)acc * a_scale[i or 0]) * w_scale[j] (+ bias[j])
- * and the post-op. a_per_token: a_scale has m entries, else one. */
+ * and the post-op. a_per_token: a_scale has m entries, else one.
+ * W4A8 (an int4 I8I8 pack): acc_g, the same exact sum over each scale group
+ * g, then f = 0, f = fmaf((float)acc_g, w_scale[j, g], f) for g = 0, 1, ...,
+ * y[i, j] = f * a_scale[i or 0] (+ bias[j]) and the post-op. */
 pq_kstatus pq_gemm_i8i8_f32(const pq_ops *ops, const int8_t *a, int64_t m, int64_t lda, const float *a_scale,
                            int a_per_token, int32_t a_zp, const pq_gemm_w *w,
                            const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads);
 
-/* The whole W8A8 linear on fp32 input x [m, ldx]: dynamic per-token
- * quantization, int8 GEMM, fused epilogue. Scratch is allocated here. */
+/* The whole W8A8 (or W4A8, for an int4 pack) linear on fp32 input x [m,
+ * ldx]: dynamic per-token quantization, integer GEMM, fused epilogue.
+ * Scratch is allocated here. */
 pq_kstatus pq_gemm_w8a8_f32(const pq_ops *ops, const float *x, int64_t m, int64_t ldx, const pq_gemm_w *w,
                            const pq_gemm_epilogue *epi, float *y, int64_t ldy, int n_threads);
 

@@ -65,6 +65,39 @@ void pq_gemm_i8i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
     }
 }
 
+/* W4A8: the exact int32 sum of each scale group, corrected as above with
+ * the group's activation sums and column terms, scaled and summed over the
+ * groups in order (pq_gemm.h). */
+void pq_gemm_i4i8_ref(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t j1 = p1 * PQ_GEMM_NR < w->n ? p1 * PQ_GEMM_NR : w->n, ng = w->n_groups;
+    for (int64_t i = 0; i < job->m; i++) {
+        const int8_t *a = job->a + i * job->lda;
+        for (int64_t j = p0 * PQ_GEMM_NR; j < j1; j++) {
+            float f = 0.0f;
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t k0 = g * w->group_size, k1 = k0 + w->group_size < w->k ? k0 + w->group_size : w->k;
+                int64_t s = pq_gemm_sidx(w, j, g);
+                uint32_t acc = 0;
+                for (int64_t k = k0; k < k1; k++) acc += (uint32_t)((int32_t)a[k] * pq_gemm_w_code(w, j, k));
+                if (!job->y) { /* raw sums: one group only (the driver checks) */
+                    job->c[i * job->ldc + j] = (int32_t)acc;
+                    break;
+                }
+                if (w->zp && job->a_sums) acc -= (uint32_t)w->zp[s] * (uint32_t)job->a_sums[i * ng + g];
+                if (job->col_add) acc += (uint32_t)job->col_add[s];
+                f = fmaf((float)(int32_t)acc, w->scale[s], f); /* one rounding */
+            }
+            if (!job->y) continue;
+            float v = f * job->a_scale[job->a_per_token ? i : 0];
+            if (job->epi && job->epi->bias) v = v + job->epi->bias[j];
+            job->y[i * job->ldy + j] = v;
+        }
+        if (job->y) post_panels(job->ops, job->epi, job->y + i * job->ldy, i, p0, j1);
+    }
+}
+
 void pq_gemm_wonly_ref(const pq_gemm_wonly_job *job, int64_t p0, int64_t p1, float *scratch)
 {
     (void)scratch;
@@ -122,6 +155,7 @@ const pq_gemm_kernels pq_gemm_kernels_ref = {
     .a_pack_size = no_pack_size,
     .a_pack = NULL,
     .i8i8 = pq_gemm_i8i8_ref,
+    .i4i8 = pq_gemm_i4i8_ref,
     .wonly_scratch = no_scratch,
     .wonly = pq_gemm_wonly_ref,
     .quantize_dynamic = pq_gemm_quantize_dynamic_ref,

@@ -78,24 +78,28 @@ static void a_pack_avx2(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
  * unsigned bytes (0..128) and a * sign(w) as signed bytes, so with a in
  * [-127, 127] each int16 pair sum is at most 2 * 128 * 127 = 32512 and never
  * saturates; _mm256_madd_epi16 with ones then adds the pairs into int32. */
-AINLINE void kern_i8(const int8_t *ap, const uint8_t *wp, int64_t kq, int R, __m256i *acc)
+/* acc[2r], acc[2r+1] += row r of quad aq times the columns 0-7 (w0), 8-15
+ * (w1), for R rows, by the sign trick. */
+AINLINE void quad_step(const int8_t *aq, __m256i w0, __m256i w1, int R, __m256i *acc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t q = 0; q < kq; q++) {
-        __m256i w0 = _mm256_load_si256((const __m256i *)(wp + q * 64));
-        __m256i w1 = _mm256_load_si256((const __m256i *)(wp + q * 64 + 32));
-        __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
-        const int8_t *aq = ap + q * MR * 4;
-        for (int r = 0; r < R; r++) {
-            int32_t quad;
-            memcpy(&quad, aq + 4 * r, sizeof quad);
-            __m256i av = _mm256_set1_epi32(quad);
-            __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
-            __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
-            acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
-            acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
-        }
+    __m256i u0 = _mm256_abs_epi8(w0), u1 = _mm256_abs_epi8(w1);
+    for (int r = 0; r < R; r++) {
+        int32_t quad;
+        memcpy(&quad, aq + 4 * r, sizeof quad);
+        __m256i av = _mm256_set1_epi32(quad);
+        __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_sign_epi8(av, w0));
+        __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_sign_epi8(av, w1));
+        acc[2 * r] = _mm256_add_epi32(acc[2 * r], _mm256_madd_epi16(p0, ones));
+        acc[2 * r + 1] = _mm256_add_epi32(acc[2 * r + 1], _mm256_madd_epi16(p1, ones));
     }
+}
+
+AINLINE void kern_i8(const int8_t *ap, const uint8_t *wp, int64_t kq, int R, __m256i *acc)
+{
+    for (int64_t q = 0; q < kq; q++)
+        quad_step(ap + q * MR * 4, _mm256_load_si256((const __m256i *)(wp + q * 64)),
+                  _mm256_load_si256((const __m256i *)(wp + q * 64 + 32)), R, acc);
 }
 
 /* corr: the block's correction copy, or NULL when it has no -128. */
@@ -116,10 +120,16 @@ DEF_KERN_I8(4)
 DEF_KERN_I8(5)
 DEF_KERN_I8(6)
 
-static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+/* One mr x 16 tile: rows [row0, row0 + mr) (packed block ap, correction cp
+ * or NULL) times panel p. */
+typedef void (*tile_fn)(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                        int64_t p);
+
+/* Every tile of panels [p0, p1): chunks of I8_CHUNK panels (their weights
+ * stay in L2), in each the row blocks, in each the chunk's panels. */
+static void each_tile(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1, tile_fn tile)
 {
-    const pq_gemm_w *w = job->w;
-    int64_t kq = w->kp / 4, nb = (job->m + MR - 1) / MR, bb = a_block_bytes(w->k);
+    int64_t nb = (job->m + MR - 1) / MR, bb = a_block_bytes(job->w->k);
     const int8_t *apk = job->a_packed, *cpk = apk + nb * bb;
     const uint8_t *flag = (const uint8_t *)(cpk + nb * bb);
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
@@ -128,21 +138,129 @@ static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
             int64_t row0 = b * MR;
             int mr = job->m - row0 < MR ? (int)(job->m - row0) : MR;
             const int8_t *ap = apk + b * bb, *cp = flag[b] ? cpk + b * bb : NULL;
-            for (int64_t p = pc; p < pe; p++) {
-                const uint8_t *wp = w->data + p * w->panel_bytes;
-                __m256i acc[2 * MR];
-                switch (mr) {
-                case 1: kern_i8_1(ap, cp, wp, kq, acc); break;
-                case 2: kern_i8_2(ap, cp, wp, kq, acc); break;
-                case 3: kern_i8_3(ap, cp, wp, kq, acc); break;
-                case 4: kern_i8_4(ap, cp, wp, kq, acc); break;
-                case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
-                default: kern_i8_6(ap, cp, wp, kq, acc); break;
-                }
-                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-            }
+            for (int64_t p = pc; p < pe; p++) tile(job, ap, cp, mr, row0, p);
         }
     }
+}
+
+static void tile_i8(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                    int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t kq = w->kp / 4;
+    const uint8_t *wp = w->data + p * w->panel_bytes;
+    __m256i acc[2 * MR];
+    switch (mr) {
+    case 1: kern_i8_1(ap, cp, wp, kq, acc); break;
+    case 2: kern_i8_2(ap, cp, wp, kq, acc); break;
+    case 3: kern_i8_3(ap, cp, wp, kq, acc); break;
+    case 4: kern_i8_4(ap, cp, wp, kq, acc); break;
+    case 5: kern_i8_5(ap, cp, wp, kq, acc); break;
+    default: kern_i8_6(ap, cp, wp, kq, acc); break;
+    }
+    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+}
+
+static void i8i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1) { each_tile(job, p0, p1, tile_i8); }
+
+/* ---- W4A8: int4 weights on the same packed A ------------------------------ */
+/* A pair of k quads is 64 bytes of nibbles (gemm_impl.h): masked with 0xF0
+ * they are 16 * q as signed bytes, |16 q| <= 128, so the sign trick above
+ * still cannot saturate; the int32 sums are 16 times the exact ones (which
+ * fit for k <= 65536), and an arithmetic shift by 4 gives them back. */
+
+/* acc += R rows x one panel over quads [q0, q1), q0 even. */
+AINLINE void kern_i4(const int8_t *ap, const uint8_t *wp, int64_t q0, int64_t q1, int R, __m256i *acc)
+{
+    const __m256i m = _mm256_set1_epi8((char)0xF0);
+    int64_t t;
+    for (t = q0 / 2; 2 * t < q1; t++) {
+        __m256i x0 = _mm256_load_si256((const __m256i *)(wp + t * 64));
+        __m256i x1 = _mm256_load_si256((const __m256i *)(wp + t * 64 + 32));
+        quad_step(ap + 2 * t * MR * 4, _mm256_and_si256(_mm256_slli_epi16(x0, 4), m),
+                _mm256_and_si256(_mm256_slli_epi16(x1, 4), m), R, acc);
+        if (2 * t + 1 < q1) /* an odd last quad: the high nibbles are padding */
+            quad_step(ap + (2 * t + 1) * MR * 4, _mm256_and_si256(x0, m), _mm256_and_si256(x1, m), R, acc);
+    }
+}
+
+#define DEF_KERN_I4(R)                                                                     \
+    static void kern_i4_##R(const int8_t *ap, const int8_t *corr, const uint8_t *wp,        \
+                            int64_t q0, int64_t q1, __m256i *acc)                           \
+    {                                                                                      \
+        __m256i a[2 * R];                                                                  \
+        for (int i = 0; i < 2 * R; i++) a[i] = _mm256_setzero_si256();                     \
+        kern_i4(ap, wp, q0, q1, R, a);                                                     \
+        if (corr) kern_i4(corr, wp, q0, q1, R, a);                                         \
+        for (int i = 0; i < 2 * R; i++) acc[i] = _mm256_srai_epi32(a[i], 4);               \
+    }
+DEF_KERN_I4(1)
+DEF_KERN_I4(2)
+DEF_KERN_I4(3)
+DEF_KERN_I4(4)
+DEF_KERN_I4(5)
+DEF_KERN_I4(6)
+
+typedef void (*kern_i4_fn)(const int8_t *, const int8_t *, const uint8_t *, int64_t, int64_t, __m256i *);
+static const kern_i4_fn kerns_i4[MR + 1] = {NULL, kern_i4_1, kern_i4_2, kern_i4_3, kern_i4_4, kern_i4_5,
+                                            kern_i4_6};
+
+/* The reference's epilogue (pq_gemm.h, W4A8): per group the corrected sum
+ * folded as f = fma((float)acc_g, s_g, f); then y = f * a_scale (+ bias), the
+ * post-op per panel; raw int32 sums when the job has no y (one group). */
+static void tile_i4(const pq_gemm_i8i8_job *job, const int8_t *ap, const int8_t *cp, int mr, int64_t row0,
+                    int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t ng = w->n_groups, kq = w->kp / 4, gq = w->group_size / 4;
+    const uint8_t *wp = w->data + p * w->panel_bytes;
+    int64_t col0 = p * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+    __m256i acc[2 * MR];
+    __m256 f[2 * MR];
+    for (int i = 0; i < 2 * mr; i++) f[i] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+        kerns_i4[mr](ap, cp, wp, q0, q1, acc);
+        if (!job->y) break;
+        int64_t s = (p * ng + g) * PQ_GEMM_NR;
+        for (int r = 0; r < mr; r++)
+            for (int h = 0; h < 2; h++) {
+                __m256i v = acc[2 * r + h];
+                if (w->zp && job->a_sums)
+                    v = _mm256_sub_epi32(v, _mm256_mullo_epi32(
+                        _mm256_loadu_si256((const __m256i *)(w->zp + s + 8 * h)),
+                        _mm256_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
+                if (job->col_add)
+                    v = _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(job->col_add + s + 8 * h)));
+                f[2 * r + h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(w->scale + s + 8 * h),
+                                               f[2 * r + h]);
+            }
+    }
+    for (int r = 0; r < mr; r++) {
+        int64_t i = row0 + r;
+        if (!job->y) {
+            int32_t t[16];
+            _mm256_storeu_si256((__m256i *)t, acc[2 * r]);
+            _mm256_storeu_si256((__m256i *)(t + 8), acc[2 * r + 1]);
+            memcpy(job->c + i * job->ldc + col0, t, (size_t)nc * sizeof *t);
+            continue;
+        }
+        __m256 sa = _mm256_set1_ps(job->a_scale[job->a_per_token ? i : 0]);
+        __m256 v0 = _mm256_mul_ps(f[2 * r], sa), v1 = _mm256_mul_ps(f[2 * r + 1], sa);
+        if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &v0, &v1);
+        float *yr = job->y + i * job->ldy + col0;
+        store_f(yr, v0, v1, nc);
+        if (job->epi && job->epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
+    }
+}
+
+static void i4i8_avx2(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    if (job->w->n_groups > 1 && job->w->group_size % 8) { /* groups that split a pair of quads */
+        pq_gemm_i4i8_ref(job, p0, p1);
+        return;
+    }
+    each_tile(job, p0, p1, tile_i4);
 }
 
 /* ---- weight-only -------------------------------------------------------- */
@@ -330,6 +448,7 @@ const pq_gemm_kernels pq_gemm_kernels_avx2 = {
     .a_pack = a_pack_avx2,
     .a_pack_rows = MR,
     .i8i8 = i8i8_avx2,
+    .i4i8 = i4i8_avx2,
     .wonly_scratch = pq_gemm_wonly_scratch_avx2,
     .wonly = pq_gemm_wonly_avx2,
     .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,

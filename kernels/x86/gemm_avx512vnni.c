@@ -21,8 +21,10 @@
 #define MRV 12
 #define I8_CHUNK 8 /* panels per chunk, as AVX2: 8 x 16 x k bytes of W in L2 */
 
-/* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128.
- * Padding is byte 128 (code 0) so it meets zero weights. */
+/* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128;
+ * a k tail is padded with byte 128 (code 0) so it meets zero weights. The
+ * rows of a last, short block past m are left unwritten: every kernel reads
+ * only the rows its tile has (kern_v_R, k4 with R = those rows). */
 static int64_t a_block_bytes(int64_t k) { return (k + 3) / 4 * MRV * 4; }
 
 static size_t a_pack_size_vnni(int64_t m, int64_t k)
@@ -30,12 +32,6 @@ static size_t a_pack_size_vnni(int64_t m, int64_t k)
     return (size_t)((m + MRV - 1) / MRV * a_block_bytes(k));
 }
 
-/* Rows of block blk from `rows` on (past m) hold code 0 (byte 128). */
-static void pad_block(uint8_t *blk, int rows, int64_t kq)
-{
-    for (int r = rows; r < MRV; r++)
-        for (int64_t q = 0; q < kq; q++) memset(blk + q * MRV * 4 + r * 4, 0x80, 4);
-}
 
 /* Rows are copied a quad (4 bytes) at a time with the XOR applied to the
  * whole word; a k tail shorter than a quad is completed with byte 128. */
@@ -62,7 +58,6 @@ static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
                 memcpy(o + kq * MRV * 4, t, 4);
             }
         }
-        pad_block(blk, rows, (k + 3) / 4);
     }
 }
 
@@ -96,7 +91,6 @@ static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx
             for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
             for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
         }
-        pad_block(blk, rows, kq);
     }
 }
 
@@ -209,6 +203,20 @@ static const kern_fn kerns[MRV + 1] = {NULL,     kern_v_1, kern_v_2,  kern_v_3, 
         ZDP(c0, av, w0);                                                       \
         ZDP(c1, av, w1);                                                       \
     } while (0)
+/* The twelve rows of the tile into a0..a23 (row r: a[2r], a[2r+1]). */
+#define ZROWS()                                                                \
+    ZROW(0, a0, a1);                                        \
+    ZROW(1, a2, a3);                                        \
+    ZROW(2, a4, a5);                                        \
+    ZROW(3, a6, a7);                                        \
+    ZROW(4, a8, a9);                                        \
+    ZROW(5, a10, a11);                                      \
+    ZROW(6, a12, a13);                                      \
+    ZROW(7, a14, a15);                                      \
+    ZROW(8, a16, a17);                                      \
+    ZROW(9, a18, a19);                                      \
+    ZROW(10, a20, a21);                                     \
+    ZROW(11, a22, a23)
 
 /* Splits row r of the 2-panel tile into the 16-column halves tile_out takes,
  * removing the +128 offset of A with the weight row sums. */
@@ -235,18 +243,7 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
         __m512i w0 = _mm512_load_si512((const void *)(wp0 + q * 64));
         __m512i w1 = _mm512_load_si512((const void *)(wp1 + q * 64));
         const uint8_t *aq = ap + q * MRV * 4;
-        ZROW(0, a0, a1);
-        ZROW(1, a2, a3);
-        ZROW(2, a4, a5);
-        ZROW(3, a6, a7);
-        ZROW(4, a8, a9);
-        ZROW(5, a10, a11);
-        ZROW(6, a12, a13);
-        ZROW(7, a14, a15);
-        ZROW(8, a16, a17);
-        ZROW(9, a18, a19);
-        ZROW(10, a20, a21);
-        ZROW(11, a22, a23);
+        ZROWS();
     }
     __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws0), 7);
     __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws1), 7);
@@ -264,33 +261,343 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
     z_out(a22, a23, o0, o1, 11, acc0, acc1);
 }
 
-static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+/* One row (GEMV) over four panels on 512-bit vectors, two quads per step
+ * into separate accumulators: eight independent vpdpbusd chains, so the loop
+ * is bound by loading the weights, not by the instruction's latency. */
+__attribute__((noinline)) static void kern_gemv4(const uint8_t *ap, const uint8_t *wp, int64_t ps,
+                                                 const int32_t *wsum, int64_t kq, __m256i *acc)
 {
-    const pq_gemm_w *w = job->w;
-    int64_t kq = w->kp / 4, nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(w->k);
+    __m512i z = _mm512_setzero_si512();
+    __m512i c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
+    int64_t q = 0;
+    for (; q + 2 <= kq; q += 2) {
+        int32_t u0, u1;
+        memcpy(&u0, ap + q * MRV * 4, sizeof u0);
+        memcpy(&u1, ap + (q + 1) * MRV * 4, sizeof u1);
+        __m512i a0 = _mm512_set1_epi32(u0), a1 = _mm512_set1_epi32(u1);
+        const uint8_t *w = wp + q * 64;
+        ZDP(c0, a0, _mm512_load_si512((const void *)w));
+        ZDP(c1, a0, _mm512_load_si512((const void *)(w + ps)));
+        ZDP(c2, a0, _mm512_load_si512((const void *)(w + 2 * ps)));
+        ZDP(c3, a0, _mm512_load_si512((const void *)(w + 3 * ps)));
+        ZDP(d0, a1, _mm512_load_si512((const void *)(w + 64)));
+        ZDP(d1, a1, _mm512_load_si512((const void *)(w + ps + 64)));
+        ZDP(d2, a1, _mm512_load_si512((const void *)(w + 2 * ps + 64)));
+        ZDP(d3, a1, _mm512_load_si512((const void *)(w + 3 * ps + 64)));
+    }
+    if (q < kq) {
+        int32_t u0;
+        memcpy(&u0, ap + q * MRV * 4, sizeof u0);
+        __m512i a0 = _mm512_set1_epi32(u0);
+        const uint8_t *w = wp + q * 64;
+        ZDP(c0, a0, _mm512_load_si512((const void *)w));
+        ZDP(c1, a0, _mm512_load_si512((const void *)(w + ps)));
+        ZDP(c2, a0, _mm512_load_si512((const void *)(w + 2 * ps)));
+        ZDP(c3, a0, _mm512_load_si512((const void *)(w + 3 * ps)));
+    }
+    __m512i t[4] = {_mm512_add_epi32(c0, d0), _mm512_add_epi32(c1, d1), _mm512_add_epi32(c2, d2),
+                    _mm512_add_epi32(c3, d3)};
+    for (int c = 0; c < 4; c++) {
+        __m512i o = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(wsum + c * PQ_GEMM_NR)), 7);
+        __m512i v = _mm512_sub_epi32(t[c], o);
+        acc[2 * c] = _mm512_castsi512_si256(v);
+        acc[2 * c + 1] = _mm512_extracti64x4_epi64(v, 1);
+    }
+}
+
+/* One tile of rows [row0, row0 + mr) (packed block ap) from panel p on,
+ * panels before pe only; returns the number of panels it covered. */
+typedef int64_t (*tile_fn)(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                           int64_t pe);
+
+/* Every tile of panels [p0, p1): chunks of I8_CHUNK panels (their weights
+ * stay in L2), in each the row blocks, in each the chunk's panels. */
+static void each_tile(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1, tile_fn tile)
+{
+    int64_t nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(job->w->k);
     const uint8_t *apk = job->a_packed;
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
         int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
         for (int64_t b = 0; b < nb; b++) {
             int64_t row0 = b * MRV;
             int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
-            for (int64_t p = pc; p < pe; p++) {
-                __m256i acc[2 * MRV], acc1[2 * MRV];
-                if (mr == MRV && p + 1 < pe) {
-                    kern_z_12(apk + b * bb, w->data + p * w->panel_bytes,
-                              w->data + (p + 1) * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR,
-                              w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
-                    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-                    pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
-                    p++;
-                    continue;
-                }
-                kerns[mr](apk + b * bb, w->data + p * w->panel_bytes,
-                          w->row_sum + p * PQ_GEMM_NR, kq, acc);
-                pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-            }
+            for (int64_t p = pc; p < pe;) p += tile(job, apk + b * bb, mr, row0, p, pe);
         }
     }
+}
+
+static int64_t tile_i8(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                       int64_t pe)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t kq = w->kp / 4;
+    __m256i acc[2 * MRV], acc1[2 * MRV];
+    if (mr == 1 && p + 3 < pe) {
+        kern_gemv4(ap, w->data + p * w->panel_bytes, w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
+        for (int c = 0; c < 4; c++) pq_gemm_tile_out_i8(job, acc + 2 * c, 1, row0, p + c);
+        return 4;
+    }
+    if (mr == MRV && p + 1 < pe) {
+        kern_z_12(ap, w->data + p * w->panel_bytes, w->data + (p + 1) * w->panel_bytes,
+                  w->row_sum + p * PQ_GEMM_NR, w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
+        pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+        pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
+        return 2;
+    }
+    kerns[mr](ap, w->data + p * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
+    pq_gemm_tile_out_i8(job, acc, mr, row0, p);
+    return 1;
+}
+
+static void i8i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1) { each_tile(job, p0, p1, tile_i8); }
+
+/* ---- W4A8: int4 weights on the same packed A --------------------------- */
+/* A pair of k quads of one panel is 64 bytes of nibbles (gemm_impl.h); the
+ * high nibbles masked with 0xF0 are 16 * q as signed bytes, the low ones
+ * shifted up by 4 and masked the same. vpdpbusd then sums (a + 128) * 16 * q
+ * exactly modulo 2^32; removing 16 * 128 * (the group's code sum) leaves 16
+ * times the exact sum, which fits int32 for k <= 65536 (the pack's limit),
+ * and an arithmetic shift by 4 gives the sum itself. */
+
+AINLINE __m512i nib_lo(__m512i x, __m512i m) { return _mm512_and_si512(_mm512_slli_epi16(x, 4), m); }
+AINLINE __m512i nib_hi(__m512i x, __m512i m) { return _mm512_and_si512(x, m); }
+
+/* acc[r * NP + c] (+)= R rows x NP panels over quads [q0, q1) (q0 even).
+ * SPLIT: the second quad of each pair goes to acc[R * NP + ...], so that
+ * short tiles have twice the independent chains. */
+/* acc[r * NP + c] += row r of quad aq times w[c], for R rows. */
+AINLINE void k4_quad(const uint8_t *aq, const __m512i *w, int R, int NP, __m512i *acc)
+{
+    for (int r = 0; r < R; r++) {
+        int32_t quad;
+        memcpy(&quad, aq + 4 * r, sizeof quad);
+        __m512i av = _mm512_set1_epi32(quad);
+        for (int c = 0; c < NP; c++) acc[r * NP + c] = _mm512_dpbusd_epi32(acc[r * NP + c], av, w[c]);
+    }
+}
+
+AINLINE void k4(const uint8_t *ap, const uint8_t *wp, int64_t pstride, int64_t q0, int64_t q1, int R,
+                int NP, int SPLIT, __m512i *acc)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    for (int64_t t = q0 / 2; 2 * t < q1; t++) {
+        const uint8_t *aq = ap + 2 * t * MRV * 4;
+        __m512i w[4];
+        for (int c = 0; c < NP; c++) w[c] = nib_lo(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
+        k4_quad(aq, w, R, NP, acc);
+        if (2 * t + 1 == q1) break; /* an odd last quad: its pair's high nibbles are padding */
+        for (int c = 0; c < NP; c++) w[c] = nib_hi(_mm512_load_si512((const void *)(wp + c * pstride + t * 64)), m);
+        k4_quad(aq + MRV * 4, w, R, NP, acc + (SPLIT ? R * NP : 0));
+    }
+}
+
+typedef void (*k4_fn)(const uint8_t *, const uint8_t *, int64_t, int64_t, int64_t, __m512i *);
+
+#define DEF_K4(R, NP)                                                                          \
+    static void k4_##R##_##NP(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t q0,      \
+                              int64_t q1, __m512i *out)                                          \
+    {                                                                                          \
+        enum { SPLIT = R <= 4 };                                                               \
+        __m512i a[(1 + SPLIT) * R * NP];                                                       \
+        for (int i = 0; i < (1 + SPLIT) * R * NP; i++) a[i] = _mm512_setzero_si512();           \
+        k4(ap, wp, ps, q0, q1, R, NP, SPLIT, a);                                               \
+        for (int i = 0; i < R * NP; i++) out[i] = SPLIT ? _mm512_add_epi32(a[i], a[R * NP + i]) : a[i]; \
+    }
+#define DEF_K4_R(R) DEF_K4(R, 1) DEF_K4(R, 2)
+DEF_K4_R(1)
+DEF_K4_R(2)
+DEF_K4_R(3)
+DEF_K4_R(4)
+DEF_K4_R(5)
+DEF_K4_R(6)
+DEF_K4_R(7)
+DEF_K4_R(8)
+DEF_K4_R(9)
+DEF_K4_R(10)
+DEF_K4_R(11)
+DEF_K4(12, 1)
+DEF_K4(1, 4)
+
+/* The 12 x 32 tile with named accumulators (see kern_z_12), ZROWS on the
+ * unpacked nibbles w0, w1 in scope. */
+
+/* The 12 x 32 tile's pairs of quads [q0, q1) (q0 even) into a0..a23; an odd
+ * last quad uses the low nibbles only (the high ones are padding). Needs m
+ * (the 0xF0 mask), ap, wp and ps in scope. */
+#define Z4LOOP(q0, q1)                                                                    \
+    do {                                                                                  \
+        int64_t t_;                                                                       \
+        for (t_ = (q0) / 2; 2 * t_ + 1 < (q1); t_++) {                                    \
+            const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
+            ZROWS();                                                               \
+            aq += MRV * 4;                                                                \
+            w0 = nib_hi(_mm512_load_si512((const void *)(wp + t_ * 64)), m);              \
+            w1 = nib_hi(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m);         \
+            ZROWS();                                                               \
+        }                                                                                 \
+        if (2 * t_ < (q1)) {                                                              \
+            const uint8_t *aq = ap + 2 * t_ * MRV * 4;                                    \
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t_ * 64)), m);      \
+            __m512i w1 = nib_lo(_mm512_load_si512((const void *)(wp + ps + t_ * 64)), m); \
+            ZROWS();                                                               \
+        }                                                                                 \
+    } while (0)
+
+__attribute__((noinline)) static void k4_12_2(const uint8_t *ap, const uint8_t *wp, int64_t ps,
+                                              int64_t q0, int64_t q1, __m512i *out)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    Z4LOOP(q0, q1);
+    __m512i t24[24] = {a0,  a1,  a2,  a3,  a4,  a5,  a6,  a7,  a8,  a9,  a10, a11,
+                       a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23};
+    memcpy(out, t24, sizeof t24);
+}
+
+static const k4_fn k4_tab[MRV + 1][2] = {
+    {NULL, NULL},           {k4_1_1, k4_1_2},   {k4_2_1, k4_2_2},   {k4_3_1, k4_3_2},
+    {k4_4_1, k4_4_2},       {k4_5_1, k4_5_2},   {k4_6_1, k4_6_2},   {k4_7_1, k4_7_2},
+    {k4_8_1, k4_8_2},       {k4_9_1, k4_9_2},   {k4_10_1, k4_10_2}, {k4_11_1, k4_11_2},
+    {k4_12_1, k4_12_2}};
+
+/* The 12 x 32 tile over every group of a symmetric pack without activation
+ * zero point: each group's sums folded into f in registers' reach, f =
+ * fma((float)acc_g, w_scale, f), as group_fold does. */
+#define FOLD(r, c0, c1)                                                                          \
+    do {                                                                                         \
+        f[2 * (r)] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c0, o0), 4)), \
+                                     s0, f[2 * (r)]);                                            \
+        f[2 * (r) + 1] = _mm512_fmadd_ps(                                                        \
+            _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c1, o1), 4)), s1, f[2 * (r) + 1]); \
+        c0 = c1 = _mm512_setzero_si512();                                                        \
+    } while (0)
+
+__attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
+                                               int64_t gq, int64_t ng, const int32_t *gsum, const float *scale,
+                                               __m512 *f)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
+            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
+            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    for (int i = 0; i < 24; i++) f[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq;
+        Z4LOOP(q0, q1);
+        /* panel 0's scales at [g], panel 1's at [ng + g] */
+        __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + g * PQ_GEMM_NR)), 11);
+        __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + (ng + g) * PQ_GEMM_NR)), 11);
+        __m512 s0 = _mm512_loadu_ps(scale + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(scale + (ng + g) * PQ_GEMM_NR);
+        FOLD(0, a0, a1);
+        FOLD(1, a2, a3);
+        FOLD(2, a4, a5);
+        FOLD(3, a6, a7);
+        FOLD(4, a8, a9);
+        FOLD(5, a10, a11);
+        FOLD(6, a12, a13);
+        FOLD(7, a14, a15);
+        FOLD(8, a16, a17);
+        FOLD(9, a18, a19);
+        FOLD(10, a20, a21);
+        FOLD(11, a22, a23);
+    }
+}
+
+/* Float partial results of an mr x (np * 16) tile, summed over the groups
+ * as the reference does: f = f + (float)acc_g * w_scale[j, g]. */
+AINLINE void group_fold(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, int np, int64_t row0,
+                        int64_t p, int64_t g, __m512 *f)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t ng = w->n_groups;
+    for (int c = 0; c < np; c++) {
+        int64_t s = ((p + c) * ng + g) * PQ_GEMM_NR;
+        __m512i off = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(w->row_sum + s)), 11);
+        __m512 sc = _mm512_loadu_ps(w->scale + s);
+        __m512i zp = w->zp && job->a_sums ? _mm512_loadu_si512((const void *)(w->zp + s)) : _mm512_setzero_si512();
+        __m512i ca = job->col_add ? _mm512_loadu_si512((const void *)(job->col_add + s)) : _mm512_setzero_si512();
+        for (int r = 0; r < mr; r++) {
+            __m512i v = _mm512_srai_epi32(_mm512_sub_epi32(acc[r * np + c], off), 4);
+            if (w->zp && job->a_sums)
+                v = _mm512_sub_epi32(v, _mm512_mullo_epi32(zp, _mm512_set1_epi32(job->a_sums[(row0 + r) * ng + g])));
+            if (job->col_add) v = _mm512_add_epi32(v, ca);
+            f[r * np + c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, f[r * np + c]);
+        }
+    }
+}
+
+/* The tile's epilogue: y = f * a_scale (+ bias), then the post-op, panel by
+ * panel as the reference; raw int32 sums when the job has no y. */
+static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512i *acc, int mr, int np,
+                      int64_t row0, int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    for (int c = 0; c < np; c++) {
+        int64_t col0 = (p + c) * PQ_GEMM_NR, nc = w->n - col0 < 16 ? w->n - col0 : 16;
+        __mmask16 k = (__mmask16)((1u << nc) - 1);
+        __m512 b = job->epi && job->epi->bias ? _mm512_maskz_loadu_ps(k, job->epi->bias + col0) : _mm512_setzero_ps();
+        __m512i off = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(w->row_sum + (p + c) * PQ_GEMM_NR)), 11);
+        for (int r = 0; r < mr; r++) {
+            int64_t i = row0 + r;
+            if (!job->y) {
+                __m512i v = _mm512_srai_epi32(_mm512_sub_epi32(acc[r * np + c], off), 4);
+                _mm512_mask_storeu_epi32(job->c + i * job->ldc + col0, k, v);
+                continue;
+            }
+            __m512 v = _mm512_mul_ps(f[r * np + c], _mm512_set1_ps(job->a_scale[job->a_per_token ? i : 0]));
+            if (job->epi && job->epi->bias) v = _mm512_add_ps(v, b);
+            float *yr = job->y + i * job->ldy + col0;
+            if (job->epi && job->epi->post == PQ_GEMM_POST_RESIDUAL) {
+                const float *rr = job->epi->residual + i * job->epi->ldr + col0;
+                _mm512_mask_storeu_ps(yr, k, _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, rr)));
+                continue;
+            }
+            _mm512_mask_storeu_ps(yr, k, v);
+            if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
+                pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
+        }
+    }
+}
+
+static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
+                       int64_t pe)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t ng = w->n_groups, kq = w->kp / 4, gq = w->group_size / 4;
+    int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
+    __m512i acc[2 * MRV];
+    __m512 f[2 * MRV];
+    if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
+        int64_t s0 = p * ng * PQ_GEMM_NR;
+        k4_12_2g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale + s0, f);
+        tile_out4(job, f, acc, mr, np, row0, p);
+        return np;
+    }
+    for (int i = 0; i < mr * np; i++) f[i] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+        (np == 4 ? k4_1_4 : k4_tab[mr][np - 1])(ap, w->data + p * w->panel_bytes, w->panel_bytes, q0, q1, acc);
+        if (job->y) group_fold(job, acc, mr, np, row0, p, g, f);
+    }
+    tile_out4(job, f, acc, mr, np, row0, p);
+    return np;
+}
+
+static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
+{
+    /* groups must start on a pair of quads; others run the reference (the
+     * driver then keeps the unpacked codes) */
+    if (job->w->n_groups > 1 && job->w->group_size % 8) {
+        pq_gemm_i4i8_ref(job, p0, p1);
+        return;
+    }
+    each_tile(job, p0, p1, tile_i4);
 }
 
 const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {
@@ -299,6 +606,7 @@ const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {
     .a_pack = a_pack_vnni,
     .a_pack_rows = MRV,
     .i8i8 = i8i8_vnni,
+    .i4i8 = i4i8_vnni,
     .wonly_scratch = pq_gemm_wonly_scratch_avx2,
     .wonly = pq_gemm_wonly_avx2,
     .quantize_dynamic = pq_gemm_quantize_dynamic_avx2,

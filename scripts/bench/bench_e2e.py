@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""End-to-end forward throughput: the Proteus engine (fp32, W8A8 int8, int4
-weight-only) against esm.cpp (fp32 and SmoothQuant W8A8 int8), PyTorch fp32
+"""End-to-end forward throughput: the Proteus engine (fp32, W8A8 int8, W4A8
+int4 and int4 weight-only, the same file) against esm.cpp (fp32 and SmoothQuant W8A8 int8), PyTorch fp32
 and PyTorch dynamic int8 (fair-esm ESM2, quantize_dynamic on nn.Linear), and
 ONNX Runtime dynamic int8 -- all in this one run, on the same batches and
 thread count.
@@ -150,7 +150,10 @@ def proteus_engine(model, extra=()):
 ENG = {}
 ENG["proteus fp32"] = proteus_engine(a.fp32)
 ENG["proteus W8A8 int8 (dynamic, per-channel)"] = proteus_engine(a.int8)
-ENG["proteus weight-only int4 g128"] = proteus_engine(a.int4)
+# an int4 file quantized with the default scheme runs W4A8; --mode weight-only
+# runs the same file on fp32 activations
+ENG["proteus W4A8 int4 g128 (dynamic)"] = proteus_engine(a.int4)
+ENG["proteus weight-only int4 g128"] = proteus_engine(a.int4, ("--mode", "weight-only"))
 
 # PyTorch (fair-esm ESM2 with the same weights)
 import esm  # noqa: E402

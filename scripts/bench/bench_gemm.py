@@ -9,9 +9,12 @@ time, > 1 means faster than the baseline). The machine may be shared, so every
 measurement is repeated in --rounds interleaved rounds (sgemm, ORT, ours, ...
 then again) and the best over all rounds is kept; "median" is the median of
 the per-round medians. Rows marked "[avx2]" force the AVX2 variant
-(PQ_KERNELS=avx2) next to the automatically chosen one.
+(PQ_KERNELS=avx2) next to the automatically chosen one. The W4A8 rows run
+int4 weights (per-channel, or groups of 128) with per-token int8 activations
+on the int8 kernels, against the same int8 baselines.
 
 usage: .venv/bin/python scripts/bench/bench_gemm.py --build build [--threads 1,2]
+           [--shapes 1280x5120,5120x1280] [--m 512,1] [--quick]
 """
 import argparse
 import os
@@ -87,38 +90,56 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per round at M=512 (GEMV: x20)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--shapes", default="1280x5120", help="KxN weight shapes, comma-separated")
+    ap.add_argument("--m", default="512,1", help="activation rows, comma-separated (1 = GEMV)")
+    ap.add_argument("--quick", action="store_true",
+                    help="only sgemm/sgemv, ORT and the quantize + GEMM + epilogue rows")
     a = ap.parse_args()
     exe = os.path.join(a.build, "tests", "gemm", "bench_gemm")
     if not os.path.exists(exe):
         sys.exit("bench_gemm: %s not found (ninja -C %s)" % (exe, a.build))
-    k, n = 1280, 5120
     rows = []
     variant, ort_name = "?", "onnxruntime not available"
+    shapes = [tuple(int(v) for v in sh.split("x")) for sh in a.shapes.split(",")]
+    full = {
+        "gemm": [("i8i8", None, "pq int8xint8 -> int32"),
+                 ("i8i8", "avx2", "pq int8xint8 -> int32 [avx2]"),
+                 ("i8i8_f32", None, "pq int8xint8 + epilogue"),
+                 ("w8a8", None, "pq quant + int8 GEMM + epilogue"),
+                 ("w8a8", "avx2", "pq quant + int8 GEMM + epi [avx2]"),
+                 ("w4a8", None, "pq quant + W4A8 per-channel"),
+                 ("w4a8g", None, "pq quant + W4A8 g128"),
+                 ("wonly8", None, "pq weight-only int8"),
+                 ("wonly4", None, "pq weight-only int4 g128")],
+        "gemv": [("i8i8_f32", None, "pq int8xint8 + epilogue"),
+                 ("w8a8", None, "pq quant + int8 GEMV + epilogue"),
+                 ("w8a8", "avx2", "pq quant + int8 GEMV + epi [avx2]"),
+                 ("w4a8", None, "pq quant + W4A8 per-channel"),
+                 ("w4a8g", None, "pq quant + W4A8 g128"),
+                 ("wonly8", None, "pq weight-only int8"),
+                 ("wonly4", None, "pq weight-only int4 g128")]}
+    quick = ("w8a8", "w4a8", "w4a8g")
+    plan = []
+    for k, n in shapes:
+        for m in [int(x) for x in a.m.split(",")]:
+            ours = full["gemv" if m == 1 else "gemm"]
+            if a.quick:
+                ours = [o for o in ours if o[0] in quick and o[1] is None]
+            plan.append((k, n, m, a.reps * 20 if m == 1 else a.reps,
+                         "openblas sgemv (fp32)" if m == 1 else "openblas sgemm (fp32)", ours))
     for t in [int(x) for x in a.threads.split(",")]:
-        for m, reps, base_key, ours in [
-                (512, a.reps, "openblas sgemm (fp32)",
-                 [("i8i8", None, "pq int8xint8 -> int32"),
-                  ("i8i8", "avx2", "pq int8xint8 -> int32 [avx2]"),
-                  ("i8i8_f32", None, "pq int8xint8 + epilogue"),
-                  ("w8a8", None, "pq quant + int8 GEMM + epilogue"),
-                  ("w8a8", "avx2", "pq quant + int8 GEMM + epi [avx2]"),
-                  ("wonly8", None, "pq weight-only int8"),
-                  ("wonly4", None, "pq weight-only int4 g128")]),
-                (1, a.reps * 20, "openblas sgemv (fp32)",
-                 [("i8i8_f32", None, "pq int8xint8 + epilogue"),
-                  ("w8a8", None, "pq quant + int8 GEMV + epilogue"),
-                  ("w8a8", "avx2", "pq quant + int8 GEMV + epi [avx2]"),
-                  ("wonly8", None, "pq weight-only int8"),
-                  ("wonly4", None, "pq weight-only int4 g128")])]:
+        for k, n, m, reps, base_key, ours in plan:
             jobs = {}
-            jobs[base_key] = (lambda m=m, reps=reps, op="sgemm" if m > 1 else "sgemv":
+            jobs[base_key] = (lambda m=m, reps=reps, op="sgemm" if m > 1 else "sgemv", n=n, k=k:
                               run_c(exe, op, m, n, k, t, reps))
-            if m == 1:
-                jobs["openblas sgemm (fp32)"] = lambda reps=reps: run_c(exe, "sgemm", 1, n, k, t, reps)
-            jobs["onnxruntime MatMulInteger s8s8"] = lambda m=m, reps=reps: run_ort(m, n, k, t, reps, False)
-            jobs["onnxruntime MatMulInteger u8s8"] = lambda m=m, reps=reps: run_ort(m, n, k, t, reps, True)
+            if m == 1 and not a.quick:
+                jobs["openblas sgemm (fp32)"] = lambda reps=reps, n=n, k=k: run_c(exe, "sgemm", 1, n, k, t, reps)
+            jobs["onnxruntime MatMulInteger s8s8"] = (lambda m=m, reps=reps, n=n, k=k:
+                                                      run_ort(m, n, k, t, reps, False))
+            jobs["onnxruntime MatMulInteger u8s8"] = (lambda m=m, reps=reps, n=n, k=k:
+                                                      run_ort(m, n, k, t, reps, True))
             for op, var, label in ours:
-                jobs[label] = (lambda m=m, reps=reps, op=op, var=var:
+                jobs[label] = (lambda m=m, reps=reps, op=op, var=var, n=n, k=k:
                                run_c(exe, op, m, n, k, t, reps, var))
             res = interleaved(jobs, a.rounds)
             base = res[base_key][0]
@@ -131,23 +152,23 @@ def main():
                     continue
                 if key.startswith("onnxruntime"):
                     ort_name = name
-                    rows.append((m, t, key, best, med, base / best, None))
+                    rows.append((k, n, m, t, key, best, med, base / best, None))
                 elif key.startswith("openblas"):
-                    rows.append((m, t, key, best, med, base / best, None))
+                    rows.append((k, n, m, t, key, best, med, base / best, None))
                 else:
                     if not key.endswith("[avx2]"):
                         variant = name
-                    rows.append((m, t, key, best, med, base / best,
+                    rows.append((k, n, m, t, key, best, med, base / best,
                                  ort_best / best if ort_best else None))
-    print("shape: A [M, K=%d] x W [N=%d, K]^T; kernels variant %s; %s; %d interleaved rounds x %d reps"
-          % (k, n, variant, ort_name, a.rounds, a.reps))
-    print("ratio = baseline best time / this best time (OpenBLAS sgemm at M=512, sgemv at M=1);"
+    print("shape: A [M, K] x W [N, K]^T; kernels variant %s; %s; %d interleaved rounds x %d reps"
+          % (variant, ort_name, a.rounds, a.reps))
+    print("ratio = baseline best time / this best time (OpenBLAS sgemm, sgemv at M=1);"
           " vs ORT uses the faster of s8s8/u8s8")
-    print("%5s %3s  %-36s %10s %10s %9s %9s" % ("M", "thr", "operation", "best ms", "median ms",
-                                                  "vs BLAS", "vs ORT"))
-    for m, t, label, best, med, rb, ro in rows:
-        print("%5d %3d  %-36s %10.3f %10.3f %8.2fx %9s" % (
-            m, t, label, best, med, rb, "%.2fx" % ro if ro is not None else "-"))
+    print("%5s %5s %5s %3s  %-36s %10s %10s %9s %9s" % ("K", "N", "M", "thr", "operation", "best ms",
+                                                        "median ms", "vs BLAS", "vs ORT"))
+    for k, n, m, t, label, best, med, rb, ro in rows:
+        print("%5d %5d %5d %3d  %-36s %10.3f %10.3f %8.2fx %9s" % (
+            k, n, m, t, label, best, med, rb, "%.2fx" % ro if ro is not None else "-"))
 
 
 if __name__ == "__main__":

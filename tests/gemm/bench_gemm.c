@@ -3,7 +3,8 @@
  * "op m n k threads best_ms median_ms variant best_cpu_ms" (process CPU time,
  * all threads; scripts/bench/bench_gemm.py drives it). Ops: sgemm, sgemv (OpenBLAS fp32), i8i8 (int32 out only),
  * i8i8_f32 (+ fused epilogue), w8a8 (+ per-token quantisation), wonly8
- * (int8 per-channel), wonly4 (int4, group 128). The kernel context is "cpu" (the
+ * (int8 per-channel), wonly4 (int4, group 128), w4a8 (int4 per-channel x
+ * per-token int8), w4a8g (int4 group 128 x per-token int8). The kernel context is "cpu" (the
  * best this CPU runs), or the one PQ_KERNELS names (ref | avx2 | avx512), read
  * once here; "variant" prints its GEMM micro-kernels. */
 #include <stdio.h>
@@ -78,7 +79,11 @@ int main(int argc, char **argv)
     else if (!strcmp(op, "wonly8"))
         st = pq_gemm_pack_i8(w8, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_WONLY, &w);
     else if (!strcmp(op, "wonly4"))
-        st = pq_gemm_pack_i4(w4, n, k, s4, NULL, PQ_GEMM_GROUP, 128, &w);
+        st = pq_gemm_pack_i4(w4, n, k, s4, NULL, PQ_GEMM_GROUP, 128, PQ_GEMM_USE_WONLY, &w);
+    else if (!strcmp(op, "w4a8"))
+        st = pq_gemm_pack_i4(w4, n, k, ws, NULL, PQ_GEMM_CHANNEL, 0, PQ_GEMM_USE_I8I8, &w);
+    else if (!strcmp(op, "w4a8g"))
+        st = pq_gemm_pack_i4(w4, n, k, s4, NULL, PQ_GEMM_GROUP, 128, PQ_GEMM_USE_I8I8, &w);
     if (st) {
         fprintf(stderr, "bench_gemm: %s\n", pq_kstatus_str(st));
         return 1;
@@ -96,7 +101,7 @@ int main(int argc, char **argv)
             st = pq_gemm_i8i8_s32(&ops, a8, m, k, w, c, n, nt);
         else if (!strcmp(op, "i8i8_f32"))
             st = pq_gemm_i8i8_f32(&ops, a8, m, k, as, 1, 0, w, &epi, y, n, nt);
-        else if (!strcmp(op, "w8a8"))
+        else if (!strcmp(op, "w8a8") || !strcmp(op, "w4a8") || !strcmp(op, "w4a8g"))
             st = pq_gemm_w8a8_f32(&ops, x, m, k, w, &epi, y, n, nt);
         else if (!strcmp(op, "wonly8") || !strcmp(op, "wonly4"))
             st = pq_gemm_wonly_f32(&ops, x, m, k, w, &epi, y, n, nt);

@@ -186,6 +186,15 @@ static void test_i8i8_sign_trick(void **state)
 
 static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
+/* The epilogue of a test mode: bias, and the residual (mode 1) or GELU (2). */
+static pq_gemm_epilogue epi_of(int mode, const float *bias, const float *res, int64_t n)
+{
+    return (pq_gemm_epilogue){.bias = bias,
+                              .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
+                                                : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
+                              .residual = res, .ldr = n};
+}
+
 /* mode 0: per-token symmetric, bias, no post; 1: per-tensor asymmetric
  * activations + asymmetric weights + residual; 2: per-token + GELU. */
 static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
@@ -209,10 +218,7 @@ static void check_epilogue(int64_t m, int64_t n, int64_t k, int mode)
     pq_gemm_w *w = NULL;
     assert_int_equal(pq_gemm_pack_i8(wq, n, k, ws, asym ? wz : NULL, PQ_GEMM_CHANNEL, 0,
                                      PQ_GEMM_USE_I8I8, &w), PQ_KOK);
-    pq_gemm_epilogue epi = {.bias = bias,
-                            .post = mode == 1 ? PQ_GEMM_POST_RESIDUAL
-                                              : (mode == 2 ? PQ_GEMM_POST_GELU : PQ_GEMM_POST_NONE),
-                            .residual = res, .ldr = n};
+    pq_gemm_epilogue epi = epi_of(mode, bias, res, n);
     for (int v = 0; v < N_VARIANTS; v++) {
         const pq_ops *ops = use_variant(v);
         if (!ops) continue;
@@ -435,7 +441,7 @@ static void check_wonly(wcase c)
         assert_int_equal(pq_gemm_pack_i8(q, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs,
                                          PQ_GEMM_USE_WONLY, &w), PQ_KOK);
     else
-        assert_int_equal(pq_gemm_pack_i4(q4, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs, &w),
+        assert_int_equal(pq_gemm_pack_i4(q4, c.n, c.k, sc, c.sym ? NULL : zp, c.gran, c.gs, PQ_GEMM_USE_WONLY, &w),
                          PQ_KOK);
     pq_gemm_epilogue epi = {.bias = bias};
     for (int v = 0; v < N_VARIANTS; v++) {
@@ -475,6 +481,190 @@ static void test_wonly(void **state)
         {4, 0, PQ_GEMM_GROUP, 128, 31, 65, 1280}, {4, 0, PQ_GEMM_TENSOR, 0, 1, 17, 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_wonly(cases[i]);
+}
+
+
+/* ---- W4A8: int4 weights x int8 activations ---------------------------------- */
+
+/* The FORMAT.md int4 row layout, written out here independently: byte j =
+ * (q[2j] + 8) | (q[2j+1] + 8) << 4, a missing odd element as nibble 8. */
+static uint8_t *pack_file_i4(const int8_t *q, int64_t n, int64_t k)
+{
+    int64_t rb = (k + 1) / 2;
+    uint8_t *p = calloc((size_t)(n * rb), 1);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t kk = 0; kk < k + (k & 1); kk++) {
+            uint8_t nib = kk < k ? (uint8_t)(q[r * k + kk] + 8) : 8;
+            p[r * rb + kk / 2] |= (uint8_t)((kk & 1) ? nib << 4 : nib);
+        }
+    return p;
+}
+
+/* mode 0: per-token activations, bias; 1: per-tensor activations with a zero
+ * point + residual; 2: per-token + GELU. Every variant (1 and 2 threads) gives
+ * the reference's floats bit for bit, and the reference is within fp32
+ * rounding of the double-precision sum over groups of the exact products. */
+static void check_w4a8(wcase c, int mode)
+{
+    int64_t m = c.m, n = c.n, k = c.k, lda = k + 3;
+    int64_t gsz = c.gran == PQ_GEMM_GROUP ? c.gs : k, ng = (k + gsz - 1) / gsz;
+    int64_t nsc = c.gran == PQ_GEMM_TENSOR ? 1 : n * ng;
+    int8_t *a = malloc((size_t)(m * lda)), *q = malloc((size_t)(n * k));
+    float *as = malloc((size_t)m * sizeof(float)), *sc = malloc((size_t)nsc * sizeof(float));
+    int32_t *zp = malloc((size_t)nsc * sizeof(int32_t));
+    float *bias = malloc((size_t)n * sizeof(float)), *res = malloc((size_t)(m * n) * sizeof(float));
+    float *y0 = malloc((size_t)(m * n) * sizeof(float)), *y1 = malloc((size_t)(m * n) * sizeof(float));
+    int32_t a_zp = mode == 1 ? -5 : 0;
+    for (int64_t i = 0; i < m * lda; i++) a[i] = code(mode == 1 ? -128 : -127, 127);
+    for (int64_t i = 0; i < n * k; i++) q[i] = (next() & 3) == 0 ? (int8_t)((next() & 1) ? -8 : 7)
+                                                              : (int8_t)((int)(next() % 16) - 8);
+    for (int64_t i = 0; i < m; i++) as[i] = frand(1e-3f, 2e-2f);
+    for (int64_t i = 0; i < nsc; i++) {
+        sc[i] = frand(1e-3f, 2e-2f);
+        zp[i] = c.sym ? 0 : (int32_t)(next() % 16) - 8;
+    }
+    for (int64_t j = 0; j < n; j++) bias[j] = frand(-1.0f, 1.0f);
+    for (int64_t i = 0; i < m * n; i++) res[i] = frand(-2.0f, 2.0f);
+    uint8_t *q4 = pack_file_i4(q, n, k);
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i4(q4, n, k, sc, c.sym ? NULL : zp, c.gran, c.gs, PQ_GEMM_USE_I8I8, &w),
+                     PQ_KOK);
+    pq_gemm_epilogue epi = epi_of(mode, bias, res, n);
+    for (int v = 0; v < N_VARIANTS; v++) {
+        const pq_ops *ops = use_variant(v);
+        if (!ops) continue;
+        pq_ops mix = contexts[0]; /* the reference GEMM with this context's GELU */
+        mix.gelu = ops->gelu;
+        assert_int_equal(pq_gemm_i8i8_f32(&mix, a, m, lda, as, mode != 1, a_zp, w, &epi, y0, n, 1), PQ_KOK);
+        for (int nt = 1; nt <= 2; nt++) {
+            assert_int_equal(pq_gemm_i8i8_f32(ops, a, m, lda, as, mode != 1, a_zp, w, &epi, y1, n, nt), PQ_KOK);
+            if (memcmp(y0, y1, (size_t)(m * n) * sizeof(float)))
+                fail_msg("%s W4A8 gran %d gs %lld m %lld n %lld k %lld mode %d threads %d: not the reference's bits",
+                         variants[v], c.gran, (long long)c.gs, (long long)m, (long long)n, (long long)k, mode, nt);
+        }
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double e = 0.0, mag = 0.0, s_a = as[mode == 1 ? 0 : i];
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t si = c.gran == PQ_GEMM_TENSOR ? 0 : j * ng + g;
+                double acc = 0.0;
+                for (int64_t kk = g * gsz; kk < k && kk < (g + 1) * gsz; kk++)
+                    acc += (double)(a[i * lda + kk] - a_zp) * (double)(q[j * k + kk] - zp[si]);
+                e += acc * sc[si] * s_a;
+                mag += fabs(acc * sc[si] * s_a);
+            }
+            e += bias[j];
+            mag += fabs(bias[j]);
+            if (mode == 1) {
+                e += res[i * n + j];
+                mag += fabs(res[i * n + j]);
+            }
+            if (mode == 2) e = gelu_d(e);
+            /* fp32: per group a conversion, a product and a sum; then the
+             * activation scale, the bias (+ residual, gelu ~1e-6) */
+            double tol = 1.2e-7 * (3.0 * (double)ng + 4.0) * mag + 2e-6;
+            if (fabs(y0[i * n + j] - e) > tol)
+                fail_msg("ref W4A8 gs %lld mode %d [%lld,%lld]: %.9g vs %.9g (tol %.3g)", (long long)c.gs, mode,
+                         (long long)i, (long long)j, y0[i * n + j], e, tol);
+        }
+    /* one group: the raw int32 sums of every variant, exactly */
+    if (ng == 1) {
+        int32_t *c0 = malloc((size_t)(m * n) * sizeof(int32_t));
+        for (int v = 0; v < N_VARIANTS; v++) {
+            const pq_ops *ops = use_variant(v);
+            if (!ops) continue;
+            assert_int_equal(pq_gemm_i8i8_s32(ops, a, m, lda, w, c0, n, 2), PQ_KOK);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) {
+                    int32_t t = 0;
+                    for (int64_t kk = 0; kk < k; kk++) t += a[i * lda + kk] * q[j * k + kk];
+                    assert_int_equal(c0[i * n + j], t);
+                }
+        }
+        free(c0);
+    } else {
+        int32_t c0;
+        assert_int_equal(pq_gemm_i8i8_s32(&contexts[0], a, m, lda, w, &c0, n, 1), PQ_KBADARG);
+    }
+    pq_gemm_w_free(w);
+    free(a), free(q), free(q4), free(as), free(sc), free(zp), free(bias), free(res), free(y0), free(y1);
+}
+
+static const wcase w4a8_cases[] = {
+    {4, 1, PQ_GEMM_CHANNEL, 0, 1, 64, 1280},   {4, 1, PQ_GEMM_CHANNEL, 0, 13, 35, 130},
+    {4, 0, PQ_GEMM_TENSOR, 0, 25, 33, 1283},   {4, 1, PQ_GEMM_GROUP, 32, 12, 32, 256},
+    {4, 0, PQ_GEMM_GROUP, 128, 30, 48, 1280},  {4, 1, PQ_GEMM_GROUP, 64, 2, 17, 100},
+    {4, 0, PQ_GEMM_GROUP, 36, 14, 20, 150},    {4, 1, PQ_GEMM_GROUP, 34, 5, 16, 101},
+    {4, 0, PQ_GEMM_CHANNEL, 0, 24, 64, 5},     {4, 1, PQ_GEMM_GROUP, 256, 1, 320, 5120},
+    {4, 1, PQ_GEMM_GROUP, 64, 25, 40, 300},    {4, 1, PQ_GEMM_CHANNEL, 0, 26, 80, 1282},
+};
+
+static void test_w4a8(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof w4a8_cases / sizeof w4a8_cases[0]; i++)
+        for (int mode = 0; mode < 3; mode++) check_w4a8(w4a8_cases[i], mode);
+}
+
+/* The whole dynamic W4A8 Linear (quantisation written into the packed A where
+ * a variant does that) gives the reference's floats bit for bit, and is
+ * within the activation quantisation budget of the double-precision product
+ * with the dequantised weights, (q - zp) * scale. */
+static void test_w4a8_dynamic(void **state)
+{
+    (void)state;
+    for (size_t ci = 0; ci < sizeof w4a8_cases / sizeof w4a8_cases[0]; ci++) {
+        wcase c = w4a8_cases[ci];
+        int64_t m = c.m, n = c.n, k = c.k, ldx = k + 1;
+        int64_t gsz = c.gran == PQ_GEMM_GROUP ? c.gs : k, ng = (k + gsz - 1) / gsz;
+        int64_t nsc = c.gran == PQ_GEMM_TENSOR ? 1 : n * ng;
+        float *x = malloc((size_t)(m * ldx) * sizeof(float)), *sc = malloc((size_t)nsc * sizeof(float));
+        int8_t *q = malloc((size_t)(n * k));
+        int32_t *zp = malloc((size_t)nsc * sizeof(int32_t));
+        float *y0 = malloc((size_t)(m * n) * sizeof(float)), *y1 = malloc((size_t)(m * n) * sizeof(float));
+        for (int64_t i = 0; i < m * ldx; i++) x[i] = frand(-3.0f, 3.0f);
+        if (m > 1) x[ldx] = 40.0f; /* one row with an outlier */
+        for (int64_t i = 0; i < n * k; i++) q[i] = (int8_t)((int)(next() % 16) - 8);
+        for (int64_t i = 0; i < nsc; i++) {
+            sc[i] = frand(1e-2f, 5e-2f);
+            zp[i] = c.sym ? 0 : (int32_t)(next() % 16) - 8;
+        }
+        uint8_t *q4 = pack_file_i4(q, n, k);
+        pq_gemm_w *w = NULL;
+        assert_int_equal(pq_gemm_pack_i4(q4, n, k, sc, c.sym ? NULL : zp, c.gran, c.gs, PQ_GEMM_USE_I8I8, &w),
+                         PQ_KOK);
+        assert_int_equal(pq_gemm_w8a8_f32(&contexts[0], x, m, ldx, w, NULL, y0, n, 1), PQ_KOK);
+        for (int v = 1; v < N_VARIANTS; v++) {
+            const pq_ops *ops = use_variant(v);
+            if (!ops) continue;
+            for (int nt = 1; nt <= 2; nt++) {
+                assert_int_equal(pq_gemm_w8a8_f32(ops, x, m, ldx, w, NULL, y1, n, nt), PQ_KOK);
+                assert_memory_equal(y0, y1, (size_t)(m * n) * sizeof(float));
+            }
+        }
+        for (int64_t i = 0; i < m; i++) {
+            double ax = 0.0;
+            for (int64_t kk = 0; kk < k; kk++) ax = fmax(ax, fabs(x[i * ldx + kk]));
+            double hx = ax / 254.0; /* half an activation step */
+            for (int64_t j = 0; j < n; j++) {
+                double e = 0.0, bound = 1e-5, mag = 0.0;
+                for (int64_t kk = 0; kk < k; kk++) {
+                    int64_t si = c.gran == PQ_GEMM_TENSOR ? 0 : j * ng + kk / gsz;
+                    double wd = (double)(q[j * k + kk] - zp[si]) * sc[si];
+                    e += (double)x[i * ldx + kk] * wd;
+                    bound += 1.01 * hx * fabs(wd);
+                    mag += fabs((double)x[i * ldx + kk] * wd);
+                }
+                bound += 1.2e-7 * (3.0 * (double)ng + 4.0) * (mag + bound);
+                if (fabs(y0[i * n + j] - e) > bound)
+                    fail_msg("W4A8 dynamic gs %lld [%lld,%lld]: %.9g vs %.9g (bound %.3g)", (long long)c.gs,
+                             (long long)i, (long long)j, y0[i * n + j], e, bound);
+            }
+        }
+        pq_gemm_w_free(w);
+        free(x), free(sc), free(q), free(zp), free(q4), free(y0), free(y1);
+    }
 }
 
 /* ---- packing and argument checks ------------------------------------------- */
@@ -545,6 +735,8 @@ int main(void)
         cmocka_unit_test(test_w8a8_variants_match_ref),
         cmocka_unit_test(test_quantize_dynamic_hand),
         cmocka_unit_test(test_wonly),
+        cmocka_unit_test(test_w4a8),
+        cmocka_unit_test(test_w4a8_dynamic),
         cmocka_unit_test(test_pack_and_sums),
         cmocka_unit_test(test_residual_alias_refused),
     };

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """`proteus evaluate` end to end on the trained t6 model: JSON consistent with
-itself (KL >= 0, cosines <= 1, accuracy in [0, 1], sizes smaller), an fp32
+itself (KL >= 0, cosines <= 1, accuracy in [0, 1], sizes smaller), int4
+files run W4A8 or weight-only as their scheme says, an fp32
 model against itself gives KL 0, cosine 1 and SQNR inf everywhere, the
 --max-drop accuracy gate fails (status 13) below the measured loss and passes
 above it, and bad inputs (architecture mismatch, missing file) fail with a
@@ -85,9 +86,49 @@ jb = os.path.join(TMP, "bench.json")
 p = run("bench", "--model", q8, "--batch", "2", "--length", "40", "--reps", "1", "--warmup", "0",
         "--config", cfg_off, "--json", jb)
 expect(p.returncode == 0 and json.load(open(jb))["fusion"] is False, f"bench --config fusion off: {p.stderr}")
+# bench --profile: every part of the forward once, shares adding up to 100 %
+p = run("bench", "--model", q8, "--batch", "2", "--length", "40", "--reps", "2", "--warmup", "0", "--logits",
+        "--profile")
+expect(p.returncode == 0, f"bench --profile failed: {p.stderr}")
+parts = {}
+for ln in p.stdout.splitlines():
+    f = ln.rsplit(None, 2)
+    if ln.startswith("  ") and not ln.startswith("    ") and len(f) == 3 and f[2].endswith("%"):
+        parts[f[0].strip()] = float(f[2][:-1])
+expect(set(parts) == {"embedding", "layernorm", "q/k/v GEMM", "attention", "out GEMM", "fc1 GEMM", "gelu",
+                      "fc2 GEMM", "LM head"}, f"profile parts: {sorted(parts)}")
+expect(abs(sum(parts.values()) - 100.0) < 0.5, f"profile shares {parts}")
+expect("2 forwards of the timed reps" in p.stdout and "softmax" in p.stdout, f"profile header: {p.stdout}")
 json.dump({"enable_fusion": "sometimes"}, open(cfg_off, "w"))
 p = run("evaluate", "--model", q8, "--reference", MODEL, "--config", cfg_off, *small)
 expect(p.returncode == 2 and "enable_fusion" in p.stderr, f"bad enable_fusion: {p.returncode} {p.stderr}")
+
+# int4: the default scheme (dynamic) runs W4A8, --scheme weight-only runs on
+# fp32 activations. The weight-only file under auto gives the numbers of the
+# W4A8 file under --mode weight-only (same codes, same kernel), and W4A8 gives
+# other numbers (activations quantized), still close to the reference.
+q4, q4w = os.path.join(TMP, "q4.h5"), os.path.join(TMP, "q4w.h5")
+p = run("quantize", "--model", MODEL, "--out", q4, "--precision", "int4", "--group-size", "64", "-q")
+expect(p.returncode == 0, f"quantize int4 failed: {p.stderr}")
+p = run("quantize", "--model", MODEL, "--out", q4w, "--precision", "int4", "--group-size", "64",
+        "--scheme", "weight-only", "-q")
+expect(p.returncode == 0, f"quantize int4 weight-only failed: {p.stderr}")
+r4 = {}
+for name, model, extra in (("w4a8", q4, []), ("forced", q4, ["--mode", "weight-only"]), ("scheme", q4w, [])):
+    jf = os.path.join(TMP, "int4_%s.json" % name)
+    p = run("evaluate", "--model", model, "--reference", MODEL, "--json", jf, *small, *extra)
+    expect(p.returncode == 0, f"evaluate int4 ({name}) failed: {p.stderr}")
+    if p.returncode == 0:
+        r4[name] = json.load(open(jf))
+if len(r4) == 3:
+    keys = ("logits_kl_mean", "accuracy_quantized", "perplexity_quantized", "logits_cosine_mean")
+    expect(all(r4["forced"][k] == r4["scheme"][k] for k in keys),
+           f"--scheme weight-only does not run weight-only: {[(r4['forced'][k], r4['scheme'][k]) for k in keys]}")
+    expect(r4["w4a8"]["logits_kl_mean"] != r4["forced"]["logits_kl_mean"], "int4 default does not run W4A8")
+    expect(r4["w4a8"]["logits_cosine_mean"] > 0.999, f"W4A8 cosine {r4['w4a8']['logits_cosine_mean']}")
+p = run("quantize", "--model", MODEL, "--out", os.path.join(TMP, "bad4.h5"), "--precision", "int4",
+        "--scheme", "weight-only", "--smoothquant", "0.5", "-q")
+expect(p.returncode == 2 and "weight-only" in p.stderr, f"weight-only + smoothquant: {p.returncode} {p.stderr}")
 
 # fp32 against itself: zero divergence
 js0 = os.path.join(TMP, "e0.json")

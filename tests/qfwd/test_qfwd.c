@@ -29,7 +29,7 @@ enum { L = 2, D = 64, H = 4, F = 256, V = 33 };
 static const pq_esm2_role k_lin[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};
 
 static char g_dir[256];
-static char p_i8[300], p_i4[300], p_st[300], p_sta[300];
+static char p_i8[300], p_i4[300], p_st[300], p_st4[300], p_sta[300];
 static pq_ops g_cpu; /* the best context this CPU runs, for Linears run alone */
 
 /* the codes each file holds, kept for the double reference: [layer][role] */
@@ -273,6 +273,7 @@ static int setup(void **state)
     snprintf(p_i4, sizeof p_i4, "%s/i4.h5", g_dir);
     snprintf(p_st, sizeof p_st, "%s/static.h5", g_dir);
     snprintf(p_sta, sizeof p_sta, "%s/static_asym.h5", g_dir);
+    snprintf(p_st4, sizeof p_st4, "%s/static_i4.h5", g_dir);
     make_weights();
     make_batch();
     write_model(p_i8, 8, 0);
@@ -285,6 +286,7 @@ static int setup(void **state)
     free(logits_of(m));
     pq_esm2_model_free(m);
     write_model(p_st, 8, 1);
+    write_model(p_st4, 4, 1);
     return 0;
 }
 
@@ -316,7 +318,7 @@ static void test_int4_matches_dequant(void **state)
 {
     (void)state;
     float *a = run_logits(p_i4, PQ_ESM2_QMODE_DEQUANT, true, 2);
-    pq_esm2_model *m = open_model(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
+    pq_esm2_model *m = open_model(p_i4, PQ_ESM2_QMODE_WEIGHT_ONLY, true, 2);
     assert_int_equal(pq_qlinear_get_kind(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 1)), PQ_QLINEAR_WEIGHT_ONLY);
     assert_int_equal(pq_qlinear_bits(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 1)), 4);
     float *b = logits_of(m);
@@ -326,6 +328,44 @@ static void test_int4_matches_dequant(void **state)
     free(a);
     free(b);
     pq_esm2_model_free(m);
+}
+
+/* Cosine of two logit arrays of n floats, in double. */
+static double cosine(const float *a, const float *b, int64_t n)
+{
+    double dot = 0, a2 = 0, b2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        a2 += (double)a[i] * a[i];
+        b2 += (double)b[i] * b[i];
+    }
+    return dot / sqrt(a2 * b2);
+}
+
+/* The contract's per-token codes of row xr (fp32 reciprocal and product,
+ * round half even, [-127, 127]) into aq; returns the row's scale. */
+static float quant_dynamic(const float *xr, int64_t d, int8_t *aq)
+{
+    float amax = 0.0f;
+    for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
+    float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
+    for (int64_t k = 0; k < d; k++) {
+        float v = nearbyintf(xr[k] * inv);
+        aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
+    }
+    return s;
+}
+
+/* The observed Linear run on its input x [N, in] with the model's own
+ * context, as its forward runs it: an owned [N, out] output; *bias is the
+ * Linear's bias. */
+static float *linear_out(const pq_ops *ops, const pq_qlinear *ql, int layer, pq_esm2_role site, const float *x,
+                         int64_t N, const float **bias)
+{
+    *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
+    float *y = malloc((size_t)(N * pq_qlinear_out_dim(ql)) * sizeof(float));
+    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, *bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
+    return y;
 }
 
 /* Reference W8A8 Linear in double: activation codes exactly as the contract
@@ -348,11 +388,9 @@ static void check_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, 
     assert_non_null(ql);
     assert_int_equal(pq_qlinear_get_kind(ql), c->is_static ? PQ_QLINEAR_W8A8_STATIC : PQ_QLINEAR_W8A8_DYNAMIC);
     int64_t n = q->rows;
-    const float *bias = g_w.t[layer][site + (PQ_ESM2_Q_BIAS - PQ_ESM2_Q)];
-    float *y = malloc((size_t)(N * n) * sizeof(float));
+    const float *bias = NULL;
+    float *y = linear_out(ops, ql, layer, site, x, N, &bias);
     int8_t *aq = malloc((size_t)d);
-    /* the model's own context, as its forward runs this Linear */
-    assert_int_equal(pq_qlinear_forward(ops, ql, x, N, bias, PQ_QLINEAR_POST_NONE, NULL, y, 1), PQ_OK);
     double maxref = 0, maxerr = 0;
     for (int64_t i = 0; i < N; i++) {
         const float *xr = x + i * d;
@@ -369,14 +407,7 @@ static void check_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, 
             }
             as = q->act_scale;
         } else {
-            float amax = 0.0f;
-            for (int64_t k = 0; k < d; k++) amax = fmaxf(amax, fabsf(xr[k]));
-            float s = fmaxf(amax, 1e-5f) / 127.0f, inv = 1.0f / s;
-            for (int64_t k = 0; k < d; k++) {
-                float v = nearbyintf(xr[k] * inv);
-                aq[k] = (int8_t)(v < -127 ? -127 : v > 127 ? 127 : v);
-            }
-            as = s;
+            as = quant_dynamic(xr, d, aq);
         }
         for (int64_t j = 0; j < n; j++) {
             double acc = 0;
@@ -406,14 +437,9 @@ static void check_w8a8(const char *path, bool is_static)
     assert_true(c.worst < 2e-6);
     /* and the whole forward stays close to the dequantized fp32 engine */
     float *ld = run_logits(path, PQ_ESM2_QMODE_DEQUANT, true, 2);
-    double dot = 0, a2 = 0, b2 = 0;
-    for (int64_t i = 0; i < n_logits(); i++) {
-        dot += (double)lq[i] * ld[i];
-        a2 += (double)lq[i] * lq[i];
-        b2 += (double)ld[i] * ld[i];
-    }
-    printf("  %s W8A8 logits cosine vs dequant %.6f\n", is_static ? "static" : "dynamic", dot / sqrt(a2 * b2));
-    assert_true(dot / sqrt(a2 * b2) > 0.999);
+    double cos = cosine(lq, ld, n_logits());
+    printf("  %s W8A8 logits cosine vs dequant %.6f\n", is_static ? "static" : "dynamic", cos);
+    assert_true(cos > 0.999);
     free(lq);
     free(ld);
 }
@@ -435,6 +461,110 @@ static void test_w8a8_static_vs_double_reference(void **state)
         for (int r = 0; r < 6; r++) any_zp |= g_q8[l][k_lin[r]].act_zp != 0;
     assert_true(any_zp);
     check_w8a8(p_sta, true);
+}
+
+/* W4A8 (the int4 file's scheme "dynamic" under auto): each Linear against
+ * the contract in double (per-token codes as above, exact integer sums per
+ * group of 32, then the group scales, the token scale and the bias), and the
+ * logits close to the dequantized fp32 engine's. */
+static void w4a8_obs(void *u, const pq_ops *ops, int layer, pq_esm2_role site, const float *x, int64_t N,
+                     int64_t d)
+{
+    lin_check *c = u;
+    if (layer < 0) return;
+    const pq_qlinear *ql = pq_esm2_model_qlinear(c->m, site, layer);
+    assert_int_equal(pq_qlinear_get_kind(ql), PQ_QLINEAR_W8A8_DYNAMIC);
+    assert_int_equal(pq_qlinear_bits(ql), 4);
+    int64_t n = pq_qlinear_out_dim(ql), ng = d / 32;
+    pq_qtensor qt;
+    memset(&qt, 0, sizeof qt);
+    quantize(g_w.t[layer][site], n, d, 4, &qt);
+    const float *bias = NULL;
+    float *y = linear_out(ops, ql, layer, site, x, N, &bias);
+    int8_t *aq = malloc((size_t)d);
+    double maxref = 0, maxerr = 0;
+    for (int64_t i = 0; i < N; i++) {
+        float s = quant_dynamic(x + i * d, d, aq);
+        for (int64_t j = 0; j < n; j++) {
+            double ref = bias[j];
+            for (int64_t g = 0; g < ng; g++) {
+                double acc = 0;
+                for (int64_t k = g * 32; k < (g + 1) * 32; k++) {
+                    uint8_t b = ((const uint8_t *)qt.codes)[j * qt.code_row_bytes + k / 2];
+                    acc += (double)aq[k] * (double)(((k & 1) ? b >> 4 : b & 15) - 8);
+                }
+                ref += acc * qt.scale[j * ng + g] * s;
+            }
+            maxref = fmax(maxref, fabs(ref));
+            maxerr = fmax(maxerr, fabs(ref - y[i * n + j]));
+        }
+    }
+    c->worst = fmax(c->worst, maxerr / maxref);
+    c->n_checked++;
+    pq_qtensor_free(&qt);
+    free(y);
+    free(aq);
+}
+
+static void test_w4a8_vs_double_reference(void **state)
+{
+    (void)state;
+    lin_check c = {0};
+    c.m = open_model(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
+    pq_esm2_model_set_observer(c.m, w4a8_obs, &c);
+    float *lq = logits_of(c.m);
+    pq_esm2_model_free(c.m);
+    printf("  W4A8: %d Linears, worst |y - ref| / max|ref| %.3g\n", c.n_checked, c.worst);
+    assert_int_equal(c.n_checked, 6 * L);
+    /* per group a conversion, a product and a sum in fp32, then two more */
+    assert_true(c.worst < 4e-6);
+    float *ld = run_logits(p_i4, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    double cos = cosine(lq, ld, n_logits());
+    printf("  W4A8 logits cosine vs dequant %.6f\n", cos);
+    assert_true(cos > 0.999);
+    free(lq);
+    free(ld);
+}
+
+/* --mode dynamic: the static file's Linears run with per-token activations,
+ * bit for bit the logits of the dynamic file with the same weights; the int4
+ * file as under auto (its scheme is dynamic). */
+static void test_mode_dynamic(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = open_model(p_st, PQ_ESM2_QMODE_DYNAMIC, true, 2);
+    assert_int_equal(pq_qlinear_get_kind(pq_esm2_model_qlinear(m, PQ_ESM2_FC1, 0)), PQ_QLINEAR_W8A8_DYNAMIC);
+    float *a = logits_of(m);
+    pq_esm2_model_free(m);
+    float *b = run_logits(p_i8, PQ_ESM2_QMODE_AUTO, true, 2);
+    float *c = run_logits(p_st, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+    assert_memory_not_equal(a, c, (size_t)n_logits() * sizeof(float));
+    float *d = run_logits(p_i4, PQ_ESM2_QMODE_DYNAMIC, true, 1);
+    float *e = run_logits(p_i4, PQ_ESM2_QMODE_AUTO, true, 2);
+    assert_memory_equal(d, e, (size_t)n_logits() * sizeof(float));
+    free(a), free(b), free(c), free(d), free(e);
+}
+
+/* static W4A8: int4 weights with a stored act_scale run with the static
+ * int8 input (kind static, 4 bits), 1 and 2 threads bit for bit, close to
+ * the dequantized fp32 engine. */
+static void test_w4a8_static(void **state)
+{
+    (void)state;
+    pq_esm2_model *m = open_model(p_st4, PQ_ESM2_QMODE_AUTO, true, 2);
+    const pq_qlinear *ql = pq_esm2_model_qlinear(m, PQ_ESM2_FC2, 1);
+    assert_int_equal(pq_qlinear_get_kind(ql), PQ_QLINEAR_W8A8_STATIC);
+    assert_int_equal(pq_qlinear_bits(ql), 4);
+    float *a = logits_of(m);
+    pq_esm2_model_free(m);
+    float *b = run_logits(p_st4, PQ_ESM2_QMODE_AUTO, true, 1);
+    float *c = run_logits(p_st4, PQ_ESM2_QMODE_DEQUANT, true, 2);
+    assert_memory_equal(a, b, (size_t)n_logits() * sizeof(float));
+    double cos = cosine(a, c, n_logits());
+    printf("  static W4A8 logits cosine vs dequant %.6f\n", cos);
+    assert_true(cos > 0.999);
+    free(a), free(b), free(c);
 }
 
 /* fusion: the fused epilogue does the same fp32 operations in the same order
@@ -626,12 +756,12 @@ static void test_weight_bytes(void **state)
     /* fp32 Linears: 4 bytes a weight, hand-counted for this shape */
     int64_t n_lin = (int64_t)L * (4 * D * D + 2 * D * F);
     assert_int_equal(lf, 4 * (n_lin + D * D));
-    /* int8: a byte a code, per-row scale and row sum; int4 half a byte,
-     * a scale per 32 columns */
+    /* int8: a byte a code, per-row scale and row sum; int4 (W4A8) half a
+     * byte, a scale and a code sum per 32 columns */
     int64_t rows = (int64_t)L * (4 * D + F + D);
     assert_int_equal(l8, n_lin + 8 * rows + 4 * D * D);
     int64_t groups = (int64_t)L * (4 * D * (D / 32) + F * (D / 32) + D * (F / 32));
-    assert_int_equal(l4, n_lin / 2 + 4 * groups + 4 * D * D);
+    assert_int_equal(l4, n_lin / 2 + 8 * groups + 4 * D * D);
     assert_true((double)(lf - 4 * D * D) / (double)(l8 - 4 * D * D) >= 3.5);
     pq_esm2_model_free(f);
     pq_esm2_model_free(q8);
@@ -650,16 +780,21 @@ static void test_bad_inputs(void **state)
     assert_null(m);
     printf("  missing file: %s\n", pq_err_detail());
     assert_non_null(strstr(pq_err_detail(), "missing.h5"));
-    /* a W8A8 Linear cannot run 4-bit group weights */
+    /* int8 activations cannot run 8-bit group weights (refused before the
+     * scales are read) */
     pq_qtensor qt;
     memset(&qt, 0, sizeof qt);
-    quantize(g_w.t[0][PQ_ESM2_Q], D, D, 4, &qt);
+    quantize(g_w.t[0][PQ_ESM2_Q], D, D, 8, &qt);
+    qt.spec.gran = PQ_GRAN_GROUP;
+    qt.spec.group_size = 32;
     pq_qlinear *l = NULL;
     pq_err_clear();
-    assert_int_equal(pq_qlinear_from_qtensor("t4", &qt, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &l), PQ_ERR_CONFIG);
+    assert_int_equal(pq_qlinear_from_qtensor("t8g", &qt, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &l), PQ_ERR_CONFIG);
     assert_null(l);
-    printf("  W8A8 on int4: %s\n", pq_err_detail());
-    assert_non_null(strstr(pq_err_detail(), "t4"));
+    printf("  W8A8 on int8 groups: %s\n", pq_err_detail());
+    assert_non_null(strstr(pq_err_detail(), "t8g"));
+    qt.spec.gran = PQ_GRAN_CHANNEL;
+    qt.spec.group_size = 0;
     pq_qtensor_free(&qt);
     /* static W8A8 without a usable act_scale */
     quantize(g_w.t[0][PQ_ESM2_Q], D, D, 8, &qt);
@@ -778,6 +913,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weight_only_int8_matches_dequant),
         cmocka_unit_test(test_int4_matches_dequant),
+        cmocka_unit_test(test_w4a8_vs_double_reference),
+        cmocka_unit_test(test_mode_dynamic),
+        cmocka_unit_test(test_w4a8_static),
         cmocka_unit_test(test_w8a8_dynamic_vs_double_reference),
         cmocka_unit_test(test_w8a8_static_vs_double_reference),
         cmocka_unit_test(test_fusion_identical),
