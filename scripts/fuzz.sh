@@ -40,6 +40,7 @@ work="$bdir/corpus/$h" art="$bdir/artifacts/$h"
 mkdir -p "$work" "$art"
 seeds="$root/tests/fuzz/corpus/$h"
 export ASAN_OPTIONS="${ASAN_OPTIONS-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS-suppressions=$root/tests/sanitize/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS-halt_on_error=1:print_stacktrace=1}"
 # -timeout: one input running longer is a hang; -rss_limit_mb: a memory blow-up
 # is a finding too; -malloc_limit_mb: so is one allocation a file can ask for.

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t budget = MAX_ELEMS;
     for (int64_t i = 0; i < pq_st_count(m); i++) {
         const pq_st_tensor *t = pq_st_get(m, i);
-        int64_t rows = t->ndim ? t->shape[0] : 1;
+        int64_t rows = t->ndim >= 2 ? t->shape[0] : 1; /* 0-D and 1-D: one row */
         if (rows == 0 || t->n_elems == 0 || t->n_elems > budget) continue;
         float *dst = malloc((size_t)t->n_elems * sizeof *dst);
         if (!dst) abort();
