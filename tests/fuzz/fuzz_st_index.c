@@ -31,10 +31,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    pq_err_clear();
-    const char *p = pq_fuzz_write(0, "model.safetensors.index.json", data, size);
     pq_st_model *m = NULL;
-    pq_status st = pq_st_open(p, &m);
+    pq_err_clear();
+    pq_status st = pq_st_open(pq_fuzz_write(0, "model.safetensors.index.json", data, size), &m);
     pq_fuzz_check_status(st);
     if (st == PQ_OK && pq_st_count(m) > 2) abort(); /* only two tensors exist */
     pq_st_close(m);
