@@ -17,7 +17,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 # single-node launch settings (docs/CLUSTER.md); a caller's values win
 for kv in PMIX_MCA_psec=native OMPI_MCA_pml=ob1 PMIX_MCA_gds=hash HWLOC_COMPONENTS=-pci,-linuxio HWLOC_PLUGINS_BLACKLIST=hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml; do
   k=${kv%%=*}
-  [[ -n "${!k+x}" ]] || export "$kv"
+  [[ -n "${!k+x}" ]] || export "${kv?}"
 done
 tmp="$(mktemp -d /tmp/pq_many_ranks.XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
