@@ -16,7 +16,8 @@ peers=0
 [ "${1:-}" = "--peers" ] && peers=1
 if [ $peers = 1 ]; then
   pkgs+=(python3 python3-venv python3-pip python3-torch python3-h5py python3-numpy
-         slurmctld slurmd slurm-client munge)
+         slurmctld slurmd slurm-client munge
+         clang libclang-rt-dev)  # libFuzzer for tests/fuzz (scripts/fuzz.sh)
 fi
 
 missing=()

@@ -16,3 +16,8 @@ export PMIX_MCA_psec="${PMIX_MCA_psec-native}" OMPI_MCA_pml="${OMPI_MCA_pml-ob1}
 export PMIX_MCA_gds="${PMIX_MCA_gds-hash}" HWLOC_COMPONENTS="${HWLOC_COMPONENTS--pci,-linuxio}"
 export HWLOC_PLUGINS_BLACKLIST="${HWLOC_PLUGINS_BLACKLIST-hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml}"
 meson test -C build --print-errorlogs --num-processes 2 "$@"
+# Then the same suites under AddressSanitizer + UndefinedBehaviorSanitizer, leaks
+# checked (tests/sanitize/run.sh, its own build folder); PQ_SANITIZE=0 skips it.
+if [ $# -eq 0 ] && [ "${PQ_SANITIZE:-1}" != 0 ]; then
+  tests/sanitize/run.sh
+fi

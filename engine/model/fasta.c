@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fasta.c - streaming FASTA reader over zlib's gzread (plain files pass
- * through gz untouched). */
+ * through gz untouched), split into lines here. */
 #include "model/fasta.h"
 
 #include <errno.h>
@@ -17,6 +17,8 @@ struct pq_fasta {
     pq_fasta_opts opts;
     char *line;            /* current line buffer */
     size_t line_cap;
+    char buf[1 << 16];     /* bytes read from the stream, not yet split */
+    size_t buf_pos, buf_len;
     bool have_pending;     /* `line` holds a header not yet consumed */
     bool eof;
     int64_t line_no;
@@ -78,35 +80,66 @@ void pq_fasta_close(pq_fasta *f)
 
 int64_t pq_fasta_n_skipped(const pq_fasta *f) { return f->n_skipped; }
 
-/* One line without its LF/CR into f->line; false at end of file. */
+/* Refill f->buf from the stream; *n = 0 at end of file. A gzip stream that
+ * ends early (Z_BUF_ERROR: "unexpected end of file") is an error, not the
+ * end of the data. */
+static pq_status fill(pq_fasta *f, size_t *n)
+{
+    int got = gzread(f->gz, f->buf, (unsigned)sizeof f->buf);
+    int zerr = Z_OK;
+    const char *msg = got < (int)sizeof f->buf ? gzerror(f->gz, &zerr) : "";
+    if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
+        return pq_err(zerr == Z_ERRNO ? PQ_ERR_IO : PQ_ERR_FORMAT, "%s: read error near line %lld: %s%s", f->path,
+                      (long long)f->line_no + 1, msg, zerr == Z_BUF_ERROR ? " (truncated gzip file)" : "");
+    f->buf_pos = 0;
+    f->buf_len = (size_t)got;
+    *n = (size_t)got;
+    return PQ_OK;
+}
+
+/* One line without its LF and trailing CRs into f->line; false at end of
+ * file. A NUL byte is refused: no text file has one, and a binary file given
+ * as FASTA must not be read as residues. */
 static pq_status read_line(pq_fasta *f, bool *got)
 {
     size_t len = 0;
+    bool any = false;
+    pq_status st;
     *got = false;
     if (f->eof) return PQ_OK;
     for (;;) {
-        if (f->line_cap - len < 2) {
-            size_t nc = f->line_cap ? f->line_cap * 2 : 4096;
-            char *p = realloc(f->line, nc);
-            if (!p) return pq_err(PQ_ERR_RESOURCE, "%s: out of memory reading line %lld", f->path,
+        if (f->buf_pos == f->buf_len) {
+            size_t n = 0;
+            if ((st = fill(f, &n)) != PQ_OK) return st;
+            if (n == 0) {
+                f->eof = true;
+                if (!any) return PQ_OK;
+                break;
+            }
+        }
+        any = true;
+        const char *p = f->buf + f->buf_pos;
+        size_t avail = f->buf_len - f->buf_pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t take = nl ? (size_t)(nl - p) : avail;
+        if (memchr(p, '\0', take))
+            return pq_err(PQ_ERR_FORMAT, "%s: line %lld: NUL byte: not a text FASTA file", f->path,
+                          (long long)f->line_no + 1);
+        if (f->line_cap - len < take + 1) {
+            size_t nc = f->line_cap ? f->line_cap : 4096;
+            while (nc - len < take + 1) nc *= 2;
+            char *q = realloc(f->line, nc);
+            if (!q) return pq_err(PQ_ERR_RESOURCE, "%s: out of memory reading line %lld", f->path,
                                   (long long)f->line_no + 1);
-            f->line = p;
+            f->line = q;
             f->line_cap = nc;
         }
-        if (!gzgets(f->gz, f->line + len, (int)(f->line_cap - len))) {
-            int zerr;
-            const char *msg = gzerror(f->gz, &zerr);
-            if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-                return pq_err(PQ_ERR_IO, "%s: read error near line %lld: %s", f->path,
-                              (long long)f->line_no + 1, msg);
-            f->eof = true;
-            if (len == 0) return PQ_OK;
-            break;
-        }
-        len += strlen(f->line + len);
-        if (len > 0 && f->line[len - 1] == '\n') break;
+        memcpy(f->line + len, p, take);
+        len += take;
+        f->buf_pos += take + (nl ? 1 : 0);
+        if (nl) break;
     }
-    while (len > 0 && (f->line[len - 1] == '\n' || f->line[len - 1] == '\r')) len--;
+    while (len > 0 && f->line[len - 1] == '\r') len--;
     f->line[len] = '\0';
     f->line_no++;
     *got = true;

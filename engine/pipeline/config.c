@@ -226,8 +226,10 @@ pq_status pq_config_load_json(pq_config *c, const char *path)
             }
             continue;
         }
-        if ((st = json_scalar(path, key, v, buf, sizeof buf))) goto cleanup;
-        if ((st = pq_config_set(c, key, buf))) {
+        /* strings as they are (a long include pattern must not be cut to
+         * the buffer), other scalars as their text */
+        if (!json_is_string(v) && (st = json_scalar(path, key, v, buf, sizeof buf))) goto cleanup;
+        if ((st = pq_config_set(c, key, json_is_string(v) ? json_string_value(v) : buf))) {
             char why[512];
             snprintf(why, sizeof why, "%s", pq_err_detail());
             pq_err_replace(st, "config %s: %s", path, why);

@@ -74,6 +74,30 @@ static void test_config_errors(void **state)
     pq_config_free(&c);
 }
 
+/* A --config string value is taken whole: an include pattern longer than
+ * any fixed buffer reaches the pattern list unchanged (it was once cut to 511
+ * characters, matching other names than the user wrote). */
+static void test_config_json_long_string(void **state)
+{
+    (void)state;
+    char pat[701], path[400];
+    for (int i = 0; i < 700; i++) pat[i] = "esm.encoder.layer*"[i % 18];
+    pat[700] = '\0';
+    snprintf(path, sizeof path, "%s/long.json", g_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"include\": \"%s\", \"exclude\": [\"%s\"]}", pat, pat);
+    fclose(f);
+    pq_config c;
+    pq_config_defaults(&c);
+    assert_int_equal(pq_config_load_json(&c, path), PQ_OK);
+    assert_int_equal(c.n_include, 1);
+    assert_int_equal(c.n_exclude, 1);
+    assert_string_equal(c.include[0], pat);
+    assert_string_equal(c.exclude[0], pat);
+    pq_config_free(&c);
+}
+
 static void test_quantize_stats_export(void **state)
 {
     (void)state;
@@ -331,6 +355,7 @@ int main(int argc, char **argv)
     g_data = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_json_long_string),
         cmocka_unit_test(test_quantize_stats_export),
         cmocka_unit_test(test_failure_leaves_nothing),
         cmocka_unit_test(test_static_act_scales),

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <cmocka.h>
@@ -180,6 +181,66 @@ static void test_fasta_crop_skip(void **state)
     assert_int_equal(pq_fasta_read_all(p, &o, 0, &r, &n), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "'long'"));
     pq_err_clear();
+}
+
+/* Inputs a user may give by mistake: each refused with the record's name
+ * or the line, never read as residues. */
+static void test_fasta_refusals(void **state)
+{
+    (void)state;
+    pq_fasta_record *r = NULL;
+    int64_t n = 0;
+    pq_fasta_opts o = pq_fasta_defaults();
+    char path[512];
+    /* a binary file (NUL bytes) after a valid-looking header: line 2 named */
+    snprintf(path, sizeof path, "%s/bin.fa", tmpdir);
+    const char bin[] = ">x\nMK\0\x01\xff\nGG\n";
+    FILE *f = fopen(path, "wb");
+    fwrite(bin, 1, sizeof bin - 1, f);
+    fclose(f);
+    assert_int_equal(pq_fasta_read_all(path, &o, 0, &r, &n), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "line 2: NUL byte"));
+    pq_err_clear();
+    /* a gzip file cut short: an error, not the records before the cut */
+    const char *gz = write_file("cut.fa.gz", ">a\nMKTAYIAKQR\n>b\nGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGGG\n", 1);
+    struct stat sb;
+    assert_int_equal(stat(gz, &sb), 0);
+    assert_int_equal(truncate(gz, sb.st_size - 12), 0);
+    assert_int_equal(pq_fasta_read_all(gz, &o, 0, &r, &n), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "truncated gzip"));
+    pq_err_clear();
+    /* '*' is a terminator only at the very end of a record */
+    assert_int_equal(pq_fasta_read_all(write_file("s.fa", ">st op\nMK*\nLL\n", 0), &o, 0, &r, &n),
+                     PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "record 'st' line 2 column 3: unknown residue '*'"));
+    pq_err_clear();
+    assert_int_equal(pq_fasta_read_all(write_file("s2.fa", ">only\n*\n", 0), &o, 0, &r, &n), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "record 'only' (line 1) has no residues"));
+    pq_err_clear();
+    /* J (Leu or Ile) is not in ESM-2's alphabet */
+    assert_int_equal(pq_fasta_read_all(write_file("j.fa", ">j\r\nmkj\r\n", 0), &o, 0, &r, &n), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "record 'j' line 2 column 3: unknown residue 'j'"));
+    pq_err_clear();
+    /* a 100,000-residue protein on one line: cropped to the context by
+     * default, whole without a limit */
+    char *big = malloc(100000 + 16);
+    strcpy(big, ">big\n");
+    for (int i = 0; i < 100000; i++) big[5 + i] = "ACDEFGHIKLMNPQRSTVWY"[i % 20];
+    strcpy(big + 5 + 100000, "\n");
+    const char *bp = write_file("big.fa", big, 0);
+    free(big);
+    assert_int_equal(pq_fasta_read_all(bp, &o, 0, &r, &n), PQ_OK);
+    assert_int_equal(r[0].n_ids, 1024);
+    assert_int_equal(r[0].n_residues_orig, 100000);
+    assert_int_equal(r[0].ids[1023], PQ_TOK_EOS);
+    pq_fasta_record_free(&r[0]);
+    free(r);
+    o.max_residues = 0;
+    assert_int_equal(pq_fasta_read_all(bp, &o, 0, &r, &n), PQ_OK);
+    assert_int_equal(r[0].n_ids, 100002);
+    assert_int_equal(r[0].ids[100000], pq_tok_char_id('Y'));
+    pq_fasta_record_free(&r[0]);
+    free(r);
 }
 
 /* A checkpoint whose q weight has the wrong shape: a tiny safetensors file
@@ -384,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_fasta_multiline_gz_crlf),
         cmocka_unit_test(test_fasta_errors),
         cmocka_unit_test(test_fasta_crop_skip),
+        cmocka_unit_test(test_fasta_refusals),
         cmocka_unit_test(test_bad_checkpoint),
         cmocka_unit_test(test_forward_packing_stages_observer),
         cmocka_unit_test(test_masking),

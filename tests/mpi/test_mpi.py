@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_mpi.py - `proteus quantize` on N MPI ranks, end to end: identical
-datasets for N = 1..4 (and the singleton, and other thread counts), codes
+datasets for N = 1..4 (and the singleton, and other thread counts), the same
+file bytes but for num_ranks for N = 1..8, codes
 checked against an independent numpy reference, a failing rank, a killed
 rank, a plan mismatch, and the ZeroMQ monitor receiving a real run's events.
 
@@ -129,6 +130,29 @@ class Determinism(unittest.TestCase):
                 self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, name)
                 self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), 64 << 20)
                 self.assertNotIn("source_sha256", f.attrs)
+
+    def test_same_file_bytes_for_1_to_8_ranks(self):
+        # The same command line for every rank count (one --out path, reused):
+        # the whole file must be the same bytes but for the root attribute
+        # num_ranks (one byte here) and the 4-byte checksum of the root group's
+        # object header that holds it (docs/FORMAT.md, "Determinism").
+        out = path("ranks.h5")
+        ref = None
+        for n in range(1, 9):
+            quantize(n, out, env=SMALL_CHUNKS, timeout=300)
+            with h5py.File(out, "r") as f:
+                self.assertEqual(int(f.attrs["num_ranks"]), n)
+            with open(out, "rb") as f:
+                got = np.frombuffer(f.read(), np.uint8)
+            os.remove(out)
+            if ref is None:
+                ref = got
+                continue
+            self.assertEqual(len(got), len(ref), f"{n} ranks: file size differs from 1 rank")
+            diff = np.nonzero(got != ref)[0]
+            self.assertLessEqual(len(diff), 5, f"{n} ranks: bytes {diff[:20].tolist()} differ from 1 rank")
+            self.assertLess(int(diff.max() - diff.min()) if len(diff) else 0, 1024,
+                            f"{n} ranks: differences spread over {diff.tolist()}")
 
     def test_slow_rank_units_taken_over(self):
         # rank 1 sleeps 20 ms per unit: the others take over the end of its

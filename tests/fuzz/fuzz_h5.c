@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* fuzz_h5.c - an HDF5 file of any bytes given to the readers of quantized
+ * models (pq_h5r_*: what inspect, score, evaluate and embed open: every
+ * entry's float or quantized data, metrics, provenance, static activation
+ * parameters) and of calibration stores (pq_calib_h5_load). The file is
+ * written to a temporary file, the way a user's file arrives. */
+#include <stdlib.h>
+
+#include "calib/calib_stats.h"
+#include "format/calib_h5.h"
+#include "format/h5model.h"
+#include "fuzz_file.h"
+#include "quant/qtensor.h"
+
+/* Read at most this many elements per input. */
+#define MAX_ELEMS (1 << 18)
+
+static void read_model(const char *p)
+{
+    pq_h5r *r = NULL;
+    pq_status st = pq_h5r_open(p, &r);
+    pq_fuzz_check_status(st);
+    if (st != PQ_OK) return;
+    int64_t budget = MAX_ELEMS;
+    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(r, i);
+        int64_t n = 1;
+        for (int d = 0; d < e->ndim; d++) n *= e->shape[d] > 0 ? e->shape[d] : 1;
+        if (n > budget) continue;
+        budget -= n;
+        float *dst = malloc((size_t)n * sizeof *dst);
+        if (!dst) abort();
+        pq_fuzz_check_status(pq_h5r_read_f32(r, e, dst));
+        free(dst);
+        if (e->quantized) {
+            pq_qtensor qt;
+            if (pq_h5r_read_qtensor(r, e, &qt) == PQ_OK) pq_qtensor_free(&qt);
+            pq_err_clear();
+            float scale;
+            int32_t zp;
+            bool found;
+            pq_fuzz_check_status(pq_h5_read_act_qparams(p, e->name, &scale, &zp, &found));
+        }
+        if (e->has_metrics) {
+            pq_qmetrics m;
+            pq_fuzz_check_status(pq_h5r_read_metrics(r, e->name, &m));
+        }
+    }
+    char *v = NULL;
+    pq_fuzz_check_status(pq_h5r_provenance(r, "command", &v));
+    free(v);
+    pq_h5r_close(r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    pq_err_clear();
+    const char *p = pq_fuzz_write(0, "in.h5", data, size);
+    read_model(p);
+    pq_calib *c = NULL;
+    pq_fuzz_check_status(pq_calib_h5_load(p, &c));
+    pq_calib_free(c);
+    return 0;
+}
