@@ -14,6 +14,8 @@ struct pq_embed_h5 {
     char *partial, *out;
     hid_t file;
     hid_t mean_ds[PQ_EVAL_MAX_LAYERS], tok_ds[PQ_EVAL_MAX_LAYERS];
+    hid_t extra_ds[PQ_EVAL_MAX_LAYERS + 1]; /* bos per layer, then contacts */
+    hid_t ocpl;                             /* no timestamps: same bytes every run */
     int n_layers;
     int64_t *toff; /* [n_seq + 1] token row offsets */
     bool per_token, published;
@@ -25,12 +27,12 @@ static pq_status h5_fail(const char *path, const char *what)
 }
 
 /* Create a 2-D float dataset [rows, cols] under group g. */
-static hid_t make_2d(hid_t g, const char *name, hsize_t rows, hsize_t cols)
+static hid_t make_2d(hid_t g, const char *name, hsize_t rows, hsize_t cols, hid_t ocpl)
 {
     hsize_t dims[2] = {rows, cols};
-    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t sp = H5Screate_simple(cols ? 2 : 1, dims, NULL);
     if (sp < 0) return -1;
-    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, ocpl, H5P_DEFAULT);
     H5Sclose(sp);
     return ds;
 }
@@ -40,17 +42,17 @@ static herr_t write_rows(hid_t ds, hsize_t row0, hsize_t n, hsize_t cols, const 
     hid_t fs = H5Dget_space(ds);
     hsize_t start[2] = {row0, 0}, count[2] = {n, cols};
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ms = H5Screate_simple(2, count, NULL);
+    hid_t ms = H5Screate_simple(cols ? 2 : 1, count, NULL);
     herr_t rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, data);
     H5Sclose(ms);
     H5Sclose(fs);
     return rc;
 }
 
-static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v)
+static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v, hid_t ocpl)
 {
     hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, ocpl, H5P_DEFAULT);
     herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
@@ -58,14 +60,14 @@ static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v)
 }
 
 /* /ids as variable-length UTF-8 strings. */
-static herr_t write_ids(hid_t f, const pq_fasta_record *recs, int64_t n_recs)
+static herr_t write_ids(hid_t f, const pq_fasta_record *recs, int64_t n_recs, hid_t ocpl)
 {
     hsize_t n = (hsize_t)n_recs;
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, "ids", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(f, "ids", t, sp, H5P_DEFAULT, ocpl, H5P_DEFAULT);
     const char **names = malloc((size_t)(n_recs > 0 ? n_recs : 1) * sizeof *names);
     herr_t rc = -1;
     if (names && ds >= 0) {
@@ -98,9 +100,10 @@ static pq_status write_tables(pq_embed_h5 *w, const pq_fasta_record *recs, int64
     if (!lengths) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     for (int64_t i = 0; i < n_recs; i++) lengths[i] = recs[i].n_ids - 2;
     pq_status st = PQ_OK;
-    if (write_ids(w->file, recs, n_recs) < 0) st = h5_fail(w->partial, "write /ids");
-    else if (write_i64(w->file, "lengths", (hsize_t)n_recs, lengths) < 0) st = h5_fail(w->partial, "write /lengths");
-    else if (w->per_token && write_i64(w->file, "offsets", (hsize_t)n_recs + 1, w->toff) < 0)
+    if (write_ids(w->file, recs, n_recs, w->ocpl) < 0) st = h5_fail(w->partial, "write /ids");
+    else if (write_i64(w->file, "lengths", (hsize_t)n_recs, lengths, w->ocpl) < 0)
+        st = h5_fail(w->partial, "write /lengths");
+    else if (w->per_token && write_i64(w->file, "offsets", (hsize_t)n_recs + 1, w->toff, w->ocpl) < 0)
         st = h5_fail(w->partial, "write /offsets");
     else write_attrs(w->file, cfg);
     free(lengths);
@@ -116,6 +119,7 @@ pq_status pq_embed_h5_create(const char *out, const pq_fasta_record *recs, int64
     if (!w) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     w->file = -1;
     for (int i = 0; i < PQ_EVAL_MAX_LAYERS; i++) w->mean_ds[i] = w->tok_ds[i] = -1;
+    for (int i = 0; i <= PQ_EVAL_MAX_LAYERS; i++) w->extra_ds[i] = -1;
     w->per_token = per_token;
     w->out = out ? strdup(out) : NULL;
     w->partial = pq_partial_dup(out);
@@ -124,17 +128,27 @@ pq_status pq_embed_h5_create(const char *out, const pq_fasta_record *recs, int64
     w->toff[0] = 0;
     for (int64_t i = 0; i < n_recs; i++) w->toff[i + 1] = w->toff[i] + recs[i].n_ids - 2;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* h5_fail reports; no HDF5 stack dump */
-    w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    w->ocpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (fcpl < 0 || w->ocpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_obj_track_times(w->ocpl, 0) < 0) {
+        if (fcpl >= 0) H5Pclose(fcpl);
+        return h5_fail(w->partial, "make creation properties");
+    }
+    w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    H5Pclose(fcpl);
     if (w->file < 0) return h5_fail(w->partial, "create the file");
     if ((st = write_tables(w, recs, n_recs, cfg)) != PQ_OK) return st;
     hsize_t D = (hsize_t)cfg->embed_dim;
     for (int i = 0; i < n_layers; i++) {
         char gname[64];
         snprintf(gname, sizeof gname, "layer_%d", layers[i]);
-        hid_t g = H5Gcreate2(w->file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+        hid_t g = gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0
+                      ? -1 : H5Gcreate2(w->file, gname, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+        if (gcpl >= 0) H5Pclose(gcpl);
         if (g < 0) return h5_fail(w->partial, "create a layer group");
-        w->mean_ds[i] = make_2d(g, "mean", (hsize_t)n_recs, D);
-        if (per_token) w->tok_ds[i] = make_2d(g, "tokens", (hsize_t)w->toff[n_recs], D);
+        w->mean_ds[i] = make_2d(g, "mean", (hsize_t)n_recs, D, w->ocpl);
+        if (per_token) w->tok_ds[i] = make_2d(g, "tokens", (hsize_t)w->toff[n_recs], D, w->ocpl);
         H5Gclose(g);
         w->n_layers = i + 1;
         if (w->mean_ds[i] < 0 || (per_token && w->tok_ds[i] < 0)) return h5_fail(w->partial, "create datasets");
@@ -152,6 +166,34 @@ pq_status pq_embed_h5_sink(void *user, int64_t seq, int li, const float *mean, c
     return PQ_OK;
 }
 
+pq_status pq_embed_h5_extra(pq_embed_h5 *w, int slot, const char *name, int layer, int64_t rows, int64_t D)
+{
+    char path[96];
+    snprintf(path, sizeof path, "layer_%d/%s", layer, name);
+    if ((w->extra_ds[slot] = make_2d(w->file, path, (hsize_t)rows, (hsize_t)D, w->ocpl)) < 0)
+        return h5_fail(w->partial, "create a dataset");
+    return PQ_OK;
+}
+
+pq_status pq_embed_h5_contacts(pq_embed_h5 *w, int slot, const int64_t *off, int64_t n_seq)
+{
+    if ((w->extra_ds[slot] = make_2d(w->file, "contacts", (hsize_t)off[n_seq], 0, w->ocpl)) < 0 ||
+        write_i64(w->file, "contact_offsets", (hsize_t)n_seq + 1, off, w->ocpl) < 0)
+        return h5_fail(w->partial, "create /contacts");
+    return PQ_OK;
+}
+
+pq_status pq_embed_h5_extra_write(pq_embed_h5 *w, int slot, int64_t row0, int64_t n, const float *data)
+{
+    hid_t sp = H5Dget_space(w->extra_ds[slot]);
+    hsize_t dims[2] = {0, 0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    if (nd < 0 || write_rows(w->extra_ds[slot], (hsize_t)row0, (hsize_t)n, nd == 2 ? dims[1] : 0, data) < 0)
+        return h5_fail(w->partial, "write representations");
+    return PQ_OK;
+}
+
 static herr_t close_all(pq_embed_h5 *w)
 {
     for (int i = 0; i < PQ_EVAL_MAX_LAYERS; i++) {
@@ -159,6 +201,12 @@ static herr_t close_all(pq_embed_h5 *w)
         if (w->tok_ds[i] >= 0) H5Dclose(w->tok_ds[i]);
         w->mean_ds[i] = w->tok_ds[i] = -1;
     }
+    for (int i = 0; i <= PQ_EVAL_MAX_LAYERS; i++) {
+        if (w->extra_ds[i] >= 0) H5Dclose(w->extra_ds[i]);
+        w->extra_ds[i] = -1;
+    }
+    if (w->ocpl > 0) H5Pclose(w->ocpl);
+    w->ocpl = -1;
     herr_t rc = w->file >= 0 ? H5Fclose(w->file) : 0;
     w->file = -1;
     return rc;

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* infer_mpi.c - chunks of a streamed FASTA over the ranks, results to rank
+ * 0's journal in order (infer_mpi.h). */
+#include "coordinator/infer_mpi.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "coordinator/infer_progress.h"
+#include "worker/sync.h"
+
+enum { TAG_HEAD = 0x5049, TAG_DATA };
+
+/* Rank 0's first pass over the input: sequences and residues, for the
+ * progress line's totals. */
+static pq_status count_input(const pq_infer_run *r, int64_t *n_seq, int64_t *n_res)
+{
+    pq_chunker *c = NULL;
+    pq_status st = pq_chunker_open(r->fasta, &r->fo, r->chunk_residues, r->max_records, &c);
+    pq_chunk ch;
+    bool got = true;
+    *n_seq = *n_res = 0;
+    while (st == PQ_OK && (st = pq_chunker_next(c, false, &ch, &got)) == PQ_OK && got) {
+        *n_seq += ch.n;
+        *n_res += ch.residues;
+    }
+    pq_chunker_close(c);
+    return st;
+}
+
+/* A failure with chunks in flight: ranks may be blocked sending to rank 0,
+ * so the job ends here; the journal keeps what was written. */
+static _Noreturn void abort_run(MPI_Comm comm, int rank, pq_status st)
+{
+    const char *d = pq_err_detail();
+    fprintf(stderr, "proteus: %s%s%s%s\n", rank ? "rank " : "", pq_strerror(st), *d ? ": " : "", d);
+    fflush(stderr);
+    MPI_Abort(comm, pq_status_exit_code(st));
+    exit(pq_status_exit_code(st));
+}
+
+static pq_status mpi_ok(int rc, const char *what)
+{
+    return rc == MPI_SUCCESS ? PQ_OK : pq_err(PQ_ERR_MPI, "%s failed", what);
+}
+
+/* A worker's chunk to rank 0: the status and length, then the bytes. */
+static pq_status send_chunk(MPI_Comm comm, pq_status st, const pq_buf *b)
+{
+    if (st == PQ_OK && b->len > INT_MAX)
+        st = pq_err(PQ_ERR_RESOURCE, "a chunk's results (%zu bytes) exceed one message; lower --chunk-residues",
+                    b->len);
+    int64_t head[2] = {st, st == PQ_OK ? (int64_t)b->len : 0};
+    pq_status s2 = mpi_ok(MPI_Send(head, 2, MPI_INT64_T, 0, TAG_HEAD, comm), "MPI_Send(chunk)");
+    if (st == PQ_OK && s2 == PQ_OK)
+        s2 = mpi_ok(MPI_Send(b->data, (int)b->len, MPI_BYTE, 0, TAG_DATA, comm), "MPI_Send(chunk)");
+    return st != PQ_OK ? st : s2;
+}
+
+static pq_status recv_chunk(MPI_Comm comm, int src, int64_t index, pq_buf *b)
+{
+    int64_t head[2];
+    pq_status st = mpi_ok(MPI_Recv(head, 2, MPI_INT64_T, src, TAG_HEAD, comm, MPI_STATUS_IGNORE), "MPI_Recv(chunk)");
+    if (st != PQ_OK) return st;
+    if (head[0] != PQ_OK)
+        return pq_err((pq_status)head[0], "rank %d failed on chunk %lld (its message above)", src, (long long)index);
+    b->len = 0;
+    if ((st = pq_buf_put(b, NULL, (size_t)head[1])) != PQ_OK) return st;
+    return mpi_ok(MPI_Recv(b->data, (int)head[1], MPI_BYTE, src, TAG_DATA, comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv(chunk)");
+}
+
+pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
+                           pq_journal **jp, int64_t *n_resumed)
+{
+    int rank, N;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &N);
+    *jp = NULL;
+    int64_t n_done = 0, seq_total = 0, res_total = 0;
+    pq_journal *j = NULL;
+    pq_status st = PQ_OK;
+    if (rank == 0) {
+        st = pq_journal_open(r->journal, r->fingerprint, r->resume, &j, &n_done);
+        if (st == PQ_OK && !r->quiet) st = count_input(r, &seq_total, &res_total);
+    }
+    if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
+    if ((st = mpi_ok(MPI_Bcast(&n_done, 1, MPI_INT64_T, 0, comm), "MPI_Bcast(resumed chunks)"))) goto fail;
+    *n_resumed = n_done;
+    pq_infer_progress prog;
+    if (rank == 0) pq_infer_progress_init(&prog, stderr, r->quiet, seq_total, res_total);
+    pq_chunker *c = NULL;
+    pq_buf b = {0};
+    st = pq_chunker_open(r->fasta, &r->fo, r->chunk_residues, r->max_records, &c);
+    for (int64_t ci = 0; st == PQ_OK; ci++) {
+        int owner = ci < n_done ? -1 : (int)((ci - n_done) % N);
+        pq_chunk ch;
+        bool got;
+        if ((st = pq_chunker_next(c, owner == rank, &ch, &got)) != PQ_OK || !got) break;
+        if (owner < 0) {
+            if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, true);
+            continue;
+        }
+        if (owner != rank && rank != 0) continue;
+        b.len = 0;
+        pq_status cs = owner == rank ? fn(user, &ch, &b) : recv_chunk(comm, owner, ci, &b);
+        if (rank != 0) cs = send_chunk(comm, cs, &b);
+        else if (cs == PQ_OK) cs = pq_journal_append(j, ci, &b);
+        if (cs != PQ_OK) abort_run(comm, rank, cs);
+        if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
+    }
+    if (rank == 0) pq_infer_progress_done(&prog);
+    pq_buf_free(&b);
+    pq_chunker_close(c);
+    if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
+    *jp = j;
+    return PQ_OK;
+fail:
+    pq_journal_close(j, false);
+    return st;
+}
