@@ -156,12 +156,17 @@ try:
     # --contacts on a checkpoint without the contact head
     raw = open(MODEL, "rb").read()
     (hl,) = struct.unpack("<Q", raw[:8])
-    head = json.loads(raw[8:8 + hl])
-    head = {k: v for k, v in head.items() if not k.startswith("esm.contact_head")}
-    hb = json.dumps(head).encode()
+    head, body, data = json.loads(raw[8:8 + hl]), {}, b""
+    for k, v in head.items():
+        if k == "__metadata__" or k.startswith("esm.contact_head"):
+            continue
+        a, b = v["data_offsets"]
+        body[k] = dict(v, data_offsets=[len(data), len(data) + b - a])
+        data += raw[8 + hl + a:8 + hl + b]
+    hb = json.dumps(body).encode()
     hb += b" " * (-len(hb) % 8)
     nohead = path("nohead.safetensors")
-    open(nohead, "wb").write(struct.pack("<Q", len(hb)) + hb + raw[8 + hl:])
+    open(nohead, "wb").write(struct.pack("<Q", len(hb)) + hb + data)
     r = run(2, "embed", "--model", nohead, "--fasta", SMALL, "--out", path("e_c.h5"), "--contacts", check=False)
     expect(r.returncode != 0 and "contact-head" in r.stderr and r.stderr.count("contact-head") == 1,
            f"--contacts without the head: {r.returncode} {r.stderr}")
