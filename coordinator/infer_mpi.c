@@ -78,7 +78,7 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &N);
     *jp = NULL;
-    int64_t n_done = 0, seq_total = 0, res_total = 0;
+    int64_t n_done = 0, seq_total = 0, res_total = 0, n_records = 0, appended = 0;
     pq_journal *j = NULL;
     pq_status st = PQ_OK;
     if (rank == 0) {
@@ -98,6 +98,7 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         pq_chunk ch;
         bool got;
         if ((st = pq_chunker_next(c, owner == rank, &ch, &got)) != PQ_OK || !got) break;
+        n_records += ch.n;
         if (owner < 0) {
             if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, true);
             continue;
@@ -106,17 +107,19 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         b.len = 0;
         pq_status cs = owner == rank ? fn(user, &ch, &b) : recv_chunk(comm, owner, ci, &b);
         if (rank != 0) cs = send_chunk(comm, cs, &b);
-        else if (cs == PQ_OK) cs = pq_journal_append(j, ci, &b);
+        else if (cs == PQ_OK && (cs = pq_journal_append(j, ci, &b)) == PQ_OK) appended++;
         if (cs != PQ_OK) abort_run(comm, rank, cs);
         if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
     }
     if (rank == 0) pq_infer_progress_done(&prog);
     pq_buf_free(&b);
     pq_chunker_close(c);
+    if (st == PQ_OK && !n_records) st = pq_err(PQ_ERR_FORMAT, "%s: no usable record", r->fasta);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
     *jp = j;
     return PQ_OK;
 fail:
-    pq_journal_close(j, false);
+    /* an input error: a journal this run made and wrote nothing to goes */
+    pq_journal_close(j, j && !n_done && !appended && !r->resume);
     return st;
 }

@@ -40,7 +40,9 @@ typedef struct pq_infer_run {
  * failure while chunks are in flight (a rank's forward, the journal's disk)
  * is printed and ends the job through MPI_Abort with its exit status; the
  * journal keeps every chunk written before, for --resume. Input errors,
- * met by every rank at the same chunk, return on every rank. */
+ * met by every rank at the same chunk, return on every rank (PQ_ERR_FORMAT
+ * for an input without a usable record), and a journal they leave empty is
+ * removed. */
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
                            pq_journal **j, int64_t *n_resumed);
 
