@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "coordinator/infer_progress.h"
 #include "worker/sync.h"
@@ -45,6 +46,19 @@ static pq_status mpi_ok(int rc, const char *what)
     return rc == MPI_SUCCESS ? PQ_OK : pq_err(PQ_ERR_MPI, "%s failed", what);
 }
 
+/* Complete a request without spinning: a rank waiting for rank 0 (or rank
+ * 0 for a rank) must not take the core from the ranks still computing when
+ * ranks share cores. */
+static pq_status wait_req(MPI_Request *req, const char *what)
+{
+    int done = 0, rc;
+    while ((rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return mpi_ok(rc, what);
+}
+
 /* A worker's chunk to rank 0: the status and length, then the bytes. */
 static pq_status send_chunk(MPI_Comm comm, pq_status st, const pq_buf *b)
 {
@@ -52,23 +66,29 @@ static pq_status send_chunk(MPI_Comm comm, pq_status st, const pq_buf *b)
         st = pq_err(PQ_ERR_RESOURCE, "a chunk's results (%zu bytes) exceed one message; lower --chunk-residues",
                     b->len);
     int64_t head[2] = {st, st == PQ_OK ? (int64_t)b->len : 0};
-    pq_status s2 = mpi_ok(MPI_Send(head, 2, MPI_INT64_T, 0, TAG_HEAD, comm), "MPI_Send(chunk)");
+    MPI_Request req;
+    pq_status s2 = mpi_ok(MPI_Isend(head, 2, MPI_INT64_T, 0, TAG_HEAD, comm, &req), "MPI_Isend(chunk)");
+    if (s2 == PQ_OK) s2 = wait_req(&req, "MPI_Isend(chunk)");
     if (st == PQ_OK && s2 == PQ_OK)
-        s2 = mpi_ok(MPI_Send(b->data, (int)b->len, MPI_BYTE, 0, TAG_DATA, comm), "MPI_Send(chunk)");
+        s2 = mpi_ok(MPI_Issend(b->data, (int)b->len, MPI_BYTE, 0, TAG_DATA, comm, &req), "MPI_Issend(chunk)");
+    if (st == PQ_OK && s2 == PQ_OK) s2 = wait_req(&req, "MPI_Issend(chunk)");
     return st != PQ_OK ? st : s2;
 }
 
 static pq_status recv_chunk(MPI_Comm comm, int src, int64_t index, pq_buf *b)
 {
     int64_t head[2];
-    pq_status st = mpi_ok(MPI_Recv(head, 2, MPI_INT64_T, src, TAG_HEAD, comm, MPI_STATUS_IGNORE), "MPI_Recv(chunk)");
+    MPI_Request req;
+    pq_status st = mpi_ok(MPI_Irecv(head, 2, MPI_INT64_T, src, TAG_HEAD, comm, &req), "MPI_Irecv(chunk)");
+    if (st == PQ_OK) st = wait_req(&req, "MPI_Irecv(chunk)");
     if (st != PQ_OK) return st;
     if (head[0] != PQ_OK)
         return pq_err((pq_status)head[0], "rank %d failed on chunk %lld (its message above)", src, (long long)index);
     b->len = 0;
     if ((st = pq_buf_put(b, NULL, (size_t)head[1])) != PQ_OK) return st;
-    return mpi_ok(MPI_Recv(b->data, (int)head[1], MPI_BYTE, src, TAG_DATA, comm, MPI_STATUS_IGNORE),
-                  "MPI_Recv(chunk)");
+    if ((st = mpi_ok(MPI_Irecv(b->data, (int)head[1], MPI_BYTE, src, TAG_DATA, comm, &req), "MPI_Irecv(chunk)")))
+        return st;
+    return wait_req(&req, "MPI_Irecv(chunk)");
 }
 
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,

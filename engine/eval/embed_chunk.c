@@ -30,31 +30,29 @@ static pq_status encode(const pq_fasta_record *recs, const pq_packed *pk, int64_
     return st;
 }
 
+typedef struct enc_ctx {
+    const pq_fasta_record *recs;
+    const pq_embed_want *w;
+    int64_t D;
+    float *mean;
+    pq_buf *out;
+} enc_ctx;
+
+static pq_status encode_cb(void *user, const pq_packed *pk, int64_t np, const pq_esm2_outputs *o)
+{
+    enc_ctx *c = user;
+    return encode(c->recs + pk->first, pk, np, o, c->w, c->D, c->mean, c->out);
+}
+
 pq_status pq_embed_chunk_run(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n,
                              const pq_embed_want *w, pq_buf *out)
 {
-    pq_status st = PQ_OK;
     int64_t D = pq_esm2_model_config(m)->embed_dim;
-    float *mean = malloc((size_t)D * sizeof *mean);
-    pq_packed pk;
-    memset(&pk, 0, sizeof pk);
-    pq_esm2_outputs o;
-    memset(&o, 0, sizeof o);
-    if (!mean) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-    for (int64_t start = 0; start < n;) {
-        int64_t np;
-        if ((st = pq_pack_records(recs, n, start, w->batch_tokens, &pk, &np)) != PQ_OK) break;
-        pq_esm2_outputs_clear(&o);
-        o.n_repr = w->n_layers;
-        o.want_contacts = w->contacts;
-        memcpy(o.repr_layers, w->layers, sizeof(int) * (size_t)w->n_layers);
-        if ((st = pq_esm2_forward(m, &pk.batch, NULL, &o)) != PQ_OK) break;
-        if ((st = encode(recs + start, &pk, np, &o, w, D, mean, out)) != PQ_OK) break;
-        start += np;
-    }
-    pq_esm2_outputs_clear(&o);
-    pq_packed_free(&pk);
-    free(mean);
+    enc_ctx c = {.recs = recs, .w = w, .D = D, .mean = malloc((size_t)D * sizeof(float)), .out = out};
+    if (!c.mean) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_status st = pq_eval_embed_batches(m, recs, n, w->layers, w->n_layers, w->contacts, w->batch_tokens,
+                                         encode_cb, &c);
+    free(c.mean);
     return st;
 }
 
