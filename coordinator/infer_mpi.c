@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "coordinator/infer_progress.h"
@@ -59,19 +60,46 @@ static pq_status wait_req(MPI_Request *req, const char *what)
     return mpi_ok(rc, what);
 }
 
-/* A worker's chunk to rank 0: the status and length, then the bytes. */
-static pq_status send_chunk(MPI_Comm comm, pq_status st, const pq_buf *b)
+/* A worker's chunks on their way to rank 0, double-buffered: the rank runs
+ * its next chunk into one buffer while the other is still being sent. */
+typedef struct outbox {
+    pq_buf b[2];
+    int64_t head[2][2];
+    MPI_Request req[2][2];
+    int k; /* the buffer the next chunk goes into */
+} outbox;
+
+static void outbox_init(outbox *o)
 {
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < 4; i++) o->req[i / 2][i % 2] = MPI_REQUEST_NULL;
+}
+
+static pq_status outbox_wait(outbox *o, int k)
+{
+    pq_status st = wait_req(&o->req[k][0], "MPI_Isend(chunk)");
+    pq_status s2 = wait_req(&o->req[k][1], "MPI_Issend(chunk)");
+    return st != PQ_OK ? st : s2;
+}
+
+/* Send buffer o->k (its chunk's status st: the status and length, then the
+ * bytes), then wait until the other buffer's send is taken, and switch. */
+static pq_status send_chunk(MPI_Comm comm, outbox *o, pq_status st)
+{
+    int k = o->k;
+    pq_buf *b = &o->b[k];
     if (st == PQ_OK && b->len > INT_MAX)
         st = pq_err(PQ_ERR_RESOURCE, "a chunk's results (%zu bytes) exceed one message; lower --chunk-residues",
                     b->len);
-    int64_t head[2] = {st, st == PQ_OK ? (int64_t)b->len : 0};
-    MPI_Request req;
-    pq_status s2 = mpi_ok(MPI_Isend(head, 2, MPI_INT64_T, 0, TAG_HEAD, comm, &req), "MPI_Isend(chunk)");
-    if (s2 == PQ_OK) s2 = wait_req(&req, "MPI_Isend(chunk)");
+    o->head[k][0] = st;
+    o->head[k][1] = st == PQ_OK ? (int64_t)b->len : 0;
+    pq_status s2 = mpi_ok(MPI_Isend(o->head[k], 2, MPI_INT64_T, 0, TAG_HEAD, comm, &o->req[k][0]), "MPI_Isend(chunk)");
     if (st == PQ_OK && s2 == PQ_OK)
-        s2 = mpi_ok(MPI_Issend(b->data, (int)b->len, MPI_BYTE, 0, TAG_DATA, comm, &req), "MPI_Issend(chunk)");
-    if (st == PQ_OK && s2 == PQ_OK) s2 = wait_req(&req, "MPI_Issend(chunk)");
+        s2 = mpi_ok(MPI_Issend(b->data, (int)b->len, MPI_BYTE, 0, TAG_DATA, comm, &o->req[k][1]), "MPI_Issend(chunk)");
+    if (s2 == PQ_OK) s2 = outbox_wait(o, k ^ 1);
+    if (st != PQ_OK && s2 == PQ_OK) s2 = outbox_wait(o, k);
+    o->k = k ^ 1;
+    o->b[o->k].len = 0;
     return st != PQ_OK ? st : s2;
 }
 
@@ -111,7 +139,9 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     pq_infer_progress prog;
     if (rank == 0) pq_infer_progress_init(&prog, stderr, r->quiet, seq_total, res_total);
     pq_chunker *c = NULL;
-    pq_buf b = {0};
+    pq_buf b = {0}; /* rank 0's */
+    outbox ob;
+    outbox_init(&ob);
     st = pq_chunker_open(r->fasta, &r->fo, r->chunk_residues, r->max_records, &c);
     for (int64_t ci = 0; st == PQ_OK; ci++) {
         int owner = ci < n_done ? -1 : (int)((ci - n_done) % N);
@@ -125,14 +155,20 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         }
         if (owner != rank && rank != 0) continue;
         b.len = 0;
-        pq_status cs = owner == rank ? fn(user, &ch, &b) : recv_chunk(comm, owner, ci, &b);
-        if (rank != 0) cs = send_chunk(comm, cs, &b);
+        pq_status cs = owner != rank ? recv_chunk(comm, owner, ci, &b) : fn(user, &ch, rank ? &ob.b[ob.k] : &b);
+        if (rank != 0) cs = send_chunk(comm, &ob, cs);
         else if (cs == PQ_OK && (cs = pq_journal_append(j, ci, &b)) == PQ_OK) appended++;
         if (cs != PQ_OK) abort_run(comm, rank, cs);
         if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
     }
     if (rank == 0) pq_infer_progress_done(&prog);
+    if (rank != 0) {
+        pq_status ws = outbox_wait(&ob, 0), w1 = outbox_wait(&ob, 1);
+        if (ws != PQ_OK || w1 != PQ_OK) abort_run(comm, rank, ws != PQ_OK ? ws : w1);
+    }
     pq_buf_free(&b);
+    pq_buf_free(&ob.b[0]);
+    pq_buf_free(&ob.b[1]);
     pq_chunker_close(c);
     if (st == PQ_OK && !n_records) st = pq_err(PQ_ERR_FORMAT, "%s: no usable record", r->fasta);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
