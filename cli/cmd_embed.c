@@ -43,6 +43,7 @@ static const pq_cli_opt k_opts[] = {
      .help = "also write the contact head's residue-residue contact\nprobabilities (the model must hold "
              "contact-head weights)"},
     {.name = "inference", .kind = PQ_CLI_GROUP, .offset = offsetof(embed_opts, fwd), .group = pq_cli_infer_opts},
+    {.name = "run", .kind = PQ_CLI_GROUP, .offset = offsetof(embed_opts, fwd), .group = pq_cli_run_opts},
     {0},
 };
 

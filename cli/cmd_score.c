@@ -40,6 +40,7 @@ static const pq_cli_opt k_opts[] = {
     {.name = "mask-frac", .kind = PQ_CLI_F64, .offset = offsetof(score_opts, s.mask_frac), .lo = 0, .hi = 1,
      .flags = PQ_CLI_LO_OPEN | PQ_CLI_HI_OPEN | PQ_CLI_SHOW_DEFAULT, .meta = "P", .help = "masking probability"},
     {.name = "inference", .kind = PQ_CLI_GROUP, .offset = offsetof(score_opts, fwd), .group = pq_cli_infer_opts},
+    {.name = "run", .kind = PQ_CLI_GROUP, .offset = offsetof(score_opts, fwd), .group = pq_cli_run_opts},
     {0},
 };
 

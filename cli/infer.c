@@ -31,20 +31,13 @@ const pq_cli_opt pq_cli_infer_opts[] = {
      .help = "configuration keys (as for quantize): enable_fusion, threading and\nthreads set the defaults "
              "of the options below"},
     {.name = "threads", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, threads), .lo = 1, .hi = 4096,
-     .meta = "N", .help = "threads (default: the config's threads, all cores)"},
+     .meta = "N",
+     .help = "threads (default: the config's threads, all cores;\nembed and score: the node's cores shared by "
+             "its ranks)"},
     {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, batch_tokens), .lo = 3,
      .meta = "N", .help = "tokens per forward batch", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "max-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
      .meta = "L", .help = "residues per sequence (longer ones: --long)", .flags = PQ_CLI_SHOW_DEFAULT},
-    {.name = "truncation-seq-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
-     .meta = "L", .help = "the same as --max-length (fair-esm's name)"},
-    {.name = "chunk-residues", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, chunk_residues), .lo = 1,
-     .meta = "N", .flags = PQ_CLI_SHOW_DEFAULT,
-     .help = "the input is shared out over MPI ranks in chunks of\nconsecutive sequences of about N residues"},
-    {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, resume),
-     .help = "continue a stopped run from OUT.journal (the same options):\nits complete chunks are not run again"},
-    {.name = "quiet", .letter = 'q', .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, quiet),
-     .help = "no progress line"},
     {.name = "mode", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_infer, mode), .choices = k_modes,
      .meta = "M", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "how quantized Linears run: auto (integer kernels chosen per\ntensor), dequant (fp32 on "
@@ -56,6 +49,19 @@ const pq_cli_opt pq_cli_infer_opts[] = {
     {.name = "hardware-target", .kind = PQ_CLI_CONFIG, .offset = offsetof(pq_cli_infer, cfg),
      .key = "hardware_target", .meta = "T",
      .help = "kernels: cpu (default, the best this CPU runs) | ref | avx2 |\navx512 (config hardware_target)"},
+    {0},
+};
+
+const pq_cli_opt pq_cli_run_opts[] = {
+    {.name = "truncation-seq-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
+     .meta = "L", .help = "the same as --max-length (fair-esm's name)"},
+    {.name = "chunk-residues", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, chunk_residues), .lo = 1,
+     .meta = "N", .flags = PQ_CLI_SHOW_DEFAULT,
+     .help = "the input is shared out over MPI ranks in chunks of\nconsecutive sequences of about N residues"},
+    {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, resume),
+     .help = "continue a stopped run from OUT.journal (the same options):\nits complete chunks are not run again"},
+    {.name = "quiet", .letter = 'q', .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, quiet),
+     .help = "no progress line"},
     {0},
 };
 

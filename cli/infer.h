@@ -34,6 +34,11 @@ extern const pq_cli_opt pq_cli_input_opts[];
  * --no-threading: a PQ_CLI_GROUP table for a pq_cli_infer. */
 extern const pq_cli_opt pq_cli_infer_opts[];
 
+/* embed's and score's own: --truncation-seq-length (= --max-length),
+ * --chunk-residues, --resume, --quiet, as a PQ_CLI_GROUP table for a
+ * pq_cli_infer. */
+extern const pq_cli_opt pq_cli_run_opts[];
+
 /* The model options they ask for: the configuration (--config, defaults
  * otherwise) gives fusion (enable_fusion), threading, threads and the kernel
  * context (hardware_target, through pq_config_apply_hardware);

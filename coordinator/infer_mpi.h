@@ -5,12 +5,13 @@
  * (eval/infer_chunk.h); chunk c after the n_done already in the journal goes
  * to rank (c - n_done) mod N. Each rank runs its chunks, in batches, and
  * sends each chunk's results to rank 0, which appends them to the journal in
- * chunk order (eval/infer_journal.h); a rank runs its next chunk while the
- * previous one is on its way, and sends it only once rank 0 took the
+ * chunk order (eval/infer_journal.h); a rank runs its next chunk while
+ * the previous one is on its way, and sends it only once rank 0 took the
  * previous one (synchronous sends), so a rank holds at most two chunks'
- * results and rank 0 receives only the chunk it writes next. The chunks and each record's bytes depend on the data only, so
- * the journal, and the output assembled from it, are the same bytes for any
- * number of ranks and threads. */
+ * results and rank 0 receives only the chunk it writes next. The chunks and
+ * each record's bytes depend on the data only, so the journal, and the
+ * output assembled from it, are the same bytes for any number of ranks and
+ * threads. */
 #ifndef PQ_INFER_MPI_H
 #define PQ_INFER_MPI_H
 
