@@ -53,9 +53,11 @@ static pq_status mpi_ok(int rc, const char *what)
 static pq_status wait_req(MPI_Request *req, const char *what)
 {
     int done = 0, rc;
+    long ns = 20000; /* backing off to 2 ms: a chunk takes seconds */
     while ((rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
-        struct timespec ts = {0, 200000};
+        struct timespec ts = {0, ns};
         nanosleep(&ts, NULL);
+        if (ns < 2000000) ns *= 2;
     }
     return mpi_ok(rc, what);
 }
