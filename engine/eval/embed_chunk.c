@@ -99,7 +99,7 @@ static pq_status write_all(pq_journal *j, pq_embed_h5 *h, const pq_embed_want *w
 {
     pq_buf pl = {0};
     pq_status st = pq_journal_rewind(j);
-    int64_t seq = 0, tok = 0, cell = 0;
+    int64_t seq = 0, cell = 0;
     bool got = true;
     while (st == PQ_OK && (st = pq_journal_next(j, &pl, &got)) == PQ_OK && got) {
         pq_cursor c = {pl.data, pl.len, false};
@@ -120,7 +120,6 @@ static pq_status write_all(pq_journal *j, pq_embed_h5 *h, const pq_embed_want *w
                 cell += n_res * n_res;
             }
             if (c.bad) st = pq_err(PQ_ERR_FORMAT, "a journal chunk ends inside a record");
-            tok += n_res;
             seq++;
         }
     }
