@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """test_infer.py - `proteus embed` and `proteus score` on N MPI ranks: the
 output files are the same bytes for the singleton, 2 and 3 ranks, 2 threads
-and another batch size; ids and lengths follow the FASTA as Python reads it;
+and another batch size, and a gzipped input; ids and lengths follow the FASTA as Python reads it;
 a run killed with SIGKILL (with a torn record appended to its journal)
 continues with --resume without rerunning the chunks it wrote, and gives the
 same bytes; a resume with other options, an over-long record under
@@ -9,6 +9,7 @@ same bytes; a resume with other options, an over-long record under
 refused with one clear message.
 
 usage: test_infer.py PROTEUS MPIEXEC MODEL.safetensors FASTA"""
+import gzip
 import json
 import os
 import shutil
@@ -96,6 +97,12 @@ try:
         run(n, "embed", *EMB, "--out", out, *extra)
         expect(same_bytes(ref, out), f"embed on {name} differs from the singleton")
         expect(not os.path.exists(out + ".journal"), f"embed on {name} left its journal")
+    # the same records gzipped, on 2 ranks
+    with open(SMALL, "rb") as f, gzip.open(SMALL + ".gz", "wb") as g:
+        g.write(f.read())
+    gz = ["--fasta" if a == "--fasta" else SMALL + ".gz" if a == SMALL else a for a in EMB]
+    run(2, "embed", *gz, "--out", path("e_gz.h5"), "--threads", "1")
+    expect(same_bytes(ref, path("e_gz.h5")), "embed of the gzipped FASTA on 2 ranks differs")
 
     # score: tallies as HDF5, the same bytes on 1, 2, 3 ranks
     SC = ["--model", MODEL, "--fasta", SMALL, "--max-length", str(MAXLEN), "--chunk-residues", "400"]
