@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/infer.h"
 #include "coordinator/infer_mpi.h"
+#include "coordinator/monitor.h"
 #include "eval/embed_chunk.h"
 #include "pipeline/outpath.h"
 #include "worker/sync.h"
@@ -156,6 +157,8 @@ int pq_cmd_embed(int argc, char **argv)
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
     pq_status st = pq_cli_infer_rank_model_opts(&o.fwd, rank, &mo);
+    if (st == PQ_OK && rank == 0 && o.fwd.monitor)
+        st = pq_monitor_check_endpoint(o.fwd.monitor, o.fwd.monitor_allow_remote);
     if (st == PQ_OK && rank == 0) st = pq_out_check("--out", o.out, inputs, 2);
     if (st == PQ_OK && !(journal = malloc(strlen(o.out) + 9))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
     if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &ctx.m);
@@ -172,7 +175,8 @@ int pq_cmd_embed(int argc, char **argv)
                  ctx.want.contacts);
     pq_infer_run run = {.fasta = o.in.fasta, .fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in),
                         .chunk_residues = o.fwd.chunk_residues, .journal = journal, .fingerprint = fp,
-                        .resume = o.fwd.resume, .quiet = o.fwd.quiet};
+                        .resume = o.fwd.resume, .quiet = o.fwd.quiet,
+                        .monitor = o.fwd.monitor};
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = pq_embed_chunk_assemble(j, o.out, cfg, &ctx.want, &n_seq, &n_res);
     if (rank == 0 && st == PQ_OK) {

@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/infer.h"
 #include "coordinator/infer_mpi.h"
+#include "coordinator/monitor.h"
 #include "eval/score_chunk.h"
 #include "pipeline/outpath.h"
 #include "worker/sync.h"
@@ -149,6 +150,8 @@ int pq_cmd_score(int argc, char **argv)
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
     pq_status st = pq_cli_infer_rank_model_opts(&o.fwd, rank, &mo);
+    if (st == PQ_OK && rank == 0 && o.fwd.monitor)
+        st = pq_monitor_check_endpoint(o.fwd.monitor, o.fwd.monitor_allow_remote);
     if (st == PQ_OK && rank == 0 && o.out) st = pq_out_check("--out", o.out, inputs, 2);
     if (st == PQ_OK && rank == 0 && o.json) st = pq_out_check("--json", o.json, inputs, 2);
     if (o.out || o.json) snprintf(journal, sizeof journal, "%s.journal", o.out ? o.out : o.json);
@@ -162,7 +165,8 @@ int pq_cmd_score(int argc, char **argv)
                  (unsigned long long)o.s.seed, o.s.mask_frac, (long long)o.max_seqs);
     pq_infer_run run = {.fasta = o.in.fasta, .fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in),
                         .chunk_residues = o.fwd.chunk_residues, .max_records = o.max_seqs, .journal = journal,
-                        .fingerprint = fp, .resume = o.fwd.resume, .quiet = o.fwd.quiet};
+                        .fingerprint = fp, .resume = o.fwd.resume, .quiet = o.fwd.quiet,
+                        .monitor = o.fwd.monitor};
     double t0 = pq_now_s();
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = finish(&o, j, !mo.no_fusion, ctx.n_tokens, pq_now_s() - t0, N);

@@ -62,6 +62,10 @@ const pq_cli_opt pq_cli_run_opts[] = {
      .help = "continue a stopped run from OUT.journal (the same options):\nits complete chunks are not run again"},
     {.name = "quiet", .letter = 'q', .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, quiet),
      .help = "no progress line"},
+    {.name = "monitor", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_infer, monitor), .meta = "ENDPOINT",
+     .help = "publish progress events (one per chunk) on a ZeroMQ\nendpoint; watch with 'proteus monitor ENDPOINT'"},
+    {.name = "monitor-allow-remote", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, monitor_allow_remote),
+     .help = "let --monitor listen beyond the loopback"},
     {0},
 };
 

@@ -19,6 +19,8 @@ typedef struct pq_cli_infer {
     int mode;             /* pq_esm2_qmode */
     int64_t chunk_residues; /* residues per chunk shared out over the ranks */
     bool resume, quiet;
+    const char *monitor;  /* ZeroMQ endpoint for progress events */
+    bool monitor_allow_remote;
     pq_cli_config cfg;    /* --config, and --no-fusion / --no-threading over it */
 } pq_cli_infer;
 
@@ -35,7 +37,7 @@ extern const pq_cli_opt pq_cli_input_opts[];
 extern const pq_cli_opt pq_cli_infer_opts[];
 
 /* embed's and score's own: --truncation-seq-length (= --max-length),
- * --chunk-residues, --resume, --quiet, as a PQ_CLI_GROUP table for a
+ * --chunk-residues, --resume, --quiet, --monitor, --monitor-allow-remote, as a PQ_CLI_GROUP table for a
  * pq_cli_infer. */
 extern const pq_cli_opt pq_cli_run_opts[];
 

@@ -9,26 +9,40 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pq_clock.h"
 #include "coordinator/infer_progress.h"
+#include "coordinator/monitor.h"
 #include "worker/sync.h"
 
 enum { TAG_HEAD = 0x5049, TAG_DATA };
 
 /* Rank 0's first pass over the input: sequences and residues, for the
  * progress line's totals. */
-static pq_status count_input(const pq_infer_run *r, int64_t *n_seq, int64_t *n_res)
+static pq_status count_input(const pq_infer_run *r, int64_t *n_seq, int64_t *n_res, int64_t *n_chunks)
 {
     pq_chunker *c = NULL;
     pq_status st = pq_chunker_open(r->fasta, &r->fo, r->chunk_residues, r->max_records, &c);
     pq_chunk ch;
     bool got = true;
-    *n_seq = *n_res = 0;
+    *n_seq = *n_res = *n_chunks = 0;
     while (st == PQ_OK && (st = pq_chunker_next(c, false, &ch, &got)) == PQ_OK && got) {
+        ++*n_chunks;
         *n_seq += ch.n;
         *n_res += ch.residues;
     }
     pq_chunker_close(c);
     return st;
+}
+
+/* A ZeroMQ progress event (m NULL: none): units are chunks, bytes residues. */
+static void publish(pq_monitor *m, const char *kind, const pq_infer_progress *p, int64_t done, int64_t total,
+                    int64_t chunk, int owner, int N)
+{
+    if (!m) return;
+    pq_progress ev = {.phase = "infer", .units_done = (int)done, .units_total = (int)total,
+                      .bytes_done = (double)p->res_done, .bytes_total = (double)p->res_total,
+                      .elapsed_s = pq_now_s() - p->t0};
+    pq_monitor_publish(m, kind, &ev, (int)chunk, owner, N, PQ_OK, NULL);
 }
 
 /* A failure with chunks in flight: ranks may be blocked sending to rank 0,
@@ -128,18 +142,23 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &N);
     *jp = NULL;
-    int64_t n_done = 0, seq_total = 0, res_total = 0, n_records = 0, appended = 0;
+    int64_t n_done = 0, seq_total = 0, res_total = 0, chunk_total = 0, n_records = 0, appended = 0;
     pq_journal *j = NULL;
     pq_status st = PQ_OK;
     if (rank == 0) {
         st = pq_journal_open(r->journal, r->fingerprint, r->resume, &j, &n_done);
-        if (st == PQ_OK && !r->quiet) st = count_input(r, &seq_total, &res_total);
+        if (st == PQ_OK && (!r->quiet || r->monitor)) st = count_input(r, &seq_total, &res_total, &chunk_total);
     }
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
     if ((st = mpi_ok(MPI_Bcast(&n_done, 1, MPI_INT64_T, 0, comm), "MPI_Bcast(resumed chunks)"))) goto fail;
     *n_resumed = n_done;
     pq_infer_progress prog;
-    if (rank == 0) pq_infer_progress_init(&prog, stderr, r->quiet, seq_total, res_total);
+    pq_monitor *mon = NULL;
+    if (rank == 0) {
+        pq_infer_progress_init(&prog, stderr, r->quiet, seq_total, res_total);
+        if (r->monitor && (mon = pq_monitor_open(r->monitor, 0)))
+            publish(mon, "start", &prog, 0, chunk_total, -1, -1, N);
+    }
     pq_chunker *c = NULL;
     pq_buf b = {0}; /* rank 0's */
     outbox ob;
@@ -153,6 +172,7 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         n_records += ch.n;
         if (owner < 0) {
             if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, true);
+            if (rank == 0) publish(mon, "unit", &prog, ci + 1, chunk_total, ci, -1, N);
             continue;
         }
         if (owner != rank && rank != 0) continue;
@@ -162,8 +182,13 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         else if (cs == PQ_OK && (cs = pq_journal_append(j, ci, &b)) == PQ_OK) appended++;
         if (cs != PQ_OK) abort_run(comm, rank, cs);
         if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
+        if (rank == 0) publish(mon, "unit", &prog, ci + 1, chunk_total, ci, owner, N);
     }
-    if (rank == 0) pq_infer_progress_done(&prog);
+    if (rank == 0) {
+        pq_infer_progress_done(&prog);
+        publish(mon, st == PQ_OK ? "finished" : "error", &prog, chunk_total, chunk_total, -1, -1, N);
+        pq_monitor_close(mon);
+    }
     if (rank != 0) {
         pq_status ws = outbox_wait(&ob, 0), w1 = outbox_wait(&ob, 1);
         if (ws != PQ_OK || w1 != PQ_OK) abort_run(comm, rank, ws != PQ_OK ? ws : w1);

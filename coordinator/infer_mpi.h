@@ -34,6 +34,7 @@ typedef struct pq_infer_run {
     const char *fingerprint; /* the options that decide the results */
     bool resume;             /* keep the journal's whole chunks */
     bool quiet;              /* no progress */
+    const char *monitor;     /* rank 0's ZeroMQ progress endpoint, or NULL */
 } pq_infer_run;
 
 /* Collective. Runs every chunk not yet in the journal; on rank 0 *j is the

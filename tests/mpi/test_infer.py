@@ -2,7 +2,7 @@
 """test_infer.py - `proteus embed` and `proteus score` on N MPI ranks: the
 output files are the same bytes for the singleton, 2 and 3 ranks, 2 threads
 and another batch size, and a gzipped input; ids and lengths follow the FASTA as Python reads it;
-a run killed with SIGKILL (with a torn record appended to its journal)
+progress events reach `proteus monitor`; a run killed with SIGKILL (with a torn record appended to its journal)
 continues with --resume without rerunning the chunks it wrote, and gives the
 same bytes; a resume with other options, an over-long record under
 --long error and --contacts on a checkpoint without the contact head are
@@ -141,6 +141,19 @@ try:
     run(0, "embed", *EMB, "--out", full, "--threads", "1", "--chunk-residues", "200")
     expect(same_bytes(full, out), "the resumed file differs from an uninterrupted run")
     expect(not os.path.exists(jr), "the journal is left after the resumed run")
+
+    # progress events on a ZeroMQ endpoint, one per chunk, read by `proteus monitor`
+    ep = "ipc://" + path("mon.sock")
+    mon = subprocess.Popen([PROTEUS, "monitor", ep, "--json", "--timeout", "120"], env=ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    run(2, "embed", *EMB, "--out", path("e_mon.h5"), "--threads", "1", "--monitor", ep)
+    events = [json.loads(line) for line in mon.communicate(timeout=150)[0].splitlines() if line.startswith("{")]
+    units = [e for e in events if e["kind"] == "unit"]
+    # (a subscriber may miss the first events while it connects)
+    expect(units and units[-1]["units_done"] == units[-1]["units_total"] > 1
+           and {e["rank"] for e in units} == {0, 1} and events[-1]["kind"] == "finished",
+           f"monitor events: {events[-3:]}")
 
     # a resume with other options is refused
     p = subprocess.Popen([PROTEUS, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--quiet"],
