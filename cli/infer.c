@@ -2,11 +2,18 @@
 /* infer.c - the inference commands' shared options. */
 #include "cli/infer.h"
 
+#include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "worker/mpi_start.h"
+#include "worker/sync.h"
 
 static const char *const k_modes[] = {"auto", "dequant", "weight-only", "dynamic", NULL};
 
-static const char *const k_long[] = {"crop", "skip", NULL};
+static const char *const k_long[] = {"crop", "skip", "error", NULL};
 
 const pq_cli_opt pq_cli_input_opts[] = {
     {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, model), .flags = PQ_CLI_REQUIRED,
@@ -14,7 +21,8 @@ const pq_cli_opt pq_cli_input_opts[] = {
     {.name = "fasta", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_input, fasta), .flags = PQ_CLI_REQUIRED,
      .meta = "F", .help = "FASTA, plain or .gz"},
     {.name = "long", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_input, on_long), .choices = k_long,
-     .meta = "crop|skip", .help = "longer sequences are cropped or skipped", .flags = PQ_CLI_SHOW_DEFAULT},
+     .meta = "crop|skip|error", .flags = PQ_CLI_SHOW_DEFAULT,
+     .help = "sequences longer than --max-length are cropped to it,\nskipped, or refused (an error naming the record)"},
     {0},
 };
 
@@ -23,11 +31,13 @@ const pq_cli_opt pq_cli_infer_opts[] = {
      .help = "configuration keys (as for quantize): enable_fusion, threading and\nthreads set the defaults "
              "of the options below"},
     {.name = "threads", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, threads), .lo = 1, .hi = 4096,
-     .meta = "N", .help = "threads (default: the config's threads, all cores)"},
+     .meta = "N",
+     .help = "threads (default: the config's threads, all cores;\nembed and score: the node's cores shared by "
+             "its ranks)"},
     {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, batch_tokens), .lo = 3,
      .meta = "N", .help = "tokens per forward batch", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "max-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
-     .meta = "L", .help = "residues per sequence, longer ones cropped", .flags = PQ_CLI_SHOW_DEFAULT},
+     .meta = "L", .help = "residues per sequence (longer ones: --long)", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "mode", .kind = PQ_CLI_CHOICE, .offset = offsetof(pq_cli_infer, mode), .choices = k_modes,
      .meta = "M", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "how quantized Linears run: auto (as the file's scheme says:\nW8A8/W4A8 dynamic or static, or "
@@ -43,6 +53,23 @@ const pq_cli_opt pq_cli_infer_opts[] = {
     {.name = "no-verify-checksums", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, no_verify),
      .help = "Proteus .h5 model: skip the Fletcher-32 check of the weights\n(a damaged file then goes unnoticed); "
              "saves the check's\n~4-5 s per GB of weights on a 2-core VM (docs/PERFORMANCE.md)"},
+    {0},
+};
+
+const pq_cli_opt pq_cli_run_opts[] = {
+    {.name = "truncation-seq-length", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, max_length), .lo = 1,
+     .meta = "L", .help = "the same as --max-length (fair-esm's name)"},
+    {.name = "chunk-residues", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, chunk_residues), .lo = 1,
+     .meta = "N", .flags = PQ_CLI_SHOW_DEFAULT,
+     .help = "the input is shared out over MPI ranks in chunks of\nconsecutive sequences of about N residues"},
+    {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, resume),
+     .help = "continue a stopped run from OUT.journal (the same options):\nits complete chunks are not run again"},
+    {.name = "quiet", .letter = 'q', .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, quiet),
+     .help = "no progress line"},
+    {.name = "monitor", .kind = PQ_CLI_STR, .offset = offsetof(pq_cli_infer, monitor), .meta = "ENDPOINT",
+     .help = "publish progress events (one per chunk) on a ZeroMQ\nendpoint; watch with 'proteus monitor ENDPOINT'"},
+    {.name = "monitor-allow-remote", .kind = PQ_CLI_FLAG, .offset = offsetof(pq_cli_infer, monitor_allow_remote),
+     .help = "let --monitor listen beyond the loopback"},
     {0},
 };
 
@@ -70,4 +97,33 @@ pq_fasta_opts pq_cli_infer_fasta_opts(const pq_cli_infer *o, const pq_cli_input 
     fo.max_residues = o->max_length;
     if (in) fo.on_long = (pq_fasta_long)in->on_long;
     return fo;
+}
+
+int pq_cli_infer_mpi_start(int *rank, int *n_ranks)
+{
+    int provided, rc = pq_mpi_start(&provided);
+    if (rc) return rc;
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, n_ranks);
+    return 0;
+}
+
+pq_status pq_cli_infer_rank_model_opts(const pq_cli_infer *o, int rank, pq_esm2_model_opts *mo)
+{
+    pq_status st = pq_cli_infer_model_opts(o, mo);
+    if (st == PQ_OK && o->threads <= 0 && !o->cfg.file) mo->n_threads = pq_sync_threads_per_rank(MPI_COMM_WORLD, rank);
+    return st;
+}
+
+int pq_cli_infer_fingerprint(char *buf, size_t n, const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
+                             const pq_esm2_model_opts *mo)
+{
+    struct stat sm, sf;
+    if (stat(in->model, &sm)) memset(&sm, 0, sizeof sm);
+    if (stat(in->fasta, &sf)) memset(&sf, 0, sizeof sf);
+    return snprintf(buf, n, "%s model=%s size=%lld mtime=%lld fasta=%s size=%lld mtime=%lld max_length=%lld "
+                    "long=%d chunk=%lld mode=%d fusion=%d kernels=%s", cmd, in->model, (long long)sm.st_size,
+                    (long long)sm.st_mtime, in->fasta, (long long)sf.st_size, (long long)sf.st_mtime,
+                    (long long)o->max_length, in->on_long, (long long)o->chunk_residues, o->mode, !mo->no_fusion,
+                    mo->ops.name ? mo->ops.name : "");
 }

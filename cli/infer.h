@@ -4,6 +4,8 @@
 #ifndef PQ_CLI_INFER_H
 #define PQ_CLI_INFER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cli/options.h"
@@ -16,6 +18,10 @@ typedef struct pq_cli_infer {
     int64_t max_length;   /* residues per sequence */
     int mode;             /* pq_esm2_qmode */
     bool no_verify;       /* --no-verify-checksums */
+    int64_t chunk_residues; /* residues per chunk shared out over the ranks */
+    bool resume, quiet;
+    const char *monitor;  /* ZeroMQ endpoint for progress events */
+    bool monitor_allow_remote;
     pq_cli_config cfg;    /* --config, and --no-fusion / --no-threading over it */
 } pq_cli_infer;
 
@@ -32,6 +38,11 @@ extern const pq_cli_opt pq_cli_input_opts[];
  * table for a pq_cli_infer. */
 extern const pq_cli_opt pq_cli_infer_opts[];
 
+/* embed's and score's own: --truncation-seq-length (= --max-length),
+ * --chunk-residues, --resume, --quiet, --monitor, --monitor-allow-remote, as a PQ_CLI_GROUP table for a
+ * pq_cli_infer. */
+extern const pq_cli_opt pq_cli_run_opts[];
+
 /* The model options they ask for: the configuration (--config, defaults
  * otherwise) gives fusion (enable_fusion), threading, threads and the kernel
  * context (hardware_target, through pq_config_apply_hardware);
@@ -42,5 +53,18 @@ pq_status pq_cli_infer_model_opts(const pq_cli_infer *o, pq_esm2_model_opts *mo)
 
 /* How to read the FASTA: --max-length, and in (NULL: crop) --long. */
 pq_fasta_opts pq_cli_infer_fasta_opts(const pq_cli_infer *o, const pq_cli_input *in);
+
+/* MPI start for embed and score (worker/mpi_start.h): 0, or the exit code. */
+int pq_cli_infer_mpi_start(int *rank, int *n_ranks);
+
+/* pq_cli_infer_model_opts, with the node's cores shared by its ranks when
+ * neither --threads nor --config names a count. Collective. */
+pq_status pq_cli_infer_rank_model_opts(const pq_cli_infer *o, int rank, pq_esm2_model_opts *mo);
+
+/* The part of a journal's fingerprint (eval/infer_journal.h) these options
+ * make: the inputs (path, size, mtime) and every option that changes the
+ * numbers; the thread and rank counts and the batch size do not. */
+int pq_cli_infer_fingerprint(char *buf, size_t n, const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
+                             const pq_esm2_model_opts *mo);
 
 #endif

@@ -37,29 +37,52 @@ static pq_status deliver(const pq_packed *pk, int64_t np, const pq_esm2_outputs 
     return st;
 }
 
-pq_status pq_eval_embed(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs,
-                        const pq_eval_embed_opts *o, pq_eval_embed_sink sink, void *user)
+pq_status pq_eval_embed_batches(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs, const int *layers,
+                                int n_layers, bool contacts, int64_t batch_tokens, pq_eval_batch_fn fn, void *user)
 {
     pq_status st = PQ_OK;
-    int64_t D = pq_esm2_model_config(m)->embed_dim;
-    float *mean = malloc((size_t)D * sizeof *mean);
     pq_packed pk;
     memset(&pk, 0, sizeof pk);
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);
-    if (!mean) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     for (int64_t start = 0; start < n_recs;) {
         int64_t np;
-        if ((st = pq_pack_records(recs, n_recs, start, o->batch_tokens, &pk, &np)) != PQ_OK) break;
+        if ((st = pq_pack_records(recs, n_recs, start, batch_tokens, &pk, &np)) != PQ_OK) break;
         pq_esm2_outputs_clear(&out);
-        out.n_repr = o->n_layers;
-        memcpy(out.repr_layers, o->layers, sizeof(int) * (size_t)o->n_layers);
+        out.n_repr = n_layers;
+        out.want_contacts = contacts;
+        memcpy(out.repr_layers, layers, sizeof(int) * (size_t)n_layers);
         if ((st = pq_esm2_forward(m, &pk.batch, NULL, &out)) != PQ_OK) break;
-        if ((st = deliver(&pk, np, &out, o->n_layers, D, mean, sink, user)) != PQ_OK) break;
+        if ((st = fn(user, &pk, np, &out)) != PQ_OK) break;
         start += np;
     }
     pq_esm2_outputs_clear(&out);
     pq_packed_free(&pk);
-    free(mean);
+    return st;
+}
+
+typedef struct sink_ctx {
+    const pq_eval_embed_opts *o;
+    int64_t D;
+    float *mean;
+    pq_eval_embed_sink sink;
+    void *user;
+} sink_ctx;
+
+static pq_status deliver_cb(void *user, const pq_packed *pk, int64_t np, const pq_esm2_outputs *out)
+{
+    sink_ctx *c = user;
+    return deliver(pk, np, out, c->o->n_layers, c->D, c->mean, c->sink, c->user);
+}
+
+pq_status pq_eval_embed(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs,
+                        const pq_eval_embed_opts *o, pq_eval_embed_sink sink, void *user)
+{
+    int64_t D = pq_esm2_model_config(m)->embed_dim;
+    sink_ctx c = {.o = o, .D = D, .mean = malloc((size_t)D * sizeof(float)), .sink = sink, .user = user};
+    if (!c.mean) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    pq_status st = pq_eval_embed_batches(m, recs, n_recs, o->layers, o->n_layers, false, o->batch_tokens,
+                                         deliver_cb, &c);
+    free(c.mean);
     return st;
 }

@@ -35,6 +35,18 @@ typedef struct pq_eval_embed_opts {
     int64_t batch_tokens;  /* tokens per forward batch (at least 3) */
 } pq_eval_embed_opts;
 
+/* Called with every forward batch: the packed batch (np sequences, the
+ * first at recs[pk->first]) and the forward's outputs, borrowed. */
+struct pq_packed;
+typedef pq_status (*pq_eval_batch_fn)(void *user, const struct pq_packed *pk, int64_t np,
+                                      const pq_esm2_outputs *out);
+
+/* Run m over recs[0..n_recs) in batches of at most batch_tokens tokens,
+ * asking for the representations of layers[0..n_layers) (resolved) and,
+ * when contacts, the contact maps, and hand every batch to fn. */
+pq_status pq_eval_embed_batches(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs, const int *layers,
+                                int n_layers, bool contacts, int64_t batch_tokens, pq_eval_batch_fn fn, void *user);
+
 /* Run m (borrowed) over recs[0..n_recs) and hand every sequence's
  * representations to sink, in record order. */
 pq_status pq_eval_embed(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs,

@@ -21,6 +21,7 @@ struct pq_embed_h5 {
     char *partial, *out;
     hid_t file;
     hid_t mean_ds[PQ_EVAL_MAX_LAYERS], tok_ds[PQ_EVAL_MAX_LAYERS];
+    hid_t extra_ds[PQ_EVAL_MAX_LAYERS + 1]; /* bos per layer, then contacts */
     int n_layers;
     int64_t *toff; /* [n_seq + 1] token row offsets */
     bool per_token, published;
@@ -31,13 +32,15 @@ static pq_status h5_fail(const char *path, const char *what)
     return pq_err(PQ_ERR_IO, "%s: HDF5 could not %s", path, what);
 }
 
-/* Create a 2-D float dataset [rows, cols] under group g, chunks of about
- * 1 MiB allocated and filled now. */
+/* Create a float dataset under group g: [rows, cols], or [rows] when cols is
+ * 0; chunks of about 1 MiB with the Fletcher-32 checksum, allocated and
+ * filled now. */
 static hid_t make_2d(hid_t g, const char *name, hsize_t rows, hsize_t cols)
 {
     hsize_t dims[2] = {rows, cols};
-    hid_t sp = H5Screate_simple(2, dims, NULL), ds = -1;
-    hid_t dcpl = pq_h5u_dcpl(2, dims, pq_h5u_chunk_rows(2, dims, 4), true);
+    int nd = cols ? 2 : 1;
+    hid_t sp = H5Screate_simple(nd, dims, NULL), ds = -1;
+    hid_t dcpl = pq_h5u_dcpl(nd, dims, pq_h5u_chunk_rows(nd, dims, 4), true);
     if (sp >= 0 && dcpl >= 0 && H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC) >= 0)
         ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -50,7 +53,7 @@ static herr_t write_rows(hid_t ds, hsize_t row0, hsize_t n, hsize_t cols, const 
     hid_t fs = H5Dget_space(ds);
     hsize_t start[2] = {row0, 0}, count[2] = {n, cols};
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hid_t ms = H5Screate_simple(2, count, NULL);
+    hid_t ms = H5Screate_simple(cols ? 2 : 1, count, NULL);
     herr_t rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, data);
     H5Sclose(ms);
     H5Sclose(fs);
@@ -75,7 +78,8 @@ static herr_t write_i64(hid_t f, const char *name, hsize_t n, const int64_t *v)
     return write_1d(f, name, H5T_NATIVE_INT64, n, v);
 }
 
-/* /ids as fixed-length NUL-padded UTF-8 strings, as long as the longest id. */
+/* /ids as fixed-length NUL-padded UTF-8 strings, as long as the longest id,
+ * in input order. */
 static herr_t write_ids(hid_t f, const pq_fasta_record *recs, int64_t n_recs)
 {
     size_t w = 1;
@@ -114,7 +118,8 @@ static pq_status write_tables(pq_embed_h5 *w, const pq_fasta_record *recs, int64
     for (int64_t i = 0; i < n_recs; i++) lengths[i] = recs[i].n_ids - 2;
     pq_status st = PQ_OK;
     if (write_ids(w->file, recs, n_recs) < 0) st = h5_fail(w->partial, "write /ids");
-    else if (write_i64(w->file, "lengths", (hsize_t)n_recs, lengths) < 0) st = h5_fail(w->partial, "write /lengths");
+    else if (write_i64(w->file, "lengths", (hsize_t)n_recs, lengths) < 0)
+        st = h5_fail(w->partial, "write /lengths");
     else if (w->per_token && write_i64(w->file, "offsets", (hsize_t)n_recs + 1, w->toff) < 0)
         st = h5_fail(w->partial, "write /offsets");
     else write_attrs(w->file, cfg);
@@ -131,6 +136,7 @@ pq_status pq_embed_h5_create(const char *out, const pq_fasta_record *recs, int64
     if (!w) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     w->file = -1;
     for (int i = 0; i < PQ_EVAL_MAX_LAYERS; i++) w->mean_ds[i] = w->tok_ds[i] = -1;
+    for (int i = 0; i <= PQ_EVAL_MAX_LAYERS; i++) w->extra_ds[i] = -1;
     w->per_token = per_token;
     w->out = out ? strdup(out) : NULL;
     w->partial = pq_partial_dup(out);
@@ -174,12 +180,44 @@ pq_status pq_embed_h5_sink(void *user, int64_t seq, int li, const float *mean, c
     return PQ_OK;
 }
 
+pq_status pq_embed_h5_extra(pq_embed_h5 *w, int slot, const char *name, int layer, int64_t rows, int64_t D)
+{
+    char path[96];
+    snprintf(path, sizeof path, "layer_%d/%s", layer, name);
+    if ((w->extra_ds[slot] = make_2d(w->file, path, (hsize_t)rows, (hsize_t)D)) < 0)
+        return h5_fail(w->partial, "create a dataset");
+    return PQ_OK;
+}
+
+pq_status pq_embed_h5_contacts(pq_embed_h5 *w, int slot, const int64_t *off, int64_t n_seq)
+{
+    if ((w->extra_ds[slot] = make_2d(w->file, "contacts", (hsize_t)off[n_seq], 0)) < 0 ||
+        write_i64(w->file, "contact_offsets", (hsize_t)n_seq + 1, off) < 0)
+        return h5_fail(w->partial, "create /contacts");
+    return PQ_OK;
+}
+
+pq_status pq_embed_h5_extra_write(pq_embed_h5 *w, int slot, int64_t row0, int64_t n, const float *data)
+{
+    hid_t sp = H5Dget_space(w->extra_ds[slot]);
+    hsize_t dims[2] = {0, 0};
+    int nd = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    if (nd < 0 || write_rows(w->extra_ds[slot], (hsize_t)row0, (hsize_t)n, nd == 2 ? dims[1] : 0, data) < 0)
+        return h5_fail(w->partial, "write representations");
+    return PQ_OK;
+}
+
 static herr_t close_all(pq_embed_h5 *w)
 {
     for (int i = 0; i < PQ_EVAL_MAX_LAYERS; i++) {
         if (w->mean_ds[i] >= 0) H5Dclose(w->mean_ds[i]);
         if (w->tok_ds[i] >= 0) H5Dclose(w->tok_ds[i]);
         w->mean_ds[i] = w->tok_ds[i] = -1;
+    }
+    for (int i = 0; i <= PQ_EVAL_MAX_LAYERS; i++) {
+        if (w->extra_ds[i] >= 0) H5Dclose(w->extra_ds[i]);
+        w->extra_ds[i] = -1;
     }
     herr_t rc = w->file >= 0 ? H5Fclose(w->file) : 0;
     w->file = -1;

@@ -31,6 +31,7 @@ pq_status pq_eval_score(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n
     for (int64_t start = 0; start < n_recs;) {
         int64_t np;
         if ((st = pq_pack_records(recs, n_recs, start, o->batch_tokens, &pk, &np)) != PQ_OK) goto done;
+        pk.first = recs[start].index; /* the masking draws by input position */
         if ((st = pq_eval_mask_batch(&pk, np, o->seed, o->mask_frac, &orig)) != PQ_OK) goto done;
         pq_esm2_outputs_clear(&out);
         out.want_logits = true;

@@ -25,7 +25,8 @@ typedef struct pq_eval_score_opts {
     int64_t batch_tokens; /* tokens per forward batch (at least 3) */
 } pq_eval_score_opts;
 
-/* Run m (borrowed) on the masked recs[0..n_recs) and add each sequence's
+/* Run m (borrowed) on the masked recs[0..n_recs) (record i masked by its
+ * input position recs[i].index) and add each sequence's
  * tallies into per_seq[i] (zeroed by the caller); *n_tokens: the tokens run.
  * The numbers do not depend on batch_tokens or the thread count. */
 pq_status pq_eval_score(pq_esm2_model *m, const pq_fasta_record *recs, int64_t n_recs,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_slurm.sh - a real one-node Slurm: bring it up, sbatch --wait the
 # quantize batch script on a synthetic model (2 ranks, srun --mpi=pmix),
-# check the exit code, the job's output file and the HDF5 output, take Slurm
-# down. If Slurm cannot start, the test fails (it is never skipped).
+# check the exit code, the job's output file and the HDF5 output; then the
+# embed batch script with that model (the same bytes as one process, progress
+# in the job's log); take Slurm down. If Slurm cannot start, the test fails (it is never skipped).
 # usage: test_slurm.sh PROTEUS
 set -euo pipefail
 proteus="$(readlink -f "$1")"
@@ -62,5 +63,24 @@ with h5py.File(sys.argv[1], "r") as f:
     assert g["scale"].shape[0] == 1280
 print("output ok: num_ranks=2, qweight int8 1280x320")
 PY
+
+# embed.sbatch on the same 2 ranks: the bundled sample's first 20 records
+awk '/^>/{n++} n>20{exit} {print}' "$here/data/proteins/eval_sample.fasta" > "$tmp/in.fasta"
+set +e
+jobid=$(cd "$tmp" && PROTEUS="$proteus" timeout 240 sbatch --parsable --wait -n 2 \
+        "$here/scripts/slurm/embed.sbatch" "$tmp/t6.h5" "$tmp/in.fasta" "$tmp/emb.h5" --max-length 100 \
+        --chunk-residues 300)
+rc=$?
+set -e
+log="$tmp/proteus-proteus-embed-$jobid.out"
+[ -f "$log" ] && sed 's/^/  job: /' "$log"
+[ "$rc" = 0 ] || fail "embed.sbatch: sbatch --wait returned $rc"
+grep -q "^embedded 20 sequences .* 2 ranks" "$log" || fail "embed.sbatch: proteus did not finish on 2 ranks"
+grep -q "^progress: 100% 20/20 sequences" "$log" || fail "embed.sbatch: no progress lines in the log"
+grep -q "^proteus-embed: done" "$log" || fail "embed.sbatch: the batch script did not finish"
+"$proteus" embed --model "$tmp/t6.h5" --fasta "$tmp/in.fasta" --out "$tmp/emb1.h5" --max-length 100 --quiet \
+    >/dev/null
+cmp "$tmp/emb.h5" "$tmp/emb1.h5" || fail "embed.sbatch on 2 ranks differs from one process"
+[ ! -e "$tmp/emb.h5.journal" ] || fail "embed.sbatch left its journal"
 ok=1
 echo "PASS"

@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: Apache-2.0
+"""test_infer.py - `proteus embed` and `proteus score` on N MPI ranks: the
+output files are the same bytes for the singleton, 2 and 3 ranks, 2 threads
+and another batch size, and a gzipped input; ids and lengths follow the FASTA as Python reads it;
+progress events reach `proteus monitor`; a run killed with SIGKILL (with a torn record appended to its journal)
+continues with --resume without rerunning the chunks it wrote, and gives the
+same bytes; a resume with other options, an over-long record under
+--long error and --contacts on a checkpoint without the contact head are
+refused with one clear message.
+
+usage: test_infer.py PROTEUS MPIEXEC MODEL.safetensors FASTA"""
+import gzip
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+
+PROTEUS, MPIEXEC, MODEL, FASTA = (os.path.abspath(a) for a in sys.argv[1:5])
+TMP = tempfile.mkdtemp(prefix="pq_infer_")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+MAXLEN = 120
+failures = []
+
+
+def expect(ok, msg):
+    if not ok:
+        failures.append(msg)
+        print("FAIL:", msg, flush=True)
+
+
+def path(name):
+    return os.path.join(TMP, name)
+
+
+def fasta_records(src, n):
+    """The first n records as (id, sequence), read independently of Proteus."""
+    out, cur_id, cur = [], None, []
+    for line in open(src):
+        line = line.strip()
+        if line.startswith(">"):
+            if cur_id is not None:
+                out.append((cur_id, "".join(cur)))
+            if len(out) == n:
+                return out
+            cur_id, cur = line[1:].split()[0], []
+        elif line:
+            cur.append(line)
+    if cur_id is not None and len(out) < n:
+        out.append((cur_id, "".join(cur)))
+    return out
+
+
+def run(n, *args, check=True, timeout=600):
+    cmd = [PROTEUS, *args, "--quiet"]
+    if n:
+        cmd = [MPIEXEC, "-n", str(n), "--oversubscribe"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def same_bytes(a, b):
+    return open(a, "rb").read() == open(b, "rb").read()
+
+
+RECS = fasta_records(FASTA, 30)
+SMALL = path("small.fasta")
+with open(SMALL, "w") as f:
+    for rid, seq in RECS:
+        f.write(f">{rid} test\n{seq}\n")
+EMB = ["--model", MODEL, "--fasta", SMALL, "--max-length", str(MAXLEN), "--layers", "0,-1",
+       "--include", "mean,per_tok,bos", "--chunk-residues", "400"]
+
+try:
+    # embed: one file, the same bytes for every layout
+    ref = path("e_ref.h5")
+    run(0, "embed", *EMB, "--out", ref, "--threads", "1")
+    with h5py.File(ref, "r") as h:
+        ids = [x.decode() if isinstance(x, bytes) else x for x in h["ids"][()]]
+        expect(ids == [r for r, _ in RECS], "embed /ids are not the FASTA's ids in input order")
+        expect(list(h["lengths"][()]) == [min(len(s), MAXLEN) for _, s in RECS],
+               "embed /lengths are not the cropped lengths")
+        expect(h["layer_6/tokens"].shape[0] == sum(min(len(s), MAXLEN) for _, s in RECS),
+               "embed per-token rows")
+    for n, extra, name in ((2, ["--threads", "1"], "2 ranks"), (3, ["--threads", "1"], "3 ranks"),
+                           (0, ["--threads", "2", "--batch-tokens", "150"], "2 threads, other batches")):
+        out = path(f"e_{n}.h5")
+        run(n, "embed", *EMB, "--out", out, *extra)
+        expect(same_bytes(ref, out), f"embed on {name} differs from the singleton")
+        expect(not os.path.exists(out + ".journal"), f"embed on {name} left its journal")
+    # the same records gzipped, on 2 ranks
+    with open(SMALL, "rb") as f, gzip.open(SMALL + ".gz", "wb") as g:
+        g.write(f.read())
+    gz = ["--fasta" if a == "--fasta" else SMALL + ".gz" if a == SMALL else a for a in EMB]
+    run(2, "embed", *gz, "--out", path("e_gz.h5"), "--threads", "1")
+    expect(same_bytes(ref, path("e_gz.h5")), "embed of the gzipped FASTA on 2 ranks differs")
+
+    # score: tallies as HDF5, the same bytes on 1, 2, 3 ranks
+    SC = ["--model", MODEL, "--fasta", SMALL, "--max-length", str(MAXLEN), "--chunk-residues", "400"]
+    run(0, "score", *SC, "--out", path("s_ref.h5"), "--json", path("s_ref.json"), "--threads", "1")
+    js = json.load(open(path("s_ref.json")))
+    with h5py.File(path("s_ref.h5"), "r") as h:
+        expect(int(h["n_masked"][()].sum()) == js["n_masked"], "score HDF5 and JSON totals disagree")
+        expect(len(h["ids"]) == len(RECS), "score sequence count")
+    for n in (2, 3):
+        run(n, "score", *SC, "--out", path(f"s_{n}.h5"), "--threads", "1")
+        expect(same_bytes(path("s_ref.h5"), path(f"s_{n}.h5")), f"score on {n} ranks differs from the singleton")
+
+    # resume after kill -9 of the whole job, a torn record at the journal's end
+    out = path("e_kill.h5")
+    jr = out + ".journal"
+    cmd = [MPIEXEC, "-n", "2", "--oversubscribe", PROTEUS, "embed", *EMB, "--out", out, "--threads", "1",
+           "--chunk-residues", "200", "--quiet"]
+    p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if os.path.exists(jr) and os.path.getsize(jr) > 200000:  # a few chunks of 2 x 320 floats a row
+            break
+        time.sleep(0.05)
+    killed = p.poll() is None
+    if killed:
+        os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    expect(killed, "the run to kill finished before it could be killed")
+    with open(jr, "ab") as f:
+        f.write(b"CHNK" + struct.pack("<IqQ", 0, 99, 1 << 20) + b"torn")
+    r = run(2, "embed", *EMB, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
+    resumed = int(r.stdout.split(" chunk(s) resumed")[0].rsplit(", ", 1)[1])
+    expect(resumed >= 1, f"--resume reran everything: {r.stdout}")
+    full = path("e_full.h5")
+    run(0, "embed", *EMB, "--out", full, "--threads", "1", "--chunk-residues", "200")
+    expect(same_bytes(full, out), "the resumed file differs from an uninterrupted run")
+    expect(not os.path.exists(jr), "the journal is left after the resumed run")
+
+    # progress events on a ZeroMQ endpoint, one per chunk, read by `proteus monitor`
+    ep = "ipc://" + path("mon.sock")
+    mon = subprocess.Popen([PROTEUS, "monitor", ep, "--json", "--timeout", "120"], env=ENV,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    run(2, "embed", *EMB, "--out", path("e_mon.h5"), "--threads", "1", "--monitor", ep)
+    events = [json.loads(line) for line in mon.communicate(timeout=150)[0].splitlines() if line.startswith("{")]
+    units = [e for e in events if e["kind"] == "unit"]
+    # (a subscriber may miss the first events while it connects)
+    expect(units and units[-1]["units_done"] == units[-1]["units_total"] > 1
+           and {e["rank"] for e in units} == {0, 1} and events[-1]["kind"] == "finished",
+           f"monitor events: {events[-3:]}")
+
+    # a resume with other options is refused
+    p = subprocess.Popen([PROTEUS, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--quiet"],
+                         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while p.poll() is None and not (os.path.exists(path("e_fp.h5.journal")) and
+                                    os.path.getsize(path("e_fp.h5.journal")) > 100000):
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    r = run(0, "embed", *EMB, "--out", path("e_fp.h5"), "--layers", "0", "--chunk-residues", "200", "--resume",
+            check=False)
+    expect(r.returncode != 0 and "other options" in r.stderr, f"a resume with other layers: {r.stderr}")
+
+    # --long error names the over-long record
+    long_id = next(rid for rid, s in RECS if len(s) > MAXLEN)
+    r = run(0, "embed", *EMB, "--out", path("e_long.h5"), "--long", "error", check=False)
+    expect(r.returncode != 0 and long_id in r.stderr and not os.path.exists(path("e_long.h5")),
+           f"--long error: {r.returncode} {r.stderr}")
+
+    # --contacts on a checkpoint without the contact head
+    raw = open(MODEL, "rb").read()
+    (hl,) = struct.unpack("<Q", raw[:8])
+    head, body, data = json.loads(raw[8:8 + hl]), {}, b""
+    for k, v in head.items():
+        if k == "__metadata__" or k.startswith("esm.contact_head"):
+            continue
+        a, b = v["data_offsets"]
+        body[k] = dict(v, data_offsets=[len(data), len(data) + b - a])
+        data += raw[8 + hl + a:8 + hl + b]
+    hb = json.dumps(body).encode()
+    hb += b" " * (-len(hb) % 8)
+    nohead = path("nohead.safetensors")
+    open(nohead, "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+    r = run(2, "embed", "--model", nohead, "--fasta", SMALL, "--out", path("e_c.h5"), "--contacts", check=False)
+    expect(r.returncode != 0 and "contact-head" in r.stderr and r.stderr.count("contact-head") == 1,
+           f"--contacts without the head: {r.returncode} {r.stderr}")
+finally:
+    shutil.rmtree(TMP, True)
+
+if failures:
+    print(f"{len(failures)} failure(s)")
+    sys.exit(1)
+print("ok")
