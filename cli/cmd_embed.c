@@ -153,7 +153,7 @@ int pq_cmd_embed(int argc, char **argv)
     int rank = 0, N = 1;
     if ((rc = pq_cli_infer_mpi_start(&rank, &N))) return rc;
     char *journal = NULL, fp[2048];
-    pq_journal *j = NULL;
+    pq_infer_journal *j = NULL;
     int64_t n_seq = 0, n_res = 0, resumed = 0;
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
@@ -181,7 +181,7 @@ int pq_cmd_embed(int argc, char **argv)
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = pq_embed_chunk_assemble(j, o.out, cfg, &ctx.want, &n_seq, &n_res);
     if (rank == 0 && st == PQ_OK) {
-        pq_journal_close(j, true);
+        pq_infer_journal_close(j, true);
         j = NULL;
         printf("embedded %lld sequences (%lld residues), %d layer(s), D=%d, %d rank%s, %lld chunk(s) resumed -> %s\n",
                (long long)n_seq, (long long)n_res, n_req, cfg->embed_dim, N, N == 1 ? "" : "s",
@@ -189,7 +189,7 @@ int pq_cmd_embed(int argc, char **argv)
     }
     st = pq_sync_agree(MPI_COMM_WORLD, st);
 done:
-    pq_journal_close(j, false);
+    pq_infer_journal_close(j, false);
     free(journal);
     pq_esm2_model_free(ctx.m);
     rc = st == PQ_OK ? 0 : rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);

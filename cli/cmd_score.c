@@ -102,7 +102,7 @@ static pq_status run_chunk(void *user, const pq_chunk *ch, pq_buf *out)
 }
 
 /* Rank 0: the totals, the printed line and the files, from the journal. */
-static pq_status finish(const score_opts *o, pq_journal *j, bool fusion, int64_t n_tokens, double secs, int N)
+static pq_status finish(const score_opts *o, pq_infer_journal *j, bool fusion, int64_t n_tokens, double secs, int N)
 {
     pq_score_table t;
     pq_eval_mlm tot = {0};
@@ -145,7 +145,7 @@ int pq_cmd_score(int argc, char **argv)
     if ((rc = pq_cli_infer_mpi_start(&rank, &N))) return rc;
     score_ctx ctx = {.s = o.s};
     char journal[4200], fp[2048];
-    pq_journal *j = NULL;
+    pq_infer_journal *j = NULL;
     int64_t resumed = 0;
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
@@ -171,12 +171,12 @@ int pq_cmd_score(int argc, char **argv)
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = finish(&o, j, !mo.no_fusion, ctx.n_tokens, pq_now_s() - t0, N);
     if (rank == 0 && st == PQ_OK) {
-        pq_journal_close(j, true);
+        pq_infer_journal_close(j, true);
         j = NULL;
     }
     st = pq_sync_agree(MPI_COMM_WORLD, st);
 done:
-    pq_journal_close(j, !o.out && !o.json);
+    pq_infer_journal_close(j, !o.out && !o.json);
     pq_esm2_model_free(ctx.m);
     rc = st == PQ_OK ? 0 : rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
     MPI_Finalize();

@@ -136,17 +136,17 @@ static pq_status recv_chunk(MPI_Comm comm, int src, int64_t index, pq_buf *b)
 }
 
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
-                           pq_journal **jp, int64_t *n_resumed)
+                           pq_infer_journal **jp, int64_t *n_resumed)
 {
     int rank, N;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &N);
     *jp = NULL;
     int64_t n_done = 0, seq_total = 0, res_total = 0, chunk_total = 0, n_records = 0, appended = 0;
-    pq_journal *j = NULL;
+    pq_infer_journal *j = NULL;
     pq_status st = PQ_OK;
     if (rank == 0) {
-        st = pq_journal_open(r->journal, r->fingerprint, r->resume, &j, &n_done);
+        st = pq_infer_journal_open(r->journal, r->fingerprint, r->resume, &j, &n_done);
         if (st == PQ_OK && (!r->quiet || r->monitor)) st = count_input(r, &seq_total, &res_total, &chunk_total);
     }
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
@@ -179,7 +179,7 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         b.len = 0;
         pq_status cs = owner != rank ? recv_chunk(comm, owner, ci, &b) : fn(user, &ch, rank ? &ob.b[ob.k] : &b);
         if (rank != 0) cs = send_chunk(comm, &ob, cs);
-        else if (cs == PQ_OK && (cs = pq_journal_append(j, ci, &b)) == PQ_OK) appended++;
+        else if (cs == PQ_OK && (cs = pq_infer_journal_append(j, ci, &b)) == PQ_OK) appended++;
         if (cs != PQ_OK) abort_run(comm, rank, cs);
         if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
         if (rank == 0) publish(mon, "unit", &prog, ci + 1, chunk_total, ci, owner, N);
@@ -203,6 +203,6 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     return PQ_OK;
 fail:
     /* an input error: a journal this run made and wrote nothing to goes */
-    pq_journal_close(j, j && !n_done && !appended && !r->resume);
+    pq_infer_journal_close(j, j && !n_done && !appended && !r->resume);
     return st;
 }

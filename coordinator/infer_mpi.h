@@ -47,6 +47,6 @@ typedef struct pq_infer_run {
  * for an input without a usable record), and a journal they leave empty is
  * removed. */
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
-                           pq_journal **j, int64_t *n_resumed);
+                           pq_infer_journal **j, int64_t *n_resumed);
 
 #endif

@@ -95,13 +95,13 @@ static pq_status scan_record(pq_cursor *c, const pq_embed_want *w, int64_t D, se
 }
 
 /* The journal's second pass: every record's arrays into the file. */
-static pq_status write_all(pq_journal *j, pq_embed_h5 *h, const pq_embed_want *w, int64_t D)
+static pq_status write_all(pq_infer_journal *j, pq_embed_h5 *h, const pq_embed_want *w, int64_t D)
 {
     pq_buf pl = {0};
-    pq_status st = pq_journal_rewind(j);
+    pq_status st = pq_infer_journal_rewind(j);
     int64_t seq = 0, cell = 0;
     bool got = true;
-    while (st == PQ_OK && (st = pq_journal_next(j, &pl, &got)) == PQ_OK && got) {
+    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
         pq_cursor c = {pl.data, pl.len, false};
         while (st == PQ_OK && c.left) {
             free(pq_cursor_str(&c));
@@ -127,16 +127,16 @@ static pq_status write_all(pq_journal *j, pq_embed_h5 *h, const pq_embed_want *w
     return st;
 }
 
-pq_status pq_embed_chunk_assemble(pq_journal *j, const char *out, const pq_esm2_config *cfg,
+pq_status pq_embed_chunk_assemble(pq_infer_journal *j, const char *out, const pq_esm2_config *cfg,
                                   const pq_embed_want *w, int64_t *n_seq, int64_t *n_res)
 {
     int64_t D = cfg->embed_dim;
     seq_list l = {0};
     pq_buf pl = {0};
     pq_embed_h5 *h = NULL;
-    pq_status st = pq_journal_rewind(j);
+    pq_status st = pq_infer_journal_rewind(j);
     bool got = true;
-    while (st == PQ_OK && (st = pq_journal_next(j, &pl, &got)) == PQ_OK && got) {
+    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
         pq_cursor c = {pl.data, pl.len, false};
         while (st == PQ_OK && c.left) st = scan_record(&c, w, D, &l);
     }

@@ -32,7 +32,7 @@ pq_status pq_embed_chunk_run(pq_esm2_model *m, const pq_fasta_record *recs, int6
 
 /* Write OUT (through OUT.partial, eval/embed_h5.h) from the journal's
  * chunks in order; *n_seq and *n_res: the sequences and residues written. */
-pq_status pq_embed_chunk_assemble(pq_journal *j, const char *out, const pq_esm2_config *cfg,
+pq_status pq_embed_chunk_assemble(pq_infer_journal *j, const char *out, const pq_esm2_config *cfg,
                                   const pq_embed_want *w, int64_t *n_seq, int64_t *n_res);
 
 #endif

@@ -17,7 +17,7 @@
 #define REC_MAGIC "CHNK"
 #define REC_HEAD 24 /* "CHNK", crc32, index, length */
 
-struct pq_journal {
+struct pq_infer_journal {
     char *path;
     int fd;
     uint64_t end;  /* offset of the next record */
@@ -26,7 +26,7 @@ struct pq_journal {
     int64_t next;  /* index the next appended record must carry */
 };
 
-static pq_status io_fail(const pq_journal *j, const char *what)
+static pq_status io_fail(const pq_infer_journal *j, const char *what)
 {
     return pq_err(PQ_ERR_IO, "%s: cannot %s: %s", j->path, what, strerror(errno));
 }
@@ -59,7 +59,7 @@ static uint32_t crc_of(const unsigned char *p, size_t n)
 }
 
 /* The record at off: its payload into *pl; false when it is not whole. */
-static bool read_record(const pq_journal *j, uint64_t off, int64_t want, pq_buf *pl, uint64_t *next)
+static bool read_record(const pq_infer_journal *j, uint64_t off, int64_t want, pq_buf *pl, uint64_t *next)
 {
     unsigned char h[REC_HEAD];
     if (!read_at(j->fd, h, sizeof h, off) || memcmp(h, REC_MAGIC, 4)) return false;
@@ -84,7 +84,7 @@ static bool read_record(const pq_journal *j, uint64_t off, int64_t want, pq_buf 
     return true;
 }
 
-static pq_status write_header(pq_journal *j, const char *fp)
+static pq_status write_header(pq_infer_journal *j, const char *fp)
 {
     int64_t n = (int64_t)strlen(fp);
     int e = pq_pwrite_all(j->fd, MAGIC, 8, 0);
@@ -99,7 +99,7 @@ static pq_status write_header(pq_journal *j, const char *fp)
 }
 
 /* An existing journal: check the header, keep the whole records. */
-static pq_status reopen(pq_journal *j, const char *fp, int64_t *n_done)
+static pq_status reopen(pq_infer_journal *j, const char *fp, int64_t *n_done)
 {
     unsigned char h[16];
     if (!read_at(j->fd, h, 16, 0) || memcmp(h, MAGIC, 8))
@@ -130,11 +130,11 @@ static pq_status reopen(pq_journal *j, const char *fp, int64_t *n_done)
     return PQ_OK;
 }
 
-pq_status pq_journal_open(const char *path, const char *fingerprint, bool resume, pq_journal **jp,
+pq_status pq_infer_journal_open(const char *path, const char *fingerprint, bool resume, pq_infer_journal **jp,
                           int64_t *n_done)
 {
     *n_done = 0;
-    pq_journal *j = calloc(1, sizeof *j);
+    pq_infer_journal *j = calloc(1, sizeof *j);
     *jp = j;
     if (!j || !(j->path = strdup(path))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     struct stat sb;
@@ -144,7 +144,7 @@ pq_status pq_journal_open(const char *path, const char *fingerprint, bool resume
     return exists ? reopen(j, fingerprint, n_done) : write_header(j, fingerprint);
 }
 
-pq_status pq_journal_append(pq_journal *j, int64_t index, const pq_buf *pl)
+pq_status pq_infer_journal_append(pq_infer_journal *j, int64_t index, const pq_buf *pl)
 {
     if (index != j->next)
         return pq_err(PQ_ERR_INTERNAL, "%s: chunk %lld appended out of order (expected %lld)", j->path,
@@ -167,13 +167,13 @@ pq_status pq_journal_append(pq_journal *j, int64_t index, const pq_buf *pl)
     return PQ_OK;
 }
 
-pq_status pq_journal_rewind(pq_journal *j)
+pq_status pq_infer_journal_rewind(pq_infer_journal *j)
 {
     j->pos = j->body;
     return PQ_OK;
 }
 
-pq_status pq_journal_next(pq_journal *j, pq_buf *pl, bool *got)
+pq_status pq_infer_journal_next(pq_infer_journal *j, pq_buf *pl, bool *got)
 {
     *got = false;
     if (j->pos >= j->end) return PQ_OK;
@@ -188,7 +188,7 @@ pq_status pq_journal_next(pq_journal *j, pq_buf *pl, bool *got)
     return PQ_OK;
 }
 
-void pq_journal_close(pq_journal *j, bool remove)
+void pq_infer_journal_close(pq_infer_journal *j, bool remove)
 {
     if (!j) return;
     if (j->fd >= 0) close(j->fd);

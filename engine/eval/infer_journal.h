@@ -21,7 +21,7 @@
 #include "base/pq_err.h"
 #include "eval/infer_buf.h"
 
-typedef struct pq_journal pq_journal;
+typedef struct pq_infer_journal pq_infer_journal;
 
 /* Open path for appending. resume false: create it (truncating any old one).
  * resume true: an existing journal with the same fingerprint keeps its whole
@@ -29,18 +29,18 @@ typedef struct pq_journal pq_journal;
  * missing one is created (*n_done 0). PQ_ERR_CONFIG when the fingerprint
  * differs (naming the file), PQ_ERR_FORMAT when it is not a journal,
  * PQ_ERR_IO naming the step. */
-pq_status pq_journal_open(const char *path, const char *fingerprint, bool resume, pq_journal **j,
+pq_status pq_infer_journal_open(const char *path, const char *fingerprint, bool resume, pq_infer_journal **j,
                           int64_t *n_done);
 
 /* Append chunk `index` (the next in sequence) and make it durable. */
-pq_status pq_journal_append(pq_journal *j, int64_t index, const pq_buf *payload);
+pq_status pq_infer_journal_append(pq_infer_journal *j, int64_t index, const pq_buf *payload);
 
 /* Read the records back in order from the start: *got false at the end.
  * payload is replaced with the record's bytes. */
-pq_status pq_journal_rewind(pq_journal *j);
-pq_status pq_journal_next(pq_journal *j, pq_buf *payload, bool *got);
+pq_status pq_infer_journal_rewind(pq_infer_journal *j);
+pq_status pq_infer_journal_next(pq_infer_journal *j, pq_buf *payload, bool *got);
 
 /* Close (NULL is fine); remove: delete the file too. */
-void pq_journal_close(pq_journal *j, bool remove);
+void pq_infer_journal_close(pq_infer_journal *j, bool remove);
 
 #endif

@@ -38,14 +38,14 @@ static pq_status grow(pq_score_table *t, int64_t *cap)
     return PQ_OK;
 }
 
-pq_status pq_score_chunk_read(pq_journal *j, pq_score_table *t)
+pq_status pq_score_chunk_read(pq_infer_journal *j, pq_score_table *t)
 {
     memset(t, 0, sizeof *t);
     int64_t cap = 0;
     pq_buf pl = {0};
     bool got = true;
-    pq_status st = pq_journal_rewind(j);
-    while (st == PQ_OK && (st = pq_journal_next(j, &pl, &got)) == PQ_OK && got) {
+    pq_status st = pq_infer_journal_rewind(j);
+    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
         pq_cursor c = {pl.data, pl.len, false};
         while (st == PQ_OK && c.left) {
             if (t->n == cap && (st = grow(t, &cap)) != PQ_OK) break;

@@ -29,7 +29,7 @@ typedef struct pq_score_table {
 } pq_score_table;
 
 /* Every record of the journal, in order, into *t (pq_score_table_free). */
-pq_status pq_score_chunk_read(pq_journal *j, pq_score_table *t);
+pq_status pq_score_chunk_read(pq_infer_journal *j, pq_score_table *t);
 void pq_score_table_free(pq_score_table *t);
 
 /* Write t as OUT (through OUT.partial). */

@@ -106,52 +106,52 @@ static void test_journal(void **state)
     (void)state;
     char jp[128];
     path(jp, sizeof jp, "x.journal");
-    pq_journal *j = NULL;
+    pq_infer_journal *j = NULL;
     int64_t done = -1;
     pq_buf b = {0}, got_b = {0};
-    assert_int_equal(pq_journal_open(jp, "run A", false, &j, &done), PQ_OK);
+    assert_int_equal(pq_infer_journal_open(jp, "run A", false, &j, &done), PQ_OK);
     assert_int_equal(done, 0);
     for (int i = 0; i < 3; i++) {
         put_payload(&b, i);
-        assert_int_equal(pq_journal_append(j, i, &b), PQ_OK);
+        assert_int_equal(pq_infer_journal_append(j, i, &b), PQ_OK);
     }
-    assert_int_equal(pq_journal_append(j, 7, &b), PQ_ERR_INTERNAL); /* out of order */
-    pq_journal_close(j, false);
+    assert_int_equal(pq_infer_journal_append(j, 7, &b), PQ_ERR_INTERNAL); /* out of order */
+    pq_infer_journal_close(j, false);
     /* header 8 + 8 + 5, records of 24 + 8 (1 + 10 i) bytes */
     int64_t whole = 21 + (24 + 8) + (24 + 88) + (24 + 168);
     assert_int_equal(file_size(jp), whole);
     FILE *f = fopen(jp, "ab");
     fwrite("CHNK\0\0\0\0\3\0\0\0\0\0\0\0\100\0\0\0\0\0\0\0tor", 1, 27, f); /* torn 4th record */
     fclose(f);
-    assert_int_equal(pq_journal_open(jp, "run B", true, &j, &done), PQ_ERR_CONFIG);
-    pq_journal_close(j, false);
-    assert_int_equal(pq_journal_open(jp, "run A", true, &j, &done), PQ_OK);
+    assert_int_equal(pq_infer_journal_open(jp, "run B", true, &j, &done), PQ_ERR_CONFIG);
+    pq_infer_journal_close(j, false);
+    assert_int_equal(pq_infer_journal_open(jp, "run A", true, &j, &done), PQ_OK);
     assert_int_equal(done, 3);
     assert_int_equal(file_size(jp), whole);
-    assert_int_equal(pq_journal_rewind(j), PQ_OK);
+    assert_int_equal(pq_infer_journal_rewind(j), PQ_OK);
     for (int i = 0; i < 3; i++) {
         bool got;
-        assert_int_equal(pq_journal_next(j, &got_b, &got), PQ_OK);
+        assert_int_equal(pq_infer_journal_next(j, &got_b, &got), PQ_OK);
         assert_true(got);
         put_payload(&b, i);
         assert_int_equal(got_b.len, b.len);
         assert_memory_equal(got_b.data, b.data, b.len);
     }
     bool got;
-    assert_int_equal(pq_journal_next(j, &got_b, &got), PQ_OK);
+    assert_int_equal(pq_infer_journal_next(j, &got_b, &got), PQ_OK);
     assert_false(got);
-    pq_journal_close(j, false);
+    pq_infer_journal_close(j, false);
     /* one flipped byte in the second record's payload: only chunk 0 stays */
     f = fopen(jp, "r+b");
     fseek(f, 21 + 32 + 24 + 5, SEEK_SET);
     fputc(0x5a, f);
     fclose(f);
-    assert_int_equal(pq_journal_open(jp, "run A", true, &j, &done), PQ_OK);
+    assert_int_equal(pq_infer_journal_open(jp, "run A", true, &j, &done), PQ_OK);
     assert_int_equal(done, 1);
     assert_int_equal(file_size(jp), 21 + 32);
     put_payload(&b, 1);
-    assert_int_equal(pq_journal_append(j, 1, &b), PQ_OK);
-    pq_journal_close(j, true);
+    assert_int_equal(pq_infer_journal_append(j, 1, &b), PQ_OK);
+    pq_infer_journal_close(j, true);
     assert_int_equal(file_size(jp), -1);
     pq_buf_free(&b);
     pq_buf_free(&got_b);
