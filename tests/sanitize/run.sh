@@ -26,6 +26,15 @@ export LSAN_OPTIONS="suppressions=$root/tests/sanitize/lsan.supp:print_suppressi
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 # The peer suites compare numbers with PyTorch (the same C code the other
 # suites run, under a Python that is not instrumented) and the fuzz suite has
-# its own sanitized build: both are left out here.
-[ $# -gt 0 ] || set -- --suite unit --suite kernels --suite integration --suite mpi
-exec meson test -C "$b" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@"
+# its own sanitized build: both are left out here. By default (CI) the unit
+# and kernel suites and the MPI byte-identity test run, which keeps CI under
+# its 30 minutes on two cores; `run.sh --suite integration --suite mpi` runs
+# the rest of the end-to-end suites under the sanitizers (docs/PERFORMANCE.md,
+# Reliability, gives the last full run).
+run() { meson test -C "$b" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@"; }
+if [ $# -gt 0 ]; then
+  run "$@"
+else
+  run --suite unit --suite kernels
+  run mpi_ranks
+fi
