@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +36,14 @@ static int index_of(const char *v, const char *const *list)
     return -1;
 }
 
-static pq_status bad(const char *path, const rule *r, const char *fmt, const char *a, long long b)
+__attribute__((format(printf, 3, 4)))
+static pq_status bad(const char *path, const rule *r, const char *fmt, ...)
 {
     char why[512];
-    snprintf(why, sizeof why, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
     return pq_err(PQ_ERR_CONFIG, "recipe %s: %s: %s", path, r->what, why);
 }
 
@@ -47,11 +53,11 @@ static pq_status parse_layers(const char *path, rule *r, json_t *v)
     r->any_layer = true;
     if (json_is_integer(v)) {
         json_int_t l = json_integer_value(v);
-        if (l < 0 || l >= MAX_LAYER) return bad(path, r, "layers: %s%lld is not a layer number", "", (long long)l);
+        if (l < 0 || l >= MAX_LAYER) return bad(path, r, "layers: %lld is not a layer number", (long long)l);
         r->layer[l] = true;
         return PQ_OK;
     }
-    if (!json_is_string(v)) return bad(path, r, "layers: %sexpected a number or a string such as \"0-2,5\"", "", 0);
+    if (!json_is_string(v)) return bad(path, r, "layers: expected a number or a string such as \"0-2,5\"");
     const char *s = json_string_value(v);
     while (*s) {
         char *end;
@@ -70,19 +76,19 @@ static pq_status parse_layers(const char *path, rule *r, json_t *v)
     }
     return PQ_OK;
 syntax:
-    return bad(path, r, "layers: '%s' is not a list of layer numbers and ranges such as \"0-2,5\"%.0lld",
-               json_string_value(v), 0);
+    return bad(path, r, "layers: '%s' is not a list of layer numbers and ranges such as \"0-2,5\"",
+               json_string_value(v));
 }
 
 static pq_status parse_strings(const char *path, rule *r, const char *key, json_t *v)
 {
     if (json_is_string(v)) return PQ_OK;
     if (!json_is_array(v) || !json_array_size(v))
-        return bad(path, r, "%s: expected a string or a non-empty list of strings%.0lld", key, 0);
+        return bad(path, r, "%s: expected a string or a non-empty list of strings", key);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) if (!json_is_string(e))
-        return bad(path, r, "%s: expected a string or a non-empty list of strings%.0lld", key, 0);
+        return bad(path, r, "%s: expected a string or a non-empty list of strings", key);
     return PQ_OK;
 }
 
@@ -94,7 +100,7 @@ static pq_status parse_linears(const char *path, rule *r, json_t *v)
     for (size_t i = 0; i < (json_is_array(v) ? json_array_size(v) : 1); i++) {
         const char *s = json_string_value(json_is_array(v) ? json_array_get(v, i) : v);
         int k = index_of(s, k_linears);
-        if (k < 0) return bad(path, r, "linears: '%s' is not one of q, k, v, o, fc1, fc2%.0lld", s, 0);
+        if (k < 0) return bad(path, r, "linears: '%s' is not one of q, k, v, o, fc1, fc2", s);
         r->linear[k_linear_roles[k]] = true;
     }
     return PQ_OK;
@@ -102,7 +108,7 @@ static pq_status parse_linears(const char *path, rule *r, json_t *v)
 
 static pq_status parse_bool(const char *path, rule *r, const char *key, json_t *v, int *out)
 {
-    if (!json_is_boolean(v)) return bad(path, r, "%s: expected true or false%.0lld", key, 0);
+    if (!json_is_boolean(v)) return bad(path, r, "%s: expected true or false", key);
     *out = json_is_true(v);
     return PQ_OK;
 }
@@ -113,7 +119,7 @@ static pq_status parse_rule(const char *path, json_t *o, rule *r)
     const char *key;
     json_t *v;
     r->precision = r->per_channel = r->symmetric = r->group_size = -1;
-    if (!json_is_object(o)) return bad(path, r, "expected an object%s%.0lld", "", 0);
+    if (!json_is_object(o)) return bad(path, r, "expected an object");
     json_object_foreach(o, key, v) {
         if (!strcmp(key, "tensors")) {
             if (!(st = parse_strings(path, r, key, v))) r->tensors = v;
@@ -123,8 +129,8 @@ static pq_status parse_rule(const char *path, json_t *o, rule *r)
             st = parse_linears(path, r, v);
         } else if (!strcmp(key, "precision")) {
             if (!json_is_string(v) || (r->precision = index_of(json_string_value(v), k_precisions)) < 0)
-                st = bad(path, r, "precision: %s is not one of int8, int4, fp16, fp32%.0lld",
-                         json_is_string(v) ? json_string_value(v) : "the value", 0);
+                st = bad(path, r, "precision: %s is not one of int8, int4, fp16, fp32",
+                         json_is_string(v) ? json_string_value(v) : "the value");
         } else if (!strcmp(key, "per_channel")) {
             st = parse_bool(path, r, key, v, &r->per_channel);
         } else if (!strcmp(key, "symmetric")) {
@@ -132,21 +138,21 @@ static pq_status parse_rule(const char *path, json_t *o, rule *r)
         } else if (!strcmp(key, "group_size")) {
             json_int_t g = json_is_integer(v) ? json_integer_value(v) : -1;
             if (g != 0 && (g < 32 || g > 256 || g % 2))
-                st = bad(path, r, "group_size: %smust be 0 (off) or an even number in [32, 256]%.0lld", "", 0);
+                st = bad(path, r, "group_size: must be 0 (off) or an even number in [32, 256]");
             r->group_size = (int)g;
         } else {
             st = bad(path, r, "unknown key '%s' (known: tensors, layers, linears, precision, per_channel, "
-                     "group_size, symmetric)%.0lld", key, 0);
+                     "group_size, symmetric)", key);
         }
         if (st) return st;
     }
     if (!r->tensors && !r->any_layer && !r->any_linear)
-        return bad(path, r, "no selector: give tensors, layers or linears%s%.0lld", "", 0);
+        return bad(path, r, "no selector: give tensors, layers or linears");
     if (r->precision >= 2 && (r->per_channel >= 0 || r->symmetric >= 0 || r->group_size >= 0))
         return bad(path, r, "precision %s keeps the tensor in float: per_channel, group_size and symmetric have "
-                   "no meaning with it%.0lld", k_precisions[r->precision], 0);
+                   "no meaning with it", k_precisions[r->precision]);
     if (r->per_channel == 1 && r->group_size > 0)
-        return bad(path, r, "group_size %lld and per_channel are exclusive%s", "", (long long)r->group_size);
+        return bad(path, r, "group_size %d and per_channel are exclusive", r->group_size);
     return PQ_OK;
 }
 
@@ -192,10 +198,11 @@ static pq_status apply(const char *path, const pq_config *c, const rule *r, pq_p
     }
     const int64_t cols = pt->st->shape[1];
     if (s.gran == PQ_GRAN_GROUP && cols % s.group_size)
-        return bad(path, r, "group_size does not divide the %lld columns of %s", pt->st->name, (long long)cols);
+        return bad(path, r, "group_size %d does not divide the %lld columns of %s", s.group_size, (long long)cols,
+                   pt->st->name);
     if (!strcmp(c->method, "gptq") && pq_esm2_role_is_linear(pt->role) && s.gran == PQ_GRAN_TENSOR)
-        return bad(path, r, "%s: method gptq needs per-channel or group scales, not one per tensor%.0lld",
-                   pt->st->name, 0);
+        return bad(path, r, "%s: method gptq needs per-channel or group scales, not one per tensor",
+                   pt->st->name);
     pt->action = PQ_ACT_QUANT;
     pt->spec = s;
     return PQ_OK;
@@ -247,7 +254,7 @@ pq_status pq_recipe_apply(const char *path, const pq_config *c, pq_plan *p)
     for (size_t i = 0; i < n && !st; i++)
         if (!won[i])
             st = bad(path, &rules[i], "matches no tensor that an earlier rule has not taken (int8/int4 apply to "
-                     "2-D tensors only)%s%.0lld", "", 0);
+                     "2-D tensors only)");
 cleanup:
     free(rules);
     free(won);
