@@ -52,18 +52,9 @@ def run(args, env=None):
 
 
 def sequences(n=5, max_len=120):
-    seqs, cur = [], None
-    for line in open(FASTA):
-        line = line.strip()
-        if line.startswith(">"):
-            if cur and len(cur) <= max_len:
-                seqs.append(cur)
-            cur = ""
-        elif cur is not None:
-            cur += line
-    if cur and len(cur) <= max_len:
-        seqs.append(cur)
-    return seqs[:n]
+    """The first n records of FASTA of at most max_len residues."""
+    records = ("".join(r.splitlines()[1:]) for r in open(FASTA).read().split(">")[1:])
+    return [s for s in records if len(s) <= max_len][:n]
 
 
 def dequantized(path):
