@@ -65,7 +65,7 @@ static const pq_cli_opt k_opts[] = {
     QKEY("recipe", "recipe", "FILE.json", "per-tensor precisions: rules that pick tensors by name\n(globs), "
          "layers (\"0-2\") and Linears (q k v o fc1 fc2)\nand give them int8 | int4 | fp16 | fp32, per_channel,\n"
          "group_size, symmetric; the first matching rule wins, the\nrest keep these options (docs/FORMAT.md, "
-         "Recipes)"),
+         "Recipe files)"),
     QKEY("include", "include", "PATTERN", "quantize the 2-D tensors matching PATTERN instead of the\n"
          "default six Linear weights per layer (repeatable, fnmatch)"),
     QKEY("exclude", "exclude", "PATTERN", "keep matching tensors in float (repeatable)"),
