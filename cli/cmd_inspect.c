@@ -94,6 +94,24 @@ static int inspect_safetensors(const char *path)
     return 0;
 }
 
+/* One line per distinct recipe (the /recipe table of format 4, or what
+ * the tensors' attributes say in format 3), with its tensor count. */
+static void print_recipes(const pq_h5r *r)
+{
+    const int64_t n = pq_h5r_count(r);
+    printf("recipes:");
+    for (int64_t i = 0; i < n; i++) {
+        const char *t = pq_h5r_get(r, i)->recipe;
+        bool seen = false;
+        for (int64_t k = 0; k < i && !seen; k++) seen = !strcmp(pq_h5r_get(r, k)->recipe, t);
+        if (seen) continue;
+        int64_t count = 0;
+        for (int64_t k = i; k < n; k++) count += !strcmp(pq_h5r_get(r, k)->recipe, t);
+        printf("%s %lld x %s", i ? ";" : "", (long long)count, t);
+    }
+    printf("\n");
+}
+
 static int inspect_h5(const char *path, bool verify)
 {
     pq_h5r *r = NULL;
@@ -131,6 +149,7 @@ static int inspect_h5(const char *path, bool verify)
         }
         pq_smooth_free(sm);
     }
+    print_recipes(r);
     printf("%-58s %-12s %-22s %9s %10s %10s\n", "tensor", "shape", "stored as", "SQNR dB", "rel L2",
            "max err");
     for (int64_t i = 0; i < pq_h5r_count(r); i++) {
@@ -142,11 +161,11 @@ static int inspect_h5(const char *path, bool verify)
             continue;
         }
         if (e->spec.gran == PQ_GRAN_GROUP)
-            snprintf(how, sizeof how, "int%d group%d %s", e->spec.bits, e->spec.group_size,
-                     e->spec.symmetric ? "sym" : "asym");
+            snprintf(how, sizeof how, "int%d group%d %s %s", e->spec.bits, e->spec.group_size,
+                     e->spec.symmetric ? "sym" : "asym", e->method);
         else
-            snprintf(how, sizeof how, "int%d %s %s", e->spec.bits, pq_granularity_name(e->spec.gran),
-                     e->spec.symmetric ? "sym" : "asym");
+            snprintf(how, sizeof how, "int%d %s %s %s", e->spec.bits, pq_granularity_name(e->spec.gran),
+                     e->spec.symmetric ? "sym" : "asym", e->method);
         pq_qmetrics qm;
         if (e->has_metrics && (st = pq_h5r_read_metrics(r, e->name, &qm))) {
             pq_h5r_close(r);

@@ -64,6 +64,10 @@ static const pq_cli_opt k_opts[] = {
     QKEY("group-size", "group_size", "N", "one scale per row and N input columns (even, 32..256)"),
     QSET("symmetric", "symmetric", "true", "zero point 0, int8 range [-127,127] (default)"),
     QSET("asymmetric", "symmetric", "false", "integer zero point, int8 range [-128,127]"),
+    QKEY("recipe", "recipe", "FILE.json", "per-tensor precisions: rules that pick tensors by name\n(globs), "
+         "layers (\"0-2\") and Linears (q k v o fc1 fc2)\nand give them int8 | int4 | fp16 | fp32, per_channel,\n"
+         "group_size, symmetric; the first matching rule wins, the\nrest keep these options (docs/FORMAT.md, "
+         "Recipe files)"),
     QKEY("include", "include", "PATTERN", "quantize the 2-D tensors matching PATTERN instead of the\n"
          "default six Linear weights per layer (repeatable, fnmatch)"),
     QKEY("exclude", "exclude", "PATTERN", "keep matching tensors in float (repeatable)"),

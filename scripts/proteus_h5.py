@@ -14,7 +14,8 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "proteus.quantized"
-FORMAT_VERSION = 3      # 3: fixed-length strings, checksums (1 and 2 are refused)
+FORMAT_VERSION = 4      # 3: fixed-length strings, checksums (1 and 2 are refused); 4: the /recipe table
+FORMAT_VERSION_MIN = 3
 
 
 def attr_str(v):
@@ -24,17 +25,18 @@ def attr_str(v):
 
 
 def check_format(f):
-    """Raise ValueError unless f (an open h5py.File) is a version-3 model."""
+    """Raise ValueError unless f (an open h5py.File) is a version-3 or -4 model
+    (4 adds the /recipe table; the tensors read the same)."""
     version = int(f.attrs["format_version"]) if "format_version" in f.attrs else None
-    if version is not None and version < FORMAT_VERSION:
+    if version is not None and version < FORMAT_VERSION_MIN:
         raise ValueError("%s: format_version %d was written by an older Proteus; quantize the model "
                          "again" % (f.filename, version))
     name = attr_str(f.attrs.get("format", b""))
     if name != FORMAT_NAME:
         raise ValueError("%s: format is %r, expected %r" % (f.filename, name, FORMAT_NAME))
-    if version != FORMAT_VERSION:
+    if version is None or not FORMAT_VERSION_MIN <= version <= FORMAT_VERSION:
         raise ValueError("%s: format_version %s is not supported (this reader reads "
-                         "version %d)" % (f.filename, version, FORMAT_VERSION))
+                         "versions %d to %d)" % (f.filename, version, FORMAT_VERSION_MIN, FORMAT_VERSION))
 
 
 def unpack_int4(packed, cols):

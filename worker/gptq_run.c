@@ -158,9 +158,9 @@ static void dequantize(gq_state *s, int t, float *dst)
     for (int k = pt->first_unit; k < pt->first_unit + pt->n_units; k++) {
         const pq_unit *u = &s->p->units[k];
         const pq_unit_result *r = &s->res[k];
-        const pq_qtensor rows = {.spec = s->p->spec, .rows = u->n_rows, .cols = pt->cols,
-                                 .n_groups = pq_qspec_groups(&s->p->spec, pt->cols),
-                                 .code_row_bytes = pq_qspec_row_bytes(&s->p->spec, pt->cols), .codes = r->codes,
+        const pq_qtensor rows = {.spec = pt->spec, .rows = u->n_rows, .cols = pt->cols,
+                                 .n_groups = pq_qspec_groups(&pt->spec, pt->cols),
+                                 .code_row_bytes = pq_qspec_row_bytes(&pt->spec, pt->cols), .codes = r->codes,
                                  .scale = r->scale, .zero_point = r->zero_point, .n_scales = r->n_scales};
         pq_qtensor_dequantize_rows(&rows, 0, u->n_rows, dst + u->row0 * pt->cols);
     }

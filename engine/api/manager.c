@@ -30,7 +30,8 @@ pq_status pq_manager_create(const pq_config *cfg, pq_manager **out)
     if (!m) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     m->cfg = *cfg;
     m->cfg.n_include = m->cfg.n_exclude = 0;
-    pq_status st = PQ_OK;
+    m->cfg.recipe = NULL;
+    pq_status st = cfg->recipe ? pq_config_set(&m->cfg, "recipe", cfg->recipe) : PQ_OK;
     for (int i = 0; i < cfg->n_include && !st; i++) st = pq_config_add_pattern(&m->cfg, true, cfg->include[i]);
     for (int i = 0; i < cfg->n_exclude && !st; i++) st = pq_config_add_pattern(&m->cfg, false, cfg->exclude[i]);
     if (st) { pq_manager_destroy(m); return st; }

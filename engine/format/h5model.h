@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 3):
+/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 4):
  * a streaming writer (OUT.partial, renamed when complete) and a validating
  * reader. */
 #ifndef PQ_H5MODEL_H
@@ -15,10 +15,11 @@
 #include "quant/qtensor.h"
 
 #define PQ_FORMAT_NAME "proteus.quantized"
-#define PQ_FORMAT_VERSION 3
+#define PQ_FORMAT_VERSION 4
 /* The oldest version the reader accepts: versions 1 and 2 keep their strings
  * in HDF5's unchecked global heap and carry no checksums; they are refused
- * with a word to quantize again. */
+ * with a word to quantize again. Version 3 is version 4 without the /recipe
+ * table (each tensor's own attributes say the same): it is read. */
 #define PQ_FORMAT_VERSION_MIN 3
 
 /* Root attributes and /config. Strings are borrowed by the writer (copied
@@ -108,6 +109,12 @@ pq_status pq_h5w_commit(pq_h5w *w);
 /* Close and delete the .partial file; frees w. NULL is fine. */
 void pq_h5w_abort(pq_h5w *w);
 
+/* A tensor's entry in the /recipe table: "fp32" or "fp16" for a float
+ * tensor, else "int<bits> <granularity>[ <group_size>] symmetric|asymmetric
+ * <method>" (an empty method reads "rtn"), e.g. "int4 group 64 symmetric
+ * gptq". The writer records it for every tensor it writes. */
+void pq_h5_recipe_text(char *buf, size_t n, bool quantized, const pq_qspec *s, const char *method, bool fp16);
+
 /* ---- reader ---- */
 
 typedef struct pq_h5r_entry {
@@ -120,6 +127,8 @@ typedef struct pq_h5r_entry {
     char scheme[32], method[32]; /* quantized only */
     bool has_metrics;
     bool has_act_scale;          /* static activation quantization present */
+    char recipe[96];             /* pq_h5_recipe_text of the tensor (checked against
+                                  * /recipe from format version 4) */
 } pq_h5r_entry;
 
 typedef struct pq_h5r pq_h5r;

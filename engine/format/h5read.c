@@ -266,6 +266,57 @@ static pq_status load_entry(pq_h5r *r, hid_t gt, hid_t gm, pq_h5r_entry *e)
                     r->path, where);
     H5Gclose(g);
     e->has_metrics = gm >= 0 && link_exists(gm, e->name);
+    if (!rc) pq_h5_recipe_text(e->recipe, sizeof e->recipe, e->quantized, &e->spec, e->method,
+                               e->stored_dtype == PQ_DT_F16);
+    return rc;
+}
+
+static herr_t count_cb(hid_t loc, const char *name, const H5A_info_t *info, void *user)
+{
+    (void)loc;
+    (void)name;
+    (void)info;
+    ++*(int64_t *)user;
+    return 0;
+}
+
+/* Format version 4: /recipe holds one entry per tensor, and each says what
+ * the tensor's own datasets and attributes say. */
+static pq_status check_recipe(pq_h5r *r)
+{
+    char eb[256];
+    pq_status rc = PQ_OK;
+    if (!link_exists(r->file, "recipe")) {
+        H5Eclear2(H5E_DEFAULT);
+        return pq_err(PQ_ERR_FORMAT, "%s: /recipe group missing (format version %d carries one)", r->path,
+                      r->meta.format_version);
+    }
+    hid_t g = H5Gopen2(r->file, "recipe", H5P_DEFAULT);
+    int64_t n_attrs = 0;
+    if (g < 0 || H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, count_cb, &n_attrs) < 0) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: /recipe: cannot open: %s", r->path, pq_h5u_detail(eb, sizeof eb));
+        goto cleanup;
+    }
+    if (n_attrs != r->n) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: /recipe has %lld entries for %lld tensors", r->path, (long long)n_attrs,
+                    (long long)r->n);
+        goto cleanup;
+    }
+    for (int64_t i = 0; i < r->n && !rc; i++) {
+        const pq_h5r_entry *e = &r->ent[i];
+        char *text = NULL;
+        if (!pq_h5u_has_attr(g, e->name)) {
+            rc = pq_err(PQ_ERR_FORMAT, "%s: /recipe has no entry for tensor %s", r->path, e->name);
+            break;
+        }
+        if ((rc = pq_h5u_get_str(g, "/recipe", e->name, &text))) break;
+        if (strcmp(text, e->recipe))
+            rc = pq_err(PQ_ERR_FORMAT, "%s: /recipe says tensor %s is '%s', its datasets and attributes say '%s'",
+                        r->path, e->name, text, e->recipe);
+        free(text);
+    }
+cleanup:
+    if (g >= 0) H5Gclose(g);
     return rc;
 }
 
@@ -354,7 +405,7 @@ static pq_status read_meta(pq_h5r *r)
     if ((rc = pq_h5u_get_i64(f, where, "format_version", &ver))) return rc;
     if (ver < PQ_FORMAT_VERSION_MIN || ver > PQ_FORMAT_VERSION)
         return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
-                      "reads version %d)", r->path, (long long)ver, PQ_FORMAT_VERSION);
+                      "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN, PQ_FORMAT_VERSION);
     r->meta.format_version = (int)ver;
     /* The tree digest; a version-1 file exported again by an older build
      * kept its plain SHA-256 (source_sha256), which this one still carries
@@ -480,6 +531,7 @@ pq_status pq_h5r_open(const char *path, pq_h5r **out)
     if (r->n > 1) qsort(r->ent, (size_t)r->n, sizeof *r->ent, cmp_entry);
     for (int64_t i = 0; i < r->n; i++)
         if ((rc = load_entry(r, gt, gm, &r->ent[i]))) goto fail;
+    if (r->meta.format_version >= 4 && (rc = check_recipe(r))) goto fail;
     if (gm >= 0) H5Gclose(gm);
     H5Gclose(gt);
     *out = r;

@@ -44,7 +44,7 @@ typedef struct qopen {
 
 struct pq_h5w {
     char *final_path, *partial_path;
-    hid_t file, g_tensors, g_metrics, g_prov;
+    hid_t file, g_tensors, g_metrics, g_prov, g_recipe;
     hid_t gcpl, f16;
     int fd;                   /* the .partial file: the codes (pwrite, and pread for
                                * their checksum), the commit's fsync */
@@ -58,6 +58,30 @@ struct pq_h5w {
 #define SEAL_BLOCK ((size_t)4 << 20)
 
 static const char *const gran_names[] = {"tensor", "channel", "group"};
+
+void pq_h5_recipe_text(char *buf, size_t n, bool quantized, const pq_qspec *s, const char *method, bool fp16)
+{
+    if (!quantized) {
+        snprintf(buf, n, "%s", fp16 ? "fp16" : "fp32");
+        return;
+    }
+    const char *g = (int)s->gran >= 0 && s->gran <= PQ_GRAN_GROUP ? gran_names[s->gran] : "?";
+    char gs[16] = "";
+    if (s->gran == PQ_GRAN_GROUP) snprintf(gs, sizeof gs, " %d", s->group_size);
+    snprintf(buf, n, "int%d %s%s %s %s", s->bits, g, gs, s->symmetric ? "symmetric" : "asymmetric",
+             method && *method ? method : "rtn");
+}
+
+/* /recipe/<name>: the tensor's recipe as pq_h5_recipe_text writes it. */
+static pq_status put_recipe(pq_h5w *w, const char *name, bool quantized, const pq_qspec *s, const char *method,
+                            bool fp16)
+{
+    char text[96];
+    pq_h5_recipe_text(text, sizeof text, quantized, s, method, fp16);
+    pq_status rc = pq_h5u_put_str(w->g_recipe, "/recipe", name, text);
+    if (rc) w->broken = true;
+    return rc;
+}
 
 static void close_id(hid_t *id, herr_t (*fn)(hid_t))
 {
@@ -85,6 +109,7 @@ static herr_t close_all(pq_h5w *w)
     for (int i = 0; i < w->nq; i++) qopen_close(&w->q[i]);
     w->nq = 0;
     close_id(&w->g_prov, H5Gclose);
+    close_id(&w->g_recipe, H5Gclose);
     close_id(&w->g_metrics, H5Gclose);
     close_id(&w->g_tensors, H5Gclose);
     close_id(&w->f16, H5Tclose);
@@ -169,7 +194,7 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
         return pq_err(PQ_ERR_INTERNAL, "pq_h5w_create: NULL path or meta");
     pq_h5u_quiet();
     if ((w = calloc(1, sizeof *w)) == NULL) goto nomem;
-    w->file = w->g_tensors = w->g_metrics = w->g_prov = H5I_INVALID_HID;
+    w->file = w->g_tensors = w->g_metrics = w->g_prov = w->g_recipe = H5I_INVALID_HID;
     w->gcpl = w->f16 = H5I_INVALID_HID;
     w->fd = -1;
     w->final_path = strdup(final_path);
@@ -199,7 +224,8 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     if ((rc = write_root(w, meta)) || (rc = write_config(w, &meta->cfg))) goto cleanup;
     if ((w->g_tensors = H5Gcreate2(w->file, "tensors", H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0 ||
         (w->g_metrics = H5Gcreate2(w->file, "metrics", H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0 ||
-        (w->g_prov = H5Gcreate2(w->file, "provenance", H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0) {
+        (w->g_prov = H5Gcreate2(w->file, "provenance", H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0 ||
+        (w->g_recipe = H5Gcreate2(w->file, "recipe", H5P_DEFAULT, w->gcpl, H5P_DEFAULT)) < 0) {
         rc = pq_err(PQ_ERR_IO, "%s: cannot create top-level groups: %s", w->partial_path,
                     pq_h5u_detail(eb, sizeof eb));
         goto cleanup;
@@ -302,6 +328,7 @@ pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t 
         rc = io_fail(w, where, "group creation");
         goto cleanup;
     }
+    if ((rc = put_recipe(w, name, false, NULL, NULL, as_fp16))) goto cleanup;
     sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
     if (sp < 0 || (dcpl = pq_h5u_dcpl(ndim, dims, (hsize_t)block, false)) < 0 ||
         (ds = H5Dcreate2(g, "data", as_fp16 ? w->f16 : H5T_IEEE_F32LE, sp,
@@ -491,7 +518,8 @@ pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
                              spec->gran == PQ_GRAN_GROUP ? spec->group_size : 0)) ||
         (rc = pq_h5u_put_bool(q->grp, wh, "symmetric", spec->symmetric)) ||
         (rc = pq_h5u_put_str(q->grp, wh, "method", method)) ||
-        (rc = pq_h5u_put_i64_vec(q->grp, wh, "shape", 2, shape))) {
+        (rc = pq_h5u_put_i64_vec(q->grp, wh, "shape", 2, shape)) ||
+        (rc = put_recipe(w, name, true, spec, method, false))) {
         w->broken = true;
         goto fail;
     }

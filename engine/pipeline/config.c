@@ -13,7 +13,7 @@
 static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
     "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
-    "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order";
+    "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order, recipe";
 
 void pq_config_defaults(pq_config *c)
 {
@@ -38,6 +38,8 @@ void pq_config_free(pq_config *c)
     for (int i = 0; i < c->n_include; i++) free(c->include[i]);
     for (int i = 0; i < c->n_exclude; i++) free(c->exclude[i]);
     c->n_include = c->n_exclude = 0;
+    free(c->recipe);
+    c->recipe = NULL;
 }
 
 static int one_of(const char *v, const char *const *allowed)
@@ -144,6 +146,11 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         c->float16 = i == 1;
     } else if (!strcmp(key, "include") || !strcmp(key, "exclude")) {
         return pq_config_add_pattern(c, key[0] == 'i', v);
+    } else if (!strcmp(key, "recipe")) {
+        char *r = strdup(v);
+        if (!r) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+        free(c->recipe);
+        c->recipe = r;
     } else if (!strcmp(key, "method")) {
         static const char *const rounders[] = {"rtn", "gptq", NULL};
         if (one_of(v, rounders) < 0) return bad_value(key, v, rounders);

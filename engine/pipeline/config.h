@@ -4,7 +4,7 @@
  * Keys use the names users know from other quantizers: scheme, precision,
  * per_channel, symmetric, calibration_method, hardware_target,
  * optimize_memory, enable_fusion, threading; plus group_size, include,
- * exclude, nan_policy, float_dtype, threads. */
+ * exclude, nan_policy, float_dtype, threads, recipe. */
 #ifndef PQ_CONFIG_H
 #define PQ_CONFIG_H
 
@@ -38,13 +38,16 @@ typedef struct pq_config {
     int n_include, n_exclude;
     char *include[PQ_MAX_PATTERNS]; /* owned; fnmatch patterns on HF names */
     char *exclude[PQ_MAX_PATTERNS];
+    char *recipe;                /* owned; NULL: none. A recipe file (pipeline/recipe.h): per-tensor
+                                  * precisions over these defaults. Not in the config JSON: the
+                                  * file's /recipe records what it resolved to */
 } pq_config;
 
 /* Defaults: dynamic, int8, per-tensor, symmetric, minmax, cpu, optimize_memory,
  * enable_fusion, threading all true, nan_policy error, float32, method rtn
  * (GPTQ: damping 0.01, block 128, no act-order). */
 void pq_config_defaults(pq_config *c);
-void pq_config_free(pq_config *c); /* frees patterns; c stays usable */
+void pq_config_free(pq_config *c); /* frees patterns and the recipe path; c stays usable */
 
 /* Apply a JSON file over *c. Unknown keys or bad values: PQ_ERR_CONFIG naming
  * the file, the key and the allowed values; *c may be partly updated. */

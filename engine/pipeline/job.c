@@ -130,7 +130,7 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
 {
     pq_status st;
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
-    const pq_qspec *spec = &j->plan->spec;
+    const pq_qspec *spec = &pt->spec;
     float *buf = NULL;
     const float *w;
     pq_unit_layout l;

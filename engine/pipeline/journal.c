@@ -114,8 +114,9 @@ char *pq_journal_header(const char *kind, const char *config_json, const pq_plan
         units = pq_fnv1a64_update(units, v, sizeof v);
     }
     for (int i = 0; i < p->n_tensors; i++) {
-        int v = p->tensors[i].action;
-        units = pq_fnv1a64_update(units, &v, sizeof v);
+        const pq_plan_tensor *pt = &p->tensors[i];
+        int v[6] = {pt->action, pt->spec.bits, pt->spec.gran, pt->spec.group_size, pt->spec.symmetric, pt->float16};
+        units = pq_fnv1a64_update(units, v, sizeof v);
     }
     const char *fmt = "kind %s\nproteus " PQ_VERSION "\nformat %d\nconfiguration %s\nunit_bytes %lld\n"
                       "model_files %d\nmodel_bytes %llu\nmodel_tensors %lld, fingerprint %016llx\n"

@@ -53,7 +53,7 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     if (t->n_elems == 0) rows = 0;
     st = pq_st_read_rows_f32(j->model, t, 0, rows, buf);
     if (!st && j->smooth) pq_smooth_apply(j->smooth, t->name, buf, rows, t->n_elems / (rows ? rows : 1), buf);
-    if (!st) st = pq_h5w_put_float(j->out.writer, t->name, t->ndim, t->shape, buf, j->cfg->float16);
+    if (!st) st = pq_h5w_put_float(j->out.writer, t->name, t->ndim, t->shape, buf, pt->float16);
     free(buf);
     if (j->cfg->optimize_memory) pq_st_release(j->model, t);
     return st;
@@ -102,6 +102,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     if (!(o->path = strdup(out_path))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
     if ((st = pq_h5w_create(out_path, &meta, &o->writer))) goto cleanup;
     if (command_line && (st = pq_h5w_provenance(o->writer, "command_line", command_line))) goto cleanup;
+    if (j->cfg->recipe && (st = pq_h5w_provenance(o->writer, "recipe_file", j->cfg->recipe))) goto cleanup;
     if (j->smooth && (st = pq_h5w_put_smooth(o->writer, j->smooth))) goto cleanup;
 
     /* Row arrays for the metrics of every quantized tensor. */
@@ -138,14 +139,14 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
             st = write_float_tensor(j, pt);
             j->phase[PQ_PHASE_FLOATS] += pq_now_s() - t0;
             if (st) goto cleanup;
-            ts->bytes_after = (uint64_t)pt->st->n_elems * (j->cfg->float16 ? 2u : 4u);
+            ts->bytes_after = (uint64_t)pt->st->n_elems * (pt->float16 ? 2u : 4u);
         } else if (pt->action == PQ_ACT_QUANT) {
-            if ((st = pq_h5w_quant_begin(o->writer, pt->st->name, &p->spec, pt->rows, pt->cols,
+            if ((st = pq_h5w_quant_begin(o->writer, pt->st->name, &pt->spec, pt->rows, pt->cols,
                                          j->cfg->scheme, method_of(j, pt))))
                 goto cleanup;
-            int64_t n_scales = pq_qspec_n_scales(&p->spec, pt->rows, pt->cols);
-            ts->bytes_after = (uint64_t)(pt->rows * pq_qspec_row_bytes(&p->spec, pt->cols)) +
-                              (uint64_t)n_scales * (p->spec.symmetric ? 4u : 8u);
+            int64_t n_scales = pq_qspec_n_scales(&pt->spec, pt->rows, pt->cols);
+            ts->bytes_after = (uint64_t)(pt->rows * pq_qspec_row_bytes(&pt->spec, pt->cols)) +
+                              (uint64_t)n_scales * (pt->spec.symmetric ? 4u : 8u);
         }
     }
     if (!st) st = pq_h5w_preallocate(o->writer);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "format/st_hash.h"
+#include "pipeline/recipe.h"
 #include "pipeline/result.h"
 
 /* The cost model: every cost is in the units' measure, one fp32 input byte
@@ -72,7 +73,7 @@ static pq_status make_units(pq_plan *p)
         pt->first_unit = pt->n_units = 0;
         if (pt->action != PQ_ACT_QUANT) continue;
         int64_t rows_per_unit = pt->rows;
-        if (p->spec.gran != PQ_GRAN_TENSOR && p->unit_bytes > 0) {
+        if (pt->spec.gran != PQ_GRAN_TENSOR && p->unit_bytes > 0) {
             rows_per_unit = p->unit_bytes / (pt->cols * 4);
             if (rows_per_unit < 1) rows_per_unit = 1;
             if (rows_per_unit > pt->rows) rows_per_unit = pt->rows;
@@ -158,6 +159,12 @@ pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_b
         pt->st = pq_st_get(m, i);
         pt->role = pq_esm2_role_of(pt->st->name, &pt->layer);
         pt->action = decide(c, pt->st, pt->role);
+        pt->spec = p->spec;
+        pt->float16 = c->float16;
+    }
+    if (c->recipe && (st = pq_recipe_apply(c->recipe, c, p))) goto fail;
+    for (int64_t i = 0; i < n; i++) {
+        pq_plan_tensor *pt = &p->tensors[i];
         if (pt->action != PQ_ACT_QUANT) continue;
         pt->rows = pt->st->shape[0];
         pt->cols = pt->st->shape[1];

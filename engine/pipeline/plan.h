@@ -20,6 +20,8 @@ typedef struct pq_plan_tensor {
     pq_esm2_role role;
     int layer;
     pq_tensor_action action;
+    pq_qspec spec;            /* its recipe when quantized (the config's, or the recipe file's) */
+    bool float16;             /* its storage when kept in float */
     int64_t rows, cols;       /* 2-D view for quantized tensors */
     int first_unit, n_units;  /* units of a quantized tensor are contiguous */
 } pq_plan_tensor;
@@ -44,7 +46,7 @@ typedef struct pq_hash_unit {
 } pq_hash_unit;
 
 typedef struct pq_plan {
-    pq_qspec spec;
+    pq_qspec spec;            /* the config's; each tensor carries its own (pq_plan_tensor.spec) */
     int n_tensors;
     pq_plan_tensor *tensors;  /* checkpoint order (sorted by name) */
     int n_units;
@@ -64,7 +66,8 @@ typedef struct pq_plan {
  * default set; exclude patterns then remove tensors (fnmatch on HF names).
  * Quantized tensors of more than unit_bytes of fp32 are split into row
  * blocks (except per-tensor granularity, whose single scale needs the whole
- * tensor). Returns owned *out (pq_plan_destroy). */
+ * tensor). A recipe file (c->recipe, pipeline/recipe.h) then sets each
+ * matched tensor's own precision. Returns owned *out (pq_plan_destroy). */
 pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_bytes,
                         pq_plan **out);
 void pq_plan_destroy(pq_plan *p);

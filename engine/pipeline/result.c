@@ -9,7 +9,7 @@
 void pq_unit_layout_of(const pq_plan *p, const pq_unit *u, pq_unit_layout *l)
 {
     const pq_plan_tensor *pt = &p->tensors[u->tensor];
-    const pq_qspec *s = &p->spec;
+    const pq_qspec *s = &pt->spec;
     l->n_rows = u->n_rows;
     l->row_bytes = pq_qspec_row_bytes(s, pt->cols);
     l->n_scales = pq_qspec_n_scales(s, u->n_rows, pt->cols);

@@ -8,7 +8,8 @@ from ._lib import enc, lib
 # keys in the order the design lists them, then the rest the library knows
 _KEYS = ("scheme", "precision", "per_channel", "symmetric", "calibration_method", "hardware_target",
          "optimize_memory", "enable_fusion", "threading", "threads", "group_size", "method",
-         "smoothquant_alpha", "nan_policy", "float_dtype", "gptq_damp", "gptq_block_size", "act_order")
+         "smoothquant_alpha", "nan_policy", "float_dtype", "gptq_damp", "gptq_block_size", "act_order",
+         "recipe")
 
 
 def _text(v):
@@ -29,7 +30,8 @@ class QuantizationConfig:
     "percentile" | "mse"; hardware_target: "cpu" | "ref" | "avx2" | "avx512"
     | "cuda"; optimize_memory, enable_fusion, threading: bool; further keys
     (group_size, method ("rtn" | "gptq"), smoothquant_alpha, threads,
-    nan_policy, float_dtype, gptq_damp, gptq_block_size, act_order) as
+    nan_policy, float_dtype, gptq_damp, gptq_block_size, act_order, recipe:
+    the path of a recipe file of per-tensor precisions, docs/FORMAT.md) as
     keyword arguments; include / exclude: lists of name patterns."""
 
     def __init__(self, scheme=None, precision=None, per_channel=None, symmetric=None, calibration_method=None,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_plan.c - the assignment of digest chunks and units to ranks
  * (plan.h): hand-worked cases, each unit's chunk recomputed from the
- * checkpoint's byte offsets, and the balance bound on a real plan. */
+ * checkpoint's byte offsets, and the balance bound on a real plan; a
+ * recipe file's rules resolved per tensor (pipeline/recipe.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -140,6 +141,66 @@ static void test_real_plan(void **state)
     pq_config_free(&c);
 }
 
+/* The tensor of plan p named `name`. */
+static const pq_plan_tensor *tensor_of(const pq_plan *p, const char *name)
+{
+    for (int i = 0; i < p->n_tensors; i++)
+        if (!strcmp(p->tensors[i].st->name, name)) return &p->tensors[i];
+    fail_msg("no tensor %s", name);
+    return NULL;
+}
+
+/* A recipe over --per-channel int8 defaults: the first matching rule wins
+ * (layer 0's fc1 is int8 by rule 1, the other fc1 int4 groups by rule 2),
+ * fp16 tensors become float, and per-tensor scales keep a tensor in one
+ * unit where channel scales cut the same shape into 256 KiB units. */
+static void test_recipe_first_match_wins(void **state)
+{
+    (void)state;
+    char recipe[320];
+    snprintf(recipe, sizeof recipe, "%s/recipe.json", g_dir);
+    FILE *f = fopen(recipe, "w");
+    assert_non_null(f);
+    fputs("{\"rules\": [{\"layers\": 0, \"linears\": \"fc1\", \"precision\": \"int8\", \"symmetric\": false},\n"
+          " {\"linears\": \"fc1\", \"precision\": \"int4\", \"group_size\": 64},\n"
+          " {\"layers\": \"1-2\", \"linears\": [\"q\", \"k\"], \"precision\": \"fp16\"},\n"
+          " {\"tensors\": \"esm.encoder.layer.3.attention.output.dense.weight\", \"per_channel\": false}]}\n", f);
+    fclose(f);
+    pq_st_model *m = NULL;
+    pq_plan *p = NULL;
+    pq_config c;
+    pq_config_defaults(&c);
+    c.per_channel = true;
+    assert_int_equal(pq_config_set(&c, "recipe", recipe), PQ_OK);
+    assert_int_equal(pq_st_open(g_model, &m), PQ_OK);
+    assert_int_equal(pq_plan_build(m, &c, 256 << 10, &p), PQ_OK);
+    const pq_plan_tensor *t = tensor_of(p, "esm.encoder.layer.0.intermediate.dense.weight");
+    assert_int_equal(t->action, PQ_ACT_QUANT);
+    assert_int_equal(t->spec.bits, 8);
+    assert_int_equal(t->spec.gran, PQ_GRAN_CHANNEL);
+    assert_false(t->spec.symmetric);
+    t = tensor_of(p, "esm.encoder.layer.4.intermediate.dense.weight");
+    assert_int_equal(t->spec.bits, 4);
+    assert_int_equal(t->spec.gran, PQ_GRAN_GROUP);
+    assert_int_equal(t->spec.group_size, 64);
+    assert_true(t->spec.symmetric);
+    t = tensor_of(p, "esm.encoder.layer.2.attention.self.key.weight");
+    assert_int_equal(t->action, PQ_ACT_FLOAT);
+    assert_true(t->float16);
+    assert_int_equal(t->n_units, 0);
+    t = tensor_of(p, "esm.encoder.layer.2.attention.self.value.weight");
+    assert_int_equal(t->spec.bits, 8);
+    assert_int_equal(t->spec.gran, PQ_GRAN_CHANNEL);
+    assert_int_equal(t->n_units, 2); /* 320 x 320 fp32 = 400 KiB in 256 KiB units */
+    t = tensor_of(p, "esm.encoder.layer.3.attention.output.dense.weight");
+    assert_int_equal(t->spec.gran, PQ_GRAN_TENSOR);
+    assert_int_equal(t->n_units, 1);
+    assert_false(tensor_of(p, "esm.encoder.layer.3.attention.LayerNorm.weight")->float16);
+    pq_plan_destroy(p);
+    pq_st_close(m);
+    pq_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_preload_moves_the_overflow),
         cmocka_unit_test(test_units_without_chunks),
         cmocka_unit_test(test_real_plan),
+        cmocka_unit_test(test_recipe_first_match_wins),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

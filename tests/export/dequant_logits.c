@@ -4,6 +4,9 @@
  * the sequences given, as one packed batch: OUT.f32 holds [tokens, 33]
  * float32, one line per sequence on stdout its token count.
  *
+ * With DEQUANT_LOGITS_MODE=auto in the environment the model runs as the
+ * inference commands run it (quantized kernels, PQ_ESM2_QMODE_AUTO) instead.
+ *
  * usage: dequant_logits MODEL.h5 OUT.f32 SEQ... */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +37,9 @@ int main(int argc, char **argv)
         off[s + 1] = off[s] + k;
         free(t);
     }
-    pq_esm2_model_opts o = {.quantized_mode = PQ_ESM2_QMODE_DEQUANT};
+    const char *mode = getenv("DEQUANT_LOGITS_MODE");
+    pq_esm2_model_opts o = {.quantized_mode = mode && !strcmp(mode, "auto") ? PQ_ESM2_QMODE_AUTO
+                                                                             : PQ_ESM2_QMODE_DEQUANT};
     pq_esm2_batch b = {.n_seqs = n, .offsets = off, .ids = ids};
     out.want_logits = true;
     if (!st) st = pq_esm2_model_open(argv[1], &o, &m);

@@ -816,7 +816,7 @@ static void test_corrupt_inputs(void **state)
 
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "format_version", PQ_FORMAT_VERSION + 1);
-    expect_format_error(p, "format_version 4 is not supported (this build reads version 3)");
+    expect_format_error(p, "format_version 5 is not supported (this build reads versions 3 to 4)");
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "format_version", 2);
     expect_format_error(p, "format_version 2 was written by an older Proteus");

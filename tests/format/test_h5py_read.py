@@ -69,7 +69,7 @@ def main():
                       "root attr %s is a fixed-length string" % k)
                 check(isinstance(a[k], bytes), "root attr %s reads as bytes (got %r)" % (k, type(a[k])))
             check(S(a["format"]) == "proteus.quantized", "format name")
-            check(int(a["format_version"]) == 3, "format_version")
+            check(int(a["format_version"]) == 4, "format_version")
             check(int(a["source_hash_chunk_bytes"]) == 64 << 20, "source_hash_chunk_bytes")
             check("source_sha256" not in a, "no plain source_sha256 in version 2")
             check(S(a["architecture"]) == "esm2_t6_8M_UR50D", "architecture")
@@ -188,7 +188,7 @@ def main():
 
         # A version this reader does not know, or an older one, is refused
         # with a clear message.
-        for version, message in ((4, "format_version 4 is not supported"), (2, "quantize the model again")):
+        for version, message in ((5, "format_version 5 is not supported"), (2, "quantize the model again")):
             with h5py.File(path, "r+") as f:
                 f.attrs["format_version"] = np.int32(version)
             try:

@@ -267,6 +267,47 @@ class Determinism(unittest.TestCase):
         self.assertTrue(qw)
         self.assertTrue(any(ref[k] != rtn[k] for k in qw), "GPTQ codes equal RTN's everywhere")
 
+    def test_mixed_recipe_any_rank_and_thread_count(self):
+        # a recipe file: each Linear its own bits, groups and symmetry, some
+        # kept in fp16; RTN and GPTQ give the same datasets and /recipe table
+        # for 1, 2, 3 ranks and 2 threads
+        # (GPTQ with group scales is left out: its codes differ between 1 and
+        # 2 threads without a recipe too)
+        recipes = {}
+        for method, scales in (("rtn", {"group_size": 64}), ("gptq", {"per_channel": True})):
+            recipes[method] = path(f"mixed_{method}.json")
+            with open(recipes[method], "w") as f:
+                json.dump({"rules": [{"layers": "0-1", "linears": ["q", "k"], "precision": "fp16"},
+                                     dict({"linears": "fc1", "precision": "int4", "symmetric": False}, **scales),
+                                     {"layers": "2-5", "linears": ["v", "o"], "precision": "int4"}]}, f)
+        fasta = path("mixed8.fasta")
+        sample = os.path.join(os.path.dirname(__file__), "..", "..", "data", "proteins", "calib_sample.fasta")
+        with open(sample) as f, open(fasta, "w") as g:
+            g.write("".join(">" + r for r in f.read().split(">")[1:9]))
+
+        def table(fn):
+            with h5py.File(fn, "r") as f:
+                return {k: attr_str(v) for k, v in f["recipe"].attrs.items()}
+        for method, args in (("rtn", ()), ("gptq", ("--method", "gptq", "--calibration-data", fasta))):
+            ref = ref_table = None
+            for n, threads in ((1, "1"), (2, "1"), (3, "1"), (1, "2")):
+                out = path(f"mixed_{method}_n{n}_t{threads}.h5")
+                quantize(n, out, "--recipe", recipes[method], *args, "--threads", threads)
+                got, got_table = datasets(out), table(out)
+                if ref is None:
+                    ref, ref_table = got, got_table
+                    fc1 = ref_table["esm.encoder.layer.3.intermediate.dense.weight"]
+                    self.assertEqual(fc1, "int4 group 64 asymmetric rtn" if method == "rtn"
+                                     else "int4 channel asymmetric gptq")
+                    self.assertEqual(ref_table["esm.encoder.layer.1.attention.self.key.weight"], "fp16")
+                    self.assertEqual(ref_table["esm.encoder.layer.4.attention.output.dense.weight"],
+                                     f"int4 channel symmetric {method}")
+                    continue
+                self.assertEqual(got_table, ref_table, f"{method} -n {n} --threads {threads}: /recipe")
+                self.assertEqual(sorted(got), sorted(ref), f"{method} -n {n} --threads {threads}")
+                for k in ref:
+                    self.assertEqual(got[k], ref[k], f"{method} -n {n} --threads {threads}: dataset {k}")
+
     def test_layout_independent_of_arrival_order(self):
         # every quantized dataset gets its file space in plan order when it is
         # created, so the codes sit at the same offsets for any rank count
