@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/pq_fault.h"
@@ -180,6 +181,7 @@ pq_status pq_calib_resume_collect(MPI_Comm comm, const char *model, const char *
         size_t bytes = 0;
         pq_status local = PQ_OK;
         if (rank < n_round) {
+            if (pq_fault_at(PQ_FAULT_SLOW_RANK, rank)) sleep(2);
             local = run_block(m, recs, n, B, pending[r0 + rank], c, o->batch_tokens, &img, &bytes);
             if (!local && rank != 0 && !ran_one && pq_fault_at(PQ_FAULT_KILL_RANK, rank)) raise(SIGKILL);
             ran_one = true;
