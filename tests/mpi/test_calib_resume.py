@@ -19,16 +19,16 @@ from docs/FORMAT.md's description, not with Proteus's code.
 usage: test_calib_resume.py PROTEUS MPIEXEC FASTA [unittest args]"""
 import atexit
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
@@ -83,35 +83,8 @@ def reference():
     return REF[0]
 
 
-def read_journal(fn):
-    """(header text, [(type, id, sum_ok)])."""
-    d = read_bytes(fn)
-    assert d[:8] == b"PQJOURNL", d[:8]
-    version, n = struct.unpack_from("<II", d, 8)
-    assert version == 1
-    assert hashlib.sha256(d[:16 + n]).digest() == d[16 + n:16 + n + 32]
-    recs, pos = [], 16 + n + 32
-    while pos + 64 <= len(d):
-        magic, typ, rid, size, zero = struct.unpack_from("<IIqQQ", d, pos)
-        if magic != 0x524a5150 or pos + 64 + size > len(d):
-            break  # a cut record
-        ok = hashlib.sha256(d[pos:pos + 32 + size]).digest() == d[pos + 32 + size:pos + 64 + size]
-        recs.append((typ, rid, ok, pos, size))
-        pos += 64 + size
-    return d[16:16 + n].decode(), recs
-
-
 def blocks_in(fn):
-    return {r[1] for r in read_journal(fn)[1] if r[0] == 3 and r[2]}
-
-
-def rewrite_header(fn, edit):
-    d = read_bytes(fn)
-    n = struct.unpack_from("<I", d, 12)[0]
-    text = edit(d[16:16 + n].decode()).encode()
-    head = d[:12] + struct.pack("<I", len(text)) + text
-    with open(fn, "wb") as f:
-        f.write(head + hashlib.sha256(head).digest() + d[16 + n + 32:])
+    return {r[2] for r in read_journal(fn)[1] if r[1] == 3 and r[4]}
 
 
 def start(folder, n, journal_bytes, **popen):
@@ -186,27 +159,8 @@ class KillPoints(unittest.TestCase):
             self.stop_then_resume("rank1", 2, {"PQ_TEST_KILL_RANK": "1"}, 0)
 
     def test_real_kill_9(self):
-        def session(pr):
-            kids = subprocess.run(["pgrep", "-s", str(pr.pid)], capture_output=True, text=True).stdout.split()
-            return [int(k) for k in kids]
-
-        def kill_all(pr):  # every process of the run, as a node failure would
-            for pid in session(pr):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
         def kill_one(pr):  # rank 1 only
-            for pid in session(pr):
-                try:
-                    with open(f"/proc/{pid}/environ", "rb") as f:
-                        if b"OMPI_COMM_WORLD_RANK=1" in f.read().split(b"\0"):
-                            os.kill(pid, signal.SIGKILL)
-                            return
-                except OSError:
-                    pass
-            self.fail("no rank 1 found")
+            self.assertTrue(kill_rank(pr, 1), "no rank 1 found")
         for name, n, victim, nr in (("kill9_all_n2", 2, kill_all, 0), ("kill9_one_n2", 2, kill_one, 2),
                                     ("kill9_all_n1", 0, kill_all, 2)):
             with self.subTest(name):
@@ -284,10 +238,10 @@ class Refusals(unittest.TestCase):
 
     def test_damaged_record_redone(self):
         j = self.stopped("damaged")
-        recs = [r for r in read_journal(j)[1] if r[0] == 3]
+        recs = [r for r in read_journal(j)[1] if r[1] == 3]
         self.assertEqual(len(recs), 2)
         d = bytearray(read_bytes(j))
-        d[recs[0][3] + 32 + recs[0][4] // 3] ^= 0x40  # a byte inside block 0's statistics
+        d[recs[0][0] + 32 + len(recs[0][3]) // 3] ^= 0x40  # a byte inside block 0's statistics
         with open(j, "wb") as f:
             f.write(d)
         p = run(2, "damaged", ["--resume"], args=[a for a in ARGS if a != "-q"])
