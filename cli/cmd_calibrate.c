@@ -18,7 +18,6 @@
 #include "coordinator/calib_mpi.h"
 #include "coordinator/calib_resume.h"
 #include "base/pq_fault.h"
-#include "calib/calib_journal.h"
 #include "format/st_hash.h"
 #include "coordinator/cleanup.h"
 #include "cli/cli.h"
