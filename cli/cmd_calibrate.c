@@ -4,6 +4,7 @@
  * identical bits for any N), update them with new data, print them, export
  * them for TensorRT / ONNX Runtime. */
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -15,6 +16,9 @@
 #include "format/calib_h5.h"
 #include "calib/calib_methods.h"
 #include "coordinator/calib_mpi.h"
+#include "coordinator/calib_resume.h"
+#include "base/pq_fault.h"
+#include "format/st_hash.h"
 #include "coordinator/cleanup.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
@@ -27,7 +31,8 @@ typedef struct copts {
     const char *model, *data, *out, *update, *stats, *export_path, *format, *hardware_target;
     pq_calib_data_opts d;
     int threads, method, stages;
-    bool asymmetric, quiet;
+    int64_t journal_block;
+    bool asymmetric, quiet, resume;
     double percentile;
 } copts;
 
@@ -56,6 +61,13 @@ static const pq_cli_opt k_opts[] = {
      .help = "split the layers into P contiguous stages on consecutive\nranks; activations of each micro-batch "
              "(one forward\nbatch) travel stage to stage; the N ranks form N / P\ndata-parallel replicas "
              "(P must divide N, P <= layers)"},
+    {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(copts, resume),
+     .help = "go on from OUT.journal after a stop (kill, node failure,\nSIGUSR1/SIGTERM: status 14), on any "
+             "rank count;\nthe store is the same bytes as an uninterrupted run's\n(without a journal: an "
+             "ordinary run)"},
+    {.name = "journal-block", .kind = PQ_CLI_I64, .offset = offsetof(copts, journal_block), .lo = 1,
+     .hi = 1000000000, .meta = "N", .help = "sequences per journal record (default 32): the most\na stop "
+     "loses per rank; statistics do not depend on it"},
     {.name = "update", .kind = PQ_CLI_STR, .offset = offsetof(copts, update), .meta = "PATH",
      .help = "add new data to an existing store (same model)"},
     {.name = "stats", .kind = PQ_CLI_STR, .offset = offsetof(copts, stats), .meta = "PATH",
@@ -86,7 +98,11 @@ static const pq_cli_cmd k_cmd = {
              "Linear layer (sites layer.N.attn_in / attn_out / ffn_in / ffn_mid), exact min/max,\n"
              "per-channel max |x|, counts and a histogram on a grid fixed by the float format\n"
              "(sign, exponent, top 8 mantissa bits), so statistics merge exactly: across ranks,\n"
-             "and with --update, where update(A) + B equals calibrate(A + B).",
+             "and with --update, where update(A) + B equals calibrate(A + B).\n"
+             "Without --pipeline-stages, rank 0 records each finished block of --journal-block\n"
+             "sequences in OUT.journal (removed once OUT is in place); after any stop the same\n"
+             "command with --resume runs only the missing blocks. SIGUSR1 and SIGTERM stop\n"
+             "after the blocks running, with the journal durable, exit status 14.",
     .opts = k_opts,
 };
 
@@ -159,6 +175,7 @@ static int do_collect(const copts *o)
     int provided, rank = 0, n = 1, rc = 0;
     pq_status st = PQ_OK;
     pq_calib *c = NULL, *old = NULL;
+    pq_journal *journal = NULL;
     const char *model = o->model;
     char *stored_model = NULL;
     /* rank 0 writes the store through OUT.partial: its watcher (forked
@@ -183,7 +200,26 @@ static int do_collect(const copts *o)
         st = pq_out_check("--out", o->out ? o->out : o->update, in, 2);
     }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
-    st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
+    if (o->stages > 1) {
+        st = pq_calib_mpi_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, o->stages, &c);
+    } else {
+        /* the store --update adds to is an input of the journal: once it is
+         * replaced in place, a --resume of the old journal is refused */
+        char sha[65] = "", *extra = NULL;
+        if (o->update && rank == 0) st = pq_sha256_file(o->update, sha);
+        if (!st && asprintf(&extra, "update %s%s\n", o->update ? "sha256:" : "none", sha) < 0) {
+            extra = NULL;
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+        }
+        if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) {
+            free(extra);
+            goto fail;
+        }
+        pq_calib_resume_opts ro = {.out = o->out ? o->out : o->update, .resume = o->resume,
+                                   .block_seqs = o->journal_block, .extra = extra};
+        st = pq_calib_resume_collect(MPI_COMM_WORLD, model, o->data, &o->d, o->threads, &ro, &c, &journal);
+        free(extra);
+    }
     if (rank == 0 && !st) {
         if (old) {
             if (strcmp(old->model_sha256, c->model_sha256))
@@ -207,8 +243,15 @@ static int do_collect(const copts *o)
             char partial[4200];
             const char *out = o->out ? o->out : o->update;
             if (!pq_partial_name(partial, sizeof partial, out)) pq_cleanup_arm(partial);
+            if (pq_fault_at(PQ_FAULT_KILL_AT, 4)) raise(SIGKILL);
             st = pq_calib_h5_save(out, c, "proteus " PQ_VERSION);
             pq_cleanup_arm(NULL);
+            if (!st && pq_fault_at(PQ_FAULT_KILL_AT, 5)) raise(SIGKILL);
+            /* OUT is in place: the journal goes */
+            if (!st) {
+                pq_journal_remove(journal);
+                journal = NULL;
+            }
         }
     }
     if ((st = pq_calib_mpi_agree(MPI_COMM_WORLD, st))) goto fail;
@@ -226,8 +269,11 @@ static int do_collect(const copts *o)
     }
     goto done;
 fail:
+    pq_calib_resume_end(journal, st);
+    journal = NULL;
     rc = rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
 done:
+    pq_journal_close(journal);
     pq_calib_free(c);
     pq_calib_free(old);
     free(stored_model);
@@ -252,6 +298,9 @@ int pq_cmd_calibrate(int argc, char **argv)
     if (!o.data) return pq_cli_usage_error("calibrate", "--calibration-data is required");
     pq_status hw = pq_hardware_select(o.hardware_target ? o.hardware_target : "cpu", &o.d.ops);
     if (hw) return pq_cli_fail(hw);
+    if (o.stages > 1 && (o.resume || o.journal_block))
+        return pq_cli_usage_error("calibrate", "--resume and --journal-block need the data-parallel collection "
+                                  "(no --pipeline-stages)");
     if (!o.update) {
         if (!o.model) return pq_cli_usage_error("calibrate", "--model is required");
         if (!o.out) return pq_cli_usage_error("calibrate", "--out is required");

@@ -10,6 +10,7 @@
  *
  *   PQ_TEST_FAIL_UNIT=<id>        the rank that runs unit <id> fails it (PQ_ERR_IO)
  *   PQ_TEST_SLOW_RANK=<r>         rank r sleeps 20 ms before each unit it runs
+ *                                 (calibrate: 2 s before each block)
  *   PQ_TEST_KILL_RANK=<r>         rank r raises SIGKILL after its first unit
  *   PQ_TEST_FAIL_HASH=<r>         rank r fails hashing its first source chunk
  *   PQ_TEST_FAKE_PLACED=<r>       rank r claims codes_in_file without writing them

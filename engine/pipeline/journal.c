@@ -2,7 +2,7 @@
 /* journal.c - the resume journal (journal.h; its bytes: docs/FORMAT.md).
  *
  * File: "PQJOURNL", u32 version, u32 text length, the header text, SHA-256
- * of those bytes; then records: u32 "PQJR", u32 type (1 unit, 2 leaf),
+ * of those bytes; then records: u32 "PQJR", u32 type (1 unit, 2 leaf, 3 block),
  * i64 id, u64 payload bytes, u64 0, the payload, SHA-256 of the 32-byte
  * record head and the payload. Every number little-endian. */
 #include "pipeline/journal.h"
@@ -31,6 +31,7 @@
 #define REC_MAGIC 0x524a5150u /* "PQJR" */
 #define REC_UNIT 1u
 #define REC_LEAF 2u
+#define REC_BLOCK 3u
 #define HEAD_BYTES 32
 #define SUM_BYTES 32
 #define MAX_HEADER_TEXT (1u << 20)
@@ -41,8 +42,8 @@ struct pq_journal {
     int fd;
     uint64_t end;          /* where the next record goes */
     int n_units, n_hash;
-    bool *done;            /* per unit: a valid record */
-    uint64_t *at;          /* per unit: its record's offset */
+    bool *done;            /* per unit (or block): a valid record */
+    uint64_t *at;          /* per unit (or block): its record's offset */
     bool *leaf_have;       /* per chunk: a recorded leaf */
     uint8_t *leaves;       /* n_hash x 32 */
     int n_done, n_bad;
@@ -215,7 +216,8 @@ static pq_status read_header(pq_journal *jr, uint64_t size, char **text, uint64_
 
 /* Walk the records from `pos`: note each valid one, drop (count) those
  * whose sum fails, stop at the first that cannot be framed (cut, or a head
- * that does not fit the plan); the file is cut back to there. */
+ * that does not fit the plan); the file is cut back to there. p NULL: a
+ * journal of blocks (any payload size). */
 static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t size)
 {
     uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES];
@@ -229,8 +231,9 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
         int64_t id = (int64_t)get_u64(head + 8);
         uint64_t n = get_u64(head + 16), expect = 0;
         if (get_u32(head) != REC_MAGIC || get_u64(head + 24) != 0) break;
-        if (type == REC_UNIT && id >= 0 && id < p->n_units) expect = unit_payload(p, &p->units[id]);
-        else if (type == REC_LEAF && id >= 0 && id < p->n_hash) expect = 32;
+        if (p && type == REC_UNIT && id >= 0 && id < p->n_units) expect = unit_payload(p, &p->units[id]);
+        else if (p && type == REC_LEAF && id >= 0 && id < p->n_hash) expect = 32;
+        else if (!p && type == REC_BLOCK && id >= 0 && id < jr->n_units) expect = n;
         else break;
         if (n != expect || pos + HEAD_BYTES + n + SUM_BYTES > size) break;
         if (n > cap) {
@@ -247,8 +250,9 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
         if (memcmp(sum, want, SUM_BYTES)) {
             jr->n_bad++;
             PQ_LOG_WARN("%s: the record of %s %lld at byte %llu fails its checksum; it is redone", jr->path,
-                        type == REC_UNIT ? "unit" : "digest chunk", (long long)id, (unsigned long long)pos);
-        } else if (type == REC_UNIT && !jr->done[id]) {
+                        type == REC_UNIT ? "unit" : type == REC_BLOCK ? "block" : "digest chunk", (long long)id,
+                        (unsigned long long)pos);
+        } else if (type != REC_LEAF && !jr->done[id]) {
             jr->done[id] = true;
             jr->at[id] = pos;
             jr->n_done++;
@@ -335,7 +339,7 @@ static pq_status add_record(pq_journal *jr, uint32_t type, int64_t id, const pq_
             st = append(jr, *parts[i].data, parts[i].bytes);
             /* a stop in the middle of a record (tests): the next --resume
              * finds it cut */
-            if (!st && i == 0 && type == REC_UNIT && pq_fault_at(PQ_FAULT_KILL_JOURNAL, id)) raise(SIGKILL);
+            if (!st && i == 0 && type != REC_LEAF && pq_fault_at(PQ_FAULT_KILL_JOURNAL, id)) raise(SIGKILL);
         }
     if (!st) st = append(jr, sum, SUM_BYTES);
     if (st) {
@@ -415,6 +419,51 @@ pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *
     return st;
 }
 
+pq_status pq_journal_add_block(pq_journal *jr, int64_t id, const void *data, size_t n)
+{
+    if (id < 0 || id >= jr->n_units) return pq_err(PQ_ERR_INTERNAL, "block %lld out of range", (long long)id);
+    /* two halves: a test stop between them leaves a cut record */
+    void *a = (void *)data, *b = (char *)data + n / 2;
+    pq_result_part parts[2] = {{.data = &a, .bytes = n / 2}, {.data = &b, .bytes = n - n / 2}};
+    uint64_t start = jr->end;
+    pq_status st = add_record(jr, REC_BLOCK, id, parts, 2, NULL, 0);
+    if (!st && !jr->done[id]) {
+        jr->done[id] = true;
+        jr->at[id] = start;
+        jr->n_done++;
+    }
+    return st;
+}
+
+pq_status pq_journal_read_block(pq_journal *jr, int64_t id, void **data, size_t *n)
+{
+    uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES];
+    bool cut = false;
+    *data = NULL;
+    *n = 0;
+    if (id < 0 || id >= jr->n_units || !jr->done[id])
+        return pq_err(PQ_ERR_INTERNAL, "block %lld is not in %s", (long long)id, jr->path);
+    uint64_t pos = jr->at[id];
+    pq_status st = read_at(jr, head, HEAD_BYTES, pos, &cut);
+    uint64_t len = cut ? 0 : get_u64(head + 16);
+    uint8_t *buf = NULL;
+    if (!st && !cut && !(buf = malloc(len ? len : 1))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (!st && !cut) st = read_at(jr, buf, len, pos + HEAD_BYTES, &cut);
+    if (!st && !cut) st = read_at(jr, sum, SUM_BYTES, pos + HEAD_BYTES + len, &cut);
+    if (!st && !cut) sha256(head, HEAD_BYTES, buf, len, want);
+    if (!st && (cut || memcmp(sum, want, SUM_BYTES) || get_u32(head + 4) != REC_BLOCK ||
+                get_u64(head + 8) != (uint64_t)id))
+        st = pq_err(PQ_ERR_FORMAT, "%s: the record of block %lld changed since it was checked; run --resume again",
+                    jr->path, (long long)id);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    *data = buf;
+    *n = (size_t)len;
+    return PQ_OK;
+}
+
 /* ---- open, close ---- */
 
 static pq_status lock_file(pq_journal *jr)
@@ -441,7 +490,9 @@ static pq_status lock_file(pq_journal *jr)
     return pq_err(PQ_ERR_IO, "%s: removed and created again while being locked; try again", jr->path);
 }
 
-pq_status pq_journal_open(const char *out, bool resume, const char *header, const pq_plan *p, pq_journal **jo)
+/* p: a journal of units and digest leaves; NULL: of n_units blocks. */
+static pq_status open_journal(const char *out, bool resume, const char *header, const pq_plan *p, int n_units,
+                              int n_hash, pq_journal **jo)
 {
     char path[4096];
     struct stat sb;
@@ -454,13 +505,13 @@ pq_status pq_journal_open(const char *out, bool resume, const char *header, cons
     pq_journal *jr = calloc(1, sizeof *jr);
     if (!jr) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     jr->fd = -1;
-    jr->n_units = p->n_units;
-    jr->n_hash = p->n_hash;
+    jr->n_units = n_units;
+    jr->n_hash = n_hash;
     jr->synced_t = pq_now_s();
-    if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)p->n_units + 1, sizeof *jr->done)) ||
-        !(jr->at = calloc((size_t)p->n_units + 1, sizeof *jr->at)) ||
-        !(jr->leaf_have = calloc((size_t)p->n_hash + 1, sizeof *jr->leaf_have)) ||
-        !(jr->leaves = malloc(((size_t)p->n_hash + 1) * 32))) {
+    if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)n_units + 1, sizeof *jr->done)) ||
+        !(jr->at = calloc((size_t)n_units + 1, sizeof *jr->at)) ||
+        !(jr->leaf_have = calloc((size_t)n_hash + 1, sizeof *jr->leaf_have)) ||
+        !(jr->leaves = malloc(((size_t)n_hash + 1) * 32))) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto fail;
     }
@@ -477,7 +528,7 @@ pq_status pq_journal_open(const char *out, bool resume, const char *header, cons
         if (!jr->n_done) {
             free(text);
             text = NULL;
-            memset(jr->leaf_have, 0, (size_t)p->n_hash * sizeof *jr->leaf_have);
+            memset(jr->leaf_have, 0, (size_t)n_hash * sizeof *jr->leaf_have);
             jr->n_bad = 0;
         }
     } else if (text && !resume && (uint64_t)sb.st_size == records) {
@@ -510,6 +561,16 @@ fail:
     jr->fd = -1;
     pq_journal_close(jr);
     return st;
+}
+
+pq_status pq_journal_open(const char *out, bool resume, const char *header, const pq_plan *p, pq_journal **jo)
+{
+    return open_journal(out, resume, header, p, p->n_units, p->n_hash, jo);
+}
+
+pq_status pq_journal_open_blocks(const char *out, bool resume, const char *header, int n_blocks, pq_journal **jo)
+{
+    return open_journal(out, resume, header, NULL, n_blocks, 0, jo);
 }
 
 const char *pq_journal_path(const pq_journal *jr) { return jr->path; }

@@ -43,10 +43,23 @@ int pq_journal_name(char *buf, size_t n, const char *out);
  * pq_journal_remove). */
 pq_status pq_journal_open(const char *out, bool resume, const char *header, const pq_plan *p, pq_journal **jo);
 
+/* The same for a journal of n_blocks opaque records (calibrate's blocks of
+ * sequences, calib_journal.h) instead of a plan's units: the same header
+ * checks, lock and durability; records of type 3 of any size. */
+pq_status pq_journal_open_blocks(const char *out, bool resume, const char *header, int n_blocks, pq_journal **jo);
+
+/* Append block id's bytes (durable like a unit). */
+pq_status pq_journal_add_block(pq_journal *jr, int64_t id, const void *data, size_t n);
+
+/* Block id's recorded bytes (owned *data, free()), the checksum verified
+ * again: PQ_ERR_FORMAT naming the journal and the block when it no longer
+ * matches. */
+pq_status pq_journal_read_block(pq_journal *jr, int64_t id, void **data, size_t *n);
+
 /* The path of the journal file (borrowed). */
 const char *pq_journal_path(const pq_journal *jr);
 
-/* Units with a valid record, per plan unit (borrowed), and their count. */
+/* Units (blocks) with a valid record, per plan unit (borrowed), and their count. */
 const bool *pq_journal_done(const pq_journal *jr);
 int pq_journal_n_done(const pq_journal *jr); /* 0 for NULL */
 

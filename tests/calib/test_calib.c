@@ -19,6 +19,7 @@
 #include <hdf5.h>
 
 #include "format/calib_h5.h"
+#include "calib/calib_journal.h"
 #include "calib/calib_methods.h"
 #include "calib/calib_run.h"
 #include "calib/calib_stats.h"
@@ -238,6 +239,61 @@ static void test_merge_exact(void **state)
     pq_err_clear();
     pq_calib_free(other);
     for (int p = 0; p < 3; p++) pq_calib_free(parts[p]);
+    pq_calib_free(whole);
+    pq_calib_free(merged);
+    free(x);
+}
+
+/* The journal's block images (calib_journal.h): three parts of a site's
+ * tokens, each through its byte image, merged in another order, equal the
+ * statistics of all the tokens collected at once; the image starts with the
+ * sequence count and the first site's min and max (docs/FORMAT.md); a cut
+ * image or a present flag other than 0/1 is refused. */
+static void test_image_merge(void **state)
+{
+    (void)state;
+    enum { T = 200, D = 8 };
+    float *x = malloc(T * D * sizeof *x);
+    for (int i = 0; i < T * D; i++) x[i] = randn() * 5;
+    pq_calib *whole, *merged;
+    assert_int_equal(pq_calib_create(1, D, 4 * D, &whole), PQ_OK);
+    assert_int_equal(pq_calib_site_add(&g_ops, &whole->sites[0], x, T, D), PQ_OK);
+    assert_int_equal(pq_calib_flush(whole), PQ_OK);
+    whole->n_sequences = 3;
+    assert_int_equal(pq_calib_create(1, D, 4 * D, &merged), PQ_OK);
+    int cut[4] = {0, 50, 51, T}, order[3] = {1, 2, 0};
+    for (int k = 0; k < 3; k++) {
+        int p = order[k];
+        pq_calib *part;
+        uint8_t *img;
+        size_t n;
+        assert_int_equal(pq_calib_create(1, D, 4 * D, &part), PQ_OK);
+        assert_int_equal(pq_calib_site_add(&g_ops, &part->sites[0], x + cut[p] * D, cut[p + 1] - cut[p], D), PQ_OK);
+        part->n_sequences = 1;
+        assert_int_equal(pq_calib_image(part, &img, &n), PQ_OK);
+        uint64_t seqs;
+        float mm[2], lo = INFINITY;
+        memcpy(&seqs, img, 8);
+        memcpy(mm, img + 8, 8);
+        for (int i = cut[p] * D; i < cut[p + 1] * D; i++) lo = fminf(lo, x[i]);
+        assert_int_equal(seqs, 1);
+        assert_true(mm[0] == lo);
+        assert_int_equal(pq_calib_merge_image(merged, img, n - 1, "cut"), PQ_ERR_FORMAT);
+        pq_err_clear();
+        assert_int_equal(pq_calib_merge_image(merged, img, n, "part"), PQ_OK);
+        free(img);
+        pq_calib_free(part);
+    }
+    assert_int_equal(merged->n_sequences, 3);
+    assert_sites_equal(&whole->sites[0], &merged->sites[0]);
+    /* a present flag of 2 in the first site's table */
+    uint8_t *img;
+    size_t n;
+    assert_int_equal(pq_calib_image(whole, &img, &n), PQ_OK);
+    img[8 + 8 + 40 + D * 4] = 2;
+    assert_int_equal(pq_calib_merge_image(merged, img, n, "bad"), PQ_ERR_FORMAT);
+    pq_err_clear();
+    free(img);
     pq_calib_free(whole);
     pq_calib_free(merged);
     free(x);
@@ -486,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_grid),           cmocka_unit_test(test_kernel_variants),
         cmocka_unit_test(test_flush_before_wrap), cmocka_unit_test(test_plan),
         cmocka_unit_test(test_merge_exact),    cmocka_unit_test(test_all_zero),
+        cmocka_unit_test(test_image_merge),
         cmocka_unit_test(test_constant),       cmocka_unit_test(test_negative_only),
         cmocka_unit_test(test_qparams),        cmocka_unit_test(test_percentile_index),
         cmocka_unit_test(test_entropy_small),  cmocka_unit_test(test_store_roundtrip),

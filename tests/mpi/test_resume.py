@@ -17,16 +17,16 @@ from docs/FORMAT.md's description, not with Proteus's code.
 usage: test_resume.py PROTEUS MPIEXEC [unittest args]"""
 import atexit
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
@@ -98,40 +98,6 @@ def start_slow(folder, n, journal_bytes, **popen):
     return d, journal, pr
 
 
-# ---- the journal's bytes (docs/FORMAT.md) ----
-
-def read_journal(fn):
-    """(header text, [(offset, type, id, payload, sum_ok)])."""
-    with open(fn, "rb") as f:
-        d = f.read()
-    assert d[:8] == b"PQJOURNL", d[:8]
-    version, n = struct.unpack_from("<II", d, 8)
-    assert version == 1
-    text = d[16:16 + n]
-    assert hashlib.sha256(d[:16 + n]).digest() == d[16 + n:16 + n + 32]
-    recs, pos = [], 16 + n + 32
-    while pos + 64 <= len(d):
-        magic, typ, rid, size, zero = struct.unpack_from("<IIqQQ", d, pos)
-        assert magic == 0x524a5150 and zero == 0
-        payload = d[pos + 32:pos + 32 + size]
-        ok = hashlib.sha256(d[pos:pos + 32 + size]).digest() == d[pos + 32 + size:pos + 64 + size]
-        recs.append((pos, typ, rid, payload, ok))
-        pos += 64 + size
-    return text.decode(), recs
-
-
-def rewrite_header(fn, edit):
-    """The journal with its header text changed by edit(text), its sum
-    recomputed: a journal another run (version, configuration) wrote."""
-    with open(fn, "rb") as f:
-        d = f.read()
-    n = struct.unpack_from("<I", d, 12)[0]
-    text = edit(d[16:16 + n].decode()).encode()
-    head = d[:12] + struct.pack("<I", len(text)) + text
-    with open(fn, "wb") as f:
-        f.write(head + hashlib.sha256(head).digest() + d[16 + n + 32:])
-
-
 class KillPoints(unittest.TestCase):
     def stop_then_resume(self, name, n, env, n_resume, expect_done=None):
         p = run(n, name, env=env)
@@ -179,27 +145,8 @@ class KillPoints(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(d, "x.h5")))
 
     def test_real_kill_9(self):
-        def session(pr):
-            kids = subprocess.run(["pgrep", "-s", str(pr.pid)], capture_output=True, text=True).stdout.split()
-            return [int(k) for k in kids]
-
-        def kill_all(pr):  # every process of the run (ranks have their own groups), as a node failure would
-            for pid in session(pr):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
         def kill_one(pr):  # rank 1 only: the launcher takes the others down
-            for pid in session(pr):
-                try:
-                    with open(f"/proc/{pid}/environ", "rb") as f:
-                        if b"OMPI_COMM_WORLD_RANK=1" in f.read().split(b"\0"):
-                            os.kill(pid, signal.SIGKILL)
-                            return
-                except OSError:
-                    pass
-            self.fail("no rank 1 found")
+            self.assertTrue(kill_rank(pr, 1), "no rank 1 found")
         for name, n, victim, nr in (("kill9_all_n2", 2, kill_all, 1), ("kill9_one_n2", 2, kill_one, 2),
                                     ("kill9_all_n1", 0, kill_all, 2)):
             with self.subTest(name):

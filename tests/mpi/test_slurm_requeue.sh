@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # test_slurm_requeue.sh - a real one-node Slurm: scripts/slurm/quantize.sbatch
+# (or calibrate.sbatch)
 # under a time limit shorter than the work (1 minute; the ranks made slow by a
 # test switch), so that Slurm's warning (--signal=B:USR1) stops the ranks,
 # the script requeues the job and the requeued job resumes from the journal,
@@ -8,10 +9,11 @@
 # two minutes; the test lets it start as soon as the node is idle again
 # (scontrol update StartTime=now).
 # Skips (77) where Slurm is not installed.
-# usage: test_slurm_requeue.sh PROTEUS MPIEXEC
+# usage: test_slurm_requeue.sh PROTEUS MPIEXEC [quantize|calibrate]
 set -euo pipefail
 proteus="$(readlink -f "$1")"
 mpiexec="$2"
+mode="${3:-quantize}"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 for b in sbatch scontrol slurmctld slurmd munged; do
   command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || { echo "SKIP: $b not found (Slurm is not installed)"; exit 77; }
@@ -33,20 +35,30 @@ trap cleanup EXIT
 "$here/scripts/slurm/local-slurm.sh" up || fail "Slurm did not start"
 "$proteus" synth --arch esm2_t6_8M_UR50D --seed 1 --out "$tmp/t6.safetensors" >/dev/null
 mkdir "$tmp/ref" "$tmp/job"
-# 3700 units of 8k, 20 ms each on both ranks (PQ_TEST_SLOW_RANK): ~40 s of work
-args=(--per-channel --unit-bytes 8k -q)
-# the reference: the job's command line exactly (the script adds --threads 1,
-# and --resume, which is not recorded), without a limit
-(cd "$tmp/ref" && "$mpiexec" -n 2 --oversubscribe "$proteus" quantize --model ../t6.safetensors --out x.h5 \
-   --threads 1 "${args[@]}" >/dev/null) || fail "the reference run failed"
+if [ "$mode" = calibrate ]; then
+  # 20 blocks of one sequence, 2 s each on both ranks (PQ_TEST_SLOW_RANK): ~40 s of work
+  data="$here/data/proteins/calib_sample.fasta"
+  args=(--max-seqs 20 --journal-block 1 -q)
+  pos=(../t6.safetensors "$data" x.h5)
+  (cd "$tmp/ref" && "$mpiexec" -n 2 --oversubscribe "$proteus" calibrate --model ../t6.safetensors \
+     --calibration-data "$data" --out x.h5 --threads 1 "${args[@]}" >/dev/null) || fail "the reference run failed"
+else
+  # 3700 units of 8k, 20 ms each on both ranks (PQ_TEST_SLOW_RANK): ~40 s of work
+  args=(--per-channel --unit-bytes 8k -q)
+  pos=(../t6.safetensors x.h5)
+  # the reference: the job's command line exactly (the script adds --threads 1,
+  # and --resume, which is not recorded), without a limit
+  (cd "$tmp/ref" && "$mpiexec" -n 2 --oversubscribe "$proteus" quantize --model ../t6.safetensors --out x.h5 \
+     --threads 1 "${args[@]}" >/dev/null) || fail "the reference run failed"
+fi
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1
 unset PMIX_MCA_psec PMIX_MCA_gds
 t0=$(date +%s)
 jobid=$(cd "$tmp/job" && PROTEUS="$proteus" PQ_TEST_SLOW_RANK=0,1 sbatch --parsable -n 2 --time=1 \
-        --signal=B:USR1@40 "$here/scripts/slurm/quantize.sbatch" ../t6.safetensors x.h5 "${args[@]}")
-log="$tmp/job/proteus-proteus-quantize-$jobid.out"
+        --signal=B:USR1@40 "$here/scripts/slurm/$mode.sbatch" "${pos[@]}" "${args[@]}")
+log="$tmp/job/proteus-proteus-$mode-$jobid.out"
 state="" restarts=0
 while [ $(( $(date +%s) - t0 )) -lt 240 ]; do
   info=$(scontrol show job "$jobid" -o 2>/dev/null || true)
@@ -66,7 +78,7 @@ while [ $(( $(date +%s) - t0 )) -lt 240 ]; do
 done
 echo "job $jobid: $state after $(( $(date +%s) - t0 )) s, $restarts restarts"
 [ -f "$log" ] && sed 's/^/  job: /' "$log"
-grep -q "^proteus-quantize: done" "$log" || fail "the job did not finish"
+grep -q "^proteus-$mode: done" "$log" || fail "the job did not finish"
 n=$(grep -c "requeued to resume" "$log" || true)
 [ "$n" -ge 1 ] || fail "the job was never requeued: make the work longer than the time limit"
 grep -q "(restart $n)" "$log" || fail "no run of the job after its requeue $n"
