@@ -188,11 +188,17 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
         int info = 0, stage = 0;
         for (int64_t k = 0; k < dd; k++) A[k] = H[dd - 1 - k];
         for (int64_t i = 0; i < d; i++) A[i * d + i] += frac * mean;
+        /* one BLAS thread: OpenBLAS's threaded dpotrf and dtrtri split the
+         * panels by the thread count, so their last bits (and the group
+         * scales taken from the updated weights) would depend on --threads */
+        const int nt_blas = pq_blas_get_threads();
+        if (nt_blas != 1) pq_blas_set_threads(1);
         st = pq_dpotrf('L', n, A, n, &info);
         if (!st && !info) {
             stage = 1;
             st = pq_dtrtri('L', 'N', n, A, n, &info);
         }
+        if (nt_blas != 1) pq_blas_set_threads(nt_blas);
         if (st) goto fail;
         if (!info) break;
         if (attempt >= o->damp_retries) {
