@@ -558,14 +558,14 @@ const pq_h5r_entry *pq_h5r_find(const pq_h5r *r, const char *name)
 
 /* ---- direct reads of whole-chunk datasets (the codes) ---- */
 
-/* n bytes at off into buf: 0, an errno, or EIO at the end of the file. */
+/* n bytes at off into buf: 0, an errno, or -1 at the end of the file. */
 static int pread_all(int fd, void *buf, size_t n, int64_t off)
 {
     uint8_t *p = buf;
     while (n) {
         ssize_t got = pread(fd, p, n, (off_t)off);
         if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return got < 0 ? errno : EIO;
+        if (got <= 0) return got < 0 ? errno : -1;
         p += got;
         n -= (size_t)got;
         off += got;
@@ -615,8 +615,8 @@ static pq_status read_whole_chunk(pq_h5r *r, hid_t d, const char *where, hid_t m
     uint8_t le[4];
     int e = pread_all(r->fd, buf, bytes, (int64_t)addr);
     if (!e) e = pread_all(r->fd, le, sizeof le, (int64_t)(addr + bytes));
-    if (e)
-        return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, where, e == EIO ? "file truncated" : strerror(e));
+    if (e < 0) return pq_err(PQ_ERR_FORMAT, "%s: %s: the file ends inside the data (truncated)", r->path, where);
+    if (e) return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, where, strerror(e));
     *done = true;
     if (!r->verify) return PQ_OK;
     pq_fletcher32 f;
