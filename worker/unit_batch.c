@@ -35,17 +35,33 @@ int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *s
     return *own < p->n_units ? (*own)++ : -1;
 }
 
+/* This rank's digest chunks from *next_chunk up to index horizon, while
+ * the batch has fewer than max_chunks items. */
+static void take_chunks(pq_unit_batch *b, const pq_plan *p, int rank, int max_chunks, int *next_chunk,
+                        int64_t horizon, double *cost, double *largest)
+{
+    for (; *next_chunk < p->n_hash && *next_chunk <= horizon && b->n < max_chunks; ++*next_chunk) {
+        const pq_hash_unit *h = &p->hash[*next_chunk];
+        if (h->rank != rank) continue;
+        b->item[b->n++] = PQ_BATCH_CHUNK(*next_chunk);
+        *cost += h->cost;
+        *largest = h->cost > *largest ? h->cost : *largest;
+    }
+}
+
 void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pick_user, int rank, int width,
                    int max_chunks, int *next_chunk, int *own, int *taken)
 {
     double cost = 0, largest = 0;
-    for (; *next_chunk < p->n_hash && b->n < max_chunks; ++*next_chunk) {
-        const pq_hash_unit *h = &p->hash[*next_chunk];
-        if (h->rank != rank) continue;
-        b->item[b->n++] = PQ_BATCH_CHUNK(*next_chunk);
-        cost += h->cost;
-        largest = h->cost > largest ? h->cost : largest;
-    }
+    /* The digest chunks go just ahead of the units that read the same
+     * bytes (up to max_chunks past the next own unit's chunk), not all
+     * first: each byte of a checkpoint larger than the page cache is then
+     * read from disk once, for the digest and the quantization together.
+     * Once no unit is left to this rank, the rest of the chunks. */
+    int nx = pq_plan_next_unit(p, *own, rank);
+    int64_t horizon = nx < p->n_units && p->units[nx].chunk >= 0 ? (int64_t)p->units[nx].chunk + max_chunks
+                                                                   : INT64_MAX;
+    take_chunks(b, p, rank, max_chunks, next_chunk, horizon, &cost, &largest);
     if (width == 1 && b->n) return; /* width 1: chunks on their own */
     while (b->n < PQ_BATCH_MAX && (b->n < width || cost < 2.0 * width * largest)) {
         bool stolen;
@@ -57,6 +73,7 @@ void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pi
         largest = p->units[k].cost > largest ? p->units[k].cost : largest;
         if (width == 1) break;
     }
+    if (!b->n) take_chunks(b, p, rank, max_chunks, next_chunk, INT64_MAX, &cost, &largest);
 }
 
 /* Unit u as rank `rank`, its failure named by rank, unit and rows. The

@@ -272,14 +272,17 @@ class Refusals(unittest.TestCase):
 
     def test_changed_checkpoint_refused(self):
         # the same names, shapes and sizes, one weight's byte changed: only
-        # the digest leaves the journal recorded can tell
+        # the digest leaves the journal recorded can tell (those of the bytes
+        # the stopped run read: a chunk is hashed just ahead of its units, so
+        # the byte is in the first chunk, which it hashed before any unit)
         os.makedirs(os.path.join(TMP, "changed"), exist_ok=True)
         model = os.path.join(TMP, "changed", "t6.safetensors")
         shutil.copy(MODEL, model)
         p = run(1, "changed", env={"PQ_TEST_KILL_AFTER": "100"}, model="t6.safetensors")
         self.assertNotEqual(p.returncode, 0)
-        with open(model, "r+b") as f:  # one weight's byte, far from the header
-            f.seek(os.path.getsize(model) - 1000)
+        with open(model, "r+b") as f:  # 1000 bytes into the tensor data
+            header = int.from_bytes(f.read(8), "little")
+            f.seek(8 + header + 1000)
             b = f.read(1)
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 0x01]))
