@@ -18,9 +18,12 @@
 #include <stdint.h>
 
 #include "base/pq_err.h"
-#include "calib/calib_stats.h"
 #include "pipeline/config.h"
 #include "pipeline/stats.h"
+
+/* Calibration statistics (calib/calib_stats.h inside the library): opaque
+ * here, held through the calls below. */
+typedef struct pq_calib pq_calib;
 
 typedef struct pq_manager pq_manager;
 
