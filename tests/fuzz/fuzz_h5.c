@@ -2,8 +2,8 @@
 /* fuzz_h5.c - an HDF5 file of any bytes given to the readers of quantized
  * models (pq_h5r_*: what inspect, score, evaluate and embed open: every
  * entry's float or quantized data, metrics, provenance, static activation
- * parameters, with and without the data checksums) and of calibration
- * stores (pq_calib_h5_load). The file is written to a temporary file, the
+ * parameters, with and without the data checksums; the /smoothquant group)
+ * and of calibration stores (pq_calib_h5_load). The file is written to a temporary file, the
  * way a user's file arrives. Seeds: tests/fuzz/corpus/h5, written by
  * write_h5_seeds.c. */
 #include <stdbool.h>
@@ -12,8 +12,10 @@
 #include "calib/calib_stats.h"
 #include "format/calib_h5.h"
 #include "format/h5model.h"
+#include "format/h5smooth.h"
 #include "fuzz_file.h"
 #include "quant/qtensor.h"
+#include "quant/smooth.h"
 
 /* Read at most this many elements per input. */
 #define MAX_ELEMS (1 << 18)
@@ -76,6 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pq_err_clear();
     const char *p = pq_fuzz_write(0, "in.h5", data, size);
     read_model(p);
+    pq_smooth *sm = NULL;
+    pq_fuzz_check_status(pq_h5_read_smooth(p, &sm));
+    pq_smooth_free(sm);
     pq_calib *c = NULL;
     pq_fuzz_check_status(pq_calib_h5_load(p, &c));
     pq_calib_free(c);

@@ -2,8 +2,8 @@
 /* write_h5_seeds.c - writes the seed corpus of fuzz_h5 with the current
  * writers: a tiny quantized model (every kind of entry the readers know:
  * float32, float16, int8 per channel and per tensor with static activation
- * parameters, int4 per group and per channel, metrics, provenance, a
- * /calibration group) and a standalone calibration store, each a few KB so
+ * parameters, int4 per group and per channel, metrics, provenance, the
+ * /calibration and /smoothquant groups) and a standalone calibration store, each a few KB so
  * that the fuzzer's mutations land in the structures rather than in bulk
  * data. Usage: write_h5_seeds DIR (writes DIR/model_q.h5, DIR/calib.h5). */
 #include <stdio.h>
@@ -12,8 +12,10 @@
 #include "calib/calib_stats.h"
 #include "format/calib_h5.h"
 #include "format/h5model.h"
+#include "format/h5smooth.h"
 #include "kernels/pq_kernels.h"
 #include "quant/qtensor.h"
+#include "quant/smooth.h"
 
 #define CHECK(call)                                                                         \
     do {                                                                                    \
@@ -109,6 +111,12 @@ int main(int argc, char **argv)
     CHECK(pq_h5w_put_act_qparams(w, "q8t", 0.04f, NULL));
     CHECK(pq_h5w_provenance(w, "command", "proteus quantize"));
     CHECK(pq_calib_h5_put(w, c));
+    pq_smooth *sm = NULL;
+    CHECK(pq_smooth_create(LAYERS, D, 0.5, &sm));
+    for (int i = 0; i < sm->n_sites; i++)
+        for (int j = 0; j < D; j++) sm->sites[i].s[j] = 0.5f + 0.25f * (float)j;
+    CHECK(pq_h5w_put_smooth(w, sm));
+    pq_smooth_free(sm);
     CHECK(pq_h5w_commit(w));
 
     snprintf(path, sizeof path, "%s/calib.h5", argv[1]);
