@@ -297,7 +297,8 @@ static int cmp_entry(const void *a, const void *b)
 static pq_status check_config(const pq_h5r *r, const pq_esm2_config *c, double eps)
 {
     if (c->num_layers < 1 || c->embed_dim < 1 || c->attention_heads < 1 || c->ffn_dim < 1 ||
-        c->vocab_size < 1 || c->head_dim < 1 || c->embed_dim != c->attention_heads * c->head_dim)
+        c->vocab_size < 1 || c->head_dim < 1 ||
+        c->embed_dim != (int64_t)c->attention_heads * c->head_dim) /* each up to 2^30 */
         return pq_err(PQ_ERR_FORMAT, "%s: /config: %d layers, embed_dim %d, %d heads of %d, ffn_dim %d, vocab %d "
                       "do not make a model (embed_dim must be heads x head_dim, all positive)", r->path,
                       c->num_layers, c->embed_dim, c->attention_heads, c->head_dim, c->ffn_dim, c->vocab_size);

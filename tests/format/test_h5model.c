@@ -911,6 +911,13 @@ static void test_hostile_values(void **state)
     copy_file(good, p, (size_t)-1);
     set_i64(p, "/config", "attention_heads", 7);
     expect_format_error(p, "embed_dim must be heads x head_dim");
+    /* heads x head_dim beyond int: 65536 x 65537 = 2^32 + 65536 must not
+     * wrap around to embed_dim = 65536 */
+    copy_file(good, p, (size_t)-1);
+    set_i64(p, "/config", "embed_dim", 65536);
+    set_i64(p, "/config", "attention_heads", 65536);
+    set_i64(p, "/config", "head_dim", 65537);
+    expect_format_error(p, "embed_dim must be heads x head_dim");
     copy_file(good, p, (size_t)-1);
     set_i64(p, "/config", "num_layers", 5);
     expect_format_error(p, "is not the architecture esm2_t6_8M_UR50D the file names");
