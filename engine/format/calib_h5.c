@@ -242,7 +242,9 @@ static pq_status read_site(hid_t parent, pq_calib_site *s)
         goto cleanup;
     s->min = (float)mn;
     s->max = (float)mx;
-    if (isnan(mn) || isnan(mx) || (s->count && !(s->min <= s->max))) {
+    /* finite values only: +inf / -inf (no value yet) only while count == 0 */
+    if (isnan(mn) || isnan(mx) ||
+        (s->count && (!isfinite(s->min) || !isfinite(s->max) || !(s->min <= s->max)))) {
         st = pq_err(PQ_ERR_FORMAT, "%s: bad range [%g, %g]", where, mn, mx);
         goto cleanup;
     }

@@ -402,6 +402,16 @@ static void set_store_i64(const char *path, const char *obj, const char *name, i
     H5Aclose(a); H5Oclose(o); H5Fclose(f);
 }
 
+static void set_store_f32(const char *path, const char *obj, const char *name, float v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    assert_true(f >= 0 && o >= 0 && a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_FLOAT, &v) >= 0);
+    H5Aclose(a); H5Oclose(o); H5Fclose(f);
+}
+
 static void test_store_roundtrip(void **state)
 {
     (void)state;
@@ -434,6 +444,14 @@ static void test_store_roundtrip(void **state)
     set_store_i64(path, "calibration/layer.1.ffn_mid", "count", 7);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "layer.1.ffn_mid"));
+    pq_err_clear();
+
+    /* an infinite minimum for a site that counted values: not a range of
+     * finite values (it would make the min-max range infinite) */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    set_store_f32(path, "calibration/layer.0.ffn_in", "min", -INFINITY);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.0.ffn_in: bad range [-inf"));
     pq_err_clear();
 
     /* a store of an older format: refused with the word to collect again */
