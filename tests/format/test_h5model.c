@@ -20,6 +20,7 @@
 #include <hdf5.h>
 
 #include "format/h5model.h"
+#include "format/h5smooth.h"
 #include "format/h5util.h"
 #include "base/pq_io.h"
 
@@ -963,6 +964,35 @@ static void test_hostile_values(void **state)
     expect_read(p, "c.q8_channel_asym", false, PQ_OK, NULL);
 }
 
+/* /smoothquant: one attn_in and one ffn_in site per layer of /config; a
+ * num_layers that is not the model's is refused before the factors of every
+ * site it claims are allocated. */
+static void test_smooth_layers(void **state)
+{
+    (void)state;
+    char p[256];
+    snprintf(p, sizeof p, "%s", tpath("smooth.h5"));
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    pq_smooth *sm = NULL, *back = NULL;
+    assert_int_equal(pq_h5w_create(p, &meta, &w), PQ_OK);
+    assert_int_equal(pq_smooth_create(6, 320, 0.5, &sm), PQ_OK);
+    sm->sites[3].s[7] = 2.5f;
+    assert_int_equal(pq_h5w_put_smooth(w, sm), PQ_OK);
+    pq_smooth_free(sm);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+    assert_int_equal(pq_h5_read_smooth(p, &back), PQ_OK);
+    assert_non_null(back);
+    assert_int_equal(back->n_sites, 12);
+    assert_true(back->sites[3].s[7] == 2.5f && back->sites[3].s[6] == 1.0f);
+    pq_smooth_free(back);
+    set_i64(p, "/smoothquant", "num_layers", 100000);
+    assert_int_equal(pq_h5_read_smooth(p, &back), PQ_ERR_FORMAT);
+    assert_null(back);
+    assert_non_null(strstr(pq_err_detail(), "/smoothquant: num_layers 100000, /config says 6"));
+    pq_err_clear();
+}
+
 /* HDF5's Fletcher-32 computed in pieces equals the one HDF5's filter
  * stores: a dataset written through HDF5 (odd length, several folds) has
  * our checksum after its bytes. */
@@ -1050,6 +1080,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_hostile_values),
+        cmocka_unit_test(test_smooth_layers),
         cmocka_unit_test(test_fletcher32_pieces),
         cmocka_unit_test(test_edge_chunks_deterministic),
         cmocka_unit_test(test_row_blocks_equal_one_shot),
