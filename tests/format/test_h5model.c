@@ -923,6 +923,30 @@ static void test_hostile_values(void **state)
     set_i64(p, "/config", "num_layers", 5);
     expect_format_error(p, "is not the architecture esm2_t6_8M_UR50D the file names");
 
+    /* extents HDF5 declares without storing them: 2^32 x 2^32 floats
+     * (checksummed, chunks never written), and a quantized shape attribute
+     * whose groups would overflow int64 */
+    copy_file(good, p, (size_t)-1);
+    {
+        hid_t f = open_rw(p), g = H5Gopen2(f, "/tensors/a.float32", H5P_DEFAULT);
+        assert_true(g >= 0 && H5Ldelete(g, "data", H5P_DEFAULT) >= 0);
+        const hsize_t big[2] = {(hsize_t)1 << 32, (hsize_t)1 << 32}, chunk[2] = {1, 1};
+        hid_t sp = H5Screate_simple(2, big, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        assert_true(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+        hid_t d = H5Dcreate2(g, "data", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(d >= 0);
+        H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g); H5Fclose(f);
+    }
+    expect_format_error(p, "/tensors/a.float32: shape [4294967296, 4294967296] holds more than 2^40 elements");
+    copy_file(good, p, (size_t)-1);
+    {
+        hid_t f = open_rw(p), o = H5Oopen(f, c8, H5P_DEFAULT), a = H5Aopen(o, "shape", H5P_DEFAULT);
+        const int64_t huge[2] = {3, INT64_MAX};
+        assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, huge) >= 0);
+        H5Aclose(a); H5Oclose(o); H5Fclose(f);
+    }
+    expect_format_error(p, "/tensors/c.q8_channel_asym: shape [3, 9223372036854775807] holds more than 2^40");
+
     /* a dataset without the checksum */
     const hsize_t d3[1] = {3};
     copy_file(good, p, (size_t)-1);
