@@ -454,6 +454,23 @@ static void test_store_roundtrip(void **state)
     assert_non_null(strstr(pq_err_detail(), "layer.0.ffn_in: bad range [-inf"));
     pq_err_clear();
 
+    /* a hist_bin longer than the grid has bins (its extent declared, its
+     * chunks never written): refused before anything is allocated for it */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    {
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Gopen2(f, "calibration/layer.1.attn_out", H5P_DEFAULT);
+        assert_true(g >= 0 && H5Ldelete(g, "hist_bin", H5P_DEFAULT) >= 0);
+        const hsize_t n = (hsize_t)1 << 20, chunk = 1;
+        hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        assert_true(H5Pset_chunk(dcpl, 1, &chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+        hid_t d = H5Dcreate2(g, "hist_bin", H5T_STD_U32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(d >= 0);
+        H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g); H5Fclose(f);
+    }
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.1.attn_out/hist_bin: 1048576 elements, more than the 131072 bins"));
+    pq_err_clear();
+
     /* a store of an older format: refused with the word to collect again */
     assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
     set_store_i64(path, "/", "format_version", 3);
