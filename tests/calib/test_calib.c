@@ -391,25 +391,21 @@ static void test_entropy_small(void **state)
     assert_true(fabs(got_kl - kl[want]) < 1e-12);
 }
 
-/* Overwrite the integer attribute `name` of object obj in the store at path. */
-static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
+/* Overwrite attribute `name` of object obj in the store at path with the
+ * value at v, of memory type mtype (HDF5 converts to the stored type). */
+static void set_store_attr(const char *path, const char *obj, const char *name, hid_t mtype, const void *v)
 {
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
     assert_true(f >= 0 && o >= 0 && a >= 0);
-    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    assert_true(H5Awrite(a, mtype, v) >= 0);
     H5Aclose(a); H5Oclose(o); H5Fclose(f);
 }
 
-static void set_store_f32(const char *path, const char *obj, const char *name, float v)
+static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
 {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    assert_true(f >= 0 && o >= 0 && a >= 0);
-    assert_true(H5Awrite(a, H5T_NATIVE_FLOAT, &v) >= 0);
-    H5Aclose(a); H5Oclose(o); H5Fclose(f);
+    set_store_attr(path, obj, name, H5T_NATIVE_INT64, &v);
 }
 
 static void test_store_roundtrip(void **state)
@@ -449,7 +445,8 @@ static void test_store_roundtrip(void **state)
     /* an infinite minimum for a site that counted values: not a range of
      * finite values (it would make the min-max range infinite) */
     assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
-    set_store_f32(path, "calibration/layer.0.ffn_in", "min", -INFINITY);
+    const float neg_inf = -INFINITY;
+    set_store_attr(path, "calibration/layer.0.ffn_in", "min", H5T_NATIVE_FLOAT, &neg_inf);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "layer.0.ffn_in: bad range [-inf"));
     pq_err_clear();
