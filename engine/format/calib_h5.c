@@ -179,9 +179,15 @@ static pq_status read_vec(hid_t g, const char *where, const char *name, hid_t mt
                     "collect it again with proteus calibrate)", where, name, PQ_CALIB_FORMAT_VERSION - 1);
         goto cleanup;
     }
-    if ((expect >= 0 && (int64_t)dims[0] != expect) || dims[0] > ((hsize_t)1 << 32)) {
-        st = pq_err(PQ_ERR_FORMAT, "%s/%s: %llu elements, expected %lld", where, name,
-                    (unsigned long long)dims[0], (long long)expect);
+    /* without an expected length (hist_bin): at most one entry per bin of
+     * the grid, as the entries are distinct bins */
+    if ((expect >= 0 && dims[0] != (hsize_t)expect) || (expect < 0 && dims[0] > (hsize_t)PQ_HIST_NBINS)) {
+        if (expect >= 0)
+            st = pq_err(PQ_ERR_FORMAT, "%s/%s: %llu elements, expected %lld", where, name,
+                        (unsigned long long)dims[0], (long long)expect);
+        else
+            st = pq_err(PQ_ERR_FORMAT, "%s/%s: %llu elements, more than the %d bins of the grid", where, name,
+                        (unsigned long long)dims[0], PQ_HIST_NBINS);
         goto cleanup;
     }
     if (!(*out = malloc((size_t)(dims[0] ? dims[0] : 1) * esz))) {
@@ -242,7 +248,9 @@ static pq_status read_site(hid_t parent, pq_calib_site *s)
         goto cleanup;
     s->min = (float)mn;
     s->max = (float)mx;
-    if (isnan(mn) || isnan(mx) || (s->count && !(s->min <= s->max))) {
+    /* finite values only: +inf / -inf (no value yet) only while count == 0 */
+    if (isnan(mn) || isnan(mx) ||
+        (s->count && (!isfinite(s->min) || !isfinite(s->max) || !(s->min <= s->max)))) {
         st = pq_err(PQ_ERR_FORMAT, "%s: bad range [%g, %g]", where, mn, mx);
         goto cleanup;
     }

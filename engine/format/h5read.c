@@ -138,12 +138,32 @@ cleanup:
     return rc;
 }
 
+/* Most elements of one tensor: far above any model's, and low enough that
+ * element and byte counts (and sizes rounded up to groups) stay in int64. */
+#define MAX_NUMEL ((int64_t)1 << 40)
+
+/* A shape read from the file (dataset dims or the shape attribute) holds at
+ * most MAX_NUMEL elements: HDF5 declares a dataset's extent without storing
+ * it, so a file can claim any size. */
+static pq_status check_numel(const pq_h5r *r, const char *where, int nd, const hsize_t *dims)
+{
+    char db[160];
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) {
+        if (dims[i] > (hsize_t)MAX_NUMEL || (dims[i] && n > MAX_NUMEL / (int64_t)dims[i]))
+            return pq_err(PQ_ERR_FORMAT, "%s: %s: shape %s holds more than 2^40 elements", r->path, where,
+                          pq_h5u_dims_str(nd, dims, db, sizeof db));
+        n *= (int64_t)dims[i];
+    }
+    return PQ_OK;
+}
+
 static pq_status load_float(const pq_h5r *r, hid_t g, const char *where, pq_h5r_entry *e)
 {
     hsize_t dims[H5S_MAX_RANK];
     bool f16 = false;
     pq_status rc = check_ds(r, g, where, "data", K_F32_OR_F16, -1, NULL, &e->ndim, dims, &f16);
-    if (rc) return rc;
+    if (rc || (rc = check_numel(r, where, e->ndim, dims))) return rc;
     for (int i = 0; i < e->ndim; i++) e->shape[i] = (int64_t)dims[i];
     e->quantized = false;
     e->stored_dtype = f16 ? PQ_DT_F16 : PQ_DT_F32;
@@ -203,6 +223,8 @@ static pq_status load_quant(const pq_h5r *r, hid_t g, const char *where, pq_h5r_
         rc = pq_err(PQ_ERR_FORMAT, "%s: %s: negative shape attribute", r->path, where);
         goto cleanup;
     }
+    if ((rc = check_numel(r, where, 2, (const hsize_t[2]){(hsize_t)shape[0], (hsize_t)shape[1]})))
+        goto cleanup;
     e->spec.bits = (int)bits;
     e->spec.group_size = e->spec.gran == PQ_GRAN_GROUP ? (int)gs : 0;
     e->spec.symmetric = sym;
@@ -354,7 +376,8 @@ static int cmp_entry(const void *a, const void *b)
 static pq_status check_config(const pq_h5r *r, const pq_esm2_config *c, double eps)
 {
     if (c->num_layers < 1 || c->embed_dim < 1 || c->attention_heads < 1 || c->ffn_dim < 1 ||
-        c->vocab_size < 1 || c->head_dim < 1 || c->embed_dim != c->attention_heads * c->head_dim)
+        c->vocab_size < 1 || c->head_dim < 1 ||
+        c->embed_dim != (int64_t)c->attention_heads * c->head_dim) /* each up to 2^30 */
         return pq_err(PQ_ERR_FORMAT, "%s: /config: %d layers, embed_dim %d, %d heads of %d, ffn_dim %d, vocab %d "
                       "do not make a model (embed_dim must be heads x head_dim, all positive)", r->path,
                       c->num_layers, c->embed_dim, c->attention_heads, c->head_dim, c->ffn_dim, c->vocab_size);

@@ -146,17 +146,26 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
         goto done;
     }
     double alpha = 0;
-    int64_t nl = 0, dim = 0;
+    int64_t nl = 0, dim = 0, cfg_nl = 0;
     hid_t cfg = H5Gopen2(f, "config", H5P_DEFAULT);
     if (cfg < 0) {
+        H5Eclear2(H5E_DEFAULT);
         st = pq_err(PQ_ERR_FORMAT, "%s: /config is missing", path);
         goto done;
     }
-    st = pq_h5u_get_i64(cfg, "/config", "embed_dim", &dim);
+    if (!(st = pq_h5u_get_i64(cfg, "/config", "embed_dim", &dim)))
+        st = pq_h5u_get_i64(cfg, "/config", "num_layers", &cfg_nl);
     H5Gclose(cfg);
     if (st || (st = pq_h5u_get_f64(g, "/" GROUP, "alpha", &alpha)) ||
         (st = pq_h5u_get_i64(g, "/" GROUP, "num_layers", &nl)))
         goto done;
+    /* one attn_in and one ffn_in site per layer of the model: checked before
+     * the factors of every site are allocated */
+    if (nl != cfg_nl) {
+        st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": num_layers %lld, /config says %lld", path, (long long)nl,
+                    (long long)cfg_nl);
+        goto done;
+    }
     if (nl < 0 || nl > 100000 || dim <= 0 || dim > (1 << 24) || !(alpha > 0 && alpha <= 1)) {
         st = pq_err(PQ_ERR_FORMAT, "%s: /" GROUP ": num_layers %lld / embed_dim %lld / alpha %g out of range", path,
                     (long long)nl, (long long)dim, alpha);

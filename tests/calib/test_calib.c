@@ -447,15 +447,21 @@ static void test_entropy_small(void **state)
     assert_true(fabs(got_kl - kl[want]) < 1e-12);
 }
 
-/* Overwrite the integer attribute `name` of object obj in the store at path. */
-static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
+/* Overwrite attribute `name` of object obj in the store at path with the
+ * value at v, of memory type mtype (HDF5 converts to the stored type). */
+static void set_store_attr(const char *path, const char *obj, const char *name, hid_t mtype, const void *v)
 {
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
     hid_t a = H5Aopen(o, name, H5P_DEFAULT);
     assert_true(f >= 0 && o >= 0 && a >= 0);
-    assert_true(H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0);
+    assert_true(H5Awrite(a, mtype, v) >= 0);
     H5Aclose(a); H5Oclose(o); H5Fclose(f);
+}
+
+static void set_store_i64(const char *path, const char *obj, const char *name, int64_t v)
+{
+    set_store_attr(path, obj, name, H5T_NATIVE_INT64, &v);
 }
 
 static void test_store_roundtrip(void **state)
@@ -490,6 +496,32 @@ static void test_store_roundtrip(void **state)
     set_store_i64(path, "calibration/layer.1.ffn_mid", "count", 7);
     assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
     assert_non_null(strstr(pq_err_detail(), "layer.1.ffn_mid"));
+    pq_err_clear();
+
+    /* an infinite minimum for a site that counted values: not a range of
+     * finite values (it would make the min-max range infinite) */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    const float neg_inf = -INFINITY;
+    set_store_attr(path, "calibration/layer.0.ffn_in", "min", H5T_NATIVE_FLOAT, &neg_inf);
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.0.ffn_in: bad range [-inf"));
+    pq_err_clear();
+
+    /* a hist_bin longer than the grid has bins (its extent declared, its
+     * chunks never written): refused before anything is allocated for it */
+    assert_int_equal(pq_calib_h5_save(path, c, "test"), PQ_OK);
+    {
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Gopen2(f, "calibration/layer.1.attn_out", H5P_DEFAULT);
+        assert_true(g >= 0 && H5Ldelete(g, "hist_bin", H5P_DEFAULT) >= 0);
+        const hsize_t n = (hsize_t)1 << 20, chunk = 1;
+        hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        assert_true(H5Pset_chunk(dcpl, 1, &chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+        hid_t d = H5Dcreate2(g, "hist_bin", H5T_STD_U32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(d >= 0);
+        H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g); H5Fclose(f);
+    }
+    assert_int_equal(pq_calib_h5_load(path, &back), PQ_ERR_FORMAT);
+    assert_non_null(strstr(pq_err_detail(), "layer.1.attn_out/hist_bin: 1048576 elements, more than the 131072 bins"));
     pq_err_clear();
 
     /* a store of an older format: refused with the word to collect again */

@@ -20,6 +20,7 @@
 #include <hdf5.h>
 
 #include "format/h5model.h"
+#include "format/h5smooth.h"
 #include "format/h5util.h"
 #include "base/pq_io.h"
 
@@ -911,9 +912,40 @@ static void test_hostile_values(void **state)
     copy_file(good, p, (size_t)-1);
     set_i64(p, "/config", "attention_heads", 7);
     expect_format_error(p, "embed_dim must be heads x head_dim");
+    /* heads x head_dim beyond int: 65536 x 65537 = 2^32 + 65536 must not
+     * wrap around to embed_dim = 65536 */
+    copy_file(good, p, (size_t)-1);
+    set_i64(p, "/config", "embed_dim", 65536);
+    set_i64(p, "/config", "attention_heads", 65536);
+    set_i64(p, "/config", "head_dim", 65537);
+    expect_format_error(p, "embed_dim must be heads x head_dim");
     copy_file(good, p, (size_t)-1);
     set_i64(p, "/config", "num_layers", 5);
     expect_format_error(p, "is not the architecture esm2_t6_8M_UR50D the file names");
+
+    /* extents HDF5 declares without storing them: 2^32 x 2^32 floats
+     * (checksummed, chunks never written), and a quantized shape attribute
+     * whose groups would overflow int64 */
+    copy_file(good, p, (size_t)-1);
+    {
+        hid_t f = open_rw(p), g = H5Gopen2(f, "/tensors/a.float32", H5P_DEFAULT);
+        assert_true(g >= 0 && H5Ldelete(g, "data", H5P_DEFAULT) >= 0);
+        const hsize_t big[2] = {(hsize_t)1 << 32, (hsize_t)1 << 32}, chunk[2] = {1, 1};
+        hid_t sp = H5Screate_simple(2, big, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        assert_true(H5Pset_chunk(dcpl, 2, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+        hid_t d = H5Dcreate2(g, "data", H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(d >= 0);
+        H5Dclose(d); H5Pclose(dcpl); H5Sclose(sp); H5Gclose(g); H5Fclose(f);
+    }
+    expect_format_error(p, "/tensors/a.float32: shape [4294967296, 4294967296] holds more than 2^40 elements");
+    copy_file(good, p, (size_t)-1);
+    {
+        hid_t f = open_rw(p), o = H5Oopen(f, c8, H5P_DEFAULT), a = H5Aopen(o, "shape", H5P_DEFAULT);
+        const int64_t huge[2] = {3, INT64_MAX};
+        assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, huge) >= 0);
+        H5Aclose(a); H5Oclose(o); H5Fclose(f);
+    }
+    expect_format_error(p, "/tensors/c.q8_channel_asym: shape [3, 9223372036854775807] holds more than 2^40");
 
     /* a dataset without the checksum */
     const hsize_t d3[1] = {3};
@@ -954,6 +986,35 @@ static void test_hostile_values(void **state)
     expect_read(p, "c.q8_channel_asym", true, PQ_ERR_FORMAT,
                 "/tensors/c.q8_channel_asym/qweight: checksum mismatch, the data is corrupt");
     expect_read(p, "c.q8_channel_asym", false, PQ_OK, NULL);
+}
+
+/* /smoothquant: one attn_in and one ffn_in site per layer of /config; a
+ * num_layers that is not the model's is refused before the factors of every
+ * site it claims are allocated. */
+static void test_smooth_layers(void **state)
+{
+    (void)state;
+    char p[256];
+    snprintf(p, sizeof p, "%s", tpath("smooth.h5"));
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    pq_smooth *sm = NULL, *back = NULL;
+    assert_int_equal(pq_h5w_create(p, &meta, &w), PQ_OK);
+    assert_int_equal(pq_smooth_create(6, 320, 0.5, &sm), PQ_OK);
+    sm->sites[3].s[7] = 2.5f;
+    assert_int_equal(pq_h5w_put_smooth(w, sm), PQ_OK);
+    pq_smooth_free(sm);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+    assert_int_equal(pq_h5_read_smooth(p, &back), PQ_OK);
+    assert_non_null(back);
+    assert_int_equal(back->n_sites, 12);
+    assert_true(back->sites[3].s[7] == 2.5f && back->sites[3].s[6] == 1.0f);
+    pq_smooth_free(back);
+    set_i64(p, "/smoothquant", "num_layers", 100000);
+    assert_int_equal(pq_h5_read_smooth(p, &back), PQ_ERR_FORMAT);
+    assert_null(back);
+    assert_non_null(strstr(pq_err_detail(), "/smoothquant: num_layers 100000, /config says 6"));
+    pq_err_clear();
 }
 
 /* HDF5's Fletcher-32 computed in pieces equals the one HDF5's filter
@@ -1046,6 +1107,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_hostile_values),
+        cmocka_unit_test(test_smooth_layers),
         cmocka_unit_test(test_fletcher32_pieces),
         cmocka_unit_test(test_edge_chunks_deterministic),
         cmocka_unit_test(test_row_blocks_equal_one_shot),

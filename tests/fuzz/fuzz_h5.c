@@ -2,25 +2,28 @@
 /* fuzz_h5.c - an HDF5 file of any bytes given to the readers of quantized
  * models (pq_h5r_*: what inspect, score, evaluate and embed open: every
  * entry's float or quantized data, metrics, provenance, static activation
- * parameters) and of calibration stores (pq_calib_h5_load). The file is
- * written to a temporary file, the way a user's file arrives. */
+ * parameters, with and without the data checksums; the /smoothquant group)
+ * and of calibration stores (pq_calib_h5_load). The file is written to a temporary file, the
+ * way a user's file arrives. Seeds: tests/fuzz/corpus/h5, written by
+ * write_h5_seeds.c. */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "calib/calib_stats.h"
 #include "format/calib_h5.h"
 #include "format/h5model.h"
+#include "format/h5smooth.h"
 #include "fuzz_file.h"
 #include "quant/qtensor.h"
+#include "quant/smooth.h"
 
 /* Read at most this many elements per input. */
 #define MAX_ELEMS (1 << 18)
 
-static void read_model(const char *p)
+/* Every entry's data (within the budget), its codes and parameters, metrics
+ * and activation parameters. */
+static void read_entries(pq_h5r *r, const char *p, bool all)
 {
-    pq_h5r *r = NULL;
-    pq_status st = pq_h5r_open(p, &r);
-    pq_fuzz_check_status(st);
-    if (st != PQ_OK) return;
     int64_t budget = MAX_ELEMS;
     for (int64_t i = 0; i < pq_h5r_count(r); i++) {
         const pq_h5r_entry *e = pq_h5r_get(r, i);
@@ -32,10 +35,12 @@ static void read_model(const char *p)
         if (!dst) abort();
         pq_fuzz_check_status(pq_h5r_read_f32(r, e, dst));
         free(dst);
+        if (!all) continue;
         if (e->quantized) {
             pq_qtensor qt;
-            if (pq_h5r_read_qtensor(r, e, &qt) == PQ_OK) pq_qtensor_free(&qt);
-            pq_err_clear();
+            pq_status st = pq_h5r_read_qtensor(r, e, &qt);
+            pq_fuzz_check_status(st);
+            if (st == PQ_OK) pq_qtensor_free(&qt);
             float scale;
             int32_t zp;
             bool found;
@@ -46,9 +51,25 @@ static void read_model(const char *p)
             pq_fuzz_check_status(pq_h5r_read_metrics(r, e->name, &m));
         }
     }
+}
+
+/* The readers as inspect, score, evaluate and embed use them: checksums
+ * verified (the default), the whole file's check, then once more with the
+ * data checksums off (a corrupt value must still be refused or read, never
+ * crash). */
+static void read_model(const char *p)
+{
+    pq_h5r *r = NULL;
+    pq_status st = pq_h5r_open(p, &r);
+    pq_fuzz_check_status(st);
+    if (st != PQ_OK) return;
+    read_entries(r, p, true);
+    pq_fuzz_check_status(pq_h5r_verify_data(r));
     char *v = NULL;
     pq_fuzz_check_status(pq_h5r_provenance(r, "command", &v));
     free(v);
+    pq_fuzz_check_status(pq_h5r_set_verify(r, false));
+    read_entries(r, p, false);
     pq_h5r_close(r);
 }
 
@@ -57,6 +78,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pq_err_clear();
     const char *p = pq_fuzz_write(0, "in.h5", data, size);
     read_model(p);
+    pq_smooth *sm = NULL;
+    pq_fuzz_check_status(pq_h5_read_smooth(p, &sm));
+    pq_smooth_free(sm);
     pq_calib *c = NULL;
     pq_fuzz_check_status(pq_calib_h5_load(p, &c));
     pq_calib_free(c);
