@@ -36,9 +36,10 @@ trap cleanup EXIT
 "$proteus" synth --arch esm2_t6_8M_UR50D --seed 1 --out "$tmp/t6.safetensors" >/dev/null
 mkdir "$tmp/ref" "$tmp/job"
 if [ "$mode" = calibrate ]; then
-  # 20 blocks of one sequence, 2 s each on both ranks (PQ_TEST_SLOW_RANK): ~40 s of work
+  # 40 blocks of one sequence, 2 s each (PQ_TEST_SLOW_RANK), two ranks at a
+  # time: ~40 s of work, as the quantize case
   data="$here/data/proteins/calib_sample.fasta"
-  args=(--max-seqs 20 --journal-block 1 -q)
+  args=(--max-seqs 40 --journal-block 1 -q)
   pos=(../t6.safetensors "$data" x.h5)
   (cd "$tmp/ref" && "$mpiexec" -n 2 --oversubscribe "$proteus" calibrate --model ../t6.safetensors \
      --calibration-data "$data" --out x.h5 --threads 1 "${args[@]}" >/dev/null) || fail "the reference run failed"
