@@ -35,7 +35,7 @@ static void put(buf *b, const void *p, size_t n)
 static void op(buf *b, unsigned char c) { put(b, &c, 1); }
 static void le(buf *b, uint64_t v, int k)
 {
-    for (int i = 0; i < k; i++) op(b, (unsigned char)(v >> (8 * i)));
+    for (int i = 0; i < k; i++) op(b, i < 8 ? (unsigned char)(v >> (8 * i)) : 0); /* wider: zero bytes */
 }
 
 /* ------------------------------------------------------------ pickles */
