@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""test_py_readme.py - the README's Python section as a new user meets it:
+"""test_py_readme.py - the README's Python section and docs/PYTHON.md as a new user meets them:
 `pip install ./python` into a fresh virtualenv (made with
 --system-site-packages, so Debian's numpy serves it without the network;
 the package is installed from a copy, the checkout stays clean), the two
-environment variables it shows, then every ```python block of the section
-run as written from a folder where data/ is the checkout's."""
+environment variables it shows, then every ```python block of the README's section and of
+docs/PYTHON.md run as written from a folder where data/ is the checkout's."""
 import os
 import re
 import shutil
@@ -23,7 +23,10 @@ def section_blocks():
         text = f.read()
     m = re.search(r"^## Python\n(.*?)^## ", text, re.S | re.M)
     assert m, "README.md has no '## Python' section"
-    return re.findall(r"```python\n(.*?)```", m.group(1), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", m.group(1), re.S)
+    with open(os.path.join(ROOT, "docs", "PYTHON.md")) as f:
+        blocks += re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    return blocks
 
 
 class Readme(unittest.TestCase):
