@@ -15,7 +15,7 @@ typedef struct report_opts {
 
 static const pq_cli_opt k_opts[] = {
     {.name = "out", .letter = 'o', .kind = PQ_CLI_STR, .offset = offsetof(report_opts, out),
-     .flags = PQ_CLI_REQUIRED, .meta = "report.html", .help = "the page to write (replaced only once complete)"},
+     .flags = PQ_CLI_REQUIRED, .meta = "HTML", .help = "the page to write (replaced only once complete)"},
     {.name = "evaluate", .kind = PQ_CLI_STR, .offset = offsetof(report_opts, evaluate), .meta = "E.json",
      .help = "`proteus evaluate --json` of this model: output SQNR per Linear,\n"
              "accuracy, KL, confidence, error rates, speed and utilization"},
