@@ -46,17 +46,25 @@ static double as_num(const json_t *v, bool *ok)
     return NAN;
 }
 
+/* obj[key], its path ("at.key", or "key" at the top level) into path[256];
+ * NULL when absent or null. */
+static json_t *field(const json_t *obj, const char *key, const char *at, char path[256])
+{
+    snprintf(path, 256, "%s%s%s", at, *at ? "." : "", key);
+    json_t *v = json_object_get(obj, key);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
 /* obj[key] as a number in [lo, hi] (NaN passes), NaN when absent or null.
  * `at` is obj's path ("" at the top level). */
 static pq_status get_num(const json_t *obj, const char *key, const char *file, const char *at, double lo, double hi,
                          double *out)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s%s%s", at, *at ? "." : "", key);
-    const json_t *v = json_object_get(obj, key);
-    *out = NAN;
-    if (!v || json_is_null(v)) return PQ_OK;
+    const json_t *v = field(obj, key, at, path);
     bool ok;
+    *out = NAN;
+    if (!v) return PQ_OK;
     double x = as_num(v, &ok);
     if (!ok) return bad(file, path, "a number", v);
     if (x < lo || x > hi)
@@ -68,51 +76,42 @@ static pq_status get_num(const json_t *obj, const char *key, const char *file, c
 static pq_status get_str(const json_t *obj, const char *key, const char *file, const char *at, const char **out)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s%s%s", at, *at ? "." : "", key);
-    const json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return PQ_OK;
-    if (!json_is_string(v)) return bad(file, path, "a string", v);
-    *out = json_string_value(v);
-    return PQ_OK;
+    const json_t *v = field(obj, key, at, path);
+    *out = v ? json_string_value(v) : NULL;
+    return v && !json_is_string(v) ? bad(file, path, "a string", v) : PQ_OK;
 }
 
 /* 1 or 0, -1 when absent or null. */
 static pq_status get_bool(const json_t *obj, const char *key, const char *file, const char *at, int *out)
 {
     char path[256];
-    snprintf(path, sizeof path, "%s%s%s", at, *at ? "." : "", key);
-    const json_t *v = json_object_get(obj, key);
-    *out = -1;
-    if (!v || json_is_null(v)) return PQ_OK;
-    if (!json_is_boolean(v)) return bad(file, path, "true or false", v);
-    *out = json_is_true(v);
+    const json_t *v = field(obj, key, at, path);
+    *out = v ? json_is_true(v) : -1;
+    return v && !json_is_boolean(v) ? bad(file, path, "true or false", v) : PQ_OK;
+}
+
+/* obj[key] when it is an array (is_array) or an object; NULL when absent. */
+static pq_status get_node(const json_t *obj, const char *key, const char *file, const char *at, bool is_array,
+                          json_t **out)
+{
+    char path[256];
+    json_t *v = field(obj, key, at, path);
+    *out = v;
+    if (v && (is_array ? !json_is_array(v) : !json_is_object(v))) {
+        *out = NULL;
+        return bad(file, path, is_array ? "an array" : "an object", v);
+    }
     return PQ_OK;
 }
 
-/* obj[key], an array or absent (NULL). */
 static pq_status get_array(const json_t *obj, const char *key, const char *file, const char *at, json_t **out)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s%s%s", at, *at ? "." : "", key);
-    json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return PQ_OK;
-    if (!json_is_array(v)) return bad(file, path, "an array", v);
-    *out = v;
-    return PQ_OK;
+    return get_node(obj, key, file, at, true, out);
 }
 
 static pq_status get_object(const json_t *obj, const char *key, const char *file, const char *at, json_t **out)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s%s%s", at, *at ? "." : "", key);
-    json_t *v = json_object_get(obj, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return PQ_OK;
-    if (!json_is_object(v)) return bad(file, path, "an object", v);
-    *out = v;
-    return PQ_OK;
+    return get_node(obj, key, file, at, false, out);
 }
 
 /* The JSON object in the file at path: PQ_ERR_IO when it cannot be read,

@@ -84,6 +84,17 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* Open section id with its title; when the input it draws was not given
+ * (have false), say how to get it (`missing`, our own markup), close the
+ * section and return false. */
+static bool section_open(pq_html *h, const char *id, const char *title, bool have, const char *missing)
+{
+    pq_html_printf(h, "<section id=\"%s\"><h2>%s</h2>\n", id, title);
+    if (have) return true;
+    pq_html_printf(h, "<p class=\"none\">%s</p></section>\n", missing);
+    return false;
+}
+
 /* ---- sizes ---- */
 
 static const char *const k_precs[] = {"int4", "int8", "fp16", "fp32"};
@@ -232,12 +243,10 @@ static int cand_labels(const pq_report_opt *o, const char **out, int max)
 
 static void section_sensitivity(pq_html *h, const pq_report_model *m, const pq_report_opt *o)
 {
-    pq_html_raw(h, "<section id=\"sensitivity\"><h2>Sensitivity per layer and Linear</h2>\n");
-    if (!o || !o->n_sens) {
-        pq_html_raw(h, "<p class=\"none\">Give <code>--optimize O.json</code> (from <code>proteus optimize "
-                    "--json</code>) to see how much each Linear costs when quantized alone.</p></section>\n");
+    if (!section_open(h, "sensitivity", "Sensitivity per layer and Linear", o && o->n_sens,
+                      "Give <code>--optimize O.json</code> (from <code>proteus optimize --json</code>) to see "
+                      "how much each Linear costs when quantized alone."))
         return;
-    }
     pq_html_raw(h, "<p>Increase of the masked-LM loss when only that Linear is quantized with the recipe named "
                 "above each map (<code>optimize</code>, measured on calibration data); higher is more "
                 "sensitive.");
@@ -367,14 +376,11 @@ static void one_row(pq_html *h, const char *label, double v, vkind k, const char
     pq_html_raw(h, "</td></tr>\n");
 }
 
-static void section_accuracy(pq_html *h, const pq_report_eval *e)
+static void section_accuracy(pq_html *h, const pq_report_model *m, const pq_report_eval *e)
 {
-    pq_html_raw(h, "<section id=\"accuracy\"><h2>Accuracy against the reference</h2>\n");
-    if (!e || !e->root) {
-        pq_html_raw(h, "<p class=\"none\">Give <code>--evaluate E.json</code> (from <code>proteus evaluate "
-                    "--json</code>).</p></section>\n");
+    if (!section_open(h, "accuracy", "Accuracy against the reference", e && e->root,
+                      "Give <code>--evaluate E.json</code> (from <code>proteus evaluate --json</code>)."))
         return;
-    }
     const char *model = pq_report_eval_str(e, NULL, "model"), *ref = pq_report_eval_str(e, NULL, "reference");
     const char *fasta = pq_report_eval_str(e, NULL, "fasta");
     pq_html_raw(h, "<p>");
@@ -386,6 +392,13 @@ static void section_accuracy(pq_html *h, const pq_report_eval *e)
     fmt_num(pq_report_eval_num(e, NULL, "n_tokens"), 12, n[1], 32);
     fmt_num(pq_report_eval_num(e, NULL, "n_masked"), 12, n[2], 32);
     pq_html_printf(h, " (%s sequences, %s tokens, %s masked positions).</p>\n", n[0], n[1], n[2]);
+    if (model && strcmp(base_name(model), base_name(m->path))) {
+        pq_html_raw(h, "<p class=\"bad\">This JSON evaluated <code>");
+        pq_html_text(h, base_name(model), 200);
+        pq_html_raw(h, "</code>, not <code>");
+        pq_html_text(h, base_name(m->path), 200);
+        pq_html_raw(h, "</code>: check that it is of this file.</p>\n");
+    }
     pq_html_raw(h, "<table id=\"accuracy-table\"><thead><tr><th>metric</th><th>reference</th><th>quantized</th>"
                 "<th>difference</th></tr></thead><tbody>\n");
     pair_row(h, e, "masked-LM accuracy", "accuracy", V_PCT);
@@ -445,12 +458,9 @@ static void section_accuracy(pq_html *h, const pq_report_eval *e)
 
 static void section_optimize(pq_html *h, const pq_report_opt *o, const pq_report_eval *e)
 {
-    pq_html_raw(h, "<section id=\"optimize\"><h2>Optimize: the Pareto front</h2>\n");
-    if (!o || !o->root) {
-        pq_html_raw(h, "<p class=\"none\">Give <code>--optimize O.json</code> (from <code>proteus optimize "
-                    "--json</code>).</p></section>\n");
+    if (!section_open(h, "optimize", "Optimize: the Pareto front", o && o->root,
+                      "Give <code>--optimize O.json</code> (from <code>proteus optimize --json</code>)."))
         return;
-    }
     char b[4][32];
     pq_html_raw(h, "<table id=\"constraints-table\"><tbody>\n");
     if (o->model) kv_row(h, "model", o->model, 300);
@@ -518,15 +528,14 @@ static void section_optimize(pq_html *h, const pq_report_opt *o, const pq_report
 
 static void section_trail(pq_html *h, const pq_report_trail *t)
 {
-    pq_html_raw(h, "<section id=\"fallback\"><h2>Fallback trail</h2>\n");
-    if (!t || !t->root) {
-        pq_html_raw(h, "<p class=\"none\">The file records no fallback (<code>quantize --fallback-scheme</code> "
-                    "with <code>--allow-accuracy-drop</code> records one).</p></section>\n");
+    if (!section_open(h, "fallback", "Fallback trail", t && t->root,
+                      "The file records no fallback (<code>quantize --fallback-scheme</code> with "
+                      "<code>--allow-accuracy-drop</code> records one)."))
         return;
-    }
     pq_html_raw(h, "<p>Every attempt the quantizer made, in order, from <code>/provenance</code> "
                 "<code>fallback_trail</code>; the accepted one is green.</p>\n<table id=\"trail-table\"><thead><tr>"
-                "<th>#</th><th class=\"txt\">what</th><th class=\"txt\">recipe</th><th class=\"txt\">kept float</th><th>accuracy</th><th>reference</th>"
+                "<th>#</th><th class=\"txt\">what</th><th class=\"txt\">recipe</th><th class=\"txt\">kept float</th>"
+                "<th>accuracy</th><th>reference</th>"
                 "<th>drop (points)</th><th>logits KL</th><th>size</th><th>accepted</th></tr></thead><tbody>\n");
     for (int64_t i = 0; i < t->n; i++) {
         const pq_report_attempt *a = &t->a[i];
@@ -650,7 +659,7 @@ pq_status pq_report_render(pq_html *h, const pq_report_model *m, const pq_report
     section_sensitivity(h, m, o);
     section_recipe(h, m);
     section_size(h, m);
-    section_accuracy(h, e);
+    section_accuracy(h, m, e);
     section_optimize(h, o, e);
     section_trail(h, t);
     section_provenance(h, m);
