@@ -222,7 +222,8 @@ static pq_status check_sqnr(pq_report_eval *e, const json_t *arr, int L)
         pq_status st = get_layer(lv, e->path, lp, L, &layer);
         for (int k = 0; k < PQ_REPORT_N_LINEARS && !st; k++) {
             const char *name = k == 3 && json_object_get(row, "out") ? "out" : pq_report_linear_name(k);
-            st = get_num(row, name, e->path, at, -INFINITY, INFINITY, &e->sqnr[(size_t)layer * PQ_REPORT_N_LINEARS + k]);
+            double *cell = &e->sqnr[(size_t)layer * PQ_REPORT_N_LINEARS + k];
+            st = get_num(row, name, e->path, at, -INFINITY, INFINITY, cell);
         }
         if (st) return st;
     }
@@ -236,7 +237,8 @@ pq_status pq_report_eval_load(const char *path, int num_layers, pq_report_eval *
     const char *s;
     json_t *util = NULL, *arr = NULL;
     pq_status st = load_file(path, &e->root);
-    for (int i = 0; !st && k_eval_nums[i]; i++) st = get_num(e->root, k_eval_nums[i], path, "", -INFINITY, INFINITY, &x);
+    for (int i = 0; !st && k_eval_nums[i]; i++)
+        st = get_num(e->root, k_eval_nums[i], path, "", -INFINITY, INFINITY, &x);
     for (int i = 0; !st && k_eval_fracs[i]; i++) st = get_num(e->root, k_eval_fracs[i], path, "", 0, 1, &x);
     for (int i = 0; !st && k_eval_strs[i]; i++) st = get_str(e->root, k_eval_strs[i], path, "", &s);
     if (!st) st = get_object(e->root, "utilization", path, "", &util);

@@ -548,7 +548,8 @@ static void section_trail(pq_html *h, const pq_report_trail *t)
         else snprintf(b[3], 32, "%.2f", 100 * a->drop);
         fmt_num(a->kl, 4, b[4], 32);
         fmt_bytes(a->bytes, b[5], 32);
-        pq_html_printf(h, "<tr class=\"trail-row%s\">", a->accepted == 1 ? " accepted" : a->accepted == 0 ? " rejected" : "");
+        pq_html_printf(h, "<tr class=\"trail-row%s\">",
+                       a->accepted == 1 ? " accepted" : a->accepted == 0 ? " rejected" : "");
         td(h, b[0], true);
         td(h, a->what ? a->what : "", true);
         td(h, a->recipe, true);

@@ -289,7 +289,8 @@ void pq_report_front_svg(pq_html *h, const pq_report_opt *o, double ref_acc)
             if (p->chosen != (pass == 1)) continue;
             double x = ax(&xa, p->bytes / 1e6), y = ax(&ya, 100 * p->accuracy);
             pq_html_printf(h, "<circle class=\"front-point%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\" "
-                           "stroke=\"#222\" data-bytes=\"%.0f\" data-accuracy=\"%.6g\"><title>", p->chosen ? " chosen" : "",
+                           "stroke=\"#222\" data-bytes=\"%.0f\" data-accuracy=\"%.6g\"><title>",
+                           p->chosen ? " chosen" : "",
                            x, y, p->chosen ? 8 : 5, p->chosen ? "#e6550d" : "#2c7fb8", p->bytes, p->accuracy);
             pq_html_text(h, p->label ? p->label : "(no label)", 0);
             pq_html_printf(h, ": %.3f MB, %.2f %%</title></circle>\n", p->bytes / 1e6, 100 * p->accuracy);

@@ -167,7 +167,8 @@ def chromium_cmd(tmp):
 def refusals(tmp, q):
     out = os.path.join(tmp, "never.html")
     r = run("report", os.path.join(tmp, "absent.h5"), "--out", out)
-    check(r.returncode == 3 and "absent.h5" in r.stderr, f"missing model: exit 3 naming it ({r.returncode} {r.stderr!r})")
+    check(r.returncode == 3 and "absent.h5" in r.stderr,
+          f"missing model: exit 3 naming it ({r.returncode} {r.stderr!r})")
     txt = os.path.join(tmp, "notes.h5")
     open(txt, "w").write("not a model\n")
     r = run("report", txt, "--out", out)
@@ -257,7 +258,8 @@ def main():
             got.setdefault((int(a["data-layer"]), a["data-linear"]), []).append(float(a["data-value"]))
         check(len(cells) == 72 and set(got) == all_cells and all(
             np.allclose(sorted(got[(l, n)]), sorted(d_loss(l, LIN.index(n), c) for c in (0, 1)), rtol=1e-5)
-            for l, n in all_cells), f"two sensitivity cells per layer x Linear with the fixture's d_loss ({len(cells)})")
+            for l, n in all_cells),
+            f"two sensitivity cells per layer x Linear with the fixture's d_loss ({len(cells)})")
         cells = dom.having("rect", "cell-recipe")
         check(len(cells) == 36 and all(a["data-value"] == "int4" for a in cells), "recipe cells: int4 everywhere")
         rows = [a for t, a in dom.el if t == "tr" and "recipe-row" in (a.get("class") or "")]
