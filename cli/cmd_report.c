@@ -34,16 +34,15 @@ static const pq_cli_cmd k_cmd = {
     .name = "report",
     .usage = "usage: proteus report Q.h5 [--evaluate E.json] [--optimize O.json] --out report.html",
     .about = "Write one self-contained HTML page about a quantized Proteus model: inline SVG and\n"
-             "CSS, no script, nothing fetched, so it opens offline in any browser. It shows\n"
-             "  heatmaps per layer and Linear (q k v o fc1 fc2) of the weight SQNR, 10 log10 of\n"
-             "  sum w^2 / sum (w - w_hat)^2 from the file's /metrics, of the output SQNR\n"
-             "  (--evaluate) and of the sensitivity of each candidate recipe (--optimize);\n"
-             "  the recipe of every tensor (the /recipe table) and the size per precision\n"
-             "  against fp32; accuracy, KL and the other metrics against the reference\n"
-             "  (--evaluate); the Pareto front of size against accuracy with the chosen point\n"
-             "  (--optimize); the fallback trail and the provenance the file records.\n"
-             "The model is read and checked whole first, as `inspect` does. Sections whose\n"
-             "input is not given say how to get it.",
+             "CSS, no script, nothing fetched, so it opens offline in any browser. It holds\n"
+             "heatmaps per layer and Linear (q k v o fc1 fc2) of the weight SQNR (10 log10 of\n"
+             "sum w^2 / sum (w - w_hat)^2, from the file's /metrics), of the output SQNR\n"
+             "(--evaluate) and of the sensitivity of each candidate recipe (--optimize); the\n"
+             "recipe of every tensor (/recipe) and the bytes per precision against fp32;\n"
+             "accuracy, KL and the other metrics against the reference (--evaluate); the Pareto\n"
+             "front of size against accuracy with the chosen point (--optimize); the fallback\n"
+             "trail and the provenance the file records. The model is read and checked whole\n"
+             "first, as `inspect` does. A section whose input is not given says how to get it.",
     .opts = k_opts,
     .epilog = "Exit status: 2 for an --out that is a folder or one of the inputs, 3 for a file\n"
               "that cannot be read or written, 4 for a model that is not a valid Proteus file or\n"
