@@ -28,6 +28,7 @@ static const command commands[] = {
     {"evaluate", pq_cmd_evaluate, "accuracy, size and speed of a quantized model vs its fp32 reference"},
     {"bench", pq_cmd_bench, "forward-pass throughput on uniform or FASTA batches"},
     {"export", pq_cmd_export, "a quantized model as a Hugging Face or compressed-tensors folder"},
+    {"report", pq_cmd_report, "one self-contained HTML page: SQNR, recipes, sizes, accuracy, front, trail"},
 };
 
 static void usage(FILE *f)

@@ -18,6 +18,7 @@ if [ $peers = 1 ]; then
   pkgs+=(python3 python3-venv python3-pip python3-torch python3-h5py python3-numpy
          slurmctld slurmd slurm-client munge
          clang libclang-rt-dev)  # libFuzzer for tests/fuzz (scripts/fuzz.sh)
+  pkgs+=(chromium)  # headless rendering of `proteus report` (tests/report)
 fi
 
 missing=()
