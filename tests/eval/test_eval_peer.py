@@ -27,22 +27,6 @@ N_SEQS, SEED, BINS = 10, 5, 15
 torch.set_num_threads(2)
 TMP = tempfile.mkdtemp(prefix="pq_eval_peer_")
 atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
-M64 = (1 << 64) - 1
-
-
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
-
-def mask_positions(seed, index, n_res, frac=0.15):
-    us = [(splitmix64(splitmix64(splitmix64(seed) ^ index) ^ i) >> 11) / float(1 << 53) for i in range(n_res)]
-    pos = [i for i, u in enumerate(us) if u < frac]
-    return pos or [min(range(n_res), key=lambda i: us[i])]
-
-
 def first_records(path, n):
     out, cur = [], None
     for line in open(path):
@@ -120,7 +104,7 @@ def main():
     masked = tokens.clone()
     where = []
     for b, s in enumerate(seqs):
-        for i in mask_positions(SEED, b, len(s)):
+        for i in fairesm_ref.mask_positions(SEED, b, len(s)):
             where.append((b, i + 1))
             masked[b, i + 1] = ref.alphabet.mask_idx
     bi = torch.tensor([b for b, _ in where])
