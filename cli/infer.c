@@ -32,7 +32,7 @@ const pq_cli_opt pq_cli_infer_opts[] = {
              "of the options below"},
     {.name = "threads", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, threads), .lo = 1, .hi = 4096,
      .meta = "N",
-     .help = "threads (default: the config's threads, all cores;\nembed and score: the node's cores shared by "
+     .help = "threads (default: the config's threads, all cores;\nembed, score, evaluate: the node's cores shared by "
              "its ranks)"},
     {.name = "batch-tokens", .kind = PQ_CLI_I64, .offset = offsetof(pq_cli_infer, batch_tokens), .lo = 3,
      .meta = "N", .help = "tokens per forward batch", .flags = PQ_CLI_SHOW_DEFAULT},

@@ -2,6 +2,7 @@
 /* api_eval.c - the public evaluation call (proteus.h): a quantized model
  * against its float reference on one FASTA file, the comparison of
  * `proteus evaluate` (eval/compare.h), summarised in plain numbers. */
+#include <stdio.h>
 #include <string.h>
 
 #include "api/proteus.h"
@@ -33,7 +34,16 @@ pq_status pq_evaluate(const pq_config *cfg, const char *model, const char *refer
             .embedding_cosine_mean = r.embedding_cosine_mean,
             .file_bytes_reference = r.ref.file_bytes, .file_bytes_quantized = r.q.file_bytes,
             .weight_bytes_reference = r.ref.weight_bytes, .weight_bytes_quantized = r.q.weight_bytes,
+            .confidence_reference = pq_eval_calib_confidence(&r.ref.cal),
+            .confidence_quantized = pq_eval_calib_confidence(&r.q.cal),
+            .ece_reference = pq_eval_calib_ece(&r.ref.cal), .ece_quantized = pq_eval_calib_ece(&r.q.cal),
+            .top1_error_reference = pq_eval_top1_error(&r.ref), .top1_error_quantized = pq_eval_top1_error(&r.q),
+            .top1_disagreement = pq_eval_disagreement(&r),
+            .achieved_gops = r.util.achieved_gops, .peak_gops = r.util.peak_gops,
+            .utilization_fraction = r.util.fraction, .threads_busy = r.util.threads_busy,
+            .memory_gbps = r.util.memory_gbps,
         };
+        snprintf(out->utilization_kernel, sizeof out->utilization_kernel, "%s", r.util.kernel);
     }
     pq_eval_report_free(&r);
     return st;

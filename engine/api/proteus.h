@@ -142,6 +142,18 @@ typedef struct pq_eval_summary {
     double logits_kl_mean, logits_kl_max, logits_cosine_mean, embedding_cosine_mean;
     int64_t file_bytes_reference, file_bytes_quantized; /* -1: not a file */
     int64_t weight_bytes_reference, weight_bytes_quantized;
+    /* confidence (mean top-1 probability at masked positions), its expected
+     * calibration error (15 equal-width bins), masked-LM top-1 error (1 -
+     * accuracy), and the fraction of residue positions where the two
+     * models' top predictions differ */
+    double confidence_reference, confidence_quantized, ece_reference, ece_quantized;
+    double top1_error_reference, top1_error_quantized, top1_disagreement;
+    /* the quantized model's masked pass against the CPU (`proteus evaluate
+     * --help`): operations per second on its main kernel, that kernel's
+     * measured peak, their ratio, CPU time / (wall x threads), Linear weight
+     * bytes streamed per second (GB/s) */
+    double achieved_gops, peak_gops, utilization_fraction, threads_busy, memory_gbps;
+    char utilization_kernel[64];
 } pq_eval_summary;
 pq_status pq_evaluate(const pq_config *cfg, const char *model, const char *reference, const char *fasta,
                       int64_t max_seqs, uint64_t seed, pq_eval_summary *out);

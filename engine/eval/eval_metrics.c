@@ -62,6 +62,66 @@ void pq_eval_mean_pool(const float *rows, int64_t T, int64_t D, float *out)
     }
 }
 
+int pq_eval_argmax(const float *row, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > row[best]) best = v;
+    return best;
+}
+
+int pq_eval_ece_bin(double p)
+{
+    int b = (int)ceil(p * PQ_EVAL_ECE_BINS) - 1;
+    return b < 0 ? 0 : b >= PQ_EVAL_ECE_BINS ? PQ_EVAL_ECE_BINS - 1 : b;
+}
+
+void pq_eval_calib_add_one(pq_eval_calib *c, double p, bool correct)
+{
+    int b = pq_eval_ece_bin(p);
+    c->n++;
+    c->conf += p;
+    c->bin_n[b]++;
+    c->bin_correct[b] += correct;
+    c->bin_conf[b] += p;
+}
+
+void pq_eval_calib_add(pq_eval_calib *c, const float *logits, const int32_t *orig, int64_t N, int V)
+{
+    for (int64_t t = 0; t < N; t++) {
+        if (orig[t] < 0) continue;
+        const float *lg = logits + t * V;
+        int best = pq_eval_argmax(lg, V);
+        double se = 0.0;
+        for (int v = 0; v < V; v++) se += exp((double)lg[v] - lg[best]);
+        pq_eval_calib_add_one(c, 1.0 / se, best == orig[t]);
+    }
+}
+
+void pq_eval_calib_merge(pq_eval_calib *into, const pq_eval_calib *c)
+{
+    into->n += c->n;
+    into->conf += c->conf;
+    for (int b = 0; b < PQ_EVAL_ECE_BINS; b++) {
+        into->bin_n[b] += c->bin_n[b];
+        into->bin_correct[b] += c->bin_correct[b];
+        into->bin_conf[b] += c->bin_conf[b];
+    }
+}
+
+double pq_eval_calib_confidence(const pq_eval_calib *c)
+{
+    return c->conf / (double)c->n;
+}
+
+double pq_eval_calib_ece(const pq_eval_calib *c)
+{
+    if (!c->n) return NAN;
+    double e = 0.0;
+    for (int b = 0; b < PQ_EVAL_ECE_BINS; b++) e += fabs((double)c->bin_correct[b] - c->bin_conf[b]);
+    return e / (double)c->n;
+}
+
 void pq_eval_mlm_add(pq_eval_mlm *s, const float *logits, const int32_t *orig, int64_t N, int V)
 {
     for (int64_t t = 0; t < N; t++) {

@@ -46,7 +46,12 @@ class EvalSummary(ctypes.Structure):
             "perplexity_quantized", "logits_kl_mean", "logits_kl_max", "logits_cosine_mean",
             "embedding_cosine_mean")] + \
         [(n, ctypes.c_int64) for n in ("file_bytes_reference", "file_bytes_quantized",
-                                       "weight_bytes_reference", "weight_bytes_quantized")]
+                                       "weight_bytes_reference", "weight_bytes_quantized")] + \
+        [(n, ctypes.c_double) for n in (
+            "confidence_reference", "confidence_quantized", "ece_reference", "ece_quantized",
+            "top1_error_reference", "top1_error_quantized", "top1_disagreement", "achieved_gops", "peak_gops",
+            "utilization_fraction", "threads_busy", "memory_gbps")] + \
+        [("utilization_kernel", ctypes.c_char * 64)]
 
 
 class Array(ctypes.Structure):

@@ -151,7 +151,8 @@ class QuantizationManager:
         list of sequences): `proteus evaluate`'s numbers as a dict
         (accuracy_reference, accuracy_quantized (fractions),
         accuracy_drop_points, logits_kl_mean, logits_cosine_mean,
-        embedding_cosine_mean, ...)."""
+        embedding_cosine_mean, confidence_*, ece_*, top1_error_*,
+        top1_disagreement, the utilization figures, ...)."""
         if reference is None:
             reference = getattr(model, "source", None)
         if reference is None:
@@ -162,6 +163,7 @@ class QuantizationManager:
             lib().pq_evaluate(c.ptr, enc(_path_of(model)), enc(_path_of(reference)), enc(fasta),
                               int(max_seqs or 0), int(seed), ctypes.byref(s))
         self.last_evaluation = {name: getattr(s, name) for name, _ in EvalSummary._fields_}
+        self.last_evaluation["utilization_kernel"] = s.utilization_kernel.decode()
         return dict(self.last_evaluation)
 
     def _fallback_config(self, config):

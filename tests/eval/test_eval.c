@@ -3,8 +3,10 @@
  * gives KL 0, cosines 1, the same masked-LM tallies and SQNR +inf; against
  * another model a positive KL), the masked-LM loop (counts by the masking
  * rule, independent of the batch size), the embedding loop (means of the
- * rows it hands out, layer indices) and the masked-LM numbers on a
- * hand-computed case, on a synthetic t6 and a three-record FASTA. */
+ * rows it hands out, layer indices), the masked-LM numbers, confidence and
+ * calibration error on hand-computed cases, the comparison's independence
+ * of chunks and batches, and the utilization probe's operation count, on a
+ * synthetic t6 and a three-record FASTA. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -63,7 +65,8 @@ static pq_eval_compare_opts compare_opts(const char *model, const char *referenc
 {
     return (pq_eval_compare_opts){.model = model, .reference = reference, .fasta = g_fasta, .max_length = 1022,
                                   .batch_tokens = 40, .seed = 3, .mask_frac = 0.15,
-                                  .model_opts = {.n_threads = 1}, .reference_opts = {.n_threads = 1}};
+                                  .model_opts = {.n_threads = 1}, .reference_opts = {.n_threads = 1},
+                                  .no_peak = true};
 }
 
 static void test_compare_self(void **state)
@@ -87,6 +90,21 @@ static void test_compare_self(void **state)
     assert_true(r.ref.mlm.nll == r.q.mlm.nll);
     assert_int_equal(r.ref.weight_bytes, r.q.weight_bytes);
     assert_true(r.ref.file_bytes > 0 && r.ref.file_bytes == r.q.file_bytes);
+    /* the same model: no top-1 disagreement, the same confidence and ECE */
+    assert_int_equal(r.n_disagree, 0);
+    assert_true(pq_eval_disagreement(&r) == 0.0);
+    assert_int_equal(r.ref.cal.n, masked);
+    assert_true(pq_eval_calib_confidence(&r.ref.cal) == pq_eval_calib_confidence(&r.q.cal));
+    assert_true(pq_eval_calib_ece(&r.ref.cal) == pq_eval_calib_ece(&r.q.cal));
+    assert_true(pq_eval_top1_error(&r.ref) == pq_eval_top1_error(&r.q));
+    double cf = pq_eval_calib_confidence(&r.ref.cal);
+    assert_true(cf > 1.0 / 33 && cf <= 1.0);
+    /* a float model runs its Linears on sgemm: 2 x (4 D^2 + 2 D F) per layer
+     * and 2 D^2 for the LM dense, per token (D 320, F 1280, 6 layers) */
+    assert_string_equal(r.util.kernel, "sgemm fp32");
+    double per_tok = 2.0 * (6 * (4.0 * 320 * 320 + 2.0 * 320 * 1280) + 320.0 * 320);
+    assert_true(r.util.ops == per_tok * (double)r.n_tokens);
+    assert_true(isnan(r.util.peak_gops) && r.util.achieved_gops > 0);
     for (int l = 0; l < 6; l++)
         for (int s = 0; s < PQ_EVAL_N_SITES - 1; s++) assert_true(isinf(pq_eval_report_sqnr_db(&r, l, s)));
     assert_true(isinf(pq_eval_report_sqnr_db(&r, 6, PQ_EVAL_N_SITES - 1)));
@@ -105,7 +123,87 @@ static void test_compare_other(void **state)
     assert_int_equal(r.ref.mlm.n_masked, r.q.mlm.n_masked);
     double db = pq_eval_report_sqnr_db(&r, 0, 0);
     assert_true(isfinite(db));
+    assert_true(r.n_disagree > 0 && r.n_disagree <= r.n_positions);
+    /* every number but the timings is the same with one record per chunk
+     * and other batches: the report adds per-sequence sums in input order */
+    o.chunk_residues = 1;
+    o.batch_tokens = 100;
+    pq_eval_report r2;
+    assert_int_equal(pq_eval_compare(&o, &r2), PQ_OK);
+    assert_int_equal(r2.n_sequences, N_SEQS);
+    assert_true(r2.kl_mean == r.kl_mean && r2.kl_max == r.kl_max && r2.logits_cosine_mean == r.logits_cosine_mean);
+    assert_true(r2.embedding_cosine_mean == r.embedding_cosine_mean && r2.n_disagree == r.n_disagree);
+    assert_true(memcmp(&r2.ref.mlm, &r.ref.mlm, sizeof r.ref.mlm) == 0);
+    assert_true(memcmp(&r2.q.cal, &r.q.cal, sizeof r.q.cal) == 0);
+    assert_true(memcmp(r2.sqnr, r.sqnr, 7 * PQ_EVAL_N_SITES * sizeof *r.sqnr) == 0);
+    pq_eval_report_free(&r2);
     pq_eval_report_free(&r);
+}
+
+/* The kernel peak probe: a positive, finite rate, and the utilization
+ * figures derived from it. */
+static void test_compare_peak(void **state)
+{
+    (void)state;
+    pq_eval_compare_opts o = compare_opts(g_model, g_model);
+    o.no_peak = false;
+    pq_eval_report r;
+    assert_int_equal(pq_eval_compare(&o, &r), PQ_OK);
+    assert_true(isfinite(r.util.peak_gops) && r.util.peak_gops > 0);
+    assert_true(fabs(r.util.fraction - r.util.achieved_gops / r.util.peak_gops) < 1e-12);
+    assert_int_equal(r.util.threads, 1);
+    /* 40-token batches: records 0 and 1 (35 tokens), then record 2 */
+    assert_true(r.util.threads_busy > 0 && r.q.cpu_seconds > 0 && r.q.n_forwards == 2);
+    assert_true(fabs(r.util.memory_gbps - 2.0 * (double)r.q.linear_weight_bytes / r.q.seconds / 1e9) < 1e-9);
+    pq_eval_report_free(&r);
+}
+
+/* Four predictions: p 0.95 right, 0.95 wrong (bin 14), 0.5 right (bin 7),
+ * 0.3 wrong (bin 4): ECE = (|1 - 1.9| + |1 - 0.5| + |0 - 0.3|) / 4 = 0.425,
+ * confidence (0.95 + 0.95 + 0.5 + 0.3) / 4 = 0.675. From logits, V = 3:
+ * (0, ln 2, 0) true id 1 gives p 1/2, right; (ln 5, 0, 0) true id 2 gives
+ * p 5/7, wrong: ECE (1/2 + 5/7) / 2. */
+static void test_ece_by_hand(void **state)
+{
+    (void)state;
+    pq_eval_calib c = {0}, d = {0};
+    pq_eval_calib_add_one(&c, 0.95, true);
+    pq_eval_calib_add_one(&c, 0.95, false);
+    pq_eval_calib_add_one(&d, 0.5, true);
+    pq_eval_calib_add_one(&d, 0.3, false);
+    pq_eval_calib_merge(&c, &d);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(c.bin_n[14], 2);
+    assert_int_equal(c.bin_n[7], 1);
+    assert_int_equal(c.bin_n[4], 1);
+    assert_true(fabs(pq_eval_calib_ece(&c) - 0.425) < 1e-12);
+    assert_true(fabs(pq_eval_calib_confidence(&c) - 0.675) < 1e-12);
+    /* bins are (b/15, (b+1)/15]: the upper edge belongs to the bin */
+    assert_int_equal(pq_eval_ece_bin(1.0), 14);
+    assert_int_equal(pq_eval_ece_bin(0.5 / 15), 0);
+    assert_int_equal(pq_eval_ece_bin(1.0 / 15 + 1e-9), 1);
+    assert_int_equal(pq_eval_ece_bin(14.5 / 15), 14);
+    assert_int_equal(pq_eval_ece_bin(0.0), 0);
+    /* perfectly calibrated: every p 1 and right */
+    pq_eval_calib e = {0};
+    for (int i = 0; i < 5; i++) pq_eval_calib_add_one(&e, 1.0, true);
+    assert_true(pq_eval_calib_ece(&e) == 0.0);
+    pq_eval_calib z = {0};
+    assert_true(isnan(pq_eval_calib_ece(&z)));
+    const float logits[9] = {0, (float)log(2.0), 0, (float)log(5.0), 0, 0, 9, 0, 0};
+    const int32_t orig[3] = {1, 2, -1};
+    pq_eval_calib l = {0};
+    pq_eval_calib_add(&l, logits, orig, 3, 3);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.bin_n[7], 1);
+    assert_int_equal(l.bin_n[10], 1);
+    assert_int_equal(l.bin_correct[7], 1);
+    assert_int_equal(l.bin_correct[10], 0);
+    assert_true(fabs(pq_eval_calib_ece(&l) - (0.5 + 5.0 / 7) / 2) < 1e-6);
+    assert_true(fabs(pq_eval_calib_confidence(&l) - (0.5 + 5.0 / 7) / 2) < 1e-6);
+    /* argmax: the first of equal logits */
+    const float tie[4] = {1, 3, 3, 2};
+    assert_int_equal(pq_eval_argmax(tie, 4), 1);
 }
 
 static void test_score_batches(void **state)
@@ -209,6 +307,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlm_by_hand),
+        cmocka_unit_test(test_ece_by_hand),
+        cmocka_unit_test(test_compare_peak),
         cmocka_unit_test(test_compare_self),
         cmocka_unit_test(test_compare_other),
         cmocka_unit_test(test_score_batches),

@@ -92,3 +92,21 @@ def build_fairesm(path):
         raise RuntimeError(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
     model.eval()
     return model, L, D
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def mask_positions(seed, index, n_res, frac=0.15):
+    """The masking rule of `proteus score --help`, written independently:
+    the residues (0-based) of record `index` that are masked."""
+    us = [(splitmix64(splitmix64(splitmix64(seed) ^ index) ^ i) >> 11) / float(1 << 53) for i in range(n_res)]
+    pos = [i for i, u in enumerate(us) if u < frac]
+    return pos or [min(range(n_res), key=lambda i: us[i])]

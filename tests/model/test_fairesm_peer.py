@@ -132,23 +132,6 @@ def check_model(model_path, label, subset=None):
     return failures
 
 
-M64 = (1 << 64) - 1
-
-
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
-
-def mask_positions(seed, index, n_res, frac=0.15):
-    """The masking rule of `proteus score --help`, written independently."""
-    us = [(splitmix64(splitmix64(splitmix64(seed) ^ index) ^ i) >> 11) / float(1 << 53) for i in range(n_res)]
-    pos = [i for i, u in enumerate(us) if u < frac]
-    return pos or [min(range(n_res), key=lambda i: us[i])]
-
-
 def check_commands(model_path):
     """`proteus embed` means and `proteus score` metrics against fair-esm."""
     failures = []
@@ -201,7 +184,7 @@ def check_commands(model_path):
     masked = tokens.clone()
     truth = []
     for b, s in enumerate(seqs):
-        pos = mask_positions(seed, b, len(s))
+        pos = fairesm_ref.mask_positions(seed, b, len(s))
         for i in pos:
             truth.append((b, i + 1, int(tokens[b, i + 1])))
             masked[b, i + 1] = model.alphabet.mask_idx

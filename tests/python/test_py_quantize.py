@@ -124,8 +124,12 @@ class Quantize(unittest.TestCase):
         for k in ("n_sequences", "n_tokens", "n_masked", "file_bytes_quantized", "weight_bytes_quantized"):
             self.assertEqual(got[k], want[k], k)
         for k in ("accuracy_reference", "accuracy_quantized", "accuracy_drop_points", "logits_kl_mean",
-                  "logits_cosine_mean", "embedding_cosine_mean"):
+                  "logits_cosine_mean", "embedding_cosine_mean", "confidence_reference", "confidence_quantized",
+                  "ece_reference", "ece_quantized", "top1_error_reference", "top1_error_quantized",
+                  "top1_disagreement"):
             self.assertAlmostEqual(got[k], want[k], places=12, msg=k)
+        self.assertEqual(got["utilization_kernel"], want["utilization"]["kernel"])
+        self.assertGreater(got["peak_gops"], 0)
 
     def test_fallback(self):
         """int4 per tensor and int8 per channel, the one that loses more

@@ -52,6 +52,16 @@ if p.returncode == 0:
     expect(r["perplexity_reference"] > 1 and r["perplexity_quantized"] > 1, "perplexity <= 1")
     expect(r["weight_bytes_reduction"] > 3.5, f"weight bytes reduction {r['weight_bytes_reduction']}")
     expect(r["file_bytes_quantized"] < r["file_bytes_reference"], "quantized file not smaller")
+    u = r["utilization"]
+    expect(u["kernel"].endswith("int8 (W8A8)") and u["peak_gops"] > 0 and 0 < u["fraction"] < 1.5
+           and u["threads"] == 2 and u["threads_busy"] > 0 and u["memory_gbps"] > 0, f"utilization {u}")
+    expect(abs(u["fraction"] - u["achieved_gops"] / u["peak_gops"]) < 1e-12, "utilization fraction")
+    expect(0 <= r["top1_disagreement"] < 0.05 and r["n_disagree"] <= r["n_positions"],
+           f"int8 top-1 disagreement {r['top1_disagreement']}")
+    expect(abs(r["top1_error_reference"] - (1 - r["accuracy_reference"])) < 1e-15, "top-1 error is not 1 - accuracy")
+    for k in ("confidence_reference", "confidence_quantized", "ece_reference", "ece_quantized"):
+        expect(0 < r[k] < 1, f"{k} {r[k]}")
+    expect("confidence (masked)" in p.stdout and "calibration error (ECE)" in p.stdout, "confidence rows missing")
     expect(r["n_positions"] == r["n_tokens"] - 2 * r["n_sequences"], "KL positions are not the residues")
     layers = r["linear_sqnr_db"]
     expect(len(layers) == 7 and layers[-1]["layer"] == "head", "layer list")
@@ -139,6 +149,11 @@ if p.returncode == 0:
     expect(r0["logits_kl_mean"] == 0.0 and r0["logits_kl_max"] == 0.0, f"self KL {r0['logits_kl_mean']}")
     expect(abs(r0["logits_cosine_mean"] - 1) < 1e-12, f"self cosine {r0['logits_cosine_mean']}")
     expect(r0["accuracy_reference"] == r0["accuracy_quantized"], "self accuracy differs")
+    expect(r0["top1_disagreement"] == 0.0 and r0["n_disagree"] == 0, f"self disagreement {r0['top1_disagreement']}")
+    expect(r0["confidence_reference"] == r0["confidence_quantized"] and r0["ece_reference"] == r0["ece_quantized"],
+           "self confidence or ECE differs")
+    expect(r0["top1_error_reference"] == r0["top1_error_quantized"], "self top-1 error differs")
+    expect(r0["utilization"]["kernel"] == "sgemm fp32", f"fp32 kernel {r0['utilization']['kernel']}")
     expect(all(v == "inf" for row in r0["linear_sqnr_db"] for k, v in row.items() if k != "layer"),
            "self SQNR not inf")
 
