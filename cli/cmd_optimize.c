@@ -24,6 +24,10 @@
 #include "pipeline/outpath.h"
 #include "worker/sync.h"
 
+/* Bytes a checked file leaves under --max-size: `quantize --recipe` records
+ * its own command line and recipe path, which the check's file lacks. */
+#define SIZE_SLACK 4096
+
 typedef struct optimize_opts {
     const char *model, *calib, *eval, *out, *json, *sens_in, *hardware, *tmp_dir;
     int64_t max_size, calib_seqs, eval_seqs, max_length, batch_tokens;
@@ -40,7 +44,8 @@ static const pq_cli_opt k_opts[] = {
      .meta = "RECIPE.json", .help = "the chosen recipe, for `proteus quantize --recipe` (written only when\n"
      "every constraint is met)"},
     {.name = "max-size", .kind = PQ_CLI_BYTES, .offset = offsetof(optimize_opts, max_size), .lo = 1, .meta = "BYTES",
-     .help = "the quantized file must take at most BYTES (k, M, G: powers of 1024,\nfractions allowed: 3.5M)"},
+     .help = "the quantized file must take at most BYTES (k, M, G: powers of 1024,\nfractions allowed: 3.5M); checks "
+     "keep 4 KiB free for what quantize\nrecords beside the weights (its command line)"},
     {.name = "max-drop", .kind = PQ_CLI_F64, .offset = offsetof(optimize_opts, max_drop), .lo = 0, .hi = 100,
      .meta = "POINTS", .help = "masked-LM accuracy on --eval-data at most POINTS percentage points\nbelow fp32's "
      "(then the smallest file that keeps it is chosen)"},
@@ -222,7 +227,8 @@ static pq_status sensitivity(const optimize_opts *o, int rank, pq_sens_table *t)
 static pq_status decide_and_write(const optimize_opts *o, const pq_sens_table *t, bool *met)
 {
     pq_decision d;
-    pq_constraints c = {.max_size = o->max_size, .max_drop = o->max_drop, .min_speedup = o->min_speedup};
+    pq_constraints c = {.max_size = o->max_size, .max_drop = o->max_drop, .min_speedup = o->min_speedup,
+                        .size_slack = SIZE_SLACK};
     pq_optimize_verify v = {.model = o->model, .tmp_dir = o->tmp_dir, .threads = o->threads,
                             .hardware = o->hardware, .progress = !o->quiet,
                             .eval = {.fasta = o->eval, .max_seqs = o->eval_seqs, .max_length = o->max_length,
@@ -255,6 +261,7 @@ static pq_status decide_and_write(const optimize_opts *o, const pq_sens_table *t
         char msg[800] = "";
         for (int i = 0; i < d.n_unmet; i++)
             snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s", i ? "; " : "", d.unmet[i]);
+        pq_err_clear();
         st = pq_err(PQ_ERR_ACCURACY, "no candidate meets every constraint; the closest could not meet: %s "
                     "(no recipe written)", msg);
     }

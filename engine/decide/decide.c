@@ -21,9 +21,9 @@ double pq_measured_speedup(const pq_measured *m)
 bool pq_constraints_met(const pq_constraints *c, const pq_measured *m, char (*why)[256], int *n_why)
 {
     int n = 0;
-    if (c->max_size > 0 && m->bytes > c->max_size) {
-        if (why) snprintf(why[n], 256, "--max-size %lld bytes: %s takes %lld bytes", (long long)c->max_size,
-                          m->label, (long long)m->bytes);
+    if (c->max_size > 0 && m->bytes + c->size_slack > c->max_size) {
+        if (why) snprintf(why[n], 256, "--max-size %lld bytes: %s takes %lld bytes (+ %lld kept free)",
+                          (long long)c->max_size, m->label, (long long)m->bytes, (long long)c->size_slack);
         n++;
     }
     if (c->max_drop >= 0 && pq_measured_drop_points(m) > c->max_drop) {
@@ -122,14 +122,14 @@ static pq_status measure_uniform(search *s)
 static pq_status fit_size(search *s, int hi, int *out)
 {
     int k = hi;
-    while (k >= 0 && s->f[k].bytes + s->overhead > s->c->max_size) k--;
+    while (k >= 0 && s->f[k].bytes + s->overhead + s->c->size_slack > s->c->max_size) k--;
     while (k >= 0) {
         const pq_measured *m;
         pq_status st = measure_front(s, k, &m);
         if (st) return st;
-        if (m->bytes <= s->c->max_size) break;
+        if (m->bytes + s->c->size_slack <= s->c->max_size) break;
         k--;
-        while (k >= 0 && s->f[k].bytes + s->overhead > s->c->max_size) k--;
+        while (k >= 0 && s->f[k].bytes + s->overhead + s->c->size_slack > s->c->max_size) k--;
     }
     *out = k;
     return PQ_OK;

@@ -25,6 +25,8 @@ typedef struct pq_constraints {
     int64_t max_size;    /* bytes of the file, 0: none */
     double max_drop;     /* accuracy drop in percentage points, < 0: none */
     double min_speedup;  /* tokens/s against fp32's, 0: none */
+    int64_t size_slack;  /* bytes a measured file must leave under max_size (room for what
+                            a later quantize records beside it, such as its command line) */
 } pq_constraints;
 
 /* One measured candidate. */

@@ -121,10 +121,11 @@ pq_status pq_knapsack_solve(const pq_sens_table *t, int64_t budget, int resoluti
     if (budget < base)
         return pq_err(PQ_ERR_ACCURACY, "a budget of %lld bytes for the Linears: the smallest choice takes %lld",
                       (long long)budget, (long long)base);
-    int64_t room = budget - base < span ? budget - base : span;
-    pq_status st = dp_run(t, room > 0 ? room : 1, resolution, &d);
+    pq_status st = dp_run(t, span > 0 ? span : 1, resolution, &d);
     if (st) return st;
-    dp_choice(t, &d, room > 0 ? resolution : 0, choice, bytes, cost);
+    /* whole steps within the room: rounded-up weights then never exceed it */
+    int64_t room = budget - base, c = room / d.step;
+    dp_choice(t, &d, c > resolution ? resolution : (int)c, choice, bytes, cost);
     dp_free(&d);
     return PQ_OK;
 }
