@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/dtype.h"
+#include "base/pq_clock.h"
 #include "eval/eval_metrics.h"
 #include "eval/score.h"
 #include "model/batch.h"
@@ -221,30 +222,54 @@ pq_status pq_sens_measure(pq_sens *s, const pq_sens_table *t, int unit, pq_sens_
         out->estimate += 2.0 * xsq[j] / (double)s->n_tok * e;
     }
     pq_eval_mlm mlm = {0};
-    double kl = 0;
-    int64_t n_pos = 0;
+    double kl = 0, secs;
+    if (st == PQ_OK) st = pq_sens_run(s, NULL, &mlm, &kl, &secs);
+    memcpy(w, s->save, (size_t)n_elems * sizeof *w);
+    if (st) return st;
+    out->d_loss = mlm.nll / (double)mlm.n_masked - s->ref_mlm.nll / (double)s->ref_mlm.n_masked;
+    out->kl = kl;
+    if (out->kl < 0) out->kl = 0; /* rounding of identical rows */
+    return PQ_OK;
+}
+
+pq_status pq_sens_run(pq_sens *s, pq_esm2_model *m, pq_eval_mlm *mlm, double *kl, double *seconds)
+{
+    pq_status st = PQ_OK;
     pq_esm2_outputs o;
+    double sum = 0, t0 = 0;
+    int64_t n_pos = 0;
     memset(&o, 0, sizeof o);
+    memset(mlm, 0, sizeof *mlm);
     o.want_logits = true;
+    *seconds = 0;
+    if (!m) m = s->m;
     for (int bi = 0; st == PQ_OK && bi < s->n_b; bi++) {
         const sens_batch *b = &s->b[bi];
         pq_esm2_outputs_clear(&o);
-        if ((st = pq_esm2_forward(s->m, &b->pk.batch, NULL, &o)) != PQ_OK) break;
+        t0 = pq_now_s();
+        if ((st = pq_esm2_forward(m, &b->pk.batch, NULL, &o)) != PQ_OK) break;
+        *seconds += pq_now_s() - t0;
         int64_t N = b->pk.offsets[b->pk.batch.n_seqs];
-        pq_eval_mlm_add(&mlm, o.logits, b->orig, N, s->V);
+        pq_eval_mlm_add(mlm, o.logits, b->orig, N, s->V);
         for (int64_t q = 0; q < b->pk.batch.n_seqs; q++)
             for (int64_t tk = b->pk.offsets[q] + 1; tk < b->pk.offsets[q + 1] - 1; tk++) {
-                kl += pq_eval_kl(b->ref + tk * s->V, o.logits + tk * s->V, s->V);
+                sum += pq_eval_kl(b->ref + tk * s->V, o.logits + tk * s->V, s->V);
                 n_pos++;
             }
     }
     pq_esm2_outputs_clear(&o);
-    memcpy(w, s->save, (size_t)n_elems * sizeof *w);
-    if (st) return st;
-    out->d_loss = mlm.nll / (double)mlm.n_masked - s->ref_mlm.nll / (double)s->ref_mlm.n_masked;
-    out->kl = n_pos ? kl / (double)n_pos : 0.0;
-    if (out->kl < 0) out->kl = 0; /* rounding of identical rows */
-    return PQ_OK;
+    *kl = n_pos ? sum / (double)n_pos : 0.0;
+    return st;
+}
+
+int64_t pq_sens_tokens(const pq_sens *s)
+{
+    return s->n_tok;
+}
+
+pq_esm2_model *pq_sens_model(pq_sens *s)
+{
+    return s->m;
 }
 
 void pq_sens_reference(const pq_sens *s, double *loss, double *accuracy, int64_t *n_seqs, int64_t *n_masked)

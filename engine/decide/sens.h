@@ -16,6 +16,7 @@
 
 #include "base/pq_err.h"
 #include "decide/table.h"
+#include "eval/eval_metrics.h"
 #include "model/esm2_model.h"
 
 typedef struct pq_sens_opts {
@@ -50,6 +51,17 @@ void pq_sens_unit_cell(const pq_sens_table *t, int unit, int *lin, int *cand);
 /* Measure unit `unit` of t into *out (bytes from t; d_loss, kl, estimate).
  * The model is left as it was. PQ_ERR_RESOURCE, the forward's errors. */
 pq_status pq_sens_measure(pq_sens *s, const pq_sens_table *t, int unit, pq_sens_cell *out);
+
+/* Run model m (NULL: the loaded one, with whatever weights it holds now)
+ * over the masked batches: its masked-LM tallies into *mlm, the mean
+ * KL(reference || m) of the logits over the residue positions of the masked
+ * sequences into *kl, the forward wall seconds into *seconds. m must have
+ * the loaded model's vocabulary. The forward's errors. */
+pq_status pq_sens_run(pq_sens *s, pq_esm2_model *m, pq_eval_mlm *mlm, double *kl, double *seconds);
+/* Tokens in the batches. */
+int64_t pq_sens_tokens(const pq_sens *s);
+/* The loaded fp32 model (borrowed). */
+pq_esm2_model *pq_sens_model(pq_sens *s);
 
 /* The reference's masked-LM loss (mean nats) and accuracy on the data. */
 void pq_sens_reference(const pq_sens *s, double *loss, double *accuracy, int64_t *n_seqs, int64_t *n_masked);
