@@ -6,7 +6,8 @@ kept small (2 calibration sequences, 4 held-out ones, 64 residues):
 accuracy `proteus evaluate` finds to be what optimize reported and at least
 that of every uniform recipe that fits; --max-drop 0.5 gives a file within
 0.5 points by `proteus evaluate`; a budget nothing meets exits 13 naming it
-and writes no recipe; bad options exit 2 naming the option.
+and writes no recipe, as does a speedup nothing reaches; bad options exit 2
+naming the option.
 
 usage: test_optimize.py PROTEUS MODEL CALIB.fasta EVAL.fasta"""
 import json
@@ -113,6 +114,11 @@ expect("--max-size 1024 bytes" in err and "no recipe written" in err, f"message:
 expect(not os.path.exists(path("tiny.recipe.json")), "no recipe file after a failure")
 t = json.load(open(path("tiny.json")))
 expect(t["chosen"]["met"] is False and t["chosen"]["recipe_file"] is None and t["unmet"], "JSON says unmet")
+
+# a speed nothing reaches: named, status 13
+rc, out, err = optimize("fast", "--sensitivity-in", s_json, "--min-speedup", "1000")
+expect(rc == 13 and "--min-speedup 1000" in err, f"--min-speedup 1000: exit {rc}: {err}")
+expect(not os.path.exists(path("fast.recipe.json")), "no recipe file after a failure")
 
 # 5. bad options: exit 2, one line naming the thing
 bad_json = path("badsens.json")
