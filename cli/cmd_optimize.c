@@ -74,7 +74,7 @@ static const pq_cli_opt k_opts[] = {
     {.name = "threads", .kind = PQ_CLI_INT, .offset = offsetof(optimize_opts, threads), .lo = 0, .meta = "N",
      .help = "threads per rank (0: the cores shared out over the ranks of a node)"},
     {.name = "hardware-target", .kind = PQ_CLI_STR, .offset = offsetof(optimize_opts, hardware), .meta = "T",
-     .help = "kernels of the checks: cpu | ref | avx2 | avx512", .flags = PQ_CLI_SHOW_DEFAULT},
+     .help = "kernels of every forward and quantization: cpu | ref | avx2 | avx512", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "resolution", .kind = PQ_CLI_INT, .offset = offsetof(optimize_opts, resolution), .lo = 16,
      .hi = 65536, .meta = "N", .help = "byte steps of the knapsack", .flags = PQ_CLI_SHOW_DEFAULT},
     {.name = "tmp-dir", .kind = PQ_CLI_STR, .offset = offsetof(optimize_opts, tmp_dir), .meta = "DIR",
