@@ -33,9 +33,11 @@ typedef struct optimize_opts {
     int64_t max_size, calib_seqs, eval_seqs, max_length, batch_tokens;
     double max_drop, min_speedup;
     uint64_t seed;
-    int threads, resolution;
+    int threads, resolution, objective;
     bool quiet;
 } optimize_opts;
+
+static const char *const k_objectives[] = {"accuracy", "kl", NULL};
 
 static const pq_cli_opt k_opts[] = {
     {.name = "model", .kind = PQ_CLI_STR, .offset = offsetof(optimize_opts, model), .flags = PQ_CLI_REQUIRED,
@@ -52,6 +54,10 @@ static const pq_cli_opt k_opts[] = {
     {.name = "min-speedup", .kind = PQ_CLI_F64, .offset = offsetof(optimize_opts, min_speedup), .lo = 0, .hi = 1000,
      .flags = PQ_CLI_LO_OPEN, .meta = "X", .help = "tokens/s of the quantized model at least X times fp32's, both "
      "run by\nthe engine on --eval-data in the same process"},
+    {.name = "objective", .kind = PQ_CLI_CHOICE, .offset = offsetof(optimize_opts, objective), .meta = "O",
+     .choices = k_objectives, .flags = PQ_CLI_SHOW_DEFAULT, .help = "without --max-drop, what picks among the "
+     "candidates that meet every\nconstraint: accuracy (the highest masked-LM accuracy on --eval-data) or kl\n"
+     "(the lowest logits KL against fp32: steadier on few sequences)"},
     {.name = "calibration-data", .kind = PQ_CLI_STR, .offset = offsetof(optimize_opts, calib), .meta = "F",
      .help = "FASTA the sensitivity is measured on (default: the bundled\nproteins/calib_sample.fasta)"},
     {.name = "eval-data", .kind = PQ_CLI_STR, .offset = offsetof(optimize_opts, eval), .meta = "F",
@@ -104,8 +110,8 @@ static const pq_cli_cmd k_cmd = {
              "   residue positions, tokens/s against fp32's), searched until the constraints hold.\n"
              "   Of the measured\n"
              "   candidates that meet every constraint the smallest is chosen with --max-drop, else\n"
-             "   the most accurate. The measured Pareto front (bytes, accuracy, KL, tokens/s) is\n"
-             "   printed ('*' on the front, '>' the choice).\n"
+             "   the most accurate (--objective kl: the lowest KL). The measured Pareto front\n"
+             "   (bytes, accuracy, KL, tokens/s) is printed ('*' on the front, '>' the choice).\n"
              "Tensors that are not Linears of the layers follow quantize's defaults (kept fp32).\n"
              "When no candidate meets every constraint, what could not be met is named, no recipe is\n"
              "written, and the exit status is 13 (accuracy).",
@@ -230,7 +236,7 @@ static pq_status decide_and_write(const optimize_opts *o, const pq_sens_table *t
 {
     pq_decision d = {.chosen = -1, .best = -1};
     pq_constraints c = {.max_size = o->max_size, .max_drop = o->max_drop, .min_speedup = o->min_speedup,
-                        .size_slack = SIZE_SLACK};
+                        .size_slack = SIZE_SLACK, .by_kl = o->objective == 1};
     pq_optimize_verify v = {.model = o->model, .tmp_dir = o->tmp_dir, .threads = o->threads,
                             .hardware = o->hardware, .progress = !o->quiet, .time_reference = o->min_speedup > 0};
     pq_sens_opts eo = {.model = o->model, .fasta = o->eval, .max_seqs = o->eval_seqs, .max_length = o->max_length,

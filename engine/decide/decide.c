@@ -159,11 +159,18 @@ static pq_status bisect(search *s, int lo, int hi, bool speed, int *out)
     return PQ_OK;
 }
 
-/* Better for the objective: fewer bytes with --max-drop, else more accurate. */
+/* Better for the objective: fewer bytes with --max-drop, else more accurate
+ * (then lower KL), or with by_kl lower KL (then more accurate). */
 static bool better(const pq_constraints *c, const pq_measured *a, const pq_measured *b)
 {
     if (c->max_drop >= 0) return a->bytes < b->bytes || (a->bytes == b->bytes && a->accuracy > b->accuracy);
-    return a->accuracy > b->accuracy || (a->accuracy == b->accuracy && a->bytes < b->bytes);
+    double ka = a->kl, kb = b->kl, aa = a->accuracy, ab = b->accuracy;
+    if (c->by_kl) { /* lower KL first: swap the roles, negated */
+        ka = -a->accuracy, kb = -b->accuracy;
+        aa = -a->kl, ab = -b->kl;
+    }
+    if (aa != ab) return aa > ab;
+    return ka < kb || (ka == kb && a->bytes < b->bytes);
 }
 
 static void choose(search *s)

@@ -11,7 +11,8 @@
  * fast enough, --max-drop the smallest accurate enough (bisection: fewer
  * bytes are taken as faster and less accurate). Of every measured candidate
  * that meets all constraints, the choice is the smallest with --max-drop,
- * else the most accurate (ties: fewer bytes). */
+ * else the most accurate (ties: lower KL, then fewer bytes), or with by_kl
+ * the lowest KL (ties: more accurate, then fewer bytes). */
 #ifndef PQ_DECIDE_DECIDE_H
 #define PQ_DECIDE_DECIDE_H
 
@@ -27,6 +28,7 @@ typedef struct pq_constraints {
     double min_speedup;  /* tokens/s against fp32's, 0: none */
     int64_t size_slack;  /* bytes a measured file must leave under max_size (room for what
                             a later quantize records beside it, such as its command line) */
+    bool by_kl;          /* without max_drop: choose the lowest KL, not the highest accuracy */
 } pq_constraints;
 
 /* One measured candidate. */

@@ -222,6 +222,35 @@ static void test_decide_combined(void **state)
     pq_decision_free(&d);
 }
 
+/* fake_measure, with a lucky accuracy (+20 points) for the all-int4 file */
+static pq_status lucky_measure(void *user, const pq_sens_table *t, pq_measured *m)
+{
+    pq_status st = fake_measure(user, t, m);
+    if (m->bytes == 45) m->accuracy += 0.2;
+    return st;
+}
+
+static void test_decide_objective(void **state)
+{
+    (void)state;
+    pq_decision d;
+    fake f = {0};
+    pq_sens_table t;
+    hand_table(&t);
+    /* under 75 bytes: the most accurate is the lucky all-int4 file (45) */
+    pq_constraints c = {.max_size = 75, .max_drop = -1};
+    assert_int_equal(pq_decide(&t, &c, 4096, lucky_measure, &f, &d), PQ_OK);
+    assert_int_equal(d.m[d.chosen].bytes, 45);
+    pq_decision_free(&d);
+    /* by KL: the 75-byte file (KL 4 against 14) */
+    c.by_kl = true;
+    assert_int_equal(pq_decide(&t, &c, 4096, lucky_measure, &f, &d), PQ_OK);
+    assert_int_equal(d.m[d.chosen].bytes, 75);
+    assert_float_equal(d.m[d.chosen].kl, 4, 1e-12);
+    pq_decision_free(&d);
+    pq_sens_table_free(&t);
+}
+
 static void test_decide_impossible(void **state)
 {
     (void)state;
@@ -317,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_knapsack_budgets), cmocka_unit_test(test_knapsack_front),
         cmocka_unit_test(test_decide_max_size),  cmocka_unit_test(test_decide_max_drop),
         cmocka_unit_test(test_decide_min_speedup), cmocka_unit_test(test_decide_combined),
+        cmocka_unit_test(test_decide_objective),
         cmocka_unit_test(test_decide_impossible), cmocka_unit_test(test_table_json),
         cmocka_unit_test(test_recipe_json),
     };
