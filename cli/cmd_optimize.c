@@ -147,7 +147,8 @@ static json_t *result_json(const optimize_opts *o, const pq_sens_table *t, const
                              o->max_size > 0 ? json_integer(o->max_size) : json_null(), "max_drop_points",
                              o->max_drop >= 0 ? json_real(o->max_drop) : json_null(), "min_speedup",
                              o->min_speedup > 0 ? json_real(o->min_speedup) : json_null());
-    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "model", o->model, "constraints", cons, "sensitivity",
+    return json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "model", o->model, "constraints", cons,
+                     "objective", k_objectives[o->objective], "sensitivity",
                      pq_sens_table_to_json(t), "estimate_rank_correlation", num_or_null(rho), "front", front,
                      "chosen", chosen, "unmet", unmet);
 }
