@@ -5,7 +5,8 @@ the `proteus` program: quantize_model writes the datasets and attributes
 static on sequences given as a list), DistributedQuantizationManager the
 same under mpirun -n 2, get_quantization_stats the file's own metrics,
 export_quantized_model pq_export's copy, evaluate_quantization
-`proteus evaluate --json`'s numbers, the fallback honest about both runs."""
+`proteus evaluate --json`'s numbers, the fallback honest about both runs,
+optimize_quantization `proteus optimize`'s recipe and its refusal."""
 import json
 import os
 import struct
