@@ -4,7 +4,8 @@ kept small (2 calibration sequences, 4 held-out ones, 64 residues):
 --max-size between the uniform int4 and int8 files gives a recipe that
 `proteus quantize --recipe` turns into a file under the budget, whose
 accuracy `proteus evaluate` finds to be what optimize reported and at least
-that of every uniform recipe that fits; --max-drop 0.5 gives a file within
+that of every uniform recipe that fits; one cell's d_loss is what `proteus
+score` finds with only that Linear quantized; --max-drop 0.5 gives a file within
 0.5 points by `proteus evaluate`; a budget nothing meets exits 13 naming it
 and writes no recipe, as does a speedup nothing reaches; bad options exit 2
 naming the option.
@@ -12,6 +13,7 @@ naming the option.
 usage: test_optimize.py PROTEUS MODEL CALIB.fasta EVAL.fasta"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +79,28 @@ uni = {f["label"]: f for f in loose["front"] if f["label"].startswith("uniform")
 expect(set(uni) == {"uniform int4-ch", "uniform int4-g64", "uniform int8-ch", "uniform fp16"}, f"uniform: {set(uni)}")
 s_json = path("loose.json")
 
+# a cell against the ordinary commands: only that Linear quantized (quantize
+# --recipe), its weights dequantized to fp32 (score --mode dequant) on the same
+# masked calibration sequences: the change of the pooled mean NLL is d_loss
+cell = next(c for c in sens[4]["candidates"] if c["recipe"]["precision"] == "int4" and not c["recipe"]["group_size"])
+one = path("one.recipe.json")
+with open(one, "w") as f:
+    json.dump({"rules": [{"tensors": sens[4]["tensor"], "precision": "int4", "per_channel": True,
+                          "symmetric": True},
+                         {"linears": ["q", "k", "v", "o", "fc1", "fc2"], "precision": "fp32"}]}, f)
+rc, _, err = run("quantize", "--model", MODEL, "--recipe", one, "--out", path("one.h5"), "-q")
+expect(rc == 0, f"quantize one Linear: {err}")
+nll = []
+for m, mode in [(MODEL, []), (path("one.h5"), ["--mode", "dequant"])]:
+    rc, _, err = run("score", "--model", m, "--fasta", CALIB, "--max-seqs", "2", "--max-length", "64", "--threads", "1",
+                     "--json", path("score.json"), *mode)
+    expect(rc == 0, f"score {m}: {err}")
+    nll.append(json.load(open(path("score.json")))["mean_nll"])
+    os.unlink(path("score.json"))
+d = nll[1] - nll[0]
+expect(sens[4]["linear"] == "fc1" and abs(d - cell["d_loss"]) <= 1e-6 + 1e-3 * abs(d),
+       f"{sens[4]['tensor']} int4-ch: d_loss {cell['d_loss']}, score says {d}")
+
 # 2. --max-size between uniform int4 and int8
 budget = (uni["uniform int4-g64"]["bytes"] + uni["uniform int8-ch"]["bytes"]) // 2
 rc, out, err = optimize("size", "--sensitivity-in", s_json, "--max-size", str(budget))
@@ -139,4 +163,6 @@ expect(rc == 0 and all(o in out for o in ["--max-size", "--max-drop", "--min-spe
                                           "--eval-data", "--json", "--sensitivity-in", "--out"]), "--help")
 
 print("FAILED" if failures else "ok", len(failures))
+if not failures:
+    shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(1 if failures else 0)

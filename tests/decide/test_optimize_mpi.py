@@ -6,6 +6,7 @@ the split gives it) and the recipe written are the same bytes.
 usage: test_optimize_mpi.py PROTEUS MPIEXEC MODEL CALIB.fasta EVAL.fasta"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,4 +46,6 @@ for name, launcher, threads in [("n2", [MPIEXEC, "-n", "2"], 1), ("n3", [MPIEXEC
     expect(recipe == base_recipe, f"{name}: the recipe differs from one rank's")
 expect(base_sens is not None and any(c["kl"] > 0 for s in base_sens for c in s["candidates"]), "measured cells")
 print("FAILED" if failures else "ok", len(failures))
+if not failures:
+    shutil.rmtree(TMP, ignore_errors=True)
 sys.exit(1 if failures else 0)
