@@ -17,6 +17,7 @@ int pq_cmd_calibrate(int argc, char **argv);
 int pq_cmd_export(int argc, char **argv);
 int pq_cmd_qat(int argc, char **argv);
 int pq_cmd_report(int argc, char **argv);
+int pq_cmd_optimize(int argc, char **argv);
 
 /* Print "proteus: <class>: <detail>" for a failed status to stderr and return
  * its exit code. */

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"evaluate", pq_cmd_evaluate, "accuracy, size and speed of a quantized model vs its fp32 reference"},
     {"bench", pq_cmd_bench, "forward-pass throughput on uniform or FASTA batches"},
     {"export", pq_cmd_export, "a quantized model as a Hugging Face or compressed-tensors folder"},
+    {"optimize", pq_cmd_optimize, "choose a per-Linear recipe under size, accuracy or speed constraints"},
     {"report", pq_cmd_report, "one self-contained HTML page: SQNR, recipes, sizes, accuracy, front, trail"},
 };
 

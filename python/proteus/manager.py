@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """manager.py - QuantizationManager: quantize, calibrate, evaluate and
 export on this process, through the library (engine/api/proteus.h)."""
+import contextlib
 import ctypes
 import json
 import os
@@ -15,6 +16,11 @@ from .model import ModelInterface, QuantizedModel
 
 class NotAvailableError(ProteusError, NotImplementedError):
     """A call of the design the library does not offer yet."""
+
+
+def _maybe_path(data, what):
+    """fasta_path of data, or None when data is None."""
+    return contextlib.nullcontext(None) if data is None else fasta_path(data, what)
 
 
 def _path_of(model):
@@ -212,12 +218,59 @@ class QuantizationManager:
         raise AccuracyError("%s: masked-LM accuracy drop above the allowed %g points (%s); no output kept"
                             % (model.path, self.allow_accuracy_drop, "; ".join(tried)))
 
-    def optimize_quantization(self, model, constraints):
-        """The search for a recipe under constraints (size, accuracy, speed)
-        is not in the library yet: raises NotAvailableError."""
-        raise NotAvailableError("optimize_quantization: the library has no optimize call yet (a search for the "
-                                "recipe under constraints such as %r is not implemented); choose a "
-                                "QuantizationConfig and use quantize_model_with_fallback" % (constraints,))
+    def optimize_quantization(self, model, constraints, calibration_data=None, eval_data=None, out=None,
+                              options=(), proteus=None):
+        """`proteus optimize`: choose a recipe per Linear weight under
+        constraints, a dict with any of max_size (bytes, or a string such as
+        "3.5M"), max_accuracy_drop (percentage points of masked-LM accuracy;
+        max_drop also works) and min_speedup (times fp32's tokens/s).
+        calibration_data, eval_data: FASTA paths or lists of sequences (the
+        bundled samples when None). out: the recipe file (a new temporary
+        file when None). options: more `proteus optimize` arguments
+        (["--eval-seqs", "50"]); proteus: the program (find_proteus()).
+        Returns the command's --json result (sensitivity, front, chosen);
+        result["chosen"]["recipe_file"] is for QuantizationConfig(recipe=...).
+        No recipe meeting them: AccuracyError naming what was not met."""
+        import subprocess
+
+        from .distributed import find_proteus
+        from .errors import error_for_exit
+        known = {"max_size": "--max-size", "max_accuracy_drop": "--max-drop", "max_drop": "--max-drop",
+                 "min_speedup": "--min-speedup"}
+        if not isinstance(constraints, dict) or not constraints:
+            raise ConfigurationError("optimize_quantization: constraints must be a non-empty dict of %s"
+                                     % ", ".join(sorted(known)))
+        args = []
+        for k, v in constraints.items():
+            if k not in known:
+                raise ConfigurationError("optimize_quantization: unknown constraint %r (known: %s)"
+                                         % (k, ", ".join(sorted(known))))
+            args += [known[k], str(v)]
+        model = _as_model(model)
+        made = out is None
+        if made:
+            fd, out = tempfile.mkstemp(prefix="proteus_", suffix=".recipe.json")
+            os.close(fd)
+            os.unlink(out)
+        with tempfile.TemporaryDirectory(prefix="proteus_") as tmp, \
+                _maybe_path(calibration_data, "calibration_data") as calib, _maybe_path(eval_data, "eval_data") as ev:
+            js = os.path.join(tmp, "optimize.json")
+            cmd = [proteus or find_proteus(), "optimize", "--model", model.path, "--out", out, "--json", js,
+                   "--tmp-dir", tmp, "-q", *args, *[str(a) for a in options]]
+            if calib:
+                cmd += ["--calibration-data", calib]
+            if ev:
+                cmd += ["--eval-data", ev]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            result = None
+            if os.path.exists(js):
+                with open(js) as f:
+                    result = json.load(f)
+        if p.returncode != 0:
+            lines = [ln for ln in p.stderr.splitlines() if ln.startswith("proteus: ")]
+            msg = lines[0][len("proteus: "):] if lines else (p.stderr.strip().splitlines() or ["no message"])[-1]
+            raise error_for_exit(p.returncode, "%s (exit status %d of: %s)" % (msg, p.returncode, " ".join(cmd)))
+        return result
 
     # ---- calibration ----
 

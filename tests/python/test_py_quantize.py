@@ -5,7 +5,8 @@ the `proteus` program: quantize_model writes the datasets and attributes
 static on sequences given as a list), DistributedQuantizationManager the
 same under mpirun -n 2, get_quantization_stats the file's own metrics,
 export_quantized_model pq_export's copy, evaluate_quantization
-`proteus evaluate --json`'s numbers, the fallback honest about both runs."""
+`proteus evaluate --json`'s numbers, the fallback honest about both runs,
+optimize_quantization `proteus optimize`'s recipe and its refusal."""
 import json
 import os
 import struct
@@ -200,13 +201,35 @@ class Errors(unittest.TestCase):
         self.assertIn("missing.safetensors", str(e.exception))
         with self.assertRaises(proteus.ConfigurationError):
             m.quantize_model(MODEL, calibration_data=["MKT"], out=path("dyn_data.h5"))  # dynamic uses no data
-        with self.assertRaises(NotImplementedError) as e:
-            m.optimize_quantization(MODEL, {"max_accuracy_drop": 0.5})
-        self.assertIsInstance(e.exception, proteus.ProteusError)
+        with self.assertRaises(proteus.ConfigurationError) as e:
+            m.optimize_quantization(MODEL, {"max_accuracy": 0.5})
+        self.assertIn("max_accuracy", str(e.exception))
         with self.assertRaises(proteus.ConfigurationError):
             proteus.ModelInterface(name="esm2_t33_650M_UR50D")
         for err in (proteus.QuantizationError, proteus.CalibrationError, proteus.HardwareCompatibilityError):
             self.assertTrue(issubclass(err, proteus.ProteusError))
+
+
+class Optimize(unittest.TestCase):
+    def test_optimize_quantization(self):
+        """optimize_quantization runs `proteus optimize`: its recipe, given to
+        QuantizationConfig(recipe=...), makes a file under the size asked
+        for; a size nothing meets raises AccuracyError naming it."""
+        m = proteus.QuantizationManager()
+        small = ["--calibration-seqs", "2", "--eval-seqs", "2", "--max-length", "48", "--threads", "1"]
+        r = m.optimize_quantization(MODEL, {"max_size": "6M"}, eval_data=EVAL, out=path("opt.recipe.json"),
+                                    options=small)
+        self.assertTrue(r["chosen"]["met"])
+        self.assertEqual(r["chosen"]["recipe_file"], path("opt.recipe.json"))
+        self.assertEqual(len(r["sensitivity"]), 36)
+        q = m.quantize_model(MODEL, config=proteus.QuantizationConfig(recipe=path("opt.recipe.json")),
+                             out=path("opt.h5"))
+        self.assertLessEqual(os.path.getsize(q.path), 6 << 20)
+        with open(path("opt.json"), "w") as f:
+            json.dump(r, f)
+        with self.assertRaises(proteus.AccuracyError) as e:
+            m.optimize_quantization(MODEL, {"max_size": 1000}, options=small + ["--sensitivity-in", path("opt.json")])
+        self.assertIn("--max-size 1000 bytes", str(e.exception))
 
 
 if __name__ == "__main__":
