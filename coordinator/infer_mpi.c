@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "coordinator/infer_progress.h"
 #include "coordinator/monitor.h"
 #include "worker/stop.h"
@@ -234,6 +235,7 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
         if (st != PQ_OK) break;
         if (owner != rank && rank != 0) continue;
         b.len = 0;
+        if (owner == rank && pq_fault_at(PQ_FAULT_SLOW_RANK, rank)) nanosleep(&(struct timespec){0, 200000000}, NULL);
         pq_status cs = owner != rank ? recv_chunk(comm, owner, ci, &b) : fn(user, &ch, rank ? &ob.b[ob.k] : &b);
         if (rank != 0) cs = send_chunk(comm, &ob, cs);
         else if (cs == PQ_OK) cs = pq_journal_add_block(j, ci, b.data, b.len);
