@@ -67,8 +67,9 @@ static const pq_cli_cmd k_cmd = {
              "final LayerNorm, as fair-esm's representations[L]); negative i counts from L+1.\n"
              "The FASTA is streamed in chunks of about --chunk-residues residues, shared out\n"
              "over the MPI ranks (rank 0 included); finished chunks go to EMB.h5.journal,\n"
-             "so a stopped run continues with --resume, and the file is assembled from it\n"
-             "at the end (the journal is then removed). Every dataset carries HDF5's\n"
+             "so a stopped run continues with --resume (on any number of ranks), and the\n"
+             "file is assembled from it at the end (the journal is then removed). SIGUSR1\n"
+             "or SIGTERM stops the run between chunks (exit status 14). Every dataset carries HDF5's\n"
              "Fletcher-32 checksum, as a Proteus model does (docs/FORMAT.md).",
     .opts = k_opts,
 };

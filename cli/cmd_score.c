@@ -61,7 +61,8 @@ static const pq_cli_cmd k_cmd = {
              "               positions), log-softmax over all 33 logits, pooled over the file.\n"
              "The FASTA is streamed in chunks of about --chunk-residues residues, shared out\n"
              "over the MPI ranks (rank 0 included); finished chunks go to OUT.journal (OUT:\n"
-             "--out, else --json), so a stopped run continues with --resume.",
+             "--out, else --json), so a stopped run continues with --resume (on any number\n"
+             "of ranks); SIGUSR1 or SIGTERM stops the run between chunks (exit status 14).",
     .opts = k_opts,
 };
 
