@@ -167,8 +167,8 @@ static pq_status open_and_share(MPI_Comm comm, int rank, const pq_infer_run *r, 
     pq_status st = PQ_OK;
     int64_t k = 0;
     if (rank == 0 && !r->header) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-    if (rank == 0 && !st && (st = pq_journal_open_blocks(r->out, r->resume, r->header, PQ_JOURNAL_ANY_BLOCKS, jp)) == PQ_OK)
-        k = pq_journal_n_blocks(*jp);
+    if (rank == 0 && !st) st = pq_journal_open_blocks(r->out, r->resume, r->header, PQ_JOURNAL_ANY_BLOCKS, jp);
+    if (rank == 0 && !st) k = pq_journal_n_blocks(*jp);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) return st;
     if ((st = mpi_ok(MPI_Bcast(&k, 1, MPI_INT64_T, 0, comm), "MPI_Bcast(journal chunks)"))) return st;
     if (!(*done = calloc((size_t)k + 1, 1))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* journal.h - OUT.journal, the durable record of a run's committed units
- * that `--resume` goes on from (docs/FORMAT.md, "The resume journal").
+ * that `--resume` goes on from (docs/FORMAT.md, "The resume journal"): the
+ * one journal of every resumable command: quantize's plan units, calibrate's
+ * blocks of sequences, embed's and score's chunks (blocks too).
  *
  * An HDF5 file cut by kill -9 or a power cut is not reliably readable, so
  * the units are not recovered from OUT.partial: rank 0 appends each unit's
