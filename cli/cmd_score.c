@@ -157,9 +157,12 @@ int pq_cmd_score(int argc, char **argv)
     if (st == PQ_OK && rank == 0 && o.out) st = pq_out_check("--out", o.out, inputs, 2);
     if (st == PQ_OK && rank == 0 && o.json) st = pq_out_check("--json", o.json, inputs, 2);
     if (!out) { /* a journal no --resume can name: removed whatever happens */
-        snprintf(tmp_out, sizeof tmp_out, "%s/proteus-score-%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                 (long)getpid());
+        const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(tmp_out, sizeof tmp_out, "%s/proteus-score-%ld", tmp, (long)getpid());
         out = tmp_out;
+        char stale[4220];
+        snprintf(stale, sizeof stale, "%s.journal", out); /* of a killed process that had this pid */
+        if (rank == 0) unlink(stale);
     }
     if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &ctx.m);
     if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
@@ -168,7 +171,8 @@ int pq_cmd_score(int argc, char **argv)
     head = pq_cli_infer_header("score", &o.in, &o.fwd, &mo, extra); /* NULL: the run fails on rank 0 */
     pq_infer_run run = {.fasta = o.in.fasta, .fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in),
                         .chunk_residues = o.fwd.chunk_residues, .max_records = o.max_seqs, .out = out,
-                        .header = head, .resume = o.fwd.resume, .quiet = o.fwd.quiet,
+                        .header = head, .resume = o.fwd.resume, .discard = !o.out && !o.json,
+                        .quiet = o.fwd.quiet,
                         .monitor = o.fwd.monitor};
     double t0 = pq_now_s();
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;

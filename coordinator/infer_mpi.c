@@ -269,6 +269,6 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     return PQ_OK;
 fail:
     free(done);
-    pq_infer_mpi_end(j, st, true);
+    pq_infer_mpi_end(j, st, !r->discard);
     return st;
 }

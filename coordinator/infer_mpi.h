@@ -41,6 +41,7 @@ typedef struct pq_infer_run {
     const char *header;      /* its header text: the run's identity, "key value" lines
                                 (cli/infer.h's pq_cli_infer_header); NULL: out of memory */
     bool resume;             /* go on from the journal's chunks */
+    bool discard;            /* a journal no --resume can name: removed whatever happens */
     bool quiet;              /* no progress */
     const char *monitor;     /* rank 0's ZeroMQ progress endpoint, or NULL */
 } pq_infer_run;
@@ -56,7 +57,8 @@ typedef struct pq_infer_run {
  * the journal keeps every chunk written before, for --resume. Input errors,
  * met by every rank at the same chunk, and a stop by signal
  * (PQ_ERR_INTERRUPTED) return on every rank (PQ_ERR_FORMAT for an input
- * without a usable record), the journal ended as pq_infer_mpi_end does. */
+ * without a usable record), the journal ended as pq_infer_mpi_end does
+ * (keep: !r->discard). */
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
                            pq_journal **j, int64_t *n_resumed);
 

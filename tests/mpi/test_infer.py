@@ -5,7 +5,8 @@ and another batch size, and a gzipped input; ids and lengths follow the FASTA as
 progress events reach `proteus monitor`; a run killed with SIGKILL (with a torn record appended to its journal,
 or killed halfway through writing one) continues with --resume without rerunning the chunks it wrote,
 and gives the same bytes; SIGUSR1 and SIGTERM stop a run with status 14 and
-its journal, which --resume on another rank count finishes to the same bytes;
+its journal, which --resume on another rank count finishes to the same bytes
+(score without --out or --json leaves no journal);
 a resume with other options or of another FASTA (naming the line that
 differs), a rerun without --resume over a journal, a second writer of the
 same --out, an over-long record under --long error and --contacts on a
@@ -244,6 +245,18 @@ try:
     run(2, "score", *SC, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
     run(0, "score", *SC, "--out", path("s_full.h5"), "--threads", "1", "--chunk-residues", "200")
     expect(same_bytes(path("s_full.h5"), out), "the resumed score differs from an uninterrupted run")
+    # score without --out or --json: its journal in $TMPDIR goes, even after a stop
+    tmpdir = path("tmpdir")
+    os.makedirs(tmpdir)
+    p = subprocess.Popen([PROTEUS, "score", *SC, "--threads", "1", "--chunk-residues", "200", "--quiet"],
+                         env=dict(ENV, TMPDIR=tmpdir, PQ_TEST_SLOW_RANK="0"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    while p.poll() is None and not any(holds_a_chunk(os.path.join(tmpdir, f)) for f in os.listdir(tmpdir)):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    expect(p.returncode == 14 and os.listdir(tmpdir) == [],
+           f"score without --out after SIGTERM: {p.returncode}, left {os.listdir(tmpdir)}")
 
     # --long error names the over-long record
     long_id = next(rid for rid, s in RECS if len(s) > MAXLEN)
