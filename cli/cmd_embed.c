@@ -67,8 +67,9 @@ static const pq_cli_cmd k_cmd = {
              "final LayerNorm, as fair-esm's representations[L]); negative i counts from L+1.\n"
              "The FASTA is streamed in chunks of about --chunk-residues residues, shared out\n"
              "over the MPI ranks (rank 0 included); finished chunks go to EMB.h5.journal,\n"
-             "so a stopped run continues with --resume, and the file is assembled from it\n"
-             "at the end (the journal is then removed). Every dataset carries HDF5's\n"
+             "so a stopped run continues with --resume (on any number of ranks), and the\n"
+             "file is assembled from it at the end (the journal is then removed). SIGUSR1\n"
+             "or SIGTERM stops the run between chunks (exit status 14). Every dataset carries HDF5's\n"
              "Fletcher-32 checksum, as a Proteus model does (docs/FORMAT.md).",
     .opts = k_opts,
 };
@@ -152,8 +153,8 @@ int pq_cmd_embed(int argc, char **argv)
                                   o.include);
     int rank = 0, N = 1;
     if ((rc = pq_cli_infer_mpi_start(&rank, &N))) return rc;
-    char *journal = NULL, fp[2048];
-    pq_infer_journal *j = NULL;
+    char *head = NULL, extra[1024];
+    pq_journal *j = NULL;
     int64_t n_seq = 0, n_res = 0, resumed = 0;
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
@@ -161,36 +162,33 @@ int pq_cmd_embed(int argc, char **argv)
     if (st == PQ_OK && rank == 0 && o.fwd.monitor)
         st = pq_monitor_check_endpoint(o.fwd.monitor, o.fwd.monitor_allow_remote);
     if (st == PQ_OK && rank == 0) st = pq_out_check("--out", o.out, inputs, 2);
-    if (st == PQ_OK && !(journal = malloc(strlen(o.out) + 9))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
     if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &ctx.m);
     const pq_esm2_config *cfg = st == PQ_OK ? pq_esm2_model_config(ctx.m) : NULL;
     if (st == PQ_OK) st = pq_eval_embed_layers(req, n_req, cfg->num_layers, layers);
     if (st == PQ_OK && o.contacts) st = check_contacts(ctx.m, o.in.model);
     if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
-    sprintf(journal, "%s.journal", o.out);
-    int k = pq_cli_infer_fingerprint(fp, sizeof fp, "embed", &o.in, &o.fwd, &mo);
-    for (int i = 0; i < n_req && k > 0 && (size_t)k < sizeof fp; i++)
-        k += snprintf(fp + k, sizeof fp - (size_t)k, "%slayer%d", i ? "," : " ", layers[i]);
-    if (k > 0 && (size_t)k < sizeof fp)
-        snprintf(fp + k, sizeof fp - (size_t)k, " per_tok=%d bos=%d contacts=%d", ctx.want.per_tok, ctx.want.bos,
-                 ctx.want.contacts);
+    int k = snprintf(extra, sizeof extra, "layers");
+    for (int i = 0; i < n_req && k > 0 && (size_t)k < sizeof extra; i++)
+        k += snprintf(extra + k, sizeof extra - (size_t)k, "%s%d", i ? "," : " ", layers[i]);
+    if (k > 0 && (size_t)k < sizeof extra)
+        snprintf(extra + k, sizeof extra - (size_t)k, "\ninclude mean%s%s\ncontacts %d\n",
+                 ctx.want.per_tok ? ",per_tok" : "", ctx.want.bos ? ",bos" : "", ctx.want.contacts);
+    head = pq_cli_infer_header("embed", &o.in, &o.fwd, &mo, extra); /* NULL: the run fails on rank 0 */
     pq_infer_run run = {.fasta = o.in.fasta, .fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in),
-                        .chunk_residues = o.fwd.chunk_residues, .journal = journal, .fingerprint = fp,
+                        .chunk_residues = o.fwd.chunk_residues, .out = o.out, .header = head,
                         .resume = o.fwd.resume, .quiet = o.fwd.quiet,
                         .monitor = o.fwd.monitor};
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = pq_embed_chunk_assemble(j, o.out, cfg, &ctx.want, &n_seq, &n_res);
     if (rank == 0 && st == PQ_OK) {
-        pq_infer_journal_close(j, true);
-        j = NULL;
         printf("embedded %lld sequences (%lld residues), %d layer(s), D=%d, %d rank%s, %lld chunk(s) resumed -> %s\n",
                (long long)n_seq, (long long)n_res, n_req, cfg->embed_dim, N, N == 1 ? "" : "s",
                (long long)resumed, o.out);
     }
+    pq_infer_mpi_end(j, st, true);
     st = pq_sync_agree(MPI_COMM_WORLD, st);
 done:
-    pq_infer_journal_close(j, false);
-    free(journal);
+    free(head);
     pq_esm2_model_free(ctx.m);
     rc = st == PQ_OK ? 0 : rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
     MPI_Finalize();

@@ -256,10 +256,15 @@ int pq_cmd_evaluate(int argc, char **argv)
                                              .no_threading = co.model_opts.no_threading,
                                              .ops = co.model_opts.ops};
     /* rank 0's scratch for the chunks' per-sequence sums, removed at the end */
-    snprintf(journal, sizeof journal, "%s/proteus-evaluate-%ld.journal",
+    snprintf(journal, sizeof journal, "%s/proteus-evaluate-%ld",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
-    snprintf(fp, sizeof fp, "evaluate model=%s reference=%s fasta=%s seed=%llu", o.model, o.reference, o.fasta,
-             (unsigned long long)o.seed);
+    if (rank == 0) { /* of a killed process that had this pid */
+        char stale[4220];
+        snprintf(stale, sizeof stale, "%s.journal", journal);
+        unlink(stale);
+    }
+    snprintf(fp, sizeof fp, "command evaluate\nmodel %s\nreference %s\nfasta %s\nseed %llu\n", o.model,
+             o.reference, o.fasta, (unsigned long long)o.seed);
     st = pq_eval_mpi_compare(MPI_COMM_WORLD, &co, journal, fp, &r);
     /* the count the models ran with: 0 asks for the cores this process may use */
     int64_t threads = co.model_opts.n_threads > 0 ? co.model_opts.n_threads : pq_cpu_count();

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cmd_monitor.c - `proteus monitor ENDPOINT`: subscribe to a quantize run's
- * progress events and show them (the same bar/lines as the run, or JSON). */
+/* cmd_monitor.c - `proteus monitor ENDPOINT`: subscribe to the progress
+ * events of a quantize, embed or score run and show them (the same bar or
+ * lines as the run, or JSON); the events are checked and decoded by
+ * cli/monitor_event.h. */
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include "base/pq_clock.h"
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/monitor_event.h"
 #include "cli/options.h"
 #include "pq_config.h"
 #include "base/pq_err.h"
@@ -39,11 +42,17 @@ static const pq_cli_opt k_opts[] = {
 static const pq_cli_cmd k_cmd = {
     .name = "monitor",
     .usage = "usage: proteus monitor ENDPOINT [--json] [--timeout S]",
-    .about = "Watch a running 'proteus quantize --monitor ENDPOINT' (e.g. tcp://127.0.0.1:5555,\n"
-             "or tcp://HOST:PORT of a remote run started with --monitor-allow-remote).\n"
-             "Shows the run's progress bar (one line per 5% when not on a terminal), then\n"
-             "exits 0 when the run finishes, or with the run's error status when it fails.\n"
-             "Start it before the run to see every event.",
+    .about = "Watch the progress events of a run started with --monitor ENDPOINT:\n"
+             "  proteus quantize   one event per unit (its tensor and SQNR);\n"
+             "  proteus embed      one event per chunk of sequences (its rank, residues);\n"
+             "  proteus score      the same as embed.\n"
+             "ENDPOINT is e.g. tcp://127.0.0.1:5555, ipc:///tmp/run.sock, or tcp://HOST:PORT\n"
+             "of a remote run started with --monitor-allow-remote. Shows the run's progress\n"
+             "bar (one line per 5% when not on a terminal), then exits 0 when the run\n"
+             "finishes, or with the run's error status when it fails. Start it before the\n"
+             "run to see every event. An event that cannot be decoded (not a ProgressEvent,\n"
+             "another Proteus version's schema, an unknown kind) is reported once with its\n"
+             "cause and skipped; the count of skipped events is printed at the end.",
     .opts = k_opts,
     .operand = "ENDPOINT",
     .operand_offset = offsetof(monitor_opts, endpoint),
@@ -79,6 +88,33 @@ static void print_json(const Proteus__ProgressEvent *e)
     json_decref(o);
 }
 
+/* embed's and score's events (phase "infer"): units are chunks, bytes residues. */
+static void show_infer(pq_cli_progress *p, const Proteus__ProgressEvent *e, bool fin)
+{
+    double frac = e->bytes_total ? (double)e->bytes_done / (double)e->bytes_total : 1.0;
+    double rate = e->elapsed_s > 0 ? (double)e->bytes_done / e->elapsed_s : 0;
+    double eta = frac > 0 ? e->elapsed_s * (1 - frac) / frac : 0;
+    int pct = (int)floor(frac * 100.0 + 1e-9);
+    if (fin) {
+        if (p->is_tty) fputc('\n', p->out);
+        printf("finished: %u chunks (%llu residues) on %u ranks, %.2f s\n", e->units_total,
+               (unsigned long long)e->bytes_total, e->n_ranks, e->elapsed_s);
+    } else if (p->is_tty) {
+        char bar[41];
+        for (int i = 0; i < 40; i++) bar[i] = i < (int)(frac * 40) ? '#' : '.';
+        bar[40] = '\0';
+        fprintf(p->out, "\r[%s] %3d%% %u/%u chunks %.0f residues/s ETA %.0fs ", bar, pct, e->units_done,
+                e->units_total, rate, eta);
+    } else if (pct / 5 > p->last_pct / 5 || p->last_pct < 0) {
+        fprintf(p->out, "progress: %3d%% %u/%u chunks, %llu/%llu residues, %.0f residues/s, ETA %.0fs\n", pct,
+                e->units_done, e->units_total, (unsigned long long)e->bytes_done,
+                (unsigned long long)e->bytes_total, rate, eta);
+        p->last_pct = pct;
+    }
+    fflush(p->out);
+    fflush(stdout);
+}
+
 int pq_cmd_monitor(int argc, char **argv)
 {
     monitor_opts o = {0};
@@ -91,6 +127,7 @@ int pq_cmd_monitor(int argc, char **argv)
     const pq_zmq *z = pq_zmq_load();
     if (!z) return pq_cli_fail(pq_err_last());
     int rc = pq_status_exit_code(PQ_ERR_ZMQ);
+    long skipped = 0;
     void *ctx = z->ctx_new(), *sock = ctx ? z->socket(ctx, ZMQ_SUB) : NULL;
     int zero = 0;
     if (!sock || z->setsockopt(sock, ZMQ_SUBSCRIBE, "", 0) || z->setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero) ||
@@ -102,7 +139,6 @@ int pq_cmd_monitor(int argc, char **argv)
     pq_cli_progress_init(&view, stderr, 0);
     double deadline = timeout > 0 ? pq_now_s() + timeout : 0;
     uint8_t buf[PQ_WIRE_MAX_MSG];
-    int warned = 0;
     for (;;) {
         long wait_ms = 500;
         if (deadline) {
@@ -117,11 +153,12 @@ int pq_cmd_monitor(int argc, char **argv)
         if (z->poll(&it, 1, wait_ms) <= 0) continue;
         int n = z->recv(sock, buf, sizeof buf, ZMQ_DONTWAIT);
         if (n < 0) continue;
-        Proteus__ProgressEvent *e = (size_t)n <= sizeof buf
-                                        ? proteus__progress_event__unpack(NULL, (size_t)n, buf) : NULL;
-        if (!e || e->schema != PQ_WIRE_SCHEMA || !e->kind) {
-            if (!warned++) fprintf(stderr, "proteus monitor: ignoring a malformed event (%d bytes)\n", n);
-            if (e) proteus__progress_event__free_unpacked(e, NULL);
+        Proteus__ProgressEvent *e = NULL;
+        /* n is the message's whole size, even when it was cut to fit buf */
+        if (pq_monitor_event_decode(buf, (size_t)n, &e) != PQ_OK) {
+            if (!skipped++) fprintf(stderr, "proteus monitor: skipping a malformed event from %s: %s\n", ep,
+                                    pq_err_detail());
+            pq_err_clear();
             continue;
         }
         int is_err = !strcmp(e->kind, "error"), is_fin = !strcmp(e->kind, "finished");
@@ -129,6 +166,8 @@ int pq_cmd_monitor(int argc, char **argv)
             print_json(e);
         } else if (is_err) {
             fprintf(stderr, "\nproteus monitor: run failed: %s\n", e->error);
+        } else if (e->phase && !strcmp(e->phase, "infer")) {
+            if (!strcmp(e->kind, "unit") || is_fin) show_infer(&view, e, is_fin);
         } else if (!strcmp(e->kind, "unit") || is_fin) {
             pq_progress ev = {
                 .phase = is_fin ? "done" : "quantize", .units_done = (int)e->units_done,
@@ -149,11 +188,12 @@ int pq_cmd_monitor(int argc, char **argv)
         }
     }
 cleanup:
+    if (skipped > 1) fprintf(stderr, "proteus monitor: %ld malformed events skipped\n", skipped);
     if (sock) z->close(sock);
     if (ctx) z->ctx_term(ctx);
     return rc;
 #else
-    (void)json; (void)timeout; (void)print_json;
+    (void)json; (void)timeout; (void)print_json; (void)show_infer;
     fprintf(stderr, "proteus: hardware error: %s: this build has no ZeroMQ (meson -Dzmq=enabled)\n", ep);
     return pq_status_exit_code(PQ_ERR_HARDWARE);
 #endif

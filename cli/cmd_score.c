@@ -61,7 +61,8 @@ static const pq_cli_cmd k_cmd = {
              "               positions), log-softmax over all 33 logits, pooled over the file.\n"
              "The FASTA is streamed in chunks of about --chunk-residues residues, shared out\n"
              "over the MPI ranks (rank 0 included); finished chunks go to OUT.journal (OUT:\n"
-             "--out, else --json), so a stopped run continues with --resume.",
+             "--out, else --json), so a stopped run continues with --resume (on any number\n"
+             "of ranks); SIGUSR1 or SIGTERM stops the run between chunks (exit status 14).",
     .opts = k_opts,
 };
 
@@ -102,7 +103,7 @@ static pq_status run_chunk(void *user, const pq_chunk *ch, pq_buf *out)
 }
 
 /* Rank 0: the totals, the printed line and the files, from the journal. */
-static pq_status finish(const score_opts *o, pq_infer_journal *j, bool fusion, int64_t n_tokens, double secs, int N)
+static pq_status finish(const score_opts *o, pq_journal *j, bool fusion, int64_t n_tokens, double secs, int N)
 {
     pq_score_table t;
     pq_eval_mlm tot = {0};
@@ -144,8 +145,9 @@ int pq_cmd_score(int argc, char **argv)
     int rank = 0, N = 1;
     if ((rc = pq_cli_infer_mpi_start(&rank, &N))) return rc;
     score_ctx ctx = {.s = o.s};
-    char journal[4200], fp[2048];
-    pq_infer_journal *j = NULL;
+    char tmp_out[4200], extra[256], *head = NULL;
+    const char *out = o.out ? o.out : o.json;
+    pq_journal *j = NULL;
     int64_t resumed = 0;
     pq_esm2_model_opts mo;
     const char *inputs[] = {o.in.model, o.in.fasta};
@@ -154,29 +156,31 @@ int pq_cmd_score(int argc, char **argv)
         st = pq_monitor_check_endpoint(o.fwd.monitor, o.fwd.monitor_allow_remote);
     if (st == PQ_OK && rank == 0 && o.out) st = pq_out_check("--out", o.out, inputs, 2);
     if (st == PQ_OK && rank == 0 && o.json) st = pq_out_check("--json", o.json, inputs, 2);
-    if (o.out || o.json) snprintf(journal, sizeof journal, "%s.journal", o.out ? o.out : o.json);
-    else snprintf(journal, sizeof journal, "%s/proteus-score-%ld.journal", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                  (long)getpid());
+    if (!out) { /* a journal no --resume can name: removed whatever happens */
+        const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        snprintf(tmp_out, sizeof tmp_out, "%s/proteus-score-%ld", tmp, (long)getpid());
+        out = tmp_out;
+        char stale[4220];
+        snprintf(stale, sizeof stale, "%s.journal", out); /* of a killed process that had this pid */
+        if (rank == 0) unlink(stale);
+    }
     if (st == PQ_OK) st = pq_esm2_model_open(o.in.model, &mo, &ctx.m);
     if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
-    int k = pq_cli_infer_fingerprint(fp, sizeof fp, "score", &o.in, &o.fwd, &mo);
-    if (k > 0 && (size_t)k < sizeof fp)
-        snprintf(fp + k, sizeof fp - (size_t)k, " seed=%llu mask_frac=%a max_seqs=%lld",
-                 (unsigned long long)o.s.seed, o.s.mask_frac, (long long)o.max_seqs);
+    snprintf(extra, sizeof extra, "seed %llu\nmask_frac %a\nmax_seqs %lld\n", (unsigned long long)o.s.seed,
+             o.s.mask_frac, (long long)o.max_seqs);
+    head = pq_cli_infer_header("score", &o.in, &o.fwd, &mo, extra); /* NULL: the run fails on rank 0 */
     pq_infer_run run = {.fasta = o.in.fasta, .fo = pq_cli_infer_fasta_opts(&o.fwd, &o.in),
-                        .chunk_residues = o.fwd.chunk_residues, .max_records = o.max_seqs, .journal = journal,
-                        .fingerprint = fp, .resume = o.fwd.resume, .quiet = o.fwd.quiet,
+                        .chunk_residues = o.fwd.chunk_residues, .max_records = o.max_seqs, .out = out,
+                        .header = head, .resume = o.fwd.resume, .discard = !o.out && !o.json,
+                        .quiet = o.fwd.quiet,
                         .monitor = o.fwd.monitor};
     double t0 = pq_now_s();
     if ((st = pq_infer_mpi_run(MPI_COMM_WORLD, &run, run_chunk, &ctx, &j, &resumed)) != PQ_OK) goto done;
     if (rank == 0) st = finish(&o, j, !mo.no_fusion, ctx.n_tokens, pq_now_s() - t0, N);
-    if (rank == 0 && st == PQ_OK) {
-        pq_infer_journal_close(j, true);
-        j = NULL;
-    }
+    pq_infer_mpi_end(j, st, o.out || o.json);
     st = pq_sync_agree(MPI_COMM_WORLD, st);
 done:
-    pq_infer_journal_close(j, !o.out && !o.json);
+    free(head);
     pq_esm2_model_free(ctx.m);
     rc = st == PQ_OK ? 0 : rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
     MPI_Finalize();

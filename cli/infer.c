@@ -5,9 +5,11 @@
 #include <mpi.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "pq_config.h"
 #include "worker/mpi_start.h"
 #include "worker/sync.h"
 
@@ -115,15 +117,19 @@ pq_status pq_cli_infer_rank_model_opts(const pq_cli_infer *o, int rank, pq_esm2_
     return st;
 }
 
-int pq_cli_infer_fingerprint(char *buf, size_t n, const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
-                             const pq_esm2_model_opts *mo)
+char *pq_cli_infer_header(const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
+                          const pq_esm2_model_opts *mo, const char *extra)
 {
     struct stat sm, sf;
+    char *s = NULL;
     if (stat(in->model, &sm)) memset(&sm, 0, sizeof sm);
     if (stat(in->fasta, &sf)) memset(&sf, 0, sizeof sf);
-    return snprintf(buf, n, "%s model=%s size=%lld mtime=%lld fasta=%s size=%lld mtime=%lld max_length=%lld "
-                    "long=%d chunk=%lld mode=%d fusion=%d kernels=%s", cmd, in->model, (long long)sm.st_size,
-                    (long long)sm.st_mtime, in->fasta, (long long)sf.st_size, (long long)sf.st_mtime,
-                    (long long)o->max_length, in->on_long, (long long)o->chunk_residues, o->mode, !mo->no_fusion,
-                    mo->ops.name ? mo->ops.name : "");
+    if (asprintf(&s, "kind %s\nproteus " PQ_VERSION "\nmodel %s, %lld bytes, mtime %lld\n"
+                 "fasta %s, %lld bytes, mtime %lld\nmax_length %lld\nlong %s\nchunk_residues %lld\nmode %d\n"
+                 "fusion %d\nkernels %s\n%s", cmd, in->model, (long long)sm.st_size, (long long)sm.st_mtime,
+                 in->fasta, (long long)sf.st_size, (long long)sf.st_mtime, (long long)o->max_length,
+                 in->on_long >= 0 && in->on_long < 3 ? k_long[in->on_long] : "?", (long long)o->chunk_residues,
+                 o->mode, !mo->no_fusion, mo->ops.name ? mo->ops.name : "best", extra ? extra : "") < 0)
+        return NULL;
+    return s;
 }

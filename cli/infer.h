@@ -61,10 +61,13 @@ int pq_cli_infer_mpi_start(int *rank, int *n_ranks);
  * neither --threads nor --config names a count. Collective. */
 pq_status pq_cli_infer_rank_model_opts(const pq_cli_infer *o, int rank, pq_esm2_model_opts *mo);
 
-/* The part of a journal's fingerprint (eval/infer_journal.h) these options
- * make: the inputs (path, size, mtime) and every option that changes the
- * numbers; the thread and rank counts and the batch size do not. */
-int pq_cli_infer_fingerprint(char *buf, size_t n, const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
-                             const pq_esm2_model_opts *mo);
+/* The header text of an inference run's journal (pipeline/journal.h;
+ * owned, free(); NULL when out of memory): "key value" lines naming the
+ * command, the Proteus version, the inputs (path, size, mtime) and every
+ * option that changes the numbers (the thread and rank counts and the batch
+ * size do not), then extra (the command's own lines, or NULL). A --resume
+ * whose text differs is refused naming the first line that does. */
+char *pq_cli_infer_header(const char *cmd, const pq_cli_input *in, const pq_cli_infer *o,
+                          const pq_esm2_model_opts *mo, const char *extra);
 
 #endif

@@ -22,7 +22,7 @@ static const command commands[] = {
     {"quantize", pq_cmd_quantize, "quantize a checkpoint into one consolidated HDF5 model"},
     {"qat", pq_cmd_qat, "quantization-aware training (or fp32 fine-tuning) into an HDF5 model"},
     {"inspect", pq_cmd_inspect, "list the tensors of a safetensors or Proteus HDF5 file"},
-    {"monitor", pq_cmd_monitor, "watch a running quantize job (its --monitor ZeroMQ events)"},
+    {"monitor", pq_cmd_monitor, "watch a running quantize, embed or score job (its --monitor events)"},
     {"embed", pq_cmd_embed, "per-sequence ESM-2 embeddings of a FASTA file to HDF5"},
     {"score", pq_cmd_score, "masked-LM accuracy and pseudo-perplexity on a FASTA file"},
     {"evaluate", pq_cmd_evaluate, "accuracy, size and speed of a quantized model vs its fp32 reference"},

@@ -19,16 +19,11 @@ static pq_status mpi_ok(int rc, const char *what)
     return rc == MPI_SUCCESS ? PQ_OK : pq_err(PQ_ERR_MPI, "%s failed", what);
 }
 
-/* Rank 0: every chunk's records from the journal, in order. */
-static pq_status read_records(pq_infer_journal *j, pq_eval_report *rep)
+/* Rank 0: one chunk's records from the journal (blocks come in order). */
+static pq_status add_block(void *user, int64_t id, const void *data, size_t n)
 {
-    pq_buf b = {0};
-    bool got = true;
-    pq_status st = pq_infer_journal_rewind(j);
-    while (st == PQ_OK && (st = pq_infer_journal_next(j, &b, &got)) == PQ_OK && got)
-        st = pq_eval_report_add(rep, b.data, b.len);
-    pq_buf_free(&b);
-    return st;
+    (void)id;
+    return pq_eval_report_add(user, data, n);
 }
 
 /* The ranks' own figures into rep on rank 0: largest times and RSS,
@@ -62,15 +57,15 @@ static pq_status reduce_local(MPI_Comm comm, int rank, const pq_eval_run *run, p
     return PQ_OK;
 }
 
-pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, const char *journal,
-                              const char *fingerprint, pq_eval_report *rep)
+pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, const char *scratch,
+                              const char *header, pq_eval_report *rep)
 {
     int rank, N;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &N);
     memset(rep, 0, sizeof *rep);
     pq_eval_run *run = NULL;
-    pq_infer_journal *j = NULL;
+    pq_journal *j = NULL;
     pq_eval_util_probe u;
     int64_t resumed = 0;
     int threads = 0;
@@ -80,14 +75,15 @@ pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, cons
     fo.max_residues = o->max_length;
     pq_infer_run ir = {.fasta = o->fasta, .fo = fo,
                        .chunk_residues = o->chunk_residues > 0 ? o->chunk_residues : PQ_EVAL_CHUNK_RESIDUES,
-                       .max_records = o->max_seqs, .journal = journal, .fingerprint = fingerprint, .quiet = true};
+                       .max_records = o->max_seqs, .out = scratch, .header = header, .discard = true,
+                       .quiet = true};
     if ((st = pq_infer_mpi_run(comm, &ir, run_chunk, run, &j, &resumed)) != PQ_OK) goto done;
     /* the kernel peak on every rank at once: the ranks' cores are shared as in the run */
     if ((st = mpi_ok(MPI_Barrier(comm), "MPI_Barrier(probe)")) != PQ_OK) goto done;
     st = pq_eval_run_probe(run, &u);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto done;
     if (rank == 0) st = pq_eval_report_init(rep, pq_eval_run_num_layers(run));
-    if (st == PQ_OK && rank == 0) st = read_records(j, rep);
+    if (st == PQ_OK && rank == 0) st = pq_journal_each_block(j, add_block, rep);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto done;
     if ((st = reduce_local(comm, rank, run, &u, rep, &threads)) != PQ_OK) goto done;
     if (rank == 0) {
@@ -95,7 +91,7 @@ pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, cons
         pq_eval_report_finish(rep, &u, threads);
     }
 done:
-    pq_infer_journal_close(j, true);
+    pq_infer_mpi_end(j, st, false);
     pq_eval_run_free(run);
     return st;
 }

@@ -15,12 +15,12 @@
 #include "eval/compare.h"
 
 /* Collective. On rank 0 *out is the whole report (pq_eval_report_free it,
- * also after a failure); elsewhere it stays empty. journal: rank 0's
- * scratch file for the chunks' records (removed at the end); fingerprint:
- * what it is for. Timings over the ranks: seconds and RSS the largest of
+ * also after a failure); elsewhere it stays empty. scratch: rank 0's
+ * journal is SCRATCH.journal, for the chunks' records (removed whatever
+ * happens); header: the run's identity, "key value" lines. Timings over the ranks: seconds and RSS the largest of
  * any rank, CPU time, forwards and the kernel peak (probed on every rank at
  * once) summed. Errors as pq_eval_compare, on every rank. */
-pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, const char *journal,
-                              const char *fingerprint, pq_eval_report *out);
+pq_status pq_eval_mpi_compare(MPI_Comm comm, const pq_eval_compare_opts *o, const char *scratch,
+                              const char *header, pq_eval_report *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* infer_mpi.c - chunks of a streamed FASTA over the ranks, results to rank
- * 0's journal in order (infer_mpi.h). */
+ * 0's journal in order, stopped by a signal between chunks (infer_mpi.h). */
 #include "coordinator/infer_mpi.h"
 
 #include <limits.h>
@@ -9,9 +9,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/log.h"
 #include "base/pq_clock.h"
+#include "base/pq_fault.h"
 #include "coordinator/infer_progress.h"
 #include "coordinator/monitor.h"
+#include "worker/stop.h"
 #include "worker/sync.h"
 
 enum { TAG_HEAD = 0x5049, TAG_DATA };
@@ -135,26 +138,76 @@ static pq_status recv_chunk(MPI_Comm comm, int src, int64_t index, pq_buf *b)
     return wait_req(&req, "MPI_Irecv(chunk)");
 }
 
+/* The stop vote: at the first chunk of every round of N pending chunks
+ * each rank offers whether a stop signal came (a nonblocking allreduce)
+ * and learns the answer to the previous round's offer, so no rank waits
+ * for another to reach the same chunk. */
+typedef struct stop_vote {
+    MPI_Request req;
+    int mine, any;
+} stop_vote;
+
+static pq_status stop_vote_round(MPI_Comm comm, stop_vote *v, bool *stop)
+{
+    *stop = false;
+    if (v->req != MPI_REQUEST_NULL) {
+        pq_status st = wait_req(&v->req, "MPI_Iallreduce(stop)");
+        if (st != PQ_OK) return st;
+        if ((*stop = v->any != 0)) return PQ_OK;
+    }
+    v->mine = pq_stop_signal() != 0;
+    return mpi_ok(MPI_Iallreduce(&v->mine, &v->any, 1, MPI_INT, MPI_MAX, comm, &v->req), "MPI_Iallreduce(stop)");
+}
+
+/* Rank 0 opens the journal and learns its chunks; every rank gets them:
+ * *done[0..*n_known) (owned). */
+static pq_status open_and_share(MPI_Comm comm, int rank, const pq_infer_run *r, pq_journal **jp,
+                                unsigned char **done, int64_t *n_known)
+{
+    pq_status st = PQ_OK;
+    int64_t k = 0;
+    if (rank == 0 && !r->header) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    if (rank == 0 && !st) st = pq_journal_open_blocks(r->out, r->resume, r->header, PQ_JOURNAL_ANY_BLOCKS, jp);
+    if (rank == 0 && !st) k = pq_journal_n_blocks(*jp);
+    if ((st = pq_sync_agree(comm, st)) != PQ_OK) return st;
+    if ((st = mpi_ok(MPI_Bcast(&k, 1, MPI_INT64_T, 0, comm), "MPI_Bcast(journal chunks)"))) return st;
+    if (!(*done = calloc((size_t)k + 1, 1))) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int64_t i = 0; st == PQ_OK && rank == 0 && i < k; i++) (*done)[i] = pq_journal_done(*jp)[i];
+    if ((st = pq_sync_agree(comm, st)) != PQ_OK) return st;
+    *n_known = k;
+    return mpi_ok(MPI_Bcast(*done, (int)k, MPI_UNSIGNED_CHAR, 0, comm), "MPI_Bcast(journal chunks)");
+}
+
+void pq_infer_mpi_end(pq_journal *j, pq_status st, bool keep)
+{
+    bool passing = st == PQ_ERR_INTERRUPTED || st == PQ_ERR_MPI || st == PQ_ERR_IO || st == PQ_ERR_RESOURCE;
+    if (keep && st != PQ_OK && passing && pq_journal_n_done(j)) pq_journal_close(j);
+    else pq_journal_remove(j);
+}
+
 pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_fn fn, void *user,
-                           pq_infer_journal **jp, int64_t *n_resumed)
+                           pq_journal **jp, int64_t *n_resumed)
 {
     int rank, N;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &N);
     *jp = NULL;
-    int64_t n_done = 0, seq_total = 0, res_total = 0, chunk_total = 0, n_records = 0, appended = 0;
-    pq_infer_journal *j = NULL;
-    pq_status st = PQ_OK;
-    if (rank == 0) {
-        st = pq_infer_journal_open(r->journal, r->fingerprint, r->resume, &j, &n_done);
-        if (st == PQ_OK && (!r->quiet || r->monitor)) st = count_input(r, &seq_total, &res_total, &chunk_total);
-    }
+    *n_resumed = 0;
+    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between chunks */
+    int64_t seq_total = 0, res_total = 0, chunk_total = 0, n_records = 0, n_known = 0, n_pending = 0;
+    unsigned char *done = NULL;
+    pq_journal *j = NULL;
+    pq_status st = open_and_share(comm, rank, r, &j, &done, &n_known);
+    if (st == PQ_OK && rank == 0 && (!r->quiet || r->monitor))
+        st = count_input(r, &seq_total, &res_total, &chunk_total);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
-    if ((st = mpi_ok(MPI_Bcast(&n_done, 1, MPI_INT64_T, 0, comm), "MPI_Bcast(resumed chunks)"))) goto fail;
-    *n_resumed = n_done;
+    for (int64_t i = 0; i < n_known; i++) *n_resumed += done[i];
     pq_infer_progress prog;
     pq_monitor *mon = NULL;
     if (rank == 0) {
+        if (*n_resumed)
+            PQ_LOG_INFO("resuming: %lld chunks from %s%s", (long long)*n_resumed, pq_journal_path(j),
+                        pq_journal_n_bad(j) ? " (records that failed their checksum are redone)" : "");
         pq_infer_progress_init(&prog, stderr, r->quiet, seq_total, res_total);
         if (r->monitor && (mon = pq_monitor_open(r->monitor, 0)))
             publish(mon, "start", &prog, 0, chunk_total, -1, -1, N);
@@ -163,27 +216,39 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     pq_buf b = {0}; /* rank 0's */
     outbox ob;
     outbox_init(&ob);
+    stop_vote vote = {.req = MPI_REQUEST_NULL};
     st = pq_chunker_open(r->fasta, &r->fo, r->chunk_residues, r->max_records, &c);
     for (int64_t ci = 0; st == PQ_OK; ci++) {
-        int owner = ci < n_done ? -1 : (int)((ci - n_done) % N);
+        bool resumed = ci < n_known && done[ci];
+        int owner = resumed ? -1 : (int)(n_pending % N);
         pq_chunk ch;
-        bool got;
+        bool got, stop = false;
         if ((st = pq_chunker_next(c, owner == rank, &ch, &got)) != PQ_OK || !got) break;
         n_records += ch.n;
-        if (owner < 0) {
+        if (resumed) {
             if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, true);
             if (rank == 0) publish(mon, "unit", &prog, ci + 1, chunk_total, ci, -1, N);
             continue;
         }
+        if (n_pending++ % N == 0 && (st = stop_vote_round(comm, &vote, &stop)) == PQ_OK && stop)
+            st = pq_stop_check();
+        if (st != PQ_OK) break;
         if (owner != rank && rank != 0) continue;
         b.len = 0;
+        if (owner == rank && pq_fault_at(PQ_FAULT_SLOW_RANK, rank)) nanosleep(&(struct timespec){0, 200000000}, NULL);
         pq_status cs = owner != rank ? recv_chunk(comm, owner, ci, &b) : fn(user, &ch, rank ? &ob.b[ob.k] : &b);
         if (rank != 0) cs = send_chunk(comm, &ob, cs);
-        else if (cs == PQ_OK && (cs = pq_infer_journal_append(j, ci, &b)) == PQ_OK) appended++;
+        else if (cs == PQ_OK) cs = pq_journal_add_block(j, ci, b.data, b.len);
         if (cs != PQ_OK) abort_run(comm, rank, cs);
         if (rank == 0) pq_infer_progress_add(&prog, ch.n, ch.residues, false);
         if (rank == 0) publish(mon, "unit", &prog, ci + 1, chunk_total, ci, owner, N);
     }
+    if (vote.req != MPI_REQUEST_NULL) {
+        pq_status vs = wait_req(&vote.req, "MPI_Iallreduce(stop)");
+        if (vs != PQ_OK) abort_run(comm, rank, vs);
+    }
+    if (st == PQ_ERR_INTERRUPTED && rank == 0)
+        PQ_LOG_INFO("stopping: %d chunks are in %s", pq_journal_n_done(j), pq_journal_path(j));
     if (rank == 0) {
         pq_infer_progress_done(&prog);
         publish(mon, st == PQ_OK ? "finished" : "error", &prog, chunk_total, chunk_total, -1, -1, N);
@@ -199,10 +264,11 @@ pq_status pq_infer_mpi_run(MPI_Comm comm, const pq_infer_run *r, pq_infer_chunk_
     pq_chunker_close(c);
     if (st == PQ_OK && !n_records) st = pq_err(PQ_ERR_FORMAT, "%s: no usable record", r->fasta);
     if ((st = pq_sync_agree(comm, st)) != PQ_OK) goto fail;
+    free(done);
     *jp = j;
     return PQ_OK;
 fail:
-    /* an input error: a journal this run made and wrote nothing to goes */
-    pq_infer_journal_close(j, j && !n_done && !appended && !r->resume);
+    free(done);
+    pq_infer_mpi_end(j, st, !r->discard);
     return st;
 }

@@ -129,9 +129,11 @@ int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *sto
     return u;
 }
 
-int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen)
+int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen, int *next)
 {
-    return pq_claims_next(claims, p, rank, own, stolen);
+    int u = pq_claims_next(claims, p, rank, own, stolen), nx = pq_plan_next_unit(p, *own, rank);
+    *next = u >= 0 && !*stolen && nx < p->n_units ? nx : -1;
+    return u;
 }
 
 int pq_claims_holder(const pq_claims *c, const pq_plan *p, int u)

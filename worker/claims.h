@@ -47,8 +47,9 @@ int pq_claims_steal(pq_claims *c, const pq_plan *p, int rank);
 int pq_claims_next(pq_claims *c, const pq_plan *p, int rank, int *own, bool *stolen);
 
 /* pq_claims_next in the runner's pick shape (unit_batch.h); user is the
- * claims (NULL: the plan's assignment). */
-int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen);
+ * claims (NULL: the plan's assignment). *next: rank's next own unit in plan
+ * order (-1 once it steals). */
+int pq_claims_pick(void *claims, const pq_plan *p, int rank, int *own, bool *stolen, int *next);
 
 /* The rank that claimed unit u (-1: no one yet); without sharing, or for a
  * rank that does not share, its planned rank. */

@@ -94,16 +94,22 @@ static void share_out(gq_state *s)
     free(load);
 }
 
-static int pick_round(void *user, const pq_plan *p, int rank, int *own, bool *stolen)
+/* This round's units of rank, in the round's order (*own: a position in
+ * the round); *next the one after. */
+static int pick_round(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next)
 {
     gq_state *s = user;
     (void)p;
     *stolen = false;
-    while (*own < s->n_round) {
-        int u = s->round[(*own)++];
-        if (s->owner[u] == rank) return u;
+    *next = -1;
+    int u = -1;
+    while (*own < s->n_round && u < 0) {
+        int k = s->round[(*own)++];
+        if (s->owner[k] == rank) u = k;
     }
-    return -1;
+    for (int i = *own; u >= 0 && i < s->n_round && *next < 0; i++)
+        if (s->owner[s->round[i]] == rank) *next = s->round[i];
+    return u;
 }
 
 static pq_status keep_result(void *user, const pq_unit *u, pq_unit_result *r)

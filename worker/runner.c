@@ -27,12 +27,15 @@ typedef struct skip_pick {
     void *user;
 } skip_pick;
 
-static int pick_missing(void *user, const pq_plan *p, int rank, int *own, bool *stolen)
+static int pick_missing(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next)
 {
     skip_pick *s = user;
     for (;;) {
-        int k = s->pick(s->user, p, rank, own, stolen);
-        if (k < 0 || !pq_job_unit_done(s->j, k)) return k;
+        int k = s->pick(s->user, p, rank, own, stolen, next);
+        if (k < 0 || !pq_job_unit_done(s->j, k)) {
+            if (*next >= 0 && pq_job_unit_done(s->j, *next)) *next = -1; /* not read for nothing */
+            return k;
+        }
     }
 }
 
@@ -73,11 +76,8 @@ pq_status pq_run_units(pq_job *j, int rank, pq_pick_fn pick, void *pick_user, co
         pq_batch_fill(b, p, pick_missing, &sp, rank, width, max_chunks, &next_chunk, &own, &n->taken);
         if (!b->n) break;
         bool chunks = b->item[0] < 0;
-        if (width == 1 && !chunks) {
-            /* the kernel reads the next own unit's rows meanwhile */
-            int nx = pq_plan_next_unit(p, own, rank);
-            if (nx < p->n_units) pq_job_prefetch_unit(j, &p->units[nx]);
-        }
+        /* the kernel reads the rows of the unit the pick gives next meanwhile */
+        if (width == 1 && !chunks && b->next >= 0) pq_job_prefetch_unit(j, &p->units[b->next]);
         pq_batch_run(j, rank, b, width > 1 || chunks ? max_chunks : 1, ship, &rs);
         if (!rs.err && s->flush) rs.err = s->flush(s->user);
         if (!rs.err) rs.err = pq_batch_status(b, &n->failed_unit);

@@ -27,12 +27,16 @@ int pq_batch_width(const pq_plan *p, int threads)
     return largest * t > BATCH_INPUT_BYTES ? 1 : t;
 }
 
-int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen)
+int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next)
 {
     (void)user;
     *stolen = false;
+    *next = -1;
     *own = pq_plan_next_unit(p, *own, rank);
-    return *own < p->n_units ? (*own)++ : -1;
+    if (*own >= p->n_units) return -1;
+    int u = (*own)++, nx = pq_plan_next_unit(p, *own, rank);
+    *next = nx < p->n_units ? nx : -1;
+    return u;
 }
 
 /* This rank's digest chunks from *next_chunk up to index horizon, while
@@ -62,10 +66,12 @@ void pq_batch_fill(pq_unit_batch *b, const pq_plan *p, pq_pick_fn pick, void *pi
     int64_t horizon = nx < p->n_units && p->units[nx].chunk >= 0 ? (int64_t)p->units[nx].chunk + max_chunks
                                                                    : INT64_MAX;
     take_chunks(b, p, rank, max_chunks, next_chunk, horizon, &cost, &largest);
+    b->next = -1;
     if (width == 1 && b->n) return; /* width 1: chunks on their own */
     while (b->n < PQ_BATCH_MAX && (b->n < width || cost < 2.0 * width * largest)) {
         bool stolen;
-        int k = pick ? pick(pick_user, p, rank, own, &stolen) : pq_batch_plan_pick(NULL, p, rank, own, &stolen);
+        int k = pick ? pick(pick_user, p, rank, own, &stolen, &b->next)
+                     : pq_batch_plan_pick(NULL, p, rank, own, &stolen, &b->next);
         if (k < 0) break;
         *taken += stolen;
         b->item[b->n++] = k;

@@ -28,6 +28,8 @@
 typedef struct pq_unit_batch {
     int n;                                /* items in the batch */
     int item[PQ_BATCH_MAX];               /* units and chunks (PQ_BATCH_CHUNK) */
+    int next;                             /* the unit the pick expects to give after the batch's
+                                             (its rows may be read ahead), -1: none known */
     pq_unit_result r[PQ_BATCH_MAX];       /* the units' results until shipped */
     pq_status st[PQ_BATCH_MAX];           /* their outcomes */
     char *detail[PQ_BATCH_MAX];           /* a failure's message (owned) */
@@ -35,14 +37,18 @@ typedef struct pq_unit_batch {
     bool shipped[PQ_BATCH_MAX];
 } pq_unit_batch;
 
-/* The next unit `rank` runs: its own in plan order from *own on (*own moves
- * past what was looked at), then, where ranks share claims, another rank's
- * unclaimed one (*stolen set); -1 when none is left. NULL: the plan's own
- * units in order (pq_claims_pick has this shape). */
-typedef int (*pq_pick_fn)(void *user, const pq_plan *p, int rank, int *own, bool *stolen);
+/* The next unit `rank` runs: its own in the pick's order from *own on (*own
+ * is the pick's cursor, moved past what was looked at: a plan position for
+ * the plan's and the claims' picks, a position in a round for GPTQ's), then,
+ * where ranks share claims, another rank's unclaimed one (*stolen set); -1
+ * when none is left. *next: the unit the pick expects to give after it (a
+ * hint to read its rows ahead: another rank may still claim it), -1 when
+ * none is known. NULL: the plan's own units in order (pq_claims_pick has
+ * this shape). */
+typedef int (*pq_pick_fn)(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next);
 
 /* The plan's own units of rank in order (the pick of NULL). */
-int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen);
+int pq_batch_plan_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next);
 
 /* Ship finished item i of b (its status in b->st[i]); runs on the calling
  * thread of pq_batch_run only, so it may use HDF5 and MPI. */
@@ -55,7 +61,8 @@ typedef void (*pq_batch_ship)(void *user, pq_unit_batch *b, int i);
 int pq_batch_width(const pq_plan *p, int threads);
 
 /* Fill the empty batch b for `rank`: up to max_chunks of its digest chunks
- * from *next_chunk on, then the units `pick` gives it (*own as there; *taken
+ * from *next_chunk on, then the units `pick` gives it, b->next the last
+ * pick's hint (*own as there; *taken
  * counts the units taken over from other ranks). Width 1: a batch of chunks,
  * else one unit. Wider: a batch ends with a barrier, so it is filled until
  * its cost is twice what `width` threads need for its largest item (at most

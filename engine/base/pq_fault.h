@@ -10,7 +10,8 @@
  *
  *   PQ_TEST_FAIL_UNIT=<id>        the rank that runs unit <id> fails it (PQ_ERR_IO)
  *   PQ_TEST_SLOW_RANK=<r>         rank r sleeps 20 ms before each unit it runs
- *                                 (calibrate: 2 s before each block)
+ *                                 (calibrate: 2 s before each block; embed,
+ *                                 score: 0.2 s before each chunk)
  *   PQ_TEST_KILL_RANK=<r>         rank r raises SIGKILL after its first unit
  *   PQ_TEST_FAIL_HASH=<r>         rank r fails hashing its first source chunk
  *   PQ_TEST_FAKE_PLACED=<r>       rank r claims codes_in_file without writing them
@@ -18,7 +19,7 @@
  *   PQ_TEST_PLAN_SALT=<r>         rank r's plan hash differs (plan mismatch)
  *   PQ_TEST_REMOTE_RANKS=<r,...>  ranks counted as on another machine than rank 0
  *   PQ_TEST_KILL_JOURNAL=<id>     rank 0 raises SIGKILL halfway through the
- *                                 journal record of unit <id>
+ *                                 journal record of unit (block, chunk) <id>
  *   PQ_TEST_KILL_AT=<point>       rank 0 raises SIGKILL at a point of a run:
  *                                 1 before the plan, 2 once the journal is made,
  *                                 3 after the float tensors, 4 before the commit's

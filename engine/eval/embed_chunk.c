@@ -95,52 +95,67 @@ static pq_status scan_record(pq_cursor *c, const pq_embed_want *w, int64_t D, se
 }
 
 /* The journal's second pass: every record's arrays into the file. */
-static pq_status write_all(pq_infer_journal *j, pq_embed_h5 *h, const pq_embed_want *w, int64_t D)
+typedef struct write_ctx {
+    pq_embed_h5 *h;
+    const pq_embed_want *w;
+    int64_t D, seq, cell;
+} write_ctx;
+
+static pq_status write_chunk(void *user, int64_t id, const void *data, size_t n)
 {
-    pq_buf pl = {0};
-    pq_status st = pq_infer_journal_rewind(j);
-    int64_t seq = 0, cell = 0;
-    bool got = true;
-    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
-        pq_cursor c = {pl.data, pl.len, false};
-        while (st == PQ_OK && c.left) {
-            free(pq_cursor_str(&c));
-            int64_t n_res = pq_cursor_i64(&c);
-            for (int i = 0; i < w->n_layers && st == PQ_OK && !c.bad; i++) {
-                const float *mean = pq_cursor_take(&c, (size_t)D * sizeof(float));
-                const float *bos = w->bos ? pq_cursor_take(&c, (size_t)D * sizeof(float)) : NULL;
-                const float *rows = w->per_tok ? pq_cursor_take(&c, (size_t)(n_res * D) * sizeof(float)) : NULL;
-                if (c.bad) break;
-                st = pq_embed_h5_sink(h, seq, i, mean, rows, n_res, D);
-                if (st == PQ_OK && bos) st = pq_embed_h5_extra_write(h, i, seq, 1, bos);
-            }
-            if (st == PQ_OK && w->contacts && !c.bad) {
-                const float *map = pq_cursor_take(&c, (size_t)(n_res * n_res) * sizeof(float));
-                if (map) st = pq_embed_h5_extra_write(h, w->n_layers, cell, n_res * n_res, map);
-                cell += n_res * n_res;
-            }
-            if (c.bad) st = pq_err(PQ_ERR_FORMAT, "a journal chunk ends inside a record");
-            seq++;
+    write_ctx *x = user;
+    const pq_embed_want *w = x->w;
+    int64_t D = x->D;
+    pq_cursor c = {data, n, false};
+    pq_status st = PQ_OK;
+    (void)id;
+    while (st == PQ_OK && c.left) {
+        free(pq_cursor_str(&c));
+        int64_t n_res = pq_cursor_i64(&c);
+        for (int i = 0; i < w->n_layers && st == PQ_OK && !c.bad; i++) {
+            const float *mean = pq_cursor_take(&c, (size_t)D * sizeof(float));
+            const float *bos = w->bos ? pq_cursor_take(&c, (size_t)D * sizeof(float)) : NULL;
+            const float *rows = w->per_tok ? pq_cursor_take(&c, (size_t)(n_res * D) * sizeof(float)) : NULL;
+            if (c.bad) break;
+            st = pq_embed_h5_sink(x->h, x->seq, i, mean, rows, n_res, D);
+            if (st == PQ_OK && bos) st = pq_embed_h5_extra_write(x->h, i, x->seq, 1, bos);
         }
+        if (st == PQ_OK && w->contacts && !c.bad) {
+            const float *map = pq_cursor_take(&c, (size_t)(n_res * n_res) * sizeof(float));
+            if (map) st = pq_embed_h5_extra_write(x->h, w->n_layers, x->cell, n_res * n_res, map);
+            x->cell += n_res * n_res;
+        }
+        if (c.bad) st = pq_err(PQ_ERR_FORMAT, "a journal chunk ends inside a record");
+        x->seq++;
     }
-    pq_buf_free(&pl);
     return st;
 }
 
-pq_status pq_embed_chunk_assemble(pq_infer_journal *j, const char *out, const pq_esm2_config *cfg,
+/* The journal's first pass: the ids and lengths. */
+typedef struct scan_ctx {
+    const pq_embed_want *w;
+    int64_t D;
+    seq_list *l;
+} scan_ctx;
+
+static pq_status scan_chunk(void *user, int64_t id, const void *data, size_t n)
+{
+    scan_ctx *x = user;
+    pq_cursor c = {data, n, false};
+    pq_status st = PQ_OK;
+    (void)id;
+    while (st == PQ_OK && c.left) st = scan_record(&c, x->w, x->D, x->l);
+    return st;
+}
+
+pq_status pq_embed_chunk_assemble(pq_journal *j, const char *out, const pq_esm2_config *cfg,
                                   const pq_embed_want *w, int64_t *n_seq, int64_t *n_res)
 {
     int64_t D = cfg->embed_dim;
     seq_list l = {0};
-    pq_buf pl = {0};
     pq_embed_h5 *h = NULL;
-    pq_status st = pq_infer_journal_rewind(j);
-    bool got = true;
-    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
-        pq_cursor c = {pl.data, pl.len, false};
-        while (st == PQ_OK && c.left) st = scan_record(&c, w, D, &l);
-    }
-    pq_buf_free(&pl);
+    scan_ctx sx = {.w = w, .D = D, .l = &l};
+    pq_status st = pq_journal_each_block(j, scan_chunk, &sx);
     if (st == PQ_OK)
         st = pq_embed_h5_create(out, l.recs, l.n, w->layers, w->n_layers, cfg, w->per_tok, &h);
     for (int i = 0; i < w->n_layers && st == PQ_OK && w->bos; i++)
@@ -153,7 +168,8 @@ pq_status pq_embed_chunk_assemble(pq_infer_journal *j, const char *out, const pq
         if (st == PQ_OK) st = pq_embed_h5_contacts(h, w->n_layers, off, l.n);
         free(off);
     }
-    if (st == PQ_OK) st = write_all(j, h, w, D);
+    write_ctx wx = {.h = h, .w = w, .D = D};
+    if (st == PQ_OK) st = pq_journal_each_block(j, write_chunk, &wx);
     if (st == PQ_OK) st = pq_embed_h5_finish(h);
     *n_seq = l.n;
     *n_res = l.residues;

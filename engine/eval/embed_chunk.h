@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* embed_chunk.h - one chunk of records through the embedding forward, its
  * results encoded as the bytes that travel to rank 0 and into the journal
- * (eval/infer_journal.h), and the HDF5 output assembled from the journal
+ * (pipeline/journal.h: one block per chunk), and the HDF5 output assembled
+ * from the journal
  * (eval/embed_h5.h) once every chunk is in. Never prints. */
 #ifndef PQ_EVAL_EMBED_CHUNK_H
 #define PQ_EVAL_EMBED_CHUNK_H
@@ -11,7 +12,7 @@
 
 #include "eval/embed.h"
 #include "eval/infer_buf.h"
-#include "eval/infer_journal.h"
+#include "pipeline/journal.h"
 
 typedef struct pq_embed_want {
     const int *layers;    /* resolved layer indices */
@@ -31,8 +32,9 @@ pq_status pq_embed_chunk_run(pq_esm2_model *m, const pq_fasta_record *recs, int6
                              const pq_embed_want *w, pq_buf *out);
 
 /* Write OUT (through OUT.partial, eval/embed_h5.h) from the journal's
- * chunks in order; *n_seq and *n_res: the sequences and residues written. */
-pq_status pq_embed_chunk_assemble(pq_infer_journal *j, const char *out, const pq_esm2_config *cfg,
+ * blocks (chunks) in order; *n_seq and *n_res: the sequences and residues
+ * written. */
+pq_status pq_embed_chunk_assemble(pq_journal *j, const char *out, const pq_esm2_config *cfg,
                                   const pq_embed_want *w, int64_t *n_seq, int64_t *n_res);
 
 #endif

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* infer_buf.h - a growable byte buffer holding one chunk's results as they
- * travel between ranks and into the journal (infer_journal.h): appended in
+ * travel between ranks and into the journal (pipeline/journal.h): appended in
  * little-endian host order (the ranks of one job share a byte order), read
  * back with a cursor that fails instead of running past the end. */
 #ifndef PQ_EVAL_INFER_BUF_H

@@ -38,34 +38,42 @@ static pq_status grow(pq_score_table *t, int64_t *cap)
     return PQ_OK;
 }
 
-pq_status pq_score_chunk_read(pq_infer_journal *j, pq_score_table *t)
+typedef struct read_ctx {
+    pq_score_table *t;
+    int64_t cap;
+} read_ctx;
+
+static pq_status read_chunk(void *user, int64_t id, const void *data, size_t n)
+{
+    read_ctx *x = user;
+    pq_score_table *t = x->t;
+    pq_cursor c = {data, n, false};
+    pq_status st = PQ_OK;
+    (void)id;
+    while (st == PQ_OK && c.left) {
+        if (t->n == x->cap && (st = grow(t, &x->cap)) != PQ_OK) break;
+        char *rid = pq_cursor_str(&c);
+        int64_t len = pq_cursor_i64(&c);
+        pq_eval_mlm q = {.n_masked = pq_cursor_i64(&c), .n_correct = pq_cursor_i64(&c)};
+        const void *nll = pq_cursor_take(&c, sizeof q.nll);
+        if (!rid || !nll) {
+            free(rid);
+            st = pq_err(PQ_ERR_FORMAT, "a journal chunk is not a score record");
+            break;
+        }
+        memcpy(&q.nll, nll, sizeof q.nll);
+        t->ids[t->n] = rid;
+        t->lengths[t->n] = len;
+        t->mlm[t->n++] = q;
+    }
+    return st;
+}
+
+pq_status pq_score_chunk_read(pq_journal *j, pq_score_table *t)
 {
     memset(t, 0, sizeof *t);
-    int64_t cap = 0;
-    pq_buf pl = {0};
-    bool got = true;
-    pq_status st = pq_infer_journal_rewind(j);
-    while (st == PQ_OK && (st = pq_infer_journal_next(j, &pl, &got)) == PQ_OK && got) {
-        pq_cursor c = {pl.data, pl.len, false};
-        while (st == PQ_OK && c.left) {
-            if (t->n == cap && (st = grow(t, &cap)) != PQ_OK) break;
-            char *id = pq_cursor_str(&c);
-            int64_t len = pq_cursor_i64(&c);
-            pq_eval_mlm q = {.n_masked = pq_cursor_i64(&c), .n_correct = pq_cursor_i64(&c)};
-            const void *nll = pq_cursor_take(&c, sizeof q.nll);
-            if (!id || !nll) {
-                free(id);
-                st = pq_err(PQ_ERR_FORMAT, "a journal chunk is not a score record");
-                break;
-            }
-            memcpy(&q.nll, nll, sizeof q.nll);
-            t->ids[t->n] = id;
-            t->lengths[t->n] = len;
-            t->mlm[t->n++] = q;
-        }
-    }
-    pq_buf_free(&pl);
-    return st;
+    read_ctx x = {.t = t};
+    return pq_journal_each_block(j, read_chunk, &x);
 }
 
 void pq_score_table_free(pq_score_table *t)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* score_chunk.h - one chunk of records through the masked-LM loop
  * (eval/score.h), its per-sequence tallies encoded as the bytes that travel
- * to rank 0 and into the journal (eval/infer_journal.h), and the tallies
+ * to rank 0 and into the journal (pipeline/journal.h), and the tallies
  * read back from the journal and written as HDF5:
  *   /ids        [n_seq] record ids (strings)
  *   /lengths    [n_seq] residues scored (after cropping)
@@ -13,8 +13,8 @@
 #define PQ_EVAL_SCORE_CHUNK_H
 
 #include "eval/infer_buf.h"
-#include "eval/infer_journal.h"
 #include "eval/score.h"
+#include "pipeline/journal.h"
 
 /* Append, per record of recs[0..n) in order: id, residues, n_masked,
  * n_correct (int64) and nll (float64). *n_tokens: the tokens run. */
@@ -28,8 +28,9 @@ typedef struct pq_score_table {
     pq_eval_mlm *mlm;
 } pq_score_table;
 
-/* Every record of the journal, in order, into *t (pq_score_table_free). */
-pq_status pq_score_chunk_read(pq_infer_journal *j, pq_score_table *t);
+/* Every record of the journal's blocks (chunks), in order, into *t
+ * (pq_score_table_free). */
+pq_status pq_score_chunk_read(pq_journal *j, pq_score_table *t);
 void pq_score_table_free(pq_score_table *t);
 
 /* Write t as OUT (through OUT.partial). */

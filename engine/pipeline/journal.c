@@ -36,12 +36,15 @@
 #define SUM_BYTES 32
 #define MAX_HEADER_TEXT (1u << 20)
 #define SYNC_EVERY_S 1.0
+#define MAX_OPEN_BLOCKS (1 << 24) /* an open-ended journal's block ids */
 
 struct pq_journal {
     char *path;
     int fd;
     uint64_t end;          /* where the next record goes */
-    int n_units, n_hash;
+    int n_units, n_hash;   /* open-ended: n_units is the highest block + 1 */
+    int cap;               /* entries of done and at */
+    bool open_ended;       /* blocks of any number (PQ_JOURNAL_ANY_BLOCKS) */
     bool *done;            /* per unit (or block): a valid record */
     uint64_t *at;          /* per unit (or block): its record's offset */
     bool *leaf_have;       /* per chunk: a recorded leaf */
@@ -154,6 +157,42 @@ static void first_difference(const char *a, const char *b, char *buf, size_t n)
 
 /* ---- reading ---- */
 
+/* Room for block id in an open-ended journal (n_units follows the highest
+ * block seen). */
+static pq_status make_room(pq_journal *jr, int64_t id)
+{
+    if (id < jr->cap) return PQ_OK;
+    int64_t cap = jr->cap;
+    while (cap <= id) cap *= 2;
+    bool *done = realloc(jr->done, (size_t)cap * sizeof *done);
+    if (done) jr->done = done;
+    uint64_t *at = realloc(jr->at, (size_t)cap * sizeof *at);
+    if (at) jr->at = at;
+    if (!done || !at) return pq_err(PQ_ERR_RESOURCE, "out of memory for %s's blocks", jr->path);
+    memset(jr->done + jr->cap, 0, (size_t)(cap - jr->cap) * sizeof *done);
+    memset(jr->at + jr->cap, 0, (size_t)(cap - jr->cap) * sizeof *at);
+    jr->cap = (int)cap;
+    return PQ_OK;
+}
+
+/* Block id is recorded at byte pos. */
+static pq_status mark_block(pq_journal *jr, int64_t id, uint64_t pos)
+{
+    pq_status st = jr->open_ended ? make_room(jr, id) : PQ_OK;
+    if (st || jr->done[id]) return st;
+    jr->done[id] = true;
+    jr->at[id] = pos;
+    jr->n_done++;
+    if (jr->open_ended && id >= jr->n_units) jr->n_units = (int)id + 1;
+    return PQ_OK;
+}
+
+/* A block id this journal can hold. */
+static bool block_id_ok(const pq_journal *jr, int64_t id)
+{
+    return id >= 0 && id < (jr->open_ended ? MAX_OPEN_BLOCKS : jr->n_units);
+}
+
 static pq_status read_at(pq_journal *jr, void *buf, size_t n, uint64_t off, bool *short_read)
 {
     size_t got = 0;
@@ -233,7 +272,7 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
         if (get_u32(head) != REC_MAGIC || get_u64(head + 24) != 0) break;
         if (p && type == REC_UNIT && id >= 0 && id < p->n_units) expect = unit_payload(p, &p->units[id]);
         else if (p && type == REC_LEAF && id >= 0 && id < p->n_hash) expect = 32;
-        else if (!p && type == REC_BLOCK && id >= 0 && id < jr->n_units) expect = n;
+        else if (!p && type == REC_BLOCK && block_id_ok(jr, id)) expect = n;
         else break;
         if (n != expect || pos + HEAD_BYTES + n + SUM_BYTES > size) break;
         if (n > cap) {
@@ -252,7 +291,9 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
             PQ_LOG_WARN("%s: the record of %s %lld at byte %llu fails its checksum; it is redone", jr->path,
                         type == REC_UNIT ? "unit" : type == REC_BLOCK ? "block" : "digest chunk", (long long)id,
                         (unsigned long long)pos);
-        } else if (type != REC_LEAF && !jr->done[id]) {
+        } else if (type == REC_BLOCK) {
+            if ((st = mark_block(jr, id, pos))) break;
+        } else if (type == REC_UNIT && !jr->done[id]) {
             jr->done[id] = true;
             jr->at[id] = pos;
             jr->n_done++;
@@ -421,18 +462,13 @@ pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *
 
 pq_status pq_journal_add_block(pq_journal *jr, int64_t id, const void *data, size_t n)
 {
-    if (id < 0 || id >= jr->n_units) return pq_err(PQ_ERR_INTERNAL, "block %lld out of range", (long long)id);
+    if (!block_id_ok(jr, id)) return pq_err(PQ_ERR_INTERNAL, "block %lld out of range", (long long)id);
     /* two halves: a test stop between them leaves a cut record */
     void *a = (void *)data, *b = (char *)data + n / 2;
     pq_result_part parts[2] = {{.data = &a, .bytes = n / 2}, {.data = &b, .bytes = n - n / 2}};
     uint64_t start = jr->end;
     pq_status st = add_record(jr, REC_BLOCK, id, parts, 2, NULL, 0);
-    if (!st && !jr->done[id]) {
-        jr->done[id] = true;
-        jr->at[id] = start;
-        jr->n_done++;
-    }
-    return st;
+    return st ? st : mark_block(jr, id, start);
 }
 
 pq_status pq_journal_read_block(pq_journal *jr, int64_t id, void **data, size_t *n)
@@ -462,6 +498,20 @@ pq_status pq_journal_read_block(pq_journal *jr, int64_t id, void **data, size_t 
     *data = buf;
     *n = (size_t)len;
     return PQ_OK;
+}
+
+pq_status pq_journal_each_block(pq_journal *jr, pq_journal_block_fn fn, void *user)
+{
+    pq_status st = PQ_OK;
+    for (int64_t id = 0; id < jr->n_units && !st; id++) {
+        void *data = NULL;
+        size_t n = 0;
+        if (!jr->done[id])
+            return pq_err(PQ_ERR_INTERNAL, "%s holds no block %lld of %d", jr->path, (long long)id, jr->n_units);
+        if (!(st = pq_journal_read_block(jr, id, &data, &n))) st = fn(user, id, data, n);
+        free(data);
+    }
+    return st;
 }
 
 /* ---- open, close ---- */
@@ -505,11 +555,13 @@ static pq_status open_journal(const char *out, bool resume, const char *header, 
     pq_journal *jr = calloc(1, sizeof *jr);
     if (!jr) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     jr->fd = -1;
-    jr->n_units = n_units;
+    jr->open_ended = n_units < 0;
+    jr->n_units = jr->open_ended ? 0 : n_units;
+    jr->cap = jr->open_ended ? 64 : n_units + 1;
     jr->n_hash = n_hash;
     jr->synced_t = pq_now_s();
-    if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)n_units + 1, sizeof *jr->done)) ||
-        !(jr->at = calloc((size_t)n_units + 1, sizeof *jr->at)) ||
+    if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)jr->cap, sizeof *jr->done)) ||
+        !(jr->at = calloc((size_t)jr->cap, sizeof *jr->at)) ||
         !(jr->leaf_have = calloc((size_t)n_hash + 1, sizeof *jr->leaf_have)) ||
         !(jr->leaves = malloc(((size_t)n_hash + 1) * 32))) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory");
@@ -575,6 +627,7 @@ pq_status pq_journal_open_blocks(const char *out, bool resume, const char *heade
 
 const char *pq_journal_path(const pq_journal *jr) { return jr->path; }
 const bool *pq_journal_done(const pq_journal *jr) { return jr->done; }
+int pq_journal_n_blocks(const pq_journal *jr) { return jr ? jr->n_units : 0; }
 int pq_journal_n_done(const pq_journal *jr) { return jr ? jr->n_done : 0; }
 int pq_journal_n_bad(const pq_journal *jr) { return jr->n_bad; }
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* journal.h - OUT.journal, the durable record of a run's committed units
- * that `--resume` goes on from (docs/FORMAT.md, "The resume journal").
+ * that `--resume` goes on from (docs/FORMAT.md, "The resume journal"): the
+ * one journal of every resumable command: quantize's plan units, calibrate's
+ * blocks of sequences, embed's and score's chunks (blocks too).
  *
  * An HDF5 file cut by kill -9 or a power cut is not reliably readable, so
  * the units are not recovered from OUT.partial: rank 0 appends each unit's
@@ -45,7 +47,11 @@ pq_status pq_journal_open(const char *out, bool resume, const char *header, cons
 
 /* The same for a journal of n_blocks opaque records (calibrate's blocks of
  * sequences, calib_journal.h) instead of a plan's units: the same header
- * checks, lock and durability; records of type 3 of any size. */
+ * checks, lock and durability; records of type 3 of any size. n_blocks
+ * PQ_JOURNAL_ANY_BLOCKS: a journal of blocks whose count is not known in
+ * advance (embed's and score's chunks, coordinator/infer_mpi.h): any id
+ * from 0 below 2^24, pq_journal_n_blocks following the highest recorded. */
+#define PQ_JOURNAL_ANY_BLOCKS (-1)
 pq_status pq_journal_open_blocks(const char *out, bool resume, const char *header, int n_blocks, pq_journal **jo);
 
 /* Append block id's bytes (durable like a unit). */
@@ -56,12 +62,24 @@ pq_status pq_journal_add_block(pq_journal *jr, int64_t id, const void *data, siz
  * matches. */
 pq_status pq_journal_read_block(pq_journal *jr, int64_t id, void **data, size_t *n);
 
+/* Every block 0..pq_journal_n_blocks-1 in id order, each read and its
+ * checksum verified again (pq_journal_read_block), to fn with its bytes
+ * (borrowed for the call). Stops at fn's first error and returns it;
+ * PQ_ERR_INTERNAL when a block is missing. */
+typedef pq_status (*pq_journal_block_fn)(void *user, int64_t id, const void *data, size_t n);
+pq_status pq_journal_each_block(pq_journal *jr, pq_journal_block_fn fn, void *user);
+
 /* The path of the journal file (borrowed). */
 const char *pq_journal_path(const pq_journal *jr);
 
-/* Units (blocks) with a valid record, per plan unit (borrowed), and their count. */
+/* Units (blocks) with a valid record, per plan unit (borrowed; in an
+ * open-ended journal until the next pq_journal_add_block), and their count. */
 const bool *pq_journal_done(const pq_journal *jr);
 int pq_journal_n_done(const pq_journal *jr); /* 0 for NULL */
+
+/* The entries of pq_journal_done: the plan's units, the blocks asked for,
+ * or in an open-ended journal the highest recorded block + 1 (0 for NULL). */
+int pq_journal_n_blocks(const pq_journal *jr);
 
 /* Records that failed their checksum and were dropped (their units are
  * redone). */

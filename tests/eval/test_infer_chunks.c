@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* test_infer_chunks.c - engine/eval's pieces of a distributed run: the
+/* test_infer_chunks.c - the pieces of a distributed inference run: the
  * chunks a FASTA is cut into (boundaries worked out by hand from the
- * residue counts), and the journal: whole records back in order, a torn
- * tail and a corrupted record cut off on resume, another run's fingerprint
- * refused. */
+ * residue counts), and their journal (pipeline/journal.h, open-ended
+ * blocks; sizes worked out by hand from docs/FORMAT.md's layout): whole
+ * records back in chunk order, a torn tail cut off on resume, a damaged
+ * record redone while those after it stay, another run's header refused
+ * naming the line that differs, a journal left without --resume refused,
+ * a second writer refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +19,8 @@
 #include <cmocka.h>
 
 #include "eval/infer_chunk.h"
-#include "eval/infer_journal.h"
+#include "eval/infer_buf.h"
+#include "pipeline/journal.h"
 
 static char g_dir[64];
 
@@ -101,60 +105,98 @@ static int64_t file_size(const char *p)
     return stat(p, &sb) ? -1 : (int64_t)sb.st_size;
 }
 
+typedef struct seen {
+    int64_t n, ids[8];
+    pq_buf b;
+} seen;
+
+/* Each block back must be chunk i's payload, in order. */
+static pq_status check_block(void *user, int64_t id, const void *data, size_t n)
+{
+    seen *s = user;
+    put_payload(&s->b, (int)id);
+    assert_int_equal(n, s->b.len);
+    assert_memory_equal(data, s->b.data, n);
+    s->ids[s->n++] = id;
+    return PQ_OK;
+}
+
+static void add(pq_journal *j, pq_buf *b, int id)
+{
+    put_payload(b, id);
+    assert_int_equal(pq_journal_add_block(j, id, b->data, b->len), PQ_OK);
+}
+
+#define HEAD_A "kind test\nfasta a.fa, 10 bytes\n"
+#define HEAD_B "kind test\nfasta b.fa, 10 bytes\n"
+
 static void test_journal(void **state)
 {
     (void)state;
-    char jp[128];
-    path(jp, sizeof jp, "x.journal");
-    pq_infer_journal *j = NULL;
-    int64_t done = -1;
-    pq_buf b = {0}, got_b = {0};
-    assert_int_equal(pq_infer_journal_open(jp, "run A", false, &j, &done), PQ_OK);
-    assert_int_equal(done, 0);
-    for (int i = 0; i < 3; i++) {
-        put_payload(&b, i);
-        assert_int_equal(pq_infer_journal_append(j, i, &b), PQ_OK);
-    }
-    assert_int_equal(pq_infer_journal_append(j, 7, &b), PQ_ERR_INTERNAL); /* out of order */
-    pq_infer_journal_close(j, false);
-    /* header 8 + 8 + 5, records of 24 + 8 (1 + 10 i) bytes */
-    int64_t whole = 21 + (24 + 8) + (24 + 88) + (24 + 168);
+    char out[128], jp[160];
+    path(out, sizeof out, "x.h5");
+    snprintf(jp, sizeof jp, "%s.journal", out);
+    pq_journal *j = NULL, *j2 = NULL;
+    pq_buf b = {0};
+    seen s = {0};
+    assert_int_equal(pq_journal_open_blocks(out, false, HEAD_A, PQ_JOURNAL_ANY_BLOCKS, &j), PQ_OK);
+    assert_int_equal(pq_journal_n_blocks(j), 0);
+    for (int i = 0; i < 3; i++) add(j, &b, i);
+    assert_int_equal(pq_journal_n_blocks(j), 3);
+    /* the lock: a second writer of the same OUT is refused while j holds it */
+    assert_int_equal(pq_journal_open_blocks(out, true, HEAD_A, PQ_JOURNAL_ANY_BLOCKS, &j2), PQ_ERR_IO);
+    assert_non_null(strstr(pq_err_detail(), "is locked"));
+    pq_journal_close(j);
+    pq_err_clear();
+    /* header 16 + 32 text + 32, records 32 + 8 (1 + 10 i) + 32 */
+    const int64_t head = 16 + (int64_t)strlen(HEAD_A) + 32, rec[3] = {32 + 8 + 32, 32 + 88 + 32, 32 + 168 + 32};
+    const int64_t whole = head + rec[0] + rec[1] + rec[2];
     assert_int_equal(file_size(jp), whole);
+    /* the same run without --resume: refused, the journal untouched */
+    assert_int_equal(pq_journal_open_blocks(out, false, HEAD_A, PQ_JOURNAL_ANY_BLOCKS, &j), PQ_ERR_CONFIG);
+    assert_non_null(strstr(pq_err_detail(), "pass --resume"));
+    pq_err_clear();
+    assert_int_equal(file_size(jp), whole);
+    /* a torn fourth record: its head promises 800 bytes, 3 follow */
     FILE *f = fopen(jp, "ab");
-    fwrite("CHNK\0\0\0\0\3\0\0\0\0\0\0\0\100\0\0\0\0\0\0\0tor", 1, 27, f); /* torn 4th record */
+    fwrite("PQJR\3\0\0\0\3\0\0\0\0\0\0\0\40\3\0\0\0\0\0\0\0\0\0\0\0\0\0\0tor", 1, 35, f);
     fclose(f);
-    assert_int_equal(pq_infer_journal_open(jp, "run B", true, &j, &done), PQ_ERR_CONFIG);
-    pq_infer_journal_close(j, false);
-    assert_int_equal(pq_infer_journal_open(jp, "run A", true, &j, &done), PQ_OK);
-    assert_int_equal(done, 3);
+    /* another run's journal: refused naming the line that differs */
+    assert_int_equal(pq_journal_open_blocks(out, true, HEAD_B, PQ_JOURNAL_ANY_BLOCKS, &j), PQ_ERR_CONFIG);
+    assert_non_null(strstr(pq_err_detail(), "fasta: this run has b.fa, 10 bytes, the journal a.fa, 10 bytes"));
+    pq_err_clear();
+    /* --resume: three whole chunks, the torn tail cut off */
+    assert_int_equal(pq_journal_open_blocks(out, true, HEAD_A, PQ_JOURNAL_ANY_BLOCKS, &j), PQ_OK);
+    assert_int_equal(pq_journal_n_done(j), 3);
+    assert_int_equal(pq_journal_n_blocks(j), 3);
     assert_int_equal(file_size(jp), whole);
-    assert_int_equal(pq_infer_journal_rewind(j), PQ_OK);
-    for (int i = 0; i < 3; i++) {
-        bool got;
-        assert_int_equal(pq_infer_journal_next(j, &got_b, &got), PQ_OK);
-        assert_true(got);
-        put_payload(&b, i);
-        assert_int_equal(got_b.len, b.len);
-        assert_memory_equal(got_b.data, b.data, b.len);
-    }
-    bool got;
-    assert_int_equal(pq_infer_journal_next(j, &got_b, &got), PQ_OK);
-    assert_false(got);
-    pq_infer_journal_close(j, false);
-    /* one flipped byte in the second record's payload: only chunk 0 stays */
+    assert_int_equal(pq_journal_each_block(j, check_block, &s), PQ_OK);
+    assert_int_equal(s.n, 3);
+    pq_journal_close(j);
+    /* one flipped byte in chunk 1's payload: chunk 1 is redone, 0 and 2 stay */
     f = fopen(jp, "r+b");
-    fseek(f, 21 + 32 + 24 + 5, SEEK_SET);
+    fseek(f, (long)(head + rec[0] + 32 + 5), SEEK_SET);
     fputc(0x5a, f);
     fclose(f);
-    assert_int_equal(pq_infer_journal_open(jp, "run A", true, &j, &done), PQ_OK);
-    assert_int_equal(done, 1);
-    assert_int_equal(file_size(jp), 21 + 32);
-    put_payload(&b, 1);
-    assert_int_equal(pq_infer_journal_append(j, 1, &b), PQ_OK);
-    pq_infer_journal_close(j, true);
+    assert_int_equal(pq_journal_open_blocks(out, true, HEAD_A, PQ_JOURNAL_ANY_BLOCKS, &j), PQ_OK);
+    assert_int_equal(pq_journal_n_done(j), 2);
+    assert_int_equal(pq_journal_n_bad(j), 1);
+    assert_int_equal(pq_journal_n_blocks(j), 3);
+    assert_true(pq_journal_done(j)[0] && !pq_journal_done(j)[1] && pq_journal_done(j)[2]);
+    s.n = 0;
+    assert_int_equal(pq_journal_each_block(j, check_block, &s), PQ_ERR_INTERNAL); /* chunk 1 is missing */
+    pq_err_clear();
+    add(j, &b, 1);
+    /* back in chunk order, though the file holds 0, (bad 1), 2, 1 */
+    s.n = 0;
+    assert_int_equal(pq_journal_each_block(j, check_block, &s), PQ_OK);
+    assert_int_equal(s.n, 3);
+    assert_true(s.ids[0] == 0 && s.ids[1] == 1 && s.ids[2] == 2);
+    assert_int_equal(file_size(jp), whole + rec[1]);
+    pq_journal_remove(j);
     assert_int_equal(file_size(jp), -1);
     pq_buf_free(&b);
-    pq_buf_free(&got_b);
+    pq_buf_free(&s.b);
 }
 
 int main(void)

@@ -3,7 +3,8 @@
  * the batch width a plan gets, and the fill rule (the rank's chunks first,
  * then its units, until the batch's cost is twice what its threads need for
  * its largest item; width 1: chunks on their own, then one unit a batch),
- * on hand-worked plans. No MPI calls: without shared
+ * on hand-worked plans, and the unit each width-1 batch reads ahead (the
+ * pick's own next, not the plan's). No MPI calls: without shared
  * claims a rank's units are its planned ones, in plan order. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -110,10 +111,48 @@ static void test_fill_width_one(void **state)
         b.n = 0;
         pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
         expect(&b, &units[i], 1);
+        assert_int_equal(b.next, i < 11 ? units[i + 1] : -1); /* the unit read ahead */
     }
     b.n = 0;
     pq_batch_fill(&b, &p, NULL, NULL, 0, 1, 2, &next_chunk, &own, &taken);
     assert_int_equal(b.n, 0);
+}
+
+/* A pick in an order of its own (as GPTQ's rounds: u13, u2, u9, u0, its
+ * cursor a position in that list, not in the plan): each width-1 batch's
+ * read-ahead hint is the unit that pick gives next, never the plan's. */
+static const int k_round[] = {13, 2, 9, 0};
+
+static int round_pick(void *user, const pq_plan *p, int rank, int *own, bool *stolen, int *next)
+{
+    (void)user;
+    (void)p;
+    (void)rank;
+    *stolen = false;
+    *next = *own + 1 < 4 ? k_round[*own + 1] : -1;
+    return *own < 4 ? k_round[(*own)++] : -1;
+}
+
+static void test_fill_hint_of_pick(void **state)
+{
+    (void)state;
+    pq_plan p;
+    pq_hash_unit h[4];
+    pq_unit u[14];
+    fill_case(&p, h, u);
+    p.n_hash = 0;
+    pq_unit_batch b = {0};
+    int next_chunk = 0, own = 0, taken = 0;
+    for (int i = 0; i < 4; i++) {
+        b.n = 0;
+        pq_batch_fill(&b, &p, round_pick, NULL, 0, 1, 2, &next_chunk, &own, &taken);
+        expect(&b, &k_round[i], 1);
+        assert_int_equal(b.next, i < 3 ? k_round[i + 1] : -1);
+    }
+    b.n = 0;
+    pq_batch_fill(&b, &p, round_pick, NULL, 0, 1, 2, &next_chunk, &own, &taken);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(b.next, -1);
 }
 
 /* The width: the thread count, at most PQ_BATCH_MAX, and 1 (row split) when
@@ -136,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_fill_rule),
         cmocka_unit_test(test_fill_other_rank),
         cmocka_unit_test(test_fill_width_one),
+        cmocka_unit_test(test_fill_hint_of_pick),
         cmocka_unit_test(test_width),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,13 +2,18 @@
 """test_infer.py - `proteus embed` and `proteus score` on N MPI ranks: the
 output files are the same bytes for the singleton, 2 and 3 ranks, 2 threads
 and another batch size, and a gzipped input; ids and lengths follow the FASTA as Python reads it;
-progress events reach `proteus monitor`; a run killed with SIGKILL (with a torn record appended to its journal)
-continues with --resume without rerunning the chunks it wrote, and gives the
-same bytes; a resume with other options, an over-long record under
---long error and --contacts on a checkpoint without the contact head are
-refused with one clear message.
+progress events reach `proteus monitor`; a run killed with SIGKILL (with a torn record appended to its journal,
+or killed halfway through writing one) continues with --resume without rerunning the chunks it wrote,
+and gives the same bytes; SIGUSR1 and SIGTERM stop a run with status 14 and
+its journal, which --resume on another rank count finishes to the same bytes
+(score without --out or --json leaves no journal);
+a resume with other options or of another FASTA (naming the line that
+differs), a rerun without --resume over a journal, a second writer of the
+same --out, an over-long record under --long error and --contacts on a
+checkpoint without the contact head are refused with one clear message.
 
 usage: test_infer.py PROTEUS MPIEXEC MODEL.safetensors FASTA"""
+import fcntl
 import gzip
 import json
 import os
@@ -58,14 +63,25 @@ def fasta_records(src, n):
     return out
 
 
-def run(n, *args, check=True, timeout=600):
+def run(n, *args, check=True, timeout=600, env=None):
     cmd = [PROTEUS, *args, "--quiet"]
     if n:
         cmd = [MPIEXEC, "-n", str(n), "--oversubscribe"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def holds_a_chunk(journal):
+    """True once the journal (docs/FORMAT.md: 16 bytes, the header text, its
+    SHA-256) holds more than its header."""
+    try:
+        with open(journal, "rb") as f:
+            head = f.read(16)
+        return len(head) == 16 and os.path.getsize(journal) > 16 + struct.unpack("<I", head[12:16])[0] + 32
+    except OSError:
+        return False
 
 
 def same_bytes(a, b):
@@ -133,7 +149,7 @@ try:
     p.wait()
     expect(killed, "the run to kill finished before it could be killed")
     with open(jr, "ab") as f:
-        f.write(b"CHNK" + struct.pack("<IqQ", 0, 99, 1 << 20) + b"torn")
+        f.write(b"PQJR" + struct.pack("<IqQQ", 3, 99, 1 << 20, 0) + b"torn")  # a head promising 1 MiB
     r = run(2, "embed", *EMB, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
     resumed = int(r.stdout.split(" chunk(s) resumed")[0].rsplit(", ", 1)[1])
     expect(resumed >= 1, f"--resume reran everything: {r.stdout}")
@@ -155,7 +171,7 @@ try:
            and {e["rank"] for e in units} == {0, 1} and events[-1]["kind"] == "finished",
            f"monitor events: {events[-3:]}")
 
-    # a resume with other options is refused
+    # a resume with other options, or of another FASTA, is refused naming the line that differs
     p = subprocess.Popen([PROTEUS, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--quiet"],
                          env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while p.poll() is None and not (os.path.exists(path("e_fp.h5.journal")) and
@@ -165,7 +181,82 @@ try:
     p.wait()
     r = run(0, "embed", *EMB, "--out", path("e_fp.h5"), "--layers", "0", "--chunk-residues", "200", "--resume",
             check=False)
-    expect(r.returncode != 0 and "other options" in r.stderr, f"a resume with other layers: {r.stderr}")
+    expect(r.returncode == 2 and "cannot be resumed: layers: this run has 0, the journal 0,6" in r.stderr,
+           f"a resume with other layers: {r.returncode} {r.stderr}")
+    other = path("other.fasta")
+    with open(other, "w") as f:
+        for rid, seq in RECS[:-1]:
+            f.write(f">{rid}\n{seq}\n")
+    oth = ["--fasta" if a == "--fasta" else other if a == SMALL else a for a in EMB]
+    r = run(0, "embed", *oth, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--resume", check=False)
+    expect(r.returncode == 2 and f"cannot be resumed: fasta: this run has {other}" in r.stderr,
+           f"a resume with another FASTA: {r.returncode} {r.stderr}")
+    r = run(0, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", check=False)
+    expect(r.returncode == 2 and "pass --resume" in r.stderr and os.path.exists(path("e_fp.h5.journal")),
+           f"a rerun without --resume over a journal: {r.returncode} {r.stderr}")
+
+    # a second writer of the same --out (the lock held here, as a running proteus holds it)
+    with open(path("e_fp.h5.journal"), "r+b") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = run(2, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--resume", check=False)
+        expect(r.returncode == 3 and "e_fp.h5.journal is locked: another proteus run is writing the same --out"
+               in r.stderr, f"a second writer: {r.returncode} {r.stderr}")
+    r = run(0, "embed", *EMB, "--out", path("e_fp.h5"), "--chunk-residues", "200", "--resume")
+    expect(same_bytes(full, path("e_fp.h5")), "the resume after the refusals differs")
+
+    # killed halfway through the record of chunk 3: a torn last record, cut on --resume
+    out = path("e_torn.h5")
+    r = run(0, "embed", *EMB, "--out", out, "--chunk-residues", "200", check=False,
+            env=dict(ENV, PQ_TEST_KILL_JOURNAL="3"))
+    expect(r.returncode == -signal.SIGKILL and os.path.exists(out + ".journal"), f"kill in a record: {r.returncode}")
+    r = run(3, "embed", *EMB, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
+    expect(", 3 chunk(s) resumed" in r.stdout and same_bytes(full, out),
+           f"the resume after a torn record: {r.stdout}")
+
+    # SIGUSR1 (through mpirun) and SIGTERM stop with status 14 and the journal; --resume on another rank
+    # count finishes it
+    for sig, n, n_resume in ((signal.SIGUSR1, 2, 3), (signal.SIGTERM, 0, 2)):
+        out = path(f"e_sig{int(sig)}.h5")
+        cmd = [PROTEUS, "embed", *EMB, "--out", out, "--threads", "1", "--chunk-residues", "200", "--quiet"]
+        if n:
+            cmd = [MPIEXEC, "-n", str(n), "--oversubscribe"] + cmd
+        p = subprocess.Popen(cmd, env=dict(ENV, PQ_TEST_SLOW_RANK="0,1"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        while p.poll() is None and not holds_a_chunk(out + ".journal"):
+            time.sleep(0.02)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        expect(p.returncode == 14 and "interrupted: stopped by SIG" in err and "--resume" in err
+               and os.path.exists(out + ".journal") and not os.path.exists(out),
+               f"{sig.name} on {n or 1} rank(s): {p.returncode} {err}")
+        r = run(n_resume, "embed", *EMB, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
+        expect(" 0 chunk(s) resumed" not in r.stdout and same_bytes(full, out),
+               f"the resume after {sig.name}: {r.stdout}")
+
+    # score: a stop, then --resume, gives the uninterrupted tallies
+    out = path("s_sig.h5")
+    p = subprocess.Popen([PROTEUS, "score", *SC, "--out", out, "--threads", "1", "--chunk-residues", "200", "--quiet"],
+                         env=dict(ENV, PQ_TEST_SLOW_RANK="0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while p.poll() is None and not holds_a_chunk(out + ".journal"):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    expect(p.returncode == 14, f"score after SIGTERM: {p.returncode}")
+    run(2, "score", *SC, "--out", out, "--threads", "1", "--chunk-residues", "200", "--resume")
+    run(0, "score", *SC, "--out", path("s_full.h5"), "--threads", "1", "--chunk-residues", "200")
+    expect(same_bytes(path("s_full.h5"), out), "the resumed score differs from an uninterrupted run")
+    # score without --out or --json: its journal in $TMPDIR goes, even after a stop
+    tmpdir = path("tmpdir")
+    os.makedirs(tmpdir)
+    p = subprocess.Popen([PROTEUS, "score", *SC, "--threads", "1", "--chunk-residues", "200", "--quiet"],
+                         env=dict(ENV, TMPDIR=tmpdir, PQ_TEST_SLOW_RANK="0"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    while p.poll() is None and not any(holds_a_chunk(os.path.join(tmpdir, f)) for f in os.listdir(tmpdir)):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    expect(p.returncode == 14 and os.listdir(tmpdir) == [],
+           f"score without --out after SIGTERM: {p.returncode}, left {os.listdir(tmpdir)}")
 
     # --long error names the over-long record
     long_id = next(rid for rid, s in RECS if len(s) > MAXLEN)
