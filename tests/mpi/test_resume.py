@@ -26,7 +26,7 @@ import tempfile
 import time
 import unittest
 
-from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header
+from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header, session
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
@@ -303,12 +303,23 @@ class Refusals(unittest.TestCase):
             self.assertIn("x.h5.journal is locked: another proteus run is writing the same --out", p.stderr)
         os.remove(j)
         # two real runs at once: the second refuses, the first is unharmed
-        _, _, first = start_slow("lock", 2, 100_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        p = run(1, "lock")
-        self.assertEqual(p.returncode, 3, p.stderr)
-        self.assertIn("is locked", p.stderr)
-        p = run(1, "lock", ["--resume"])
-        self.assertEqual(p.returncode, 3, p.stderr)
+        # (the first is held with SIGSTOP while the second tries, so that it
+        # cannot finish first on a busy machine; a stopped process keeps its lock)
+        _, _, first = start_slow("lock", 2, 100_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        held = session(first)
+        for pid in held:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            self.assertIsNone(first.poll(), "the first run ended before the second could try")
+            p = run(1, "lock")
+            self.assertEqual(p.returncode, 3, p.stderr)
+            self.assertIn("is locked", p.stderr)
+            p = run(1, "lock", ["--resume"])
+            self.assertEqual(p.returncode, 3, p.stderr)
+        finally:
+            for pid in held:
+                os.kill(pid, signal.SIGCONT)
         _, err = first.communicate(timeout=120)
         self.assertEqual(first.returncode, 0, err)
         self.assertTrue(same_bytes(out_of("lock"), reference(2)))
