@@ -191,8 +191,10 @@ int pq_cmd_qat(int argc, char **argv)
         if ((st = pq_train_mpi_step(MPI_COMM_WORLD, tr, &loss)) != PQ_OK) break;
         if (talk) printf("step %lld/%lld loss %.4f\n", (long long)tr->step, (long long)t.steps, loss);
         if (tr->step % o.ckpt_every == 0 || tr->step == t.steps) {
-            if (rank == 0) st = pq_train_ckpt_write(tr, ckpt);
-            st = pq_sync_agree(MPI_COMM_WORLD, st);
+            st = pq_train_mpi_gather_state(MPI_COMM_WORLD, tr);
+            if (st == PQ_OK && rank == 0) st = pq_train_ckpt_write(tr, ckpt);
+            pq_status wst = pq_train_mpi_wait_all(MPI_COMM_WORLD);
+            st = pq_sync_agree(MPI_COMM_WORLD, st != PQ_OK ? st : wst);
         }
     }
     double train_s = MPI_Wtime() - t0;
