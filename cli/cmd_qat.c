@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mpi.h>
 
@@ -108,6 +109,15 @@ static const pq_cli_cmd k_cmd = {
     .opts = k_opts,
 };
 
+/* CPU seconds of this process (every thread), for the summary: on a
+ * machine shared with other jobs, the wall time says little. */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void recipe_json(const qat_opts *o, const pq_train_opts *t, char *buf, size_t n)
 {
     snprintf(buf, n,
@@ -186,17 +196,21 @@ int pq_cmd_qat(int argc, char **argv)
     if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
     if (talk && o.resume) printf("resumed at step %lld of %lld\n", (long long)tr->step, (long long)t.steps);
     int64_t first = tr->step;
+    double cpu0 = cpu_seconds(), cpu_max = 0.0;
     while (st == PQ_OK && tr->step < t.steps) {
         double loss = 0.0;
         if ((st = pq_train_mpi_step(MPI_COMM_WORLD, tr, &loss)) != PQ_OK) break;
         if (talk) printf("step %lld/%lld loss %.4f\n", (long long)tr->step, (long long)t.steps, loss);
         if (tr->step % o.ckpt_every == 0 || tr->step == t.steps) {
-            if (rank == 0) st = pq_train_ckpt_write(tr, ckpt);
-            st = pq_sync_agree(MPI_COMM_WORLD, st);
+            st = pq_train_mpi_gather_state(MPI_COMM_WORLD, tr);
+            if (st == PQ_OK && rank == 0) st = pq_train_ckpt_write(tr, ckpt);
+            pq_status wst = pq_train_mpi_wait_all(MPI_COMM_WORLD);
+            st = pq_sync_agree(MPI_COMM_WORLD, st != PQ_OK ? st : wst);
         }
     }
-    double train_s = MPI_Wtime() - t0;
+    double train_s = MPI_Wtime() - t0, cpu = cpu_seconds() - cpu0;
     if (st != PQ_OK) goto done;
+    MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (rank == 0 && n_ev) {
         st = pq_trainer_eval(tr, evr, n_ev, &after);
         if (st == PQ_OK) {
@@ -212,17 +226,22 @@ int pq_cmd_qat(int argc, char **argv)
     }
     if ((st = pq_sync_agree(MPI_COMM_WORLD, st)) != PQ_OK) goto done;
     if (rank == 0)
-        printf("wrote %s (%s%s, %lld steps on %d rank%s, last loss %.4f, %.1f s for %lld steps; training state %s)\n",
+        printf("wrote %s (%s%s, %lld steps on %d rank%s, last loss %.4f, %.1f s for %lld steps, busiest rank's "
+               "CPU time in the steps %.1f s; training state %s)\n",
                o.out, k_precisions[o.precision], t.act_int8 ? " a8" : "", (long long)tr->step, n_ranks,
                n_ranks == 1 ? "" : "s", tr->step ? tr->curve[tr->step - 1] : NAN, train_s,
-               (long long)(tr->step - first), ckpt);
+               (long long)(tr->step - first), cpu_max, ckpt);
 done:
     pq_trainer_free(tr);
     for (int64_t i = 0; i < n_recs; i++) pq_fasta_record_free(&recs[i]);
     for (int64_t i = 0; i < n_ev; i++) pq_fasta_record_free(&evr[i]);
     free(recs);
     free(evr);
+    /* rank 0 prints before MPI_Finalize: once another rank has left with a
+     * non-zero status, mpirun may end rank 0 before it prints */
+    rc = st == PQ_OK ? 0 : rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
+    fflush(stdout);
+    fflush(stderr);
     MPI_Finalize();
-    if (st == PQ_OK) return 0;
-    return rank == 0 ? pq_cli_fail(st) : pq_status_exit_code(st);
+    return rc;
 }

@@ -597,7 +597,7 @@ static pq_status contacts_one(const pq_esm2_model *m, const float *attn, int64_t
     return PQ_OK;
 }
 
-static pq_status check_batch(const pq_esm2_model *m, const pq_esm2_batch *b, int64_t *max_T)
+pq_status pq_esm2_check_batch(const pq_esm2_config *cfg, const pq_esm2_batch *b, int64_t *max_T)
 {
     if (!b || b->n_seqs <= 0 || !b->offsets || !b->ids || b->offsets[0] != 0)
         return pq_err(PQ_ERR_CONFIG, "empty or malformed packed batch");
@@ -612,32 +612,31 @@ static pq_status check_batch(const pq_esm2_model *m, const pq_esm2_batch *b, int
     int64_t N = b->offsets[b->n_seqs];
     for (int64_t i = 0; i < N; i++) {
         int32_t id = b->ids[i];
-        if (id < 0 || id >= m->cfg.vocab_size || id == PQ_TOK_PAD)
+        if (id < 0 || id >= cfg->vocab_size || id == PQ_TOK_PAD)
             return pq_err(PQ_ERR_FORMAT, "token %lld has id %d (%s), not allowed in a packed batch",
                           (long long)i, id, id == PQ_TOK_PAD ? "<pad>" : "outside the vocabulary");
     }
     return PQ_OK;
 }
 
-/* Embedding with token dropout (esm2.md 3.1): zero <mask> rows, x*0.88f then
- * / (1 - n_mask/n_len) with n_len counting cls and eos. */
-static void embed(const pq_esm2_model *m, const pq_esm2_batch *b, float *x)
+float pq_esm2_td_denom(const pq_esm2_batch *b, int64_t s)
 {
-    int64_t D = m->cfg.embed_dim;
-    const float *E = m->g[PQ_ESM2_EMBED].data;
+    int64_t t0 = b->offsets[s], t1 = b->offsets[s + 1], nm = 0;
+    for (int64_t t = t0; t < t1; t++) nm += (b->ids[t] == PQ_TOK_MASK);
+    return 1.0f - (float)nm / (float)(t1 - t0);
+}
+
+void pq_esm2_embed(const pq_esm2_config *cfg, const float *E, const pq_esm2_batch *b, float *x)
+{
+    int64_t D = cfg->embed_dim;
     for (int64_t s = 0; s < b->n_seqs; s++) {
-        int64_t t0 = b->offsets[s], t1 = b->offsets[s + 1], nm = 0;
-        for (int64_t t = t0; t < t1; t++) nm += (b->ids[t] == PQ_TOK_MASK);
-        float ratio = (float)nm / (float)(t1 - t0);
-        float denom = 1.0f - ratio;
-        for (int64_t t = t0; t < t1; t++) {
+        float denom = pq_esm2_td_denom(b, s);
+        for (int64_t t = b->offsets[s]; t < b->offsets[s + 1]; t++) {
             float *xr = x + t * D;
             const float *er = E + (int64_t)b->ids[t] * D;
             bool masked = (b->ids[t] == PQ_TOK_MASK);
-            for (int64_t j = 0; j < D; j++) {
-                if (m->cfg.token_dropout) xr[j] = ((masked ? 0.0f : er[j]) * 0.88f) / denom;
-                else xr[j] = er[j];
-            }
+            for (int64_t j = 0; j < D; j++) xr[j] = cfg->token_dropout ? ((masked ? 0.0f : er[j]) * 0.88f) / denom
+                                                                      : er[j];
         }
     }
 }
@@ -688,7 +687,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     int64_t D = cfg->embed_dim, F = cfg->ffn_dim, V = cfg->vocab_size;
     bool has_head = (m->l1 == L);
     int64_t max_T = 0;
-    pq_status st = check_batch(m, b, &max_T);
+    pq_status st = pq_esm2_check_batch(&m->cfg, b, &max_T);
     if (st != PQ_OK) return st;
     int64_t N = b->offsets[b->n_seqs];
     float eps = cfg->layer_norm_eps > 0 ? cfg->layer_norm_eps : 1e-5f;
@@ -764,7 +763,7 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
     double tq = prof_start(m);
     if (m->prof) m->prof->forwards++;
     if (x_in) memcpy(x, x_in, nd * sizeof(float));
-    else embed(m, b, x);
+    else pq_esm2_embed(cfg, m->g[PQ_ESM2_EMBED].data, b, x);
     prof_stop(m, PQ_PROF_EMBED, tq);
 
     /* representation requests at the stage input (layer 0 only) */

@@ -199,4 +199,18 @@ void pq_esm2_outputs_clear(pq_esm2_outputs *o); /* frees results, keeps requests
 pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float *x_in,
                           pq_esm2_outputs *out);
 
+/* The checks pq_esm2_forward makes of a packed batch for cfg (also the
+ * training forward's, engine/train): sequences of at least 3 tokens, ids
+ * inside the vocabulary and not <pad>. *max_T: the longest sequence.
+ * Errors: PQ_ERR_CONFIG, PQ_ERR_FORMAT. */
+pq_status pq_esm2_check_batch(const pq_esm2_config *cfg, const pq_esm2_batch *b, int64_t *max_T);
+
+/* Token dropout's denominator of sequence s: 1 - n_mask / n_tokens (cls and
+ * eos counted), in fp32 (esm2.md 3.1). */
+float pq_esm2_td_denom(const pq_esm2_batch *b, int64_t s);
+
+/* x [N, D] = the embedding rows E[id] of b's tokens, with token dropout
+ * when cfg has it: <mask> rows zero, x * 0.88f / pq_esm2_td_denom. */
+void pq_esm2_embed(const pq_esm2_config *cfg, const float *E, const pq_esm2_batch *b, float *x);
+
 #endif

@@ -157,22 +157,9 @@ static float *take(float **cur, size_t n)
 
 static pq_status check_batch(const pq_train_ws *ws, const pq_train_batch *tb, int64_t *max_T)
 {
-    const pq_esm2_batch *b = &tb->b;
-    if (b->n_seqs <= 0 || !b->offsets || !b->ids || b->offsets[0] != 0)
-        return pq_err(PQ_ERR_CONFIG, "empty or malformed training batch");
-    *max_T = 0;
-    for (int64_t s = 0; s < b->n_seqs; s++) {
-        int64_t T = b->offsets[s + 1] - b->offsets[s];
-        if (T < 3)
-            return pq_err(PQ_ERR_CONFIG, "training sequence %lld has %lld tokens; need <cls>, >= 1 residue, <eos>",
-                          (long long)s, (long long)T);
-        if (T > *max_T) *max_T = T;
-    }
-    int64_t N = b->offsets[b->n_seqs];
-    for (int64_t i = 0; i < N; i++)
-        if (b->ids[i] < 0 || b->ids[i] >= ws->p->cfg.vocab_size || b->ids[i] == PQ_TOK_PAD)
-            return pq_err(PQ_ERR_FORMAT, "token %lld has id %d, not allowed in a training batch", (long long)i,
-                          b->ids[i]);
+    pq_status st = pq_esm2_check_batch(&ws->p->cfg, &tb->b, max_T);
+    if (st != PQ_OK) return st;
+    int64_t N = tb->b.offsets[tb->b.n_seqs];
     if (tb->n_targets <= 0) return pq_err(PQ_ERR_CONFIG, "a training batch needs at least one target");
     for (int64_t r = 0; r < tb->n_targets; r++) {
         if (tb->tgt_pos[r] < 0 || tb->tgt_pos[r] >= N)
@@ -264,30 +251,6 @@ static pq_status layout(pq_train_ws *ws, const pq_train_batch *tb, int64_t max_T
     return PQ_OK;
 }
 
-/* Token dropout factor of sequence s: 0.88 / (1 - n_mask / n_len), with the
- * fp32 operations of esm2.md 3.1 applied by the caller. */
-static float td_denom(const pq_esm2_batch *b, int64_t s)
-{
-    int64_t t0 = b->offsets[s], t1 = b->offsets[s + 1], nm = 0;
-    for (int64_t t = t0; t < t1; t++) nm += (b->ids[t] == PQ_TOK_MASK);
-    return 1.0f - (float)nm / (float)(t1 - t0);
-}
-
-static void embed(const pq_train_ws *ws, const float *E, const pq_esm2_batch *b, float *x)
-{
-    int64_t D = ws->p->cfg.embed_dim;
-    bool td = ws->p->cfg.token_dropout;
-    for (int64_t s = 0; s < b->n_seqs; s++) {
-        float denom = td_denom(b, s);
-        for (int64_t t = b->offsets[s]; t < b->offsets[s + 1]; t++) {
-            const float *er = E + (int64_t)b->ids[t] * D;
-            bool masked = (b->ids[t] == PQ_TOK_MASK);
-            for (int64_t j = 0; j < D; j++)
-                x[t * D + j] = td ? ((masked ? 0.0f : er[j]) * 0.88f) / denom : er[j];
-        }
-    }
-}
-
 static void add_rows(float *y, const float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
@@ -351,7 +314,7 @@ pq_status pq_train_forward(pq_train_ws *ws, const float *w, const pq_train_batch
     if (st != PQ_OK) return st;
     if ((st = layout(ws, tb, max_T)) != PQ_OK) return st;
     pq_blas_set_threads(ws->n_threads);
-    embed(ws, W(PQ_ESM2_EMBED, -1), &tb->b, ws->la[0].x);
+    pq_esm2_embed(c, W(PQ_ESM2_EMBED, -1), &tb->b, ws->la[0].x);
     for (int l = 0; l < L; l++)
         if ((st = layer_fwd(ws, w, &tb->b, l, l + 1 < L ? ws->la[l + 1].x : ws->xL)) != PQ_OK) return st;
     int64_t n_t = ws->n_t;
@@ -439,7 +402,7 @@ pq_status pq_train_backward(pq_train_ws *ws, const float *w, const pq_train_batc
     const pq_esm2_batch *b = &tb->b;
     bool td = c->token_dropout;
     for (int64_t s = 0; s < b->n_seqs; s++) {
-        float denom = td_denom(b, s);
+        float denom = pq_esm2_td_denom(b, s);
         for (int64_t t = b->offsets[s]; t < b->offsets[s + 1]; t++) {
             float *de = ws->demb + t * D, *dr = dE + (int64_t)b->ids[t] * D;
             const float *dx = ws->dx + t * D;

@@ -3,6 +3,7 @@
  * loading from a safetensors checkpoint. */
 #include "train/train_params.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +177,17 @@ float *pq_train_decoder(const pq_train_params *p, float *base)
 {
     float *d = pq_train_at(p, base, PQ_ESM2_LM_DECODER, -1);
     return d ? d : pq_train_at(p, base, PQ_ESM2_EMBED, -1);
+}
+
+bool pq_train_first_nonfinite(const pq_train_params *p, const float *buf, char *name, size_t n)
+{
+    for (int i = 0; i < p->n_tensors; i++) {
+        const pq_train_tensor *t = &p->t[i];
+        for (int64_t j = 0; j < t->n_elems; j++)
+            if (!isfinite(buf[t->off + j])) {
+                pq_esm2_name(t->role, t->layer, name, n);
+                return true;
+            }
+    }
+    return false;
 }

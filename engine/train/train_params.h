@@ -15,6 +15,8 @@
 #ifndef PQ_TRAIN_PARAMS_H
 #define PQ_TRAIN_PARAMS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/pq_err.h"
@@ -60,5 +62,9 @@ float *pq_train_at(const pq_train_params *p, float *base, pq_esm2_role role, int
 /* The decoder weight [V, D] inside base: its own tensor when the checkpoint
  * has one, else the token embedding it is tied to. */
 float *pq_train_decoder(const pq_train_params *p, float *base);
+
+/* The first tensor of p's layout in buf (a buffer of the layout) holding NaN
+ * or Inf: its name into name, true; false when every value is finite. */
+bool pq_train_first_nonfinite(const pq_train_params *p, const float *buf, char *name, size_t n);
 
 #endif

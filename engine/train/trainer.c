@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/pq_cpu.h"
+#include "train/train_update.h"
 
 pq_train_opts pq_train_defaults(void)
 {
@@ -54,6 +55,7 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
             goto fail;
         }
     }
+    if ((st = pq_train_chunks_create(tr)) != PQ_OK) goto fail;
     if ((st = pq_train_data_init(&tr->data, recs, n_recs, o->seed, o->max_residues)) != PQ_OK) goto fail;
     if ((st = pq_train_ws_create(p, tr->o.n_threads, &tr->ws)) != PQ_OK) goto fail;
     pq_train_ws_set_act_int8(tr->ws, o->qat && o->act_int8);
@@ -82,6 +84,7 @@ void pq_trainer_free(pq_trainer *tr)
     pq_train_params_free(tr->p);
     free(tr->m); free(tr->v); free(tr->sm); free(tr->sv);
     free(tr->grad); free(tr->dscale); free(tr->w_hat); free(tr->curve);
+    free(tr->chunk); free(tr->chunk_sq);
     free(tr);
 }
 
@@ -133,21 +136,6 @@ pq_status pq_trainer_begin_step(pq_trainer *tr)
     return PQ_OK;
 }
 
-/* The first tensor of p's layout in buf holding NaN or Inf into name; false
- * when all are finite. */
-static bool first_nonfinite(const pq_train_params *p, const float *buf, char *name, size_t n)
-{
-    for (int i = 0; i < p->n_tensors; i++) {
-        const pq_train_tensor *t = &p->t[i];
-        for (int64_t j = 0; j < t->n_elems; j++)
-            if (!isfinite(buf[t->off + j])) {
-                pq_esm2_name(t->role, t->layer, name, n);
-                return true;
-            }
-    }
-    return false;
-}
-
 pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *loss_sum)
 {
     pq_status st = build_micro(tr, mb);
@@ -172,7 +160,7 @@ pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *lo
     if ((st = pq_train_forward(tr->ws, w, &tr->mb.tb, weight, loss_sum)) != PQ_OK) return st;
     if (!isfinite(*loss_sum)) {
         char name[256], what[300];
-        if (first_nonfinite(tr->p, w, name, sizeof name))
+        if (pq_train_first_nonfinite(tr->p, w, name, sizeof name))
             snprintf(what, sizeof what, "weight %s", name);
         else
             pq_train_ws_first_nonfinite(tr->ws, what, sizeof what);
@@ -184,53 +172,15 @@ pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *lo
     return pq_train_backward(tr->ws, w, &tr->mb.tb, g);
 }
 
-/* Weight decay applies to the 2-D weights, not to biases and LayerNorms. */
-static double decay_of(const pq_train_tensor *t, double wd)
-{
-    return t->cols > 1 ? wd : 0.0;
-}
-
 pq_status pq_trainer_finish_step(pq_trainer *tr, double loss)
 {
-    const pq_train_params *p = tr->p;
-    int64_t t = tr->step + 1;
-    char name[256];
-    if (!isfinite(loss))
-        return pq_err(PQ_ERR_ACCURACY, "step %lld: the loss is %s", (long long)t, isnan(loss) ? "NaN" : "Inf");
-    if (tr->q) {
-        memset(tr->dscale, 0, (size_t)tr->q->n_scales * sizeof(float));
-        pq_qat_backward(tr->q, p->data, tr->grad, tr->dscale, tr->o.n_threads);
-    }
-    if (first_nonfinite(p, tr->grad, name, sizeof name))
-        return pq_err(PQ_ERR_ACCURACY, "step %lld: the gradient of %s overflowed (NaN or Inf)", (long long)t, name);
-    double sq = 0.0;
-    for (int64_t i = 0; i < p->n_floats; i++) sq += (double)tr->grad[i] * tr->grad[i];
-    for (int64_t i = 0; tr->q && i < tr->q->n_scales; i++) sq += (double)tr->dscale[i] * tr->dscale[i];
-    double norm = sqrt(sq), coef = 1.0;
-    if (!isfinite(norm)) return pq_err(PQ_ERR_ACCURACY, "step %lld: the gradient norm overflowed", (long long)t);
-    if (tr->o.clip > 0 && tr->o.clip / (norm + 1e-6) < 1.0) coef = tr->o.clip / (norm + 1e-6);
-    if (coef < 1.0) {
-        float c = (float)coef;
-        for (int64_t i = 0; i < p->n_floats; i++) tr->grad[i] *= c;
-        for (int64_t i = 0; tr->q && i < tr->q->n_scales; i++) tr->dscale[i] *= c;
-    }
-    double lr = pq_lr_at(tr->o.lr, tr->o.warmup, tr->o.steps, tr->o.min_lr_frac, t);
-    for (int i = 0; i < p->n_tensors; i++) {
-        const pq_train_tensor *tt = &p->t[i];
-        pq_adamw_update(&tr->o.adam, t, lr, decay_of(tt, tr->o.weight_decay), p->data + tt->off,
-                        tr->grad + tt->off, tr->m + tt->off, tr->v + tt->off, tt->n_elems);
-    }
-    if (tr->q) {
-        pq_adamw_update(&tr->o.adam, t, lr, 0.0, tr->q->scale, tr->dscale, tr->sm, tr->sv, tr->q->n_scales);
-        for (int64_t i = 0; i < tr->q->n_scales; i++)
-            if (!(tr->q->scale[i] >= PQ_SCALE_EPS)) tr->q->scale[i] = PQ_SCALE_EPS;
-    }
-    if (first_nonfinite(p, p->data, name, sizeof name))
-        return pq_err(PQ_ERR_ACCURACY, "step %lld: weight %s overflowed (NaN or Inf) in the update", (long long)t,
-                      name);
-    if (tr->step < tr->curve_cap) tr->curve[tr->step] = loss;
-    tr->step = t;
-    return PQ_OK;
+    double coef = 1.0;
+    pq_status st = pq_trainer_check_loss(tr, loss);
+    if (st != PQ_OK) return st;
+    pq_trainer_grad_part(tr, 0, tr->n_chunks);
+    if ((st = pq_trainer_clip_coef(tr, &coef)) != PQ_OK) return st;
+    pq_trainer_update_part(tr, 0, tr->n_chunks, coef);
+    return pq_trainer_end_step(tr, loss);
 }
 
 pq_status pq_trainer_step(pq_trainer *tr, double *loss)

@@ -69,6 +69,10 @@ typedef struct pq_trainer {
     float *t_logits;        /* distillation: teacher logits of a micro-batch */
     int64_t t_cap;
     int64_t step_targets;   /* targets of the current step */
+    /* the update's fixed chunks (train_update.h) */
+    int64_t n_chunks;
+    struct pq_train_chunk *chunk; /* owned [n_chunks] */
+    double *chunk_sq;       /* owned [n_chunks]: squared gradient norms */
 } pq_trainer;
 
 /* Takes p (freed with the trainer, also on failure); borrows recs (they
@@ -94,7 +98,8 @@ pq_status pq_trainer_begin_step(pq_trainer *tr);
 pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *loss_sum);
 
 /* Finish the step from the summed gradient tr->grad and mean loss: QAT
- * backward, clipping, AdamW, step + 1, loss on the curve. PQ_ERR_ACCURACY
+ * backward, clipping, AdamW, step + 1, loss on the curve (every chunk of
+ * train_update.h on this process). PQ_ERR_ACCURACY
  * naming the step and tensor when the gradient or an updated weight is not
  * finite (the trainer is then unusable; the last checkpoint holds the last
  * good state). */

@@ -2,17 +2,23 @@
 """bench_qat.py - figures of `proteus qat` (docs/PERFORMANCE.md, "Quantization-aware
 training"), each measured against its reference in the same run:
 
-  kl        int4 per-channel: RTN (`proteus quantize`) vs QAT after --steps steps
-            (cross-entropy and --distill), trained on the bundled calibration
-            sample, each evaluated against the fp32 model with `proteus evaluate`
-            on --eval-seqs held-out sequences (logits KL, accuracy);
+  kl        int4 per-channel: RTN and GPTQ (`proteus quantize`, weight-only and
+            W4A8) vs QAT after --steps steps (cross-entropy, --distill, and
+            --distill --act int8 = W4A8), trained (and GPTQ calibrated) on the
+            bundled calibration sample, each evaluated against the fp32 model
+            with `proteus evaluate` on --eval-seqs held-out sequences;
   speed     training tokens/s (forward + backward + AdamW, fp32) of `proteus qat
             --precision fp32` vs PyTorch fair-esm training of the same model on
             batches of the same shape and thread count, interleaved;
-  ranks     `mpirun -n 2` vs `-n 1` on the same global batch (loop time).
+  ranks     `mpirun -n 2` vs `-n 1` on the same global batch, one thread per rank,
+            interleaved: the loop time, and the busiest rank's CPU time in the
+            steps (printed by `proteus qat`): the wall time the loop takes when
+            each rank has a core to itself, which a
+            loaded machine that shares the CPUs fairly between sessions does not
+            give (the two ranks then share the one session's share).
 
 usage: .venv/bin/python scripts/bench/bench_qat.py [kl] [speed] [ranks] [--threads T]
-       [--steps N] [--eval-seqs N] [--eval-length L] [--model M] [--eval F]"""
+       [--steps N] [--rounds N] [--eval-seqs N] [--eval-length L] [--model M] [--eval F]"""
 import argparse
 import json
 import os
@@ -51,23 +57,31 @@ def evaluate(q, a, tmp):
 
 
 def bench_kl(a, tmp):
-    rtn = os.path.join(tmp, "rtn.h5")
-    sh([PROTEUS, "quantize", "--model", a.model, "--out", rtn, "--precision", "int4", "--per-channel"])
-    rows = [("int4 per-channel RTN", rtn, None)]
+    rows = []
+    q = [PROTEUS, "quantize", "--model", a.model, "--precision", "int4", "--per-channel"]
+    gptq = ["--method", "gptq", "--calibration-data", CALIB]
+    for label, extra in (("RTN, W4A16", ["--scheme", "weight-only"]), ("RTN, W4A8 (dynamic)", []),
+                         ("GPTQ, W4A16", gptq + ["--scheme", "weight-only"]), ("GPTQ, W4A8 (dynamic)", gptq)):
+        out = os.path.join(tmp, "q%d.h5" % len(rows))
+        t0 = time.time()
+        sh(q + extra + ["--out", out])
+        rows.append((label, out, time.time() - t0))
     common = ["--model", a.model, "--data", CALIB, "--precision", "int4", "--steps", str(a.steps),
               "--batch-size", str(a.batch), "--micro-batch", str(a.batch), "--max-residues", str(a.max_res),
               "--lr", str(a.lr), "--threads", str(a.threads), "-q"]
-    for label, extra in ((f"QAT {a.steps} steps, masked-LM loss", []),
-                         (f"QAT {a.steps} steps, --distill", ["--distill"])):
+    for label, extra in ((f"QAT {a.steps} steps, masked-LM loss, W4A16", []),
+                         (f"QAT {a.steps} steps, --distill, W4A16", ["--distill"]),
+                         (f"QAT {a.steps} steps, --distill --act int8, W4A8 (dynamic)", ["--distill", "--act", "int8"])):
         out = os.path.join(tmp, "qat%d.h5" % len(rows))
         t0 = time.time()
         sh([PROTEUS, "qat", *common, *extra, "--out", out])
         rows.append((label, out, time.time() - t0))
-    print(f"| recipe | train time | masked-LM accuracy (fp32) | logits KL vs fp32 |\n|---|---|---|---|")
+    print("| int4 per-channel | time | masked-LM accuracy (fp32) | logits KL vs fp32 | KL max |\n|---|---|---|---|---|")
     for label, path, secs in rows:
         r = evaluate(path, a, tmp)
-        print(f"| {label} | {'-' if secs is None else '%.0f s' % secs} | {100 * r['accuracy_quantized']:.2f} % "
-              f"({100 * r['accuracy_reference']:.2f} %) | {r['logits_kl_mean']:.3g} |", flush=True)
+        print(f"| {label} | {secs:.0f} s | {100 * r['accuracy_quantized']:.2f} % "
+              f"({100 * r['accuracy_reference']:.2f} %) | {r['logits_kl_mean']:.3g} | {r['logits_kl_max']:.3g} |",
+              flush=True)
 
 
 def torch_tokens_per_s(a, n_steps, seqs_len, batch):
@@ -101,7 +115,7 @@ def torch_tokens_per_s(a, n_steps, seqs_len, batch):
     return batch * T / best
 
 
-def proteus_tokens_per_s(a, tmp, n_steps, seqs_len, batch, ranks=1, precision="fp32"):
+def proteus_tokens_per_s(a, tmp, n_steps, seqs_len, batch, ranks=1, precision="fp32", threads=None):
     # sequences at least seqs_len long, all cropped to seqs_len: the same tokens per step
     fa = os.path.join(tmp, "long.fasta")
     with open(CALIB) as f:
@@ -120,12 +134,14 @@ def proteus_tokens_per_s(a, tmp, n_steps, seqs_len, batch, ranks=1, precision="f
     cmd = [PROTEUS, "qat", "--model", a.model, "--data", fa, "--precision", precision, "--steps", str(n_steps),
            "--batch-size", str(batch), "--micro-batch", str(max(1, batch // 2)), "--max-residues", str(seqs_len),
            "--checkpoint-every", "1000000", "--out", out, "-q",
-           "--threads", str(a.threads if ranks == 1 else max(1, a.threads // ranks))]
+           "--threads", str(threads or (a.threads if ranks == 1 else max(1, a.threads // ranks)))]
     if ranks > 1 or precision != "fp32":
-        cmd = ["mpirun", "-n", str(ranks)] + cmd
+        # no binding: other jobs' ranks 0 are bound to the same first core
+        cmd = ["mpirun", "--bind-to", "none", "-n", str(ranks)] + cmd
     o = sh(cmd, MPI_ENV)
     secs = float(re.search(r"([0-9.]+) s for", o).group(1))
-    return n_steps * batch * (seqs_len + 2) / secs, secs
+    cpu = float(re.search(r"CPU time in the steps ([0-9.]+) s", o).group(1))
+    return n_steps * batch * (seqs_len + 2) / secs, secs, cpu
 
 
 def main():
@@ -133,6 +149,7 @@ def main():
     ap.add_argument("what", nargs="*", default=["kl", "speed", "ranks"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved -n 1 / -n 2 rounds (ranks)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-res", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -147,15 +164,17 @@ def main():
             bench_kl(a, tmp)
         if "speed" in a.what:
             for rep in range(2):  # interleaved: C, torch, C, torch
-                c, _ = proteus_tokens_per_s(a, tmp, 5, 256, 4)
+                c, _, _ = proteus_tokens_per_s(a, tmp, 5, 256, 4)
                 t = torch_tokens_per_s(a, 4, 256, 4)
                 print(f"speed rep {rep}: proteus {c:.0f} tokens/s, torch {t:.0f} tokens/s, ratio {c / t:.2f}x",
                       flush=True)
         if "ranks" in a.what:
-            for rep in range(2):
-                one, s1 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=1, precision="int4")
-                two, s2 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=2, precision="int4")
-                print(f"ranks rep {rep}: -n 1 {s1:.1f} s, -n 2 {s2:.1f} s, speed-up {s1 / s2:.2f}x", flush=True)
+            for rep in range(a.rounds):
+                _, s1, c1 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=1, precision="int4", threads=1)
+                _, s2, c2 = proteus_tokens_per_s(a, tmp, 5, 256, 8, ranks=2, precision="int4", threads=1)
+                print(f"ranks rep {rep} (load {os.getloadavg()[0]:.1f}): loop -n 1 {s1:.1f} s, -n 2 {s2:.1f} s, "
+                      f"{s1 / s2:.2f}x; busiest rank's CPU -n 1 {c1:.1f} s, -n 2 {c2:.1f} s, {c1 / c2:.2f}x",
+                      flush=True)
     finally:
         shutil.rmtree(tmp, True)
 

@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""test_train_mpi.py - `proteus qat` data-parallel over MPI ranks: 20 steps of
-int4 QAT (6 micro-batches a step) on 1, 2 and 3 ranks and on one rank with 2
-threads leave the same training state bit for bit (weights, moments, LSQ
-steps, curve, recipe); a diverging run on 2 ranks stops every rank with exit status
-13 and the message naming the step.
+"""test_train_mpi.py - `proteus qat` data-parallel over MPI ranks, the update
+sharded over the ranks: 20 steps of int4 QAT (6 micro-batches a step) on 1, 2
+and 3 ranks and on one rank with 2 threads leave the same training state bit
+for bit (weights, both AdamW moments gathered from the ranks that own them,
+LSQ steps and their moments, curve, recipe); so do 8 steps of int4 grouped
+(32) asymmetric QAT with int8 activations and the norm clipped to 0.05 (5
+micro-batches: ranks owning 2 and 1) on 1 and 3 ranks; a diverging run on 2
+ranks stops every rank with exit status 13 and the message naming the step.
 
 The states are compared dataset by dataset (values and attributes): HDF5
 files holding the same data may differ in a few bytes of metadata padding.
@@ -32,33 +35,47 @@ ARGS = ["--model", MODEL, "--data", DATA, "--precision", "int4", "--steps", "20"
         "--micro-batch", "1", "--max-residues", "32", "--lr", "1e-3", "-q"]
 
 
+GROUPED = ["--steps", "8", "--batch-size", "5", "--group-size", "32", "--asymmetric", "--act", "int8",
+           "--clip", "0.05"]
+
+
 def run(n, threads, out, *extra):
     return subprocess.run([MPIEXEC, "-n", str(n), PROTEUS, "qat", *ARGS, "--threads", str(threads),
                            "--out", out, *extra], capture_output=True, text=True, env=ENV)
 
 
-def main():
-    failures, states = [], {}
-    for n, threads in ((1, 1), (2, 1), (3, 1), (1, 2)):
-        out = os.path.join(TMP, f"n{n}t{threads}.h5")
-        p = run(n, threads, out)
+def same_states(label, runs, extra, failures):
+    """Train with each (ranks, threads) of runs; every training state must
+    equal the first's."""
+    states = {}
+    for n, threads in runs:
+        out = os.path.join(TMP, f"{label}_n{n}t{threads}.h5")
+        p = run(n, threads, out, *extra)
         if p.returncode != 0:
-            failures.append(f"-n {n} --threads {threads}: exit {p.returncode}: {p.stderr.strip()}")
+            failures.append(f"{label} -n {n} --threads {threads}: exit {p.returncode}: {p.stderr.strip()}")
             continue
         print(p.stdout.strip())
         with h5py.File(out + ".train.h5") as h:
             g = h["train"]
             states[(n, threads)] = ({k: g[k][()] for k in g}, dict(g.attrs))
-    ref = states.get((1, 1))
+    ref = states.get(runs[0])
     for k, (data, attrs) in states.items():
         if ref is None:
             break
         bad = [name for name in ref[0] if name not in data or not np.array_equal(ref[0][name], data[name])]
         if bad or attrs != ref[1] or set(data) != set(ref[0]):
-            failures.append(f"-n {k[0]} --threads {k[1]}: the training state after 20 steps differs from -n 1 "
+            failures.append(f"{label} -n {k[0]} --threads {k[1]}: the training state differs from -n 1 "
                             f"in {bad or 'its attributes'}")
-        elif k != (1, 1):
-            print(f"-n {k[0]} --threads {k[1]}: {len(data)} datasets equal to -n 1 --threads 1")
+        elif k != runs[0]:
+            print(f"{label} -n {k[0]} --threads {k[1]}: {len(data)} datasets equal to -n 1 --threads 1")
+    if ref is not None and not {"adam_m", "adam_v", "scale", "scale_m", "scale_v"} <= set(ref[0]):
+        failures.append(f"{label}: the training state lacks moments or steps: {sorted(ref[0])}")
+
+
+def main():
+    failures = []
+    same_states("int4", ((1, 1), (2, 1), (3, 1), (1, 2)), [], failures)
+    same_states("int4-g32-asym-a8", ((1, 1), (3, 1)), GROUPED, failures)
     p = run(2, 1, os.path.join(TMP, "nan.h5"), "--lr", "1e30")
     print(f"divergence on 2 ranks: exit {p.returncode}: {p.stderr.strip()}")
     if p.returncode != 13 or "step" not in p.stderr or "overflowed" not in p.stderr:
