@@ -359,14 +359,20 @@ class FallbackRanks(unittest.TestCase):
                 runs[f"-n {n} --threads {threads}"] = ((p.returncode, re.findall(r"^fallback attempt .*$", p.stdout,
                                                                                   re.M)),
                                                       np.frombuffer(f.read(), np.uint8))
-            os.remove(out)
-        lines, ref = runs.pop("-n 1 --threads 1")
-        self.assertGreaterEqual(len(lines[1]), 2, lines)  # the flaw makes the first attempt fail
-        for what, (got_lines, got) in runs.items():
-            self.assertEqual((got_lines, len(got)), (lines, len(ref)), what)
-            # num_ranks (one byte) and the checksum of the root group's header, close together
-            at = np.flatnonzero(got != ref)
-            self.assertTrue(len(at) <= 5 and (len(at) == 0 or at[-1] - at[0] < 1024), f"{what}: bytes {at[:20]}")
+            os.rename(out, path(f"ranks_{n}_{threads}.h5"))
+        self.assertEqual(trail(path("ranks_1_1.h5")), trail(path("ranks_2_2.h5")))
+        self.assertEqual(tensors(path("ranks_1_1.h5")), tensors(path("ranks_2_2.h5")))
+        # the same command line (one --threads): the same bytes but for num_ranks
+        for threads in ("1", "2"):
+            (lines, ref), *others = [v for k, v in runs.items() if k.endswith(threads)]
+            self.assertGreaterEqual(len(lines[1]), 2, lines)  # the flaw makes the first attempt fail
+            for got_lines, got in others:
+                self.assertEqual((got_lines, len(got)), (lines, len(ref)), f"--threads {threads}")
+                # num_ranks (one byte) and the checksum of the object header that holds it
+                at = np.flatnonzero(got != ref)
+                self.assertTrue(len(at) <= 5 and (len(at) == 0 or at[-1] - at[0] < 1024), f"bytes {at[:20]}")
+        # another thread count: the same attempts, trail and tensors
+        self.assertEqual(runs["-n 1 --threads 1"][0], runs["-n 2 --threads 2"][0])
         self.assertEqual(leftovers(), [])
 
 
