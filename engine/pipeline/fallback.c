@@ -26,11 +26,6 @@ void pq_fallback_set_scheme(pq_config *c, const char *scheme)
     if (!strcmp(c->scheme, "weight-only")) c->smoothquant_alpha = 0.0; /* activations stay fp32 */
 }
 
-static pq_qspec global_of(const pq_config *c)
-{
-    return pq_config_qspec(c);
-}
-
 static void free_attempt(pq_fb_attempt *a)
 {
     for (int i = 0; i < a->n_kept; i++) free(a->kept[i]);
@@ -77,7 +72,7 @@ static pq_status push_attempt(pq_fallback *fb, pq_fb_kind kind, const pq_config 
     a->accuracy = a->reference_accuracy = a->drop = a->kl = NAN;
     a->bytes = -1;
     snprintf(a->scheme, sizeof a->scheme, "%s", c->scheme);
-    a->global = global_of(c);
+    a->global = pq_config_qspec(c);
     int n = (prev ? prev->n_kept : 0) + (keep ? 1 : 0);
     if (n && !(a->kept = calloc((size_t)n, sizeof *a->kept))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     fb->n_attempts++; /* owns a->kept from here */
