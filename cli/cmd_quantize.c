@@ -171,16 +171,22 @@ static void print_progress(void *user, const pq_progress *ev)
 static void print_attempt(void *user, const pq_fb_attempt *a, double budget)
 {
     (void)user;
+    const pq_qspec *g = &a->global;
+    char gs[16] = "";
+    if (g->gran == PQ_GRAN_GROUP) snprintf(gs, sizeof gs, " %d", g->group_size);
+    printf("fallback attempt %d (%s; %s int%d %s%s %s, %d Linear%s kept float)", a->number, a->what, a->scheme,
+           g->bits, g->gran == PQ_GRAN_GROUP ? "group" : g->gran == PQ_GRAN_CHANNEL ? "per-channel" : "per-tensor",
+           gs, g->symmetric ? "symmetric" : "asymmetric", a->n_kept, a->n_kept == 1 ? "" : "s");
     if (a->status) {
-        printf("fallback attempt %d (%s): %s\n", a->number, a->what, a->error);
+        printf(": %s\n", a->error);
     } else {
         char verdict[96] = "";
         if (!isnan(budget))
             snprintf(verdict, sizeof verdict, ", %s %.2f pt allowed", a->met ? "within the" : "over the",
                      100 * budget);
-        printf("fallback attempt %d (%s): masked-LM accuracy %.2f %% (reference %.2f %%), drop %.2f pt%s, "
-               "KL %.3g, %.2f MB%s\n", a->number, a->what, 100 * a->accuracy, 100 * a->reference_accuracy,
-               100 * a->drop, verdict, a->kl, (double)a->bytes / 1e6, a->met ? ": accepted" : "");
+        printf(": masked-LM accuracy %.2f %% (reference %.2f %%), drop %.2f pt%s, KL %.3g, %.2f MB%s\n",
+               100 * a->accuracy, 100 * a->reference_accuracy, 100 * a->drop, verdict, a->kl,
+               (double)a->bytes / 1e6, a->met ? ": accepted" : "");
     }
     fflush(stdout);
 }

@@ -206,7 +206,8 @@ class Fallback(unittest.TestCase):
         self.assertGreater(lost(steps[0][2]), budget * steps[0][2]["n_masked"])
         out = path("int8.h5")
         p = quantize(MODEL, out, *extra, "--allow-accuracy-drop", repr(budget), "--eval-data", self.small)
-        self.assertIn("fallback attempt 2 (int4 -> int8)", p.stdout)
+        self.assertIn("fallback attempt 2 (int4 -> int8; dynamic int8 per-tensor symmetric, 0 Linears kept float)",
+                      p.stdout)
         t = self.check_trail(out, steps, 1)
         self.assertEqual(t[1]["recipe"]["precision"], "int8")
         self.assertTrue(t[1]["written"])
