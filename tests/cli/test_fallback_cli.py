@@ -18,6 +18,7 @@ with a planted flaw, the trail read back with h5py:
   --keep-best the best is written (exit 13 still);
 - calibration failures (no usable sequence, a store of another model) fall
   back to the fallback scheme; without one they stop (exit 6);
+- SIGTERM between attempts (exit 14) and SIGKILL leave no attempt file;
 - bad values of the new options: exit 2 (a missing --eval-data: 3), before any
   work, and never a file, .partial, journal or attempt file left behind;
 - with MPIEXEC (the FallbackRanks tests): 1, 2 and 3 ranks and 2 threads
@@ -29,9 +30,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import h5py
@@ -294,6 +297,29 @@ class Fallback(unittest.TestCase):
                      "--eval-data", tiny, want=6)
         self.assertIn("no usable calibration sequence", p.stderr)
         self.assertFalse(os.path.exists(out3))
+
+    def test_signals_leave_nothing(self):
+        # SIGTERM between attempts: exit 14; SIGKILL: rank 0's watcher removes
+        # the attempt files. No OUT, attempt, partial or journal either way.
+        model = dead_neuron_outliers("sig_flaw.safetensors", range(6))
+        for sig, want in ((signal.SIGTERM, 14), (signal.SIGKILL, -9)):
+            out = path(f"sig_{sig}.h5")
+            p = subprocess.Popen([PROTEUS, "quantize", "--model", model, "--out", out, "-q", "--threads", "1",
+                                  "--allow-accuracy-drop", "0", "--eval-data", self.small], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            first = p.stdout.readline()  # attempt 1 measured: attempt 2 is under way
+            self.assertTrue(first.startswith("fallback attempt 1"), first)
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=600)
+            self.assertEqual(p.returncode, want, err)
+            if sig == signal.SIGTERM:
+                self.assertIn("interrupted", err)
+            for _ in range(100):  # the watcher acts once rank 0 is gone
+                if not leftovers():
+                    break
+                time.sleep(0.1)
+            self.assertEqual(leftovers(), [])
+            self.assertFalse(os.path.exists(out))
 
     def test_no_fallback_no_trail(self):
         out = path("plain.h5")
