@@ -6,10 +6,8 @@
  * accepted attempt gets the trail in /provenance and is renamed to OUT;
  * every other attempt file is removed, also after a failure or a signal
  * (rank 0's watcher, cleanup.h, removes them if rank 0 dies). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
