@@ -3,6 +3,7 @@
  * out, on one process or N MPI ranks: its options, the run
  * (coordinator/quantize_run.h), its printing. */
 #include <fcntl.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,17 @@
 #include "coordinator/monitor.h"
 #include "coordinator/quantize_run.h"
 #include "pipeline/config.h"
+#include "pipeline/fallback.h"
 #include "worker/mpi_start.h"
 
 #define UNIT_BYTES (64ll << 20)
 
 typedef struct qopts {
     const char *model, *out, *monitor;
-    bool allow_remote, quiet, verbose, resume;
+    bool allow_remote, quiet, verbose, resume, keep_best;
+    const char *eval_data;                /* the fallback's held-out sequences */
+    int64_t eval_max_seqs;
+    int max_attempts;
     double monitor_wait;
     int64_t unit_bytes;
     const char *calib_data, *calib_store; /* static scheme */
@@ -80,6 +85,27 @@ static const pq_cli_opt k_opts[] = {
     {.name = "unit-bytes", .kind = PQ_CLI_BYTES, .offset = offsetof(qopts, unit_bytes), .lo = 1, .meta = "N",
      .help = "split quantized tensors into work units of at most N\nbytes of fp32 input (default 64 MiB; suffixes "
              "k, M, G);\nsmaller units balance ranks better, per-tensor scales\nare never split"},
+    QKEY("allow-accuracy-drop", "allow_accuracy_drop", "F", "the masked-LM accuracy the file may lose against the\n"
+         "checkpoint, as a FRACTION of accuracy in [0, 1]: 0.01 allows one\npercentage point, 0.001 a tenth. Every "
+         "attempt is evaluated\non --eval-data; when it loses more, the next attempt is tried:\n"
+         "--fallback-scheme, then int8 for the tensors that were int4,\nthen the quantized Linear with the lowest "
+         "output SQNR in the\nlast evaluation (that Linear on the reference's own input)\nkept in float, one more "
+         "per attempt, until within the budget\nor every Linear is float. Each attempt is printed and the\n"
+         "trail recorded in /provenance fallback_trail; none within\nit: exit status 13, no file (see --keep-best)"),
+    QKEY("fallback-scheme", "fallback_scheme", "S", "the scheme tried next when the requested one loses more\n"
+         "than --allow-accuracy-drop or its calibration fails (no usable\nsequence, a site that never fired, a "
+         "store of another model):\ndynamic | static | weight-only (with weight-only, SmoothQuant\nis off; "
+         "besides static, calibration_method is minmax)"),
+    {.name = "eval-data", .kind = PQ_CLI_STR, .offset = offsetof(qopts, eval_data), .meta = "F.fasta",
+     .help = "the fallback's held-out sequences (default: the bundled\ndata/proteins/eval_sample.fasta, 200 "
+             "sequences); evaluated as\n`proteus evaluate` does (15 % masked, seed 0, at most 500\nresidues each)"},
+    {.name = "eval-max-seqs", .kind = PQ_CLI_I64, .offset = offsetof(qopts, eval_max_seqs), .lo = 1, .meta = "N",
+     .help = "evaluate on the first N sequences only (default: all)"},
+    {.name = "fallback-max-attempts", .kind = PQ_CLI_INT, .offset = offsetof(qopts, max_attempts), .lo = 1,
+     .meta = "N", .help = "stop the fallback after N attempts (default: no limit)"},
+    {.name = "keep-best", .kind = PQ_CLI_FLAG, .offset = offsetof(qopts, keep_best),
+     .help = "when no attempt is within --allow-accuracy-drop, write the\none that lost the least (then the "
+             "smaller KL) still; the exit\nstatus stays 13"},
     {.name = "resume", .kind = PQ_CLI_FLAG, .offset = offsetof(qopts, resume),
      .help = "go on from OUT.journal, the record of an earlier run of the\nsame command that stopped (kill, crash, "
              "Slurm time limit):\nits units are checked and kept, the missing ones run; the\nfile is the same, byte "
@@ -124,7 +150,10 @@ static const pq_cli_cmd k_cmd = {
               "Config keys: scheme, precision, per_channel, group_size, symmetric,\n"
               "calibration_method, hardware_target, optimize_memory, enable_fusion, threading,\n"
               "threads, nan_policy, float_dtype, include, exclude, smoothquant_alpha, method,\n"
-              "gptq_damp, gptq_block_size, act_order.",
+              "gptq_damp, gptq_block_size, act_order, fallback_scheme, allow_accuracy_drop.\n\n"
+              "Fallback: the attempts are written as OUT.attemptN.h5 beside OUT, evaluated\n"
+              "against the checkpoint on rank 0 and removed; the one accepted becomes OUT.\n"
+              "They cannot be resumed (--resume is refused with a fallback).",
 };
 
 /* What rank 0 prints: progress while it runs, the summary at the end. */
@@ -137,6 +166,29 @@ static void print_progress(void *user, const pq_progress *ev)
 {
     qprint *p = user;
     pq_cli_progress_cb(&p->bar, ev);
+}
+
+static void print_attempt(void *user, const pq_fb_attempt *a, double budget)
+{
+    (void)user;
+    const pq_qspec *g = &a->global;
+    char gs[16] = "";
+    if (g->gran == PQ_GRAN_GROUP) snprintf(gs, sizeof gs, " %d", g->group_size);
+    printf("fallback attempt %d (%s; %s int%d %s%s %s, %d Linear%s kept float)", a->number, a->what, a->scheme,
+           g->bits, g->gran == PQ_GRAN_GROUP ? "group" : g->gran == PQ_GRAN_CHANNEL ? "per-channel" : "per-tensor",
+           gs, g->symmetric ? "symmetric" : "asymmetric", a->n_kept, a->n_kept == 1 ? "" : "s");
+    if (a->status) {
+        printf(": %s\n", a->error);
+    } else {
+        char verdict[96] = "";
+        if (!isnan(budget))
+            snprintf(verdict, sizeof verdict, ", %s %.2f pt allowed", a->met ? "within the" : "over the",
+                     100 * budget);
+        printf(": masked-LM accuracy %.2f %% (reference %.2f %%), drop %.2f pt%s, KL %.3g, %.2f MB%s\n",
+               100 * a->accuracy, 100 * a->reference_accuracy, 100 * a->drop, verdict, a->kl,
+               (double)a->bytes / 1e6, a->met ? ": accepted" : "");
+    }
+    fflush(stdout);
 }
 
 static void print_report(void *user, const pq_job_stats *s, const double *rss_mib, int n_ranks)
@@ -161,10 +213,41 @@ static int run(pq_config *cfg, const qopts *o, int argc, char **argv)
     const pq_quantize_request q = {
         .model = o->model, .out = o->out, .config_file = o->cfg.file, .calib_data = o->calib_data,
         .calib_store = o->calib_store, .monitor = o->monitor, .monitor_wait = o->monitor_wait,
-        .unit_bytes = o->unit_bytes, .resume = o->resume, .command_line = cmdline, .progress = print_progress,
-        .report = print_report, .fail = pq_cli_fail, .user = &pr,
+        .unit_bytes = o->unit_bytes, .resume = o->resume, .command_line = cmdline, .eval_data = o->eval_data,
+        .eval_max_seqs = o->eval_max_seqs, .keep_best = o->keep_best, .max_attempts = o->max_attempts,
+        .progress = print_progress, .attempt = print_attempt, .report = print_report, .fail = pq_cli_fail,
+        .user = &pr,
     };
     return pq_quantize_run(cfg, &q);
+}
+
+/* The fallback's options: each needs the others it works with, and the
+ * fallback scheme must be another scheme this configuration can run. */
+static int check_fallback(const qopts *o, const pq_config *cfg)
+{
+    bool budget = !isnan(cfg->allow_accuracy_drop), wanted = budget || cfg->fallback_scheme[0];
+    const char *lone = o->keep_best && !budget ? "--keep-best" : o->max_attempts && !wanted ?
+                       "--fallback-max-attempts" : o->eval_data && !wanted ? "--eval-data" :
+                       o->eval_max_seqs && !wanted ? "--eval-max-seqs" : NULL;
+    if (lone)
+        return pq_cli_usage_error("quantize", "%s works with the fallback: give --allow-accuracy-drop%s", lone,
+                                  strcmp(lone, "--keep-best") ? " or --fallback-scheme" : "");
+    if (wanted && o->resume)
+        return pq_cli_usage_error("quantize", "--resume: the fallback's attempts are not resumable; run again "
+                                  "without --resume");
+    if (!cfg->fallback_scheme[0]) return 0;
+    if (!strcmp(cfg->fallback_scheme, cfg->scheme))
+        return pq_cli_usage_error("quantize", "--fallback-scheme %s is the scheme already asked for; name "
+                                  "another one", cfg->fallback_scheme);
+    pq_config c = *cfg; /* the scheme step's configuration (its pointers borrowed, not freed) */
+    pq_fallback_set_scheme(&c, cfg->fallback_scheme);
+    pq_status st = pq_config_validate(&c);
+    if (st) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", pq_err_detail());
+        return pq_cli_fail(pq_err_replace(st, "--fallback-scheme %s: %s", cfg->fallback_scheme, why));
+    }
+    return 0;
 }
 
 int pq_cmd_quantize(int argc, char **argv)
@@ -202,6 +285,7 @@ int pq_cmd_quantize(int argc, char **argv)
                                 "sequences)");
         goto done;
     }
+    if ((rc = check_fallback(&o, &cfg))) goto done;
 
     if (saved_err >= 0) { fflush(stderr); dup2(saved_err, 2); close(saved_err); saved_err = -1; }
     rc = run(&cfg, &o, argc, argv);

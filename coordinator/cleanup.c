@@ -14,15 +14,17 @@
 #include <unistd.h>
 
 #define PATH_MAX_BYTES 4000 /* a path and its command in one short message */
+#define MAX_ARMED 4          /* files armed at once: an attempt's and the best one's (fallback) */
 
-static char path_buf[PATH_MAX_BYTES];
-static atomic_int armed;     /* path_buf holds the file (handler fallback) */
+static char path_buf[MAX_ARMED][PATH_MAX_BYTES];
+static atomic_int armed;     /* path_buf[0..armed) hold the files (handler fallback) */
 static int watch_fd = -1;    /* rank 0's end of the socket to the watcher */
 
 /* Only async-signal-safe calls. */
 static void on_signal(int sig)
 {
-    if (atomic_load_explicit(&armed, memory_order_acquire)) unlink(path_buf);
+    int n = atomic_load_explicit(&armed, memory_order_acquire);
+    for (int i = 0; i < n && i < MAX_ARMED; i++) unlink(path_buf[i]);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -37,13 +39,14 @@ void pq_cleanup_handler(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-/* The watcher: lines "A<path>" (arm) and "X" (disarm) until rank 0's end of
- * the socket closes; then the armed file goes. */
+/* The watcher: lines "A<path>" (arm that file alone), "B<path>" (arm that
+ * one too) and "X" (disarm) until rank 0's end of the socket closes; then
+ * the armed files go. */
 static _Noreturn void watch(int rd)
 {
-    static char buf[2 * PATH_MAX_BYTES], path[PATH_MAX_BYTES];
+    static char buf[2 * PATH_MAX_BYTES], path[MAX_ARMED][PATH_MAX_BYTES];
     size_t have = 0;
-    bool on = false;
+    int on = 0;
     setpgid(0, 0);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
@@ -70,11 +73,11 @@ static _Noreturn void watch(int rd)
         char *nl;
         while ((nl = memchr(buf, '\n', have))) {
             *nl = '\0';
-            on = buf[0] == 'A';
-            if (on) {
-                size_t len = strnlen(buf + 1, sizeof path - 1);
-                memcpy(path, buf + 1, len);
-                path[len] = '\0';
+            if (buf[0] != 'B') on = 0;
+            if ((buf[0] == 'A' || buf[0] == 'B') && on < MAX_ARMED) {
+                size_t len = strnlen(buf + 1, sizeof path[0] - 1);
+                memcpy(path[on], buf + 1, len);
+                path[on++][len] = '\0';
             }
             size_t used = (size_t)(nl - buf) + 1;
             memmove(buf, nl + 1, have - used);
@@ -82,7 +85,7 @@ static _Noreturn void watch(int rd)
         }
         if (have == sizeof buf) have = 0; /* no such line is ever sent */
     }
-    if (on) unlink(path);
+    for (int i = 0; i < on; i++) unlink(path[i]);
     _exit(0);
 }
 
@@ -109,13 +112,26 @@ void pq_cleanup_start(void)
     watch_fd = p[1];
 }
 
-void pq_cleanup_arm(const char *path)
+/* Arm path after the n files armed now (n 0: alone); NULL: disarm all. */
+static void arm_at(int n, const char *path)
 {
     char line[PATH_MAX_BYTES + 2];
-    atomic_store_explicit(&armed, 0, memory_order_release);
-    bool fits = path && snprintf(path_buf, sizeof path_buf, "%s", path) < (int)sizeof path_buf;
-    if (fits) atomic_store_explicit(&armed, 1, memory_order_release);
-    if (watch_fd < 0) return;
-    int n = fits ? snprintf(line, sizeof line, "A%s\n", path_buf) : snprintf(line, sizeof line, "X\n");
-    while (send(watch_fd, line, (size_t)n, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+    atomic_store_explicit(&armed, n, memory_order_release);
+    bool fits = path && n < MAX_ARMED &&
+                snprintf(path_buf[n], sizeof path_buf[n], "%s", path) < (int)sizeof path_buf[n];
+    if (fits) atomic_store_explicit(&armed, n + 1, memory_order_release);
+    if (watch_fd < 0 || (!fits && n)) return;
+    int len = fits ? snprintf(line, sizeof line, "%c%s\n", n ? 'B' : 'A', path_buf[n])
+                   : snprintf(line, sizeof line, "X\n");
+    while (send(watch_fd, line, (size_t)len, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+}
+
+void pq_cleanup_arm(const char *path)
+{
+    arm_at(0, path);
+}
+
+void pq_cleanup_arm_also(const char *path)
+{
+    if (path) arm_at(atomic_load_explicit(&armed, memory_order_acquire), path);
 }

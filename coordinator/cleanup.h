@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cleanup.h - remove rank 0's OUT.partial when rank 0 dies before its commit.
+/* cleanup.h - remove rank 0's OUT.partial (and the fallback's attempt files)
+ * when rank 0 dies before its commit.
  *
  * Rank 0 can go in ways that run none of its code: mpirun's SIGKILL a
  * second after its SIGTERM (a thread in an uninterruptible wait may not
@@ -20,8 +21,12 @@ void pq_cleanup_start(void);
  * MPI_Init): the signal handlers only. */
 void pq_cleanup_handler(void);
 
-/* The file to remove if rank 0 dies from now on; NULL: none (after the
- * commit, or after removing it itself). */
+/* The file to remove if rank 0 dies from now on, alone; NULL: none (after
+ * the commit, or after removing it itself). */
 void pq_cleanup_arm(const char *path);
+
+/* One more file to remove with those armed now (at most 4 in all; NULL is
+ * fine): the fallback's finished attempts. */
+void pq_cleanup_arm_also(const char *path);
 
 #endif

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* quantize_run.c - one quantization job over the ranks (quantize_run.h). */
-#include "coordinator/quantize_run.h"
+#include "coordinator/quantize_job.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -31,18 +31,9 @@
 #include "worker/sync.h"
 #include "worker/worker.h"
 
-/* Progress fan-out on rank 0: the caller's view and the monitor. */
-typedef struct progress_ctx {
-    const pq_quantize_request *q;
-    pq_monitor *mon;
-    const pq_job *job;
-    int n_ranks;
-    pq_progress last;         /* counters of the latest progress event */
-} progress_ctx;
-
 static void on_progress(void *user, const pq_progress *ev)
 {
-    progress_ctx *p = user;
+    pq_qrun_progress *p = user;
     if (p->q->progress) p->q->progress(p->q->user, ev);
     p->last = *ev;
     p->last.tensor = NULL;
@@ -53,7 +44,7 @@ static void on_progress(void *user, const pq_progress *ev)
 
 static void on_unit(void *user, const pq_unit *u, int rank, double sqnr)
 {
-    progress_ctx *p = user;
+    pq_qrun_progress *p = user;
     pq_progress ev = p->last;
     ev.tensor = pq_job_plan(p->job)->tensors[u->tensor].st->name;
     ev.sqnr_db = sqnr;
@@ -83,17 +74,19 @@ static void log_phases(const pq_job *j, double init_s)
 }
 
 /* --out must not name one of the run's inputs (checkpoint shards, config,
- * calibration data or store): the commit's rename would replace it. */
+ * calibration data or store, evaluation data): the commit's rename would
+ * replace it. */
 static pq_status check_out(const pq_quantize_request *q, const pq_job *j)
 {
     int n = pq_st_file_count(pq_job_model(j));
-    const char **in = calloc((size_t)n + 3, sizeof *in);
+    const char **in = calloc((size_t)n + 4, sizeof *in);
     if (!in) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     for (int i = 0; i < n; i++) in[i] = pq_st_file_path(pq_job_model(j), i);
     in[n] = q->config_file;
     in[n + 1] = q->calib_data;
     in[n + 2] = q->calib_store;
-    pq_status st = pq_out_check("--out", q->out, in, n + 3);
+    in[n + 3] = q->eval_data;
+    pq_status st = pq_out_check("--out", q->out, in, n + 4);
     free(in);
     return st;
 }
@@ -112,13 +105,13 @@ static pq_status other_inputs(const pq_quantize_request *q, char **out)
 }
 
 /* Rank 0: open (lock) OUT.journal, checked against this run when resuming. */
-static pq_status open_journal(const pq_quantize_request *q, const pq_job *j, pq_journal **jr)
+static pq_status open_journal(const pq_quantize_request *q, const char *out, const pq_job *j, pq_journal **jr)
 {
     char *cfg = pq_config_to_json(pq_job_config(j)), *extra = NULL, *head = NULL;
     pq_status st = cfg ? other_inputs(q, &extra) : pq_err(PQ_ERR_RESOURCE, "out of memory");
     if (!st && !(head = pq_journal_header("quantize", cfg, pq_job_plan(j), pq_job_model(j), extra)))
         st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-    if (!st) st = pq_journal_open(q->out, q->resume, head, pq_job_plan(j), jr);
+    if (!st) st = pq_journal_open(out, q->resume, head, pq_job_plan(j), jr);
     free(cfg);
     free(extra);
     free(head);
@@ -146,9 +139,10 @@ static pq_status share_done(MPI_Comm comm, int rank, pq_job *j, const pq_journal
 /* After a failure: the journal stays for a --resume when it holds units and
  * the cause may pass (a signal, a rank lost, I/O, memory); a run that would
  * fail the same way again (bad input, NaN, configuration) starts afresh. */
-static void end_journal(pq_journal *jr, pq_status st)
+static void end_journal(pq_journal *jr, pq_status st, bool resumable)
 {
     bool passing = st == PQ_ERR_INTERRUPTED || st == PQ_ERR_MPI || st == PQ_ERR_IO || st == PQ_ERR_RESOURCE;
+    passing = passing && resumable;
     if (pq_journal_n_done(jr) && passing) pq_journal_close(jr);
     else pq_journal_remove(jr);
 }
@@ -158,15 +152,36 @@ static int fail_exit(const pq_quantize_request *q, pq_status st)
     return q->fail ? q->fail(st) : pq_status_exit_code(st);
 }
 
-int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
+
+/* Rank 0: the job's output side ready, OUT.partial begun. */
+static pq_status begin_output(pq_qrun *x, pq_job *job, const char *out, const char *partial, bool fits,
+                              pq_journal *journal)
 {
-    int provided = 0, rank = 0, n = 1, rc = 0;
+    const pq_quantize_request *q = x->q;
+    if (!x->guarded) {
+        pq_cleanup_handler();
+        pq_stop_catch(); /* SIGTERM stops, as on every rank */
+    }
+    if (fits) pq_cleanup_arm(partial);
+    pq_cleanup_arm_also(x->armed_too);
+    if (q->monitor && !x->mon) x->mon = pq_monitor_open(q->monitor, q->monitor_wait);
+    x->prog = (pq_qrun_progress){.q = q, .mon = x->mon, .job = job, .n_ranks = x->n_ranks};
+    pq_job_set_progress(job, on_progress, &x->prog);
+    pq_job_set_journal(job, journal);
+    x->prog.last.units_total = pq_job_plan(job)->n_units;
+    x->prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
+    x->prog.last.phase = "quantize";
+    pq_monitor_publish(x->mon, "start", &x->prog.last, -1, -1, x->n_ranks, PQ_OK, NULL);
+    return pq_job_begin_output(job, out, x->n_ranks, q->command_line);
+}
+
+pq_status pq_qrun_job(pq_qrun *x, pq_config *cfg, const char *out, pq_fallback *fb, pq_job **keep)
+{
+    const pq_quantize_request *q = x->q;
+    const int rank = x->rank, n = x->n_ranks;
+    MPI_Comm comm = x->comm;
     pq_status st;
     pq_job *job = NULL;
-    MPI_Comm comm = MPI_COMM_NULL;
-    pq_monitor *mon = NULL;
-    progress_ctx prog = {.q = q};
-    double *rss = NULL;
     bool unresponsive = false, stop_sent = false;
     pq_calib_static_run *calib = NULL;
     pq_smooth *smooth = NULL;
@@ -176,37 +191,21 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     /* OUT.partial, on every rank (workers on rank 0's machine write their
      * codes into it); rank 0's watcher removes it when the job is killed */
     char partial[4096];
-
-    /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
-     * before MPI_Init: forking is safe only before MPI is up */
-    bool guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
-    if (guarded) pq_cleanup_start();
-    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
-    double t_init = pq_now_s();
-    if ((rc = pq_mpi_start(&provided))) return rc;
-    if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "MPI_Comm_dup"))) {
-        rc = fail_exit(q, st);
-        goto finalize;
-    }
-    MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-    t_init = pq_now_s() - t_init;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &n);
-    if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
-    if (provided < MPI_THREAD_FUNNELED) PQ_LOG_WARN("MPI provides no thread support; continuing");
+    if (keep) *keep = NULL;
 
     /* 1. open + plan on every rank; agree that all of them managed. */
     pq_err_clear();
     if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 1)) raise(SIGKILL);
     st = pq_job_open(cfg, q->model, q->unit_bytes, &job);
     if (!st && rank == PQ_ROLE_COORD) st = check_out(q, job); /* rank 0 writes OUT */
+    if (!st && fb) st = pq_fallback_snapshot(fb, pq_job_plan(job));
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if (cfg->threading && cfg->threads == 0) pq_job_set_threads(job, pq_sync_threads_per_rank(comm, rank));
 
     /* 2. the same assignment everywhere, checked against rank 0's; ranks on
      * rank 0's machine write their own codes into OUT.partial. */
     if (!(same_node = calloc((size_t)n, sizeof *same_node))) {
-        rc = fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        int rc = fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
     st = pq_sync_coord_node(comm, n, same_node);
@@ -220,7 +219,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     st = pq_sync_plan(comm, job, n, q->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     /* rank 0 holds OUT.journal's lock from now to the end: one writer */
-    if (rank == PQ_ROLE_COORD) st = open_journal(q, job, &journal);
+    if (rank == PQ_ROLE_COORD) st = open_journal(q, out, job, &journal);
     if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 2)) raise(SIGKILL);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
@@ -243,26 +242,9 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
      * the workers already hash their chunks and run their units: their
      * results wait in MPI until rank 0 drains them. A failure here stops
      * them through the usual Shutdown. */
-    bool fits = !pq_partial_name(partial, sizeof partial, q->out);
+    bool fits = !pq_partial_name(partial, sizeof partial, out);
     pq_status begin = PQ_OK;
-    if (rank == PQ_ROLE_COORD) {
-        if (!guarded) {
-            pq_cleanup_handler();
-            pq_stop_catch(); /* SIGTERM stops, as on every rank */
-        }
-        if (fits) pq_cleanup_arm(partial);
-        if (q->monitor) mon = pq_monitor_open(q->monitor, q->monitor_wait);
-        prog.mon = mon;
-        prog.job = job;
-        prog.n_ranks = n;
-        pq_job_set_progress(job, on_progress, &prog);
-        pq_job_set_journal(job, journal);
-        prog.last.units_total = pq_job_plan(job)->n_units;
-        prog.last.bytes_total = pq_plan_total_cost(pq_job_plan(job));
-        prog.last.phase = "quantize";
-        pq_monitor_publish(mon, "start", &prog.last, -1, -1, n, PQ_OK, NULL);
-        begin = pq_job_begin_output(job, q->out, n, q->command_line);
-    }
+    if (rank == PQ_ROLE_COORD) begin = begin_output(x, job, out, partial, fits, journal);
     /* 4. the units. */
     if (gptq) {
         pq_gptq_comm gc = pq_gptq_comm_mpi(&comm, rank, n);
@@ -273,7 +255,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         if (!st && rank == PQ_ROLE_COORD) st = pq_job_finish_output(job);
         st = pq_sync_agree(comm, st);
     } else if (rank == PQ_ROLE_COORD) {
-        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &prog,
+        pq_coord_opts co = {.stop_grace_s = 30, .initial_error = begin, .on_unit = on_unit, .user = &x->prog,
                             .same_node = same_node, .claims = claims};
         st = pq_coord_run(job, comm, n, &co, &unresponsive, &stop_sent);
         if (!st) st = pq_job_finish_output(job);
@@ -287,14 +269,7 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
     }
     pq_claims_close(claims); /* collective: every rank is past its units */
     claims = NULL;
-
-    /* 5. peak memory of every rank, reported by rank 0. */
-    if (!(rss = calloc((size_t)n, sizeof *rss))) {
-        fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
-        MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
-    }
-    gather_rss(comm, rank, n, rss);
-    log_phases(job, t_init);
+    log_phases(job, x->t_init);
     if (st) goto fail;
     if (rank == PQ_ROLE_COORD) {
         /* OUT is in place: the journal goes */
@@ -302,39 +277,87 @@ int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
         pq_journal_remove(journal);
         journal = NULL;
     }
-    if (rank == PQ_ROLE_COORD && q->report) q->report(q->user, pq_job_stats_of(job), rss, n);
     goto done;
 
 fail:
-    if (rank == PQ_ROLE_COORD) {
-        char line[1200];
-        snprintf(line, sizeof line, "%s: %s", pq_strerror(st), pq_err_detail());
-        pq_monitor_publish(mon, "error", &prog.last, -1, -1, n, st, line);
-        rc = fail_exit(q, st);
-    } else {
-        rc = pq_status_exit_code(st);
-    }
     if (unresponsive) {
         /* Some rank never answered the stop: remove our partial output, then
          * take the whole job down rather than wait forever. */
+        int rc = rank == PQ_ROLE_COORD ? fail_exit(q, st) : pq_status_exit_code(st);
         pq_job_destroy(job);
         job = NULL;
-        end_journal(journal, st);
+        end_journal(journal, st, !x->attempts);
         journal = NULL;
-        pq_monitor_close(mon);
+        pq_monitor_close(x->mon);
+        x->mon = NULL;
         MPI_Abort(MPI_COMM_WORLD, rc);
     }
 done:
     pq_claims_close(claims); /* after a failure before the units: collective too */
-    pq_monitor_close(mon);
+    if (keep && !st && rank == PQ_ROLE_COORD) {
+        *keep = job;
+        job = NULL;
+    }
     pq_job_destroy(job); /* removes OUT.partial after a failure */
-    end_journal(journal, st);
-    pq_cleanup_arm(NULL);
+    end_journal(journal, st, !x->attempts);
+    pq_cleanup_arm(x->armed_too);
     pq_calib_static_done(calib);
-    pq_smooth_free(smooth); /* after the job, which borrows it */
-    free(rss);
+    pq_smooth_free(smooth); /* after the job, which borrows it (a kept job is committed) */
     free(same_node);
-    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+    return st;
+}
+
+int pq_quantize_run(pq_config *cfg, const pq_quantize_request *q)
+{
+    int provided = 0, rc = 0;
+    pq_status st;
+    pq_qrun x = {.q = q, .comm = MPI_COMM_NULL, .n_ranks = 1};
+    pq_job *job = NULL;
+    double *rss = NULL;
+
+    /* rank 0 (as the launcher says) starts the watcher of its OUT.partial
+     * before MPI_Init: forking is safe only before MPI is up */
+    x.guarded = pq_mpi_launcher_rank() == PQ_ROLE_COORD;
+    if (x.guarded) pq_cleanup_start();
+    pq_stop_catch(); /* SIGUSR1, SIGTERM: stop between batches (GPTQ: layers) */
+    x.t_init = pq_now_s();
+    if ((rc = pq_mpi_start(&provided))) return rc;
+    if ((st = pq_mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &x.comm), "MPI_Comm_dup"))) {
+        rc = fail_exit(q, st);
+        goto finalize;
+    }
+    MPI_Comm_set_errhandler(x.comm, MPI_ERRORS_RETURN);
+    x.t_init = pq_now_s() - x.t_init;
+    MPI_Comm_rank(x.comm, &x.rank);
+    MPI_Comm_size(x.comm, &x.n_ranks);
+    const int rank = x.rank, n = x.n_ranks;
+    if (n > 1) pq_log_set_rank(rank, rank == PQ_ROLE_COORD ? "coord" : "worker");
+    if (provided < MPI_THREAD_FUNNELED) PQ_LOG_WARN("MPI provides no thread support; continuing");
+
+    x.attempts = pq_fallback_wanted(cfg);
+    st = x.attempts ? pq_fallback_run(&x, cfg, &job) : pq_qrun_job(&x, cfg, q->out, NULL, &job);
+
+    /* peak memory of every rank, reported by rank 0 (collective) */
+    if (!(rss = calloc((size_t)n, sizeof *rss))) {
+        fail_exit(q, pq_err(PQ_ERR_RESOURCE, "out of memory"));
+        MPI_Abort(MPI_COMM_WORLD, pq_status_exit_code(PQ_ERR_RESOURCE));
+    }
+    gather_rss(x.comm, rank, n, rss);
+    /* the file written (with --keep-best also when no attempt met the budget) */
+    if (rank == PQ_ROLE_COORD && job && q->report) q->report(q->user, pq_job_stats_of(job), rss, n);
+    if (st && rank == PQ_ROLE_COORD) {
+        char line[1200];
+        snprintf(line, sizeof line, "%s: %s", pq_strerror(st), pq_err_detail());
+        pq_monitor_publish(x.mon, "error", &x.prog.last, -1, -1, n, st, line);
+        rc = fail_exit(q, st);
+    } else if (st) {
+        rc = pq_status_exit_code(st);
+    }
+    pq_monitor_close(x.mon);
+    pq_job_destroy(job);
+    pq_cleanup_arm(NULL);
+    free(rss);
+    MPI_Comm_free(&x.comm);
 finalize:;
     double t_fin = pq_now_s();
     MPI_Finalize();

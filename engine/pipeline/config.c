@@ -4,16 +4,19 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "format/h5model.h"
 #include "kernels/pq_cuda.h"
 
 static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
     "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
-    "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order, recipe";
+    "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order, recipe, "
+    "fallback_scheme, allow_accuracy_drop";
 
 void pq_config_defaults(pq_config *c)
 {
@@ -31,6 +34,7 @@ void pq_config_defaults(pq_config *c)
     snprintf(c->method, sizeof c->method, "rtn");
     c->gptq_damp = 0.01;
     c->gptq_block_size = 128;
+    c->allow_accuracy_drop = NAN;
 }
 
 void pq_config_free(pq_config *c)
@@ -40,6 +44,32 @@ void pq_config_free(pq_config *c)
     c->n_include = c->n_exclude = 0;
     free(c->recipe);
     c->recipe = NULL;
+    for (int i = 0; i < c->n_overrides; i++) free(c->overrides[i].name);
+    free(c->overrides);
+    c->overrides = NULL;
+    c->n_overrides = 0;
+}
+
+pq_status pq_config_override(pq_config *c, const char *name, bool quantized, const pq_qspec *spec, bool float16)
+{
+    int i = 0;
+    while (i < c->n_overrides && strcmp(c->overrides[i].name, name)) i++;
+    if (i == c->n_overrides) {
+        pq_tensor_override *o = realloc(c->overrides, (size_t)(i + 1) * sizeof *o);
+        char *copy = strdup(name);
+        if (o) c->overrides = o;
+        if (!o || !copy) {
+            free(copy);
+            return pq_err(PQ_ERR_RESOURCE, "out of memory");
+        }
+        c->overrides[i] = (pq_tensor_override){.name = copy};
+        c->n_overrides++;
+    }
+    pq_tensor_override *o = &c->overrides[i];
+    o->quantized = quantized;
+    o->spec = quantized && spec ? *spec : (pq_qspec){0};
+    o->float16 = !quantized && float16;
+    return PQ_OK;
 }
 
 static int one_of(const char *v, const char *const *allowed)
@@ -162,6 +192,24 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         return parse_int(key, v, 1, 4096, &c->gptq_block_size);
     } else if (!strcmp(key, "act_order")) {
         return parse_bool(key, v, &c->act_order);
+    } else if (!strcmp(key, "fallback_scheme")) {
+        if (!strcmp(v, "none") || !strcmp(v, "null")) {
+            c->fallback_scheme[0] = '\0';
+            return PQ_OK;
+        }
+        if (one_of(v, schemes) < 0) return bad_value(key, v, schemes);
+        snprintf(c->fallback_scheme, sizeof c->fallback_scheme, "%s", v);
+    } else if (!strcmp(key, "allow_accuracy_drop")) {
+        char *end = NULL;
+        double x = strtod(v, &end);
+        if (!strcmp(v, "null")) {
+            c->allow_accuracy_drop = NAN;
+            return PQ_OK;
+        }
+        if (end == v || *end || !(x >= 0.0 && x <= 1.0))
+            return pq_err(PQ_ERR_CONFIG, "config key 'allow_accuracy_drop': '%s' is not a number in [0, 1] (a "
+                          "fraction of masked-LM accuracy: 0.01 allows one percentage point)", v);
+        c->allow_accuracy_drop = x;
     } else if (!strcmp(key, "smoothquant_alpha")) {
         if (!strcmp(v, "off") || !strcmp(v, "null")) {
             c->smoothquant_alpha = 0.0;
@@ -307,6 +355,20 @@ char *pq_config_to_json(const pq_config *c)
         json_object_set_new(o, "act_order", json_boolean(c->act_order));
     }
     if (c->smoothquant_alpha > 0.0) json_object_set_new(o, "smoothquant_alpha", json_real(c->smoothquant_alpha));
+    if (c->fallback_scheme[0]) json_object_set_new(o, "fallback_scheme", json_string(c->fallback_scheme));
+    if (!isnan(c->allow_accuracy_drop))
+        json_object_set_new(o, "allow_accuracy_drop", json_real(c->allow_accuracy_drop));
+    if (c->n_overrides) {
+        /* the fallback's per-tensor steps: part of what the file is */
+        json_t *ov = json_object();
+        for (int i = 0; i < c->n_overrides; i++) {
+            const pq_tensor_override *t = &c->overrides[i];
+            char text[96];
+            pq_h5_recipe_text(text, sizeof text, t->quantized, &t->spec, c->method, t->float16);
+            json_object_set_new(ov, t->name, json_string(text));
+        }
+        json_object_set_new(o, "tensor_overrides", ov);
+    }
     for (int i = 0; i < c->n_include; i++) json_array_append_new(inc, json_string(c->include[i]));
     for (int i = 0; i < c->n_exclude; i++) json_array_append_new(exc, json_string(c->exclude[i]));
     json_object_set_new(o, "include", inc);

@@ -4,7 +4,8 @@
  * Keys use the names users know from other quantizers: scheme, precision,
  * per_channel, symmetric, calibration_method, hardware_target,
  * optimize_memory, enable_fusion, threading; plus group_size, include,
- * exclude, nan_policy, float_dtype, threads, recipe. */
+ * exclude, nan_policy, float_dtype, threads, recipe, fallback_scheme and
+ * allow_accuracy_drop (quantize's fallback, pipeline/fallback.h). */
 #ifndef PQ_CONFIG_H
 #define PQ_CONFIG_H
 
@@ -15,6 +16,15 @@
 #include "quant/qspec.h"
 
 #define PQ_MAX_PATTERNS 64
+
+/* One tensor's recipe set over everything else (the fallback's steps,
+ * pipeline/fallback.h): quantized with spec, or kept in float. */
+typedef struct pq_tensor_override {
+    char *name;                  /* owned; the Hugging Face name */
+    bool quantized;
+    pq_qspec spec;               /* when quantized */
+    bool float16;                /* when kept in float */
+} pq_tensor_override;
 
 typedef struct pq_config {
     char scheme[16];             /* "dynamic" */
@@ -41,13 +51,22 @@ typedef struct pq_config {
     char *recipe;                /* owned; NULL: none. A recipe file (pipeline/recipe.h): per-tensor
                                   * precisions over these defaults. Not in the config JSON: the
                                   * file's /recipe records what it resolved to */
+    char fallback_scheme[16];    /* "": none; else the scheme tried when the requested one fails
+                                  * (calibration, or the accuracy budget) */
+    double allow_accuracy_drop;  /* NaN: no budget; else the masked-LM accuracy the quantized
+                                  * model may lose, a fraction in [0, 1] (0.01 = one point) */
+    int n_overrides;
+    pq_tensor_override *overrides; /* owned; applied after the recipe, last one wins */
 } pq_config;
 
 /* Defaults: dynamic, int8, per-tensor, symmetric, minmax, cpu, optimize_memory,
  * enable_fusion, threading all true, nan_policy error, float32, method rtn
  * (GPTQ: damping 0.01, block 128, no act-order). */
 void pq_config_defaults(pq_config *c);
-void pq_config_free(pq_config *c); /* frees patterns and the recipe path; c stays usable */
+void pq_config_free(pq_config *c); /* frees patterns, the recipe path and the overrides; c stays usable */
+
+/* Set (or replace) the override of tensor `name` (copied). */
+pq_status pq_config_override(pq_config *c, const char *name, bool quantized, const pq_qspec *spec, bool float16);
 
 /* Apply a JSON file over *c. Unknown keys or bad values: PQ_ERR_CONFIG naming
  * the file, the key and the allowed values; *c may be partly updated. */

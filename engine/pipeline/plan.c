@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "format/st_hash.h"
+#include "pipeline/fallback.h"
 #include "pipeline/recipe.h"
 #include "pipeline/result.h"
 
@@ -163,6 +164,7 @@ pq_status pq_plan_build(const pq_st_model *m, const pq_config *c, int64_t unit_b
         pt->float16 = c->float16;
     }
     if (c->recipe && (st = pq_recipe_apply(c->recipe, c, p))) goto fail;
+    if (c->n_overrides && (st = pq_plan_apply_overrides(c, p))) goto fail;
     for (int64_t i = 0; i < n; i++) {
         pq_plan_tensor *pt = &p->tensors[i];
         if (pt->action != PQ_ACT_QUANT) continue;
