@@ -84,7 +84,7 @@ hid_t pq_h5u_dcpl(int nd, const hsize_t *dims, hsize_t chunk_rows, bool early)
     hid_t p = H5Pcreate(H5P_DATASET_CREATE);
     if (p < 0) return H5I_INVALID_HID;
     if (H5Pset_obj_track_times(p, 0) < 0 || H5Pset_fill_time(p, H5D_FILL_TIME_NEVER) < 0 ||
-        H5Pset_alloc_time(p, early ? H5D_ALLOC_TIME_EARLY : H5D_ALLOC_TIME_LATE) < 0)
+        H5Pset_alloc_time(p, early ? H5D_ALLOC_TIME_EARLY : H5D_ALLOC_TIME_INCR) < 0)
         goto fail;
     if (!empty) {
         for (int i = 0; i < nd; i++) cd[i] = dims[i];
@@ -186,6 +186,53 @@ uint32_t pq_fletcher32_final(pq_fletcher32 *f)
     }
     fold(f);
     return f->s2 << 16 | f->s1;
+}
+
+#define FL_MOD 65535u
+
+/* One word v at word index k of a chunk of `words` words: HDF5's s2 adds
+ * it once for every word from k to the end. */
+static void add_word(pq_fletcher32_sum *s, uint32_t v, uint64_t k, uint64_t words)
+{
+    s->s1 = (s->s1 + v) % FL_MOD;
+    s->s2 = (s->s2 + (words - k) % FL_MOD * v) % FL_MOD;
+    s->nonzero |= v != 0;
+}
+
+void pq_fletcher32_add(pq_fletcher32_sum *s, const void *buf, size_t n, uint64_t off, uint64_t chunk_bytes)
+{
+    const uint8_t *p = buf;
+    uint64_t words = (chunk_bytes + 1) / 2; /* an odd last byte is a word of its own */
+    if (n == 0) return;
+    if (off % 2) { /* the low byte of a word begun by the previous piece */
+        add_word(s, p[0], off / 2, words);
+        p++;
+        n--;
+        off++;
+    }
+    size_t full = n / 2;
+    if (full) {
+        /* a = sum w_i and b = sum (full - i) w_i, exact (no overflow
+         * between folds) up to multiples of 65535, then moved to the
+         * words' place: s2 gains (words - k0 - full) * a + b */
+        pq_fletcher32 f;
+        pq_fletcher32_init(&f);
+        pq_fletcher32_update(&f, p, 2 * full);
+        uint64_t a = f.s1 % FL_MOD, b = f.s2 % FL_MOD, k0 = off / 2;
+        s->s1 = (s->s1 + a) % FL_MOD;
+        s->s2 = (s->s2 + (words - k0 - full) % FL_MOD * a + b) % FL_MOD;
+        s->nonzero |= f.s1 != 0; /* a sum of words: zero only when they all are */
+    }
+    if (n % 2) add_word(s, (uint32_t)p[2 * full] << 8, off / 2 + full, words);
+}
+
+uint32_t pq_fletcher32_sum_final(const pq_fletcher32_sum *s)
+{
+    /* HDF5 folds a non-zero sum into [1, 65535], so a multiple of 65535
+     * that is not zero reads 65535; all-zero bytes give 0 */
+    if (!s->nonzero) return 0;
+    uint32_t s1 = s->s1 ? (uint32_t)s->s1 : FL_MOD, s2 = s->s2 ? (uint32_t)s->s2 : FL_MOD;
+    return s2 << 16 | s1;
 }
 
 pq_status pq_h5u_read_fail(const char *path, const char *what)

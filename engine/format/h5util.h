@@ -44,7 +44,9 @@ hsize_t pq_h5u_chunk_rows(int nd, const hsize_t *dims, size_t esz);
 
 /* Dataset creation list (H5Pclose): chunks of chunk_rows rows and all of
  * the other dimensions, the Fletcher-32 filter, no fill, no time stamps,
- * file space allocated at creation (early) or at the first write. A dataset
+ * file space allocated at creation (early: HDF5 then writes every chunk
+ * once, filled with zeros and checksummed) or chunk by chunk as each is
+ * written (incremental: HDF5 writes each chunk once, with its data). A dataset
  * with no element or of rank 0 stays contiguous (nothing to checksum in the
  * first case, HDF5 cannot chunk the second). chunk_rows is clamped to
  * [1, dims[0]]. H5I_INVALID_HID on failure. */
@@ -69,6 +71,18 @@ typedef struct pq_fletcher32 {
 void pq_fletcher32_init(pq_fletcher32 *f);
 void pq_fletcher32_update(pq_fletcher32 *f, const void *buf, size_t n);
 uint32_t pq_fletcher32_final(pq_fletcher32 *f);
+
+/* The same checksum from pieces in any order: it is linear in the chunk's
+ * words (HDF5's sums never overflow between its folds, and a fold keeps the
+ * value mod 65535 and whether it is zero), so each piece adds its share,
+ * given its byte offset in the chunk and the chunk's length. Start from
+ * {0}; every byte added once; then final. */
+typedef struct pq_fletcher32_sum {
+    uint64_t s1, s2;  /* mod 65535 */
+    bool nonzero;     /* a byte that is not zero was added */
+} pq_fletcher32_sum;
+void pq_fletcher32_add(pq_fletcher32_sum *s, const void *buf, size_t n, uint64_t off, uint64_t chunk_bytes);
+uint32_t pq_fletcher32_sum_final(const pq_fletcher32_sum *s);
 
 /* The HDF5 failure of a read of `what` in file `path` (NULL: what names
  * the file already; the stack is cleared): a checksum

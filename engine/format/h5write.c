@@ -9,10 +9,13 @@
  * file space allocated when it is created, and written in whole chunks. A
  * quantized tensor's datasets are created when it is begun, in plan order,
  * so the layout does not depend on the order results arrive in. Its codes
- * are one chunk, written at known offsets, also by other ranks on this
- * machine (pwrite, never through HDF5's caches); quant_end reads them back
- * for the chunk's checksum. Its scales and zero points are kept in memory
- * until quant_end and written whole.
+ * are one chunk, whose file space is taken at begin without a byte of it
+ * being written (h5vfd.h); the codes are then written once at known
+ * offsets, also by other ranks on this machine (pwrite, never through
+ * HDF5's caches), and each block adds its share of the chunk's checksum as
+ * it comes (from memory, or read back when another rank wrote it), which
+ * quant_end stores after the codes. Its scales and zero points are kept in
+ * memory until quant_end and written whole.
  * Not thread-safe: one writer per process, used from one thread. */
 #include "format/h5model.h"
 
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include "format/h5util.h"
+#include "format/h5vfd.h"
 #include "base/pq_io.h"
 #include "format/writeback.h"
 
@@ -35,6 +39,7 @@ typedef struct qopen {
     int64_t rows, cols, n_groups, row_bytes;
     hid_t grp, dq, ds, dz;    /* group, qweight, scale, zero_point (or invalid) */
     uint64_t code_off;        /* file offset of qweight's bytes (its one chunk) */
+    pq_fletcher32_sum sum;    /* the checksum of the blocks written so far */
     float *scale;             /* the scales and zero points, written at quant_end */
     int32_t *zp;
     int64_t n_scales;
@@ -46,15 +51,18 @@ struct pq_h5w {
     char *final_path, *partial_path;
     hid_t file, g_tensors, g_metrics, g_prov, g_recipe;
     hid_t gcpl, f16;
-    int fd;                   /* the .partial file: the codes (pwrite, and pread for
-                               * their checksum), the commit's fsync */
+    hid_t vfd;                /* the file driver (h5vfd.h), registered for this writer */
+    pq_h5vfd_skip skip;       /* its switch: a chunk's space taken without writing it */
+    int fd;                   /* the .partial file: the codes (pwrite, and pread of
+                               * other ranks' for their checksum), the commit's fsync */
+    uint8_t *rbuf;            /* SEAL_BLOCK bytes for those reads, allocated on first use */
     qopen *q;
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
     pq_writeback *wb;         /* background writeback, joined before the file closes */
 };
 
-/* Bytes of codes read back per pread for their checksum. */
+/* Bytes of another rank's codes read back per pread for their checksum. */
 #define SEAL_BLOCK ((size_t)4 << 20)
 
 static const char *const gran_names[] = {"tensor", "channel", "group"};
@@ -116,6 +124,7 @@ static herr_t close_all(pq_h5w *w)
     close_id(&w->gcpl, H5Pclose);
     if (w->file >= 0) r = H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
+    close_id(&w->vfd, H5FDunregister);
     return r;
 }
 
@@ -123,6 +132,7 @@ static void free_writer(pq_h5w *w)
 {
     pq_writeback_done(w->wb);
     if (w->fd >= 0) close(w->fd);
+    free(w->rbuf);
     free(w->q);
     free(w->final_path);
     free(w->partial_path);
@@ -195,7 +205,7 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
     pq_h5u_quiet();
     if ((w = calloc(1, sizeof *w)) == NULL) goto nomem;
     w->file = w->g_tensors = w->g_metrics = w->g_prov = w->g_recipe = H5I_INVALID_HID;
-    w->gcpl = w->f16 = H5I_INVALID_HID;
+    w->gcpl = w->f16 = w->vfd = H5I_INVALID_HID;
     w->fd = -1;
     w->final_path = strdup(final_path);
     w->partial_path = pq_partial_dup(final_path);
@@ -203,7 +213,8 @@ pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w *
 
     /* Pinned format bounds and no time stamps anywhere: reproducible bytes.
      * CLOSE_STRONG so that H5Fclose really closes the file. */
-    if ((fapl = pq_h5u_fapl_write()) < 0 ||
+    if ((fapl = pq_h5u_fapl_write()) < 0 || (w->vfd = pq_h5vfd_register()) < 0 ||
+        pq_h5vfd_set_fapl(fapl, w->vfd, &w->skip) < 0 ||
         (fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
         (w->gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 ||
         H5Pset_obj_track_times(w->gcpl, 0) < 0 ||
@@ -418,12 +429,11 @@ static int scale_dims(const qopen *q, hsize_t *dims)
     }
 }
 
-/* The file space of q's one code chunk, taken now (so its place follows
- * plan order) by a direct chunk write of zeros with their checksum (0),
- * which costs no filter pass, HDF5's early allocation would run the filter
- * over a zero chunk; the zeros' pages are then punched out (where the file
- * system can), so that they never reach the disk before the codes replace
- * them. Sets q->code_off. */
+/* The file space of q's one code chunk (its bytes and their 4-byte
+ * checksum), taken now, so that its place follows plan order: a direct
+ * chunk write, which runs no filter, whose bytes the file driver skips
+ * (h5vfd.h). Nothing of the chunk is written until its codes come. Sets
+ * q->code_off. */
 static pq_status reserve_codes(pq_h5w *w, qopen *q)
 {
     char where[352];
@@ -434,17 +444,53 @@ static pq_status reserve_codes(pq_h5w *w, qopen *q)
     hsize_t csize = 0;
     if (n == 0) return PQ_OK;
     snprintf(where, sizeof where, "%s/qweight", q->where);
-    void *zeros = calloc((size_t)n + 4, 1); /* large: fresh zero pages, never touched */
+    /* never read when the write is skipped; zeros if it were not: large,
+     * so fresh pages that are never touched */
+    void *zeros = calloc((size_t)n + 4, 1);
     if (!zeros) return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
+    w->skip = (pq_h5vfd_skip){.size = (size_t)n + 4, .addr = HADDR_UNDEF};
     herr_t hr = H5Dwrite_chunk(q->dq, H5P_DEFAULT, 0, origin, (size_t)n + 4, zeros);
+    haddr_t skipped = w->skip.addr;
+    w->skip = (pq_h5vfd_skip){.size = 0, .addr = HADDR_UNDEF};
     free(zeros);
     if (hr < 0) return io_fail(w, where, "file space allocation");
     if (H5Dget_chunk_info_by_coord(q->dq, origin, &mask, &a, &csize) < 0 || a == HADDR_UNDEF ||
         csize != (hsize_t)n + 4 || mask != 0)
         return io_fail(w, where, "file space allocation");
+    /* the skipped write must be the chunk's (else it wrote the zeros: slower, as correct) */
+    if (skipped != HADDR_UNDEF && skipped != a)
+        return io_fail_d(w, where, "file space allocation", "the driver skipped another write than the chunk's");
     q->code_off = (uint64_t)a;
-    (void)fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)n + 4);
     return PQ_OK;
+}
+
+/* Add rows [row0, row0 + n_rows) of q's codes to its checksum: from codes,
+ * or, NULL, read back from the file, where another rank wrote them. */
+static pq_status sum_codes(pq_h5w *w, qopen *q, int64_t row0, int64_t n_rows, const void *codes)
+{
+    char where[352];
+    uint64_t total = (uint64_t)q->rows * (uint64_t)q->row_bytes;
+    uint64_t off = (uint64_t)(row0 * q->row_bytes), n = (uint64_t)(n_rows * q->row_bytes);
+    int e = 0;
+    if (codes) {
+        pq_fletcher32_add(&q->sum, codes, (size_t)n, off, total);
+        return PQ_OK;
+    }
+    snprintf(where, sizeof where, "%s/qweight", q->where);
+    if (!w->rbuf && (w->rbuf = malloc(SEAL_BLOCK)) == NULL)
+        return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
+    for (uint64_t done = 0; done < n;) {
+        size_t c = n - done < SEAL_BLOCK ? (size_t)(n - done) : SEAL_BLOCK;
+        ssize_t got = pread(w->fd, w->rbuf, c, (off_t)(q->code_off + off + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            e = got < 0 ? errno : EIO;
+            break;
+        }
+        pq_fletcher32_add(&q->sum, w->rbuf, (size_t)got, off + done, total);
+        done += (uint64_t)got;
+    }
+    return e ? io_fail_d(w, where, "read-back for the checksum", strerror(e)) : PQ_OK;
 }
 
 pq_status pq_h5w_quant_begin(pq_h5w *w, const char *name, const pq_qspec *spec,
@@ -570,6 +616,8 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
         snprintf(where, sizeof where, "%s/qweight", q->where);
         return io_fail_d(w, where, "write", strerror(e));
     }
+    pq_status rc = sum_codes(w, q, row0, n_rows, codes);
+    if (rc) return rc;
     if (need_scale) {
         /* The tensor-wide value is one element, given with the first block. */
         int64_t s0 = q->spec.gran == PQ_GRAN_TENSOR ? 0 : row0 * q->n_groups;
@@ -582,38 +630,18 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
     return PQ_OK;
 }
 
-/* The Fletcher-32 of q's codes, read back from the file (other ranks may
- * have written them), stored after them where the filter keeps it. */
+/* The Fletcher-32 of q's codes, after them where the filter keeps it. */
 static pq_status seal_codes(pq_h5w *w, const qopen *q)
 {
     char where[352];
     uint64_t n = (uint64_t)q->rows * (uint64_t)q->row_bytes;
-    pq_fletcher32 f;
-    uint8_t *buf = NULL;
-    int e = 0;
     if (n == 0) return PQ_OK;
-    snprintf(where, sizeof where, "%s/qweight", q->where);
-    if ((buf = malloc(n < SEAL_BLOCK ? (size_t)n : SEAL_BLOCK)) == NULL)
-        return pq_err(PQ_ERR_RESOURCE, "%s: %s: out of memory", w->partial_path, where);
-    pq_fletcher32_init(&f);
-    for (uint64_t off = 0; off < n && !e;) {
-        size_t c = n - off < SEAL_BLOCK ? (size_t)(n - off) : SEAL_BLOCK;
-        ssize_t got = pread(w->fd, buf, c, (off_t)(q->code_off + off));
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-            e = got < 0 ? errno : EIO;
-            break;
-        }
-        pq_fletcher32_update(&f, buf, (size_t)got);
-        off += (uint64_t)got;
-    }
-    free(buf);
-    if (e) return io_fail_d(w, where, "read-back for the checksum", strerror(e));
-    uint32_t sum = pq_fletcher32_final(&f);
+    uint32_t sum = pq_fletcher32_sum_final(&q->sum);
     uint8_t le[4] = {(uint8_t)sum, (uint8_t)(sum >> 8), (uint8_t)(sum >> 16), (uint8_t)(sum >> 24)};
-    if ((e = pq_pwrite_all(w->fd, le, sizeof le, q->code_off + n)))
-        return io_fail_d(w, where, "checksum write", strerror(e));
-    return PQ_OK;
+    int e = pq_pwrite_all(w->fd, le, sizeof le, q->code_off + n);
+    if (!e) return PQ_OK;
+    snprintf(where, sizeof where, "%s/qweight", q->where);
+    return io_fail_d(w, where, "checksum write", strerror(e));
 }
 
 pq_status pq_h5w_quant_end(pq_h5w *w, const char *name, const pq_qmetrics *m)

@@ -1066,6 +1066,193 @@ static void test_fletcher32_pieces(void **state)
     }
 }
 
+/* The checksum HDF5's own filter stores after n bytes of buf: a 1-D
+ * uint8 dataset of one chunk written with H5Dwrite, its chunk read raw. */
+static uint32_t hdf5_fletcher32(const uint8_t *buf, size_t n)
+{
+    const char *p = tpath("flref.h5");
+    const hsize_t dims[1] = {n}, origin[1] = {0};
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(H5Pset_chunk(dcpl, 1, dims) >= 0 && H5Pset_fletcher32(dcpl) >= 0);
+    hid_t d = H5Dcreate2(f, "x", H5T_NATIVE_UINT8, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    uint8_t *raw = malloc(n + 4);
+    uint32_t filters = 0;
+    assert_non_null(raw);
+    assert_true(H5Dread_chunk(d, H5P_DEFAULT, origin, &filters, raw) >= 0);
+    uint32_t sum = (uint32_t)raw[n] | (uint32_t)raw[n + 1] << 8 | (uint32_t)raw[n + 2] << 16 |
+                   (uint32_t)raw[n + 3] << 24;
+    assert_memory_equal(raw, buf, n);
+    free(raw);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    return sum;
+}
+
+static uint64_t test_rng(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The checksum from pieces added in any order (pq_fletcher32_add) equals
+ * the one HDF5's filter stores: odd and even lengths, pieces at odd
+ * offsets, in shuffled order; all bytes 0xff (sums that are multiples of
+ * 65535, which HDF5 stores as 0xffff), a chunk whose s1 alone is such a
+ * multiple, and all zeros (0). */
+static void test_fletcher32_shares(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    const size_t sizes[] = {1, 2, 3, 719, 720, 721, 5000, 65537};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int fill = 0; fill < 3; fill++) {
+            size_t n = sizes[si];
+            uint8_t *buf = malloc(n);
+            assert_non_null(buf);
+            for (size_t i = 0; i < n; i++)
+                buf[i] = fill == 0 ? (uint8_t)test_rng(&seed) : fill == 1 ? 0xff : 0;
+            uint32_t want = hdf5_fletcher32(buf, n);
+            if (fill == 2) assert_int_equal(want, 0);
+            for (int trial = 0; trial < 4; trial++) {
+                /* cut points, then the pieces added back to front or shuffled */
+                size_t cuts[10], nc = 0;
+                cuts[nc++] = 0;
+                for (int k = 0; k < 8 && n > 1; k++) cuts[nc++] = 1 + test_rng(&seed) % (n - 1);
+                cuts[nc++] = n;
+                for (size_t a = 1; a < nc; a++)
+                    for (size_t b = a; b > 0 && cuts[b] < cuts[b - 1]; b--) {
+                        size_t t = cuts[b];
+                        cuts[b] = cuts[b - 1];
+                        cuts[b - 1] = t;
+                    }
+                size_t order[9];
+                for (size_t k = 0; k + 1 < nc; k++) order[k] = trial == 0 ? nc - 2 - k : k;
+                for (size_t k = nc - 2; trial > 0 && k > 0; k--) {
+                    size_t j = test_rng(&seed) % (k + 1), t = order[k];
+                    order[k] = order[j];
+                    order[j] = t;
+                }
+                pq_fletcher32_sum sum = {0};
+                for (size_t k = 0; k + 1 < nc; k++) {
+                    size_t i = order[k];
+                    pq_fletcher32_add(&sum, buf + cuts[i], cuts[i + 1] - cuts[i], cuts[i], n);
+                }
+                assert_int_equal(pq_fletcher32_sum_final(&sum), want);
+            }
+            free(buf);
+        }
+    /* words 0x0001 and 0xfffe: s1 = 65535, a multiple; s2 = 2 + 0xfffe */
+    const uint8_t two[4] = {0x00, 0x01, 0xff, 0xfe};
+    uint32_t want = hdf5_fletcher32(two, 4);
+    assert_int_equal(want & 0xffff, 0xffff);
+    pq_fletcher32_sum sum = {0};
+    pq_fletcher32_add(&sum, two + 1, 3, 1, 4);
+    pq_fletcher32_add(&sum, two, 1, 0, 4);
+    assert_int_equal(pq_fletcher32_sum_final(&sum), want);
+}
+
+/* Whether the file system of path tells holes from data (SEEK_DATA). */
+static bool reports_holes(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "x", 1, 1 << 20), 1);
+    off_t data = lseek(fd, 0, SEEK_DATA);
+    close(fd);
+    unlink(path);
+    return data > 0;
+}
+
+/* A tensor of many row blocks, odd row length, the blocks in shuffled
+ * order and every other one placed by "another rank" (codes NULL): plain
+ * HDF5 reads the codes back with its checksum check on, and the chunk's
+ * bytes and checksum are those HDF5's own filter writes for them. Before
+ * any codes come the chunk's space is a hole: the reservation wrote none of
+ * its bytes (checked where the file system reports holes). */
+static void test_codes_chunk_as_hdf5_writes_it(void **state)
+{
+    (void)state;
+    enum { ROWS = 301, COLS = 1333, BLOCKS = 23 };
+    char path[320];
+    snprintf(path, sizeof path, "%s", tpath("blocks.h5"));
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    uint64_t seed = 12345;
+    int8_t *codes = malloc((size_t)ROWS * COLS);
+    float scale[ROWS];
+    assert_non_null(codes);
+    for (size_t i = 0; i < (size_t)ROWS * COLS; i++) codes[i] = (int8_t)test_rng(&seed);
+    for (int r = 0; r < ROWS; r++) scale[r] = 0.01f * (float)(r + 1);
+    const pq_qspec spec = {.bits = 8, .gran = PQ_GRAN_CHANNEL, .symmetric = true};
+    assert_int_equal(pq_h5w_create(path, &meta, &w), PQ_OK);
+    assert_int_equal(pq_h5w_quant_begin(w, "q", &spec, ROWS, COLS, "dynamic", "rtn"), PQ_OK);
+
+    uint64_t off = 0;
+    assert_int_equal(pq_h5w_codes_offset(w, "q", &off), PQ_OK);
+    if (reports_holes(tpath("probe"))) {
+        int fd = open(pq_h5w_partial_path(w), O_RDONLY);
+        assert_true(fd >= 0);
+        /* holes are whole blocks: those inside the codes' span */
+        struct stat sb;
+        assert_int_equal(fstat(fd, &sb), 0);
+        off_t bs = sb.st_blksize, first = ((off_t)off + bs - 1) / bs * bs;
+        off_t last = (off_t)(off + (uint64_t)ROWS * COLS) / bs * bs;
+        assert_true(last - first >= 64 * bs);
+        off_t data = lseek(fd, first, SEEK_DATA);
+        close(fd);
+        assert_true(data < 0 || data >= last);
+    } else {
+        print_message("note: %s does not report holes: the check that no code byte was written is skipped\n",
+                      tmpdir);
+    }
+
+    int64_t row0[BLOCKS + 1];
+    int order[BLOCKS];
+    row0[0] = 0;
+    for (int b = 1; b < BLOCKS; b++) row0[b] = (int64_t)b * ROWS / BLOCKS;
+    row0[BLOCKS] = ROWS;
+    for (int b = 0; b < BLOCKS; b++) order[b] = b;
+    for (int b = BLOCKS - 1; b > 0; b--) {
+        int j = (int)(test_rng(&seed) % (uint64_t)(b + 1)), t = order[b];
+        order[b] = order[j];
+        order[j] = t;
+    }
+    for (int k = 0; k < BLOCKS; k++) {
+        int b = order[k];
+        put_rows(w, "q", row0[b], row0[b + 1] - row0[b], COLS, codes + row0[b] * COLS, scale + row0[b], NULL,
+                 k % 2 == 1);
+    }
+    assert_int_equal(pq_h5w_quant_end(w, "q", NULL), PQ_OK);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/tensors/q/qweight", H5P_DEFAULT);
+    assert_true(f >= 0 && d >= 0);
+    int8_t *back = malloc((size_t)ROWS * COLS);
+    uint8_t *raw = malloc((size_t)ROWS * COLS + 4);
+    assert_true(back && raw);
+    assert_true(H5Dread(d, H5T_NATIVE_INT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, back) >= 0);
+    assert_memory_equal(back, codes, (size_t)ROWS * COLS);
+    const hsize_t origin[2] = {0, 0};
+    uint32_t filters = 1;
+    assert_true(H5Dread_chunk(d, H5P_DEFAULT, origin, &filters, raw) >= 0);
+    assert_int_equal(filters, 0);
+    uint32_t stored = (uint32_t)raw[ROWS * COLS] | (uint32_t)raw[ROWS * COLS + 1] << 8 |
+                      (uint32_t)raw[ROWS * COLS + 2] << 16 | (uint32_t)raw[ROWS * COLS + 3] << 24;
+    assert_int_equal(stored, hdf5_fletcher32((const uint8_t *)codes, (size_t)ROWS * COLS));
+    H5Dclose(d);
+    H5Fclose(f);
+    free(back);
+    free(raw);
+    free(codes);
+}
+
 /* The tree digest (source_sha256_tree, with its chunk size), written at
  * create or, gathered from ranks, just before the commit; a version-1 file
  * (plain source_sha256) is refused with the word to quantize again. */
@@ -1109,6 +1296,8 @@ int main(void)
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_smooth_layers),
         cmocka_unit_test(test_fletcher32_pieces),
+        cmocka_unit_test(test_fletcher32_shares),
+        cmocka_unit_test(test_codes_chunk_as_hdf5_writes_it),
         cmocka_unit_test(test_edge_chunks_deterministic),
         cmocka_unit_test(test_row_blocks_equal_one_shot),
         cmocka_unit_test(test_interleaved_tensors),
