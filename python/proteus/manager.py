@@ -52,7 +52,8 @@ class QuantizationManager:
     quantization_scheme, precision: the defaults of every quantize_model
     (overridden by a config passed to it); fallback_scheme: what
     quantize_model_with_fallback tries when the first result loses more
-    than allow_accuracy_drop percentage points of masked-LM accuracy: a
+    than allow_accuracy_drop of masked-LM accuracy (a fraction, as the
+    config key: 0.005 = half a percentage point): a
     scheme ("dynamic" | "static"), a precision ("int8" | "int4"), or a
     QuantizationConfig. output_dir: where outputs go when quantize_model is
     given no `out` (default: the current directory). Further keyword
@@ -186,21 +187,23 @@ class QuantizationManager:
     def quantize_model_with_fallback(self, model, test_data, config=None, calibration_data=None, out=None,
                                      max_seqs=400):
         """quantize_model, then evaluate_quantization on test_data. When the
-        masked-LM accuracy drop exceeds allow_accuracy_drop points and a
+        masked-LM accuracy drop exceeds allow_accuracy_drop (a fraction:
+        0.01 = one percentage point) and a
         fallback_scheme is set, quantize again with it (the output replaces
         the first at `out`) and evaluate that. Returns the QuantizedModel
         kept, with .evaluation and .fallback_used (None, or the fallback
         config). When the kept result still loses more than allowed, no
         file is left and AccuracyError names both drops."""
         if self.allow_accuracy_drop is None:
-            raise ConfigurationError("quantize_model_with_fallback needs allow_accuracy_drop (points of "
-                                     "masked-LM accuracy)")
+            raise ConfigurationError("quantize_model_with_fallback needs allow_accuracy_drop (a fraction of "
+                                     "masked-LM accuracy: 0.01 = one percentage point)")
+        allow_points = 100.0 * self.allow_accuracy_drop
         model = _as_model(model)
         config = _config_of(config, self.config)
         q = self.quantize_model(model, config=config, calibration_data=calibration_data, out=out)
         first = self.evaluate_quantization(q, test_data, reference=model, max_seqs=max_seqs)
         q.evaluation = first
-        if first["accuracy_drop_points"] <= self.allow_accuracy_drop:
+        if first["accuracy_drop_points"] <= allow_points:
             return q
         tried = ["%r: %.3f points" % (config, first["accuracy_drop_points"])]
         if self.fallback_scheme is not None:
@@ -210,13 +213,13 @@ class QuantizationManager:
             q = self.quantize_model(model, config=fb, calibration_data=fb_data, out=q.path)
             second = self.evaluate_quantization(q, test_data, reference=model, max_seqs=max_seqs)
             q.evaluation, q.fallback_used = second, fb
-            if second["accuracy_drop_points"] <= self.allow_accuracy_drop:
+            if second["accuracy_drop_points"] <= allow_points:
                 return q
             tried.append("fallback %r: %.3f points" % (fb, second["accuracy_drop_points"]))
         q.close()
         os.unlink(q.path)
         raise AccuracyError("%s: masked-LM accuracy drop above the allowed %g points (%s); no output kept"
-                            % (model.path, self.allow_accuracy_drop, "; ".join(tried)))
+                            % (model.path, allow_points, "; ".join(tried)))
 
     def optimize_quantization(self, model, constraints, calibration_data=None, eval_data=None, out=None,
                               options=(), proteus=None):

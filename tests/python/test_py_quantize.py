@@ -151,12 +151,12 @@ class Quantize(unittest.TestCase):
             self.skipTest("both recipes lose the same accuracy here (%r)" % drops)
         first, second = sorted(drops, key=drops.get, reverse=True)
         allow = (drops[first] + drops[second]) / 2
-        m = proteus.QuantizationManager(fallback_scheme=runs[second][1], allow_accuracy_drop=allow)
+        m = proteus.QuantizationManager(fallback_scheme=runs[second][1], allow_accuracy_drop=allow / 100)
         q = m.quantize_model_with_fallback(MODEL, EVAL, config=runs[first][1], out=path("fb.h5"), max_seqs=N_EVAL)
         self.assertIs(q.fallback_used, runs[second][1])
         self.assertAlmostEqual(q.evaluation["accuracy_drop_points"], drops[second], places=9)
         assert_same_model(q.path, path(second + ".h5"))
-        m.allow_accuracy_drop = drops[second] - 1
+        m.allow_accuracy_drop = (drops[second] - 1) / 100
         with self.assertRaises(proteus.AccuracyError) as e:
             m.quantize_model_with_fallback(MODEL, EVAL, config=runs[first][1], out=path("fb_none.h5"),
                                            max_seqs=N_EVAL)
