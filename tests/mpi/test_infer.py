@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from journal_bytes import kill_all, session  # noqa: E402
+
 import h5py
 
 PROTEUS, MPIEXEC, MODEL, FASTA = (os.path.abspath(a) for a in sys.argv[1:5])
@@ -144,9 +147,13 @@ try:
             break
         time.sleep(0.05)
     killed = p.poll() is None
-    if killed:
-        os.killpg(p.pid, signal.SIGKILL)
+    if killed:  # every process of the session: the ranks run in process groups of their own
+        kill_all(p)
     p.wait()
+    t0 = time.time()  # until no rank of it holds the journal's lock any more
+    while session(p) and time.time() - t0 < 30:
+        kill_all(p)
+        time.sleep(0.05)
     expect(killed, "the run to kill finished before it could be killed")
     with open(jr, "ab") as f:
         f.write(b"PQJR" + struct.pack("<IqQQ", 3, 99, 1 << 20, 0) + b"torn")  # a head promising 1 MiB
