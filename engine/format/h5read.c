@@ -123,6 +123,14 @@ static pq_status check_ds(const pq_h5r *r, hid_t grp, const char *where, const c
                     type_name(t, tb, sizeof tb), pq_h5u_dims_str(fnd, fd, db, sizeof db));
         goto cleanup;
     }
+    /* docs/FORMAT.md, "Checksums on the data": a scalar cannot be chunked,
+     * so it is compact, its value under the object header's checksum */
+    if (fnd == 0 && !pq_h5u_is_compact(d)) {
+        rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: a scalar dataset not stored compact: its value lies outside the "
+                    "checksummed object header, where format version %d keeps it", r->path, where, ds,
+                    PQ_FORMAT_VERSION);
+        goto cleanup;
+    }
     if (H5Sget_simple_extent_npoints(sp) > 0 && fnd > 0 && !pq_h5u_has_fletcher32(d)) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: %s/%s: not chunked with the Fletcher-32 checksum every dataset of "
                     "format version %d carries", r->path, where, ds, PQ_FORMAT_VERSION);

@@ -95,8 +95,11 @@ cleanup:
     return st;
 }
 
-/* Dataset `name` of g, exactly n floats, into dst; *found false when absent. */
-static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n, float *dst, bool *found)
+/* Dataset `name` of g, exactly n floats, into dst; *found false when absent.
+ * Every value finite and non-negative; > 0 too when `factor` (a smoothing
+ * factor divides the activations). */
+static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n, bool factor, float *dst,
+                         bool *found)
 {
     char eb[256];
     htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
@@ -116,9 +119,9 @@ static pq_status get_vec(hid_t g, const char *where, const char *name, int64_t n
     else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         st = pq_h5u_read_fail(NULL, w);
     for (int64_t i = 0; !st && i < n; i++)
-        if (!isfinite(dst[i]) || dst[i] < 0)
-            st = pq_err(PQ_ERR_FORMAT, "%s[%lld] = %g is not a finite non-negative factor", w, (long long)i,
-                        (double)dst[i]);
+        if (!isfinite(dst[i]) || dst[i] < 0 || (factor && dst[i] == 0))
+            st = pq_err(PQ_ERR_FORMAT, "%s[%lld] = %g is not a finite %s", w, (long long)i, (double)dst[i],
+                        factor ? "positive smoothing factor" : "non-negative absolute maximum");
     H5Eclear2(H5E_DEFAULT);
     if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
@@ -186,13 +189,13 @@ pq_status pq_h5_read_smooth(const char *path, pq_smooth **out)
         ss->act_absmax = malloc((size_t)dim * sizeof *ss->act_absmax);
         ss->w_absmax = malloc((size_t)dim * sizeof *ss->w_absmax);
         if (!ss->act_absmax || !ss->w_absmax) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
-        if (!st && !(st = get_vec(sg, sw, "scale", dim, ss->s, &found)) && !found)
+        if (!st && !(st = get_vec(sg, sw, "scale", dim, true, ss->s, &found)) && !found)
             st = pq_err(PQ_ERR_FORMAT, "%s/scale is missing", sw);
-        if (!st && !(st = get_vec(sg, sw, "act_absmax", dim, ss->act_absmax, &found)) && !found) {
+        if (!st && !(st = get_vec(sg, sw, "act_absmax", dim, false, ss->act_absmax, &found)) && !found) {
             free(ss->act_absmax);
             ss->act_absmax = NULL;
         }
-        if (!st && !(st = get_vec(sg, sw, "weight_absmax", dim, ss->w_absmax, &found)) && !found) {
+        if (!st && !(st = get_vec(sg, sw, "weight_absmax", dim, false, ss->w_absmax, &found)) && !found) {
             free(ss->w_absmax);
             ss->w_absmax = NULL;
         }

@@ -86,7 +86,9 @@ hid_t pq_h5u_dcpl(int nd, const hsize_t *dims, hsize_t chunk_rows, bool early)
     if (H5Pset_obj_track_times(p, 0) < 0 || H5Pset_fill_time(p, H5D_FILL_TIME_NEVER) < 0 ||
         H5Pset_alloc_time(p, early ? H5D_ALLOC_TIME_EARLY : H5D_ALLOC_TIME_INCR) < 0)
         goto fail;
-    if (!empty) {
+    if (nd == 0) {
+        if (H5Pset_layout(p, H5D_COMPACT) < 0 || H5Pset_alloc_time(p, H5D_ALLOC_TIME_EARLY) < 0) goto fail;
+    } else if (!empty) {
         for (int i = 0; i < nd; i++) cd[i] = dims[i];
         cd[0] = chunk_rows < 1 ? 1 : chunk_rows > dims[0] ? dims[0] : chunk_rows;
         if (H5Pset_chunk(p, nd, cd) < 0 || H5Pset_fletcher32(p) < 0) goto fail;
@@ -119,6 +121,15 @@ bool pq_h5u_has_fletcher32(hid_t d)
     bool ok = H5Pget_layout(p) == H5D_CHUNKED &&
               H5Pget_filter_by_id2(p, H5Z_FILTER_FLETCHER32, &flags, &nel, NULL, 0, NULL, &cfg) >= 0;
     H5Pclose(p);
+    H5Eclear2(H5E_DEFAULT);
+    return ok;
+}
+
+bool pq_h5u_is_compact(hid_t d)
+{
+    hid_t p = H5Dget_create_plist(d);
+    bool ok = p >= 0 && H5Pget_layout(p) == H5D_COMPACT;
+    if (p >= 0) H5Pclose(p);
     H5Eclear2(H5E_DEFAULT);
     return ok;
 }

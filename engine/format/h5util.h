@@ -46,10 +46,12 @@ hsize_t pq_h5u_chunk_rows(int nd, const hsize_t *dims, size_t esz);
  * the other dimensions, the Fletcher-32 filter, no fill, no time stamps,
  * file space allocated at creation (early: HDF5 then writes every chunk
  * once, filled with zeros and checksummed) or chunk by chunk as each is
- * written (incremental: HDF5 writes each chunk once, with its data). A dataset
- * with no element or of rank 0 stays contiguous (nothing to checksum in the
- * first case, HDF5 cannot chunk the second). chunk_rows is clamped to
- * [1, dims[0]]. H5I_INVALID_HID on failure. */
+ * written (incremental: HDF5 writes each chunk once, with its data). A
+ * dataset with no element stays contiguous (nothing to checksum); one of
+ * rank 0, which HDF5 cannot chunk nor so filter, is compact (allocated
+ * early): its value lies in its object header, under HDF5's metadata
+ * checksum. chunk_rows is clamped to [1, dims[0]]. H5I_INVALID_HID on
+ * failure. */
 hid_t pq_h5u_dcpl(int nd, const hsize_t *dims, hsize_t chunk_rows, bool early);
 
 /* Data transfer list for reads: Fletcher-32 verified (verify) or skipped
@@ -58,6 +60,9 @@ hid_t pq_h5u_dxpl(bool verify);
 
 /* Whether dataset d is chunked and filtered by Fletcher-32. */
 bool pq_h5u_has_fletcher32(hid_t d);
+
+/* Whether dataset d is compact (its data inside its object header). */
+bool pq_h5u_is_compact(hid_t d);
 
 /* HDF5's Fletcher-32 of a chunk (H5Zfletcher32.c: 16-bit big-endian words,
  * folded every 360 words), computed in pieces: init, update with pieces of

@@ -1017,6 +1017,106 @@ static void test_smooth_layers(void **state)
     pq_err_clear();
 }
 
+/* A smoothing factor divides a channel's activations: 0 (or less, or not
+ * finite) is refused, naming the dataset and the element; an absolute
+ * maximum of 0 (a channel never active) is a valid statistic. */
+static void test_smooth_factors(void **state)
+{
+    (void)state;
+    char p[256];
+    snprintf(p, sizeof p, "%s", tpath("smooth_factors.h5"));
+    for (int zero_factor = 0; zero_factor < 2; zero_factor++) {
+        pq_h5_meta meta = test_meta(1);
+        pq_h5w *w = NULL;
+        pq_smooth *sm = NULL, *back = NULL;
+        assert_int_equal(pq_h5w_create(p, &meta, &w), PQ_OK);
+        assert_int_equal(pq_smooth_create(6, 320, 0.5, &sm), PQ_OK);
+        pq_smooth_site *ss = &sm->sites[1]; /* layer 0, ffn_in */
+        ss->act_absmax = calloc(320, sizeof *ss->act_absmax);
+        ss->w_absmax = calloc(320, sizeof *ss->w_absmax);
+        assert_true(ss->act_absmax && ss->w_absmax);
+        ss->w_absmax[5] = 0.5f;
+        if (zero_factor) ss->s[2] = 0.0f;
+        assert_int_equal(pq_h5w_put_smooth(w, sm), PQ_OK);
+        pq_smooth_free(sm);
+        assert_int_equal(pq_h5w_commit(w), PQ_OK);
+        pq_err_clear();
+        pq_status st = pq_h5_read_smooth(p, &back);
+        if (!zero_factor) {
+            assert_int_equal(st, PQ_OK);
+            assert_true(back->sites[1].act_absmax[0] == 0.0f && back->sites[1].w_absmax[5] == 0.5f);
+            pq_smooth_free(back);
+            continue;
+        }
+        assert_int_equal(st, PQ_ERR_FORMAT);
+        assert_null(back);
+        print_message("  %s\n", pq_err_detail());
+        assert_non_null(strstr(pq_err_detail(), "/smoothquant/layer.0.ffn_in/scale[2] = 0 is not a finite positive "
+                                                 "smoothing factor"));
+        assert_non_null(strstr(pq_err_detail(), p));
+        pq_err_clear();
+    }
+}
+
+/* A 0-D tensor: HDF5 cannot chunk a scalar dataspace, so no Fletcher-32;
+ * the writer stores it compact, its value inside the object header that
+ * HDF5's metadata checksum covers (a flipped bit in the value is refused
+ * at open), and a scalar stored contiguous (its value outside any
+ * checksum) is refused. */
+static void test_scalar_dataset(void **state)
+{
+    (void)state;
+    char good[256], p[256];
+    snprintf(good, sizeof good, "%s", tpath("scalar_good.h5"));
+    snprintf(p, sizeof p, "%s", tpath("scalar.h5"));
+    const float v = 1234.5f; /* bytes 00 50 9a 44: found once in the file */
+    pq_h5_meta meta = test_meta(1);
+    pq_h5w *w = NULL;
+    assert_int_equal(pq_h5w_create(good, &meta, &w), PQ_OK);
+    assert_int_equal(pq_h5w_put_float(w, "s", 0, NULL, &v, false), PQ_OK);
+    assert_int_equal(pq_h5w_commit(w), PQ_OK);
+
+    hid_t f = H5Fopen(good, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, "/tensors/s/data", H5P_DEFAULT);
+    assert_true(d >= 0);
+    hid_t sp = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
+    assert_int_equal(H5Sget_simple_extent_type(sp), H5S_SCALAR);
+    assert_int_equal(H5Pget_layout(dcpl), H5D_COMPACT);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+
+    pq_h5r *r = NULL;
+    float back = 0;
+    assert_int_equal(pq_h5r_open(good, &r), PQ_OK);
+    const pq_h5r_entry *e = pq_h5r_find(r, "s");
+    assert_non_null(e);
+    assert_int_equal(e->ndim, 0);
+    assert_int_equal(pq_h5r_read_f32(r, e, &back), PQ_OK);
+    assert_true(back == v);
+    assert_int_equal(pq_h5r_verify_data(r), PQ_OK);
+    pq_h5r_close(r);
+
+    size_t n;
+    unsigned char *b = slurp(good, &n);
+    const unsigned char want[4] = {0x00, 0x50, 0x9a, 0x44};
+    size_t at = n, hits = 0;
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (!memcmp(b + i, want, 4)) at = i, hits++;
+    assert_int_equal(hits, 1);
+    b[at + 2] ^= 0x01;
+    FILE *o = fopen(p, "wb");
+    assert_non_null(o);
+    assert_int_equal(fwrite(b, 1, n, o), n);
+    fclose(o);
+    free(b);
+    expect_format_error(p, "/tensors/s/data: cannot open dataset");
+
+    copy_file(good, p, (size_t)-1);
+    replace_ds_data(p, "/tensors/s", "data", H5T_IEEE_F32LE, 0, NULL, false, &v);
+    expect_format_error(p, "/tensors/s/data: a scalar dataset not stored compact");
+}
+
 /* HDF5's Fletcher-32 computed in pieces equals the one HDF5's filter
  * stores: a dataset written through HDF5 (odd length, several folds) has
  * our checksum after its bytes; all bytes 0xff too, the largest sums a
@@ -1295,6 +1395,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_smooth_layers),
+        cmocka_unit_test(test_smooth_factors),
+        cmocka_unit_test(test_scalar_dataset),
         cmocka_unit_test(test_fletcher32_pieces),
         cmocka_unit_test(test_fletcher32_shares),
         cmocka_unit_test(test_codes_chunk_as_hdf5_writes_it),

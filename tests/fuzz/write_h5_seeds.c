@@ -3,9 +3,10 @@
  * writers: a tiny quantized model (every kind of entry the readers know:
  * float32, float16, int8 per channel and per tensor with static activation
  * parameters, int4 per group and per channel, metrics, provenance, the
- * /calibration and /smoothquant groups) and a standalone calibration store, each a few KB so
- * that the fuzzer's mutations land in the structures rather than in bulk
- * data. Usage: write_h5_seeds DIR (writes DIR/model_q.h5, DIR/calib.h5). */
+ * /recipe, /calibration and /smoothquant groups, the latter with its
+ * statistics) and a standalone calibration store, each a few KB so that
+ * the fuzzer's mutations land in the structures rather than in bulk data.
+ * Usage: write_h5_seeds DIR (writes DIR/model_q.h5, DIR/calib.h5). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -113,8 +114,17 @@ int main(int argc, char **argv)
     CHECK(pq_calib_h5_put(w, c));
     pq_smooth *sm = NULL;
     CHECK(pq_smooth_create(LAYERS, D, 0.5, &sm));
-    for (int i = 0; i < sm->n_sites; i++)
-        for (int j = 0; j < D; j++) sm->sites[i].s[j] = 0.5f + 0.25f * (float)j;
+    for (int i = 0; i < sm->n_sites; i++) {
+        pq_smooth_site *ss = &sm->sites[i];
+        ss->act_absmax = malloc(D * sizeof *ss->act_absmax);
+        ss->w_absmax = malloc(D * sizeof *ss->w_absmax);
+        if (!ss->act_absmax || !ss->w_absmax) return 1;
+        for (int j = 0; j < D; j++) {
+            ss->s[j] = 0.5f + 0.25f * (float)j;
+            ss->act_absmax[j] = 2.0f * (float)j; /* a channel never active: 0 */
+            ss->w_absmax[j] = 0.75f + (float)j;
+        }
+    }
     CHECK(pq_h5w_put_smooth(w, sm));
     pq_smooth_free(sm);
     CHECK(pq_h5w_commit(w));
