@@ -28,6 +28,9 @@ pq_status pq_monitor_event_decode(const void *buf, size_t n, Proteus__ProgressEv
     else if (k == sizeof k_kinds / sizeof *k_kinds)
         st = pq_err(PQ_ERR_PROTO, "an event of unknown kind '%.40s' (expected start, unit, finished or error)",
                     e->kind);
+    else if (e->base.n_unknown_fields)
+        st = pq_err(PQ_ERR_PROTO, "an event with %u field(s) schema %u does not have (field number %u first)",
+                    e->base.n_unknown_fields, PQ_WIRE_SCHEMA, e->base.unknown_fields[0].tag);
     else if (e->units_done > e->units_total)
         st = pq_err(PQ_ERR_PROTO, "an event counting %u units done of %u", e->units_done, e->units_total);
     if (st != PQ_OK) {

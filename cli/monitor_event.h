@@ -15,7 +15,9 @@
  * PQ_ERR_PROTO, *e NULL, with a detail naming the cause, when the bytes are
  * empty or over PQ_WIRE_MAX_MSG, not a ProgressEvent message, of another
  * schema (another Proteus version: both schemas named), without a kind or
- * of an unknown one, or count more units done than there are. */
+ * of an unknown one, with fields its schema does not have (a field number
+ * 0 included, which protobuf-c passes over as unknown), or count more units
+ * done than there are. */
 pq_status pq_monitor_event_decode(const void *buf, size_t n, Proteus__ProgressEvent **e);
 
 #endif

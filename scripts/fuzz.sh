@@ -2,7 +2,7 @@
 # fuzz.sh - build (once, in build-fuzz with clang, ASan and UBSan) and run one
 # libFuzzer harness of tests/fuzz.
 #   scripts/fuzz.sh HARNESS SECONDS [libFuzzer options...]
-# HARNESS: safetensors st_index fasta config recipe pt msg h5. The seed corpus is
+# HARNESS: safetensors st_index fasta config recipe pt msg monitor h5. The seed corpus is
 # tests/fuzz/corpus/HARNESS (read only); what the run finds new goes to
 # build-fuzz/corpus/HARNESS, a crashing input to build-fuzz/artifacts/HARNESS/.
 # Exit status: 0 no finding, 77 clang's libFuzzer is not installed (the test

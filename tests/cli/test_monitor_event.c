@@ -2,7 +2,8 @@
 /* test_monitor_event.c - `proteus monitor`'s event decoding
  * (cli/monitor_event.h): events packed here by protobuf-c come back field
  * for field; empty, oversized and non-protobuf bytes, another schema, a
- * missing or unknown kind and more units done than there are are each
+ * missing or unknown kind, fields the schema does not have and more units
+ * done than there are are each
  * refused with PQ_ERR_PROTO and a detail naming the cause. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -72,6 +73,15 @@ static void test_malformed(void **state)
     refused(pack(PQ_WIRE_SCHEMA, "", 1, 2), "without a kind");
     refused(pack(PQ_WIRE_SCHEMA, "bogus", 1, 2), "unknown kind 'bogus'");
     refused(pack(PQ_WIRE_SCHEMA, "unit", 11, 10), "11 units done of 10");
+    /* fields the schema does not have: a field 99 varint, and (found by
+     * fuzz_monitor) the key 0x80 0x00, field number 0, which protobuf-c
+     * keeps as an unknown field and then cannot read back once packed */
+    size_t n = pack(PQ_WIRE_SCHEMA, "unit", 1, 2);
+    memcpy(g_buf + n, "\x98\x06\x01", 3);
+    refused(n + 3, "field(s) schema");
+    n = pack(PQ_WIRE_SCHEMA, "unit", 1, 2);
+    memcpy(g_buf + n, "\x80\x00\x02", 3);
+    refused(n + 3, "(field number 0 first)");
 }
 
 int main(void)
