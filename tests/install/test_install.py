@@ -17,6 +17,7 @@ use the installation as someone outside the checkout would:
 SKIP (77) when pkg-config or a C compiler is missing.
 
 usage: test_install.py MESON BUILD_ROOT PREFIX LIBDIR MANDIR SOURCE_ROOT"""
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,16 @@ def run(cmd, cwd, env, want=0):
         print(f"FAIL: {' '.join(cmd)}: exit {p.returncode}, expected {want}\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
         sys.exit(1)
     return p
+
+
+def sanitize_flags(build):
+    """The build's own sanitizers (a library built with -Db_sanitize wants its
+    programs built with them too, or ASan's runtime is not loaded first)."""
+    with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+        for o in json.load(f):
+            if o["name"] == "b_sanitize" and o["value"] not in ("none", ""):
+                return ["-fsanitize=" + o["value"]]
+    return []
 
 
 def expect(cond, what):
@@ -76,7 +87,8 @@ def main():
         flags = run(["pkg-config", f"--define-variable=prefix={root}", "--cflags", "--libs", "proteus"],
                     tmp, pc_env).stdout.split()
         prog = os.path.join(tmp, "use_lib")
-        run([cc, "-o", prog, os.path.join(src, "tests", "install", "use_lib.c"), *flags], tmp, env)
+        san = sanitize_flags(build)
+        run([cc, "-o", prog, os.path.join(src, "tests", "install", "use_lib.c"), *flags, *san], tmp, env)
         lib_env = dict(env, LD_LIBRARY_PATH=lib)
         ldd = run(["ldd", prog], tmp, lib_env).stdout
         expect(os.path.join(lib, "libproteus.so.0") in ldd, "the program loads the installed libproteus.so.0")
@@ -88,7 +100,7 @@ def main():
                      tmp, pc_env).stdout.split()
         prog_a = os.path.join(tmp, "use_lib_static")
         run([cc, "-o", prog_a, os.path.join(src, "tests", "install", "use_lib.c"),
-             os.path.join(lib, "libproteus.a"), *[f for f in static if f != "-lproteus"]], tmp, env)
+             os.path.join(lib, "libproteus.a"), *[f for f in static if f != "-lproteus"], *san], tmp, env)
         expect("libproteus" not in run(["ldd", prog_a], tmp, env).stdout, "the static build needs no libproteus.so")
         out = run([prog_a, os.path.join(share, MODEL), os.path.join(tmp, "q4s.h5")], tmp, env).stdout
         expect("quantized 36 tensors" in out, "pq_quantize_model through the static library")

@@ -8,6 +8,7 @@
  *          [--qat BITS GROUP_SIZE SYMMETRIC ACT_INT8]
  * STEPS is the run's plan (schedule), RUN the steps to do now. Exits with
  * the status's exit code and its message on failure. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,26 +52,31 @@ int main(int argc, char **argv)
     int64_t n_recs = 0;
     pq_train_params *p = NULL;
     pq_trainer *tr = NULL;
+    int rc = 1;
     pq_status st = pq_fasta_read_all(argv[2], &fo, 64, &recs, &n_recs);
-    if (st != PQ_OK) return dump_fail("train_run", st);
-    if ((st = pq_train_params_load(argv[1], &p)) != PQ_OK) return dump_fail("train_run", st);
-    if ((st = pq_trainer_create(p, recs, n_recs, &o, &tr)) != PQ_OK) return dump_fail("train_run", st);
-    if (resume) {
-        if ((st = pq_train_ckpt_read(tr, argv[3])) != PQ_OK) return dump_fail("train_run", st);
+    /* every path frees what it made (the sanitized run checks leaks on the failures too) */
+    if (st == PQ_OK) st = pq_train_params_load(argv[1], &p);
+    if (st == PQ_OK) st = pq_trainer_create(p, recs, n_recs, &o, &tr);
+    if (st == PQ_OK && resume && (st = pq_train_ckpt_read(tr, argv[3])) == PQ_OK)
         printf("resumed at step %lld\n", (long long)tr->step);
-    }
-    for (int64_t i = 0; i < run && tr->step < o.steps; i++) {
+    for (int64_t i = 0; st == PQ_OK && i < run && tr->step < o.steps; i++) {
         double loss;
-        if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) return dump_fail("train_run", st);
+        if ((st = pq_trainer_step(tr, &loss)) != PQ_OK) break;
         printf("step %lld loss %.6f\n", (long long)tr->step, loss);
-        if ((st = pq_train_ckpt_write(tr, argv[3])) != PQ_OK) return dump_fail("train_run", st);
+        st = pq_train_ckpt_write(tr, argv[3]);
+    }
+    if (st != PQ_OK) {
+        rc = dump_fail("train_run", st);
+        goto done;
     }
     FILE *f = fopen(argv[4], "wb");
-    if (!f || fwrite(tr->p->data, sizeof(float), (size_t)tr->p->n_floats, f) != (size_t)tr->p->n_floats) return 1;
-    if (tr->q && fwrite(tr->q->scale, sizeof(float), (size_t)tr->q->n_scales, f) != (size_t)tr->q->n_scales) return 1;
-    fclose(f);
+    if (!f) goto done;
+    bool ok = fwrite(tr->p->data, sizeof(float), (size_t)tr->p->n_floats, f) == (size_t)tr->p->n_floats &&
+              (!tr->q || fwrite(tr->q->scale, sizeof(float), (size_t)tr->q->n_scales, f) == (size_t)tr->q->n_scales);
+    if (fclose(f) == 0 && ok) rc = 0;
+done:
     pq_trainer_free(tr);
     for (int64_t i = 0; i < n_recs; i++) pq_fasta_record_free(&recs[i]);
     free(recs);
-    return 0;
+    return rc;
 }
