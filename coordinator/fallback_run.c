@@ -8,7 +8,6 @@
  * (rank 0's watcher, cleanup.h, removes them if rank 0 dies). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/bundled.h"
@@ -121,14 +120,11 @@ static pq_status share(MPI_Comm comm, decision *d)
 {
     int32_t v[4] = {d->what, d->status, d->kind, d->tensor};
     MPI_Request req;
-    int done = 0, rc = MPI_Ibcast(v, 4, MPI_INT32_T, PQ_ROLE_COORD, comm, &req);
-    long ns = 20000; /* backing off to 10 ms */
-    while (rc == MPI_SUCCESS && (rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
-        nanosleep(&(struct timespec){0, ns}, NULL);
-        if (ns < 10000000) ns *= 2;
-    }
+    pq_status st = pq_mpi_check(MPI_Ibcast(v, 4, MPI_INT32_T, PQ_ROLE_COORD, comm, &req),
+                                "MPI_Ibcast(fallback decision)");
+    if (st == PQ_OK) st = pq_sync_wait_quiet(&req, 10000000, "MPI_Ibcast(fallback decision)"); /* up to 10 ms */
     *d = (decision){v[0], v[1], v[2], v[3]};
-    return pq_mpi_check(rc, "MPI_Ibcast(fallback decision)");
+    return st;
 }
 
 /* Rank 0: attempt i's file gets the trail and becomes OUT. */

@@ -64,19 +64,11 @@ static pq_status mpi_ok(int rc, const char *what)
     return rc == MPI_SUCCESS ? PQ_OK : pq_err(PQ_ERR_MPI, "%s failed", what);
 }
 
-/* Complete a request without spinning: a rank waiting for rank 0 (or rank
- * 0 for a rank) must not take the core from the ranks still computing when
- * ranks share cores. */
+/* Complete a request without spinning (a chunk takes seconds: backing off
+ * to 2 ms). */
 static pq_status wait_req(MPI_Request *req, const char *what)
 {
-    int done = 0, rc;
-    long ns = 20000; /* backing off to 2 ms: a chunk takes seconds */
-    while ((rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
-        struct timespec ts = {0, ns};
-        nanosleep(&ts, NULL);
-        if (ns < 2000000) ns *= 2;
-    }
-    return mpi_ok(rc, what);
+    return pq_sync_wait_quiet(req, 2000000, what);
 }
 
 /* A worker's chunks on their way to rank 0, double-buffered: the rank runs

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proto/msg.h"
 #include "base/pq_cpu.h"
@@ -151,4 +152,15 @@ int pq_sync_threads_per_rank(MPI_Comm comm, int rank)
     int t = pq_node_cpus() / local, mine = pq_cpu_count();
     if (t > mine) t = mine;
     return t < 1 ? 1 : t;
+}
+
+pq_status pq_sync_wait_quiet(MPI_Request *req, long max_sleep_ns, const char *what)
+{
+    int done = 0, rc;
+    long ns = 20000;
+    while ((rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+        nanosleep(&(struct timespec){0, ns}, NULL);
+        if (ns < max_sleep_ns) ns *= 2;
+    }
+    return pq_mpi_check(rc, what);
 }

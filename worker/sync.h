@@ -17,6 +17,12 @@
  * can print it with pq_err_detail(), prefixed with "rank N: ". */
 pq_status pq_sync_agree(MPI_Comm comm, pq_status local);
 
+/* Complete *req without spinning: MPI_Test, then sleeps from 20 us doubling
+ * up to max_sleep_ns, so a rank waiting for another (rank 0 evaluating, a
+ * rank still computing) leaves the shared cores to it. PQ_ERR_MPI naming
+ * `what` when a call fails. */
+pq_status pq_sync_wait_quiet(MPI_Request *req, long max_sleep_ns, const char *what);
+
 /* Threads per rank when the user left it to us: the node's cores shared by
  * the ranks on the node, so N ranks never run N x cores busy threads.
  * Collective. */

@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "proto/msg.h"
 #include "train/train_update.h"
@@ -57,15 +56,8 @@ pq_status pq_train_mpi_wait_all(MPI_Comm comm)
 {
     MPI_Request req;
     pq_status st = pq_mpi_check(MPI_Ibarrier(comm, &req), "waiting for the ranks");
-    int done = 0;
-    long ns = 20000; /* backing off to 2 ms: a micro-batch takes seconds */
-    while (st == PQ_OK && !done) {
-        st = pq_mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "waiting for the ranks");
-        if (st != PQ_OK || done) break;
-        nanosleep(&(struct timespec){0, ns}, NULL);
-        if (ns < 2000000) ns *= 2;
-    }
-    return st;
+    /* a micro-batch takes seconds: backing off to 2 ms */
+    return st == PQ_OK ? pq_sync_wait_quiet(&req, 2000000, "waiting for the ranks") : st;
 }
 
 /* The micro-batches of this rank: gradients into mine[j * n], losses into
