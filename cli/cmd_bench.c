@@ -76,6 +76,7 @@ static void print_profile(const pq_esm2_profile *p)
                sum > 0 ? 100.0 * p->wall_s[i] / sum : 0.0);
         if (i == PQ_PROF_ATTENTION && attn > 0)
             for (int j = 0; j < PQ_PROF_ATTN_N; j++) {
+                if (p->attn_thread_s[j] <= 0) continue; /* a step this kernel context does not run */
                 double w = p->wall_s[i] * p->attn_thread_s[j] / attn;
                 printf("    %-20s %12.3f %7.1f%%\n", pq_esm2_prof_attn_name((pq_esm2_prof_attn)j), 1e3 * w / nf,
                        sum > 0 ? 100.0 * w / sum : 0.0);

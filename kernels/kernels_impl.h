@@ -33,6 +33,16 @@ PQ_DECLARE_QUANT_KERNELS(avx2)
 PQ_DECLARE_FLOAT_KERNELS(ref)
 PQ_DECLARE_FLOAT_KERNELS(avx2)
 
+/* The fused attention of one (sequence, head) (pq_ops.attention):
+ * kernels/ref/attn_ref.c, kernels/x86/attn_avx512.c. */
+#define PQ_DECLARE_ATTENTION(sfx)                                                           \
+    void pq_attention_##sfx(const float *q, const float *k, const float *v, int64_t ld,      \
+                            int64_t T, int hd, float qscale, const float *cos_t,             \
+                            const float *sin_t, float *o, int64_t ldo, float *attn,          \
+                            float *scratch);
+PQ_DECLARE_ATTENTION(ref)
+PQ_DECLARE_ATTENTION(avx512)
+
 void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,

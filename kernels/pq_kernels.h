@@ -106,6 +106,17 @@ typedef struct pq_ops {
      * heads of hd dims; cos_t/sin_t are [n_tokens, hd/2] (pq_rotary_table). */
     void (*rotary)(float *x, int64_t n_tokens, int64_t ld, int n_heads, int hd,
                    const float *cos_t, const float *sin_t);
+    /* Optional (NULL: the forward runs per-head SGEMMs with the rotary and
+     * softmax_rows slots): the attention of one (sequence, head), fused.
+     * q, k, v: T rows of hd floats, row stride ld, left unchanged; q is
+     * scaled by qscale and both rotated as the rotary slot does; o[T][hd]
+     * (row stride ldo) = softmax(q k^T) v; attn (NULL: not wanted) gets
+     * the T x T probabilities; scratch holds pq_attention_scratch(T, hd)
+     * floats, 64-byte aligned. Reference: pq_attention_ref
+     * (kernels/ref/attn_ref.c). */
+    void (*attention)(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,
+                      float qscale, const float *cos_t, const float *sin_t, float *o, int64_t ldo,
+                      float *attn, float *scratch);
 
     /* ---- calibration statistics (kernels/ref/hist_ref.c) ----
      * One pass over rows x[n_rows, dim], accumulating into the outputs:
@@ -136,6 +147,9 @@ typedef struct pq_ops {
 void pq_rotary_table(const float *inv_freq, int half, int64_t n_pos, float *cos_t,
                      float *sin_t);
 
+/* Floats of scratch the attention slot needs for one head of T tokens. */
+size_t pq_attention_scratch(int64_t T, int hd);
+
 /* The complete scalar reference context; needs nothing from the CPU. */
 void pq_ops_init_ref(pq_ops *out);
 
@@ -143,7 +157,7 @@ void pq_ops_init_ref(pq_ops *out);
  *   "cpu"    the best context this CPU runs (avx512, else avx2, else ref)
  *   "ref"    the scalar references
  *   "avx2"   AVX2 + FMA element-wise ops and GEMM
- *   "avx512" avx2 with the AVX-512 VNNI int8 GEMM
+ *   "avx512" avx2 with the AVX-512 VNNI int8 GEMM and the fused attention
  * PQ_KUNKNOWN for any other name (pq_ops_names lists them), PQ_KNOTBUILT when
  * the context is not compiled into this build, PQ_KNOCPU when this CPU lacks
  * what it needs (pq_ops_needs). *out is left alone on failure. */

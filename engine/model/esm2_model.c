@@ -338,7 +338,8 @@ const char *pq_esm2_prof_op_name(pq_esm2_prof_op op)
 
 const char *pq_esm2_prof_attn_name(pq_esm2_prof_attn op)
 {
-    static const char *const names[PQ_PROF_ATTN_N] = {"scale + rotary", "q k^T", "softmax", "p v"};
+    static const char *const names[PQ_PROF_ATTN_N] = {"scale + rotary", "q k^T", "softmax", "p v",
+                                                       "fused (all four)"};
     return op >= 0 && op < PQ_PROF_ATTN_N ? names[op] : "?";
 }
 
@@ -439,7 +440,8 @@ typedef struct fwd_ctx {
     const pq_esm2_batch *b;
     int64_t N, max_T;
     float *cos_t, *sin_t;  /* [max_T, hd/2] */
-    float *scratch;        /* per thread [max_T * max_T] */
+    float *scratch;        /* per thread [scratch_n] */
+    int64_t scratch_n;     /* max_T * max_T, or the fused attention's need */
     float qscale;          /* hd^-0.5 */
     int n_threads;
 } fwd_ctx;
@@ -513,11 +515,23 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
 #if PQ_HAVE_OPENMP
         tid = omp_get_thread_num();
 #endif
-        float *S = c->scratch + (size_t)tid * (size_t)(c->max_T * c->max_T);
+        float *S = c->scratch + (size_t)tid * (size_t)c->scratch_n;
         float *qh = q + t0 * ld + h * hd, *kh = k + t0 * ld + h * hd;
         const float *vh = v + t0 * ld + h * hd;
-        double tp[PQ_PROF_ATTN_N + 1] = {0};
+        float *maps = attn_out ? attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T : NULL;
+        double tp[PQ_PROF_ATTN_FUSED + 1] = {0};
         if (c->m->prof) tp[0] = pq_now_s();
+        if (K->attention) { /* fused: one step for the profile */
+            K->attention(qh, kh, vh, ld, T, hd, c->qscale, c->cos_t, c->sin_t, o + t0 * D + h * hd, D, maps, S);
+            if (c->m->prof) {
+                double d = pq_now_s() - tp[0];
+#if PQ_HAVE_OPENMP
+#pragma omp atomic
+#endif
+                c->m->prof->attn_thread_s[PQ_PROF_ATTN_FUSED] += d;
+            }
+            continue;
+        }
         for (int64_t t = 0; t < T; t++)
             for (int j = 0; j < hd; j++) qh[t * ld + j] *= c->qscale;
         K->rotary(qh, T, ld, 1, hd, c->cos_t, c->sin_t);
@@ -531,16 +545,13 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
         if (c->m->prof) tp[2] = pq_now_s();
         K->softmax_rows(S, T, T);
         if (c->m->prof) tp[3] = pq_now_s();
-        if (attn_out) {
-            float *dst = attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T;
-            memcpy(dst, S, (size_t)(T * T) * sizeof(float));
-        }
+        if (maps) memcpy(maps, S, (size_t)(T * T) * sizeof(float));
         if (pq_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, hd, (int)T, 1.0f, S, (int)T, vh,
                      (int)ld, 0.0f, o + t0 * D + h * hd, D) != PQ_OK)
             failed = 1;
         if (c->m->prof) {
             tp[4] = pq_now_s();
-            for (int i = 0; i < PQ_PROF_ATTN_N; i++) {
+            for (int i = 0; i < PQ_PROF_ATTN_FUSED; i++) {
                 double d = tp[i + 1] - tp[i];
 #if PQ_HAVE_OPENMP
 #pragma omp atomic
@@ -720,8 +731,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
      * slices rounded to 16 floats (64 bytes). */
     x = pq_alloc_big(nd * sizeof(float));
     h = pq_alloc_big(nd * sizeof(float));
+    c.scratch_n = max_T * max_T;
+    if (m->ops.attention && (int64_t)pq_attention_scratch(max_T, hd) > c.scratch_n)
+        c.scratch_n = (int64_t)pq_attention_scratch(max_T, hd);
+    c.scratch_n = (c.scratch_n + 15) / 16 * 16; /* each thread's slice 64-byte aligned */
     size_t sz[6] = {3 * nd, nd, (size_t)(N * (F > V ? F : V)), (size_t)(max_T * (hd / 2)),
-                    (size_t)(max_T * (hd / 2)), (size_t)c.n_threads * (size_t)(max_T * max_T)};
+                    (size_t)(max_T * (hd / 2)), (size_t)c.n_threads * (size_t)c.scratch_n};
     size_t off[6], need = 0;
     for (int i = 0; i < 6; i++) {
         off[i] = need;
