@@ -42,6 +42,8 @@ PQ_DECLARE_FLOAT_KERNELS(avx2)
                             float *scratch);
 PQ_DECLARE_ATTENTION(ref)
 PQ_DECLARE_ATTENTION(avx512)
+PQ_DECLARE_ATTENTION(bf16_ref)
+PQ_DECLARE_ATTENTION(bf16_avx512)
 
 void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
@@ -64,5 +66,6 @@ void pq_ops_init_avx512(pq_ops *out); /* avx2 + AVX-512 VNNI int8 GEMM */
 /* CPU feature probes (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);
 int pq_cpu_has_avx512vnni(void); /* avx512f/bw/vl/vnni and avx2_fma */
+int pq_cpu_has_avx512bf16(void); /* avx512_bf16 and the above */
 
 #endif

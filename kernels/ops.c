@@ -50,6 +50,9 @@ void pq_ops_init_avx512(pq_ops *o)
     o->name = "avx512";
     o->gemm = pq_gemm_kernels_avx512vnni;
     o->attention = pq_attention_avx512;
+#ifdef PQ_HAVE_AVX512BF16
+    if (pq_cpu_has_avx512bf16()) o->attention_bf16 = pq_attention_bf16_avx512;
+#endif
 }
 #endif
 
@@ -71,6 +74,16 @@ int pq_cpu_has_avx512vnni(void)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
            pq_cpu_has_avx2_fma();
+#else
+    return 0;
+#endif
+}
+
+int pq_cpu_has_avx512bf16(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && pq_cpu_has_avx512vnni();
 #else
     return 0;
 #endif

@@ -117,6 +117,13 @@ typedef struct pq_ops {
     void (*attention)(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,
                       float qscale, const float *cos_t, const float *sin_t, float *o, int64_t ldo,
                       float *attn, float *scratch);
+    /* Optional (NULL: not on this CPU): the same with q, k, v and the
+     * probabilities rounded to bf16 (fp32 sums; attn gets the fp32
+     * probabilities). For models whose activations are int8 already
+     * (W8A8/W4A8): the model decides. Reference: pq_attention_bf16_ref. */
+    void (*attention_bf16)(const float *q, const float *k, const float *v, int64_t ld, int64_t T,
+                           int hd, float qscale, const float *cos_t, const float *sin_t, float *o,
+                           int64_t ldo, float *attn, float *scratch);
 
     /* ---- calibration statistics (kernels/ref/hist_ref.c) ----
      * One pass over rows x[n_rows, dim], accumulating into the outputs:

@@ -495,13 +495,14 @@ static void par_add(const fwd_ctx *c, float *x, const float *y, int64_t n, int64
  * embedding to its heads of q and k (in place), the fp32 operations of the
  * whole-tensor passes, per element. */
 static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld, float *o,
-                           float *attn_out, const int64_t *attn_off, int layer_in_stage, int n_layers_out)
+                           float *attn_out, const int64_t *attn_off, int layer_in_stage, bool bf16)
 {
     _Atomic int failed = 0; /* an SGEMM failed (a worker thread's error detail is its own) */
     const pq_esm2_config *cfg = &c->m->cfg;
     const pq_ops *K = &c->m->ops;
     int H = cfg->attention_heads, hd = cfg->head_dim, D = cfg->embed_dim;
     int64_t n_jobs = c->b->n_seqs * H;
+    __typeof__(K->attention) fused = bf16 && K->attention_bf16 ? K->attention_bf16 : K->attention;
 #if PQ_HAVE_OPENMP
     /* one BLAS thread per head job: small GEMMs, parallel over heads */
     pq_blas_set_threads(1);
@@ -521,8 +522,8 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
         float *maps = attn_out ? attn_out + attn_off[s] + ((int64_t)layer_in_stage * H + h) * T * T : NULL;
         double tp[PQ_PROF_ATTN_FUSED + 1] = {0};
         if (c->m->prof) tp[0] = pq_now_s();
-        if (K->attention) { /* fused: one step for the profile */
-            K->attention(qh, kh, vh, ld, T, hd, c->qscale, c->cos_t, c->sin_t, o + t0 * D + h * hd, D, maps, S);
+        if (fused) { /* one step for the profile */
+            fused(qh, kh, vh, ld, T, hd, c->qscale, c->cos_t, c->sin_t, o + t0 * D + h * hd, D, maps, S);
             if (c->m->prof) {
                 double d = pq_now_s() - tp[0];
 #if PQ_HAVE_OPENMP
@@ -563,7 +564,6 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
 #if PQ_HAVE_OPENMP
     pq_blas_set_threads(c->n_threads);
 #endif
-    (void)n_layers_out;
     return failed ? pq_blas_load() : PQ_OK; /* the load's error, recorded in this thread */
 }
 
@@ -826,8 +826,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
             goto cleanup;
         }
         prof_stop(m, PQ_PROF_QKV, tq);
+        /* bf16 products in attention where q/k/v come from int8 activations */
+        const pq_qlinear *lq = m->qkv[l - m->l0] ? m->qkv[l - m->l0] : ql[PQ_ESM2_Q];
+        pq_qlinear_kind kind = lq ? pq_qlinear_get_kind(lq) : PQ_QLINEAR_F32;
+        bool bf16 = kind == PQ_QLINEAR_W8A8_DYNAMIC || kind == PQ_QLINEAR_W8A8_STATIC;
         tq = prof_start(m);
-        if ((st = attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, n_stage)) != PQ_OK) goto cleanup;
+        if ((st = attention(&c, q, k, v, ld, o, attn, attn_off, l - m->l0, bf16)) != PQ_OK) goto cleanup;
         prof_stop(m, PQ_PROF_ATTENTION, tq);
         observe(m, l, PQ_ESM2_OUT, o, N, D);
         tq = prof_start(m);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kernels/kernels_impl.h"
+#include "kernels/x86/attn_x86.h"
 
 #define RB 4 /* query rows per block */
 
@@ -49,6 +50,14 @@ static inline __m512 exp512(__m512 x)
 
 /* Rotate row x (scaled by s first) into y (stride 1) or, transposed, into
  * column t of kt (stride Tp). Same products and sums as pq_rotary_ref. */
+static void rotate_row(const float *x, int hd, float s, const float *c, const float *sn, float *y,
+                       int64_t ystride);
+
+void pq_attn_rotate_row(const float *x, int hd, float s, const float *c, const float *sn, float *y)
+{
+    rotate_row(x, hd, s, c, sn, y, 1);
+}
+
 static void rotate_row(const float *x, int hd, float s, const float *c, const float *sn, float *y,
                        int64_t ystride)
 {
@@ -132,7 +141,7 @@ static inline void scores_4rows(const float *const qp[RB], const float *kt, int6
 }
 
 /* Softmax of the first T of Tp columns (the rest are padding, set to 0). */
-static void softmax_row(float *x, int64_t T, int64_t Tp)
+void pq_attn_softmax_row(float *x, int64_t T, int64_t Tp)
 {
     __m512 vm = _mm512_set1_ps(-INFINITY);
     int64_t j = 0, full = T / 16 * 16;
@@ -218,7 +227,7 @@ void pq_attention_avx512(const float *q, const float *k, const float *v, int64_t
             scores_4rows(qp, kt, Tp, hd, c0, nv, S);
         }
         for (int r = 0; r < nr; r++) {
-            softmax_row(S + r * Tp, T, Tp);
+            pq_attn_softmax_row(S + r * Tp, T, Tp);
             if (attn) memcpy(attn + (i0 + r) * T, S + r * Tp, (size_t)T * sizeof(float));
         }
         for (int h0 = 0; h0 < hd; h0 += 64)

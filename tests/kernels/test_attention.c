@@ -20,6 +20,9 @@
 
 #define TOL_P 5e-6  /* probabilities, absolute (scores of |s| ~ 20 differ by an FMA rounding) */
 #define TOL_O 1e-5  /* outputs, times max(1, |o|) */
+/* bf16 outputs: a probability next to a bf16 rounding boundary may round the
+ * other way (one bf16 ulp, 2^-8 relative), times max(1, |o|) */
+#define TOL_O_BF16 2e-3
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(float lo, float hi)
@@ -154,8 +157,45 @@ static void test_ref_vs_double(void **state)
             for (int64_t i = 0; i < T * hd; i++)
                 if (fabs(o[i] - od[i]) > 2e-5 * fmax(1.0, fabs(od[i])))
                     fail_msg("ref T=%lld hd=%d o[%lld] %g vs %g", (long long)T, hd, (long long)i, o[i], od[i]);
+            /* bf16 products: q, k, v, p carry 8 significant bits */
+            pq_attention_bf16_ref(h.q, h.k, h.v, h.ld, T, hd, 1.0f / sqrtf((float)hd), h.ct, h.st, o, hd, p, scr);
+            double ep = 0, eo = 0;
+            for (int64_t i = 0; i < T * T; i++) ep = fmax(ep, fabs(p[i] - pd[i]));
+            for (int64_t i = 0; i < T * hd; i++) eo = fmax(eo, fabs(o[i] - od[i]) / fmax(1.0, fabs(od[i])));
+            if (ep > 0.03 || eo > 0.03)
+                fail_msg("bf16 ref T=%lld hd=%d: p off by %g, o by %g", (long long)T, hd, ep, eo);
+            if (T > 1 && ep == 0.0 && eo == 0.0)
+                fail_msg("bf16 ref T=%lld hd=%d: no rounding at all", (long long)T, hd);
             free(o); free(p); free(od); free(pd); free(scr);
             free_head(&h);
+        }
+}
+
+/* A variant's o2 (maps p2) and o3 (no maps) against the reference's o1, p1;
+ * q and k unchanged (q0, k0); columns past the head not written. */
+static void compare(const char *name, const head *h, int64_t ldo, const float *q0, const float *k0,
+                    const float *o1, const float *o2, const float *o3, const float *p1, const float *p2,
+                    double tol_o)
+{
+    int64_t T = h->T;
+    int hd = h->hd;
+    size_t nin = (size_t)(T * h->ld);
+    assert_memory_equal(q0, h->q, nin * sizeof(float));
+    assert_memory_equal(k0, h->k, nin * sizeof(float));
+    assert_memory_equal(o2, o3, sizeof(float) * (size_t)(T * ldo));
+    for (int64_t i = 0; i < T * T; i++)
+        if (fabsf(p1[i] - p2[i]) > TOL_P)
+            fail_msg("%s T=%lld hd=%d p[%lld] %g vs ref %g", name, (long long)T, hd, (long long)i, p2[i], p1[i]);
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t d = 0; d < ldo; d++) {
+            float a = o1[i * ldo + d], b = o2[i * ldo + d];
+            if (d >= hd) {
+                assert_true(b == 0.0f);
+                continue;
+            }
+            if (fabsf(a - b) > tol_o * fmaxf(1.0f, fabsf(a)))
+                fail_msg("%s T=%lld hd=%d o[%lld][%lld] %g vs ref %g", name, (long long)T, hd, (long long)i,
+                         (long long)d, b, a);
         }
 }
 
@@ -163,7 +203,7 @@ static void test_variants_vs_ref(void **state)
 {
     (void)state;
     pq_ops ctx;
-    int tested = 0;
+    int tested = 0, tested_bf16 = 0;
     const char *names[] = {"avx2", "avx512"};
     for (size_t vi = 0; vi < 2; vi++) {
         if (pq_ops_select(names[vi], &ctx) != PQ_KOK || !ctx.attention) continue;
@@ -187,29 +227,22 @@ static void test_variants_vs_ref(void **state)
                 pq_attention_ref(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o1, ldo, p1, s1);
                 ctx.attention(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o2, ldo, p2, s2);
                 ctx.attention(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o3, ldo, NULL, s2);
-                assert_memory_equal(q0, h.q, nin * sizeof(float));
-                assert_memory_equal(k0, h.k, nin * sizeof(float));
-                assert_memory_equal(o2, o3, sizeof(float) * (size_t)(T * ldo));
-                for (int64_t i = 0; i < T * T; i++)
-                    if (fabsf(p1[i] - p2[i]) > TOL_P)
-                        fail_msg("%s T=%lld hd=%d p[%lld] %g vs ref %g", ctx.name, (long long)T, hd,
-                                 (long long)i, p2[i], p1[i]);
-                for (int64_t i = 0; i < T; i++)
-                    for (int64_t d = 0; d < ldo; d++) {
-                        float a = o1[i * ldo + d], b = o2[i * ldo + d];
-                        if (d >= hd) { /* columns past the head are not written */
-                            assert_true(b == 0.0f);
-                            continue;
-                        }
-                        if (fabsf(a - b) > TOL_O * fmaxf(1.0f, fabsf(a)))
-                            fail_msg("%s T=%lld hd=%d o[%lld][%lld] %g vs ref %g", ctx.name, (long long)T, hd,
-                                     (long long)i, (long long)d, b, a);
-                    }
+                compare(ctx.name, &h, ldo, q0, k0, o1, o2, o3, p1, p2, TOL_O);
+                if (ctx.attention_bf16) {
+                    memset(o2, 0, sizeof(float) * (size_t)(T * ldo));
+                    memset(o3, 0, sizeof(float) * (size_t)(T * ldo));
+                    pq_attention_bf16_ref(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o1, ldo, p1, s1);
+                    ctx.attention_bf16(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o2, ldo, p2, s2);
+                    ctx.attention_bf16(h.q, h.k, h.v, h.ld, T, hd, sc, h.ct, h.st, o3, ldo, NULL, s2);
+                    compare("bf16", &h, ldo, q0, k0, o1, o2, o3, p1, p2, TOL_O_BF16);
+                    tested_bf16++;
+                }
                 free(q0); free(k0); free(o1); free(o2); free(o3); free(p1); free(p2); free(s1); free(s2);
                 free_head(&h);
             }
     }
     if (!tested) print_message("no fused attention variant on this CPU/build; reference only\n");
+    if (!tested_bf16) print_message("no bf16 attention variant on this CPU/build; reference only\n");
 }
 
 int main(void)

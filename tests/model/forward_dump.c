@@ -7,7 +7,10 @@
  * With --bench R it instead times R forward passes (logits only) after one
  * warm-up and prints "tokens_per_s <best>".
  *
- * usage: forward_dump MODEL OUTDIR [--threads N] [--stage K] [--bench R] SEQ... */
+ * --kernels NAME runs it on that kernel context (pq_ops_select; exit 3 when
+ * this build or CPU lacks it).
+ *
+ * usage: forward_dump MODEL OUTDIR [--threads N] [--stage K] [--bench R] [--kernels NAME] SEQ... */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +47,12 @@ int main(int argc, char **argv)
     }
     const char *model = argv[1], *dir = argv[2];
     int threads = 0, stage = 0, bench = 0, a = 3;
+    const char *kernels = NULL;
     for (; a < argc; a++) {
         if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--stage") && a + 1 < argc) stage = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--bench") && a + 1 < argc) bench = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--kernels") && a + 1 < argc) kernels = argv[++a];
         else break;
     }
     int n_seqs = argc - a;
@@ -66,6 +71,13 @@ int main(int argc, char **argv)
     pq_esm2_batch b = {.n_seqs = n_seqs, .offsets = off, .ids = ids};
     pq_esm2_model *m = NULL, *m2 = NULL;
     pq_esm2_model_opts o = {.n_threads = threads};
+    if (kernels) {
+        pq_kstatus ks = pq_ops_select(kernels, &o.ops);
+        if (ks != PQ_KOK) {
+            fprintf(stderr, "forward_dump: kernel context %s: %s\n", kernels, pq_kstatus_str(ks));
+            return 3;
+        }
+    }
     pq_status st;
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);

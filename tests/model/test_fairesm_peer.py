@@ -4,7 +4,12 @@
 fair-esm batch (so padding and key masks are exercised) and with <mask>
 tokens: logits within 1e-4 absolute, every representation and the contact map
 within 1e-4 of the larger of 1 and the reference's magnitude; a two-stage
-pipeline run gives the same logits.
+pipeline run gives the same logits. Every kernel context this CPU runs (ref,
+avx2: attention as per-head SGEMMs; avx512: the fused attention kernel) gives
+logits within 1e-4 of fair-esm's, the same bytes at 1 and 2 threads. The
+W8A8 file of the same model: its logits with bf16 attention (the avx512
+context where the CPU has avx512_bf16) no further from fair-esm's than 1.1x
+those with fp32 attention (avx2) plus 0.01, the same bytes at 1 and 2 threads.
 
 usage: python test_fairesm_peer.py FORWARD_DUMP PROTEUS [MODEL.safetensors [FASTA]]"""
 import atexit
@@ -132,6 +137,82 @@ def check_model(model_path, label, subset=None):
     return failures
 
 
+def check_kernels(model_path):
+    """Each kernel context against fair-esm, and its logits the same bytes at 1 and 2 threads."""
+    model, L, D = fairesm_ref.build_fairesm(model_path)
+    seqs = pick_sequences()
+    _, _, tokens = model.alphabet.get_batch_converter()([(str(i), s) for i, s in enumerate(seqs)])
+    with torch.no_grad():
+        ref = model(tokens)["logits"]
+    failures, ran = [], []
+    for ctx in ("ref", "avx2", "avx512"):
+        raw1, _ = logits_of(model_path, ctx, "1", seqs)
+        raw2, off = logits_of(model_path, ctx, "2", seqs)
+        if raw1 is None or raw2 is None:
+            continue
+        ran.append(ctx)
+        if raw1 != raw2:
+            failures.append(f"{ctx}: logits at 1 and 2 threads differ")
+        worst = worst_vs(ref, raw2, off)
+        if worst > TOL:
+            failures.append(f"{ctx}: logits max abs diff {worst:.3g} from fair-esm")
+        same = "identical" if raw1 == raw2 else "differ"
+        print(f"kernel context {ctx}: logits worst {worst:.2e} from fair-esm, 1 and 2 threads {same}")
+    if "ref" not in ran:
+        failures.append("the ref kernel context did not run")
+    return failures
+
+
+def logits_of(model_path, ctx, threads, seqs):
+    """forward_dump's logits (bytes, offsets), or None when ctx is not in this build or CPU."""
+    d = tempfile.mkdtemp(prefix="pq_peer_k_")
+    atexit.register(shutil.rmtree, d, True)  # leave no test files behind
+    p = subprocess.run([DRIVER, model_path, d, "--threads", threads, "--kernels", ctx, *seqs],
+                       capture_output=True, text=True)
+    if p.returncode == 3:
+        print(f"kernel context {ctx}: not run here ({p.stderr.strip()})")
+        return None, None
+    if p.returncode != 0:
+        raise AssertionError(f"{ctx}: forward_dump failed: {p.stderr.strip()}")
+    off = [int(x) for x in open(os.path.join(d, "offsets.txt")).read().split()]
+    return open(os.path.join(d, "logits.f32"), "rb").read(), off
+
+
+def worst_vs(ref, raw, off):
+    lg = torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(-1, 33)
+    return max(maxabs(ref[b, :off[b + 1] - off[b]] - lg[off[b]:off[b + 1]]) for b in range(len(off) - 1))
+
+
+def check_w8a8_attention(model_path):
+    """The W8A8 forward with bf16 attention against fair-esm, beside fp32 attention."""
+    tmp = tempfile.mkdtemp(prefix="pq_peer_w8_")
+    atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
+    q8 = os.path.join(tmp, "i8.h5")
+    p = subprocess.run([PROTEUS, "quantize", "--model", model_path, "--out", q8, "--per-channel"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        return [f"proteus quantize failed: {p.stderr.strip()}"]
+    model, L, D = fairesm_ref.build_fairesm(model_path)
+    seqs = pick_sequences()
+    _, _, tokens = model.alphabet.get_batch_converter()([(str(i), s) for i, s in enumerate(seqs)])
+    with torch.no_grad():
+        ref = model(tokens)["logits"]
+    fp, off = logits_of(q8, "avx2", "2", seqs)
+    bf1, _ = logits_of(q8, "avx512", "1", seqs)
+    bf2, off2 = logits_of(q8, "avx512", "2", seqs)
+    if fp is None or bf2 is None:
+        print("W8A8 attention: avx2 or avx512 not run here; nothing to compare")
+        return []
+    failures = []
+    if bf1 != bf2:
+        failures.append("W8A8 avx512: logits at 1 and 2 threads differ")
+    e_fp, e_bf = worst_vs(ref, fp, off), worst_vs(ref, bf2, off2)
+    print(f"W8A8 logits from fair-esm fp32: fp32 attention {e_fp:.3e}, avx512 attention {e_bf:.3e}")
+    if e_bf > 1.1 * e_fp + 0.01:
+        failures.append(f"W8A8 with bf16 attention: logits {e_bf:.3g} from fair-esm, fp32 attention {e_fp:.3g}")
+    return failures
+
+
 def check_commands(model_path):
     """`proteus embed` means and `proteus score` metrics against fair-esm."""
     failures = []
@@ -204,6 +285,8 @@ def main():
     failures = []
     failures += [f"trained t6: {f}" for f in check_model(TRAINED, "trained t6")]
     failures += [f"trained t6 commands: {f}" for f in check_commands(TRAINED)]
+    failures += [f"trained t6 kernels: {f}" for f in check_kernels(TRAINED)]
+    failures += [f"trained t6 W8A8: {f}" for f in check_w8a8_attention(TRAINED)]
     tmp = tempfile.mkdtemp(prefix="pq_peer_synth_")
     atexit.register(shutil.rmtree, tmp, True)  # leave no test files behind
     t12 = os.path.join(tmp, "t12.safetensors")
