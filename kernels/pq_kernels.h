@@ -6,7 +6,8 @@
  * complete and defines the numbers; each ISA's context starts from it and
  * overrides what its variant does faster (as BLIS builds a cntx_t): avx2 =
  * ref with the AVX2 element-wise ops and GEMM; avx512 = avx2 with the AVX-512
- * VNNI int8 GEMM. Variants produce the same integers bit for bit.
+ * VNNI int8 GEMM and the fused attention (bf16 too where the CPU has
+ * avx512_bf16). Variants produce the same integers bit for bit.
  *
  * A context is a plain value, filled once by pq_ops_select and never changed
  * afterwards; whoever selected it owns it and passes it down (a job, a model)

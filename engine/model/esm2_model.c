@@ -491,9 +491,11 @@ static void par_add(const fwd_ctx *c, float *x, const float *y, int64_t n, int64
 
 /* Attention of one layer for every (sequence, head): q/k/v have row stride
  * ld (D apart, or 3D side by side from the stacked projection), o is [N, D].
- * Each job first scales its head of q by hd^-0.5 and applies the rotary
- * embedding to its heads of q and k (in place), the fp32 operations of the
- * whole-tensor passes, per element. */
+ * With the context's fused kernel (bf16 products when bf16 is set and the
+ * CPU has them), one call per job. Otherwise each job first scales its head
+ * of q by hd^-0.5 and applies the rotary embedding to its heads of q and k
+ * (in place), the fp32 operations of the whole-tensor passes, per element,
+ * then two SGEMMs around the softmax. */
 static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64_t ld, float *o,
                            float *attn_out, const int64_t *attn_off, int layer_in_stage, bool bf16)
 {
