@@ -339,7 +339,7 @@ const char *pq_esm2_prof_op_name(pq_esm2_prof_op op)
 const char *pq_esm2_prof_attn_name(pq_esm2_prof_attn op)
 {
     static const char *const names[PQ_PROF_ATTN_N] = {"scale + rotary", "q k^T", "softmax", "p v",
-                                                       "fused (all four)"};
+                                                       "fused: rotary, q k^T, softmax, p v"};
     return op >= 0 && op < PQ_PROF_ATTN_N ? names[op] : "?";
 }
 
