@@ -171,10 +171,7 @@ static inline void pv_4rows(const float *P, int64_t Tp, int64_t T, const float *
                             float *o, int64_t ldo, int nr)
 {
     __mmask16 mk[4];
-    for (int x = 0; x < 4; x++) {
-        int n = w - 16 * x;
-        mk[x] = n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1u) : 0;
-    }
+    pq_attn_col_masks(w, mk);
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
     __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
     __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
@@ -197,12 +194,9 @@ static inline void pv_4rows(const float *P, int64_t Tp, int64_t T, const float *
         a30 = _mm512_fmadd_ps(b, v0, a30); a31 = _mm512_fmadd_ps(b, v1, a31);
         a32 = _mm512_fmadd_ps(b, v2, a32); a33 = _mm512_fmadd_ps(b, v3, a33);
     }
-    __m512 acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-    for (int r = 0; r < nr; r++) {
-        float *or_ = o + r * ldo + h0;
-        for (int x = 0; x < 4; x++)
-            if (mk[x]) _mm512_mask_storeu_ps(or_ + 16 * x, mk[x], acc[r][x]);
-    }
+    const __m512 acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23},
+                              {a30, a31, a32, a33}};
+    pq_attn_store_rows(acc, nr, mk, o, ldo, h0);
 }
 
 void pq_attention_avx512(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,

@@ -81,10 +81,7 @@ static inline void pv_4rows(const uint16_t *pb, int64_t Tp, const uint16_t *vt2,
                             float *o, int64_t ldo, int nr)
 {
     __mmask16 mk[4];
-    for (int x = 0; x < 4; x++) {
-        int n = w - 16 * x;
-        mk[x] = n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1u) : 0;
-    }
+    pq_attn_col_masks(w, mk);
     __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
     __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
     __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
@@ -107,12 +104,9 @@ static inline void pv_4rows(const uint16_t *pb, int64_t Tp, const uint16_t *vt2,
         a30 = _mm512_dpbf16_ps(a30, b, v0); a31 = _mm512_dpbf16_ps(a31, b, v1);
         a32 = _mm512_dpbf16_ps(a32, b, v2); a33 = _mm512_dpbf16_ps(a33, b, v3);
     }
-    __m512 acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-    for (int r = 0; r < nr; r++) {
-        float *or_ = o + r * ldo + h0;
-        for (int x = 0; x < 4; x++)
-            if (mk[x]) _mm512_mask_storeu_ps(or_ + 16 * x, mk[x], acc[r][x]);
-    }
+    const __m512 acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23},
+                              {a30, a31, a32, a33}};
+    pq_attn_store_rows(acc, nr, mk, o, ldo, h0);
 }
 
 void pq_attention_bf16_avx512(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,
