@@ -12,6 +12,7 @@
  * on the exact sum. Same 16-column k-quad weight panels as AVX2; with 32
  * vector registers the tile is 12 rows x 16 columns. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels/gemm/gemm_impl.h"
@@ -466,34 +467,39 @@ static const k4_fn k4_tab[MRV + 1][2] = {
     {k4_12_1, k4_12_2}};
 
 /* The 12 x 32 tile over every group of a symmetric pack without activation
- * zero point: each group's sums folded into f in registers' reach, f =
- * fma((float)acc_g, w_scale, f), as group_fold does. */
+ * zero point, folded in registers' reach: the accumulators start each group
+ * at minus the group's offset (2048 * its code sum, see above), so after the
+ * group they hold 16 * acc_g exactly, and f = fma((float)(16 acc_g), w_scale
+ * / 16, f) is the reference's f = fma((float)acc_g, w_scale, f) bit for bit
+ * (scaling by 16 is exact; pack.c keeps scale16 only where it is). Per group
+ * and accumulator: one conversion and one FMA. */
+#define NEG_OFF(gs) _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gs)), 11))
 #define FOLD(r, c0, c1)                                                                          \
     do {                                                                                         \
-        f[2 * (r)] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c0, o0), 4)), \
-                                     s0, f[2 * (r)]);                                            \
-        f[2 * (r) + 1] = _mm512_fmadd_ps(                                                        \
-            _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c1, o1), 4)), s1, f[2 * (r) + 1]); \
-        c0 = c1 = _mm512_setzero_si512();                                                        \
+        f[2 * (r)] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c0), s0, f[2 * (r)]);                    \
+        f[2 * (r) + 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c1), s1, f[2 * (r) + 1]);            \
+        c0 = n0;                                                                                 \
+        c1 = n1;                                                                                 \
     } while (0)
 
 __attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
-                                               int64_t gq, int64_t ng, const int32_t *gsum, const float *scale,
+                                               int64_t gq, int64_t ng, const int32_t *gsum, const float *s16,
                                                __m512 *f)
 {
     const __m512i m = _mm512_set1_epi8((char)0xF0);
-    __m512i z = _mm512_setzero_si512();
-    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
-            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
-            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    /* panel 0's sums and scales at [g], panel 1's at [ng + g] */
+    __m512i n0 = NEG_OFF(gsum), n1 = NEG_OFF(gsum + ng * PQ_GEMM_NR);
+    __m512i a0 = n0, a1 = n1, a2 = n0, a3 = n1, a4 = n0, a5 = n1, a6 = n0, a7 = n1, a8 = n0, a9 = n1,
+            a10 = n0, a11 = n1, a12 = n0, a13 = n1, a14 = n0, a15 = n1, a16 = n0, a17 = n1, a18 = n0,
+            a19 = n1, a20 = n0, a21 = n1, a22 = n0, a23 = n1;
     for (int i = 0; i < 24; i++) f[i] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
         int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq;
         Z4LOOP(q0, q1);
-        /* panel 0's scales at [g], panel 1's at [ng + g] */
-        __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + g * PQ_GEMM_NR)), 11);
-        __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + (ng + g) * PQ_GEMM_NR)), 11);
-        __m512 s0 = _mm512_loadu_ps(scale + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(scale + (ng + g) * PQ_GEMM_NR);
+        __m512 s0 = _mm512_loadu_ps(s16 + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(s16 + (ng + g) * PQ_GEMM_NR);
+        int64_t gn = g + 1 < ng ? g + 1 : g; /* the next group's offsets */
+        n0 = NEG_OFF(gsum + gn * PQ_GEMM_NR);
+        n1 = NEG_OFF(gsum + (ng + gn) * PQ_GEMM_NR);
         FOLD(0, a0, a1);
         FOLD(1, a2, a3);
         FOLD(2, a4, a5);
@@ -507,6 +513,59 @@ __attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t 
         FOLD(10, a20, a21);
         FOLD(11, a22, a23);
     }
+}
+
+/* One row (GEMV) over four panels and every group, folded as k4_12_2g: the
+ * low nibbles' chains start at minus the offset, the high nibbles' chains
+ * at zero (eight independent vpdpbusd chains). */
+__attribute__((noinline)) static void k4_1_4g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
+                                              int64_t gq, int64_t ng, const int32_t *gsum, const float *s16,
+                                              __m512 *f)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq, t;
+        __m512i c0 = NEG_OFF(gsum + g * PQ_GEMM_NR), c1 = NEG_OFF(gsum + (ng + g) * PQ_GEMM_NR);
+        __m512i c2 = NEG_OFF(gsum + (2 * ng + g) * PQ_GEMM_NR), c3 = NEG_OFF(gsum + (3 * ng + g) * PQ_GEMM_NR);
+        __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
+        for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+            int32_t u0, u1;
+            memcpy(&u0, ap + 2 * t * MRV * 4, sizeof u0);
+            memcpy(&u1, ap + (2 * t + 1) * MRV * 4, sizeof u1);
+            __m512i lo = _mm512_set1_epi32(u0), hi = _mm512_set1_epi32(u1);
+            const uint8_t *w = wp + t * 64;
+            __m512i x0 = _mm512_load_si512((const void *)w), x1 = _mm512_load_si512((const void *)(w + ps));
+            __m512i x2 = _mm512_load_si512((const void *)(w + 2 * ps));
+            __m512i x3 = _mm512_load_si512((const void *)(w + 3 * ps));
+            ZDP(c0, lo, nib_lo(x0, m));
+            ZDP(c1, lo, nib_lo(x1, m));
+            ZDP(c2, lo, nib_lo(x2, m));
+            ZDP(c3, lo, nib_lo(x3, m));
+            ZDP(d0, hi, nib_hi(x0, m));
+            ZDP(d1, hi, nib_hi(x1, m));
+            ZDP(d2, hi, nib_hi(x2, m));
+            ZDP(d3, hi, nib_hi(x3, m));
+        }
+        if (2 * t < q1) { /* an odd last quad: its pair's high nibbles are padding */
+            int32_t u0;
+            memcpy(&u0, ap + 2 * t * MRV * 4, sizeof u0);
+            __m512i lo = _mm512_set1_epi32(u0);
+            const uint8_t *w = wp + t * 64;
+            ZDP(c0, lo, nib_lo(_mm512_load_si512((const void *)w), m));
+            ZDP(c1, lo, nib_lo(_mm512_load_si512((const void *)(w + ps)), m));
+            ZDP(c2, lo, nib_lo(_mm512_load_si512((const void *)(w + 2 * ps)), m));
+            ZDP(c3, lo, nib_lo(_mm512_load_si512((const void *)(w + 3 * ps)), m));
+        }
+        f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, d0)), _mm512_loadu_ps(s16 + g * PQ_GEMM_NR), f0);
+        f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c1, d1)),
+                             _mm512_loadu_ps(s16 + (ng + g) * PQ_GEMM_NR), f1);
+        f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c2, d2)),
+                             _mm512_loadu_ps(s16 + (2 * ng + g) * PQ_GEMM_NR), f2);
+        f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c3, d3)),
+                             _mm512_loadu_ps(s16 + (3 * ng + g) * PQ_GEMM_NR), f3);
+    }
+    f[0] = f0, f[1] = f1, f[2] = f2, f[3] = f3;
 }
 
 /* Float partial results of an mr x (np * 16) tile, summed over the groups
@@ -573,9 +632,12 @@ static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, i
     int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
     __m512i acc[2 * MRV];
     __m512 f[2 * MRV];
-    if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
-        int64_t s0 = p * ng * PQ_GEMM_NR;
-        k4_12_2g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale + s0, f);
+    /* symmetric, no activation zero point: the groups folded in the kernel */
+    bool fold = job->y && !w->zp && !job->col_add && w->scale16;
+    int64_t s0 = p * ng * PQ_GEMM_NR;
+    if (fold && ((mr == MRV && np == 2 && ng > 1) || np == 4)) {
+        (np == 4 ? k4_1_4g : k4_12_2g)(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng,
+                                       w->row_sum + s0, w->scale16 + s0, f);
         tile_out4(job, f, acc, mr, np, row0, p);
         return np;
     }
