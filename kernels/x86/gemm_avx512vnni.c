@@ -473,7 +473,15 @@ static const k4_fn k4_tab[MRV + 1][2] = {
  * reference's f = fma((float)acc_g, w_scale, f) bit for bit (scaling by 16
  * is exact; pack.c keeps scale16 only where it is). Per group and
  * accumulator: one conversion and one FMA. */
-#define NEG_OFF(gs) _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gs)), 11))
+/* The start of a group's accumulators for the scale index x (pq_gemm_sidx
+ * layout): minus the offset, plus 16 times the activation zero point's
+ * column term when there is one (ca non-NULL). */
+AINLINE __m512i start_acc(const int32_t *gsum, const int32_t *ca, int64_t x)
+{
+    __m512i v = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                 _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + x)), 11));
+    return ca ? _mm512_add_epi32(v, _mm512_slli_epi32(_mm512_loadu_si512((const void *)(ca + x)), 4)) : v;
+}
 
 /* The 12 x 16 tile (one panel) over every group, the float sums in
  * registers beside the 12 accumulators: no memory traffic at the group
@@ -489,10 +497,11 @@ static const k4_fn k4_tab[MRV + 1][2] = {
 #define FOLD1(r) do { f##r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##r), s0, f##r); c##r = n0; } while (0)
 
 __attribute__((noinline)) static void k4_12_1g(const uint8_t *ap, const uint8_t *wp, int64_t kq, int64_t gq,
-                                               int64_t ng, const int32_t *gsum, const float *s16, __m512 *f)
+                                               int64_t ng, const int32_t *gsum, const int32_t *ca, const float *s16,
+                                               __m512 *f)
 {
     const __m512i m = _mm512_set1_epi8((char)0xF0);
-    __m512i n0 = NEG_OFF(gsum);
+    __m512i n0 = start_acc(gsum, ca, 0);
     __m512i c0 = n0, c1 = n0, c2 = n0, c3 = n0, c4 = n0, c5 = n0, c6 = n0, c7 = n0, c8 = n0, c9 = n0,
             c10 = n0, c11 = n0;
     __m512 z = _mm512_setzero_ps();
@@ -514,7 +523,7 @@ __attribute__((noinline)) static void k4_12_1g(const uint8_t *ap, const uint8_t 
             ROWS1();
         }
         __m512 s0 = _mm512_loadu_ps(s16 + g * PQ_GEMM_NR);
-        n0 = NEG_OFF(gsum + (g + 1 < ng ? g + 1 : g) * PQ_GEMM_NR);
+        n0 = start_acc(gsum, ca, (g + 1 < ng ? g + 1 : g) * PQ_GEMM_NR);
         FOLD1(0); FOLD1(1); FOLD1(2); FOLD1(3); FOLD1(4); FOLD1(5);
         FOLD1(6); FOLD1(7); FOLD1(8); FOLD1(9); FOLD1(10); FOLD1(11);
     }
@@ -526,15 +535,16 @@ __attribute__((noinline)) static void k4_12_1g(const uint8_t *ap, const uint8_t 
  * low nibbles' chains start at minus the offset, the high nibbles' chains
  * at zero (eight independent vpdpbusd chains). */
 __attribute__((noinline)) static void k4_1_4g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
-                                              int64_t gq, int64_t ng, const int32_t *gsum, const float *s16,
-                                              __m512 *f)
+                                              int64_t gq, int64_t ng, const int32_t *gsum, const int32_t *ca,
+                                              const float *s16, __m512 *f)
 {
     const __m512i m = _mm512_set1_epi8((char)0xF0);
     __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
     for (int64_t g = 0; g < ng; g++) {
         int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq, t;
-        __m512i c0 = NEG_OFF(gsum + g * PQ_GEMM_NR), c1 = NEG_OFF(gsum + (ng + g) * PQ_GEMM_NR);
-        __m512i c2 = NEG_OFF(gsum + (2 * ng + g) * PQ_GEMM_NR), c3 = NEG_OFF(gsum + (3 * ng + g) * PQ_GEMM_NR);
+        __m512i c0 = start_acc(gsum, ca, g * PQ_GEMM_NR), c1 = start_acc(gsum, ca, (ng + g) * PQ_GEMM_NR);
+        __m512i c2 = start_acc(gsum, ca, (2 * ng + g) * PQ_GEMM_NR);
+        __m512i c3 = start_acc(gsum, ca, (3 * ng + g) * PQ_GEMM_NR);
         __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
         for (t = q0 / 2; 2 * t + 1 < q1; t++) {
             int32_t u0, u1;
@@ -639,16 +649,21 @@ static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, i
     int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
     __m512i acc[2 * MRV];
     __m512 f[2 * MRV];
-    /* symmetric, no activation zero point: the groups folded in the kernel */
-    bool fold = job->y && !w->zp && !job->col_add && w->scale16;
+    /* symmetric weights: the groups folded in the kernel, an activation zero
+     * point's column term (static scheme) in the start of the accumulators,
+     * where 16 times the corrected sum, at most 16 * 383 * 8 * group_size,
+     * fits int32 */
+    bool fold = job->y && !w->zp && w->scale16 && (!job->col_add || w->group_size <= 32768);
     int64_t s0 = p * ng * PQ_GEMM_NR;
+    const int32_t *ca = job->col_add ? job->col_add + s0 : NULL;
     if (fold && mr == MRV) {
-        k4_12_1g(ap, w->data + p * w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale16 + s0, f);
+        k4_12_1g(ap, w->data + p * w->panel_bytes, kq, gq, ng, w->row_sum + s0, ca, w->scale16 + s0, f);
         tile_out4(job, f, acc, mr, 1, row0, p);
         return 1;
     }
     if (fold && np == 4) {
-        k4_1_4g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale16 + s0, f);
+        k4_1_4g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, ca, w->scale16 + s0,
+                f);
         tile_out4(job, f, acc, mr, np, row0, p);
         return np;
     }
