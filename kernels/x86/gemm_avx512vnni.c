@@ -419,9 +419,6 @@ DEF_K4_R(11)
 DEF_K4(12, 1)
 DEF_K4(1, 4)
 
-/* The 12 x 32 tile with named accumulators (see kern_z_12), ZROWS on the
- * unpacked nibbles w0, w1 in scope. */
-
 /* The 12 x 32 tile's pairs of quads [q0, q1) (q0 even) into a0..a23; an odd
  * last quad uses the low nibbles only (the high ones are padding). Needs m
  * (the 0xF0 mask), ap, wp and ps in scope. */
