@@ -463,16 +463,16 @@ static const k4_fn k4_tab[MRV + 1][2] = {
     {k4_8_1, k4_8_2},       {k4_9_1, k4_9_2},   {k4_10_1, k4_10_2}, {k4_11_1, k4_11_2},
     {k4_12_1, k4_12_2}};
 
-/* Symmetric packs without activation zero point fold their groups in the
- * kernel: the accumulators start each group at minus the group's offset
- * (2048 * its code sum, see above), so after the group they hold 16 * acc_g
- * exactly, and f = fma((float)(16 acc_g), w_scale / 16, f) is the
- * reference's f = fma((float)acc_g, w_scale, f) bit for bit (scaling by 16
- * is exact; pack.c keeps scale16 only where it is). Per group and
- * accumulator: one conversion and one FMA. */
-/* The start of a group's accumulators for the scale index x (pq_gemm_sidx
- * layout): minus the offset, plus 16 times the activation zero point's
- * column term when there is one (ca non-NULL). */
+/* Symmetric packs fold their groups in the kernel: the accumulators start
+ * each group at minus the group's offset (2048 * its code sum, see above;
+ * plus 16 times the activation zero point's column term under a static
+ * scheme), so after the group they hold 16 * acc_g exactly, and
+ * f = fma((float)(16 acc_g), w_scale / 16, f) is the reference's
+ * f = fma((float)acc_g, w_scale, f) bit for bit (scaling by 16 is exact;
+ * pack.c keeps scale16 only where it is). Per group and accumulator: one
+ * conversion and one FMA.
+ * start_acc: that start for the scale index x (pq_gemm_sidx layout), ca
+ * the column terms or NULL. */
 AINLINE __m512i start_acc(const int32_t *gsum, const int32_t *ca, int64_t x)
 {
     __m512i v = _mm512_sub_epi32(_mm512_setzero_si512(),
