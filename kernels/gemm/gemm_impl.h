@@ -46,6 +46,10 @@ struct pq_gemm_w {
                           * nibble's offset); zeros when symmetric */
     int32_t *row_sum;    /* owned, I8I8 packs: sum of W[n, k] over each group's
                           * k, [n_panels][n_groups][16] (int8: n_groups 1) */
+    float *scale16;      /* owned, W4A8 packs: scale / 16, same shape, when every
+                          * quotient is exact (no underflow), else NULL: the
+                          * kernels' int32 sums are 16 times the exact ones, and
+                          * (float)(16 s) * (scale / 16) == (float)s * scale */
 };
 
 static inline int64_t pq_gemm_sidx(const pq_gemm_w *w, int64_t n, int64_t g)

@@ -21,6 +21,7 @@ void pq_gemm_w_free(pq_gemm_w *w)
     free(w->zp);
     free(w->off);
     free(w->row_sum);
+    free(w->scale16);
     free(w);
 }
 
@@ -88,6 +89,20 @@ static pq_kstatus pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n,
             if (w->zp) w->zp[d] = z;
             w->off[d] = (float)(bits == 4 && !i4i8 ? z + 8 : z);
         }
+    if (i4i8) { /* kept only when every scale / 16 is exact */
+        w->scale16 = malloc(nsc * sizeof *w->scale16);
+        if (!w->scale16) {
+            st = PQ_KNOMEM;
+            goto cleanup;
+        }
+        for (size_t i = 0; i < nsc && w->scale16; i++) {
+            w->scale16[i] = w->scale[i] * 0.0625f;
+            if (w->scale16[i] * 16.0f != w->scale[i]) {
+                free(w->scale16);
+                w->scale16 = NULL;
+            }
+        }
+    }
     /* Padding bytes decode to code 0 (weight-only int4: nibble 8). */
     memset(w->data, bits == 4 && !i4i8 ? 0x88 : 0, (size_t)(w->n_panels * w->panel_bytes));
     for (int64_t r = 0; r < n; r++) {

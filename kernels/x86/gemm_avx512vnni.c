@@ -12,6 +12,7 @@
  * on the exact sum. Same 16-column k-quad weight panels as AVX2; with 32
  * vector registers the tile is 12 rows x 16 columns. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels/gemm/gemm_impl.h"
@@ -418,9 +419,6 @@ DEF_K4_R(11)
 DEF_K4(12, 1)
 DEF_K4(1, 4)
 
-/* The 12 x 32 tile with named accumulators (see kern_z_12), ZROWS on the
- * unpacked nibbles w0, w1 in scope. */
-
 /* The 12 x 32 tile's pairs of quads [q0, q1) (q0 even) into a0..a23; an odd
  * last quad uses the low nibbles only (the high ones are padding). Needs m
  * (the 0xF0 mask), ap, wp and ps in scope. */
@@ -465,48 +463,123 @@ static const k4_fn k4_tab[MRV + 1][2] = {
     {k4_8_1, k4_8_2},       {k4_9_1, k4_9_2},   {k4_10_1, k4_10_2}, {k4_11_1, k4_11_2},
     {k4_12_1, k4_12_2}};
 
-/* The 12 x 32 tile over every group of a symmetric pack without activation
- * zero point: each group's sums folded into f in registers' reach, f =
- * fma((float)acc_g, w_scale, f), as group_fold does. */
-#define FOLD(r, c0, c1)                                                                          \
-    do {                                                                                         \
-        f[2 * (r)] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c0, o0), 4)), \
-                                     s0, f[2 * (r)]);                                            \
-        f[2 * (r) + 1] = _mm512_fmadd_ps(                                                        \
-            _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(c1, o1), 4)), s1, f[2 * (r) + 1]); \
-        c0 = c1 = _mm512_setzero_si512();                                                        \
-    } while (0)
+/* Symmetric packs fold their groups in the kernel: the accumulators start
+ * each group at minus the group's offset (2048 * its code sum, see above;
+ * plus 16 times the activation zero point's column term under a static
+ * scheme), so after the group they hold 16 * acc_g exactly, and
+ * f = fma((float)(16 acc_g), w_scale / 16, f) is the reference's
+ * f = fma((float)acc_g, w_scale, f) bit for bit (scaling by 16 is exact;
+ * pack.c keeps scale16 only where it is). Per group and accumulator: one
+ * conversion and one FMA.
+ * start_acc: that start for the scale index x (pq_gemm_sidx layout), ca
+ * the column terms or NULL. */
+AINLINE __m512i start_acc(const int32_t *gsum, const int32_t *ca, int64_t x)
+{
+    __m512i v = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                 _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + x)), 11));
+    return ca ? _mm512_add_epi32(v, _mm512_slli_epi32(_mm512_loadu_si512((const void *)(ca + x)), 4)) : v;
+}
 
-__attribute__((noinline)) static void k4_12_2g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
-                                               int64_t gq, int64_t ng, const int32_t *gsum, const float *scale,
+/* The 12 x 16 tile (one panel) over every group, the float sums in
+ * registers beside the 12 accumulators: no memory traffic at the group
+ * boundaries. Measured faster than two panels at once (12 x 32 with the sums
+ * in memory), per channel as well as with groups. */
+#define ROW1(r)                                                                 \
+    do {                                                                       \
+        int32_t quad;                                                          \
+        memcpy(&quad, aq + 4 * (r), sizeof quad);                              \
+        ZDP(c##r, _mm512_set1_epi32(quad), w0);                                \
+    } while (0)
+#define ROWS1() ROW1(0); ROW1(1); ROW1(2); ROW1(3); ROW1(4); ROW1(5); ROW1(6); ROW1(7); ROW1(8); ROW1(9); ROW1(10); ROW1(11)
+#define FOLD1(r) do { f##r = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##r), s0, f##r); c##r = n0; } while (0)
+
+__attribute__((noinline)) static void k4_12_1g(const uint8_t *ap, const uint8_t *wp, int64_t kq, int64_t gq,
+                                               int64_t ng, const int32_t *gsum, const int32_t *ca, const float *s16,
                                                __m512 *f)
 {
     const __m512i m = _mm512_set1_epi8((char)0xF0);
-    __m512i z = _mm512_setzero_si512();
-    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
-            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
-            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
-    for (int i = 0; i < 24; i++) f[i] = _mm512_setzero_ps();
+    __m512i n0 = start_acc(gsum, ca, 0);
+    __m512i c0 = n0, c1 = n0, c2 = n0, c3 = n0, c4 = n0, c5 = n0, c6 = n0, c7 = n0, c8 = n0, c9 = n0,
+            c10 = n0, c11 = n0;
+    __m512 z = _mm512_setzero_ps();
+    __m512 f0 = z, f1 = z, f2 = z, f3 = z, f4 = z, f5 = z, f6 = z, f7 = z, f8 = z, f9 = z, f10 = z, f11 = z;
     for (int64_t g = 0; g < ng; g++) {
-        int64_t q0 = g * gq, q1 = q0 + gq > kq ? kq : q0 + gq;
-        Z4LOOP(q0, q1);
-        /* panel 0's scales at [g], panel 1's at [ng + g] */
-        __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + g * PQ_GEMM_NR)), 11);
-        __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)(gsum + (ng + g) * PQ_GEMM_NR)), 11);
-        __m512 s0 = _mm512_loadu_ps(scale + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(scale + (ng + g) * PQ_GEMM_NR);
-        FOLD(0, a0, a1);
-        FOLD(1, a2, a3);
-        FOLD(2, a4, a5);
-        FOLD(3, a6, a7);
-        FOLD(4, a8, a9);
-        FOLD(5, a10, a11);
-        FOLD(6, a12, a13);
-        FOLD(7, a14, a15);
-        FOLD(8, a16, a17);
-        FOLD(9, a18, a19);
-        FOLD(10, a20, a21);
-        FOLD(11, a22, a23);
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq, t;
+        for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+            const uint8_t *aq = ap + 2 * t * MRV * 4;
+            __m512i x = _mm512_load_si512((const void *)(wp + t * 64));
+            __m512i w0 = nib_lo(x, m);
+            ROWS1();
+            aq += MRV * 4;
+            w0 = nib_hi(x, m);
+            ROWS1();
+        }
+        if (2 * t < q1) {
+            const uint8_t *aq = ap + 2 * t * MRV * 4;
+            __m512i w0 = nib_lo(_mm512_load_si512((const void *)(wp + t * 64)), m);
+            ROWS1();
+        }
+        __m512 s0 = _mm512_loadu_ps(s16 + g * PQ_GEMM_NR);
+        n0 = start_acc(gsum, ca, (g + 1 < ng ? g + 1 : g) * PQ_GEMM_NR);
+        FOLD1(0); FOLD1(1); FOLD1(2); FOLD1(3); FOLD1(4); FOLD1(5);
+        FOLD1(6); FOLD1(7); FOLD1(8); FOLD1(9); FOLD1(10); FOLD1(11);
     }
+    f[0] = f0, f[1] = f1, f[2] = f2, f[3] = f3, f[4] = f4, f[5] = f5;
+    f[6] = f6, f[7] = f7, f[8] = f8, f[9] = f9, f[10] = f10, f[11] = f11;
+}
+
+/* One row (GEMV) over four panels and every group, folded as k4_12_1g: the
+ * low nibbles' chains start at minus the offset, the high nibbles' chains
+ * at zero (eight independent vpdpbusd chains). */
+__attribute__((noinline)) static void k4_1_4g(const uint8_t *ap, const uint8_t *wp, int64_t ps, int64_t kq,
+                                              int64_t gq, int64_t ng, const int32_t *gsum, const int32_t *ca,
+                                              const float *s16, __m512 *f)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq, t;
+        __m512i c0 = start_acc(gsum, ca, g * PQ_GEMM_NR), c1 = start_acc(gsum, ca, (ng + g) * PQ_GEMM_NR);
+        __m512i c2 = start_acc(gsum, ca, (2 * ng + g) * PQ_GEMM_NR);
+        __m512i c3 = start_acc(gsum, ca, (3 * ng + g) * PQ_GEMM_NR);
+        __m512i d0 = _mm512_setzero_si512(), d1 = d0, d2 = d0, d3 = d0;
+        for (t = q0 / 2; 2 * t + 1 < q1; t++) {
+            int32_t u0, u1;
+            memcpy(&u0, ap + 2 * t * MRV * 4, sizeof u0);
+            memcpy(&u1, ap + (2 * t + 1) * MRV * 4, sizeof u1);
+            __m512i lo = _mm512_set1_epi32(u0), hi = _mm512_set1_epi32(u1);
+            const uint8_t *w = wp + t * 64;
+            __m512i x0 = _mm512_load_si512((const void *)w), x1 = _mm512_load_si512((const void *)(w + ps));
+            __m512i x2 = _mm512_load_si512((const void *)(w + 2 * ps));
+            __m512i x3 = _mm512_load_si512((const void *)(w + 3 * ps));
+            ZDP(c0, lo, nib_lo(x0, m));
+            ZDP(c1, lo, nib_lo(x1, m));
+            ZDP(c2, lo, nib_lo(x2, m));
+            ZDP(c3, lo, nib_lo(x3, m));
+            ZDP(d0, hi, nib_hi(x0, m));
+            ZDP(d1, hi, nib_hi(x1, m));
+            ZDP(d2, hi, nib_hi(x2, m));
+            ZDP(d3, hi, nib_hi(x3, m));
+        }
+        if (2 * t < q1) { /* an odd last quad: its pair's high nibbles are padding */
+            int32_t u0;
+            memcpy(&u0, ap + 2 * t * MRV * 4, sizeof u0);
+            __m512i lo = _mm512_set1_epi32(u0);
+            const uint8_t *w = wp + t * 64;
+            ZDP(c0, lo, nib_lo(_mm512_load_si512((const void *)w), m));
+            ZDP(c1, lo, nib_lo(_mm512_load_si512((const void *)(w + ps)), m));
+            ZDP(c2, lo, nib_lo(_mm512_load_si512((const void *)(w + 2 * ps)), m));
+            ZDP(c3, lo, nib_lo(_mm512_load_si512((const void *)(w + 3 * ps)), m));
+        }
+        f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, d0)), _mm512_loadu_ps(s16 + g * PQ_GEMM_NR), f0);
+        f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c1, d1)),
+                             _mm512_loadu_ps(s16 + (ng + g) * PQ_GEMM_NR), f1);
+        f2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c2, d2)),
+                             _mm512_loadu_ps(s16 + (2 * ng + g) * PQ_GEMM_NR), f2);
+        f3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c3, d3)),
+                             _mm512_loadu_ps(s16 + (3 * ng + g) * PQ_GEMM_NR), f3);
+    }
+    f[0] = f0, f[1] = f1, f[2] = f2, f[3] = f3;
 }
 
 /* Float partial results of an mr x (np * 16) tile, summed over the groups
@@ -573,9 +646,21 @@ static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, i
     int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
     __m512i acc[2 * MRV];
     __m512 f[2 * MRV];
-    if (mr == MRV && np == 2 && ng > 1 && job->y && !w->zp && !job->col_add) {
-        int64_t s0 = p * ng * PQ_GEMM_NR;
-        k4_12_2g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, w->scale + s0, f);
+    /* symmetric weights: the groups folded in the kernel, an activation zero
+     * point's column term (static scheme) in the start of the accumulators,
+     * where 16 times the corrected sum, at most 16 * 383 * 8 * group_size,
+     * fits int32 */
+    bool fold = job->y && !w->zp && w->scale16 && (!job->col_add || w->group_size <= 32768);
+    int64_t s0 = p * ng * PQ_GEMM_NR;
+    const int32_t *ca = job->col_add ? job->col_add + s0 : NULL;
+    if (fold && mr == MRV) {
+        k4_12_1g(ap, w->data + p * w->panel_bytes, kq, gq, ng, w->row_sum + s0, ca, w->scale16 + s0, f);
+        tile_out4(job, f, acc, mr, 1, row0, p);
+        return 1;
+    }
+    if (fold && np == 4) {
+        k4_1_4g(ap, w->data + p * w->panel_bytes, w->panel_bytes, kq, gq, ng, w->row_sum + s0, ca, w->scale16 + s0,
+                f);
         tile_out4(job, f, acc, mr, np, row0, p);
         return np;
     }

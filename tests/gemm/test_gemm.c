@@ -598,6 +598,11 @@ static const wcase w4a8_cases[] = {
     {4, 0, PQ_GEMM_GROUP, 36, 14, 20, 150},    {4, 1, PQ_GEMM_GROUP, 34, 5, 16, 101},
     {4, 0, PQ_GEMM_CHANNEL, 0, 24, 64, 5},     {4, 1, PQ_GEMM_GROUP, 256, 1, 320, 5120},
     {4, 1, PQ_GEMM_GROUP, 64, 25, 40, 300},    {4, 1, PQ_GEMM_CHANNEL, 0, 26, 80, 1282},
+    /* symmetric groups folded in the kernels: GEMV over four panels (+ one),
+     * odd last quads, a short last group, 12-row tiles over pairs of panels */
+    {4, 1, PQ_GEMM_GROUP, 128, 1, 80, 1280},   {4, 1, PQ_GEMM_GROUP, 8, 1, 64, 36},
+    {4, 1, PQ_GEMM_GROUP, 128, 13, 33, 1001},  {4, 1, PQ_GEMM_GROUP, 128, 25, 64, 1000},
+    {4, 1, PQ_GEMM_CHANNEL, 0, 1, 70, 1001},
 };
 
 static void test_w4a8(void **state)
@@ -665,6 +670,58 @@ static void test_w4a8_dynamic(void **state)
         pq_gemm_w_free(w);
         free(x), free(sc), free(q), free(zp), free(q4), free(y0), free(y1);
     }
+}
+
+/* Scales so small that scale / 16 underflows: the kernels cannot fold the
+ * groups with the pre-divided scales (pack.c keeps none) and must still give
+ * the reference's bits, which are within fp32 rounding of the exact sum. */
+static void test_w4a8_tiny_scales(void **state)
+{
+    (void)state;
+    enum { N = 80, K = 256, GS = 64, NG = K / GS };
+    static const int64_t ms[] = {1, 13};
+    int8_t q[N * K], a[13 * K];
+    float sc[N * NG], as[13], bias[N], y0[13 * N], y1[13 * N];
+    for (int i = 0; i < N * K; i++) q[i] = (int8_t)((int)(next() % 16) - 8);
+    for (int i = 0; i < 13 * K; i++) a[i] = code(-127, 127);
+    for (int i = 0; i < N * NG; i++) sc[i] = frand(1e-3f, 2e-2f) * 1e-36f; /* ~1e-39..2e-38 */
+    for (int i = 0; i < 13; i++) as[i] = frand(0.5f, 2.0f) * 1e30f;
+    for (int i = 0; i < N; i++) bias[i] = frand(-1.0f, 1.0f);
+    uint8_t *q4 = pack_file_i4(q, N, K);
+    pq_gemm_w *w = NULL;
+    assert_int_equal(pq_gemm_pack_i4(q4, N, K, sc, NULL, PQ_GEMM_GROUP, GS, PQ_GEMM_USE_I8I8, &w), PQ_KOK);
+    pq_gemm_epilogue epi = {.bias = bias};
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+        int64_t m = ms[mi];
+        assert_int_equal(pq_gemm_i8i8_f32(&contexts[0], a, m, K, as, 1, 0, w, &epi, y0, N, 1), PQ_KOK);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double e = 0.0, mag = 0.0;
+                for (int64_t g = 0; g < NG; g++) {
+                    double acc = 0.0;
+                    for (int64_t kk = g * GS; kk < (g + 1) * GS; kk++) acc += (double)a[i * K + kk] * q[j * K + kk];
+                    e += acc * sc[j * NG + g] * as[i];
+                    mag += fabs(acc * sc[j * NG + g] * as[i]);
+                }
+                /* subnormal scales: each fma rounds to 2^-149 absolute */
+                double tol = 1.2e-7 * (3.0 * NG + 4.0) * (mag + fabs(bias[j])) + NG * 1.5e-45 * as[i] + 1e-6;
+                if (fabs(y0[i * N + j] - (e + bias[j])) > tol)
+                    fail_msg("ref W4A8 tiny scales [%lld,%lld]: %.9g vs %.9g", (long long)i, (long long)j,
+                             y0[i * N + j], e + bias[j]);
+            }
+        for (int v = 1; v < N_VARIANTS; v++) {
+            const pq_ops *ops = use_variant(v);
+            if (!ops) continue;
+            for (int nt = 1; nt <= 2; nt++) {
+                assert_int_equal(pq_gemm_i8i8_f32(ops, a, m, K, as, 1, 0, w, &epi, y1, N, nt), PQ_KOK);
+                if (memcmp(y0, y1, (size_t)(m * N) * sizeof(float)))
+                    fail_msg("%s W4A8 tiny scales m %lld threads %d: not the reference's bits", variants[v],
+                             (long long)m, nt);
+            }
+        }
+    }
+    pq_gemm_w_free(w);
+    free(q4);
 }
 
 /* ---- packing and argument checks ------------------------------------------- */
@@ -737,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_wonly),
         cmocka_unit_test(test_w4a8),
         cmocka_unit_test(test_w4a8_dynamic),
+        cmocka_unit_test(test_w4a8_tiny_scales),
         cmocka_unit_test(test_pack_and_sums),
         cmocka_unit_test(test_residual_alias_refused),
     };
