@@ -293,37 +293,30 @@ static pq_status hessians(gq_state *s)
     return st;
 }
 
-/* Site k's Hessian is factored by rank k mod N alone, and the factor
- * travels to the others as an image: the four factorisations of a layer run
- * on up to four ranks at once instead of on every rank. */
+/* Each site's Hessian is factored by every rank together (the blocked
+ * factorisation of quant/gptq_factor.h, its blocks shared over the ranks
+ * and each rank's threads), so the factorisation divides by the rank count
+ * and every rank ends with the whole factor, the same bits whatever N. */
 static pq_status factor(gq_state *s, pq_gptq_factor **f)
 {
     const pq_config *cfg = pq_job_config(s->j);
     const pq_gptq_opts o = {.damp = cfg->gptq_damp, .block_size = cfg->gptq_block_size,
                             .act_order = cfg->act_order};
+    const pq_factor_comm fc = {.rank = s->c->rank, .n_ranks = s->c->n_ranks, .bcast = s->c->bcast_bytes,
+                               .agree = s->c->agree, .user = s->c->user};
+    const int nt = pq_job_threads(s->j) > 0 ? pq_job_threads(s->j) : 1;
     pq_status st = PQ_OK;
     for (int k = 0; k < N_SITES && !st; k++) {
         const int64_t d = pq_hessian_dim(s->h[k]);
-        const int owner = k % s->c->n_ranks;
-        if (s->c->rank != owner) continue;
         double *H = malloc((size_t)(d * d) * sizeof *H);
         if (!H) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", pq_hessian_name(s->h[k]));
         if (!st) st = pq_hessian_finish(s->h[k], H);
-        if (!st) st = pq_gptq_prepare(H, d, &o, pq_hessian_name(s->h[k]), &f[k]);
+        if ((st = s->c->agree(s->c->user, st))) {
+            free(H);
+            break;
+        }
+        st = pq_gptq_prepare_with(H, d, &o, pq_hessian_name(s->h[k]), &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
         free(H);
-    }
-    if ((st = s->c->agree(s->c->user, st))) return st;
-    for (int k = 0; k < N_SITES && !st && s->c->n_ranks > 1; k++) {
-        const int64_t d = pq_hessian_dim(s->h[k]);
-        const int owner = k % s->c->n_ranks;
-        const size_t n = pq_gptq_factor_image_bytes(d);
-        void *img = malloc(n);
-        if (!img) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the GPTQ factor of %s", pq_hessian_name(s->h[k]));
-        if (!st && s->c->rank == owner) pq_gptq_factor_to_image(f[k], img);
-        st = s->c->agree(s->c->user, st);
-        if (!st) st = s->c->bcast_bytes(s->c->user, owner, img, n);
-        if (!st && s->c->rank != owner) st = pq_gptq_factor_from_image(img, d, pq_hessian_name(s->h[k]), &f[k]);
-        free(img);
     }
     return s->c->agree(s->c->user, st);
 }
