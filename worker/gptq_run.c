@@ -58,7 +58,7 @@ typedef struct gq_state {
     pq_unit_result *res;       /* per unit: its result once run or received */
     /* observer state */
     pq_hessian *h[N_SITES];
-    pq_hessian *th[N_SITES][MAX_HESSIAN_THREADS]; /* per thread, merged into h */
+    pq_hessian *th[N_SITES][MAX_HESSIAN_THREADS]; /* per thread (narrow sites), merged into h */
     int n_threads;
     const pq_esm2_batch *cur;
     int layer;
@@ -204,9 +204,13 @@ static pq_status load_stage(gq_state *s, bool quantized, pq_esm2_model **m)
     return pq_esm2_model_load_with(pq_job_arch(s->j), read_stage, &sr, &mo, m);
 }
 
-/* Each sequence of the batch in the forward adds its rows to its site, the
- * sequences shared over the threads, each thread into its own accumulator:
- * the sums are exact, so the split does not matter. */
+/* The batch's sequences in the forward add their rows to their site, each
+ * sequence its own partial (quant/hessian.h), so the split over threads
+ * does not matter. A site wider than one tile (PQ_HESSIAN_TILE) shares the
+ * threads by tiles of its one accumulator (no per-thread copies of a large
+ * Hessian); a narrower one is a single tile, so its threads take whole
+ * sequences into accumulators of their own (at most a 2048-wide triangle
+ * each), merged once the layer's forward is over. */
 static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role, const float *x, int64_t N,
                     int64_t d)
 {
@@ -216,6 +220,10 @@ static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role,
     if (layer != s->layer || site < 0 || role == PQ_ESM2_K || role == PQ_ESM2_V || s->obs_st) return;
     const int64_t *off = s->cur->offsets;
     const int64_t n_seqs = s->cur->n_seqs;
+    if (d > PQ_HESSIAN_TILE || s->n_threads == 1) {
+        s->obs_st = pq_hessian_add_seqs(s->h[site], ops, x, off, n_seqs, d, s->n_threads);
+        return;
+    }
     pq_status err[MAX_HESSIAN_THREADS] = {0};
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->n_threads) if (s->n_threads > 1)
@@ -311,11 +319,16 @@ static pq_status factor(gq_state *s, pq_gptq_factor **f)
         double *H = malloc((size_t)(d * d) * sizeof *H);
         if (!H) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", pq_hessian_name(s->h[k]));
         if (!st) st = pq_hessian_finish(s->h[k], H);
+        /* the accumulator is done with: freed before the factor's copies */
+        char name[96];
+        snprintf(name, sizeof name, "%s", pq_hessian_name(s->h[k]));
+        pq_hessian_free(s->h[k]);
+        s->h[k] = NULL;
         if ((st = s->c->agree(s->c->user, st))) {
             free(H);
             break;
         }
-        st = pq_gptq_prepare_with(H, d, &o, pq_hessian_name(s->h[k]), &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
+        st = pq_gptq_prepare_with(H, d, &o, name, &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
         free(H);
     }
     return s->c->agree(s->c->user, st);
