@@ -10,6 +10,7 @@
 #endif
 
 #include "base/log.h"
+#include "base/pq_clock.h"
 #include "calib/calib_static.h"
 #include "model/batch.h"
 #include "model/blas.h"
@@ -63,6 +64,8 @@ typedef struct gq_state {
     const pq_esm2_batch *cur;
     int layer;
     pq_status obs_st;
+    /* seconds in each part of the layers, for --verbose */
+    double t_hess, t_reduce, t_factor, t_solve, t_next;
 } gq_state;
 
 /* ---- the units of one round, shared out and run ---- */
@@ -290,8 +293,10 @@ static pq_status hessians(gq_state *s)
             pq_hessian_free(s->th[k][t]);
             s->th[k][t] = NULL;
         }
+    const double t0 = pq_now_s();
     if ((st = s->c->agree(s->c->user, st))) return st;
     for (int k = 0; k < N_SITES && !st; k++) st = s->c->allreduce(s->c->user, s->h[k]);
+    s->t_reduce += pq_now_s() - t0;
     /* every layer sees the same tokens: said once, for the first layer */
     for (int k = 0; k < N_SITES && !st && s->c->rank == 0 && s->layer == 0; k++)
         if (pq_hessian_tokens(s->h[k]) < pq_hessian_dim(s->h[k]))
@@ -301,10 +306,29 @@ static pq_status hessians(gq_state *s)
     return st;
 }
 
-/* Each site's Hessian is factored by every rank together (the blocked
- * factorisation of quant/gptq_factor.h, its blocks shared over the ranks
- * and each rank's threads), so the factorisation divides by the rank count
- * and every rank ends with the whole factor, the same bits whatever N. */
+/* Sites at least this wide are factored by every rank together (the
+ * blocked factorisation of quant/gptq_factor.h, its blocks shared over the
+ * ranks and their threads); a narrower one by one rank (site k by rank
+ * k mod N, with its threads), its factor then sent to the others as an
+ * image: a small factorisation is cheaper than the messages that would
+ * share it. Either way the factor is the one blocked computation with
+ * PQ_GPTQ_FACTOR_NB, so its bits do not depend on who ran it. */
+#define SHARED_FACTOR_MIN_WIDTH (8 * PQ_GPTQ_FACTOR_NB)
+
+/* Site k's H from its accumulator, which is then freed (before the
+ * factor's copies); *name gets the site's name. */
+static pq_status site_h(gq_state *s, int k, double **H, char *name, size_t name_size)
+{
+    const int64_t d = pq_hessian_dim(s->h[k]);
+    snprintf(name, name_size, "%s", pq_hessian_name(s->h[k]));
+    *H = malloc((size_t)(d * d) * sizeof **H);
+    pq_status st = *H ? pq_hessian_finish(s->h[k], *H)
+                      : pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", name);
+    pq_hessian_free(s->h[k]);
+    s->h[k] = NULL;
+    return st;
+}
+
 static pq_status factor(gq_state *s, pq_gptq_factor **f)
 {
     const pq_config *cfg = pq_job_config(s->j);
@@ -313,23 +337,42 @@ static pq_status factor(gq_state *s, pq_gptq_factor **f)
     const pq_factor_comm fc = {.rank = s->c->rank, .n_ranks = s->c->n_ranks, .bcast = s->c->bcast_bytes,
                                .agree = s->c->agree, .user = s->c->user};
     const int nt = pq_job_threads(s->j) > 0 ? pq_job_threads(s->j) : 1;
+    int64_t d[N_SITES];
+    for (int k = 0; k < N_SITES; k++) d[k] = pq_hessian_dim(s->h[k]);
     pq_status st = PQ_OK;
+    /* the narrow sites, each on its own rank at once */
     for (int k = 0; k < N_SITES && !st; k++) {
-        const int64_t d = pq_hessian_dim(s->h[k]);
-        double *H = malloc((size_t)(d * d) * sizeof *H);
-        if (!H) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", pq_hessian_name(s->h[k]));
-        if (!st) st = pq_hessian_finish(s->h[k], H);
-        /* the accumulator is done with: freed before the factor's copies */
+        if (d[k] >= SHARED_FACTOR_MIN_WIDTH || s->c->rank != k % s->c->n_ranks) continue;
         char name[96];
-        snprintf(name, sizeof name, "%s", pq_hessian_name(s->h[k]));
-        pq_hessian_free(s->h[k]);
-        s->h[k] = NULL;
-        if ((st = s->c->agree(s->c->user, st))) {
-            free(H);
-            break;
-        }
-        st = pq_gptq_prepare_with(H, d, &o, name, &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
+        double *H = NULL;
+        st = site_h(s, k, &H, name, sizeof name);
+        if (!st) st = pq_gptq_prepare_with(H, d[k], &o, name, &pq_factor_comm_local, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
         free(H);
+    }
+    if ((st = s->c->agree(s->c->user, st))) return st;
+    /* the wide ones, every rank together */
+    for (int k = 0; k < N_SITES && !st; k++) {
+        if (d[k] < SHARED_FACTOR_MIN_WIDTH) continue;
+        char name[96];
+        double *H = NULL;
+        st = s->c->agree(s->c->user, site_h(s, k, &H, name, sizeof name));
+        if (!st) st = pq_gptq_prepare_with(H, d[k], &o, name, &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
+        free(H);
+    }
+    /* the narrow sites' factors to every rank */
+    for (int k = 0; k < N_SITES && !st && s->c->n_ranks > 1; k++) {
+        if (d[k] >= SHARED_FACTOR_MIN_WIDTH) continue;
+        const int owner = k % s->c->n_ranks;
+        const size_t n = pq_gptq_factor_image_bytes(d[k]);
+        void *img = malloc(n);
+        if (!img) st = pq_err(PQ_ERR_RESOURCE, "out of memory for a GPTQ factor of width %lld", (long long)d[k]);
+        if (!st && s->c->rank == owner) pq_gptq_factor_to_image(f[k], img);
+        st = s->c->agree(s->c->user, st);
+        if (!st) st = s->c->bcast_bytes(s->c->user, owner, img, n);
+        char name[96];
+        snprintf(name, sizeof name, "layer %d %s", s->layer, site_names[k]);
+        if (!st && s->c->rank != owner) st = pq_gptq_factor_from_image(img, d[k], name, &f[k]);
+        free(img);
     }
     return s->c->agree(s->c->user, st);
 }
@@ -350,14 +393,21 @@ static pq_status one_layer(gq_state *s, int l)
      * only its forward with the dequantized weights, for the next layer */
     bool all_done = true;
     for (int i = 0; i < s->n_round; i++) all_done &= pq_job_unit_done(s->j, s->round[i]);
+    double t0 = pq_now_s();
     if (!st && !all_done) st = hessians(s);
+    double t1 = pq_now_s();
+    s->t_hess += t1 - t0;
     if (!st && !all_done) st = factor(s, f);
+    s->t_factor += pq_now_s() - t1;
     for (int i = 0; i < s->p->n_tensors && !st; i++) {
         const pq_plan_tensor *pt = &s->p->tensors[i];
         if (pt->layer == l && pt->action == PQ_ACT_QUANT && site_of(pt->role) >= 0)
             st = pq_job_set_gptq(s->j, i, f[site_of(pt->role)]);
     }
+    t0 = pq_now_s();
     if (!st) st = run_round(s);
+    t1 = pq_now_s();
+    s->t_solve += t1 - t0;
     /* the next layer's inputs, from the dequantized weights */
     if (!st && l + 1 < pq_job_arch(s->j)->num_layers) {
         st = load_stage(s, true, &m);
@@ -365,6 +415,7 @@ static pq_status one_layer(gq_state *s, int l)
         pq_esm2_model_free(m);
         st = s->c->agree(s->c->user, st);
     }
+    s->t_next += pq_now_s() - t1;
     for (int i = 0; i < s->p->n_tensors; i++)
         if (s->p->tensors[i].layer == l) pq_job_set_gptq(s->j, i, NULL);
     for (int k = 0; k < N_SITES; k++) {
@@ -426,6 +477,9 @@ pq_status pq_gptq_run(pq_job *j, const pq_gptq_run_opts *o, const pq_gptq_comm *
     if (!st) st = load_batches(&s, o, &recs, &n_recs);
     st = c->agree(c->user, st);
     for (int l = 0; !st && l < pq_job_arch(j)->num_layers; l++) st = one_layer(&s, l);
+    PQ_LOG_DEBUG("gptq phases: forward + Hessians %.2f s (of which the sum over ranks %.2f s), factors %.2f s, "
+                 "solves and results %.2f s, forward with the quantized layer %.2f s",
+                 s.t_hess, s.t_reduce, s.t_factor, s.t_solve, s.t_next);
     /* what GPTQ does not cover (--include of other tensors): rounded */
     if (!st) {
         s.n_round = 0;

@@ -219,8 +219,10 @@ pq_status pq_gptq_prepare_with(double *H, int64_t d, const pq_gptq_opts *o, cons
      * lower): row-major U[i*d + j] = X[dd - 1 - (i + j*d)] */
     f->U = calloc((size_t)dd, sizeof *f->U);
     if (!f->U) goto oom;
-    for (int64_t i = 0; i < d; i++)
-        for (int64_t j = i; j < d; j++) f->U[i * d + j] = X[dd - 1 - (i + j * d)];
+    for (int64_t ib = 0; ib < d; ib += 64) /* by 64 x 64 blocks: one side is read across */
+        for (int64_t jb = ib; jb < d; jb += 64)
+            for (int64_t i = ib; i < ib + 64 && i < d; i++)
+                for (int64_t j = jb > i ? jb : i; j < jb + 64 && j < d; j++) f->U[i * d + j] = X[dd - 1 - (i + j * d)];
     free(X);
     free(diag);
     *out = f;

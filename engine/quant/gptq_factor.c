@@ -87,21 +87,26 @@ static pq_status cholesky(double *A, int64_t n, int nb, const pq_factor_comm *c,
     int64_t *pair_i = malloc((size_t)(nbk * (nbk + 1) / 2 + 1) * sizeof *pair_i);
     int64_t *pair_j = malloc((size_t)(nbk * (nbk + 1) / 2 + 1) * sizeof *pair_j);
     pq_status st = c->agree(c->user, pair_i && pair_j ? PQ_OK : pq_err(PQ_ERR_RESOURCE, "out of memory"));
+    int fail = 0;
     for (int64_t k = 0; k < nbk && !st; k++) {
         const int64_t k0 = k * nb;
         const int bk = bsz(n, nb, k), ok = (int)(k % N);
+        /* the pivot's status travels with its info (-1: the call failed),
+         * so the step needs no agreement of its own */
         int info = 0;
-        if (me == ok) st = pq_dpotrf('L', bk, AT(A, n, k0, k0), (int)n, &info);
-        if ((st = c->agree(c->user, st))) break;
+        if (me == ok && pq_dpotrf('L', bk, AT(A, n, k0, k0), (int)n, &info)) info = -1;
         int32_t iv = info;
         if (N > 1 && (st = c->bcast(c->user, ok, &iv, sizeof iv))) break;
+        if (iv < 0) {
+            st = pq_err(PQ_ERR_RESOURCE, "LAPACK's dpotrf failed in the GPTQ factor");
+            break;
+        }
         if (iv) {
             *bad_col = k0 + iv;
             break;
         }
         if (N > 1 && (st = share_blocks(c, A, n, nb, k, k, buf))) break;
         /* the panel: own block rows below k */
-        int fail = 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
 #endif
@@ -116,8 +121,6 @@ static pq_status cholesky(double *A, int64_t n, int nb, const pq_factor_comm *c,
                 fail = 1;
             }
         }
-        if (fail) st = pq_err(PQ_ERR_RESOURCE, "the BLAS could not be loaded");
-        if ((st = c->agree(c->user, st))) break;
         if (N > 1 && (st = share_blocks(c, A, n, nb, k, k + 1, buf))) break;
         /* the trailing matrix: own blocks (i, j), k < j <= i */
         int64_t np = 0;
@@ -145,9 +148,11 @@ static pq_status cholesky(double *A, int64_t n, int nb, const pq_factor_comm *c,
                 fail = 1;
             }
         }
-        if (fail) st = pq_err(PQ_ERR_RESOURCE, "the BLAS could not be loaded");
-        st = c->agree(c->user, st);
     }
+    /* the BLAS was loaded (and agreed) before: a failed call cannot happen,
+     * and is reported once at the end */
+    if (!st && fail) st = pq_err(PQ_ERR_RESOURCE, "a BLAS call failed in the GPTQ factor");
+    st = c->agree(c->user, st);
     free(pair_i);
     free(pair_j);
     return st;
@@ -170,11 +175,10 @@ static pq_status inverse_column(const double *A, int64_t n, int nb, int64_t j, d
         const int64_t i0 = i * nb;
         const int bi = bsz(n, nb, i);
         double *Wi = W + (i0 - j0);
-        st = pq_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bi, bj, bj, 1.0, AT(A, n, i0, j0), (int)n, W,
-                      (int)m, 0.0, Wi, (int)m);
-        for (int64_t k = j + 1; k < i && !st; k++)
-            st = pq_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bi, bj, bsz(n, nb, k), 1.0,
-                          AT(A, n, i0, k * nb), (int)n, W + (k * nb - j0), (int)m, 1.0, Wi, (int)m);
+        /* T = L(i, j..i-1) X(j..i-1, j): one call, its inner dimension the
+         * blocks j..i-1 */
+        st = pq_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, bi, bj, (int)(i0 - j0), 1.0, AT(A, n, i0, j0),
+                      (int)n, W, (int)m, 0.0, Wi, (int)m);
         if (!st)
             st = pq_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, bi, bj, -1.0,
                           AT(A, n, i0, i0), (int)n, Wi, (int)m);
@@ -243,7 +247,12 @@ pq_status pq_gptq_chol_inv(double *A, int64_t n, int nb, const pq_factor_comm *c
     if (n < 1 || nb < 1 || n_threads < 1)
         return pq_err(PQ_ERR_INTERNAL, "bad GPTQ factor shape (n %lld, block %d, threads %d)", (long long)n, nb,
                       n_threads);
+    /* the BLAS and LAPACK present (a call of order 0 does nothing else) */
+    double one = 1.0;
+    int info0 = 0;
     pq_status st = pq_blas_load();
+    if (!st) st = pq_dpotrf('L', 0, &one, 1, &info0);
+    if (!st) st = pq_dtrtri('L', 'N', 0, &one, 1, &info0);
     double *buf = NULL;
     if (!st && c->n_ranks > 1 && !(buf = malloc((size_t)n * (size_t)nb * sizeof *buf)))
         st = pq_err(PQ_ERR_RESOURCE, "out of memory for the GPTQ factor");

@@ -11,8 +11,9 @@
  *     on the panel A_ik (i > k); dsyrk on A_ii and dgemm on A_ij (k < j < i)
  *     for the trailing matrix;
  *   inverse, by block columns j (each independent of the others): dtrtri on
- *     L_jj; for i > j, T = L_ij X_jj (dgemm), T += L_ik X_kj for
- *     k = j+1 .. i-1 in that order (dgemm), X_ij = -L_ii^-1 T (dtrsm).
+ *     L_jj; for i > j, T = sum_{k=j..i-1} L_ik X_kj as one dgemm (the row
+ *     block of L times the column block of X above row block i), then
+ *     X_ij = -L_ii^-1 T (dtrsm).
  * A block's value is a function of the blocks it is computed from and the
  * shapes, and the updates of a block come in a fixed order, so the result
  * does not depend on which rank or thread ran which block: it is what one
