@@ -228,6 +228,9 @@ static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role,
         return;
     }
     pq_status err[MAX_HESSIAN_THREADS] = {0};
+    /* one BLAS thread in each thread's calls (the forward sets more) */
+    const int blas_threads = pq_blas_get_threads();
+    pq_blas_set_threads(1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->n_threads) if (s->n_threads > 1)
 #endif
@@ -241,6 +244,7 @@ static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role,
         if (!s->th[site][t]) err[t] = pq_hessian_create(d, pq_hessian_name(s->h[site]), &s->th[site][t]);
         if (!err[t]) err[t] = pq_hessian_add(s->th[site][t], ops, x + off[q] * d, off[q + 1] - off[q], d);
     }
+    pq_blas_set_threads(blas_threads);
     for (int t = 0; t < s->n_threads && !s->obs_st; t++) s->obs_st = err[t];
 }
 
