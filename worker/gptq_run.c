@@ -10,6 +10,7 @@
 #endif
 
 #include "base/log.h"
+#include "base/pq_clock.h"
 #include "calib/calib_static.h"
 #include "model/batch.h"
 #include "model/blas.h"
@@ -58,11 +59,13 @@ typedef struct gq_state {
     pq_unit_result *res;       /* per unit: its result once run or received */
     /* observer state */
     pq_hessian *h[N_SITES];
-    pq_hessian *th[N_SITES][MAX_HESSIAN_THREADS]; /* per thread, merged into h */
+    pq_hessian *th[N_SITES][MAX_HESSIAN_THREADS]; /* per thread (narrow sites), merged into h */
     int n_threads;
     const pq_esm2_batch *cur;
     int layer;
     pq_status obs_st;
+    /* seconds in each part of the layers, for --verbose */
+    double t_hess, t_reduce, t_factor, t_solve, t_next;
 } gq_state;
 
 /* ---- the units of one round, shared out and run ---- */
@@ -204,9 +207,13 @@ static pq_status load_stage(gq_state *s, bool quantized, pq_esm2_model **m)
     return pq_esm2_model_load_with(pq_job_arch(s->j), read_stage, &sr, &mo, m);
 }
 
-/* Each sequence of the batch in the forward adds its rows to its site, the
- * sequences shared over the threads, each thread into its own accumulator:
- * the sums are exact, so the split does not matter. */
+/* The batch's sequences in the forward add their rows to their site, each
+ * sequence its own partial (quant/hessian.h), so the split over threads
+ * does not matter. A site wider than one tile (PQ_HESSIAN_TILE) shares the
+ * threads by tiles of its one accumulator (no per-thread copies of a large
+ * Hessian); a narrower one is a single tile, so its threads take whole
+ * sequences into accumulators of their own (at most a 2048-wide triangle
+ * each), merged once the layer's forward is over. */
 static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role, const float *x, int64_t N,
                     int64_t d)
 {
@@ -216,7 +223,14 @@ static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role,
     if (layer != s->layer || site < 0 || role == PQ_ESM2_K || role == PQ_ESM2_V || s->obs_st) return;
     const int64_t *off = s->cur->offsets;
     const int64_t n_seqs = s->cur->n_seqs;
+    if (d > PQ_HESSIAN_TILE || s->n_threads == 1) {
+        s->obs_st = pq_hessian_add_seqs(s->h[site], ops, x, off, n_seqs, d, s->n_threads);
+        return;
+    }
     pq_status err[MAX_HESSIAN_THREADS] = {0};
+    /* one BLAS thread in each thread's calls (the forward sets more) */
+    const int blas_threads = pq_blas_get_threads();
+    pq_blas_set_threads(1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->n_threads) if (s->n_threads > 1)
 #endif
@@ -230,6 +244,7 @@ static void observe(void *user, const pq_ops *ops, int layer, pq_esm2_role role,
         if (!s->th[site][t]) err[t] = pq_hessian_create(d, pq_hessian_name(s->h[site]), &s->th[site][t]);
         if (!err[t]) err[t] = pq_hessian_add(s->th[site][t], ops, x + off[q] * d, off[q + 1] - off[q], d);
     }
+    pq_blas_set_threads(blas_threads);
     for (int t = 0; t < s->n_threads && !s->obs_st; t++) s->obs_st = err[t];
 }
 
@@ -282,8 +297,10 @@ static pq_status hessians(gq_state *s)
             pq_hessian_free(s->th[k][t]);
             s->th[k][t] = NULL;
         }
+    const double t0 = pq_now_s();
     if ((st = s->c->agree(s->c->user, st))) return st;
     for (int k = 0; k < N_SITES && !st; k++) st = s->c->allreduce(s->c->user, s->h[k]);
+    s->t_reduce += pq_now_s() - t0;
     /* every layer sees the same tokens: said once, for the first layer */
     for (int k = 0; k < N_SITES && !st && s->c->rank == 0 && s->layer == 0; k++)
         if (pq_hessian_tokens(s->h[k]) < pq_hessian_dim(s->h[k]))
@@ -293,36 +310,72 @@ static pq_status hessians(gq_state *s)
     return st;
 }
 
-/* Site k's Hessian is factored by rank k mod N alone, and the factor
- * travels to the others as an image: the four factorisations of a layer run
- * on up to four ranks at once instead of on every rank. */
+/* Sites at least this wide are factored by every rank together (the
+ * blocked factorisation of quant/gptq_factor.h, its blocks shared over the
+ * ranks and their threads); a narrower one by one rank (site k by rank
+ * k mod N, with its threads), its factor then sent to the others as an
+ * image: a small factorisation is cheaper than the messages that would
+ * share it. Either way the factor is the one blocked computation with
+ * PQ_GPTQ_FACTOR_NB, so its bits do not depend on who ran it. */
+#define SHARED_FACTOR_MIN_WIDTH (8 * PQ_GPTQ_FACTOR_NB)
+
+/* Site k's H from its accumulator, which is then freed (before the
+ * factor's copies); *name gets the site's name. */
+static pq_status site_h(gq_state *s, int k, double **H, char *name, size_t name_size)
+{
+    const int64_t d = pq_hessian_dim(s->h[k]);
+    snprintf(name, name_size, "%s", pq_hessian_name(s->h[k]));
+    *H = malloc((size_t)(d * d) * sizeof **H);
+    pq_status st = *H ? pq_hessian_finish(s->h[k], *H)
+                      : pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", name);
+    pq_hessian_free(s->h[k]);
+    s->h[k] = NULL;
+    return st;
+}
+
 static pq_status factor(gq_state *s, pq_gptq_factor **f)
 {
     const pq_config *cfg = pq_job_config(s->j);
     const pq_gptq_opts o = {.damp = cfg->gptq_damp, .block_size = cfg->gptq_block_size,
                             .act_order = cfg->act_order};
+    const pq_factor_comm fc = {.rank = s->c->rank, .n_ranks = s->c->n_ranks, .bcast = s->c->bcast_bytes,
+                               .agree = s->c->agree, .user = s->c->user};
+    const int nt = pq_job_threads(s->j) > 0 ? pq_job_threads(s->j) : 1;
+    int64_t d[N_SITES];
+    for (int k = 0; k < N_SITES; k++) d[k] = pq_hessian_dim(s->h[k]);
     pq_status st = PQ_OK;
+    /* the narrow sites, each on its own rank at once */
     for (int k = 0; k < N_SITES && !st; k++) {
-        const int64_t d = pq_hessian_dim(s->h[k]);
-        const int owner = k % s->c->n_ranks;
-        if (s->c->rank != owner) continue;
-        double *H = malloc((size_t)(d * d) * sizeof *H);
-        if (!H) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the Hessian of %s", pq_hessian_name(s->h[k]));
-        if (!st) st = pq_hessian_finish(s->h[k], H);
-        if (!st) st = pq_gptq_prepare(H, d, &o, pq_hessian_name(s->h[k]), &f[k]);
+        if (d[k] >= SHARED_FACTOR_MIN_WIDTH || s->c->rank != k % s->c->n_ranks) continue;
+        char name[96];
+        double *H = NULL;
+        st = site_h(s, k, &H, name, sizeof name);
+        if (!st) st = pq_gptq_prepare_with(H, d[k], &o, name, &pq_factor_comm_local, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
         free(H);
     }
     if ((st = s->c->agree(s->c->user, st))) return st;
+    /* the wide ones, every rank together */
+    for (int k = 0; k < N_SITES && !st; k++) {
+        if (d[k] < SHARED_FACTOR_MIN_WIDTH) continue;
+        char name[96];
+        double *H = NULL;
+        st = s->c->agree(s->c->user, site_h(s, k, &H, name, sizeof name));
+        if (!st) st = pq_gptq_prepare_with(H, d[k], &o, name, &fc, PQ_GPTQ_FACTOR_NB, nt, &f[k]);
+        free(H);
+    }
+    /* the narrow sites' factors to every rank */
     for (int k = 0; k < N_SITES && !st && s->c->n_ranks > 1; k++) {
-        const int64_t d = pq_hessian_dim(s->h[k]);
+        if (d[k] >= SHARED_FACTOR_MIN_WIDTH) continue;
         const int owner = k % s->c->n_ranks;
-        const size_t n = pq_gptq_factor_image_bytes(d);
+        const size_t n = pq_gptq_factor_image_bytes(d[k]);
         void *img = malloc(n);
-        if (!img) st = pq_err(PQ_ERR_RESOURCE, "out of memory for the GPTQ factor of %s", pq_hessian_name(s->h[k]));
+        if (!img) st = pq_err(PQ_ERR_RESOURCE, "out of memory for a GPTQ factor of width %lld", (long long)d[k]);
         if (!st && s->c->rank == owner) pq_gptq_factor_to_image(f[k], img);
         st = s->c->agree(s->c->user, st);
         if (!st) st = s->c->bcast_bytes(s->c->user, owner, img, n);
-        if (!st && s->c->rank != owner) st = pq_gptq_factor_from_image(img, d, pq_hessian_name(s->h[k]), &f[k]);
+        char name[96];
+        snprintf(name, sizeof name, "layer %d %s", s->layer, site_names[k]);
+        if (!st && s->c->rank != owner) st = pq_gptq_factor_from_image(img, d[k], name, &f[k]);
         free(img);
     }
     return s->c->agree(s->c->user, st);
@@ -344,14 +397,21 @@ static pq_status one_layer(gq_state *s, int l)
      * only its forward with the dequantized weights, for the next layer */
     bool all_done = true;
     for (int i = 0; i < s->n_round; i++) all_done &= pq_job_unit_done(s->j, s->round[i]);
+    double t0 = pq_now_s();
     if (!st && !all_done) st = hessians(s);
+    double t1 = pq_now_s();
+    s->t_hess += t1 - t0;
     if (!st && !all_done) st = factor(s, f);
+    s->t_factor += pq_now_s() - t1;
     for (int i = 0; i < s->p->n_tensors && !st; i++) {
         const pq_plan_tensor *pt = &s->p->tensors[i];
         if (pt->layer == l && pt->action == PQ_ACT_QUANT && site_of(pt->role) >= 0)
             st = pq_job_set_gptq(s->j, i, f[site_of(pt->role)]);
     }
+    t0 = pq_now_s();
     if (!st) st = run_round(s);
+    t1 = pq_now_s();
+    s->t_solve += t1 - t0;
     /* the next layer's inputs, from the dequantized weights */
     if (!st && l + 1 < pq_job_arch(s->j)->num_layers) {
         st = load_stage(s, true, &m);
@@ -359,6 +419,7 @@ static pq_status one_layer(gq_state *s, int l)
         pq_esm2_model_free(m);
         st = s->c->agree(s->c->user, st);
     }
+    s->t_next += pq_now_s() - t1;
     for (int i = 0; i < s->p->n_tensors; i++)
         if (s->p->tensors[i].layer == l) pq_job_set_gptq(s->j, i, NULL);
     for (int k = 0; k < N_SITES; k++) {
@@ -420,6 +481,9 @@ pq_status pq_gptq_run(pq_job *j, const pq_gptq_run_opts *o, const pq_gptq_comm *
     if (!st) st = load_batches(&s, o, &recs, &n_recs);
     st = c->agree(c->user, st);
     for (int l = 0; !st && l < pq_job_arch(j)->num_layers; l++) st = one_layer(&s, l);
+    PQ_LOG_DEBUG("gptq phases: forward + Hessians %.2f s (of which the sum over ranks %.2f s), factors %.2f s, "
+                 "solves and results %.2f s, forward with the quantized layer %.2f s",
+                 s.t_hess, s.t_reduce, s.t_factor, s.t_solve, s.t_next);
     /* what GPTQ does not cover (--include of other tensors): rounded */
     if (!st) {
         s.n_round = 0;

@@ -7,6 +7,8 @@
 
 static __typeof__(cblas_sgemm) *sgemm_fn;
 static __typeof__(cblas_dsyrk) *dsyrk_fn;
+static __typeof__(cblas_dgemm) *dgemm_fn;
+static __typeof__(cblas_dtrsm) *dtrsm_fn;
 typedef void lapack_potr_fn(const char *uplo, const int *n, double *a, const int *lda, int *info);
 static lapack_potr_fn *dpotrf_fn, *dpotri_fn;
 typedef void lapack_trtri_fn(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
@@ -24,6 +26,8 @@ static void park_pool(void)
 static const pq_dl_sym syms[] = {
     {"cblas_sgemm", (void **)&sgemm_fn, false},
     {"cblas_dsyrk", (void **)&dsyrk_fn, false},
+    {"cblas_dgemm", (void **)&dgemm_fn, false},
+    {"cblas_dtrsm", (void **)&dtrsm_fn, false},
     {"dpotrf_", (void **)&dpotrf_fn, true},
     {"dpotri_", (void **)&dpotri_fn, true},
     {"dtrtri_", (void **)&dtrtri_fn, true},
@@ -66,6 +70,29 @@ pq_status pq_dsyrk(enum CBLAS_ORDER order, enum CBLAS_UPLO uplo, enum CBLAS_TRAN
         if (st) return st;
     }
     dsyrk_fn(order, uplo, trans, n, k, alpha, a, lda, beta, c, ldc);
+    return PQ_OK;
+}
+
+pq_status pq_dgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n,
+                   int k, double alpha, const double *a, int lda, const double *b, int ldb, double beta,
+                   double *c, int ldc)
+{
+    if (!dgemm_fn) {
+        pq_status st = pq_blas_load();
+        if (st) return st;
+    }
+    dgemm_fn(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return PQ_OK;
+}
+
+pq_status pq_dtrsm(enum CBLAS_ORDER order, enum CBLAS_SIDE side, enum CBLAS_UPLO uplo, enum CBLAS_TRANSPOSE ta,
+                   enum CBLAS_DIAG diag, int m, int n, double alpha, const double *a, int lda, double *b, int ldb)
+{
+    if (!dtrsm_fn) {
+        pq_status st = pq_blas_load();
+        if (st) return st;
+    }
+    dtrsm_fn(order, side, uplo, ta, diag, m, n, alpha, a, lda, b, ldb);
     return PQ_OK;
 }
 

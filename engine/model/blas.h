@@ -35,6 +35,15 @@ pq_status pq_dsyrk(enum CBLAS_ORDER order, enum CBLAS_UPLO uplo, enum CBLAS_TRAN
                    double alpha, const double *a, int lda, double beta, double *c, int ldc)
     __attribute__((warn_unused_result));
 
+/* cblas_dgemm and cblas_dtrsm, as pq_sgemm (the blocked GPTQ factor,
+ * quant/gptq_factor.c). */
+pq_status pq_dgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int m, int n,
+                   int k, double alpha, const double *a, int lda, const double *b, int ldb, double beta,
+                   double *c, int ldc) __attribute__((warn_unused_result));
+pq_status pq_dtrsm(enum CBLAS_ORDER order, enum CBLAS_SIDE side, enum CBLAS_UPLO uplo, enum CBLAS_TRANSPOSE ta,
+                   enum CBLAS_DIAG diag, int m, int n, double alpha, const double *a, int lda, double *b, int ldb)
+    __attribute__((warn_unused_result));
+
 /* LAPACK dpotrf / dpotri (column-major, uplo 'U' or 'L'), from the same
  * library (OpenBLAS ships LAPACK): *info as LAPACK sets it (> 0: not
  * positive definite / singular at that 1-based column). The load error as

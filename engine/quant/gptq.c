@@ -15,6 +15,7 @@
 
 #include "base/pq_cpu.h"
 #include "model/blas.h"
+#include "quant/gptq_factor.h"
 
 /* Rows per tile. Every sgemm of a solve has the same shape whatever rows a
  * call is given (a short last tile is padded with zero rows), so a row's
@@ -120,6 +121,12 @@ static int cmp_diag_desc(const void *a, const void *b)
 pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const char *name,
                           pq_gptq_factor **out)
 {
+    return pq_gptq_prepare_with(H, d, o, name, &pq_factor_comm_local, PQ_GPTQ_FACTOR_NB, 1, out);
+}
+
+pq_status pq_gptq_prepare_with(double *H, int64_t d, const pq_gptq_opts *o, const char *name,
+                               const pq_factor_comm *c, int nb, int n_threads, pq_gptq_factor **out)
+{
     *out = NULL;
     if (!name) name = "?";
     if (d < 1 || d > INT32_MAX / 2)
@@ -133,6 +140,7 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
                           (long long)(k / d), (long long)(k % d));
 
     pq_status st = PQ_OK;
+    float *X = NULL;
     pq_gptq_factor *f = calloc(1, sizeof *f);
     double *diag = malloc((size_t)d * sizeof *diag);
     double *A = malloc((size_t)(d * d) * sizeof *A);
@@ -142,9 +150,9 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
     f->act_order = o->act_order;
     f->perm = malloc((size_t)d * sizeof *f->perm);
     f->dead = calloc((size_t)d, 1);
-    f->U = calloc((size_t)(d * d), sizeof *f->U);
     f->name = strdup(name);
-    if (!f->perm || !f->dead || !f->U || !f->name) goto oom;
+    X = malloc((size_t)(d * d) * sizeof *X);
+    if (!f->perm || !f->dead || !f->name || !X) goto oom;
 
     /* dead columns: H_ii = 1, as the reference */
     for (int64_t i = 0; i < d; i++) {
@@ -173,52 +181,50 @@ pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const cha
         memcpy(H, A, (size_t)(d * d) * sizeof *H);
     }
 
-    /* U = chol_upper(H^-1) in two LAPACK steps instead of the reference's
-     * three (dpotrf, dpotri, dpotrf; 2/3 d^3 flops instead of 4/3 d^3): with
-     * J the reversal of rows and columns, the lower Cholesky factor of
-     * J H J, L L^T = J H J, gives H = (J L J)(J L J)^T with J L J upper, so
+    /* U = chol_upper(H^-1) from one Cholesky and one triangular inverse
+     * instead of the reference's three steps (cholesky, cholesky_inverse,
+     * cholesky(upper); 2/3 d^3 flops instead of 4/3 d^3): with J the
+     * reversal of rows and columns, the lower Cholesky factor of J H J,
+     * L L^T = J H J, gives H = (J L J)(J L J)^T with J L J upper, so
      * H^-1 = V^T V with V = (J L J)^-1 = J L^-1 J upper and positive on its
      * diagonal: V is the unique upper Cholesky factor of H^-1. J H J of a
      * symmetric row-major H is the flat array reversed, which is also its
-     * column-major view. */
+     * column-major view. Both steps are blocked with a fixed block size
+     * (quant/gptq_factor.h), shared by the ranks of c and the threads, so
+     * the bits do not depend on either count. */
     double frac = o->damp;
-    const int n = (int)d;
     const int64_t dd = d * d;
     for (int attempt = 0;; attempt++) {
-        int info = 0, stage = 0;
+        int64_t bad = 0;
         for (int64_t k = 0; k < dd; k++) A[k] = H[dd - 1 - k];
         for (int64_t i = 0; i < d; i++) A[i * d + i] += frac * mean;
-        /* one BLAS thread: OpenBLAS's threaded dpotrf and dtrtri split the
-         * panels by the thread count, so their last bits (and the group
-         * scales taken from the updated weights) would depend on --threads */
-        const int nt_blas = pq_blas_get_threads();
-        if (nt_blas != 1) pq_blas_set_threads(1);
-        st = pq_dpotrf('L', n, A, n, &info);
-        if (!st && !info) {
-            stage = 1;
-            st = pq_dtrtri('L', 'N', n, A, n, &info);
-        }
-        if (nt_blas != 1) pq_blas_set_threads(nt_blas);
+        st = pq_gptq_chol_inv(A, d, nb, c, n_threads, X, &bad);
         if (st) goto fail;
-        if (!info) break;
+        if (!bad) break;
         if (attempt >= o->damp_retries) {
-            /* info counts in the reversed order: the original column */
+            /* bad counts in the reversed order: the original column */
             st = pq_err(PQ_ERR_QUANTIZATION,
                         "Linear '%s': the Hessian is not positive definite after damping %g (%g of the mean "
-                        "diagonal %g; %s failed at column %d): too few or degenerate calibration tokens for "
-                        "this input; raise the damping",
-                        name, frac * mean, frac, mean, stage == 0 ? "Cholesky" : "inverse", n + 1 - info);
+                        "diagonal %g; Cholesky failed at column %lld): too few or degenerate calibration "
+                        "tokens for this input; raise the damping",
+                        name, frac * mean, frac, mean, (long long)(d + 1 - bad));
             goto fail;
         }
         frac *= PQ_GPTQ_DAMP_STEP;
     }
     f->damp_frac = frac;
-    /* U(i, j) = L^-1(d-1-i, d-1-j), i <= j; L^-1(a, b) = A[a + b*d] (column-major
-     * lower): row-major U[i*d + j] = A[dd - 1 - (i + j*d)] */
-    for (int64_t i = 0; i < d; i++)
-        for (int64_t j = i; j < d; j++) f->U[i * d + j] = (float)A[dd - 1 - (i + j * d)];
-    free(diag);
     free(A);
+    A = NULL;
+    /* U(i, j) = L^-1(d-1-i, d-1-j), i <= j; L^-1(a, b) = X[a + b*d] (column-major
+     * lower): row-major U[i*d + j] = X[dd - 1 - (i + j*d)] */
+    f->U = calloc((size_t)dd, sizeof *f->U);
+    if (!f->U) goto oom;
+    for (int64_t ib = 0; ib < d; ib += 64) /* by 64 x 64 blocks: one side is read across */
+        for (int64_t jb = ib; jb < d; jb += 64)
+            for (int64_t i = ib; i < ib + 64 && i < d; i++)
+                for (int64_t j = jb > i ? jb : i; j < jb + 64 && j < d; j++) f->U[i * d + j] = X[dd - 1 - (i + j * d)];
+    free(X);
+    free(diag);
     *out = f;
     return PQ_OK;
 
@@ -226,6 +232,7 @@ oom:
     st = pq_err(PQ_ERR_RESOURCE, "Linear '%s': out of memory for the GPTQ factor (width %lld)", name,
                 (long long)d);
 fail:
+    free(X);
     free(diag);
     free(A);
     pq_gptq_factor_free(f);

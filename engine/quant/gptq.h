@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/pq_err.h"
+#include "quant/gptq_factor.h"
 #include "quant/qspec.h"
 #include "quant/rtn.h"
 
@@ -39,8 +40,9 @@ typedef struct pq_gptq_factor pq_gptq_factor;
  * descending H_ii (stable: ties keep the lower column first); then
  * H_ii += damp * mean(H_ii); U = upper Cholesky factor of H^-1, the
  * reference's cholesky / cholesky_inverse / cholesky(upper) computed as one
- * Cholesky of H with rows and columns reversed (dpotrf) and one triangular
- * inverse (dtrtri): the same factor mathematically, half the flops. name
+ * Cholesky of H with rows and columns reversed and one triangular inverse,
+ * both blocked (quant/gptq_factor.h): the same factor mathematically, half
+ * the flops. name
  * (copied) names the Linear in errors.
  * Errors: PQ_ERR_QUANTIZATION "Linear 'NAME': Hessian not positive definite
  * after damping D (fraction F of the mean diagonal M)..." after the allowed
@@ -48,6 +50,15 @@ typedef struct pq_gptq_factor pq_gptq_factor;
  * PQ_ERR_RESOURCE (also when the BLAS/LAPACK cannot be loaded). */
 pq_status pq_gptq_prepare(double *H, int64_t d, const pq_gptq_opts *o, const char *name,
                           pq_gptq_factor **out);
+
+/* pq_gptq_prepare shared by the ranks of c (collective; every rank passes
+ * the same H and gets the whole factor) and n_threads threads per rank,
+ * with the factorisation's block size nb (quant/gptq_factor.h):
+ * pq_gptq_prepare is this with one process, PQ_GPTQ_FACTOR_NB and one
+ * thread. The factor's bits depend on H, o and nb only. Errors as
+ * pq_gptq_prepare's, the same on every rank, and the comm's. */
+pq_status pq_gptq_prepare_with(double *H, int64_t d, const pq_gptq_opts *o, const char *name,
+                               const pq_factor_comm *c, int nb, int n_threads, pq_gptq_factor **out);
 
 /* NULL is a no-op. */
 void pq_gptq_factor_free(pq_gptq_factor *f);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* hessian.c - see hessian.h: per-sequence fp64 dsyrk partials summed exactly
- * in 128-bit fixed point. */
+/* hessian.c - see hessian.h: per-sequence fp64 partials, tile by tile,
+ * summed exactly in 128-bit fixed point. */
 #include "quant/hessian.h"
 
 #include <math.h>
@@ -23,10 +23,10 @@ struct pq_hessian {
     int64_t n_entries;  /* d*(d+1)/2 */
     int64_t n_words;    /* 2*n_entries + 2 */
     uint64_t *w;        /* the accumulator, layout of pq_hessian_words */
-    double *xd;         /* scratch: fp64 rows of one sequence */
+    double *xd;         /* scratch: one call's rows in fp64 */
     int64_t xd_cap;     /* elements */
-    double *c;          /* scratch: d x d dsyrk output (upper used) */
-    i128 *part;         /* scratch: the partial in fixed point */
+    double **c;         /* scratch: a tile partial per thread */
+    int n_c;
     char *name;
 };
 
@@ -41,6 +41,12 @@ static inline void entry_set(uint64_t *w, int64_t k, i128 v)
     w[2 * k + 1] = (uint64_t)((u128)v >> 64);
 }
 
+/* the packed index of entry (i, j), i <= j */
+static inline int64_t entry_index(int64_t d, int64_t i, int64_t j)
+{
+    return i * d - i * (i - 1) / 2 + (j - i);
+}
+
 pq_status pq_hessian_create(int64_t d, const char *name, pq_hessian **out)
 {
     *out = NULL;
@@ -53,10 +59,8 @@ pq_status pq_hessian_create(int64_t d, const char *name, pq_hessian **out)
     h->n_entries = d * (d + 1) / 2;
     h->n_words = 2 * h->n_entries + 2;
     h->w = calloc((size_t)h->n_words, sizeof *h->w);
-    h->c = malloc((size_t)(d * d) * sizeof *h->c);
-    h->part = malloc((size_t)h->n_entries * sizeof *h->part);
     h->name = strdup(name);
-    if (!h->w || !h->c || !h->part || !h->name) {
+    if (!h->w || !h->name) {
         pq_hessian_free(h);
         return pq_err(PQ_ERR_RESOURCE, "site '%s': out of memory for a %lld-wide Hessian", name,
                       (long long)d);
@@ -70,8 +74,8 @@ void pq_hessian_free(pq_hessian *h)
     if (!h) return;
     free(h->w);
     free(h->xd);
+    for (int t = 0; t < h->n_c; t++) free(h->c[t]);
     free(h->c);
-    free(h->part);
     free(h->name);
     free(h);
 }
@@ -91,9 +95,10 @@ void pq_hessian_words(pq_hessian *h, uint64_t **words, int64_t *n_words)
  * s = v * 2^63, a = v / 2 = s * 2^-64 splits exactly as hi + r (hi = a
  * truncated, |r| < 1), r * 2^32 as m + f (m truncated), so that
  * s = hi * 2^64 + m * 2^32 + f * 2^32 exactly, every step exact in double;
- * the one rounding is of f * 2^32 (|.| < 2^32) to an integer, by the
- * 1.5 * 2^52 trick, which rounds to nearest even in the default mode. The
- * integer offsets are even, so the ties go as for s itself. */
+ * the one rounding is of f * 2^32 (|.| < 2^32) to an integer, by llrint
+ * (one cvtsd2si with -fno-math-errno), which rounds to nearest even in the
+ * default mode. The integer offsets are even, so the ties go as for s
+ * itself. */
 static inline i128 to_fixed(double v)
 {
     const double a = v * 0.5;
@@ -101,38 +106,120 @@ static inline i128 to_fixed(double v)
     const double r1 = (a - (double)hi) * 4294967296.0;
     const int64_t m = (int64_t)r1;
     const double f = (r1 - (double)m) * 4294967296.0;
-    volatile double big = 6755399441055744.0; /* 1.5 * 2^52, kept from folding */
-    const int64_t n = (int64_t)((f + big) - big);
+    const int64_t n = llrint(f);
     return (i128)((u128)(i128)hi << 64) + (i128)m * 4294967296 + n;
 }
 
-/* Subtract the partial's first n_done entries again (a failed add). */
-static void undo_add(pq_hessian *h, int64_t n_done)
+static const char *const overflow_msg =
+    "site '%s': a Hessian entry overflows the exact accumulator (|sum x_i x_j| >= 2^63 in one sequence, or "
+    "2^64 in all): the activations are too large";
+
+typedef struct tile {
+    int64_t i0, j0;
+    int bi, bj;
+    bool diag;
+} tile;
+
+static tile tile_at(int64_t d, int64_t ti, int64_t tj)
 {
-    const int64_t d = h->d;
-    int64_t k = 0;
-    for (int64_t i = 0; i < d && k < n_done; i++)
-        for (int64_t j = i; j < d && k < n_done; j++, k++)
-            entry_set(h->w, k, (i128)((u128)entry_get(h->w, k) - (u128)to_fixed(h->c[i * d + j])));
+    const int64_t T = PQ_HESSIAN_TILE;
+    tile t = {.i0 = ti * T, .j0 = tj * T, .diag = ti == tj};
+    t.bi = (int)(d - t.i0 < T ? d - t.i0 : T);
+    t.bj = (int)(d - t.j0 < T ? d - t.j0 : T);
+    return t;
+}
+
+/* Sequence q's partial of tile t into c (bi x bj, row-major; below the
+ * diagonal of a diagonal tile unused): one BLAS call of a shape fixed by
+ * the tile and the sequence. */
+static pq_status tile_partial(int64_t d, const double *xs, int64_t n, tile t, double *c)
+{
+    if (t.diag)
+        return pq_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, t.bi, (int)n, 1.0, xs + t.i0, (int)d, 0.0, c, t.bj);
+    return pq_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t.bi, t.bj, (int)n, 1.0, xs + t.i0, (int)d, xs + t.j0,
+                    (int)d, 0.0, c, t.bj);
+}
+
+/* Add (sign 1) the first `limit` entries (row by row) of partial c to
+ * tile t of the accumulator, each rounded to fixed point once; or take
+ * them back (sign -1). Adding stops at a range error or an overflow and
+ * returns how many entries went in; -1 when all did. */
+static int64_t tile_add(pq_hessian *h, tile t, const double *c, int sign, int64_t limit)
+{
+    const double lim = 9223372036854775808.0; /* 2^63 */
+    int64_t done = 0;
+    for (int r = 0; r < t.bi; r++) {
+        const int c0 = t.diag ? r : 0;
+        uint64_t *wr = h->w + 2 * entry_index(h->d, t.i0 + r, t.j0 + c0);
+        const double *cr = c + (int64_t)r * t.bj;
+        for (int j = c0; j < t.bj; j++, done++) {
+            if (done == limit) return done;
+            const int64_t k = j - c0;
+            const i128 a = (i128)(((u128)wr[2 * k + 1] << 64) | wr[2 * k]);
+            const double v = cr[j];
+            i128 s;
+            if (sign < 0) s = (i128)((u128)a - (u128)to_fixed(v));
+            else if (!(fabs(v) < lim) || __builtin_add_overflow(a, to_fixed(v), &s)) return done;
+            wr[2 * k] = (uint64_t)(u128)s;
+            wr[2 * k + 1] = (uint64_t)((u128)s >> 64);
+        }
+    }
+    return -1;
 }
 
 pq_status pq_hessian_add(pq_hessian *h, const pq_ops *ops, const float *x, int64_t n_tokens, int64_t ld)
 {
+    const int64_t off[2] = {0, n_tokens};
+    return pq_hessian_add_seqs(h, ops, x, off, 1, ld, 1);
+}
+
+/* Scratch kept between calls (pq_hessian_add_seqs): the call's rows in
+ * fp64 and one tile partial per thread. */
+static pq_status scratch(pq_hessian *h, int64_t n_tokens, int n_threads)
+{
+    const int64_t T = PQ_HESSIAN_TILE, tt = (h->d < T ? h->d : T) * (h->d < T ? h->d : T);
+    if (n_tokens * h->d > h->xd_cap) {
+        free(h->xd);
+        h->xd_cap = 0;
+        if (!(h->xd = malloc((size_t)(n_tokens * h->d) * sizeof *h->xd))) goto oom;
+        h->xd_cap = n_tokens * h->d;
+    }
+    if (n_threads > h->n_c) {
+        double **p = realloc(h->c, (size_t)n_threads * sizeof *p);
+        if (!p) goto oom;
+        h->c = p;
+        for (; h->n_c < n_threads; h->n_c++)
+            if (!(h->c[h->n_c] = malloc((size_t)tt * sizeof **h->c))) goto oom;
+    }
+    return PQ_OK;
+oom:
+    return pq_err(PQ_ERR_RESOURCE, "site '%s': out of memory", h->name);
+}
+
+pq_status pq_hessian_add_seqs(pq_hessian *h, const pq_ops *ops, const float *x, const int64_t *offsets,
+                              int64_t n_seqs, int64_t ld, int n_threads)
+{
     (void)ops;
     const int64_t d = h->d;
-    if (n_tokens == 0) return PQ_OK;
-    if (n_tokens < 0 || ld < d || n_tokens > INT32_MAX)
-        return pq_err(PQ_ERR_INTERNAL, "site '%s': bad sequence shape (%lld tokens, ld %lld)", h->name,
-                      (long long)n_tokens, (long long)ld);
-    if (n_tokens * d > h->xd_cap) {
-        double *p = realloc(h->xd, (size_t)(n_tokens * d) * sizeof *p);
-        if (!p) return pq_err(PQ_ERR_RESOURCE, "site '%s': out of memory", h->name);
-        h->xd = p;
-        h->xd_cap = n_tokens * d;
+    int64_t n_tokens = 0;
+    for (int64_t q = 0; q < n_seqs; q++) {
+        const int64_t n = offsets[q + 1] - offsets[q];
+        if (n < 0 || n > INT32_MAX || ld < d)
+            return pq_err(PQ_ERR_INTERNAL, "site '%s': bad sequence shape (%lld tokens, ld %lld)", h->name,
+                          (long long)n, (long long)ld);
+        n_tokens += n;
     }
-    /* fp64 copy, checking every value */
+    if (n_tokens == 0) return PQ_OK;
+    const int64_t T = PQ_HESSIAN_TILE, nt = (d + T - 1) / T, n_tiles = nt * (nt + 1) / 2;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > n_tiles) n_threads = (int)n_tiles;
+    pq_status st = pq_blas_load();
+    if (!st) st = scratch(h, n_tokens, n_threads);
+    if (st) return st;
+    /* the call's rows in fp64, every value checked finite before anything
+     * changes (the threads' tiles read this copy) */
     for (int64_t t = 0; t < n_tokens; t++) {
-        const float *xr = x + t * ld;
+        const float *xr = x + (offsets[0] + t) * ld;
         double *dr = h->xd + t * d;
         int bad = 0;
         for (int64_t j = 0; j < d; j++) {
@@ -147,44 +234,88 @@ pq_status pq_hessian_add(pq_hessian *h, const pq_ops *ops, const float *x, int64
                                   "(NaN/Inf activations cannot calibrate GPTQ)",
                                   h->name, isnan(xr[j]) ? "NaN" : "Inf", (long long)t, (long long)j);
     }
-    /* one BLAS thread: dsyrk's summation order is then fixed by the shape */
+    /* per tile: the sequences that went in whole (n_seqs: all) */
+    int64_t *in = calloc((size_t)n_tiles, sizeof *in);
+    int64_t *tile_i = malloc((size_t)n_tiles * sizeof *tile_i), *tile_j = malloc((size_t)n_tiles * sizeof *tile_j);
+    if (!in || !tile_i || !tile_j) {
+        st = pq_err(PQ_ERR_RESOURCE, "site '%s': out of memory", h->name);
+        goto done;
+    }
+    /* off-diagonal tiles first (the diagonal's are half the work) */
+    int64_t k = 0;
+    for (int64_t ti = 0; ti < nt; ti++)
+        for (int64_t tj = ti + 1; tj < nt; tj++) tile_i[k] = ti, tile_j[k++] = tj;
+    for (int64_t ti = 0; ti < nt; ti++) tile_i[k] = ti, tile_j[k++] = ti;
+    /* one BLAS thread per call: the partials' bits are then fixed by the
+     * tile and sequence shapes, whatever thread runs a tile */
     int nt_blas = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel())
 #endif
         nt_blas = pq_blas_get_threads();
     if (nt_blas != 1) pq_blas_set_threads(1);
-    pq_status st = pq_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n_tokens, 1.0, h->xd,
-                            (int)d, 0.0, h->c, (int)d);
-    if (nt_blas != 1) pq_blas_set_threads(nt_blas);
-    if (st) return st;
-
-    /* convert and add in place; on a range error or an overflow, take back
-     * what was added, so that a failure leaves h unchanged */
-    const double lim = 9223372036854775808.0; /* 2^63 */
-    int64_t k = 0;
-    for (int64_t i = 0; i < d; i++) {
-        const double *cr = h->c + i * d + i;
-        uint64_t *wr = h->w + 2 * k;
-        const int64_t n = d - i;
-        for (int64_t j = 0; j < n; j++) {
-            const double v = cr[j];
-            i128 s;
-            if (!(fabs(v) < lim) ||
-                __builtin_add_overflow((i128)(((u128)wr[2 * j + 1] << 64) | wr[2 * j]), to_fixed(v), &s)) {
-                undo_add(h, k + j);
-                return pq_err(PQ_ERR_CALIBRATION,
-                              "site '%s': a Hessian entry overflows the exact accumulator (|sum x_i x_j| >= "
-                              "2^63 in one sequence, or 2^64 in all): the activations are too large",
-                              h->name);
+    int failed = 0; /* 1 range or overflow, 2 BLAS */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (n_threads > 1)
+#endif
+    for (int64_t q = 0; q < n_tiles; q++) {
+#ifdef _OPENMP
+        double *c = h->c[omp_get_thread_num()];
+#else
+        double *c = h->c[0];
+#endif
+        const tile t = tile_at(d, tile_i[q], tile_j[q]);
+        for (int64_t s = 0; s < n_seqs; s++) {
+            int f;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+            f = failed;
+            if (f) break;
+            const int64_t n = offsets[s + 1] - offsets[s];
+            if (n == 0) {
+                in[q] = s + 1;
+                continue;
             }
-            wr[2 * j] = (uint64_t)(u128)s;
-            wr[2 * j + 1] = (uint64_t)((u128)s >> 64);
+            int r = 0;
+            if (tile_partial(d, h->xd + (offsets[s] - offsets[0]) * d, n, t, c)) r = 2;
+            else {
+                const int64_t got = tile_add(h, t, c, 1, -1);
+                if (got >= 0) { /* take back this sequence's entries that went in */
+                    tile_add(h, t, c, -1, got);
+                    r = 1;
+                }
+            }
+            if (r) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                failed = r;
+                break;
+            }
+            in[q] = s + 1;
         }
-        k += n;
     }
-    h->w[h->n_words - 2] += (uint64_t)n_tokens;
-    return PQ_OK;
+    if (failed) {
+        /* take back the sequences that went in whole: their partials again */
+        for (int64_t q = 0; q < n_tiles; q++) {
+            const tile t = tile_at(d, tile_i[q], tile_j[q]);
+            for (int64_t s = 0; s < in[q]; s++) {
+                const int64_t n = offsets[s + 1] - offsets[s];
+                if (n && !tile_partial(d, h->xd + (offsets[s] - offsets[0]) * d, n, t, h->c[0]))
+                    tile_add(h, t, h->c[0], -1, -1);
+            }
+        }
+        st = failed == 2 ? pq_err(PQ_ERR_RESOURCE, "site '%s': the BLAS failed", h->name)
+                         : pq_err(PQ_ERR_CALIBRATION, overflow_msg, h->name);
+    }
+    if (nt_blas != 1) pq_blas_set_threads(nt_blas);
+    if (!failed) h->w[h->n_words - 2] += (uint64_t)n_tokens;
+done:
+    free(in);
+    free(tile_i);
+    free(tile_j);
+    return st;
 }
 
 pq_status pq_hessian_merge(pq_hessian *dst, const pq_hessian *src)
@@ -192,15 +323,15 @@ pq_status pq_hessian_merge(pq_hessian *dst, const pq_hessian *src)
     if (dst->d != src->d)
         return pq_err(PQ_ERR_INTERNAL, "site '%s': merging Hessians of widths %lld and %lld", dst->name,
                       (long long)dst->d, (long long)src->d);
+    /* checked first, written after: dst unchanged on an overflow */
     for (int64_t k = 0; k < dst->n_entries; k++) {
         i128 s;
         if (__builtin_add_overflow(entry_get(dst->w, k), entry_get(src->w, k), &s))
             return pq_err(PQ_ERR_CALIBRATION,
                           "site '%s': a Hessian entry overflows the exact accumulator (|sum x_i x_j| >= 2^64)",
                           dst->name);
-        dst->part[k] = s;
     }
-    for (int64_t k = 0; k < dst->n_entries; k++) entry_set(dst->w, k, dst->part[k]);
+    for (int64_t k = 0; k < dst->n_entries; k++) entry_set(dst->w, k, entry_get(dst->w, k) + entry_get(src->w, k));
     dst->w[dst->n_words - 2] += src->w[src->n_words - 2];
     dst->w[dst->n_words - 1] += src->w[src->n_words - 1];
     return PQ_OK;

@@ -4,16 +4,22 @@
  *
  * Why exact: the bytes Proteus writes must not depend on how many ranks or
  * threads ran it, and a floating-point sum depends on the order of its terms.
- * So each sequence's partial X^T X is computed in fp64 by BLAS dsyrk on the
- * fp64 copy of its rows, with one BLAS thread (its summation order is then a
- * function of the shape only), and each entry of that partial is rounded once
- * to a 128-bit two's-complement integer with 63 fraction bits (Q64.63). The
- * accumulator adds those integers: integer addition is exact, associative
- * and commutative, so the sum does not depend on how sequences are split
- * among calls, threads or ranks, nor on the order of the calls. Rounding to
- * 2^-63 loses nothing that matters next to the fp64 partial's own rounding
- * for activations of ordinary size (|x_i x_j| >> 2^-63); it is the same for
- * every split, which is what counts.
+ * So each sequence's partial X^T X is computed in fp64, tile by tile on a
+ * fixed grid of PQ_HESSIAN_TILE x PQ_HESSIAN_TILE tiles of the upper
+ * triangle (dsyrk on a diagonal tile, dgemm off it, on the fp64 copy of the
+ * tile's columns of the sequence's rows, one BLAS thread: a partial entry's
+ * summation order is then a function of the tile and sequence shapes
+ * only), and each entry of that partial is rounded once to a 128-bit
+ * two's-complement integer with 63 fraction bits (Q64.63). The accumulator
+ * adds those integers: integer addition is exact, associative and
+ * commutative, so the sum does not depend on how sequences are split among
+ * calls, threads or ranks, nor on the order of the calls. Threads share a
+ * call by tiles, each tile's entries written by one thread, so a rank holds
+ * one accumulator whatever its thread count, plus a few tiles of scratch per
+ * thread. Rounding to 2^-63 loses nothing that matters next to the fp64
+ * partial's own rounding for activations of ordinary size
+ * (|x_i x_j| >> 2^-63); it is the same for every split, which is what
+ * counts.
  *
  * Range: each partial entry must be finite with |v| < 2^63, and each
  * accumulated entry must stay within (-2^64, 2^64): otherwise the call fails
@@ -28,6 +34,13 @@
 
 /* Binary point of the accumulator: an entry's integer is round(v * 2^63). */
 #define PQ_HESSIAN_FRAC_BITS 63
+/* The tile grid of the partials (fixed: the bits depend on it). A site of
+ * width <= PQ_HESSIAN_TILE is one tile: one dsyrk per sequence. 2048: the
+ * per-call BLAS shapes keep the build at the rate of one whole dsyrk per
+ * sequence (1024 measured ~8 % slower at width 5120), and a thread's
+ * scratch (one tile partial, 32 MiB) stays small next to a 20480-wide
+ * accumulator (3.4 GB). */
+#define PQ_HESSIAN_TILE 2048
 
 typedef struct pq_hessian pq_hessian;
 
@@ -45,16 +58,24 @@ const char *pq_hessian_name(const pq_hessian *h);
 int64_t pq_hessian_tokens(const pq_hessian *h);
 
 /* Add sum_t x_t x_t^T over ONE sequence's rows x[t*ld + 0..d), t in
- * [0, n_tokens) (borrowed; ld >= d), and count its tokens. The partial is a
- * function of the rows alone (dsyrk, one BLAS thread), so the sum after any
- * set of calls depends only on which sequences were added. ops may be NULL
- * (reserved for kernel-context conversions). n_tokens == 0 is a no-op.
- * Not thread-safe on one h: threads use their own accumulators and merge.
- * Errors (h unchanged): PQ_ERR_CALIBRATION "site 'NAME': ..." for NaN/Inf in
- * x (naming token and column), a partial entry with |v| >= 2^63 or an
- * accumulated entry leaving (-2^64, 2^64); PQ_ERR_RESOURCE (also when the
- * BLAS cannot be loaded: pq_blas_load's error). */
+ * [0, n_tokens) (borrowed; ld >= d), and count its tokens: one thread,
+ * pq_hessian_add_seqs with one sequence. n_tokens == 0 is a no-op. */
 pq_status pq_hessian_add(pq_hessian *h, const pq_ops *ops, const float *x, int64_t n_tokens, int64_t ld);
+
+/* Add each of n_seqs sequences, sequence q the rows
+ * x[t*ld + 0..d), t in [offsets[q], offsets[q+1]) (borrowed; offsets
+ * non-decreasing, ld >= d), as a partial of its own, and count their
+ * tokens; n_threads >= 1 threads share the tiles. The sum after any set of
+ * calls depends only on which sequences were added (not on the calls,
+ * their grouping or the thread counts). ops may be NULL (reserved for
+ * kernel-context conversions). Not thread-safe on one h.
+ * Errors (h unchanged): PQ_ERR_CALIBRATION "site 'NAME': ..." for NaN/Inf in
+ * x (naming token, counted from offsets[0], and column), a partial entry
+ * with |v| >= 2^63 or an accumulated entry leaving (-2^64, 2^64);
+ * PQ_ERR_RESOURCE (also when the BLAS cannot be loaded: pq_blas_load's
+ * error). */
+pq_status pq_hessian_add_seqs(pq_hessian *h, const pq_ops *ops, const float *x, const int64_t *offsets,
+                              int64_t n_seqs, int64_t ld, int n_threads);
 
 /* dst += src (same d; exact). Errors as pq_hessian_add for an overflow
  * (dst unchanged); PQ_ERR_INTERNAL for different widths. */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_hessian.c - the exact GPTQ Hessian accumulator: a hand-computed 2x2
  * case, the same bytes for any split of the sequences (order, merge, word
- * reduction), the range and NaN errors. */
+ * reduction, threads over tiles), the range and NaN errors. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -189,6 +189,66 @@ static void test_errors(void **state)
     pq_hessian_free(NULL);
 }
 
+/* A site wider than one tile (PQ_HESSIAN_TILE + 52: four tiles, two of
+ * them narrow): several sequences in one call over 1 and 3 threads, and one
+ * call per sequence in reverse order, give the same bytes; entries equal the
+ * exact sums of exactly representable products (the data are multiples of
+ * 1/8 below 4, so every product and partial sum is exact in fp64); and a
+ * sequence whose partial overflows in the last tile leaves h unchanged. */
+static void test_tiles(void **state)
+{
+    (void)state;
+    const int64_t d = PQ_HESSIAN_TILE + 52, nt = 7;
+    const int64_t off[4] = {0, 3, 3, 7}; /* one empty sequence */
+    float *x = malloc((size_t)(nt * d) * sizeof *x);
+    for (int64_t i = 0; i < nt * d; i++) x[i] = (float)((int)(frand() * 32) - 16) / 8.0f;
+    pq_hessian *a, *b, *c;
+    assert_int_equal(pq_hessian_create(d, "wide", &a), PQ_OK);
+    assert_int_equal(pq_hessian_create(d, "wide", &b), PQ_OK);
+    assert_int_equal(pq_hessian_create(d, "wide", &c), PQ_OK);
+    assert_int_equal(pq_hessian_add_seqs(a, NULL, x, off, 3, d, 1), PQ_OK);
+    assert_int_equal(pq_hessian_add_seqs(b, NULL, x, off, 3, d, 3), PQ_OK);
+    for (int s = 2; s >= 0; s--)
+        assert_int_equal(pq_hessian_add(c, NULL, x + off[s] * d, off[s + 1] - off[s], d), PQ_OK);
+    uint64_t *wa, *wb, *wc;
+    int64_t na, nb, nc;
+    pq_hessian_words(a, &wa, &na);
+    pq_hessian_words(b, &wb, &nb);
+    pq_hessian_words(c, &wc, &nc);
+    assert_memory_equal(wa, wb, (size_t)na * 8);
+    assert_memory_equal(wa, wc, (size_t)na * 8);
+    assert_int_equal(pq_hessian_tokens(a), nt);
+    double *H = malloc((size_t)(d * d) * sizeof *H);
+    assert_int_equal(pq_hessian_finish(a, H), PQ_OK);
+    const int64_t probe[][2] = {{0, 0}, {5, PQ_HESSIAN_TILE + 3}, {PQ_HESSIAN_TILE + 51, PQ_HESSIAN_TILE + 51},
+                                {PQ_HESSIAN_TILE + 7, 2}, {PQ_HESSIAN_TILE - 1, PQ_HESSIAN_TILE}};
+    for (size_t p = 0; p < sizeof probe / sizeof probe[0]; p++) {
+        const int64_t i = probe[p][0], j = probe[p][1];
+        double e = 0;
+        for (int64_t t = 0; t < nt; t++) e += (double)x[t * d + i] * (double)x[t * d + j];
+        assert_true(H[i * d + j] == (2.0 / (double)nt) * e);
+    }
+    /* an overflow in the last (narrow, diagonal) tile: nothing changes */
+    uint64_t *before = malloc((size_t)na * 8);
+    memcpy(before, wa, (size_t)na * 8);
+    float *y = calloc((size_t)(2 * d), sizeof *y);
+    y[d - 1] = 4294967296.0f; /* its square, 2^64, is out of range */
+    y[0] = 1.0f;
+    const int64_t off2[3] = {0, 1, 2};
+    memcpy(y + d, x, (size_t)d * sizeof *y);
+    pq_err_clear();
+    assert_int_equal(pq_hessian_add_seqs(a, NULL, y, off2, 2, d, 2), PQ_ERR_CALIBRATION);
+    assert_non_null(strstr(pq_err_detail(), "wide"));
+    assert_memory_equal(before, wa, (size_t)na * 8);
+    free(y);
+    free(before);
+    free(H);
+    free(x);
+    pq_hessian_free(a);
+    pq_hessian_free(b);
+    pq_hessian_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_split_independent),
         cmocka_unit_test(test_one_call_exact_data),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_tiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
