@@ -38,6 +38,9 @@ void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *cou
 void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                        uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 
+void pq_gptq_block_ref(const pq_gptq_block *b, int64_t r0, int64_t r1);
+void pq_gptq_block_avx2(const pq_gptq_block *b, int64_t r0, int64_t r1);
+
 /* The GEMM micro-kernels of each ISA (kernels/ref/gemm_ref.c,
  * kernels/x86/gemm_*.c). */
 extern const pq_gemm_kernels pq_gemm_kernels_ref;

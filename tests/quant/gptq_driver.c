@@ -61,6 +61,8 @@ int main(int argc, char **argv)
     pq_gptq_opts o = PQ_GPTQ_OPTS_DEFAULT;
     o.act_order = atoi(argv[9]) != 0;
     const char *out = argv[10];
+    pq_ops ops;
+    if (pq_ops_select("cpu", &ops) != PQ_KOK) return 1;
     pq_hessian *h;
     double *H = malloc((size_t)(d * d) * sizeof *H);
     pq_gptq_factor *f = NULL;
@@ -76,7 +78,7 @@ int main(int argc, char **argv)
     float *scale = malloc((size_t)(rows * G) * sizeof *scale), *Q = malloc((size_t)(rows * d) * sizeof *Q);
     int32_t *zp = calloc((size_t)(rows * G), sizeof *zp);
     pq_rtn_rows r = {.codes = codes, .scale = scale, .zero_point = s.symmetric ? NULL : zp};
-    if (pq_gptq_quantize_rows(f, W, rows, d, &s, 0, &r)) goto fail;
+    if (pq_gptq_quantize_rows(&ops, f, W, rows, d, &s, 0, &r)) goto fail;
     pq_ops ref;
     pq_ops_init_ref(&ref);
     for (int64_t i = 0; i < rows; i++) {
