@@ -24,6 +24,15 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the process (all its threads): on a loaded machine it counts
+ * the work and not the waits for a core. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int bench_hessian(int64_t d, int64_t n_seqs, int64_t len, int reps)
 {
     const int64_t n = n_seqs * len;
@@ -100,15 +109,15 @@ static int bench_solve(char **a, const char *kernels)
     }
     if (pq_blas_load()) goto fail;
     pq_blas_set_threads(nt);
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     pq_gptq_factor *f;
     if (pq_gptq_prepare(H, d, &o, "bench", &f)) goto fail;
     double t1 = now();
     if (pq_gptq_quantize_rows(&ops, f, W, rows, d, &s, nt, &r)) goto fail;
-    double t2 = now();
-    printf("{\"mode\": \"solve\", \"rows\": %lld, \"d\": %lld, \"threads\": %d, \"prepare_s\": %.6f, "
-           "\"quantize_s\": %.6f, \"total_s\": %.6f}\n",
-           (long long)rows, (long long)d, nt, t1 - t0, t2 - t1, t2 - t0);
+    double t2 = now(), c2 = cpu_now();
+    printf("{\"mode\": \"solve\", \"rows\": %lld, \"d\": %lld, \"threads\": %d, \"kernels\": \"%s\", "
+           "\"prepare_s\": %.6f, \"quantize_s\": %.6f, \"total_s\": %.6f, \"total_cpu_s\": %.6f}\n",
+           (long long)rows, (long long)d, nt, ops.name, t1 - t0, t2 - t1, t2 - t0, c2 - c0);
     pq_gptq_factor_free(f);
     free(H);
     free(W);
