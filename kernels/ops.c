@@ -51,6 +51,7 @@ void pq_ops_init_avx512(pq_ops *o)
     pq_ops_init_avx2(o);
     o->name = "avx512";
     o->gemm = pq_gemm_kernels_avx512vnni;
+    o->gptq_block = pq_gptq_block_avx512;
 }
 #endif
 
