@@ -416,13 +416,17 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
         }
         if (J->metrics) {
             double as[8] = {0}, ae[8] = {0}, am = 0.0;
-            for (int64_t c = 0; c < d; c++) {
-                const int64_t k = (J->group ? c / gs : 0) * T + r;
-                const double wv = w[c];
-                const double df = wv - (double)((float)((int32_t)dst[c] - s->zp[k]) * s->scale[k]);
-                as[c % 8] += wv * wv;
-                ae[c % 8] += df * df;
-                am = fabs(df) > am ? fabs(df) : am;
+            for (int64_t g = 0; g < G; g++) { /* per channel: G = 1, gs = d */
+                const int64_t k = g * T + r, c1 = (g + 1) * gs < d ? (g + 1) * gs : d;
+                const float sc = s->scale[k];
+                const int32_t zp = s->zp[k];
+                for (int64_t c = g * gs; c < c1; c++) {
+                    const double wv = w[c];
+                    const double df = wv - (double)((float)((int32_t)dst[c] - zp) * sc);
+                    as[c % 8] += wv * wv;
+                    ae[c % 8] += df * df;
+                    am = fabs(df) > am ? fabs(df) : am;
+                }
             }
             J->out->row_sum_sq[row] = lanes_sum(as);
             J->out->row_err_sq[row] = lanes_sum(ae);
