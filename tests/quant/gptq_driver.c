@@ -6,7 +6,7 @@
  *   OUT/scales.f32, OUT/zp.i32 (rows x groups), OUT/Q.f32 (dequantized).
  * usage: gptq_driver X.f32 D SEQ W.f32 ROWS BITS GROUP SYM ACT_ORDER OUT [H.f64]
  *        (GROUP 0: per channel; H.f64 given: solve with that Hessian, d x d
- *        fp64, instead of the one built from X, which OUT/H.f64 still holds) */
+ *        fp64, instead of building one from X) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,14 +64,9 @@ int main(int argc, char **argv)
     const char *out = argv[10];
     pq_ops ops;
     if (pq_ops_select("cpu", &ops) != PQ_KOK) return 1;
-    pq_hessian *h;
+    pq_hessian *h = NULL;
     double *H = malloc((size_t)(d * d) * sizeof *H);
     pq_gptq_factor *f = NULL;
-    if (pq_hessian_create(d, "driver", &h)) goto fail;
-    for (int64_t t = 0; t < n; t += seq)
-        if (pq_hessian_add(h, NULL, X + t * d, n - t < seq ? n - t : seq, d)) goto fail;
-    if (pq_hessian_finish(h, H)) goto fail;
-    if (dump(out, "H.f64", H, (size_t)(d * d) * 8)) return 1;
     if (argc == 12) {
         long nh;
         double *Hg = slurp(argv[11], &nh);
@@ -81,7 +76,13 @@ int main(int argc, char **argv)
         }
         memcpy(H, Hg, (size_t)(d * d) * 8);
         free(Hg);
+    } else {
+        if (pq_hessian_create(d, "driver", &h)) goto fail;
+        for (int64_t t = 0; t < n; t += seq)
+            if (pq_hessian_add(h, NULL, X + t * d, n - t < seq ? n - t : seq, d)) goto fail;
+        if (pq_hessian_finish(h, H)) goto fail;
     }
+    if (dump(out, "H.f64", H, (size_t)(d * d) * 8)) return 1;
     if (pq_gptq_prepare(H, d, &o, "driver", &f)) goto fail;
     const int64_t G = pq_qspec_groups(&s, d), rb = pq_qspec_row_bytes(&s, d);
     uint8_t *codes = malloc((size_t)(rows * rb));
