@@ -78,7 +78,7 @@ def main():
     exe = os.path.join(a.build, "tests", "quant", "bench_gptq")
     report = {"threads": a.threads, "kernels": a.kernels, "hessian": [], "solve": []}
 
-    for shape in a.hessian_shapes.split(","):
+    for shape in filter(None, a.hessian_shapes.split(",")):  # "": the solve only
         d, ns, ln = shape.split("x")
         out = subprocess.run([exe, "hessian", d, ns, ln, str(a.reps)], check=True, capture_output=True, text=True)
         r = json.loads(out.stdout)
