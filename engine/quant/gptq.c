@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* gptq.c - see gptq.h. The solve follows the paper's Algorithm 1 with lazy
- * batch updates: inside a block of columns each row is updated column by
- * column (a row at a time, hot in cache); after the block the rest of the
- * row tile is updated by one sgemm, W[:, i2:] -= Err @ U[i1:i2, i2:]. */
+ * batch updates: inside a block of columns the rows of a tile are quantized
+ * and updated column by column by the ops context's kernel
+ * (pq_ops.gptq_block, vectors across rows; the same bits in every context);
+ * after the block the rest of the row tile is updated by one sgemm,
+ * W[:, i2:] -= Err @ U[i1:i2, i2:]. */
 #include "quant/gptq.h"
 
 #include <math.h>
@@ -18,8 +20,9 @@
 
 /* Rows per tile. Every sgemm of a solve has the same shape whatever rows a
  * call is given (a short last tile is padded with zero rows), so a row's
- * numbers never depend on the block it came in. */
-#define PQ_GPTQ_TILE 64
+ * numbers never depend on the block it came in. 128 rather than 64: the
+ * sgemm packs each panel of U half as often (about 5 % of the solve). */
+#define PQ_GPTQ_TILE 128
 /* Retries multiply the damping by this. */
 #define PQ_GPTQ_DAMP_STEP 10.0
 
