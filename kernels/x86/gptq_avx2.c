@@ -1,82 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* gptq_avx2.c - the GPTQ column loop (pq_gptq_block) on AVX2 vectors of
- * 8 rows. Equal to kernels/ref/gptq_ref.c bit for bit: the same fp32
- * product, clamp, rounding (the same 1.5 * 2^23 addition), true division
- * and separate product and difference per update (this library is built
- * with -ffp-contract=off, so no intrinsic pair is fused into an FMA).
- * Rows are independent, so vectors run across rows. The updates are applied
- * left-looking: a group of 4 columns of 16 rows is held in registers and
- * receives the errors of every earlier column of the block, in ascending
- * column order, just before it is quantized: each element sees the
- * reference's operations in the reference's order, with one pass over the
- * errors instead of a store of every column after every column. Rows left
- * over from the 16- and 8-row vectors go to the reference. */
+/* gptq_avx2.c - the GPTQ column loop (pq_gptq_block) on AVX2 vectors of 8
+ * rows, 4 columns x 16 rows in registers (the scheme: gptq_body.h). Rows
+ * left over from the 16- and 8-row vectors go to the reference. */
 #include <immintrin.h>
 
 #include "kernels/kernels_impl.h"
 
-#define PQ_GPTQ_COLS 4 /* columns held in registers */
+#define VW 8
+#define VF __m256
+#define VI __m256i
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#define VLOADI(p) _mm256_loadu_si256((const __m256i *)(p))
+#define VSET1 _mm256_set1_ps
+#define VADD _mm256_add_ps
+#define VSUB _mm256_sub_ps
+#define VMUL _mm256_mul_ps
+#define VDIV _mm256_div_ps
+#define VMIN _mm256_min_ps
+#define VMAX _mm256_max_ps
+#define VCVTT _mm256_cvttps_epi32
+#define VADDI _mm256_add_epi32
+/* the saturating packs never saturate codes in [-128, 127] */
+#define VSTORE_CODES(dst, c)                                                                        \
+    do {                                                                                            \
+        const __m128i c16_ = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1)); \
+        _mm_storel_epi64((__m128i *)(dst), _mm_packs_epi16(c16_, c16_));                            \
+    } while (0)
+#define PQ_GPTQ_COLS 4
 
-/* Quantize column k of rows [r, r + 8) from its current value y: stores the
- * codes and the scaled error, and returns the error. */
-static inline __m256 quant_col(const pq_gptq_block *b, int64_t k, int64_t r, __m256 y)
-{
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    const int64_t p = b->goff[k] + r, o = k * b->ld + r;
-    __m256 v = _mm256_mul_ps(y, _mm256_loadu_ps(b->inv + p));
-    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_loadu_ps(b->lo + p)), _mm256_loadu_ps(b->hi + p));
-    const __m256 rv = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    const __m256i c = _mm256_add_epi32(_mm256_cvttps_epi32(rv), _mm256_loadu_si256((const __m256i *)(b->zp + p)));
-    /* codes are in [-128, 127]: the saturating packs never saturate */
-    const __m128i c16 = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
-    _mm_storel_epi64((__m128i *)(b->q + o), _mm_packs_epi16(c16, c16));
-    const __m256 e = _mm256_div_ps(_mm256_sub_ps(y, _mm256_mul_ps(rv, _mm256_loadu_ps(b->scale + p))),
-                                   _mm256_set1_ps(b->u[k * b->ldu + k]));
-    _mm256_storeu_ps(b->e + o, e);
-    return e;
-}
-
-/* Rows [r, r + 8 * NV) of the whole block. NV is 1 or 2 (a constant at each
- * call, so the arrays below live in registers). */
-static inline __attribute__((always_inline)) void block_rows(const pq_gptq_block *b, int64_t r, const int NV)
-{
-    const int64_t ld = b->ld, nb = b->nb, ldu = b->ldu;
-    const float *U = b->u;
-    int64_t j0 = 0;
-    for (; j0 + PQ_GPTQ_COLS <= nb; j0 += PQ_GPTQ_COLS) {
-        __m256 y[PQ_GPTQ_COLS][2];
-        for (int c = 0; c < PQ_GPTQ_COLS; c++)
-            for (int v = 0; v < NV; v++) y[c][v] = _mm256_loadu_ps(b->x + (j0 + c) * ld + r + 8 * v);
-        for (int64_t k = 0; k < j0; k++) {
-            const float *uk = U + k * ldu + j0;
-            __m256 ek[2];
-            for (int v = 0; v < NV; v++) ek[v] = _mm256_loadu_ps(b->e + k * ld + r + 8 * v);
-            for (int c = 0; c < PQ_GPTQ_COLS; c++) {
-                const __m256 uc = _mm256_broadcast_ss(uk + c);
-                for (int v = 0; v < NV; v++) y[c][v] = _mm256_sub_ps(y[c][v], _mm256_mul_ps(ek[v], uc));
-            }
-        }
-        for (int c = 0; c < PQ_GPTQ_COLS; c++) {
-            const int64_t k = j0 + c;
-            __m256 ek[2];
-            for (int v = 0; v < NV; v++) ek[v] = quant_col(b, k, r + 8 * v, y[c][v]);
-            for (int c2 = c + 1; c2 < PQ_GPTQ_COLS; c2++) {
-                const __m256 uc = _mm256_broadcast_ss(U + k * ldu + j0 + c2);
-                for (int v = 0; v < NV; v++) y[c2][v] = _mm256_sub_ps(y[c2][v], _mm256_mul_ps(ek[v], uc));
-            }
-        }
-    }
-    for (; j0 < nb; j0++) {
-        __m256 y[2];
-        for (int v = 0; v < NV; v++) y[v] = _mm256_loadu_ps(b->x + j0 * ld + r + 8 * v);
-        for (int64_t k = 0; k < j0; k++) {
-            const __m256 uc = _mm256_broadcast_ss(U + k * ldu + j0);
-            for (int v = 0; v < NV; v++)
-                y[v] = _mm256_sub_ps(y[v], _mm256_mul_ps(_mm256_loadu_ps(b->e + k * ld + r + 8 * v), uc));
-        }
-        for (int v = 0; v < NV; v++) quant_col(b, j0, r + 8 * v, y[v]);
-    }
-}
+#include "kernels/x86/gptq_body.h"
 
 void pq_gptq_block_avx2(const pq_gptq_block *b, int64_t r0, int64_t r1)
 {
