@@ -439,8 +439,8 @@ static pq_status run_tile(const job *J, scratch *s, int64_t r0, int64_t nr)
     return PQ_OK;
 }
 
-pq_status pq_gptq_quantize_rows(const pq_ops *ops, const pq_gptq_factor *f, const float *W, int64_t n_rows, int64_t d,
-                                const pq_qspec *spec, int n_threads, pq_rtn_rows *out)
+pq_status pq_gptq_quantize_rows(const pq_ops *ops, const pq_gptq_factor *f, const float *W, int64_t n_rows,
+                                int64_t d, const pq_qspec *spec, int n_threads, pq_rtn_rows *out)
 {
     if (spec->gran == PQ_GRAN_TENSOR)
         return pq_err(PQ_ERR_CONFIG,

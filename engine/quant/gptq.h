@@ -83,7 +83,7 @@ int64_t pq_gptq_factor_n_dead(const pq_gptq_factor *f);
  * Errors: PQ_ERR_CONFIG for per-tensor granularity (GPTQ needs per-channel or
  * group scales) or d != the factor's; PQ_ERR_QUANTIZATION "Linear 'NAME':
  * row R (column C) holds NaN/Inf"; PQ_ERR_RESOURCE. */
-pq_status pq_gptq_quantize_rows(const pq_ops *ops, const pq_gptq_factor *f, const float *W, int64_t n_rows, int64_t d,
-                                const pq_qspec *spec, int n_threads, pq_rtn_rows *out);
+pq_status pq_gptq_quantize_rows(const pq_ops *ops, const pq_gptq_factor *f, const float *W, int64_t n_rows,
+                                int64_t d, const pq_qspec *spec, int n_threads, pq_rtn_rows *out);
 
 #endif

@@ -256,8 +256,8 @@ static void test_split_threads(void **state)
             assert_int_equal(pq_gptq_quantize_rows(&g_ref, f, W, R, C, s, 1, &one.r), PQ_OK);
             for (int r0 = 0; r0 < R; r0 += 7) {
                 pq_rtn_rows o7 = at_row(&blk, s, r0, C);
-                assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W + r0 * C, R - r0 < 7 ? R - r0 : 7, C, s, 1, &o7),
-                                 PQ_OK);
+                assert_int_equal(
+                    pq_gptq_quantize_rows(&g_ops, f, W + r0 * C, R - r0 < 7 ? R - r0 : 7, C, s, 1, &o7), PQ_OK);
             }
             assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, R, C, s, 2, &thr.r), PQ_OK);
             assert_int_equal(pq_gptq_quantize_rows(&g_ops, f2, W, R, C, s, 1, &sent.r), PQ_OK);
