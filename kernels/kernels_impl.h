@@ -50,6 +50,10 @@ void pq_hist_ieee_ref(const float *x, int64_t n_rows, int64_t dim, uint32_t *cou
 void pq_hist_ieee_avx2(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                        uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
 
+void pq_gptq_block_ref(const pq_gptq_block *b, int64_t r0, int64_t r1);
+void pq_gptq_block_avx2(const pq_gptq_block *b, int64_t r0, int64_t r1);
+void pq_gptq_block_avx512(const pq_gptq_block *b, int64_t r0, int64_t r1);
+
 /* The GEMM micro-kernels of each ISA (kernels/ref/gemm_ref.c,
  * kernels/x86/gemm_*.c). */
 extern const pq_gemm_kernels pq_gemm_kernels_ref;
@@ -61,7 +65,7 @@ extern const pq_gemm_kernels pq_gemm_kernels_avx512vnni;
  * (PQ_HAVE_AVX2, PQ_HAVE_AVX512VNNI); call only where the CPU has what
  * pq_ops_needs lists. */
 void pq_ops_init_avx2(pq_ops *out);   /* ref + AVX2 element-wise and GEMM */
-void pq_ops_init_avx512(pq_ops *out); /* avx2 + AVX-512 VNNI int8 GEMM */
+void pq_ops_init_avx512(pq_ops *out); /* avx2 + AVX-512 VNNI int8 GEMM, AVX-512 GPTQ loop */
 
 /* CPU feature probes (x86: cpuid/xgetbv through the compiler builtins). */
 int pq_cpu_has_avx2_fma(void);

@@ -19,6 +19,7 @@ void pq_ops_init_ref(pq_ops *o)
         .layernorm = pq_layernorm_ref, .softmax_rows = pq_softmax_rows_ref,
         .gelu = pq_gelu_ref, .rotary = pq_rotary_ref,
         .hist_ieee = pq_hist_ieee_ref,
+        .gptq_block = pq_gptq_block_ref,
         .gemm = pq_gemm_kernels_ref,
     };
 }
@@ -39,6 +40,7 @@ void pq_ops_init_avx2(pq_ops *o)
     o->gelu = pq_gelu_avx2;
     o->rotary = pq_rotary_avx2;
     o->hist_ieee = pq_hist_ieee_avx2;
+    o->gptq_block = pq_gptq_block_avx2;
     o->gemm = pq_gemm_kernels_avx2;
 }
 #endif
@@ -49,6 +51,7 @@ void pq_ops_init_avx512(pq_ops *o)
     pq_ops_init_avx2(o);
     o->name = "avx512";
     o->gemm = pq_gemm_kernels_avx512vnni;
+    o->gptq_block = pq_gptq_block_avx512;
     o->attention = pq_attention_avx512;
 #ifdef PQ_HAVE_AVX512BF16
     if (pq_cpu_has_avx512bf16()) o->attention_bf16 = pq_attention_bf16_avx512;

@@ -66,6 +66,33 @@ typedef struct pq_gemm_kernels {
                           float *scale, int64_t b0, int64_t b1);
 } pq_gemm_kernels;
 
+/* One block of the GPTQ solve's column loop (engine/quant/gptq.c) for the
+ * rows [r0, r1) of a row tile, laid out column by column (element (r, k) of
+ * a column-major array at [k * ld + r]). For each column k = 0..nb-1 and
+ * each row r, with p = goff[k] + r indexing the row's qparams:
+ *   v    = clamp(x(r,k) * inv[p], lo[p], hi[p])      (lo/hi: qmin/qmax - zp)
+ *   rv   = (v + 1.5 * 2^23) - 1.5 * 2^23             (round half to even)
+ *   q(r,k) = rv + zp[p];  e(r,k) = (x(r,k) - rv * scale[p]) / u[k * ldu + k]
+ *   x(r,j) = x(r,j) - e(r,k) * u[k * ldu + j]        for j = k+1..nb-1,
+ * every product and difference rounded to fp32 on its own (no FMA): the
+ * reference's per-row loop, in its order. Any variant may order the work
+ * differently (e.g. apply a column's pending updates when it is reached) but
+ * gives every element the same operations in the same order, hence the same
+ * codes and errors bit for bit. x is scratch afterwards; e and q are the
+ * outputs. The quantities are finite and |x * inv| < 2^22. */
+typedef struct pq_gptq_block {
+    int64_t ld;          /* stride between columns of x, e and q (the tile's rows) */
+    int64_t nb;          /* columns in the block */
+    const float *u;      /* the block's diagonal block of U (upper triangle) */
+    int64_t ldu;         /* its row stride */
+    const int64_t *goff; /* per column: where its rows' qparams start */
+    const float *scale, *inv, *lo, *hi;
+    const int32_t *zp;
+    float *x;            /* in: the block's current weights */
+    float *e;            /* out: the scaled errors */
+    int8_t *q;           /* out: the codes */
+} pq_gptq_block;
+
 typedef struct pq_ops {
     const char *name; /* the context: "ref", "avx2", "avx512" */
 
@@ -137,6 +164,9 @@ typedef struct pq_ops {
      * table in cache; the caller flushes them before any could wrap. */
     void (*hist_ieee)(const float *x, int64_t n_rows, int64_t dim, uint32_t *counts,
                       uint64_t *nonfinite, float *mn, float *mx, float *chan_absmax);
+
+    /* ---- the GPTQ solve (kernels/ref/gptq_ref.c) ---- */
+    void (*gptq_block)(const pq_gptq_block *b, int64_t r0, int64_t r1);
 
     /* ---- the int8/int4 GEMM (kernels/gemm/pq_gemm.h runs them) ---- */
     pq_gemm_kernels gemm;

@@ -172,7 +172,7 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
         .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
     };
     if (j->gptq && j->gptq[u->tensor])
-        st = pq_gptq_quantize_rows(j->gptq[u->tensor], w, u->n_rows, pt->cols, spec, j->threads, &rows);
+        st = pq_gptq_quantize_rows(&j->ops, j->gptq[u->tensor], w, u->n_rows, pt->cols, spec, j->threads, &rows);
     else
         st = pq_rtn_quantize_rows(&j->ops, j->threads, w, u->n_rows, pt->cols, spec, j->cfg->nan_policy,
                                   rangep, pt->st->name, u->row0, &rows);

@@ -89,11 +89,12 @@ int64_t pq_gptq_factor_n_dead(const pq_gptq_factor *f);
  *   group with act-order: static, from the original weights.
  * Dead columns quantize a weight of 0. The metrics (sum w^2, error^2,
  * max |err|, as rtn.h defines them) compare the dequantized weights with the
- * ORIGINAL ones. n_threads: threads over row tiles (1 serial, 0 all cores).
+ * ORIGINAL ones. ops (borrowed) runs the column loop and the int4 packing;
+ * every context gives the same bytes. n_threads: threads over row tiles (1 serial, 0 all cores).
  * Errors: PQ_ERR_CONFIG for per-tensor granularity (GPTQ needs per-channel or
  * group scales) or d != the factor's; PQ_ERR_QUANTIZATION "Linear 'NAME':
  * row R (column C) holds NaN/Inf"; PQ_ERR_RESOURCE. */
-pq_status pq_gptq_quantize_rows(const pq_gptq_factor *f, const float *W, int64_t n_rows, int64_t d,
-                                const pq_qspec *spec, int n_threads, pq_rtn_rows *out);
+pq_status pq_gptq_quantize_rows(const pq_ops *ops, const pq_gptq_factor *f, const float *W, int64_t n_rows,
+                                int64_t d, const pq_qspec *spec, int n_threads, pq_rtn_rows *out);
 
 #endif

@@ -9,11 +9,15 @@ run on the same CPU and thread count:
 2. the solve of a ROWS x D Linear (default 5120 x 1280, t33's fc1): Proteus
    (pq_gptq_prepare + pq_gptq_quantize_rows) against the reference's
    GPTQ.fasterquant (../shared/peers/gptq) on the same H and W, int4 per
-   channel, block 128, with and without act-order.
+   channel, block 128, with and without act-order, in interleaved rounds
+   (Proteus, reference, Proteus, ...): the median of the rounds' ratios, by
+   wall time and by CPU time (on a loaded machine the CPU time counts the
+   work, not the waits for a core).
 
 usage: .venv/bin/python scripts/bench/bench_gptq.py --build build
            [--threads 1] [--rows 5120] [--cols 1280] [--tokens 4096]
-           [--hessian-shapes 1280x8x512,320x32x300] [--reps 3]"""
+           [--hessian-shapes 1280x8x512,320x32x300] [--reps 5]
+           [--kernels cpu]"""
 import argparse
 import contextlib
 import io
@@ -37,21 +41,27 @@ def find_peers():
     return None
 
 
-def bench_reference(gptq, quant, W, H, threads, act_order, reps):
+def run_reference(gptq, quant, W, H, threads, act_order):
+    """One fasterquant on fresh copies: (wall s, CPU s)."""
     torch.set_num_threads(threads)
-    best = float("inf")
-    for _ in range(reps):
-        layer = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
-        layer.weight.data = torch.from_numpy(W.copy())
-        g = gptq.GPTQ(layer)
-        g.quantizer = quant.Quantizer()
-        g.quantizer.configure(4, perchannel=True, sym=True, mse=False)
-        g.H = torch.from_numpy(H.astype(np.float32))
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            g.fasterquant(blocksize=128, percdamp=0.01, groupsize=-1, actorder=act_order)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    layer = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
+    layer.weight.data = torch.from_numpy(W.copy())
+    g = gptq.GPTQ(layer)
+    g.quantizer = quant.Quantizer()
+    g.quantizer.configure(4, perchannel=True, sym=True, mse=False)
+    g.H = torch.from_numpy(H.astype(np.float32))
+    t0, c0 = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):
+        g.fasterquant(blocksize=128, percdamp=0.01, groupsize=-1, actorder=act_order)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def run_proteus(exe, hp, wp, a, act_order):
+    """One pq_gptq_prepare + pq_gptq_quantize_rows: (wall s, CPU s)."""
+    out = subprocess.run([exe, "solve", hp, wp, str(a.rows), str(a.cols), str(a.threads), "4", "0",
+                          "1" if act_order else "0", a.kernels], check=True, capture_output=True, text=True)
+    r = json.loads(out.stdout)
+    return r["total_s"], r["total_cpu_s"]
 
 
 def main():
@@ -62,12 +72,13 @@ def main():
     ap.add_argument("--cols", type=int, default=1280)
     ap.add_argument("--tokens", type=int, default=4096)
     ap.add_argument("--hessian-shapes", default="1280x8x512,320x32x300")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5, help="interleaved rounds (Hessian: repetitions)")
+    ap.add_argument("--kernels", default="cpu", help="Proteus's kernel context (ref, avx2, avx512, cpu)")
     a = ap.parse_args()
     exe = os.path.join(a.build, "tests", "quant", "bench_gptq")
-    report = {"threads": a.threads, "hessian": [], "solve": []}
+    report = {"threads": a.threads, "kernels": a.kernels, "hessian": [], "solve": []}
 
-    for shape in a.hessian_shapes.split(","):
+    for shape in filter(None, a.hessian_shapes.split(",")):  # "": the solve only
         d, ns, ln = shape.split("x")
         out = subprocess.run([exe, "hessian", d, ns, ln, str(a.reps)], check=True, capture_output=True, text=True)
         r = json.loads(out.stdout)
@@ -95,15 +106,24 @@ def main():
         H.tofile(hp)
         W.tofile(wp)
         for act in (False, True):
-            best = float("inf")
+            # interleaved rounds: each round runs Proteus, then the reference,
+            # so both see the same load; a round's ratio compares neighbours
+            rounds = []
             for _ in range(a.reps):
-                out = subprocess.run([exe, "solve", hp, wp, str(a.rows), str(a.cols), str(a.threads), "4", "0",
-                                      "1" if act else "0"], check=True, capture_output=True, text=True)
-                best = min(best, json.loads(out.stdout)["total_s"])
-            ref = bench_reference(gptq, quant, W, H, a.threads, act, a.reps)
-            report["solve"].append({"act_order": act, "proteus_s": best, "reference_s": ref, "speedup": ref / best})
-            print(f"solve {a.rows} x {a.cols} int4 per channel{' act-order' if act else ''}, {a.threads} thread(s): "
-                  f"Proteus {best:.3f} s, reference fasterquant {ref:.3f} s: {ref / best:.2f}x")
+                pw, pc = run_proteus(exe, hp, wp, a, act)
+                rw, rc = run_reference(gptq, quant, W, H, a.threads, act)
+                rounds.append({"proteus_s": pw, "proteus_cpu_s": pc, "reference_s": rw, "reference_cpu_s": rc,
+                               "speedup": rw / pw, "speedup_cpu": rc / pc})
+            med = lambda k: float(np.median([r[k] for r in rounds]))  # noqa: E731
+            best = min(r["reference_s"] for r in rounds) / min(r["proteus_s"] for r in rounds)
+            report["solve"].append({"act_order": act, "rounds": rounds, "speedup_median": med("speedup"),
+                                    "speedup_cpu_median": med("speedup_cpu"), "speedup_best": best})
+            per_round = ", ".join(f"{r['speedup']:.2f}" for r in rounds)
+            print(f"solve {a.rows} x {a.cols} int4 per channel{' act-order' if act else ''}, {a.threads} thread(s), "
+                  f"{a.reps} interleaved rounds: Proteus {med('proteus_s'):.3f} s (CPU {med('proteus_cpu_s'):.3f} s), "
+                  f"reference fasterquant {med('reference_s'):.3f} s (CPU {med('reference_cpu_s'):.3f} s): "
+                  f"median ratio {med('speedup'):.2f}x wall, {med('speedup_cpu'):.2f}x CPU time, "
+                  f"{best:.2f}x best against best (wall ratio by round: {per_round})")
     print(json.dumps(report))
     return 0
 

@@ -4,8 +4,9 @@
  *   bench_gptq hessian D N_SEQS SEQ_LEN REPS
  *     the Hessian build (pq_hessian_add_seqs, each sequence its own partial) against BLAS dsyrk on
  *     the same rows in one call (fp64, one BLAS thread, as the build uses);
- *   bench_gptq solve H.f64 W.f32 ROWS D THREADS BITS GROUP ACT_ORDER
- *     pq_gptq_prepare + pq_gptq_quantize_rows on a given H and W.
+ *   bench_gptq solve H.f64 W.f32 ROWS D THREADS BITS GROUP ACT_ORDER [KERNELS]
+ *     pq_gptq_prepare + pq_gptq_quantize_rows on a given H and W, with the
+ *     kernel context KERNELS (pq_ops_select's names; default cpu).
  * Prints one JSON line. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,15 @@
 #include "quant/hessian.h"
 
 static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU time of the process (all its threads): on a loaded machine it counts
+ * the work and not the waits for a core. */
+static double cpu_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -82,7 +92,7 @@ static void *slurp(const char *path, size_t want)
     return p;
 }
 
-static int bench_solve(char **a)
+static int bench_solve(char **a, const char *kernels)
 {
     const int64_t rows = atoll(a[2]), d = atoll(a[3]);
     const int nt = atoi(a[4]), bits = atoi(a[5]), group = atoi(a[6]);
@@ -96,17 +106,22 @@ static int bench_solve(char **a)
     void *codes = malloc((size_t)(rows * pq_qspec_row_bytes(&s, d)));
     float *scale = malloc((size_t)(rows * G) * sizeof *scale);
     pq_rtn_rows r = {.codes = codes, .scale = scale};
+    pq_ops ops;
+    if (pq_ops_select(kernels, &ops) != PQ_KOK) {
+        fprintf(stderr, "bench_gptq: kernel context '%s' is not available here\n", kernels);
+        return 1;
+    }
     if (pq_blas_load()) goto fail;
     pq_blas_set_threads(nt);
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     pq_gptq_factor *f;
     if (pq_gptq_prepare(H, d, &o, "bench", &f)) goto fail;
     double t1 = now();
-    if (pq_gptq_quantize_rows(f, W, rows, d, &s, nt, &r)) goto fail;
-    double t2 = now();
-    printf("{\"mode\": \"solve\", \"rows\": %lld, \"d\": %lld, \"threads\": %d, \"prepare_s\": %.6f, "
-           "\"quantize_s\": %.6f, \"total_s\": %.6f}\n",
-           (long long)rows, (long long)d, nt, t1 - t0, t2 - t1, t2 - t0);
+    if (pq_gptq_quantize_rows(&ops, f, W, rows, d, &s, nt, &r)) goto fail;
+    double t2 = now(), c2 = cpu_now();
+    printf("{\"mode\": \"solve\", \"rows\": %lld, \"d\": %lld, \"threads\": %d, \"kernels\": \"%s\", "
+           "\"prepare_s\": %.6f, \"quantize_s\": %.6f, \"total_s\": %.6f, \"total_cpu_s\": %.6f}\n",
+           (long long)rows, (long long)d, nt, ops.name, t1 - t0, t2 - t1, t2 - t0, c2 - c0);
     pq_gptq_factor_free(f);
     free(H);
     free(W);
@@ -122,8 +137,9 @@ int main(int argc, char **argv)
 {
     if (argc == 6 && !strcmp(argv[1], "hessian"))
         return bench_hessian(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), atoi(argv[5]));
-    if (argc == 10 && !strcmp(argv[1], "solve")) return bench_solve(argv + 2);
+    if ((argc == 10 || argc == 11) && !strcmp(argv[1], "solve"))
+        return bench_solve(argv + 2, argc == 11 ? argv[10] : "cpu");
     fprintf(stderr, "usage: bench_gptq hessian D N_SEQS SEQ_LEN REPS\n"
-                    "       bench_gptq solve H.f64 W.f32 ROWS D THREADS BITS GROUP ACT_ORDER\n");
+                    "       bench_gptq solve H.f64 W.f32 ROWS D THREADS BITS GROUP ACT_ORDER [KERNELS]\n");
     return 2;
 }

@@ -4,8 +4,9 @@
  * GPTQ solve on the weight W (fp32, rows x d) and write, for the peers:
  *   OUT/H.f64 (d x d, 2/n * X^T X), OUT/codes.i8 (rows x d, unpacked),
  *   OUT/scales.f32, OUT/zp.i32 (rows x groups), OUT/Q.f32 (dequantized).
- * usage: gptq_driver X.f32 D SEQ W.f32 ROWS BITS GROUP SYM ACT_ORDER OUT
- *        (GROUP 0: per channel) */
+ * usage: gptq_driver X.f32 D SEQ W.f32 ROWS BITS GROUP SYM ACT_ORDER OUT [H.f64]
+ *        (GROUP 0: per channel; H.f64 given: solve with that Hessian, d x d
+ *        fp64, instead of building one from X) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,8 @@ static int dump(const char *dir, const char *name, const void *p, size_t bytes)
 
 int main(int argc, char **argv)
 {
-    if (argc != 11) {
-        fprintf(stderr, "usage: gptq_driver X.f32 D SEQ W.f32 ROWS BITS GROUP SYM ACT_ORDER OUT\n");
+    if (argc != 11 && argc != 12) {
+        fprintf(stderr, "usage: gptq_driver X.f32 D SEQ W.f32 ROWS BITS GROUP SYM ACT_ORDER OUT [H.f64]\n");
         return 2;
     }
     const int64_t d = atoll(argv[2]), seq = atoll(argv[3]), rows = atoll(argv[5]);
@@ -61,13 +62,26 @@ int main(int argc, char **argv)
     pq_gptq_opts o = PQ_GPTQ_OPTS_DEFAULT;
     o.act_order = atoi(argv[9]) != 0;
     const char *out = argv[10];
-    pq_hessian *h;
+    pq_ops ops;
+    if (pq_ops_select("cpu", &ops) != PQ_KOK) return 1;
+    pq_hessian *h = NULL;
     double *H = malloc((size_t)(d * d) * sizeof *H);
     pq_gptq_factor *f = NULL;
-    if (pq_hessian_create(d, "driver", &h)) goto fail;
-    for (int64_t t = 0; t < n; t += seq)
-        if (pq_hessian_add(h, NULL, X + t * d, n - t < seq ? n - t : seq, d)) goto fail;
-    if (pq_hessian_finish(h, H)) goto fail;
+    if (argc == 12) {
+        long nh;
+        double *Hg = slurp(argv[11], &nh);
+        if (!Hg || nh != (long)(d * d * 8)) {
+            fprintf(stderr, "gptq_driver: bad Hessian file %s\n", argv[11]);
+            return 1;
+        }
+        memcpy(H, Hg, (size_t)(d * d) * 8);
+        free(Hg);
+    } else {
+        if (pq_hessian_create(d, "driver", &h)) goto fail;
+        for (int64_t t = 0; t < n; t += seq)
+            if (pq_hessian_add(h, NULL, X + t * d, n - t < seq ? n - t : seq, d)) goto fail;
+        if (pq_hessian_finish(h, H)) goto fail;
+    }
     if (dump(out, "H.f64", H, (size_t)(d * d) * 8)) return 1;
     if (pq_gptq_prepare(H, d, &o, "driver", &f)) goto fail;
     const int64_t G = pq_qspec_groups(&s, d), rb = pq_qspec_row_bytes(&s, d);
@@ -76,7 +90,7 @@ int main(int argc, char **argv)
     float *scale = malloc((size_t)(rows * G) * sizeof *scale), *Q = malloc((size_t)(rows * d) * sizeof *Q);
     int32_t *zp = calloc((size_t)(rows * G), sizeof *zp);
     pq_rtn_rows r = {.codes = codes, .scale = scale, .zero_point = s.symmetric ? NULL : zp};
-    if (pq_gptq_quantize_rows(f, W, rows, d, &s, 0, &r)) goto fail;
+    if (pq_gptq_quantize_rows(&ops, f, W, rows, d, &s, 0, &r)) goto fail;
     pq_ops ref;
     pq_ops_init_ref(&ref);
     for (int64_t i = 0; i < rows; i++) {

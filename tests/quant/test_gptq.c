@@ -16,6 +16,10 @@
 #include "quant/gptq.h"
 #include "quant/hessian.h"
 
+/* The best kernel context of this CPU runs the solve; the split test also
+ * runs it on the scalar reference, which must give the same bytes. */
+static pq_ops g_ops, g_ref;
+
 typedef struct bufs {
     int8_t *codes;
     float *scale;
@@ -76,7 +80,7 @@ static void test_hand_d2(void **state)
     const pq_qspec s4 = {.bits = 4, .gran = PQ_GRAN_CHANNEL, .symmetric = true};
     bufs b;
     bufs_make(&b, &s4, 2, 2);
-    assert_int_equal(pq_gptq_quantize_rows(f, W, 2, 2, &s4, 1, &b.r), PQ_OK);
+    assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, 2, 2, &s4, 1, &b.r), PQ_OK);
     const uint8_t *p = (const uint8_t *)b.codes;
     /* packed: low nibble column 0, offset 8 */
     assert_int_equal(p[0] & 15, 4 + 8);
@@ -93,7 +97,7 @@ static void test_hand_d2(void **state)
      * by 1.9 * (w0 - q0) = -0.0033: 126.4 -> code 126 (RTN: 127) */
     const float W8[2] = {-0.36f, 0.7f};
     bufs_make(&b, &s, 1, 2);
-    assert_int_equal(pq_gptq_quantize_rows(f, W8, 1, 2, &s, 1, &b.r), PQ_OK);
+    assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W8, 1, 2, &s, 1, &b.r), PQ_OK);
     {
         float sc = 0.7f / 127.0f;
         float q0 = nearbyintf(-0.36f * (1.0f / sc));
@@ -136,7 +140,7 @@ static void test_diagonal_is_rtn(void **state)
             bufs g, r;
             bufs_make(&g, &specs[k], R, C);
             bufs_make(&r, &specs[k], R, C);
-            assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, &specs[k], 1, &g.r), PQ_OK);
+            assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, R, C, &specs[k], 1, &g.r), PQ_OK);
             assert_int_equal(pq_rtn_quantize_rows(&ref, 1, W, R, C, &specs[k], PQ_NAN_ERROR, NULL, "diag", 0, &r.r),
                              PQ_OK);
             assert_memory_equal(g.codes, r.codes, (size_t)(R * pq_qspec_row_bytes(&specs[k], C)));
@@ -163,7 +167,7 @@ static void test_diagonal_is_rtn(void **state)
     const pq_qspec s = {.bits = 8, .gran = PQ_GRAN_CHANNEL, .symmetric = true};
     bufs b;
     bufs_make(&b, &s, 1, 3);
-    assert_int_equal(pq_gptq_quantize_rows(f, w3, 1, 3, &s, 1, &b.r), PQ_OK);
+    assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, w3, 1, 3, &s, 1, &b.r), PQ_OK);
     assert_int_equal(b.codes[1], 0);
     assert_int_equal(b.codes[0], (int)nearbyintf(0.5f * (1.0f / b.scale[0])));
     /* per-channel scale from the original row, the dead column included */
@@ -249,14 +253,14 @@ static void test_split_threads(void **state)
             bufs_make(&blk, s, R, C);
             bufs_make(&thr, s, R, C);
             bufs_make(&rtn, s, R, C);
-            assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, s, 1, &one.r), PQ_OK);
+            assert_int_equal(pq_gptq_quantize_rows(&g_ref, f, W, R, C, s, 1, &one.r), PQ_OK);
             for (int r0 = 0; r0 < R; r0 += 7) {
                 pq_rtn_rows o7 = at_row(&blk, s, r0, C);
-                assert_int_equal(pq_gptq_quantize_rows(f, W + r0 * C, R - r0 < 7 ? R - r0 : 7, C, s, 1, &o7),
-                                 PQ_OK);
+                assert_int_equal(
+                    pq_gptq_quantize_rows(&g_ops, f, W + r0 * C, R - r0 < 7 ? R - r0 : 7, C, s, 1, &o7), PQ_OK);
             }
-            assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, s, 2, &thr.r), PQ_OK);
-            assert_int_equal(pq_gptq_quantize_rows(f2, W, R, C, s, 1, &sent.r), PQ_OK);
+            assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, R, C, s, 2, &thr.r), PQ_OK);
+            assert_int_equal(pq_gptq_quantize_rows(&g_ops, f2, W, R, C, s, 1, &sent.r), PQ_OK);
             const size_t nc = (size_t)(R * pq_qspec_row_bytes(s, C)), ns = (size_t)pq_qspec_n_scales(s, R, C);
             assert_memory_equal(one.codes, blk.codes, nc);
             assert_memory_equal(one.codes, thr.codes, nc);
@@ -289,12 +293,12 @@ static void test_split_threads(void **state)
         bufs b;
         bufs_make(&b, &pt, R, C);
         pq_err_clear();
-    assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, &pt, 1, &b.r), PQ_ERR_CONFIG);
+    assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, R, C, &pt, 1, &b.r), PQ_ERR_CONFIG);
         assert_non_null(strstr(pq_err_detail(), "per-channel or group"));
         W[3 * C + 4] = NAN;
         const pq_qspec s = {.bits = 8, .gran = PQ_GRAN_CHANNEL, .symmetric = true};
         pq_err_clear();
-    assert_int_equal(pq_gptq_quantize_rows(f, W, R, C, &s, 1, &b.r), PQ_ERR_QUANTIZATION);
+    assert_int_equal(pq_gptq_quantize_rows(&g_ops, f, W, R, C, &s, 1, &b.r), PQ_ERR_QUANTIZATION);
         assert_non_null(strstr(pq_err_detail(), "row 3 (column 4)"));
         bufs_free(&b);
         pq_gptq_factor_free(f);
@@ -313,5 +317,7 @@ int main(void)
         cmocka_unit_test(test_not_positive_definite),
         cmocka_unit_test(test_split_threads),
     };
+    pq_ops_init_ref(&g_ref);
+    if (pq_ops_select("cpu", &g_ops) != PQ_KOK) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,17 +14,31 @@ nsamples counts tokens as Proteus's 2/n does.
 
 Checks, per Linear and configuration (int4 per channel, int4 group 128,
 int8 per channel; with and without act-order, the reference's static
-groups): H agrees to fp32 rounding; the codes are equal for >= 99 % of the
-weights; the output error ||(W - Q) X^T||^2 is at most 1.005 x the
-reference's over all cases (geometric mean of the ratios; measured 1.0013),
-and at most 1.05 x in every single case (the issue asks 1.001 per case). Why not 1.001 per case: a code that flips
-(different summation order, fp64 factor here, fp32 there) changes the error
-fed to the rest of its row, and the result is chaotic at the percent level:
-the reference itself moves by -1.2 %..+0.9 % (fc2 of layer 4, int4 group
-128 asymmetric) when only its damping changes by 1e-5 relative (0.01 ->
-0.0100001 / 0.0099999). Each case's ratio is printed.
+groups):
+1. End to end (each side builds its own H from X): H agrees to fp32
+   rounding; the codes are equal for >= 99 % of the weights; the output
+   error ||(W - Q) X^T||^2 is at most 1.005 x the reference's over all cases
+   (geometric mean of the ratios; measured 1.0013) and at most 1.05 x in
+   every case.
+2. The solve, to the issue's 1.001 per case: Proteus's solve fed the
+   reference's own (fp32) H, against the reference's algorithm run on the
+   same H with its factor (torch.linalg.cholesky / cholesky_inverse)
+   computed in fp64, the precision of Proteus's factor: output error at most
+   1.001 x in every case. Why 1.001 holds only at the same precision: the
+   factor's precision alone moves the reference by up to 3 % (layer 4 fc2,
+   int4 group 128: its fp64-factor error is 1.020 x its fp32-factor error,
+   1.030 x asymmetric; Proteus fed its H matches those fp64 figures to 4-5
+   digits), and 1-ulp changes of H move it by 1-2 % either way (sd of the
+   log error over 10 random 1-ulp perturbations of H on those cases: 1.0 /
+   2.0 % with the fp32 factor, 0.6 / 0.5 % with fp64; Proteus's own, 0.6 /
+   0.8 %, around the fp64 reference's mean): the greedy column order makes the error
+   chaotic at the percent level, so end to end Proteus and the reference
+   agree only to the spread that 1-ulp and factor-precision differences
+   cause. The fp32/fp64 ratio of the reference is printed for each case.
 
 usage: test_gptq_peer.py CALIB_DUMP GPTQ_DRIVER MODEL FASTA"""
+import contextlib
+import io
 import json
 import os
 import struct
@@ -103,7 +117,20 @@ def make_quantizer(quant, bits, sym):
     return q
 
 
-def run_reference(gptq, quant, W, X, bits, group, sym, act_order):
+@contextlib.contextmanager
+def factor_in_fp64():
+    """The reference's cholesky and cholesky_inverse computed in fp64 and
+    rounded to fp32: its algorithm with a factor at Proteus's precision."""
+    chol, cinv = torch.linalg.cholesky, torch.cholesky_inverse
+    torch.linalg.cholesky = lambda A, upper=False: chol(A.double(), upper=upper).to(A.dtype)
+    torch.cholesky_inverse = lambda L: cinv(L.double()).to(L.dtype)
+    try:
+        yield
+    finally:
+        torch.linalg.cholesky, torch.cholesky_inverse = chol, cinv
+
+
+def run_reference(gptq, quant, W, X, bits, group, sym, act_order, fp64_factor=False):
     layer = torch.nn.Linear(W.shape[1], W.shape[0], bias=False)
     layer.weight.data = torch.from_numpy(W.copy())
     g = gptq.GPTQ(layer)
@@ -111,8 +138,9 @@ def run_reference(gptq, quant, W, X, bits, group, sym, act_order):
     # n_tokens batches of one token each: nsamples counts tokens
     g.add_batch(torch.from_numpy(X).unsqueeze(1), None)
     H = g.H.clone().double().numpy()
-    g.fasterquant(blocksize=128, percdamp=0.01, groupsize=group if group else -1, actorder=act_order,
-                  static_groups=bool(act_order and group))
+    with factor_in_fp64() if fp64_factor else contextlib.nullcontext():
+        g.fasterquant(blocksize=128, percdamp=0.01, groupsize=group if group else -1, actorder=act_order,
+                      static_groups=bool(act_order and group))
     return H, layer.weight.data.numpy().copy()
 
 
@@ -129,14 +157,13 @@ def main():
     torch.cuda.synchronize = lambda: None
     torch.cuda.empty_cache = lambda: None
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    import contextlib
-    import io
     with contextlib.redirect_stdout(io.StringIO()):
         import gptq  # noqa: E402
         import quant  # noqa: E402
 
     failures = []
     log_ratios = []
+    solve_ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         sites = sorted({s for s, _ in LINEARS})
         subprocess.run([dump_exe, model, fasta, str(N_SEQS), tmp, *sites], check=True,
@@ -183,9 +210,27 @@ def main():
                     log_ratios.append(np.log(ratio))
                     if ratio > 1.05:
                         failures.append(f"{tag}: output error x{ratio:.5f} of the reference's")
+                    # 2. the solve alone: both on the reference's H, both factors in fp64
+                    hpath = os.path.join(tmp, "Href.f64")
+                    Hr.tofile(hpath)
+                    subprocess.run([driver, os.path.join(tmp, site + ".f32"), str(d), str(SEQ_ROWS), wpath,
+                                    str(W.shape[0]), str(bits), str(group), "1" if sym else "0",
+                                    "1" if act else "0", out, hpath], check=True)
+                    Qs = np.fromfile(os.path.join(out, "Q.f32"), dtype=np.float32).reshape(W.shape)
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        _, Q64 = run_reference(gptq, quant, W, X, bits, group, sym, act, fp64_factor=True)
+                    err_s = float(np.sum(((W.astype(np.float64) - Qs) @ Xd.T) ** 2))
+                    err_64 = float(np.sum(((W.astype(np.float64) - Q64) @ Xd.T) ** 2))
+                    print(f"    same H, fp64 factors: output error {err_s:.6g} vs reference {err_64:.6g} "
+                          f"(x{err_s / err_64:.5f}); the reference's fp64/fp32 factor ratio x{err_64 / err_r:.5f}")
+                    solve_ratios.append(err_s / err_64)
+                    if err_s > 1.001 * err_64:
+                        failures.append(f"{tag}: on the reference's H, output error x{err_s / err_64:.5f} of the "
+                                        "reference's with an fp64 factor")
     gmean = float(np.exp(np.mean(log_ratios)))
     print(f"output error over {len(log_ratios)} cases: geometric mean x{gmean:.5f} of the reference's, "
-          f"{sum(r > np.log(1.001) for r in log_ratios)} cases above x1.001")
+          f"{sum(r > np.log(1.001) for r in log_ratios)} cases above x1.001; on the reference's H with fp64 "
+          f"factors, the largest ratio x{max(solve_ratios):.5f}")
     if gmean > 1.005:
         failures.append(f"output error: geometric mean x{gmean:.5f} of the reference's")
     for f in failures:
