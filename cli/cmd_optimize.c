@@ -206,7 +206,7 @@ static pq_status sensitivity(const optimize_opts *o, int rank, pq_sens_table *t)
     pq_sens *s = NULL;
     pq_sens_opts so = {.model = o->model, .fasta = o->calib, .max_seqs = o->calib_seqs,
                        .max_length = o->max_length, .batch_tokens = o->batch_tokens, .seed = o->seed,
-                       .mask_frac = 0.15};
+                       .mask_frac = 0.15, .cache_layers = true};
     so.model_opts.n_threads = o->threads > 0 ? o->threads : pq_sync_threads_per_rank(MPI_COMM_WORLD, rank);
     pq_status st = pq_hardware_select(o->hardware, &so.model_opts.ops);
     if (!st) st = pq_sens_open(&so, &s);

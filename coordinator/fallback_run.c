@@ -71,9 +71,14 @@ static pq_status eval_data(const pq_quantize_request *q, char *buf, size_t n)
     return st;
 }
 
-/* Rank 0: the committed attempt file against the checkpoint. */
+/* Rank 0: the committed attempt file against the checkpoint, whose results
+ * `ref` keeps from the first attempt on (the checkpoint is run once per
+ * fallback). The per-Linear SQNRs need the checkpoint's activations: the
+ * first attempt measures them in its pass; a later one only when it misses
+ * the budget (an accepted attempt's SQNRs are never read), in a second
+ * pass of the checkpoint alone. */
 static pq_status evaluate(const pq_qrun *x, const pq_config *cfg, const pq_job *job, const char *file,
-                          const char *fasta, pq_fallback *fb)
+                          const char *fasta, pq_eval_ref *ref, pq_fallback *fb)
 {
     const pq_quantize_request *q = x->q;
     /* the other ranks wait without spinning: this rank may take the cores */
@@ -82,17 +87,25 @@ static pq_status evaluate(const pq_qrun *x, const pq_config *cfg, const pq_job *
     pq_eval_compare_opts co = {.model = file, .reference = q->model, .fasta = fasta, .max_seqs = q->eval_max_seqs,
                                .max_length = EVAL_MAX_LENGTH, .batch_tokens = EVAL_BATCH_TOKENS,
                                .mask_frac = EVAL_MASK_FRAC, .model_opts = mo, .reference_opts = mo,
-                               .no_peak = true}; /* utilization is not part of the decision */
+                               .no_peak = true, /* utilization is not part of the decision */
+                               .ref_cache = ref, .no_sqnr = pq_eval_ref_model(ref) != NULL};
     pq_eval_report r;
     pq_status st = pq_eval_compare(&co, &r);
+    if (co.no_sqnr) pq_eval_report_free(&r); /* r.sqnr NULL: no SQNR measured */
     if (!st) st = pq_fallback_measured(fb, &r, (int64_t)pq_job_stats_of(job)->bytes_after);
     pq_eval_report_free(&r);
+    if (!st && co.no_sqnr && !pq_fallback_current(fb)->met) {
+        co.no_sqnr = false;
+        co.sqnr_only = true;
+        if (!(st = pq_eval_compare(&co, &r))) pq_fallback_measured_sqnr(fb, &r);
+        pq_eval_report_free(&r);
+    }
     return st;
 }
 
 /* Rank 0: what follows attempt `js` (its job's status). */
 static decision decide(const pq_qrun *x, const pq_config *cfg, pq_fallback *fb, pq_status js, const char *file,
-                       const pq_job *job, const char *fasta)
+                       const pq_job *job, const char *fasta, pq_eval_ref *ref)
 {
     const pq_quantize_request *q = x->q;
     pq_fb_attempt *a = pq_fallback_current(fb);
@@ -103,7 +116,7 @@ static decision decide(const pq_qrun *x, const pq_config *cfg, pq_fallback *fb, 
     } else if (!js) {
         pq_cleanup_arm(file);
         pq_cleanup_arm_also(x->armed_too);
-        st = evaluate(x, cfg, job, file, fasta, fb);
+        st = evaluate(x, cfg, job, file, fasta, ref, fb);
     }
     if (!st) st = pq_stop_check();
     if (st) return (decision){.what = DECIDE_FAIL, .status = st};
@@ -187,19 +200,21 @@ pq_status pq_fallback_run(pq_qrun *x, pq_config *cfg, pq_job **written)
     const bool root = x->rank == PQ_ROLE_COORD;
     pq_fallback fb;
     pq_job *job = NULL, *best_job = NULL;
+    pq_eval_ref *ref = NULL;
     char fasta[4096] = "", file[4096] = "", best[4096] = "";
     bool kept = false;
     *written = NULL;
     pq_status st = pq_fallback_init(&fb, cfg, q->max_attempts);
     if (!st) st = attempt_name(file, sizeof file, q->out, 9999);
     if (!st && root) st = eval_data(q, fasta, sizeof fasta);
+    if (!st && root) st = pq_eval_ref_new(&ref);
     st = pq_sync_agree(x->comm, st);
     while (!st) {
         if ((st = attempt_name(file, sizeof file, q->out, pq_fallback_current(&fb)->number))) break;
         x->armed_too = best[0] ? best : NULL;
         pq_status js = pq_qrun_job(x, cfg, file, &fb, &job);
         decision d = {0};
-        if (root) d = decide(x, cfg, &fb, js, file, job, fasta);
+        if (root) d = decide(x, cfg, &fb, js, file, job, fasta, ref);
         if ((st = share(x->comm, &d))) break;
         if (d.what == DECIDE_FAIL) {
             st = root ? (pq_status)d.status : pq_err((pq_status)d.status, "rank 0 stopped the fallback");
@@ -238,6 +253,7 @@ pq_status pq_fallback_run(pq_qrun *x, pq_config *cfg, pq_job **written)
     x->armed_too = NULL;
     pq_job_destroy(job);
     pq_job_destroy(best_job);
+    pq_eval_ref_free(ref);
     pq_fallback_free(&fb);
     return st;
 }

@@ -3,7 +3,17 @@
  * rank 0 included: unit u (decide/sens.h, Linear-major) runs on rank
  * u mod N, and the cells are combined by a sum in which every cell has one
  * non-zero contributor (x + 0 is exact), so every rank ends with the same
- * table, the same bytes as one rank measuring everything. */
+ * table, the same bytes as one rank measuring everything.
+ *
+ * Not the unit runner (worker/runner.h): its items are a quantize plan's
+ * units, run by the job one per thread in a batch, their quantized rows
+ * delivered to rank 0's output, stolen through claims on plan units. A
+ * sensitivity unit is one forward of the rank's one in-memory model, with
+ * one weight overwritten and put back: two cannot run at once in a
+ * process, each already uses every thread, and its three numbers go to
+ * every rank. Units are Linear-major, so u mod N gives each rank units of
+ * every layer: the split stays even though a unit of layer l costs the
+ * layers from l on (decide/sens.h). */
 #ifndef PQ_SENS_MPI_H
 #define PQ_SENS_MPI_H
 

@@ -93,6 +93,11 @@ pq_status pq_stats_json(const pq_job_stats *s, char **out);
 
 void pq_free(void *p); /* strings the library returns; NULL is fine */
 
+/* The /provenance string `key` of the Proteus model file at path (owned
+ * *out, pq_free; docs/FORMAT.md), e.g. "fallback_trail". The reader's
+ * errors; PQ_ERR_FORMAT when the file has no such key. */
+pq_status pq_model_provenance(const char *path, const char *key, char **out);
+
 /* Calibration statistics (api_calib.c): exact histograms at every Linear
  * input, the same bits as `proteus calibrate` on any number of ranks.
  * pq_calibrate collects them on the first max_seqs (0: all) usable

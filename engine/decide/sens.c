@@ -16,11 +16,13 @@
 
 static const pq_esm2_role k_roles[6] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};
 
-/* One forward batch, masked, with the reference's logits. */
+/* One forward batch, masked, with the reference's logits and the input
+ * activations of the layers a unit may start from. */
 typedef struct sens_batch {
     pq_packed pk;
     int32_t *orig;    /* [n_tokens] true id of masked positions, -1 elsewhere */
     float *ref;       /* [n_tokens, V] reference logits */
+    float **xin;      /* [L]: layer l's input [n_tokens, D] for l a positive multiple of the stride, else NULL */
 } sens_batch;
 
 struct pq_sens {
@@ -31,6 +33,7 @@ struct pq_sens {
     int64_t n_seqs;
     pq_eval_mlm ref_mlm;
     double **xsq;     /* [L * 6]: per input column, sum over tokens of x^2 */
+    int stride;       /* layers whose inputs are kept: multiples of it (0: none) */
     int64_t n_tok;    /* tokens seen by the reference pass */
     float *save;      /* a weight's original values while a unit runs */
     int64_t save_cap;
@@ -50,6 +53,19 @@ static void observe_sq(void *user, const pq_ops *ops, int layer, pq_esm2_role si
     }
 }
 
+/* The stride of the kept layer inputs: every layer when they fit in
+ * PQ_SENS_CACHE_BYTES, else every stride-th (0: none fits). */
+static int cache_stride(const pq_sens *s, const pq_sens_opts *o, const pq_fasta_record *recs, int64_t n_recs)
+{
+    if (!o->cache_layers || s->L < 2) return 0;
+    int64_t tokens = 0;
+    for (int64_t i = 0; i < n_recs; i++) tokens += recs[i].n_ids;
+    double per_layer = (double)tokens * (double)pq_esm2_model_config(s->m)->embed_dim * sizeof(float);
+    for (int k = 1; k < s->L; k++)
+        if ((double)((s->L - 1) / k) * per_layer <= (double)PQ_SENS_CACHE_BYTES) return k;
+    return 0;
+}
+
 /* Pack, mask and run the reference over every batch. */
 static pq_status reference_pass(pq_sens *s, const pq_sens_opts *o, const pq_fasta_record *recs, int64_t n_recs)
 {
@@ -57,6 +73,8 @@ static pq_status reference_pass(pq_sens *s, const pq_sens_opts *o, const pq_fast
     pq_esm2_outputs out;
     memset(&out, 0, sizeof out);
     out.want_logits = true;
+    s->stride = cache_stride(s, o, recs, n_recs);
+    for (int l = s->stride; s->stride && l < s->L; l += s->stride) out.repr_layers[out.n_repr++] = l;
     pq_esm2_model_set_observer(s->m, observe_sq, s);
     for (int64_t start = 0; start < n_recs && st == PQ_OK;) {
         int64_t np = 0;
@@ -72,6 +90,14 @@ static pq_status reference_pass(pq_sens *s, const pq_sens_opts *o, const pq_fast
         int64_t N = b->pk.offsets[np];
         b->ref = out.logits;
         out.logits = NULL;
+        if (out.n_repr && !(b->xin = calloc((size_t)s->L, sizeof *b->xin))) {
+            st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+            break;
+        }
+        for (int i = 0; i < out.n_repr; i++) {
+            b->xin[out.repr_layers[i]] = out.repr[i];
+            out.repr[i] = NULL;
+        }
         pq_eval_mlm_add(&s->ref_mlm, b->ref, b->orig, N, s->V);
         s->n_tok += N;
         start += np;
@@ -122,6 +148,8 @@ void pq_sens_close(pq_sens *s)
         pq_packed_free(&s->b[i].pk);
         free(s->b[i].orig);
         free(s->b[i].ref);
+        for (int l = 0; s->b[i].xin && l < s->L; l++) free(s->b[i].xin[l]);
+        free(s->b[i].xin);
     }
     free(s->b);
     for (int i = 0; s->xsq && i < s->L * 6; i++) free(s->xsq[i]);
@@ -174,6 +202,8 @@ void pq_sens_unit_cell(const pq_sens_table *t, int unit, int *lin, int *cand)
         if (t->cands[j].precision < 32 && k-- == 0) *cand = j;
 }
 
+static pq_status run_from(pq_sens *s, pq_esm2_model *m, int from, pq_eval_mlm *mlm, double *kl, double *seconds);
+
 /* w (rows x cols) into its fake-quantized values under c, in place. */
 static pq_status fake_quantize(pq_sens *s, const pq_sens_linear *l, const pq_cand *c, float *w)
 {
@@ -223,7 +253,10 @@ pq_status pq_sens_measure(pq_sens *s, const pq_sens_table *t, int unit, pq_sens_
     }
     pq_eval_mlm mlm = {0};
     double kl = 0, secs;
-    if (st == PQ_OK) st = pq_sens_run(s, NULL, &mlm, &kl, &secs);
+    /* the layers before this one see the reference's activations: the
+     * forward starts from the nearest kept input at or below it */
+    int from = s->stride ? l->layer / s->stride * s->stride : 0;
+    if (st == PQ_OK) st = run_from(s, NULL, from, &mlm, &kl, &secs);
     memcpy(w, s->save, (size_t)n_elems * sizeof *w);
     if (st) return st;
     out->d_loss = mlm.nll / (double)mlm.n_masked - s->ref_mlm.nll / (double)s->ref_mlm.n_masked;
@@ -233,6 +266,12 @@ pq_status pq_sens_measure(pq_sens *s, const pq_sens_table *t, int unit, pq_sens_
 }
 
 pq_status pq_sens_run(pq_sens *s, pq_esm2_model *m, pq_eval_mlm *mlm, double *kl, double *seconds)
+{
+    return run_from(s, m, 0, mlm, kl, seconds);
+}
+
+/* pq_sens_run from layer `from` on (0, or a layer whose input is kept). */
+static pq_status run_from(pq_sens *s, pq_esm2_model *m, int from, pq_eval_mlm *mlm, double *kl, double *seconds)
 {
     pq_status st = PQ_OK;
     pq_esm2_outputs o;
@@ -247,7 +286,8 @@ pq_status pq_sens_run(pq_sens *s, pq_esm2_model *m, pq_eval_mlm *mlm, double *kl
         const sens_batch *b = &s->b[bi];
         pq_esm2_outputs_clear(&o);
         t0 = pq_now_s();
-        if ((st = pq_esm2_forward(m, &b->pk.batch, NULL, &o)) != PQ_OK) break;
+        const float *x_in = from ? b->xin[from] : NULL;
+        if ((st = pq_esm2_forward_from(m, &b->pk.batch, from, x_in, &o)) != PQ_OK) break;
         *seconds += pq_now_s() - t0;
         int64_t N = b->pk.offsets[b->pk.batch.n_seqs];
         pq_eval_mlm_add(mlm, o.logits, b->orig, N, s->V);

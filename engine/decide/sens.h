@@ -6,12 +6,19 @@
  * in memory (round to nearest with the quantizer's own rtn and dequantized
  * back, or rounded to fp16), runs the same batches, and puts the weight back.
  *
+ * With cache_layers the reference pass keeps every layer's input
+ * activations (every stride-th layer's when all would take more than
+ * PQ_SENS_CACHE_BYTES), and a unit of layer l runs the forward from there
+ * (the layers before l hold their fp32 weights): the same bits as the
+ * whole forward, a fraction of its time.
+ *
  * A unit's numbers depend only on the model, the data and the unit: the
  * forward is the same code on every rank and for any thread count, so a
  * table filled by any split of the units over ranks is the same bytes. */
 #ifndef PQ_DECIDE_SENS_H
 #define PQ_DECIDE_SENS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/pq_err.h"
@@ -28,7 +35,11 @@ typedef struct pq_sens_opts {
     uint64_t seed;          /* masking seed */
     double mask_frac;       /* masking probability, in (0, 1) */
     pq_esm2_model_opts model_opts;
+    bool cache_layers;      /* keep the layer inputs for pq_sens_measure (see above) */
 } pq_sens_opts;
+
+/* The most bytes of layer inputs kept with cache_layers. */
+#define PQ_SENS_CACHE_BYTES ((int64_t)2 << 30)
 
 typedef struct pq_sens pq_sens;
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "base/pq_err.h"
+#include "eval/compare_ref.h"
 #include "eval/eval_metrics.h"
 #include "eval/infer_buf.h"
 #include "eval/utilization.h"
@@ -42,6 +43,14 @@ typedef struct pq_eval_compare_opts {
     int64_t chunk_residues;                /* residues per chunk (0: PQ_EVAL_CHUNK_RESIDUES); never
                                               changes a number */
     bool no_peak;                          /* skip the kernel peak probe (utilization peak NaN) */
+    pq_eval_ref *ref_cache;                /* borrowed, NULL: none. The reference's results kept across
+                                              runs of the same fasta, max_seqs, max_length, batch_tokens,
+                                              seed, mask_frac and reference (eval/compare_ref.h): taken
+                                              when held, else run and kept; every number the same */
+    bool no_sqnr;                          /* skip the per-Linear SQNR (zero in the report): with a
+                                              filled ref_cache the reference is not run at all */
+    bool sqnr_only;                        /* the per-Linear SQNR alone (the reference's unmasked pass);
+                                              every other sum of the report zero */
 } pq_eval_compare_opts;
 
 #define PQ_EVAL_CHUNK_RESIDUES 16384

@@ -46,6 +46,8 @@ typedef struct sqnr_ctx {
 struct pq_eval_run {
     const pq_eval_compare_opts *o;
     pq_esm2_model *ref, *q;
+    bool ref_borrowed;          /* ref is o->ref_cache's */
+    bool hit;                   /* the current batch's reference results come from o->ref_cache */
     int V, L;
     int64_t D;
     double rss_load_ref, rss_load_q;
@@ -154,7 +156,15 @@ pq_status pq_eval_run_open(const pq_eval_compare_opts *o, pq_eval_run **out)
     r->o = o;
     pq_status st;
     double rss0 = peak_rss_mib();
-    if ((st = pq_esm2_model_open(o->reference, &o->reference_opts, &r->ref)) != PQ_OK) goto fail;
+    if (o->ref_cache && (r->ref = pq_eval_ref_model(o->ref_cache))) {
+        r->ref_borrowed = true;
+    } else {
+        if ((st = pq_esm2_model_open(o->reference, &o->reference_opts, &r->ref)) != PQ_OK) goto fail;
+        if (o->ref_cache) {
+            pq_eval_ref_set_model(o->ref_cache, r->ref);
+            r->ref_borrowed = true;
+        }
+    }
     double rss_ref = peak_rss_mib();
     if ((st = pq_esm2_model_open(o->model, &o->model_opts, &r->q)) != PQ_OK) goto fail;
     r->rss_load_ref = rss_ref - rss0;
@@ -191,7 +201,7 @@ void pq_eval_run_free(pq_eval_run *r)
     free(r->sc.y2);
     free(r->sc.acc);
     free(r->seqs);
-    pq_esm2_model_free(r->ref);
+    if (!r->ref_borrowed) pq_esm2_model_free(r->ref);
     pq_esm2_model_free(r->q);
     free(r);
 }
@@ -223,33 +233,69 @@ static pq_status reset_seqs(pq_eval_run *r, int64_t np)
     return PQ_OK;
 }
 
-/* Unmasked pass: logits and final representation of both, the per-Linear
- * SQNR observed on the reference; then KL, cosines and top-1 agreement of
- * every residue position. */
-static pq_status unmasked_pass(pq_eval_run *r, int64_t np)
+/* Whether o->ref_cache holds the reference's results of every sequence of
+ * the batch. */
+static bool batch_cached(const pq_eval_run *r, int64_t np)
 {
-    pq_esm2_outputs *o1 = &r->o1, *o2 = &r->o2;
+    pq_eval_ref_seq e;
+    if (!r->o->ref_cache) return false;
+    for (int64_t s = 0; s < np; s++)
+        if (!pq_eval_ref_get(r->o->ref_cache, r->pk.first + s, &e)) return false;
+    return true;
+}
+
+/* The reference's unmasked forward into r->o1, observed for the per-Linear
+ * SQNR unless o->no_sqnr. */
+static pq_status reference_unmasked(pq_eval_run *r, int64_t np)
+{
+    pq_esm2_outputs *o1 = &r->o1;
     pq_esm2_outputs_clear(o1);
-    pq_esm2_outputs_clear(o2);
-    o1->want_logits = o2->want_logits = true;
-    o1->n_repr = o2->n_repr = 1;
-    o1->repr_layers[0] = o2->repr_layers[0] = -1;
+    o1->want_logits = true;
+    o1->n_repr = 1;
+    o1->repr_layers[0] = -1;
     r->sc.pk = &r->pk;
     r->sc.np = np;
     r->sc.st = PQ_OK;
-    pq_esm2_model_set_observer(r->ref, observe_linear, &r->sc);
+    if (!r->o->no_sqnr) pq_esm2_model_set_observer(r->ref, observe_linear, &r->sc);
     pq_status st = pq_esm2_forward(r->ref, &r->pk.batch, NULL, o1);
     pq_esm2_model_set_observer(r->ref, NULL, NULL);
-    if (st == PQ_OK) st = r->sc.st;
-    if (st == PQ_OK) st = pq_esm2_forward(r->q, &r->pk.batch, NULL, o2);
-    if (st != PQ_OK) return st;
+    return st == PQ_OK ? r->sc.st : st;
+}
+
+/* Unmasked pass: logits and final representation of both (the reference's
+ * from o->ref_cache when it holds them and no SQNR is wanted), the
+ * per-Linear SQNR observed on the reference; then KL, cosines and top-1
+ * agreement of every residue position. */
+static pq_status unmasked_pass(pq_eval_run *r, int64_t np)
+{
+    pq_esm2_outputs *o1 = &r->o1, *o2 = &r->o2;
+    bool run_ref = !r->hit || !r->o->no_sqnr;
+    pq_status st = run_ref ? reference_unmasked(r, np) : PQ_OK;
+    if (st != PQ_OK || r->o->sqnr_only) return st;
+    pq_esm2_outputs_clear(o2);
+    o2->want_logits = true;
+    o2->n_repr = 1;
+    o2->repr_layers[0] = -1;
+    if ((st = pq_esm2_forward(r->q, &r->pk.batch, NULL, o2)) != PQ_OK) return st;
     int V = r->V;
     for (int64_t s = 0; s < np; s++) {
         pq_eval_seq *q = &r->seqs[s];
         int64_t t0 = r->pk.offsets[s], T = r->pk.offsets[s + 1] - t0;
+        const float *ref_logits = o1->logits + t0 * V, *pool_r = r->pool_r;
+        pq_eval_ref_seq e;
+        if (run_ref) {
+            pq_eval_mean_pool(o1->repr[0] + t0 * r->D, T, r->D, r->pool_r);
+            if (r->o->ref_cache && !r->hit &&
+                (st = pq_eval_ref_put(r->o->ref_cache, r->pk.first + s, ref_logits, T, V, r->pool_r, r->D)))
+                return st;
+        } else {
+            pq_eval_ref_get(r->o->ref_cache, r->pk.first + s, &e);
+            ref_logits = e.logits;
+            pool_r = e.pool;
+        }
         q->n_tokens = T;
-        for (int64_t t = t0 + 1; t < t0 + T - 1; t++) {
-            const float *a = o1->logits + t * V, *b = o2->logits + t * V;
+        for (int64_t t = 1; t < T - 1; t++) {
+            const float *a = ref_logits + t * V, *b = o2->logits + (t0 + t) * V;
             double kl = pq_eval_kl(a, b, V);
             q->kl_sum += kl;
             if (kl > q->kl_max) q->kl_max = kl;
@@ -257,21 +303,27 @@ static pq_status unmasked_pass(pq_eval_run *r, int64_t np)
             q->n_disagree += pq_eval_argmax(a, V) != pq_eval_argmax(b, V);
             q->n_positions++;
         }
-        pq_eval_mean_pool(o1->repr[0] + t0 * r->D, T, r->D, r->pool_r);
         pq_eval_mean_pool(o2->repr[0] + t0 * r->D, T, r->D, r->pool_q);
-        q->ecos = pq_eval_cosine(r->pool_r, r->pool_q, r->D);
+        q->ecos = pq_eval_cosine(pool_r, r->pool_q, r->D);
     }
     return PQ_OK;
 }
 
-/* Masked pass (the batch masked in place), each model timed. */
+/* Masked pass (the batch masked in place), each model timed; the
+ * reference's tallies from o->ref_cache when it holds them. */
 static pq_status masked_pass(pq_eval_run *r, int64_t np)
 {
     pq_status st;
     pq_esm2_outputs *o[2] = {&r->o1, &r->o2};
     pq_esm2_model *m[2] = {r->ref, r->q};
     if ((st = pq_eval_mask_batch(&r->pk, np, r->o->seed, r->o->mask_frac, &r->orig)) != PQ_OK) return st;
-    for (int k = 0; k < 2; k++) {
+    for (int64_t s = 0; s < np && r->hit; s++) {
+        pq_eval_ref_seq e;
+        pq_eval_ref_get(r->o->ref_cache, r->pk.first + s, &e);
+        r->seqs[s].mlm[0] = e.mlm;
+        r->seqs[s].cal[0] = e.cal;
+    }
+    for (int k = r->hit ? 1 : 0; k < 2; k++) {
         pq_esm2_outputs_clear(o[k]);
         o[k]->n_repr = 0;
         double t0 = pq_now_s(), c0 = cpu_now_s();
@@ -283,6 +335,8 @@ static pq_status masked_pass(pq_eval_run *r, int64_t np)
             const float *lg = o[k]->logits + t0s * r->V;
             pq_eval_mlm_add(&r->seqs[s].mlm[k], lg, r->orig + t0s, T, r->V);
             pq_eval_calib_add(&r->seqs[s].cal[k], lg, r->orig + t0s, T, r->V);
+            if (k == 0 && r->o->ref_cache)
+                pq_eval_ref_put_masked(r->o->ref_cache, r->pk.first + s, &r->seqs[s].mlm[0], &r->seqs[s].cal[0]);
         }
     }
     r->n_fwd++;
@@ -297,8 +351,9 @@ pq_status pq_eval_run_chunk(pq_eval_run *r, const pq_fasta_record *recs, int64_t
         int64_t np;
         if ((st = pq_pack_records(recs, n, start, r->o->batch_tokens, &r->pk, &np)) != PQ_OK) break;
         r->pk.first = recs[start].index; /* the masking draws by input position */
+        r->hit = batch_cached(r, np);
         if ((st = reset_seqs(r, np)) != PQ_OK || (st = unmasked_pass(r, np)) != PQ_OK ||
-            (st = masked_pass(r, np)) != PQ_OK)
+            (!r->o->sqnr_only && (st = masked_pass(r, np)) != PQ_OK))
             break;
         for (int64_t s = 0; s < np && st == PQ_OK; s++)
             if ((st = pq_buf_put(out, &r->seqs[s], sizeof r->seqs[s])) == PQ_OK)

@@ -695,6 +695,12 @@ static int repr_index(const pq_esm2_model *m, int want)
 pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float *x_in,
                           pq_esm2_outputs *out)
 {
+    return pq_esm2_forward_from(m, b, m->l0, x_in, out);
+}
+
+pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int from, const float *x_in,
+                               pq_esm2_outputs *out)
+{
     const pq_esm2_config *cfg = &m->cfg;
     int L = cfg->num_layers, H = cfg->attention_heads, hd = cfg->head_dim;
     int64_t D = cfg->embed_dim, F = cfg->ffn_dim, V = cfg->vocab_size;
@@ -709,17 +715,21 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
         return pq_err(PQ_ERR_CONFIG, "%d representation layers requested (at most %d)", out->n_repr, MAX_REPR);
     for (int i = 0; i < out->n_repr; i++) {
         int li = repr_index(m, out->repr_layers[i]);
-        if (li < m->l0 || li > m->l1 || li < 0 || li > L || (li == m->l0 && m->l0 > 0))
-            return pq_err(PQ_ERR_CONFIG, "representation of layer %d is not produced by stage [%d, %d) of %d layers",
-                          out->repr_layers[i], m->l0, m->l1, L);
+        if (li < from || li > m->l1 || li < 0 || li > L || (li == from && from > 0))
+            return pq_err(PQ_ERR_CONFIG, "representation of layer %d is not produced by layers [%d, %d) of %d",
+                          out->repr_layers[i], from, m->l1, L);
     }
     if ((out->want_logits || out->want_contacts) && !has_head)
         return pq_err(PQ_ERR_CONFIG, "logits/contacts need the stage to end at layer %d (it ends at %d)", L, m->l1);
     if (out->want_contacts && (m->l0 != 0 || !m->g[PQ_ESM2_CONTACT_W].data || !m->g[PQ_ESM2_CONTACT_B].data))
         return pq_err(PQ_ERR_CONFIG, "contact prediction needs the whole model and the contact-head tensors");
-    if ((m->l0 == 0) != (x_in == NULL))
-        return pq_err(PQ_ERR_CONFIG, m->l0 == 0 ? "a stage starting at layer 0 takes token ids, not activations"
-                                                 : "a stage starting at layer %d needs input activations", m->l0);
+    if (from < m->l0 || from > m->l1)
+        return pq_err(PQ_ERR_CONFIG, "a forward from layer %d in stage [%d, %d)", from, m->l0, m->l1);
+    if (from != m->l0 && (out->want_attn || out->want_contacts))
+        return pq_err(PQ_ERR_CONFIG, "attention maps need the forward to start at the stage's layer %d", m->l0);
+    if ((from == 0) != (x_in == NULL))
+        return pq_err(PQ_ERR_CONFIG, from == 0 ? "a stage starting at layer 0 takes token ids, not activations"
+                                               : "a forward starting at layer %d needs input activations", from);
 
     fwd_ctx c = {.m = m, .b = b, .N = N, .max_T = max_T,
                  .n_threads = m->threading ? resolve_threads(m->n_threads) : 1};
@@ -793,12 +803,12 @@ pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float 
                 memcpy(out->repr[r_], (src), nd * sizeof(float));                              \
             }                                                                                  \
     } while (0)
-    if (m->l0 == 0) STORE_REPR(0, x);
+    if (from == 0) STORE_REPR(0, x);
 
     int half = hd / 2;
     c.qscale = (float)pow((double)hd, -0.5);
     const float *table_of = NULL; /* inv_freq the rotary table holds */
-    for (int l = m->l0; l < m->l1; l++) {
+    for (int l = from; l < m->l1; l++) {
         tensor *w = m->lay[l - m->l0];
         if (!table_of || memcmp(table_of, w[PQ_ESM2_INV_FREQ].data, (size_t)half * sizeof(float)) != 0) {
             pq_rotary_table(w[PQ_ESM2_INV_FREQ].data, half, max_T, c.cos_t, c.sin_t);

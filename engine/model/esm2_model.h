@@ -199,6 +199,13 @@ void pq_esm2_outputs_clear(pq_esm2_outputs *o); /* frees results, keeps requests
  * PQ_ERR_RESOURCE. */
 pq_status pq_esm2_forward(pq_esm2_model *m, const pq_esm2_batch *b, const float *x_in,
                           pq_esm2_outputs *out);
+/* The same from layer `from` of the stage on: x_in the input activations of
+ * that layer (the representation of layer `from` of a forward over the
+ * same batch), NULL only for layer 0; the same bits as the whole stage's
+ * forward given the same activations. No attention maps or contacts
+ * unless from is the stage's first layer. */
+pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int from, const float *x_in,
+                               pq_esm2_outputs *out);
 
 /* The checks pq_esm2_forward makes of a packed batch for cfg (also the
  * training forward's, engine/train): sequences of at least 3 tokens, ids

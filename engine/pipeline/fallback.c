@@ -174,6 +174,12 @@ pq_status pq_fallback_measured(pq_fallback *fb, const pq_eval_report *r, int64_t
     a->kl = r->kl_mean;
     a->bytes = bytes;
     a->met = pq_fallback_within(fb->budget, R->n_correct - Q->n_correct, R->n_masked);
+    pq_fallback_measured_sqnr(fb, r);
+    return PQ_OK;
+}
+
+void pq_fallback_measured_sqnr(pq_fallback *fb, const pq_eval_report *r)
+{
     for (int i = 0; i < fb->n_tensors; i++) {
         pq_fb_tensor *t = &fb->tensors[i];
         int row, col;
@@ -181,7 +187,6 @@ pq_status pq_fallback_measured(pq_fallback *fb, const pq_eval_report *r, int64_t
         t->sqnr_db = pq_eval_report_sqnr_db(r, row, col);
         t->measured = true;
     }
-    return PQ_OK;
 }
 
 /* Whether SQNR a ranks before b as more sensitive (NaN first). */

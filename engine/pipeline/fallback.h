@@ -117,6 +117,10 @@ void pq_fallback_failed(pq_fallback *fb, pq_status st, const char *detail);
  * SQNR of every quantized Linear. PQ_ERR_CONFIG when nothing was masked
  * (too few or too short evaluation sequences). */
 pq_status pq_fallback_measured(pq_fallback *fb, const pq_eval_report *r, int64_t bytes);
+/* The SQNR part alone (nothing when r->sqnr is NULL): the fallback measures
+ * it only for an attempt that misses the budget, the only ones whose SQNRs
+ * a later step reads. */
+void pq_fallback_measured_sqnr(pq_fallback *fb, const pq_eval_report *r);
 
 /* Whether an attempt that drops `drop_count` correct predictions out of
  * n_masked meets budget (NaN: always). */

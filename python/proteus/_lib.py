@@ -94,6 +94,7 @@ _SIGNATURES = {
     "pq_stats_json": ([P, PP], ctypes.c_int, True),
     "pq_export": ([P, S, S, S], ctypes.c_int, True),
     "pq_free": ([P], None, False),
+    "pq_model_provenance": ([S, S, PP], ctypes.c_int, True),
     "pq_calibrate": ([CFG, S, S, ctypes.c_int64, PP], ctypes.c_int, True),
     "pq_calibration_update": ([P, CFG, S, S, ctypes.c_int64], ctypes.c_int, True),
     "pq_calibration_load": ([S, PP], ctypes.c_int, True),

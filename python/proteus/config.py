@@ -9,7 +9,7 @@ from ._lib import enc, lib
 _KEYS = ("scheme", "precision", "per_channel", "symmetric", "calibration_method", "hardware_target",
          "optimize_memory", "enable_fusion", "threading", "threads", "group_size", "method",
          "smoothquant_alpha", "nan_policy", "float_dtype", "gptq_damp", "gptq_block_size", "act_order",
-         "recipe")
+         "recipe", "allow_accuracy_drop", "fallback_scheme")
 
 
 def _text(v):
@@ -31,8 +31,10 @@ class QuantizationConfig:
     | "cuda"; optimize_memory, enable_fusion, threading: bool; further keys
     (group_size, method ("rtn" | "gptq"), smoothquant_alpha, threads,
     nan_policy, float_dtype, gptq_damp, gptq_block_size, act_order, recipe:
-    the path of a recipe file of per-tensor precisions, docs/FORMAT.md) as
-    keyword arguments; include / exclude: lists of name patterns."""
+    the path of a recipe file of per-tensor precisions, docs/FORMAT.md;
+    allow_accuracy_drop, fallback_scheme: the fallback chain's, read by
+    QuantizationManager.quantize_model_with_fallback) as keyword
+    arguments; include / exclude: lists of name patterns."""
 
     def __init__(self, scheme=None, precision=None, per_channel=None, symmetric=None, calibration_method=None,
                  hardware_target=None, optimize_memory=None, enable_fusion=None, threading=None,

@@ -10,7 +10,7 @@ import tempfile
 from ._lib import EvalSummary, enc, lib
 from .config import QuantizationConfig
 from .data import fasta_path
-from .errors import AccuracyError, ConfigurationError, ProteusError
+from .errors import ConfigurationError, ProteusError
 from .model import ModelInterface, QuantizedModel
 
 
@@ -46,16 +46,30 @@ def _as_model(model):
     return model if isinstance(model, ModelInterface) else ModelInterface(path=_path_of(model))
 
 
+def _run_proteus(proteus, args):
+    """Run the proteus program (default find_proteus()) with args; a
+    failure raises the exception of its exit status, with its message."""
+    import subprocess
+
+    from .distributed import find_proteus
+    from .errors import error_for_exit
+    cmd = [proteus or find_proteus(), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        lines = [ln for ln in p.stderr.splitlines() if ln.startswith("proteus: ")]
+        msg = lines[0][len("proteus: "):] if lines else (p.stderr.strip().splitlines() or ["no message"])[-1]
+        raise error_for_exit(p.returncode, "%s (exit status %d of: %s)" % (msg, p.returncode, " ".join(cmd)))
+
+
 class QuantizationManager:
     """Quantizes ESM-2 checkpoints into Proteus HDF5 files on this process.
 
     quantization_scheme, precision: the defaults of every quantize_model
-    (overridden by a config passed to it); fallback_scheme: what
-    quantize_model_with_fallback tries when the first result loses more
-    than allow_accuracy_drop of masked-LM accuracy (a fraction, as the
-    config key: 0.005 = half a percentage point): a
-    scheme ("dynamic" | "static"), a precision ("int8" | "int4"), or a
-    QuantizationConfig. output_dir: where outputs go when quantize_model is
+    (overridden by a config passed to it); allow_accuracy_drop and
+    fallback_scheme: quantize_model_with_fallback's budget (a fraction of
+    masked-LM accuracy, as the config key: 0.005 = half a percentage point)
+    and the scheme its fallback chain tries first ("dynamic" | "static" |
+    "weight-only"; the config key fallback_scheme). output_dir: where outputs go when quantize_model is
     given no `out` (default: the current directory). Further keyword
     arguments are QuantizationConfig keys."""
 
@@ -173,53 +187,54 @@ class QuantizationManager:
         self.last_evaluation["utilization_kernel"] = s.utilization_kernel.decode()
         return dict(self.last_evaluation)
 
-    def _fallback_config(self, config):
-        fb = self.fallback_scheme
-        if isinstance(fb, QuantizationConfig):
-            return fb
-        if fb in ("dynamic", "static"):
-            return config.replace(scheme=fb)
-        if fb in ("int8", "int4"):
-            return config.replace(precision=fb)
-        raise ConfigurationError("fallback_scheme %r is not a scheme (dynamic, static), a precision (int8, int4) "
-                                 "or a QuantizationConfig" % (fb,))
-
-    def quantize_model_with_fallback(self, model, test_data, config=None, calibration_data=None, out=None,
-                                     max_seqs=400):
-        """quantize_model, then evaluate_quantization on test_data. When the
-        masked-LM accuracy drop exceeds allow_accuracy_drop (a fraction:
-        0.01 = one percentage point) and a
-        fallback_scheme is set, quantize again with it (the output replaces
-        the first at `out`) and evaluate that. Returns the QuantizedModel
-        kept, with .evaluation and .fallback_used (None, or the fallback
-        config). When the kept result still loses more than allowed, no
-        file is left and AccuracyError names both drops."""
+    def quantize_model_with_fallback(self, model, test_data=None, config=None, calibration_data=None, out=None,
+                                     max_seqs=400, max_attempts=None, keep_best=False, proteus=None):
+        """quantize_model with Proteus's fallback chain: `proteus quantize`
+        with the config keys allow_accuracy_drop (the manager's: a fraction
+        of masked-LM accuracy, 0.01 = one percentage point) and
+        fallback_scheme (the manager's: a scheme, "dynamic", "static" or
+        "weight-only", or None), evaluated on test_data (a FASTA path or a
+        list of sequences; None: the bundled sample), first max_seqs
+        sequences. The attempts go in the chain's order (the requested
+        configuration, the fallback scheme, int4 -> int8, then the most
+        sensitive Linear kept float, one per attempt; README "Fallback"),
+        at most max_attempts (None: no limit). Returns the accepted
+        QuantizedModel with .fallback_trail (every attempt, as
+        /provenance fallback_trail in docs/FORMAT.md) and .evaluation (the
+        accepted attempt's entry). When none is within the budget:
+        AccuracyError naming the best, with no file at `out` unless
+        keep_best writes the best there. proteus: the program
+        (find_proteus())."""
         if self.allow_accuracy_drop is None:
             raise ConfigurationError("quantize_model_with_fallback needs allow_accuracy_drop (a fraction of "
                                      "masked-LM accuracy: 0.01 = one percentage point)")
-        allow_points = 100.0 * self.allow_accuracy_drop
+        if self.fallback_scheme is not None and self.fallback_scheme not in ("dynamic", "static", "weight-only"):
+            raise ConfigurationError("fallback_scheme %r is not a scheme (dynamic, static, weight-only)"
+                                     % (self.fallback_scheme,))
         model = _as_model(model)
         config = _config_of(config, self.config)
-        q = self.quantize_model(model, config=config, calibration_data=calibration_data, out=out)
-        first = self.evaluate_quantization(q, test_data, reference=model, max_seqs=max_seqs)
-        q.evaluation = first
-        if first["accuracy_drop_points"] <= allow_points:
-            return q
-        tried = ["%r: %.3f points" % (config, first["accuracy_drop_points"])]
+        keys = {"allow_accuracy_drop": self.allow_accuracy_drop}
         if self.fallback_scheme is not None:
-            fb = self._fallback_config(config)
-            q.close()
-            fb_data = calibration_data if _uses_data(fb) else None
-            q = self.quantize_model(model, config=fb, calibration_data=fb_data, out=q.path)
-            second = self.evaluate_quantization(q, test_data, reference=model, max_seqs=max_seqs)
-            q.evaluation, q.fallback_used = second, fb
-            if second["accuracy_drop_points"] <= allow_points:
-                return q
-            tried.append("fallback %r: %.3f points" % (fb, second["accuracy_drop_points"]))
-        q.close()
-        os.unlink(q.path)
-        raise AccuracyError("%s: masked-LM accuracy drop above the allowed %g points (%s); no output kept"
-                            % (model.path, allow_points, "; ".join(tried)))
+            keys["fallback_scheme"] = self.fallback_scheme
+        config = config.replace(**keys)
+        out = self._out_path(model, config, out)
+        with tempfile.TemporaryDirectory(prefix="proteus_") as tmp, \
+                _maybe_path(test_data, "test_data") as ev, _maybe_path(calibration_data, "calibration_data") as cd:
+            cfg = os.path.join(tmp, "config.json")
+            config.as_json_file(cfg)
+            args = ["quantize", "--model", model.path, "--config", cfg, "--out", out, "-q"]
+            args += ["--eval-data", ev] if ev else []
+            args += ["--eval-max-seqs", str(int(max_seqs))] if max_seqs else []
+            args += ["--calibration-data", cd] if cd else []
+            args += ["--fallback-max-attempts", str(int(max_attempts))] if max_attempts else []
+            args += ["--keep-best"] if keep_best else []
+            _run_proteus(proteus, args)
+        text = ctypes.c_void_p()
+        lib().pq_model_provenance(enc(out), enc("fallback_trail"), ctypes.byref(text))
+        q = QuantizedModel(out, source=model)
+        q.fallback_trail = json.loads(lib().take_string(text))
+        q.evaluation = next(a for a in q.fallback_trail if a["written"])
+        return q
 
     def optimize_quantization(self, model, constraints, calibration_data=None, eval_data=None, out=None,
                               options=(), proteus=None):
@@ -234,10 +249,6 @@ class QuantizationManager:
         Returns the command's --json result (sensitivity, front, chosen);
         result["chosen"]["recipe_file"] is for QuantizationConfig(recipe=...).
         No recipe meeting them: AccuracyError naming what was not met."""
-        import subprocess
-
-        from .distributed import find_proteus
-        from .errors import error_for_exit
         known = {"max_size": "--max-size", "max_accuracy_drop": "--max-drop", "max_drop": "--max-drop",
                  "min_speedup": "--min-speedup"}
         if not isinstance(constraints, dict) or not constraints:
@@ -258,22 +269,13 @@ class QuantizationManager:
         with tempfile.TemporaryDirectory(prefix="proteus_") as tmp, \
                 _maybe_path(calibration_data, "calibration_data") as calib, _maybe_path(eval_data, "eval_data") as ev:
             js = os.path.join(tmp, "optimize.json")
-            cmd = [proteus or find_proteus(), "optimize", "--model", model.path, "--out", out, "--json", js,
-                   "--tmp-dir", tmp, "-q", *args, *[str(a) for a in options]]
-            if calib:
-                cmd += ["--calibration-data", calib]
-            if ev:
-                cmd += ["--eval-data", ev]
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            result = None
-            if os.path.exists(js):
-                with open(js) as f:
-                    result = json.load(f)
-        if p.returncode != 0:
-            lines = [ln for ln in p.stderr.splitlines() if ln.startswith("proteus: ")]
-            msg = lines[0][len("proteus: "):] if lines else (p.stderr.strip().splitlines() or ["no message"])[-1]
-            raise error_for_exit(p.returncode, "%s (exit status %d of: %s)" % (msg, p.returncode, " ".join(cmd)))
-        return result
+            args = ["optimize", "--model", model.path, "--out", out, "--json", js, "--tmp-dir", tmp, "-q", *args,
+                    *[str(a) for a in options]]
+            args += ["--calibration-data", calib] if calib else []
+            args += ["--eval-data", ev] if ev else []
+            _run_proteus(proteus, args)
+            with open(js) as f:
+                return json.load(f)
 
     # ---- calibration ----
 

@@ -132,7 +132,7 @@ class QuantizedModel(_Engine):
         self.source = source
         self.name = os.path.splitext(os.path.basename(self.path))[0]
         self.evaluation = None
-        self.fallback_used = None
+        self.fallback_trail = None  # quantize_model_with_fallback: every attempt
 
     def to_torch(self, flavor="hf", dynamic_int8=False):
         """The model in PyTorch with the weights dequantized as the engine

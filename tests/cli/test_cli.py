@@ -3,14 +3,11 @@
 esm2_t6 model: the output read back with h5py and compared with codes computed
 independently in numpy from the documented contract; bad options and bad files
 give one clear line, a distinct exit status and no output file."""
-import atexit
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import h5py
@@ -18,10 +15,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import stref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import path, scratch  # noqa: E402
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
-TMP = tempfile.mkdtemp(prefix="pq_cli_")
-atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
+TMP = scratch("pq_cli_")
 LINEAR = ("attention.self.query.weight", "attention.self.key.weight", "attention.self.value.weight",
           "attention.output.dense.weight", "intermediate.dense.weight", "output.dense.weight")
 
@@ -31,10 +29,6 @@ def run(*args, ok=True, **kw):
     if ok and p.returncode != 0:
         raise AssertionError(f"proteus {' '.join(args)} failed ({p.returncode}): {p.stderr}")
     return p
-
-
-def path(name):
-    return os.path.join(TMP, name)
 
 
 def synth(name="t6.safetensors", seed=3):

@@ -29,11 +29,9 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -42,17 +40,16 @@ import numpy as np
 
 import stref  # tests/cli: the numpy safetensors reader and writer
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import path, scratch  # noqa: E402
+
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MODEL = os.path.abspath(sys.argv.pop(1))
 EVAL = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1) if len(sys.argv) > 1 and os.path.basename(sys.argv[1]).startswith("mpi") else None
-TMP = tempfile.mkdtemp(prefix="pq_fallback_")
+TMP = scratch("pq_fallback_")
 LINEARS = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
            "out": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"}
-
-
-def path(name):
-    return os.path.join(TMP, name)
 
 
 def write_fasta(name, n, max_len):
@@ -404,7 +401,4 @@ class FallbackRanks(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    try:
-        unittest.main(verbosity=2)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
+    unittest.main(verbosity=2)

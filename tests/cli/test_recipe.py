@@ -18,24 +18,21 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import unittest
 
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import path, scratch  # noqa: E402
+
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MODEL = os.path.abspath(sys.argv.pop(1))
-TMP = tempfile.mkdtemp(prefix="pq_recipe_")
+TMP = scratch("pq_recipe_")
 LINEARS = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
            "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense"}
-
-
-def path(name):
-    return os.path.join(TMP, name)
 
 
 def recipe_file(name, obj):
@@ -264,7 +261,4 @@ class BadRecipes(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    try:
-        unittest.main(verbosity=2)
-    finally:
-        shutil.rmtree(TMP, ignore_errors=True)
+    unittest.main(verbosity=2)

@@ -13,28 +13,16 @@ naming the option.
 usage: test_optimize.py PROTEUS MODEL CALIB.fasta EVAL.fasta"""
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, path, scratch  # noqa: E402
 
 PROTEUS, MODEL, CALIB, EVAL = (os.path.abspath(a) for a in sys.argv[1:5])
-TMP = tempfile.mkdtemp(prefix="pq_optimize_")
+TMP = scratch("pq_optimize_", keep_on_failure=True)
 SMALL = ["--calibration-data", CALIB, "--calibration-seqs", "2", "--eval-data", EVAL, "--eval-seqs", "4",
          "--max-length", "64", "--threads", "1", "--tmp-dir", TMP, "-q"]
-failures = []
-
-
-def expect(ok, msg):
-    if not ok:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-
-
-def path(name):
-    return os.path.join(TMP, name)
-
-
 def run(*args):
     p = subprocess.run([PROTEUS, *args], capture_output=True, text=True)
     return p.returncode, p.stdout, p.stderr
@@ -162,7 +150,4 @@ rc, out, err = run("optimize", "--help")
 expect(rc == 0 and all(o in out for o in ["--max-size", "--max-drop", "--min-speedup", "--calibration-data",
                                           "--eval-data", "--json", "--sensitivity-in", "--out"]), "--help")
 
-print("FAILED" if failures else "ok", len(failures))
-if not failures:
-    shutil.rmtree(TMP, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

@@ -6,26 +6,18 @@ the split gives it) and the recipe written are the same bytes.
 usage: test_optimize_mpi.py PROTEUS MPIEXEC MODEL CALIB.fasta EVAL.fasta"""
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, path, scratch  # noqa: E402
 
 PROTEUS, MPIEXEC, MODEL, CALIB, EVAL = (os.path.abspath(a) for a in sys.argv[1:6])
-TMP = tempfile.mkdtemp(prefix="pq_optimize_mpi_")
+TMP = scratch("pq_optimize_mpi_", keep_on_failure=True)
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
-failures = []
-
-
-def expect(ok, msg):
-    if not ok:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-
-
 def optimize(name, launcher, threads):
-    out, js = os.path.join(TMP, name + ".recipe.json"), os.path.join(TMP, name + ".json")
+    out, js = path(name + ".recipe.json"), path(name + ".json")
     cmd = launcher + [PROTEUS, "optimize", "--model", MODEL, "--calibration-data", CALIB, "--calibration-seqs", "3",
                       "--eval-data", EVAL, "--eval-seqs", "3", "--max-length", "48", "--threads", str(threads),
                       "--max-size", "5.5M", "--tmp-dir", TMP, "-q", "--out", out, "--json", js]
@@ -45,7 +37,4 @@ for name, launcher, threads in [("n2", [MPIEXEC, "-n", "2"], 1), ("n3", [MPIEXEC
     expect(sens == base_sens, f"{name}: the sensitivity table differs from one rank's")
     expect(recipe == base_recipe, f"{name}: the recipe differs from one rank's")
 expect(base_sens is not None and any(c["kl"] > 0 for s in base_sens for c in s["candidates"]), "measured cells")
-print("FAILED" if failures else "ok", len(failures))
-if not failures:
-    shutil.rmtree(TMP, ignore_errors=True)
-sys.exit(1 if failures else 0)
+finish()

@@ -140,6 +140,55 @@ static void test_compare_other(void **state)
     pq_eval_report_free(&r);
 }
 
+/* Every number of the report compared (timings and sizes aside). */
+static void assert_same_report(const pq_eval_report *a, const pq_eval_report *b, bool sqnr)
+{
+    assert_int_equal(a->n_sequences, b->n_sequences);
+    assert_int_equal(a->n_positions, b->n_positions);
+    assert_true(a->kl_sum == b->kl_sum && a->kl_max == b->kl_max && a->lcos_sum == b->lcos_sum);
+    assert_true(a->ecos_sum == b->ecos_sum && a->n_disagree == b->n_disagree);
+    assert_true(memcmp(&a->ref.mlm, &b->ref.mlm, sizeof a->ref.mlm) == 0);
+    assert_true(memcmp(&a->q.mlm, &b->q.mlm, sizeof a->q.mlm) == 0);
+    assert_true(memcmp(&a->ref.cal, &b->ref.cal, sizeof a->ref.cal) == 0);
+    assert_true(memcmp(&a->q.cal, &b->q.cal, sizeof a->q.cal) == 0);
+    if (sqnr) assert_true(memcmp(a->sqnr, b->sqnr, 7 * PQ_EVAL_N_SITES * sizeof *a->sqnr) == 0);
+}
+
+/* The reference's results kept across runs (quantize's fallback): the
+ * same numbers as a run of both models, and once the cache is filled the
+ * reference is neither loaded again nor run (no reference time; its path
+ * may be gone) unless SQNRs are asked for, alone with sqnr_only. */
+static void test_compare_ref_cache(void **state)
+{
+    (void)state;
+    pq_eval_compare_opts o = compare_opts(g_other, g_model);
+    pq_eval_report r, c1, c2, c3;
+    assert_int_equal(pq_eval_compare(&o, &r), PQ_OK);
+    pq_eval_ref *cache = NULL;
+    assert_int_equal(pq_eval_ref_new(&cache), PQ_OK);
+    o.ref_cache = cache;
+    assert_int_equal(pq_eval_compare(&o, &c1), PQ_OK);
+    assert_same_report(&r, &c1, true);
+    assert_true(c1.ref.seconds > 0);
+    o.reference = "/nonexistent/reference.safetensors";
+    o.no_sqnr = true;
+    assert_int_equal(pq_eval_compare(&o, &c2), PQ_OK);
+    assert_same_report(&r, &c2, false);
+    assert_true(c2.ref.seconds == 0.0 && c2.q.seconds > 0);
+    for (int i = 0; i < 7 * PQ_EVAL_N_SITES; i++) assert_true(c2.sqnr[i].sig == 0 && c2.sqnr[i].err == 0);
+    o.no_sqnr = false;
+    o.sqnr_only = true;
+    assert_int_equal(pq_eval_compare(&o, &c3), PQ_OK);
+    assert_true(memcmp(c3.sqnr, r.sqnr, 7 * PQ_EVAL_N_SITES * sizeof *r.sqnr) == 0);
+    assert_int_equal(c3.n_sequences, N_SEQS);
+    assert_int_equal(c3.q.mlm.n_masked, 0);
+    pq_eval_ref_free(cache);
+    pq_eval_report_free(&r);
+    pq_eval_report_free(&c1);
+    pq_eval_report_free(&c2);
+    pq_eval_report_free(&c3);
+}
+
 /* The kernel peak probe: a positive, finite rate, and the utilization
  * figures derived from it. */
 static void test_compare_peak(void **state)
@@ -311,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_compare_peak),
         cmocka_unit_test(test_compare_self),
         cmocka_unit_test(test_compare_other),
+        cmocka_unit_test(test_compare_ref_cache),
         cmocka_unit_test(test_score_batches),
         cmocka_unit_test(test_embed),
     };

@@ -5,30 +5,23 @@ masked-LM numbers within the range the model README states, and bad input
 giving one clear line, the documented exit status and no output file.
 
 usage: python3 test_embed_score_cli.py PROTEUS MODEL"""
-import atexit
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, scratch  # noqa: E402
 
 import h5py
 import numpy as np
 
 PROTEUS, MODEL, FASTA = sys.argv[1], sys.argv[2], sys.argv[3]
-TMP = tempfile.mkdtemp(prefix="pq_embed_")
-atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
-FAILS = []
+TMP = scratch("pq_embed_")
 
 
 def run(*args):
     return subprocess.run([PROTEUS, *args], capture_output=True, text=True)
-
-
-def expect(cond, msg):
-    if not cond:
-        FAILS.append(msg)
 
 
 def write(name, text):
@@ -125,7 +118,4 @@ if p.returncode == 0:
         expect(ru["mean_nll"] == rq["mean_nll"] and ru["accuracy"] == rq["accuracy"],
                "unfused score differs from fused")
 
-if FAILS:
-    print("\n".join(FAILS))
-    sys.exit(1)
-print("OK")
+finish()

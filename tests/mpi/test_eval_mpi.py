@@ -12,26 +12,17 @@ say how the run was made.
 usage: test_eval_mpi.py PROTEUS MPIEXEC MODEL.safetensors FASTA"""
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, scratch  # noqa: E402
 
 PROTEUS, MPIEXEC, MODEL, FASTA = (os.path.abspath(a) for a in sys.argv[1:5])
-TMP = tempfile.mkdtemp(prefix="pq_evalmpi_")
+TMP = scratch("pq_evalmpi_")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", TMPDIR=TMP)  # where rank 0's scratch journal goes
 TIMINGS = {"tokens_per_s_reference", "tokens_per_s_quantized", "speedup", "rss_load_mib_reference",
            "rss_load_mib_quantized", "peak_rss_mib", "utilization", "threads", "ranks"}
-failures = []
-
-
-def expect(ok, msg):
-    if not ok:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-
-
 def run(ranks, *args):
     cmd = [PROTEUS, *args] if ranks is None else [MPIEXEC, "-n", str(ranks), PROTEUS, *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
@@ -85,8 +76,4 @@ expect(p.returncode == 3 and len(lines) == 1, f"missing model under mpirun: exit
 leftover = [f for f in os.listdir(TMP) if f.endswith(".journal")]
 expect(not leftover, f"journals left: {leftover}")
 
-shutil.rmtree(TMP, True)
-if failures:
-    print("\n".join(failures))
-    sys.exit(1)
-print("OK")
+finish()

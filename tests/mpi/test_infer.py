@@ -22,32 +22,20 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from journal_bytes import kill_all, session  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, path, scratch  # noqa: E402
 
 import h5py
 
 PROTEUS, MPIEXEC, MODEL, FASTA = (os.path.abspath(a) for a in sys.argv[1:5])
-TMP = tempfile.mkdtemp(prefix="pq_infer_")
+TMP = scratch("pq_infer_")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 MAXLEN = 120
-failures = []
-
-
-def expect(ok, msg):
-    if not ok:
-        failures.append(msg)
-        print("FAIL:", msg, flush=True)
-
-
-def path(name):
-    return os.path.join(TMP, name)
-
-
 def fasta_records(src, n):
     """The first n records as (id, sequence), read independently of Proteus."""
     out, cur_id, cur = [], None, []
@@ -291,7 +279,4 @@ try:
 finally:
     shutil.rmtree(TMP, True)
 
-if failures:
-    print(f"{len(failures)} failure(s)")
-    sys.exit(1)
-print("ok")
+finish()

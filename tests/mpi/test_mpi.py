@@ -6,16 +6,13 @@ checked against an independent numpy reference, a failing rank, a killed
 rank, a plan mismatch, and the ZeroMQ monitor receiving a real run's events.
 
 usage: test_mpi.py PROTEUS MPIEXEC [unittest args]"""
-import atexit
 import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -24,11 +21,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cli"))
 import stref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import path, scratch  # noqa: E402
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
-TMP = tempfile.mkdtemp(prefix="pq_mpi_")
-atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
+TMP = scratch("pq_mpi_")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 # Small units so that every rank gets many of them on a small model.
@@ -37,10 +35,6 @@ COMMON = ["--per-channel", "--unit-bytes", "64k"]
 # units: the rank that hashes it would get no unit. Tests about workers' units
 # cut the digest into 1 MB chunks so that the plan spreads hashing too.
 SMALL_CHUNKS = {"PQ_TEST_HASH_CHUNK_BYTES": "1000000"}
-
-
-def path(name):
-    return os.path.join(TMP, name)
 
 
 MODEL = path("t6.safetensors")

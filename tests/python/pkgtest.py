@@ -3,12 +3,9 @@
 (PROTEUS_BIN LIBPROTEUS MODEL CALIB_FASTA EVAL_FASTA), the package imported
 from the checkout's python/ with that library, the `proteus` program,
 a scratch folder, reading FASTA records and comparing two model files."""
-import atexit
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PROTEUS, LIBRARY, MODEL, CALIB, EVAL = (os.path.abspath(a) for a in sys.argv[1:6])
@@ -16,8 +13,9 @@ del sys.argv[1:6]
 os.environ["PROTEUS_LIBRARY"] = LIBRARY
 os.environ["PROTEUS_BIN"] = PROTEUS
 sys.path.insert(0, os.path.join(ROOT, "python"))
-TMP = tempfile.mkdtemp(prefix="pq_py_")
-atexit.register(shutil.rmtree, TMP, True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import path, scratch  # noqa: E402
+TMP = scratch("pq_py_")
 
 # single-node Open MPI settings (docs/CLUSTER.md)
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
@@ -25,10 +23,6 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "PMIX_MCA_gds": "hash", "HWLOC_COMPONENTS": "-pci,-linuxio",
            "HWLOC_PLUGINS_BLACKLIST": "hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml"}
 os.environ.update(MPI_ENV)
-
-
-def path(name):
-    return os.path.join(TMP, name)
 
 
 def run(*args, ok=True):

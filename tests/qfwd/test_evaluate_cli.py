@@ -7,24 +7,17 @@ model against itself gives KL 0, cosine 1 and SQNR inf everywhere, the
 above it, and bad inputs (architecture mismatch, missing file) fail with a
 clear message.
 usage: test_evaluate_cli.py PROTEUS MODEL FASTA"""
-import atexit
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from checks import expect, finish, scratch  # noqa: E402
 
 PROTEUS, MODEL, FASTA = sys.argv[1:4]
-TMP = tempfile.mkdtemp(prefix="pq_eval_")
-atexit.register(shutil.rmtree, TMP, True)  # leave no test files behind
-FAILS = []
-
-
-def expect(cond, msg):
-    if not cond:
-        FAILS.append(msg)
+TMP = scratch("pq_eval_")
 
 
 def run(*args):
@@ -203,8 +196,4 @@ p = run("evaluate", "--model", q8, "--reference", MODEL, "--json", q8, *common)
 expect(p.returncode == 2 and "is the input file" in p.stderr and open(q8, "rb").read() == before,
        f"--json onto the model: {p.returncode} {p.stderr}")
 
-subprocess.run(["rm", "-rf", TMP])
-if FAILS:
-    print("\n".join(FAILS))
-    sys.exit(1)
-print("OK")
+finish()
