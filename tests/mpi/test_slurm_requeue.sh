@@ -55,6 +55,9 @@ args[embed]="--chunk-residues 1 --max-length 64 -q"
 pos[embed]="../t6.safetensors $calib x.h5"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# In the sanitizer build the ranks get the ASan options that mpirun would
+# give them (tests/sanitize/run.sh: mca_base_env_list); srun does not read it.
+case "${OMPI_MCA_mca_base_env_list:-}" in ASAN_OPTIONS=*) export "${OMPI_MCA_mca_base_env_list%%;*}" ;; esac
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1
 t0=$(date +%s)
 for m in "${modes[@]}"; do
