@@ -82,7 +82,7 @@ for m in "${modes[@]}"; do
 done
 unset PMIX_MCA_psec PMIX_MCA_gds
 left=${#modes[@]}
-while [ "$left" -gt 0 ] && [ $(( $(date +%s) - t0 )) -lt 270 ]; do
+while [ "$left" -gt 0 ] && [ $(( $(date +%s) - t0 )) -lt 400 ]; do
   for m in "${modes[@]}"; do
     [ -z "${done_[$m]:-}" ] || continue
     info=$(scontrol show job "${jobid[$m]}" -o 2>/dev/null || true)
