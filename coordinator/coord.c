@@ -363,13 +363,18 @@ pq_status pq_coord_run(pq_job *j, MPI_Comm comm, int n_ranks, const pq_coord_opt
     PQ_LOG_DEBUG("ran %d units, %d of them taken over from other ranks", c.rank_units[PQ_ROLE_COORD], n.taken);
     /* Every worker that finished normally has taken its layout (a worker
      * receives it at the latest while waiting for the Shutdown, which comes
-     * after this). After a failure the sends may never complete: their
-     * buffer is left to the process's end. */
-    if (c.layout_reqs && !c.err) {
-        for (int r = 1; r < n_ranks && !c.err; r++)
-            if (c.placed[r]) c.err = pq_data_wait(&c.layout_reqs[r]);
+     * after this). After a failure the sends may never complete: they are
+     * only tested (the error stays the one reported), and a buffer still
+     * being sent is left to the process's end. */
+    bool sent = true;
+    for (int r = 1; c.layout_reqs && r < n_ranks && sent; r++) {
+        if (!c.placed[r]) continue;
+        int flag = 0;
+        if (!c.err) sent = !(c.err = pq_data_wait(&c.layout_reqs[r]));
+        else sent = MPI_Testall(c.layout_reqs[r].n, c.layout_reqs[r].req, &flag, MPI_STATUSES_IGNORE) ==
+                        MPI_SUCCESS && flag;
     }
-    if (!c.layout_reqs || !c.err) free(c.offsets);
+    if (sent) free(c.offsets);
 cleanup:
     free(c.received);
     free(c.rank_units);

@@ -15,9 +15,17 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export PMIX_MCA_psec="${PMIX_MCA_psec-native}" OMPI_MCA_pml="${OMPI_MCA_pml-ob1}"
 export PMIX_MCA_gds="${PMIX_MCA_gds-hash}" HWLOC_COMPONENTS="${HWLOC_COMPONENTS--pci,-linuxio}"
 export HWLOC_PLUGINS_BLACKLIST="${HWLOC_PLUGINS_BLACKLIST-hwloc_gl,hwloc_opencl,hwloc_pci,hwloc_xml_libxml}"
-meson test -C build --print-errorlogs --num-processes 2 "$@"
-# Then the same suites under AddressSanitizer + UndefinedBehaviorSanitizer, leaks
-# checked (tests/sanitize/run.sh, its own build folder); PQ_SANITIZE=0 skips it.
-if [ $# -eq 0 ] && [ "${PQ_SANITIZE:-1}" != 0 ]; then
+# With arguments: those tests, release build only. Without: every test once
+# (tests/sanitize/run.sh says what runs where): here the suites that cannot
+# run sanitized (peer, python: an uninstrumented Python; fuzz: its own
+# sanitized clang build) and the kernels, then everything else under
+# AddressSanitizer + UndefinedBehaviorSanitizer, leaks checked, in its own
+# build folder. PQ_SANITIZE=0 runs everything here instead, unsanitized.
+if [ $# -gt 0 ]; then
+  meson test -C build --print-errorlogs --num-processes 2 "$@"
+elif [ "${PQ_SANITIZE:-1}" = 0 ]; then
+  meson test -C build --print-errorlogs --num-processes 2
+else
+  meson test -C build --print-errorlogs --num-processes 2 --suite peer --suite python --suite fuzz --suite kernels
   tests/sanitize/run.sh
 fi

@@ -29,6 +29,9 @@ set +e
 # This loopback test node runs as root with no fast interconnect: say so in the
 # environment sbatch passes to the job (a real cluster keeps its own settings).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# In the sanitizer build the ranks get the ASan options that mpirun would
+# give them (tests/sanitize/run.sh: mca_base_env_list); srun does not read it.
+case "${OMPI_MCA_mca_base_env_list:-}" in ASAN_OPTIONS=*) export "${OMPI_MCA_mca_base_env_list%%;*}" ;; esac
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1
 # Under srun the site's PMIx security and data store apply (munge runs
 # here); PMIX_MCA_psec and PMIX_MCA_gds meant for plain mpirun
