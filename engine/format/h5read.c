@@ -444,19 +444,32 @@ static pq_status read_meta(pq_h5r *r)
         return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
                       "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN, PQ_FORMAT_VERSION);
     r->meta.format_version = (int)ver;
-    /* The tree digest; a version-1 file exported again by an older build
-     * kept its plain SHA-256 (source_sha256), which this one still carries
-     * over. */
-    bool tree = pq_h5u_has_attr(f, "source_sha256_tree");
-    if (tree && ((rc = pq_h5u_get_str(f, where, "source_sha256_tree", &r->s_sha)) ||
-                 (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
+    /* The tree digest: source_digest_tree in its source_digest_algorithm
+     * (version 5), source_sha256_tree (SHA-256, versions 3 and 4); a
+     * version-1 file exported again by an older build kept its plain
+     * SHA-256 (source_sha256), which this one still carries over. */
+    const char *tree_attr = pq_h5u_has_attr(f, "source_digest_tree") ? "source_digest_tree"
+                            : pq_h5u_has_attr(f, "source_sha256_tree") ? "source_sha256_tree" : NULL;
+    r->meta.source_digest_alg = PQ_DIGEST_SHA256;
+    if (tree_attr && !strcmp(tree_attr, "source_digest_tree")) {
+        char *alg = NULL;
+        if ((rc = pq_h5u_get_str(f, where, "source_digest_algorithm", &alg))) goto fail;
+        bool known = pq_digest_parse(alg, &r->meta.source_digest_alg) && strcmp(alg, "xxh3");
+        if (!known)
+            rc = pq_err(PQ_ERR_FORMAT, "%s: source_digest_algorithm is '%s', expected sha256 or xxh3-128", r->path,
+                        alg);
+        free(alg);
+        if (rc) goto fail;
+    }
+    if (tree_attr && ((rc = pq_h5u_get_str(f, where, tree_attr, &r->s_sha)) ||
+                      (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
         goto fail;
-    if (tree && r->meta.source_hash_chunk_bytes <= 0) {
+    if (tree_attr && r->meta.source_hash_chunk_bytes <= 0) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: source_hash_chunk_bytes is %lld, expected a positive size", r->path,
                     (long long)r->meta.source_hash_chunk_bytes);
         goto fail;
     }
-    if (!tree && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
+    if (!tree_attr && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
     if ((rc = pq_h5u_get_str(f, where, "architecture", &r->s_arch)) ||
         (rc = pq_h5u_get_str(f, where, "model_name", &r->s_model)) ||
         (rc = pq_h5u_get_str(f, where, "created_by", &r->s_created)) ||
