@@ -25,11 +25,17 @@ struct pq_h5r {
     hid_t dxpl;                 /* reads: Fletcher-32 verified or skipped */
     bool verify;                /* the same, for the direct reads of codes */
     int fd;                     /* the file for those reads; -1: HDF5 reads all */
+    int64_t ahead;              /* file bytes below this were asked ahead (READ_AHEAD_BYTES) */
     pq_h5_meta meta;
     char *s_arch, *s_model, *s_sha, *s_created, *s_config;  /* owned meta strings */
     pq_h5r_entry *ent;
     int64_t n, cap;
 };
+
+/* Bytes of the file past a tensor's codes that the kernel is asked to read
+ * in the background (posix_fadvise WILLNEED) while the caller packs the
+ * codes just read: the next tensors' codes follow them in the file. */
+#define READ_AHEAD_BYTES ((int64_t)512 << 20)
 
 /* ---- helpers ---- */
 
@@ -709,6 +715,12 @@ static pq_status read_whole_chunk(pq_h5r *r, hid_t d, const char *where, hid_t m
     H5Eclear2(H5E_DEFAULT);
     if (!fits) return PQ_OK;
     uint8_t le[4];
+    int64_t end = (int64_t)(addr + bytes) + 4;
+    if (end + READ_AHEAD_BYTES / 2 > r->ahead) { /* a window at a time, not one call per tensor */
+        int64_t from = end > r->ahead ? end : r->ahead;
+        posix_fadvise(r->fd, (off_t)from, (off_t)(end + READ_AHEAD_BYTES - from), POSIX_FADV_WILLNEED);
+        r->ahead = end + READ_AHEAD_BYTES;
+    }
     int e = pread_all(r->fd, buf, bytes, (int64_t)addr);
     if (!e) e = pread_all(r->fd, le, sizeof le, (int64_t)(addr + bytes));
     if (e < 0) return pq_err(PQ_ERR_FORMAT, "%s: %s: the file ends inside the data (truncated)", r->path, where);
