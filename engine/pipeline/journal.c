@@ -462,7 +462,7 @@ pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32])
                                                         (long long)chunk);
     if (jr->leaf_have[chunk]) {
         if (memcmp(jr->leaves + (size_t)chunk * 32, leaf, 32))
-            return pq_err(PQ_ERR_CONFIG, "the checkpoint changed since %s was written: the SHA-256 of its source "
+            return pq_err(PQ_ERR_CONFIG, "the checkpoint changed since %s was written: the hash of its source "
                           "digest chunk %lld differs; remove the journal to start again", jr->path,
                           (long long)chunk);
         return PQ_OK;
