@@ -127,8 +127,8 @@ static int inspect_h5(const char *path, bool verify)
     printf("architecture: %s  (layers %d, embed %d, heads %d)\n", meta->architecture,
            meta->cfg.num_layers, meta->cfg.embed_dim, meta->cfg.attention_heads);
     if (meta->source_hash_chunk_bytes > 0)
-        printf("source: %s  sha256 tree %s (%lld-byte chunks)\n", meta->model_name, meta->source_sha256,
-               (long long)meta->source_hash_chunk_bytes);
+        printf("source: %s  %s tree %s (%lld-byte chunks)\n", meta->model_name,
+               pq_digest_name(meta->source_digest_alg), meta->source_sha256, (long long)meta->source_hash_chunk_bytes);
     else
         printf("source: %s  sha256 %s\n", meta->model_name, meta->source_sha256);
     printf("created by: %s, %d rank(s)\n", meta->created_by, meta->num_ranks);

@@ -78,6 +78,8 @@ static const pq_cli_opt k_opts[] = {
     QKEY("exclude", "exclude", "PATTERN", "keep matching tensors in float (repeatable)"),
     QKEY("nan-policy", "nan_policy", "P", "error (default) | zero | keep (NaN/Inf tensor stays float)"),
     QKEY("float-dtype", "float_dtype", "fp32|fp16", "storage of the tensors kept in float (default fp32)"),
+    QKEY("digest", "digest", "xxh3|sha256", "the hash of the source digest the file records\n(source_digest_tree): xxh3 "
+         "(XXH3-128, not cryptographic; the\ndefault where built with libxxhash) or sha256"),
     QKEY("hardware-target", "hardware_target", "T", "cpu (default, best kernels) | ref | avx2 | avx512 | cuda"),
     QKEY("threads", "threads", "N", "threads per rank (0 = the node's cores shared among\nthe ranks on it, at most "
          "the cores the launcher bound\nthe rank to; the default)"),

@@ -11,6 +11,7 @@ pkgs=(build-essential meson ninja-build pkg-config
       libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
       libprotobuf-c-dev protobuf-c-compiler libzmq3-dev libcmocka-dev
       libopenblas-dev libjansson-dev zlib1g-dev libssl-dev
+      libxxhash-dev xxhash  # XXH3-128 source digest (optional: SHA-256 only without it); xxhsum for its tests
       man-db)
 peers=0
 [ "${1:-}" = "--peers" ] && peers=1

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "proteus.quantized"
-FORMAT_VERSION = 4      # 3: fixed-length strings, checksums (1 and 2 are refused); 4: the /recipe table
+FORMAT_VERSION = 5      # 3: fixed-length strings, checksums (1 and 2 are refused); 4: the /recipe table; 5: source_digest_algorithm
 FORMAT_VERSION_MIN = 3
 
 
@@ -25,8 +25,9 @@ def attr_str(v):
 
 
 def check_format(f):
-    """Raise ValueError unless f (an open h5py.File) is a version-3 or -4 model
-    (4 adds the /recipe table; the tensors read the same)."""
+    """Raise ValueError unless f (an open h5py.File) is a version-3, -4 or -5
+    model (4 adds the /recipe table, 5 names the source digest's algorithm;
+    the tensors read the same)."""
     version = int(f.attrs["format_version"]) if "format_version" in f.attrs else None
     if version is not None and version < FORMAT_VERSION_MIN:
         raise ValueError("%s: format_version %d was written by an older Proteus; quantize the model "

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 4):
+/* h5model.h - the consolidated Proteus HDF5 model (docs/FORMAT.md, version 5):
  * a streaming writer (OUT.partial, renamed when complete) and a validating
  * reader. */
 #ifndef PQ_H5MODEL_H
@@ -9,17 +9,19 @@
 #include <stdint.h>
 
 #include "base/dtype.h"
+#include "format/digest.h"
 #include "format/esm2.h"
 #include "base/pq_err.h"
 #include "quant/qspec.h"
 #include "quant/qtensor.h"
 
 #define PQ_FORMAT_NAME "proteus.quantized"
-#define PQ_FORMAT_VERSION 4
+#define PQ_FORMAT_VERSION 5
 /* The oldest version the reader accepts: versions 1 and 2 keep their strings
  * in HDF5's unchecked global heap and carry no checksums; they are refused
  * with a word to quantize again. Version 3 is version 4 without the /recipe
- * table (each tensor's own attributes say the same): it is read. */
+ * table (each tensor's own attributes say the same), version 4 is version 5
+ * with a SHA-256 source digest under source_sha256_tree: both are read. */
 #define PQ_FORMAT_VERSION_MIN 3
 
 /* Root attributes and /config. Strings are borrowed by the writer (copied
@@ -27,11 +29,14 @@
 typedef struct pq_h5_meta {
     const char *architecture;   /* "esm2_t6_8M_UR50D" or "esm2_custom" */
     const char *model_name;     /* basename of the source checkpoint */
-    const char *source_sha256;  /* hex: the tree digest (source_sha256_tree);
-                                 * read from a version-1 file, its plain
-                                 * SHA-256 (source_sha256) */
+    const char *source_sha256;  /* hex: the source's tree digest in
+                                 * source_digest_alg (source_digest_tree;
+                                 * source_sha256_tree before version 5); a
+                                 * plain SHA-256 (source_sha256) where the
+                                 * chunk size is 0 */
+    pq_digest_alg source_digest_alg; /* its hash (zero: SHA-256) */
     int64_t source_hash_chunk_bytes; /* the digest's chunk size; 0: plain
-                                 * SHA-256 (version 1, reader only) */
+                                 * SHA-256 (a version-1 digest, reader only) */
     int format_version;         /* reader only: the file's version */
     const char *created_by;     /* "proteus 0.1.0" */
     const char *config_json;    /* the resolved quantization config */
@@ -42,13 +47,13 @@ typedef struct pq_h5_meta {
 typedef struct pq_h5w pq_h5w;
 
 /* Create final_path + ".partial" (truncating a stale one). Returns owned *out.
- * Writes source_sha256_tree and source_hash_chunk_bytes from meta (a chunk
- * size of 0, i.e. a version-1 plain hash read back, is kept as
- * source_sha256); with meta->source_sha256 NULL, pq_h5w_set_source_sha256
- * writes them before the commit instead (the digest is gathered from
- * several ranks). */
+ * Writes source_digest_algorithm, source_digest_tree and
+ * source_hash_chunk_bytes from meta (a chunk size of 0, i.e. a version-1
+ * plain hash read back, is kept as source_sha256); with meta->source_sha256
+ * NULL, pq_h5w_set_source_digest writes them before the commit instead (the
+ * digest is gathered from several ranks). */
 pq_status pq_h5w_create(const char *final_path, const pq_h5_meta *meta, pq_h5w **out);
-pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_bytes);
+pq_status pq_h5w_set_source_digest(pq_h5w *w, pq_digest_alg alg, const char *hex, int64_t chunk_bytes);
 
 /* /tensors/<name>/data as float32, or float16 (RNE) when as_fp16. */
 pq_status pq_h5w_put_float(pq_h5w *w, const char *name, int ndim, const int64_t *shape,

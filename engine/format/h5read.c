@@ -25,11 +25,17 @@ struct pq_h5r {
     hid_t dxpl;                 /* reads: Fletcher-32 verified or skipped */
     bool verify;                /* the same, for the direct reads of codes */
     int fd;                     /* the file for those reads; -1: HDF5 reads all */
+    int64_t ahead;              /* file bytes below this were asked ahead (READ_AHEAD_BYTES) */
     pq_h5_meta meta;
     char *s_arch, *s_model, *s_sha, *s_created, *s_config;  /* owned meta strings */
     pq_h5r_entry *ent;
     int64_t n, cap;
 };
+
+/* Bytes of the file past a tensor's codes that the kernel is asked to read
+ * in the background (posix_fadvise WILLNEED) while the caller packs the
+ * codes just read: the next tensors' codes follow them in the file. */
+#define READ_AHEAD_BYTES ((int64_t)512 << 20)
 
 /* ---- helpers ---- */
 
@@ -444,19 +450,32 @@ static pq_status read_meta(pq_h5r *r)
         return pq_err(PQ_ERR_FORMAT, "%s: format_version %lld is not supported (this build "
                       "reads versions %d to %d)", r->path, (long long)ver, PQ_FORMAT_VERSION_MIN, PQ_FORMAT_VERSION);
     r->meta.format_version = (int)ver;
-    /* The tree digest; a version-1 file exported again by an older build
-     * kept its plain SHA-256 (source_sha256), which this one still carries
-     * over. */
-    bool tree = pq_h5u_has_attr(f, "source_sha256_tree");
-    if (tree && ((rc = pq_h5u_get_str(f, where, "source_sha256_tree", &r->s_sha)) ||
-                 (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
+    /* The tree digest: source_digest_tree in its source_digest_algorithm
+     * (version 5), source_sha256_tree (SHA-256, versions 3 and 4); a
+     * version-1 file exported again by an older build kept its plain
+     * SHA-256 (source_sha256), which this one still carries over. */
+    const char *tree_attr = pq_h5u_has_attr(f, "source_digest_tree") ? "source_digest_tree"
+                            : pq_h5u_has_attr(f, "source_sha256_tree") ? "source_sha256_tree" : NULL;
+    r->meta.source_digest_alg = PQ_DIGEST_SHA256;
+    if (tree_attr && !strcmp(tree_attr, "source_digest_tree")) {
+        char *alg = NULL;
+        if ((rc = pq_h5u_get_str(f, where, "source_digest_algorithm", &alg))) goto fail;
+        bool known = pq_digest_parse(alg, &r->meta.source_digest_alg) && strcmp(alg, "xxh3");
+        if (!known)
+            rc = pq_err(PQ_ERR_FORMAT, "%s: source_digest_algorithm is '%s', expected sha256 or xxh3-128", r->path,
+                        alg);
+        free(alg);
+        if (rc) goto fail;
+    }
+    if (tree_attr && ((rc = pq_h5u_get_str(f, where, tree_attr, &r->s_sha)) ||
+                      (rc = pq_h5u_get_i64(f, where, "source_hash_chunk_bytes", &r->meta.source_hash_chunk_bytes))))
         goto fail;
-    if (tree && r->meta.source_hash_chunk_bytes <= 0) {
+    if (tree_attr && r->meta.source_hash_chunk_bytes <= 0) {
         rc = pq_err(PQ_ERR_FORMAT, "%s: source_hash_chunk_bytes is %lld, expected a positive size", r->path,
                     (long long)r->meta.source_hash_chunk_bytes);
         goto fail;
     }
-    if (!tree && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
+    if (!tree_attr && (rc = pq_h5u_get_str(f, where, "source_sha256", &r->s_sha))) goto fail;
     if ((rc = pq_h5u_get_str(f, where, "architecture", &r->s_arch)) ||
         (rc = pq_h5u_get_str(f, where, "model_name", &r->s_model)) ||
         (rc = pq_h5u_get_str(f, where, "created_by", &r->s_created)) ||
@@ -696,6 +715,12 @@ static pq_status read_whole_chunk(pq_h5r *r, hid_t d, const char *where, hid_t m
     H5Eclear2(H5E_DEFAULT);
     if (!fits) return PQ_OK;
     uint8_t le[4];
+    int64_t end = (int64_t)(addr + bytes) + 4;
+    if (end + READ_AHEAD_BYTES / 2 > r->ahead) { /* a window at a time, not one call per tensor */
+        int64_t from = end > r->ahead ? end : r->ahead;
+        posix_fadvise(r->fd, (off_t)from, (off_t)(end + READ_AHEAD_BYTES - from), POSIX_FADV_WILLNEED);
+        r->ahead = end + READ_AHEAD_BYTES;
+    }
     int e = pread_all(r->fd, buf, bytes, (int64_t)addr);
     if (!e) e = pread_all(r->fd, le, sizeof le, (int64_t)(addr + bytes));
     if (e < 0) return pq_err(PQ_ERR_FORMAT, "%s: %s: the file ends inside the data (truncated)", r->path, where);

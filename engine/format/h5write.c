@@ -184,8 +184,9 @@ static pq_status write_root(pq_h5w *w, const pq_h5_meta *m)
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "format_version", PQ_FORMAT_VERSION);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "architecture", m->architecture);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "model_name", m->model_name);
-    /* NULL: delivered later with pq_h5w_set_source_sha256 (gathered from ranks) */
-    if (!rc && m->source_sha256) rc = pq_h5w_set_source_sha256(w, m->source_sha256, m->source_hash_chunk_bytes);
+    /* NULL: delivered later with pq_h5w_set_source_digest (gathered from ranks) */
+    if (!rc && m->source_sha256)
+        rc = pq_h5w_set_source_digest(w, m->source_digest_alg, m->source_sha256, m->source_hash_chunk_bytes);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "created_by", m->created_by);
     if (!rc) rc = pq_h5u_put_str(w->file, where, "config_json", m->config_json);
     if (!rc) rc = pq_h5u_put_i32(w->file, where, "num_ranks", m->num_ranks);
@@ -766,12 +767,13 @@ pq_status pq_h5w_provenance(pq_h5w *w, const char *key, const char *value)
     return rc;
 }
 
-pq_status pq_h5w_set_source_sha256(pq_h5w *w, const char *hex, int64_t chunk_bytes)
+pq_status pq_h5w_set_source_digest(pq_h5w *w, pq_digest_alg alg, const char *hex, int64_t chunk_bytes)
 {
     /* A plain SHA-256 (a version-1 file exported again): the only hash
      * known, kept under its version-1 name. */
     if (chunk_bytes <= 0) return pq_h5u_put_str(w->file, "/", "source_sha256", hex);
-    pq_status rc = pq_h5u_put_str(w->file, "/", "source_sha256_tree", hex);
+    pq_status rc = pq_h5u_put_str(w->file, "/", "source_digest_algorithm", pq_digest_name(alg));
+    if (!rc) rc = pq_h5u_put_str(w->file, "/", "source_digest_tree", hex);
     return rc ? rc : pq_h5u_put_i64(w->file, "/", "source_hash_chunk_bytes", chunk_bytes);
 }
 

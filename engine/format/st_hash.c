@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* st_hash.c - tree digest of a checkpoint: SHA-256 of 64 MiB chunks, then
- * SHA-256 of the leaves (definition in st_hash.h and docs/FORMAT.md). */
+/* st_hash.c - tree digest of a checkpoint: a hash of each 64 MiB chunk,
+ * then of the leaves (definition in st_hash.h and docs/FORMAT.md). */
 #include "format/st_hash.h"
 
 #include <errno.h>
@@ -65,15 +65,7 @@ int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t 
     return locate(m, chunk_bytes, i, &d, &len) ? len : 0;
 }
 
-static pq_status sha256(const void *data, size_t n, uint8_t out[PQ_HASH_LEAF_BYTES])
-{
-    unsigned int len = 0;
-    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != PQ_HASH_LEAF_BYTES)
-        return pq_err(PQ_ERR_INTERNAL, "EVP_Digest(sha256) failed");
-    return PQ_OK;
-}
-
-pq_status pq_st_hash_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i,
+pq_status pq_st_hash_chunk(const pq_st_model *m, pq_digest_alg alg, int64_t chunk_bytes, int64_t i,
                            uint8_t leaf[PQ_HASH_LEAF_BYTES])
 {
     const uint8_t *d;
@@ -86,7 +78,7 @@ pq_status pq_st_hash_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i,
     uintptr_t b = (uintptr_t)d & ~(page - 1), e = (uintptr_t)d + (uintptr_t)len;
     /* read the whole chunk ahead instead of one fault-around at a time */
     madvise((void *)b, e - b, MADV_WILLNEED);
-    pq_status st = sha256(d, (size_t)len, leaf);
+    pq_status st = pq_digest(alg, d, (size_t)len, leaf);
     /* Drop the mapping's pages from the resident set (the page cache keeps
      * them): only whole pages inside the chunk, since a neighbour chunk may
      * be hashed concurrently by another thread. */
@@ -95,22 +87,30 @@ pq_status pq_st_hash_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i,
     return st;
 }
 
-static void to_hex(const uint8_t md[PQ_HASH_LEAF_BYTES], char hex[65])
+static void to_hex(const uint8_t *md, int n, char hex[65])
 {
-    for (int i = 0; i < PQ_HASH_LEAF_BYTES; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    for (int i = 0; i < n; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
-pq_status pq_hash_tree_combine(const uint8_t *leaves, int64_t n, char hex[65])
+pq_status pq_hash_tree_combine(pq_digest_alg alg, const uint8_t *leaves, int64_t n, char hex[65])
 {
     uint8_t root[PQ_HASH_LEAF_BYTES];
-    static const uint8_t none = 0;
-    pq_status st = sha256(n ? leaves : &none, (size_t)n * PQ_HASH_LEAF_BYTES, root);
-    if (!st) to_hex(root, hex);
+    const size_t k = (size_t)pq_digest_bytes(alg);
+    uint8_t *packed = NULL;
+    const uint8_t *in = leaves;
+    if (k < PQ_HASH_LEAF_BYTES && n > 0) { /* the leaves at their own length */
+        if (!(packed = malloc((size_t)n * k))) return pq_err(PQ_ERR_RESOURCE, "out of memory for the digest");
+        for (int64_t i = 0; i < n; i++) memcpy(packed + (size_t)i * k, leaves + (size_t)i * PQ_HASH_LEAF_BYTES, k);
+        in = packed;
+    }
+    pq_status st = pq_digest(alg, n ? in : NULL, (size_t)n * k, root);
+    if (!st) to_hex(root, (int)k, hex);
+    free(packed);
     return st;
 }
 
-pq_status pq_st_hash_chunks(const pq_st_model *m, int64_t chunk_bytes, const int64_t *idx, int64_t n,
-                            int n_threads, uint8_t *leaves)
+pq_status pq_st_hash_chunks(const pq_st_model *m, pq_digest_alg alg, int64_t chunk_bytes, const int64_t *idx,
+                            int64_t n, int n_threads, uint8_t *leaves)
 {
     int failed = 0;
     if (n_threads < 1) n_threads = 1;
@@ -120,21 +120,27 @@ pq_status pq_st_hash_chunks(const pq_st_model *m, int64_t chunk_bytes, const int
     reduction(| : failed)
     for (int64_t k = 0; k < n; k++) {
         int64_t i = idx ? idx[k] : k;
-        if (pq_st_hash_chunk(m, chunk_bytes, i, leaves + i * PQ_HASH_LEAF_BYTES)) failed |= 1;
+        if (pq_st_hash_chunk(m, alg, chunk_bytes, i, leaves + i * PQ_HASH_LEAF_BYTES)) failed |= 1;
     }
     return failed ? pq_err(PQ_ERR_INTERNAL, "hashing the checkpoint's chunks failed") : PQ_OK;
 }
 
-pq_status pq_st_hash_tree(const pq_st_model *m, int64_t chunk_bytes, int n_threads, char hex[65])
+pq_status pq_st_digest_tree(const pq_st_model *m, pq_digest_alg alg, int64_t chunk_bytes, int n_threads,
+                            char hex[65])
 {
     if (chunk_bytes <= 0) return pq_err(PQ_ERR_INTERNAL, "hash chunk size %lld", (long long)chunk_bytes);
     int64_t n = pq_st_hash_chunk_count(m, chunk_bytes);
     uint8_t *leaves = malloc((size_t)(n ? n : 1) * PQ_HASH_LEAF_BYTES);
     if (!leaves) return pq_err(PQ_ERR_RESOURCE, "out of memory for %lld hash leaves", (long long)n);
-    pq_status st = pq_st_hash_chunks(m, chunk_bytes, NULL, n, n_threads, leaves);
-    if (!st) st = pq_hash_tree_combine(leaves, n, hex);
+    pq_status st = pq_st_hash_chunks(m, alg, chunk_bytes, NULL, n, n_threads, leaves);
+    if (!st) st = pq_hash_tree_combine(alg, leaves, n, hex);
     free(leaves);
     return st;
+}
+
+pq_status pq_st_hash_tree(const pq_st_model *m, int64_t chunk_bytes, int n_threads, char hex[65])
+{
+    return pq_st_digest_tree(m, PQ_DIGEST_SHA256, chunk_bytes, n_threads, hex);
 }
 
 /* SHA-256 of the next `limit` bytes of fd (fewer at the end of the file)
@@ -210,7 +216,7 @@ pq_status pq_hash_tree_file(const char *path, int64_t chunk_bytes, char hex[65])
             goto cleanup;
         }
     }
-    st = pq_hash_tree_combine(leaves, n, hex);
+    st = pq_hash_tree_combine(PQ_DIGEST_SHA256, leaves, n, hex);
 cleanup:
     close_stream(fd, buf, ctx);
     free(leaves);
@@ -225,7 +231,7 @@ pq_status pq_sha256_file(const char *path, char hex[65])
     int64_t got = 0;
     pq_status st = open_stream(path, &fd, &buf, &ctx);
     if (!st) st = sha256_stream(fd, path, INT64_MAX, ctx, buf, md, &got);
-    if (!st) to_hex(md, hex);
+    if (!st) to_hex(md, PQ_HASH_LEAF_BYTES, hex);
     close_stream(fd, buf, ctx);
     return st;
 }

@@ -16,7 +16,7 @@ static const char *const known_keys =
     "scheme, precision, per_channel, group_size, symmetric, calibration_method, "
     "hardware_target, optimize_memory, enable_fusion, threading, threads, nan_policy, "
     "float_dtype, include, exclude, smoothquant_alpha, method, gptq_damp, gptq_block_size, act_order, recipe, "
-    "fallback_scheme, allow_accuracy_drop";
+    "fallback_scheme, allow_accuracy_drop, digest";
 
 void pq_config_defaults(pq_config *c)
 {
@@ -35,6 +35,7 @@ void pq_config_defaults(pq_config *c)
     c->gptq_damp = 0.01;
     c->gptq_block_size = 128;
     c->allow_accuracy_drop = NAN;
+    c->digest = pq_digest_default();
 }
 
 void pq_config_free(pq_config *c)
@@ -192,6 +193,14 @@ pq_status pq_config_set(pq_config *c, const char *key, const char *v)
         return parse_int(key, v, 1, 4096, &c->gptq_block_size);
     } else if (!strcmp(key, "act_order")) {
         return parse_bool(key, v, &c->act_order);
+    } else if (!strcmp(key, "digest")) {
+        static const char *const digests[] = {"xxh3", "sha256", NULL};
+        pq_digest_alg a;
+        if (!pq_digest_parse(v, &a)) return bad_value(key, v, digests);
+        if (!pq_digest_available(a))
+            return pq_err(PQ_ERR_CONFIG, "config key 'digest': '%s' is not in this build (built without "
+                          "libxxhash); use sha256", v);
+        c->digest = a;
     } else if (!strcmp(key, "fallback_scheme")) {
         if (!strcmp(v, "none") || !strcmp(v, "null")) {
             c->fallback_scheme[0] = '\0';
@@ -349,6 +358,7 @@ char *pq_config_to_json(const pq_config *c)
     json_object_set_new(o, "nan_policy", json_string(policies[c->nan_policy]));
     json_object_set_new(o, "float_dtype", json_string(c->float16 ? "fp16" : "fp32"));
     json_object_set_new(o, "method", json_string(c->method));
+    json_object_set_new(o, "digest", json_string(c->digest == PQ_DIGEST_XXH3 ? "xxh3" : "sha256"));
     if (!strcmp(c->method, "gptq")) {
         json_object_set_new(o, "gptq_damp", json_real(c->gptq_damp));
         json_object_set_new(o, "gptq_block_size", json_integer(c->gptq_block_size));

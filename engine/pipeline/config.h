@@ -4,14 +4,16 @@
  * Keys use the names users know from other quantizers: scheme, precision,
  * per_channel, symmetric, calibration_method, hardware_target,
  * optimize_memory, enable_fusion, threading; plus group_size, include,
- * exclude, nan_policy, float_dtype, threads, recipe, fallback_scheme and
- * allow_accuracy_drop (quantize's fallback, pipeline/fallback.h). */
+ * exclude, nan_policy, float_dtype, threads, recipe, fallback_scheme,
+ * allow_accuracy_drop (quantize's fallback, pipeline/fallback.h) and digest
+ * (the source digest's hash, format/digest.h). */
 #ifndef PQ_CONFIG_H
 #define PQ_CONFIG_H
 
 #include <stdbool.h>
 
 #include "base/pq_err.h"
+#include "format/digest.h"
 #include "kernels/pq_kernels.h"
 #include "quant/qspec.h"
 
@@ -57,11 +59,12 @@ typedef struct pq_config {
                                   * model may lose, a fraction in [0, 1] (0.01 = one point) */
     int n_overrides;
     pq_tensor_override *overrides; /* owned; applied after the recipe, last one wins */
+    pq_digest_alg digest;        /* the source digest's hash: xxh3 (XXH3-128; default where built) | sha256 */
 } pq_config;
 
 /* Defaults: dynamic, int8, per-tensor, symmetric, minmax, cpu, optimize_memory,
  * enable_fusion, threading all true, nan_policy error, float32, method rtn
- * (GPTQ: damping 0.01, block 128, no act-order). */
+ * (GPTQ: damping 0.01, block 128, no act-order), digest pq_digest_default(). */
 void pq_config_defaults(pq_config *c);
 void pq_config_free(pq_config *c); /* frees patterns, the recipe path and the overrides; c stays usable */
 

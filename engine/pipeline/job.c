@@ -198,12 +198,13 @@ pq_status pq_job_hash_source(pq_job *j, char hex[65])
     pq_status st;
     if (j->out.journal && p->n_hash == pq_st_hash_chunk_count(j->model, p->hash_chunk_bytes)) {
         /* leaf by leaf, each recorded in (or checked against) the journal */
-        st = pq_st_hash_chunks(j->model, p->hash_chunk_bytes, NULL, p->n_hash, j->threads, j->hash_leaves);
+        st = pq_st_hash_chunks(j->model, j->cfg->digest, p->hash_chunk_bytes, NULL, p->n_hash, j->threads,
+                               j->hash_leaves);
         for (int64_t i = 0; i < p->n_hash && !st; i++) journal_leaf(j, i);
         if (!st) st = j->out.leaf_err;
-        if (!st) st = pq_hash_tree_combine(j->hash_leaves, p->n_hash, hex);
+        if (!st) st = pq_hash_tree_combine(j->cfg->digest, j->hash_leaves, p->n_hash, hex);
     } else {
-        st = pq_st_hash_tree(j->model, p->hash_chunk_bytes, j->threads, hex);
+        st = pq_st_digest_tree(j->model, j->cfg->digest, p->hash_chunk_bytes, j->threads, hex);
     }
     j->phase[PQ_PHASE_HASH] += pq_now_s() - t0;
     return st;
@@ -214,9 +215,11 @@ pq_status pq_job_hash_chunk(pq_job *j, int rank, int64_t chunk)
     if (pq_fault_at(PQ_FAULT_FAIL_HASH, rank))
         return pq_err(PQ_ERR_IO, "hashing the source, chunk %lld: injected failure (PQ_TEST_FAIL_HASH)",
                       (long long)chunk);
-    pq_status st = pq_st_hash_chunk(j->model, j->plan->hash_chunk_bytes, chunk,
+    pq_status st = pq_st_hash_chunk(j->model, j->cfg->digest, j->plan->hash_chunk_bytes, chunk,
                                     j->hash_leaves + (size_t)chunk * PQ_HASH_LEAF_BYTES);
-    return st ? pq_err_replace(st, "hashing the source: SHA-256 of chunk %lld failed", (long long)chunk) : PQ_OK;
+    return st ? pq_err_replace(st, "hashing the source: the %s of chunk %lld failed", pq_digest_name(j->cfg->digest),
+                               (long long)chunk)
+              : PQ_OK;
 }
 
 const uint8_t *pq_job_leaf(const pq_job *j, int64_t chunk)

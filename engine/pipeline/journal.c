@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,12 @@ struct pq_journal {
     int n_done, n_bad;
     double synced_t;
     bool dirty;
+    /* The periodic fdatasync runs on a helper thread (bg_kick), so that the
+     * writer never waits on the disk between two records. */
+    pthread_t bg;
+    bool bg_started;       /* a helper to join */
+    bool bg_done;          /* it has returned (atomic) */
+    int bg_err;            /* its errno, read after the join */
 };
 
 int pq_journal_name(char *buf, size_t n, const char *out)
@@ -344,9 +351,48 @@ static pq_status write_header(pq_journal *jr, const char *text)
     return st;
 }
 
+static void *bg_sync(void *arg)
+{
+    pq_journal *jr = arg;
+    jr->bg_err = fdatasync(jr->fd) < 0 ? errno : 0;
+    __atomic_store_n(&jr->bg_done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Join the helper's sync once it has returned (wait: until it has); its
+ * failure. */
+static pq_status bg_join(pq_journal *jr, bool wait)
+{
+    if (!jr->bg_started || (!wait && !__atomic_load_n(&jr->bg_done, __ATOMIC_ACQUIRE))) return PQ_OK;
+    pthread_join(jr->bg, NULL);
+    jr->bg_started = false;
+    if (jr->bg_err) return pq_err(PQ_ERR_IO, "%s: fdatasync failed: %s", jr->path, strerror(jr->bg_err));
+    return PQ_OK;
+}
+
+/* Start an fdatasync of what is written so far on the helper thread; while
+ * one is still running, nothing (the next record starts the next). */
+static pq_status bg_kick(pq_journal *jr)
+{
+    pq_status st = bg_join(jr, false);
+    if (st || jr->bg_started) return st;
+    jr->bg_done = false;
+    jr->bg_err = 0;
+    jr->dirty = false;
+    jr->synced_t = pq_now_s();
+    jr->bg_started = pthread_create(&jr->bg, NULL, bg_sync, jr) == 0;
+    if (!jr->bg_started) { /* no thread: this one waits */
+        jr->dirty = true;
+        return pq_journal_sync(jr);
+    }
+    return PQ_OK;
+}
+
 pq_status pq_journal_sync(pq_journal *jr)
 {
-    if (!jr || !jr->dirty) return PQ_OK;
+    if (!jr) return PQ_OK;
+    pq_status st = bg_join(jr, true);
+    if (st || !jr->dirty) return st;
     if (fdatasync(jr->fd) < 0) return pq_err(PQ_ERR_IO, "%s: fdatasync failed: %s", jr->path, strerror(errno));
     jr->dirty = false;
     jr->synced_t = pq_now_s();
@@ -388,7 +434,7 @@ static pq_status add_record(pq_journal *jr, uint32_t type, int64_t id, const pq_
         if (ftruncate(jr->fd, (off_t)start) == 0) jr->end = start;
         return st;
     }
-    if (pq_now_s() - jr->synced_t >= SYNC_EVERY_S) st = pq_journal_sync(jr);
+    if (pq_now_s() - jr->synced_t >= SYNC_EVERY_S) st = bg_kick(jr);
     return st;
 }
 
@@ -416,7 +462,7 @@ pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32])
                                                         (long long)chunk);
     if (jr->leaf_have[chunk]) {
         if (memcmp(jr->leaves + (size_t)chunk * 32, leaf, 32))
-            return pq_err(PQ_ERR_CONFIG, "the checkpoint changed since %s was written: the SHA-256 of its source "
+            return pq_err(PQ_ERR_CONFIG, "the checkpoint changed since %s was written: the hash of its source "
                           "digest chunk %lld differs; remove the journal to start again", jr->path,
                           (long long)chunk);
         return PQ_OK;
@@ -633,6 +679,7 @@ int pq_journal_n_bad(const pq_journal *jr) { return jr->n_bad; }
 
 static void free_journal(pq_journal *jr)
 {
+    bg_join(jr, true);
     if (jr->fd >= 0) close(jr->fd); /* releases the lock */
     free(jr->path);
     free(jr->done);

@@ -93,6 +93,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
         .architecture = j->arch.arch ? j->arch.arch->name : "esm2_custom",
         .model_name = basename_of(j->model_path),
         .source_sha256 = j->defer_source_hash ? NULL : sha,
+        .source_digest_alg = j->cfg->digest,
         .source_hash_chunk_bytes = j->plan->hash_chunk_bytes,
         .created_by = "proteus " PQ_VERSION,
         .config_json = cfg_json,
@@ -285,8 +286,8 @@ pq_status pq_job_finish_output(pq_job *j)
             if (!j->hash_have[i])
                 return pq_err(PQ_ERR_INTERNAL, "the hash of source chunk %d (rank %d) never reached the writer",
                               i, p->hash[i].rank);
-        if ((st = pq_hash_tree_combine(j->hash_leaves, p->n_hash, source_hash))) return st;
-        if ((st = pq_h5w_set_source_sha256(o->writer, source_hash, p->hash_chunk_bytes))) return st;
+        if ((st = pq_hash_tree_combine(j->cfg->digest, j->hash_leaves, p->n_hash, source_hash))) return st;
+        if ((st = pq_h5w_set_source_digest(o->writer, j->cfg->digest, source_hash, p->hash_chunk_bytes))) return st;
     }
     s->min_sqnr_db = INFINITY;
     s->n_tensors = p->n_tensors;

@@ -152,6 +152,7 @@ pq_status pq_report_model_read(const char *path, bool verify, pq_report_model *m
     if (rc) goto cleanup;
     const pq_h5_meta *meta = pq_h5r_meta(r);
     m->format_version = meta->format_version;
+    m->source_digest_alg = pq_digest_name(meta->source_digest_alg);
     m->num_layers = meta->cfg.num_layers;
     m->num_ranks = meta->num_ranks;
     m->embed_dim = meta->cfg.embed_dim;

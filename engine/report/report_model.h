@@ -35,6 +35,7 @@ typedef struct pq_report_tensor {
 typedef struct pq_report_model {
     char *path;
     int format_version, num_layers, num_ranks;
+    const char *source_digest_alg; /* "sha256" | "xxh3-128" (static) */
     int embed_dim, attention_heads, ffn_dim;
     char *architecture, *model_name, *source_sha256, *created_by, *config_json;
     int64_t file_bytes;          /* the file's size on disk */

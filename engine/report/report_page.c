@@ -584,7 +584,9 @@ static void section_provenance(pq_html *h, const pq_report_model *m)
              m->attention_heads, m->ffn_dim);
     kv_row(h, "shape", b, 0);
     kv_row(h, "source checkpoint", m->model_name, 300);
-    kv_row(h, "source digest (sha256 tree)", m->source_sha256, 200);
+    char dl[48];
+    snprintf(dl, sizeof dl, "source digest (%s tree)", m->source_digest_alg ? m->source_digest_alg : "sha256");
+    kv_row(h, dl, m->source_sha256, 200);
     kv_row(h, "created by", m->created_by, 200);
     snprintf(b, sizeof b, "%d", m->num_ranks);
     kv_row(h, "MPI ranks", b, 0);

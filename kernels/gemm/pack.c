@@ -37,6 +37,104 @@ static int64_t src_idx(pq_gemm_gran gran, int64_t n, int64_t g, int64_t ng)
     return n * ng + g;
 }
 
+/* int8 codes, int8 x int8 use: each row's quads of k are 4-byte words at
+ * stride 64 (gemm_impl.h); sum of each row's codes. */
+static void panel_i8i8(pq_gemm_w *w, uint8_t *p, const int8_t *q8, int64_t r0, int64_t nr)
+{
+    const int64_t k = w->k, nq = k / 4;
+    for (int64_t ci = 0; ci < nr; ci++) {
+        const int8_t *src = q8 + (r0 + ci) * k;
+        uint8_t *d = p + pq_gemm_i8i8_off(ci, 0);
+        int32_t sum = 0;
+        for (int64_t q = 0; q < nq; q++) memcpy(d + q * 64, src + 4 * q, 4);
+        for (int64_t c = 4 * nq; c < k; c++) d[nq * 64 + (c & 3)] = (uint8_t)src[c];
+        for (int64_t c = 0; c < k; c++) sum += src[c];
+        w->row_sum[r0 + ci] = sum;
+    }
+}
+
+/* int8 codes, weight-only use: byte c * 16 + ci. */
+static void panel_i8_wonly(pq_gemm_w *w, uint8_t *p, const int8_t *q8, int64_t r0, int64_t nr)
+{
+    const int64_t k = w->k;
+    for (int64_t ci = 0; ci < nr; ci++) {
+        const int8_t *src = q8 + (r0 + ci) * k;
+        int32_t sum = 0;
+        for (int64_t c = 0; c < k; c++) {
+            p[c * 16 + ci] = (uint8_t)src[c];
+            sum += src[c];
+        }
+        w->row_sum[r0 + ci] = sum;
+    }
+}
+
+/* Offset-binary nibble of column c of a packed int4 row. */
+static inline unsigned nib_of(const uint8_t *row, int64_t c)
+{
+    uint8_t b = row[c / 2];
+    return (c & 1) ? (unsigned)(b >> 4) : (unsigned)(b & 15);
+}
+
+/* int4 codes, int8 x int8 use (W4A8): per 8 k, byte (ci/8)*32 + (ci%8)*4 + j
+ * holds code k+j (low nibble) and k+4+j (high), two's complement (the
+ * offset-binary nibble XOR 8); each row's group sums of q. */
+static void panel_i4i8(pq_gemm_w *w, uint8_t *p, const uint8_t *q4, int64_t r0, int64_t nr)
+{
+    const int64_t k = w->k, rb = (k + 1) / 2, n8 = k / 8, gs = w->group_size;
+    for (int64_t ci = 0; ci < nr; ci++) {
+        const uint8_t *s = q4 + (r0 + ci) * rb;
+        uint8_t *d = p + pq_gemm_i8i8_off(ci, 0);
+        for (int64_t o = 0; o < n8; o++) {
+            const uint8_t *b = s + 4 * o;
+            uint8_t *t = d + o * 64;
+            t[0] = (uint8_t)(((b[0] & 15) | (b[2] << 4)) ^ 0x88);
+            t[1] = (uint8_t)(((b[0] >> 4) | (b[2] & 0xF0)) ^ 0x88);
+            t[2] = (uint8_t)(((b[1] & 15) | (b[3] << 4)) ^ 0x88);
+            t[3] = (uint8_t)(((b[1] >> 4) | (b[3] & 0xF0)) ^ 0x88);
+        }
+        for (int64_t c = 8 * n8; c < k; c++) /* the last, partial 8: the rest stays code 0 */
+            d[n8 * 64 + (c & 3)] |= (uint8_t)(((nib_of(s, c) ^ 8) & 15) << ((c & 4) ? 4 : 0));
+        for (int64_t g = 0; g < w->n_groups; g++) {
+            int64_t c0 = g * gs, c1 = c0 + gs < k ? c0 + gs : k;
+            int32_t sum = 0;
+            int64_t c = c0;
+            if ((c & 1) && c < c1) sum += (int32_t)nib_of(s, c++);
+            for (; c + 1 < c1; c += 2) sum += (s[c / 2] & 15) + (s[c / 2] >> 4);
+            if (c < c1) sum += (int32_t)nib_of(s, c);
+            w->row_sum[pq_gemm_sidx(w, r0 + ci, g)] = sum - 8 * (int32_t)(c1 - c0);
+        }
+    }
+}
+
+/* int4 codes, weight-only use: byte c * 8 + j holds column j (low nibble)
+ * and j + 8 (high), offset binary; absent columns nibble 8. */
+static void panel_i4_wonly(const pq_gemm_w *w, uint8_t *p, const uint8_t *q4, int64_t r0, int64_t nr)
+{
+    const int64_t k = w->k, rb = (k + 1) / 2;
+    for (int64_t j = 0; j < 8; j++) {
+        const uint8_t *lo = j < nr ? q4 + (r0 + j) * rb : NULL;
+        const uint8_t *hi = j + 8 < nr ? q4 + (r0 + j + 8) * rb : NULL;
+        for (int64_t c = 0; c < k; c++)
+            p[c * 8 + j] = (uint8_t)((lo ? nib_of(lo, c) : 8u) | (hi ? nib_of(hi, c) : 8u) << 4);
+    }
+}
+
+/* Panel pi's bytes (padding decodes to code 0) and its rows' sums. */
+static void pack_panel(pq_gemm_w *w, int64_t pi, const int8_t *q8, const uint8_t *q4)
+{
+    const bool i8i8 = w->use == PQ_GEMM_USE_I8I8;
+    const int64_t r0 = pi * PQ_GEMM_NR, nr = w->n - r0 < PQ_GEMM_NR ? w->n - r0 : PQ_GEMM_NR;
+    uint8_t *p = w->data + pi * w->panel_bytes;
+    if (w->bits == 4 && !i8i8) {
+        panel_i4_wonly(w, p, q4, r0, nr);
+        return;
+    }
+    memset(p, 0, (size_t)w->panel_bytes);
+    if (w->bits == 4) panel_i4i8(w, p, q4, r0, nr);
+    else if (i8i8) panel_i8i8(w, p, q8, r0, nr);
+    else panel_i8_wonly(w, p, q8, r0, nr);
+}
+
 static pq_kstatus pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n, int64_t k,
                       const float *scale, const int32_t *zero_point, pq_gemm_gran gran,
                       int64_t group_size, pq_gemm_use use, pq_gemm_w **out)
@@ -103,35 +201,13 @@ static pq_kstatus pack(int bits, const int8_t *q8, const uint8_t *q4, int64_t n,
             }
         }
     }
-    /* Padding bytes decode to code 0 (weight-only int4: nibble 8). */
-    memset(w->data, bits == 4 && !i4i8 ? 0x88 : 0, (size_t)(w->n_panels * w->panel_bytes));
-    for (int64_t r = 0; r < n; r++) {
-        uint8_t *p = w->data + (r / PQ_GEMM_NR) * w->panel_bytes;
-        int64_t ci = r % PQ_GEMM_NR;
-        int32_t sum = 0;
-        for (int64_t c = 0; c < k; c++) {
-            if (i4i8) {
-                uint8_t b = q4[r * ((k + 1) / 2) + c / 2];
-                int q = ((c & 1) ? b >> 4 : b & 15) - 8;
-                uint8_t *dst = p + (c / 8) * 64 + pq_gemm_i8i8_off(ci, c & 3);
-                *dst |= (uint8_t)((q & 15) << ((c & 4) ? 4 : 0));
-                w->row_sum[pq_gemm_sidx(w, r, c / w->group_size)] += q;
-            } else if (bits == 4) {
-                uint8_t b = q4[r * ((k + 1) / 2) + c / 2];
-                uint8_t nib = (c & 1) ? (uint8_t)(b >> 4) : (uint8_t)(b & 15);
-                uint8_t *dst = p + c * 8 + (ci & 7);
-                *dst = ci < 8 ? (uint8_t)((*dst & 0xF0) | nib) : (uint8_t)((*dst & 0x0F) | nib << 4);
-            } else {
-                int8_t v = q8[r * k + c];
-                sum += v;
-                if (use == PQ_GEMM_USE_I8I8)
-                    p[pq_gemm_i8i8_off(ci, c)] = (uint8_t)v;
-                else
-                    p[c * 16 + ci] = (uint8_t)v;
-            }
-        }
-        if (bits == 8) w->row_sum[r] = sum;
-    }
+    /* Panels are independent: packed by the process's OpenMP threads (a
+     * load is not inside a parallel region), each panel's bytes written by
+     * the thread that packs it. */
+    const int8_t *q8c = q8;
+    const uint8_t *q4c = q4;
+#pragma omp parallel for schedule(dynamic, 4) if (w->n_panels > 1 && n * k >= ((int64_t)1 << 20))
+    for (int64_t pi = 0; pi < w->n_panels; pi++) pack_panel(w, pi, q8c, q4c);
     *out = w;
     return PQ_KOK;
 cleanup:

@@ -2,13 +2,15 @@
 # bench_15b.sh - the whole large-model sequence on one machine, as a new user
 # would run it: synth (f16), quantize int8 and int4 with 1 and 2 ranks (the
 # outputs of 1 and 2 ranks compared), embed of two sequences with the int8
-# and the int4 file. Each phase prints its wall time, the bytes it read from
+# and the int4 file. Each phase prints its wall time, its CPU time (user +
+# system: on a shared machine the figure to compare), the bytes it read from
 # disk (the rusage block inputs of the command and its children: page-cache
-# hits are not counted) and its peak RSS. Everything it writes is removed at
-# the end (or on an interrupt). Not part of CI: the 15B takes tens of minutes.
+# hits are not counted) and its peak RSS; a quantize also its -v phases.
+# Everything it writes is removed at the end (or on an interrupt). Not part
+# of CI: the 15B takes tens of minutes.
 #
 #   scripts/bench/bench_15b.sh [--arch NAME] [--dir DIR] [--threads N] [--cold]
-#                              [--checkpoint FILE]
+#                              [--checkpoint FILE] [--digest xxh3|sha256]
 #
 #   --arch NAME   ESM-2 size (default esm2_t48_15B_UR50D; esm2_t36_3B_UR50D
 #                 runs the same sequence in a few minutes)
@@ -17,6 +19,8 @@
 #                 at least 1)
 #   --checkpoint FILE  quantize this checkpoint of --arch (kept) instead of
 #                 synthesizing one (the synth phase is skipped)
+#   --digest ALG  the source digest of the quantize runs (default: quantize's,
+#                 xxh3 where the build has libxxhash)
 #   --cold        drop the page cache before each quantize and embed (needs
 #                 root and a writable /proc/sys/vm/drop_caches; refused
 #                 otherwise)
@@ -32,6 +36,7 @@ D=${BENCH_DIR:-/tmp/proteus-15b}
 THREADS=2
 COLD=0
 GIVEN=
+DIGEST=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) ARCH=$2; shift 2 ;;
@@ -39,7 +44,8 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift 2 ;;
     --cold) COLD=1; shift ;;
     --checkpoint) GIVEN=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --digest) DIGEST=(--digest "$2"); shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_15b.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -82,13 +88,15 @@ printf '>a\n%s\n>b\n%s\n' \
 
 cold() { if [ "$COLD" = 1 ]; then sync; echo 1 > /proc/sys/vm/drop_caches; fi; }
 
-phase() { # name command...: wall, bytes read from disk, peak RSS
+phase() { # name command...: wall, CPU, bytes read from disk, peak RSS (and -v phases)
   local name=$1; shift
-  /usr/bin/time -f "%e %I %M" -o "$D/b15.time" "$@" > "$D/b15.log" 2>&1 || {
+  /usr/bin/time -f "%e %U %S %I %M" -o "$D/b15.time" "$@" > "$D/b15.log" 2>&1 || {
     echo "bench_15b.sh: phase '$name' failed:" >&2; tail -5 "$D/b15.log" >&2; exit 1; }
-  read -r wall blocks rss < "$D/b15.time"
-  awk -v n="$name" -v w="$wall" -v b="$blocks" -v r="$rss" 'BEGIN {
-    printf "%-28s wall %8.2f s   read %7.2f GB   peak RSS %8.1f MiB\n", n, w, b * 512 / 1e9, r / 1024 }'
+  read -r wall user sys blocks rss < "$D/b15.time"
+  awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v b="$blocks" -v r="$rss" 'BEGIN {
+    printf "%-28s wall %8.2f s   CPU %7.2f s   read %7.2f GB   peak RSS %8.1f MiB\n", n, w, u + s,
+           b * 512 / 1e9, r / 1024 }'
+  grep -o 'phases: MPI_Init.*' "$D/b15.log" | head -1 | sed 's/^/    /' || true
 }
 
 same() { # a b: the same tensors, digest and config (the command line and rank count differ)
@@ -108,15 +116,15 @@ if command -v dd > /dev/null; then
   dd if="$CK" of=/dev/null bs=16M iflag=direct 2>&1 | tail -1 | sed 's/^/  disk (dd iflag=direct): /'
 fi
 cold; phase "quantize int8 1 rank" "$B" quantize --model "$CK" --out "$D/b15.i8.h5" --per-channel \
-  --threads "$THREADS" -q
+  --threads "$THREADS" -v "${DIGEST[@]}"
 cold; phase "quantize int8 2 ranks" mpirun -n 2 "$B" quantize --model "$CK" --out "$D/b15.i8n2.h5" \
-  --per-channel --threads "$T2" -q
+  --per-channel --threads "$T2" -q "${DIGEST[@]}"
 same "$D/b15.i8.h5" "$D/b15.i8n2.h5"
 rm -f "$D/b15.i8n2.h5"
 cold; phase "quantize int4 1 rank" "$B" quantize --model "$CK" --out "$D/b15.i4.h5" --precision int4 \
-  --group-size 128 --threads "$THREADS" -q
+  --group-size 128 --threads "$THREADS" -v "${DIGEST[@]}"
 cold; phase "quantize int4 2 ranks" mpirun -n 2 "$B" quantize --model "$CK" --out "$D/b15.i4n2.h5" \
-  --precision int4 --group-size 128 --threads "$T2" -q
+  --precision int4 --group-size 128 --threads "$T2" -q "${DIGEST[@]}"
 same "$D/b15.i4.h5" "$D/b15.i4n2.h5"
 rm -f "$D/b15.i4n2.h5"
 [ -n "$GIVEN" ] || rm -f "$CK"

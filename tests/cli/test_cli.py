@@ -82,7 +82,7 @@ class Quantize(unittest.TestCase):
         w_all = stref.read_safetensors(src)
         with h5py.File(out, "r") as f:
             self.assertEqual(f.attrs["format"], b"proteus.quantized")  # fixed-length: bytes
-            self.assertEqual(int(f.attrs["format_version"]), 4)
+            self.assertEqual(int(f.attrs["format_version"]), 5)
             names = set(f["tensors"].keys())
             self.assertEqual(names, set(w_all))
             nq = 0

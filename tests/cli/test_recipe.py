@@ -107,7 +107,7 @@ class Mixed(unittest.TestCase):
         quantize(out, "--per-channel", "--recipe", recipe_file("mixed.json", {"rules": self.RULES}))
         counts = {}
         with h5py.File(out, "r") as f:
-            self.assertEqual(int(f.attrs["format_version"]), 4)
+            self.assertEqual(int(f.attrs["format_version"]), 5)
             table = {k: v.decode() for k, v in f["recipe"].attrs.items()}
             self.assertEqual(set(table), set(f["tensors"]))
             for name, g in f["tensors"].items():

@@ -817,7 +817,7 @@ static void test_corrupt_inputs(void **state)
 
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "format_version", PQ_FORMAT_VERSION + 1);
-    expect_format_error(p, "format_version 5 is not supported (this build reads versions 3 to 4)");
+    expect_format_error(p, "format_version 6 is not supported (this build reads versions 3 to 5)");
     copy_file(good, p, (size_t)-1);
     set_root_i64(p, "format_version", 2);
     expect_format_error(p, "format_version 2 was written by an older Proteus");
@@ -829,8 +829,11 @@ static void test_corrupt_inputs(void **state)
     set_root_i64(p, "source_hash_chunk_bytes", 0);
     expect_format_error(p, "source_hash_chunk_bytes is 0");
     copy_file(good, p, (size_t)-1);
-    delete_root_attr(p, "source_sha256_tree");
-    expect_format_error(p, "source_sha256"); /* neither digest */
+    delete_root_attr(p, "source_digest_tree");
+    expect_format_error(p, "source_sha256"); /* no digest at all */
+    copy_file(good, p, (size_t)-1);
+    set_root_str(p, "source_digest_algorithm", "md5");
+    expect_format_error(p, "source_digest_algorithm is 'md5', expected sha256 or xxh3-128");
 
     /* qweight with the wrong shape / type, scale with the wrong shape. */
     const hsize_t d35[2] = {3, 4}, d3[1] = {3}, d22[2] = {2, 2}, d2x20[2] = {2, 20};
@@ -1353,17 +1356,24 @@ static void test_codes_chunk_as_hdf5_writes_it(void **state)
     free(codes);
 }
 
-/* The tree digest (source_sha256_tree, with its chunk size), written at
- * create or, gathered from ranks, just before the commit; a version-1 file
- * (plain source_sha256) is refused with the word to quantize again. */
+/* The tree digest (source_digest_tree, its algorithm and chunk size),
+ * written at create or, gathered from ranks, just before the commit; a
+ * version-4 file (SHA-256 under source_sha256_tree) is read; a version-1
+ * file (plain source_sha256) is refused with the word to quantize again. */
 static void test_source_digest(void **state)
 {
     (void)state;
     const char *p = tpath("digest.h5");
     write_reference(p, 1, false, false);
-    assert_true(has_root_attr(p, "source_sha256_tree"));
+    assert_true(has_root_attr(p, "source_digest_tree"));
+    assert_true(has_root_attr(p, "source_digest_algorithm"));
     assert_true(has_root_attr(p, "source_hash_chunk_bytes"));
     assert_false(has_root_attr(p, "source_sha256"));
+    assert_false(has_root_attr(p, "source_sha256_tree"));
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(p, &r), PQ_OK);
+    assert_int_equal(pq_h5r_meta(r)->source_digest_alg, PQ_DIGEST_SHA256); /* a zeroed meta's */
+    pq_h5r_close(r);
 
     /* deferred: no digest at create, delivered before the commit */
     const char *q = tpath("deferred.h5");
@@ -1373,17 +1383,31 @@ static void test_source_digest(void **state)
     assert_int_equal(pq_h5w_create(q, &meta, &w), PQ_OK);
     const int64_t s32[2] = {2, 3};
     assert_int_equal(pq_h5w_put_float(w, "a.float32", 2, s32, f32_vals, false), PQ_OK);
-    assert_int_equal(pq_h5w_set_source_sha256(w, "abcdef0123456789", 1000), PQ_OK);
+    assert_int_equal(pq_h5w_set_source_digest(w, PQ_DIGEST_XXH3, "abcdef0123456789", 1000), PQ_OK);
     assert_int_equal(pq_h5w_commit(w), PQ_OK);
-    pq_h5r *r = NULL;
     assert_int_equal(pq_h5r_open(q, &r), PQ_OK);
     assert_string_equal(pq_h5r_meta(r)->source_sha256, "abcdef0123456789");
+    assert_int_equal(pq_h5r_meta(r)->source_digest_alg, PQ_DIGEST_XXH3);
     assert_int_equal(pq_h5r_meta(r)->source_hash_chunk_bytes, 1000);
+    pq_h5r_close(r);
+
+    /* version 4: SHA-256 under source_sha256_tree, no algorithm attribute */
+    const char *v4 = tpath("v4.h5");
+    copy_file(p, v4, (size_t)-1);
+    set_root_i64(v4, "format_version", 4);
+    delete_root_attr(v4, "source_digest_tree");
+    delete_root_attr(v4, "source_digest_algorithm");
+    set_root_str_new(v4, "source_sha256_tree", "5eed0042");
+    assert_int_equal(pq_h5r_open(v4, &r), PQ_OK);
+    assert_string_equal(pq_h5r_meta(r)->source_sha256, "5eed0042");
+    assert_int_equal(pq_h5r_meta(r)->source_digest_alg, PQ_DIGEST_SHA256);
+    assert_int_equal(pq_h5r_meta(r)->format_version, 4);
     pq_h5r_close(r);
 
     /* version 1: format_version 1 and a plain source_sha256 */
     set_root_i64(p, "format_version", 1);
-    delete_root_attr(p, "source_sha256_tree");
+    delete_root_attr(p, "source_digest_tree");
+    delete_root_attr(p, "source_digest_algorithm");
     delete_root_attr(p, "source_hash_chunk_bytes");
     set_root_str_new(p, "source_sha256", "5eed00");
     expect_format_error(p, "format_version 1 was written by an older Proteus");

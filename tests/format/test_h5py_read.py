@@ -62,16 +62,17 @@ def main():
         with h5py.File(path, "r") as f:
             a = f.attrs
             S = ph5.attr_str
-            for k in ("format", "architecture", "model_name", "source_sha256_tree", "created_by",
+            for k in ("format", "architecture", "model_name", "source_digest_tree", "source_digest_algorithm", "created_by",
                       "config_json"):
                 t = h5py.h5a.open(f.id, k.encode()).get_type()
                 check(isinstance(t, h5py.h5t.TypeStringID) and not t.is_variable_str(),
                       "root attr %s is a fixed-length string" % k)
                 check(isinstance(a[k], bytes), "root attr %s reads as bytes (got %r)" % (k, type(a[k])))
             check(S(a["format"]) == "proteus.quantized", "format name")
-            check(int(a["format_version"]) == 4, "format_version")
+            check(int(a["format_version"]) == 5, "format_version")
             check(int(a["source_hash_chunk_bytes"]) == 64 << 20, "source_hash_chunk_bytes")
-            check("source_sha256" not in a, "no plain source_sha256 in version 2")
+            check("source_sha256" not in a and "source_sha256_tree" not in a, "no source_sha256(_tree) in version 5")
+            check(S(a["source_digest_algorithm"]) == "sha256", "source_digest_algorithm")
             check(S(a["architecture"]) == "esm2_t6_8M_UR50D", "architecture")
             check(int(a["num_ranks"]) == 2, "num_ranks")
             c = f["config"].attrs
@@ -188,7 +189,7 @@ def main():
 
         # A version this reader does not know, or an older one, is refused
         # with a clear message.
-        for version, message in ((5, "format_version 5 is not supported"), (2, "quantize the model again")):
+        for version, message in ((6, "format_version 6 is not supported"), (2, "quantize the model again")):
             with h5py.File(path, "r+") as f:
                 f.attrs["format_version"] = np.int32(version)
             try:

@@ -94,12 +94,20 @@ def hf_model(hf):
     return m
 
 
-def source_digest(paths, chunk=64 << 20):
+def xxh3_128(b):
+    """XXH3-128 of b by the xxhsum tool (Debian's xxhash), canonical bytes."""
+    p = subprocess.run(["xxhsum", "-H2", "-"], input=b, capture_output=True, check=True)
+    return bytes.fromhex(p.stdout.split()[0].decode())
+
+
+def source_digest(paths, alg, chunk=64 << 20):
+    """The docs/FORMAT.md recipe over the files, in the file's algorithm."""
+    h = (lambda b: hashlib.sha256(b).digest()) if alg == "sha256" else xxh3_128
     leaves = b""
     for p in paths:
         d = open(p, "rb").read()
-        leaves += b"".join(hashlib.sha256(d[i:i + chunk]).digest() for i in range(0, len(d), chunk))
-    return hashlib.sha256(leaves).hexdigest()
+        leaves += b"".join(h(d[i:i + chunk]) for i in range(0, len(d), chunk))
+    return h(leaves).hex()
 
 
 def quantize(model, out):
@@ -121,11 +129,11 @@ def contents(path):
             data = (obj.dtype.str, obj.shape, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None
             out[name] = (data, attrs)
         f.visititems(visit)
-        root = {k: v for k, v in f.attrs.items() if k not in ("model_name", "source_sha256_tree")}
+        root = {k: v for k, v in f.attrs.items() if k not in ("model_name", "source_digest_tree")}
         out["/"] = (None, root)
-        digest = f.attrs["source_sha256_tree"]
-        digest = digest.decode() if isinstance(digest, bytes) else digest  # fixed-length string
-    return out, digest
+        # fixed-length strings
+        digest, alg = (f.attrs[k].decode() for k in ("source_digest_tree", "source_digest_algorithm"))
+    return out, (digest, alg)
 
 
 def embeds_alike(pt, st, tmp):
@@ -263,9 +271,9 @@ def run(tmp):
             out = os.path.join(tmp, "q.h5")
             quantize(path, out)
             same(out, ref(tied)[1], label)
-            _, digest = contents(out)
-            if digest != source_digest(files):
-                raise AssertionError(f"{label}: source_sha256_tree {digest} is not the recipe's over the files")
+            _, (digest, alg) = contents(out)
+            if digest != source_digest(files, alg):
+                raise AssertionError(f"{label}: source_digest_tree {digest} ({alg}) is not the recipe's over the files")
             if os.path.exists(marker):
                 raise AssertionError(f"{label}: the pickle's os.system ran (MARKER exists)")
             print(f"{label}: same datasets and attributes as the safetensors quantization")

@@ -68,12 +68,20 @@ def datasets(fn):
     return out
 
 
-def tree_digest(fn, chunk):
-    """The source digest of docs/FORMAT.md, computed here with hashlib."""
+def xxh3_128(b):
+    """XXH3-128 of b by the xxhsum tool (Debian's xxhash), canonical bytes."""
+    p = subprocess.run(["xxhsum", "-H2", "-"], input=b, capture_output=True, check=True)
+    return bytes.fromhex(p.stdout.split()[0].decode())
+
+
+def tree_digest(fn, chunk, alg="xxh3-128"):
+    """The source digest of docs/FORMAT.md, computed here with hashlib
+    (sha256) or xxhsum (xxh3-128)."""
+    h = (lambda b: hashlib.sha256(b).digest()) if alg == "sha256" else xxh3_128
     with open(fn, "rb") as fh:
         d = fh.read()
-    leaves = b"".join(hashlib.sha256(d[i:i + chunk]).digest() for i in range(0, len(d), chunk))
-    return hashlib.sha256(leaves).hexdigest()
+    leaves = b"".join(h(d[i:i + chunk]) for i in range(0, len(d), chunk))
+    return h(leaves).hex()
 
 
 def attr_str(a):
@@ -121,7 +129,8 @@ class Determinism(unittest.TestCase):
             with h5py.File(fn, "r") as f:
                 self.assertEqual(int(f.attrs["num_ranks"]), max(runs[name][0], 1))
                 # the leaves come from whichever ranks the plan chose
-                self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, name)
+                self.assertEqual(attr_str(f.attrs["source_digest_tree"]), sha, name)
+                self.assertEqual(attr_str(f.attrs["source_digest_algorithm"]), "xxh3-128", name)
                 self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), 64 << 20)
                 self.assertNotIn("source_sha256", f.attrs)
 
@@ -172,12 +181,15 @@ class Determinism(unittest.TestCase):
     def test_digest_from_many_chunks_any_rank_count(self):
         # 100 kB chunks: ~300 leaves spread over every rank, combined on rank 0
         chunk = 100000
-        sha = tree_digest(MODEL, chunk)
-        for n, extra in ((1, []), (2, ["--threads", "1"]), (3, []), (4, ["--threads", "1"]), (1, ["--threads", "2"])):
+        want = {alg: tree_digest(MODEL, chunk, alg) for alg in ("xxh3-128", "sha256")}
+        for n, extra in ((1, []), (2, ["--threads", "1"]), (3, []), (4, ["--threads", "1"]), (1, ["--threads", "2"]),
+                         (2, ["--digest", "sha256"]), (1, ["--digest", "sha256", "--threads", "2"])):
             out = path(f"chunks_n{n}_{len(extra)}.h5")
             quantize(n, out, *extra, env={"PQ_TEST_HASH_CHUNK_BYTES": str(chunk)})
+            alg = "sha256" if "sha256" in extra else "xxh3-128"
             with h5py.File(out, "r") as f:
-                self.assertEqual(attr_str(f.attrs["source_sha256_tree"]), sha, f"-n {n} {extra}")
+                self.assertEqual(attr_str(f.attrs["source_digest_algorithm"]), alg, f"-n {n} {extra}")
+                self.assertEqual(attr_str(f.attrs["source_digest_tree"]), want[alg], f"-n {n} {extra}")
                 self.assertEqual(int(f.attrs["source_hash_chunk_bytes"]), chunk)
 
     def test_codes_sent_or_written_in_place(self):
