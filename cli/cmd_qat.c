@@ -53,12 +53,12 @@ static const pq_cli_opt k_opts[] = {
     {.name = "precision", .kind = PQ_CLI_CHOICE, .offset = offsetof(qat_opts, precision), .choices = k_precisions,
      .meta = "int4|int8|fp32", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "weights of the six Linears per layer: fake-quantized to int4\nor int8 with learned steps "
-             "(LSQ, from RTN), or fp32 (plain\nfine-tuning; every tensor of OUT.h5 is then fp32)"},
+             "(LSQ, from --init), or fp32 (plain\nfine-tuning; every tensor of OUT.h5 is then fp32)"},
     {.name = "group-size", .kind = PQ_CLI_INT, .offset = offsetof(qat_opts, group_size), .lo = 0, .hi = 256,
      .meta = "G", .help = "one step per row and G input columns (even, 32..256);\n0 = one per output row "
                           "(per channel, the default)"},
     {.name = "asymmetric", .kind = PQ_CLI_FLAG, .offset = offsetof(qat_opts, asymmetric),
-     .help = "integer zero points (from RTN, kept fixed); default symmetric"},
+     .help = "integer zero points (from --init, kept fixed); default symmetric"},
     {.name = "act", .kind = PQ_CLI_CHOICE, .offset = offsetof(qat_opts, act), .choices = k_acts,
      .meta = "fp32|int8", .flags = PQ_CLI_SHOW_DEFAULT,
      .help = "int8: also fake-quantize every Linear input to int8\n(see --act-scheme)"},
@@ -119,8 +119,8 @@ static const pq_cli_cmd k_cmd = {
     .about = "Quantization-aware training: fine-tune the model with its Linear weights (and,\n"
              "with --act int8, their inputs) fake-quantized on the masked-LM objective of\n"
              "ESM-2 (15 % of residues; 80 % <mask>, 10 % random, 10 % unchanged), with steps\n"
-             "learned by LSQ from their RTN (or GPTQ) values, AdamW, warm-up and cosine decay, gradient\n"
-             "clipping. The result is the quantized model file evaluate, score, embed and\n"
+             "learned by LSQ from their RTN (or GPTQ) values, AdamW, warm-up and cosine\n"
+             "decay, gradient clipping. The result is the quantized model file evaluate, score, embed and\n"
              "inspect read; /provenance holds the recipe and the learning curve. A NaN or\n"
              "Inf loss stops the run (exit 13) naming the step and what overflowed; the\n"
              "training state file keeps the last good step for --resume.",
