@@ -92,7 +92,7 @@ def bench_accuracy(a, tmp):
         made[init] = (out, time.time() - t0)
     common = ["--model", a.model, "--data", CALIB, "--precision", "int4", "--steps", str(a.steps), "--distill",
               "--batch-size", str(a.batch), "--micro-batch", str(a.batch), "--max-residues", str(a.max_res),
-              "--lr", str(a.lr), "--threads", str(a.threads), "--calibration-data", cal, "-q"]
+              "--lr", str(a.lr), "--threads", str(a.threads), "-q"]
     schemes = (("W4A16", "weight-only", []), ("W4A8 dynamic", "dynamic", ["--act", "int8"]),
                ("W4A8 static", "auto", ["--act", "int8", "--act-scheme", "static"]))
     rows = []
@@ -102,7 +102,8 @@ def bench_accuracy(a, tmp):
         for init in ("rtn", "gptq"):
             out = os.path.join(tmp, f"qat_{init}_{len(rows)}.h5")
             t0 = time.time()
-            sh([PROTEUS, "qat", *common, *act, "--init", init, "--out", out])
+            cal_arg = ["--calibration-data", cal] if init == "gptq" or "static" in act else []
+            sh([PROTEUS, "qat", *common, *act, *cal_arg, "--init", init, "--out", out])
             rows.append((scheme, f"QAT {a.steps} steps from {init.upper()}", out, "auto", time.time() - t0))
     print(f"| int4 per-channel | method | time | masked-LM accuracy (fp32) | logits KL vs fp32 | KL max | "
           f"embedding cosine |\n|---|---|---|---|---|---|---|")

@@ -33,6 +33,9 @@ import tempfile
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fasta_crop import write_cropped  # noqa: E402
+
 PROTEUS, MODEL, TRAIN, EVAL = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="pq_qatcli_")
 atexit.register(shutil.rmtree, TMP, True)
@@ -126,18 +129,7 @@ def main():
 
 def short_calibration():
     """The first 6 sequences of TRAIN, cropped to 80 residues: GPTQ in seconds."""
-    recs, cur = [], None
-    for line in open(TRAIN):
-        if line.startswith(">"):
-            cur = [line.strip(), ""]
-            recs.append(cur)
-        elif cur:
-            cur[1] += line.strip()
-    path = os.path.join(TMP, "cal.fasta")
-    with open(path, "w") as g:
-        for h, seq in recs[:6]:
-            g.write(f"{h}\n{seq[:80]}\n")
-    return path
+    return write_cropped(TRAIN, os.path.join(TMP, "cal.fasta"), 6, 80)
 
 
 def quantized(path):

@@ -26,6 +26,9 @@ import tempfile
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fasta_crop import write_cropped  # noqa: E402
+
 PROTEUS, MPIEXEC, MODEL, DATA = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="pq_trainmpi_")
 atexit.register(shutil.rmtree, TMP, True)
@@ -45,17 +48,7 @@ GROUPED = ["--steps", "8", "--batch-size", "5", "--group-size", "32", "--asymmet
 
 def static_args():
     """3 steps, static activations from GPTQ on 4 sequences of 48 residues."""
-    recs, cur = [], None
-    for line in open(DATA):
-        if line.startswith(">"):
-            cur = [line.strip(), ""]
-            recs.append(cur)
-        elif cur:
-            cur[1] += line.strip()
-    cal = os.path.join(TMP, "cal.fasta")
-    with open(cal, "w") as g:
-        for h, seq in recs[:4]:
-            g.write(f"{h}\n{seq[:48]}\n")
+    cal = write_cropped(DATA, os.path.join(TMP, "cal.fasta"), 4, 48)
     return ["--steps", "3", "--batch-size", "3", "--act", "int8", "--act-scheme", "static", "--init", "gptq",
             "--calibration-data", cal]
 
