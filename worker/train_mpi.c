@@ -60,13 +60,13 @@ pq_status pq_train_mpi_wait_all(MPI_Comm comm)
     return st == PQ_OK ? pq_sync_wait_quiet(&req, 2000000, "waiting for the ranks") : st;
 }
 
-/* The micro-batches of this rank: gradients into mine[j * n], losses into
- * loss[j], j-th of mb = rank + j * n_ranks. */
+/* The micro-batches of this rank: gradients into mine[j * grad_floats],
+ * losses into loss[j], j-th of mb = rank + j * n_ranks. */
 static pq_status my_micro(pq_trainer *tr, int rank, int n_ranks, int64_t n_mine, float *mine, double *loss)
 {
     pq_status st = PQ_OK;
     for (int64_t j = 0; st == PQ_OK && j < n_mine; j++)
-        st = pq_trainer_micro_grad(tr, rank + j * n_ranks, mine + j * tr->p->n_floats, &loss[j]);
+        st = pq_trainer_micro_grad(tr, rank + j * n_ranks, mine + j * pq_trainer_grad_floats(tr), &loss[j]);
     return st;
 }
 
@@ -74,7 +74,7 @@ static pq_status my_micro(pq_trainer *tr, int rank, int n_ranks, int64_t n_mine,
  * gradients' shards summed from zero in micro-batch order. */
 static pq_status reduce_shard(MPI_Comm comm, pq_trainer *tr, const shards *sh, int rank, float *mine, float *recv)
 {
-    int64_t n = tr->p->n_floats, M = pq_trainer_n_micro(tr), f0 = sh->fd[rank], nf = sh->fc[rank];
+    int64_t n = pq_trainer_grad_floats(tr), M = pq_trainer_n_micro(tr), f0 = sh->fd[rank], nf = sh->fc[rank];
     float *g = tr->grad + f0;
     memset(g, 0, (size_t)nf * sizeof(float));
     for (int64_t mb = 0; mb < M; mb++) {
@@ -121,6 +121,59 @@ static pq_status gather_loss(MPI_Comm comm, const pq_trainer *tr, int n_ranks, c
     return st;
 }
 
+/* Micro-batch mb's input-step gradients among every rank's, gathered as
+ * gather_act lays them out. */
+struct act_tails {
+    const float *all;
+    const int *dsp;
+    int n_ranks, n_act;
+};
+
+static const float *act_tail(void *user, int64_t mb)
+{
+    const struct act_tails *a = user;
+    return a->all + ((int64_t)a->dsp[mb % a->n_ranks] + mb / a->n_ranks) * a->n_act;
+}
+
+/* Static activations: every micro-batch's input-step gradients (the tails
+ * of the micro-batch gradients) to every rank, summed in micro-batch
+ * order into tr->dscale there. */
+static pq_status gather_act(MPI_Comm comm, pq_trainer *tr, int n_ranks, const float *mine, int n_mine)
+{
+    int64_t M = pq_trainer_n_micro(tr), n = pq_trainer_grad_floats(tr), nf = tr->p->n_floats;
+    int na = tr->q ? tr->q->n_act : 0;
+    if (!na) return PQ_OK;
+    int *cnt = malloc((size_t)n_ranks * sizeof(int)), *dsp = malloc((size_t)n_ranks * sizeof(int));
+    float *own = malloc((size_t)(n_mine + 1) * (size_t)na * sizeof(float));
+    float *all = malloc((size_t)M * (size_t)na * sizeof(float));
+    pq_status st = PQ_OK;
+    if (!cnt || !dsp || !own || !all) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int r = 0, d = 0; st == PQ_OK && r < n_ranks; r++) {
+        int c = (int)(M / n_ranks + (r < M % n_ranks));
+        cnt[r] = c * na;
+        dsp[r] = d;
+        d += c;
+    }
+    int *bdsp = st == PQ_OK ? malloc((size_t)n_ranks * sizeof(int)) : NULL;
+    if (st == PQ_OK && !bdsp) st = pq_err(PQ_ERR_RESOURCE, "out of memory");
+    for (int r = 0; st == PQ_OK && r < n_ranks; r++) bdsp[r] = dsp[r] * na;
+    for (int j = 0; st == PQ_OK && j < n_mine; j++)
+        memcpy(own + (int64_t)j * na, mine + j * n + nf, (size_t)na * sizeof(float));
+    if (st == PQ_OK)
+        st = pq_mpi_check(MPI_Allgatherv(own, n_mine * na, MPI_FLOAT, all, cnt, bdsp, MPI_FLOAT, comm),
+                          "gathering the input steps' gradients");
+    if (st == PQ_OK) {
+        struct act_tails a = {all, dsp, n_ranks, na};
+        pq_trainer_sum_act(tr, act_tail, &a);
+    }
+    free(cnt);
+    free(dsp);
+    free(bdsp);
+    free(own);
+    free(all);
+    return st;
+}
+
 /* The sharded update: LSQ backward and norms of this rank's chunks, the
  * norms gathered, clipping and AdamW of its chunks, the weights and steps
  * gathered. */
@@ -135,6 +188,7 @@ static pq_status update(MPI_Comm comm, pq_trainer *tr, const shards *sh, int ran
                       "gathering the gradient norms");
     if (st != PQ_OK || (st = pq_trainer_clip_coef(tr, &coef)) != PQ_OK) return st;
     pq_trainer_update_part(tr, c0, c1, coef);
+    pq_trainer_update_act(tr, coef);
     st = pq_mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, tr->p->data, sh->fc, sh->fd, MPI_FLOAT, comm),
                       "gathering the weights");
     if (st == PQ_OK && tr->q)
@@ -149,7 +203,7 @@ pq_status pq_train_mpi_step(MPI_Comm comm, pq_trainer *tr, double *loss)
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &n_ranks);
     if (n_ranks == 1) return pq_trainer_step(tr, loss);
-    int64_t M = pq_trainer_n_micro(tr), n = tr->p->n_floats;
+    int64_t M = pq_trainer_n_micro(tr), n = pq_trainer_grad_floats(tr);
     int64_t n_mine = M / n_ranks + (rank < M % n_ranks);
     shards sh;
     float *mine = NULL, *recv = NULL;
@@ -166,6 +220,7 @@ pq_status pq_train_mpi_step(MPI_Comm comm, pq_trainer *tr, double *loss)
     pq_status wst = pq_train_mpi_wait_all(comm);
     if ((st = pq_sync_agree(comm, st != PQ_OK ? st : wst)) != PQ_OK) goto done;
     if ((st = gather_loss(comm, tr, n_ranks, mine_loss, (int)n_mine, loss)) != PQ_OK) goto done;
+    if ((st = gather_act(comm, tr, n_ranks, mine, (int)n_mine)) != PQ_OK) goto done;
     if ((st = reduce_shard(comm, tr, &sh, rank, mine, recv)) != PQ_OK) goto done;
     st = update(comm, tr, &sh, rank, *loss);
 done:

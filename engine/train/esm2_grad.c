@@ -32,7 +32,12 @@ typedef struct layer_acts {
 struct pq_train_ws {
     const pq_train_params *p;
     int n_threads;
-    bool act_int8;     /* fake-quantize every Linear input */
+    bool act_int8;     /* fake-quantize every Linear input per token */
+    const float *act_s; /* static: [4 L] input steps (borrowed), NULL: off */
+    float *dact;       /* static: [4 L] their gradients, added into */
+    float *xq;         /* static: a Linear's fake-quantized input [N, F] */
+    double *part;      /* static: per-block sums of the step gradient */
+    int64_t part_cap;
     float *act;        /* the kept activations of every layer */
     size_t act_floats;
     float *tmp;        /* the backward's scratch and the head rows */
@@ -74,6 +79,7 @@ void pq_train_ws_free(pq_train_ws *ws)
     free(ws->act);
     free(ws->tmp);
     free(ws->poff);
+    free(ws->part);
     free(ws->la);
     free(ws);
 }
@@ -108,6 +114,51 @@ void pq_train_ws_first_nonfinite(const pq_train_ws *ws, char *what, size_t n)
 
 void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on) { ws->act_int8 = on; }
 
+void pq_train_ws_set_act_static(pq_train_ws *ws, const float *scale, float *dscale)
+{
+    ws->act_s = scale;
+    ws->dact = dscale;
+}
+
+/* Rows per block of the static passes: fixed, so the step gradient's sum
+ * does not follow the threads. */
+#define ACT_ROWS 8
+
+/* The input x [n, d] of static site k as the Linear sees it: ws->xq. */
+static const float *act_static_in(const pq_train_ws *ws, int k, const float *x, int64_t n, int64_t d)
+{
+    float s = ws->act_s[k];
+    int64_t nb = (n + ACT_ROWS - 1) / ACT_ROWS;
+    float *xq = ws->xq;
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(ws->n_threads) if (ws->n_threads > 1)
+#endif
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t r = b * ACT_ROWS, m = n - r < ACT_ROWS ? n - r : ACT_ROWS;
+        pq_fq_act_static_fwd_ref(x + r * d, m * d, s, xq + r * d);
+    }
+    return xq;
+}
+
+/* Backward of static site k in place on dx [n, d] (the gradient with
+ * respect to the quantized input on entry), its step gradient added into
+ * ws->dact[k]: block sums added in block order. */
+static void act_static_bwd(pq_train_ws *ws, int k, const float *x, float *dx, int64_t n, int64_t d)
+{
+    float s = ws->act_s[k];
+    int64_t nb = (n + ACT_ROWS - 1) / ACT_ROWS;
+    double *part = ws->part, acc = 0.0;
+#if PQ_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(ws->n_threads) if (ws->n_threads > 1)
+#endif
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t r = b * ACT_ROWS, m = n - r < ACT_ROWS ? n - r : ACT_ROWS;
+        part[b] = pq_fq_act_static_bwd_ref(x + r * d, dx + r * d, m * d, s, dx + r * d);
+    }
+    for (int64_t b = 0; b < nb; b++) acc += part[b];
+    ws->dact[k] += (float)(acc * pq_fq_act_gscale(d));
+}
+
 /* The input of a Linear: int8 per-token fake quantization when asked
  * (straight-through gradient: the backward needs nothing from here). */
 static void act_fq(const pq_train_ws *ws, float *x, int64_t n, int64_t d)
@@ -120,6 +171,15 @@ static void act_fq(const pq_train_ws *ws, float *x, int64_t n, int64_t d)
     for (int64_t b = 0; b < nb; b++) pq_fq_act_rows_ref(x + b * 8 * d, n - b * 8 < 8 ? n - b * 8 : 8, d);
 }
 
+/* The input of a Linear as it enters the product: x itself (fp32, or
+ * fake-quantized per token in place), or its static fake quantization. */
+static const float *act_in(const pq_train_ws *ws, int k, float *x, int64_t n, int64_t d)
+{
+    if (ws->act_s) return act_static_in(ws, k, x, n, d);
+    act_fq(ws, x, n, d);
+    return x;
+}
+
 #define ROUND16(n) (((size_t)(n) + 15) / 16 * 16)
 
 static size_t layer_floats(const pq_esm2_config *c, int64_t N, int64_t n_prob)
@@ -129,12 +189,13 @@ static size_t layer_floats(const pq_esm2_config *c, int64_t N, int64_t n_prob)
 }
 
 /* Head rows, rotary tables and the backward's scratch. */
-static size_t tmp_floats(const pq_esm2_config *c, int64_t N, int64_t n_t, int64_t max_T, int n_threads)
+static size_t tmp_floats(const pq_esm2_config *c, int64_t N, int64_t n_t, int64_t max_T, int n_threads,
+                         bool act_static)
 {
     int64_t D = c->embed_dim, F = c->ffn_dim, V = c->vocab_size;
     return 4 * ROUND16(N * D) + ROUND16(3 * N * D) + 2 * ROUND16(N * F) + 5 * ROUND16(n_t * D) +
            ROUND16(n_t * V) + 4 * ROUND16(n_t) + 2 * ROUND16(max_T * (c->head_dim / 2)) +
-           ROUND16((int64_t)n_threads * max_T * max_T);
+           ROUND16((int64_t)n_threads * max_T * max_T) + (act_static ? ROUND16(N * F) : 0);
 }
 
 int64_t pq_train_ws_floats(const pq_train_ws *ws, const pq_train_batch *tb)
@@ -190,7 +251,14 @@ static pq_status layout(pq_train_ws *ws, const pq_train_batch *tb, int64_t max_T
     pq_attn_shape a = {.n_seqs = tb->b.n_seqs, .offsets = tb->b.offsets, .n_heads = c->attention_heads};
     int64_t n_prob = pq_attn_prob_floats(&a, ws->poff);
     size_t need_act = (size_t)L * layer_floats(c, N, n_prob) + ROUND16(N * D);
-    size_t need_tmp = tmp_floats(c, N, n_t, max_T, ws->n_threads);
+    size_t need_tmp = tmp_floats(c, N, n_t, max_T, ws->n_threads, ws->act_s != NULL);
+    int64_t nb = (N + ACT_ROWS - 1) / ACT_ROWS;
+    if (ws->act_s && nb > ws->part_cap) {
+        free(ws->part);
+        ws->part_cap = 0;
+        if (!(ws->part = malloc((size_t)nb * sizeof(double)))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+        ws->part_cap = nb;
+    }
     if (need_act > ws->act_floats) {
         free(ws->act);
         ws->act_floats = 0;
@@ -248,6 +316,7 @@ static pq_status layout(pq_train_ws *ws, const pq_train_batch *tb, int64_t max_T
     ws->cos_t = take(&cur, max_T * (c->head_dim / 2));
     ws->sin_t = take(&cur, max_T * (c->head_dim / 2));
     ws->dP = take(&cur, (int64_t)ws->n_threads * max_T * max_T);
+    ws->xq = ws->act_s ? take(&cur, N * F) : NULL;
     return PQ_OK;
 }
 
@@ -279,24 +348,24 @@ static pq_status layer_fwd(pq_train_ws *ws, const float *w, const pq_esm2_batch 
     pq_status st;
     pq_ln_fwd(A->x, N, D, W(PQ_ESM2_LN_ATTN_W, l), W(PQ_ESM2_LN_ATTN_B, l), eps, A->h1, A->mu1, A->rs1,
               ws->n_threads);
-    act_fq(ws, A->h1, N, D);
+    const float *in = act_in(ws, 4 * l, A->h1, N, D);
     /* q, k, v weights and biases are adjacent: one [3D, D] Linear */
-    if ((st = pq_linear_fwd(A->h1, N, D, W(PQ_ESM2_Q, l), W(PQ_ESM2_Q_BIAS, l), 3 * D, A->qkv,
+    if ((st = pq_linear_fwd(in, N, D, W(PQ_ESM2_Q, l), W(PQ_ESM2_Q_BIAS, l), 3 * D, A->qkv,
                             ws->n_threads)) != PQ_OK) return st;
     pq_attn_shape a = attn_shape(ws, b, l);
     if ((st = pq_attn_fwd(&a, A->qkv, A->P, ws->poff, A->o)) != PQ_OK) return st;
-    act_fq(ws, A->o, N, D);
-    if ((st = pq_linear_fwd(A->o, N, D, W(PQ_ESM2_OUT, l), W(PQ_ESM2_OUT_BIAS, l), D, A->xm,
+    in = act_in(ws, 4 * l + 1, A->o, N, D);
+    if ((st = pq_linear_fwd(in, N, D, W(PQ_ESM2_OUT, l), W(PQ_ESM2_OUT_BIAS, l), D, A->xm,
                             ws->n_threads)) != PQ_OK) return st;
     add_rows(A->xm, A->xm, A->x, N * D);
     pq_ln_fwd(A->xm, N, D, W(PQ_ESM2_LN_FFN_W, l), W(PQ_ESM2_LN_FFN_B, l), eps, A->h2, A->mu2, A->rs2,
               ws->n_threads);
-    act_fq(ws, A->h2, N, D);
-    if ((st = pq_linear_fwd(A->h2, N, D, W(PQ_ESM2_FC1, l), W(PQ_ESM2_FC1_BIAS, l), F, A->u,
+    in = act_in(ws, 4 * l + 2, A->h2, N, D);
+    if ((st = pq_linear_fwd(in, N, D, W(PQ_ESM2_FC1, l), W(PQ_ESM2_FC1_BIAS, l), F, A->u,
                             ws->n_threads)) != PQ_OK) return st;
     pq_gelu_fwd(A->u, N * F, ws->G, ws->n_threads);
-    act_fq(ws, ws->G, N, F);
-    if ((st = pq_linear_fwd(ws->G, N, F, W(PQ_ESM2_FC2, l), W(PQ_ESM2_FC2_BIAS, l), D, x_out,
+    in = act_in(ws, 4 * l + 3, ws->G, N, F);
+    if ((st = pq_linear_fwd(in, N, F, W(PQ_ESM2_FC2, l), W(PQ_ESM2_FC2_BIAS, l), D, x_out,
                             ws->n_threads)) != PQ_OK) return st;
     add_rows(x_out, x_out, A->xm, N * D);
     return PQ_OK;
@@ -348,24 +417,31 @@ static pq_status layer_bwd(pq_train_ws *ws, const float *w, const pq_esm2_batch 
     pq_status st;
     /* ws->dx holds d(layer output) and leaves with d(layer input) */
     pq_gelu_fwd(A->u, N * F, ws->G, ws->n_threads);
-    act_fq(ws, ws->G, N, F);
-    if ((st = pq_linear_bwd(ws->dx, ws->G, N, F, W(PQ_ESM2_FC2, l), D, G_(PQ_ESM2_FC2, l), G_(PQ_ESM2_FC2_BIAS, l),
+    const float *in = act_in(ws, 4 * l + 3, ws->G, N, F);
+    if ((st = pq_linear_bwd(ws->dx, in, N, F, W(PQ_ESM2_FC2, l), D, G_(PQ_ESM2_FC2, l), G_(PQ_ESM2_FC2_BIAS, l),
                             ws->dG, 0, ws->n_threads)) != PQ_OK)
         return st;
+    if (ws->act_s) act_static_bwd(ws, 4 * l + 3, ws->G, ws->dG, N, F);
     pq_gelu_bwd(A->u, ws->dG, N * F, ws->dG, NULL, ws->n_threads);
-    if ((st = pq_linear_bwd(ws->dG, A->h2, N, D, W(PQ_ESM2_FC1, l), F, G_(PQ_ESM2_FC1, l), G_(PQ_ESM2_FC1_BIAS, l),
+    in = ws->act_s ? act_static_in(ws, 4 * l + 2, A->h2, N, D) : A->h2;
+    if ((st = pq_linear_bwd(ws->dG, in, N, D, W(PQ_ESM2_FC1, l), F, G_(PQ_ESM2_FC1, l), G_(PQ_ESM2_FC1_BIAS, l),
                             ws->dh, 0, ws->n_threads)) != PQ_OK)
         return st;
+    if (ws->act_s) act_static_bwd(ws, 4 * l + 2, A->h2, ws->dh, N, D);
     pq_ln_bwd(ws->dh, A->xm, A->mu2, A->rs2, N, D, W(PQ_ESM2_LN_FFN_W, l), ws->dx, 1, G_(PQ_ESM2_LN_FFN_W, l),
               G_(PQ_ESM2_LN_FFN_B, l), ws->n_threads);
-    if ((st = pq_linear_bwd(ws->dx, A->o, N, D, W(PQ_ESM2_OUT, l), D, G_(PQ_ESM2_OUT, l), G_(PQ_ESM2_OUT_BIAS, l),
+    in = ws->act_s ? act_static_in(ws, 4 * l + 1, A->o, N, D) : A->o;
+    if ((st = pq_linear_bwd(ws->dx, in, N, D, W(PQ_ESM2_OUT, l), D, G_(PQ_ESM2_OUT, l), G_(PQ_ESM2_OUT_BIAS, l),
                             ws->do_, 0, ws->n_threads)) != PQ_OK)
         return st;
+    if (ws->act_s) act_static_bwd(ws, 4 * l + 1, A->o, ws->do_, N, D);
     pq_attn_shape a = attn_shape(ws, b, l);
     if ((st = pq_attn_bwd(&a, A->qkv, A->P, ws->poff, ws->do_, ws->dqkv, ws->dP)) != PQ_OK) return st;
-    if ((st = pq_linear_bwd(ws->dqkv, A->h1, N, D, W(PQ_ESM2_Q, l), 3 * D, G_(PQ_ESM2_Q, l), G_(PQ_ESM2_Q_BIAS, l),
+    in = ws->act_s ? act_static_in(ws, 4 * l, A->h1, N, D) : A->h1;
+    if ((st = pq_linear_bwd(ws->dqkv, in, N, D, W(PQ_ESM2_Q, l), 3 * D, G_(PQ_ESM2_Q, l), G_(PQ_ESM2_Q_BIAS, l),
                             ws->dh, 0, ws->n_threads)) != PQ_OK)
         return st;
+    if (ws->act_s) act_static_bwd(ws, 4 * l, A->h1, ws->dh, N, D);
     pq_ln_bwd(ws->dh, A->x, A->mu1, A->rs1, N, D, W(PQ_ESM2_LN_ATTN_W, l), ws->dx, 1, G_(PQ_ESM2_LN_ATTN_W, l),
               G_(PQ_ESM2_LN_ATTN_B, l), ws->n_threads);
     return PQ_OK;

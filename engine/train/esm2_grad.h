@@ -49,6 +49,12 @@ void pq_train_ws_free(pq_train_ws *ws); /* NULL is fine */
  * straight-through gradient; off (the default): fp32. */
 void pq_train_ws_set_act_int8(pq_train_ws *ws, bool on);
 
+/* Static int8 activations instead (fake_quant.h): scale [4 L] (borrowed;
+ * per layer the inputs of q/k/v, out, fc1 and fc2, the sites of the static
+ * scheme) steps every Linear input; the backward adds their LSQ gradients
+ * into dscale [4 L] (borrowed). scale NULL: off. */
+void pq_train_ws_set_act_static(pq_train_ws *ws, const float *scale, float *dscale);
+
 /* After a forward whose loss is not finite: where the activations first
  * hold NaN or Inf ("the output of layer 3", "the LM head") into what. */
 void pq_train_ws_first_nonfinite(const pq_train_ws *ws, char *what, size_t n);

@@ -57,3 +57,28 @@ void pq_fq_act_rows_ref(float *x, int64_t n, int64_t d)
         }
     }
 }
+
+void pq_fq_act_static_fwd_ref(const float *x, int64_t n, float s, float *x_hat)
+{
+    float inv = 1.0f / s;
+    for (int64_t i = 0; i < n; i++) {
+        float v = nearbyintf(x[i] * inv);
+        v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
+        x_hat[i] = v * s;
+    }
+}
+
+double pq_fq_act_static_bwd_ref(const float *x, const float *dx_hat, int64_t n, float s, float *dx)
+{
+    float inv = 1.0f / s;
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] * inv, d = dx_hat[i];
+        float e = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : nearbyintf(v) - v;
+        acc += (double)d * e;
+        dx[i] = (v < -127.0f || v > 127.0f) ? 0.0f : d;
+    }
+    return acc;
+}
+
+double pq_fq_act_gscale(int64_t d) { return 1.0 / sqrt((double)d * 127.0); }

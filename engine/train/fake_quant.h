@@ -17,7 +17,16 @@
  *   z is kept fixed (from RTN).
  * Activations: int8 per-token dynamic, s = max(max|x|, 1e-5) / 127 per row,
  * x_hat = clamp(nearbyint(x * (1/s)), -127, 127) * s (the integer kernels'
- * pq_gemm_quantize_dynamic_ref), gradient straight through. */
+ * pq_gemm_quantize_dynamic_ref), gradient straight through; or int8
+ * static, one learned step s per Linear input (symmetric, the codes the
+ * static W8A8 kernels' pq_gemm_quantize_rows_static makes with act_scale s
+ * and no zero point): with v = x * (1/s),
+ *   forward   x_hat = clamp(nearbyint(v), -127, 127) * s;
+ *   backward  dx = dx_hat where -127 <= v <= 127, else 0;
+ *             ds = g * sum of dx_hat * (v < -127 ? -127 : v > 127 ? 127 :
+ *             nearbyint(v) - v), g = 1 / sqrt(N * 127) with N the features
+ *             of one token (the Linear's input width), LSQ's gradient scale
+ *             for activations. */
 #ifndef PQ_FAKE_QUANT_H
 #define PQ_FAKE_QUANT_H
 
@@ -36,5 +45,15 @@ void pq_fq_weight_bwd_ref(const float *w, const float *dw_hat, int64_t r0, int64
 
 /* In place on n rows of width d: int8 per-token dynamic fake quantization. */
 void pq_fq_act_rows_ref(float *x, int64_t n, int64_t d);
+
+/* Static: x_hat of n values (x_hat may equal x). */
+void pq_fq_act_static_fwd_ref(const float *x, int64_t n, float s, float *x_hat);
+
+/* Static backward of n values: dx (may equal dx_hat); returns the sum of
+ * dx_hat * e in index order (fp64), before the gradient scale g. */
+double pq_fq_act_static_bwd_ref(const float *x, const float *dx_hat, int64_t n, float s, float *dx);
+
+/* LSQ's gradient scale of a static site of input width d. */
+double pq_fq_act_gscale(int64_t d);
 
 #endif

@@ -15,7 +15,19 @@
 static const pq_esm2_role k_sites[] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT, PQ_ESM2_FC1, PQ_ESM2_FC2};
 #define N_SITE_ROLES ((int)(sizeof k_sites / sizeof k_sites[0]))
 
-pq_status pq_qat_create(const pq_train_params *p, const float *w, const pq_qspec *spec, pq_qat **out)
+int pq_qat_act_kind(pq_esm2_role role)
+{
+    switch (role) {
+    case PQ_ESM2_Q: case PQ_ESM2_K: case PQ_ESM2_V: return 0;
+    case PQ_ESM2_OUT: return 1;
+    case PQ_ESM2_FC1: return 2;
+    case PQ_ESM2_FC2: return 3;
+    default: return -1;
+    }
+}
+
+pq_status pq_qat_create(const pq_train_params *p, const float *w, const pq_qspec *spec, bool act_static,
+                        pq_qat **out)
 {
     *out = NULL;
     if (spec->gran == PQ_GRAN_TENSOR)
@@ -43,9 +55,13 @@ pq_status pq_qat_create(const pq_train_params *p, const float *w, const pq_qspec
             s->s_off = q->n_scales;
             q->n_scales += s->rows * s->n_groups;
         }
+    q->act_off = q->n_scales;
+    q->n_act = act_static ? 4 * L : 0;
+    q->n_scales += q->n_act;
     q->scale = malloc((size_t)q->n_scales * sizeof(float));
-    if (!spec->symmetric) q->zp = malloc((size_t)q->n_scales * sizeof(int32_t));
+    if (!spec->symmetric) q->zp = calloc((size_t)q->n_scales, sizeof(int32_t));
     if (!q->scale || (!spec->symmetric && !q->zp)) goto nomem;
+    for (int i = 0; i < q->n_act; i++) q->scale[q->act_off + i] = 1.0f;
     for (int i = 0; i < q->n_sites; i++) {
         const pq_qat_site *s = &q->site[i];
         char name[256];

@@ -101,7 +101,8 @@ pq_status pq_qat_export(const pq_trainer *tr, const char *src_path, const char *
     pq_status st = pq_st_open(src_path, &st_m);
     if (st != PQ_OK) return st;
     if ((st = pq_st_hash_tree(st_m, PQ_HASH_CHUNK_BYTES, tr->o.n_threads, hex)) != PQ_OK) goto done;
-    const char *scheme = tr->o.act_int8 ? "dynamic" : tr->q && tr->q->spec.bits == 4 ? "w4a16" : "w8a16";
+    bool act_static = tr->q && tr->q->n_act;
+    const char *scheme = act_static ? "static" : tr->o.act_int8 ? "dynamic" : tr->q && tr->q->spec.bits == 4 ? "w4a16" : "w8a16";
     pq_h5_meta meta = {.architecture = p->cfg.arch ? p->cfg.arch->name : "esm2_custom",
                        .model_name = base_name(src_path), .source_sha256 = hex,
                        .source_hash_chunk_bytes = PQ_HASH_CHUNK_BYTES, .created_by = "proteus " PQ_VERSION,
@@ -118,6 +119,9 @@ pq_status pq_qat_export(const pq_trainer *tr, const char *src_path, const char *
             memset(&qt, 0, sizeof qt);
             st = site_qtensor(tr, s, &qt);
             if (st == PQ_OK) st = pq_h5w_put_qtensor(w, t->name, &qt, scheme, "qat");
+            if (st == PQ_OK && act_static)
+                st = pq_h5w_put_act_qparams(w, t->name,
+                                            tr->q->scale[tr->q->act_off + 4 * layer + pq_qat_act_kind(role)], NULL);
             pq_qtensor_free(&qt);
             if (st != PQ_OK) goto done;
             continue;

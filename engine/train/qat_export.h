@@ -5,8 +5,9 @@
  *
  * Every tensor of the source checkpoint is written under its name: the
  * fake-quantized Linear weights (QAT) as codes with the learned steps and
- * the RTN zero points (method "qat"; scheme "dynamic" with int8 activation
- * training, else "w8a16" / "w4a16"), the other trained tensors as fp32
+ * the zero points (method "qat"; scheme "static" with the learned input
+ * steps as act_scale when trained with static int8 activations, "dynamic"
+ * with per-token int8 activations, else "w8a16" / "w4a16"), the other trained tensors as fp32
  * from the master weights (a decoder stored as a copy of the embedding
  * gets the trained embedding), and the rest (rotary inv_freq, contact
  * head) copied from the source. Without QAT every tensor is fp32: the

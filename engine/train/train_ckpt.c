@@ -77,6 +77,7 @@ static int recipe(const pq_trainer *tr, recipe_item *it)
     it[n++] = (recipe_item){"group_size", o->qat && o->spec.gran == PQ_GRAN_GROUP ? (double)o->spec.group_size : 0.0};
     it[n++] = (recipe_item){"symmetric", o->qat && o->spec.symmetric ? 1.0 : 0.0};
     it[n++] = (recipe_item){"act_int8", o->qat && o->act_int8 ? 1.0 : 0.0};
+    it[n++] = (recipe_item){"act_static", o->qat && o->act_static ? 1.0 : 0.0};
     it[n++] = (recipe_item){"distill", o->distill ? 1.0 : 0.0};
     it[n++] = (recipe_item){"n_floats", (double)tr->p->n_floats};
     it[n++] = (recipe_item){"n_scales", tr->q ? (double)tr->q->n_scales : 0.0};

@@ -6,8 +6,9 @@
  * [step]: the mean loss of each step done), and attributes step (steps
  * done; the data position is step * batch_size sequences) and the recipe
  * (seed, steps, batch_size, micro_size, max_residues, lr, warmup,
- * weight_decay, clip, qat, bits, group_size, symmetric, act_int8, distill,
- * n_floats, n_scales). Written to PATH.tmp and renamed over PATH, so a
+ * weight_decay, clip, qat, bits, group_size, symmetric, act_int8,
+ * act_static, distill, n_floats, n_scales; the scale datasets hold the
+ * weights' steps, then the static input steps). Written to PATH.tmp and renamed over PATH, so a
  * failed or interrupted write keeps the previous checkpoint. */
 #ifndef PQ_TRAIN_CKPT_H
 #define PQ_TRAIN_CKPT_H

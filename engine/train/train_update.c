@@ -125,6 +125,15 @@ pq_status pq_trainer_clip_coef(const pq_trainer *tr, double *coef)
         }
         sq += tr->chunk_sq[k];
     }
+    double asq = 0.0;
+    for (int i = 0; tr->q && i < tr->q->n_act; i++) {
+        double d = tr->dscale[tr->q->act_off + i];
+        asq += d * d;
+    }
+    if (!isfinite(asq))
+        return pq_err(PQ_ERR_ACCURACY, "step %lld: the gradient of the static input steps overflowed (NaN or Inf)",
+                      (long long)tr->step + 1);
+    sq += asq;
     double norm = sqrt(sq);
     if (!isfinite(norm))
         return pq_err(PQ_ERR_ACCURACY, "step %lld: the gradient norm overflowed", (long long)tr->step + 1);
@@ -161,6 +170,19 @@ void pq_trainer_update_part(pq_trainer *tr, int64_t c0, int64_t c1, double coef)
         for (int64_t i = 0; i < c->n_s; i++)
             if (!(sc[i] >= PQ_SCALE_EPS)) sc[i] = PQ_SCALE_EPS;
     }
+}
+
+void pq_trainer_update_act(pq_trainer *tr, double coef)
+{
+    if (!tr->q || !tr->q->n_act) return;
+    int64_t t = tr->step + 1, o = tr->q->act_off, n = tr->q->n_act;
+    double lr = pq_lr_at(tr->o.lr, tr->o.warmup, tr->o.steps, tr->o.min_lr_frac, t);
+    float *ds = tr->dscale + o, *sc = tr->q->scale + o;
+    if (coef < 1.0)
+        for (int64_t i = 0; i < n; i++) ds[i] *= (float)coef;
+    pq_adamw_update(&tr->o.adam, t, lr, 0.0, sc, ds, tr->sm + o, tr->sv + o, n);
+    for (int64_t i = 0; i < n; i++)
+        if (!(sc[i] >= PQ_SCALE_EPS)) sc[i] = PQ_SCALE_EPS;
 }
 
 pq_status pq_trainer_end_step(pq_trainer *tr, double loss)

@@ -50,13 +50,18 @@ pq_status pq_trainer_check_loss(const pq_trainer *tr, double loss);
  * steps) and tr->chunk_sq of each. */
 void pq_trainer_grad_part(pq_trainer *tr, int64_t c0, int64_t c1);
 
-/* From tr->chunk_sq of every chunk: the clipping coefficient. PQ_ERR_ACCURACY
+/* From tr->chunk_sq of every chunk, then the input steps' gradient: the
+ * clipping coefficient. PQ_ERR_ACCURACY
  * naming the step and the first tensor whose gradient is NaN or Inf. */
 pq_status pq_trainer_clip_coef(const pq_trainer *tr, double *coef);
 
 /* Chunks [c0, c1): gradients times coef, AdamW on their weights and steps
  * (steps kept >= PQ_SCALE_EPS). */
 void pq_trainer_update_part(pq_trainer *tr, int64_t c0, int64_t c1, double coef);
+
+/* The input steps of static activations (every process alike): times
+ * coef, AdamW, kept >= PQ_SCALE_EPS. No-op without them. */
+void pq_trainer_update_act(pq_trainer *tr, double coef);
 
 /* Once every chunk's weights are in tr->p->data: PQ_ERR_ACCURACY naming
  * the first tensor that is not finite, else the loss on the curve and

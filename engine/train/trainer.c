@@ -23,9 +23,10 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
 {
     *out = NULL;
     pq_status st = PQ_OK;
-    if (o->steps <= 0 || o->batch_size <= 0 || o->micro_size <= 0 || o->lr <= 0 || !isfinite(o->lr)) {
+    if (o->steps < 0 || o->batch_size <= 0 || o->micro_size <= 0 || o->lr <= 0 || !isfinite(o->lr)) {
         pq_train_params_free(p);
-        return pq_err(PQ_ERR_CONFIG, "steps, batch size, micro-batch size and learning rate must be positive");
+        return pq_err(PQ_ERR_CONFIG, "batch size, micro-batch size and learning rate must be positive, steps "
+                      "not negative");
     }
     pq_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) {
@@ -41,10 +42,10 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
     tr->v = calloc(1, nb);
     tr->grad = malloc(nb);
     tr->curve_cap = o->steps;
-    tr->curve = calloc((size_t)o->steps, sizeof(double));
+    tr->curve = calloc((size_t)(o->steps ? o->steps : 1), sizeof(double));
     if (!tr->m || !tr->v || !tr->grad || !tr->curve) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
     if (o->qat) {
-        if ((st = pq_qat_create(p, p->data, &o->spec, &tr->q)) != PQ_OK) goto fail;
+        if ((st = pq_qat_create(p, p->data, &o->spec, o->act_static, &tr->q)) != PQ_OK) goto fail;
         size_t ns = (size_t)tr->q->n_scales * sizeof(float);
         tr->sm = calloc(1, ns);
         tr->sv = calloc(1, ns);
@@ -58,7 +59,8 @@ pq_status pq_trainer_create(pq_train_params *p, const pq_fasta_record *recs, int
     if ((st = pq_train_chunks_create(tr)) != PQ_OK) goto fail;
     if ((st = pq_train_data_init(&tr->data, recs, n_recs, o->seed, o->max_residues)) != PQ_OK) goto fail;
     if ((st = pq_train_ws_create(p, tr->o.n_threads, &tr->ws)) != PQ_OK) goto fail;
-    pq_train_ws_set_act_int8(tr->ws, o->qat && o->act_int8);
+    pq_train_ws_set_act_int8(tr->ws, o->qat && o->act_int8 && !o->act_static);
+    if (tr->q && tr->q->n_act) pq_train_ws_set_act_static(tr->ws, tr->q->scale + tr->q->act_off, NULL);
     if (o->distill) {
         if (!(tr->w_teacher = malloc(nb))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto fail; }
         memcpy(tr->w_teacher, p->data, nb);
@@ -91,6 +93,22 @@ void pq_trainer_free(pq_trainer *tr)
 int64_t pq_trainer_n_micro(const pq_trainer *tr)
 {
     return (tr->o.batch_size + tr->o.micro_size - 1) / tr->o.micro_size;
+}
+
+int64_t pq_trainer_grad_floats(const pq_trainer *tr)
+{
+    return tr->p->n_floats + (tr->q ? tr->q->n_act : 0);
+}
+
+void pq_trainer_sum_act(pq_trainer *tr, const float *(*tail)(void *user, int64_t mb), void *user)
+{
+    if (!tr->q || !tr->q->n_act) return;
+    float *ds = tr->dscale + tr->q->act_off;
+    memset(ds, 0, (size_t)tr->q->n_act * sizeof(float));
+    for (int64_t mb = 0; mb < pq_trainer_n_micro(tr); mb++) {
+        const float *t = tail(user, mb);
+        for (int i = 0; i < tr->q->n_act; i++) ds[i] += t[i];
+    }
 }
 
 static void micro_range(const pq_trainer *tr, int64_t mb, int64_t *k0, int64_t *n)
@@ -168,7 +186,8 @@ pq_status pq_trainer_micro_grad(pq_trainer *tr, int64_t mb, float *g, double *lo
                       (long long)tr->step + 1, isnan(*loss_sum) ? "NaN" : "Inf", (long long)mb, what);
     }
     *loss_sum *= weight;
-    memset(g, 0, (size_t)tr->p->n_floats * sizeof(float));
+    memset(g, 0, (size_t)pq_trainer_grad_floats(tr) * sizeof(float));
+    if (tr->q && tr->q->n_act) pq_train_ws_set_act_static(tr->ws, tr->q->scale + tr->q->act_off, g + tr->p->n_floats);
     return pq_train_backward(tr->ws, w, &tr->mb.tb, g);
 }
 
@@ -180,16 +199,32 @@ pq_status pq_trainer_finish_step(pq_trainer *tr, double loss)
     pq_trainer_grad_part(tr, 0, tr->n_chunks);
     if ((st = pq_trainer_clip_coef(tr, &coef)) != PQ_OK) return st;
     pq_trainer_update_part(tr, 0, tr->n_chunks, coef);
+    pq_trainer_update_act(tr, coef);
     return pq_trainer_end_step(tr, loss);
+}
+
+struct tails_of {
+    const float *t;
+    int64_t n;
+};
+
+static const float *tail_at(void *user, int64_t mb)
+{
+    const struct tails_of *t = user;
+    return t->t + mb * t->n;
 }
 
 pq_status pq_trainer_step(pq_trainer *tr, double *loss)
 {
     pq_status st = pq_trainer_begin_step(tr);
     if (st != PQ_OK) return st;
-    int64_t n = tr->p->n_floats;
-    float *g = malloc((size_t)n * sizeof(float));
-    if (!g) return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    int64_t n = tr->p->n_floats, ng = pq_trainer_grad_floats(tr), M = pq_trainer_n_micro(tr);
+    float *g = malloc((size_t)ng * sizeof(float)), *tails = calloc((size_t)(M * (ng - n) + 1), sizeof(float));
+    if (!g || !tails) {
+        free(g);
+        free(tails);
+        return pq_err(PQ_ERR_RESOURCE, "out of memory");
+    }
     double total = 0.0;
     /* the sum starts from zero even for one micro-batch: the same bits as
      * the ranks' sum (worker/train_mpi.c), signs of zeros included */
@@ -198,9 +233,13 @@ pq_status pq_trainer_step(pq_trainer *tr, double *loss)
         double l = 0.0;
         if ((st = pq_trainer_micro_grad(tr, mb, g, &l)) != PQ_OK) break;
         for (int64_t i = 0; i < n; i++) tr->grad[i] += g[i];
+        memcpy(tails + mb * (ng - n), g + n, (size_t)(ng - n) * sizeof(float));
         total += l;
     }
     free(g);
+    struct tails_of tv = {tails, ng - n};
+    if (st == PQ_OK) pq_trainer_sum_act(tr, tail_at, &tv);
+    free(tails);
     if (st != PQ_OK) return st;
     *loss = total;
     return pq_trainer_finish_step(tr, total);

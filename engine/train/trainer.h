@@ -11,7 +11,11 @@
  * is the mean cross-entropy over the step's targets. Then, for QAT, the
  * straight-through and LSQ backward; clipping of the global gradient norm
  * (weights and steps together); AdamW (weight decay on the 2-D weights only;
- * steps clamped to at least PQ_SCALE_EPS). */
+ * steps clamped to at least PQ_SCALE_EPS). The input steps of static
+ * activations are a few floats every process holds and updates alike:
+ * their micro-batch gradients ride after the weights' (grad_floats) and
+ * are summed in micro-batch order; their squared norm comes after the
+ * chunks' in the global norm. */
 #ifndef PQ_TRAINER_H
 #define PQ_TRAINER_H
 
@@ -38,6 +42,9 @@ typedef struct pq_train_opts {
     bool qat;               /* fake-quantize the Linear weights (spec) */
     pq_qspec spec;
     bool act_int8;          /* and their inputs, int8 per token */
+    bool act_static;        /* with act_int8: int8 with one learned step
+                               per input site instead (fake_quant.h),
+                               1.0 until pq_qat_init_file sets them */
     bool distill;           /* loss: KL(fp32 teacher || model) at every
                                residue instead of cross-entropy at the
                                targets; the teacher is the starting model */
@@ -85,12 +92,20 @@ void pq_trainer_free(pq_trainer *tr); /* NULL is fine */
 
 int64_t pq_trainer_n_micro(const pq_trainer *tr);
 
+/* Floats of one micro-batch gradient: the layout's, then the input steps'. */
+int64_t pq_trainer_grad_floats(const pq_trainer *tr);
+
+/* The input steps' gradient tr->dscale[act_off..] from the micro-batch
+ * gradients' tails: tail(mb) points to micro-batch mb's, added from zero
+ * in micro-batch order. */
+void pq_trainer_sum_act(pq_trainer *tr, const float *(*tail)(void *user, int64_t mb), void *user);
+
 /* Start step tr->step + 1: fake-quantize the weights (QAT) and count the
  * step's targets. */
 pq_status pq_trainer_begin_step(pq_trainer *tr);
 
-/* The gradient of micro-batch mb of the current step into g (n_floats,
- * overwritten; with respect to the fake-quantized weights under QAT), with
+/* The gradient of micro-batch mb of the current step into g
+ * (pq_trainer_grad_floats, overwritten; with respect to the fake-quantized weights under QAT), with
  * the loss weighted by 1 / (the step's targets); *loss_sum gets its
  * weighted cross-entropy. Errors: PQ_ERR_ACCURACY when the loss is NaN or
  * Inf (the detail names the step and the first tensor that overflowed),

@@ -7,6 +7,16 @@ training"), each measured against its reference in the same run:
             --distill --act int8 = W4A8), trained (and GPTQ calibrated) on the
             bundled calibration sample, each evaluated against the fp32 model
             with `proteus evaluate` on --eval-seqs held-out sequences;
+  accuracy  the accuracy table: int4 per-channel W4A16, W4A8 dynamic and W4A8
+            static, each as RTN, GPTQ, QAT from RTN and QAT from GPTQ (--distill,
+            --steps steps; static: --act-scheme static, ranges learned from the
+            static scheme's minmax calibration), trained on the bundled
+            calibration sample; GPTQ, the static ranges and the QAT starting
+            points from its first --calib-seqs sequences; each model evaluated
+            with `proteus evaluate` on the first --eval-seqs sequences of --eval
+            (masked-LM accuracy, logits KL and embedding cosine against fp32).
+            RTN and GPTQ are one `quantize --scheme static` file each, run as
+            W4A16, W4A8 dynamic and W4A8 static by evaluate's --mode;
   speed     training tokens/s (forward + backward + AdamW, fp32) of `proteus qat
             --precision fp32` vs PyTorch fair-esm training of the same model on
             batches of the same shape and thread count, interleaved;
@@ -17,8 +27,9 @@ training"), each measured against its reference in the same run:
             loaded machine that shares the CPUs fairly between sessions does not
             give (the two ranks then share the one session's share).
 
-usage: .venv/bin/python scripts/bench/bench_qat.py [kl] [speed] [ranks] [--threads T]
-       [--steps N] [--rounds N] [--eval-seqs N] [--eval-length L] [--model M] [--eval F]"""
+usage: .venv/bin/python scripts/bench/bench_qat.py [kl] [accuracy] [speed] [ranks] [--threads T]
+       [--steps N] [--rounds N] [--eval-seqs N] [--eval-length L] [--calib-seqs N] [--model M]
+       [--eval F]"""
 import argparse
 import json
 import os
@@ -49,11 +60,59 @@ def sh(cmd, env=None):
     return p.stdout
 
 
-def evaluate(q, a, tmp):
-    js = os.path.join(tmp, os.path.basename(q) + ".json")
+def evaluate(q, a, tmp, mode="auto"):
+    js = os.path.join(tmp, os.path.basename(q) + mode + ".json")
     sh([PROTEUS, "evaluate", "--model", q, "--reference", a.model, "--fasta", a.eval, "--max-seqs",
-        str(a.eval_seqs), "--max-length", str(a.eval_length), "--threads", str(a.threads), "--json", js])
+        str(a.eval_seqs), "--max-length", str(a.eval_length), "--threads", str(a.threads), "--mode", mode,
+        "--json", js])
     return json.load(open(js))
+
+
+def first_seqs(src, n, dst):
+    with open(src) as f, open(dst, "w") as g:
+        k = 0
+        for line in f:
+            k += line.startswith(">")
+            if k > n:
+                break
+            g.write(line)
+    return dst
+
+
+def bench_accuracy(a, tmp):
+    t_all = time.time()
+    cal = first_seqs(CALIB, a.calib_seqs, os.path.join(tmp, "cal.fasta"))
+    q = [PROTEUS, "quantize", "--model", a.model, "--precision", "int4", "--per-channel", "--scheme", "static",
+         "--calibration-data", cal, "--threads", str(a.threads)]
+    made = {}
+    for init, extra in (("RTN", []), ("GPTQ", ["--method", "gptq"])):
+        out = os.path.join(tmp, init + ".h5")
+        t0 = time.time()
+        sh(q + extra + ["--out", out])
+        made[init] = (out, time.time() - t0)
+    common = ["--model", a.model, "--data", CALIB, "--precision", "int4", "--steps", str(a.steps), "--distill",
+              "--batch-size", str(a.batch), "--micro-batch", str(a.batch), "--max-residues", str(a.max_res),
+              "--lr", str(a.lr), "--threads", str(a.threads), "-q"]
+    schemes = (("W4A16", "weight-only", []), ("W4A8 dynamic", "dynamic", ["--act", "int8"]),
+               ("W4A8 static", "auto", ["--act", "int8", "--act-scheme", "static"]))
+    rows = []
+    for scheme, mode, act in schemes:
+        for init in ("RTN", "GPTQ"):
+            rows.append((scheme, init, made[init][0], mode, made[init][1]))
+        for init in ("rtn", "gptq"):
+            out = os.path.join(tmp, f"qat_{init}_{len(rows)}.h5")
+            t0 = time.time()
+            cal_arg = ["--calibration-data", cal] if init == "gptq" or "static" in act else []
+            sh([PROTEUS, "qat", *common, *act, *cal_arg, "--init", init, "--out", out])
+            rows.append((scheme, f"QAT {a.steps} steps from {init.upper()}", out, "auto", time.time() - t0))
+    print(f"| int4 per-channel | method | time | masked-LM accuracy (fp32) | logits KL vs fp32 | KL max | "
+          f"embedding cosine |\n|---|---|---|---|---|---|---|")
+    for scheme, label, path, mode, secs in rows:
+        r = evaluate(path, a, tmp, mode)
+        print(f"| {scheme} | {label} | {secs:.0f} s | {100 * r['accuracy_quantized']:.2f} % "
+              f"({100 * r['accuracy_reference']:.2f} %) | {r['logits_kl_mean']:.3g} | {r['logits_kl_max']:.3g} | "
+              f"{r['embedding_cosine_mean']:.6f} |", flush=True)
+    print(f"accuracy: {time.time() - t_all:.0f} s wall in all (load average {os.getloadavg()[0]:.1f})")
 
 
 def bench_kl(a, tmp):
@@ -146,14 +205,15 @@ def proteus_tokens_per_s(a, tmp, n_steps, seqs_len, batch, ranks=1, precision="f
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", nargs="*", default=["kl", "speed", "ranks"])
+    ap.add_argument("what", nargs="*", default=["kl", "accuracy", "speed", "ranks"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved -n 1 / -n 2 rounds (ranks)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-res", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--eval-seqs", type=int, default=100)
+    ap.add_argument("--eval-seqs", type=int, default=400)
+    ap.add_argument("--calib-seqs", type=int, default=128, help="accuracy: calibration sequences (GPTQ, static)")
     ap.add_argument("--eval-length", type=int, default=300)
     ap.add_argument("--model", default=MODEL)
     ap.add_argument("--eval", default=EVAL)
@@ -162,6 +222,8 @@ def main():
     try:
         if "kl" in a.what:
             bench_kl(a, tmp)
+        if "accuracy" in a.what:
+            bench_accuracy(a, tmp)
         if "speed" in a.what:
             for rep in range(2):  # interleaved: C, torch, C, torch
                 c, _, _ = proteus_tokens_per_s(a, tmp, 5, 256, 4)

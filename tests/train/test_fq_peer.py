@@ -11,7 +11,12 @@ PyTorch, on layer 0's fc1 weight of the bundled model with steps from RTN:
   g = 1 / sqrt(N_W Q_P) with N_W the weights sharing a step), norm-wise
   relative error <= 1e-5;
 - int8 per-token activation fake quantization equals
-  torch.fake_quantize_per_channel_affine with scale max(max|x|, 1e-5) / 127.
+  torch.fake_quantize_per_channel_affine with scale max(max|x|, 1e-5) / 127;
+- static int8 activations (one learned step per Linear input): the forward
+  equals torch.fake_quantize_per_tensor_affine (codes -127..127, no zero
+  point), and the gradients with respect to the input and the step equal
+  autograd through the paper's LSQ for activations (Q_N = Q_P = 127,
+  g = 1 / sqrt(N Q_P), N the features of a token: the input width).
 
 usage: python test_fq_peer.py FQ_DUMP [MODEL.safetensors]"""
 import array
@@ -125,8 +130,44 @@ def check(bits, gs, sym):
     n_act = int((aref != act).sum())
     if n_act:
         failures.append(f"{label}: {n_act} int8 per-token activations differ from torch")
+    f_static = check_static(d, x, dwhat, c, label) if (bits, gs, sym) == (8, 0, True) else []
     print(f"{label}: weights exact={n_diff == 0}, dW rel {e_w:.1e}, d(step) rel {e_s:.1e}, clipped {clipped}, "
           f"activations exact={n_act == 0}")
+    return failures + f_static
+
+
+def check_static(d, x, dwhat, width, label):
+    """Static activations: x's first tokens with the driver's step."""
+    failures = []
+    s = fairesm_ref.read_f32(os.path.join(d, "sact.f32"))
+    xhat = fairesm_ref.read_f32(os.path.join(d, "xhat.f32"))
+    n = xhat.numel()
+    xs = x.reshape(-1)[:n]
+    ref = torch.fake_quantize_per_tensor_affine(xs, float(s[0]), 0, -127, 127)
+    n_diff = int((ref != xhat).sum())
+    if n_diff:
+        failures.append(f"{label}: {n_diff} static activations differ from torch.fake_quantize_per_tensor_affine")
+    # LSQ for activations in fp64, rounding where the fp32 forward rounds:
+    # v carries the fp32 value x * (1/s) and the gradient of x / s
+    x64 = xs.double().requires_grad_()
+    s64 = s.double().requires_grad_()
+    v32 = (xs * (1.0 / s)).double()
+    s_ = grad_scale(s64, 1.0 / (width * 127) ** 0.5)
+    v = x64 / s_
+    v = v + (v32 - v).detach()
+    out = round_pass(torch.clamp(v, -127.0, 127.0)) * s_
+    (out * dwhat[:n].double()).sum().backward()
+    dx = fairesm_ref.read_f32(os.path.join(d, "dx.f32"))
+    ds = fairesm_ref.read_f32(os.path.join(d, "dsact.f32"))
+    e_x, e_s = rel(dx, x64.grad), rel(ds, s64.grad)
+    if e_x > TOL:
+        failures.append(f"{label}: static input gradient relative error {e_x:.3g}")
+    if e_s > TOL:
+        failures.append(f"{label}: static step gradient relative error {e_s:.3g} ({float(ds[0]):.6g} vs "
+                        f"{float(s64.grad[0]):.6g})")
+    clipped = int((x64.grad == 0).sum())
+    print(f"{label}: static activations exact={n_diff == 0}, dx rel {e_x:.1e}, d(step) rel {e_s:.1e}, "
+          f"clipped {clipped} of {n}")
     return failures
 
 

@@ -9,8 +9,17 @@
 - a real run (int8 per channel, int8 activations; and fp32) writes a file
   `proteus score` reads, with /provenance qat_curve holding one loss per
   step (those printed), qat_recipe and qat_eval;
+- --init gptq --steps 0: the codes and scales of every quantized tensor
+  equal `proteus quantize --method gptq`'s on the same calibration data,
+  and /provenance says steps_init "gptq";
+- --act int8 --act-scheme static: with --steps 0 every Linear's act_scale
+  equals `proteus quantize --scheme static`'s on the same calibration data
+  (the starting ranges); after 2 steps the file's act_scale are the trained
+  input steps of the training state (bit for bit), moved from the start,
+  the scheme "static", and `proteus score` runs the file;
 - bad input: a group size of 33 (exit 2), a missing FASTA (exit 3),
-  --resume without a training state (exit 3); no output left behind.
+  --resume without a training state (exit 3), --act-scheme static without
+  --act int8 (exit 2); no output left behind.
 
 usage: python test_qat_cli.py PROTEUS MODEL.safetensors TRAIN.fasta EVAL.fasta"""
 import atexit
@@ -23,6 +32,9 @@ import tempfile
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fasta_crop import write_cropped  # noqa: E402
 
 PROTEUS, MODEL, TRAIN, EVAL = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="pq_qatcli_")
@@ -73,6 +85,8 @@ def main():
         print(f"lr 1e-30: {len(names)} tensors, {n_q} quantized, equal to proteus quantize: "
               f"{not failures}")
 
+    failures += init_checks(ev)
+
     # 2. real runs
     for label, args in (("int8 a8", ["--precision", "int8", "--act", "int8"]), ("fp32", ["--precision", "fp32"])):
         out = os.path.join(TMP, label.replace(" ", "_") + ".h5")
@@ -102,7 +116,8 @@ def main():
     # 3. bad input
     for args, code, what in ((["--group-size", "33"], 2, "group-size"),
                              (["--data", os.path.join(TMP, "none.fasta")], 3, "none.fasta"),
-                             (["--resume"], 3, "train.h5")):
+                             (["--resume"], 3, "train.h5"),
+                             (["--act-scheme", "static"], 2, "act-scheme")):
         out = os.path.join(TMP, "bad.h5")
         p = qat("--steps", "1", "--out", out, *args)
         if p.returncode != code or what not in p.stderr:
@@ -110,6 +125,93 @@ def main():
         if os.path.exists(out) or os.path.exists(out + ".partial"):
             failures.append(f"{args}: an output was left behind")
     return fail(failures)
+
+
+def short_calibration():
+    """The first 6 sequences of TRAIN, cropped to 80 residues: GPTQ in seconds."""
+    return write_cropped(TRAIN, os.path.join(TMP, "cal.fasta"), 6, 80)
+
+
+def quantized(path):
+    """{name: {dataset: value}} of the quantized tensors, and the scheme attrs."""
+    out, schemes = {}, set()
+    with h5py.File(path) as h:
+        for name in h["tensors"]:
+            g = h["tensors"][name]
+            if "qweight" in g:
+                out[name] = {k: g[k][()] for k in g}
+                sc = g.attrs["scheme"]
+                schemes.add(sc.decode() if isinstance(sc, bytes) else sc)
+        recipe = json.loads(h["provenance"].attrs["qat_recipe"]) if "qat_recipe" in h["provenance"].attrs else {}
+    return out, schemes, recipe
+
+
+def init_checks(ev):
+    failures = []
+    cal = short_calibration()
+    base = [PROTEUS, "quantize", "--model", MODEL, "--precision", "int4", "--per-channel", "--calibration-data", cal,
+            "--threads", "2"]
+    gq, sq = os.path.join(TMP, "gptq.h5"), os.path.join(TMP, "static.h5")
+    for args, out in ((["--method", "gptq", "--scheme", "weight-only"], gq), (["--scheme", "static"], sq)):
+        p = subprocess.run(base + args + ["--out", out], capture_output=True, text=True)
+        if p.returncode != 0:
+            return [f"proteus quantize {args} failed: {p.stderr.strip()}"]
+    # GPTQ starting point
+    g0 = os.path.join(TMP, "qat_gptq0.h5")
+    p = qat("--precision", "int4", "--init", "gptq", "--calibration-data", cal, "--steps", "0", "--out", g0)
+    if p.returncode != 0:
+        return [f"qat --init gptq --steps 0 failed: {p.stderr.strip()}"]
+    ref, _, _ = quantized(gq)
+    got, _, recipe = quantized(g0)
+    diff = [f"{n}/{k}" for n in ref for k in ("qweight", "scale")
+            if n not in got or not np.array_equal(ref[n][k], got[n][k])]
+    if diff or not ref:
+        failures.append(f"--init gptq --steps 0: {len(diff)} of {2 * len(ref)} datasets differ from quantize "
+                        f"--method gptq's: {diff[:4]}")
+    if recipe.get("steps_init") != "gptq":
+        failures.append(f"--init gptq: qat_recipe steps_init {recipe.get('steps_init')!r}")
+    print(f"--init gptq --steps 0: {len(ref)} tensors' codes and scales equal quantize --method gptq's: {not diff}")
+    # static activations: the start, then trained
+    s0 = os.path.join(TMP, "qat_static0.h5")
+    p = qat("--precision", "int4", "--act", "int8", "--act-scheme", "static", "--calibration-data", cal,
+            "--steps", "0", "--out", s0)
+    if p.returncode != 0:
+        return failures + [f"qat --act-scheme static --steps 0 failed: {p.stderr.strip()}"]
+    ref, _, _ = quantized(sq)
+    got, schemes, _ = quantized(s0)
+    diff = [n for n in ref if "act_scale" not in got.get(n, {}) or ref[n]["act_scale"] != got[n]["act_scale"]]
+    if diff or not all("act_scale" in ref[n] for n in ref):
+        failures.append(f"--act-scheme static --steps 0: act_scale of {diff[:4]} differ from quantize --scheme "
+                        f"static's")
+    s2 = os.path.join(TMP, "qat_static2.h5")
+    p = qat("--precision", "int4", "--act", "int8", "--act-scheme", "static", "--calibration-data", cal,
+            "--steps", "2", "--lr", "1e-3", "--out", s2)
+    if p.returncode != 0:
+        return failures + [f"qat --act-scheme static --steps 2 failed: {p.stderr.strip()}"]
+    got2, schemes, _ = quantized(s2)
+    with h5py.File(s2 + ".train.h5") as t:
+        steps = t["train"]["scale"][()]
+    layers = 1 + max(int(n.split(".layer.")[1].split(".")[0]) for n in got2)
+    trained = steps[-4 * layers:]
+    kind = {"query": 0, "key": 0, "value": 0, "attention.output": 1, "intermediate": 2}
+    bad, moved = [], 0
+    for n, d in got2.items():
+        layer = int(n.split(".layer.")[1].split(".")[0])
+        k = next((v for key, v in kind.items() if key in n), 3)
+        want = trained[4 * layer + k]
+        if d.get("act_scale", np.zeros(1))[0] != want:
+            bad.append(n)
+        moved += want != got[n]["act_scale"][0]
+    if bad or schemes != {"static"} or not moved:
+        failures.append(f"--act-scheme static: act_scale of {bad[:4]} differ from the trained steps, schemes "
+                        f"{schemes}, {moved} moved from the start")
+    sc = subprocess.run([PROTEUS, "score", "--model", s2, "--fasta", ev, "--threads", "2"], capture_output=True,
+                        text=True)
+    if sc.returncode != 0:
+        failures.append(f"--act-scheme static: proteus score cannot run the file: {sc.stderr.strip()}")
+    print(f"--act-scheme static: start equals quantize --scheme static's act_scale: {not diff}; after 2 steps "
+          f"{len(got2)} act_scale equal the trained steps: {not bad}, {moved} moved; score exit {sc.returncode}")
+    return failures
 
 
 def fail(failures):
