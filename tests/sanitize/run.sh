@@ -58,8 +58,21 @@ export OMPI_MCA_mca_base_env_list="ASAN_OPTIONS=$opts:fast_unwind_on_malloc=0"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitize/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1:log_path=$reports/ubsan"
 st=0
-[ $# -gt 0 ] || set -- --suite unit --suite kernels --suite integration --suite mpi
-meson test -C "$b" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@" || st=$?
+run() { meson test -C "$b" --no-rebuild --print-errorlogs --num-processes 2 --timeout-multiplier 4 "$@"; }
+if [ $# -gt 0 ]; then
+  run "$@" || st=$?
+else
+  # Most end-to-end tests are is_parallel: false (they use both cores, or
+  # time a kill), so one meson run takes them one at a time while much of
+  # each is launching, waiting or writing. Two runs side by side, each one
+  # test at a time, pair an MPI test with a single-process one: the MPI
+  # suite (ports, Slurm, session kills stay among themselves) beside the
+  # rest. Each keeps its own log (--logbase).
+  run --suite mpi --logbase testlog-mpi &
+  mpi_pid=$!
+  run --suite unit --suite kernels --suite integration --no-suite mpi --logbase testlog-rest || st=$?
+  wait "$mpi_pid" || st=$?
+fi
 for f in "$reports"/*; do
   [ -e "$f" ] || continue
   echo "sanitizer report $f:" >&2
