@@ -147,6 +147,9 @@ pq_status pq_h5r_open(const char *path, pq_h5r **out);
 /* Skip (verify false) or restore the data checksum check of later reads;
  * the metadata's checksums are always verified. */
 pq_status pq_h5r_set_verify(pq_h5r *r, bool verify);
+/* OpenMP threads that check the checksum of a large chunk of codes (<= 0,
+ * the default: the OpenMP default). */
+void pq_h5r_set_threads(pq_h5r *r, int n_threads);
 /* NULL is fine. Invalidates every pointer obtained from r. */
 void pq_h5r_close(pq_h5r *r);
 
@@ -163,6 +166,12 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst);
 /* Quantized tensor into a freshly allocated qtensor (pq_qtensor_free), with
  * its metrics when recorded. On failure qt is left empty. */
 pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt);
+/* The same, except that the codes may be a read-only mapping of the file
+ * (qt->codes_map; pq_qtensor_free unmaps it), checked before it returns:
+ * no copy of them is made. Where mapping fails (a file system without mmap)
+ * they are read as pq_h5r_read_qtensor reads them. The codes must not be
+ * written. */
+pq_status pq_h5r_map_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt);
 /* /metrics/<name>; PQ_ERR_FORMAT when none was recorded. */
 pq_status pq_h5r_read_metrics(pq_h5r *r, const char *name, pq_qmetrics *m);
 /* Static input qparams of quantized tensor `name` in the file at path

@@ -15,9 +15,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "format/h5util.h"
+#include "pq_config.h"
+
+#if PQ_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 struct pq_h5r {
     char *path;
@@ -25,6 +32,7 @@ struct pq_h5r {
     hid_t dxpl;                 /* reads: Fletcher-32 verified or skipped */
     bool verify;                /* the same, for the direct reads of codes */
     int fd;                     /* the file for those reads; -1: HDF5 reads all */
+    int n_threads;              /* that check a chunk's checksum (0: the OpenMP default) */
     int64_t ahead;              /* file bytes below this were asked ahead (READ_AHEAD_BYTES) */
     pq_h5_meta meta;
     char *s_arch, *s_model, *s_sha, *s_created, *s_config;  /* owned meta strings */
@@ -620,6 +628,11 @@ void pq_h5r_close(pq_h5r *r)
     free(r);
 }
 
+void pq_h5r_set_threads(pq_h5r *r, int n_threads)
+{
+    r->n_threads = n_threads;
+}
+
 pq_status pq_h5r_set_verify(pq_h5r *r, bool verify)
 {
     char eb[256];
@@ -690,19 +703,17 @@ static int direct_fd(const pq_h5r *r)
 }
 
 /* Dataset d of one-byte integers stored as ONE chunk of `bytes` bytes
- * whose only filter is Fletcher-32 (how h5write.c stores codes): read it
- * with pread straight into buf and check its checksum here, instead of
- * through HDF5's chunk cache and filter (a second buffer and copy of every
- * byte, and a checksum loop at a fraction of this one's speed). *done
- * false: not that layout, nothing read; HDF5 reads it. */
-static pq_status read_whole_chunk(pq_h5r *r, hid_t d, const char *where, hid_t mtype, size_t bytes, void *buf,
-                                  bool *done)
+ * whose only filter is Fletcher-32 (how h5write.c stores codes): true and
+ * the chunk's file offset in *addr. Such a chunk is read here, straight
+ * from the file, instead of through HDF5's chunk cache and filter (a second
+ * buffer and copy of every byte, and a checksum loop at a fraction of this
+ * one's speed); false: HDF5 reads it. */
+static bool whole_chunk_at(const pq_h5r *r, hid_t d, hid_t mtype, size_t bytes, int64_t *at)
 {
     hsize_t nchunks = 0, off[H5S_MAX_RANK];
     haddr_t addr = HADDR_UNDEF;
     hsize_t size = 0;
     unsigned mask = 1;
-    *done = false;
     hid_t dcpl = H5Dget_create_plist(d), ft = H5Dget_type(d), sp = H5Dget_space(d);
     bool fits = r->fd >= 0 && bytes > 0 && dcpl >= 0 && ft >= 0 && sp >= 0 && H5Pget_nfilters(dcpl) == 1 &&
                 pq_h5u_has_fletcher32(d) && H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) == 1 &&
@@ -713,45 +724,123 @@ static pq_status read_whole_chunk(pq_h5r *r, hid_t d, const char *where, hid_t m
     if (ft >= 0) H5Tclose(ft);
     if (sp >= 0) H5Sclose(sp);
     H5Eclear2(H5E_DEFAULT);
-    if (!fits) return PQ_OK;
-    uint8_t le[4];
-    int64_t end = (int64_t)(addr + bytes) + 4;
-    if (end + READ_AHEAD_BYTES / 2 > r->ahead) { /* a window at a time, not one call per tensor */
-        int64_t from = end > r->ahead ? end : r->ahead;
-        posix_fadvise(r->fd, (off_t)from, (off_t)(end + READ_AHEAD_BYTES - from), POSIX_FADV_WILLNEED);
-        r->ahead = end + READ_AHEAD_BYTES;
-    }
-    int e = pread_all(r->fd, buf, bytes, (int64_t)addr);
-    if (!e) e = pread_all(r->fd, le, sizeof le, (int64_t)(addr + bytes));
-    if (e < 0) return pq_err(PQ_ERR_FORMAT, "%s: %s: the file ends inside the data (truncated)", r->path, where);
-    if (e) return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, where, strerror(e));
-    *done = true;
+    *at = (int64_t)addr;
+    return fits;
+}
+
+/* Ask the kernel for the file past `end` a window at a time (not one call
+ * per tensor), so a cold load reads ahead of the checking and packing. */
+static void read_ahead(pq_h5r *r, int64_t end)
+{
+    if (end + READ_AHEAD_BYTES / 2 <= r->ahead) return;
+    int64_t from = end > r->ahead ? end : r->ahead;
+    posix_fadvise(r->fd, (off_t)from, (off_t)(end + READ_AHEAD_BYTES - from), POSIX_FADV_WILLNEED);
+    r->ahead = end + READ_AHEAD_BYTES;
+}
+
+/* The chunk's bytes against the little-endian Fletcher-32 that follows
+ * them (unless verification is off). */
+static pq_status check_chunk(const pq_h5r *r, const char *where, const uint8_t *buf, size_t bytes,
+                             const uint8_t le[4])
+{
     if (!r->verify) return PQ_OK;
-    pq_fletcher32 f;
-    pq_fletcher32_init(&f);
-    pq_fletcher32_update(&f, buf, bytes);
+    /* pieces of at least CHECK_PIECE bytes, one per thread, added in any
+     * order (pq_fletcher32_add) */
+    enum { CHECK_PIECE = 4 << 20 };
+    int nt = r->n_threads;
+#if PQ_HAVE_OPENMP
+    if (nt <= 0) nt = omp_get_max_threads();
+#endif
+    int64_t np = (int64_t)(bytes / CHECK_PIECE);
+    if (np > nt) np = nt;
+    if (np < 1) np = 1;
+    uint64_t s1 = 0, s2 = 0;
+    bool nonzero = false;
+    const int64_t piece = ((int64_t)bytes / np + 1) / 2 * 2;
+#pragma omp parallel for num_threads((int)np) schedule(static, 1) reduction(+ : s1, s2) reduction(|| : nonzero) if (np > 1)
+    for (int64_t i = 0; i < np; i++) {
+        int64_t a = i * piece, b = i + 1 == np ? (int64_t)bytes : a + piece;
+        pq_fletcher32_sum ps = {0};
+        if (b > a) pq_fletcher32_add(&ps, buf + a, (size_t)(b - a), (uint64_t)a, bytes);
+        s1 += ps.s1;
+        s2 += ps.s2;
+        nonzero = nonzero || ps.nonzero;
+    }
+    pq_fletcher32_sum sum = {.s1 = s1 % 65535u, .s2 = s2 % 65535u, .nonzero = nonzero};
     uint32_t want = (uint32_t)le[0] | (uint32_t)le[1] << 8 | (uint32_t)le[2] << 16 | (uint32_t)le[3] << 24;
-    if (pq_fletcher32_final(&f) != want)
+    if (pq_fletcher32_sum_final(&sum) != want)
         return pq_err(PQ_ERR_FORMAT, "%s: %s: checksum mismatch, the data is corrupt (Fletcher-32)", r->path, where);
     return PQ_OK;
 }
 
+static pq_status truncated(const pq_h5r *r, const char *where)
+{
+    return pq_err(PQ_ERR_FORMAT, "%s: %s: the file ends inside the data (truncated)", r->path, where);
+}
+
+/* The chunk of `bytes` codes at addr read with pread into buf and checked. */
+static pq_status read_whole_chunk(pq_h5r *r, const char *where, int64_t addr, size_t bytes, void *buf)
+{
+    uint8_t le[4];
+    read_ahead(r, addr + (int64_t)bytes + 4);
+    int e = pread_all(r->fd, buf, bytes, addr);
+    if (!e) e = pread_all(r->fd, le, sizeof le, addr + (int64_t)bytes);
+    if (e < 0) return truncated(r, where);
+    if (e) return pq_err(PQ_ERR_IO, "%s: %s: read failed: %s", r->path, where, strerror(e));
+    return check_chunk(r, where, buf, bytes, le);
+}
+
+/* The chunk of `bytes` codes at addr mapped read-only (from the page below
+ * it) and checked, the mapping handed to qt (its codes point into it, the
+ * malloc'd codes freed). A chunk past the end of the file (its size now,
+ * not at the open) is refused before anything is mapped: touching it would
+ * raise SIGBUS. *done false: mmap failed (a file system without it),
+ * nothing changed; the caller preads. */
+static pq_status map_whole_chunk(pq_h5r *r, const char *where, int64_t addr, size_t bytes, pq_qtensor *qt,
+                                 bool *done)
+{
+    *done = false;
+    int64_t end = addr + (int64_t)bytes + 4;
+    struct stat sb;
+    if (fstat(r->fd, &sb) != 0 || end > (int64_t)sb.st_size) return truncated(r, where);
+    long pg = sysconf(_SC_PAGESIZE);
+    int64_t base = pg > 0 ? addr / pg * pg : addr;
+    size_t len = (size_t)(end - base);
+    read_ahead(r, end);
+    uint8_t *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, r->fd, (off_t)base);
+    if (m == MAP_FAILED) return PQ_OK;
+    const uint8_t *codes = m + (addr - base);
+    pq_status rc = check_chunk(r, where, codes, bytes, codes + bytes);
+    if (rc) {
+        munmap(m, len);
+        return rc;
+    }
+    free(qt->codes);
+    qt->codes = (void *)codes;
+    qt->codes_map = m;
+    qt->codes_map_bytes = len;
+    *done = true;
+    return PQ_OK;
+}
+
 /* Read all of /tensors/<name>/<ds> as mtype into buf, its checksum
- * verified unless pq_h5r_set_verify said otherwise. */
-static pq_status read_ds(pq_h5r *r, const char *name, const char *ds, hid_t mtype, void *buf)
+ * verified unless pq_h5r_set_verify said otherwise. With map_qt (a qweight
+ * whose codes buffer is buf), the codes may be mapped instead (map_whole_chunk). */
+static pq_status read_ds(pq_h5r *r, const char *name, const char *ds, hid_t mtype, void *buf, pq_qtensor *map_qt)
 {
     char p[352];
     snprintf(p, sizeof p, "/tensors/%s/%s", name, ds);
     hid_t d = H5Dopen2(r->file, p, H5P_DEFAULT);
-    bool done = false;
+    int64_t addr = 0;
     if (d >= 0 && !strcmp(ds, "qweight")) {
         hid_t sp = H5Dget_space(d);
         hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
         if (sp >= 0) H5Sclose(sp);
-        pq_status rc = n > 0 ? read_whole_chunk(r, d, p, mtype, (size_t)n, buf, &done) : PQ_OK;
-        if (rc || done) {
+        if (n > 0 && whole_chunk_at(r, d, mtype, (size_t)n, &addr)) {
             H5Dclose(d);
-            return rc;
+            bool done = false;
+            pq_status rc = map_qt ? map_whole_chunk(r, p, addr, (size_t)n, map_qt, &done) : PQ_OK;
+            return rc || done ? rc : read_whole_chunk(r, p, addr, (size_t)n, buf);
         }
     }
     herr_t hr = d < 0 ? -1 : H5Dread(d, mtype, H5S_ALL, H5S_ALL, r->dxpl, buf);
@@ -778,7 +867,7 @@ static pq_status check_qparams(const pq_h5r *r, const pq_h5r_entry *e, const pq_
     return PQ_OK;
 }
 
-pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
+static pq_status read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt, bool map)
 {
     pq_status rc;
     if (!r || !e || !qt) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_read_qtensor: NULL argument");
@@ -799,12 +888,12 @@ pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
         goto fail;
     }
     if (e->shape[0] > 0 && rb > 0 &&
-        (rc = read_ds(r, e->name, "qweight",
-                      e->spec.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, qt->codes)))
+        (rc = read_ds(r, e->name, "qweight", e->spec.bits == 8 ? H5T_NATIVE_INT8 : H5T_NATIVE_UINT8, qt->codes,
+                      map ? qt : NULL)))
         goto fail;
-    if (ns > 0 && (rc = read_ds(r, e->name, "scale", H5T_NATIVE_FLOAT, qt->scale))) goto fail;
+    if (ns > 0 && (rc = read_ds(r, e->name, "scale", H5T_NATIVE_FLOAT, qt->scale, NULL))) goto fail;
     if (ns > 0 && !e->spec.symmetric &&
-        (rc = read_ds(r, e->name, "zero_point", H5T_NATIVE_INT32, qt->zero_point)))
+        (rc = read_ds(r, e->name, "zero_point", H5T_NATIVE_INT32, qt->zero_point, NULL)))
         goto fail;
     if ((rc = check_qparams(r, e, qt))) goto fail;
     if (e->has_metrics && (rc = pq_h5r_read_metrics(r, e->name, &qt->metrics))) goto fail;
@@ -814,13 +903,23 @@ fail:
     return rc;
 }
 
+pq_status pq_h5r_read_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
+{
+    return read_qtensor(r, e, qt, false);
+}
+
+pq_status pq_h5r_map_qtensor(pq_h5r *r, const pq_h5r_entry *e, pq_qtensor *qt)
+{
+    return read_qtensor(r, e, qt, true);
+}
+
 pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
 {
     pq_status rc;
     if (!r || !e || !dst) return pq_err(PQ_ERR_INTERNAL, "pq_h5r_read_f32: NULL argument");
     if (e->quantized) {
         pq_qtensor qt;
-        if ((rc = pq_h5r_read_qtensor(r, e, &qt))) return rc;
+        if ((rc = pq_h5r_map_qtensor(r, e, &qt))) return rc;
         pq_qtensor_dequantize_rows(&qt, 0, qt.rows, dst);
         pq_qtensor_free(&qt);
         return PQ_OK;
@@ -828,7 +927,7 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
     int64_t n = 1;
     for (int i = 0; i < e->ndim; i++) n *= e->shape[i];
     if (n == 0) return PQ_OK;
-    if (e->stored_dtype == PQ_DT_F32) return read_ds(r, e->name, "data", H5T_NATIVE_FLOAT, dst);
+    if (e->stored_dtype == PQ_DT_F32) return read_ds(r, e->name, "data", H5T_NATIVE_FLOAT, dst, NULL);
     /* fp16: read the raw halves and widen exactly with pq_f16_to_f32. */
     uint16_t *tmp = malloc((size_t)n * sizeof *tmp);
     hid_t t = pq_h5u_f16_type();
@@ -837,7 +936,7 @@ pq_status pq_h5r_read_f32(pq_h5r *r, const pq_h5r_entry *e, float *dst)
         if (t >= 0) H5Tclose(t);
         return pq_err(PQ_ERR_RESOURCE, "%s: /tensors/%s: out of memory", r->path, e->name);
     }
-    rc = read_ds(r, e->name, "data", t, tmp);
+    rc = read_ds(r, e->name, "data", t, tmp, NULL);
     if (!rc)
         for (int64_t i = 0; i < n; i++) dst[i] = pq_f16_to_f32(tmp[i]);
     H5Tclose(t);
@@ -856,7 +955,7 @@ pq_status pq_h5r_verify_data(pq_h5r *r)
         for (int d = 0; d < e->ndim; d++) n *= e->shape[d];
         if (e->quantized) {
             pq_qtensor qt;
-            if ((rc = pq_h5r_read_qtensor(r, e, &qt)) == PQ_OK) pq_qtensor_free(&qt);
+            if ((rc = pq_h5r_map_qtensor(r, e, &qt)) == PQ_OK) pq_qtensor_free(&qt);
             continue;
         }
         if (n > cap) {

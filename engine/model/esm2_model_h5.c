@@ -13,6 +13,7 @@ typedef struct h5_src {
     pq_h5r *r;
     const char *path;
     pq_esm2_qmode mode;
+    int n_threads; /* that pack the weights (0: the OpenMP default) */
 } h5_src;
 
 static pq_status h5_read(void *user, const char *name, int64_t n, float *dst, bool *found)
@@ -54,8 +55,8 @@ static pq_status h5_linear(void *user, const char *name, int64_t out_dim, int64_
                                              src->mode == PQ_ESM2_QMODE_WEIGHT_ONLY);
     pq_qtensor qt;
     memset(&qt, 0, sizeof qt);
-    if ((st = pq_h5r_read_qtensor(src->r, e, &qt)) != PQ_OK) return st;
-    st = pq_qlinear_from_qtensor(name, &qt, kind, act_scale, act_zp, ql);
+    if ((st = pq_h5r_map_qtensor(src->r, e, &qt)) != PQ_OK) return st;
+    st = pq_qlinear_from_qtensor(name, &qt, kind, act_scale, act_zp, src->n_threads, ql);
     pq_qtensor_free(&qt);
     return st;
 }
@@ -97,14 +98,15 @@ static pq_status h5_qkv(void *user, int layer, int64_t dim, pq_qlinear **ql)
     }
     pq_qtensor qt[3];
     memset(qt, 0, sizeof qt);
-    for (int i = 0; i < 3 && st == PQ_OK; i++) st = pq_h5r_read_qtensor(src->r, e[i], &qt[i]);
+    for (int i = 0; i < 3 && st == PQ_OK; i++) st = pq_h5r_map_qtensor(src->r, e[i], &qt[i]);
     if (st == PQ_OK) {
         char name[256];
         pq_esm2_name(PQ_ESM2_Q, layer, name, sizeof name);
         const pq_qtensor *parts[3] = {&qt[0], &qt[1], &qt[2]};
         char what[300];
         snprintf(what, sizeof what, "%s (stacked q/k/v)", name);
-        st = pq_qlinear_from_qtensors_stacked(what, parts, 3, kind[0], act_scale[0], act_zp[0], ql);
+        st = pq_qlinear_from_qtensors_stacked(what, parts, 3, kind[0], act_scale[0], act_zp[0], src->n_threads,
+                                              ql);
     }
     for (int i = 0; i < 3; i++) pq_qtensor_free(&qt[i]);
     return st;
@@ -124,7 +126,9 @@ pq_status pq_esm2_model_load_h5(const char *path, const pq_esm2_model_opts *opts
     if (cfg.head_dim == 0 && cfg.attention_heads > 0) cfg.head_dim = cfg.embed_dim / cfg.attention_heads;
     if (cfg.layer_norm_eps <= 0) cfg.layer_norm_eps = 1e-5f;
     cfg.token_dropout = true; /* every ESM-2 */
-    h5_src src = {.r = r, .path = path, .mode = opts ? opts->quantized_mode : PQ_ESM2_QMODE_AUTO};
+    h5_src src = {.r = r, .path = path, .mode = opts ? opts->quantized_mode : PQ_ESM2_QMODE_AUTO,
+                  .n_threads = !opts ? 0 : opts->no_threading ? 1 : opts->n_threads};
+    pq_h5r_set_threads(r, src.n_threads);
     st = pq_esm2_model_load_with_qkv(&cfg, h5_read, h5_linear, h5_qkv, &src, opts, out);
     pq_h5r_close(r);
     return st;

@@ -79,18 +79,18 @@ static pq_status gemm_status(pq_kstatus k, const char *what)
 
 /* What pq_gemm_pack_* would refuse, said with the tensor's name: zero
  * points outside the code range, int8 x int8 sums that could leave int32. */
-static pq_status check_pack(const char *name, const pq_qtensor *qt, bool w8a8)
+static pq_status check_pack(const char *name, const pq_qspec *spec, int64_t cols, const int32_t *zero_point,
+                            int64_t nsc, bool w8a8)
 {
-    int64_t kmax = qt->spec.bits == 8 ? 32768 : 65536;
-    if (w8a8 && qt->cols > kmax)
+    int64_t kmax = spec->bits == 8 ? 32768 : 65536;
+    if (w8a8 && cols > kmax)
         return pq_err(PQ_ERR_CONFIG, "%s: W%dA8 needs at most %lld input columns (got %lld)", name,
-                      qt->spec.bits, (long long)kmax, (long long)qt->cols);
-    int32_t lo = qt->spec.bits == 8 ? -128 : -8, hi = qt->spec.bits == 8 ? 127 : 7;
-    int64_t nsc = pq_qspec_n_scales(&qt->spec, qt->rows, qt->cols);
-    for (int64_t i = 0; qt->zero_point && i < nsc; i++)
-        if (qt->zero_point[i] < lo || qt->zero_point[i] > hi)
+                      spec->bits, (long long)kmax, (long long)cols);
+    int32_t lo = spec->bits == 8 ? -128 : -8, hi = spec->bits == 8 ? 127 : 7;
+    for (int64_t i = 0; zero_point && i < nsc; i++)
+        if (zero_point[i] < lo || zero_point[i] > hi)
             return pq_err(PQ_ERR_FORMAT, "%s: zero point %d (scale %lld) is outside [%d, %d]", name,
-                          (int)qt->zero_point[i], (long long)i, (int)lo, (int)hi);
+                          (int)zero_point[i], (long long)i, (int)lo, (int)hi);
     return PQ_OK;
 }
 
@@ -99,56 +99,73 @@ static pq_gemm_gran to_gemm_gran(pq_granularity g)
     return g == PQ_GRAN_TENSOR ? PQ_GEMM_TENSOR : g == PQ_GRAN_CHANNEL ? PQ_GEMM_CHANNEL : PQ_GEMM_GROUP;
 }
 
-pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
-                                  float act_scale, int32_t act_zp, pq_qlinear **out)
+/* The weights to pack: codes in n_parts row blocks (borrowed), the scales
+ * and zero points of all their rows under spec. */
+typedef struct qweights {
+    pq_qspec spec;
+    int64_t rows, cols;
+    const void *const *codes;
+    const int64_t *part_rows;
+    int n_parts;
+    const float *scale;
+    const int32_t *zero_point; /* NULL when symmetric */
+} qweights;
+
+static pq_status from_qweights(const char *name, const qweights *q, pq_qlinear_kind kind, float act_scale,
+                               int32_t act_zp, int n_threads, pq_qlinear **out)
 {
     *out = NULL;
     if (kind == PQ_QLINEAR_F32)
         return pq_err(PQ_ERR_CONFIG, "%s: a quantized tensor cannot run as an fp32 Linear", name);
     bool w8a8 = (kind != PQ_QLINEAR_WEIGHT_ONLY);
-    if (w8a8 && !(qt->spec.bits == 4 || (qt->spec.bits == 8 && qt->spec.gran != PQ_GRAN_GROUP)))
+    if (w8a8 && !(q->spec.bits == 4 || (q->spec.bits == 8 && q->spec.gran != PQ_GRAN_GROUP)))
         return pq_err(PQ_ERR_CONFIG, "%s: int8 activations need 8-bit per-tensor or per-channel weights or "
-                      "4-bit weights (W4A8), not %d-bit %s", name, qt->spec.bits,
-                      pq_granularity_name(qt->spec.gran));
+                      "4-bit weights (W4A8), not %d-bit %s", name, q->spec.bits,
+                      pq_granularity_name(q->spec.gran));
     if (kind == PQ_QLINEAR_W8A8_STATIC && !(act_scale > 0.0f))
         return pq_err(PQ_ERR_FORMAT, "%s: static W8A8 needs a positive act_scale (got %g)", name,
                       (double)act_scale);
-    pq_status st = check_pack(name, qt, w8a8);
+    int64_t n_groups = pq_qspec_groups(&q->spec, q->cols);
+    int64_t nsc = q->spec.gran == PQ_GRAN_TENSOR ? 1 : q->rows * n_groups;
+    pq_status st = check_pack(name, &q->spec, q->cols, q->zero_point, nsc, w8a8);
     if (st != PQ_OK) return st;
     pq_qlinear *l = calloc(1, sizeof *l);
     if (!l) return pq_err(PQ_ERR_RESOURCE, "qlinear: out of memory");
     l->kind = kind;
-    l->bits = qt->spec.bits;
-    l->out_dim = qt->rows;
-    l->in_dim = qt->cols;
+    l->bits = q->spec.bits;
+    l->out_dim = q->rows;
+    l->in_dim = q->cols;
     l->act_scale = act_scale;
     l->act_zp = act_zp;
     l->act_qmin = act_zp ? -128 : -127;
     l->act_qmax = 127;
-    pq_gemm_gran g = to_gemm_gran(qt->spec.gran);
-    pq_kstatus ks;
-    if (qt->spec.bits == 4)
-        ks = pq_gemm_pack_i4(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
-                             qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
-    else
-        ks = pq_gemm_pack_i8(qt->codes, qt->rows, qt->cols, qt->scale, qt->zero_point, g,
-                             qt->spec.group_size, w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, &l->pw);
+    pq_kstatus ks = pq_gemm_pack_parts(q->spec.bits, q->codes, q->part_rows, q->n_parts, q->cols, q->scale,
+                                       q->zero_point, to_gemm_gran(q->spec.gran), q->spec.group_size,
+                                       w8a8 ? PQ_GEMM_USE_I8I8 : PQ_GEMM_USE_WONLY, n_threads, &l->pw);
     if (ks != PQ_KOK) {
         free(l);
         if (ks == PQ_KNOMEM)
             return pq_err(PQ_ERR_RESOURCE, "%s: out of memory packing [%lld, %lld] weights", name,
-                          (long long)qt->rows, (long long)qt->cols);
+                          (long long)q->rows, (long long)q->cols);
         return pq_err(PQ_ERR_CONFIG, "%s: packing the weights failed (%s)", name, pq_kstatus_str(ks));
     }
     /* what the pack holds: codes, one scale (+ zero point) per scale slot,
      * and the int32 code sums of 8-bit packs (per row) and W4A8 packs (per
      * row and group) */
-    int64_t codes = qt->rows * pq_qspec_row_bytes(&qt->spec, qt->cols);
-    int64_t nsc = qt->spec.gran == PQ_GRAN_TENSOR ? 1 : qt->rows * qt->n_groups;
-    int64_t sums = qt->spec.bits == 8 ? qt->rows : w8a8 ? qt->rows * qt->n_groups : 0;
-    l->bytes = codes + nsc * 4 * (qt->zero_point ? 2 : 1) + sums * 4;
+    int64_t codes = q->rows * pq_qspec_row_bytes(&q->spec, q->cols);
+    int64_t sums = q->spec.bits == 8 ? q->rows : w8a8 ? q->rows * n_groups : 0;
+    l->bytes = codes + nsc * 4 * (q->zero_point ? 2 : 1) + sums * 4;
     *out = l;
     return PQ_OK;
+}
+
+pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
+                                  float act_scale, int32_t act_zp, int n_threads, pq_qlinear **out)
+{
+    const void *codes[1] = {qt->codes};
+    qweights q = {.spec = qt->spec, .rows = qt->rows, .cols = qt->cols, .codes = codes,
+                  .part_rows = &qt->rows, .n_parts = 1, .scale = qt->scale, .zero_point = qt->zero_point};
+    return from_qweights(name, &q, kind, act_scale, act_zp, n_threads, out);
 }
 
 /* A per-tensor scale stacks as one repeated per row. */
@@ -165,16 +182,19 @@ bool pq_qlinear_specs_stack(const pq_qspec *a, const pq_qspec *b)
 }
 
 pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
-                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp,
+                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp, int n_threads,
                                            pq_qlinear **out)
 {
+    enum { MAX_PARTS = 8 };
     *out = NULL;
-    if (n_parts < 1) return pq_err(PQ_ERR_CONFIG, "%s: nothing to stack", name);
+    if (n_parts < 1 || n_parts > MAX_PARTS)
+        return pq_err(PQ_ERR_CONFIG, "%s: %d parts to stack (1 to %d)", name, n_parts, (int)MAX_PARTS);
     const pq_qtensor *q0 = qts[0];
     pq_qspec spec = q0->spec;
     spec.gran = stacked_gran(spec.gran);
     spec.symmetric = (q0->zero_point == NULL);
-    int64_t rows = 0;
+    int64_t rows = 0, part_rows[MAX_PARTS];
+    const void *codes[MAX_PARTS];
     for (int i = 0; i < n_parts; i++) {
         const pq_qtensor *q = qts[i];
         if (!pq_qlinear_specs_stack(&q->spec, &q0->spec) || q->cols != q0->cols ||
@@ -183,25 +203,36 @@ pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *c
                           "(%d-bit %s, %lld columns)", name, i, q->spec.bits, pq_granularity_name(q->spec.gran),
                           (long long)q->cols, q0->spec.bits, pq_granularity_name(q0->spec.gran),
                           (long long)q0->cols);
+        codes[i] = q->codes;
+        part_rows[i] = q->rows;
         rows += q->rows;
     }
-    pq_qtensor cat;
-    pq_status st = pq_qtensor_alloc(&cat, &spec, rows, q0->cols);
-    if (st != PQ_OK) return st;
+    /* the codes stay where they are (the pack reads each part's rows); the
+     * scales and zero points per (row, group), a tensor scale repeated */
+    int64_t ng = pq_qspec_groups(&spec, q0->cols);
+    float *scale = malloc((size_t)(rows * ng) * sizeof *scale + 1);
+    int32_t *zp = spec.symmetric ? NULL : malloc((size_t)(rows * ng) * sizeof *zp + 1);
+    if (!scale || (!spec.symmetric && !zp)) {
+        free(scale);
+        free(zp);
+        return pq_err(PQ_ERR_RESOURCE, "%s: out of memory for the scales of [%lld, %lld] weights", name,
+                      (long long)rows, (long long)q0->cols);
+    }
     int64_t r = 0;
     for (int i = 0; i < n_parts; i++) {
         const pq_qtensor *q = qts[i];
-        memcpy((uint8_t *)cat.codes + r * cat.code_row_bytes, q->codes, (size_t)(q->rows * q->code_row_bytes));
-        /* scales and zero points per (row, group); a tensor scale repeats */
-        for (int64_t j = 0; j < q->rows * cat.n_groups; j++) {
+        for (int64_t j = 0; j < q->rows * ng; j++) {
             int64_t src = q->spec.gran == PQ_GRAN_TENSOR ? 0 : j;
-            cat.scale[r * cat.n_groups + j] = q->scale[src];
-            if (cat.zero_point) cat.zero_point[r * cat.n_groups + j] = q->zero_point[src];
+            scale[r * ng + j] = q->scale[src];
+            if (zp) zp[r * ng + j] = q->zero_point[src];
         }
         r += q->rows;
     }
-    st = pq_qlinear_from_qtensor(name, &cat, kind, act_scale, act_zp, out);
-    pq_qtensor_free(&cat);
+    qweights q = {.spec = spec, .rows = rows, .cols = q0->cols, .codes = codes, .part_rows = part_rows,
+                  .n_parts = n_parts, .scale = scale, .zero_point = zp};
+    pq_status st = from_qweights(name, &q, kind, act_scale, act_zp, n_threads, out);
+    free(scale);
+    free(zp);
     return st;
 }
 

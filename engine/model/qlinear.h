@@ -42,9 +42,10 @@ pq_status pq_qlinear_from_f32(const float *w, int64_t out_dim, int64_t in_dim, p
  * act_scale/act_zp: the static input qparams (W8A8_STATIC only; act_zp 0 when
  * symmetric, codes then in [-127, 127], else [-128, 127]). `name` is used in
  * error details. Returns owned *out; PQ_ERR_CONFIG when the kind cannot run
- * these weights. */
+ * these weights. The weights are packed by n_threads OpenMP threads (<= 0:
+ * the OpenMP default); the packed bytes do not depend on it. */
 pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qlinear_kind kind,
-                                  float act_scale, int32_t act_zp, pq_qlinear **out);
+                                  float act_scale, int32_t act_zp, int n_threads, pq_qlinear **out);
 
 /* One Linear whose weight is the row stack of the n_parts quantized weights
  * qts[0..n_parts) (borrowed; e.g. q, k and v: out = the sum of their rows),
@@ -53,15 +54,16 @@ pq_status pq_qlinear_from_qtensor(const char *name, const pq_qtensor *qt, pq_qli
  * exact, the epilogue is per column). Per-tensor scales are expanded to one
  * per row. The parts must share bits, in_dim, zero-point presence and,
  * tensor/channel apart, granularity and group size; kind, act_scale, act_zp
- * as pq_qlinear_from_qtensor. Returns owned *out; PQ_ERR_CONFIG when the
- * parts cannot stack. */
+ * and n_threads as pq_qlinear_from_qtensor; at most 8 parts, their codes
+ * packed where they lie (not copied into one buffer first). Returns owned
+ * *out; PQ_ERR_CONFIG when the parts cannot stack. */
 /* Whether weights quantized as a and b can be stacked into one Linear: the
  * same bits, symmetry, granularity (tensor counting as channel) and, for
  * group scales, group size. */
 bool pq_qlinear_specs_stack(const pq_qspec *a, const pq_qspec *b);
 
 pq_status pq_qlinear_from_qtensors_stacked(const char *name, const pq_qtensor *const *qts, int n_parts,
-                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp,
+                                           pq_qlinear_kind kind, float act_scale, int32_t act_zp, int n_threads,
                                            pq_qlinear **out);
 
 /* A Linear for output rows [row0, row0 + n) of parent (borrowed; must outlive

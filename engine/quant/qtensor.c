@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/pq_kernels.h"
 
@@ -36,7 +37,8 @@ pq_status pq_qtensor_alloc(pq_qtensor *qt, const pq_qspec *spec, int64_t rows, i
 void pq_qtensor_free(pq_qtensor *qt)
 {
     if (!qt) return;
-    free(qt->codes);
+    if (qt->codes_map) munmap(qt->codes_map, qt->codes_map_bytes);
+    else free(qt->codes);
     free(qt->scale);
     free(qt->zero_point);
     memset(qt, 0, sizeof *qt);

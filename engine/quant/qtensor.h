@@ -4,6 +4,7 @@
 #ifndef PQ_QTENSOR_H
 #define PQ_QTENSOR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/pq_err.h"
@@ -18,6 +19,10 @@ typedef struct pq_qtensor {
     /* 8-bit: int8 [rows, cols]; 4-bit: uint8 [rows, ceil(cols/2)] packed as
      * pq_ops.pack_i4 documents, each row packed on its own. */
     void *codes;
+    /* When not NULL, codes lie inside this read-only mapping of a file
+     * (pq_h5r_map_qtensor), unmapped by pq_qtensor_free, not freed. */
+    void *codes_map;
+    size_t codes_map_bytes;
     int64_t code_row_bytes;   /* cols (8-bit) or ceil(cols/2) (4-bit) */
     /* scale/zero_point: [1] (tensor), [rows] (channel), [rows, n_groups] (group) */
     float *scale;

@@ -70,6 +70,16 @@ pq_kstatus pq_gemm_pack_i4(const uint8_t *packed, int64_t n, int64_t k, const fl
                           const int32_t *zero_point, pq_gemm_gran gran, int64_t group_size,
                           pq_gemm_use use, pq_gemm_w **out);
 
+/* pq_gemm_pack_i8 (bits 8) or pq_gemm_pack_i4 (bits 4) of codes held in
+ * n_parts (1 to 8) row blocks, stacked: part i (borrowed, row-major) holds
+ * the next part_rows[i] rows; n = the sum. Scales and zero points cover all
+ * n rows, as one tensor's would. The panels are packed by n_threads OpenMP
+ * threads (<= 0: the OpenMP default); the bytes do not depend on it. The
+ * bytes are those of one part holding the stacked rows. */
+pq_kstatus pq_gemm_pack_parts(int bits, const void *const *codes, const int64_t *part_rows, int n_parts,
+                              int64_t k, const float *scale, const int32_t *zero_point, pq_gemm_gran gran,
+                              int64_t group_size, pq_gemm_use use, int n_threads, pq_gemm_w **out);
+
 /* Frees a packed weight; NULL is a no-op. */
 void pq_gemm_w_free(pq_gemm_w *w);
 

@@ -863,14 +863,17 @@ static void test_corrupt_inputs(void **state)
 
 /* Open path (which must open) and read tensor name: the status and, for a
  * failure, the detail must contain needle. */
-static void expect_read(const char *path, const char *name, bool verify, pq_status want, const char *needle)
+/* expect_read's check with the codes read (pread) or mapped. */
+static void expect_read_as(const char *path, const char *name, bool verify, bool map, pq_status want,
+                           const char *needle)
 {
     pq_h5r *r = NULL;
     pq_qtensor qt;
     pq_err_clear();
     assert_int_equal(pq_h5r_open(path, &r), PQ_OK);
     assert_int_equal(pq_h5r_set_verify(r, verify), PQ_OK);
-    pq_status st = pq_h5r_read_qtensor(r, pq_h5r_find(r, name), &qt);
+    const pq_h5r_entry *e = pq_h5r_find(r, name);
+    pq_status st = map ? pq_h5r_map_qtensor(r, e, &qt) : pq_h5r_read_qtensor(r, e, &qt);
     if (st != want) fail_msg("%s: read of %s gave %d (%s), expected %d", path, name, st, pq_err_detail(), want);
     if (st == PQ_OK) {
         pq_qtensor_free(&qt);
@@ -880,6 +883,12 @@ static void expect_read(const char *path, const char *name, bool verify, pq_stat
     }
     pq_h5r_close(r);
     pq_err_clear();
+}
+
+static void expect_read(const char *path, const char *name, bool verify, pq_status want, const char *needle)
+{
+    expect_read_as(path, name, verify, false, want, needle);
+    expect_read_as(path, name, verify, true, want, needle);
 }
 
 /* Each lie a file can tell gets its own error, found by Proteus before the
@@ -989,6 +998,43 @@ static void test_hostile_values(void **state)
     expect_read(p, "c.q8_channel_asym", true, PQ_ERR_FORMAT,
                 "/tensors/c.q8_channel_asym/qweight: checksum mismatch, the data is corrupt");
     expect_read(p, "c.q8_channel_asym", false, PQ_OK, NULL);
+
+    /* mapped codes are the bytes read, and are a mapping */
+    pq_h5r *r = NULL;
+    assert_int_equal(pq_h5r_open(good, &r), PQ_OK);
+    for (int64_t i = 0; i < pq_h5r_count(r); i++) {
+        const pq_h5r_entry *e = pq_h5r_get(r, i);
+        if (!e->quantized) continue;
+        pq_qtensor qa, qb;
+        assert_int_equal(pq_h5r_read_qtensor(r, e, &qa), PQ_OK);
+        assert_int_equal(pq_h5r_map_qtensor(r, e, &qb), PQ_OK);
+        assert_null(qa.codes_map);
+        assert_non_null(qb.codes_map);
+        assert_memory_equal(qa.codes, qb.codes, (size_t)(qa.rows * qa.code_row_bytes));
+        assert_memory_equal(qa.scale, qb.scale, (size_t)qa.n_scales * sizeof *qa.scale);
+        pq_qtensor_free(&qa);
+        pq_qtensor_free(&qb);
+        assert_null(qb.codes_map);
+    }
+    pq_h5r_close(r);
+
+    /* the file cut inside the codes after the open: both reads name the
+     * truncation, the mapped one before it maps (no SIGBUS) */
+    for (int map = 0; map < 2; map++) {
+        copy_file(good, p, (size_t)-1);
+        r = NULL;
+        pq_qtensor qt;
+        pq_err_clear();
+        assert_int_equal(pq_h5r_open(p, &r), PQ_OK);
+        assert_int_equal(truncate(p, (off_t)addr + 7), 0);
+        const pq_h5r_entry *e = pq_h5r_find(r, "c.q8_channel_asym");
+        pq_status st = map ? pq_h5r_map_qtensor(r, e, &qt) : pq_h5r_read_qtensor(r, e, &qt);
+        print_message("  %s\n", pq_err_detail());
+        assert_int_equal(st, PQ_ERR_FORMAT);
+        assert_non_null(strstr(pq_err_detail(), "/tensors/c.q8_channel_asym/qweight: the file ends inside the data"));
+        pq_h5r_close(r);
+        pq_err_clear();
+    }
 }
 
 /* /smoothquant: one attn_in and one ffn_in site per layer of /config; a

@@ -781,6 +781,66 @@ static void test_pack_and_sums(void **state)
     assert_int_equal(s[1], 6);
 }
 
+/* pq_gemm_pack_parts: every packed code and row sum against the source
+ * codes (the SSE2 quads and the scalar rest alike: full and partial panels,
+ * k not a multiple of 16 or of 4), and the same bytes for 1 and 2 threads
+ * and for the rows split into three parts (q, k and v stacked). Large
+ * enough (n * k >= 2^20) for the pack to run threaded. */
+static void test_pack_parts_threads(void **state)
+{
+    (void)state;
+    const int64_t ns[2] = {1040, 1037}, ks[3] = {1024, 1030, 1034};
+    for (int bits = 4; bits <= 8; bits += 4)
+        for (int use = 0; use < 2; use++)
+            for (int si = 0; si < 2; si++)
+                for (int ki = 0; ki < 3; ki++) {
+                    const int64_t n = ns[si], k = ks[ki], rb = bits == 8 ? k : (k + 1) / 2;
+                    uint8_t *q = malloc((size_t)(n * rb));
+                    float *sc = malloc((size_t)n * sizeof *sc);
+                    assert_non_null(q);
+                    assert_non_null(sc);
+                    for (int64_t i = 0; i < n * rb; i++) q[i] = (uint8_t)next();
+                    for (int64_t i = 0; i < n; i++) sc[i] = 0.5f;
+                    pq_gemm_use u = use ? PQ_GEMM_USE_WONLY : PQ_GEMM_USE_I8I8;
+                    const void *one[1] = {q};
+                    const int64_t rows1[1] = {n}, rows3[3] = {10, 517, n - 527};
+                    const void *three[3] = {q, q + 10 * rb, q + 527 * rb};
+                    pq_gemm_w *w1 = NULL, *w2 = NULL, *w3 = NULL;
+                    assert_int_equal(pq_gemm_pack_parts(bits, one, rows1, 1, k, sc, NULL, PQ_GEMM_CHANNEL, 0, u, 1,
+                                                        &w1), PQ_KOK);
+                    assert_int_equal(pq_gemm_pack_parts(bits, one, rows1, 1, k, sc, NULL, PQ_GEMM_CHANNEL, 0, u, 2,
+                                                        &w2), PQ_KOK);
+                    assert_int_equal(pq_gemm_pack_parts(bits, three, rows3, 3, k, sc, NULL, PQ_GEMM_CHANNEL, 0, u,
+                                                        2, &w3), PQ_KOK);
+                    for (int64_t r = 0; r < n; r++) {
+                        int32_t sum = 0;
+                        for (int64_t c = 0; c < k; c++) {
+                            const uint8_t *row = q + r * rb;
+                            int want = bits == 8 ? (int8_t)row[c]
+                                                 : (int)((c & 1) ? row[c / 2] >> 4 : row[c / 2] & 15) - 8;
+                            sum += want;
+                            if (pq_gemm_w_code(w1, r, c) != want) fail_msg("bits %d use %d n %lld k %lld: "
+                                "code [%lld, %lld] %d, want %d", bits, use, (long long)n, (long long)k,
+                                (long long)r, (long long)c, pq_gemm_w_code(w1, r, c), want);
+                        }
+                        if (bits == 8) assert_int_equal(pq_gemm_w_row_sums(w1)[r], sum);
+                    }
+                    size_t bytes = (size_t)(w1->n_panels * w1->panel_bytes);
+                    assert_memory_equal(w1->data, w2->data, bytes);
+                    assert_memory_equal(w1->data, w3->data, bytes);
+                    if (w1->row_sum) {
+                        size_t nsum = (size_t)(w1->n_panels * PQ_GEMM_NR * w1->n_groups);
+                        assert_memory_equal(w1->row_sum, w2->row_sum, nsum * sizeof *w1->row_sum);
+                        assert_memory_equal(w1->row_sum, w3->row_sum, nsum * sizeof *w1->row_sum);
+                    }
+                    pq_gemm_w_free(w1);
+                    pq_gemm_w_free(w2);
+                    pq_gemm_w_free(w3);
+                    free(q);
+                    free(sc);
+                }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -796,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_w4a8_dynamic),
         cmocka_unit_test(test_w4a8_tiny_scales),
         cmocka_unit_test(test_pack_and_sums),
+        cmocka_unit_test(test_pack_parts_threads),
         cmocka_unit_test(test_residual_alias_refused),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

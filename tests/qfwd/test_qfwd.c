@@ -647,13 +647,13 @@ static void test_stacked_linear_parts(void **state)
     const pq_qlinear_kind kinds[3] = {PQ_QLINEAR_W8A8_DYNAMIC, PQ_QLINEAR_W8A8_STATIC, PQ_QLINEAR_WEIGHT_ONLY};
     for (int kk = 0; kk < 3; kk++) {
         pq_qlinear *st = NULL;
-        assert_int_equal(pq_qlinear_from_qtensors_stacked("stack", parts, 3, kinds[kk], 0.02f, 3, &st), PQ_OK);
+        assert_int_equal(pq_qlinear_from_qtensors_stacked("stack", parts, 3, kinds[kk], 0.02f, 3, 0, &st), PQ_OK);
         assert_int_equal(pq_qlinear_out_dim(st), n_all);
         assert_int_equal(pq_qlinear_forward(&g_cpu, st, x, M, bias, PQ_QLINEAR_POST_NONE, NULL, y, 2), PQ_OK);
         int64_t r0 = 0;
         for (int i = 0; i < 3; i++) {
             pq_qlinear *one = NULL, *view = NULL;
-            assert_int_equal(pq_qlinear_from_qtensor("part", &qt[i], kinds[kk], 0.02f, 3, &one), PQ_OK);
+            assert_int_equal(pq_qlinear_from_qtensor("part", &qt[i], kinds[kk], 0.02f, 3, 0, &one), PQ_OK);
             assert_int_equal(pq_qlinear_view_rows(st, r0, rows[i], &view), PQ_OK);
             assert_int_equal(pq_qlinear_forward(&g_cpu, one, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yp, 1), PQ_OK);
             assert_int_equal(pq_qlinear_forward(&g_cpu, view, x, M, bias + r0, PQ_QLINEAR_POST_NONE, NULL, yv, 1), PQ_OK);
@@ -676,7 +676,7 @@ static void test_stacked_linear_parts(void **state)
     const pq_qtensor *bad[2] = {&qt[0], &narrow};
     pq_qlinear *st = NULL;
     pq_err_clear();
-    assert_int_equal(pq_qlinear_from_qtensors_stacked("mixed", bad, 2, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &st),
+    assert_int_equal(pq_qlinear_from_qtensors_stacked("mixed", bad, 2, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, 0, &st),
                      PQ_ERR_CONFIG);
     assert_null(st);
     assert_non_null(strstr(pq_err_detail(), "mixed"));
@@ -789,7 +789,7 @@ static void test_bad_inputs(void **state)
     qt.spec.group_size = 32;
     pq_qlinear *l = NULL;
     pq_err_clear();
-    assert_int_equal(pq_qlinear_from_qtensor("t8g", &qt, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, &l), PQ_ERR_CONFIG);
+    assert_int_equal(pq_qlinear_from_qtensor("t8g", &qt, PQ_QLINEAR_W8A8_DYNAMIC, 0, 0, 0, &l), PQ_ERR_CONFIG);
     assert_null(l);
     printf("  W8A8 on int8 groups: %s\n", pq_err_detail());
     assert_non_null(strstr(pq_err_detail(), "t8g"));
@@ -799,7 +799,7 @@ static void test_bad_inputs(void **state)
     /* static W8A8 without a usable act_scale */
     quantize(g_w.t[0][PQ_ESM2_Q], D, D, 8, &qt);
     pq_err_clear();
-    assert_int_not_equal(pq_qlinear_from_qtensor("t8", &qt, PQ_QLINEAR_W8A8_STATIC, 0.0f, 0, &l), PQ_OK);
+    assert_int_not_equal(pq_qlinear_from_qtensor("t8", &qt, PQ_QLINEAR_W8A8_STATIC, 0.0f, 0, 0, &l), PQ_OK);
     assert_null(l);
     pq_qtensor_free(&qt);
 }
