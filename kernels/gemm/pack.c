@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels/gemm/gemm_impl.h"
 #include "pq_config.h"
@@ -30,6 +32,28 @@ static inline const uint8_t *row_at(const pack_src *s, int64_t r)
     int i = 0;
     while (i + 1 < s->n_parts && r >= s->row0[i + 1]) i++;
     return s->part[i] + (r - s->row0[i]) * s->row_bytes;
+}
+
+/* Panels a thread packs at a time (OpenMP's dynamic schedule hands out
+ * these). */
+#define PANELS_PER_TASK 4
+
+/* The whole pages of [p, p + n) made present and writable in one call
+ * (MADV_POPULATE_WRITE, Linux 5.14), where the kernel has it: the kernel
+ * still zeroes each new page, but without a fault per page (a fifth less
+ * system time on the VM of docs/PERFORMANCE.md). Elsewhere the writes
+ * fault them in. */
+static void prefault(uint8_t *p, size_t n)
+{
+#ifdef MADV_POPULATE_WRITE
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096;
+    const uintptr_t a = ((uintptr_t)p + pg - 1) / pg * pg, b = ((uintptr_t)p + n) / pg * pg;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)n;
+#endif
 }
 
 static void *alloc64(size_t bytes)
@@ -285,8 +309,13 @@ static pq_kstatus pack(int bits, const pack_src *src, int64_t k, const float *sc
     if (nt <= 0) nt = omp_get_max_threads();
 #endif
     if (nt < 1) nt = 1;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) if (nt > 1 && w->n_panels > 1 && n * k >= ((int64_t)1 << 20))
-    for (int64_t pi = 0; pi < w->n_panels; pi++) pack_panel(w, pi, src);
+    const int64_t n_tasks = (w->n_panels + PANELS_PER_TASK - 1) / PANELS_PER_TASK;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && w->n_panels > 1 && n * k >= ((int64_t)1 << 20))
+    for (int64_t t = 0; t < n_tasks; t++) {
+        int64_t p0 = t * PANELS_PER_TASK, p1 = p0 + PANELS_PER_TASK < w->n_panels ? p0 + PANELS_PER_TASK : w->n_panels;
+        prefault(w->data + p0 * w->panel_bytes, (size_t)((p1 - p0) * w->panel_bytes));
+        for (int64_t pi = p0; pi < p1; pi++) pack_panel(w, pi, src);
+    }
     *out = w;
     return PQ_KOK;
 cleanup:
