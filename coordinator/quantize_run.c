@@ -37,6 +37,10 @@ static void on_progress(void *user, const pq_progress *ev)
     if (p->q->progress) p->q->progress(p->q->user, ev);
     p->last = *ev;
     p->last.tensor = NULL;
+    if (p->disarm_at_unit && pq_journal_n_done(p->journal) > 0) {
+        p->disarm_at_unit = false;
+        pq_cleanup_arm(NULL);
+    }
     /* Units are published from on_unit, which knows the unit and its rank. */
     if (!strcmp(ev->phase, "done"))
         pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
@@ -166,14 +170,14 @@ static pq_status begin_output(pq_qrun *x, pq_job *job, const char *out, const ch
         pq_cleanup_handler();
         pq_stop_catch(); /* SIGTERM stops, as on every rank */
     }
-    /* OUT.partial outlives a rank 0 that dies when its journal may be
-     * resumed (the journal names the codes in it); the fallback's attempts
-     * are never resumed */
-    if (fits && (!journal || x->attempts)) pq_cleanup_arm(partial);
-    else pq_cleanup_arm(NULL);
+    if (fits) pq_cleanup_arm(partial);
     pq_cleanup_arm_also(x->armed_too);
     if (q->monitor && !x->mon) x->mon = pq_monitor_open(q->monitor, q->monitor_wait);
-    x->prog = (pq_qrun_progress){.q = q, .mon = x->mon, .job = job, .n_ranks = x->n_ranks};
+    /* once a unit is in OUT.partial, it outlives a rank 0 that dies: the
+     * journal names the codes in it (the fallback's attempts are never
+     * resumed) */
+    x->prog = (pq_qrun_progress){.q = q, .mon = x->mon, .job = job, .n_ranks = x->n_ranks,
+                                 .journal = journal, .disarm_at_unit = journal && !x->attempts};
     pq_job_set_progress(job, on_progress, &x->prog);
     pq_job_set_journal(job, journal);
     x->prog.last.units_total = pq_job_plan(job)->n_units;
