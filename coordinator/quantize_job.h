@@ -20,6 +20,8 @@ typedef struct pq_qrun_progress {
     const pq_job *job;
     int n_ranks;
     pq_progress last;         /* counters of the latest progress event */
+    const pq_journal *journal; /* rank 0's, borrowed */
+    bool disarm_at_unit;      /* rank 0's watcher leaves OUT.partial once the journal holds a unit */
 } pq_qrun_progress;
 
 /* The run the jobs share. */

@@ -37,6 +37,10 @@ static void on_progress(void *user, const pq_progress *ev)
     if (p->q->progress) p->q->progress(p->q->user, ev);
     p->last = *ev;
     p->last.tensor = NULL;
+    if (p->disarm_at_unit && pq_journal_n_done(p->journal) > 0) {
+        p->disarm_at_unit = false;
+        pq_cleanup_arm(NULL);
+    }
     /* Units are published from on_unit, which knows the unit and its rank. */
     if (!strcmp(ev->phase, "done"))
         pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
@@ -139,11 +143,15 @@ static pq_status share_done(MPI_Comm comm, int rank, pq_job *j, const pq_journal
 /* After a failure: the journal stays for a --resume when it holds units and
  * the cause may pass (a signal, a rank lost, I/O, memory); a run that would
  * fail the same way again (bad input, NaN, configuration) starts afresh. */
-static void end_journal(pq_journal *jr, pq_status st, bool resumable)
+static bool journal_stays(const pq_journal *jr, pq_status st, bool resumable)
 {
     bool passing = st == PQ_ERR_INTERRUPTED || st == PQ_ERR_MPI || st == PQ_ERR_IO || st == PQ_ERR_RESOURCE;
-    passing = passing && resumable;
-    if (pq_journal_n_done(jr) && passing) pq_journal_close(jr);
+    return pq_journal_n_done(jr) && passing && resumable;
+}
+
+static void end_journal(pq_journal *jr, pq_status st, bool resumable)
+{
+    if (journal_stays(jr, st, resumable)) pq_journal_close(jr);
     else pq_journal_remove(jr);
 }
 
@@ -165,7 +173,11 @@ static pq_status begin_output(pq_qrun *x, pq_job *job, const char *out, const ch
     if (fits) pq_cleanup_arm(partial);
     pq_cleanup_arm_also(x->armed_too);
     if (q->monitor && !x->mon) x->mon = pq_monitor_open(q->monitor, q->monitor_wait);
-    x->prog = (pq_qrun_progress){.q = q, .mon = x->mon, .job = job, .n_ranks = x->n_ranks};
+    /* once a unit is in OUT.partial, it outlives a rank 0 that dies: the
+     * journal names the codes in it (the fallback's attempts are never
+     * resumed) */
+    x->prog = (pq_qrun_progress){.q = q, .mon = x->mon, .job = job, .n_ranks = x->n_ranks,
+                                 .journal = journal, .disarm_at_unit = journal && !x->attempts};
     pq_job_set_progress(job, on_progress, &x->prog);
     pq_job_set_journal(job, journal);
     x->prog.last.units_total = pq_job_plan(job)->n_units;
@@ -218,8 +230,13 @@ pq_status pq_qrun_job(pq_qrun *x, pq_config *cfg, const char *out, pq_fallback *
                  100.0 * pq_plan_colocated(pq_job_plan(job)));
     st = pq_sync_plan(comm, job, n, q->unit_bytes);
     if ((st = pq_sync_agree(comm, st))) goto fail;
-    /* rank 0 holds OUT.journal's lock from now to the end: one writer */
+    /* rank 0 holds OUT.journal's lock from now to the end: one writer;
+     * resuming, the codes it names are checked in the stopped run's
+     * OUT.partial (units whose codes no longer match are redone) */
+    bool fits = !pq_partial_name(partial, sizeof partial, out);
     if (rank == PQ_ROLE_COORD) st = open_journal(q, out, job, &journal);
+    if (!st && rank == PQ_ROLE_COORD && q->resume && fits)
+        st = pq_journal_take_partial(journal, pq_job_plan(job), partial);
     if (rank == PQ_ROLE_COORD && pq_fault_at(PQ_FAULT_KILL_AT, 2)) raise(SIGKILL);
     if ((st = pq_sync_agree(comm, st))) goto fail;
     if ((st = pq_sync_agree(comm, share_done(comm, rank, job, journal)))) goto fail;
@@ -242,7 +259,6 @@ pq_status pq_qrun_job(pq_qrun *x, pq_config *cfg, const char *out, pq_fallback *
      * the workers already hash their chunks and run their units: their
      * results wait in MPI until rank 0 drains them. A failure here stops
      * them through the usual Shutdown. */
-    bool fits = !pq_partial_name(partial, sizeof partial, out);
     pq_status begin = PQ_OK;
     if (rank == PQ_ROLE_COORD) begin = begin_output(x, job, out, partial, fits, journal);
     /* 4. the units. */
@@ -284,6 +300,7 @@ fail:
         /* Some rank never answered the stop: remove our partial output, then
          * take the whole job down rather than wait forever. */
         int rc = rank == PQ_ROLE_COORD ? fail_exit(q, st) : pq_status_exit_code(st);
+        pq_job_keep_partial(job, journal_stays(journal, st, !x->attempts));
         pq_job_destroy(job);
         job = NULL;
         end_journal(journal, st, !x->attempts);
@@ -298,7 +315,9 @@ done:
         *keep = job;
         job = NULL;
     }
-    pq_job_destroy(job); /* removes OUT.partial after a failure */
+    /* removes OUT.partial after a failure, unless the journal stays */
+    if (st) pq_job_keep_partial(job, journal_stays(journal, st, !x->attempts));
+    pq_job_destroy(job);
     end_journal(journal, st, !x->attempts);
     pq_cleanup_arm(x->armed_too);
     pq_calib_static_done(calib);

@@ -16,6 +16,8 @@
                                int32_t qmin, int32_t qmax, int8_t *q);                    \
     void pq_dequantize_row_##sfx(const int8_t *q, int64_t n, float scale, int32_t zp,     \
                                  float *y);                                               \
+    void pq_error_lanes_##sfx(const float *x, const int8_t *q, int64_t n, float scale,    \
+                              int32_t zp, double s[8], double e[8], double m[8]);         \
     void pq_pack_i4_##sfx(const int8_t *q, int64_t n, uint8_t *packed);                   \
     void pq_unpack_i4_##sfx(const uint8_t *packed, int64_t n, int8_t *q);
 

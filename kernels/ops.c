@@ -15,6 +15,7 @@ void pq_ops_init_ref(pq_ops *o)
         .name = "ref",
         .row_minmax = pq_row_minmax_ref, .row_absmax = pq_row_absmax_ref,
         .quantize_row = pq_quantize_row_ref, .dequantize_row = pq_dequantize_row_ref,
+        .error_lanes = pq_error_lanes_ref,
         .pack_i4 = pq_pack_i4_ref, .unpack_i4 = pq_unpack_i4_ref,
         .layernorm = pq_layernorm_ref, .softmax_rows = pq_softmax_rows_ref,
         .gelu = pq_gelu_ref, .rotary = pq_rotary_ref,
@@ -33,6 +34,7 @@ void pq_ops_init_avx2(pq_ops *o)
     o->row_absmax = pq_row_absmax_avx2;
     o->quantize_row = pq_quantize_row_avx2;
     o->dequantize_row = pq_dequantize_row_avx2;
+    o->error_lanes = pq_error_lanes_avx2;
     o->pack_i4 = pq_pack_i4_avx2;
     o->unpack_i4 = pq_unpack_i4_avx2;
     o->layernorm = pq_layernorm_avx2;

@@ -113,6 +113,15 @@ typedef struct pq_ops {
     /* y[i] = (float)(q[i] - zp) * scale. */
     void (*dequantize_row)(const int8_t *q, int64_t n, float scale, int32_t zp, float *y);
 
+    /* The error sums of codes q[0..n) made from x[0..n), kept in 8 lanes by
+     * index (lane l = i mod 8): element after element, w = (double)x[i],
+     * d = w - (double)((float)(q[i] - zp) * scale) (the fp32 dequantize_row
+     * value), s[l] += w * w, e[l] += d * d, m[l] = |d| > m[l] ? |d| : m[l].
+     * The same doubles from every variant (each lane adds in index order).
+     * x must be finite. */
+    void (*error_lanes)(const float *x, const int8_t *q, int64_t n, float scale, int32_t zp, double s[8],
+                        double e[8], double m[8]);
+
     /* Pack int4 codes q[0..n) (each in [-8, 7]) into ceil(n/2) bytes:
      * byte j = (q[2j] + 8) | (q[2j+1] + 8) << 4 (low nibble = even column,
      * offset binary); a missing odd element packs as nibble 8 (code 0). */

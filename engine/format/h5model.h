@@ -113,6 +113,9 @@ void pq_h5w_start_writeback(pq_h5w *w);
 pq_status pq_h5w_commit(pq_h5w *w);
 /* Close and delete the .partial file; frees w. NULL is fine. */
 void pq_h5w_abort(pq_h5w *w);
+/* Close and keep the .partial file as it is (a stopped run whose resume
+ * journal names its codes); frees w. NULL is fine. */
+void pq_h5w_close_keep(pq_h5w *w);
 
 /* A tensor's entry in the /recipe table: "fp32" or "fp16" for a float
  * tensor, else "int<bits> <granularity>[ <group_size>] symmetric|asymmetric

@@ -835,6 +835,14 @@ fail:
     return rc;
 }
 
+void pq_h5w_close_keep(pq_h5w *w)
+{
+    if (!w) return;
+    close_all(w);
+    H5Eclear2(H5E_DEFAULT);
+    free_writer(w);
+}
+
 void pq_h5w_abort(pq_h5w *w)
 {
     if (!w) return;

@@ -245,7 +245,7 @@ pq_status pq_job_journal_result(pq_job *j, const pq_unit *u, pq_unit_result *r)
 {
     if (!j->out.journal || !pq_job_unit_done(j, u->id))
         return pq_err(PQ_ERR_INTERNAL, "unit %d is not in a journal", u->id);
-    return pq_journal_read_unit(j->out.journal, j->plan, u, r);
+    return pq_journal_read_unit(j->out.journal, j->plan, u, r, NULL);
 }
 
 pq_status pq_job_set_done(pq_job *j, const bool *done)

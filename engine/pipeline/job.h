@@ -125,6 +125,11 @@ void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user);
  * checked against it (a differing one fails put and finish). */
 void pq_job_set_journal(pq_job *j, pq_journal *jr);
 
+/* After a failure: keep OUT.partial when the job is destroyed (its journal
+ * stays for a --resume and names the codes in it); false (the default):
+ * remove it. NULL is fine. */
+void pq_job_keep_partial(pq_job *j, bool keep);
+
 /* Progress events of the output's side (after each unit put, and done). */
 void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user);
 

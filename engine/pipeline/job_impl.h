@@ -28,7 +28,8 @@ typedef struct pq_output {
     pq_journal *journal;               /* borrowed; NULL: no resume journal */
     pq_status leaf_err;
     int journaled;                     /* units appended to it by this run */
-    int codes_fd;                      /* OUT.partial read back for the journal; 0: not open */                /* a digest leaf that differs from the journal's */
+    int codes_fd;                      /* OUT.partial read back for the journal; 0: not open */
+    bool keep_partial;                 /* a failed run's OUT.partial stays (its journal names its codes) */                /* a digest leaf that differs from the journal's */
 } pq_output;
 
 struct pq_job {

@@ -4,7 +4,9 @@
  * File: "PQJOURNL", u32 version, u32 text length, the header text, SHA-256
  * of those bytes; then records: u32 "PQJR", u32 type (1 unit, 2 leaf, 3 block),
  * i64 id, u64 payload bytes, u64 0, the payload, SHA-256 of the 32-byte
- * record head and the payload. Every number little-endian. */
+ * record head and the payload. Every number little-endian. A unit's record
+ * names its codes where they lie in OUT.partial (offset, bytes, checksum)
+ * rather than holding them. */
 #include "pipeline/journal.h"
 
 #include <errno.h>
@@ -24,11 +26,13 @@
 #include "base/pq_fault.h"
 #include "base/pq_hash.h"
 #include "base/pq_io.h"
+#include "format/digest.h"
 #include "format/h5model.h"
 #include "pq_config.h"
 
 #define MAGIC "PQJOURNL"
-#define VERSION 1u
+#define VERSION 2u        /* quantize's: units name their codes in OUT.partial */
+#define VERSION_BLOCKS 1u /* calibrate's, embed's and score's (unchanged since version 1) */
 #define REC_MAGIC 0x524a5150u /* "PQJR" */
 #define REC_UNIT 1u
 #define REC_LEAF 2u
@@ -59,6 +63,13 @@ struct pq_journal {
     bool bg_started;       /* a helper to join */
     bool bg_done;          /* it has returned (atomic) */
     int bg_err;            /* its errno, read after the join */
+    /* quantize: the codes of the units live in OUT.partial */
+    uint32_t version;      /* VERSION (units) or VERSION_BLOCKS */
+    pq_digest_alg codes_alg; /* the codes' checksum (the header's codes_checksum) */
+    int partial_fd;        /* this run's OUT.partial: synced before the journal; -1: none */
+    int old_fd;            /* the stopped run's OUT.partial (its name removed); -1: none */
+    uint64_t *codes_at;    /* per unit: where its recorded codes lie in old_fd's file */
+    uint8_t *codes_sum;    /* per unit: their checksum (32 bytes) */
 };
 
 int pq_journal_name(char *buf, size_t n, const char *out)
@@ -131,11 +142,12 @@ char *pq_journal_header(const char *kind, const char *config_json, const pq_plan
     }
     const char *fmt = "kind %s\nproteus " PQ_VERSION "\nformat %d\nconfiguration %s\nunit_bytes %lld\n"
                       "model_files %d\nmodel_bytes %llu\nmodel_tensors %lld, fingerprint %016llx\n"
-                      "units %d, geometry %016llx\ndigest_chunks %d of %lld bytes\n%s";
+                      "units %d, geometry %016llx\ndigest_chunks %d of %lld bytes\ncodes_checksum %s\n%s";
     char *s = NULL;
     if (asprintf(&s, fmt, kind, PQ_FORMAT_VERSION, config_json, (long long)p->unit_bytes, pq_st_file_count(m),
                  (unsigned long long)files, (long long)pq_st_count(m), (unsigned long long)tensors, p->n_units,
-                 (unsigned long long)units, p->n_hash, (long long)p->hash_chunk_bytes, extra ? extra : "") < 0)
+                 (unsigned long long)units, p->n_hash, (long long)p->hash_chunk_bytes,
+                 pq_digest_name(pq_digest_default()), extra ? extra : "") < 0)
         return NULL;
     return s;
 }
@@ -217,12 +229,17 @@ static pq_status read_at(pq_journal *jr, void *buf, size_t n, uint64_t off, bool
     return PQ_OK;
 }
 
-/* Payload bytes of unit u's record: n_nonfinite, then the result's parts. */
+/* A unit's record starts with n_nonfinite, the codes' offset in OUT.partial,
+ * their bytes and their checksum (32 bytes), then the result's parts but
+ * the codes. */
+#define UNIT_LEAD (8 + 8 + 8 + SUM_BYTES)
+
+/* Payload bytes of unit u's record. */
 static uint64_t unit_payload(const pq_plan *p, const pq_unit *u)
 {
     pq_unit_layout l;
     pq_unit_layout_of(p, u, &l);
-    return 8 + l.codes + l.scale + l.zero_point + l.row_sum_sq + l.row_err_sq + l.row_max_err;
+    return UNIT_LEAD + l.scale + l.zero_point + l.row_sum_sq + l.row_err_sq + l.row_max_err;
 }
 
 /* The header at the start of the file: *text (owned) and where records
@@ -239,9 +256,10 @@ static pq_status read_header(pq_journal *jr, uint64_t size, char **text, uint64_
     if (memcmp(h, MAGIC, 8))
         return pq_err(PQ_ERR_FORMAT, "%s is not a Proteus resume journal; remove it or choose another --out",
                       jr->path);
-    if (get_u32(h + 8) != VERSION)
-        return pq_err(PQ_ERR_CONFIG, "%s: journal version %u, this Proteus (" PQ_VERSION ") writes version %u; "
-                      "remove it to start again", jr->path, get_u32(h + 8), VERSION);
+    if (get_u32(h + 8) != jr->version)
+        return pq_err(PQ_ERR_CONFIG, "%s: journal version %u, this Proteus (" PQ_VERSION ") reads and writes "
+                      "version %u only; remove it%s to start again", jr->path, get_u32(h + 8), jr->version,
+                      jr->version == VERSION ? " and the OUT.partial beside it" : "");
     if (n > MAX_HEADER_TEXT || size < 16 + (uint64_t)n + SUM_BYTES) return PQ_OK;
     char *t = malloc((size_t)n + 1);
     if (!t) return pq_err(PQ_ERR_RESOURCE, "out of memory");
@@ -300,10 +318,13 @@ static pq_status scan(pq_journal *jr, const pq_plan *p, uint64_t pos, uint64_t s
                         (unsigned long long)pos);
         } else if (type == REC_BLOCK) {
             if ((st = mark_block(jr, id, pos))) break;
-        } else if (type == REC_UNIT && !jr->done[id]) {
+        } else if (type == REC_UNIT) {
+            /* the last valid record of a unit names where its codes are now */
+            jr->n_done += !jr->done[id];
             jr->done[id] = true;
             jr->at[id] = pos;
-            jr->n_done++;
+            jr->codes_at[id] = get_u64(buf + 8);
+            memcpy(jr->codes_sum + (size_t)id * SUM_BYTES, buf + 24, SUM_BYTES);
         } else if (type == REC_LEAF && !jr->leaf_have[id]) {
             jr->leaf_have[id] = true;
             memcpy(jr->leaves + (size_t)id * 32, buf, 32);
@@ -338,7 +359,7 @@ static pq_status write_header(pq_journal *jr, const char *text)
     uint8_t h[16], sum[SUM_BYTES];
     size_t n = strlen(text);
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, VERSION);
+    put_u32(h + 8, jr->version);
     put_u32(h + 12, (uint32_t)n);
     sha256(h, sizeof h, text, n, sum);
     if (ftruncate(jr->fd, 0) < 0) return pq_err(PQ_ERR_IO, "%s: cannot truncate: %s", jr->path, strerror(errno));
@@ -351,10 +372,21 @@ static pq_status write_header(pq_journal *jr, const char *text)
     return st;
 }
 
+/* fdatasync OUT.partial, then the journal: a record the journal's sync
+ * makes durable names codes that the partial's sync made durable, but for
+ * the records appended between the two (their codes are checked on
+ * --resume like any others: one whose bytes a power cut lost is redone).
+ * 0 or the errno. */
+static int sync_both(pq_journal *jr)
+{
+    if (jr->partial_fd >= 0 && fdatasync(jr->partial_fd) < 0) return errno;
+    return fdatasync(jr->fd) < 0 ? errno : 0;
+}
+
 static void *bg_sync(void *arg)
 {
     pq_journal *jr = arg;
-    jr->bg_err = fdatasync(jr->fd) < 0 ? errno : 0;
+    jr->bg_err = sync_both(jr);
     __atomic_store_n(&jr->bg_done, true, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -393,7 +425,8 @@ pq_status pq_journal_sync(pq_journal *jr)
     if (!jr) return PQ_OK;
     pq_status st = bg_join(jr, true);
     if (st || !jr->dirty) return st;
-    if (fdatasync(jr->fd) < 0) return pq_err(PQ_ERR_IO, "%s: fdatasync failed: %s", jr->path, strerror(errno));
+    int e = sync_both(jr);
+    if (e) return pq_err(PQ_ERR_IO, "%s: fdatasync failed: %s", jr->path, strerror(e));
     jr->dirty = false;
     jr->synced_t = pq_now_s();
     return PQ_OK;
@@ -438,20 +471,35 @@ static pq_status add_record(pq_journal *jr, uint32_t type, int64_t id, const pq_
     return st;
 }
 
-pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r)
+pq_status pq_journal_codes_sum(const pq_journal *jr, const void *codes, size_t n, uint8_t sum[32])
+{
+    return pq_digest(jr->codes_alg, codes, n, sum);
+}
+
+/* The result's parts but the codes (those after parts[0]). */
+static void small_parts(const pq_plan *p, const pq_unit *u, pq_unit_result *r, pq_unit_layout *l,
+                        pq_result_part parts[PQ_RESULT_PARTS])
+{
+    pq_unit_layout_of(p, u, l);
+    pq_unit_result_parts(r, l, parts);
+}
+
+pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r,
+                              uint64_t codes_at, const uint8_t codes_sum[32])
 {
     pq_unit_layout l;
     pq_result_part parts[PQ_RESULT_PARTS];
-    pq_unit_layout_of(p, u, &l);
-    pq_unit_result_parts((pq_unit_result *)r, &l, parts);
-    if (!r->codes) return pq_err(PQ_ERR_INTERNAL, "unit %d reached the journal without its codes", u->id);
-    uint8_t nf[8];
-    put_u64(nf, (uint64_t)r->n_nonfinite);
-    pq_status st = add_record(jr, REC_UNIT, u->id, parts, PQ_RESULT_PARTS, nf, sizeof nf);
-    if (!st && !jr->done[u->id]) {
+    small_parts(p, u, (pq_unit_result *)r, &l, parts);
+    uint8_t lead[UNIT_LEAD];
+    put_u64(lead, (uint64_t)r->n_nonfinite);
+    put_u64(lead + 8, codes_at);
+    put_u64(lead + 16, (uint64_t)l.codes);
+    memcpy(lead + 24, codes_sum, SUM_BYTES);
+    pq_status st = add_record(jr, REC_UNIT, u->id, parts + 1, PQ_RESULT_PARTS - 1, lead, sizeof lead);
+    if (!st) {
+        jr->n_done += !jr->done[u->id];
         jr->done[u->id] = true;
         jr->at[u->id] = jr->end; /* only its presence matters from now on */
-        jr->n_done++;
     }
     return st;
 }
@@ -472,24 +520,48 @@ pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32])
     return add_record(jr, REC_LEAF, chunk, NULL, 0, leaf, 32);
 }
 
-pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r)
+/* The codes of unit u (l.codes bytes at at) read from the stopped run's
+ * OUT.partial into codes; whether they match sum. */
+static pq_status old_codes(pq_journal *jr, const pq_unit_layout *l, uint64_t at, const uint8_t *sum, void *codes,
+                           bool *ok)
+{
+    uint8_t got[SUM_BYTES];
+    size_t have = 0;
+    *ok = false;
+    if (jr->old_fd < 0) return PQ_OK;
+    while (have < l->codes) {
+        ssize_t r = pread(jr->old_fd, (char *)codes + have, l->codes - have, (off_t)(at + have));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return pq_err(PQ_ERR_IO, "%s: reading the stopped run's OUT.partial failed: %s", jr->path,
+                                 strerror(errno));
+        if (r == 0) return PQ_OK; /* beyond its end */
+        have += (size_t)r;
+    }
+    pq_status st = pq_digest(jr->codes_alg, codes, l->codes, got);
+    *ok = !st && !memcmp(got, sum, SUM_BYTES);
+    return st;
+}
+
+pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r,
+                               uint64_t *codes_at)
 {
     pq_unit_layout l;
     pq_result_part parts[PQ_RESULT_PARTS];
-    uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES], nf[8];
-    bool cut = false;
+    uint8_t head[HEAD_BYTES], sum[SUM_BYTES], want[SUM_BYTES], lead[UNIT_LEAD];
+    bool cut = false, codes_ok = false;
     pq_unit_layout_of(p, u, &l);
     pq_status st = pq_unit_result_alloc(r, u, &l, true);
     if (st) return st;
-    pq_unit_result_parts(r, &l, parts);
+    small_parts(p, u, r, &l, parts);
     uint64_t pos = jr->at[u->id];
-    if (!(st = read_at(jr, head, HEAD_BYTES, pos, &cut)) && !cut) st = read_at(jr, nf, 8, pos + HEAD_BYTES, &cut);
-    uint64_t off = pos + HEAD_BYTES + 8;
+    if (!(st = read_at(jr, head, HEAD_BYTES, pos, &cut)) && !cut)
+        st = read_at(jr, lead, UNIT_LEAD, pos + HEAD_BYTES, &cut);
+    uint64_t off = pos + HEAD_BYTES + UNIT_LEAD;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned int len = 0;
     bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, head, HEAD_BYTES) &&
-              EVP_DigestUpdate(c, nf, 8);
-    for (int i = 0; i < PQ_RESULT_PARTS && !st && !cut && ok; i++) {
+              EVP_DigestUpdate(c, lead, UNIT_LEAD);
+    for (int i = 1; i < PQ_RESULT_PARTS && !st && !cut && ok; i++) {
         if (!parts[i].bytes) continue;
         st = read_at(jr, *parts[i].data, parts[i].bytes, off, &cut);
         ok = EVP_DigestUpdate(c, *parts[i].data, parts[i].bytes);
@@ -498,12 +570,69 @@ pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *
     if (!st && !cut) st = read_at(jr, sum, SUM_BYTES, off, &cut);
     ok = ok && EVP_DigestFinal_ex(c, want, &len);
     EVP_MD_CTX_free(c);
-    if (!st && (cut || !ok || memcmp(sum, want, SUM_BYTES) || get_u64(head + 8) != (uint64_t)u->id))
-        st = pq_err(PQ_ERR_FORMAT, "%s: the record of unit %d changed since it was checked; run --resume again",
-                    jr->path, u->id);
-    r->n_nonfinite = (int64_t)get_u64(nf);
+    if (!st && !cut && ok && get_u64(lead + 16) == l.codes)
+        st = old_codes(jr, &l, get_u64(lead + 8), lead + 24, r->codes, &codes_ok);
+    if (!st && (cut || !ok || memcmp(sum, want, SUM_BYTES) || get_u64(head + 8) != (uint64_t)u->id || !codes_ok))
+        st = pq_err(PQ_ERR_FORMAT, "%s: the record of unit %d (or its codes in the stopped run's OUT.partial) "
+                    "changed since it was checked; run --resume again", jr->path, u->id);
+    r->n_nonfinite = (int64_t)get_u64(lead);
+    if (codes_at) *codes_at = get_u64(lead + 8);
     if (st) pq_unit_result_free(r);
     return st;
+}
+
+pq_status pq_journal_take_partial(pq_journal *jr, const pq_plan *p, const char *partial)
+{
+    pq_status st = PQ_OK;
+    void *buf = NULL;
+    size_t cap = 0;
+    int dropped = 0;
+    if (!jr->n_done || !p) return PQ_OK;
+    jr->old_fd = open(partial, O_RDONLY | O_CLOEXEC);
+    if (jr->old_fd < 0 && errno != ENOENT)
+        return pq_err(PQ_ERR_IO, "%s: cannot open to reuse its codes: %s", partial, strerror(errno));
+    for (int i = 0; i < p->n_units && !st; i++) {
+        if (!jr->done[i]) continue;
+        pq_unit_layout l;
+        bool ok = false;
+        pq_unit_layout_of(p, &p->units[i], &l);
+        if (l.codes > cap) {
+            free(buf);
+            cap = l.codes;
+            if (!(buf = malloc(cap))) {
+                cap = 0;
+                st = pq_err(PQ_ERR_RESOURCE, "out of memory checking %s", partial);
+                break;
+            }
+        }
+        if ((st = old_codes(jr, &l, jr->codes_at[i], jr->codes_sum + (size_t)i * SUM_BYTES, buf, &ok))) break;
+        if (ok) continue;
+        jr->done[i] = false;
+        jr->n_done--;
+        jr->n_bad++;
+        if (jr->old_fd >= 0 && dropped++ < 8)
+            PQ_LOG_WARN("%s: the codes of unit %d no longer match their checksum in %s; it is redone", jr->path,
+                        i, partial);
+    }
+    free(buf);
+    if (st) return st;
+    if (jr->old_fd < 0)
+        PQ_LOG_WARN("%s is missing: the %d units %s records are redone", partial, jr->n_bad, jr->path);
+    else if (dropped > 8)
+        PQ_LOG_WARN("%s: %d units in all are redone", partial, dropped);
+    /* the file stays open for pq_journal_read_unit; the run creates a new
+     * OUT.partial under the name */
+    if (jr->old_fd >= 0 && unlink(partial) < 0)
+        return pq_err(PQ_ERR_IO, "%s: cannot remove to start it again: %s", partial, strerror(errno));
+    return PQ_OK;
+}
+
+pq_status pq_journal_watch_partial(pq_journal *jr, const char *partial)
+{
+    if (jr->partial_fd >= 0) close(jr->partial_fd);
+    if ((jr->partial_fd = open(partial, O_RDONLY | O_CLOEXEC)) < 0)
+        return pq_err(PQ_ERR_IO, "%s: cannot open to sync it with %s: %s", partial, jr->path, strerror(errno));
+    return PQ_OK;
 }
 
 pq_status pq_journal_add_block(pq_journal *jr, int64_t id, const void *data, size_t n)
@@ -601,6 +730,10 @@ static pq_status open_journal(const char *out, bool resume, const char *header, 
     pq_journal *jr = calloc(1, sizeof *jr);
     if (!jr) return pq_err(PQ_ERR_RESOURCE, "out of memory");
     jr->fd = -1;
+    jr->partial_fd = -1;
+    jr->old_fd = -1;
+    jr->version = p ? VERSION : VERSION_BLOCKS;
+    jr->codes_alg = pq_digest_default();
     jr->open_ended = n_units < 0;
     jr->n_units = jr->open_ended ? 0 : n_units;
     jr->cap = jr->open_ended ? 64 : n_units + 1;
@@ -609,7 +742,9 @@ static pq_status open_journal(const char *out, bool resume, const char *header, 
     if (!(jr->path = strdup(path)) || !(jr->done = calloc((size_t)jr->cap, sizeof *jr->done)) ||
         !(jr->at = calloc((size_t)jr->cap, sizeof *jr->at)) ||
         !(jr->leaf_have = calloc((size_t)n_hash + 1, sizeof *jr->leaf_have)) ||
-        !(jr->leaves = malloc(((size_t)n_hash + 1) * 32))) {
+        !(jr->leaves = malloc(((size_t)n_hash + 1) * 32)) ||
+        !(jr->codes_at = calloc((size_t)jr->cap, sizeof *jr->codes_at)) ||
+        !(jr->codes_sum = calloc((size_t)jr->cap, SUM_BYTES))) {
         st = pq_err(PQ_ERR_RESOURCE, "out of memory");
         goto fail;
     }
@@ -681,6 +816,10 @@ static void free_journal(pq_journal *jr)
 {
     bg_join(jr, true);
     if (jr->fd >= 0) close(jr->fd); /* releases the lock */
+    if (jr->partial_fd >= 0) close(jr->partial_fd);
+    if (jr->old_fd >= 0) close(jr->old_fd);
+    free(jr->codes_at);
+    free(jr->codes_sum);
     free(jr->path);
     free(jr->done);
     free(jr->at);

@@ -4,13 +4,17 @@
  * one journal of every resumable command: quantize's plan units, calibrate's
  * blocks of sequences, embed's and score's chunks (blocks too).
  *
- * An HDF5 file cut by kill -9 or a power cut is not reliably readable, so
- * the units are not recovered from OUT.partial: rank 0 appends each unit's
- * whole result (codes, scales, zero points, per-row sums) to an append-only
- * log as it puts it into the output, each record closed by the SHA-256 of
- * its bytes, after a header naming what the run is (Proteus version, format
- * version, resolved configuration, model fingerprint, unit geometry). A
- * record cut or damaged anywhere fails its checksum and is redone; the
+ * An HDF5 file cut by kill -9 or a power cut is not reliably readable as
+ * one, so rank 0 appends each unit's small results (scales, zero points,
+ * per-row sums) to an append-only log as it puts the unit into the output,
+ * with where its codes lie in OUT.partial (their offset, bytes and a
+ * checksum: XXH3-128 where the build has it, else SHA-256) rather than the
+ * codes themselves; each record is closed by the SHA-256 of its bytes, after
+ * a header naming what the run is (Proteus version, format version,
+ * resolved configuration, model fingerprint, unit geometry). A stopped run
+ * keeps OUT.partial beside the journal; --resume reuses a unit only when
+ * its codes there still match their checksum. A record cut or damaged
+ * anywhere fails its checksum and is redone; the
  * leaves of the source digest are recorded too, so a resumed run whose
  * checkpoint changed under the same names and sizes fails before the commit.
  * Whoever holds the journal holds an exclusive flock on it: never two
@@ -85,20 +89,44 @@ int pq_journal_n_blocks(const pq_journal *jr);
  * redone). */
 int pq_journal_n_bad(const pq_journal *jr);
 
-/* Unit u's recorded result into r (owned buffers, codes included), its
- * checksum verified again. PQ_ERR_FORMAT naming the journal and the unit
- * when it no longer matches. */
-pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r);
+/* Resuming (rank 0, before the units are shared out): the codes of every
+ * unit the journal holds are checked where its record says they lie in
+ * `partial`, the stopped run's OUT.partial; a unit whose bytes there no
+ * longer match their checksum (or are missing, or the file is) is dropped
+ * from pq_journal_done and redone (a warning names it; pq_journal_n_bad
+ * counts it). The file stays open for pq_journal_read_unit and its name is
+ * removed, for the run's new OUT.partial. PQ_ERR_IO when it cannot be read
+ * or removed. */
+pq_status pq_journal_take_partial(pq_journal *jr, const pq_plan *p, const char *partial);
 
-/* Append unit u's result r (its codes present). Durable within about a
- * second (fdatasync at most once a second; pq_journal_sync forces it). */
-pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r);
+/* This run's OUT.partial (once created): every sync of the journal
+ * fdatasyncs it first, so that a record made durable names durable codes. */
+pq_status pq_journal_watch_partial(pq_journal *jr, const char *partial);
+
+/* Unit u's recorded result into r (owned buffers), its checksum verified
+ * again, its codes read from the stopped run's OUT.partial
+ * (pq_journal_take_partial) and checked against theirs; *codes_at (NULL is
+ * fine) where they lay there. PQ_ERR_FORMAT naming the journal and the unit
+ * when either no longer matches. */
+pq_status pq_journal_read_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, pq_unit_result *r,
+                               uint64_t *codes_at);
+
+/* The checksum of a unit's codes that its record carries (the journal's
+ * algorithm: the header's codes_checksum), zero-padded to 32 bytes. */
+pq_status pq_journal_codes_sum(const pq_journal *jr, const void *codes, size_t n, uint8_t sum[32]);
+
+/* Append unit u's result r, whose codes lie at byte codes_at of this run's
+ * OUT.partial with checksum codes_sum (pq_journal_codes_sum). Durable
+ * within about a second (OUT.partial, then the journal fdatasynced at most
+ * once a second; pq_journal_sync forces it). */
+pq_status pq_journal_add_unit(pq_journal *jr, const pq_plan *p, const pq_unit *u, const pq_unit_result *r,
+                              uint64_t codes_at, const uint8_t codes_sum[32]);
 
 /* Digest leaf `chunk` is known: recorded if the journal had none; compared
  * if it had one (PQ_ERR_CONFIG when it differs: the checkpoint changed). */
 pq_status pq_journal_leaf(pq_journal *jr, int64_t chunk, const uint8_t leaf[32]);
 
-/* fdatasync what was appended. */
+/* fdatasync what was appended (OUT.partial first, once watched). */
 pq_status pq_journal_sync(pq_journal *jr);
 
 /* Make everything appended durable, unlock and free (the file stays for a

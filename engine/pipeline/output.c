@@ -61,7 +61,18 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
 
 static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r);
 
-/* A resumed run: every unit the journal holds, into the new OUT.partial. */
+/* Where unit u's codes lie in OUT.partial. */
+static pq_status codes_at(pq_job *j, const pq_unit *u, uint64_t *at)
+{
+    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
+    pq_status st = pq_h5w_codes_offset(j->out.writer, pt->st->name, at);
+    *at += (uint64_t)(u->row0 * pq_qspec_row_bytes(&pt->spec, pt->cols));
+    return st;
+}
+
+/* A resumed run: every unit the journal holds, its codes from the stopped
+ * run's OUT.partial, into the new one (at the same offsets: the layout
+ * depends on the plan alone; a unit placed elsewhere is recorded again). */
 static pq_status replay(pq_job *j)
 {
     const pq_plan *p = j->plan;
@@ -70,8 +81,17 @@ static pq_status replay(pq_job *j)
     for (int i = 0; i < p->n_units && !st; i++) {
         if (!done[i]) continue;
         pq_unit_result r;
-        if ((st = pq_journal_read_unit(j->out.journal, p, &p->units[i], &r))) break;
+        uint64_t was = 0, now = 0;
+        if ((st = pq_journal_read_unit(j->out.journal, p, &p->units[i], &r, &was))) break;
         st = put_rows(j, &p->units[i], &r);
+        if (!st) st = codes_at(j, &p->units[i], &now);
+        if (!st && now != was) {
+            uint8_t sum[32];
+            pq_unit_layout l;
+            pq_unit_layout_of(p, &p->units[i], &l);
+            if (!(st = pq_journal_codes_sum(j->out.journal, r.codes, l.codes, sum)))
+                st = pq_journal_add_unit(j->out.journal, p, &p->units[i], &r, now, sum);
+        }
         pq_unit_result_free(&r);
     }
     /* the tensors now complete are ended with the others' (pq_job_end_next):
@@ -102,6 +122,7 @@ pq_status pq_job_begin_output(pq_job *j, const char *out_path, int num_ranks, co
     };
     if (!(o->path = strdup(out_path))) { st = pq_err(PQ_ERR_RESOURCE, "out of memory"); goto cleanup; }
     if ((st = pq_h5w_create(out_path, &meta, &o->writer))) goto cleanup;
+    if (o->journal && (st = pq_journal_watch_partial(o->journal, pq_h5w_partial_path(o->writer)))) goto cleanup;
     if (command_line && (st = pq_h5w_provenance(o->writer, "command_line", command_line))) goto cleanup;
     if (j->cfg->recipe && (st = pq_h5w_provenance(o->writer, "recipe_file", j->cfg->recipe))) goto cleanup;
     if (j->smooth && (st = pq_h5w_put_smooth(o->writer, j->smooth))) goto cleanup;
@@ -159,25 +180,20 @@ cleanup:
     return st;
 }
 
-/* The codes a worker on this machine wrote into OUT.partial itself, read
- * back (from the page cache) for the journal: owned *codes. */
-static pq_status codes_back(pq_job *j, const pq_unit *u, void **codes)
+/* The codes a worker on this machine wrote into OUT.partial itself (at
+ * off), read back (from the page cache) for their checksum: owned *codes. */
+static pq_status codes_back(pq_job *j, const pq_unit *u, uint64_t off, void **codes)
 {
     pq_output *o = &j->out;
-    const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
     const char *path = pq_h5w_partial_path(o->writer);
     pq_unit_layout l;
-    uint64_t off = 0;
     pq_unit_layout_of(j->plan, u, &l);
     *codes = NULL;
-    pq_status st = pq_h5w_codes_offset(o->writer, pt->st->name, &off);
-    if (st) return st;
     if (o->codes_fd <= 0 && (o->codes_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         o->codes_fd = 0;
         return pq_err(PQ_ERR_IO, "%s: cannot open to read codes back: %s", path, strerror(errno));
     }
     if (!(*codes = malloc(l.codes ? l.codes : 1))) return pq_err(PQ_ERR_RESOURCE, "out of memory");
-    off += (uint64_t)(u->row0 * l.row_bytes);
     for (size_t got = 0; got < l.codes;) {
         ssize_t n = pread(o->codes_fd, (char *)*codes + got, l.codes - got, (off_t)(off + got));
         if (n < 0 && errno == EINTR) continue;
@@ -199,10 +215,16 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
     pq_status st = put_rows(j, u, r);
     if (st || !o->journal) return st;
     double t0 = pq_now_s();
-    pq_unit_result with = *r;
-    if (!r->codes) st = codes_back(j, u, &with.codes);
-    if (!st) st = pq_journal_add_unit(o->journal, j->plan, u, &with);
-    if (!r->codes) free(with.codes);
+    uint64_t at = 0;
+    uint8_t sum[32];
+    void *back = NULL;
+    st = codes_at(j, u, &at);
+    if (!st && !r->codes) st = codes_back(j, u, at, &back);
+    pq_unit_layout l;
+    pq_unit_layout_of(j->plan, u, &l);
+    if (!st) st = pq_journal_codes_sum(o->journal, r->codes ? r->codes : back, l.codes, sum);
+    if (!st) st = pq_journal_add_unit(o->journal, j->plan, u, r, at, sum);
+    free(back);
     j->phase[PQ_PHASE_WRITE] += pq_now_s() - t0;
     if (!st && ++o->journaled == pq_fault_value(PQ_FAULT_KILL_AFTER, -1)) raise(SIGKILL);
     return st;
@@ -320,7 +342,8 @@ pq_status pq_job_finish_output(pq_job *j)
 void pq_job_output_free(pq_job *j)
 {
     pq_output *o = &j->out;
-    pq_h5w_abort(o->writer);
+    if (o->keep_partial) pq_h5w_close_keep(o->writer);
+    else pq_h5w_abort(o->writer);
     o->writer = NULL;
     if (o->codes_fd > 0) close(o->codes_fd);
     o->codes_fd = 0;
@@ -340,6 +363,7 @@ void pq_job_set_before_commit(pq_job *j, pq_before_commit_fn fn, void *user)
 }
 
 void pq_job_set_journal(pq_job *j, pq_journal *jr) { j->out.journal = jr; }
+void pq_job_keep_partial(pq_job *j, bool keep) { if (j) j->out.keep_partial = keep; }
 
 void pq_job_set_progress(pq_job *j, pq_progress_fn fn, void *user)
 {

@@ -81,52 +81,19 @@ static inline void acc_one(row_acc *a, int j, float x, int8_t q, float scale, in
     a->m[j] = d > a->m[j] ? d : a->m[j];
 }
 
-/* Two double lanes in a plain 16-byte vector (GCC/Clang vector extension,
- * baseline SSE2 on x86-64): lets the lane-wise sums below run several
- * independent additions per cycle without reordering any of them. */
-typedef double pq_v2d __attribute__((vector_size(16)));
-typedef int64_t pq_v2i __attribute__((vector_size(16)));
-
-/* Metric pass over the columns [c0, c0 + n) of a row. The lane-aligned body
- * dequantizes a block with the dispatched kernel, then adds it lane by lane;
- * the arithmetic is the same as acc_one's. */
+/* Metric pass over the columns [c0, c0 + n) of a row: the lane-aligned
+ * body through the dispatched kernel (pq_ops.error_lanes, whose lanes are
+ * these), the ragged ends element by element; the arithmetic is the same
+ * as acc_one's. */
 static void group_metrics(const pq_ops *k, row_acc *a, int64_t c0, const float *x,
                           const int8_t *q, int64_t n, float scale, int32_t zp)
 {
-    enum { BLK = 128, NV = PQ_RTN_LANES / 2 };
-    float wh[BLK];
     int64_t i = 0;
     for (; i < n && ((c0 + i) % PQ_RTN_LANES); i++)
         acc_one(a, (int)((c0 + i) % PQ_RTN_LANES), x[i], q[i], scale, zp);
-    if (n - i >= PQ_RTN_LANES) {
-        const pq_v2i absmask = {INT64_MAX, INT64_MAX};
-        pq_v2d s[NV], e[NV], m[NV];
-        memcpy(s, a->s, sizeof s);
-        memcpy(e, a->e, sizeof e);
-        memcpy(m, a->m, sizeof m);
-        while (n - i >= PQ_RTN_LANES) {
-            int64_t len = n - i < BLK ? (n - i) / PQ_RTN_LANES * PQ_RTN_LANES : BLK;
-            /* w_hat through the dispatched dequantizer: the same fp32
-             * numbers as acc_one, at SIMD speed */
-            k->dequantize_row(q + i, len, scale, zp, wh);
-            for (int64_t t = 0; t < len; t += PQ_RTN_LANES)
-                for (int v = 0; v < NV; v++) {
-                    const int64_t c = i + t + 2 * v;
-                    pq_v2d w2 = {x[c], x[c + 1]};
-                    pq_v2d d = w2 - (pq_v2d){wh[t + 2 * v], wh[t + 2 * v + 1]};
-                    s[v] += w2 * w2;
-                    e[v] += d * d;
-                    d = (pq_v2d)((pq_v2i)d & absmask);
-                    pq_v2i gt = d > m[v];
-                    m[v] = (pq_v2d)((gt & (pq_v2i)d) | (~gt & (pq_v2i)m[v]));
-                }
-            i += len;
-        }
-        memcpy(a->s, s, sizeof s);
-        memcpy(a->e, e, sizeof e);
-        memcpy(a->m, m, sizeof m);
-    }
-    for (; i < n; i++) acc_one(a, (int)((c0 + i) % PQ_RTN_LANES), x[i], q[i], scale, zp);
+    const int64_t body = (n - i) / PQ_RTN_LANES * PQ_RTN_LANES;
+    if (body) k->error_lanes(x + i, q + i, body, scale, zp, a->s, a->e, a->m);
+    for (i += body; i < n; i++) acc_one(a, (int)((c0 + i) % PQ_RTN_LANES), x[i], q[i], scale, zp);
 }
 
 /* Pairwise tree over the lanes: ((0+1)+(2+3))+((4+5)+(6+7)). */

@@ -53,6 +53,20 @@ void pq_dequantize_row_ref(const int8_t *q, int64_t n, float scale, int32_t zp, 
     for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)q[i] - zp) * scale;
 }
 
+void pq_error_lanes_ref(const float *x, const int8_t *q, int64_t n, float scale, int32_t zp, double s[8],
+                        double e[8], double m[8])
+{
+    for (int64_t i = 0; i < n; i++) {
+        const int l = (int)(i % 8);
+        double w = x[i];
+        double d = w - (double)((float)((int32_t)q[i] - zp) * scale);
+        s[l] += w * w;
+        e[l] += d * d;
+        d = fabs(d);
+        m[l] = d > m[l] ? d : m[l];
+    }
+}
+
 void pq_pack_i4_ref(const int8_t *q, int64_t n, uint8_t *packed)
 {
     for (int64_t j = 0; 2 * j < n; j++) {

@@ -112,6 +112,42 @@ void pq_dequantize_row_avx2(const int8_t *q, int64_t n, float scale, int32_t zp,
     pq_dequantize_row_ref(q + i, n - i, scale, zp, y + i);
 }
 
+/* Lanes 0-3 and 4-7 in two vectors: per lane the reference's operations in
+ * its order (no FMA: the build has -ffp-contract=off). */
+void pq_error_lanes_avx2(const float *x, const int8_t *q, int64_t n, float scale, int32_t zp, double s[8],
+                         double e[8], double m[8])
+{
+    const __m256 sc = _mm256_set1_ps(scale);
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+    __m256d s0 = _mm256_loadu_pd(s), s1 = _mm256_loadu_pd(s + 4);
+    __m256d e0 = _mm256_loadu_pd(e), e1 = _mm256_loadu_pd(e + 4);
+    __m256d m0 = _mm256_loadu_pd(m), m1 = _mm256_loadu_pd(m + 4);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        __m128i b = _mm_loadl_epi64((const __m128i *)(q + i));
+        __m256 wh = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepi8_epi32(b), vzp)), sc);
+        __m256d w0 = _mm256_cvtps_pd(_mm256_castps256_ps128(xv)), w1 = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+        __m256d d0 = _mm256_sub_pd(w0, _mm256_cvtps_pd(_mm256_castps256_ps128(wh)));
+        __m256d d1 = _mm256_sub_pd(w1, _mm256_cvtps_pd(_mm256_extractf128_ps(wh, 1)));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(w0, w0));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(w1, w1));
+        e0 = _mm256_add_pd(e0, _mm256_mul_pd(d0, d0));
+        e1 = _mm256_add_pd(e1, _mm256_mul_pd(d1, d1));
+        /* max_pd(a, b) is a > b ? a : b, as the reference */
+        m0 = _mm256_max_pd(_mm256_and_pd(d0, absmask), m0);
+        m1 = _mm256_max_pd(_mm256_and_pd(d1, absmask), m1);
+    }
+    _mm256_storeu_pd(s, s0);
+    _mm256_storeu_pd(s + 4, s1);
+    _mm256_storeu_pd(e, e0);
+    _mm256_storeu_pd(e + 4, e1);
+    _mm256_storeu_pd(m, m0);
+    _mm256_storeu_pd(m + 4, m1);
+    pq_error_lanes_ref(x + i, q + i, n - i, scale, zp, s, e, m); /* i is a multiple of 8: lanes line up */
+}
+
 void pq_pack_i4_avx2(const int8_t *q, int64_t n, uint8_t *packed)
 {
     const __m256i eight = _mm256_set1_epi8(8);

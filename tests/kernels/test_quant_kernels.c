@@ -245,6 +245,54 @@ static void test_dequantize(void **state)
     free(r);
 }
 
+/* error_lanes: a hand case (lane sums by index mod 8), and every variant
+ * against the reference's doubles bit for bit, added onto running sums. */
+static void test_error_lanes(void **state)
+{
+    (void)state;
+    float *x = malloc((MAXN + 4) * sizeof *x);
+    int8_t *q = malloc(MAXN + 4);
+    for (size_t vi = 0; vi < N_NAMES; vi++) {
+        const pq_ops *v = variant(vi);
+        if (!v) continue;
+        /* x = 1.25 at i = 0 and 8 (lane 0), q = 2, zp 0, scale 0.5: w_hat 1,
+         * d 0.25 twice; x = -3 at i = 3, q = -5: w_hat -2.5, d -0.5 */
+        float hx[16] = {0};
+        int8_t hq[16] = {0};
+        hx[0] = hx[8] = 1.25f;
+        hq[0] = hq[8] = 2;
+        hx[3] = -3.0f;
+        hq[3] = -5;
+        double s[8] = {0}, e[8] = {0}, m[8] = {0};
+        v->error_lanes(hx, hq, 16, 0.5f, 0, s, e, m);
+        if (s[0] != 2 * 1.5625 || e[0] != 2 * 0.0625 || m[0] != 0.25 || s[3] != 9.0 || e[3] != 0.25 ||
+            m[3] != 0.5 || s[1] != 0 || e[7] != 0 || m[5] != 0)
+            FAILV(v, "error_lanes hand case");
+        for (size_t li = 0; li < N_LENGTHS; li++)
+            for (int off = 0; off < 3; off++) {
+                int64_t n = lengths[li];
+                float scale = frand(1e-4f, 0.1f);
+                int32_t zp = (int32_t)(next() % 21) - 10;
+                for (int64_t i = 0; i < n; i++) {
+                    x[off + i] = frand(-5.0f, 5.0f);
+                    q[off + i] = (int8_t)(next() & 0xff);
+                }
+                double vs[8], ve[8], vm[8], rs[8], re[8], rm[8];
+                for (int l = 0; l < 8; l++) {
+                    vs[l] = rs[l] = frand(0.0f, 3.0f);
+                    ve[l] = re[l] = frand(0.0f, 3.0f);
+                    vm[l] = rm[l] = frand(0.0f, 1.0f);
+                }
+                v->error_lanes(x + off, q + off, n, scale, zp, vs, ve, vm);
+                pq_error_lanes_ref(x + off, q + off, n, scale, zp, rs, re, rm);
+                if (memcmp(vs, rs, sizeof vs) || memcmp(ve, re, sizeof ve) || memcmp(vm, rm, sizeof vm))
+                    FAILV(v, "error_lanes n=%lld off=%d differs from the reference", (long long)n, off);
+            }
+    }
+    free(x);
+    free(q);
+}
+
 static void test_pack_unpack(void **state)
 {
     (void)state;
@@ -364,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_quantize_hand),
         cmocka_unit_test(test_quantize_random),
         cmocka_unit_test(test_dequantize),
+        cmocka_unit_test(test_error_lanes),
         cmocka_unit_test(test_pack_unpack),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -16,7 +16,7 @@ def read_journal(fn):
         d = f.read()
     assert d[:8] == b"PQJOURNL", d[:8]
     version, n = struct.unpack_from("<II", d, 8)
-    assert version == 1
+    assert version in (1, 2)  # 2: quantize's, whose units name their codes in OUT.partial
     text = d[16:16 + n]
     assert hashlib.sha256(d[:16 + n]).digest() == d[16 + n:16 + n + 32]
     recs, pos = [], 16 + n + 32
@@ -28,6 +28,13 @@ def read_journal(fn):
         recs.append((pos, typ, rid, payload, ok))
         pos += 64 + size
     return text.decode(), recs
+
+
+def unit_codes(payload):
+    """(offset in OUT.partial, bytes, checksum field) of a version-2 unit
+    record's codes: after its i64 count of non-finite weights."""
+    off, n = struct.unpack_from("<QQ", payload, 8)
+    return off, n, payload[24:56]
 
 
 def rewrite_header(fn, edit):

@@ -19,6 +19,8 @@ import unittest
 import h5py
 import numpy as np
 
+from journal_bytes import read_journal
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cli"))
 import stref  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -348,8 +350,10 @@ class Determinism(unittest.TestCase):
 
 class Failures(unittest.TestCase):
     def assert_no_output(self, out):
+        # a failure that may pass (I/O here) keeps a journal that holds a
+        # unit, and the .partial whose codes it names, for a --resume
         self.assertFalse(os.path.exists(out), out)
-        self.assertFalse(os.path.exists(out + ".partial"), out + ".partial")
+        self.assert_partial_follows_journal(out)
 
     def test_failing_worker_stops_everyone(self):
         seen_worker = False
@@ -433,8 +437,22 @@ class Failures(unittest.TestCase):
         self.assertLess(time.time() - t0, 60)
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(out))
-        # rank 0's watcher removes the .partial once rank 0 is gone
-        self.assert_gone(out + ".partial")
+        self.assert_partial_follows_journal(out)
+
+    def assert_partial_follows_journal(self, out):
+        """After rank 0 is gone: its .partial is left only beside a journal
+        that holds a unit (whose record names its codes in the .partial, for
+        a --resume: test_resume.py); otherwise rank 0 or its watcher removed
+        it. Both are then removed, so that the next run starts afresh."""
+        j = out + ".journal"
+        units = os.path.exists(j) and any(r[1] == 1 and r[4] for r in read_journal(j)[1])
+        if units:
+            self.assertTrue(os.path.exists(out + ".partial"), "a journal naming codes, without its .partial")
+        else:
+            self.assert_gone(out + ".partial")
+        for f in (j, out + ".partial"):
+            if os.path.exists(f):
+                os.remove(f)
 
     def assert_gone(self, fn, within=5.0):
         t0 = time.time()
@@ -444,7 +462,8 @@ class Failures(unittest.TestCase):
 
     def test_sigkilled_rank0_leaves_nothing(self):
         # SIGKILL runs no code in rank 0 (nor does Open MPI's own abort when
-        # a peer dies): the watcher forked before MPI_Init removes the file
+        # a peer dies): the watcher forked before MPI_Init removes the file,
+        # unless the journal holds a unit (it then names codes in it)
         out = path("sigkill.h5")
         for n in (0, 2):
             cmd = [PROTEUS, "quantize", "--model", MODEL, "--out", out, *COMMON]
@@ -459,10 +478,7 @@ class Failures(unittest.TestCase):
             os.kill(p.pid if not n else rank0_of(p.pid), 9)
             p.wait(timeout=60)
             self.assertFalse(os.path.exists(out))
-            self.assert_gone(out + ".partial")
-            # the journal stays for a --resume (test_resume.py); the next run starts afresh
-            if os.path.exists(out + ".journal"):
-                os.remove(out + ".journal")
+            self.assert_partial_follows_journal(out)
 
     def test_codes_claimed_in_file_without_layout(self):
         # a rank that says its codes are in the file although rank 0 never

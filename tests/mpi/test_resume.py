@@ -26,7 +26,10 @@ import tempfile
 import time
 import unittest
 
-from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header, session
+import hashlib
+import struct
+
+from journal_bytes import kill_all, kill_rank, read_journal, rewrite_header, session, unit_codes
 
 PROTEUS = os.path.abspath(sys.argv.pop(1))
 MPIEXEC = sys.argv.pop(1)
@@ -62,6 +65,12 @@ def run(n, folder, extra=(), env=None, timeout=120, model="../t6.safetensors"):
 
 def out_of(folder, name="x.h5"):
     return os.path.join(TMP, folder, name)
+
+
+def xxh3_128(b):
+    """XXH3-128 of b by the xxhsum tool, canonical bytes."""
+    p = subprocess.run(["xxhsum", "-H2", "-"], input=b, capture_output=True, check=True)
+    return bytes.fromhex(p.stdout.split()[0].decode())
 
 
 REFS = {}
@@ -137,7 +146,7 @@ class KillPoints(unittest.TestCase):
                                       lambda u: self.assertNotIn(300, u))
 
     def real_kill(self, name, n, victim):
-        d, journal, pr = start_slow(name, n, 2_000_000, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        d, journal, pr = start_slow(name, n, 200_000, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
         self.assertIsNone(pr.poll(), "the run ended before it could be killed")
         victim(pr)
@@ -159,14 +168,15 @@ class KillPoints(unittest.TestCase):
         for sig, n in ((signal.SIGUSR1, 2), (signal.SIGTERM, 0)):
             name = f"sig{int(sig)}_n{n}"
             with self.subTest(name):
-                d, journal, pr = start_slow(name, n, 1_000_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                d, journal, pr = start_slow(name, n, 100_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             text=True)
                 pr.send_signal(sig)  # mpirun forwards SIGUSR1 to the ranks
                 out, err = pr.communicate(timeout=60)
                 self.assertEqual(pr.returncode, INTERRUPTED, err)
                 self.assertIn("proteus: interrupted: stopped by SIG", err)
                 self.assertIn("--resume", err)
-                self.assertFalse(os.path.exists(os.path.join(d, "x.h5.partial")))
+                # the journal names the codes in OUT.partial: both stay
+                self.assertTrue(os.path.exists(os.path.join(d, "x.h5.partial")))
                 self.assertTrue(os.path.exists(journal))
                 p = run(n, name, ["--resume"])
                 self.assertEqual(p.returncode, 0, p.stderr)
@@ -251,6 +261,55 @@ class Refusals(unittest.TestCase):
         self.assertIn("fails its checksum", p.stderr)
         self.assertTrue(same_bytes(out_of("damaged"), reference(1)))
 
+    def test_damaged_codes_in_partial_redone(self):
+        # the journal records where each unit's codes lie in OUT.partial and
+        # their checksum; codes damaged there after the record was written
+        # (one byte of one unit) make --resume redo that unit alone
+        j = self.stopped("badcodes", 2)
+        text, recs = read_journal(j)
+        alg = dict(line.split(" ", 1) for line in text.splitlines())["codes_checksum"]
+        units = [r for r in recs if r[1] == 1 and r[4]]
+        partial = out_of("badcodes", "x.h5.partial")
+        with open(partial, "rb") as f:
+            data = f.read()
+        for _, _, _, payload, _ in units:  # every recorded checksum, by an independent hash
+            off, n, field = unit_codes(payload)
+            codes = data[off:off + n]
+            want = hashlib.sha256(codes).digest() if alg == "sha256" else xxh3_128(codes) + bytes(16)
+            self.assertEqual(field, want)
+        _, _, uid, payload, _ = units[len(units) // 2]
+        off, n, _ = unit_codes(payload)
+        with open(partial, "r+b") as f:
+            f.seek(off + n // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0x01]))
+        p = run(1, "badcodes", ["--resume"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f"the codes of unit {uid} no longer match their checksum", p.stderr)
+        self.assertEqual(p.stderr.count("no longer match"), 1, p.stderr)
+        self.assertTrue(same_bytes(out_of("badcodes"), reference(1)))
+
+    def test_missing_partial_redoes_all(self):
+        j = self.stopped("nopartial")
+        os.remove(out_of("nopartial", "x.h5.partial"))
+        p = run(1, "nopartial", ["--resume"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("x.h5.partial is missing: the 100 units", p.stderr)
+        self.assertTrue(same_bytes(out_of("nopartial"), reference(1)))
+
+    def test_old_journal_version_refused(self):
+        # a version-1 journal (the codes inside it) is refused, not misread
+        j = self.stopped("oldver")
+        with open(j, "r+b") as f:
+            f.seek(8)
+            f.write(struct.pack("<I", 1))
+        p = run(1, "oldver", ["--resume"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("journal version 1", p.stderr)
+        self.assertIn("reads and writes version 2", p.stderr)
+        self.assertFalse(os.path.exists(out_of("oldver")))
+
     def test_cut_at_any_byte(self):
         # a power cut keeps some prefix of the journal: cut it inside the
         # header, inside a record's head, inside a payload, inside a sum and
@@ -305,7 +364,7 @@ class Refusals(unittest.TestCase):
         # two real runs at once: the second refuses, the first is unharmed
         # (the first is held with SIGSTOP while the second tries, so that it
         # cannot finish first on a busy machine; a stopped process keeps its lock)
-        _, _, first = start_slow("lock", 2, 100_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        _, _, first = start_slow("lock", 2, 20_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  start_new_session=True)
         held = session(first)
         for pid in held:
