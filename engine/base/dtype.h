@@ -23,7 +23,8 @@ int pq_dtype_parse(const char *s, pq_dtype *dt);
 /* True for the floating types a checkpoint tensor may be read as fp32 from. */
 int pq_dtype_is_float(pq_dtype dt);
 
-/* IEEE binary16 -> binary32, exact (denormals, inf, NaN kept). */
+/* IEEE binary16 -> binary32, exact (denormals, inf; a NaN stays NaN with its
+ * payload, made quiet as the x86 conversion instruction makes it). */
 float pq_f16_to_f32(uint16_t h);
 /* binary32 -> binary16 with round-to-nearest-even (as numpy/torch do). */
 uint16_t pq_f32_to_f16(float f);
@@ -33,7 +34,10 @@ float pq_bf16_to_f32(uint16_t b);
 uint16_t pq_f32_to_bf16(float f);
 
 /* Convert n elements of a float type stored little-endian at src (any
- * alignment) to fp32. src must be F32, F16 or BF16. */
+ * alignment) to fp32. src must be F32, F16 or BF16. F16C (fp16) and AVX2
+ * (bf16) where the CPU has them: the same bits as the scalar reference. */
 void pq_convert_to_f32(pq_dtype dt, const void *src, int64_t n, float *dst);
+/* The scalar reference of pq_convert_to_f32 (tests). */
+void pq_convert_to_f32_scalar(pq_dtype dt, const void *src, int64_t n, float *dst);
 
 #endif

@@ -139,10 +139,24 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
         return pq_err_replace(st, "out of memory for unit %d of tensor '%s'", u->id, pt->st->name);
     pq_st_prefetch(j->model, pt->st, u->row0, u->n_rows);
     /* fp32 checkpoints are used in place through the mapping; other dtypes
-     * are converted into a buffer. */
+     * are converted a block of rows at a time where rounding each row on its
+     * own is all there is to do (RTN per channel or group, no smoothing),
+     * else into a buffer of the unit's rows. */
     const unsigned char *raw = pq_st_data(j->model, pt->st);
     size_t off = (size_t)(u->row0 * pt->cols) * 4;
-    if (pt->st->dtype == PQ_DT_F32 && ((uintptr_t)(raw + off) % 4) == 0) {
+    const bool in_place = pt->st->dtype == PQ_DT_F32 && ((uintptr_t)(raw + off) % 4) == 0;
+    if (!in_place && spec->gran != PQ_GRAN_TENSOR && !(j->gptq && j->gptq[u->tensor]) &&
+        !pq_smooth_site_of(j->smooth, pt->st->name, &(bool){false})) {
+        pq_rtn_rows rows = {
+            .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
+            .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
+        };
+        st = pq_unit_quantize_blocks(j, u, pt, &rows);
+        r->n_nonfinite = rows.n_nonfinite;
+        if (j->cfg->optimize_memory) pq_st_release(j->model, pt->st);
+        goto cleanup;
+    }
+    if (in_place) {
         w = (const float *)(raw + off);
     } else {
         if (!(buf = malloc((size_t)(u->n_rows * pt->cols) * sizeof *buf))) {

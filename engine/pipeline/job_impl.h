@@ -7,6 +7,7 @@
 #include "pipeline/job.h"
 #include "pipeline/journal.h"
 #include "quant/gptq.h"
+#include "quant/rtn.h"
 
 /* The writer side (rank 0 only): the output file and the per-row metrics
  * gathered from every unit's result. */
@@ -58,5 +59,11 @@ struct pq_job {
 
 /* Free the writer side (aborting an uncommitted output). */
 void pq_job_output_free(pq_job *j);
+
+/* Unit u of plan tensor pt (a half-precision or unaligned source, RTN per
+ * channel or per group) converted to fp32 and quantized a block of rows at
+ * a time over the job's threads, into rows' buffers (rows->n_nonfinite set):
+ * the same bytes as converting the unit whole (unit_blocks.c). */
+pq_status pq_unit_quantize_blocks(pq_job *j, const pq_unit *u, const pq_plan_tensor *pt, pq_rtn_rows *rows);
 
 #endif

@@ -68,8 +68,11 @@ case "$ARCH" in
   *8M*) PARAMS=8E6 ;;
   *) echo "bench_15b.sh: unknown --arch '$ARCH'" >&2; exit 2 ;;
 esac
-# f16 (2 B) + int8 twice (1 + 1) + int4 twice (~0.55 + 0.55), 5 % spare.
-NEED=$(awk -v p="$PARAMS" 'BEGIN { printf "%.0f", p * (2 + 2 + 1.1) * 1.05 }')
+# The most on disk at once: the f16 checkpoint (2 B per parameter, unless
+# given) with the int8 file of 1 rank and that of 2 ranks (1 + 1), or later
+# with the int8 file kept and the two int4 files (1 + ~0.55 + 0.55); 5 % spare.
+CKB=2; [ -n "$GIVEN" ] && CKB=0
+NEED=$(awk -v p="$PARAMS" -v c="$CKB" 'BEGIN { printf "%.0f", p * (c + 2.1) * 1.05 }')
 mkdir -p "$D"
 FREE=$(df -B1 --output=avail "$D" | tail -1 | tr -d ' ')
 if [ "$FREE" -lt "$NEED" ]; then

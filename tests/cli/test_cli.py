@@ -192,6 +192,34 @@ class Quantize(unittest.TestCase):
             self.assertEqual(d.dtype, np.float16)
             np.testing.assert_array_equal(d[()], w.astype(np.float16))
 
+    def test_half_checkpoint(self):
+        """An f16 checkpoint (converted a block of rows at a time) gives the
+        bytes of the same values stored as fp32 (used in place), for int8
+        per channel and int4 groups, over many units and 1 or 2 threads."""
+        t = stref.read_safetensors(synth())
+        half = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in t.items()}
+        full = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in half.items()}
+        stref.write_safetensors(path("half16.safetensors"), half)
+        stref.write_safetensors(path("half32.safetensors"), full)
+
+        def datasets(p):
+            d = {}
+            with h5py.File(p) as f:
+                f["tensors"].visititems(lambda k, o: d.__setitem__(k, o[()].tobytes())
+                                        if isinstance(o, h5py.Dataset) else None)
+            return d
+        for opts in (["--per-channel"], ["--precision", "int4", "--group-size", "32"]):
+            want = path("half32.h5")
+            run("quantize", "--model", path("half32.safetensors"), "--out", want, "-q", *opts)
+            # units of whole tensors (fc1's 1280 rows: several blocks) and of a few rows
+            for threads, unit in (("1", "64M"), ("2", "64M"), ("2", "300000")):
+                got = path("half16.h5")
+                run("quantize", "--model", path("half16.safetensors"), "--out", got, "-q", "--threads", threads,
+                    "--unit-bytes", unit, *opts)
+                self.assertEqual(datasets(got), datasets(want), (opts, threads, unit))
+                os.remove(got)
+            os.remove(want)
+
     def test_inspect(self):
         src = synth()
         out = path("ins.h5")
