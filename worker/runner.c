@@ -45,6 +45,7 @@ static void ship(void *user, pq_unit_batch *b, int i)
 {
     run_state *rs = user;
     if (b->st[i] || rs->err) return;
+    pq_job_drop_item(rs->j, b->item[i]); /* its bytes are read */
     if (b->item[i] < 0) {
         rs->n->chunks++;
         if (rs->s->chunk) rs->err = rs->s->chunk(rs->s->user, -(int64_t)b->item[i] - 1);
@@ -70,6 +71,7 @@ pq_status pq_run_units(pq_job *j, int rank, pq_pick_fn pick, void *pick_user, co
     *n = (pq_run_counts){.failed_unit = -1};
     pq_unit_batch *b = calloc(1, sizeof *b);
     if (!b) return pq_err(PQ_ERR_RESOURCE, "out of memory for a batch of work items");
+    pq_job_drop_plan(j);
     for (;;) {
         bool stop = false;
         if (s->poll && ((rs.err = s->poll(s->user, &stop)) || stop)) break;

@@ -25,6 +25,7 @@ static fault_switch switches[PQ__FAULT_COUNT] = {
     [PQ_FAULT_KILL_JOURNAL] = {.env = "PQ_TEST_KILL_JOURNAL"},
     [PQ_FAULT_KILL_AT] = {.env = "PQ_TEST_KILL_AT"},
     [PQ_FAULT_KILL_AFTER] = {.env = "PQ_TEST_KILL_AFTER"},
+    [PQ_FAULT_DROP_SOURCE] = {.env = "PQ_TEST_DROP_SOURCE"},
 };
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 

@@ -24,7 +24,9 @@
  *                                 1 before the plan, 2 once the journal is made,
  *                                 3 after the float tensors, 4 before the commit's
  *                                 rename, 5 after it (before the journal goes)
- *   PQ_TEST_KILL_AFTER=<n>        rank 0 raises SIGKILL once n units are in the journal */
+ *   PQ_TEST_KILL_AFTER=<n>        rank 0 raises SIGKILL once n units are in the journal
+ *   PQ_TEST_DROP_SOURCE=1         quantize drops the source's chunks from the page
+ *                                 cache once read, whatever the source's size */
 #ifndef PQ_FAULT_H
 #define PQ_FAULT_H
 
@@ -42,6 +44,7 @@ typedef enum pq_fault {
     PQ_FAULT_KILL_JOURNAL,
     PQ_FAULT_KILL_AT,
     PQ_FAULT_KILL_AFTER,
+    PQ_FAULT_DROP_SOURCE,
     PQ__FAULT_COUNT
 } pq_fault;
 

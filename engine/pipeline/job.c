@@ -95,6 +95,7 @@ void pq_job_destroy(pq_job *j)
     free(j->hash_leaves);
     free(j->hash_have);
     free(j->done);
+    free(j->src_users);
     free(j->stats.tensors);
     free(j);
 }

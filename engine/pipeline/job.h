@@ -79,6 +79,18 @@ void pq_job_assign(pq_job *j, int n_ranks, const bool *same_node);
 /* True when the digest is gathered from chunks (pq_job_assign ran). */
 bool pq_job_hashes_chunks(const pq_job *j);
 
+/* A source at least three quarters the size of the machine's memory (it
+ * cannot stay in the page cache beside the output) is dropped from the page
+ * cache a digest chunk at a time, once this process has hashed the chunk
+ * and run every unit that reads from it: the kernel then evicts what is
+ * over, not what was read ahead, and each byte is read from disk once.
+ * pq_job_drop_plan counts each chunk's readers (after pq_job_assign; with
+ * the digest hashed whole, or a smaller source, it does nothing);
+ * pq_job_drop_item marks unit `item` (>= 0) or digest chunk -item - 1 read
+ * (thread-safe). A chunk some reader of which runs elsewhere stays cached. */
+void pq_job_drop_plan(pq_job *j);
+void pq_job_drop_item(pq_job *j, int item);
+
 /* Run one unit: read its rows, quantize them. *r is filled with owned
  * buffers (pq_unit_result_free). Thread-safe for distinct units. */
 pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r);

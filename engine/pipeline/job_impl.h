@@ -51,6 +51,7 @@ struct pq_job {
     uint8_t *hash_leaves;      /* plan->n_hash x PQ_HASH_LEAF_BYTES, chunk order */
     bool *hash_have;           /* per chunk: leaf known */
     bool *done;                /* per unit: in the resume journal (not run); NULL: none */
+    int32_t *src_users;        /* per digest chunk: its readers not yet over here; NULL: no drop */
     double t_start;
     double phase[PQ__PHASE_COUNT];
     pq_job_stats stats;

@@ -38,6 +38,27 @@ def synth(name="t6.safetensors", seed=3):
     return p
 
 
+def resident(p):
+    """The share of file p's pages in the page cache (mincore(2))."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    n = os.path.getsize(p)
+    pages = (n + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(p, "rb") as f:
+        a = libc.mmap(None, n, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+        vec = ctypes.create_string_buffer(pages)
+        rc = libc.mincore(a, n, vec)
+        libc.munmap(a, n)
+    if rc != 0:
+        raise OSError(ctypes.get_errno(), "mincore")
+    return sum(b & 1 for b in vec.raw) / pages
+
+
 def is_linear(name):
     return name.startswith("esm.encoder.layer.") and name.endswith(LINEAR)
 
@@ -219,6 +240,30 @@ class Quantize(unittest.TestCase):
                 self.assertEqual(datasets(got), datasets(want), (opts, threads, unit))
                 os.remove(got)
             os.remove(want)
+
+    def test_drop_source(self):
+        """A source that cannot stay in the page cache (forced here with
+        PQ_TEST_DROP_SOURCE) leaves it chunk by chunk once read: after the
+        run the kernel holds (almost) none of its pages (mincore), and the
+        codes are those of a run that keeps it."""
+        src = synth()
+        keep, drop = path("keep.h5"), path("drop.h5")
+        env = dict(os.environ, PQ_TEST_HASH_CHUNK_BYTES="1048576")
+        run("quantize", "--model", src, "--out", keep, "-q", "--per-channel", env=env)
+        with open(src, "rb") as f:
+            f.read()  # every page cached
+        self.assertGreater(resident(src), 0.9)
+        env["PQ_TEST_DROP_SOURCE"] = "1"
+        for threads in ("1", "2"):
+            run("quantize", "--model", src, "--out", drop, "-q", "--per-channel", "--threads", threads, env=env)
+            self.assertLess(resident(src), 0.05, threads)
+            with h5py.File(keep) as a, h5py.File(drop) as b:
+                for name in a["tensors"]:
+                    for ds in a["tensors"][name]:
+                        self.assertEqual(a["tensors"][name][ds][()].tobytes(), b["tensors"][name][ds][()].tobytes())
+            os.remove(drop)
+            with open(src, "rb") as f:
+                f.read()
 
     def test_inspect(self):
         src = synth()
