@@ -47,11 +47,16 @@ pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, co
     d->fd = fd;
     d->offset = off;
     d->path = path;
+    uint64_t total = 0; /* the codes of every rank: what the file holds */
+    for (int i = 0; i < p->n_tensors; i++)
+        if (p->tensors[i].action == PQ_ACT_QUANT)
+            total += (uint64_t)p->tensors[i].rows * (uint64_t)pq_qspec_row_bytes(&p->tensors[i].spec, p->tensors[i].cols);
+    pq_behind_init(&d->behind, fd, total);
     PQ_LOG_DEBUG("writing its codes straight into %s", path);
     return PQ_OK;
 }
 
-pq_status pq_direct_write(const pq_direct *d, const pq_job *j, const pq_unit *u, const pq_unit_result *r,
+pq_status pq_direct_write(pq_direct *d, const pq_job *j, const pq_unit *u, const pq_unit_result *r,
                           int rank)
 {
     pq_unit_layout l;
@@ -60,6 +65,7 @@ pq_status pq_direct_write(const pq_direct *d, const pq_job *j, const pq_unit *u,
     if (e)
         return pq_err(PQ_ERR_IO, "rank %d, unit %d (tensor '%s'): writing its codes into %s failed: %s", rank,
                       u->id, pq_job_plan(j)->tensors[u->tensor].st->name, d->path, strerror(e));
+    pq_behind_wrote(&d->behind, d->offset[u->tensor] + (uint64_t)(u->row0 * l.row_bytes), l.codes);
     return PQ_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "format/write_behind.h"
 #include "pipeline/job.h"
 #include "proto/msg.h"
 #include "base/pq_err.h"
@@ -16,9 +17,10 @@ typedef struct pq_direct {
     int fd;               /* OUT.partial, or -1: the codes are sent */
     uint64_t *offset;     /* per plan tensor: file offset of its codes */
     const char *path;     /* OUT.partial (borrowed) */
+    pq_behind behind;     /* the codes written behind (large outputs) */
 } pq_direct;
 
-#define PQ_DIRECT_INIT {.fd = -1}
+#define PQ_DIRECT_INIT {.fd = -1, .behind = {.fd = -1}}
 
 /* After receiving an OutputLayout header l from rank 0: receive its offsets
  * and, unless use is false, open path for writing. When the file there is
@@ -30,7 +32,7 @@ pq_status pq_direct_take_layout(pq_direct *d, MPI_Comm comm, const pq_job *j, co
 
 /* Write unit u's codes (r) at their place; PQ_ERR_IO naming the rank, the
  * unit and the file on failure. */
-pq_status pq_direct_write(const pq_direct *d, const pq_job *j, const pq_unit *u, const pq_unit_result *r,
+pq_status pq_direct_write(pq_direct *d, const pq_job *j, const pq_unit *u, const pq_unit_result *r,
                           int rank);
 
 /* Close the file (its errors are write errors) and free d's memory. */

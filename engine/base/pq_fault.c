@@ -26,6 +26,7 @@ static fault_switch switches[PQ__FAULT_COUNT] = {
     [PQ_FAULT_KILL_AT] = {.env = "PQ_TEST_KILL_AT"},
     [PQ_FAULT_KILL_AFTER] = {.env = "PQ_TEST_KILL_AFTER"},
     [PQ_FAULT_DROP_SOURCE] = {.env = "PQ_TEST_DROP_SOURCE"},
+    [PQ_FAULT_WRITE_BEHIND] = {.env = "PQ_TEST_WRITE_BEHIND"},
 };
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 

@@ -26,7 +26,9 @@
  *                                 rename, 5 after it (before the journal goes)
  *   PQ_TEST_KILL_AFTER=<n>        rank 0 raises SIGKILL once n units are in the journal
  *   PQ_TEST_DROP_SOURCE=1         quantize drops the source's chunks from the page
- *                                 cache once read, whatever the source's size */
+ *                                 cache once read, whatever the source's size
+ *   PQ_TEST_WRITE_BEHIND=<n>      quantize writes its codes behind (write_behind.h),
+ *                                 whatever the output's size, in a window of n bytes */
 #ifndef PQ_FAULT_H
 #define PQ_FAULT_H
 
@@ -45,6 +47,7 @@ typedef enum pq_fault {
     PQ_FAULT_KILL_AT,
     PQ_FAULT_KILL_AFTER,
     PQ_FAULT_DROP_SOURCE,
+    PQ_FAULT_WRITE_BEHIND,
     PQ__FAULT_COUNT
 } pq_fault;
 

@@ -30,6 +30,7 @@
 #include "format/h5vfd.h"
 #include "base/pq_io.h"
 #include "format/writeback.h"
+#include "format/write_behind.h"
 
 /* A quantized tensor between quant_begin and quant_end. */
 typedef struct qopen {
@@ -60,6 +61,8 @@ struct pq_h5w {
     int nq, capq;
     bool broken;              /* a write failed: the file must not be committed */
     pq_writeback *wb;         /* background writeback, joined before the file closes */
+    pq_behind behind;         /* the codes written behind (large outputs) */
+    bool behind_set;          /* behind initialised (at the first codes written) */
 };
 
 /* Bytes of another rank's codes read back per pread for their checksum. */
@@ -616,6 +619,15 @@ pq_status pq_h5w_quant_rows(pq_h5w *w, const char *name, int64_t row0, int64_t n
     if (e) {
         snprintf(where, sizeof where, "%s/qweight", q->where);
         return io_fail_d(w, where, "write", strerror(e));
+    }
+    if (codes) {
+        if (!w->behind_set) { /* every tensor is begun before the first rows */
+            uint64_t total = 0;
+            for (int i = 0; i < w->nq; i++) total += (uint64_t)w->q[i].rows * (uint64_t)w->q[i].row_bytes;
+            pq_behind_init(&w->behind, w->fd, total);
+            w->behind_set = true;
+        }
+        pq_behind_wrote(&w->behind, q->code_off + (uint64_t)(row0 * q->row_bytes), (uint64_t)(n_rows * q->row_bytes));
     }
     pq_status rc = sum_codes(w, q, row0, n_rows, codes);
     if (rc) return rc;

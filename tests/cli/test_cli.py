@@ -265,6 +265,23 @@ class Quantize(unittest.TestCase):
             with open(src, "rb") as f:
                 f.read()
 
+    def test_write_behind(self):
+        """An output too large for the page cache (forced here with a window
+        of 64 KiB) has its codes written behind and released: after the run
+        the kernel holds few of the file's pages (mincore), and its datasets
+        are those of a run that keeps it cached (several ranks: test_mpi)."""
+        src = synth()
+        keep, got = path("wb_keep.h5"), path("wb.h5")
+        run("quantize", "--model", src, "--out", keep, "-q", "--per-channel")
+        self.assertGreater(resident(keep), 0.9)
+        run("quantize", "--model", src, "--out", got, "-q", "--per-channel",
+            env=dict(os.environ, PQ_TEST_WRITE_BEHIND="65536"))
+        self.assertLess(resident(got), 0.5)
+        with h5py.File(keep) as a, h5py.File(got) as b:
+            for name in a["tensors"]:
+                for ds in a["tensors"][name]:
+                    self.assertEqual(a["tensors"][name][ds][()].tobytes(), b["tensors"][name][ds][()].tobytes())
+
     def test_inspect(self):
         src = synth()
         out = path("ins.h5")

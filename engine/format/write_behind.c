@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* write_behind.c - write-behind of large outputs (write_behind.h). */
+#include "format/write_behind.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/pq_fault.h"
+
+/* Written bytes not yet released: the disk's queue is kept full without
+ * holding the file in memory. */
+#define WINDOW_BYTES ((uint64_t)256 << 20)
+
+void pq_behind_init(pq_behind *b, int fd, uint64_t total_bytes)
+{
+    *b = (pq_behind){.fd = -1, .window = WINDOW_BYTES};
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const bool big = pages > 0 && page > 0 && (double)total_bytes >= 0.25 * (double)pages * (double)page;
+    const long forced = pq_fault_value(PQ_FAULT_WRITE_BEHIND, 0);
+    if (forced > 0) b->window = (uint64_t)forced;
+    if (fd >= 0 && (big || forced > 0)) b->fd = fd;
+}
+
+static void release_oldest(pq_behind *b)
+{
+    const int h = b->head;
+    sync_file_range(b->fd, (off_t)b->off[h], (off_t)b->len[h],
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+    posix_fadvise(b->fd, (off_t)b->off[h], (off_t)b->len[h], POSIX_FADV_DONTNEED);
+    b->bytes -= b->len[h];
+    b->head = (h + 1) % PQ_BEHIND_RANGES;
+    b->n--;
+}
+
+void pq_behind_wrote(pq_behind *b, uint64_t off, uint64_t len)
+{
+    if (b->fd < 0 || !len) return;
+    sync_file_range(b->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+    if (b->n == PQ_BEHIND_RANGES) release_oldest(b);
+    const int t = (b->head + b->n) % PQ_BEHIND_RANGES;
+    b->off[t] = off;
+    b->len[t] = len;
+    b->n++;
+    b->bytes += len;
+    while (b->n > 1 && b->bytes > b->window) release_oldest(b);
+}
