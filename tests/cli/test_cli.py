@@ -59,6 +59,23 @@ def resident(p):
     return sum(b & 1 for b in vec.raw) / pages
 
 
+def drops_pages():
+    """Whether the scratch folder's file system releases a file's cached
+    pages on POSIX_FADV_DONTNEED (tmpfs, for one, keeps them: they are the
+    file)."""
+    probe = path("probe.bin")
+    with open(probe, "wb") as f:
+        f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    with open(probe, "rb") as f:
+        f.read()
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    gone = resident(probe) < 0.5
+    os.remove(probe)
+    return gone
+
+
 def is_linear(name):
     return name.startswith("esm.encoder.layer.") and name.endswith(LINEAR)
 
@@ -246,17 +263,23 @@ class Quantize(unittest.TestCase):
         PQ_TEST_DROP_SOURCE) leaves it chunk by chunk once read: after the
         run the kernel holds (almost) none of its pages (mincore), and the
         codes are those of a run that keeps it."""
+        seen = drops_pages()
+        if not seen:
+            print("note: the scratch file system keeps cached pages on POSIX_FADV_DONTNEED (tmpfs?): "
+                  "residency not checked, the codes are", file=sys.stderr)
         src = synth()
         keep, drop = path("keep.h5"), path("drop.h5")
         env = dict(os.environ, PQ_TEST_HASH_CHUNK_BYTES="1048576")
         run("quantize", "--model", src, "--out", keep, "-q", "--per-channel", env=env)
         with open(src, "rb") as f:
             f.read()  # every page cached
-        self.assertGreater(resident(src), 0.9)
+        if seen:
+            self.assertGreater(resident(src), 0.9)
         env["PQ_TEST_DROP_SOURCE"] = "1"
         for threads in ("1", "2"):
             run("quantize", "--model", src, "--out", drop, "-q", "--per-channel", "--threads", threads, env=env)
-            self.assertLess(resident(src), 0.05, threads)
+            if seen:
+                self.assertLess(resident(src), 0.05, threads)
             with h5py.File(keep) as a, h5py.File(drop) as b:
                 for name in a["tensors"]:
                     for ds in a["tensors"][name]:
@@ -270,13 +293,19 @@ class Quantize(unittest.TestCase):
         of 64 KiB) has its codes written behind and released: after the run
         the kernel holds few of the file's pages (mincore), and its datasets
         are those of a run that keeps it cached (several ranks: test_mpi)."""
+        seen = drops_pages()
+        if not seen:
+            print("note: the scratch file system keeps cached pages on POSIX_FADV_DONTNEED (tmpfs?): "
+                  "residency not checked, the codes are", file=sys.stderr)
         src = synth()
         keep, got = path("wb_keep.h5"), path("wb.h5")
         run("quantize", "--model", src, "--out", keep, "-q", "--per-channel")
-        self.assertGreater(resident(keep), 0.9)
+        if seen:
+            self.assertGreater(resident(keep), 0.9)
         run("quantize", "--model", src, "--out", got, "-q", "--per-channel",
             env=dict(os.environ, PQ_TEST_WRITE_BEHIND="65536"))
-        self.assertLess(resident(got), 0.5)
+        if seen:
+            self.assertLess(resident(got), 0.5)
         with h5py.File(keep) as a, h5py.File(got) as b:
             for name in a["tensors"]:
                 for ds in a["tensors"][name]:
