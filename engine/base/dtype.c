@@ -2,9 +2,11 @@
 /* dtype.c - element sizes, names and float conversions. */
 #include "base/dtype.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PQ_DTYPE_X86 1
 #endif
@@ -107,6 +109,15 @@ __attribute__((target("avx2"))) static int64_t bf16_avx2(const unsigned char *p,
     }
     return i;
 }
+
+/* F16C (CPUID leaf 1, ECX bit 29) beside AVX2 (whose YMM state the OS
+ * saves): not every compiler's __builtin_cpu_supports knows "f16c". */
+static bool has_f16c_avx2(void)
+{
+    unsigned a, b, c, d;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
 #endif
 
 void pq_convert_to_f32_scalar(pq_dtype dt, const void *src, int64_t n, float *dst)
@@ -121,9 +132,7 @@ void pq_convert_to_f32(pq_dtype dt, const void *src, int64_t n, float *dst)
     if (dt == PQ_DT_F32) { memcpy(dst, src, (size_t)n * 4); return; }
     int64_t i = 0;
 #ifdef PQ_DTYPE_X86
-    __builtin_cpu_init();
-    if (dt == PQ_DT_F16 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) i = f16_f16c(p, n, dst);
-    else if (dt == PQ_DT_BF16 && __builtin_cpu_supports("avx2")) i = bf16_avx2(p, n, dst);
+    if (has_f16c_avx2()) i = dt == PQ_DT_F16 ? f16_f16c(p, n, dst) : bf16_avx2(p, n, dst);
 #endif
     convert_scalar(dt, p, i, n, dst);
 }
