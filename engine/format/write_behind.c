@@ -3,8 +3,8 @@
 #include "format/write_behind.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 
+#include "base/mem_limit.h"
 #include "base/pq_fault.h"
 
 /* Written bytes not yet released: the disk's queue is kept full without
@@ -14,8 +14,8 @@
 void pq_behind_init(pq_behind *b, int fd, uint64_t total_bytes)
 {
     *b = (pq_behind){.fd = -1, .window = WINDOW_BYTES};
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    const bool big = pages > 0 && page > 0 && (double)total_bytes >= 0.25 * (double)pages * (double)page;
+    const uint64_t mem = pq_mem_limit_bytes();
+    const bool big = mem && (double)total_bytes >= 0.25 * (double)mem;
     const long forced = pq_fault_value(PQ_FAULT_WRITE_BEHIND, 0);
     if (forced > 0) b->window = (uint64_t)forced;
     if (fd >= 0 && (big || forced > 0)) b->fd = fd;

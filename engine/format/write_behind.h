@@ -21,7 +21,8 @@ typedef struct pq_behind {
 } pq_behind;
 
 /* Write-behind for file descriptor fd when total_bytes (what will be
- * written through it) is at least a quarter of the machine's memory, with
+ * written through it) is at least a quarter of the memory the process may
+ * fill (pq_mem_limit_bytes: the machine's, or its cgroup's), with
  * a window of 256 MiB (PQ_TEST_WRITE_BEHIND=N: always, a window of N bytes);
  * otherwise b stays off and the page cache keeps the file, as for any write. */
 void pq_behind_init(pq_behind *b, int fd, uint64_t total_bytes);

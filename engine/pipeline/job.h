@@ -79,8 +79,9 @@ void pq_job_assign(pq_job *j, int n_ranks, const bool *same_node);
 /* True when the digest is gathered from chunks (pq_job_assign ran). */
 bool pq_job_hashes_chunks(const pq_job *j);
 
-/* A source at least three quarters the size of the machine's memory (it
- * cannot stay in the page cache beside the output) is dropped from the page
+/* A source at least three quarters the size of the memory the process may
+ * fill (pq_mem_limit_bytes: the machine's, or a Slurm job's cgroup limit;
+ * it cannot stay in the page cache beside the output) is dropped from the page
  * cache a digest chunk at a time, once this process has hashed the chunk
  * and run every unit that reads from it: the kernel then evicts what is
  * over, not what was read ahead, and each byte is read from disk once.

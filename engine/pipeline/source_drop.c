@@ -5,13 +5,14 @@
 #include "pipeline/job_impl.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
+#include "base/mem_limit.h"
 #include "base/pq_fault.h"
 #include "format/safetensors.h"
 
-/* A source at least this share of the machine's memory cannot stay in the
- * page cache beside the output, so nothing is lost by dropping it. */
+/* A source at least this share of the memory the process may fill (the
+ * machine's, or its cgroup's: a Slurm job's) cannot stay in the page cache
+ * beside the output, so nothing is lost by dropping it. */
 #define DROP_SHARE 0.75
 
 /* Digest chunks [*c0, *c1] that unit u's rows lie in. */
@@ -39,10 +40,8 @@ void pq_job_drop_plan(pq_job *j)
         pq_st_file_map(j->model, f, &n);
         bytes += (double)n;
     }
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (!pq_fault_at(PQ_FAULT_DROP_SOURCE, 1) &&
-        (pages <= 0 || page <= 0 || bytes < DROP_SHARE * (double)pages * (double)page))
-        return;
+    const uint64_t mem = pq_mem_limit_bytes();
+    if (!pq_fault_at(PQ_FAULT_DROP_SOURCE, 1) && (!mem || bytes < DROP_SHARE * (double)mem)) return;
     if (!(j->src_users = malloc((size_t)p->n_hash * sizeof *j->src_users))) return; /* a hint: no drop */
     /* every reader of a chunk, whichever rank the plan gives it: one that
      * another process runs never reaches this process, so its chunk stays */
