@@ -73,7 +73,18 @@ def drops_pages():
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     gone = resident(probe) < 0.5
     os.remove(probe)
+    if not gone:
+        print("note: the scratch file system keeps cached pages on POSIX_FADV_DONTNEED (tmpfs?): "
+              "residency not checked, the codes are", file=sys.stderr)
     return gone
+
+
+def tensors(p):
+    """{name: bytes} of every dataset under /tensors of HDF5 file p."""
+    d = {}
+    with h5py.File(p) as f:
+        f["tensors"].visititems(lambda k, o: d.__setitem__(k, o[()].tobytes()) if isinstance(o, h5py.Dataset) else None)
+    return d
 
 
 def is_linear(name):
@@ -240,12 +251,6 @@ class Quantize(unittest.TestCase):
         stref.write_safetensors(path("half16.safetensors"), half)
         stref.write_safetensors(path("half32.safetensors"), full)
 
-        def datasets(p):
-            d = {}
-            with h5py.File(p) as f:
-                f["tensors"].visititems(lambda k, o: d.__setitem__(k, o[()].tobytes())
-                                        if isinstance(o, h5py.Dataset) else None)
-            return d
         for opts in (["--per-channel"], ["--precision", "int4", "--group-size", "32"]):
             want = path("half32.h5")
             run("quantize", "--model", path("half32.safetensors"), "--out", want, "-q", *opts)
@@ -254,7 +259,7 @@ class Quantize(unittest.TestCase):
                 got = path("half16.h5")
                 run("quantize", "--model", path("half16.safetensors"), "--out", got, "-q", "--threads", threads,
                     "--unit-bytes", unit, *opts)
-                self.assertEqual(datasets(got), datasets(want), (opts, threads, unit))
+                self.assertEqual(tensors(got), tensors(want), (opts, threads, unit))
                 os.remove(got)
             os.remove(want)
 
@@ -264,9 +269,6 @@ class Quantize(unittest.TestCase):
         run the kernel holds (almost) none of its pages (mincore), and the
         codes are those of a run that keeps it."""
         seen = drops_pages()
-        if not seen:
-            print("note: the scratch file system keeps cached pages on POSIX_FADV_DONTNEED (tmpfs?): "
-                  "residency not checked, the codes are", file=sys.stderr)
         src = synth()
         keep, drop = path("keep.h5"), path("drop.h5")
         env = dict(os.environ, PQ_TEST_HASH_CHUNK_BYTES="1048576")
@@ -280,10 +282,7 @@ class Quantize(unittest.TestCase):
             run("quantize", "--model", src, "--out", drop, "-q", "--per-channel", "--threads", threads, env=env)
             if seen:
                 self.assertLess(resident(src), 0.05, threads)
-            with h5py.File(keep) as a, h5py.File(drop) as b:
-                for name in a["tensors"]:
-                    for ds in a["tensors"][name]:
-                        self.assertEqual(a["tensors"][name][ds][()].tobytes(), b["tensors"][name][ds][()].tobytes())
+            self.assertEqual(tensors(drop), tensors(keep), threads)
             os.remove(drop)
             with open(src, "rb") as f:
                 f.read()
@@ -294,9 +293,6 @@ class Quantize(unittest.TestCase):
         the kernel holds few of the file's pages (mincore), and its datasets
         are those of a run that keeps it cached (several ranks: test_mpi)."""
         seen = drops_pages()
-        if not seen:
-            print("note: the scratch file system keeps cached pages on POSIX_FADV_DONTNEED (tmpfs?): "
-                  "residency not checked, the codes are", file=sys.stderr)
         src = synth()
         keep, got = path("wb_keep.h5"), path("wb.h5")
         run("quantize", "--model", src, "--out", keep, "-q", "--per-channel")
@@ -306,10 +302,7 @@ class Quantize(unittest.TestCase):
             env=dict(os.environ, PQ_TEST_WRITE_BEHIND="65536"))
         if seen:
             self.assertLess(resident(got), 0.5)
-        with h5py.File(keep) as a, h5py.File(got) as b:
-            for name in a["tensors"]:
-                for ds in a["tensors"][name]:
-                    self.assertEqual(a["tensors"][name][ds][()].tobytes(), b["tensors"][name][ds][()].tobytes())
+        self.assertEqual(tensors(got), tensors(keep))
 
     def test_inspect(self):
         src = synth()
