@@ -7,6 +7,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <pthread.h>
 #include <immintrin.h>
 #define PQ_DTYPE_X86 1
 #endif
@@ -111,12 +112,23 @@ __attribute__((target("avx2"))) static int64_t bf16_avx2(const unsigned char *p,
 }
 
 /* F16C (CPUID leaf 1, ECX bit 29) beside AVX2 (whose YMM state the OS
- * saves): not every compiler's __builtin_cpu_supports knows "f16c". */
-static bool has_f16c_avx2(void)
+ * saves): not every compiler's __builtin_cpu_supports knows "f16c". Asked
+ * once per process: CPUID leaves a virtual machine, and a large checkpoint
+ * is converted in hundreds of thousands of blocks. */
+static bool f16c_avx2;
+static pthread_once_t f16c_once = PTHREAD_ONCE_INIT;
+
+static void find_f16c_avx2(void)
 {
     unsigned a, b, c, d;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    f16c_avx2 = __builtin_cpu_supports("avx2") && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
+static bool has_f16c_avx2(void)
+{
+    pthread_once(&f16c_once, find_f16c_avx2);
+    return f16c_avx2;
 }
 #endif
 

@@ -658,28 +658,18 @@ void pq_st_release(const pq_st_model *m, const pq_st_tensor *t)
     if (b < e) madvise((void *)(s->map + b), (size_t)(e - b), MADV_DONTNEED);
 }
 
-void pq_st_drop_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i)
+void pq_st_drop_range(const pq_st_model *m, int file_idx, uint64_t off, uint64_t len)
 {
-    if (chunk_bytes <= 0 || i < 0) return;
-    for (int f = 0; f < m->n_files; f++) {
-        const shard *s = &m->files[f];
-        const int64_t n = ((int64_t)s->map_bytes + chunk_bytes - 1) / chunk_bytes;
-        if (i >= n) {
-            i -= n;
-            continue;
-        }
-        const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-        uint64_t b = (uint64_t)(i * chunk_bytes), e = b + (uint64_t)chunk_bytes;
-        if (e > s->map_bytes) e = s->map_bytes;
-        /* the whole pages inside the chunk: a neighbour's may still be read */
-        const uint64_t mb = (b + page - 1) / page * page, me = e / page * page;
-        if (mb < me) madvise((void *)(s->map + mb), (size_t)(me - mb), MADV_DONTNEED);
-        int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            posix_fadvise(fd, (off_t)b, (off_t)(e - b), POSIX_FADV_DONTNEED);
-            close(fd);
-        }
-        return;
+    if (file_idx < 0 || file_idx >= m->n_files) return;
+    const shard *s = &m->files[file_idx];
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    const uint64_t e = off + len > s->map_bytes ? s->map_bytes : off + len;
+    const uint64_t mb = (off + page - 1) / page * page, me = e / page * page;
+    if (mb < me) madvise((void *)(s->map + mb), (size_t)(me - mb), MADV_DONTNEED);
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (off < e) posix_fadvise(fd, (off_t)off, (off_t)(e - off), POSIX_FADV_DONTNEED);
+        close(fd);
     }
 }
 

@@ -67,11 +67,12 @@ pq_status pq_st_read_rows_f32(const pq_st_model *m, const pq_st_tensor *t,
  * once. */
 void pq_st_release(const pq_st_model *m, const pq_st_tensor *t);
 
-/* Digest chunk i (chunk_bytes each, st_hash.h) dropped from the page cache:
- * this process's pages of it unmapped, then the file's clean pages of it
- * that no process maps released (posix_fadvise DONTNEED). A hint: a file
- * that cannot be opened again is left as it is. */
-void pq_st_drop_chunk(const pq_st_model *m, int64_t chunk_bytes, int64_t i);
+/* Bytes [off, off + len) of file file_idx dropped from the page cache:
+ * this process's whole pages of them unmapped (a neighbour's partial page
+ * may still be read), then the file's clean pages of them that no process
+ * maps released (posix_fadvise DONTNEED). A hint: a file that cannot be
+ * opened again is left as it is. */
+void pq_st_drop_range(const pq_st_model *m, int file_idx, uint64_t off, uint64_t len);
 
 /* Ask the kernel to start reading rows [row0, row0+n_rows) of a tensor into
  * the page cache (madvise MADV_WILLNEED), so that a cold checkpoint streams at

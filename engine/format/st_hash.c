@@ -38,9 +38,10 @@ int64_t pq_st_hash_chunk_count(const pq_st_model *m, int64_t chunk_bytes)
     return pq_st_hash_first_chunk(m, chunk_bytes, pq_st_file_count(m));
 }
 
-/* File, offset and length of chunk i; false when i is out of range. */
+/* File, offset (*file, *off: NULL is fine), data and length of chunk i;
+ * false when i is out of range. */
 static bool locate(const pq_st_model *m, int64_t chunk_bytes, int64_t i, const uint8_t **data,
-                   int64_t *len)
+                   int64_t *len, int *file, int64_t *off)
 {
     if (chunk_bytes <= 0 || i < 0) return false;
     for (int f = 0; f < pq_st_file_count(m); f++) {
@@ -48,9 +49,11 @@ static bool locate(const pq_st_model *m, int64_t chunk_bytes, int64_t i, const u
         const uint8_t *map = pq_st_file_map(m, f, &sz);
         int64_t n = chunks_of((int64_t)sz, chunk_bytes);
         if (i < n) {
-            int64_t off = i * chunk_bytes;
-            *data = map + off;
-            *len = (int64_t)sz - off < chunk_bytes ? (int64_t)sz - off : chunk_bytes;
+            int64_t at = i * chunk_bytes;
+            *data = map + at;
+            *len = (int64_t)sz - at < chunk_bytes ? (int64_t)sz - at : chunk_bytes;
+            if (file) *file = f;
+            if (off) *off = at;
             return true;
         }
         i -= n;
@@ -62,7 +65,15 @@ int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t 
 {
     const uint8_t *d;
     int64_t len;
-    return locate(m, chunk_bytes, i, &d, &len) ? len : 0;
+    return locate(m, chunk_bytes, i, &d, &len, NULL, NULL) ? len : 0;
+}
+
+void pq_st_hash_chunk_drop(const pq_st_model *m, int64_t chunk_bytes, int64_t i)
+{
+    const uint8_t *d;
+    int64_t len, off;
+    int f;
+    if (locate(m, chunk_bytes, i, &d, &len, &f, &off)) pq_st_drop_range(m, f, (uint64_t)off, (uint64_t)len);
 }
 
 pq_status pq_st_hash_chunk(const pq_st_model *m, pq_digest_alg alg, int64_t chunk_bytes, int64_t i,
@@ -70,7 +81,7 @@ pq_status pq_st_hash_chunk(const pq_st_model *m, pq_digest_alg alg, int64_t chun
 {
     const uint8_t *d;
     int64_t len;
-    if (!locate(m, chunk_bytes, i, &d, &len))
+    if (!locate(m, chunk_bytes, i, &d, &len, NULL, NULL))
         return pq_err(PQ_ERR_INTERNAL, "hash chunk %lld out of range (%lld chunks of %lld bytes)",
                       (long long)i, (long long)pq_st_hash_chunk_count(m, chunk_bytes),
                       (long long)chunk_bytes);

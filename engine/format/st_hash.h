@@ -31,6 +31,10 @@ int64_t pq_st_hash_first_chunk(const pq_st_model *m, int64_t chunk_bytes, int fi
 /* Length in bytes of chunk i (0 <= i < count), for cost estimates. */
 int64_t pq_st_hash_chunk_len(const pq_st_model *m, int64_t chunk_bytes, int64_t i);
 
+/* Chunk i dropped from the page cache (pq_st_drop_range); out of range:
+ * nothing. */
+void pq_st_hash_chunk_drop(const pq_st_model *m, int64_t chunk_bytes, int64_t i);
+
 /* leaf = H(chunk i) (digest.h: a 32-byte slot), read from m's mapping
  * (whose pages are dropped from this process's resident set afterwards;
  * they stay in the page cache). Thread-safe. PQ_ERR_INTERNAL for an index

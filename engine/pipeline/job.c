@@ -146,16 +146,14 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
     const unsigned char *raw = pq_st_data(j->model, pt->st);
     size_t off = (size_t)(u->row0 * pt->cols) * 4;
     const bool in_place = pt->st->dtype == PQ_DT_F32 && ((uintptr_t)(raw + off) % 4) == 0;
+    pq_rtn_rows rows = {
+        .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
+        .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
+    };
     if (!in_place && spec->gran != PQ_GRAN_TENSOR && !(j->gptq && j->gptq[u->tensor]) &&
         !pq_smooth_site_of(j->smooth, pt->st->name, &(bool){false})) {
-        pq_rtn_rows rows = {
-            .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
-            .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
-        };
         st = pq_unit_quantize_blocks(j, u, pt, &rows);
-        r->n_nonfinite = rows.n_nonfinite;
-        if (j->cfg->optimize_memory) pq_st_release(j->model, pt->st);
-        goto cleanup;
+        goto quantized;
     }
     if (in_place) {
         w = (const float *)(raw + off);
@@ -182,15 +180,12 @@ pq_status pq_job_run_unit(pq_job *j, const pq_unit *u, pq_unit_result *r)
         if ((st = pq_rtn_tensor_range(&j->ops, w, u->n_rows * pt->cols, &range[0], &range[1], &bad))) goto cleanup;
         rangep = range;
     }
-    pq_rtn_rows rows = {
-        .codes = r->codes, .scale = r->scale, .zero_point = r->zero_point,
-        .row_sum_sq = r->row_sum_sq, .row_err_sq = r->row_err_sq, .row_max_err = r->row_max_err,
-    };
     if (j->gptq && j->gptq[u->tensor])
         st = pq_gptq_quantize_rows(&j->ops, j->gptq[u->tensor], w, u->n_rows, pt->cols, spec, j->threads, &rows);
     else
         st = pq_rtn_quantize_rows(&j->ops, j->threads, w, u->n_rows, pt->cols, spec, j->cfg->nan_policy,
                                   rangep, pt->st->name, u->row0, &rows);
+quantized:
     r->n_nonfinite = rows.n_nonfinite;
     if (j->cfg->optimize_memory) pq_st_release(j->model, pt->st);
 cleanup:

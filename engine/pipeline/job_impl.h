@@ -27,10 +27,10 @@ typedef struct pq_output {
     pq_before_commit_fn before_commit;
     void *before_commit_user;
     pq_journal *journal;               /* borrowed; NULL: no resume journal */
-    pq_status leaf_err;
+    pq_status leaf_err;                /* a digest leaf that differs from the journal's */
     int journaled;                     /* units appended to it by this run */
     int codes_fd;                      /* OUT.partial read back for the journal; 0: not open */
-    bool keep_partial;                 /* a failed run's OUT.partial stays (its journal names its codes) */                /* a digest leaf that differs from the journal's */
+    bool keep_partial;                 /* a failed run's OUT.partial stays (its journal names its codes) */
 } pq_output;
 
 struct pq_job {

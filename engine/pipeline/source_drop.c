@@ -8,7 +8,7 @@
 
 #include "base/mem_limit.h"
 #include "base/pq_fault.h"
-#include "format/safetensors.h"
+#include "format/st_hash.h"
 
 /* A source at least this share of the memory the process may fill (the
  * machine's, or its cgroup's: a Slurm job's) cannot stay in the page cache
@@ -56,7 +56,7 @@ void pq_job_drop_plan(pq_job *j)
 static void drop_chunk(pq_job *j, int64_t c)
 {
     if (__atomic_sub_fetch(&j->src_users[c], 1, __ATOMIC_ACQ_REL) == 0)
-        pq_st_drop_chunk(j->model, j->plan->hash_chunk_bytes, c);
+        pq_st_hash_chunk_drop(j->model, j->plan->hash_chunk_bytes, c);
 }
 
 void pq_job_drop_item(pq_job *j, int item)
