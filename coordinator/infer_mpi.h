@@ -6,19 +6,19 @@
  * turn (the k-th of them to rank k mod N). Each rank runs its chunks, in
  * batches, and sends each chunk's results to rank 0, which appends them to
  * OUT.journal (pipeline/journal.h: one block per chunk, the block id the
- * chunk's index) in chunk order; a rank runs its next chunk while the
- * previous one is on its way, and sends it only once rank 0 took the
- * previous one (synchronous sends), so a rank holds at most two chunks'
- * results and rank 0 receives only the chunk it writes next. The chunks and
- * each record's bytes depend on the data only, so the output assembled from
- * the journal is the same bytes for any number of ranks and threads, before
- * and after a --resume with another rank count.
+ * chunk's index) as they come. Rank 0 runs its own chunks without waiting
+ * for the others' and takes theirs between its chunks; a rank runs its next
+ * chunk while up to two earlier ones are on their way (synchronous sends),
+ * so it holds at most three chunks' results. The chunks and each record's
+ * bytes depend on the data only, and the output is assembled from the
+ * journal in chunk order, so it is the same bytes for any number of ranks
+ * and threads, before and after a --resume with another rank count.
  *
  * SIGUSR1 and SIGTERM (worker/stop.h) stop the run between chunks: the
- * ranks agree on the signal one round of N chunks after it came (without
- * waiting for each other), rank 0 has then written every chunk before the
- * stopping point, and every rank returns PQ_ERR_INTERRUPTED (exit status
- * 14). */
+ * ranks agree on the signal four rounds of N chunks after it came (a rank
+ * waits for another only when it is four rounds ahead), rank 0 has then
+ * written every chunk before the stopping point, and every rank returns
+ * PQ_ERR_INTERRUPTED (exit status 14). */
 #ifndef PQ_INFER_MPI_H
 #define PQ_INFER_MPI_H
 

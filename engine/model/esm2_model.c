@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "model/blas.h"
+#include "model/sgemm_split.h"
 #include "pq_config.h"
 #include "base/pq_clock.h"
 #include "base/pq_cpu.h"
@@ -423,11 +424,10 @@ static int resolve_threads(int n)
 
 /* y[N, out] = x[N, in] W^T + b, bias folded in first as torch's addmm does. */
 static pq_status linear(const float *x, int64_t N, int64_t in, const float *W, const float *b,
-                        int64_t outd, float *y)
+                        int64_t outd, float *y, pq_row_segs seqs, int n_threads)
 {
     for (int64_t i = 0; i < N; i++) memcpy(y + i * outd, b, (size_t)outd * sizeof(float));
-    return pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)outd, (int)in, 1.0f, x, (int)in,
-                    W, (int)in, 1.0f, y, (int)outd);
+    return pq_sgemm_nt_split(x, N, in, W, outd, y, seqs, n_threads);
 }
 
 static void observe(pq_esm2_model *m, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
@@ -445,6 +445,9 @@ typedef struct fwd_ctx {
     float qscale;          /* hd^-0.5 */
     int n_threads;
 } fwd_ctx;
+
+/* The batch's sequences as row segments (model/sgemm_split.h). */
+#define SEQS(c) ((pq_row_segs){.seg = (c)->b->offsets, .n_seg = (c)->b->n_seqs})
 
 /* Row blocks for the element-wise passes: fixed, so the split (and any
  * kernel's vector/tail boundary) does not depend on the thread count. */
@@ -659,8 +662,8 @@ static pq_status qkv_linear(fwd_ctx *c, const pq_qlinear *ql, const float *h, co
                             const float *bias, float *y)
 {
     int64_t D = c->m->cfg.embed_dim;
-    if (!ql) return linear(h, c->N, D, W, bias, D, y);
-    return pq_qlinear_forward(&c->m->ops, ql, h, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, y,
+    if (!ql) return linear(h, c->N, D, W, bias, D, y, SEQS(c), c->n_threads);
+    return pq_qlinear_forward_rows(&c->m->ops, ql, h, c->N, SEQS(c), bias, PQ_QLINEAR_POST_NONE, NULL, y,
                               c->n_threads);
 }
 
@@ -672,14 +675,14 @@ static pq_status residual_linear(fwd_ctx *c, const pq_qlinear *ql, const float *
                                  float **x, float **tmp)
 {
     if (c->m->fusion) {
-        pq_status st = pq_qlinear_forward(&c->m->ops, ql, in, c->N, bias, PQ_QLINEAR_POST_RESIDUAL, *x,
+        pq_status st = pq_qlinear_forward_rows(&c->m->ops, ql, in, c->N, SEQS(c), bias, PQ_QLINEAR_POST_RESIDUAL, *x,
                                           *tmp, c->n_threads);
         float *t = *x;
         *x = *tmp;
         *tmp = t;
         return st;
     }
-    pq_status st = pq_qlinear_forward(&c->m->ops, ql, in, c->N, bias, PQ_QLINEAR_POST_NONE, NULL, *tmp,
+    pq_status st = pq_qlinear_forward_rows(&c->m->ops, ql, in, c->N, SEQS(c), bias, PQ_QLINEAR_POST_NONE, NULL, *tmp,
                                       c->n_threads);
     if (st != PQ_OK) return st;
     par_add(c, *x, *tmp, c->N, c->m->cfg.embed_dim);
@@ -826,7 +829,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
         tq = prof_start(m);
         if (m->fusion && m->qkv[l - m->l0]) {
             /* one GEMM, rows [q | k | v] side by side */
-            st = pq_qlinear_forward(&m->ops, m->qkv[l - m->l0], h, N, m->qkv_bias[l - m->l0],
+            st = pq_qlinear_forward_rows(&m->ops, m->qkv[l - m->l0], h, N, SEQS(&c), m->qkv_bias[l - m->l0],
                                     PQ_QLINEAR_POST_NONE, NULL, qkv, c.n_threads);
             if (st != PQ_OK) goto cleanup;
             k = qkv + D;
@@ -851,7 +854,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
             if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            if ((st = linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h)) != PQ_OK)
+            if ((st = linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
@@ -864,13 +867,13 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
         bool gelu_apart = true;
         if (ql[PQ_ESM2_FC1]) {
             /* fused: bias + GELU in the GEMM epilogue */
-            st = pq_qlinear_forward(&m->ops, ql[PQ_ESM2_FC1], h, N, w[PQ_ESM2_FC1_BIAS].data,
+            st = pq_qlinear_forward_rows(&m->ops, ql[PQ_ESM2_FC1], h, N, SEQS(&c), w[PQ_ESM2_FC1_BIAS].data,
                                     m->fusion ? PQ_QLINEAR_POST_GELU : PQ_QLINEAR_POST_NONE, NULL, f,
                                     c.n_threads);
             if (st != PQ_OK) goto cleanup;
             gelu_apart = !m->fusion;
         } else {
-            if ((st = linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f)) != PQ_OK)
+            if ((st = linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
         }
         prof_stop(m, PQ_PROF_FC1, tq);
@@ -885,7 +888,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
             if ((st = residual_linear(&c, ql[PQ_ESM2_FC2], f, w[PQ_ESM2_FC2_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            if ((st = linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h)) != PQ_OK)
+            if ((st = linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
@@ -902,11 +905,11 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
         if (out->want_logits) {
             observe(m, -1, PQ_ESM2_LM_DENSE_W, x, N, D);
             if (m->ql_dense) {
-                st = pq_qlinear_forward(&m->ops, m->ql_dense, x, N, m->g[PQ_ESM2_LM_DENSE_B].data,
+                st = pq_qlinear_forward_rows(&m->ops, m->ql_dense, x, N, SEQS(&c), m->g[PQ_ESM2_LM_DENSE_B].data,
                                         PQ_QLINEAR_POST_NONE, NULL, h, c.n_threads);
                 if (st != PQ_OK) goto cleanup;
             } else {
-                st = linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h);
+                st = linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h, SEQS(&c), c.n_threads);
                 if (st != PQ_OK) goto cleanup;
             }
             par_gelu(&c, h, N, D);
@@ -915,7 +918,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
                                                               : m->g[PQ_ESM2_EMBED].data;
             out->logits = malloc((size_t)(N * V) * sizeof(float));
             if (!out->logits) { st = pq_err(PQ_ERR_RESOURCE, "out of memory for logits"); goto cleanup; }
-            if ((st = linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits)) != PQ_OK) goto cleanup;
+            if ((st = linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits, SEQS(&c), c.n_threads)) != PQ_OK) goto cleanup;
         }
         prof_stop(m, PQ_PROF_HEAD, tq);
         if (out->want_contacts) {

@@ -258,8 +258,9 @@ pq_status pq_qlinear_view_rows(const pq_qlinear *parent, int64_t row0, int64_t n
 /* A view: the parent's whole output into scratch, bias placed at the view's
  * columns (zeros elsewhere, discarded), then the columns copied out. The
  * residual add follows the copy: the same one fp32 add as the epilogue. */
-static pq_status view_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m, const float *bias,
-                              pq_qlinear_post post, const float *residual, float *y, int n_threads)
+static pq_status view_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m, pq_row_segs rows,
+                              const float *bias, pq_qlinear_post post, const float *residual, float *y,
+                              int n_threads)
 {
     const pq_qlinear *p = l->parent;
     int64_t n = l->out_dim, pn = p->out_dim;
@@ -272,8 +273,9 @@ static pq_status view_forward(const pq_ops *ops, const pq_qlinear *l, const floa
                       (long long)pn);
     }
     if (pb) memcpy(pb + l->row0, bias, (size_t)n * sizeof(float));
-    pq_status st = pq_qlinear_forward(ops, p, x, m, pb, post == PQ_QLINEAR_POST_GELU ? post : PQ_QLINEAR_POST_NONE,
-                                      NULL, full, n_threads);
+    pq_status st = pq_qlinear_forward_rows(ops, p, x, m, rows, pb,
+                                           post == PQ_QLINEAR_POST_GELU ? post : PQ_QLINEAR_POST_NONE, NULL, full,
+                                           n_threads);
     if (st == PQ_OK)
         for (int64_t i = 0; i < m; i++) {
             float *yr = y + i * n;
@@ -300,18 +302,24 @@ pq_status pq_qlinear_forward(const pq_ops *ops, const pq_qlinear *l, const float
                              const float *bias, pq_qlinear_post post, const float *residual, float *y,
                              int n_threads)
 {
+    return pq_qlinear_forward_rows(ops, l, x, m, (pq_row_segs){0}, bias, post, residual, y, n_threads);
+}
+
+pq_status pq_qlinear_forward_rows(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m,
+                                  pq_row_segs rows, const float *bias, pq_qlinear_post post,
+                                  const float *residual, float *y, int n_threads)
+{
     int64_t n = l->out_dim, k = l->in_dim;
     if (m <= 0) return PQ_OK;
     if (post == PQ_QLINEAR_POST_RESIDUAL && (!residual || residual == y))
         return pq_err(PQ_ERR_CONFIG, "qlinear: residual post-op needs a residual apart from the output");
-    if (l->parent) return view_forward(ops, l, x, m, bias, post, residual, y, n_threads);
+    if (l->parent) return view_forward(ops, l, x, m, rows, bias, post, residual, y, n_threads);
     if (l->kind == PQ_QLINEAR_F32) {
         for (int64_t i = 0; i < m; i++) {
             if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
             else memset(y + i * n, 0, (size_t)n * sizeof(float));
         }
-        pq_status st = pq_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x,
-                                (int)k, l->w, (int)k, 1.0f, y, (int)n);
+        pq_status st = pq_sgemm_nt_split(x, m, k, l->w, n, y, rows, n_threads);
         if (st) return st;
         post_f32(ops, y, m, n, post, residual);
         return PQ_OK;

@@ -13,6 +13,7 @@
 
 #include "base/pq_err.h"
 #include "kernels/pq_kernels.h"
+#include "model/sgemm_split.h"
 #include "quant/qtensor.h"
 
 /* The W8A8 kinds are the int8-activation kinds: with 4-bit weights they run
@@ -88,6 +89,13 @@ pq_qlinear_kind pq_qlinear_choose(int bits, pq_granularity gran, const char *sch
 pq_status pq_qlinear_forward(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m,
                              const float *bias, pq_qlinear_post post, const float *residual, float *y,
                              int n_threads);
+
+/* pq_qlinear_forward on rows that are the sequences rows.seg of a batch: an
+ * fp32 Linear then gives each row the numbers of its sequence alone
+ * (model/sgemm_split.h); the integer kernels do whatever the rows. */
+pq_status pq_qlinear_forward_rows(const pq_ops *ops, const pq_qlinear *l, const float *x, int64_t m,
+                                  pq_row_segs rows, const float *bias, pq_qlinear_post post,
+                                  const float *residual, float *y, int n_threads);
 
 pq_qlinear_kind pq_qlinear_get_kind(const pq_qlinear *l);
 int pq_qlinear_bits(const pq_qlinear *l);      /* 32, 8 or 4 */
