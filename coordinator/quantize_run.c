@@ -34,13 +34,14 @@
 static void on_progress(void *user, const pq_progress *ev)
 {
     pq_qrun_progress *p = user;
-    if (p->q->progress) p->q->progress(p->q->user, ev);
-    p->last = *ev;
-    p->last.tensor = NULL;
+    /* first: the journal holds a unit from here on, OUT.partial must stay */
     if (p->disarm_at_unit && pq_journal_n_done(p->journal) > 0) {
         p->disarm_at_unit = false;
         pq_cleanup_arm(NULL);
     }
+    if (p->q->progress) p->q->progress(p->q->user, ev);
+    p->last = *ev;
+    p->last.tensor = NULL;
     /* Units are published from on_unit, which knows the unit and its rank. */
     if (!strcmp(ev->phase, "done"))
         pq_monitor_publish(p->mon, "finished", ev, -1, -1, p->n_ranks, PQ_OK, NULL);
