@@ -13,7 +13,6 @@
 #include "base/pq_clock.h"
 #include "eval/score.h"
 #include "model/batch.h"
-#include "model/blas.h"
 #include "model/sgemm_split.h"
 
 static const pq_esm2_role k_sites[PQ_EVAL_N_SITES] = {PQ_ESM2_Q, PQ_ESM2_K, PQ_ESM2_V, PQ_ESM2_OUT,
@@ -66,13 +65,6 @@ struct pq_eval_run {
 /* The packed batch's sequences as row segments. */
 #define SEQS(c) ((pq_row_segs){.seg = (c)->pk->offsets, .n_seg = (c)->np})
 
-/* y[N, n] = x[N, d] W[n, d]^T + b, in fp32, each sequence's rows apart. */
-static pq_status linear_f32(const sqnr_ctx *c, const float *x, const float *W, const float *b, int64_t N, int64_t n,
-                            int64_t d, float *y)
-{
-    for (int64_t i = 0; i < N; i++) memcpy(y + i * n, b, (size_t)n * sizeof(float));
-    return pq_sgemm_nt_split(x, N, d, W, n, y, SEQS(c), c->n_threads);
-}
 
 static pq_status grow_outputs(sqnr_ctx *c, int64_t need)
 {
@@ -104,13 +96,14 @@ static void observe_linear(void *user, const pq_ops *ops, int layer, pq_esm2_rol
     if (!W || !b) return;
     int64_t n = nr / d;
     if ((c->st = grow_outputs(c, N * n)) != PQ_OK) return;
-    if ((c->st = linear_f32(c, x, W, b, N, n, d, c->y1)) != PQ_OK) return;
+    if ((c->st = pq_linear_f32(x, N, d, W, b, n, c->y1, SEQS(c), c->n_threads)) != PQ_OK) return;
     const pq_qlinear *ql = pq_esm2_model_qlinear(c->q, site, layer);
     const float *qb = pq_esm2_model_tensor(c->q, bias_role(site), layer, &qb_n);
     if (ql)
         c->st = pq_qlinear_forward_rows(pq_esm2_model_ops(c->q), ql, x, N, SEQS(c), qb, PQ_QLINEAR_POST_NONE,
                                         NULL, c->y2, c->n_threads);
-    else c->st = linear_f32(c, x, pq_esm2_model_tensor(c->q, site, layer, &nr), qb, N, n, d, c->y2);
+    else c->st = pq_linear_f32(x, N, d, pq_esm2_model_tensor(c->q, site, layer, &nr), qb, n, c->y2, SEQS(c),
+                                c->n_threads);
     if (c->st != PQ_OK) return;
     int64_t S = (int64_t)(c->L + 1) * PQ_EVAL_N_SITES;
     for (int64_t s = 0; s < c->np; s++) {

@@ -422,14 +422,6 @@ static int resolve_threads(int n)
     return n > 0 ? n : pq_cpu_count();
 }
 
-/* y[N, out] = x[N, in] W^T + b, bias folded in first as torch's addmm does. */
-static pq_status linear(const float *x, int64_t N, int64_t in, const float *W, const float *b,
-                        int64_t outd, float *y, pq_row_segs seqs, int n_threads)
-{
-    for (int64_t i = 0; i < N; i++) memcpy(y + i * outd, b, (size_t)outd * sizeof(float));
-    return pq_sgemm_nt_split(x, N, in, W, outd, y, seqs, n_threads);
-}
-
 static void observe(pq_esm2_model *m, int layer, pq_esm2_role site, const float *x, int64_t N, int64_t d)
 {
     if (m->observe) m->observe(m->observe_user, &m->ops, layer, site, x, N, d);
@@ -662,7 +654,7 @@ static pq_status qkv_linear(fwd_ctx *c, const pq_qlinear *ql, const float *h, co
                             const float *bias, float *y)
 {
     int64_t D = c->m->cfg.embed_dim;
-    if (!ql) return linear(h, c->N, D, W, bias, D, y, SEQS(c), c->n_threads);
+    if (!ql) return pq_linear_f32(h, c->N, D, W, bias, D, y, SEQS(c), c->n_threads);
     return pq_qlinear_forward_rows(&c->m->ops, ql, h, c->N, SEQS(c), bias, PQ_QLINEAR_POST_NONE, NULL, y,
                               c->n_threads);
 }
@@ -854,7 +846,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
             if ((st = residual_linear(&c, ql[PQ_ESM2_OUT], o, w[PQ_ESM2_OUT_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            if ((st = linear(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
+            if ((st = pq_linear_f32(o, N, D, w[PQ_ESM2_OUT].data, w[PQ_ESM2_OUT_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
@@ -873,7 +865,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
             if (st != PQ_OK) goto cleanup;
             gelu_apart = !m->fusion;
         } else {
-            if ((st = linear(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f, SEQS(&c), c.n_threads)) != PQ_OK)
+            if ((st = pq_linear_f32(h, N, D, w[PQ_ESM2_FC1].data, w[PQ_ESM2_FC1_BIAS].data, F, f, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
         }
         prof_stop(m, PQ_PROF_FC1, tq);
@@ -888,7 +880,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
             if ((st = residual_linear(&c, ql[PQ_ESM2_FC2], f, w[PQ_ESM2_FC2_BIAS].data, &x, &h)) != PQ_OK)
                 goto cleanup;
         } else {
-            if ((st = linear(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
+            if ((st = pq_linear_f32(f, N, F, w[PQ_ESM2_FC2].data, w[PQ_ESM2_FC2_BIAS].data, D, h, SEQS(&c), c.n_threads)) != PQ_OK)
                 goto cleanup;
             par_add(&c, x, h, N, D);
         }
@@ -909,7 +901,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
                                         PQ_QLINEAR_POST_NONE, NULL, h, c.n_threads);
                 if (st != PQ_OK) goto cleanup;
             } else {
-                st = linear(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h, SEQS(&c), c.n_threads);
+                st = pq_linear_f32(x, N, D, m->g[PQ_ESM2_LM_DENSE_W].data, m->g[PQ_ESM2_LM_DENSE_B].data, D, h, SEQS(&c), c.n_threads);
                 if (st != PQ_OK) goto cleanup;
             }
             par_gelu(&c, h, N, D);
@@ -918,7 +910,7 @@ pq_status pq_esm2_forward_from(pq_esm2_model *m, const pq_esm2_batch *b, int fro
                                                               : m->g[PQ_ESM2_EMBED].data;
             out->logits = malloc((size_t)(N * V) * sizeof(float));
             if (!out->logits) { st = pq_err(PQ_ERR_RESOURCE, "out of memory for logits"); goto cleanup; }
-            if ((st = linear(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits, SEQS(&c), c.n_threads)) != PQ_OK) goto cleanup;
+            if ((st = pq_linear_f32(h, N, D, dec, m->g[PQ_ESM2_LM_BIAS].data, V, out->logits, SEQS(&c), c.n_threads)) != PQ_OK) goto cleanup;
         }
         prof_stop(m, PQ_PROF_HEAD, tq);
         if (out->want_contacts) {

@@ -315,11 +315,7 @@ pq_status pq_qlinear_forward_rows(const pq_ops *ops, const pq_qlinear *l, const 
         return pq_err(PQ_ERR_CONFIG, "qlinear: residual post-op needs a residual apart from the output");
     if (l->parent) return view_forward(ops, l, x, m, rows, bias, post, residual, y, n_threads);
     if (l->kind == PQ_QLINEAR_F32) {
-        for (int64_t i = 0; i < m; i++) {
-            if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
-            else memset(y + i * n, 0, (size_t)n * sizeof(float));
-        }
-        pq_status st = pq_sgemm_nt_split(x, m, k, l->w, n, y, rows, n_threads);
+        pq_status st = pq_linear_f32(x, m, k, l->w, bias, n, y, rows, n_threads);
         if (st) return st;
         post_f32(ops, y, m, n, post, residual);
         return PQ_OK;

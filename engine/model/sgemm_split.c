@@ -2,6 +2,8 @@
 /* sgemm_split.c - see sgemm_split.h. */
 #include "model/sgemm_split.h"
 
+#include <string.h>
+
 #include "pq_config.h"
 #include "model/blas.h"
 
@@ -29,4 +31,14 @@ pq_status pq_sgemm_nt_split(const float *x, int64_t m, int64_t k, const float *w
     }
     pq_blas_set_threads(before);
     return PQ_OK;
+}
+
+pq_status pq_linear_f32(const float *x, int64_t m, int64_t k, const float *w, const float *bias, int64_t n,
+                        float *y, pq_row_segs rows, int n_threads)
+{
+    for (int64_t i = 0; i < m; i++) {
+        if (bias) memcpy(y + i * n, bias, (size_t)n * sizeof(float));
+        else memset(y + i * n, 0, (size_t)n * sizeof(float));
+    }
+    return pq_sgemm_nt_split(x, m, k, w, n, y, rows, n_threads);
 }

@@ -34,4 +34,9 @@ typedef struct pq_row_segs {
 pq_status pq_sgemm_nt_split(const float *x, int64_t m, int64_t k, const float *w, int64_t n, float *y,
                             pq_row_segs rows, int n_threads) __attribute__((warn_unused_result));
 
+/* The fp32 Linear: y[m, n] = bias (NULL: zeros), each row set first as
+ * torch's addmm adds it, then += x[m, k] w[n, k]^T by pq_sgemm_nt_split. */
+pq_status pq_linear_f32(const float *x, int64_t m, int64_t k, const float *w, const float *bias, int64_t n,
+                        float *y, pq_row_segs rows, int n_threads) __attribute__((warn_unused_result));
+
 #endif

@@ -59,7 +59,7 @@ static pq_status write_float_tensor(pq_job *j, const pq_plan_tensor *pt)
     return st;
 }
 
-static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r, bool announce);
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r);
 
 /* Where unit u's codes lie in OUT.partial. */
 static pq_status codes_at(pq_job *j, const pq_unit *u, uint64_t *at)
@@ -83,7 +83,8 @@ static pq_status replay(pq_job *j)
         pq_unit_result r;
         uint64_t was = 0, now = 0;
         if ((st = pq_journal_read_unit(j->out.journal, p, &p->units[i], &r, &was))) break;
-        st = put_rows(j, &p->units[i], &r, true);
+        st = put_rows(j, &p->units[i], &r);
+        if (!st) emit(j, "quantize", p->tensors[p->units[i].tensor].st->name, NAN);
         if (!st) st = codes_at(j, &p->units[i], &now);
         if (!st && now != was) {
             uint8_t sum[32];
@@ -208,20 +209,16 @@ static pq_status codes_back(pq_job *j, const pq_unit *u, uint64_t off, void **co
     return PQ_OK;
 }
 
-pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
+/* Unit u's record in the journal: its scales and metrics, where its codes
+ * lie in OUT.partial and their checksum. */
+static pq_status journal_unit(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     pq_output *o = &j->out;
-    if (o->leaf_err) return o->leaf_err;
-    /* the progress event after the unit's record: the handler may take it
-     * as the sign that the journal holds a unit (quantize_run.c disarms the
-     * removal of OUT.partial at the first) */
-    pq_status st = put_rows(j, u, r, !o->journal);
-    if (st || !o->journal) return st;
     double t0 = pq_now_s();
     uint64_t at = 0;
     uint8_t sum[32];
     void *back = NULL;
-    st = codes_at(j, u, &at);
+    pq_status st = codes_at(j, u, &at);
     if (!st && !r->codes) st = codes_back(j, u, at, &back);
     pq_unit_layout l;
     pq_unit_layout_of(j->plan, u, &l);
@@ -229,12 +226,25 @@ pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r
     if (!st) st = pq_journal_add_unit(o->journal, j->plan, u, r, at, sum);
     free(back);
     j->phase[PQ_PHASE_WRITE] += pq_now_s() - t0;
-    if (!st) emit(j, "quantize", j->plan->tensors[u->tensor].st->name, NAN);
-    if (!st && ++o->journaled == pq_fault_value(PQ_FAULT_KILL_AFTER, -1)) raise(SIGKILL);
     return st;
 }
 
-static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r, bool announce)
+pq_status pq_job_put_result(pq_job *j, const pq_unit *u, const pq_unit_result *r)
+{
+    pq_output *o = &j->out;
+    if (o->leaf_err) return o->leaf_err;
+    pq_status st = put_rows(j, u, r);
+    if (!st && o->journal) st = journal_unit(j, u, r);
+    if (st) return st;
+    /* the progress event after the unit's record: the handler may take it
+     * as the sign that the journal holds a unit (quantize_run.c disarms the
+     * removal of OUT.partial at the first) */
+    emit(j, "quantize", j->plan->tensors[u->tensor].st->name, NAN);
+    if (o->journal && ++o->journaled == pq_fault_value(PQ_FAULT_KILL_AFTER, -1)) raise(SIGKILL);
+    return PQ_OK;
+}
+
+static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r)
 {
     pq_output *o = &j->out;
     const pq_plan_tensor *pt = &j->plan->tensors[u->tensor];
@@ -254,7 +264,6 @@ static pq_status put_rows(pq_job *j, const pq_unit *u, const pq_unit_result *r, 
     o->tensor_rows_done[u->tensor] += u->n_rows;
     o->units_done++;
     o->bytes_done += u->cost;
-    if (announce) emit(j, "quantize", pt->st->name, NAN);
     return PQ_OK;
 }
 
