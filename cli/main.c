@@ -66,7 +66,10 @@ static void man_page(FILE *f)
           "6 calibration, 7 hardware, 8 resource, 9 MPI, 10 protocol, 13 accuracy\n.fi\n"
           ".SH ENVIRONMENT\n.TP\n.B PROTEUS_DATA_DIR\nThe folder of the bundled data "
           "(proteins/calib_sample.fasta, the default calibration sample); when set, the only "
-          "place looked at.\n.SH FILES\n.TP\n.I " PQ_INSTALL_DATADIR "\n"
+          "place looked at.\n.TP\n.B OPENBLAS_CORETYPE\nThe kernels OpenBLAS runs the fp32 products "
+          "with. Unset, on a CPU with AVX\\-512 Proteus sets it to SkylakeX before it loads the library: "
+          "a release of OpenBLAS that does not know the CPU's model would run its SSE3 kernels "
+          "(\\-v names the kernels in use).\n.SH FILES\n.TP\n.I " PQ_INSTALL_DATADIR "\n"
           "The bundled data: calibration and evaluation samples, a small trained model "
           "(looked for also in ../share/proteus beside the executable and in the source tree "
           "the program was built from).\n", f);

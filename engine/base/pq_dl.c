@@ -10,6 +10,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static pq_status load(pq_dl_lib *lib)
 {
+    if (lib->before) lib->before();
     void *h = dlopen(lib->soname, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();

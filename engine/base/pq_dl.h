@@ -25,6 +25,7 @@ typedef struct pq_dl_lib {
     pq_status kind;       /* the error class when it cannot be loaded */
     const pq_dl_sym *syms;
     int n_syms;
+    void (*before)(void); /* once, under the load's lock, before dlopen (may be NULL) */
     void (*loaded)(void); /* once, after the first successful load (may be NULL) */
     /* pq_dl_load's own record */
     bool tried;

@@ -55,6 +55,12 @@ pq_status pq_dpotri(char uplo, int n, double *a, int lda, int *info) __attribute
 pq_status pq_dtrtri(char uplo, char diag, int n, double *a, int lda, int *info)
     __attribute__((warn_unused_result));
 
+/* The kernels OpenBLAS runs (openblas_get_corename: "SkylakeX", "Haswell",
+ * ...); "unknown" before a load or with a BLAS that does not say. On a CPU
+ * with AVX-512 the load sets OPENBLAS_CORETYPE=SkylakeX unless the
+ * environment already names a core (blas.c says why). */
+const char *pq_blas_core(void);
+
 /* openblas_get_num_threads; 1 with a BLAS that has no such call or before
  * the BLAS is loaded. */
 int pq_blas_get_threads(void);

@@ -10,6 +10,9 @@ over the C library libproteus (engine/api/proteus.h) through ctypes.
 
 The library is found at $PROTEUS_LIBRARY, in the checkout's build folder
 when the package runs from python/, or where the dynamic loader looks."""
+from ._blas import choose_core as _choose_core
+
+_choose_core()  # before anything of the package loads numpy (proteus/_blas.py)
 from .config import QuantizationConfig
 from .distributed import DistributedQuantizationManager
 from .errors import (AccuracyError, CalibrationError, ConfigurationError, HardwareCompatibilityError,

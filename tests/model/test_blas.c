@@ -2,6 +2,9 @@
 /* test_blas.c - the BLAS is not in the process until pq_blas_load; loading
  * it leaves no OpenBLAS worker thread running; SGEMM through it is exact on
  * small integers and a threaded call still works (and restarts the pool).
+ * The kernels: OPENBLAS_CORETYPE from the environment when set (the test is
+ * registered a second time with it set to Prescott), else SkylakeX on a CPU
+ * with the AVX-512 subsets of OpenBLAS's SkylakeX kernels.
  * Built a second time with blas.c naming a library that is not there
  * (PQ_TEST_BLAS_SONAME, tests/model/meson.build): every entry point then
  * returns PQ_ERR_RESOURCE naming the library and the package, and nothing is
@@ -52,7 +55,19 @@ static void test_load_park_gemm(void **state)
     (void)state;
     /* Debian's libopenblas.so.0 is a link to the variant's real file name */
     assert_false(mapped("libopenblas"));
+    char user[64] = "";
+    if (getenv("OPENBLAS_CORETYPE")) snprintf(user, sizeof user, "%s", getenv("OPENBLAS_CORETYPE"));
     assert_int_equal(pq_blas_load(), PQ_OK);
+    if (*user) {
+        assert_string_equal(pq_blas_core(), user);
+    } else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl")) {
+        assert_string_equal(pq_blas_core(), "SkylakeX");
+        assert_string_equal(getenv("OPENBLAS_CORETYPE"), "SkylakeX");
+    } else {
+        assert_null(getenv("OPENBLAS_CORETYPE"));
+    }
     assert_true(mapped("libopenblas"));
     assert_int_equal(thread_count(), 1); /* parked; this test creates no threads itself */
     assert_int_equal(pq_blas_load(), PQ_OK); /* a second load neither fails nor restarts it */
