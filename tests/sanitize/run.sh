@@ -67,10 +67,13 @@ else
   # each is launching, waiting or writing. Two runs side by side, each one
   # test at a time, pair an MPI test with a single-process one: the MPI
   # suite (ports, Slurm, session kills stay among themselves) beside the
-  # rest. Each keeps its own log (--logbase).
-  run --suite mpi --logbase testlog-mpi &
+  # rest. Each keeps its own log (--logbase). The MPI tests of the suite
+  # mpi_beside (no Slurm, no timed kill) go on the second side after the
+  # rest, so that the two sides take about as long.
+  run --suite mpi --no-suite mpi_beside --logbase testlog-mpi &
   mpi_pid=$!
   run --suite unit --suite kernels --suite integration --no-suite mpi --logbase testlog-rest || st=$?
+  run --suite mpi_beside --logbase testlog-beside || st=$?
   wait "$mpi_pid" || st=$?
 fi
 for f in "$reports"/*; do
