@@ -13,6 +13,7 @@
  * vector registers the tile is 12 rows x 16 columns. */
 #include <immintrin.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm/gemm_impl.h"
@@ -21,6 +22,8 @@
 
 #define MRV 12
 #define I8_CHUNK 8 /* panels per chunk, as AVX2: 8 x 16 x k bytes of W in L2 */
+/* row blocks from which W4A8 unpacks a chunk's int4 panels (i4i8_vnni) */
+#define I4_UNPACK_BLOCKS 4
 
 /* Packed A: blocks of MRV rows; per quad of k, MRV rows x 4 bytes of a + 128;
  * a k tail is padded with byte 128 (code 0) so it meets zero weights. The
@@ -582,6 +585,67 @@ __attribute__((noinline)) static void k4_1_4g(const uint8_t *ap, const uint8_t *
     f[0] = f0, f[1] = f1, f[2] = f2, f[3] = f3;
 }
 
+/* Many row blocks: the int4 panels of a chunk are unpacked once into int8
+ * panels of 16 * q (the bytes nib_lo and nib_hi make, in the int8 layout:
+ * 64 bytes a quad), which every row block of the chunk then runs on the
+ * 12 x 32 tile of the int8 GEMM, each group folded as k4_12_1g (the sums
+ * in memory: 24 of them do not fit in registers beside the accumulators).
+ * The unpacking, per 64 bytes a shift and two ANDs, is then paid once per
+ * chunk instead of once per row block: on the 12 x 16 tile it took the
+ * vector ports from vpdpbusd, and each quad of A was broadcast for one
+ * panel instead of two. Same integers, same float operations in the same
+ * order as k4_12_1g. */
+static void unpack_i4(const uint8_t *wp, int64_t kq, uint8_t *dst)
+{
+    const __m512i m = _mm512_set1_epi8((char)0xF0);
+    for (int64_t t = 0; 2 * t < kq; t++) {
+        __m512i x = _mm512_load_si512((const void *)(wp + t * 64));
+        _mm512_store_si512((void *)(dst + 2 * t * 64), nib_lo(x, m));
+        if (2 * t + 1 < kq) _mm512_store_si512((void *)(dst + (2 * t + 1) * 64), nib_hi(x, m));
+    }
+}
+
+#define ZFOLD(i, s, n)                                                                      \
+    do {                                                                                    \
+        f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a##i), s, g ? f[i] : _mm512_setzero_ps());  \
+        a##i = n;                                                                           \
+    } while (0)
+
+/* 12 rows x 2 unpacked panels (wp0, wp1) over every group; f[2r + c] gets
+ * row r, panel c. gs, cs, ss: the two panels' group code sums, column terms
+ * (or NULL) and scales / 16, as k4_12_1g's. */
+__attribute__((noinline)) static void kz_12_2g(const uint8_t *ap, const uint8_t *wp0, const uint8_t *wp1,
+                                               int64_t kq, int64_t gq, int64_t ng, const int32_t *gs0,
+                                               const int32_t *gs1, const int32_t *ca0, const int32_t *ca1,
+                                               const float *ss0, const float *ss1, __m512 *f)
+{
+    __m512i n0 = start_acc(gs0, ca0, 0), n1 = start_acc(gs1, ca1, 0);
+    __m512i a0 = n0, a1 = n1, a2 = n0, a3 = n1, a4 = n0, a5 = n1, a6 = n0, a7 = n1, a8 = n0, a9 = n1,
+            a10 = n0, a11 = n1, a12 = n0, a13 = n1, a14 = n0, a15 = n1, a16 = n0, a17 = n1, a18 = n0,
+            a19 = n1, a20 = n0, a21 = n1, a22 = n0, a23 = n1;
+    /* f starts at the first group's fold (an fma onto +0, as from zeroed
+     * sums: a memset of f cost as much as the group folds) */
+    for (int64_t g = 0; g < ng; g++) {
+        int64_t q0 = g * gq, q1 = ng == 1 || q0 + gq > kq ? kq : q0 + gq;
+        for (int64_t q = q0; q < q1; q++) {
+            __m512i w0 = _mm512_load_si512((const void *)(wp0 + q * 64));
+            __m512i w1 = _mm512_load_si512((const void *)(wp1 + q * 64));
+            const uint8_t *aq = ap + q * MRV * 4;
+            ZROWS();
+        }
+        __m512 s0 = _mm512_loadu_ps(ss0 + g * PQ_GEMM_NR), s1 = _mm512_loadu_ps(ss1 + g * PQ_GEMM_NR);
+        int64_t x = (g + 1 < ng ? g + 1 : g) * PQ_GEMM_NR;
+        n0 = start_acc(gs0, ca0, x);
+        n1 = start_acc(gs1, ca1, x);
+        ZFOLD(0, s0, n0); ZFOLD(1, s1, n1); ZFOLD(2, s0, n0); ZFOLD(3, s1, n1);
+        ZFOLD(4, s0, n0); ZFOLD(5, s1, n1); ZFOLD(6, s0, n0); ZFOLD(7, s1, n1);
+        ZFOLD(8, s0, n0); ZFOLD(9, s1, n1); ZFOLD(10, s0, n0); ZFOLD(11, s1, n1);
+        ZFOLD(12, s0, n0); ZFOLD(13, s1, n1); ZFOLD(14, s0, n0); ZFOLD(15, s1, n1);
+        ZFOLD(16, s0, n0); ZFOLD(17, s1, n1); ZFOLD(18, s0, n0); ZFOLD(19, s1, n1);
+        ZFOLD(20, s0, n0); ZFOLD(21, s1, n1); ZFOLD(22, s0, n0); ZFOLD(23, s1, n1);
+    }
+}
+
 /* Float partial results of an mr x (np * 16) tile, summed over the groups
  * as the reference does: f = f + (float)acc_g * w_scale[j, g]. */
 AINLINE void group_fold(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, int np, int64_t row0,
@@ -638,21 +702,41 @@ static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512
     }
 }
 
-static int64_t tile_i4(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, int64_t row0, int64_t p,
-                       int64_t pe)
+/* symmetric weights: the groups folded in the kernel, an activation zero
+ * point's column term (static scheme) in the start of the accumulators,
+ * where 16 times the corrected sum, at most 16 * 383 * 8 * group_size, fits
+ * int32 */
+static bool i4_folds(const pq_gemm_i8i8_job *job)
+{
+    const pq_gemm_w *w = job->w;
+    return job->y && !w->zp && w->scale16 && (!job->col_add || w->group_size <= 32768);
+}
+
+/* The chunk of panels [pc, pe) unpacked by unpack_i4 (NULL: none). */
+typedef struct i4_chunk {
+    const uint8_t *data;
+    int64_t pc, pe;
+} i4_chunk;
+
+static int64_t tile_i4(const pq_gemm_i8i8_job *job, const i4_chunk *u, const uint8_t *ap, int mr, int64_t row0,
+                       int64_t p, int64_t pe)
 {
     const pq_gemm_w *w = job->w;
     int64_t ng = w->n_groups, kq = w->kp / 4, gq = w->group_size / 4;
     int np = mr == 1 && p + 3 < pe ? 4 : p + 1 < pe ? 2 : 1;
     __m512i acc[2 * MRV];
     __m512 f[2 * MRV];
-    /* symmetric weights: the groups folded in the kernel, an activation zero
-     * point's column term (static scheme) in the start of the accumulators,
-     * where 16 times the corrected sum, at most 16 * 383 * 8 * group_size,
-     * fits int32 */
-    bool fold = job->y && !w->zp && w->scale16 && (!job->col_add || w->group_size <= 32768);
+    bool fold = i4_folds(job);
     int64_t s0 = p * ng * PQ_GEMM_NR;
     const int32_t *ca = job->col_add ? job->col_add + s0 : NULL;
+    if (u && mr == MRV && np == 2) {
+        const uint8_t *wu = u->data + (p - u->pc) * kq * 64;
+        int64_t s1 = s0 + ng * PQ_GEMM_NR;
+        kz_12_2g(ap, wu, wu + kq * 64, kq, gq, ng, w->row_sum + s0, w->row_sum + s1, ca,
+                 job->col_add ? job->col_add + s1 : NULL, w->scale16 + s0, w->scale16 + s1, f);
+        tile_out4(job, f, acc, mr, 2, row0, p);
+        return 2;
+    }
     if (fold && mr == MRV) {
         k4_12_1g(ap, w->data + p * w->panel_bytes, kq, gq, ng, w->row_sum + s0, ca, w->scale16 + s0, f);
         tile_out4(job, f, acc, mr, 1, row0, p);
@@ -682,7 +766,25 @@ static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
         pq_gemm_i4i8_ref(job, p0, p1);
         return;
     }
-    each_tile(job, p0, p1, tile_i4);
+    /* as each_tile, a chunk's panels unpacked first when enough row blocks
+     * run on them (and the allocation succeeds: else the int4 tiles) */
+    int64_t nb = (job->m + MRV - 1) / MRV, bb = a_block_bytes(job->w->k), kq = job->w->kp / 4;
+    uint8_t *buf = nb >= I4_UNPACK_BLOCKS && i4_folds(job)
+                       ? aligned_alloc(64, (size_t)(I8_CHUNK * kq * 64))
+                       : NULL;
+    for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
+        int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
+        i4_chunk u = {buf, pc, pe};
+        if (buf)
+            for (int64_t p = pc; p < pe; p++)
+                unpack_i4(job->w->data + p * job->w->panel_bytes, kq, buf + (p - pc) * kq * 64);
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t row0 = b * MRV;
+            int mr = job->m - row0 < MRV ? (int)(job->m - row0) : MRV;
+            for (int64_t p = pc; p < pe;) p += tile_i4(job, buf ? &u : NULL, job->a_packed + b * bb, mr, row0, p, pe);
+        }
+    }
+    free(buf);
 }
 
 const pq_gemm_kernels pq_gemm_kernels_avx512vnni = {

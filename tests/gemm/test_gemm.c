@@ -603,6 +603,11 @@ static const wcase w4a8_cases[] = {
     {4, 1, PQ_GEMM_GROUP, 128, 1, 80, 1280},   {4, 1, PQ_GEMM_GROUP, 8, 1, 64, 36},
     {4, 1, PQ_GEMM_GROUP, 128, 13, 33, 1001},  {4, 1, PQ_GEMM_GROUP, 128, 25, 64, 1000},
     {4, 1, PQ_GEMM_CHANNEL, 0, 1, 70, 1001},
+    /* four row blocks and more: each chunk's panels unpacked to int8 first
+     * (a short last group, odd last quads, a single last panel, a 1-row last
+     * block) */
+    {4, 1, PQ_GEMM_GROUP, 128, 50, 64, 1000},  {4, 1, PQ_GEMM_CHANNEL, 0, 60, 48, 1001},
+    {4, 1, PQ_GEMM_GROUP, 32, 49, 40, 300},
 };
 
 static void test_w4a8(void **state)
