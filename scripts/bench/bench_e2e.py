@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -70,6 +71,14 @@ a = ap.parse_args()
 os.environ["ESM_NUM_THREADS"] = str(a.threads)
 if a.esmcpp_isa:
     os.environ["ESM_FORCE_ISA"] = a.esmcpp_isa
+# The peers' OpenBLAS (numpy, PyTorch's fp32 Linears) runs the kernels the
+# proteus binary asks for (OPENBLAS_CORETYPE: engine/model/blas.c), not the
+# SSE3 fallback of an OpenBLAS release that does not know the CPU.
+sys.path.insert(0, os.path.join(REPO, "python"))
+from proteus._blas import choose_core  # noqa: E402
+
+choose_core()
+print("OPENBLAS_CORETYPE:", os.environ.get("OPENBLAS_CORETYPE", "(unset: OpenBLAS's own pick)"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
