@@ -15,12 +15,10 @@ import os
 
 
 def _loaded_core():
-    """The kernels of the OpenBLAS already in this process, or None."""
+    """The kernels of the libopenblas.so.0 already in this process (the
+    library libproteus loads), or None; RTLD_NOLOAD never loads it."""
     try:
-        with open("/proc/self/maps") as f:
-            if "libopenblas" not in f.read():
-                return None
-        lib = ctypes.CDLL("libopenblas.so.0")
+        lib = ctypes.CDLL("libopenblas.so.0", mode=os.RTLD_NOLOAD)
         lib.openblas_get_corename.restype = ctypes.c_char_p
         name = lib.openblas_get_corename()
     except (OSError, AttributeError):
