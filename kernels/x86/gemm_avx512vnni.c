@@ -712,10 +712,10 @@ static bool i4_folds(const pq_gemm_i8i8_job *job)
     return job->y && !w->zp && w->scale16 && (!job->col_add || w->group_size <= 32768);
 }
 
-/* The chunk of panels [pc, pe) unpacked by unpack_i4 (NULL: none). */
+/* The chunk of panels from pc on, unpacked by unpack_i4 (NULL: none). */
 typedef struct i4_chunk {
     const uint8_t *data;
-    int64_t pc, pe;
+    int64_t pc;
 } i4_chunk;
 
 static int64_t tile_i4(const pq_gemm_i8i8_job *job, const i4_chunk *u, const uint8_t *ap, int mr, int64_t row0,
@@ -774,7 +774,7 @@ static void i4i8_vnni(const pq_gemm_i8i8_job *job, int64_t p0, int64_t p1)
                        : NULL;
     for (int64_t pc = p0; pc < p1; pc += I8_CHUNK) {
         int64_t pe = pc + I8_CHUNK < p1 ? pc + I8_CHUNK : p1;
-        i4_chunk u = {buf, pc, pe};
+        i4_chunk u = {buf, pc};
         if (buf)
             for (int64_t p = pc; p < pe; p++)
                 unpack_i4(job->w->data + p * job->w->panel_bytes, kq, buf + (p - pc) * kq * 64);
