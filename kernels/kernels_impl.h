@@ -73,5 +73,9 @@ void pq_ops_init_avx512(pq_ops *out); /* avx2 + AVX-512 VNNI int8 GEMM, AVX-512 
 int pq_cpu_has_avx2_fma(void);
 int pq_cpu_has_avx512vnni(void); /* avx512f/bw/vl/vnni and avx2_fma */
 int pq_cpu_has_avx512bf16(void); /* avx512_bf16 and the above */
+int pq_cpu_bf16_dot_fast(void);   /* that, where VDPBF16PS outruns FMA (ops.c) */
+/* Sets o->attention_bf16 wherever the CPU runs the kernel, fast or not (tests
+ * and benchmarks); whether o has one now. */
+int pq_ops_force_bf16_attention(pq_ops *o);
 
 #endif

@@ -56,7 +56,7 @@ void pq_ops_init_avx512(pq_ops *o)
     o->gptq_block = pq_gptq_block_avx512;
     o->attention = pq_attention_avx512;
 #ifdef PQ_HAVE_AVX512BF16
-    if (pq_cpu_has_avx512bf16()) o->attention_bf16 = pq_attention_bf16_avx512;
+    if (pq_cpu_bf16_dot_fast()) o->attention_bf16 = pq_attention_bf16_avx512;
 #endif
 }
 #endif
@@ -92,6 +92,31 @@ int pq_cpu_has_avx512bf16(void)
 #else
     return 0;
 #endif
+}
+
+/* VDPBF16PS (32 products per 512-bit instruction) against FMA (16): AMD's
+ * Zen 4 issues one of each a cycle, so bf16 products double the rate; the
+ * Intel cores (Cooper Lake to Emerald Rapids) issue one VDPBF16PS every two
+ * cycles and two FMAs a cycle, so there fp32 attention is the faster (and
+ * the exact) one. */
+int pq_cpu_bf16_dot_fast(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return pq_cpu_has_avx512bf16() && __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
+int pq_ops_force_bf16_attention(pq_ops *o)
+{
+#if PQ_HAVE_AVX2 && defined(PQ_HAVE_AVX512VNNI) && defined(PQ_HAVE_AVX512BF16)
+    if (o->attention == pq_attention_avx512 && pq_cpu_has_avx512bf16()) {
+        o->attention_bf16 = pq_attention_bf16_avx512;
+        return 1;
+    }
+#endif
+    return o->attention_bf16 != NULL;
 }
 
 static int cpu_any(void) { return 1; }

@@ -15,6 +15,17 @@ void pq_attn_rotate_row(const float *x, int hd, float s, const float *c, const f
  * multiple of 16) set to 0. */
 void pq_attn_softmax_row(float *x, int64_t T, int64_t Tp);
 
+/* Into cache: the hd floats at a + off, b + off and c + off (b, c: NULL
+ * for none). */
+static inline void pq_attn_prefetch_rows(const float *a, const float *b, const float *c, int64_t off, int hd)
+{
+    for (int d = 0; d < hd; d += 16) {
+        _mm_prefetch((const char *)(a + off + d), _MM_HINT_T0);
+        if (b) _mm_prefetch((const char *)(b + off + d), _MM_HINT_T0);
+        if (c) _mm_prefetch((const char *)(c + off + d), _MM_HINT_T0);
+    }
+}
+
 /* Masks of the 4 vectors of 16 lanes that cover w <= 64 columns. */
 static inline void pq_attn_col_masks(int w, __mmask16 mk[4])
 {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/kernels_impl.h"
 #include "kernels/pq_kernels.h"
 
 #define H 20
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
     pq_ops a2, a5;
     int have2 = pq_ops_select("avx2", &a2) == PQ_KOK, have5 = pq_ops_select("avx512", &a5) == PQ_KOK;
     if (!have2) pq_ops_init_ref(&a2);
+    if (have5) pq_ops_force_bf16_attention(&a5); /* timed even where the forward prefers fp32 */
     int64_t ld = 3 * H * HD;
     size_t nscr = pq_attention_scratch(T, HD);
     if (nscr < (size_t)T * (size_t)T) nscr = (size_t)T * (size_t)T;
