@@ -42,6 +42,8 @@ PQ_DECLARE_FLOAT_KERNELS(avx2)
                             int64_t T, int hd, float qscale, const float *cos_t,             \
                             const float *sin_t, float *o, int64_t ldo, float *attn,          \
                             float *scratch);
+void pq_gelu_avx512(float *x, int64_t n); /* x86/ops_avx512.c */
+
 PQ_DECLARE_ATTENTION(ref)
 PQ_DECLARE_ATTENTION(avx512)
 PQ_DECLARE_ATTENTION(bf16_ref)

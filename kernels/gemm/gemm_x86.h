@@ -9,6 +9,10 @@
 #include <string.h>
 
 #include "kernels/gemm/gemm_impl.h"
+#ifdef __AVX512F__
+#include "kernels/kernels_impl.h"
+#include "kernels/x86/math512.h"
+#endif
 
 #define AINLINE static inline __attribute__((always_inline))
 
@@ -48,6 +52,17 @@ AINLINE int8_t quant1_dynamic(float x, float inv)
     float v = __builtin_nearbyintf(x * inv);
     return (int8_t)(v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v));
 }
+
+/* Whether the job's GELU is pq_gelu512 on 16 columns in registers (the
+ * avx512 context's slot, whose lanes compute alike, so the bits are those of
+ * the slot called on the stored row; storing two halves and loading them as
+ * one vector would stall the store forwarding). */
+#ifdef __AVX512F__
+AINLINE bool gelu_in_regs(const pq_gemm_i8i8_job *job, int64_t nc)
+{
+    return nc == 16 && job->epi && job->epi->post == PQ_GEMM_POST_GELU && job->ops->gelu == pq_gelu_avx512;
+}
+#endif
 
 /* Stores a float row segment of nc <= 16 columns (tail through a buffer). */
 AINLINE void store_f(float *y, __m256 v0, __m256 v1, int64_t nc)
@@ -114,6 +129,13 @@ static inline void pq_gemm_tile_out_i8(const pq_gemm_i8i8_job *job, const __m256
         f1 = _mm256_mul_ps(f1, _mm256_loadu_ps(w->scale + col0 + 8));
         if (job->epi && job->epi->bias) add_bias(job->epi->bias + col0, nc, &f0, &f1);
         float *yr = job->y + i * job->ldy + col0;
+#ifdef __AVX512F__
+        if (gelu_in_regs(job, nc)) {
+            __m512d w2 = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(f0)), _mm256_castps_pd(f1), 1);
+            _mm512_storeu_ps(yr, pq_gelu512(_mm512_castpd_ps(w2)));
+            continue;
+        }
+#endif
         if (job->epi && job->epi->post == PQ_GEMM_POST_RESIDUAL && nc == 16) {
             /* y + r in registers: the same fp32 addition as the reference */
             const float *rr = job->epi->residual + i * job->epi->ldr + col0;

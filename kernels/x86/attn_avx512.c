@@ -9,7 +9,7 @@
  * the q/k/v activations, so each row is prefetched ahead); then for each
  * block of 12 query rows: the 12 x T scores, 32 keys at a time (broadcast q,
  * FMA with kt rows), the row softmax while those rows are in L1 (exp as
- * ops_avx2.c's, 16 wide), and o = p v, 32 dimensions at a time. Twelve rows
+ * ops_avx2.c's, 16 wide: math512.h), and o = p v, 32 dimensions at a time. Twelve rows
  * share each vector of kt and vc, so the kernel reads them from L2 a third as
  * often as with 4 rows, and runs at ~75 % of the FMA rate. The full T x T
  * matrix is never written (only into attn when the caller asks for the maps).
@@ -26,32 +26,10 @@
 
 #include "kernels/kernels_impl.h"
 #include "kernels/x86/attn_x86.h"
+#include "kernels/x86/math512.h"
 
 #define RB 12 /* query rows per block */
 #define PF 8  /* rows of q, k and v fetched ahead (their stride defeats the prefetchers) */
-
-static inline __m512 exp512(__m512 x)
-{
-    const __m512 lo = _mm512_set1_ps(-87.3f);
-    __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    x = _mm512_max_ps(x, lo);
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    p = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    return _mm512_maskz_mov_ps((__mmask16)~under, p);
-}
 
 /* Rotate row x (scaled by s first) into y: the products and sums of
  * pq_rotary_ref. */
@@ -112,12 +90,12 @@ void pq_attn_softmax_row(float *x, int64_t T, int64_t Tp)
     if (mx == -INFINITY) mx = 0.0f;
     __m512 m = _mm512_set1_ps(mx), acc = _mm512_setzero_ps();
     for (j = 0; j < full; j += 16) {
-        __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));
+        __m512 e = pq_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + j), m));
         _mm512_storeu_ps(x + j, e);
         acc = _mm512_add_ps(acc, e);
     }
     if (tail) {
-        __m512 e = _mm512_maskz_mov_ps(tail, exp512(_mm512_sub_ps(_mm512_loadu_ps(x + full), m)));
+        __m512 e = _mm512_maskz_mov_ps(tail, pq_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + full), m)));
         _mm512_storeu_ps(x + full, e);
         acc = _mm512_add_ps(acc, e);
     }

@@ -695,6 +695,10 @@ static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512
                 _mm512_mask_storeu_ps(yr, k, _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, rr)));
                 continue;
             }
+            if (gelu_in_regs(job, nc)) {
+                _mm512_storeu_ps(yr, pq_gelu512(v));
+                continue;
+            }
             _mm512_mask_storeu_ps(yr, k, v);
             if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
                 pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);

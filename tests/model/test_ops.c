@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_ops.c - float transformer kernels: the reference against hand-computed
  * values, and every compiled-in variant against the reference within the
- * tolerances stated in kernels/x86/ops_avx2.c. */
+ * tolerances stated in kernels/x86/ops_avx2.c and math512.h. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,7 +71,7 @@ static void test_variants_vs_ref(void **state)
     pq_ops ref, ctx;
     pq_ops_init_ref(&ref);
     const pq_ops *R = &ref;
-    /* avx512's element-wise slots are avx2's */
+    /* avx512's element-wise slots are avx2's but for gelu */
     const char *names[] = {"avx2", "avx512"};
     int tested = 0;
     for (size_t vi = 0; vi < sizeof names / sizeof names[0]; vi++) {
