@@ -42,7 +42,10 @@ PQ_DECLARE_FLOAT_KERNELS(avx2)
                             int64_t T, int hd, float qscale, const float *cos_t,             \
                             const float *sin_t, float *o, int64_t ldo, float *attn,          \
                             float *scratch);
-void pq_gelu_avx512(float *x, int64_t n); /* x86/ops_avx512.c */
+/* x86/ops_avx512.c */
+void pq_gelu_avx512(float *x, int64_t n);
+void pq_layernorm_avx512(const float *x, int64_t n_rows, int64_t d, const float *w, const float *b, float eps,
+                         float *y);
 
 PQ_DECLARE_ATTENTION(ref)
 PQ_DECLARE_ATTENTION(avx512)

@@ -56,6 +56,7 @@ void pq_ops_init_avx512(pq_ops *o)
     o->gptq_block = pq_gptq_block_avx512;
     o->attention = pq_attention_avx512;
     o->gelu = pq_gelu_avx512;
+    o->layernorm = pq_layernorm_avx512;
 #ifdef PQ_HAVE_AVX512BF16
     if (pq_cpu_bf16_dot_fast()) o->attention_bf16 = pq_attention_bf16_avx512;
 #endif

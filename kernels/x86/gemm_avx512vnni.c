@@ -67,12 +67,15 @@ static void a_pack_vnni(const int8_t *a, int64_t m, int64_t k, int64_t lda, void
 
 /* Per-token quantization written straight into packed blocks: the codes and
  * scales of pq_gemm_quantize_dynamic_avx2 (max is exact in any order; the same
- * reciprocal, product, round-half-even and clamp), without the m x k int8
- * intermediate. */
+ * reciprocal, product, round-half-even and clamp), 16 columns a step, without
+ * the m x k int8 intermediate. Lanes past k are 0, so their bytes are 128,
+ * the padding of a k tail. */
 static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx, void *dst,
                                float *scale, int64_t b0, int64_t b1)
 {
     int64_t bb = a_block_bytes(k), kq = (k + 3) / 4;
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
     uint8_t *d = dst;
     for (int64_t b = b0; b < b1; b++) {
         uint8_t *blk = d + b * bb;
@@ -80,20 +83,28 @@ static void quantize_pack_vnni(const float *x, int64_t m, int64_t k, int64_t ldx
         for (int r = 0; r < rows; r++) {
             const float *s = x + (b * MRV + r) * ldx;
             uint8_t *o = blk + r * 4;
-            float sc = row_scale_dynamic(s, k);
-            float inv = 1.0f / sc;
-            scale[b * MRV + r] = sc;
-            __m256 vi = _mm256_set1_ps(inv);
+            __m512 vm = _mm512_setzero_ps();
             int64_t j = 0;
-            for (; j + 8 <= k; j += 8) {
-                __m128i p8 = _mm_xor_si128(quant8_dynamic(s + j, vi), _mm_set1_epi8((char)0x80));
-                uint32_t q0 = (uint32_t)_mm_cvtsi128_si32(p8), q1 = (uint32_t)_mm_extract_epi32(p8, 1);
-                memcpy(o + (j / 4) * MRV * 4, &q0, 4);
-                memcpy(o + (j / 4 + 1) * MRV * 4, &q1, 4);
+            for (; j + 16 <= k; j += 16) vm = _mm512_max_ps(vm, _mm512_abs_ps(_mm512_loadu_ps(s + j)));
+            __mmask16 tail = (__mmask16)((1u << (k - j)) - 1u);
+            if (tail) vm = _mm512_max_ps(vm, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail, s + j)));
+            float amax = _mm512_reduce_max_ps(vm);
+            float sc = (amax > 1e-5f ? amax : 1e-5f) / 127.0f;
+            scale[b * MRV + r] = sc;
+            __m512 vi = _mm512_set1_ps(1.0f / sc);
+            for (j = 0; j < k; j += 16) {
+                __mmask16 mk = k - j >= 16 ? (__mmask16)0xffff : tail;
+                __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, s + j), vi),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                __m128i c = _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), flip);
+                int64_t q = j / 4, nq = kq - q < 4 ? kq - q : 4;
+                uint8_t *oq = o + q * MRV * 4;
+                _mm_storeu_si32(oq, c);
+                if (nq > 1) _mm_storeu_si32(oq + MRV * 4, _mm_srli_si128(c, 4));
+                if (nq > 2) _mm_storeu_si32(oq + 2 * MRV * 4, _mm_srli_si128(c, 8));
+                if (nq > 3) _mm_storeu_si32(oq + 3 * MRV * 4, _mm_srli_si128(c, 12));
             }
-            uint8_t tail[8] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
-            for (int64_t u = j; u < k; u++) tail[u - j] = (uint8_t)(quant1_dynamic(s[u], inv) ^ 0x80);
-            for (int64_t q = j / 4; q < kq; q++) memcpy(o + q * MRV * 4, tail + (q - j / 4) * 4, 4);
         }
     }
 }

@@ -71,7 +71,7 @@ static void test_variants_vs_ref(void **state)
     pq_ops ref, ctx;
     pq_ops_init_ref(&ref);
     const pq_ops *R = &ref;
-    /* avx512's element-wise slots are avx2's but for gelu */
+    /* avx512's element-wise slots are avx2's but for gelu and layernorm */
     const char *names[] = {"avx2", "avx512"};
     int tested = 0;
     for (size_t vi = 0; vi < sizeof names / sizeof names[0]; vi++) {
