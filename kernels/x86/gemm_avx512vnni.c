@@ -233,22 +233,9 @@ static const kern_fn kerns[MRV + 1] = {NULL,     kern_v_1, kern_v_2,  kern_v_3, 
     ZROW(10, a20, a21);                                     \
     ZROW(11, a22, a23)
 
-/* Splits row r of the 2-panel tile into the 16-column halves tile_out takes,
- * removing the +128 offset of A with the weight row sums. */
-AINLINE void z_out(__m512i z0, __m512i z1, __m512i o0, __m512i o1, int r, __m256i *acc0,
-                   __m256i *acc1)
-{
-    z0 = _mm512_sub_epi32(z0, o0);
-    z1 = _mm512_sub_epi32(z1, o1);
-    acc0[2 * r] = _mm512_castsi512_si256(z0);
-    acc0[2 * r + 1] = _mm512_extracti64x4_epi64(z0, 1);
-    acc1[2 * r] = _mm512_castsi512_si256(z1);
-    acc1[2 * r + 1] = _mm512_extracti64x4_epi64(z1, 1);
-}
-
 __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t *wp0, const uint8_t *wp1,
-                      const int32_t *ws0, const int32_t *ws1, int64_t kq, __m256i *acc0,
-                      __m256i *acc1)
+                                                const int32_t *ws0, const int32_t *ws1, int64_t kq, __m512i *acc0,
+                                                __m512i *acc1)
 {
     __m512i z = _mm512_setzero_si512();
     __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
@@ -260,20 +247,57 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
         const uint8_t *aq = ap + q * MRV * 4;
         ZROWS();
     }
+    /* the +128 offset of A removed with the weight row sums */
     __m512i o0 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws0), 7);
     __m512i o1 = _mm512_slli_epi32(_mm512_loadu_si512((const void *)ws1), 7);
-    z_out(a0, a1, o0, o1, 0, acc0, acc1);
-    z_out(a2, a3, o0, o1, 1, acc0, acc1);
-    z_out(a4, a5, o0, o1, 2, acc0, acc1);
-    z_out(a6, a7, o0, o1, 3, acc0, acc1);
-    z_out(a8, a9, o0, o1, 4, acc0, acc1);
-    z_out(a10, a11, o0, o1, 5, acc0, acc1);
-    z_out(a12, a13, o0, o1, 6, acc0, acc1);
-    z_out(a14, a15, o0, o1, 7, acc0, acc1);
-    z_out(a16, a17, o0, o1, 8, acc0, acc1);
-    z_out(a18, a19, o0, o1, 9, acc0, acc1);
-    z_out(a20, a21, o0, o1, 10, acc0, acc1);
-    z_out(a22, a23, o0, o1, 11, acc0, acc1);
+    const __m512i r0[MRV] = {a0, a2, a4, a6, a8, a10, a12, a14, a16, a18, a20, a22};
+    const __m512i r1[MRV] = {a1, a3, a5, a7, a9, a11, a13, a15, a17, a19, a21, a23};
+    for (int r = 0; r < MRV; r++) {
+        acc0[r] = _mm512_sub_epi32(r0[r], o0);
+        acc1[r] = _mm512_sub_epi32(r1[r], o1);
+    }
+}
+
+/* pq_gemm_tile_out_i8 on 16 columns a vector: the same wrapping int32
+ * corrections and fp32 operations in the same order, so the same bits; a
+ * panel past n's end, or raw int32 output, through the 256-bit one. */
+static void tile_out_z(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, int64_t row0, int64_t p)
+{
+    const pq_gemm_w *w = job->w;
+    int64_t col0 = p * PQ_GEMM_NR;
+    if (!job->y || w->n - col0 < 16) {
+        __m256i h[2 * MRV];
+        for (int r = 0; r < mr; r++) {
+            h[2 * r] = _mm512_castsi512_si256(acc[r]);
+            h[2 * r + 1] = _mm512_extracti64x4_epi64(acc[r], 1);
+        }
+        pq_gemm_tile_out_i8(job, h, mr, row0, p);
+        return;
+    }
+    const pq_gemm_epilogue *epi = job->epi;
+    bool zp = w->zp && job->a_sums, gelu = gelu_in_regs(job, 16);
+    __m512i vz = zp ? _mm512_loadu_si512((const void *)(w->zp + col0)) : _mm512_setzero_si512();
+    __m512i ca = job->col_add ? _mm512_loadu_si512((const void *)(job->col_add + col0)) : _mm512_setzero_si512();
+    __m512 ws = _mm512_loadu_ps(w->scale + col0);
+    __m512 b = epi && epi->bias ? _mm512_loadu_ps(epi->bias + col0) : _mm512_setzero_ps();
+    for (int r = 0; r < mr; r++) {
+        int64_t i = row0 + r;
+        __m512i v = acc[r];
+        if (zp) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(vz, _mm512_set1_epi32(job->a_sums[i])));
+        if (job->col_add) v = _mm512_add_epi32(v, ca);
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(job->a_scale[job->a_per_token ? i : 0]));
+        f = _mm512_mul_ps(f, ws);
+        if (epi && epi->bias) f = _mm512_add_ps(f, b);
+        float *yr = job->y + i * job->ldy + col0;
+        if (gelu) {
+            _mm512_storeu_ps(yr, pq_gelu512(f));
+        } else if (epi && epi->post == PQ_GEMM_POST_RESIDUAL) {
+            _mm512_storeu_ps(yr, _mm512_add_ps(f, _mm512_loadu_ps(epi->residual + i * epi->ldr + col0)));
+        } else {
+            _mm512_storeu_ps(yr, f);
+            if (epi && epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, epi, yr, i, col0, 16);
+        }
+    }
 }
 
 /* One row (GEMV) over four panels on 512-bit vectors, two quads per step
@@ -346,17 +370,18 @@ static int64_t tile_i8(const pq_gemm_i8i8_job *job, const uint8_t *ap, int mr, i
 {
     const pq_gemm_w *w = job->w;
     int64_t kq = w->kp / 4;
-    __m256i acc[2 * MRV], acc1[2 * MRV];
+    __m256i acc[2 * MRV];
     if (mr == 1 && p + 3 < pe) {
         kern_gemv4(ap, w->data + p * w->panel_bytes, w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
         for (int c = 0; c < 4; c++) pq_gemm_tile_out_i8(job, acc + 2 * c, 1, row0, p + c);
         return 4;
     }
     if (mr == MRV && p + 1 < pe) {
+        __m512i z0[MRV], z1[MRV];
         kern_z_12(ap, w->data + p * w->panel_bytes, w->data + (p + 1) * w->panel_bytes,
-                  w->row_sum + p * PQ_GEMM_NR, w->row_sum + (p + 1) * PQ_GEMM_NR, kq, acc, acc1);
-        pq_gemm_tile_out_i8(job, acc, mr, row0, p);
-        pq_gemm_tile_out_i8(job, acc1, mr, row0, p + 1);
+                  w->row_sum + p * PQ_GEMM_NR, w->row_sum + (p + 1) * PQ_GEMM_NR, kq, z0, z1);
+        tile_out_z(job, z0, mr, row0, p);
+        tile_out_z(job, z1, mr, row0, p + 1);
         return 2;
     }
     kerns[mr](ap, w->data + p * w->panel_bytes, w->row_sum + p * PQ_GEMM_NR, kq, acc);
