@@ -6,8 +6,9 @@
  * complete and defines the numbers; each ISA's context starts from it and
  * overrides what its variant does faster (as BLIS builds a cntx_t): avx2 =
  * ref with the AVX2 element-wise ops and GEMM; avx512 = avx2 with the AVX-512
- * VNNI int8 GEMM and the fused attention (bf16 too where the CPU has
- * avx512_bf16). Variants produce the same integers bit for bit.
+ * VNNI int8 GEMM, the fused attention (bf16 too where the CPU's VDPBF16PS
+ * outruns its FMA), GELU and LayerNorm. Variants produce the same integers
+ * bit for bit.
  *
  * A context is a plain value, filled once by pq_ops_select and never changed
  * afterwards; whoever selected it owns it and passes it down (a job, a model)
@@ -154,10 +155,10 @@ typedef struct pq_ops {
     void (*attention)(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,
                       float qscale, const float *cos_t, const float *sin_t, float *o, int64_t ldo,
                       float *attn, float *scratch);
-    /* Optional (NULL: not on this CPU): the same with q, k, v and the
-     * probabilities rounded to bf16 (fp32 sums; attn gets the fp32
-     * probabilities). For models whose activations are int8 already
-     * (W8A8/W4A8): the model decides. Reference: pq_attention_bf16_ref. */
+    /* Optional (NULL: not on this CPU, or no faster there than the fp32
+     * kernel): the same with q, k, v and the probabilities rounded to bf16
+     * (fp32 sums; attn gets the fp32 probabilities). For models whose
+     * activations are int8 already (W8A8/W4A8): the model decides. Reference: pq_attention_bf16_ref. */
     void (*attention_bf16)(const float *q, const float *k, const float *v, int64_t ld, int64_t T,
                            int hd, float qscale, const float *cos_t, const float *sin_t, float *o,
                            int64_t ldo, float *attn, float *scratch);

@@ -2,7 +2,8 @@
 /* attn_avx512bf16.c - the fused attention of one (sequence, head) with bf16
  * products (VDPBF16PS, fp32 sums): kernels/ref/attn_ref.c's
  * pq_attention_bf16_ref. Compiled with -mavx512bf16 only in this file; the
- * avx512 context offers it where the CPU reports avx512_bf16.
+ * avx512 context offers it where the CPU reports avx512_bf16 and VDPBF16PS
+ * outruns FMA (pq_cpu_bf16_dot_fast, kernels/ops.c).
  *
  * The layout is attn_avx512.c's, with pairs: q rows as bf16; k rotated,
  * rounded and stored as pairs of dimensions per key, kt2[hd/2][Tp][2]; v as
