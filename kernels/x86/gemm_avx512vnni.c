@@ -233,14 +233,21 @@ static const kern_fn kerns[MRV + 1] = {NULL,     kern_v_1, kern_v_2,  kern_v_3, 
     ZROW(10, a20, a21);                                     \
     ZROW(11, a22, a23)
 
+/* The 24 accumulators pinned to zmm0..zmm23 (they are only ever operands of
+ * ZDP's asm): left to itself GCC keeps one in another register and copies it
+ * in and out around its vpdpbusd every step, two more vector instructions
+ * for 24 (the 32 registers of AVX-512 leave room for w0, w1 and the
+ * broadcast). */
+#define ZPIN(n, v) register __m512i a##n __asm__("zmm" #n) = (v)
+#define ZACC(n) ZPIN(n, _mm512_setzero_si512())
+
 __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t *wp0, const uint8_t *wp1,
                                                 const int32_t *ws0, const int32_t *ws1, int64_t kq, __m512i *acc0,
                                                 __m512i *acc1)
 {
-    __m512i z = _mm512_setzero_si512();
-    __m512i a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z, a8 = z, a9 = z,
-            a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z, a16 = z, a17 = z, a18 = z,
-            a19 = z, a20 = z, a21 = z, a22 = z, a23 = z;
+    ZACC(0); ZACC(1); ZACC(2); ZACC(3); ZACC(4); ZACC(5); ZACC(6); ZACC(7);
+    ZACC(8); ZACC(9); ZACC(10); ZACC(11); ZACC(12); ZACC(13); ZACC(14); ZACC(15);
+    ZACC(16); ZACC(17); ZACC(18); ZACC(19); ZACC(20); ZACC(21); ZACC(22); ZACC(23);
     for (int64_t q = 0; q < kq; q++) {
         __m512i w0 = _mm512_load_si512((const void *)(wp0 + q * 64));
         __m512i w1 = _mm512_load_si512((const void *)(wp1 + q * 64));
@@ -656,9 +663,10 @@ __attribute__((noinline)) static void kz_12_2g(const uint8_t *ap, const uint8_t 
                                                const float *ss0, const float *ss1, __m512 *f)
 {
     __m512i n0 = start_acc(gs0, ca0, 0), n1 = start_acc(gs1, ca1, 0);
-    __m512i a0 = n0, a1 = n1, a2 = n0, a3 = n1, a4 = n0, a5 = n1, a6 = n0, a7 = n1, a8 = n0, a9 = n1,
-            a10 = n0, a11 = n1, a12 = n0, a13 = n1, a14 = n0, a15 = n1, a16 = n0, a17 = n1, a18 = n0,
-            a19 = n1, a20 = n0, a21 = n1, a22 = n0, a23 = n1;
+    ZPIN(0, n0); ZPIN(1, n1); ZPIN(2, n0); ZPIN(3, n1); ZPIN(4, n0); ZPIN(5, n1); ZPIN(6, n0); ZPIN(7, n1);
+    ZPIN(8, n0); ZPIN(9, n1); ZPIN(10, n0); ZPIN(11, n1); ZPIN(12, n0); ZPIN(13, n1); ZPIN(14, n0);
+    ZPIN(15, n1); ZPIN(16, n0); ZPIN(17, n1); ZPIN(18, n0); ZPIN(19, n1); ZPIN(20, n0); ZPIN(21, n1);
+    ZPIN(22, n0); ZPIN(23, n1);
     /* f starts at the first group's fold (an fma onto +0, as from zeroed
      * sums: a memset of f cost as much as the group folds) */
     for (int64_t g = 0; g < ng; g++) {
