@@ -31,6 +31,26 @@
 #define RB 12 /* query rows per block */
 #define PF 8  /* rows of q, k and v fetched ahead (their stride defeats the prefetchers) */
 
+/* A block's 12 x 32 sums: a<r>_0, a<r>_1 for row r (named registers: GCC
+ * keeps an array of them on the stack). */
+#define BLOCK_ACCS                                                                                     \
+    const __m512 z = _mm512_setzero_ps();                                                          \
+    __m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z, a4_0 = z, \
+           a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z, a8_0 = z, a8_1 = z, \
+           a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z
+#define BLOCK_ACC_ARRAY                                                                                \
+    {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}, {a4_0, a4_1},   {a5_0, a5_1},             \
+     {a6_0, a6_1}, {a7_0, a7_1}, {a8_0, a8_1}, {a9_0, a9_1}, {a10_0, a10_1}, {a11_0, a11_1}}
+/* Row r of the block: its value SRC(r) broadcast, times x0 and x1. */
+#define FMA_ROW(r, SRC)                                                                                \
+    b = _mm512_set1_ps(SRC(r));                                                                        \
+    a##r##_0 = _mm512_fmadd_ps(b, x0, a##r##_0);                                                       \
+    a##r##_1 = _mm512_fmadd_ps(b, x1, a##r##_1)
+#define FMA_ROWS(SRC)                                                                                  \
+    FMA_ROW(0, SRC); FMA_ROW(1, SRC); FMA_ROW(2, SRC); FMA_ROW(3, SRC); FMA_ROW(4, SRC);              \
+    FMA_ROW(5, SRC); FMA_ROW(6, SRC); FMA_ROW(7, SRC); FMA_ROW(8, SRC); FMA_ROW(9, SRC);              \
+    FMA_ROW(10, SRC); FMA_ROW(11, SRC)
+
 /* Rotate row x (scaled by s first) into y: the products and sums of
  * pq_rotary_ref. */
 void pq_attn_rotate_row(const float *x, int hd, float s, const float *c, const float *sn, float *y)
@@ -58,20 +78,15 @@ void pq_attn_rotate_row(const float *x, int hd, float s, const float *c, const f
 static inline void scores_rows(const float *const qp[RB], const float *kt, int64_t Tp, int hd, int64_t c0,
                                __mmask16 m1, float *S)
 {
-    const __m512 z = _mm512_setzero_ps();
-    __m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z, a4_0 = z, a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z, a8_0 = z, a8_1 = z, a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z;
+    BLOCK_ACCS;
     const float *k = kt + c0;
     for (int d = 0; d < hd; d++, k += Tp) {
-        __m512 k0 = _mm512_loadu_ps(k), k1 = _mm512_maskz_loadu_ps(m1, k + 16), b;
-#define PQ_ROW(r)                                                                                          \
-    b = _mm512_set1_ps(qp[r][d]);                                                                          \
-    a##r##_0 = _mm512_fmadd_ps(b, k0, a##r##_0);                                                           \
-    a##r##_1 = _mm512_fmadd_ps(b, k1, a##r##_1);
-        PQ_ROW(0) PQ_ROW(1) PQ_ROW(2) PQ_ROW(3) PQ_ROW(4) PQ_ROW(5)
-        PQ_ROW(6) PQ_ROW(7) PQ_ROW(8) PQ_ROW(9) PQ_ROW(10) PQ_ROW(11)
-#undef PQ_ROW
+        __m512 x0 = _mm512_loadu_ps(k), x1 = _mm512_maskz_loadu_ps(m1, k + 16), b;
+#define Q_AT(r) qp[r][d]
+        FMA_ROWS(Q_AT);
+#undef Q_AT
     }
-    const __m512 acc[RB][2] = {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}, {a4_0, a4_1}, {a5_0, a5_1}, {a6_0, a6_1}, {a7_0, a7_1}, {a8_0, a8_1}, {a9_0, a9_1}, {a10_0, a10_1}, {a11_0, a11_1}};
+    const __m512 acc[RB][2] = BLOCK_ACC_ARRAY;
     for (int r = 0; r < RB; r++) {
         _mm512_storeu_ps(S + r * Tp + c0, acc[r][0]);
         _mm512_mask_storeu_ps(S + r * Tp + c0 + 16, m1, acc[r][1]);
@@ -109,20 +124,15 @@ void pq_attn_softmax_row(float *x, int64_t T, int64_t Tp)
 static inline void pv_rows(const float *P, int64_t Tp, int64_t T, const float *vc, int hd, int h0,
                            __mmask16 m0, __mmask16 m1, float *o, int64_t ldo, int nr)
 {
-    const __m512 z = _mm512_setzero_ps();
-    __m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z, a4_0 = z, a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z, a8_0 = z, a8_1 = z, a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z;
+    BLOCK_ACCS;
     const float *vr = vc + h0;
     for (int64_t j = 0; j < T; j++, vr += hd) {
-        __m512 v0 = _mm512_maskz_loadu_ps(m0, vr), v1 = _mm512_maskz_loadu_ps(m1, vr + 16), b;
-#define PQ_ROW(r)                                                                                          \
-    b = _mm512_set1_ps(P[r * Tp + j]);                                                                     \
-    a##r##_0 = _mm512_fmadd_ps(b, v0, a##r##_0);                                                           \
-    a##r##_1 = _mm512_fmadd_ps(b, v1, a##r##_1);
-        PQ_ROW(0) PQ_ROW(1) PQ_ROW(2) PQ_ROW(3) PQ_ROW(4) PQ_ROW(5)
-        PQ_ROW(6) PQ_ROW(7) PQ_ROW(8) PQ_ROW(9) PQ_ROW(10) PQ_ROW(11)
-#undef PQ_ROW
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, vr), x1 = _mm512_maskz_loadu_ps(m1, vr + 16), b;
+#define P_AT(r) P[(r) * Tp + j]
+        FMA_ROWS(P_AT);
+#undef P_AT
     }
-    const __m512 acc[RB][2] = {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}, {a4_0, a4_1}, {a5_0, a5_1}, {a6_0, a6_1}, {a7_0, a7_1}, {a8_0, a8_1}, {a9_0, a9_1}, {a10_0, a10_1}, {a11_0, a11_1}};
+    const __m512 acc[RB][2] = BLOCK_ACC_ARRAY;
     for (int r = 0; r < nr; r++) {
         _mm512_mask_storeu_ps(o + r * ldo + h0, m0, acc[r][0]);
         _mm512_mask_storeu_ps(o + r * ldo + h0 + 16, m1, acc[r][1]);
