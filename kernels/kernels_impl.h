@@ -42,6 +42,10 @@ PQ_DECLARE_FLOAT_KERNELS(avx2)
                             int64_t T, int hd, float qscale, const float *cos_t,             \
                             const float *sin_t, float *o, int64_t ldo, float *attn,          \
                             float *scratch);
+/* x86/quant_avx512.c */
+void pq_row_minmax_avx512(const float *x, int64_t n, float *mn, float *mx, int64_t *n_nonfinite);
+void pq_error_lanes_avx512(const float *x, const int8_t *q, int64_t n, float scale, int32_t zp, double s[8],
+                           double e[8], double m[8]);
 /* x86/ops_avx512.c */
 void pq_gelu_avx512(float *x, int64_t n);
 void pq_layernorm_avx512(const float *x, int64_t n_rows, int64_t d, const float *w, const float *b, float eps,

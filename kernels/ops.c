@@ -57,6 +57,8 @@ void pq_ops_init_avx512(pq_ops *o)
     o->attention = pq_attention_avx512;
     o->gelu = pq_gelu_avx512;
     o->layernorm = pq_layernorm_avx512;
+    o->row_minmax = pq_row_minmax_avx512;
+    o->error_lanes = pq_error_lanes_avx512;
 #ifdef PQ_HAVE_AVX512BF16
     if (pq_cpu_bf16_dot_fast()) o->attention_bf16 = pq_attention_bf16_avx512;
 #endif

@@ -339,7 +339,7 @@ static void test_pack_unpack(void **state)
 
 /* Where the build and the CPU have AVX2 (AVX-512 VNNI), that context must be
  * tested (a silent fallback to the reference would test nothing), it must
- * carry its own kernels, and the element-wise slots of avx512 are avx2's. */
+ * carry its own kernels, and avx512's quantize_row and histogram are avx2's. */
 static void test_variants_present(void **state)
 {
     (void)state;
