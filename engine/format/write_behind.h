@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* write_behind.h - the codes of an output larger than the page cache can
- * keep, written behind: each range handed to the disk as soon as it is
+/* write_behind.h - the codes of a large output (1 GiB, or more than the page
+ * cache can keep), written behind: each range handed to the disk as soon as it is
  * written, and once a window of ranges is on disk, its pages released, so
  * the writer reuses the same few hundred MB of page cache instead of taking
  * fresh memory for every byte of the file. */
@@ -21,8 +21,8 @@ typedef struct pq_behind {
 } pq_behind;
 
 /* Write-behind for file descriptor fd when total_bytes (what will be
- * written through it) is at least a quarter of the memory the process may
- * fill (pq_mem_limit_bytes: the machine's, or its cgroup's), with
+ * written through it) is at least 1 GiB or a quarter of the memory the
+ * process may fill (pq_mem_limit_bytes: the machine's, or its cgroup's), with
  * a window of 256 MiB (PQ_TEST_WRITE_BEHIND=N: always, a window of N bytes);
  * otherwise b stays off and the page cache keeps the file, as for any write. */
 void pq_behind_init(pq_behind *b, int fd, uint64_t total_bytes);
