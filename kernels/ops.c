@@ -99,10 +99,11 @@ int pq_cpu_has_avx512bf16(void)
 }
 
 /* VDPBF16PS (32 products per 512-bit instruction) against FMA (16): AMD's
- * Zen 4 issues one of each a cycle, so bf16 products double the rate; the
- * Intel cores (Cooper Lake to Emerald Rapids) issue one VDPBF16PS every two
- * cycles and two FMAs a cycle, so there fp32 attention is the faster (and
- * the exact) one. */
+ * Zen 4 issues one of each a cycle, so bf16 products double the rate; an
+ * Intel core (measured on an Emerald Rapids Xeon: 1.34 G VDPBF16PS/s against
+ * 5.5 G FMA/s on one core) issues one VDPBF16PS every two cycles and two
+ * FMAs a cycle, so there fp32 attention is both the faster and the more
+ * exact. */
 int pq_cpu_bf16_dot_fast(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
