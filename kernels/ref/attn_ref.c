@@ -14,10 +14,10 @@ size_t pq_attention_scratch(int64_t T, int hd)
     int64_t Tp = (T + 15) / 16 * 16;
     /* rotated q [T][hd], a copy of v [T][hd], transposed rotated k
      * [hd][Tp], up to 16 score rows [Tp] (the bf16 variant: q, k and v as
-     * bf16 in the room of q and v, 4 fp32 score rows and 4 bf16 probability
-     * rows), each slice rounded to 16 floats (64 bytes) */
+     * bf16, 12 fp32 score rows, 12 bf16 probability rows and the rotated k
+     * rows in fp32), each slice rounded to 16 floats (64 bytes) */
     int64_t qn = (T * hd + 15) / 16 * 16;
-    return (size_t)(2 * qn + (int64_t)hd * Tp + 16 * Tp + 64);
+    return (size_t)(2 * qn + (int64_t)hd * Tp + 18 * Tp + 64);
 }
 
 /* Split-half rotation of one row of hd floats, scaled first by s (1: none),

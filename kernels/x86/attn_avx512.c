@@ -28,19 +28,6 @@
 #include "kernels/x86/attn_x86.h"
 #include "kernels/x86/math512.h"
 
-#define RB 12 /* query rows per block */
-#define PF 8  /* rows of q, k and v fetched ahead (their stride defeats the prefetchers) */
-
-/* A block's 12 x 32 sums: a<r>_0, a<r>_1 for row r (named registers: GCC
- * keeps an array of them on the stack). */
-#define BLOCK_ACCS                                                                                     \
-    const __m512 z = _mm512_setzero_ps();                                                          \
-    __m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z, a4_0 = z, \
-           a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z, a8_0 = z, a8_1 = z, \
-           a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z
-#define BLOCK_ACC_ARRAY                                                                                \
-    {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}, {a4_0, a4_1},   {a5_0, a5_1},             \
-     {a6_0, a6_1}, {a7_0, a7_1}, {a8_0, a8_1}, {a9_0, a9_1}, {a10_0, a10_1}, {a11_0, a11_1}}
 /* Row r of the block: its value SRC(r) broadcast, times x0 and x1. */
 #define FMA_ROW(r, SRC)                                                                                \
     b = _mm512_set1_ps(SRC(r));                                                                        \
@@ -87,10 +74,7 @@ static inline void scores_rows(const float *const qp[RB], const float *kt, int64
 #undef Q_AT
     }
     const __m512 acc[RB][2] = BLOCK_ACC_ARRAY;
-    for (int r = 0; r < RB; r++) {
-        _mm512_storeu_ps(S + r * Tp + c0, acc[r][0]);
-        _mm512_mask_storeu_ps(S + r * Tp + c0 + 16, m1, acc[r][1]);
-    }
+    pq_attn_store_block(acc, RB, S + c0, Tp, 0xffff, m1);
 }
 
 /* Softmax of the first T of Tp columns (the rest are padding, set to 0). */
@@ -133,10 +117,7 @@ static inline void pv_rows(const float *P, int64_t Tp, int64_t T, const float *v
 #undef P_AT
     }
     const __m512 acc[RB][2] = BLOCK_ACC_ARRAY;
-    for (int r = 0; r < nr; r++) {
-        _mm512_mask_storeu_ps(o + r * ldo + h0, m0, acc[r][0]);
-        _mm512_mask_storeu_ps(o + r * ldo + h0 + 16, m1, acc[r][1]);
-    }
+    pq_attn_store_block(acc, nr, o + h0, ldo, m0, m1);
 }
 
 void pq_attention_avx512(const float *q, const float *k, const float *v, int64_t ld, int64_t T, int hd,

@@ -15,6 +15,19 @@ void pq_attn_rotate_row(const float *x, int hd, float s, const float *c, const f
  * multiple of 16) set to 0. */
 void pq_attn_softmax_row(float *x, int64_t T, int64_t Tp);
 
+#define RB 12 /* query rows per block */
+#define PF 8  /* rows of q, k and v fetched ahead (their stride defeats the prefetchers) */
+
+/* A block's RB x 32 sums: a<r>_0, a<r>_1 for row r (named registers: GCC
+ * keeps an array of them on the stack). */
+#define BLOCK_ACCS                                                                                     \
+    const __m512 z = _mm512_setzero_ps();                                                          \
+    __m512 a0_0 = z, a0_1 = z, a1_0 = z, a1_1 = z, a2_0 = z, a2_1 = z, a3_0 = z, a3_1 = z, a4_0 = z, \
+           a4_1 = z, a5_0 = z, a5_1 = z, a6_0 = z, a6_1 = z, a7_0 = z, a7_1 = z, a8_0 = z, a8_1 = z, \
+           a9_0 = z, a9_1 = z, a10_0 = z, a10_1 = z, a11_0 = z, a11_1 = z
+#define BLOCK_ACC_ARRAY                                                                                \
+    {{a0_0, a0_1}, {a1_0, a1_1}, {a2_0, a2_1}, {a3_0, a3_1}, {a4_0, a4_1},   {a5_0, a5_1},             \
+     {a6_0, a6_1}, {a7_0, a7_1}, {a8_0, a8_1}, {a9_0, a9_1}, {a10_0, a10_1}, {a11_0, a11_1}}
 /* Into cache: the hd floats at a + off, b + off and c + off (b, c: NULL
  * for none). */
 static inline void pq_attn_prefetch_rows(const float *a, const float *b, const float *c, int64_t off, int hd)
@@ -35,15 +48,14 @@ static inline void pq_attn_col_masks(int w, __mmask16 mk[4])
     }
 }
 
-/* Rows 0 .. nr-1 of the 4 x 4 accumulators into o (row stride ldo) at
- * column h0, the lanes mk selects. */
-static inline void pq_attn_store_rows(const __m512 acc[4][4], int nr, const __mmask16 mk[4], float *o,
-                                      int64_t ldo, int h0)
+/* Rows 0 .. nr-1 of a block's sums into y (row stride ld): 32 columns, the
+ * lanes m0 and m1 select. */
+static inline void pq_attn_store_block(const __m512 acc[RB][2], int nr, float *y, int64_t ld, __mmask16 m0,
+                                       __mmask16 m1)
 {
     for (int r = 0; r < nr; r++) {
-        float *or_ = o + r * ldo + h0;
-        for (int x = 0; x < 4; x++)
-            if (mk[x]) _mm512_mask_storeu_ps(or_ + 16 * x, mk[x], acc[r][x]);
+        _mm512_mask_storeu_ps(y + r * ld, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(y + r * ld + 16, m1, acc[r][1]);
     }
 }
 
