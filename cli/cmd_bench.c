@@ -70,15 +70,15 @@ static void print_profile(const pq_esm2_profile *p)
     for (int i = 0; i < PQ_PROF_ATTN_N; i++) attn += p->attn_thread_s[i];
     double nf = p->forwards > 0 ? (double)p->forwards : 1.0;
     printf("profile: %lld forwards of the timed reps, %.3f s in the parts below\n", (long long)p->forwards, sum);
-    printf("  %-36s %12s %8s\n", "part", "ms/forward", "share");
+    printf("  %-41s %12s %8s\n", "part", "ms/forward", "share");
     for (int i = 0; i < PQ_PROF_N_OPS; i++) {
-        printf("  %-36s %12.3f %7.1f%%\n", pq_esm2_prof_op_name((pq_esm2_prof_op)i), 1e3 * p->wall_s[i] / nf,
+        printf("  %-41s %12.3f %7.1f%%\n", pq_esm2_prof_op_name((pq_esm2_prof_op)i), 1e3 * p->wall_s[i] / nf,
                sum > 0 ? 100.0 * p->wall_s[i] / sum : 0.0);
         if (i == PQ_PROF_ATTENTION && attn > 0)
             for (int j = 0; j < PQ_PROF_ATTN_N; j++) {
                 if (p->attn_thread_s[j] <= 0) continue; /* a step this kernel context does not run */
                 double w = p->wall_s[i] * p->attn_thread_s[j] / attn;
-                printf("    %-34s %12.3f %7.1f%%\n", pq_esm2_prof_attn_name((pq_esm2_prof_attn)j), 1e3 * w / nf,
+                printf("    %-39s %12.3f %7.1f%%\n", pq_esm2_prof_attn_name((pq_esm2_prof_attn)j), 1e3 * w / nf,
                        sum > 0 ? 100.0 * w / sum : 0.0);
             }
     }

@@ -340,7 +340,8 @@ const char *pq_esm2_prof_op_name(pq_esm2_prof_op op)
 const char *pq_esm2_prof_attn_name(pq_esm2_prof_attn op)
 {
     static const char *const names[PQ_PROF_ATTN_N] = {"scale + rotary", "q k^T", "softmax", "p v",
-                                                       "fused: rotary, q k^T, softmax, p v"};
+                                                       "fused: rotary, q k^T, softmax, p v",
+                                                       "fused bf16: rotary, q k^T, softmax, p v"};
     return op >= 0 && op < PQ_PROF_ATTN_N ? names[op] : "?";
 }
 
@@ -500,6 +501,7 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
     int H = cfg->attention_heads, hd = cfg->head_dim, D = cfg->embed_dim;
     int64_t n_jobs = c->b->n_seqs * H;
     __typeof__(K->attention) fused = bf16 && K->attention_bf16 ? K->attention_bf16 : K->attention;
+    const pq_esm2_prof_attn fused_step = bf16 && K->attention_bf16 ? PQ_PROF_ATTN_FUSED_BF16 : PQ_PROF_ATTN_FUSED;
 #if PQ_HAVE_OPENMP
     /* one BLAS thread per head job: small GEMMs, parallel over heads */
     pq_blas_set_threads(1);
@@ -526,7 +528,7 @@ static pq_status attention(fwd_ctx *c, float *q, float *k, const float *v, int64
 #if PQ_HAVE_OPENMP
 #pragma omp atomic
 #endif
-                c->m->prof->attn_thread_s[PQ_PROF_ATTN_FUSED] += d;
+                c->m->prof->attn_thread_s[fused_step] += d;
             }
             continue;
         }

@@ -134,6 +134,7 @@ typedef enum pq_esm2_prof_attn {
     PQ_PROF_ATTN_SOFTMAX,
     PQ_PROF_ATTN_VALUES,     /* softmax(.) v (fp32 SGEMM) */
     PQ_PROF_ATTN_FUSED,      /* all of the above in the kernels' fused attention */
+    PQ_PROF_ATTN_FUSED_BF16, /* the same with bf16 products (attention_bf16) */
     PQ_PROF_ATTN_N
 } pq_esm2_prof_attn;
 
