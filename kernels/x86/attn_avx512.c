@@ -152,9 +152,9 @@ void pq_attention_avx512(const float *q, const float *k, const float *v, int64_t
             if (attn) memcpy(attn + (i0 + r) * T, S + r * Tp, (size_t)T * sizeof(float));
         }
         for (int h0 = 0; h0 < hd; h0 += 32) {
-            __mmask16 mk[4];
-            pq_attn_col_masks(hd - h0 < 32 ? hd - h0 : 32, mk);
-            pv_rows(S, Tp, T, vc, hd, h0, mk[0], mk[1], o + i0 * ldo, ldo, nr);
+            __mmask16 m0, m1;
+            pq_attn_col_masks(hd - h0 < 32 ? hd - h0 : 32, &m0, &m1);
+            pv_rows(S, Tp, T, vc, hd, h0, m0, m1, o + i0 * ldo, ldo, nr);
         }
     }
 }

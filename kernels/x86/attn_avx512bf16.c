@@ -144,9 +144,9 @@ void pq_attention_bf16_avx512(const float *q, const float *k, const float *v, in
                                                                        : _mm512_setzero_ps()));
         }
         for (int h0 = 0; h0 < hd; h0 += 32) {
-            __mmask16 mk[4];
-            pq_attn_col_masks(hd - h0 < 32 ? hd - h0 : 32, mk);
-            pv_rows(pb, Tp, vt2, hd, h0, mk[0], mk[1], o + i0 * ldo, ldo, nr);
+            __mmask16 m0, m1;
+            pq_attn_col_masks(hd - h0 < 32 ? hd - h0 : 32, &m0, &m1);
+            pv_rows(pb, Tp, vt2, hd, h0, m0, m1, o + i0 * ldo, ldo, nr);
         }
     }
 }

@@ -39,13 +39,11 @@ static inline void pq_attn_prefetch_rows(const float *a, const float *b, const f
     }
 }
 
-/* Masks of the 4 vectors of 16 lanes that cover w <= 64 columns. */
-static inline void pq_attn_col_masks(int w, __mmask16 mk[4])
+/* Masks of the 2 vectors of 16 lanes that cover w <= 32 columns. */
+static inline void pq_attn_col_masks(int w, __mmask16 *m0, __mmask16 *m1)
 {
-    for (int x = 0; x < 4; x++) {
-        int n = w - 16 * x;
-        mk[x] = n >= 16 ? (__mmask16)0xffff : n > 0 ? (__mmask16)((1u << n) - 1u) : 0;
-    }
+    *m0 = w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << w) - 1u);
+    *m1 = w >= 32 ? (__mmask16)0xffff : w > 16 ? (__mmask16)((1u << (w - 16)) - 1u) : 0;
 }
 
 /* Rows 0 .. nr-1 of a block's sums into y (row stride ld): 32 columns, the

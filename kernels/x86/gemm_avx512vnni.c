@@ -265,6 +265,23 @@ __attribute__((noinline)) static void kern_z_12(const uint8_t *ap, const uint8_t
     }
 }
 
+/* Row i's segment v (scaled, bias added) at column col0, the nc lanes k
+ * selects: the post-op (GELU in registers, or the residual added) and the
+ * store; the reference's fp32 operations. */
+AINLINE void out_row16(const pq_gemm_i8i8_job *job, __m512 v, int64_t i, int64_t col0, int64_t nc, __mmask16 k)
+{
+    const pq_gemm_epilogue *epi = job->epi;
+    float *yr = job->y + i * job->ldy + col0;
+    if (epi && epi->post == PQ_GEMM_POST_RESIDUAL) {
+        _mm512_mask_storeu_ps(yr, k, _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, epi->residual + i * epi->ldr + col0)));
+    } else if (gelu_in_regs(job, nc)) {
+        _mm512_storeu_ps(yr, pq_gelu512(v));
+    } else {
+        _mm512_mask_storeu_ps(yr, k, v);
+        if (epi && epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, epi, yr, i, col0, nc);
+    }
+}
+
 /* pq_gemm_tile_out_i8 on 16 columns a vector: the same wrapping int32
  * corrections and fp32 operations in the same order, so the same bits; a
  * panel past n's end, or raw int32 output, through the 256-bit one. */
@@ -282,7 +299,7 @@ static void tile_out_z(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, 
         return;
     }
     const pq_gemm_epilogue *epi = job->epi;
-    bool zp = w->zp && job->a_sums, gelu = gelu_in_regs(job, 16);
+    bool zp = w->zp && job->a_sums;
     __m512i vz = zp ? _mm512_loadu_si512((const void *)(w->zp + col0)) : _mm512_setzero_si512();
     __m512i ca = job->col_add ? _mm512_loadu_si512((const void *)(job->col_add + col0)) : _mm512_setzero_si512();
     __m512 ws = _mm512_loadu_ps(w->scale + col0);
@@ -295,15 +312,7 @@ static void tile_out_z(const pq_gemm_i8i8_job *job, const __m512i *acc, int mr, 
         __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(job->a_scale[job->a_per_token ? i : 0]));
         f = _mm512_mul_ps(f, ws);
         if (epi && epi->bias) f = _mm512_add_ps(f, b);
-        float *yr = job->y + i * job->ldy + col0;
-        if (gelu) {
-            _mm512_storeu_ps(yr, pq_gelu512(f));
-        } else if (epi && epi->post == PQ_GEMM_POST_RESIDUAL) {
-            _mm512_storeu_ps(yr, _mm512_add_ps(f, _mm512_loadu_ps(epi->residual + i * epi->ldr + col0)));
-        } else {
-            _mm512_storeu_ps(yr, f);
-            if (epi && epi->post != PQ_GEMM_POST_NONE) pq_gemm_post_apply(job->ops, epi, yr, i, col0, 16);
-        }
+        out_row16(job, f, i, col0, 16, (__mmask16)0xffff);
     }
 }
 
@@ -733,19 +742,7 @@ static void tile_out4(const pq_gemm_i8i8_job *job, const __m512 *f, const __m512
             }
             __m512 v = _mm512_mul_ps(f[r * np + c], _mm512_set1_ps(job->a_scale[job->a_per_token ? i : 0]));
             if (job->epi && job->epi->bias) v = _mm512_add_ps(v, b);
-            float *yr = job->y + i * job->ldy + col0;
-            if (job->epi && job->epi->post == PQ_GEMM_POST_RESIDUAL) {
-                const float *rr = job->epi->residual + i * job->epi->ldr + col0;
-                _mm512_mask_storeu_ps(yr, k, _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, rr)));
-                continue;
-            }
-            if (gelu_in_regs(job, nc)) {
-                _mm512_storeu_ps(yr, pq_gelu512(v));
-                continue;
-            }
-            _mm512_mask_storeu_ps(yr, k, v);
-            if (job->epi && job->epi->post != PQ_GEMM_POST_NONE)
-                pq_gemm_post_apply(job->ops, job->epi, yr, i, col0, nc);
+            out_row16(job, v, i, col0, nc, k);
         }
     }
 }
